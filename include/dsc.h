@@ -1,0 +1,168 @@
+/*
+ * dsc.h — the public interface of dsc, the DeepSeek-V2/V3/R1 engine in C.
+ *
+ * Everything the `dsc` tool does goes through this header. Handles are
+ * opaque. Every fallible call returns a dsc_status; on failure a one-line
+ * message naming the file, tensor or field at fault is kept per thread and
+ * returned by dsc_last_error(). The library never exits the process.
+ */
+#ifndef DSC_H
+#define DSC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                    */
+
+typedef enum {
+    DSC_OK = 0,
+    DSC_ERR_IO,          /* a file is missing, unreadable or truncated          */
+    DSC_ERR_FORMAT,      /* a file's contents are malformed (JSON, safetensors) */
+    DSC_ERR_CONFIG,      /* config.json names an unsupported or invalid value   */
+    DSC_ERR_SHAPE,       /* a tensor is missing, of the wrong shape or dtype    */
+    DSC_ERR_NOMEM,       /* an allocation or a mapping failed                   */
+    DSC_ERR_ARG,         /* an argument is out of range (token id, length, ...) */
+    DSC_ERR_CONTEXT,     /* the context is full                                 */
+} dsc_status;
+
+/* The message of the last failed call on this thread ("" if none). The
+ * string is owned by the library and valid until the next failing call on
+ * the same thread. */
+const char *dsc_last_error(void);
+const char *dsc_status_str(dsc_status s);
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                     */
+
+typedef struct dsc_model dsc_model;
+
+typedef struct {
+    int verbose; /* print what was loaded to stderr */
+} dsc_model_params;
+
+dsc_model_params dsc_model_default_params(void);
+
+/* Loads a checkpoint directory as published on Hugging Face: config.json and
+ * model.safetensors, or model-0000k-of-0000n.safetensors shards listed in
+ * model.safetensors.index.json. Weights are memory-mapped, not copied.
+ * On success *out owns the mappings until dsc_model_free(); on failure *out
+ * is NULL and nothing stays mapped or allocated. */
+dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out);
+void dsc_model_free(dsc_model *model);
+
+typedef struct {
+    const char *model_type;   /* "deepseek_v2" / "deepseek_v3"            */
+    int32_t vocab_size;
+    int32_t hidden_size;
+    int32_t n_layers;         /* num_hidden_layers (MTP layers not counted) */
+    int32_t n_heads;
+    int32_t kv_lora_rank;
+    int32_t qk_rope_head_dim;
+    int32_t n_routed_experts; /* 0 for a dense model                      */
+    int32_t n_experts_per_tok;
+    int32_t max_position_embeddings;
+    int32_t bos_token_id;     /* -1 if unset                               */
+    int32_t eos_token_id;     /* -1 if unset                               */
+    int64_t n_params;         /* parameters used by plain decoding          */
+    int64_t weight_bytes;     /* bytes of those parameters as stored        */
+} dsc_model_info;
+
+/* Fills *info; the strings are borrowed from the model. */
+void dsc_model_get_info(const dsc_model *model, dsc_model_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Inference context: the latent KV cache and all scratch, sized up front.   */
+
+typedef struct dsc_ctx dsc_ctx;
+
+typedef struct {
+    int32_t n_ctx;    /* tokens the latent KV cache holds; 0 = min(4096, max_position_embeddings) */
+    int32_t n_batch;  /* prompt tokens evaluated per prefill chunk (>= 1) */
+} dsc_ctx_params;
+
+dsc_ctx_params dsc_ctx_default_params(void);
+
+/* The model must outlive the context. */
+dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out);
+void dsc_ctx_free(dsc_ctx *ctx);
+
+/* Latent KV cache size in bytes:
+ *   n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x sizeof(element). */
+size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx);
+int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx);
+int32_t dsc_ctx_pos(const dsc_ctx *ctx);   /* tokens already in the cache */
+
+/* Forgets cached tokens from position pos on (0 = empty the cache). */
+dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos);
+
+/* Appends n tokens at the current position and runs the forward pass.
+ * n > 1 evaluates them as a prompt (prefill, chunked by n_batch); n == 1 is
+ * one decode step over the latent cache (MLA in absorbed form).
+ * If logits is non-NULL it receives the logits after every token, [n, vocab].
+ * The logits after the last token are also kept, see dsc_ctx_logits().
+ * On failure (bad token id, context full) nothing is appended. */
+dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logits);
+
+/* Logits after the last evaluated token, [vocab]; borrowed, valid until the
+ * next dsc_eval / dsc_ctx_truncate / dsc_ctx_free. NULL before any eval. */
+const float *dsc_ctx_logits(const dsc_ctx *ctx);
+
+/* Index of the largest logit (first one on ties). */
+int32_t dsc_argmax(const float *logits, int32_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer: byte-level BPE from a Hugging Face tokenizer.json              */
+
+typedef struct dsc_tokenizer dsc_tokenizer;
+
+/* Loads tokenizer.json (vocabulary, ranked merges, added tokens, the
+ * pre-tokenizer's Split regexes). On failure *out is NULL. */
+dsc_status dsc_tokenizer_load(const char *path, dsc_tokenizer **out);
+void dsc_tokenizer_free(dsc_tokenizer *tok);
+
+/* Number of ids (base vocabulary + added tokens; the largest id + 1). */
+int32_t dsc_tokenizer_n_vocab(const dsc_tokenizer *tok);
+
+/* Id of a token given its exact text (e.g. "<｜end▁of▁sentence｜>"), or -1. */
+int32_t dsc_tokenizer_find(const dsc_tokenizer *tok, const char *text);
+
+/* Encodes len bytes of UTF-8 text (no BOS is added). When parse_special is
+ * non-zero, added/special tokens written in the text are matched as single
+ * tokens. Writes at most cap ids to ids and the total count to *n_ids; if
+ * the total exceeds cap, returns DSC_ERR_ARG with *n_ids set to the count
+ * needed. Invalid UTF-8 is DSC_ERR_ARG. */
+dsc_status dsc_tokenize(const dsc_tokenizer *tok, const char *text, size_t len, int parse_special,
+                        int32_t *ids, size_t cap, size_t *n_ids);
+
+/* The raw bytes of one token (byte-level decoding undone); may be part of a
+ * UTF-8 character. Writes at most cap bytes and the length to *n_bytes (no
+ * terminating NUL); DSC_ERR_ARG for an id out of range or a short buffer. */
+dsc_status dsc_token_bytes(const dsc_tokenizer *tok, int32_t id, char *buf, size_t cap, size_t *n_bytes);
+
+/* Decodes ids to UTF-8 text into buf (NUL-terminated, at most cap bytes with
+ * the NUL); *n_bytes gets the length needed without the NUL. */
+dsc_status dsc_detokenize(const dsc_tokenizer *tok, const int32_t *ids, size_t n, char *buf, size_t cap,
+                          size_t *n_bytes);
+
+/* Streaming-safe decoding: bytes of a token that end inside a UTF-8
+ * character are held back until the next token completes it. */
+typedef struct {
+    char pending[8];
+    int n_pending;
+} dsc_utf8_stream;
+
+/* Appends the bytes of token id to the stream and writes the complete UTF-8
+ * text now available to out (NUL-terminated, at most cap bytes); *n_out gets
+ * its length. Invalid sequences come out as U+FFFD. */
+dsc_status dsc_utf8_stream_push(dsc_utf8_stream *st, const dsc_tokenizer *tok, int32_t id, char *out, size_t cap,
+                                size_t *n_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DSC_H */
