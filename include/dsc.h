@@ -116,6 +116,22 @@ const float *dsc_ctx_logits(const dsc_ctx *ctx);
 int32_t dsc_argmax(const float *logits, int32_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Safetensors output (logits, gradients, checkpoints)                      */
+
+typedef struct {
+    const char *name;
+    const char *dtype;   /* safetensors dtype name: "F32", "BF16", "I32", ... */
+    int ndim;            /* <= 8 */
+    int64_t shape[8];
+    const void *data;    /* product(shape) elements of dtype */
+} dsc_tensor_view;
+
+/* Writes n tensors to path; meta_key/meta_value (may be NULL) become the
+ * single entry of __metadata__. */
+dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *tensors, int n, const char *meta_key,
+                                 const char *meta_value);
+
+/* ------------------------------------------------------------------------ */
 /* Tokenizer: byte-level BPE from a Hugging Face tokenizer.json              */
 
 typedef struct dsc_tokenizer dsc_tokenizer;

@@ -1,0 +1,289 @@
+/*
+ * config.c — parse and validate config.json (cJSON).
+ */
+#include "io/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+/* Sizes above these are not a DeepSeek model but a corrupt file; they also keep
+ * every product of two sizes far from overflow. */
+#define CFG_MAX_DIM (1 << 20)
+#define CFG_MAX_VOCAB (1 << 24)
+#define CFG_MAX_LAYERS 4096
+
+typedef struct {
+    const cJSON *root;
+    const char *name;
+} cfg_reader;
+
+static const cJSON *cfg_item(const cfg_reader *r, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(r->root, key);
+}
+
+/* An integer field in [lo, hi]. Missing or null gives def when def_ok, else an error. */
+static dsc_status cfg_int(const cfg_reader *r, const char *key, int def_ok, int32_t def, int64_t lo, int64_t hi,
+                          int32_t *out) {
+    const cJSON *v = cfg_item(r, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (!def_ok) return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' is missing", r->name, key);
+        *out = def;
+        return DSC_OK;
+    }
+    if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be an integer", r->name, key);
+    if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' = %.0f is out of range [%lld, %lld]", r->name, key,
+                        v->valuedouble, (long long)lo, (long long)hi);
+    *out = (int32_t)v->valuedouble;
+    return DSC_OK;
+}
+
+static dsc_status cfg_num(const cJSON *v, const char *name, const char *key, double def, double lo, double hi,
+                          double *out) {
+    if (!v || cJSON_IsNull(v)) {
+        if (isnan(def)) return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' is missing", name, key);
+        *out = def;
+        return DSC_OK;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be a number in [%g, %g]", name, key, lo, hi);
+    *out = v->valuedouble;
+    return DSC_OK;
+}
+
+static dsc_status cfg_bool(const cfg_reader *r, const char *key, int def, int *out) {
+    const cJSON *v = cfg_item(r, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return DSC_OK;
+    }
+    if (!cJSON_IsBool(v)) return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be true or false", r->name, key);
+    *out = cJSON_IsTrue(v);
+    return DSC_OK;
+}
+
+/* A string field that must be one of names[]; index into *out. */
+static dsc_status cfg_enum(const cfg_reader *r, const char *key, const char *def, const char *const *names, int n,
+                           int *out) {
+    const cJSON *v = cfg_item(r, key);
+    const char *s = def;
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v)) return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be a string", r->name, key);
+        s = v->valuestring;
+    }
+    if (!s) return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' is missing", r->name, key);
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) { *out = i; return DSC_OK; }
+    char list[256] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+    }
+    return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' = '%.64s' is not supported (expected one of: %s)", r->name, key, s,
+                    list);
+}
+
+/* eos_token_id may be an integer or a list of them (the first one is used). */
+static dsc_status cfg_token_id(const cfg_reader *r, const char *key, int32_t *out) {
+    const cJSON *v = cfg_item(r, key);
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    *out = -1;
+    if (!v || cJSON_IsNull(v)) return DSC_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= CFG_MAX_VOCAB)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be a token id", r->name, key);
+    *out = (int32_t)v->valuedouble;
+    return DSC_OK;
+}
+
+static dsc_status cfg_rope_scaling(const cfg_reader *r, dsc_config *c) {
+    const cJSON *rs = cfg_item(r, "rope_scaling");
+    c->yarn_factor = 0;
+    if (!rs || cJSON_IsNull(rs)) return DSC_OK;
+    if (!cJSON_IsObject(rs)) return dsc_fail(DSC_ERR_CONFIG, "%s: field 'rope_scaling' must be an object or null", r->name);
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "yarn") != 0)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'rope_scaling.type' = '%.32s' is not supported (expected 'yarn')",
+                        r->name, cJSON_IsString(ty) ? ty->valuestring : "?");
+    dsc_status s;
+    double omp;
+    if ((s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "factor"), r->name, "rope_scaling.factor", NAN, 1e-3, 1e6,
+                     &c->yarn_factor)) ||
+        (s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "original_max_position_embeddings"), r->name,
+                     "rope_scaling.original_max_position_embeddings", 4096, 1, 1e9, &omp)) ||
+        (s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "beta_fast"), r->name, "rope_scaling.beta_fast", 32, 1e-6,
+                     1e6, &c->yarn_beta_fast)) ||
+        (s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "beta_slow"), r->name, "rope_scaling.beta_slow", 1, 1e-6,
+                     1e6, &c->yarn_beta_slow)) ||
+        (s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "mscale"), r->name, "rope_scaling.mscale", 1, 0, 1e3,
+                     &c->yarn_mscale)) ||
+        (s = cfg_num(cJSON_GetObjectItemCaseSensitive(rs, "mscale_all_dim"), r->name, "rope_scaling.mscale_all_dim", 0,
+                     0, 1e3, &c->yarn_mscale_all_dim)))
+        return s;
+    c->yarn_original_max_pos = (int32_t)omp;
+    return DSC_OK;
+}
+
+static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
+    c->fp8_block_rows = c->fp8_block_cols = 128;
+    const cJSON *q = cfg_item(r, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return DSC_OK;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "fp8") != 0)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'quantization_config.quant_method' = '%.32s' is not supported (expected 'fp8')",
+                        r->name, m->valuestring);
+    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
+    if (!bs) return DSC_OK;
+    const cJSON *b0 = cJSON_GetArrayItem(bs, 0), *b1 = cJSON_GetArrayItem(bs, 1);
+    if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) ||
+        b0->valuedouble < 1 || b0->valuedouble > CFG_MAX_DIM || b1->valuedouble < 1 || b1->valuedouble > CFG_MAX_DIM)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'quantization_config.weight_block_size' must be two positive integers",
+                        r->name);
+    c->fp8_block_rows = (int32_t)b0->valuedouble;
+    c->fp8_block_cols = (int32_t)b1->valuedouble;
+    return DSC_OK;
+}
+
+/* Cross-field consistency the forward pass relies on. */
+static dsc_status cfg_validate(const char *name, dsc_config *c) {
+    if (c->qk_rope_head_dim % 2)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'qk_rope_head_dim' = %d must be even", name, c->qk_rope_head_dim);
+    if (c->n_routed_experts == 0) return DSC_OK;
+    if (c->n_experts_per_tok < 1 || c->n_experts_per_tok > c->n_routed_experts)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'num_experts_per_tok' = %d must be in [1, n_routed_experts = %d]", name,
+                        c->n_experts_per_tok, c->n_routed_experts);
+    if (c->moe_intermediate_size < 1)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'moe_intermediate_size' is missing", name);
+    if (c->topk_method == DSC_TOPK_GREEDY) return DSC_OK;
+    if (c->n_routed_experts % c->n_group)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: n_routed_experts = %d is not divisible by n_group = %d", name,
+                        c->n_routed_experts, c->n_group);
+    if (c->topk_group > c->n_group)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: topk_group = %d exceeds n_group = %d", name, c->topk_group, c->n_group);
+    if ((int64_t)c->topk_group * (c->n_routed_experts / c->n_group) < c->n_experts_per_tok)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: topk_group = %d groups hold fewer than num_experts_per_tok = %d experts", name,
+                        c->topk_group, c->n_experts_per_tok);
+    return DSC_OK;
+}
+
+static dsc_status cfg_read(const cfg_reader *r, dsc_config *c) {
+    static const char *const types[] = {"deepseek_v2", "deepseek_v3"};
+    static const char *const topk[] = {"greedy", "group_limited_greedy", "noaux_tc"};
+    static const char *const score[] = {"softmax", "sigmoid"};
+    static const char *const act[] = {"silu"};
+    int arch = 0, tm = 0, sf = 0, hact = 0, bias = 0;
+    dsc_status s;
+    double f;
+    if ((s = cfg_enum(r, "model_type", NULL, types, 2, &arch))) return s;
+    c->arch = (dsc_arch)arch;
+    snprintf(c->model_type, sizeof c->model_type, "%s", types[arch]);
+    if ((s = cfg_int(r, "vocab_size", 0, 0, 1, CFG_MAX_VOCAB, &c->vocab_size)) ||
+        (s = cfg_int(r, "hidden_size", 0, 0, 1, CFG_MAX_DIM, &c->hidden_size)) ||
+        (s = cfg_int(r, "intermediate_size", 0, 0, 1, CFG_MAX_DIM, &c->intermediate_size)) ||
+        (s = cfg_int(r, "moe_intermediate_size", 1, 0, 0, CFG_MAX_DIM, &c->moe_intermediate_size)) ||
+        (s = cfg_int(r, "num_hidden_layers", 0, 0, 1, CFG_MAX_LAYERS, &c->n_layers)) ||
+        (s = cfg_int(r, "num_nextn_predict_layers", 1, 0, 0, 64, &c->n_nextn_layers)) ||
+        (s = cfg_int(r, "num_attention_heads", 0, 0, 1, 65536, &c->n_heads)) ||
+        (s = cfg_int(r, "q_lora_rank", 1, 0, 0, CFG_MAX_DIM, &c->q_lora_rank)) ||
+        (s = cfg_int(r, "kv_lora_rank", 0, 0, 1, CFG_MAX_DIM, &c->kv_lora_rank)) ||
+        (s = cfg_int(r, "qk_nope_head_dim", 0, 0, 0, 65536, &c->qk_nope_head_dim)) ||
+        (s = cfg_int(r, "qk_rope_head_dim", 0, 0, 0, 65536, &c->qk_rope_head_dim)) ||
+        (s = cfg_int(r, "v_head_dim", 0, 0, 1, 65536, &c->v_head_dim)) ||
+        (s = cfg_int(r, "n_routed_experts", 1, 0, 0, 65536, &c->n_routed_experts)) ||
+        (s = cfg_int(r, "n_shared_experts", 1, 0, 0, 1024, &c->n_shared_experts)) ||
+        (s = cfg_int(r, "num_experts_per_tok", 1, 0, 0, 65536, &c->n_experts_per_tok)) ||
+        (s = cfg_int(r, "n_group", 1, 1, 1, 65536, &c->n_group)) ||
+        (s = cfg_int(r, "topk_group", 1, 1, 1, 65536, &c->topk_group)) ||
+        (s = cfg_int(r, "first_k_dense_replace", 1, 0, 0, CFG_MAX_LAYERS, &c->first_k_dense_replace)) ||
+        (s = cfg_int(r, "moe_layer_freq", 1, 1, 1, CFG_MAX_LAYERS, &c->moe_layer_freq)) ||
+        (s = cfg_int(r, "max_position_embeddings", 1, 4096, 1, INT32_MAX, &c->max_position_embeddings)) ||
+        (s = cfg_enum(r, "topk_method", c->arch == DSC_ARCH_V3 ? "noaux_tc" : "greedy", topk, 3, &tm)) ||
+        (s = cfg_enum(r, "scoring_func", c->arch == DSC_ARCH_V3 ? "sigmoid" : "softmax", score, 2, &sf)) ||
+        (s = cfg_enum(r, "hidden_act", "silu", act, 1, &hact)) ||
+        (s = cfg_bool(r, "norm_topk_prob", 0, &c->norm_topk_prob)) ||
+        (s = cfg_bool(r, "tie_word_embeddings", 0, &c->tie_word_embeddings)) ||
+        (s = cfg_bool(r, "attention_bias", 0, &bias)) ||
+        (s = cfg_token_id(r, "bos_token_id", &c->bos_token_id)) ||
+        (s = cfg_token_id(r, "eos_token_id", &c->eos_token_id)))
+        return s;
+    c->topk_method = (dsc_topk)tm;
+    c->scoring_func = (dsc_score)sf;
+    if (bias) return dsc_fail(DSC_ERR_CONFIG, "%s: field 'attention_bias' = true is not supported", r->name);
+    if ((s = cfg_num(cfg_item(r, "routed_scaling_factor"), r->name, "routed_scaling_factor", 1.0, 0, 1e6, &f))) return s;
+    c->routed_scaling_factor = (float)f;
+    if ((s = cfg_num(cfg_item(r, "rms_norm_eps"), r->name, "rms_norm_eps", 1e-6, 0, 1, &f))) return s;
+    c->rms_norm_eps = (float)f;
+    if ((s = cfg_num(cfg_item(r, "rope_theta"), r->name, "rope_theta", 10000.0, 1.0, 1e12, &c->rope_theta))) return s;
+    if ((s = cfg_rope_scaling(r, c)) || (s = cfg_quant(r, c))) return s;
+    return cfg_validate(r->name, c);
+}
+
+dsc_status config_parse(const char *json, size_t len, const char *name, dsc_config *c) {
+    memset(c, 0, sizeof *c);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", name);
+    }
+    cfg_reader r = {root, name};
+    dsc_status s = cfg_read(&r, c);
+    cJSON_Delete(root);
+    return s;
+}
+
+dsc_status config_load(const char *path, dsc_config *c) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= ((size_t)16 << 20)) { /* a config is a few KB */
+                free(buf);
+                fclose(fp);
+                return dsc_fail(DSC_ERR_FORMAT, "%s: larger than 16 MiB, not a config", path);
+            }
+            cap = cap ? cap * 2 : 4096;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(fp);
+                return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    dsc_status s = err ? dsc_fail(DSC_ERR_IO, "%s: read error", path) : config_parse(buf, len, path, c);
+    free(buf);
+    return s;
+}
+
+int config_layer_is_moe(const dsc_config *c, int i) {
+    return c->n_routed_experts > 0 && i >= c->first_k_dense_replace && i % c->moe_layer_freq == 0;
+}
+
+/* YaRN attention-temperature factor (DeepSeek-V2 paper, appendix on YaRN). */
+static double yarn_get_mscale(double factor, double mscale) {
+    return factor <= 1 ? 1.0 : 0.1 * mscale * log(factor) + 1.0;
+}
+
+double config_softmax_scale(const dsc_config *c) {
+    double s = 1.0 / sqrt((double)(c->qk_nope_head_dim + c->qk_rope_head_dim));
+    if (c->yarn_factor > 0 && c->yarn_mscale_all_dim != 0) {
+        double m = yarn_get_mscale(c->yarn_factor, c->yarn_mscale_all_dim);
+        s *= m * m;
+    }
+    return s;
+}

@@ -1,0 +1,61 @@
+/*
+ * safetensors.h — memory-mapped safetensors files.
+ *
+ * Format: u64 little-endian header length N, N bytes of JSON
+ * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}},
+ * then the tensor bytes; offsets are relative to the end of the header.
+ * Every offset, shape and size is checked against the file before use.
+ */
+#ifndef DSC_IO_SAFETENSORS_H
+#define DSC_IO_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsc.h"
+
+typedef enum {
+    ST_BOOL, ST_U8, ST_I8, ST_F8_E5M2, ST_F8_E4M3, ST_I16, ST_U16, ST_F16, ST_BF16,
+    ST_I32, ST_U32, ST_F32, ST_F64, ST_I64, ST_U64, ST_N_DTYPES
+} st_dtype;
+
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;                 /* owned by the st_file                     */
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const uint8_t *data;        /* borrowed from the mapping                */
+    size_t nbytes;
+} st_tensor;
+
+typedef struct {
+    char *path;
+    uint8_t *map;               /* whole file, read-only; NULL for memory parses */
+    size_t size;
+    st_tensor *tensors;         /* sorted by name                          */
+    int n_tensors;
+} st_file;
+
+const char *st_dtype_name(st_dtype t);
+size_t st_dtype_size(st_dtype t);
+
+/* Maps path and parses its header. On failure f is zeroed and nothing stays
+ * mapped. `what` is only used in messages. */
+dsc_status st_open(const char *path, st_file *f);
+
+/* Parses a safetensors image already in memory (buf must outlive f); the
+ * entry point of the fuzzer. name is used in messages. */
+dsc_status st_parse(const uint8_t *buf, size_t size, const char *name, st_file *f);
+
+void st_close(st_file *f);
+
+/* Binary search by name; NULL if absent. */
+const st_tensor *st_find(const st_file *f, const char *name);
+
+/* Number of elements (product of the shape); the shapes were checked at parse
+ * time so this cannot overflow. */
+int64_t st_numel(const st_tensor *t);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * kernels.h — the numeric kernels of the forward pass.
+ *
+ * Every kernel here has a plain C reference version (kernels_ref.c) that is
+ * the specification; optimised versions must match it.
+ *
+ * Weights are read in their stored type through dsc_mat, a borrowed view of a
+ * row-major [rows, cols] matrix (y = W x, as in Hugging Face checkpoints).
+ */
+#ifndef DSC_KERNELS_H
+#define DSC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DSC_W_F32, DSC_W_F16, DSC_W_BF16, DSC_W_F8_E4M3 } dsc_wtype;
+
+typedef struct {
+    dsc_wtype type;
+    int32_t rows, cols;
+    const void *data;      /* rows x cols elements of type, borrowed (mmap)     */
+    const float *scale;    /* F8_E4M3 only: weight_scale_inv,                   */
+                           /* [ceil(rows/block_rows), ceil(cols/block_cols)]    */
+    int32_t block_rows, block_cols;
+} dsc_mat;
+
+/* Scalar conversions. */
+float kern_bf16_to_f32(uint16_t h);
+float kern_f16_to_f32(uint16_t h);
+float kern_e4m3_to_f32(uint8_t b);
+
+/* out[cols] = row r of w, dequantised. */
+void kern_mat_row(float *out, const dsc_mat *w, int32_t r);
+
+/* Row r of w dotted with x[cols]. */
+float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x);
+
+/* y[cols] += a * row r of w. */
+void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a);
+
+/* y[n, r1 - r0] = x[n, cols] @ w[r0:r1, :]^T: rows r0..r1-1 of the product.
+ * ldy is the row stride of y (>= r1 - r0). */
+void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
+
+/* y[n, rows] = x[n, cols] @ w^T. */
+void kern_matmul(float *y, const float *x, const dsc_mat *w, int32_t n);
+
+/* out[n] = x / sqrt(mean(x^2) + eps) * weight (out may alias x). */
+void kern_rmsnorm(float *out, const float *x, const float *weight, int32_t n, float eps);
+
+/* In-place softmax of x[n]. */
+void kern_softmax(float *x, int32_t n);
+
+/* g[n] = silu(g) * u (SwiGLU's gate). */
+void kern_swiglu(float *g, const float *u, int32_t n);
+
+float kern_dot(const float *a, const float *b, int32_t n);
+void kern_axpy(float *y, const float *x, float a, int32_t n); /* y += a x */
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * kernels_ref.c — reference (scalar C) kernels: the specification that
+ * optimised kernels are tested against.
+ */
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+float kern_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float kern_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    float v;
+    if (e == 0) v = ldexpf((float)m, -24);                     /* zero, subnormal */
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = ldexpf((float)(m | 0x400), (int)e - 25);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u |= sign;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+/* OCP FP8 E4M3 ("e4m3fn"): bias 7, no infinities, S.1111.111 is NaN, max 448. */
+float kern_e4m3_to_f32(uint8_t b) {
+    int e = (b >> 3) & 0xf, m = b & 7;
+    float v;
+    if (e == 0) v = ldexpf((float)m, -9);                      /* m/8 * 2^-6 */
+    else if (e == 15 && m == 7) v = NAN;
+    else v = ldexpf((float)(8 + m), e - 10);                   /* (1 + m/8) * 2^(e-7) */
+    return (b & 0x80) ? -v : v;
+}
+
+static float e4m3_table[256];
+static int e4m3_ready;
+
+static const float *e4m3_lut(void) {
+    if (!e4m3_ready) { /* idempotent: racing threads write the same values */
+        for (int i = 0; i < 256; i++) e4m3_table[i] = kern_e4m3_to_f32((uint8_t)i);
+        e4m3_ready = 1;
+    }
+    return e4m3_table;
+}
+
+/* Scale of FP8 block (r / block_rows, c / block_cols). */
+static inline float fp8_scale(const dsc_mat *w, int32_t r, int32_t c) {
+    int32_t nbc = (w->cols + w->block_cols - 1) / w->block_cols;
+    return w->scale[(int64_t)(r / w->block_rows) * nbc + c / w->block_cols];
+}
+
+void kern_mat_row(float *out, const dsc_mat *w, int32_t r) {
+    int64_t off = (int64_t)r * w->cols;
+    switch (w->type) {
+    case DSC_W_F32: memcpy(out, (const float *)w->data + off, sizeof(float) * (size_t)w->cols); break;
+    case DSC_W_BF16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) out[c] = kern_bf16_to_f32(p[c]);
+        break;
+    }
+    case DSC_W_F16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) out[c] = kern_f16_to_f32(p[c]);
+        break;
+    }
+    case DSC_W_F8_E4M3: {
+        const uint8_t *p = (const uint8_t *)w->data + off;
+        const float *lut = e4m3_lut();
+        for (int32_t c = 0; c < w->cols; c++) out[c] = lut[p[c]] * fp8_scale(w, r, c);
+        break;
+    }
+    }
+}
+
+float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
+    int64_t off = (int64_t)r * w->cols;
+    float s = 0;
+    switch (w->type) {
+    case DSC_W_F32: {
+        const float *p = (const float *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) s += p[c] * x[c];
+        break;
+    }
+    case DSC_W_BF16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) s += kern_bf16_to_f32(p[c]) * x[c];
+        break;
+    }
+    case DSC_W_F16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) s += kern_f16_to_f32(p[c]) * x[c];
+        break;
+    }
+    case DSC_W_F8_E4M3: { /* sum each block, then apply its scale */
+        const uint8_t *p = (const uint8_t *)w->data + off;
+        const float *lut = e4m3_lut();
+        for (int32_t c0 = 0; c0 < w->cols; c0 += w->block_cols) {
+            int32_t c1 = c0 + w->block_cols < w->cols ? c0 + w->block_cols : w->cols;
+            float b = 0;
+            for (int32_t c = c0; c < c1; c++) b += lut[p[c]] * x[c];
+            s += b * fp8_scale(w, r, c0);
+        }
+        break;
+    }
+    }
+    return s;
+}
+
+void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a) {
+    int64_t off = (int64_t)r * w->cols;
+    switch (w->type) {
+    case DSC_W_F32: {
+        const float *p = (const float *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) y[c] += a * p[c];
+        break;
+    }
+    case DSC_W_BF16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) y[c] += a * kern_bf16_to_f32(p[c]);
+        break;
+    }
+    case DSC_W_F16: {
+        const uint16_t *p = (const uint16_t *)w->data + off;
+        for (int32_t c = 0; c < w->cols; c++) y[c] += a * kern_f16_to_f32(p[c]);
+        break;
+    }
+    case DSC_W_F8_E4M3: {
+        const uint8_t *p = (const uint8_t *)w->data + off;
+        const float *lut = e4m3_lut();
+        for (int32_t c = 0; c < w->cols; c++) y[c] += a * lut[p[c]] * fp8_scale(w, r, c);
+        break;
+    }
+    }
+}
+
+void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    for (int32_t r = r0; r < r1; r++)
+        for (int32_t t = 0; t < n; t++) y[t * ldy + (r - r0)] = kern_mat_row_dot(w, r, x + (int64_t)t * w->cols);
+}
+
+void kern_matmul(float *y, const float *x, const dsc_mat *w, int32_t n) {
+    kern_matmul_rows(y, w->rows, x, w, n, 0, w->rows);
+}
+
+void kern_rmsnorm(float *out, const float *x, const float *weight, int32_t n, float eps) {
+    double ss = 0;
+    for (int32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / n + eps));
+    for (int32_t i = 0; i < n; i++) out[i] = x[i] * inv * weight[i];
+}
+
+void kern_softmax(float *x, int32_t n) {
+    float mx = x[0];
+    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int32_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void kern_swiglu(float *g, const float *u, int32_t n) {
+    for (int32_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+float kern_dot(const float *a, const float *b, int32_t n) {
+    float s = 0;
+    for (int32_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void kern_axpy(float *y, const float *x, float a, int32_t n) {
+    for (int32_t i = 0; i < n; i++) y[i] += a * x[i];
+}

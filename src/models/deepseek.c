@@ -1,0 +1,45 @@
+/*
+ * deepseek.c — the DeepSeek-V2 / V3 / R1 forward pass.
+ *
+ *   x = embed(token)
+ *   for each layer:  x += MLA(rmsnorm(x));  x += FFN(rmsnorm(x))   (FFN: dense or MoE)
+ *   logits = lm_head(rmsnorm(x))
+ *
+ * The MTP layers that V3 checkpoints carry (index num_hidden_layers..) are not
+ * part of plain next-token decoding.
+ */
+#include <string.h>
+
+#include "models/model.h"
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, int32_t n, int32_t d, float eps) {
+    for (int32_t t = 0; t < n; t++) kern_rmsnorm(out + (int64_t)t * d, x + (int64_t)t * d, w, d, eps);
+}
+
+void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out) {
+    const dsc_model *m = ctx->model;
+    const dsc_config *c = &m->cfg;
+    const int32_t D = c->hidden_size, V = c->vocab_size;
+    dsc_scratch *s = &ctx->s;
+
+    for (int32_t t = 0; t < n; t++) kern_mat_row(s->x + (int64_t)t * D, &m->embed, tokens[t]);
+
+    for (int32_t i = 0; i < c->n_layers; i++) {
+        const dsc_layer *l = &m->layers[i];
+        rmsnorm_rows(s->xn, s->x, l->attn_norm, n, D, c->rms_norm_eps);
+        mla_forward(ctx, l, i, n, decode);
+        kern_axpy(s->x, s->y, 1.0f, n * D);
+        rmsnorm_rows(s->xn, s->x, l->ffn_norm, n, D, c->rms_norm_eps);
+        ffn_forward(ctx, l, n);
+        kern_axpy(s->x, s->y, 1.0f, n * D);
+    }
+
+    /* Only the rows asked for go through lm_head (V x D each). */
+    const int32_t first = out ? 0 : n - 1;
+    rmsnorm_rows(s->xn, s->x + (int64_t)first * D, m->final_norm, n - first, D, c->rms_norm_eps);
+    for (int32_t t = first; t < n; t++) {
+        float *row = out ? out + (int64_t)t * V : ctx->logits;
+        kern_matmul(row, s->xn + (int64_t)(t - first) * D, &m->lm_head, 1);
+        if (out && t == n - 1) memcpy(ctx->logits, row, sizeof(float) * (size_t)V);
+    }
+}

@@ -1,0 +1,433 @@
+/*
+ * deepseek_load.c — bind a DeepSeek-V2/V3 checkpoint directory to dsc_model.
+ *
+ * The directory holds config.json and either model.safetensors or shards
+ * listed in model.safetensors.index.json. Every tensor the forward pass uses
+ * is looked up by its Hugging Face name and checked against the shape the
+ * config implies; unused tensors (the MTP layer, for one) are ignored.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/status.h"
+#include "models/model.h"
+
+#define PATH_MAX_LEN 4096
+
+static dsc_status model_own(dsc_model *m, void *p) {
+    if (!p) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", m->dir);
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
+        void **n = realloc(m->owned, sizeof *n * (size_t)cap);
+        if (!n) {
+            free(p);
+            return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", m->dir);
+        }
+        m->owned = n;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return DSC_OK;
+}
+
+static dsc_status join_path(char *out, const char *dir, const char *name) {
+    int n = snprintf(out, PATH_MAX_LEN, "%s/%s", dir, name);
+    if (n < 0 || n >= PATH_MAX_LEN) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
+    return DSC_OK;
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shards                                                                    */
+
+static dsc_status read_small_file(const char *path, char **buf, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n, fp);
+        if (n < cap) break;
+        if (cap >= ((size_t)256 << 20)) { /* an index is a few MB at most */
+            free(b);
+            fclose(fp);
+            return dsc_fail(DSC_ERR_FORMAT, "%s: larger than 256 MiB", path);
+        }
+        char *nb = realloc(b, cap *= 2);
+        if (!nb) free(b);
+        b = nb;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    if (err) {
+        free(b);
+        return dsc_fail(DSC_ERR_IO, "%s: read error", path);
+    }
+    *buf = b;
+    *len = n;
+    return DSC_OK;
+}
+
+/* A shard name from the index must be a plain file name inside the directory. */
+static int shard_name_ok(const char *s) {
+    return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+static dsc_status open_shard(dsc_model *m, const char *name) {
+    for (int i = 0; i < m->n_files; i++) {
+        const char *p = strrchr(m->files[i].path, '/');
+        if (strcmp(p ? p + 1 : m->files[i].path, name) == 0) return DSC_OK;
+    }
+    char path[PATH_MAX_LEN];
+    dsc_status s = join_path(path, m->dir, name);
+    if (s) return s;
+    st_file *nf = realloc(m->files, sizeof *nf * (size_t)(m->n_files + 1));
+    if (!nf) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    m->files = nf;
+    s = st_open(path, &m->files[m->n_files]);
+    if (s == DSC_OK) m->n_files++;
+    return s;
+}
+
+/* Opens every shard named in the index and checks that each listed tensor is
+ * in the shard the index names. */
+static dsc_status open_index(dsc_model *m, const char *index_path) {
+    char *buf = NULL;
+    size_t len = 0;
+    dsc_status s = read_small_file(index_path, &buf, &len);
+    if (s) return s;
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(root);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: not JSON with a 'weight_map' object", index_path);
+    }
+    for (const cJSON *e = wm->child; e && !s; e = e->next) {
+        if (!cJSON_IsString(e) || !shard_name_ok(e->valuestring))
+            s = dsc_fail(DSC_ERR_FORMAT, "%s: weight_map['%s'] is not a file name in the model directory", index_path,
+                         e->string);
+        else s = open_shard(m, e->valuestring);
+    }
+    for (const cJSON *e = wm->child; e && !s; e = e->next) {
+        int found = 0;
+        for (int i = 0; i < m->n_files && !found; i++) {
+            const char *p = strrchr(m->files[i].path, '/');
+            if (strcmp(p + 1, e->valuestring) == 0) found = st_find(&m->files[i], e->string) != NULL;
+        }
+        if (!found)
+            s = dsc_fail(DSC_ERR_SHAPE, "%s/%s: tensor '%s' listed in the index is not in this shard", m->dir,
+                         e->valuestring, e->string);
+    }
+    if (!s && m->n_files == 0) s = dsc_fail(DSC_ERR_FORMAT, "%s: weight_map is empty", index_path);
+    cJSON_Delete(root);
+    return s;
+}
+
+static int ref_cmp(const void *a, const void *b) {
+    return strcmp(((const dsc_tensor_ref *)a)->t->name, ((const dsc_tensor_ref *)b)->t->name);
+}
+
+static dsc_status build_index(dsc_model *m) {
+    int n = 0;
+    for (int i = 0; i < m->n_files; i++) n += m->files[i].n_tensors;
+    m->index = malloc(sizeof *m->index * (size_t)(n ? n : 1));
+    if (!m->index) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", m->dir);
+    for (int i = 0; i < m->n_files; i++)
+        for (int j = 0; j < m->files[i].n_tensors; j++)
+            m->index[m->n_index++] = (dsc_tensor_ref){&m->files[i].tensors[j], m->files[i].path};
+    qsort(m->index, (size_t)m->n_index, sizeof *m->index, ref_cmp);
+    for (int i = 1; i < m->n_index; i++)
+        if (strcmp(m->index[i - 1].t->name, m->index[i].t->name) == 0)
+            return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", m->dir, m->index[i].t->name,
+                            m->index[i - 1].file, m->index[i].file);
+    return DSC_OK;
+}
+
+static const dsc_tensor_ref *find_tensor(const dsc_model *m, const char *name) {
+    int lo = 0, hi = m->n_index - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, m->index[mid].t->name);
+        if (c == 0) return &m->index[mid];
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+int model_tensor_count(const dsc_model *m) { return m->n_index; }
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+
+static void shape_str(char *buf, size_t cap, const st_tensor *t) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+static dsc_status check_shape(const dsc_tensor_ref *r, int ndim, int64_t d0, int64_t d1) {
+    const st_tensor *t = r->t;
+    if (t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1)) return DSC_OK;
+    char have[128];
+    shape_str(have, sizeof have, t);
+    if (ndim == 1) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has shape %s, config expects [%lld]", r->file, t->name, have, (long long)d0);
+    return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has shape %s, config expects [%lld, %lld]", r->file, t->name, have,
+                    (long long)d0, (long long)d1);
+}
+
+/* Tensor data must be aligned to its element size for the kernels; a file
+ * written without padding gets an aligned private copy of that tensor. */
+static dsc_status aligned_data(dsc_model *m, const st_tensor *t, const void **out) {
+    size_t a = st_dtype_size(t->dtype);
+    if (((uintptr_t)t->data % a) == 0) {
+        *out = t->data;
+        return DSC_OK;
+    }
+    void *copy = malloc(t->nbytes ? t->nbytes : 1);
+    dsc_status s = model_own(m, copy);
+    if (s) return s;
+    memcpy(copy, t->data, t->nbytes);
+    *out = copy;
+    return DSC_OK;
+}
+
+static dsc_status get_mat(dsc_model *m, const char *name, int64_t rows, int64_t cols, dsc_mat *w) {
+    const dsc_tensor_ref *r = find_tensor(m, name);
+    if (!r) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' is missing", m->dir, name);
+    dsc_status s = check_shape(r, 2, rows, cols);
+    if (s) return s;
+    memset(w, 0, sizeof *w);
+    w->rows = (int32_t)rows;
+    w->cols = (int32_t)cols;
+    switch (r->t->dtype) {
+    case ST_F32: w->type = DSC_W_F32; break;
+    case ST_F16: w->type = DSC_W_F16; break;
+    case ST_BF16: w->type = DSC_W_BF16; break;
+    case ST_F8_E4M3: w->type = DSC_W_F8_E4M3; break;
+    default:
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32, F16, BF16 or F8_E4M3)", r->file,
+                        name, st_dtype_name(r->t->dtype));
+    }
+    if ((s = aligned_data(m, r->t, &w->data))) return s;
+    m->n_params += rows * cols;
+    m->weight_bytes += (int64_t)r->t->nbytes;
+    if (w->type != DSC_W_F8_E4M3) return DSC_OK;
+
+    /* FP8: weight_scale_inv beside the weight, one F32 per block. */
+    char sname[512];
+    size_t nl = strlen(name);
+    if (nl < 7 || nl + 10 >= sizeof sname || strcmp(name + nl - 7, ".weight") != 0)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no '.weight' name for its scales", r->file, name);
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    const dsc_tensor_ref *sr = find_tensor(m, sname);
+    if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
+    w->block_rows = m->cfg.fp8_block_rows;
+    w->block_cols = m->cfg.fp8_block_cols;
+    int64_t br = (rows + w->block_rows - 1) / w->block_rows, bc = (cols + w->block_cols - 1) / w->block_cols;
+    if ((s = check_shape(sr, 2, br, bc))) return s;
+    if (sr->t->dtype != ST_F32)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32)", sr->file, sname,
+                        st_dtype_name(sr->t->dtype));
+    const void *sd;
+    if ((s = aligned_data(m, sr->t, &sd))) return s;
+    w->scale = sd;
+    m->weight_bytes += (int64_t)sr->t->nbytes;
+    return DSC_OK;
+}
+
+/* A 1-D tensor (norm weight, router bias) as an owned F32 array. */
+static dsc_status get_vec(dsc_model *m, const char *name, int64_t n, const float **out) {
+    const dsc_tensor_ref *r = find_tensor(m, name);
+    if (!r) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' is missing", m->dir, name);
+    dsc_status s = check_shape(r, 1, n, 0);
+    if (s) return s;
+    dsc_mat w = {.rows = 1, .cols = (int32_t)n, .data = r->t->data};
+    switch (r->t->dtype) {
+    case ST_F32: w.type = DSC_W_F32; break;
+    case ST_F16: w.type = DSC_W_F16; break;
+    case ST_BF16: w.type = DSC_W_BF16; break;
+    default:
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)", r->file, name,
+                        st_dtype_name(r->t->dtype));
+    }
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if ((s = model_own(m, v))) return s;
+    if ((s = aligned_data(m, r->t, &w.data))) return s;
+    kern_mat_row(v, &w, 0);
+    m->n_params += n;
+    m->weight_bytes += (int64_t)r->t->nbytes;
+    *out = v;
+    return DSC_OK;
+}
+
+static dsc_status get_mlp(dsc_model *m, const char *prefix, int64_t ff, dsc_mlp *mlp) {
+    const int64_t d = m->cfg.hidden_size;
+    char n[512];
+    dsc_status s;
+    snprintf(n, sizeof n, "%s.gate_proj.weight", prefix);
+    if ((s = get_mat(m, n, ff, d, &mlp->gate))) return s;
+    snprintf(n, sizeof n, "%s.up_proj.weight", prefix);
+    if ((s = get_mat(m, n, ff, d, &mlp->up))) return s;
+    snprintf(n, sizeof n, "%s.down_proj.weight", prefix);
+    return get_mat(m, n, d, ff, &mlp->down);
+}
+
+static dsc_status load_attention(dsc_model *m, int i, dsc_layer *l) {
+    const dsc_config *c = &m->cfg;
+    const int64_t d = c->hidden_size, h = c->n_heads, dq = c->qk_nope_head_dim + c->qk_rope_head_dim;
+    char n[512];
+    dsc_status s;
+#define NAME(fmt) (snprintf(n, sizeof n, "model.layers.%d." fmt, i), n)
+    if ((s = get_vec(m, NAME("input_layernorm.weight"), d, &l->attn_norm))) return s;
+    if (c->q_lora_rank > 0) {
+        if ((s = get_mat(m, NAME("self_attn.q_a_proj.weight"), c->q_lora_rank, d, &l->q_a)) ||
+            (s = get_vec(m, NAME("self_attn.q_a_layernorm.weight"), c->q_lora_rank, &l->q_a_norm)) ||
+            (s = get_mat(m, NAME("self_attn.q_b_proj.weight"), h * dq, c->q_lora_rank, &l->q_b)))
+            return s;
+    } else if ((s = get_mat(m, NAME("self_attn.q_proj.weight"), h * dq, d, &l->q))) {
+        return s;
+    }
+    if ((s = get_mat(m, NAME("self_attn.kv_a_proj_with_mqa.weight"), c->kv_lora_rank + c->qk_rope_head_dim, d,
+                     &l->kv_a)) ||
+        (s = get_vec(m, NAME("self_attn.kv_a_layernorm.weight"), c->kv_lora_rank, &l->kv_a_norm)) ||
+        (s = get_mat(m, NAME("self_attn.kv_b_proj.weight"), h * (c->qk_nope_head_dim + c->v_head_dim),
+                     c->kv_lora_rank, &l->kv_b)) ||
+        (s = get_mat(m, NAME("self_attn.o_proj.weight"), d, h * c->v_head_dim, &l->o)) ||
+        (s = get_vec(m, NAME("post_attention_layernorm.weight"), d, &l->ffn_norm)))
+        return s;
+#undef NAME
+    return DSC_OK;
+}
+
+static dsc_status load_ffn(dsc_model *m, int i, dsc_layer *l) {
+    const dsc_config *c = &m->cfg;
+    char n[512];
+    dsc_status s;
+    l->is_moe = config_layer_is_moe(c, i);
+    if (!l->is_moe) {
+        snprintf(n, sizeof n, "model.layers.%d.mlp", i);
+        return get_mlp(m, n, c->intermediate_size, &l->mlp);
+    }
+    snprintf(n, sizeof n, "model.layers.%d.mlp.gate.weight", i);
+    if ((s = get_mat(m, n, c->n_routed_experts, c->hidden_size, &l->router))) return s;
+    if (c->topk_method == DSC_TOPK_NOAUX_TC) {
+        snprintf(n, sizeof n, "model.layers.%d.mlp.gate.e_score_correction_bias", i);
+        if ((s = get_vec(m, n, c->n_routed_experts, &l->router_bias))) return s;
+    }
+    l->experts = calloc((size_t)c->n_routed_experts, sizeof *l->experts);
+    if ((s = model_own(m, l->experts))) return s;
+    for (int e = 0; e < c->n_routed_experts; e++) {
+        snprintf(n, sizeof n, "model.layers.%d.mlp.experts.%d", i, e);
+        if ((s = get_mlp(m, n, c->moe_intermediate_size, &l->experts[e]))) return s;
+    }
+    l->has_shared = c->n_shared_experts > 0;
+    if (!l->has_shared) return DSC_OK;
+    snprintf(n, sizeof n, "model.layers.%d.mlp.shared_experts", i);
+    return get_mlp(m, n, (int64_t)c->moe_intermediate_size * c->n_shared_experts, &l->shared);
+}
+
+static dsc_status load_weights(dsc_model *m) {
+    const dsc_config *c = &m->cfg;
+    dsc_status s;
+    if ((s = get_mat(m, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed))) return s;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if ((s = model_own(m, m->layers))) return s;
+    for (int i = 0; i < c->n_layers; i++)
+        if ((s = load_attention(m, i, &m->layers[i])) || (s = load_ffn(m, i, &m->layers[i]))) return s;
+    if ((s = get_vec(m, "model.norm.weight", c->hidden_size, &m->final_norm))) return s;
+    if (c->tie_word_embeddings && !find_tensor(m, "lm_head.weight")) {
+        m->lm_head = m->embed;
+        return DSC_OK;
+    }
+    return get_mat(m, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public                                                                    */
+
+dsc_model_params dsc_model_default_params(void) { return (dsc_model_params){0}; }
+
+void dsc_model_free(dsc_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
+    free(m->files);
+    free(m->index);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->dir);
+    free(m);
+}
+
+static dsc_status model_open_files(dsc_model *m) {
+    char path[PATH_MAX_LEN];
+    dsc_status s = join_path(path, m->dir, "model.safetensors.index.json");
+    if (s) return s;
+    if (file_exists(path)) return open_index(m, path);
+    if ((s = join_path(path, m->dir, "model.safetensors"))) return s;
+    if (!file_exists(path))
+        return dsc_fail(DSC_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", m->dir);
+    return open_shard(m, "model.safetensors");
+}
+
+dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out) {
+    *out = NULL;
+    struct stat sb;
+    if (!dir || stat(dir, &sb) != 0) return dsc_fail(DSC_ERR_IO, "%s: no such model directory", dir ? dir : "(null)");
+    if (!S_ISDIR(sb.st_mode)) return dsc_fail(DSC_ERR_IO, "%s: not a directory", dir);
+    dsc_model *m = calloc(1, sizeof *m);
+    if (!m) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dir);
+    m->dir = strdup(dir);
+    char path[PATH_MAX_LEN];
+    dsc_status s = m->dir ? join_path(path, dir, "config.json") : dsc_fail(DSC_ERR_NOMEM, "out of memory");
+    if (!s) s = config_load(path, &m->cfg);
+    if (!s) s = model_open_files(m);
+    if (!s) s = build_index(m);
+    if (!s) s = load_weights(m);
+    if (!s) {
+        m->rope_inv_freq = malloc(sizeof(double) * (size_t)(m->cfg.qk_rope_head_dim / 2 + 1));
+        s = model_own(m, m->rope_inv_freq);
+    }
+    if (s) {
+        dsc_model_free(m);
+        return s;
+    }
+    rope_init(m);
+    m->softmax_scale = (float)config_softmax_scale(&m->cfg);
+    if (params && params->verbose)
+        fprintf(stderr, "dsc: %s: %s, %d layers, %lld parameters (%.1f MiB as stored) in %d file(s)\n", dir,
+                m->cfg.model_type, m->cfg.n_layers, (long long)m->n_params, m->weight_bytes / 1048576.0, m->n_files);
+    *out = m;
+    return DSC_OK;
+}
+
+void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
+    const dsc_config *c = &m->cfg;
+    *info = (dsc_model_info){
+        .model_type = c->model_type,
+        .vocab_size = c->vocab_size,
+        .hidden_size = c->hidden_size,
+        .n_layers = c->n_layers,
+        .n_heads = c->n_heads,
+        .kv_lora_rank = c->kv_lora_rank,
+        .qk_rope_head_dim = c->qk_rope_head_dim,
+        .n_routed_experts = c->n_routed_experts,
+        .n_experts_per_tok = c->n_experts_per_tok,
+        .max_position_embeddings = c->max_position_embeddings,
+        .bos_token_id = c->bos_token_id,
+        .eos_token_id = c->eos_token_id,
+        .n_params = m->n_params,
+        .weight_bytes = m->weight_bytes,
+    };
+}

@@ -1,0 +1,131 @@
+/*
+ * model.h — the in-memory DeepSeek-V2/V3 model and inference context.
+ *
+ * Shapes follow the Hugging Face checkpoints: matrices are [out, in] and
+ * y = W x. Notation used in the comments below:
+ *   D = hidden_size, H = num_attention_heads, R = kv_lora_rank,
+ *   Dn = qk_nope_head_dim, Dr = qk_rope_head_dim, Dv = v_head_dim,
+ *   Dq = Dn + Dr, Rq = q_lora_rank, E = n_routed_experts, K = num_experts_per_tok,
+ *   F = intermediate_size, Fm = moe_intermediate_size, S = n_shared_experts.
+ */
+#ifndef DSC_MODELS_MODEL_H
+#define DSC_MODELS_MODEL_H
+
+#include "dsc.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+
+typedef struct {
+    dsc_mat gate;  /* (Fx, D) */
+    dsc_mat up;    /* (Fx, D) */
+    dsc_mat down;  /* (D, Fx) */
+} dsc_mlp;
+
+typedef struct {
+    const float *attn_norm;   /* (D)                     input_layernorm           */
+    dsc_mat q_a;              /* (Rq, D)                 q LoRA only               */
+    const float *q_a_norm;    /* (Rq)                    q LoRA only               */
+    dsc_mat q_b;              /* (H * Dq, Rq)            q LoRA only               */
+    dsc_mat q;                /* (H * Dq, D)             without q LoRA (q_proj)   */
+    dsc_mat kv_a;             /* (R + Dr, D)             kv_a_proj_with_mqa        */
+    const float *kv_a_norm;   /* (R)                                               */
+    dsc_mat kv_b;             /* (H * (Dn + Dv), R)      per head: Dn rows of W_UK, then Dv rows of W_UV */
+    dsc_mat o;                /* (D, H * Dv)             o_proj                    */
+    const float *ffn_norm;    /* (D)                     post_attention_layernorm  */
+    int is_moe;
+    dsc_mlp mlp;              /* dense layer: Fx = F                               */
+    dsc_mat router;           /* (E, D)                  mlp.gate                  */
+    const float *router_bias; /* (E)                     e_score_correction_bias (noaux_tc) */
+    dsc_mlp *experts;         /* [E], Fx = Fm                                      */
+    int has_shared;
+    dsc_mlp shared;           /* Fx = Fm * S                                       */
+} dsc_layer;
+
+/* One tensor name -> tensor across all shards. */
+typedef struct {
+    const st_tensor *t;
+    const char *file;
+} dsc_tensor_ref;
+
+struct dsc_model {
+    dsc_config cfg;
+    char *dir;
+    st_file *files;           /* the shards, mapped                                */
+    int n_files;
+    dsc_tensor_ref *index;    /* all tensors, sorted by name                       */
+    int n_index;
+    void **owned;             /* allocations freed with the model                  */
+    int n_owned, cap_owned;
+
+    dsc_mat embed;            /* (V, D)                  model.embed_tokens        */
+    dsc_layer *layers;        /* [n_layers]                                        */
+    const float *final_norm;  /* (D)                     model.norm                */
+    dsc_mat lm_head;          /* (V, D)                                            */
+
+    double *rope_inv_freq;    /* (Dr / 2)                YaRN-blended frequencies  */
+    double rope_mscale;       /* multiplies cos and sin (YaRN)                     */
+    float softmax_scale;      /* Dq^-0.5 x mscale^2                               */
+    int64_t n_params, weight_bytes;
+};
+
+/* Attention / FFN scratch, all pointing into one allocation made by
+ * dsc_ctx_new; B = n_batch, T = n_ctx. */
+typedef struct {
+    float *x;       /* (B, D)          residual stream                          */
+    float *xn;      /* (B, D)          normed input of a sub-layer              */
+    float *y;       /* (B, D)          sub-layer output                         */
+    float *qa;      /* (B, Rq)                                                  */
+    float *q;       /* (B, H * Dq)                                              */
+    float *kva;     /* (B, R + Dr)                                              */
+    float *attn;    /* (B, H * Dv)     attention output before o_proj           */
+    float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
+    float *scores;  /* (T)                                                      */
+    float *qlat;    /* (R)             absorbed query of one head (decode)      */
+    float *olat;    /* (R)             attention-weighted latent (decode)       */
+    float *hg;      /* (B, Fmax)       FFN gate activations                     */
+    float *hu;      /* (B, Fmax)       FFN up activations                       */
+    float *rlogit;  /* (B, E)          router scores                            */
+    float *rscore;  /* MOE_ROUTE_SCRATCH(E, n_group) routing scratch            */
+    int32_t *ridx;  /* (B, K)          chosen experts                           */
+    float *rw;      /* (B, K)          their weights                            */
+    int32_t *etok;  /* (B)             tokens routed to one expert              */
+    float *ew;      /* (B)             and their weights                        */
+    float *ex;      /* (B, D)          gathered inputs of one expert            */
+    float *ey;      /* (B, D)          its outputs                              */
+} dsc_scratch;
+
+struct dsc_ctx {
+    dsc_model *model;
+    int32_t n_ctx, n_batch, pos;
+    /* Latent KV cache: per layer, per position, the normed latent c (R) then
+     * the roped shared key k_pe (Dr). (L, T, R + Dr) floats. */
+    float *kv;
+    float *rope_cos, *rope_sin; /* (T, Dr / 2) */
+    float *logits;              /* (V) after the last token                 */
+    int has_logits;
+    dsc_scratch s;
+    void *mem;                  /* the one allocation behind everything     */
+};
+
+/* Loader internals shared with the tests. */
+int model_tensor_count(const dsc_model *m);
+
+/* Forward pass over n tokens at positions ctx->pos.. (n <= n_batch);
+ * prefill form when decode == 0, absorbed MLA over the latent cache when 1.
+ * Writes logits rows for every token into out (n, V) when out != NULL,
+ * and the last row into ctx->logits. */
+void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out);
+
+/* Blocks (src/nn). */
+void rope_init(dsc_model *m);
+void rope_tables(const dsc_model *m, float *cos_t, float *sin_t, int32_t n_pos);
+void rope_apply(float *x, const float *cos_p, const float *sin_p, int32_t dr);
+
+void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode);
+/* Floats of scratch moe_route needs. */
+#define MOE_ROUTE_SCRATCH(E, G) (2 * (int64_t)(E) + (G) + ((int64_t)(E) + 2 * (G)) / 4 + 1)
+void moe_route(const dsc_config *c, const float *logits, const float *bias, float *scores, int32_t *idx, float *w);
+void ffn_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * moe.c — DeepSeekMoE feed-forward: routed experts chosen per token plus
+ * always-on shared experts (DeepSeek-V2 paper sec. 2.2, DeepSeek-V3 sec. 2.1.2),
+ * and the dense SwiGLU MLP of the first layers.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "models/model.h"
+
+/* Index of the largest x[i] with allowed[i] (first on ties), or -1. */
+static int32_t argmax_allowed(const float *x, const unsigned char *allowed, int32_t n) {
+    int32_t best = -1;
+    for (int32_t i = 0; i < n; i++)
+        if (allowed[i] && (best < 0 || x[i] > x[best])) best = i;
+    return best;
+}
+
+/* Group score: max (group_limited_greedy) or sum of the top two (noaux_tc). */
+static float group_score(const dsc_config *c, const float *x, int32_t n) {
+    float a = -INFINITY, b = -INFINITY;
+    for (int32_t i = 0; i < n; i++) {
+        if (x[i] > a) {
+            b = a;
+            a = x[i];
+        } else if (x[i] > b) {
+            b = x[i];
+        }
+    }
+    if (c->topk_method != DSC_TOPK_NOAUX_TC) return a;
+    return n >= 2 ? a + b : a;
+}
+
+/* Chooses K experts for one token.
+ *   logits (E): router outputs; bias (E) or NULL: e_score_correction_bias;
+ *   scores: MOE_ROUTE_SCRATCH(E, n_group) floats of scratch;
+ *   idx (K), w (K): the choice. */
+void moe_route(const dsc_config *c, const float *logits, const float *bias, float *scores, int32_t *idx, float *w) {
+    const int32_t E = c->n_routed_experts, K = c->n_experts_per_tok;
+    float *choice = scores + E;                  /* scores the choice is made on */
+    float *gs = scores + 2 * E;                  /* (n_group) group scores       */
+    unsigned char *allowed = (unsigned char *)(gs + c->n_group);
+    unsigned char *gkeep = allowed + E, *gall = gkeep + c->n_group;
+    memcpy(scores, logits, sizeof(float) * (size_t)E);
+    if (c->scoring_func == DSC_SCORE_SOFTMAX) kern_softmax(scores, E);
+    else
+        for (int32_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
+    /* noaux_tc: the bias steers the choice only; the weights stay unbiased. */
+    for (int32_t e = 0; e < E; e++) choice[e] = scores[e] + (bias ? bias[e] : 0.0f);
+    memset(allowed, 1, (size_t)E);
+    if (c->topk_method != DSC_TOPK_GREEDY && c->topk_group < c->n_group) {
+        const int32_t G = c->n_group, per = E / G;
+        for (int32_t g = 0; g < G; g++) {
+            gs[g] = group_score(c, choice + g * per, per);
+            gkeep[g] = 0;
+            gall[g] = 1;
+        }
+        for (int32_t k = 0; k < c->topk_group; k++) {
+            int32_t g = argmax_allowed(gs, gall, G);
+            gkeep[g] = 1;
+            gall[g] = 0;
+        }
+        for (int32_t e = 0; e < E; e++) allowed[e] = gkeep[e / per];
+    }
+    float sum = 0;
+    for (int32_t k = 0; k < K; k++) {
+        idx[k] = argmax_allowed(choice, allowed, E);
+        allowed[idx[k]] = 0;
+        w[k] = scores[idx[k]];
+        sum += w[k];
+    }
+    /* V3 renormalises then scales; V2 does one or the other. */
+    int renorm = c->norm_topk_prob && (K > 1 || c->arch == DSC_ARCH_V3);
+    int scale = c->arch == DSC_ARCH_V3 || !renorm;
+    for (int32_t k = 0; k < K; k++) {
+        if (renorm) w[k] /= sum + 1e-20f;
+        if (scale) w[k] *= c->routed_scaling_factor;
+    }
+}
+
+/* out (n, D) = down(silu(gate x) * up x) for x (n, D); hg, hu (n, Fx) scratch. */
+static void mlp_forward(float *out, const float *x, const dsc_mlp *m, float *hg, float *hu, int32_t n) {
+    kern_matmul(hg, x, &m->gate, n);
+    kern_matmul(hu, x, &m->up, n);
+    kern_swiglu(hg, hu, n * m->gate.rows);
+    kern_matmul(out, hg, &m->down, n);
+}
+
+/* Routed experts: tokens sent to each expert go through it as one batch. */
+static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
+    const dsc_config *c = &ctx->model->cfg;
+    dsc_scratch *s = &ctx->s;
+    const int32_t D = c->hidden_size, E = c->n_routed_experts, K = c->n_experts_per_tok;
+    kern_matmul(s->rlogit, s->xn, &l->router, n);
+    for (int32_t t = 0; t < n; t++)
+        moe_route(c, s->rlogit + (int64_t)t * E, l->router_bias, s->rscore, s->ridx + (int64_t)t * K,
+                  s->rw + (int64_t)t * K);
+    if (l->has_shared) mlp_forward(s->y, s->xn, &l->shared, s->hg, s->hu, n);
+    else memset(s->y, 0, sizeof(float) * (size_t)n * D);
+    for (int32_t e = 0; e < E; e++) {
+        int32_t m = 0;
+        for (int32_t t = 0; t < n; t++)
+            for (int32_t k = 0; k < K; k++)
+                if (s->ridx[t * K + k] == e) {
+                    s->etok[m] = t;
+                    s->ew[m] = s->rw[t * K + k];
+                    memcpy(s->ex + (int64_t)m * D, s->xn + (int64_t)t * D, sizeof(float) * (size_t)D);
+                    m++;
+                }
+        if (m == 0) continue;
+        mlp_forward(s->ey, s->ex, &l->experts[e], s->hg, s->hu, m);
+        for (int32_t i = 0; i < m; i++)
+            kern_axpy(s->y + (int64_t)s->etok[i] * D, s->ey + (int64_t)i * D, s->ew[i], D);
+    }
+}
+
+void ffn_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
+    if (l->is_moe) moe_forward(ctx, l, n);
+    else mlp_forward(ctx->s.y, ctx->s.xn, &l->mlp, ctx->s.hg, ctx->s.hu, n);
+}

@@ -1,0 +1,149 @@
+/*
+ * context.c — inference context: the latent KV cache and every scratch
+ * buffer in one allocation made up front, so evaluation never allocates.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "models/model.h"
+
+dsc_ctx_params dsc_ctx_default_params(void) { return (dsc_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+
+/* Carves buffers out of one block; the first pass (base == NULL) only sums
+ * the sizes. Every buffer is 64-byte aligned. */
+typedef struct {
+    char *base;
+    size_t off;
+    int overflow;
+} planner;
+
+static void *plan(planner *p, int64_t count, size_t elem) {
+    size_t bytes, end;
+    if (count < 0 || !dsc_mul_size((size_t)count, elem, &bytes) || !dsc_add_size(bytes, 63, &bytes)) {
+        p->overflow = 1;
+        return NULL;
+    }
+    bytes &= ~(size_t)63;
+    void *r = p->base ? p->base + p->off : NULL;
+    if (!dsc_add_size(p->off, bytes, &end)) p->overflow = 1;
+    else p->off = end;
+    return r;
+}
+
+static void ctx_layout(dsc_ctx *ctx, planner *p) {
+    const dsc_config *c = &ctx->model->cfg;
+    const int64_t B = ctx->n_batch, T = ctx->n_ctx, D = c->hidden_size, H = c->n_heads;
+    const int64_t R = c->kv_lora_rank, dr = c->qk_rope_head_dim, dq = c->qk_nope_head_dim + dr;
+    const int64_t E = c->n_routed_experts, K = c->n_experts_per_tok;
+    int64_t F = c->intermediate_size;
+    if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
+        F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
+    dsc_scratch *s = &ctx->s;
+    ctx->kv = plan(p, (int64_t)c->n_layers * T * (R + dr), sizeof(float));
+    ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
+    ctx->rope_sin = plan(p, T * (dr / 2 + 1), sizeof(float));
+    ctx->logits = plan(p, c->vocab_size, sizeof(float));
+    s->x = plan(p, B * D, sizeof(float));
+    s->xn = plan(p, B * D, sizeof(float));
+    s->y = plan(p, B * D, sizeof(float));
+    s->qa = plan(p, B * c->q_lora_rank, sizeof(float));
+    s->q = plan(p, B * H * dq, sizeof(float));
+    s->kva = plan(p, B * (R + dr), sizeof(float));
+    s->attn = plan(p, B * H * c->v_head_dim, sizeof(float));
+    s->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
+    s->scores = plan(p, T, sizeof(float));
+    s->qlat = plan(p, R, sizeof(float));
+    s->olat = plan(p, R, sizeof(float));
+    s->hg = plan(p, B * F, sizeof(float));
+    s->hu = plan(p, B * F, sizeof(float));
+    s->rlogit = plan(p, B * E, sizeof(float));
+    s->rscore = plan(p, MOE_ROUTE_SCRATCH(E, c->n_group), sizeof(float));
+    s->ridx = plan(p, B * K, sizeof(int32_t));
+    s->rw = plan(p, B * K, sizeof(float));
+    s->etok = plan(p, B, sizeof(int32_t));
+    s->ew = plan(p, B, sizeof(float));
+    s->ex = plan(p, B * D, sizeof(float));
+    s->ey = plan(p, B * D, sizeof(float));
+}
+
+dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out) {
+    *out = NULL;
+    dsc_ctx_params pr = params ? *params : dsc_ctx_default_params();
+    const dsc_config *c = &model->cfg;
+    int32_t n_ctx = pr.n_ctx > 0 ? pr.n_ctx : (c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096);
+    if (pr.n_ctx < 0) return dsc_fail(DSC_ERR_ARG, "context length %d is negative", pr.n_ctx);
+    if (n_ctx > c->max_position_embeddings)
+        return dsc_fail(DSC_ERR_ARG, "context length %d exceeds max_position_embeddings = %d", n_ctx,
+                        c->max_position_embeddings);
+    if (pr.n_batch < 1) return dsc_fail(DSC_ERR_ARG, "batch size %d must be >= 1", pr.n_batch);
+    dsc_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return dsc_fail(DSC_ERR_NOMEM, "out of memory for the context");
+    ctx->model = model;
+    ctx->n_ctx = n_ctx;
+    ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
+    planner p = {0};
+    ctx_layout(ctx, &p);
+    if (p.overflow || !(ctx->mem = aligned_alloc(64, p.off ? p.off : 64))) {
+        free(ctx);
+        return dsc_fail(DSC_ERR_NOMEM, "cannot allocate %zu bytes for a context of %d tokens", p.off, n_ctx);
+    }
+    memset(ctx->mem, 0, p.off);
+    p = (planner){.base = ctx->mem};
+    ctx_layout(ctx, &p);
+    rope_tables(model, ctx->rope_cos, ctx->rope_sin, n_ctx);
+    *out = ctx;
+    return DSC_OK;
+}
+
+void dsc_ctx_free(dsc_ctx *ctx) {
+    if (!ctx) return;
+    free(ctx->mem);
+    free(ctx);
+}
+
+size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
+    const dsc_config *c = &ctx->model->cfg;
+    return (size_t)c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
+}
+
+int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx->n_ctx; }
+int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx->pos; }
+
+dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos) {
+    if (pos < 0 || pos > ctx->pos)
+        return dsc_fail(DSC_ERR_ARG, "cannot truncate the context to %d tokens (it holds %d)", pos, ctx->pos);
+    ctx->pos = pos;
+    ctx->has_logits = 0;
+    return DSC_OK;
+}
+
+const float *dsc_ctx_logits(const dsc_ctx *ctx) { return ctx->has_logits ? ctx->logits : NULL; }
+
+dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logits) {
+    const int32_t V = ctx->model->cfg.vocab_size;
+    if (n < 1) return dsc_fail(DSC_ERR_ARG, "no tokens to evaluate");
+    if (n > ctx->n_ctx - ctx->pos)
+        return dsc_fail(DSC_ERR_CONTEXT, "%d tokens do not fit: the context holds %d and has %d free", n, ctx->n_ctx,
+                        ctx->n_ctx - ctx->pos);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return dsc_fail(DSC_ERR_ARG, "token id %d at position %d is out of range (vocab_size = %d)", tokens[i], i,
+                            V);
+    for (int32_t done = 0; done < n;) {
+        int32_t m = n - done < ctx->n_batch ? n - done : ctx->n_batch;
+        deepseek_forward(ctx, tokens + done, m, n == 1, logits ? logits + (int64_t)done * V : NULL);
+        ctx->pos += m;
+        done += m;
+    }
+    ctx->has_logits = 1;
+    return DSC_OK;
+}
+
+int32_t dsc_argmax(const float *x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}

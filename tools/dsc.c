@@ -1,0 +1,250 @@
+/*
+ * dsc.c — the `dsc` command line: subcommands over include/dsc.h only.
+ *
+ * Contract relied on by outside checks:
+ *   dsc logits   -m DIR --tokens "0 5 17" -o OUT.safetensors [--decode-only]
+ *   dsc generate -m DIR --tokens "0 5 17" -n N --temp 0 --ids [--decode-only]
+ * Exit 0 on success; on error one line on stderr and exit 1.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc.h"
+
+static const char *usage_text =
+    "usage: dsc COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  logits    write the logits after every prompt position to a safetensors file\n"
+    "  generate  continue a prompt of token ids\n"
+    "  info      print a checkpoint's configuration and sizes\n"
+    "\n"
+    "common options:\n"
+    "  -m, --model DIR      checkpoint directory (config.json + safetensors)\n"
+    "  --tokens \"IDS\"       prompt as space-separated token ids\n"
+    "  -c, --ctx N          context length (default min(4096, max_position_embeddings))\n"
+    "  -b, --batch N        prompt tokens per prefill chunk (default 64)\n"
+    "  --decode-only        feed the prompt one token at a time through the latent cache\n"
+    "  -v, --verbose        print what was loaded\n"
+    "\n"
+    "logits:   -o, --output FILE   F32 tensor 'logits' [T, vocab]\n"
+    "generate: -n N                tokens to generate (default 16)\n"
+    "          --temp T            sampling temperature (only 0, greedy, for now)\n"
+    "          --ids               print the generated ids on one line\n";
+
+static int die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dsc: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int die_status(void) { return die("%s", dsc_last_error()); }
+
+typedef struct {
+    const char *model, *tokens, *output;
+    int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose;
+    double temp;
+} cli_opts;
+
+static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return die("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, cli_opts *o) {
+    *o = (cli_opts){.n_gen = 16, .n_batch = 64, .temp = 0};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1, rc = 0;
+        if (!strcmp(a, "--decode-only")) o->decode_only = 1, takes = 0;
+        else if (!strcmp(a, "--ids")) o->print_ids = 1, takes = 0;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = 1, takes = 0;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            exit(0);
+        } else if (!v) return die("option %s needs a value", a);
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--tokens")) o->tokens = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(v, a, 1, 1 << 30, &o->n_ctx);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
+        else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
+        else if (!strcmp(a, "--temp")) {
+            char *end;
+            o->temp = strtod(v, &end);
+            if (end == v || *end || o->temp < 0) return die("--temp: '%s' is not a non-negative number", v);
+        } else return die("unknown option '%s' (see dsc --help)", a);
+        if (rc) return rc;
+        i += takes;
+    }
+    if (!o->model) return die("no model given (-m DIR)");
+    return 0;
+}
+
+/* Parses "0 5 17" into a new array; *n gets the count. */
+static int parse_tokens(const char *s, int32_t **out, int *n) {
+    if (!s) return die("no prompt given (--tokens \"IDS\")");
+    size_t cap = strlen(s) / 2 + 1;
+    int32_t *ids = malloc(sizeof *ids * cap);
+    if (!ids) return die("out of memory");
+    int k = 0;
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX) {
+            free(ids);
+            return die("--tokens: '%.20s' is not a token id", p);
+        }
+        ids[k++] = (int32_t)v;
+        p = end;
+    }
+    if (k == 0) {
+        free(ids);
+        return die("--tokens: the prompt is empty");
+    }
+    *out = ids;
+    *n = k;
+    return 0;
+}
+
+typedef struct {
+    dsc_model *model;
+    dsc_ctx *ctx;
+    dsc_model_info info;
+} session;
+
+static int session_open(const cli_opts *o, int need_ctx, session *s) {
+    *s = (session){0};
+    dsc_model_params mp = dsc_model_default_params();
+    mp.verbose = o->verbose;
+    if (dsc_model_load(o->model, &mp, &s->model)) return die_status();
+    dsc_model_get_info(s->model, &s->info);
+    if (need_ctx > 0 && o->n_ctx == 0 && need_ctx > s->info.max_position_embeddings)
+        return die("prompt and generation need %d tokens, more than max_position_embeddings = %d", need_ctx,
+                   s->info.max_position_embeddings);
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = o->n_ctx ? o->n_ctx : (need_ctx > 4096 ? need_ctx : 0);
+    cp.n_batch = o->n_batch;
+    if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
+    const dsc_model_info *i = &s->info;
+    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x 4 B = %.2f MiB\n", i->n_layers,
+            dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim, dsc_ctx_kv_bytes(s->ctx) / 1048576.0);
+    if (need_ctx > dsc_ctx_n_ctx(s->ctx))
+        return die("prompt and generation need %d tokens, more than the context of %d (use -c)", need_ctx,
+                   dsc_ctx_n_ctx(s->ctx));
+    return 0;
+}
+
+static void session_close(session *s) {
+    dsc_ctx_free(s->ctx);
+    dsc_model_free(s->model);
+}
+
+/* Evaluates the prompt at once or one token at a time; logits may be NULL. */
+static dsc_status eval_prompt(dsc_ctx *ctx, const int32_t *ids, int n, int decode_only, float *logits, int vocab) {
+    if (!decode_only) return dsc_eval(ctx, ids, n, logits);
+    for (int i = 0; i < n; i++) {
+        dsc_status st = dsc_eval(ctx, ids + i, 1, logits ? logits + (size_t)i * vocab : NULL);
+        if (st) return st;
+    }
+    return DSC_OK;
+}
+
+static int cmd_logits(const cli_opts *o) {
+    if (!o->output) return die("logits: no output file given (-o FILE)");
+    int32_t *ids;
+    int n, rc;
+    if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
+    session s;
+    if ((rc = session_open(o, n, &s))) {
+        free(ids);
+        session_close(&s);
+        return rc;
+    }
+    const int V = s.info.vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)V);
+    if (!logits) rc = die("out of memory for %d x %d logits", n, V);
+    else if (eval_prompt(s.ctx, ids, n, o->decode_only, logits, V)) rc = die_status();
+    else {
+        dsc_tensor_view t = {.name = "logits", .dtype = "F32", .ndim = 2, .shape = {n, V}, .data = logits};
+        if (dsc_safetensors_write(o->output, &t, 1, NULL, NULL)) rc = die_status();
+    }
+    free(logits);
+    free(ids);
+    session_close(&s);
+    return rc;
+}
+
+static int cmd_generate(const cli_opts *o) {
+    if (o->temp != 0) return die("generate: only --temp 0 (greedy) is supported so far");
+    int32_t *ids;
+    int n, rc;
+    if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
+    session s;
+    if ((rc = session_open(o, n + (o->n_gen > 0 ? o->n_gen - 1 : 0), &s))) {
+        free(ids);
+        session_close(&s);
+        return rc;
+    }
+    if (eval_prompt(s.ctx, ids, n, o->decode_only, NULL, s.info.vocab_size)) rc = die_status();
+    for (int i = 0; i < o->n_gen && !rc; i++) {
+        int32_t next = dsc_argmax(dsc_ctx_logits(s.ctx), s.info.vocab_size);
+        printf(o->print_ids ? "%s%d" : "%s%d", i ? " " : "", next);
+        if (i + 1 < o->n_gen && dsc_eval(s.ctx, &next, 1, NULL)) rc = die_status();
+    }
+    if (!rc) printf("\n");
+    free(ids);
+    session_close(&s);
+    return rc;
+}
+
+static int cmd_info(const cli_opts *o) {
+    session s = {0};
+    dsc_model_params mp = dsc_model_default_params();
+    if (dsc_model_load(o->model, &mp, &s.model)) return die_status();
+    dsc_model_info i;
+    dsc_model_get_info(s.model, &i);
+    printf("model_type        %s\nvocab_size        %d\nhidden_size       %d\nlayers            %d\nheads             %d\n"
+           "kv_lora_rank      %d\nqk_rope_head_dim  %d\nrouted experts    %d (top %d)\nparameters        %lld\n"
+           "weights           %.2f MiB\nkv cache / token  %d B (fp32)\n",
+           i.model_type, i.vocab_size, i.hidden_size, i.n_layers, i.n_heads, i.kv_lora_rank, i.qk_rope_head_dim,
+           i.n_routed_experts, i.n_experts_per_tok, (long long)i.n_params, i.weight_bytes / 1048576.0,
+           i.n_layers * (i.kv_lora_rank + i.qk_rope_head_dim) * 4);
+    dsc_model_free(s.model);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2;
+    }
+    const char *cmd = argv[1];
+    static const struct {
+        const char *name;
+        int (*fn)(const cli_opts *);
+    } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(cmd, cmds[i].name)) continue;
+        cli_opts o;
+        int rc = parse_opts(argc, argv, &o);
+        return rc ? rc : cmds[i].fn(&o);
+    }
+    return die("unknown command '%s' (see dsc --help)", cmd);
+}
