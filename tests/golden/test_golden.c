@@ -3,6 +3,7 @@
  *
  *   test_golden MODEL_ROOT          (MODEL_ROOT/model, MODEL_ROOT/expected.safetensors)
  *   test_golden --compare A.safetensors B.safetensors   (logits files, used by cli.sh)
+ *   test_golden --ids FILE.safetensors NAME              (print an I32 tensor's values)
  *
  * Checks: logits within 1e-4 x max|logits| at every position for a prefill
  * in one chunk, a prefill in chunks of 5 and a token-at-a-time decode; the
@@ -75,6 +76,23 @@ static int compare_files(const char *a, const char *b) {
     return e < 1e-4 ? 0 : 1;
 }
 
+static int print_ids(const char *file, const char *name) {
+    st_file f;
+    if (st_open(file, &f)) {
+        fprintf(stderr, "%s\n", dsc_last_error());
+        return 1;
+    }
+    const st_tensor *t = need(&f, name, ST_I32);
+    for (int64_t i = 0; i < st_numel(t); i++) {
+        int32_t v;
+        memcpy(&v, t->data + 4 * i, 4);
+        printf("%s%d", i ? " " : "", v);
+    }
+    printf("\n");
+    st_close(&f);
+    return 0;
+}
+
 /* Runs the prompt with the given batch size (0 = one token at a time). */
 static int run_prompt(dsc_model *m, const int32_t *tok, int T, int V, int n_batch, float *logits, dsc_ctx **out) {
     dsc_ctx_params cp = dsc_ctx_default_params();
@@ -97,6 +115,7 @@ static int run_prompt(dsc_model *m, const int32_t *tok, int T, int V, int n_batc
 
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "--compare")) return compare_files(argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "--ids")) return print_ids(argv[2], argv[3]);
     if (argc != 2) {
         fprintf(stderr, "usage: test_golden MODEL_ROOT | --compare A B\n");
         return 2;

@@ -1,1 +1,258 @@
-int main(void) { return 0; }
+/*
+ * test_units.c — unit tests of kernels and blocks against hand-computed or
+ * independently computed (double precision) values.
+ *
+ *   test_units [GOLDEN_DIR]   (GOLDEN_DIR enables the context tests)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc.h"
+#include "io/config.h"
+#include "kernels/kernels.h"
+#include "models/model.h"
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                                                                                           \
+    do {                                                                                                           \
+        if (cond) n_pass++;                                                                                        \
+        else {                                                                                                     \
+            n_fail++;                                                                                              \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
+            printf(__VA_ARGS__);                                                                                   \
+            printf("\n");                                                                                          \
+        }                                                                                                          \
+    } while (0)
+
+static uint32_t rng_state = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) * (1.0 / 8388608.0) - 1.0);
+}
+
+static void test_conversions(void) {
+    CHECK(kern_bf16_to_f32(0x3f80) == 1.0f, "bf16 1.0");
+    CHECK(kern_bf16_to_f32(0xc040) == -3.0f, "bf16 -3.0");
+    CHECK(kern_f16_to_f32(0x3c00) == 1.0f, "f16 1.0");
+    CHECK(kern_f16_to_f32(0xc000) == -2.0f, "f16 -2.0");
+    CHECK(kern_f16_to_f32(0x7bff) == 65504.0f, "f16 max");
+    CHECK(kern_f16_to_f32(0x0001) == ldexpf(1, -24), "f16 smallest subnormal");
+    CHECK(isinf(kern_f16_to_f32(0x7c00)), "f16 inf");
+    CHECK(kern_e4m3_to_f32(0x38) == 1.0f, "e4m3 1.0");
+    CHECK(kern_e4m3_to_f32(0xb8) == -1.0f, "e4m3 -1.0");
+    CHECK(kern_e4m3_to_f32(0x7e) == 448.0f, "e4m3 max = 448, got %g", kern_e4m3_to_f32(0x7e));
+    CHECK(kern_e4m3_to_f32(0x01) == ldexpf(1, -9), "e4m3 smallest subnormal");
+    CHECK(kern_e4m3_to_f32(0x08) == ldexpf(1, -6), "e4m3 smallest normal");
+    CHECK(isnan(kern_e4m3_to_f32(0x7f)) && isnan(kern_e4m3_to_f32(0xff)), "e4m3 NaN");
+    CHECK(kern_e4m3_to_f32(0x3c) == 1.5f, "e4m3 1.5");
+}
+
+/* FP8 with partial edge blocks: every kernel against a double dequantisation. */
+static void test_fp8_kernels(void) {
+    enum { ROWS = 300, COLS = 200, BR = 128, BC = 128 };
+    const int nbr = (ROWS + BR - 1) / BR, nbc = (COLS + BC - 1) / BC;
+    uint8_t *q = malloc(ROWS * COLS);
+    float *scale = malloc(sizeof(float) * nbr * nbc), x[COLS], row[COLS], y[COLS];
+    for (int i = 0; i < ROWS * COLS; i++) {
+        q[i] = (uint8_t)(rng_state = rng_state * 1664525u + 1013904223u) >> 24;
+        if ((q[i] & 0x7f) == 0x7f) q[i] = 0x30; /* no NaNs */
+    }
+    for (int i = 0; i < nbr * nbc; i++) scale[i] = 0.5f + i * 0.25f;
+    for (int c = 0; c < COLS; c++) x[c] = frand();
+    dsc_mat w = {DSC_W_F8_E4M3, ROWS, COLS, q, scale, BR, BC};
+    double worst_dot = 0, worst_row = 0;
+    for (int r = 0; r < ROWS; r++) {
+        double ref = 0;
+        kern_mat_row(row, &w, r);
+        for (int c = 0; c < COLS; c++) {
+            double v = (double)kern_e4m3_to_f32(q[r * COLS + c]) * scale[(r / BR) * nbc + c / BC];
+            worst_row = fmax(worst_row, fabs(row[c] - v));
+            ref += v * x[c];
+        }
+        worst_dot = fmax(worst_dot, fabs(kern_mat_row_dot(&w, r, x) - ref) / (1 + fabs(ref)));
+    }
+    CHECK(worst_row == 0, "fp8 row dequant differs by %g", worst_row);
+    CHECK(worst_dot < 1e-5, "fp8 row dot rel err %g", worst_dot);
+    memset(y, 0, sizeof y);
+    kern_mat_row_axpy(y, &w, 299, 2.0f);
+    kern_mat_row(row, &w, 299);
+    double d = 0;
+    for (int c = 0; c < COLS; c++) d = fmax(d, fabs(y[c] - 2.0 * row[c]));
+    CHECK(d < 1e-6, "fp8 axpy err %g", d);
+    /* matmul_rows = the row slice of matmul */
+    float full[2 * ROWS], part[2 * 50], x2[2 * COLS];
+    for (int i = 0; i < 2 * COLS; i++) x2[i] = frand();
+    kern_matmul(full, x2, &w, 2);
+    kern_matmul_rows(part, 50, x2, &w, 2, 120, 170);
+    d = 0;
+    for (int t = 0; t < 2; t++)
+        for (int r = 0; r < 50; r++) d = fmax(d, fabs(part[t * 50 + r] - full[t * ROWS + 120 + r]));
+    CHECK(d == 0, "matmul_rows differs from matmul by %g", d);
+    free(q);
+    free(scale);
+}
+
+static void test_dtype_agreement(void) {
+    /* The same values stored as F32, BF16 and F16 give the same products. */
+    enum { R = 7, C = 33 };
+    float f[R * C], x[C];
+    uint16_t b[R * C], h[R * C];
+    for (int i = 0; i < R * C; i++) {
+        b[i] = (uint16_t)(0x3c00 + (i % 64)); /* also a valid f16 bit pattern range */
+        f[i] = kern_bf16_to_f32(b[i]);
+        h[i] = b[i];
+    }
+    for (int c = 0; c < C; c++) x[c] = frand();
+    dsc_mat wf = {DSC_W_F32, R, C, f, NULL, 0, 0}, wb = {DSC_W_BF16, R, C, b, NULL, 0, 0};
+    dsc_mat wh = {DSC_W_F16, R, C, h, NULL, 0, 0};
+    double d = 0;
+    for (int r = 0; r < R; r++) d = fmax(d, fabs(kern_mat_row_dot(&wf, r, x) - kern_mat_row_dot(&wb, r, x)));
+    CHECK(d == 0, "bf16 vs f32 dot differ by %g", d);
+    float row[C];
+    kern_mat_row(row, &wh, 3);
+    CHECK(row[0] == kern_f16_to_f32(h[3 * C]), "f16 row");
+}
+
+static void test_norms(void) {
+    float x[4] = {1, -2, 3, -4}, w[4] = {1, 1, 2, 0.5f}, out[4];
+    kern_rmsnorm(out, x, w, 4, 0);
+    double inv = 1 / sqrt((1 + 4 + 9 + 16) / 4.0);
+    CHECK(fabs(out[2] - 3 * inv * 2) < 1e-6 && fabs(out[3] + 4 * inv * 0.5) < 1e-6, "rmsnorm");
+    float s[3] = {1000, 1001, 999};
+    kern_softmax(s, 3);
+    CHECK(fabs(s[0] + s[1] + s[2] - 1) < 1e-6 && s[1] > s[0] && s[0] > s[2], "softmax sums to 1, stable");
+    float g[2] = {0, 2}, u[2] = {5, 3};
+    kern_swiglu(g, u, 2);
+    CHECK(g[0] == 0 && fabs(g[1] - 2 / (1 + exp(-2)) * 3) < 1e-6, "swiglu");
+}
+
+static dsc_config route_cfg(dsc_arch arch, dsc_topk tm, dsc_score sf, int norm, float rsf) {
+    dsc_config c = {0};
+    c.arch = arch;
+    c.n_routed_experts = 8;
+    c.n_experts_per_tok = 2;
+    c.n_group = 4;
+    c.topk_group = 2;
+    c.topk_method = tm;
+    c.scoring_func = sf;
+    c.norm_topk_prob = norm;
+    c.routed_scaling_factor = rsf;
+    return c;
+}
+
+static void test_routing(void) {
+    float scratch[64], w[2];
+    int32_t idx[2];
+    /* greedy softmax, no renormalisation: weights = softmax x scale (V2). */
+    float lg[8] = {0.1f, 2.0f, 0.3f, 1.5f, -1.0f, 0.0f, 0.2f, 0.4f};
+    dsc_config c = route_cfg(DSC_ARCH_V2, DSC_TOPK_GREEDY, DSC_SCORE_SOFTMAX, 0, 2.0f);
+    moe_route(&c, lg, NULL, scratch, idx, w);
+    double z = 0;
+    for (int e = 0; e < 8; e++) z += exp(lg[e]);
+    CHECK(idx[0] == 1 && idx[1] == 3, "greedy picks %d %d", idx[0], idx[1]);
+    CHECK(fabs(w[0] - 2 * exp(2.0) / z) < 1e-6 && fabs(w[1] - 2 * exp(1.5) / z) < 1e-6, "greedy weights");
+    /* V2 with norm_topk_prob: renormalised, NOT scaled. */
+    c.norm_topk_prob = 1;
+    moe_route(&c, lg, NULL, scratch, idx, w);
+    CHECK(fabs(w[0] + w[1] - 1) < 1e-6, "v2 renormalised weights sum to %g", w[0] + w[1]);
+    /* group_limited_greedy: groups {0,1} {2,3} {4,5} {6,7}, group score = max:
+     * 2.0, 1.5, 0.0, 0.4 -> groups 0, 1; experts 1, 3. Make group 3 tempting by
+     * sum but not by max. */
+    float lg2[8] = {0.0f, 1.0f, 0.9f, 0.1f, -2, -2, 0.95f, 0.95f};
+    c = route_cfg(DSC_ARCH_V2, DSC_TOPK_GROUP, DSC_SCORE_SOFTMAX, 0, 1.0f);
+    moe_route(&c, lg2, NULL, scratch, idx, w);
+    CHECK(idx[0] == 1 && idx[1] == 6, "group max: picks %d %d", idx[0], idx[1]);
+    /* noaux_tc: group score = sum of top 2 (choice scores); with bias 0:
+     * sigmoid is monotone so group sums: g0 1.0+0.0, g1 0.9+0.1, g3 0.95+0.95 best. */
+    c = route_cfg(DSC_ARCH_V3, DSC_TOPK_NOAUX_TC, DSC_SCORE_SIGMOID, 1, 2.5f);
+    float bias[8] = {0};
+    moe_route(&c, lg2, bias, scratch, idx, w);
+    /* groups by sum of top-2 sigmoids: g3 1.442 > g1 1.236 > g0 1.231, so expert 1
+     * (the highest single score) is out and the choice is 6, 7. */
+    CHECK(idx[0] == 6 && idx[1] == 7, "noaux_tc picks %d %d", idx[0], idx[1]);
+    CHECK(fabs(w[0] + w[1] - 2.5) < 1e-5, "v3 weights renormalised x 2.5: %g", w[0] + w[1]);
+    /* A large bias on expert 4 moves the choice but not the weight value. */
+    bias[4] = 10;
+    bias[5] = 10;
+    moe_route(&c, lg2, bias, scratch, idx, w);
+    CHECK(idx[0] == 4 || idx[0] == 5, "bias steers choice to %d", idx[0]);
+    double s4 = 1 / (1 + exp(2.0));
+    CHECK(fabs(w[0] - 2.5 * s4 / (2 * s4)) < 1e-5, "bias does not enter weights: %g", w[0]);
+}
+
+static void test_rope(void) {
+    float x[4] = {1, 0, 0, 1}, co[2] = {0, 1}, si[2] = {1, 0};
+    rope_apply(x, co, si, 4);
+    CHECK(fabs(x[0]) < 1e-7 && fabs(x[1] - 1) < 1e-7 && x[2] == 0 && x[3] == 1, "rope turns interleaved pairs");
+    dsc_model m = {0};
+    double inv[4];
+    m.cfg.qk_rope_head_dim = 8;
+    m.cfg.rope_theta = 10000;
+    m.rope_inv_freq = inv;
+    rope_init(&m);
+    CHECK(fabs(inv[1] - pow(10000, -0.25)) < 1e-15 && m.rope_mscale == 1, "plain rope frequencies");
+    m.cfg.yarn_factor = 40;
+    m.cfg.yarn_beta_fast = 32;
+    m.cfg.yarn_beta_slow = 1;
+    m.cfg.yarn_original_max_pos = 4096;
+    m.cfg.yarn_mscale = m.cfg.yarn_mscale_all_dim = 0.707;
+    rope_init(&m);
+    /* dim 8: low = floor(1.309) = 1, high = ceil(2.81) = 3: i=0 extrapolated,
+     * i=1 still extrapolated (ramp 0), i=2 half, i=3 interpolated. */
+    CHECK(fabs(inv[0] - 1) < 1e-15 && fabs(inv[1] - pow(10000, -0.25)) < 1e-15, "yarn keeps high frequencies");
+    double f2 = pow(10000, -0.5);
+    CHECK(fabs(inv[2] - (0.5 * f2 / 40 + 0.5 * f2)) < 1e-15, "yarn ramp midpoint");
+    CHECK(fabs(inv[3] - pow(10000, -0.75) / 40) < 1e-15, "yarn interpolates low frequencies");
+    dsc_config c = m.cfg;
+    c.qk_nope_head_dim = 16;
+    double ms = 0.1 * 0.707 * log(40) + 1;
+    CHECK(fabs(config_softmax_scale(&c) - ms * ms / sqrt(24)) < 1e-12, "softmax scale x mscale^2");
+}
+
+static void test_context(const char *golden) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", golden);
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) {
+        CHECK(0, "load %s: %s", dir, dsc_last_error());
+        return;
+    }
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 32;
+    dsc_ctx *ctx;
+    CHECK(dsc_ctx_new(m, &cp, &ctx) == DSC_OK, "ctx");
+    /* bytes = layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x 4 */
+    CHECK(dsc_ctx_kv_bytes(ctx) == (size_t)3 * 32 * (32 + 8) * 4, "kv cache size formula: %zu", dsc_ctx_kv_bytes(ctx));
+    int32_t toks[6] = {0, 5, 17, 300, 2, 511};
+    float a[512], b[512];
+    CHECK(dsc_eval(ctx, toks, 6, NULL) == DSC_OK, "eval");
+    memcpy(a, dsc_ctx_logits(ctx), sizeof a);
+    /* Truncate and replay the tail: the cache rows are overwritten in place. */
+    CHECK(dsc_ctx_truncate(ctx, 3) == DSC_OK && dsc_ctx_pos(ctx) == 3, "truncate");
+    CHECK(dsc_eval(ctx, toks + 3, 3, NULL) == DSC_OK, "replay");
+    memcpy(b, dsc_ctx_logits(ctx), sizeof b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "replay after truncate is bit-identical");
+    /* Errors leave the context unchanged. */
+    int32_t bad = 512;
+    CHECK(dsc_eval(ctx, &bad, 1, NULL) == DSC_ERR_ARG && dsc_ctx_pos(ctx) == 6, "bad id rejected, pos kept");
+    CHECK(strstr(dsc_last_error(), "512") != NULL, "message names the id: %s", dsc_last_error());
+    int32_t many[32] = {0};
+    CHECK(dsc_eval(ctx, many, 27, NULL) == DSC_ERR_CONTEXT && dsc_ctx_pos(ctx) == 6, "context full rejected");
+    dsc_ctx_free(ctx);
+    dsc_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    test_conversions();
+    test_fp8_kernels();
+    test_dtype_agreement();
+    test_norms();
+    test_routing();
+    test_rope();
+    if (argc > 1) test_context(argv[1]);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
