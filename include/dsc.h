@@ -116,6 +116,35 @@ const float *dsc_ctx_logits(const dsc_ctx *ctx);
 int32_t dsc_argmax(const float *logits, int32_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Sampling                                                                  */
+
+typedef struct {
+    float temp;            /* 0 = greedy                                       */
+    float top_p;           /* nucleus: keep the smallest set with mass >= top_p (1 = off) */
+    int32_t top_k;         /* keep the k most likely (0 = off)                 */
+    float min_p;           /* drop tokens below min_p x p(max) (0 = off)       */
+    float repeat_penalty;  /* divide positive / multiply negative logits of    */
+    int32_t repeat_last_n; /*   the last repeat_last_n tokens (1 = off)        */
+    uint64_t seed;         /* same seed, same output                           */
+} dsc_sampler_params;
+
+/* Defaults for R1-style reasoning models: temperature 0.6, top-p 0.95. */
+dsc_sampler_params dsc_sampler_default_params(void);
+
+typedef struct dsc_sampler dsc_sampler;
+
+/* All buffers are allocated here; sampling itself never allocates. */
+dsc_status dsc_sampler_new(const dsc_sampler_params *params, int32_t n_vocab, dsc_sampler **out);
+void dsc_sampler_free(dsc_sampler *s);
+
+/* Picks the next token from logits [n_vocab] (not modified). */
+int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits);
+
+/* Records a token of the sequence (prompt or generated) for the repeat penalty. */
+void dsc_sampler_accept(dsc_sampler *s, int32_t token);
+void dsc_sampler_reset(dsc_sampler *s);
+
+/* ------------------------------------------------------------------------ */
 /* Safetensors output (logits, gradients, checkpoints)                      */
 
 typedef struct {
@@ -177,6 +206,46 @@ typedef struct {
  * its length. Invalid sequences come out as U+FFFD. */
 dsc_status dsc_utf8_stream_push(dsc_utf8_stream *st, const dsc_tokenizer *tok, int32_t id, char *out, size_t cap,
                                 size_t *n_out);
+
+/* ------------------------------------------------------------------------ */
+/* Chat: the DeepSeek-V3 / R1 template and the reasoning split               */
+
+typedef struct {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} dsc_chat_message;
+
+enum {
+    DSC_CHAT_GENERATION_PROMPT = 1, /* end with "<｜Assistant｜>" to be continued  */
+    DSC_CHAT_REASONING = 2,         /* R1: the answer opens with "<think>\n";     */
+                                    /* assistant history keeps only the text after "</think>" */
+};
+
+/* Token ids of the conversation in the DeepSeek-V3/R1 template:
+ *   BOS system... <｜User｜>u1 <｜Assistant｜>a1<｜end▁of▁sentence｜> <｜User｜>u2 <｜Assistant｜>
+ * Template markers are special tokens; message text is encoded as plain text
+ * (a user cannot inject markers). Output and errors as for dsc_tokenize. */
+dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
+                             int32_t *ids, size_t cap, size_t *n_ids);
+
+/* Reads tokenizer_config.json's chat_template and sets DSC_CHAT_REASONING in
+ * *flags when the template opens answers with "<think>" (R1 and its distills). */
+dsc_status dsc_chat_detect(const char *tokenizer_config_path, unsigned *flags);
+
+/* Splits generated text into reasoning (between <think> and </think>) and
+ * answer, across token boundaries. The tags themselves are dropped. */
+typedef struct {
+    int in_think;
+    char hold[16];  /* a possible tag prefix not yet decided */
+    int n_hold;
+} dsc_think_split;
+
+/* Feeds n bytes; writes reasoning bytes to reason (capacity >= n + 16) and
+ * answer bytes to answer (same), with their lengths. dsc_think_flush emits
+ * what is held back at the end of the output. */
+void dsc_think_feed(dsc_think_split *st, const char *in, size_t n, char *reason, size_t *n_reason, char *answer,
+                    size_t *n_answer);
+void dsc_think_flush(dsc_think_split *st, char *reason, size_t *n_reason, char *answer, size_t *n_answer);
 
 #ifdef __cplusplus
 }

@@ -12,30 +12,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dsc.h"
+#include "cli.h"
 
 static const char *usage_text =
     "usage: dsc COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  logits    write the logits after every prompt position to a safetensors file\n"
-    "  generate  continue a prompt of token ids\n"
-    "  info      print a checkpoint's configuration and sizes\n"
+    "  run         answer one prompt, streamed (-p TEXT)\n"
+    "  chat        interactive multi-turn chat (/reset, /exit; Ctrl-C stops an answer)\n"
+    "  generate    continue a prompt of token ids (--tokens \"IDS\")\n"
+    "  logits      write the logits after every prompt position to a safetensors file\n"
+    "  tokenize    print the ids of a text (-p TEXT | -f FILE | --jsonl FILE)\n"
+    "  detokenize  print the text of ids (--ids \"IDS\")\n"
+    "  info        print a checkpoint's configuration and sizes\n"
     "\n"
-    "common options:\n"
-    "  -m, --model DIR      checkpoint directory (config.json + safetensors)\n"
-    "  --tokens \"IDS\"       prompt as space-separated token ids\n"
-    "  -c, --ctx N          context length (default min(4096, max_position_embeddings))\n"
-    "  -b, --batch N        prompt tokens per prefill chunk (default 64)\n"
-    "  --decode-only        feed the prompt one token at a time through the latent cache\n"
-    "  -v, --verbose        print what was loaded\n"
+    "model and context:\n"
+    "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
+    "  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)\n"
+    "  -c, --ctx N            context length (default min(4096, max_position_embeddings))\n"
+    "  -b, --batch N          prompt tokens per prefill chunk (default 64)\n"
+    "  -v, --verbose          print what was loaded\n"
     "\n"
-    "logits:   -o, --output FILE   F32 tensor 'logits' [T, vocab]\n"
-    "generate: -n N                tokens to generate (default 16)\n"
-    "          --temp T            sampling temperature (only 0, greedy, for now)\n"
-    "          --ids               print the generated ids on one line\n";
+    "generate / logits:\n"
+    "  --tokens \"IDS\"         prompt as space-separated token ids\n"
+    "  --decode-only          feed the prompt one token at a time through the latent cache\n"
+    "  -o, --output FILE      (logits) F32 tensor 'logits' [T, vocab]\n"
+    "  --ids                  (generate) print the generated ids on one line\n"
+    "\n"
+    "run / chat:\n"
+    "  -p, --prompt TEXT      the question (run)\n"
+    "  --system TEXT          system prompt\n"
+    "  --hide-think           do not show the reasoning\n"
+    "  --think / --no-think   force the R1 reasoning template on or off (default: from\n"
+    "                         tokenizer_config.json's chat_template)\n"
+    "  --verbose-prompt       print the prompt token ids sent to the model (stderr)\n"
+    "\n"
+    "sampling (run, chat, generate):\n"
+    "  -n N                   tokens to generate (default 16 for generate, 2048 for run/chat)\n"
+    "  --temp T               temperature (default 0.6 for run/chat; 0 = greedy)\n"
+    "  --top-p P              nucleus sampling (default 0.95)\n"
+    "  --top-k K              keep the K most likely tokens (default 0 = off)\n"
+    "  --min-p P              drop tokens below P x p(most likely) (default 0)\n"
+    "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
+    "  --seed S               random seed (default 0); the same seed gives the same output\n"
+    "\n"
+    "tokenize / detokenize:\n"
+    "  -p TEXT | -f FILE      text to encode (no BOS is added)\n"
+    "  --jsonl FILE           read {\"text\": ...} lines, write {\"ids\": [...]} lines\n"
+    "  --special              match special tokens written in the text\n"
+    "  --ids \"IDS\"            (detokenize) ids to decode\n";
 
-static int die(const char *fmt, ...) {
+int cli_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("dsc: ", stderr);
@@ -45,13 +72,10 @@ static int die(const char *fmt, ...) {
     return 1;
 }
 
-static int die_status(void) { return die("%s", dsc_last_error()); }
+int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
 
-typedef struct {
-    const char *model, *tokens, *output;
-    int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose;
-    double temp;
-} cli_opts;
+#define die cli_die
+#define die_status cli_die_status
 
 static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) {
     char *end;
@@ -62,15 +86,34 @@ static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) 
     return 0;
 }
 
+static int parse_float(const char *s, const char *flag, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return die("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+    *out = (float)v;
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, cli_opts *o) {
-    *o = (cli_opts){.n_gen = 16, .n_batch = 64, .temp = 0};
+    int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
+    o->n_gen = run_like ? 2048 : 16;
+    o->n_batch = 64;
+    o->think = -1;
+    o->sp = dsc_sampler_default_params();
+    if (!run_like) o->sp.temp = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1, rc = 0;
+        int takes = 1, rc = 0, seed = 0;
         if (!strcmp(a, "--decode-only")) o->decode_only = 1, takes = 0;
-        else if (!strcmp(a, "--ids")) o->print_ids = 1, takes = 0;
+        else if (!strcmp(a, "--ids") && strcmp(o->cmd, "detokenize")) o->print_ids = 1, takes = 0;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = 1, takes = 0;
+        else if (!strcmp(a, "--verbose-prompt")) o->verbose_prompt = 1, takes = 0;
+        else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
+        else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
+        else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
+        else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             exit(0);
@@ -78,18 +121,27 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
+        else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = v;
+        else if (!strcmp(a, "--jsonl")) o->jsonl = v;
+        else if (!strcmp(a, "--ids")) o->ids = v;
+        else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(v, a, 1, 1 << 30, &o->n_ctx);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
         else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
-        else if (!strcmp(a, "--temp")) {
-            char *end;
-            o->temp = strtod(v, &end);
-            if (end == v || *end || o->temp < 0) return die("--temp: '%s' is not a non-negative number", v);
-        } else return die("unknown option '%s' (see dsc --help)", a);
+        else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
+        else if (!strcmp(a, "--top-p")) rc = parse_float(v, a, 1e-6, 1, &o->sp.top_p);
+        else if (!strcmp(a, "--min-p")) rc = parse_float(v, a, 0, 0.999, &o->sp.min_p);
+        else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(v, a, 1e-3, 100, &o->sp.repeat_penalty);
+        else if (!strcmp(a, "--top-k")) rc = parse_int(v, a, 0, 1 << 30, &o->sp.top_k);
+        else if (!strcmp(a, "--seed")) rc = parse_int(v, a, 0, 2147483647, &seed), o->sp.seed = (uint64_t)seed;
+        else return die("unknown option '%s' (see dsc --help)", a);
         if (rc) return rc;
         i += takes;
     }
-    if (!o->model) return die("no model given (-m DIR)");
+    if (!o->model && !(o->tokenizer && (!strcmp(o->cmd, "tokenize") || !strcmp(o->cmd, "detokenize"))))
+        return die("no model given (-m DIR)");
     return 0;
 }
 
@@ -123,14 +175,8 @@ static int parse_tokens(const char *s, int32_t **out, int *n) {
     return 0;
 }
 
-typedef struct {
-    dsc_model *model;
-    dsc_ctx *ctx;
-    dsc_model_info info;
-} session;
-
-static int session_open(const cli_opts *o, int need_ctx, session *s) {
-    *s = (session){0};
+int cli_session_open(const cli_opts *o, int need_ctx, cli_session *s) {
+    *s = (cli_session){0};
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = o->verbose;
     if (dsc_model_load(o->model, &mp, &s->model)) return die_status();
@@ -151,7 +197,7 @@ static int session_open(const cli_opts *o, int need_ctx, session *s) {
     return 0;
 }
 
-static void session_close(session *s) {
+void cli_session_close(cli_session *s) {
     dsc_ctx_free(s->ctx);
     dsc_model_free(s->model);
 }
@@ -171,10 +217,10 @@ static int cmd_logits(const cli_opts *o) {
     int32_t *ids;
     int n, rc;
     if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
-    session s;
-    if ((rc = session_open(o, n, &s))) {
+    cli_session s;
+    if ((rc = cli_session_open(o, n, &s))) {
         free(ids);
-        session_close(&s);
+        cli_session_close(&s);
         return rc;
     }
     const int V = s.info.vocab_size;
@@ -187,35 +233,39 @@ static int cmd_logits(const cli_opts *o) {
     }
     free(logits);
     free(ids);
-    session_close(&s);
+    cli_session_close(&s);
     return rc;
 }
 
 static int cmd_generate(const cli_opts *o) {
-    if (o->temp != 0) return die("generate: only --temp 0 (greedy) is supported so far");
     int32_t *ids;
     int n, rc;
     if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
-    session s;
-    if ((rc = session_open(o, n + (o->n_gen > 0 ? o->n_gen - 1 : 0), &s))) {
+    cli_session s;
+    if ((rc = cli_session_open(o, n + (o->n_gen > 0 ? o->n_gen - 1 : 0), &s))) {
         free(ids);
-        session_close(&s);
+        cli_session_close(&s);
         return rc;
     }
-    if (eval_prompt(s.ctx, ids, n, o->decode_only, NULL, s.info.vocab_size)) rc = die_status();
+    dsc_sampler *smp = NULL;
+    if (dsc_sampler_new(&o->sp, s.info.vocab_size, &smp)) rc = die_status();
+    for (int i = 0; i < n && !rc; i++) dsc_sampler_accept(smp, ids[i]);
+    if (!rc && eval_prompt(s.ctx, ids, n, o->decode_only, NULL, s.info.vocab_size)) rc = die_status();
     for (int i = 0; i < o->n_gen && !rc; i++) {
-        int32_t next = dsc_argmax(dsc_ctx_logits(s.ctx), s.info.vocab_size);
-        printf(o->print_ids ? "%s%d" : "%s%d", i ? " " : "", next);
+        int32_t next = dsc_sampler_sample(smp, dsc_ctx_logits(s.ctx));
+        dsc_sampler_accept(smp, next);
+        printf("%s%d", i ? " " : "", next);
         if (i + 1 < o->n_gen && dsc_eval(s.ctx, &next, 1, NULL)) rc = die_status();
     }
     if (!rc) printf("\n");
+    dsc_sampler_free(smp);
     free(ids);
-    session_close(&s);
+    cli_session_close(&s);
     return rc;
 }
 
 static int cmd_info(const cli_opts *o) {
-    session s = {0};
+    cli_session s = {0};
     dsc_model_params mp = dsc_model_default_params();
     if (dsc_model_load(o->model, &mp, &s.model)) return die_status();
     dsc_model_info i;
@@ -239,10 +289,11 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(const cli_opts *);
-    } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info}};
+    } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
+                {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
-        cli_opts o;
+        cli_opts o = {.cmd = cmd};
         int rc = parse_opts(argc, argv, &o);
         return rc ? rc : cmds[i].fn(&o);
     }

@@ -155,6 +155,13 @@ static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
 static dsc_status cfg_validate(const char *name, dsc_config *c) {
     if (c->qk_rope_head_dim % 2)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'qk_rope_head_dim' = %d must be even", name, c->qk_rope_head_dim);
+    if (c->qk_nope_head_dim + c->qk_rope_head_dim < 1) /* the softmax scale is (Dn + Dr)^-0.5 */
+        return dsc_fail(DSC_ERR_CONFIG, "%s: fields 'qk_nope_head_dim' + 'qk_rope_head_dim' must be positive", name);
+    /* Heads x head dim is a matrix dimension (dsc_mat rows/cols are int32). */
+    int64_t hd = c->qk_nope_head_dim + (c->qk_rope_head_dim > c->v_head_dim ? c->qk_rope_head_dim : c->v_head_dim);
+    if (c->n_heads * hd > CFG_MAX_DIM)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'num_attention_heads' = %d times the head dims exceeds %d", name,
+                        c->n_heads, CFG_MAX_DIM);
     if (c->n_routed_experts == 0) return DSC_OK;
     if (c->n_experts_per_tok < 1 || c->n_experts_per_tok > c->n_routed_experts)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'num_experts_per_tok' = %d must be in [1, n_routed_experts = %d]", name,

@@ -92,7 +92,10 @@ static dsc_status st_parse_entry(const cJSON *e, const char *fname, const uint8_
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !st_json_uint(cJSON_GetArrayItem(off, 0), &b) ||
         !st_json_uint(cJSON_GetArrayItem(off, 1), &en))
         return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s': bad data_offsets", fname, tn);
-    if (b > en || en > data_size)
+    if (b > en)
+        return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", fname, tn,
+                        (unsigned long long)b, (unsigned long long)en);
+    if (en > data_size)
         return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] outside the %zu data bytes of the file",
                         fname, tn, (unsigned long long)b, (unsigned long long)en, data_size);
     if (en - b != nbytes)

@@ -212,6 +212,82 @@ static void test_rope(void) {
     CHECK(fabs(config_softmax_scale(&c) - ms * ms / sqrt(24)) < 1e-12, "softmax scale x mscale^2");
 }
 
+static void test_think_split(void) {
+    /* Feed "a<thi" "nk>bc</th" "ink>d<x" byte groups; tags split across calls. */
+    const char *parts[] = {"a<thi", "nk>bc</th", "ink>d<x", "<think"};
+    dsc_think_split st = {0};
+    char r[64], a[64], reason[64] = "", answer[64] = "";
+    size_t nr, na;
+    for (int i = 0; i < 4; i++) {
+        dsc_think_feed(&st, parts[i], strlen(parts[i]), r, &nr, a, &na);
+        strncat(reason, r, nr);
+        strncat(answer, a, na);
+    }
+    dsc_think_flush(&st, r, &nr, a, &na);
+    strncat(reason, r, nr);
+    strncat(answer, a, na);
+    CHECK(!strcmp(reason, "bc"), "reasoning '%s'", reason);
+    CHECK(!strcmp(answer, "ad<x<think"), "answer '%s' (an unfinished tag is flushed as text)", answer);
+    dsc_think_split r1 = {.in_think = 1}; /* R1: the prompt opened <think> */
+    dsc_think_feed(&r1, "x<</think>y", 11, r, &nr, a, &na);
+    CHECK(nr == 2 && !memcmp(r, "x<", 2) && na == 1 && a[0] == 'y', "R1 split, '<' before the tag kept");
+}
+
+static void test_sampler(void) {
+    float logits[5] = {1.0f, 3.0f, 2.9f, -1.0f, 0.0f};
+    dsc_sampler_params p = dsc_sampler_default_params();
+    CHECK(p.temp == 0.6f && p.top_p == 0.95f, "R1 defaults");
+    dsc_sampler *s;
+    p.temp = 0;
+    CHECK(dsc_sampler_new(&p, 5, &s) == DSC_OK && dsc_sampler_sample(s, logits) == 1, "temp 0 is argmax");
+    dsc_sampler_free(s);
+    p.temp = 1;
+    p.top_k = 1;
+    dsc_sampler_new(&p, 5, &s);
+    CHECK(dsc_sampler_sample(s, logits) == 1, "top_k 1 is argmax");
+    dsc_sampler_free(s);
+    /* Frequencies follow softmax at temperature 1 (top_p 1): 20000 draws. */
+    p.top_k = 0;
+    p.top_p = 1;
+    p.seed = 42;
+    dsc_sampler_new(&p, 5, &s);
+    int count[5] = {0};
+    for (int i = 0; i < 20000; i++) count[dsc_sampler_sample(s, logits)]++;
+    double z = 0;
+    for (int i = 0; i < 5; i++) z += exp(logits[i]);
+    double worst = 0;
+    for (int i = 0; i < 5; i++) worst = fmax(worst, fabs(count[i] / 20000.0 - exp(logits[i]) / z));
+    CHECK(worst < 0.015, "sampled frequencies match softmax (max deviation %.4f)", worst);
+    /* Same seed, same sequence. */
+    dsc_sampler *s2;
+    dsc_sampler_new(&p, 5, &s2);
+    dsc_sampler_reset(s);
+    int same = 1;
+    for (int i = 0; i < 100; i++) same &= dsc_sampler_sample(s, logits) == dsc_sampler_sample(s2, logits);
+    CHECK(same, "same seed, same draws");
+    dsc_sampler_free(s2);
+    dsc_sampler_free(s);
+    /* top_p 0.5 keeps only token 1 (p = 0.48) plus token 2 (0.43): never 0, 3, 4. */
+    p.top_p = 0.5f;
+    dsc_sampler_new(&p, 5, &s);
+    int other = 0;
+    for (int i = 0; i < 2000; i++) {
+        int t = dsc_sampler_sample(s, logits);
+        other += t != 1 && t != 2;
+    }
+    CHECK(other == 0, "top_p cuts the tail (%d draws outside)", other);
+    dsc_sampler_free(s);
+    /* Repeat penalty 100 on token 1 makes 2 the argmax. */
+    p.temp = 0;
+    p.repeat_penalty = 100;
+    dsc_sampler_new(&p, 5, &s);
+    dsc_sampler_accept(s, 1);
+    CHECK(dsc_sampler_sample(s, logits) == 2, "repeat penalty");
+    dsc_sampler_free(s);
+    p.top_p = 0;
+    CHECK(dsc_sampler_new(&p, 5, &s) == DSC_ERR_ARG, "bad sampler parameters rejected");
+}
+
 static void test_context(const char *golden) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", golden);
@@ -252,6 +328,8 @@ int main(int argc, char **argv) {
     test_norms();
     test_routing();
     test_rope();
+    test_think_split();
+    test_sampler();
     if (argc > 1) test_context(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -1,0 +1,149 @@
+/*
+ * chat.c — the DeepSeek-V3 / R1 chat template (as in their
+ * tokenizer_config.json) rendered straight to token ids, and the split of a
+ * reasoning model's output into <think> reasoning and answer.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+#define CHAT_BOS "<｜begin▁of▁sentence｜>"
+#define CHAT_EOS "<｜end▁of▁sentence｜>"
+#define CHAT_USER "<｜User｜>"
+#define CHAT_ASSISTANT "<｜Assistant｜>"
+
+typedef struct {
+    const dsc_tokenizer *tok;
+    int32_t *ids;
+    size_t cap, n;
+} chat_out;
+
+static dsc_status put_special(chat_out *o, const char *text) {
+    int32_t id = dsc_tokenizer_find(o->tok, text);
+    if (id < 0) return dsc_fail(DSC_ERR_ARG, "chat template: the tokenizer has no token '%s'", text);
+    if (o->n < o->cap) o->ids[o->n] = id;
+    o->n++;
+    return DSC_OK;
+}
+
+static dsc_status put_text(chat_out *o, const char *text, size_t len, int parse_special) {
+    if (len == 0) return DSC_OK;
+    size_t got = 0, room = o->n < o->cap ? o->cap - o->n : 0;
+    dsc_status s = dsc_tokenize(o->tok, text, len, parse_special, o->ids ? o->ids + (o->n < o->cap ? o->n : 0) : NULL,
+                                room, &got);
+    if (s != DSC_OK && !(s == DSC_ERR_ARG && got > room)) return s;
+    o->n += got;
+    return DSC_OK;
+}
+
+/* R1 history: an assistant turn keeps only what follows its last </think>. */
+static const char *after_think(const char *s) {
+    const char *p = s, *q;
+    while ((q = strstr(p, "</think>"))) p = q + strlen("</think>");
+    return p;
+}
+
+dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
+                             int32_t *ids, size_t cap, size_t *n_ids) {
+    chat_out o = {tok, ids, ids ? cap : 0, 0};
+    dsc_status s = put_special(&o, CHAT_BOS);
+    /* All system messages first, joined by a blank line. */
+    int first_sys = 1;
+    for (size_t i = 0; i < n && !s; i++) {
+        if (!msgs[i].role || !msgs[i].content)
+            return dsc_fail(DSC_ERR_ARG, "chat message %zu has no role or content", i);
+        if (strcmp(msgs[i].role, "system")) continue;
+        if (!first_sys) s = put_text(&o, "\n\n", 2, 0);
+        if (!s) s = put_text(&o, msgs[i].content, strlen(msgs[i].content), 0);
+        first_sys = 0;
+    }
+    for (size_t i = 0; i < n && !s; i++) {
+        const char *role = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(role, "system")) continue;
+        if (!strcmp(role, "user")) {
+            if (!(s = put_special(&o, CHAT_USER))) s = put_text(&o, c, strlen(c), 0);
+        } else if (!strcmp(role, "assistant")) {
+            if (flags & DSC_CHAT_REASONING) c = after_think(c);
+            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)))
+                s = put_special(&o, CHAT_EOS);
+        } else {
+            s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user or assistant", i, role);
+        }
+    }
+    if (!s && (flags & DSC_CHAT_GENERATION_PROMPT)) {
+        s = put_special(&o, CHAT_ASSISTANT);
+        if (!s && (flags & DSC_CHAT_REASONING)) s = put_text(&o, "<think>\n", 8, 1);
+    }
+    if (s) return s;
+    *n_ids = o.n;
+    if (ids && o.n > cap) return dsc_fail(DSC_ERR_ARG, "chat: %zu tokens do not fit in %zu", o.n, cap);
+    return DSC_OK;
+}
+
+dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, fp) : 0;
+    fclose(fp);
+    if (!buf) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    free(buf);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
+    cJSON_Delete(root);
+    return DSC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reasoning split                                                           */
+
+static const char *const tag_open = "<think>", *const tag_close = "</think>";
+
+static void emit(dsc_think_split *st, char c, char *reason, size_t *nr, char *answer, size_t *na) {
+    if (st->in_think) reason[(*nr)++] = c;
+    else answer[(*na)++] = c;
+}
+
+void dsc_think_feed(dsc_think_split *st, const char *in, size_t n, char *reason, size_t *nr, char *answer, size_t *na) {
+    *nr = *na = 0;
+    for (size_t i = 0; i < n; i++) {
+        st->hold[st->n_hold++] = in[i];
+        const char *tag = st->in_think ? tag_close : tag_open;
+        size_t tl = strlen(tag);
+        if ((size_t)st->n_hold <= tl && memcmp(st->hold, tag, (size_t)st->n_hold) == 0) {
+            if ((size_t)st->n_hold == tl) { /* a whole tag: switch, drop it */
+                st->in_think = !st->in_think;
+                st->n_hold = 0;
+            }
+            continue;
+        }
+        /* Not a tag: release the first held byte and retry the rest. */
+        int k = st->n_hold;
+        char tmp[16];
+        memcpy(tmp, st->hold, (size_t)k);
+        st->n_hold = 0;
+        emit(st, tmp[0], reason, nr, answer, na);
+        for (int j = 1; j < k; j++) {
+            size_t a = 0, b = 0;
+            dsc_think_feed(st, &tmp[j], 1, reason + *nr, &a, answer + *na, &b);
+            *nr += a;
+            *na += b;
+        }
+    }
+}
+
+void dsc_think_flush(dsc_think_split *st, char *reason, size_t *nr, char *answer, size_t *na) {
+    *nr = *na = 0;
+    for (int i = 0; i < st->n_hold; i++) emit(st, st->hold[i], reason, nr, answer, na);
+    st->n_hold = 0;
+}

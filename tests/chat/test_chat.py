@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""dsc run / dsc chat end to end on a golden checkpoint paired with the tiny
+512-id tokenizer (tests/data/tiny-tokenizer). Checks the template sent to the
+model token by token (--verbose-prompt), multi-turn history, /reset, /exit,
+the reasoning split, and that the same seed gives the same output.
+
+usage: test_chat.py DSC MODEL_DIR TOKENIZER_DIR"""
+import subprocess
+import sys
+
+DSC, MODEL, TOKDIR = sys.argv[1:4]
+TOK = TOKDIR + "/tokenizer.json"
+BOS, EOS, USER, ASSISTANT, THINK = 0, 1, 258, 259, 260
+passed = failed = 0
+
+
+def check(ok, what, detail=""):
+    global passed, failed
+    print(("PASS " if ok else "FAIL ") + what + (": " + detail if detail and not ok else ""))
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+
+
+def text_ids(s):  # printable text: one id per byte, id = 2 + byte (see make_tiny_tokenizer.py)
+    return [2 + b for b in s.encode()]
+
+
+def run(args, stdin=""):
+    p = subprocess.run([DSC] + args, input=stdin.encode(), capture_output=True, timeout=60)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def prompts(err):
+    return [[int(x) for x in l.split()[2:]] for l in err.splitlines() if l.startswith("prompt ids:")]
+
+
+common = ["-m", MODEL, "--tokenizer", TOK, "--verbose-prompt", "-n", "12", "--seed", "7"]
+
+# One turn, R1 template (detected from tokenizer_config.json), with a system prompt.
+rc, out, err = run(["chat"] + common + ["--system", "Be brief."], "hello\n/exit\n")
+check(rc == 0, "chat exits 0 on /exit", err)
+want = [BOS] + text_ids("Be brief.") + [USER] + text_ids("hello") + [ASSISTANT, THINK] + text_ids("\n")
+got = prompts(err)
+check(got == [want], "R1 template with system prompt, token by token", "got %s want %s" % (got, [want]))
+check("tok/s" in err, "speed report printed")
+
+# Two turns: the second prompt holds the first exchange, the assistant turn
+# closed by EOS and keeping only the text after </think> (none here: the
+# random model never closes its reasoning).
+rc, out, err = run(["chat"] + common + ["--no-think"], "hi\nyo\n/exit\n")
+got = prompts(err)
+t1 = [BOS, USER] + text_ids("hi") + [ASSISTANT]
+check(len(got) == 2 and got[0] == t1, "V3 template (--no-think), turn 1", str(got[:1]))
+if len(got) == 2:
+    ans = got[1][len(t1):got[1].index(EOS)] if EOS in got[1] else None
+    check(ans is not None and got[1] == t1 + ans + [EOS, USER] + text_ids("yo") + [ASSISTANT],
+          "turn 2 carries the history", str(got[1]))
+    first_answer = out.split("\n")[0].replace(" [length limit]", "")
+    check(ans == text_ids(first_answer) or not first_answer.isprintable(),
+          "history holds the streamed answer", "%r vs %r" % (first_answer, ans))
+
+# /reset forgets the history.
+rc, out, err = run(["chat"] + common + ["--no-think"], "hi\n/reset\nyo\n/exit\n")
+got = prompts(err)
+check(len(got) == 2 and got[1] == [BOS, USER] + text_ids("yo") + [ASSISTANT], "/reset empties the history", str(got))
+
+# End of input ends the chat cleanly.
+rc, out, err = run(["chat"] + common, "hi\n")
+check(rc == 0 and len(prompts(err)) == 1, "EOF ends the chat", err)
+
+# dsc run: one answer; same seed -> same output; --hide-think hides the reasoning.
+a = run(["run"] + common + ["-p", "What is 2+2?"])
+b = run(["run"] + common + ["-p", "What is 2+2?"])
+check(a[0] == 0 and a[1] == b[1], "run: same seed, same output", a[2])
+c = run(["run"] + common + ["-p", "What is 2+2?", "--seed", "8"])
+check(c[1] != a[1], "run: another seed, another output")
+h = run(["run"] + common + ["-p", "What is 2+2?", "--hide-think"])
+check(h[0] == 0 and len(h[1].strip(" \n[]lengthimt")) < len(a[1].strip()), "run --hide-think hides the reasoning",
+      repr(h[1]))
+g = run(["run"] + common + ["-p", "What is 2+2?", "--temp", "0"])
+check(g[0] == 0 and prompts(g[2]) == [[BOS, USER] + text_ids("What is 2+2?") + [ASSISTANT, THINK] + text_ids("\n")],
+      "run: R1 template", g[2])
+
+# A conversation longer than the context is an error, not a crash.
+rc, out, err = run(["run", "-m", MODEL, "--tokenizer", TOK, "-c", "8", "-p", "this prompt is too long"])
+check(rc == 1 and "context" in err and err.count("\n") <= 2, "over-long prompt: clear error", err)
+
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)

@@ -1,0 +1,46 @@
+/*
+ * cli.h — shared pieces of the `dsc` command line (tools/ only; the library
+ * is used through include/dsc.h alone).
+ */
+#ifndef DSC_CLI_H
+#define DSC_CLI_H
+
+#include "dsc.h"
+
+typedef struct {
+    const char *cmd;
+    const char *model, *tokens, *output, *tokenizer, *prompt, *file, *jsonl, *ids, *system;
+    int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special;
+    dsc_sampler_params sp;
+    int temp_set;
+} cli_opts;
+
+typedef struct {
+    dsc_model *model;
+    dsc_ctx *ctx;
+    dsc_model_info info;
+} cli_session;
+
+/* Prints "dsc: MESSAGE" on stderr and returns 1. */
+int cli_die(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+int cli_die_status(void);
+
+/* Loads the model and a context of at least need_ctx tokens; prints the
+ * latent cache size. On failure returns 1 with the message printed; the
+ * session is safe to close either way. */
+int cli_session_open(const cli_opts *o, int need_ctx, cli_session *s);
+void cli_session_close(cli_session *s);
+
+/* Loads the tokenizer of --tokenizer FILE or MODEL_DIR/tokenizer.json. */
+int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap);
+
+int cmd_tokenize(const cli_opts *o);
+int cmd_detokenize(const cli_opts *o);
+int cmd_run(const cli_opts *o);
+int cmd_chat(const cli_opts *o);
+
+#endif

@@ -1,0 +1,419 @@
+/*
+ * cmd_text.c — the text-facing commands: tokenize, detokenize, run, chat.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define die cli_die
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap) {
+    if (o->tokenizer) snprintf(path, cap, "%s", o->tokenizer);
+    else snprintf(path, cap, "%s/tokenizer.json", o->model);
+    if (dsc_tokenizer_load(path, tok)) return cli_die_status();
+    return 0;
+}
+
+/* Whole file into a NUL-terminated buffer. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        die("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, fp);
+        if (n < cap) break;
+        char *nb = realloc(b, (cap *= 2) + 1);
+        if (!nb) free(b);
+        b = nb;
+    }
+    fclose(fp);
+    if (!b) {
+        die("%s: out of memory", path);
+        return NULL;
+    }
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+/* Encodes text into a new array. */
+static int encode(const dsc_tokenizer *tok, const char *text, size_t len, int special, int32_t **ids, size_t *n) {
+    size_t cap = len + 16;
+    *ids = malloc(sizeof(int32_t) * cap);
+    if (!*ids) return die("out of memory");
+    if (dsc_tokenize(tok, text, len, special, *ids, cap, n)) {
+        free(*ids);
+        *ids = NULL;
+        return cli_die_status();
+    }
+    return 0;
+}
+
+static int tokenize_jsonl(const dsc_tokenizer *tok, const char *path, int special) {
+    size_t len;
+    char *buf = read_file(path, &len);
+    if (!buf) return 1;
+    int rc = 0, line_no = 0;
+    for (char *line = buf, *next; line && *line && !rc; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        line_no++;
+        if (strspn(line, " \t\r") == strlen(line)) continue;
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+        if (!cJSON_IsString(t)) rc = die("%s:%d: not a JSON object with a string \"text\"", path, line_no);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (!rc) rc = encode(tok, t->valuestring, strlen(t->valuestring), special, &ids, &n);
+        if (!rc) {
+            fputs("{\"ids\": [", stdout);
+            for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+            fputs("]}\n", stdout);
+        }
+        free(ids);
+        cJSON_Delete(j);
+    }
+    free(buf);
+    return rc;
+}
+
+int cmd_tokenize(const cli_opts *o) {
+    char path[4096];
+    dsc_tokenizer *tok;
+    if (cli_tokenizer_open(o, &tok, path, sizeof path)) return 1;
+    int rc = 0;
+    if (o->jsonl) rc = tokenize_jsonl(tok, o->jsonl, o->special);
+    else if (!o->prompt && !o->file) rc = die("tokenize: give the text with -p TEXT, -f FILE or --jsonl FILE");
+    else {
+        size_t len = 0;
+        char *text = o->file ? read_file(o->file, &len) : NULL;
+        if (!o->file) len = strlen(o->prompt);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (o->file && !text) rc = 1;
+        else rc = encode(tok, text ? text : o->prompt, len, o->special, &ids, &n);
+        for (size_t i = 0; i < n && !rc; i++) printf("%s%d", i ? " " : "", ids[i]);
+        if (!rc) printf("\n");
+        free(ids);
+        free(text);
+    }
+    dsc_tokenizer_free(tok);
+    return rc;
+}
+
+int cmd_detokenize(const cli_opts *o) {
+    if (!o->ids) return die("detokenize: give the ids with --ids \"IDS\"");
+    char path[4096];
+    dsc_tokenizer *tok;
+    if (cli_tokenizer_open(o, &tok, path, sizeof path)) return 1;
+    size_t cap = strlen(o->ids) + 1, n = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * cap);
+    int rc = ids ? 0 : die("out of memory");
+    for (const char *p = o->ids; !rc;) {
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < -2147483647L || v > 2147483647L) rc = die("--ids: '%.20s' is not a token id", p);
+        else ids[n++] = (int32_t)v, p = end;
+    }
+    size_t need = 0;
+    char *text = NULL;
+    if (!rc && dsc_detokenize(tok, ids, n, NULL, 0, &need) && need == 0) rc = cli_die_status();
+    if (!rc && !(text = malloc(need + 1))) rc = die("out of memory");
+    if (!rc && dsc_detokenize(tok, ids, n, text, need + 1, &need)) rc = cli_die_status();
+    if (!rc) printf("%s\n", text);
+    free(text);
+    free(ids);
+    dsc_tokenizer_free(tok);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Conversation                                                              */
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct {
+    const cli_opts *o;
+    cli_session s;
+    dsc_tokenizer *tok;
+    dsc_sampler *smp;
+    unsigned flags;
+    int32_t eos;
+    int32_t *cached;          /* the ids now in the context, in order */
+    size_t n_cached;
+    int32_t *prompt;          /* (n_ctx) scratch for the rendered conversation */
+    int tty;
+} convo;
+
+static int convo_open(const cli_opts *o, convo *c) {
+    memset(c, 0, sizeof *c);
+    c->o = o;
+    char path[4096];
+    if (cli_tokenizer_open(o, &c->tok, path, sizeof path)) return 1;
+    if (cli_session_open(o, 0, &c->s)) return 1;
+    if (dsc_tokenizer_n_vocab(c->tok) > c->s.info.vocab_size)
+        fprintf(stderr, "dsc: note: the tokenizer has %d ids, the model %d\n", dsc_tokenizer_n_vocab(c->tok),
+                c->s.info.vocab_size);
+    c->flags = DSC_CHAT_GENERATION_PROMPT;
+    if (o->think >= 0) c->flags |= o->think ? DSC_CHAT_REASONING : 0;
+    else {
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "tokenizer_config.json");
+        dsc_chat_detect(path, &c->flags); /* absent or unreadable: plain V3 template */
+    }
+    c->eos = dsc_tokenizer_find(c->tok, "<｜end▁of▁sentence｜>");
+    if (c->eos < 0) c->eos = c->s.info.eos_token_id;
+    int32_t n_ctx = dsc_ctx_n_ctx(c->s.ctx);
+    c->cached = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    c->prompt = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    if (!c->cached || !c->prompt) return die("out of memory");
+    if (dsc_sampler_new(&o->sp, c->s.info.vocab_size, &c->smp)) return cli_die_status();
+    c->tty = isatty(STDOUT_FILENO);
+    struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: Ctrl-C interrupts reads */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    return 0;
+}
+
+static void convo_close(convo *c) {
+    dsc_sampler_free(c->smp);
+    free(c->cached);
+    free(c->prompt);
+    cli_session_close(&c->s);
+    dsc_tokenizer_free(c->tok);
+}
+
+/* Streams text to stdout: reasoning dimmed on a terminal (or hidden), answer
+ * plain; the answer is also appended to `answer` for the history. */
+typedef struct {
+    dsc_think_split split;
+    dsc_utf8_stream utf8;
+    int shown_reason;
+    char *answer;
+    size_t n_answer, cap_answer;
+} streamer;
+
+static void stream_text(convo *c, streamer *st, const char *text, size_t n, int flush) {
+    char reason[512], ans[512];
+    size_t nr, na;
+    for (size_t off = 0; off < n || flush; off += 256) {
+        size_t k = n - off < 256 ? n - off : 256;
+        if (off >= n) {
+            dsc_think_flush(&st->split, reason, &nr, ans, &na);
+            flush = 0;
+        } else {
+            dsc_think_feed(&st->split, text + off, k, reason, &nr, ans, &na);
+        }
+        if (nr && !c->o->hide_think) {
+            if (c->tty) fputs("\x1b[2m", stdout);
+            fwrite(reason, 1, nr, stdout);
+            if (c->tty) fputs("\x1b[0m", stdout);
+            st->shown_reason = 1;
+        }
+        if (na) {
+            if (st->n_answer + na + 1 > st->cap_answer) {
+                size_t cap = (st->cap_answer + na + 1) * 2;
+                char *p = realloc(st->answer, cap);
+                if (!p) continue;
+                st->answer = p;
+                st->cap_answer = cap;
+            }
+            memcpy(st->answer + st->n_answer, ans, na);
+            st->n_answer += na;
+            st->answer[st->n_answer] = 0;
+            fwrite(ans, 1, na, stdout);
+        }
+        fflush(stdout);
+        if (off >= n) break;
+    }
+}
+
+/* One assistant turn for the conversation msgs[0..n). Returns the answer
+ * (malloc'd, without the reasoning) or NULL on error. */
+static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
+    const int32_t n_ctx = dsc_ctx_n_ctx(c->s.ctx);
+    size_t np = 0;
+    dsc_status st = dsc_chat_tokenize(c->tok, msgs, n, c->flags, c->prompt, (size_t)n_ctx, &np);
+    if (st && np <= (size_t)n_ctx) {
+        cli_die_status();
+        return NULL;
+    }
+    if (np >= (size_t)n_ctx) {
+        die("the conversation (%zu tokens) does not fit the context of %d (use -c, or /reset)", np, n_ctx);
+        return NULL;
+    }
+    if (c->o->verbose_prompt) {
+        fprintf(stderr, "prompt ids:");
+        for (size_t i = 0; i < np; i++) fprintf(stderr, " %d", c->prompt[i]);
+        fprintf(stderr, "\n");
+    }
+    /* Reuse the cached prefix; evaluate the rest. */
+    size_t keep = 0;
+    while (keep < c->n_cached && keep < np - 1 && c->cached[keep] == c->prompt[keep]) keep++;
+    dsc_ctx_truncate(c->s.ctx, (int32_t)keep);
+    double t0 = now_s();
+    if (dsc_eval(c->s.ctx, c->prompt + keep, (int32_t)(np - keep), NULL)) {
+        cli_die_status();
+        c->n_cached = 0;
+        dsc_ctx_truncate(c->s.ctx, 0);
+        return NULL;
+    }
+    memcpy(c->cached, c->prompt, sizeof(int32_t) * np);
+    c->n_cached = np;
+    double t1 = now_s();
+
+    streamer sm = {.split.in_think = (c->flags & DSC_CHAT_REASONING) != 0};
+    dsc_sampler_reset(c->smp);
+    for (size_t i = 0; i < np; i++) dsc_sampler_accept(c->smp, c->prompt[i]);
+    int n_gen = 0;
+    const char *why = "";
+    interrupted = 0;
+    for (;;) {
+        int32_t next = dsc_sampler_sample(c->smp, dsc_ctx_logits(c->s.ctx));
+        n_gen++;
+        if (next == c->eos) break;
+        dsc_sampler_accept(c->smp, next);
+        char piece[256];
+        size_t pn = 0;
+        if (next < dsc_tokenizer_n_vocab(c->tok) && !dsc_utf8_stream_push(&sm.utf8, c->tok, next, piece, sizeof piece, &pn))
+            stream_text(c, &sm, piece, pn, 0);
+        if (interrupted) { why = " [interrupted]"; break; }
+        if (n_gen >= c->o->n_gen) { why = " [length limit]"; break; }
+        if (dsc_ctx_pos(c->s.ctx) >= n_ctx) { why = " [context full]"; break; }
+        if (dsc_eval(c->s.ctx, &next, 1, NULL)) { why = " [context full]"; break; }
+        c->cached[c->n_cached++] = next;
+    }
+    stream_text(c, &sm, "", 0, 1);
+    double t2 = now_s();
+    printf("%s\n", why);
+    fflush(stdout);
+    fprintf(stderr, "dsc: prompt %zu tokens (%zu new) at %.1f tok/s, generation %d tokens at %.1f tok/s\n", np,
+            np - keep, (np - keep) / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9), n_gen, n_gen / (t2 - t1 > 1e-9 ? t2 - t1 : 1e-9));
+    if (!sm.answer) sm.answer = calloc(1, 1);
+    return sm.answer;
+}
+
+int cmd_run(const cli_opts *o) {
+    if (!o->prompt) return die("run: give the question with -p TEXT");
+    convo c;
+    int rc = convo_open(o, &c);
+    if (!rc) {
+        dsc_chat_message msgs[2];
+        size_t n = 0;
+        if (o->system) msgs[n++] = (dsc_chat_message){"system", o->system};
+        msgs[n++] = (dsc_chat_message){"user", o->prompt};
+        char *answer = convo_turn(&c, msgs, n);
+        rc = answer == NULL;
+        free(answer);
+    }
+    convo_close(&c);
+    return rc;
+}
+
+/* Reads one line from stdin into a new string; NULL at end of input. */
+static char *read_line(int *was_interrupted) {
+    size_t cap = 256, n = 0;
+    char *b = malloc(cap);
+    *was_interrupted = 0;
+    while (b) {
+        int ch = getchar();
+        if (ch == EOF) {
+            if (ferror(stdin) && errno == EINTR && interrupted) {
+                clearerr(stdin);
+                *was_interrupted = 1;
+                b[n] = 0;
+                return b;
+            }
+            if (n == 0) {
+                free(b);
+                return NULL;
+            }
+            break;
+        }
+        if (ch == '\n') break;
+        if (n + 2 > cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) free(b);
+            b = nb;
+            if (!b) return NULL;
+        }
+        b[n++] = (char)ch;
+    }
+    if (b) b[n] = 0;
+    return b;
+}
+
+int cmd_chat(const cli_opts *o) {
+    convo c;
+    int rc = convo_open(o, &c);
+    size_t n = 0, cap = 16;
+    dsc_chat_message *msgs = rc ? NULL : malloc(sizeof *msgs * cap);
+    if (!rc && !msgs) rc = die("out of memory");
+    if (!rc && o->system) msgs[n++] = (dsc_chat_message){"system", strdup(o->system)};
+    size_t n_sys = n;
+    if (!rc && isatty(STDIN_FILENO))
+        fprintf(stderr, "dsc chat: type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n");
+    while (!rc) {
+        if (isatty(STDIN_FILENO)) fputs("> ", stdout), fflush(stdout);
+        interrupted = 0;
+        int intr;
+        char *line = read_line(&intr);
+        if (!line) break;
+        if (intr) {
+            free(line);
+            fputs("\n(use /exit to quit)\n", stdout);
+            continue;
+        }
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
+        if (len == 0) { free(line); continue; }
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
+        if (!strcmp(line, "/reset")) {
+            free(line);
+            for (size_t i = n_sys; i < n; i++) free((char *)msgs[i].content);
+            n = n_sys;
+            fputs("(conversation reset)\n", stdout);
+            continue;
+        }
+        if (n + 2 > cap) {
+            dsc_chat_message *nm = realloc(msgs, sizeof *msgs * (cap *= 2));
+            if (!nm) { free(line); rc = die("out of memory"); break; }
+            msgs = nm;
+        }
+        msgs[n++] = (dsc_chat_message){"user", line};
+        char *answer = convo_turn(&c, msgs, n);
+        if (!answer) { /* the turn failed (e.g. too long): drop it, keep chatting */
+            free((char *)msgs[--n].content);
+            continue;
+        }
+        msgs[n++] = (dsc_chat_message){"assistant", answer};
+    }
+    for (size_t i = 0; i < n; i++) free((char *)msgs[i].content);
+    free(msgs);
+    convo_close(&c);
+    return rc;
+}
