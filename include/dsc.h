@@ -81,8 +81,10 @@ void dsc_model_get_info(const dsc_model *model, dsc_model_info *info);
 typedef struct dsc_ctx dsc_ctx;
 
 typedef struct {
-    int32_t n_ctx;    /* tokens the latent KV cache holds; 0 = min(4096, max_position_embeddings) */
-    int32_t n_batch;  /* prompt tokens evaluated per prefill chunk (>= 1) */
+    int32_t n_ctx;     /* tokens the latent KV cache holds; 0 = min(4096, max_position_embeddings) */
+    int32_t n_batch;   /* prompt tokens evaluated per prefill chunk (>= 1) */
+    int32_t n_threads; /* 0 = all online CPUs */
+    const char *isa;   /* kernels: NULL/"" = best for this CPU, or "ref", "avx2", "avx512" */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -96,6 +98,11 @@ void dsc_ctx_free(dsc_ctx *ctx);
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx);
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx);
 int32_t dsc_ctx_pos(const dsc_ctx *ctx);   /* tokens already in the cache */
+int32_t dsc_ctx_n_threads(const dsc_ctx *ctx);
+const char *dsc_ctx_isa(const dsc_ctx *ctx); /* kernel set in use */
+
+/* Kernel sets this CPU can run ("ref", then "avx2", "avx512"), NULL-terminated. */
+const char *const *dsc_isa_list(void);
 
 /* Forgets cached tokens from position pos on (0 = empty the cache). */
 dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos);
@@ -159,6 +166,22 @@ typedef struct {
  * single entry of __metadata__. */
 dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *tensors, int n, const char *meta_key,
                                  const char *meta_value);
+
+/* ------------------------------------------------------------------------ */
+/* Random checkpoints (benchmarks, training from scratch)                    */
+
+typedef struct {
+    uint64_t seed;
+    const char *dtype;   /* "bf16" (default), "f32" or "fp8" (e4m3 + F32 weight_scale_inv blocks) */
+    int32_t n_shards;    /* 0/1: model.safetensors; N > 1: N shards + model.safetensors.index.json */
+} dsc_init_params;
+
+dsc_init_params dsc_init_default_params(void);
+
+/* Writes a random-weight checkpoint for config_path (any config dsc loads)
+ * into out_dir (created if absent): config.json plus the weights in the
+ * Hugging Face layout, MTP layers included. Deterministic in the seed. */
+dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, const dsc_init_params *params);
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer: byte-level BPE from a Hugging Face tokenizer.json              */

@@ -10,6 +10,9 @@
 typedef struct {
     const char *cmd;
     const char *model, *tokens, *output, *tokenizer, *prompt, *file, *jsonl, *ids, *system;
+    const char *config, *dtype, *qtype; /* init: -c CONFIG --dtype; quantize: --type */
+    const char *model2;                 /* kld: the second -m                     */
+    int n_shards, n_threads, n_reps, n_prompt, json;
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special;
     dsc_sampler_params sp;
     int temp_set;
@@ -29,15 +32,16 @@ int cli_die(const char *fmt, ...)
     ;
 int cli_die_status(void);
 
-/* Loads the model and a context of at least need_ctx tokens; prints the
- * latent cache size. On failure returns 1 with the message printed; the
+/* Loads the model, checks the prompt ids against its vocabulary, and makes
+ * a context of at least need_ctx tokens; prints the latent cache size. On failure returns 1 with the message printed; the
  * session is safe to close either way. */
-int cli_session_open(const cli_opts *o, int need_ctx, cli_session *s);
+int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_ids, cli_session *s);
 void cli_session_close(cli_session *s);
 
 /* Loads the tokenizer of --tokenizer FILE or MODEL_DIR/tokenizer.json. */
 int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap);
 
+int cmd_init(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
 int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);

@@ -174,7 +174,7 @@ static int convo_open(const cli_opts *o, convo *c) {
     c->o = o;
     char path[4096];
     if (cli_tokenizer_open(o, &c->tok, path, sizeof path)) return 1;
-    if (cli_session_open(o, 0, &c->s)) return 1;
+    if (cli_session_open(o, 0, NULL, 0, &c->s)) return 1;
     if (dsc_tokenizer_n_vocab(c->tok) > c->s.info.vocab_size)
         fprintf(stderr, "dsc: note: the tokenizer has %d ids, the model %d\n", dsc_tokenizer_n_vocab(c->tok),
                 c->s.info.vocab_size);

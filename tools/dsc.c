@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,6 +26,7 @@ static const char *usage_text =
     "  tokenize    print the ids of a text (-p TEXT | -f FILE | --jsonl FILE)\n"
     "  detokenize  print the text of ids (--ids \"IDS\")\n"
     "  info        print a checkpoint's configuration and sizes\n"
+    "  init        write a random-weight checkpoint for a config (-c CONFIG.json -o DIR)\n"
     "\n"
     "model and context:\n"
     "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
@@ -55,6 +57,13 @@ static const char *usage_text =
     "  --min-p P              drop tokens below P x p(most likely) (default 0)\n"
     "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
     "  --seed S               random seed (default 0); the same seed gives the same output\n"
+    "\n"
+    "init:\n"
+    "  -c, --config FILE      config.json to instantiate\n"
+    "  -o DIR                 output checkpoint directory\n"
+    "  --dtype bf16|f32|fp8   weight type (default bf16; fp8 = e4m3 + 128x128 block scales)\n"
+    "  --seed S               random seed (default 0)\n"
+    "  --shards N             split into N shards with model.safetensors.index.json\n"
     "\n"
     "tokenize / detokenize:\n"
     "  -p TEXT | -f FILE      text to encode (no BOS is added)\n"
@@ -114,11 +123,19 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
         else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
         else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
+        else if (!strcmp(a, "--json")) o->json = 1, takes = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             exit(0);
         } else if (!v) return die("option %s needs a value", a);
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && o->model && !strcmp(o->cmd, "kld")) o->model2 = v;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+        else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && !strcmp(o->cmd, "init")) o->config = v;
+        else if (!strcmp(a, "--dtype")) o->dtype = v;
+        else if (!strcmp(a, "--type")) o->qtype = v;
+        else if (!strcmp(a, "--shards")) rc = parse_int(v, a, 1, 9999, &o->n_shards);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(v, a, 1, 1024, &o->n_threads);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) rc = parse_int(v, a, 1, 1000, &o->n_reps);
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
@@ -140,7 +157,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (rc) return rc;
         i += takes;
     }
-    if (!o->model && !(o->tokenizer && (!strcmp(o->cmd, "tokenize") || !strcmp(o->cmd, "detokenize"))))
+    if (!o->model && !(o->tokenizer && (!strcmp(o->cmd, "tokenize") || !strcmp(o->cmd, "detokenize"))) &&
+        strcmp(o->cmd, "init"))
         return die("no model given (-m DIR)");
     return 0;
 }
@@ -175,25 +193,45 @@ static int parse_tokens(const char *s, int32_t **out, int *n) {
     return 0;
 }
 
-int cli_session_open(const cli_opts *o, int need_ctx, cli_session *s) {
+/* Token ids are checked before any work starts, so an error is the only output. */
+static int check_ids(const int32_t *ids, int n, const dsc_model_info *info) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= info->vocab_size)
+            return die("token id %d at position %d is out of range (vocab_size = %d)", ids[i], i, info->vocab_size);
+    return 0;
+}
+
+int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_ids, cli_session *s) {
     *s = (cli_session){0};
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = o->verbose;
     if (dsc_model_load(o->model, &mp, &s->model)) return die_status();
     dsc_model_get_info(s->model, &s->info);
-    if (need_ctx > 0 && o->n_ctx == 0 && need_ctx > s->info.max_position_embeddings)
-        return die("prompt and generation need %d tokens, more than max_position_embeddings = %d", need_ctx,
-                   s->info.max_position_embeddings);
+    if (check_ids(ids, n_ids, &s->info)) return 1;
+    int n_ctx = o->n_ctx ? o->n_ctx : (need_ctx > 4096 ? need_ctx : 0);
+    if (n_ctx == 0) n_ctx = s->info.max_position_embeddings < 4096 ? s->info.max_position_embeddings : 4096;
+    if (need_ctx > n_ctx)
+        return die("prompt and generation need %d tokens, more than the context of %d (use -c)", need_ctx, n_ctx);
     dsc_ctx_params cp = dsc_ctx_default_params();
-    cp.n_ctx = o->n_ctx ? o->n_ctx : (need_ctx > 4096 ? need_ctx : 0);
+    cp.n_ctx = n_ctx;
     cp.n_batch = o->n_batch;
+    cp.n_threads = o->n_threads;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     const dsc_model_info *i = &s->info;
-    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x 4 B = %.2f MiB\n", i->n_layers,
-            dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim, dsc_ctx_kv_bytes(s->ctx) / 1048576.0);
-    if (need_ctx > dsc_ctx_n_ctx(s->ctx))
-        return die("prompt and generation need %d tokens, more than the context of %d (use -c)", need_ctx,
-                   dsc_ctx_n_ctx(s->ctx));
+    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x 4 B = %.2f MiB; %d threads, %s kernels\n",
+            i->n_layers, dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
+            dsc_ctx_kv_bytes(s->ctx) / 1048576.0, dsc_ctx_n_threads(s->ctx), dsc_ctx_isa(s->ctx));
+    return 0;
+}
+
+/* The output file's directory must exist and be writable before the run. */
+static int check_output(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    if (access(slash ? (dir[0] ? dir : "/") : ".", W_OK) != 0)
+        return die("%s: cannot create: %s", path, strerror(errno));
     return 0;
 }
 
@@ -216,9 +254,9 @@ static int cmd_logits(const cli_opts *o) {
     if (!o->output) return die("logits: no output file given (-o FILE)");
     int32_t *ids;
     int n, rc;
-    if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
+    if ((rc = check_output(o->output)) || (rc = parse_tokens(o->tokens, &ids, &n))) return rc;
     cli_session s;
-    if ((rc = cli_session_open(o, n, &s))) {
+    if ((rc = cli_session_open(o, n, ids, n, &s))) {
         free(ids);
         cli_session_close(&s);
         return rc;
@@ -242,7 +280,7 @@ static int cmd_generate(const cli_opts *o) {
     int n, rc;
     if ((rc = parse_tokens(o->tokens, &ids, &n))) return rc;
     cli_session s;
-    if ((rc = cli_session_open(o, n + (o->n_gen > 0 ? o->n_gen - 1 : 0), &s))) {
+    if ((rc = cli_session_open(o, n + (o->n_gen > 0 ? o->n_gen - 1 : 0), ids, n, &s))) {
         free(ids);
         cli_session_close(&s);
         return rc;
@@ -290,7 +328,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
-                {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
+                {"init", cmd_init}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         cli_opts o = {.cmd = cmd};

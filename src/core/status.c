@@ -14,6 +14,10 @@ dsc_status dsc_fail(dsc_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err_msg, sizeof err_msg, fmt, ap);
     va_end(ap);
+    /* Names quoted from a file may hold control characters: keep the
+     * message on one printable line. */
+    for (char *p = err_msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return s;
 }
 

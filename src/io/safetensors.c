@@ -135,7 +135,15 @@ dsc_status st_parse(const uint8_t *buf, size_t size, const char *fname, st_file 
     if (hlen > ST_MAX_HEADER || hlen > size - 8)
         return dsc_fail(DSC_ERR_FORMAT, "%s: header length %llu exceeds the file (%zu bytes)", fname,
                         (unsigned long long)hlen, size);
-    cJSON *root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
+    /* cJSON before 1.7.17 can read one byte past the text it is given
+     * (DaveGamble/cJSON#800); a header that ends the file would then read past
+     * the mapping, so cJSON gets a NUL-terminated copy. */
+    char *text = malloc((size_t)hlen + 1);
+    if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory for a %llu-byte header", fname, (unsigned long long)hlen);
+    memcpy(text, buf + 8, (size_t)hlen);
+    text[hlen] = '\0';
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)hlen);
+    free(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return dsc_fail(DSC_ERR_FORMAT, "%s: safetensors header is not a JSON object", fname);

@@ -13,16 +13,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { DSC_W_F32, DSC_W_F16, DSC_W_BF16, DSC_W_F8_E4M3 } dsc_wtype;
+/* Stored weight types. Q8 and Q4 are dsc's block formats: 32 consecutive
+ * values of a row share one F16 scale (qscale [rows, cols / 32]).
+ *   Q8: int8 q [rows, cols], w = q x scale.
+ *   Q4: uint8 [rows, cols / 2]; in each 32-block of 16 bytes, the low
+ *       nibbles hold values 0..15 and the high nibbles 16..31; w = (nib - 8) x scale. */
+typedef enum { DSC_W_F32, DSC_W_F16, DSC_W_BF16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4 } dsc_wtype;
+
+#define DSC_QBLOCK 32
 
 typedef struct {
     dsc_wtype type;
     int32_t rows, cols;
-    const void *data;      /* rows x cols elements of type, borrowed (mmap)     */
+    const void *data;      /* the stored elements, borrowed (mmap)              */
     const float *scale;    /* F8_E4M3 only: weight_scale_inv,                   */
                            /* [ceil(rows/block_rows), ceil(cols/block_cols)]    */
     int32_t block_rows, block_cols;
+    const uint16_t *qscale;/* Q8/Q4 only: F16 [rows, cols / 32]                */
 } dsc_mat;
+
+/* Bytes of weight data (with scales) one pass over w reads. */
+int64_t kern_mat_bytes(const dsc_mat *w);
 
 /* Scalar conversions. */
 float kern_bf16_to_f32(uint16_t h);
@@ -56,5 +67,30 @@ void kern_swiglu(float *g, const float *u, int32_t n);
 
 float kern_dot(const float *a, const float *b, int32_t n);
 void kern_axpy(float *y, const float *x, float a, int32_t n); /* y += a x */
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch: one table per instruction set; the reference table is the spec. */
+
+typedef struct {
+    const char *name;
+    void (*matmul_rows)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
+    /* y[cols] += sum over r in [r0, r1) of a[r - r0] x row r of w  (x^T W) */
+    void (*matvec_t)(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1);
+    float (*dot)(const float *a, const float *b, int32_t n);
+    void (*axpy)(float *y, const float *x, float a, int32_t n);
+} dsc_kernels;
+
+extern const dsc_kernels kern_ref;
+#if defined(__x86_64__)
+extern const dsc_kernels kern_avx2;
+extern const dsc_kernels kern_avx512;
+#endif
+
+/* The table named isa ("ref", "avx2", "avx512"), or the best this CPU runs
+ * when isa is NULL or "". NULL if the name is unknown or the CPU lacks it. */
+const dsc_kernels *kern_select(const char *isa);
+
+/* Names of the tables this CPU can run, best last; NULL-terminated. */
+const char *const *kern_available(void);
 
 #endif

@@ -48,6 +48,35 @@ static const float *e4m3_lut(void) {
     return e4m3_table;
 }
 
+/* Quantised integer c of row r of a Q8 / Q4 matrix, and its block scale. */
+static inline int q_raw(const dsc_mat *w, int32_t r, int32_t c) {
+    if (w->type == DSC_W_Q8) return ((const int8_t *)w->data)[(int64_t)r * w->cols + c];
+    int j = c % DSC_QBLOCK;
+    uint8_t b = ((const uint8_t *)w->data)[(int64_t)r * (w->cols / 2) + c / DSC_QBLOCK * 16 + j % 16];
+    return (j < 16 ? b & 15 : b >> 4) - 8;
+}
+
+static inline float q_scale(const dsc_mat *w, int32_t r, int32_t c) {
+    return kern_f16_to_f32(w->qscale[(int64_t)r * (w->cols / DSC_QBLOCK) + c / DSC_QBLOCK]);
+}
+
+static inline float q_weight(const dsc_mat *w, int32_t r, int32_t c) { return q_raw(w, r, c) * q_scale(w, r, c); }
+
+int64_t kern_mat_bytes(const dsc_mat *w) {
+    int64_t n = (int64_t)w->rows * w->cols;
+    switch (w->type) {
+    case DSC_W_F32: return 4 * n;
+    case DSC_W_F16:
+    case DSC_W_BF16: return 2 * n;
+    case DSC_W_F8_E4M3:
+        return n + 4 * ((w->rows + w->block_rows - 1) / w->block_rows) *
+                       (int64_t)((w->cols + w->block_cols - 1) / w->block_cols);
+    case DSC_W_Q8: return n + 2 * n / DSC_QBLOCK;
+    case DSC_W_Q4: return n / 2 + 2 * n / DSC_QBLOCK;
+    }
+    return 0;
+}
+
 /* Scale of FP8 block (r / block_rows, c / block_cols). */
 static inline float fp8_scale(const dsc_mat *w, int32_t r, int32_t c) {
     int32_t nbc = (w->cols + w->block_cols - 1) / w->block_cols;
@@ -74,6 +103,10 @@ void kern_mat_row(float *out, const dsc_mat *w, int32_t r) {
         for (int32_t c = 0; c < w->cols; c++) out[c] = lut[p[c]] * fp8_scale(w, r, c);
         break;
     }
+    case DSC_W_Q8:
+    case DSC_W_Q4:
+        for (int32_t c = 0; c < w->cols; c++) out[c] = q_weight(w, r, c);
+        break;
     }
 }
 
@@ -107,6 +140,14 @@ float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
         }
         break;
     }
+    case DSC_W_Q8:
+    case DSC_W_Q4: /* sum each block, then apply its scale */
+        for (int32_t c0 = 0; c0 < w->cols; c0 += DSC_QBLOCK) {
+            float b = 0;
+            for (int32_t c = c0; c < c0 + DSC_QBLOCK; c++) b += (float)q_raw(w, r, c) * x[c];
+            s += b * q_scale(w, r, c0);
+        }
+        break;
     }
     return s;
 }
@@ -135,16 +176,24 @@ void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a) {
         for (int32_t c = 0; c < w->cols; c++) y[c] += a * lut[p[c]] * fp8_scale(w, r, c);
         break;
     }
+    case DSC_W_Q8:
+    case DSC_W_Q4:
+        for (int32_t c = 0; c < w->cols; c++) y[c] += a * q_weight(w, r, c);
+        break;
     }
 }
 
-void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+static void ref_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     for (int32_t r = r0; r < r1; r++)
         for (int32_t t = 0; t < n; t++) y[t * ldy + (r - r0)] = kern_mat_row_dot(w, r, x + (int64_t)t * w->cols);
 }
 
+void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    ref_matmul_rows(y, ldy, x, w, n, r0, r1);
+}
+
 void kern_matmul(float *y, const float *x, const dsc_mat *w, int32_t n) {
-    kern_matmul_rows(y, w->rows, x, w, n, 0, w->rows);
+    ref_matmul_rows(y, w->rows, x, w, n, 0, w->rows);
 }
 
 void kern_rmsnorm(float *out, const float *x, const float *weight, int32_t n, float eps) {
@@ -179,3 +228,9 @@ float kern_dot(const float *a, const float *b, int32_t n) {
 void kern_axpy(float *y, const float *x, float a, int32_t n) {
     for (int32_t i = 0; i < n; i++) y[i] += a * x[i];
 }
+
+static void ref_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {
+    for (int32_t r = r0; r < r1; r++) kern_mat_row_axpy(y, w, r, a[r - r0]);
+}
+
+const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, kern_dot, kern_axpy};

@@ -39,7 +39,7 @@ void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode
     rmsnorm_rows(s->xn, s->x + (int64_t)first * D, m->final_norm, n - first, D, c->rms_norm_eps);
     for (int32_t t = first; t < n; t++) {
         float *row = out ? out + (int64_t)t * V : ctx->logits;
-        kern_matmul(row, s->xn + (int64_t)(t - first) * D, &m->lm_head, 1);
+        op_matmul(ctx, row, s->xn + (int64_t)(t - first) * D, &m->lm_head, 1);
         if (out && t == n - 1) memcpy(ctx->logits, row, sizeof(float) * (size_t)V);
     }
 }

@@ -203,10 +203,57 @@ static dsc_status aligned_data(dsc_model *m, const st_tensor *t, const void **ou
     return DSC_OK;
 }
 
+/* Q8 / Q4 (dsc quantize): F16 block scales `<name>_qscale` [rows, cols / 32]. */
+static dsc_status get_qscale(dsc_model *m, const char *name, int64_t rows, int64_t cols, dsc_mat *w) {
+    char sname[512];
+    if (strlen(name) + 8 >= sizeof sname) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor name too long", name);
+    snprintf(sname, sizeof sname, "%s_qscale", name);
+    const dsc_tensor_ref *sr = find_tensor(m, sname);
+    if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: quantised tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
+    if (cols % DSC_QBLOCK)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: quantised tensor '%s' has %lld columns, not a multiple of %d", sr->file, name,
+                        (long long)cols, DSC_QBLOCK);
+    dsc_status s = check_shape(sr, 2, rows, cols / DSC_QBLOCK);
+    if (s) return s;
+    if (sr->t->dtype != ST_F16)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F16)", sr->file, sname,
+                        st_dtype_name(sr->t->dtype));
+    const void *sd;
+    if ((s = aligned_data(m, sr->t, &sd))) return s;
+    w->qscale = sd;
+    m->weight_bytes += (int64_t)sr->t->nbytes;
+    return DSC_OK;
+}
+
+/* FP8: weight_scale_inv beside the weight, one F32 per block. */
+static dsc_status get_fp8_scale(dsc_model *m, const char *name, int64_t rows, int64_t cols, dsc_mat *w) {
+    char sname[512];
+    size_t nl = strlen(name);
+    if (nl < 7 || nl + 10 >= sizeof sname || strcmp(name + nl - 7, ".weight") != 0)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no '.weight' name for its scales", m->dir, name);
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    const dsc_tensor_ref *sr = find_tensor(m, sname);
+    if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
+    w->block_rows = m->cfg.fp8_block_rows;
+    w->block_cols = m->cfg.fp8_block_cols;
+    int64_t br = (rows + w->block_rows - 1) / w->block_rows, bc = (cols + w->block_cols - 1) / w->block_cols;
+    dsc_status s = check_shape(sr, 2, br, bc);
+    if (s) return s;
+    if (sr->t->dtype != ST_F32)
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32)", sr->file, sname,
+                        st_dtype_name(sr->t->dtype));
+    const void *sd;
+    if ((s = aligned_data(m, sr->t, &sd))) return s;
+    w->scale = sd;
+    m->weight_bytes += (int64_t)sr->t->nbytes;
+    return DSC_OK;
+}
+
 static dsc_status get_mat(dsc_model *m, const char *name, int64_t rows, int64_t cols, dsc_mat *w) {
     const dsc_tensor_ref *r = find_tensor(m, name);
     if (!r) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' is missing", m->dir, name);
-    dsc_status s = check_shape(r, 2, rows, cols);
+    /* Q4 packs two values per byte. */
+    dsc_status s = check_shape(r, 2, rows, r->t->dtype == ST_U8 ? cols / 2 : cols);
     if (s) return s;
     memset(w, 0, sizeof *w);
     w->rows = (int32_t)rows;
@@ -216,34 +263,17 @@ static dsc_status get_mat(dsc_model *m, const char *name, int64_t rows, int64_t 
     case ST_F16: w->type = DSC_W_F16; break;
     case ST_BF16: w->type = DSC_W_BF16; break;
     case ST_F8_E4M3: w->type = DSC_W_F8_E4M3; break;
+    case ST_I8: w->type = DSC_W_Q8; break;
+    case ST_U8: w->type = DSC_W_Q4; break;
     default:
-        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32, F16, BF16 or F8_E4M3)", r->file,
-                        name, st_dtype_name(r->t->dtype));
+        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32, F16, BF16, F8_E4M3, I8 or U8)",
+                        r->file, name, st_dtype_name(r->t->dtype));
     }
     if ((s = aligned_data(m, r->t, &w->data))) return s;
     m->n_params += rows * cols;
     m->weight_bytes += (int64_t)r->t->nbytes;
-    if (w->type != DSC_W_F8_E4M3) return DSC_OK;
-
-    /* FP8: weight_scale_inv beside the weight, one F32 per block. */
-    char sname[512];
-    size_t nl = strlen(name);
-    if (nl < 7 || nl + 10 >= sizeof sname || strcmp(name + nl - 7, ".weight") != 0)
-        return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no '.weight' name for its scales", r->file, name);
-    snprintf(sname, sizeof sname, "%s_scale_inv", name);
-    const dsc_tensor_ref *sr = find_tensor(m, sname);
-    if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
-    w->block_rows = m->cfg.fp8_block_rows;
-    w->block_cols = m->cfg.fp8_block_cols;
-    int64_t br = (rows + w->block_rows - 1) / w->block_rows, bc = (cols + w->block_cols - 1) / w->block_cols;
-    if ((s = check_shape(sr, 2, br, bc))) return s;
-    if (sr->t->dtype != ST_F32)
-        return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' has dtype %s (expected F32)", sr->file, sname,
-                        st_dtype_name(sr->t->dtype));
-    const void *sd;
-    if ((s = aligned_data(m, sr->t, &sd))) return s;
-    w->scale = sd;
-    m->weight_bytes += (int64_t)sr->t->nbytes;
+    if (w->type == DSC_W_F8_E4M3) return get_fp8_scale(m, name, rows, cols, w);
+    if (w->type == DSC_W_Q8 || w->type == DSC_W_Q4) return get_qscale(m, name, rows, cols, w);
     return DSC_OK;
 }
 

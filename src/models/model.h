@@ -11,6 +11,7 @@
 #ifndef DSC_MODELS_MODEL_H
 #define DSC_MODELS_MODEL_H
 
+#include "core/threadpool.h"
 #include "dsc.h"
 #include "io/config.h"
 #include "io/safetensors.h"
@@ -79,10 +80,6 @@ typedef struct {
     float *q;       /* (B, H * Dq)                                              */
     float *kva;     /* (B, R + Dr)                                              */
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
-    float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
-    float *scores;  /* (T)                                                      */
-    float *qlat;    /* (R)             absorbed query of one head (decode)      */
-    float *olat;    /* (R)             attention-weighted latent (decode)       */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
     float *hu;      /* (B, Fmax)       FFN up activations                       */
     float *rlogit;  /* (B, E)          router scores                            */
@@ -95,6 +92,14 @@ typedef struct {
     float *ey;      /* (B, D)          its outputs                              */
 } dsc_scratch;
 
+/* Per-thread attention scratch (heads are split between threads). */
+typedef struct {
+    float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
+    float *scores;  /* (T)                                                      */
+    float *qlat;    /* (R)             absorbed query of one head (decode)      */
+    float *olat;    /* (R)             attention-weighted latent (decode)       */
+} dsc_tscratch;
+
 struct dsc_ctx {
     dsc_model *model;
     int32_t n_ctx, n_batch, pos;
@@ -105,8 +110,15 @@ struct dsc_ctx {
     float *logits;              /* (V) after the last token                 */
     int has_logits;
     dsc_scratch s;
+    dsc_tscratch *ts;           /* [n_threads]                              */
+    const dsc_kernels *k;       /* kernel set (dispatch)                    */
+    dsc_pool *pool;
+    int n_threads;
     void *mem;                  /* the one allocation behind everything     */
 };
+
+/* Threaded, dispatched matrix products (src/nn/ops.c). */
+void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n);
 
 /* Loader internals shared with the tests. */
 int model_tensor_count(const dsc_model *m);

@@ -23,13 +23,13 @@ static void mla_query(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     dsc_scratch *s = &ctx->s;
     const int32_t dq = c->qk_nope_head_dim + c->qk_rope_head_dim, half = c->qk_rope_head_dim / 2;
     if (c->q_lora_rank > 0) {
-        kern_matmul(s->qa, s->xn, &l->q_a, n);
+        op_matmul(ctx, s->qa, s->xn, &l->q_a, n);
         for (int32_t t = 0; t < n; t++)
             kern_rmsnorm(s->qa + (int64_t)t * c->q_lora_rank, s->qa + (int64_t)t * c->q_lora_rank, l->q_a_norm,
                          c->q_lora_rank, c->rms_norm_eps);
-        kern_matmul(s->q, s->qa, &l->q_b, n);
+        op_matmul(ctx, s->q, s->qa, &l->q_b, n);
     } else {
-        kern_matmul(s->q, s->xn, &l->q, n);
+        op_matmul(ctx, s->q, s->xn, &l->q, n);
     }
     for (int32_t t = 0; t < n; t++) {
         const int64_t p = ctx->pos + t;
@@ -44,7 +44,7 @@ static void mla_cache_append(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t w = c->kv_lora_rank + c->qk_rope_head_dim, half = c->qk_rope_head_dim / 2;
-    kern_matmul(s->kva, s->xn, &l->kv_a, n);
+    op_matmul(ctx, s->kva, s->xn, &l->kv_a, n);
     for (int32_t t = 0; t < n; t++) {
         const int64_t p = ctx->pos + t;
         float *row = ctx->kv + ((int64_t)layer * ctx->n_ctx + p) * w;
@@ -55,59 +55,77 @@ static void mla_cache_append(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_
     }
 }
 
+/* Work shared by the attention tasks: heads are split between threads. */
+typedef struct {
+    dsc_ctx *ctx;
+    const dsc_layer *l;
+    int layer;
+    int32_t n;
+} attn_job;
+
 /* Plain attention with keys/values decompressed from the cache, one head at a time. */
-static void mla_attend_prefill(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n) {
+static void mla_attend_prefill(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    dsc_ctx *ctx = j->ctx;
+    const dsc_layer *l = j->l;
+    const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
+    dsc_tscratch *ts = &ctx->ts[ith];
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
-    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, n_pos = ctx->pos + n;
-    const float *cache = ctx->kv + (int64_t)layer * ctx->n_ctx * w;
-    for (int32_t h = 0; h < c->n_heads; h++) {
-        /* kvh[p] = [W_UK[h] c_p ; W_UV[h] c_p], both read from the cache rows. */
+    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, n_pos = ctx->pos + j->n;
+    const float *cache = ctx->kv + (int64_t)j->layer * ctx->n_ctx * w;
+    for (int32_t h = ith; h < c->n_heads; h += nth) {
+        /* kvh[p] = [W_UK[h] c_p ; W_UV[h] c_p] for every cached position. */
         for (int32_t p = 0; p < n_pos; p++)
-            kern_matmul_rows(s->kvh + (int64_t)p * dkv, dkv, cache + (int64_t)p * w, &l->kv_b, 1, h * dkv,
-                             (h + 1) * dkv);
-        for (int32_t t = 0; t < n; t++) {
+            k->matmul_rows(ts->kvh + (int64_t)p * dkv, dkv, cache + (int64_t)p * w, &l->kv_b, 1, h * dkv,
+                           (h + 1) * dkv);
+        for (int32_t t = 0; t < j->n; t++) {
             const float *q = s->q + ((int64_t)t * c->n_heads + h) * dq;
             const int32_t len = ctx->pos + t + 1; /* causal */
             for (int32_t p = 0; p < len; p++)
-                s->scores[p] = (kern_dot(q, s->kvh + (int64_t)p * dkv, dn) +
-                                kern_dot(q + dn, cache + (int64_t)p * w + R, dr)) *
-                               ctx->model->softmax_scale;
-            kern_softmax(s->scores, len);
+                ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) +
+                                 k->dot(q + dn, cache + (int64_t)p * w + R, dr)) *
+                                ctx->model->softmax_scale;
+            kern_softmax(ts->scores, len);
             float *out = s->attn + ((int64_t)t * c->n_heads + h) * dv;
             memset(out, 0, sizeof(float) * (size_t)dv);
-            for (int32_t p = 0; p < len; p++) kern_axpy(out, s->kvh + (int64_t)p * dkv + dn, s->scores[p], dv);
+            for (int32_t p = 0; p < len; p++) k->axpy(out, ts->kvh + (int64_t)p * dkv + dn, ts->scores[p], dv);
         }
     }
 }
 
 /* Absorbed attention of one new token over the latent cache. */
-static void mla_attend_decode(dsc_ctx *ctx, const dsc_layer *l, int layer) {
+static void mla_attend_decode(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    dsc_ctx *ctx = j->ctx;
+    const dsc_layer *l = j->l;
+    const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
+    dsc_tscratch *ts = &ctx->ts[ith];
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
     const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, len = ctx->pos + 1;
-    const float *cache = ctx->kv + (int64_t)layer * ctx->n_ctx * w;
-    for (int32_t h = 0; h < c->n_heads; h++) {
+    const float *cache = ctx->kv + (int64_t)j->layer * ctx->n_ctx * w;
+    for (int32_t h = ith; h < c->n_heads; h += nth) {
         const float *q = s->q + (int64_t)h * dq;
-        memset(s->qlat, 0, sizeof(float) * (size_t)R);
-        for (int32_t i = 0; i < dn; i++) kern_mat_row_axpy(s->qlat, &l->kv_b, h * dkv + i, q[i]);
+        memset(ts->qlat, 0, sizeof(float) * (size_t)R);
+        k->matvec_t(ts->qlat, q, &l->kv_b, h * dkv, h * dkv + dn); /* W_UK[h]^T q_nope */
         for (int32_t p = 0; p < len; p++) {
             const float *row = cache + (int64_t)p * w;
-            s->scores[p] = (kern_dot(s->qlat, row, R) + kern_dot(q + dn, row + R, dr)) * ctx->model->softmax_scale;
+            ts->scores[p] = (k->dot(ts->qlat, row, R) + k->dot(q + dn, row + R, dr)) * ctx->model->softmax_scale;
         }
-        kern_softmax(s->scores, len);
-        memset(s->olat, 0, sizeof(float) * (size_t)R);
-        for (int32_t p = 0; p < len; p++) kern_axpy(s->olat, cache + (int64_t)p * w, s->scores[p], R);
-        kern_matmul_rows(s->attn + (int64_t)h * dv, dv, s->olat, &l->kv_b, 1, h * dkv + dn, (h + 1) * dkv);
+        kern_softmax(ts->scores, len);
+        memset(ts->olat, 0, sizeof(float) * (size_t)R);
+        for (int32_t p = 0; p < len; p++) k->axpy(ts->olat, cache + (int64_t)p * w, ts->scores[p], R);
+        k->matmul_rows(s->attn + (int64_t)h * dv, dv, ts->olat, &l->kv_b, 1, h * dkv + dn, (h + 1) * dkv);
     }
 }
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {
     mla_query(ctx, l, n);
     mla_cache_append(ctx, l, layer, n);
-    if (decode) mla_attend_decode(ctx, l, layer);
-    else mla_attend_prefill(ctx, l, layer, n);
-    kern_matmul(ctx->s.y, ctx->s.attn, &l->o, n);
+    attn_job j = {ctx, l, layer, n};
+    pool_run(ctx->pool, decode ? mla_attend_decode : mla_attend_prefill, &j);
+    op_matmul(ctx, ctx->s.y, ctx->s.attn, &l->o, n);
 }

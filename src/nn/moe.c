@@ -79,11 +79,11 @@ void moe_route(const dsc_config *c, const float *logits, const float *bias, floa
 }
 
 /* out (n, D) = down(silu(gate x) * up x) for x (n, D); hg, hu (n, Fx) scratch. */
-static void mlp_forward(float *out, const float *x, const dsc_mlp *m, float *hg, float *hu, int32_t n) {
-    kern_matmul(hg, x, &m->gate, n);
-    kern_matmul(hu, x, &m->up, n);
+static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp *m, float *hg, float *hu, int32_t n) {
+    op_matmul(ctx, hg, x, &m->gate, n);
+    op_matmul(ctx, hu, x, &m->up, n);
     kern_swiglu(hg, hu, n * m->gate.rows);
-    kern_matmul(out, hg, &m->down, n);
+    op_matmul(ctx, out, hg, &m->down, n);
 }
 
 /* Routed experts: tokens sent to each expert go through it as one batch. */
@@ -91,11 +91,11 @@ static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t D = c->hidden_size, E = c->n_routed_experts, K = c->n_experts_per_tok;
-    kern_matmul(s->rlogit, s->xn, &l->router, n);
+    op_matmul(ctx, s->rlogit, s->xn, &l->router, n);
     for (int32_t t = 0; t < n; t++)
         moe_route(c, s->rlogit + (int64_t)t * E, l->router_bias, s->rscore, s->ridx + (int64_t)t * K,
                   s->rw + (int64_t)t * K);
-    if (l->has_shared) mlp_forward(s->y, s->xn, &l->shared, s->hg, s->hu, n);
+    if (l->has_shared) mlp_forward(ctx, s->y, s->xn, &l->shared, s->hg, s->hu, n);
     else memset(s->y, 0, sizeof(float) * (size_t)n * D);
     for (int32_t e = 0; e < E; e++) {
         int32_t m = 0;
@@ -108,13 +108,13 @@ static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
                     m++;
                 }
         if (m == 0) continue;
-        mlp_forward(s->ey, s->ex, &l->experts[e], s->hg, s->hu, m);
+        mlp_forward(ctx, s->ey, s->ex, &l->experts[e], s->hg, s->hu, m);
         for (int32_t i = 0; i < m; i++)
-            kern_axpy(s->y + (int64_t)s->etok[i] * D, s->ey + (int64_t)i * D, s->ew[i], D);
+            ctx->k->axpy(s->y + (int64_t)s->etok[i] * D, s->ey + (int64_t)i * D, s->ew[i], D);
     }
 }
 
 void ffn_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     if (l->is_moe) moe_forward(ctx, l, n);
-    else mlp_forward(ctx->s.y, ctx->s.xn, &l->mlp, ctx->s.hg, ctx->s.hu, n);
+    else mlp_forward(ctx, ctx->s.y, ctx->s.xn, &l->mlp, ctx->s.hg, ctx->s.hu, n);
 }

@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/status.h"
 #include "models/model.h"
 
 dsc_ctx_params dsc_ctx_default_params(void) { return (dsc_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+
+const char *const *dsc_isa_list(void) { return kern_available(); }
 
 /* Carves buffers out of one block; the first pass (base == NULL) only sums
  * the sizes. Every buffer is 64-byte aligned. */
@@ -52,10 +55,13 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->q = plan(p, B * H * dq, sizeof(float));
     s->kva = plan(p, B * (R + dr), sizeof(float));
     s->attn = plan(p, B * H * c->v_head_dim, sizeof(float));
-    s->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
-    s->scores = plan(p, T, sizeof(float));
-    s->qlat = plan(p, R, sizeof(float));
-    s->olat = plan(p, R, sizeof(float));
+    for (int i = 0; i < ctx->n_threads; i++) {
+        dsc_tscratch *ts = &ctx->ts[i];
+        ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
+        ts->scores = plan(p, T, sizeof(float));
+        ts->qlat = plan(p, R, sizeof(float));
+        ts->olat = plan(p, R, sizeof(float));
+    }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
     s->rlogit = plan(p, B * E, sizeof(float));
@@ -78,14 +84,29 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
         return dsc_fail(DSC_ERR_ARG, "context length %d exceeds max_position_embeddings = %d", n_ctx,
                         c->max_position_embeddings);
     if (pr.n_batch < 1) return dsc_fail(DSC_ERR_ARG, "batch size %d must be >= 1", pr.n_batch);
+    if (pr.n_threads < 0 || pr.n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "thread count %d out of range", pr.n_threads);
+    const dsc_kernels *k = kern_select(pr.isa);
+    if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
     dsc_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return dsc_fail(DSC_ERR_NOMEM, "out of memory for the context");
     ctx->model = model;
+    ctx->k = k;
+    ctx->n_threads = pr.n_threads ? pr.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ctx->n_threads < 1) ctx->n_threads = 1;
+    ctx->ts = calloc((size_t)ctx->n_threads, sizeof *ctx->ts);
+    ctx->pool = ctx->ts ? pool_new(ctx->n_threads) : NULL;
+    if (!ctx->pool) {
+        free(ctx->ts);
+        free(ctx);
+        return dsc_fail(DSC_ERR_NOMEM, "cannot start %d threads", pr.n_threads);
+    }
     ctx->n_ctx = n_ctx;
     ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
     planner p = {0};
     ctx_layout(ctx, &p);
     if (p.overflow || !(ctx->mem = aligned_alloc(64, p.off ? p.off : 64))) {
+        pool_free(ctx->pool);
+        free(ctx->ts);
         free(ctx);
         return dsc_fail(DSC_ERR_NOMEM, "cannot allocate %zu bytes for a context of %d tokens", p.off, n_ctx);
     }
@@ -99,6 +120,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
 
 void dsc_ctx_free(dsc_ctx *ctx) {
     if (!ctx) return;
+    pool_free(ctx->pool);
+    free(ctx->ts);
     free(ctx->mem);
     free(ctx);
 }
@@ -110,6 +133,8 @@ size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
 
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx->n_ctx; }
 int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx->pos; }
+int32_t dsc_ctx_n_threads(const dsc_ctx *ctx) { return ctx->n_threads; }
+const char *dsc_ctx_isa(const dsc_ctx *ctx) { return ctx->k->name; }
 
 dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos) {
     if (pos < 0 || pos > ctx->pos)

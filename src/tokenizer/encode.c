@@ -30,11 +30,12 @@ typedef struct {
     int32_t id, prev, next;
 } bpe_sym;
 
-/* A candidate merge of symbol pos with its right neighbour; the heap pops
- * the lowest rank, then the leftmost pos, as the reference does. */
+/* A candidate merge of symbol pos (token left) with its right neighbour
+ * (token right); the heap pops the lowest rank, then the leftmost pos, as
+ * the reference does. */
 typedef struct {
     uint32_t rank, pos;
-    int32_t id;
+    int32_t left, right;
 } bpe_cand;
 
 typedef struct {
@@ -50,6 +51,7 @@ typedef struct {
     size_t sym_cap, heap_cap;
     char *bl;        /* a word in the ByteLevel alphabet (ignore_merges) */
     size_t bl_cap;
+    tok_cache *cache; /* the tokenizer's, if this call holds it, else NULL */
 } tok_enc;
 
 static void enc_emit(tok_enc *e, int32_t id) {
@@ -105,8 +107,9 @@ static void bpe_offer(const tok_enc *e, bpe_cand *h, size_t *nh, int32_t pos) {
     const bpe_sym *sym = e->sym;
     uint64_t v;
     if (pos < 0 || sym[pos].next < 0) return;
-    if (!hmap_u64_get(&e->tok->merges, (uint64_t)sym[pos].id << 32 | (uint32_t)sym[sym[pos].next].id, &v)) return;
-    heap_push(h, nh, (bpe_cand){(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v});
+    int32_t left = sym[pos].id, right = sym[sym[pos].next].id;
+    if (!hmap_u64_get(&e->tok->merges, (uint64_t)left << 32 | (uint32_t)right, &v)) return;
+    heap_push(h, nh, (bpe_cand){(uint32_t)(v >> 32), (uint32_t)pos, left, right});
 }
 
 /* The word's starting symbols, one per byte. A byte without a token becomes
@@ -136,17 +139,15 @@ static void bpe_merge(tok_enc *e, int32_t m) {
     bpe_sym *sym = e->sym;
     bpe_cand *h = e->heap;
     size_t nh = 0;
-    uint64_t v;
     for (int32_t i = 0; i + 1 < m; i++) bpe_offer(e, h, &nh, i);
     while (nh > 0) {
         bpe_cand c = heap_pop(h, &nh);
         int32_t p = (int32_t)c.pos, q = sym[p].next;
-        /* stale: either side merged since the candidate was pushed */
-        if (sym[p].id < 0 || q < 0) continue;
-        if (!hmap_u64_get(&e->tok->merges, (uint64_t)sym[p].id << 32 | (uint32_t)sym[q].id, &v) ||
-            (int32_t)(uint32_t)v != c.id)
-            continue;
-        sym[p].id = c.id;
+        /* Stale if either side merged since the push. The reference looks
+         * the pair up again and compares merged ids; as a symbol's text
+         * only grows, the same ids on both sides is the same test. */
+        if (q < 0 || sym[p].id != c.left || sym[q].id != c.right) continue;
+        sym[p].id = e->tok->merge_id[c.rank];
         sym[p].next = sym[q].next;
         if (sym[q].next >= 0) sym[sym[q].next].prev = p;
         sym[q].id = -1;
@@ -171,14 +172,49 @@ static int32_t bpe_whole(tok_enc *e, const unsigned char *s, size_t n) {
     return hmap_str_get(&e->tok->vocab, e->bl, k);
 }
 
+/* The cache slot for word s[0..n), and whether it holds the word. */
+static tok_cache_slot *cache_slot(tok_cache *c, const char *s, size_t n, uint32_t *tag, int *hit) {
+    uint64_t h = hmap_hash_bytes(s, n);
+    tok_cache_slot *slot = &c->slot[h & ((1u << TOK_CACHE_BITS) - 1)];
+    *tag = (uint32_t)(h >> 32);
+    *hit = slot->len == n && slot->hash == *tag && memcmp(slot->word, s, n) == 0;
+    return slot;
+}
+
+/* Emits the merged word; keeps it in slot if it fits. */
+static void bpe_emit(tok_enc *e, int32_t m, tok_cache_slot *slot, uint32_t tag, const char *s, size_t n) {
+    size_t k = 0;
+    for (int32_t i = m > 0 ? 0 : -1; i >= 0; i = e->sym[i].next, k++) {
+        enc_emit(e, e->sym[i].id);
+        if (slot && k < TOK_CACHE_IDS) slot->ids[k] = e->sym[i].id;
+    }
+    if (!slot) return;
+    slot->len = 0;
+    if (k > TOK_CACHE_IDS) return;
+    slot->hash = tag;
+    slot->n_ids = (uint8_t)k;
+    memcpy(slot->word, s, n);
+    slot->len = (uint8_t)n;
+}
+
 static dsc_status bpe_word(tok_enc *e, const char *text, size_t n) {
     const unsigned char *s = (const unsigned char *)text;
+    tok_cache_slot *slot = NULL;
+    uint32_t tag = 0;
     int32_t m, id;
+    int hit;
     if (n == 1 && e->tok->byte_id[s[0]] >= 0) {
         enc_emit(e, e->tok->byte_id[s[0]]);
         return DSC_OK;
     }
     if (n > INT32_MAX / 3) return dsc_fail(DSC_ERR_ARG, "text: a word of %zu bytes is too long", n);
+    if (e->cache && n <= TOK_CACHE_WORD) {
+        slot = cache_slot(e->cache, text, n, &tag, &hit);
+        if (hit) {
+            for (int i = 0; i < slot->n_ids; i++) enc_emit(e, slot->ids[i]);
+            return DSC_OK;
+        }
+    }
     if (e->tok->ignore_merges) {
         if ((id = bpe_whole(e, s, n)) == -2) return dsc_fail(DSC_ERR_NOMEM, "tokenize: no memory for a word");
         if (id >= 0) {
@@ -191,7 +227,7 @@ static dsc_status bpe_word(tok_enc *e, const char *text, size_t n) {
         return dsc_fail(DSC_ERR_NOMEM, "tokenize: no memory for a word of %zu bytes", n);
     m = bpe_start(e, s, n);
     bpe_merge(e, m);
-    for (int32_t i = m > 0 ? 0 : -1; i >= 0; i = e->sym[i].next) enc_emit(e, e->sym[i].id);
+    bpe_emit(e, m, slot, tag, text, n);
     return DSC_OK;
 }
 
@@ -204,13 +240,14 @@ static int enc_push(enc_spans *sp, size_t start, size_t end, int match) {
 }
 
 static int enc_match(tok_enc *e, const tok_split *sp, const char *s, size_t n, size_t pos) {
+    pcre2_match_context *mc = e->tok->mctx;
     int rc;
     if (sp->jit)
-        rc = pcre2_jit_match(sp->re, (PCRE2_SPTR)s, n, pos, 0, e->md, NULL);
+        rc = pcre2_jit_match(sp->re, (PCRE2_SPTR)s, n, pos, 0, e->md, mc);
     else
-        rc = pcre2_match(sp->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        rc = pcre2_match(sp->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, mc);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* the interpreter keeps its stack on the heap */
-        rc = pcre2_match(sp->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, e->md, NULL);
+        rc = pcre2_match(sp->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, e->md, mc);
     return rc;
 }
 
@@ -362,7 +399,9 @@ dsc_status dsc_tokenize(const dsc_tokenizer *tok, const char *text, size_t len, 
     e.ids = ids;
     e.cap = cap;
     if (!(e.md = pcre2_match_data_create(1, NULL))) return dsc_fail(DSC_ERR_NOMEM, "tokenize: no memory for match data");
+    if (tok->cache && !atomic_flag_test_and_set_explicit(&tok->cache->busy, memory_order_acquire)) e.cache = tok->cache;
     s = parse_special ? enc_added(&e, 0, text, len) : len > 0 ? enc_step(&e, 0, text, len) : DSC_OK;
+    if (e.cache) atomic_flag_clear_explicit(&tok->cache->busy, memory_order_release);
     enc_free(&e);
     *n_ids = e.n;
     if (s != DSC_OK) return s;

@@ -155,7 +155,6 @@ int64_t hmap_str_put(hmap_str *m, uint32_t id) {
     size_t n = m->len[id];
     uint64_t h = hmap_hash_bytes(s, n);
     size_t i;
-    if (id == UINT32_MAX) return -2;
     if ((m->n + 1) * 2 > m->mask + 1 && !hmap_str_grow(m)) return -2;
     i = hmap_str_find(m, h, s, n);
     if (m->ids[i] != 0) return (int64_t)(m->ids[i] - 1);

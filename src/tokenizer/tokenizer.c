@@ -328,6 +328,7 @@ static dsc_status ld_merge(tok_load *L, const cJSON *e, size_t i, uint32_t rank,
     /* a pair listed twice keeps its last rank, as in the reference */
     if (!hmap_u64_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib, (uint64_t)rank << 32 | (uint32_t)ij))
         return dsc_fail(DSC_ERR_NOMEM, "%s: no memory for model.merges", L->src);
+    t->merge_id[rank] = ij;
     return DSC_OK;
 }
 
@@ -338,7 +339,9 @@ static dsc_status ld_merges(tok_load *L, const cJSON *merges) {
     uint32_t rank = 0;
     dsc_status s = DSC_OK;
     if (!cJSON_IsArray(merges)) return dsc_fail(DSC_ERR_FORMAT, "%s: model.merges: expected an array", L->src);
-    if (!hmap_u64_init(&L->t->merges, (size_t)cJSON_GetArraySize(merges)))
+    size_t n = (size_t)cJSON_GetArraySize(merges);
+    if (n >= UINT32_MAX) return dsc_fail(DSC_ERR_FORMAT, "%s: model.merges: %zu merges is too many", L->src, n);
+    if (!hmap_u64_init(&L->t->merges, n) || !(L->t->merge_id = malloc((n + 1) * sizeof *L->t->merge_id)))
         return dsc_fail(DSC_ERR_NOMEM, "%s: no memory for model.merges", L->src);
     cJSON_ArrayForEach(e, merges) {
         /* "#version" lines of old merges.txt files take no rank */
@@ -575,15 +578,29 @@ static dsc_status ld_root(tok_load *L, const cJSON *root) {
     return ld_added(L, added);
 }
 
+/* PCRE2's default limits (10M backtracks, 20 MB of heap) stop `\s*[\r\n]+`
+ * on a few MB of spaces; the reference's Oniguruma finishes such text. */
+static dsc_status ld_mctx(tok_load *L) {
+    if (!(L->t->mctx = pcre2_match_context_create(NULL)))
+        return dsc_fail(DSC_ERR_NOMEM, "%s: no memory for a match context", L->src);
+    pcre2_set_match_limit(L->t->mctx, UINT32_MAX);
+    pcre2_set_depth_limit(L->t->mctx, UINT32_MAX);
+    pcre2_set_heap_limit(L->t->mctx, 4u << 20); /* KiB: 4 GiB */
+    return DSC_OK;
+}
+
 static dsc_status tok_load_json(const char *src, const char *json, size_t len, dsc_tokenizer **out) {
     tok_load L = {src, NULL, 0, 0, 0, 0};
     const char *end = NULL;
     cJSON *root;
+    size_t at;
     dsc_status s;
     *out = NULL;
+    /* as the reference's JSON reader: names and patterns are then UTF-8 */
+    if ((at = tok_utf8_check(json, len)) < len) return dsc_fail(DSC_ERR_FORMAT, "%s: invalid UTF-8 at byte %zu", src, at);
     root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
-        size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
+        at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
         return dsc_fail(DSC_ERR_FORMAT, "%s: invalid JSON near byte %zu", src, at);
     }
     if (!cJSON_IsObject(root)) {
@@ -596,12 +613,15 @@ static dsc_status tok_load_json(const char *src, const char *json, size_t len, d
     }
     L.t->bl_step = -1;
     L.t->unk_id = -1;
-    s = ld_root(&L, root);
+    s = ld_mctx(&L);
+    if (s == DSC_OK) s = ld_root(&L, root);
     cJSON_Delete(root);
     if (s != DSC_OK) {
         dsc_tokenizer_free(L.t);
         return s;
     }
+    /* optional: without it encoding is only slower */
+    if ((L.t->cache = calloc(1, sizeof *L.t->cache))) atomic_flag_clear(&L.t->cache->busy);
     *out = L.t;
     return DSC_OK;
 }
@@ -668,9 +688,12 @@ void dsc_tokenizer_free(dsc_tokenizer *t) {
     free(t->byte_len);
     hmap_str_free(&t->vocab);
     hmap_u64_free(&t->merges);
+    free(t->merge_id);
+    free(t->cache);
     trie_free(&t->added[0]);
     trie_free(&t->added[1]);
     for (int i = 0; i < t->n_steps; i++) pcre2_code_free(t->steps[i].re);
+    pcre2_match_context_free(t->mctx);
     free(t);
 }
 

@@ -22,6 +22,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <stdatomic.h>
+
 #include "dsc.h"
 #include "tokenizer/hashmap.h"
 
@@ -52,6 +54,26 @@ typedef struct {
     uint8_t first[256]; /* 1 if some token starts with the byte */
 } tok_trie;
 
+/* Recently encoded words and their ids, direct-mapped by hash. Shared by
+ * the calls on one tokenizer: a call that finds it busy (another thread has
+ * it) encodes without it, so it needs no lock to wait on. */
+#define TOK_CACHE_BITS 15
+#define TOK_CACHE_WORD 26 /* longest word kept, bytes */
+#define TOK_CACHE_IDS 8   /* most ids kept for a word */
+
+typedef struct {
+    uint32_t hash; /* high half of the word's hash */
+    uint8_t len;   /* 0: empty */
+    uint8_t n_ids;
+    char word[TOK_CACHE_WORD];
+    int32_t ids[TOK_CACHE_IDS];
+} tok_cache_slot; /* 64 bytes: one cache line */
+
+typedef struct {
+    atomic_flag busy;
+    tok_cache_slot slot[1 << TOK_CACHE_BITS];
+} tok_cache;
+
 struct dsc_tokenizer {
     int32_t n_vocab; /* largest id + 1 */
 
@@ -69,14 +91,18 @@ struct dsc_tokenizer {
     int fuse_unk;
     int ignore_merges;   /* a word found whole in the vocab is not merged */
     hmap_u64 merges;     /* left << 32 | right -> rank << 32 | merged id */
+    int32_t *merge_id;   /* [n_merges] merged id by rank */
 
     tok_trie added[2]; /* [0] normalized: false (matched first), [1] the rest */
     int n_added;
 
     tok_split steps[TOK_MAX_STEPS]; /* Splits, then ByteLevel's regex if used */
+    pcre2_match_context *mctx;      /* limits raised: a long run of spaces backtracks far */
     int n_steps;
     int bl_step;          /* index of the step where ByteLevel begins */
     int add_prefix_space; /* ByteLevel.add_prefix_space */
+
+    tok_cache *cache; /* NULL if it could not be allocated */
 };
 
 /* ---- tokenizer.c */

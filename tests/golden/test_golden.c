@@ -94,10 +94,13 @@ static int print_ids(const char *file, const char *name) {
 }
 
 /* Runs the prompt with the given batch size (0 = one token at a time). */
-static int run_prompt(dsc_model *m, const int32_t *tok, int T, int V, int n_batch, float *logits, dsc_ctx **out) {
+static int run_prompt(dsc_model *m, const char *isa, int threads, const int32_t *tok, int T, int V, int n_batch,
+                      float *logits, dsc_ctx **out) {
     dsc_ctx_params cp = dsc_ctx_default_params();
     cp.n_ctx = 64;
     cp.n_batch = n_batch ? n_batch : 1;
+    cp.isa = isa;
+    cp.n_threads = threads;
     dsc_ctx *ctx;
     if (dsc_ctx_new(m, &cp, &ctx)) return -1;
     dsc_status s = DSC_OK;
@@ -144,18 +147,23 @@ int main(int argc, char **argv) {
         const char *name;
         int n_batch;
     } modes[] = {{"prefill", 64}, {"prefill in chunks of 5", 5}, {"decode-only", 0}};
+    /* Every kernel set this CPU runs; the reference on one thread, the
+     * others on two (threads split rows and heads). */
+    const char *const *isas = dsc_isa_list();
+    for (int ii = 0; isas[ii]; ii++)
     for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
         dsc_ctx *ctx;
         char detail[256];
+        const int threads = strcmp(isas[ii], "ref") ? 2 : 1;
         memset(got, 0, sizeof(float) * (size_t)T * V);
-        if (run_prompt(m, tok, T, V, modes[k].n_batch, got, &ctx)) {
+        if (run_prompt(m, isas[ii], threads, tok, T, V, modes[k].n_batch, got, &ctx)) {
             check(0, modes[k].name, dsc_last_error());
             continue;
         }
         double e = logits_rel_err(got, want, T, V);
         snprintf(detail, sizeof detail, "max |diff| / max|logits| = %.3g (limit 1e-4) over %d positions", e, T);
         char what[128];
-        snprintf(what, sizeof what, "%s logits", modes[k].name);
+        snprintf(what, sizeof what, "[%s, %d thread(s)] %s logits", isas[ii], threads, modes[k].name);
         check(e < 1e-4, what, detail);
         /* Greedy continuation through the latent cache. */
         int ok = 1, n = 0;
@@ -166,7 +174,7 @@ int main(int argc, char **argv) {
             ok &= next == greedy[i];
             if (dsc_eval(ctx, &next, 1, NULL)) ok = 0;
         }
-        snprintf(what, sizeof what, "%s greedy", modes[k].name);
+        snprintf(what, sizeof what, "[%s, %d thread(s)] %s greedy", isas[ii], threads, modes[k].name);
         check(ok, what, ids);
         dsc_ctx_free(ctx);
     }

@@ -62,7 +62,7 @@ static void test_fp8_kernels(void) {
     }
     for (int i = 0; i < nbr * nbc; i++) scale[i] = 0.5f + i * 0.25f;
     for (int c = 0; c < COLS; c++) x[c] = frand();
-    dsc_mat w = {DSC_W_F8_E4M3, ROWS, COLS, q, scale, BR, BC};
+    dsc_mat w = {DSC_W_F8_E4M3, ROWS, COLS, q, scale, BR, BC, NULL};
     double worst_dot = 0, worst_row = 0;
     for (int r = 0; r < ROWS; r++) {
         double ref = 0;
@@ -106,14 +106,80 @@ static void test_dtype_agreement(void) {
         h[i] = b[i];
     }
     for (int c = 0; c < C; c++) x[c] = frand();
-    dsc_mat wf = {DSC_W_F32, R, C, f, NULL, 0, 0}, wb = {DSC_W_BF16, R, C, b, NULL, 0, 0};
-    dsc_mat wh = {DSC_W_F16, R, C, h, NULL, 0, 0};
+    dsc_mat wf = {DSC_W_F32, R, C, f, NULL, 0, 0, NULL}, wb = {DSC_W_BF16, R, C, b, NULL, 0, 0, NULL};
+    dsc_mat wh = {DSC_W_F16, R, C, h, NULL, 0, 0, NULL};
     double d = 0;
     for (int r = 0; r < R; r++) d = fmax(d, fabs(kern_mat_row_dot(&wf, r, x) - kern_mat_row_dot(&wb, r, x)));
     CHECK(d == 0, "bf16 vs f32 dot differ by %g", d);
     float row[C];
     kern_mat_row(row, &wh, 3);
     CHECK(row[0] == kern_f16_to_f32(h[3 * C]), "f16 row");
+}
+
+/* Every kernel set against the reference, for every weight type, with
+ * column counts that leave SIMD tails and row ranges with partial tiles. */
+static void test_isa_kernels(void) {
+    const char *const *isas = kern_available();
+    const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_F16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
+    const char *tname[] = {"f32", "bf16", "f16", "fp8", "q8", "q4"};
+    const int colsets[][2] = {{203, 0}, {200, 0}, {96, 1}, {256, 1}}; /* {cols, quantised-only} */
+    enum { ROWS = 37, NT = 6 };
+    for (int ti = 0; ti < 6; ti++)
+        for (int ci = 0; ci < 4; ci++) {
+            const dsc_wtype ty = types[ti];
+            const int q = ty == DSC_W_Q8 || ty == DSC_W_Q4, C = colsets[ci][0];
+            if (q != colsets[ci][1] && q) continue;
+            if (q && C % DSC_QBLOCK) continue;
+            size_t nbytes = (size_t)ROWS * C * 4;
+            uint8_t *data = malloc(nbytes);
+            for (size_t i = 0; i < nbytes; i++) data[i] = (uint8_t)((rng_state = rng_state * 1664525u + 1013904223u) >> 24);
+            if (ty == DSC_W_F32)
+                for (int i = 0; i < ROWS * C; i++) ((float *)data)[i] = frand();
+            if (ty == DSC_W_BF16 || ty == DSC_W_F16) /* finite values of moderate size */
+                for (int i = 0; i < ROWS * C; i++) ((uint16_t *)data)[i] = (uint16_t)((ty == DSC_W_BF16 ? 0x3c00 : 0x3000) + (data[2 * i] & 0x3ff)) | (uint16_t)((data[2 * i + 1] & 1) << 15);
+            if (ty == DSC_W_F8_E4M3)
+                for (int i = 0; i < ROWS * C; i++)
+                    if ((data[i] & 0x7f) == 0x7f) data[i] = 0x42;
+            float scale[64];
+            uint16_t qscale[ROWS * 8];
+            for (int i = 0; i < 64; i++) scale[i] = 0.01f + 0.003f * i;
+            for (int i = 0; i < ROWS * 8; i++) qscale[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+            dsc_mat w = {ty, ROWS, C, data, scale, 128, 128, qscale};
+            float x[NT * 256], a[ROWS], yr[NT * ROWS], yk[NT * ROWS], vr[256], vk[256];
+            for (int i = 0; i < NT * C; i++) x[i] = frand();
+            for (int i = 0; i < ROWS; i++) a[i] = frand();
+            for (int ii = 1; isas[ii]; ii++) {
+                const dsc_kernels *k = kern_select(isas[ii]);
+                double worst = 0, mag = 0;
+                for (int n = 1; n <= NT; n += 2) {
+                    kern_ref.matmul_rows(yr, ROWS, x, &w, n, 3, ROWS);
+                    k->matmul_rows(yk, ROWS, x, &w, n, 3, ROWS);
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < ROWS - 3; r++) {
+                            worst = fmax(worst, fabs(yr[t * ROWS + r] - yk[t * ROWS + r]));
+                            mag = fmax(mag, fabs(yr[t * ROWS + r]));
+                        }
+                }
+                CHECK(worst <= 1e-5 * mag, "%s matmul_rows %s cols %d: max err %g of %g", isas[ii], tname[ti], C, worst, mag);
+                for (int i = 0; i < C; i++) vr[i] = vk[i] = x[i];
+                kern_ref.matvec_t(vr, a, &w, 5, ROWS);
+                k->matvec_t(vk, a, &w, 5, ROWS);
+                worst = mag = 0;
+                for (int i = 0; i < C; i++) worst = fmax(worst, fabs(vr[i] - vk[i])), mag = fmax(mag, fabs(vr[i]));
+                CHECK(worst <= 1e-5 * mag, "%s matvec_t %s cols %d: max err %g of %g", isas[ii], tname[ti], C, worst, mag);
+                if (ti == 0) {
+                    double dr = kern_ref.dot(x, x + C, C), dk = k->dot(x, x + C, C);
+                    CHECK(fabs(dr - dk) <= 1e-5 * (1 + fabs(dr)), "%s dot n %d", isas[ii], C);
+                    for (int i = 0; i < C; i++) vr[i] = vk[i] = x[2 * C + i];
+                    kern_ref.axpy(vr, x, 0.7f, C);
+                    k->axpy(vk, x, 0.7f, C);
+                    worst = 0;
+                    for (int i = 0; i < C; i++) worst = fmax(worst, fabs(vr[i] - vk[i]));
+                    CHECK(worst < 1e-6, "%s axpy n %d", isas[ii], C);
+                }
+            }
+            free(data);
+        }
 }
 
 static void test_norms(void) {
@@ -325,6 +391,7 @@ int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
     test_dtype_agreement();
+    test_isa_kernels();
     test_norms();
     test_routing();
     test_rope();

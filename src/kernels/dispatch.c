@@ -1,0 +1,45 @@
+/*
+ * dispatch.c — choose the kernel table for this CPU at run time.
+ */
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+static int cpu_has_avx2(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+const char *const *kern_available(void) {
+    static const char *names[4];
+    int n = 0;
+    names[n++] = "ref";
+    if (cpu_has_avx2()) names[n++] = "avx2";
+    if (cpu_has_avx512()) names[n++] = "avx512";
+    names[n] = NULL;
+    return names;
+}
+
+const dsc_kernels *kern_select(const char *isa) {
+    int best = !isa || !*isa;
+#if defined(__x86_64__)
+    if ((best || !strcmp(isa, "avx512")) && cpu_has_avx512()) return &kern_avx512;
+    if ((best || !strcmp(isa, "avx2")) && cpu_has_avx2()) return &kern_avx2;
+#endif
+    if (best || !strcmp(isa, "ref")) return &kern_ref;
+    return NULL;
+}

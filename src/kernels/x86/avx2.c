@@ -1,0 +1,216 @@
+/*
+ * avx2.c — AVX2 + FMA + F16C kernels, checked against kernels_ref.c.
+ *
+ * Same tiling as avx512.c (4 rows x 4 tokens) with 8-column steps; the last
+ * cols % 8 columns are added in scalar code.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+#define RT 4
+#define TT 4
+#define E4M3_FACTOR 1.329227995784916e36f /* 2^120, see avx512.c */
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m128i load8(const void *p) { return _mm_loadl_epi64((const __m128i *)p); }
+
+#define LOAD_F32(i, c) _mm256_loadu_ps((const float *)rp[i] + (c))
+#define LOAD_BF16(i, c)                                                                                              \
+    _mm256_castsi256_ps(_mm256_slli_epi32(                                                                           \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)rp[i] + (c)))), 16))
+#define LOAD_F16(i, c) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rp[i] + (c))))
+
+static inline __m256 load_fp8(const uint8_t *p, float scale) {
+    __m256i b = _mm256_cvtepu8_epi32(load8(p));
+    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f)), 20);
+    __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(mag, sgn)), _mm256_set1_ps(scale * E4M3_FACTOR));
+}
+#define LOAD_FP8(i, c) load_fp8((const uint8_t *)rp[i] + (c), sp[i][(c) / bc])
+
+static inline float f16s(uint16_t h) { return _cvtsh_ss(h); }
+
+#define LOAD_Q8(i, c)                                                                                                \
+    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8((const int8_t *)rp[i] + (c)))),                     \
+                  _mm256_set1_ps(f16s(qp[i][(c) / DSC_QBLOCK])))
+
+static inline __m256 load_q4(const uint8_t *blk, int j, float scale) {
+    __m256i b = _mm256_cvtepu8_epi32(load8(blk + (j & 15)));
+    b = j >= 16 ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(15));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(b, _mm256_set1_epi32(8))), _mm256_set1_ps(scale));
+}
+#define LOAD_Q4(i, c)                                                                                                \
+    load_q4((const uint8_t *)rp[i] + (c) / DSC_QBLOCK * 16, (c) % DSC_QBLOCK, f16s(qp[i][(c) / DSC_QBLOCK]))
+
+static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void **rp, const float **sp,
+                             const uint16_t **qp) {
+    const int64_t C = w->cols;
+    for (int i = 0; i < RT; i++) {
+        int32_t row = r + i < r1 ? r + i : r1 - 1;
+        switch (w->type) {
+        case DSC_W_F32: rp[i] = (const float *)w->data + row * C; break;
+        case DSC_W_F16:
+        case DSC_W_BF16: rp[i] = (const uint16_t *)w->data + row * C; break;
+        case DSC_W_F8_E4M3:
+            rp[i] = (const uint8_t *)w->data + row * C;
+            sp[i] = w->scale + (int64_t)(row / w->block_rows) * ((C + w->block_cols - 1) / w->block_cols);
+            break;
+        case DSC_W_Q8:
+            rp[i] = (const int8_t *)w->data + row * C;
+            qp[i] = w->qscale + row * (C / DSC_QBLOCK);
+            break;
+        case DSC_W_Q4:
+            rp[i] = (const uint8_t *)w->data + row * (C / 2);
+            qp[i] = w->qscale + row * (C / DSC_QBLOCK);
+            break;
+        }
+    }
+}
+
+#define DEFINE_MATMUL(NAME, LOAD)                                                                                    \
+    static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
+        const int32_t C = w->cols, c8 = C & ~7;                                                                      \
+        const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
+        float wt[RT][8];                                                                                             \
+        (void)bc;                                                                                                    \
+        for (int32_t r = r0; r < r1; r += RT) {                                                                      \
+            const void *rp[RT];                                                                                      \
+            const float *sp[RT] = {0};                                                                               \
+            const uint16_t *qp[RT] = {0};                                                                            \
+            (void)sp;                                                                                                \
+            (void)qp;                                                                                                \
+            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
+            for (int i = 0; i < RT && c8 < C; i++) { /* scalar tail weights of each row */                           \
+                float row[C];                                                                                        \
+                kern_mat_row(row, w, r + i < r1 ? r + i : r1 - 1);                                                   \
+                memcpy(wt[i], row + c8, sizeof(float) * (size_t)(C - c8));                                           \
+            }                                                                                                        \
+            for (int32_t t = 0; t < n; t += TT) {                                                                    \
+                const float *xp[TT];                                                                                 \
+                for (int j = 0; j < TT; j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                   \
+                __m256 acc[RT][TT];                                                                                  \
+                for (int i = 0; i < RT; i++)                                                                         \
+                    for (int j = 0; j < TT; j++) acc[i][j] = _mm256_setzero_ps();                                    \
+                for (int32_t c = 0; c < c8; c += 8) {                                                                \
+                    __m256 w0 = LOAD(0, c), w1 = LOAD(1, c), w2 = LOAD(2, c), w3 = LOAD(3, c);                       \
+                    for (int j = 0; j < TT; j++) {                                                                   \
+                        __m256 xv = _mm256_loadu_ps(xp[j] + c);                                                      \
+                        acc[0][j] = _mm256_fmadd_ps(w0, xv, acc[0][j]);                                              \
+                        acc[1][j] = _mm256_fmadd_ps(w1, xv, acc[1][j]);                                              \
+                        acc[2][j] = _mm256_fmadd_ps(w2, xv, acc[2][j]);                                              \
+                        acc[3][j] = _mm256_fmadd_ps(w3, xv, acc[3][j]);                                              \
+                    }                                                                                                \
+                }                                                                                                    \
+                for (int i = 0; i < RT && r + i < r1; i++)                                                           \
+                    for (int j = 0; j < TT && t + j < n; j++) {                                                      \
+                        float s = hsum8(acc[i][j]);                                                                  \
+                        for (int32_t c = c8; c < C; c++) s += wt[i][c - c8] * xp[j][c];                              \
+                        y[(t + j) * ldy + (r + i - r0)] = s;                                                         \
+                    }                                                                                                \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
+DEFINE_MATMUL(mm_f32, LOAD_F32)
+DEFINE_MATMUL(mm_bf16, LOAD_BF16)
+DEFINE_MATMUL(mm_f16, LOAD_F16)
+DEFINE_MATMUL(mm_fp8, LOAD_FP8)
+DEFINE_MATMUL(mm_q8, LOAD_Q8)
+DEFINE_MATMUL(mm_q4, LOAD_Q4)
+
+#define DEFINE_MATVEC_T(NAME, LOAD)                                                                                  \
+    static void NAME(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {                          \
+        const int32_t C = w->cols, c8 = C & ~7;                                                                      \
+        const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
+        (void)bc;                                                                                                    \
+        for (int32_t r = r0; r < r1; r += RT) {                                                                      \
+            const void *rp[RT];                                                                                      \
+            const float *sp[RT] = {0};                                                                               \
+            const uint16_t *qp[RT] = {0};                                                                            \
+            (void)sp;                                                                                                \
+            (void)qp;                                                                                                \
+            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
+            __m256 av[RT];                                                                                           \
+            for (int i = 0; i < RT; i++) av[i] = _mm256_set1_ps(r + i < r1 ? a[r + i - r0] : 0.0f);                 \
+            for (int32_t c = 0; c < c8; c += 8) {                                                                    \
+                __m256 yv = _mm256_loadu_ps(y + c);                                                                  \
+                yv = _mm256_fmadd_ps(LOAD(0, c), av[0], yv);                                                         \
+                yv = _mm256_fmadd_ps(LOAD(1, c), av[1], yv);                                                         \
+                yv = _mm256_fmadd_ps(LOAD(2, c), av[2], yv);                                                         \
+                yv = _mm256_fmadd_ps(LOAD(3, c), av[3], yv);                                                         \
+                _mm256_storeu_ps(y + c, yv);                                                                         \
+            }                                                                                                        \
+            if (c8 < C) { /* scalar tail */                                                                          \
+                float row[C];                                                                                        \
+                for (int32_t i = r; i < r + RT && i < r1; i++) {                                                     \
+                    kern_mat_row(row, w, i);                                                                         \
+                    for (int32_t c = c8; c < C; c++) y[c] += a[i - r0] * row[c];                                     \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
+DEFINE_MATVEC_T(mv_f32, LOAD_F32)
+DEFINE_MATVEC_T(mv_bf16, LOAD_BF16)
+DEFINE_MATVEC_T(mv_f16, LOAD_F16)
+DEFINE_MATVEC_T(mv_fp8, LOAD_FP8)
+DEFINE_MATVEC_T(mv_q8, LOAD_Q8)
+DEFINE_MATVEC_T(mv_q4, LOAD_Q4)
+
+static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {
+    switch (w->type) {
+    case DSC_W_F32: mv_f32(y, a, w, r0, r1); return;
+    case DSC_W_BF16: mv_bf16(y, a, w, r0, r1); return;
+    case DSC_W_F16: mv_f16(y, a, w, r0, r1); return;
+    case DSC_W_F8_E4M3:
+        if (w->block_cols % 8 == 0) mv_fp8(y, a, w, r0, r1);
+        else kern_ref.matvec_t(y, a, w, r0, r1);
+        return;
+    case DSC_W_Q8: mv_q8(y, a, w, r0, r1); return;
+    case DSC_W_Q4: mv_q4(y, a, w, r0, r1); return;
+    }
+}
+
+static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
+                             int32_t r1) {
+    switch (w->type) {
+    case DSC_W_F32: mm_f32(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_BF16: mm_bf16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F16: mm_f16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F8_E4M3:
+        if (w->block_cols % 8 == 0) mm_fp8(y, ldy, x, w, n, r0, r1);
+        else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
+        return;
+    case DSC_W_Q8: mm_q8(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: mm_q4(y, ldy, x, w, n, r0, r1); return;
+    }
+}
+
+static float avx2_dot(const float *a, const float *b, int32_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    float s = hsum8(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void avx2_axpy(float *y, const float *x, float a, int32_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_dot, avx2_axpy};

@@ -1,0 +1,218 @@
+/*
+ * avx512.c — AVX-512 (F, BW, VL, F16C) kernels, checked against kernels_ref.c.
+ *
+ * matmul_rows computes tiles of 4 weight rows x 4 tokens: each 16-column step
+ * dequantises 4 weight vectors once and feeds 16 FMAs, so prefill reuses the
+ * converted weights and decode (1 token) streams the rows at memory speed.
+ * Partial tiles repeat the last row / token (results discarded) so the inner
+ * loop has no branches.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+#define RT 4
+#define TT 4
+
+static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* 2^120: e4m3 magnitude bits shifted into a float's exponent field need
+ * this factor (bias 127 - 7); denormal floats handle e4m3 subnormals. */
+#define E4M3_FACTOR 1.329227995784916e36f
+
+/* Per-type row state and 16-value loads (m: mask of valid columns). */
+#define LOAD_F32(i, c, m) _mm512_maskz_loadu_ps((m), (const float *)rp[i] + (c))
+#define LOAD_BF16(i, c, m)                                                                                           \
+    _mm512_castsi512_ps(                                                                                             \
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16((m), (const uint16_t *)rp[i] + (c))), 16))
+#define LOAD_F16(i, c, m) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((m), (const uint16_t *)rp[i] + (c)))
+
+static inline __m512 load_fp8(const uint8_t *p, __mmask16 m, float scale) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p));
+    __m512i mag = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x7f)), 20);
+    __m512i sgn = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(mag, sgn)), _mm512_set1_ps(scale * E4M3_FACTOR));
+}
+#define LOAD_FP8(i, c, m) load_fp8((const uint8_t *)rp[i] + (c), (m), sp[i][(c) / bc])
+
+static inline float f16s(uint16_t h) { return _cvtsh_ss(h); }
+
+static inline __m512 load_q8(const int8_t *p, float scale) {
+    __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+    return _mm512_mul_ps(v, _mm512_set1_ps(scale));
+}
+#define LOAD_Q8(i, c, m) load_q8((const int8_t *)rp[i] + (c), f16s(qp[i][(c) / DSC_QBLOCK]))
+
+static inline __m512 load_q4(const uint8_t *blk, int high, float scale) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk));
+    b = high ? _mm512_srli_epi32(b, 4) : _mm512_and_si512(b, _mm512_set1_epi32(15));
+    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(b, _mm512_set1_epi32(8)));
+    return _mm512_mul_ps(v, _mm512_set1_ps(scale));
+}
+#define LOAD_Q4(i, c, m)                                                                                             \
+    load_q4((const uint8_t *)rp[i] + (c) / DSC_QBLOCK * 16, (c) % DSC_QBLOCK, f16s(qp[i][(c) / DSC_QBLOCK]))
+
+/* Row pointers of the tile: data row, FP8 scale row, Q scale row. */
+static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void **rp, const float **sp,
+                             const uint16_t **qp) {
+    const int64_t C = w->cols;
+    for (int i = 0; i < RT; i++) {
+        int32_t row = r + i < r1 ? r + i : r1 - 1;
+        switch (w->type) {
+        case DSC_W_F32: rp[i] = (const float *)w->data + row * C; break;
+        case DSC_W_F16:
+        case DSC_W_BF16: rp[i] = (const uint16_t *)w->data + row * C; break;
+        case DSC_W_F8_E4M3:
+            rp[i] = (const uint8_t *)w->data + row * C;
+            sp[i] = w->scale + (int64_t)(row / w->block_rows) * ((C + w->block_cols - 1) / w->block_cols);
+            break;
+        case DSC_W_Q8:
+            rp[i] = (const int8_t *)w->data + row * C;
+            qp[i] = w->qscale + row * (C / DSC_QBLOCK);
+            break;
+        case DSC_W_Q4:
+            rp[i] = (const uint8_t *)w->data + row * (C / 2);
+            qp[i] = w->qscale + row * (C / DSC_QBLOCK);
+            break;
+        }
+    }
+}
+
+#define FMA_TILE(c, m, LOAD)                                                                                         \
+    do {                                                                                                             \
+        __m512 w0 = LOAD(0, c, m), w1 = LOAD(1, c, m), w2 = LOAD(2, c, m), w3 = LOAD(3, c, m);                       \
+        for (int j = 0; j < TT; j++) {                                                                               \
+            __m512 xv = _mm512_maskz_loadu_ps((m), xp[j] + (c));                                                     \
+            acc[0][j] = _mm512_fmadd_ps(w0, xv, acc[0][j]);                                                          \
+            acc[1][j] = _mm512_fmadd_ps(w1, xv, acc[1][j]);                                                          \
+            acc[2][j] = _mm512_fmadd_ps(w2, xv, acc[2][j]);                                                          \
+            acc[3][j] = _mm512_fmadd_ps(w3, xv, acc[3][j]);                                                          \
+        }                                                                                                            \
+    } while (0)
+
+#define DEFINE_MATMUL(NAME, LOAD, STEP_OK)                                                                           \
+    static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
+        const int32_t C = w->cols, cfull = C & ~15;                                                                  \
+        const __mmask16 mt = (__mmask16)((1u << (C & 15)) - 1);                                                      \
+        const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
+        (void)bc;                                                                                                    \
+        for (int32_t r = r0; r < r1; r += RT) {                                                                      \
+            const void *rp[RT];                                                                                      \
+            const float *sp[RT] = {0};                                                                               \
+            const uint16_t *qp[RT] = {0};                                                                            \
+            (void)sp;                                                                                                \
+            (void)qp;                                                                                                \
+            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
+            for (int32_t t = 0; t < n; t += TT) {                                                                    \
+                const float *xp[TT];                                                                                 \
+                for (int j = 0; j < TT; j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                   \
+                __m512 acc[RT][TT];                                                                                  \
+                for (int i = 0; i < RT; i++)                                                                         \
+                    for (int j = 0; j < TT; j++) acc[i][j] = _mm512_setzero_ps();                                    \
+                for (int32_t c = 0; c < cfull; c += 16) FMA_TILE(c, (__mmask16)0xffff, LOAD);                        \
+                if (C & 15) FMA_TILE(cfull, mt, LOAD);                                                               \
+                for (int i = 0; i < RT && r + i < r1; i++)                                                           \
+                    for (int j = 0; j < TT && t + j < n; j++) y[(t + j) * ldy + (r + i - r0)] = hsum(acc[i][j]);     \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
+DEFINE_MATMUL(mm_f32, LOAD_F32, 1)
+DEFINE_MATMUL(mm_bf16, LOAD_BF16, 1)
+DEFINE_MATMUL(mm_f16, LOAD_F16, 1)
+DEFINE_MATMUL(mm_fp8, LOAD_FP8, 1)
+DEFINE_MATMUL(mm_q8, LOAD_Q8, 1)
+DEFINE_MATMUL(mm_q4, LOAD_Q4, 1)
+
+#define AXPY4(c, m, LOAD)                                                                                            \
+    do {                                                                                                             \
+        __m512 yv = _mm512_maskz_loadu_ps((m), y + (c));                                                             \
+        yv = _mm512_fmadd_ps(LOAD(0, c, m), av[0], yv);                                                              \
+        yv = _mm512_fmadd_ps(LOAD(1, c, m), av[1], yv);                                                              \
+        yv = _mm512_fmadd_ps(LOAD(2, c, m), av[2], yv);                                                              \
+        yv = _mm512_fmadd_ps(LOAD(3, c, m), av[3], yv);                                                              \
+        _mm512_mask_storeu_ps(y + (c), (m), yv);                                                                     \
+    } while (0)
+
+#define DEFINE_MATVEC_T(NAME, LOAD)                                                                                  \
+    static void NAME(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {                          \
+        const int32_t C = w->cols, cfull = C & ~15;                                                                  \
+        const __mmask16 mt = (__mmask16)((1u << (C & 15)) - 1);                                                      \
+        const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
+        (void)bc;                                                                                                    \
+        for (int32_t r = r0; r < r1; r += RT) {                                                                      \
+            const void *rp[RT];                                                                                      \
+            const float *sp[RT] = {0};                                                                               \
+            const uint16_t *qp[RT] = {0};                                                                            \
+            (void)sp;                                                                                                \
+            (void)qp;                                                                                                \
+            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
+            __m512 av[RT]; /* rows past r1 repeat the last one with weight 0 */                                      \
+            for (int i = 0; i < RT; i++) av[i] = _mm512_set1_ps(r + i < r1 ? a[r + i - r0] : 0.0f);                 \
+            for (int32_t c = 0; c < cfull; c += 16) AXPY4(c, (__mmask16)0xffff, LOAD);                              \
+            if (C & 15) AXPY4(cfull, mt, LOAD);                                                                      \
+        }                                                                                                            \
+    }
+
+DEFINE_MATVEC_T(mv_f32, LOAD_F32)
+DEFINE_MATVEC_T(mv_bf16, LOAD_BF16)
+DEFINE_MATVEC_T(mv_f16, LOAD_F16)
+DEFINE_MATVEC_T(mv_fp8, LOAD_FP8)
+DEFINE_MATVEC_T(mv_q8, LOAD_Q8)
+DEFINE_MATVEC_T(mv_q4, LOAD_Q4)
+
+static void avx512_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {
+    switch (w->type) {
+    case DSC_W_F32: mv_f32(y, a, w, r0, r1); return;
+    case DSC_W_BF16: mv_bf16(y, a, w, r0, r1); return;
+    case DSC_W_F16: mv_f16(y, a, w, r0, r1); return;
+    case DSC_W_F8_E4M3:
+        if (w->block_cols % 16 == 0) mv_fp8(y, a, w, r0, r1);
+        else kern_ref.matvec_t(y, a, w, r0, r1);
+        return;
+    case DSC_W_Q8: mv_q8(y, a, w, r0, r1); return;
+    case DSC_W_Q4: mv_q4(y, a, w, r0, r1); return;
+    }
+}
+
+static void avx512_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
+                               int32_t r1) {
+    switch (w->type) {
+    case DSC_W_F32: mm_f32(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_BF16: mm_bf16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F16: mm_f16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F8_E4M3:
+        /* A 16-column step must not straddle two scale blocks. */
+        if (w->block_cols % 16 == 0) mm_fp8(y, ldy, x, w, n, r0, r1);
+        else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
+        return;
+    case DSC_W_Q8: mm_q8(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: mm_q4(y, ldy, x, w, n, r0, r1); return;
+    }
+}
+
+static float avx512_dot(const float *a, const float *b, int32_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int32_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+    }
+    return hsum(_mm512_add_ps(s0, s1));
+}
+
+static void avx512_axpy(float *y, const float *x, float a, int32_t n) {
+    const __m512 av = _mm512_set1_ps(a);
+    for (int32_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), yv));
+    }
+}
+
+const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_dot, avx512_axpy};

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Builds the libFuzzer targets (clang with ASan + UBSan):
+#   tests/fuzz/build.sh [OUT_DIR]        default OUT_DIR: build-fuzz
+# Extra compiler flags may be given in FUZZ_CFLAGS; CC defaults to clang.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:-build-fuzz}
+cc=${CC:-clang}
+mkdir -p "$out"
+cjson=$(pkg-config --cflags --libs libcjson 2>/dev/null || echo -lcjson)
+for t in safetensors config; do
+    # shellcheck disable=SC2086  # flag lists are split on purpose
+    $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+        -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
+        -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" \
+        "$root/src/io/safetensors.c" "$root/src/io/config.c" \
+        $cjson -lm
+    echo "built $out/fuzz_$t"
+done
