@@ -70,6 +70,10 @@ typedef struct {
     int32_t eos_token_id;     /* -1 if unset                               */
     int64_t n_params;         /* parameters used by plain decoding          */
     int64_t weight_bytes;     /* bytes of those parameters as stored        */
+    int64_t active_bytes;     /* weight bytes one decode step reads: every   */
+                              /* dense weight, the router, the shared experts */
+                              /* and K routed experts (mean size), lm_head    */
+    int64_t active_params;    /* parameters those bytes hold                */
 } dsc_model_info;
 
 /* Fills *info; the strings are borrowed from the model. */
@@ -152,6 +156,23 @@ void dsc_sampler_accept(dsc_sampler *s, int32_t token);
 void dsc_sampler_reset(dsc_sampler *s);
 
 /* ------------------------------------------------------------------------ */
+/* Machine limits, for benchmarks                                            */
+
+typedef struct {
+    double read_gb_s;     /* best read bandwidth over a buffer far larger than the caches */
+    double fma_gflop_s;   /* register-only FMA peak of the kernel set, all threads          */
+    int32_t n_threads;
+    const char *isa;
+} dsc_machine;
+
+/* Measures this machine with n_threads (0 = all CPUs) and kernel set isa
+ * (NULL = best). Takes about a second and 512 MiB of memory. */
+dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out);
+
+/* Resident set size of this process in bytes (0 if unknown). */
+size_t dsc_rss_bytes(void);
+
+/* ------------------------------------------------------------------------ */
 /* Safetensors output (logits, gradients, checkpoints)                      */
 
 typedef struct {
@@ -182,6 +203,14 @@ dsc_init_params dsc_init_default_params(void);
  * into out_dir (created if absent): config.json plus the weights in the
  * Hugging Face layout, MTP layers included. Deterministic in the seed. */
 dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, const dsc_init_params *params);
+
+/* ------------------------------------------------------------------------ */
+/* Quantisation                                                              */
+
+/* Writes a copy of the checkpoint in in_dir to out_dir with its projection
+ * matrices in dsc's block formats: type "q8" (int8, one F16 scale per 32
+ * values) or "q4" (4-bit, same blocks). Loadable like any checkpoint. */
+dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *type);
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer: byte-level BPE from a Hugging Face tokenizer.json              */

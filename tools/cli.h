@@ -12,7 +12,8 @@ typedef struct {
     const char *model, *tokens, *output, *tokenizer, *prompt, *file, *jsonl, *ids, *system;
     const char *config, *dtype, *qtype; /* init: -c CONFIG --dtype; quantize: --type */
     const char *model2;                 /* kld: the second -m                     */
-    int n_shards, n_threads, n_reps, n_prompt, json;
+    int n_shards, n_threads, n_reps, n_prompt, json, depth;
+    const char *isa;
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special;
     dsc_sampler_params sp;
     int temp_set;
@@ -42,6 +43,7 @@ void cli_session_close(cli_session *s);
 int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap);
 
 int cmd_init(const cli_opts *o);
+int cmd_bench(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
 int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);

@@ -27,12 +27,15 @@ static const char *usage_text =
     "  detokenize  print the text of ids (--ids \"IDS\")\n"
     "  info        print a checkpoint's configuration and sizes\n"
     "  init        write a random-weight checkpoint for a config (-c CONFIG.json -o DIR)\n"
+    "  bench       prefill and decode speed against this machine's roofline\n"
     "\n"
     "model and context:\n"
     "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
     "  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)\n"
     "  -c, --ctx N            context length (default min(4096, max_position_embeddings))\n"
-    "  -b, --batch N          prompt tokens per prefill chunk (default 64)\n"
+    "  -b, --batch N          prompt tokens per prefill chunk (default 512)\n"
+    "  -t, --threads N        threads (default: all CPUs)\n"
+    "  --isa ref|avx2|avx512  kernel set (default: the best this CPU runs)\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -57,6 +60,13 @@ static const char *usage_text =
     "  --min-p P              drop tokens below P x p(most likely) (default 0)\n"
     "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
     "  --seed S               random seed (default 0); the same seed gives the same output\n"
+    "\n"
+    "bench:\n"
+    "  -p N                   prompt tokens for the prefill test (default 512)\n"
+    "  -n N                   generated tokens for the decode test (default 128)\n"
+    "  -d N                   context depth before the decode test (default 0)\n"
+    "  -r N                   repetitions (default 5); medians and spread are reported\n"
+    "  --json                 one JSON object instead of the table\n"
     "\n"
     "init:\n"
     "  -c, --config FILE      config.json to instantiate\n"
@@ -106,8 +116,10 @@ static int parse_float(const char *s, const char *flag, double lo, double hi, fl
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
-    o->n_gen = run_like ? 2048 : 16;
-    o->n_batch = 64;
+    o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : 16;
+    o->n_prompt = 512;
+    o->n_reps = 5;
+    o->n_batch = 512;
     o->think = -1;
     o->sp = dsc_sampler_default_params();
     if (!run_like) o->sp.temp = 0;
@@ -139,7 +151,10 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench")) rc = parse_int(v, a, 0, 1 << 20, &o->n_prompt);
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) rc = parse_int(v, a, 0, 1 << 24, &o->depth);
+        else if (!strcmp(a, "--isa")) o->isa = v;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = v;
         else if (!strcmp(a, "--jsonl")) o->jsonl = v;
         else if (!strcmp(a, "--ids")) o->ids = v;
@@ -216,6 +231,7 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.n_ctx = n_ctx;
     cp.n_batch = o->n_batch;
     cp.n_threads = o->n_threads;
+    cp.isa = o->isa;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     const dsc_model_info *i = &s->info;
     fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x 4 B = %.2f MiB; %d threads, %s kernels\n",
@@ -328,7 +344,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
-                {"init", cmd_init}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
+                {"init", cmd_init}, {"bench", cmd_bench}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         cli_opts o = {.cmd = cmd};

@@ -136,8 +136,11 @@ static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
     const cJSON *q = cfg_item(r, "quantization_config");
     if (!q || cJSON_IsNull(q)) return DSC_OK;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
-    if (cJSON_IsString(m) && strcmp(m->valuestring, "fp8") != 0)
-        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'quantization_config.quant_method' = '%.32s' is not supported (expected 'fp8')",
+    /* fp8: DeepSeek-V3's release; dsc: `dsc quantize` output (Q8/Q4 blocks,
+     * recognised per tensor by dtype). */
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "fp8") != 0 && strcmp(m->valuestring, "dsc") != 0)
+        return dsc_fail(DSC_ERR_CONFIG,
+                        "%s: field 'quantization_config.quant_method' = '%.32s' is not supported (expected 'fp8' or 'dsc')",
                         r->name, m->valuestring);
     const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
     if (!bs) return DSC_OK;

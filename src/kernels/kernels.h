@@ -78,6 +78,9 @@ typedef struct {
     void (*matvec_t)(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1);
     float (*dot)(const float *a, const float *b, int32_t n);
     void (*axpy)(float *y, const float *x, float a, int32_t n);
+    /* iters x 8 independent vector FMAs, registers only: the FMA peak. */
+    float (*fma_burn)(int64_t iters);
+    int lanes;       /* floats per vector FMA */
 } dsc_kernels;
 
 extern const dsc_kernels kern_ref;

@@ -384,6 +384,37 @@ static dsc_status load_weights(dsc_model *m) {
     return get_mat(m, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
 }
 
+/* Weights one decode step reads (the roofline's numerator). */
+static void count_active(dsc_model *m) {
+    int64_t b = 0, p = 0;
+#define ADD(w) (b += kern_mat_bytes(&(w)), p += (int64_t)(w).rows * (w).cols)
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const dsc_layer *l = &m->layers[i];
+        if (m->cfg.q_lora_rank > 0) ADD(l->q_a), ADD(l->q_b);
+        else ADD(l->q);
+        ADD(l->kv_a), ADD(l->kv_b), ADD(l->o);
+        if (!l->is_moe) {
+            ADD(l->mlp.gate), ADD(l->mlp.up), ADD(l->mlp.down);
+            continue;
+        }
+        ADD(l->router);
+        if (l->has_shared) ADD(l->shared.gate), ADD(l->shared.up), ADD(l->shared.down);
+        int64_t eb = 0, ep = 0;
+        for (int e = 0; e < m->cfg.n_routed_experts; e++) {
+            const dsc_mlp *x = &l->experts[e];
+            eb += kern_mat_bytes(&x->gate) + kern_mat_bytes(&x->up) + kern_mat_bytes(&x->down);
+            ep += 3 * (int64_t)x->gate.rows * x->gate.cols;
+        }
+        b += eb * m->cfg.n_experts_per_tok / m->cfg.n_routed_experts;
+        p += ep * m->cfg.n_experts_per_tok / m->cfg.n_routed_experts;
+    }
+    ADD(m->lm_head);
+#undef ADD
+    b += kern_mat_bytes(&m->embed) / m->embed.rows; /* one embedding row */
+    m->active_bytes = b;
+    m->active_params = p;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Public                                                                    */
 
@@ -434,6 +465,7 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
         return s;
     }
     rope_init(m);
+    count_active(m);
     m->softmax_scale = (float)config_softmax_scale(&m->cfg);
     if (params && params->verbose)
         fprintf(stderr, "dsc: %s: %s, %d layers, %lld parameters (%.1f MiB as stored) in %d file(s)\n", dir,
@@ -459,5 +491,7 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .eos_token_id = c->eos_token_id,
         .n_params = m->n_params,
         .weight_bytes = m->weight_bytes,
+        .active_bytes = m->active_bytes,
+        .active_params = m->active_params,
     };
 }

@@ -68,6 +68,7 @@ struct dsc_model {
     double rope_mscale;       /* multiplies cos and sin (YaRN)                     */
     float softmax_scale;      /* Dq^-0.5 x mscale^2                               */
     int64_t n_params, weight_bytes;
+    int64_t active_bytes, active_params; /* read per decoded token, see dsc_model_info */
 };
 
 /* Attention / FFN scratch, all pointing into one allocation made by

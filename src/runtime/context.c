@@ -10,7 +10,7 @@
 #include "core/status.h"
 #include "models/model.h"
 
-dsc_ctx_params dsc_ctx_default_params(void) { return (dsc_ctx_params){.n_ctx = 0, .n_batch = 64}; }
+dsc_ctx_params dsc_ctx_default_params(void) { return (dsc_ctx_params){.n_ctx = 0, .n_batch = 512}; }
 
 const char *const *dsc_isa_list(void) { return kern_available(); }
 

@@ -87,8 +87,8 @@ static dsc_status rx_compile(const char *pat, uint32_t opts, const char *field, 
     if (!out->re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof msg);
-        return dsc_fail(DSC_ERR_CONFIG, "%s: regex does not compile at offset %zu: %s", field, (size_t)at,
-                        (const char *)msg);
+        return dsc_fail(DSC_ERR_CONFIG, "%s: regex does not compile: %s (offset %zu of its PCRE2 form)", field,
+                        (const char *)msg, (size_t)at);
     }
     /* without JIT the interpreter still works, only slower */
     out->jit = pcre2_jit_compile(out->re, PCRE2_JIT_COMPLETE) == 0;

@@ -191,17 +191,17 @@ int32_t tok_trie_longest(const tok_trie *tr, const char *s, size_t n, size_t *le
 /* Largest id in model.vocab and added_tokens, checking each. */
 static dsc_status ld_max_id(const tok_load *L, const cJSON *vocab, const cJSON *added, int32_t *max_id) {
     const cJSON *e;
-    char field[64];
+    char field[240], q[208];
     dsc_status s;
     int32_t id;
     size_t i = 0;
     *max_id = -1;
     cJSON_ArrayForEach(e, vocab) {
-        snprintf(field, sizeof field, "model.vocab[%zu]", i++);
+        const char *name = e->string ? e->string : "";
+        snprintf(field, sizeof field, "model.vocab[%s]", ld_quote(name, strlen(name), q));
         if ((s = ld_id(L, e, field, &id)) != DSC_OK) return s;
         if (id > *max_id) *max_id = id;
     }
-    i = 0;
     cJSON_ArrayForEach(e, added) {
         snprintf(field, sizeof field, "added_tokens[%zu].id", i);
         if (!cJSON_IsObject(e)) return dsc_fail(DSC_ERR_FORMAT, "%s: added_tokens[%zu]: expected an object", L->src, i);

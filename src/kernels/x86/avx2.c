@@ -213,4 +213,15 @@ static void avx2_axpy(float *y, const float *x, float a, int32_t n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_dot, avx2_axpy};
+static float avx2_fma_burn(int64_t iters) {
+    __m256 x0 = _mm256_set1_ps(1.0f), x1 = _mm256_set1_ps(1.001f), x2 = _mm256_set1_ps(1.002f), x3 = _mm256_set1_ps(1.003f);
+    __m256 x4 = _mm256_set1_ps(1.004f), x5 = _mm256_set1_ps(1.005f), x6 = _mm256_set1_ps(1.006f), x7 = _mm256_set1_ps(1.007f);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+    for (int64_t i = 0; i < iters; i++) {
+        x0 = _mm256_fmadd_ps(x0, m, c), x1 = _mm256_fmadd_ps(x1, m, c), x2 = _mm256_fmadd_ps(x2, m, c), x3 = _mm256_fmadd_ps(x3, m, c);
+        x4 = _mm256_fmadd_ps(x4, m, c), x5 = _mm256_fmadd_ps(x5, m, c), x6 = _mm256_fmadd_ps(x6, m, c), x7 = _mm256_fmadd_ps(x7, m, c);
+    }
+    return hsum8(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
+}
+
+const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_dot, avx2_axpy, avx2_fma_burn, 8};

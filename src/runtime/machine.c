@@ -1,0 +1,97 @@
+/*
+ * machine.c — the roofline of this machine: read bandwidth and FMA peak,
+ * measured with the same kernels and threads the engine uses.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "core/threadpool.h"
+#include "kernels/kernels.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const dsc_kernels *k;
+    float *buf;
+    int64_t n;
+    int64_t iters;
+    float sink[64];
+} machine_job;
+
+static void touch_task(void *arg, int ith, int nth) {
+    machine_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->n, ith, nth, 1024, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->buf[i] = (float)(i & 1023) * 1e-3f;
+}
+
+/* Each thread reads its share once (dot of the share with itself: one stream). */
+static void read_task(void *arg, int ith, int nth) {
+    machine_job *j = arg;
+    int64_t lo, hi;
+    float s = 0;
+    pool_split(j->n, ith, nth, 1 << 16, &lo, &hi);
+    for (int64_t i = lo; i < hi; i += 1 << 16) s += j->k->dot(j->buf + i, j->buf + i, (int32_t)(hi - i < (1 << 16) ? hi - i : 1 << 16));
+    j->sink[ith % 64] = s;
+}
+
+static void fma_task(void *arg, int ith, int nth) {
+    machine_job *j = arg;
+    (void)nth;
+    j->sink[ith % 64] = j->k->fma_burn(j->iters);
+}
+
+dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out) {
+    const dsc_kernels *k = kern_select(isa);
+    if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", isa);
+    if (n_threads <= 0) n_threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads < 1) n_threads = 1;
+    dsc_pool *pool = pool_new(n_threads);
+    machine_job j = {.k = k, .n = (int64_t)128 << 20}; /* 512 MiB of floats */
+    j.buf = pool ? aligned_alloc(64, (size_t)j.n * sizeof(float)) : NULL;
+    if (!j.buf) {
+        pool_free(pool);
+        return dsc_fail(DSC_ERR_NOMEM, "cannot allocate 512 MiB to measure the bandwidth");
+    }
+    pool_run(pool, touch_task, &j);
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        pool_run(pool, read_task, &j);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    out->read_gb_s = (double)j.n * sizeof(float) / best / 1e9;
+    free(j.buf);
+    j.buf = NULL;
+    j.iters = k->lanes > 1 ? 20000000 : 2000000;
+    double fbest = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_s();
+        pool_run(pool, fma_task, &j);
+        double dt = now_s() - t0;
+        if (dt < fbest) fbest = dt;
+    }
+    out->fma_gflop_s = (double)j.iters * 8 * k->lanes * 2 * n_threads / fbest / 1e9;
+    out->n_threads = n_threads;
+    out->isa = k->name;
+    pool_free(pool);
+    return DSC_OK;
+}
+
+size_t dsc_rss_bytes(void) {
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (!fp) return 0;
+    if (fscanf(fp, "%lu %lu", &size, &rss) != 2) rss = 0;
+    fclose(fp);
+    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}

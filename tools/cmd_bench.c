@@ -1,0 +1,135 @@
+/*
+ * cmd_bench.c — `dsc bench`: prefill (ppN) and decode (tgN) speed in the
+ * spirit of llama-bench, set against the roofline measured in the same run:
+ *   decode  <= read bandwidth / bytes read per token  (memory bound)
+ *   prefill <= FMA peak / FLOPs per prompt token      (compute bound)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    double median, lo, hi;
+} stat3;
+
+static stat3 stats(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    stat3 s = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1]};
+    return s;
+}
+
+static uint32_t bench_rng = 1234567;
+static int32_t random_token(int32_t vocab) {
+    bench_rng = bench_rng * 1664525u + 1013904223u;
+    return (int32_t)((bench_rng >> 8) % (uint32_t)vocab);
+}
+
+int cmd_bench(const cli_opts *o) {
+    const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth;
+    dsc_machine mach;
+    if (dsc_measure_machine(o->n_threads, o->isa, &mach)) return cli_die_status();
+    cli_opts oo = *o;
+    if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;
+    if (oo.n_batch < P && P > 0) oo.n_batch = P;
+    cli_session s;
+    if (cli_session_open(&oo, 0, NULL, 0, &s)) {
+        cli_session_close(&s);
+        return 1;
+    }
+    const int V = s.info.vocab_size;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
+    double *pp = calloc((size_t)R, sizeof(double)), *tg = calloc((size_t)R, sizeof(double));
+    int rc = (!toks || !pp || !tg) ? cli_die("out of memory") : 0;
+
+    /* Prefill: P random tokens into an empty context. */
+    for (int r = 0; r < R && !rc && P > 0; r++) {
+        for (int i = 0; i < P; i++) toks[i] = random_token(V);
+        dsc_ctx_truncate(s.ctx, 0);
+        double t0 = now_s();
+        if (dsc_eval(s.ctx, toks, P, NULL)) rc = cli_die_status();
+        pp[r] = P / (now_s() - t0);
+    }
+    /* Decode: N steps after D tokens of context. */
+    if (!rc && D > 0) {
+        for (int i = 0; i < D; i++) toks[i] = random_token(V);
+        dsc_ctx_truncate(s.ctx, 0);
+        if (dsc_eval(s.ctx, toks, D, NULL)) rc = cli_die_status();
+    }
+    for (int r = 0; r < R && !rc && N > 0; r++) {
+        dsc_ctx_truncate(s.ctx, D);
+        int32_t t = random_token(V);
+        double t0 = now_s();
+        for (int i = 0; i < N && !rc; i++) {
+            if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
+            t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
+        }
+        tg[r] = N / (now_s() - t0);
+    }
+    if (!rc) {
+        const dsc_model_info *i = &s.info;
+        stat3 sp = stats(pp, R), st = stats(tg, R);
+        /* Bytes per decode step: active weights + the latent cache read at the
+         * mean position of the run (F32: 4 bytes per element). */
+        double kv_tok = (double)i->n_layers * (i->kv_lora_rank + i->qk_rope_head_dim) * 4;
+        double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
+        double flops = 2.0 * (double)i->active_params;
+        double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
+        double pp_gflops = sp.median * flops / 1e9;
+        size_t rss = dsc_rss_bytes();
+        if (o->json) {
+            printf("{\"model\": \"%s\", \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
+                   "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
+                   "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
+                   "\"tg_tokens_per_s\": %.3f, \"tg_min\": %.3f, \"tg_max\": %.3f, "
+                   "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
+                   "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, "
+                   "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
+                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu}\n",
+                   o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
+                   dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
+                   st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, 100 * tg_gbs / mach.read_gb_s, flops,
+                   mach.fma_gflop_s, pp_gflops, 100 * pp_gflops / mach.fma_gflop_s, rss, dsc_ctx_kv_bytes(s.ctx));
+        } else {
+            printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
+            printf("|---|---|---|---|---|---|---|\n");
+            char test[64];
+            snprintf(test, sizeof test, "pp%d", P);
+            printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
+                   test, sp.median, sp.lo, sp.hi);
+            snprintf(test, sizeof test, D ? "tg%d @ d%d" : "tg%d", N, D);
+            printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
+                   test, st.median, st.lo, st.hi);
+            printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved of "
+                   "%.2f GB/s measured read bandwidth = %.1f%% of the roofline (%.2f t/s)\n",
+                   bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, mach.read_gb_s,
+                   100 * tg_gbs / mach.read_gb_s, roof_tps);
+            printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved of %.1f GFLOP/s measured %s "
+                   "FMA peak = %.1f%%\n",
+                   flops / 1e9, pp_gflops, mach.fma_gflop_s, mach.isa, 100 * pp_gflops / mach.fma_gflop_s);
+            printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB)\n", rss / 1048576.0,
+                   i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s.ctx) / 1048576.0);
+        }
+    }
+    free(toks);
+    free(pp);
+    free(tg);
+    cli_session_close(&s);
+    return rc;
+}
