@@ -292,7 +292,7 @@ static dsc_status ci_assign_shards(ci_plan *p, int n_shards) {
     if (groups < n_shards)
         return dsc_fail(DSC_ERR_ARG, "init: %d shards for a checkpoint of %d tensors", n_shards, groups);
     double cum = 0;
-    int prev = 0, g = 0;
+    int prev = -1, g = 0; /* the first group goes to shard 0 */
     for (int i = 0; i < p->n; i++) {
         ci_tensor *t = &p->t[i];
         if (t->kind == CI_SCALE) continue;

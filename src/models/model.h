@@ -81,6 +81,7 @@ typedef struct {
     float *q;       /* (B, H * Dq)                                              */
     float *kva;     /* (B, R + Dr)                                              */
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
+    float *clat;    /* (T, R)          cached latents, contiguous (prefill)     */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
     float *hu;      /* (B, Fmax)       FFN up activations                       */
     float *rlogit;  /* (B, E)          router scores                            */

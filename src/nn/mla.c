@@ -77,9 +77,7 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     const float *cache = ctx->kv + (int64_t)j->layer * ctx->n_ctx * w;
     for (int32_t h = ith; h < c->n_heads; h += nth) {
         /* kvh[p] = [W_UK[h] c_p ; W_UV[h] c_p] for every cached position. */
-        for (int32_t p = 0; p < n_pos; p++)
-            k->matmul_rows(ts->kvh + (int64_t)p * dkv, dkv, cache + (int64_t)p * w, &l->kv_b, 1, h * dkv,
-                           (h + 1) * dkv);
+        k->matmul_rows(ts->kvh, dkv, s->clat, &l->kv_b, n_pos, h * dkv, (h + 1) * dkv);
         for (int32_t t = 0; t < j->n; t++) {
             const float *q = s->q + ((int64_t)t * c->n_heads + h) * dq;
             const int32_t len = ctx->pos + t + 1; /* causal */
@@ -125,6 +123,13 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {
     mla_query(ctx, l, n);
     mla_cache_append(ctx, l, layer, n);
+    if (!decode) { /* the cached latents as one contiguous (n_pos, R) matrix */
+        const dsc_config *c = &ctx->model->cfg;
+        const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim;
+        const float *cache = ctx->kv + (int64_t)layer * ctx->n_ctx * w;
+        for (int32_t p = 0; p < ctx->pos + n; p++)
+            memcpy(ctx->s.clat + (int64_t)p * R, cache + (int64_t)p * w, sizeof(float) * (size_t)R);
+    }
     attn_job j = {ctx, l, layer, n};
     pool_run(ctx->pool, decode ? mla_attend_decode : mla_attend_prefill, &j);
     op_matmul(ctx, ctx->s.y, ctx->s.attn, &l->o, n);

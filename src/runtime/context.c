@@ -55,6 +55,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->q = plan(p, B * H * dq, sizeof(float));
     s->kva = plan(p, B * (R + dr), sizeof(float));
     s->attn = plan(p, B * H * c->v_head_dim, sizeof(float));
+    s->clat = plan(p, T * R, sizeof(float));
     for (int i = 0; i < ctx->n_threads; i++) {
         dsc_tscratch *ts = &ctx->ts[i];
         ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));

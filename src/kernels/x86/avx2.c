@@ -75,7 +75,7 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
     }
 }
 
-#define DEFINE_MATMUL(NAME, LOAD)                                                                                    \
+#define DEFINE_MATMUL(NAME, LOAD, TTV)                                                                               \
     static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
         const int32_t C = w->cols, c8 = C & ~7;                                                                      \
         const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
@@ -93,15 +93,15 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
                 kern_mat_row(row, w, r + i < r1 ? r + i : r1 - 1);                                                   \
                 memcpy(wt[i], row + c8, sizeof(float) * (size_t)(C - c8));                                           \
             }                                                                                                        \
-            for (int32_t t = 0; t < n; t += TT) {                                                                    \
+            for (int32_t t = 0; t < n; t += (TTV)) {                                                                 \
                 const float *xp[TT];                                                                                 \
-                for (int j = 0; j < TT; j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                   \
+                for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
                 __m256 acc[RT][TT];                                                                                  \
                 for (int i = 0; i < RT; i++)                                                                         \
-                    for (int j = 0; j < TT; j++) acc[i][j] = _mm256_setzero_ps();                                    \
+                    for (int j = 0; j < (TTV); j++) acc[i][j] = _mm256_setzero_ps();                                 \
                 for (int32_t c = 0; c < c8; c += 8) {                                                                \
                     __m256 w0 = LOAD(0, c), w1 = LOAD(1, c), w2 = LOAD(2, c), w3 = LOAD(3, c);                       \
-                    for (int j = 0; j < TT; j++) {                                                                   \
+                    for (int j = 0; j < (TTV); j++) {                                                                \
                         __m256 xv = _mm256_loadu_ps(xp[j] + c);                                                      \
                         acc[0][j] = _mm256_fmadd_ps(w0, xv, acc[0][j]);                                              \
                         acc[1][j] = _mm256_fmadd_ps(w1, xv, acc[1][j]);                                              \
@@ -110,7 +110,7 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
                     }                                                                                                \
                 }                                                                                                    \
                 for (int i = 0; i < RT && r + i < r1; i++)                                                           \
-                    for (int j = 0; j < TT && t + j < n; j++) {                                                      \
+                    for (int j = 0; j < (TTV) && t + j < n; j++) {                                                   \
                         float s = hsum8(acc[i][j]);                                                                  \
                         for (int32_t c = c8; c < C; c++) s += wt[i][c - c8] * xp[j][c];                              \
                         y[(t + j) * ldy + (r + i - r0)] = s;                                                         \
@@ -119,12 +119,15 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
         }                                                                                                            \
     }
 
-DEFINE_MATMUL(mm_f32, LOAD_F32)
-DEFINE_MATMUL(mm_bf16, LOAD_BF16)
-DEFINE_MATMUL(mm_f16, LOAD_F16)
-DEFINE_MATMUL(mm_fp8, LOAD_FP8)
-DEFINE_MATMUL(mm_q8, LOAD_Q8)
-DEFINE_MATMUL(mm_q4, LOAD_Q4)
+#define DEFINE_MATMULS(T, LOAD)                                                                                      \
+    DEFINE_MATMUL(mm_##T, LOAD, TT)                                                                                  \
+    DEFINE_MATMUL(mm1_##T, LOAD, 1)
+DEFINE_MATMULS(f32, LOAD_F32)
+DEFINE_MATMULS(bf16, LOAD_BF16)
+DEFINE_MATMULS(f16, LOAD_F16)
+DEFINE_MATMULS(fp8, LOAD_FP8)
+DEFINE_MATMULS(q8, LOAD_Q8)
+DEFINE_MATMULS(q4, LOAD_Q4)
 
 #define DEFINE_MATVEC_T(NAME, LOAD)                                                                                  \
     static void NAME(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {                          \
@@ -182,15 +185,15 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
 static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                              int32_t r1) {
     switch (w->type) {
-    case DSC_W_F32: mm_f32(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_BF16: mm_bf16(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_F16: mm_f16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F32: (n == 1 ? mm1_f32 : mm_f32)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_BF16: (n == 1 ? mm1_bf16 : mm_bf16)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F16: (n == 1 ? mm1_f16 : mm_f16)(y, ldy, x, w, n, r0, r1); return;
     case DSC_W_F8_E4M3:
-        if (w->block_cols % 8 == 0) mm_fp8(y, ldy, x, w, n, r0, r1);
+        if (w->block_cols % 8 == 0) (n == 1 ? mm1_fp8 : mm_fp8)(y, ldy, x, w, n, r0, r1);
         else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
         return;
-    case DSC_W_Q8: mm_q8(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_Q4: mm_q4(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q8: (n == 1 ? mm1_q8 : mm_q8)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: (n == 1 ? mm1_q4 : mm_q4)(y, ldy, x, w, n, r0, r1); return;
     }
 }
 

@@ -79,10 +79,10 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
     }
 }
 
-#define FMA_TILE(c, m, LOAD)                                                                                         \
+#define FMA_TILE(c, m, LOAD, TTV)                                                                                    \
     do {                                                                                                             \
         __m512 w0 = LOAD(0, c, m), w1 = LOAD(1, c, m), w2 = LOAD(2, c, m), w3 = LOAD(3, c, m);                       \
-        for (int j = 0; j < TT; j++) {                                                                               \
+        for (int j = 0; j < (TTV); j++) {                                                                            \
             __m512 xv = _mm512_maskz_loadu_ps((m), xp[j] + (c));                                                     \
             acc[0][j] = _mm512_fmadd_ps(w0, xv, acc[0][j]);                                                          \
             acc[1][j] = _mm512_fmadd_ps(w1, xv, acc[1][j]);                                                          \
@@ -91,7 +91,7 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
         }                                                                                                            \
     } while (0)
 
-#define DEFINE_MATMUL(NAME, LOAD, STEP_OK)                                                                           \
+#define DEFINE_MATMUL(NAME, LOAD, TTV)                                                                               \
     static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
         const int32_t C = w->cols, cfull = C & ~15;                                                                  \
         const __mmask16 mt = (__mmask16)((1u << (C & 15)) - 1);                                                      \
@@ -104,26 +104,30 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
             (void)sp;                                                                                                \
             (void)qp;                                                                                                \
             tile_rows(w, r, r1, rp, sp, qp);                                                                         \
-            for (int32_t t = 0; t < n; t += TT) {                                                                    \
+            for (int32_t t = 0; t < n; t += (TTV)) {                                                                 \
                 const float *xp[TT];                                                                                 \
-                for (int j = 0; j < TT; j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                   \
+                for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
                 __m512 acc[RT][TT];                                                                                  \
                 for (int i = 0; i < RT; i++)                                                                         \
-                    for (int j = 0; j < TT; j++) acc[i][j] = _mm512_setzero_ps();                                    \
-                for (int32_t c = 0; c < cfull; c += 16) FMA_TILE(c, (__mmask16)0xffff, LOAD);                        \
-                if (C & 15) FMA_TILE(cfull, mt, LOAD);                                                               \
+                    for (int j = 0; j < (TTV); j++) acc[i][j] = _mm512_setzero_ps();                                 \
+                for (int32_t c = 0; c < cfull; c += 16) FMA_TILE(c, (__mmask16)0xffff, LOAD, TTV);                   \
+                if (C & 15) FMA_TILE(cfull, mt, LOAD, TTV);                                                          \
                 for (int i = 0; i < RT && r + i < r1; i++)                                                           \
-                    for (int j = 0; j < TT && t + j < n; j++) y[(t + j) * ldy + (r + i - r0)] = hsum(acc[i][j]);     \
+                    for (int j = 0; j < (TTV) && t + j < n; j++) y[(t + j) * ldy + (r + i - r0)] = hsum(acc[i][j]);  \
             }                                                                                                        \
         }                                                                                                            \
     }
 
-DEFINE_MATMUL(mm_f32, LOAD_F32, 1)
-DEFINE_MATMUL(mm_bf16, LOAD_BF16, 1)
-DEFINE_MATMUL(mm_f16, LOAD_F16, 1)
-DEFINE_MATMUL(mm_fp8, LOAD_FP8, 1)
-DEFINE_MATMUL(mm_q8, LOAD_Q8, 1)
-DEFINE_MATMUL(mm_q4, LOAD_Q4, 1)
+/* TT tokens per tile for prefill; 1 for decode (no repeated FMAs). */
+#define DEFINE_MATMULS(T, LOAD)                                                                                      \
+    DEFINE_MATMUL(mm_##T, LOAD, TT)                                                                                  \
+    DEFINE_MATMUL(mm1_##T, LOAD, 1)
+DEFINE_MATMULS(f32, LOAD_F32)
+DEFINE_MATMULS(bf16, LOAD_BF16)
+DEFINE_MATMULS(f16, LOAD_F16)
+DEFINE_MATMULS(fp8, LOAD_FP8)
+DEFINE_MATMULS(q8, LOAD_Q8)
+DEFINE_MATMULS(q4, LOAD_Q4)
 
 #define AXPY4(c, m, LOAD)                                                                                            \
     do {                                                                                                             \
@@ -179,16 +183,16 @@ static void avx512_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t 
 static void avx512_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                                int32_t r1) {
     switch (w->type) {
-    case DSC_W_F32: mm_f32(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_BF16: mm_bf16(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_F16: mm_f16(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F32: (n == 1 ? mm1_f32 : mm_f32)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_BF16: (n == 1 ? mm1_bf16 : mm_bf16)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_F16: (n == 1 ? mm1_f16 : mm_f16)(y, ldy, x, w, n, r0, r1); return;
     case DSC_W_F8_E4M3:
         /* A 16-column step must not straddle two scale blocks. */
-        if (w->block_cols % 16 == 0) mm_fp8(y, ldy, x, w, n, r0, r1);
+        if (w->block_cols % 16 == 0) (n == 1 ? mm1_fp8 : mm_fp8)(y, ldy, x, w, n, r0, r1);
         else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
         return;
-    case DSC_W_Q8: mm_q8(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_Q4: mm_q4(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q8: (n == 1 ? mm1_q8 : mm_q8)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: (n == 1 ? mm1_q4 : mm_q4)(y, ldy, x, w, n, r0, r1); return;
     }
 }
 
