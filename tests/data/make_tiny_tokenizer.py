@@ -27,6 +27,11 @@ def bytes_to_unicode():
 def main(out):
     b2u = bytes_to_unicode()
     vocab = {b2u[b]: 2 + b for b in range(256)}
+    # Added tokens also sit in the model vocabulary at their ids (no gaps), as
+    # in the real DeepSeek tokenizer.
+    for i, t in [(0, "<｜begin▁of▁sentence｜>"), (1, "<｜end▁of▁sentence｜>"), (258, "<｜User｜>"),
+                 (259, "<｜Assistant｜>"), (260, "<think>"), (261, "</think>")]:
+        vocab[t] = i
     merges = []
     nid = 262
     for a in range(1, 17):

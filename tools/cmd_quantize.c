@@ -1,0 +1,294 @@
+/*
+ * cmd_quantize.c — `dsc quantize` (a checkpoint to Q8 / Q4 blocks) and
+ * `dsc kld` (how far a quantised model's next-token distributions are from
+ * the original's).
+ *
+ *   dsc quantize -m IN_DIR -o OUT_DIR --type q8|q4
+ *   dsc kld -m A -m B [-n N] [-c CTX] [-t T] [-f FILE] [--seed S] [--json]
+ *
+ * kld evaluates one token sequence through both models, in windows of CTX
+ * tokens (default 512) that each start from an empty cache, and compares the
+ * distributions after every position: KL(P_A || P_B) in double precision
+ * from log-softmax, its mean, maximum and 99th percentile, and how often the
+ * two argmaxes agree. The tokens are FILE's text through A's tokenizer.json,
+ * or else N pseudo-random ids (splitmix64 of the seed) below the vocabulary.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define KLD_STEP 128 /* positions evaluated per dsc_eval: bounds the logits buffers */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* quantize                                                                  */
+
+typedef struct {
+    double bytes;             /* of the *.safetensors files */
+    int n_quant, n_kept;      /* I8/U8 tensors; others but their _qscale companions */
+} st_stats;
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Adds one safetensors file's header to *st (nothing if it cannot be read). */
+static void header_stats(const char *path, st_stats *st) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return;
+    uint8_t len8[8];
+    uint64_t hl = 0;
+    if (fread(len8, 1, 8, fp) == 8) {
+        for (int i = 7; i >= 0; i--) hl = (hl << 8) | len8[i];
+        char *h = hl <= 100000000 ? malloc(hl ? hl : 1) : NULL;
+        cJSON *root = h && fread(h, 1, hl, fp) == hl ? cJSON_ParseWithLength(h, hl) : NULL;
+        for (const cJSON *e = root ? root->child : NULL; e; e = e->next) {
+            const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+            if (!strcmp(e->string, "__metadata__") || ends_with(e->string, "_qscale")) continue;
+            if (cJSON_IsString(dt) && (!strcmp(dt->valuestring, "I8") || !strcmp(dt->valuestring, "U8"))) st->n_quant++;
+            else st->n_kept++;
+        }
+        cJSON_Delete(root);
+        free(h);
+    }
+    fclose(fp);
+}
+
+static st_stats dir_stats(const char *dir) {
+    st_stats st = {0};
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!ends_with(e->d_name, ".safetensors")) continue;
+        char path[4096];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        st.bytes += (double)sb.st_size;
+        header_stats(path, &st);
+    }
+    if (d) closedir(d);
+    return st;
+}
+
+int cmd_quantize(const cli_opts *o) {
+    if (!o->output) return cli_die("quantize: no output directory given (-o DIR)");
+    if (!o->qtype) return cli_die("quantize: no type given (--type q8|q4)");
+    double t0 = now_s();
+    if (dsc_quantize(o->model, o->output, o->qtype)) return cli_die_status();
+    double secs = now_s() - t0;
+    st_stats in = dir_stats(o->model), out = dir_stats(o->output);
+    fprintf(stderr, "dsc: quantize: %s: %s, %d tensors quantised, %d kept, %.1f MiB -> %.1f MiB (%.2fx), %.1f s\n",
+            o->output, o->qtype, out.n_quant, out.n_kept, in.bytes / 1048576.0, out.bytes / 1048576.0,
+            out.bytes > 0 ? in.bytes / out.bytes : 0.0, secs);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kld                                                                       */
+
+/* The fields two models must share for their logits to be compared. */
+static int check_same(const cli_opts *o, const dsc_model_info *a, const dsc_model_info *b) {
+    if (strcmp(a->model_type, b->model_type))
+        return cli_die("kld: %s is %s but %s is %s", o->model, a->model_type, o->model2, b->model_type);
+#define SAME(f)                                                                                                     \
+    if (a->f != b->f) return cli_die("kld: %s and %s differ in " #f " (%d vs %d)", o->model, o->model2, (int)a->f, (int)b->f)
+    SAME(vocab_size);
+    SAME(hidden_size);
+    SAME(n_layers);
+    SAME(n_heads);
+    SAME(kv_lora_rank);
+    SAME(qk_rope_head_dim);
+    SAME(n_routed_experts);
+    SAME(n_experts_per_tok);
+#undef SAME
+    return 0;
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014). */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The text of o->file through A's tokenizer, at most n ids. */
+static int file_tokens(const cli_opts *o, int n, int32_t **ids, int *n_ids) {
+    FILE *fp = fopen(o->file, "rb");
+    if (!fp) return cli_die("%s: cannot open", o->file);
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    while (text) {
+        len += fread(text + len, 1, cap - len, fp);
+        if (len < cap) break;
+        char *nt = realloc(text, cap *= 2);
+        if (!nt) free(text);
+        text = nt;
+    }
+    fclose(fp);
+    if (!text) return cli_die("%s: out of memory", o->file);
+    dsc_tokenizer *tok = NULL;
+    char path[4096];
+    size_t need = 0;
+    int rc = cli_tokenizer_open(o, &tok, path, sizeof path);
+    if (!rc && dsc_tokenize(tok, text, len, 0, NULL, 0, &need) && need == 0) rc = cli_die_status();
+    int32_t *all = rc ? NULL : malloc(sizeof *all * (need ? need : 1));
+    if (!rc && !all) rc = cli_die("out of memory for %zu ids", need);
+    if (!rc && dsc_tokenize(tok, text, len, 0, all, need, &need)) rc = cli_die_status();
+    free(text);
+    dsc_tokenizer_free(tok);
+    if (!rc && need < 2) rc = cli_die("kld: %s gives %zu tokens, at least 2 are needed", o->file, need);
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    *ids = all;
+    *n_ids = (int)(need < (size_t)n ? need : (size_t)n);
+    return 0;
+}
+
+static int make_tokens(const cli_opts *o, int n, int32_t vocab, int32_t **ids, int *n_ids) {
+    if (o->file) {
+        int rc = file_tokens(o, n, ids, n_ids);
+        for (int i = 0; i < *n_ids && !rc; i++)
+            if ((*ids)[i] >= vocab)
+                rc = cli_die("kld: token %d of %s is id %d, beyond the vocabulary (%d)", i, o->file, (*ids)[i], vocab);
+        return rc;
+    }
+    if (!(*ids = malloc(sizeof **ids * (size_t)n))) return cli_die("out of memory for %d ids", n);
+    for (int i = 0; i < n; i++) (*ids)[i] = (int32_t)(mix64(o->sp.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i) % (uint64_t)vocab);
+    *n_ids = n;
+    return 0;
+}
+
+/* KL(softmax(a) || softmax(b)) in double; NAN if a logit is not finite. */
+static double kl_row(const float *a, const float *b, int v) {
+    double ma = a[0], mb = b[0];
+    for (int i = 1; i < v; i++) ma = a[i] > ma ? a[i] : ma, mb = b[i] > mb ? b[i] : mb;
+    if (!isfinite(ma) || !isfinite(mb)) return NAN;
+    double sa = 0, sb = 0;
+    for (int i = 0; i < v; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
+    const double la = ma + log(sa), lb = mb + log(sb);
+    double kl = 0;
+    for (int i = 0; i < v; i++) {
+        double pa = a[i] - la;
+        kl += exp(pa) * (pa - (b[i] - lb));
+    }
+    return kl > 0 ? kl : 0; /* rounding can leave -1e-17 for equal rows */
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+typedef struct {
+    dsc_model *m[2];
+    dsc_ctx *c[2];
+    float *logits[2];  /* [KLD_STEP, vocab] */
+    int32_t *ids;
+    double *kl;        /* per position */
+} kld_state;
+
+static void kld_free(kld_state *s) {
+    for (int i = 0; i < 2; i++) dsc_ctx_free(s->c[i]), dsc_model_free(s->m[i]), free(s->logits[i]);
+    free(s->ids);
+    free(s->kl);
+}
+
+static int kld_open(const cli_opts *o, int n_ctx, kld_state *s, dsc_model_info *info) {
+    const char *dirs[2] = {o->model, o->model2};
+    dsc_model_params mp = dsc_model_default_params();
+    mp.verbose = o->verbose;
+    for (int i = 0; i < 2; i++) {
+        if (dsc_model_load(dirs[i], &mp, &s->m[i])) return cli_die_status();
+        dsc_model_get_info(s->m[i], &info[i]);
+    }
+    if (check_same(o, &info[0], &info[1])) return 1;
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = o->n_batch;
+    cp.n_threads = o->n_threads;
+    cp.isa = o->isa;
+    for (int i = 0; i < 2; i++) {
+        if (dsc_ctx_new(s->m[i], &cp, &s->c[i])) return cli_die_status();
+        s->logits[i] = malloc(sizeof(float) * KLD_STEP * (size_t)info[0].vocab_size);
+        if (!s->logits[i]) return cli_die("out of memory for %d x %d logits", KLD_STEP, info[0].vocab_size);
+    }
+    return 0;
+}
+
+/* Positions [pos, pos + m) of the current window through both models. */
+static int kld_step(const cli_opts *o, kld_state *s, int pos, int m, int v, int *agree) {
+    for (int i = 0; i < 2; i++)
+        if (dsc_eval(s->c[i], s->ids + pos, m, s->logits[i])) return cli_die_status();
+    for (int k = 0; k < m; k++) {
+        const float *a = s->logits[0] + (size_t)k * v, *b = s->logits[1] + (size_t)k * v;
+        s->kl[pos + k] = kl_row(a, b, v);
+        if (isnan(s->kl[pos + k])) return cli_die("kld: non-finite logits at position %d", pos + k);
+        *agree += dsc_argmax(a, v) == dsc_argmax(b, v);
+    }
+    return 0;
+}
+
+static void kld_report(const cli_opts *o, const double *kl, int n, int agree, int n_ctx) {
+    double sum = 0, mx = 0;
+    for (int i = 0; i < n; i++) sum += kl[i], mx = kl[i] > mx ? kl[i] : mx;
+    double *sorted = malloc(sizeof *sorted * (size_t)n);
+    double p99 = mx;
+    if (sorted) {
+        memcpy(sorted, kl, sizeof *sorted * (size_t)n);
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+        int r = (int)ceil(0.99 * n) - 1; /* nearest rank */
+        p99 = sorted[r < 0 ? 0 : r];
+        free(sorted);
+    }
+    const double mean = sum / n, top1 = 100.0 * agree / n;
+    if (o->json)
+        printf("{\"mean_kld\": %.6g, \"max_kld\": %.6g, \"p99_kld\": %.6g, \"top1_agreement\": %.4f, \"positions\": %d, "
+               "\"ctx\": %d, \"tokens\": \"%s\"}\n",
+               mean, mx, p99, top1 / 100, n, n_ctx, o->file ? "file" : "random");
+    else
+        printf("mean KLD %.3g (max %.3g, p99 %.3g), top-1 agreement %.1f%% over %d positions\n", mean, mx, p99, top1, n);
+}
+
+int cmd_kld(const cli_opts *o) {
+    if (!o->model2) return cli_die("kld: give two models (-m A -m B)");
+    if (o->n_gen < 1) return cli_die("kld: -n must be at least 1");
+    const int n_ctx = o->n_ctx ? o->n_ctx : 512;
+    kld_state s = {0};
+    dsc_model_info info[2];
+    int n = 0, agree = 0;
+    int rc = kld_open(o, n_ctx, &s, info);
+    const int v = rc ? 0 : info[0].vocab_size;
+    if (!rc) rc = make_tokens(o, o->n_gen, v, &s.ids, &n);
+    if (!rc && !(s.kl = malloc(sizeof *s.kl * (size_t)n))) rc = cli_die("out of memory");
+    const double t0 = now_s();
+    for (int pos = 0; pos < n && !rc;) { /* each window from an empty cache */
+        const int w = n - pos < n_ctx ? n - pos : n_ctx;
+        for (int i = 0; i < 2 && !rc; i++)
+            if (dsc_ctx_truncate(s.c[i], 0)) rc = cli_die_status();
+        for (int k = 0; k < w && !rc; k += KLD_STEP) rc = kld_step(o, &s, pos + k, w - k < KLD_STEP ? w - k : KLD_STEP, v, &agree);
+        pos += w;
+    }
+    if (!rc) {
+        kld_report(o, s.kl, n, agree, n_ctx);
+        double secs = now_s() - t0;
+        fprintf(stderr, "dsc: kld: %s vs %s: %d positions (%s tokens) in windows of %d, %.1f s (%.1f tokens/s per model)\n",
+                o->model, o->model2, n, o->file ? "file" : "random", n_ctx, secs, secs > 0 ? 2 * n / secs : 0.0);
+    }
+    kld_free(&s);
+    return rc;
+}
