@@ -77,6 +77,17 @@ uint16_t quant_bf16(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/* kern_f16_to_f32 for finite h, without ldexpf: the q4 search decodes ~17
+ * candidate scales per block. */
+static inline float f16_value(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    if (e == 0) return (sign ? -1.0f : 1.0f) * (float)m * (1.0f / 16777216.0f); /* m x 2^-24 */
+    uint32_t u = sign | (e + 112) << 23 | m << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* Largest |x| of a block, and the signed value that has it; -1 if not finite. */
 static float block_absmax(const float *x, float *signed_max) {
     float am = 0, m = 0;
@@ -100,7 +111,7 @@ int quant_block_q8(const float *x, int8_t *q, uint16_t *scale) {
     const float am = block_absmax(x, &m);
     if (am < 0) return -1;
     *scale = scale_f16(am / 127.0f);
-    const float d = kern_f16_to_f32(*scale);
+    const float d = f16_value(*scale);
     for (int i = 0; i < DSC_QBLOCK; i++) {
         long v = d > 0 ? lrintf(x[i] / d) : 0;
         q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
@@ -108,20 +119,50 @@ int quant_block_q8(const float *x, int8_t *q, uint16_t *scale) {
     return 0;
 }
 
-static inline float q4_level(float x, float d) { /* round(x / d) in [-8, 7]; d != 0 */
-    float l = rintf(x / d);
-    return l > 7 ? 7 : l < -8 ? -8 : l;
+/* The Q4 level of v = x / scale: v rounded to nearest (even), clamped to
+ * [-8, 7]; |v| < 2^22. Adding 1.5 x 2^23 leaves round(v) in the low bits
+ * of the float; done in integers, the loops below vectorise. */
+static inline float q4_level(float v) {
+    float f = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &f, 4);
+    i -= 0x4B400000; /* the bits of 1.5 x 2^23 */
+    i = i < -8 ? -8 : i;
+    return (float)(i > 7 ? 7 : i);
 }
 
-/* Squared error of the block under F16 scale h. */
-static double q4_err(const float *x, uint16_t h) {
-    const float d = kern_f16_to_f32(h);
-    double e = 0;
-    for (int i = 0; i < DSC_QBLOCK; i++) {
-        double r = d != 0 ? x[i] - q4_level(x[i], d) * d : x[i];
-        e += r * r;
-    }
-    return e;
+/* The sums below run in 8 lanes so that the compiler can vectorise them. */
+#define Q4_LANES 8
+
+static inline float lane_sum(const float *a) {
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+/* Squared error of the block (largest magnitude am) under F16 scale h;
+ * infinite for a scale too small to be one. */
+static float q4_err(const float *x, float am, uint16_t h) {
+    const float d = f16_value(h), id = d != 0 ? 1.0f / d : 0.0f;
+    if (am * fabsf(id) > 1024.0f) return INFINITY;
+    float acc[Q4_LANES] = {0};
+    for (int i = 0; i < DSC_QBLOCK; i += Q4_LANES)
+        for (int j = 0; j < Q4_LANES; j++) {
+            float r = x[i + j] - q4_level(x[i + j] * id) * d;
+            acc[j] += r * r;
+        }
+    return lane_sum(acc);
+}
+
+/* Least-squares scale of the levels that x_m -> level t assigns (0 if
+ * none); is = t / x_m, so |x is| <= 9. */
+static float q4_ls_scale(const float *x, float is) {
+    float sxl[Q4_LANES] = {0}, sll[Q4_LANES] = {0};
+    for (int i = 0; i < DSC_QBLOCK; i += Q4_LANES)
+        for (int j = 0; j < Q4_LANES; j++) {
+            float l = q4_level(x[i + j] * is);
+            sxl[j] += x[i + j] * l, sll[j] += l * l;
+        }
+    float ll = lane_sum(sll);
+    return ll > 0 ? lane_sum(sxl) / ll : 0.0f;
 }
 
 int quant_block_q4(const float *x, uint8_t *q, uint16_t *scale) {
@@ -129,27 +170,20 @@ int quant_block_q4(const float *x, uint8_t *q, uint16_t *scale) {
     const float am = block_absmax(x, &m);
     if (am < 0) return -1;
     uint16_t best = scale_f16(m / -8.0f); /* ggml q4_0 */
-    double best_err = q4_err(x, best);
+    float best_err = q4_err(x, am, best);
     for (int k = -18; k <= 15 && am > 0; k++) { /* x_m mapped to level t = k / 2 */
         const float t = 0.5f * (float)k;
         if (t > -5 && t < 5) continue;
-        const float d0 = m / t;
-        double sxl = 0, sll = 0;
-        for (int i = 0; i < DSC_QBLOCK; i++) {
-            float l = q4_level(x[i], d0);
-            sxl += (double)x[i] * l, sll += (double)l * l;
-        }
-        if (sll == 0) continue;
-        uint16_t h = scale_f16((float)(sxl / sll));
-        double e = q4_err(x, h);
+        const float d = q4_ls_scale(x, t / m);
+        if (d == 0) continue;
+        uint16_t h = scale_f16(d);
+        float e = q4_err(x, am, h);
         if (e < best_err) best_err = e, best = h;
     }
     *scale = best;
-    const float d = kern_f16_to_f32(best);
-    for (int j = 0; j < 16; j++) {
-        int lo = d != 0 ? (int)q4_level(x[j], d) + 8 : 8, hi = d != 0 ? (int)q4_level(x[j + 16], d) + 8 : 8;
-        q[j] = (uint8_t)(lo | hi << 4);
-    }
+    const float d = f16_value(best), id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 16; j++)
+        q[j] = (uint8_t)((int)(q4_level(x[j] * id) + 8) | (int)(q4_level(x[j + 16] * id) + 8) << 4);
     return 0;
 }
 

@@ -372,11 +372,18 @@ static void test_context(const char *golden) {
     float a[512], b[512];
     CHECK(dsc_eval(ctx, toks, 6, NULL) == DSC_OK, "eval");
     memcpy(a, dsc_ctx_logits(ctx), sizeof a);
-    /* Truncate and replay the tail: the cache rows are overwritten in place. */
+    /* Truncate and replay the tail: the cache rows are overwritten in place.
+     * The same calls give bit-identical logits; a different split (3 + 3
+     * tokens) may route a different number of tokens to an expert, and so
+     * take another kernel path, so it agrees to float rounding. */
+    CHECK(dsc_ctx_truncate(ctx, 0) == DSC_OK && dsc_eval(ctx, toks, 6, NULL) == DSC_OK, "replay");
+    CHECK(memcmp(a, dsc_ctx_logits(ctx), sizeof a) == 0, "replay after truncate is bit-identical");
     CHECK(dsc_ctx_truncate(ctx, 3) == DSC_OK && dsc_ctx_pos(ctx) == 3, "truncate");
-    CHECK(dsc_eval(ctx, toks + 3, 3, NULL) == DSC_OK, "replay");
+    CHECK(dsc_eval(ctx, toks + 3, 3, NULL) == DSC_OK, "replay the tail");
     memcpy(b, dsc_ctx_logits(ctx), sizeof b);
-    CHECK(memcmp(a, b, sizeof a) == 0, "replay after truncate is bit-identical");
+    double d = 0, mx = 0;
+    for (int i = 0; i < 512; i++) d = fmax(d, fabs(a[i] - b[i])), mx = fmax(mx, fabs(a[i]));
+    CHECK(d <= 1e-5 * mx, "replay of the tail agrees: %g of %g", d, mx);
     /* Errors leave the context unchanged. */
     int32_t bad = 512;
     CHECK(dsc_eval(ctx, &bad, 1, NULL) == DSC_ERR_ARG && dsc_ctx_pos(ctx) == 6, "bad id rejected, pos kept");

@@ -79,17 +79,34 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
     }
 }
 
-#define FMA_TILE(c, m, LOAD, TTV)                                                                                    \
+/* 4 rows x 4 tokens: 16 accumulators in registers, named so the compiler
+ * never spills them. */
+#define FMA_TILE4(c, m, LOAD)                                                                                        \
     do {                                                                                                             \
-        __m512 w0 = LOAD(0, c, m), w1 = LOAD(1, c, m), w2 = LOAD(2, c, m), w3 = LOAD(3, c, m);                       \
-        for (int j = 0; j < (TTV); j++) {                                                                            \
-            __m512 xv = _mm512_maskz_loadu_ps((m), xp[j] + (c));                                                     \
-            acc[0][j] = _mm512_fmadd_ps(w0, xv, acc[0][j]);                                                          \
-            acc[1][j] = _mm512_fmadd_ps(w1, xv, acc[1][j]);                                                          \
-            acc[2][j] = _mm512_fmadd_ps(w2, xv, acc[2][j]);                                                          \
-            acc[3][j] = _mm512_fmadd_ps(w3, xv, acc[3][j]);                                                          \
-        }                                                                                                            \
+        __m512 w0 = LOAD(0, c, m), w1 = LOAD(1, c, m), w2 = LOAD(2, c, m), w3 = LOAD(3, c, m), xv;                   \
+        xv = _mm512_maskz_loadu_ps((m), xp0 + (c));                                                                  \
+        a00 = _mm512_fmadd_ps(w0, xv, a00), a10 = _mm512_fmadd_ps(w1, xv, a10);                                     \
+        a20 = _mm512_fmadd_ps(w2, xv, a20), a30 = _mm512_fmadd_ps(w3, xv, a30);                                     \
+        xv = _mm512_maskz_loadu_ps((m), xp1 + (c));                                                                  \
+        a01 = _mm512_fmadd_ps(w0, xv, a01), a11 = _mm512_fmadd_ps(w1, xv, a11);                                     \
+        a21 = _mm512_fmadd_ps(w2, xv, a21), a31 = _mm512_fmadd_ps(w3, xv, a31);                                     \
+        xv = _mm512_maskz_loadu_ps((m), xp2 + (c));                                                                  \
+        a02 = _mm512_fmadd_ps(w0, xv, a02), a12 = _mm512_fmadd_ps(w1, xv, a12);                                     \
+        a22 = _mm512_fmadd_ps(w2, xv, a22), a32 = _mm512_fmadd_ps(w3, xv, a32);                                     \
+        xv = _mm512_maskz_loadu_ps((m), xp3 + (c));                                                                  \
+        a03 = _mm512_fmadd_ps(w0, xv, a03), a13 = _mm512_fmadd_ps(w1, xv, a13);                                     \
+        a23 = _mm512_fmadd_ps(w2, xv, a23), a33 = _mm512_fmadd_ps(w3, xv, a33);                                     \
     } while (0)
+
+#define FMA_TILE1(c, m, LOAD)                                                                                        \
+    do {                                                                                                             \
+        __m512 xv = _mm512_maskz_loadu_ps((m), xp0 + (c));                                                           \
+        a00 = _mm512_fmadd_ps(LOAD(0, c, m), xv, a00), a10 = _mm512_fmadd_ps(LOAD(1, c, m), xv, a10);               \
+        a20 = _mm512_fmadd_ps(LOAD(2, c, m), xv, a20), a30 = _mm512_fmadd_ps(LOAD(3, c, m), xv, a30);               \
+    } while (0)
+
+#define STORE_ACC(i, j, a)                                                                                           \
+    if (r + (i) < r1 && t + (j) < n) y[(t + (j)) * ldy + (r + (i) - r0)] = hsum(a)
 
 #define DEFINE_MATMUL(NAME, LOAD, TTV)                                                                               \
     static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
@@ -105,23 +122,79 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
             (void)qp;                                                                                                \
             tile_rows(w, r, r1, rp, sp, qp);                                                                         \
             for (int32_t t = 0; t < n; t += (TTV)) {                                                                 \
-                const float *xp[TT];                                                                                 \
-                for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
-                __m512 acc[RT][TT];                                                                                  \
-                for (int i = 0; i < RT; i++)                                                                         \
-                    for (int j = 0; j < (TTV); j++) acc[i][j] = _mm512_setzero_ps();                                 \
-                for (int32_t c = 0; c < cfull; c += 16) FMA_TILE(c, (__mmask16)0xffff, LOAD, TTV);                   \
-                if (C & 15) FMA_TILE(cfull, mt, LOAD, TTV);                                                          \
-                for (int i = 0; i < RT && r + i < r1; i++)                                                           \
-                    for (int j = 0; j < (TTV) && t + j < n; j++) y[(t + j) * ldy + (r + i - r0)] = hsum(acc[i][j]);  \
+                const float *xp0 = x + (int64_t)t * C;                                                               \
+                const float *xp1 = x + (int64_t)(t + 1 < n ? t + 1 : n - 1) * C;                                     \
+                const float *xp2 = x + (int64_t)(t + 2 < n ? t + 2 : n - 1) * C;                                     \
+                const float *xp3 = x + (int64_t)(t + 3 < n ? t + 3 : n - 1) * C;                                     \
+                (void)xp1, (void)xp2, (void)xp3;                                                                     \
+                __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00;  \
+                __m512 a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00;       \
+                __m512 a33 = a00;                                                                                    \
+                if ((TTV) == 1) {                                                                                    \
+                    for (int32_t c = 0; c < cfull; c += 16) FMA_TILE1(c, (__mmask16)0xffff, LOAD);                   \
+                    if (C & 15) FMA_TILE1(cfull, mt, LOAD);                                                          \
+                } else {                                                                                             \
+                    for (int32_t c = 0; c < cfull; c += 16) FMA_TILE4(c, (__mmask16)0xffff, LOAD);                   \
+                    if (C & 15) FMA_TILE4(cfull, mt, LOAD);                                                          \
+                }                                                                                                    \
+                STORE_ACC(0, 0, a00);                                                                                \
+                STORE_ACC(1, 0, a10);                                                                                \
+                STORE_ACC(2, 0, a20);                                                                                \
+                STORE_ACC(3, 0, a30);                                                                                \
+                if ((TTV) == 1) continue;                                                                            \
+                STORE_ACC(0, 1, a01);                                                                                \
+                STORE_ACC(1, 1, a11);                                                                                \
+                STORE_ACC(2, 1, a21);                                                                                \
+                STORE_ACC(3, 1, a31);                                                                                \
+                STORE_ACC(0, 2, a02);                                                                                \
+                STORE_ACC(1, 2, a12);                                                                                \
+                STORE_ACC(2, 2, a22);                                                                                \
+                STORE_ACC(3, 2, a32);                                                                                \
+                STORE_ACC(0, 3, a03);                                                                                \
+                STORE_ACC(1, 3, a13);                                                                                \
+                STORE_ACC(2, 3, a23);                                                                                \
+                STORE_ACC(3, 3, a33);                                                                                \
             }                                                                                                        \
+        }                                                                                                            \
+    }
+
+/* Decode (one token): one row at a time, 4 column steps in flight, so each
+ * thread reads its rows as one sequential stream. */
+#ifndef PF_AHEAD
+#define PF_AHEAD 512
+#endif
+#define DEFINE_MATVEC(NAME, LOAD)                                                                                    \
+    static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
+        const int32_t C = w->cols, c64 = C & ~63, cfull = C & ~15;                                                   \
+        const int esz = w->type == DSC_W_F32 ? 4 : w->type <= DSC_W_BF16 ? 2 : 1; /* bytes per column (Q4: ~) */  \
+        const __mmask16 mt = (__mmask16)((1u << (C & 15)) - 1), all = (__mmask16)0xffff;                            \
+        const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
+        (void)bc, (void)n, (void)ldy, (void)all;                                                                     \
+        for (int32_t r = r0; r < r1; r++) {                                                                          \
+            const void *rp[RT];                                                                                      \
+            const float *sp[RT] = {0};                                                                               \
+            const uint16_t *qp[RT] = {0};                                                                            \
+            (void)sp, (void)qp;                                                                                      \
+            tile_rows(w, r, r + 1, rp, sp, qp);                                                                      \
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                              \
+            int32_t c = 0;                                                                                           \
+            for (; c < c64; c += 64) {                                                                               \
+                _mm_prefetch((const char *)rp[0] + (int64_t)(c + PF_AHEAD) * esz, _MM_HINT_T0);                     \
+                s0 = _mm512_fmadd_ps(LOAD(0, c, all), _mm512_loadu_ps(x + c), s0);                                   \
+                s1 = _mm512_fmadd_ps(LOAD(0, c + 16, all), _mm512_loadu_ps(x + c + 16), s1);                         \
+                s2 = _mm512_fmadd_ps(LOAD(0, c + 32, all), _mm512_loadu_ps(x + c + 32), s2);                         \
+                s3 = _mm512_fmadd_ps(LOAD(0, c + 48, all), _mm512_loadu_ps(x + c + 48), s3);                         \
+            }                                                                                                        \
+            for (; c < cfull; c += 16) s0 = _mm512_fmadd_ps(LOAD(0, c, all), _mm512_loadu_ps(x + c), s0);            \
+            if (C & 15) s1 = _mm512_fmadd_ps(LOAD(0, cfull, mt), _mm512_maskz_loadu_ps(mt, x + cfull), s1);          \
+            y[r - r0] = hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));                           \
         }                                                                                                            \
     }
 
 /* TT tokens per tile for prefill; 1 for decode (no repeated FMAs). */
 #define DEFINE_MATMULS(T, LOAD)                                                                                      \
     DEFINE_MATMUL(mm_##T, LOAD, TT)                                                                                  \
-    DEFINE_MATMUL(mm1_##T, LOAD, 1)
+    DEFINE_MATVEC(mm1_##T, LOAD)
 DEFINE_MATMULS(f32, LOAD_F32)
 DEFINE_MATMULS(bf16, LOAD_BF16)
 DEFINE_MATMULS(f16, LOAD_F16)
