@@ -110,8 +110,10 @@ int quant_block_q8(const float *x, int8_t *q, uint16_t *scale) {
     float m;
     const float am = block_absmax(x, &m);
     if (am < 0) return -1;
-    *scale = scale_f16(am / 127.0f);
-    const float d = f16_value(*scale);
+    uint16_t h = scale_f16(am / 127.0f);
+    if (am > 127.5f * f16_value(h) && h < 0x7BFF) h++; /* a subnormal scale rounded down would clip */
+    *scale = h;
+    const float d = f16_value(h);
     for (int i = 0; i < DSC_QBLOCK; i++) {
         long v = d > 0 ? lrintf(x[i] / d) : 0;
         q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);

@@ -20,8 +20,9 @@ uint16_t quant_f16(float x);
 /* bfloat16 of x, rounded to nearest even; NaN stays NaN. */
 uint16_t quant_bf16(float x);
 
-/* scale = max|x| / 127 rounded to F16; q = round(x / scale). Every value is
- * within scale / 2 of q x scale. */
+/* scale = max|x| / 127 rounded to F16 (one step up where a subnormal
+ * scale rounded down would clip max|x| beyond 127.5 steps: max|x| < 4e-6);
+ * q = round(x / scale). Every value is within scale / 2 of q x scale. */
 int quant_block_q8(const float *x, int8_t *q, uint16_t *scale);
 
 /* The scale (F16) of least squared error over candidates: ggml's q4_0

@@ -1,0 +1,130 @@
+"""Checks on checkpoints written by `dsc quantize` (stdlib only).
+
+usage: check.py COMMAND ARGS  (exit 0 and one line of figures on success,
+exit 1 and the reason otherwise)
+
+  header DIR SRC TYPE   DIR = SRC quantised to TYPE (q8 | q4): config.json has
+                        quantization_config {"quant_method": "dsc", "type": TYPE,
+                        "block_size": 32}; every I8 [r, c] / U8 [r, c / 2] tensor
+                        W has W_qscale F16 [r, c / 32] and every _qscale its W;
+                        under q4 only the output heads are I8, under q8 nothing is
+                        U8; no weight_scale_inv is left; every SRC tensor is there;
+                        each file's data is 8-aligned, without holes, each tensor
+                        aligned to its element size; a shard index lists every
+                        tensor in its file
+  kld MODEL Q8 Q4       `dsc kld --json` outputs of MODEL against its q8 and q4
+                        copies: mean KLD of q8 < 1e-2 (v3-tiny) or 2e-2 (others),
+                        2 x q8 < q4 < 0.5
+"""
+import json
+import os
+import struct
+import sys
+
+ELEM = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "I8": 1, "U8": 1}
+HEADS = ("lm_head.weight", ".shared_head.head.weight")
+
+
+def fail(msg):
+    print(msg)
+    sys.exit(1)
+
+
+def read_header(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return n, json.loads(f.read(n))
+
+
+def files_of(d):
+    idx = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        return sorted(set(json.load(open(idx))["weight_map"].values()))
+    return ["model.safetensors"]
+
+
+def check_layout(d):
+    """name -> (dtype, shape) of every tensor, after the per-file layout checks."""
+    out = {}
+    for fn in files_of(d):
+        p = os.path.join(d, fn)
+        hl, hdr = read_header(p)
+        if (8 + hl) % 8:
+            fail("%s: data starts at %d, not 8-aligned" % (fn, 8 + hl))
+        end = 0
+        for b, en, k, dt in sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"])
+                                   for k, v in hdr.items() if k != "__metadata__"):
+            if b != end or b % ELEM[dt]:
+                fail("%s: %s at %d (previous ends at %d) is misplaced or not aligned to %d" % (fn, k, b, end, ELEM[dt]))
+            end = en
+            out[k] = (dt, hdr[k]["shape"], fn)
+        if os.path.getsize(p) != 8 + hl + end:
+            fail("%s: %d bytes, header says %d" % (fn, os.path.getsize(p), 8 + hl + end))
+    idx = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        wm = json.load(open(idx))["weight_map"]
+        if set(wm) != set(out) or any(out[k][2] != v for k, v in wm.items()):
+            fail("index weight_map does not match the shards")
+    return out
+
+
+def cmd_header(d, src, qtype):
+    q = json.load(open(os.path.join(d, "config.json"))).get("quantization_config")
+    if q != {"quant_method": "dsc", "type": qtype, "block_size": 32}:
+        fail("quantization_config = %s" % q)
+    t = check_layout(d)
+    s = check_layout(src)
+    missing = [k for k in s if k not in t and not k.endswith("_scale_inv")]
+    if missing:
+        fail("tensors of %s missing: %s" % (src, missing[:3]))
+    if any(k.endswith("_scale_inv") for k in t):
+        fail("weight_scale_inv tensors left")
+    n8 = n4 = 0
+    for k, (dt, shape, _) in t.items():
+        if k.endswith("_qscale"):
+            w = t.get(k[:-len("_qscale")])
+            if not w or w[0] not in ("I8", "U8"):
+                fail("%s has no quantised weight" % k)
+            continue
+        if dt not in ("I8", "U8"):
+            continue
+        head = k.endswith(HEADS)
+        if (qtype == "q8" and dt != "I8") or (qtype == "q4" and (dt == "I8") != head):
+            fail("%s is %s under %s" % (k, dt, qtype))
+        r, c = shape[0], shape[1] * (2 if dt == "U8" else 1)
+        if [r, c] != s[k][1] or c % 32:
+            fail("%s has shape %s, source %s" % (k, shape, s[k][1]))
+        qs = t.get(k + "_qscale")
+        if not qs or qs[0] != "F16" or qs[1] != [r, c // 32]:
+            fail("%s_qscale is %s, want F16 [%d, %d]" % (k, qs and qs[:2], r, c // 32))
+        n8 += dt == "I8"
+        n4 += dt == "U8"
+    if n8 + n4 == 0:
+        fail("nothing is quantised")
+    print("%d I8 + %d U8 tensors with F16 qscales, %d kept, %d file(s)" %
+          (n8, n4, len(t) - 2 * (n8 + n4), len(files_of(d))))
+
+
+def cmd_kld(model, q8_json, q4_json):
+    """Thresholds are 2-3x the figures measured on the golden models (512
+    random tokens, windows of 128; see test_quant.sh for why they are loose)."""
+    a, b = json.load(open(q8_json)), json.load(open(q4_json))
+    q8, q4 = a["mean_kld"], b["mean_kld"]
+    fig = "q8 %.3g (max %.3g, top-1 %.1f%%), q4 %.3g (max %.3g, top-1 %.1f%%)" % (
+        q8, a["max_kld"], 100 * a["top1_agreement"], q4, b["max_kld"], 100 * b["top1_agreement"])
+    limit = 1e-2 if model == "v3-tiny" else 2e-2
+    if not q8 < limit:
+        fail("q8 mean KLD %.3g >= %g: %s" % (q8, limit, fig))
+    if not (2 * q8 < q4 < 0.5):
+        fail("q4 mean KLD %.3g not in (2 x q8, 0.5): %s" % (q4, fig))
+    print(fig)
+
+
+if __name__ == "__main__":
+    cmds = {"header": cmd_header, "kld": cmd_kld}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        fail(__doc__)
+    try:
+        cmds[sys.argv[1]](*sys.argv[2:])
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as ex:
+        fail("%s: %s" % (type(ex).__name__, ex))

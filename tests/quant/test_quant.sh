@@ -1,0 +1,141 @@
+#!/bin/sh
+# `dsc quantize` and `dsc kld` on the golden models.
+#
+# usage: test_quant.sh DSC GOLDEN_DIR
+#
+# Every golden model (v3-fp8-tiny is FP8 in) is quantised to q8 and q4:
+#   - one summary line, some tensors quantised (the counts are printed);
+#   - the header: I8/U8 tensors with F16 _qscale companions of the right
+#     shapes, the config's quantization_config, an aligned layout (check.py);
+#   - the quantised model's logits from prefill and from --decode-only agree
+#     (max|a-b| <= 1e-4 max|b|, tests/init/check.py);
+#   - dsc kld against the original: q8 small, q4 larger (check.py kld).
+# KLD thresholds: these are random models with hidden size 64-192, where each
+# weight carries more of the output than in a real model and top-k routing
+# flips experts under small perturbations (the max KLD spikes are such flips),
+# so their KLDs are 10-100x a real model's. Measured over 512 random tokens in
+# windows of 128: q8 2e-4 (v2lite) .. 8e-3 (v2-grouped, routed_scaling 16),
+# v3-tiny 2e-3 .. 5e-3 across seeds; q4 is 15-100x q8. Asserted: q8 < 1e-2 on
+# v3-tiny and < 2e-2 elsewhere, 2 x q8 < q4 < 0.5.
+# Also: a sharded input gives the same shards and index, and the same logits
+# as the single file; self-KLD is 0; bad input exits 1 with one line.
+set -u
+DSC=$1 GOLDEN=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+CHECK="python3 $HERE/check.py"
+LOGITS="python3 $HERE/../init/check.py logits"
+for p in "$DSC" "$GOLDEN/models/v3-tiny/model/config.json" "$HERE/../init/check.py"; do
+    [ -e "$p" ] || { echo "test_quant.sh: $p not found"; exit 2; }
+done
+command -v python3 >/dev/null || { echo "test_quant.sh: python3 not found"; exit 2; }
+
+tmp=$(mktemp -d) || exit 2
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 2' HUP INT TERM
+pass=0 fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+TOKS="1 5 9 200 17 3 77 42 100 8"
+
+# check NAME COMMAND...: pass when COMMAND succeeds; its last line is the detail.
+check() {
+    name=$1
+    shift
+    if out=$("$@" 2>&1); then ok "$name ($(echo "$out" | tail -1))"; else bad "$name: $(echo "$out" | tr '\n' ' ')"; fi
+}
+
+# quantize NAME IN OUT TYPE: succeeds with one summary line naming some quantised tensors.
+quantize() {
+    if "$DSC" quantize -m "$2" -o "$3" --type "$4" 2>"$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+        grep -q ", [1-9][0-9]* tensors quantised" "$tmp/err"; then
+        ok "$1 quantize ($(sed 's/^dsc: quantize: [^:]*: //' "$tmp/err"))"
+        return 0
+    fi
+    bad "$1 quantize: $(tr '\n' ' ' <"$tmp/err")"
+    return 1
+}
+
+# prefill_decode NAME DIR: the logits of prefill and --decode-only agree.
+prefill_decode() {
+    if "$DSC" logits -m "$2" --tokens "$TOKS" -o "$tmp/pf.st" 2>"$tmp/err" &&
+        "$DSC" logits -m "$2" --tokens "$TOKS" -o "$tmp/dec.st" --decode-only 2>>"$tmp/err"; then
+        check "$1 prefill = decode-only" $LOGITS "$tmp/dec.st" "$tmp/pf.st"
+    else
+        bad "$1 logits: $(tr '\n' ' ' <"$tmp/err")"
+    fi
+}
+
+# kld A B OUT: dsc kld --json into OUT.
+kld() {
+    "$DSC" kld -m "$1" -m "$2" -n 512 -c 128 --json >"$3" 2>"$tmp/err" || { cat "$tmp/err"; return 1; }
+}
+
+# ------------------------------------------------------- every golden model
+for dir in "$GOLDEN"/models/*/model; do
+    m=$(basename "$(dirname "$dir")")
+    for t in q8 q4; do
+        d=$tmp/$m-$t
+        quantize "$m $t" "$dir" "$d" $t || continue
+        check "$m $t header" $CHECK header "$d" "$dir" $t
+        prefill_decode "$m $t" "$d"
+    done
+    if [ -d "$tmp/$m-q8" ] && [ -d "$tmp/$m-q4" ]; then
+        if kld "$dir" "$tmp/$m-q8" "$tmp/$m-q8.json" && kld "$dir" "$tmp/$m-q4" "$tmp/$m-q4.json"; then
+            check "$m kld" $CHECK kld "$m" "$tmp/$m-q8.json" "$tmp/$m-q4.json"
+        else
+            bad "$m kld: $(tr '\n' ' ' <"$tmp/err")"
+        fi
+    fi
+done
+
+# --------------------------------------------------------------- kld itself
+V3=$GOLDEN/models/v3-tiny/model
+out=$("$DSC" kld -m "$V3" -m "$V3" -n 200 -c 64 2>/dev/null)
+case $out in
+"mean KLD 0 (max 0, p99 0), top-1 agreement 100.0% over 200 positions") ok "self-KLD is 0 ($out)" ;;
+*) bad "self-KLD: '$out'" ;;
+esac
+
+# ------------------------------------------- sharded input: same shards, same logits
+if "$DSC" init -c "$V3/config.json" -o "$tmp/one" --seed 3 2>/dev/null &&
+    "$DSC" init -c "$V3/config.json" -o "$tmp/three" --seed 3 --shards 3 2>/dev/null &&
+    quantize "shards" "$tmp/three" "$tmp/three-q4" q4 && quantize "one file" "$tmp/one" "$tmp/one-q4" q4; then
+    n=$(ls "$tmp/three-q4" | grep -c '^model-0000[123]-of-00003\.safetensors$')
+    if [ "$n" -eq 3 ] && [ -f "$tmp/three-q4/model.safetensors.index.json" ]; then ok "3 shards in, 3 shards + index out"
+    else bad "sharded output: $(ls "$tmp/three-q4" | tr '\n' ' ')"; fi
+    check "sharded q4 header" $CHECK header "$tmp/three-q4" "$tmp/three" q4
+    if "$DSC" logits -m "$tmp/three-q4" --tokens "$TOKS" -o "$tmp/a.st" 2>/dev/null &&
+        "$DSC" logits -m "$tmp/one-q4" --tokens "$TOKS" -o "$tmp/b.st" 2>/dev/null && cmp -s "$tmp/a.st" "$tmp/b.st"; then
+        ok "sharded and single-file q4 give identical logits"
+    else bad "sharded and single-file q4 logits differ"; fi
+else
+    bad "sharded input: init or quantize failed"
+fi
+
+# ------------------------------------------------------------------ bad input
+# bad_input NAME WANT ARGS...: exit 1, one line starting "dsc: " that contains WANT.
+bad_input() {
+    name=$1 want=$2
+    shift 2
+    "$DSC" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "^dsc: .*$want" "$tmp/err" && [ ! -s "$tmp/out" ]; then
+        ok "$name ($(cat "$tmp/err"))"
+    else
+        bad "$name: exit $rc, stderr '$(tr '\n' ' ' <"$tmp/err")'"
+    fi
+}
+touch "$tmp/a-file"
+bad_input "unknown --type" "type 'q5'" quantize -m "$V3" -o "$tmp/x" --type q5
+bad_input "no --type" "--type" quantize -m "$V3" -o "$tmp/x"
+bad_input "no -o" "-o DIR" quantize -m "$V3" --type q8
+bad_input "missing input dir" "$tmp/nope" quantize -m "$tmp/nope" -o "$tmp/x" --type q8
+bad_input "output is a file" "$tmp/a-file: exists and is not a directory" quantize -m "$V3" -o "$tmp/a-file" --type q8
+bad_input "output = input" "is the input directory" quantize -m "$V3" -o "$V3/" --type q8
+[ -d "$tmp/v3-tiny-q8" ] && bad_input "already quantised" "already quantised" quantize -m "$tmp/v3-tiny-q8" -o "$tmp/x" --type q4
+bad_input "kld with one model" "two models" kld -m "$V3"
+bad_input "kld of different architectures" "v2lite-tiny" kld -m "$V3" -m "$GOLDEN/models/v2lite-tiny/model" -n 8
+[ -e "$tmp/x" ] && bad "a failed quantize left $tmp/x behind" || ok "failed runs create no output directory"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
