@@ -84,11 +84,20 @@ void dsc_model_get_info(const dsc_model *model, dsc_model_info *info);
 
 typedef struct dsc_ctx dsc_ctx;
 
+/* Element type of the latent KV cache. */
+typedef enum {
+    DSC_KV_F32 = 0,   /* exact: what the reference computes               */
+    DSC_KV_BF16,      /* half the memory and bandwidth                     */
+    DSC_KV_Q8,        /* int8 + one F16 scale per 32 values (needs          */
+                      /* (kv_lora_rank + qk_rope_head_dim) % 32 == 0)       */
+} dsc_kv_type;
+
 typedef struct {
     int32_t n_ctx;     /* tokens the latent KV cache holds; 0 = min(4096, max_position_embeddings) */
     int32_t n_batch;   /* prompt tokens evaluated per prefill chunk (>= 1) */
     int32_t n_threads; /* 0 = all online CPUs */
     const char *isa;   /* kernels: NULL/"" = best for this CPU, or "ref", "avx2", "avx512" */
+    dsc_kv_type kv_type;
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -98,12 +107,14 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
 void dsc_ctx_free(dsc_ctx *ctx);
 
 /* Latent KV cache size in bytes:
- *   n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x sizeof(element). */
+ *   n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x bytes per element
+ * (4 for F32, 2 for BF16, 1 + 2/32 for Q8). */
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx);
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx);
 int32_t dsc_ctx_pos(const dsc_ctx *ctx);   /* tokens already in the cache */
 int32_t dsc_ctx_n_threads(const dsc_ctx *ctx);
 const char *dsc_ctx_isa(const dsc_ctx *ctx); /* kernel set in use */
+const char *dsc_kv_type_name(dsc_kv_type t);  /* "f32", "bf16", "q8" */
 
 /* Kernel sets this CPU can run ("ref", then "avx2", "avx512"), NULL-terminated. */
 const char *const *dsc_isa_list(void);

@@ -14,6 +14,7 @@ typedef struct {
     const char *model2;                 /* kld: the second -m                     */
     int n_shards, n_threads, n_reps, n_prompt, json, depth;
     const char *isa;
+    int kv_type;       /* dsc_kv_type */
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special;
     dsc_sampler_params sp;
     int temp_set;

@@ -84,8 +84,8 @@ int cmd_bench(const cli_opts *o) {
         const dsc_model_info *i = &s.info;
         stat3 sp = stats(pp, R), st = stats(tg, R);
         /* Bytes per decode step: active weights + the latent cache read at the
-         * mean position of the run (F32: 4 bytes per element). */
-        double kv_tok = (double)i->n_layers * (i->kv_lora_rank + i->qk_rope_head_dim) * 4;
+         * mean position of the run. */
+        double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
         double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
         double flops = 2.0 * (double)i->active_params;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;

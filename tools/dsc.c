@@ -36,6 +36,7 @@ static const char *usage_text =
     "  -b, --batch N          prompt tokens per prefill chunk (default 512)\n"
     "  -t, --threads N        threads (default: all CPUs)\n"
     "  --isa ref|avx2|avx512  kernel set (default: the best this CPU runs)\n"
+    "  --kv-type f32|bf16|q8  latent cache type (default f32 for logits/generate, bf16 otherwise)\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -118,6 +119,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
     o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : 16;
     o->n_prompt = 512;
+    /* The reference tools keep the cache exact; the others halve it. */
+    o->kv_type = !strcmp(o->cmd, "logits") || !strcmp(o->cmd, "generate") ? DSC_KV_F32 : DSC_KV_BF16;
     o->n_reps = 5;
     o->n_batch = 512;
     o->think = -1;
@@ -155,6 +158,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) rc = parse_int(v, a, 0, 1 << 24, &o->depth);
         else if (!strcmp(a, "--isa")) o->isa = v;
+        else if (!strcmp(a, "--kv-type")) {
+            if (!strcmp(v, "f32")) o->kv_type = DSC_KV_F32;
+            else if (!strcmp(v, "bf16")) o->kv_type = DSC_KV_BF16;
+            else if (!strcmp(v, "q8")) o->kv_type = DSC_KV_Q8;
+            else return die("--kv-type: '%s' is not f32, bf16 or q8", v);
+        }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = v;
         else if (!strcmp(a, "--jsonl")) o->jsonl = v;
         else if (!strcmp(a, "--ids")) o->ids = v;
@@ -232,11 +241,13 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.n_batch = o->n_batch;
     cp.n_threads = o->n_threads;
     cp.isa = o->isa;
+    cp.kv_type = (dsc_kv_type)o->kv_type;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     const dsc_model_info *i = &s->info;
-    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x 4 B = %.2f MiB; %d threads, %s kernels\n",
+    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x %s = %.2f MiB; %d threads, %s kernels\n",
             i->n_layers, dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
-            dsc_ctx_kv_bytes(s->ctx) / 1048576.0, dsc_ctx_n_threads(s->ctx), dsc_ctx_isa(s->ctx));
+            dsc_kv_type_name((dsc_kv_type)o->kv_type), dsc_ctx_kv_bytes(s->ctx) / 1048576.0, dsc_ctx_n_threads(s->ctx),
+            dsc_ctx_isa(s->ctx));
     return 0;
 }
 

@@ -46,6 +46,10 @@ void kern_mat_row(float *out, const dsc_mat *w, int32_t r);
 /* Row r of w dotted with x[cols]. */
 float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x);
 
+/* Stores row r of an F32, BF16 or Q8 matrix from x[cols] (BF16: round to
+ * nearest even; Q8: scale max|x| / 127 per 32 values). Used for caches. */
+void kern_store_row(const dsc_mat *w, int32_t r, const float *x);
+
 /* y[cols] += a * row r of w. */
 void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a);
 

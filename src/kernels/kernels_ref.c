@@ -110,6 +110,54 @@ void kern_mat_row(float *out, const dsc_mat *w, int32_t r) {
     }
 }
 
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static uint16_t f32_to_f16(float f) {
+    /* Finite scales only (max|x| / 127 of finite values); round to nearest even. */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000;
+    float a = fabsf(f);
+    if (a >= 65504.0f) return (uint16_t)(sign | 0x7bff);
+    if (a < ldexpf(1, -14)) return (uint16_t)(sign | (uint32_t)lrintf(a * ldexpf(1, 24))); /* subnormal */
+    int e;
+    float m = frexpf(a, &e);                              /* a = m 2^e, m in [0.5, 1) */
+    uint32_t mant = (uint32_t)lrintf((m * 2 - 1) * 1024); /* 10 bits, may round up to 1024 */
+    uint32_t exp = (uint32_t)(e - 1 + 15);
+    if (mant == 1024) mant = 0, exp++;
+    if (exp >= 31) return (uint16_t)(sign | 0x7bff);
+    return (uint16_t)(sign | exp << 10 | mant);
+}
+
+void kern_store_row(const dsc_mat *w, int32_t r, const float *x) {
+    const int64_t off = (int64_t)r * w->cols;
+    switch (w->type) {
+    case DSC_W_F32: memcpy((float *)w->data + off, x, sizeof(float) * (size_t)w->cols); break;
+    case DSC_W_BF16:
+        for (int32_t c = 0; c < w->cols; c++) ((uint16_t *)w->data)[off + c] = f32_to_bf16(x[c]);
+        break;
+    case DSC_W_Q8:
+        for (int32_t c0 = 0; c0 < w->cols; c0 += DSC_QBLOCK) {
+            float mx = 0;
+            for (int32_t c = c0; c < c0 + DSC_QBLOCK; c++) mx = fmaxf(mx, fabsf(x[c]));
+            uint16_t h = f32_to_f16(mx / 127);
+            float sc = kern_f16_to_f32(h), inv = sc > 0 ? 1 / sc : 0;
+            ((uint16_t *)w->qscale)[(int64_t)r * (w->cols / DSC_QBLOCK) + c0 / DSC_QBLOCK] = h;
+            for (int32_t c = c0; c < c0 + DSC_QBLOCK; c++) {
+                long q = lrintf(x[c] * inv);
+                ((int8_t *)w->data)[off + c] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+            }
+        }
+        break;
+    default: break; /* caches are never F16, FP8 or Q4 */
+    }
+}
+
 float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
     int64_t off = (int64_t)r * w->cols;
     float s = 0;

@@ -81,7 +81,10 @@ typedef struct {
     float *q;       /* (B, H * Dq)                                              */
     float *kva;     /* (B, R + Dr)                                              */
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
-    float *clat;    /* (T, R)          cached latents, contiguous (prefill)     */
+    float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
+    float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
+    float *qext;    /* (H, R + Dr)     absorbed queries (decode)                */
+    float *dscores; /* (H, T)          attention scores (decode)                */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
     float *hu;      /* (B, Fmax)       FFN up activations                       */
     float *rlogit;  /* (B, E)          router scores                            */
@@ -97,17 +100,19 @@ typedef struct {
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {
     float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
-    float *scores;  /* (T)                                                      */
-    float *qlat;    /* (R)             absorbed query of one head (decode)      */
-    float *olat;    /* (R)             attention-weighted latent (decode)       */
+    float *scores;  /* (T)             one query's scores (prefill)             */
+    float *olat;    /* (R + Dr)        attention-weighted cache row (decode)    */
 } dsc_tscratch;
 
 struct dsc_ctx {
     dsc_model *model;
     int32_t n_ctx, n_batch, pos;
-    /* Latent KV cache: per layer, per position, the normed latent c (R) then
-     * the roped shared key k_pe (Dr). (L, T, R + Dr) floats. */
-    float *kv;
+    /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row
+     * p holds position p's normed latent c (R), then its roped key k_pe (Dr). */
+    dsc_mat *kv;                /* [n_layers] views into kv_mem             */
+    void *kv_mem;
+    uint16_t *kv_qscale;        /* Q8 cache: F16 scales                     */
+    int kv_type;                /* dsc_kv_type                              */
     float *rope_cos, *rope_sin; /* (T, Dr / 2) */
     float *logits;              /* (V) after the last token                 */
     int has_logits;

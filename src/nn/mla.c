@@ -3,15 +3,17 @@
  *
  * Per token: c = kv_a_layernorm(first R of kv_a x) is the latent, k_pe =
  * RoPE(last Dr of kv_a x) the one rope key shared by all heads. Only (c, k_pe)
- * is cached: R + Dr values per token per layer. Head h's key is
- * [W_UK[h] c ; k_pe] and its value W_UV[h] c, with W_UK[h], W_UV[h] the rows
- * of kv_b for that head.
+ * is cached: R + Dr values per token per layer, in the context's cache type
+ * (F32, BF16 or Q8), seen by the kernels as a (n_ctx, R + Dr) weight matrix.
+ * Head h's key is [W_UK[h] c ; k_pe] and its value W_UV[h] c, with W_UK[h],
+ * W_UV[h] the rows of kv_b for that head.
  *
- * Prefill decompresses keys and values head by head (plain attention);
- * decode absorbs W_UK into the query (q_lat = W_UK[h]^T q_nope) and W_UV
- * after the weighted sum, so it reads only the latent cache:
- *   score(t) = (q_lat . c_t + q_pe . k_pe_t) x softmax_scale
- *   out[h]   = W_UV[h] (sum_t p_t c_t)
+ * Prefill decompresses keys and values head by head (plain attention).
+ * Decode absorbs W_UK into the query and W_UV after the weighted sum, so it
+ * reads only the latent cache:
+ *   q_ext[h] = [W_UK[h]^T q_nope[h] ; q_pe[h]]             (R + Dr)
+ *   score[h, t] = (cache row t . q_ext[h]) x softmax_scale  (one product for all heads)
+ *   out[h] = W_UV[h] (sum_t p[h, t] c_t)
  */
 #include <string.h>
 
@@ -47,11 +49,10 @@ static void mla_cache_append(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_
     op_matmul(ctx, s->kva, s->xn, &l->kv_a, n);
     for (int32_t t = 0; t < n; t++) {
         const int64_t p = ctx->pos + t;
-        float *row = ctx->kv + ((int64_t)layer * ctx->n_ctx + p) * w;
-        const float *src = s->kva + (int64_t)t * w;
-        kern_rmsnorm(row, src, l->kv_a_norm, c->kv_lora_rank, c->rms_norm_eps);
-        memcpy(row + c->kv_lora_rank, src + c->kv_lora_rank, sizeof(float) * (size_t)c->qk_rope_head_dim);
+        float *row = s->kva + (int64_t)t * w;
+        kern_rmsnorm(row, row, l->kv_a_norm, c->kv_lora_rank, c->rms_norm_eps);
         rope_apply(row + c->kv_lora_rank, ctx->rope_cos + p * half, ctx->rope_sin + p * half, c->qk_rope_head_dim);
+        kern_store_row(&ctx->kv[layer], (int32_t)p, row);
     }
 }
 
@@ -72,9 +73,8 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     dsc_tscratch *ts = &ctx->ts[ith];
-    const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
-    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, n_pos = ctx->pos + j->n;
-    const float *cache = ctx->kv + (int64_t)j->layer * ctx->n_ctx * w;
+    const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int32_t dq = dn + dr, dkv = dn + dv, n_pos = ctx->pos + j->n;
     for (int32_t h = ith; h < c->n_heads; h += nth) {
         /* kvh[p] = [W_UK[h] c_p ; W_UV[h] c_p] for every cached position. */
         k->matmul_rows(ts->kvh, dkv, s->clat, &l->kv_b, n_pos, h * dkv, (h + 1) * dkv);
@@ -82,8 +82,7 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
             const float *q = s->q + ((int64_t)t * c->n_heads + h) * dq;
             const int32_t len = ctx->pos + t + 1; /* causal */
             for (int32_t p = 0; p < len; p++)
-                ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) +
-                                 k->dot(q + dn, cache + (int64_t)p * w + R, dr)) *
+                ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) + k->dot(q + dn, s->ckpe + (int64_t)p * dr, dr)) *
                                 ctx->model->softmax_scale;
             kern_softmax(ts->scores, len);
             float *out = s->attn + ((int64_t)t * c->n_heads + h) * dv;
@@ -93,7 +92,8 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     }
 }
 
-/* Absorbed attention of one new token over the latent cache. */
+/* Absorbed attention of one new token over the latent cache; each thread
+ * takes a contiguous range of heads. */
 static void mla_attend_decode(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
@@ -103,32 +103,41 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     dsc_scratch *s = &ctx->s;
     dsc_tscratch *ts = &ctx->ts[ith];
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
-    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, len = ctx->pos + 1;
-    const float *cache = ctx->kv + (int64_t)j->layer * ctx->n_ctx * w;
-    for (int32_t h = ith; h < c->n_heads; h += nth) {
-        const float *q = s->q + (int64_t)h * dq;
-        memset(ts->qlat, 0, sizeof(float) * (size_t)R);
-        k->matvec_t(ts->qlat, q, &l->kv_b, h * dkv, h * dkv + dn); /* W_UK[h]^T q_nope */
-        for (int32_t p = 0; p < len; p++) {
-            const float *row = cache + (int64_t)p * w;
-            ts->scores[p] = (k->dot(ts->qlat, row, R) + k->dot(q + dn, row + R, dr)) * ctx->model->softmax_scale;
-        }
-        kern_softmax(ts->scores, len);
-        memset(ts->olat, 0, sizeof(float) * (size_t)R);
-        for (int32_t p = 0; p < len; p++) k->axpy(ts->olat, cache + (int64_t)p * w, ts->scores[p], R);
-        k->matmul_rows(s->attn + (int64_t)h * dv, dv, ts->olat, &l->kv_b, 1, h * dkv + dn, (h + 1) * dkv);
+    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, len = ctx->pos + 1, T = ctx->n_ctx;
+    int64_t h0, h1;
+    pool_split(c->n_heads, ith, nth, 1, &h0, &h1);
+    if (h0 >= h1) return;
+    for (int64_t h = h0; h < h1; h++) {
+        const float *q = s->q + h * dq;
+        float *qe = s->qext + h * w;
+        memset(qe, 0, sizeof(float) * (size_t)R);
+        k->matvec_t(qe, q, &l->kv_b, (int32_t)h * dkv, (int32_t)h * dkv + dn); /* W_UK[h]^T q_nope */
+        memcpy(qe + R, q + dn, sizeof(float) * (size_t)dr);
+    }
+    /* All of this thread's heads against the cache rows in one product. */
+    k->matmul_rows(s->dscores + h0 * T, T, s->qext + h0 * w, &ctx->kv[j->layer], (int32_t)(h1 - h0), 0, len);
+    for (int64_t h = h0; h < h1; h++) {
+        float *sc = s->dscores + h * T;
+        for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
+        kern_softmax(sc, len);
+        memset(ts->olat, 0, sizeof(float) * (size_t)w);
+        k->matvec_t(ts->olat, sc, &ctx->kv[j->layer], 0, len); /* sum_t p_t [c_t ; k_pe_t]; the latent is the first R */
+        k->matmul_rows(s->attn + h * dv, dv, ts->olat, &l->kv_b, 1, (int32_t)h * dkv + dn, (int32_t)(h + 1) * dkv);
     }
 }
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {
     mla_query(ctx, l, n);
     mla_cache_append(ctx, l, layer, n);
-    if (!decode) { /* the cached latents as one contiguous (n_pos, R) matrix */
+    if (!decode) { /* the cache as contiguous F32 latents (n_pos, R) and keys (n_pos, Dr) */
         const dsc_config *c = &ctx->model->cfg;
-        const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim;
-        const float *cache = ctx->kv + (int64_t)layer * ctx->n_ctx * w;
-        for (int32_t p = 0; p < ctx->pos + n; p++)
-            memcpy(ctx->s.clat + (int64_t)p * R, cache + (int64_t)p * w, sizeof(float) * (size_t)R);
+        const int32_t R = c->kv_lora_rank, dr = c->qk_rope_head_dim;
+        for (int32_t p = 0; p < ctx->pos + n; p++) {
+            float *row = ctx->ts[0].olat;
+            kern_mat_row(row, &ctx->kv[layer], p);
+            memcpy(ctx->s.clat + (int64_t)p * R, row, sizeof(float) * (size_t)R);
+            memcpy(ctx->s.ckpe + (int64_t)p * dr, row + R, sizeof(float) * (size_t)dr);
+        }
     }
     attn_job j = {ctx, l, layer, n};
     pool_run(ctx->pool, decode ? mla_attend_decode : mla_attend_prefill, &j);

@@ -44,7 +44,11 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
         F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     dsc_scratch *s = &ctx->s;
-    ctx->kv = plan(p, (int64_t)c->n_layers * T * (R + dr), sizeof(float));
+    const int64_t cache_elems = (int64_t)c->n_layers * T * (R + dr);
+    static const size_t esize[] = {[DSC_KV_F32] = 4, [DSC_KV_BF16] = 2, [DSC_KV_Q8] = 1};
+    ctx->kv = plan(p, c->n_layers, sizeof(dsc_mat));
+    ctx->kv_mem = plan(p, cache_elems, esize[ctx->kv_type]);
+    ctx->kv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, cache_elems / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
     ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
     ctx->rope_sin = plan(p, T * (dr / 2 + 1), sizeof(float));
     ctx->logits = plan(p, c->vocab_size, sizeof(float));
@@ -56,12 +60,14 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->kva = plan(p, B * (R + dr), sizeof(float));
     s->attn = plan(p, B * H * c->v_head_dim, sizeof(float));
     s->clat = plan(p, T * R, sizeof(float));
+    s->ckpe = plan(p, T * dr, sizeof(float));
+    s->qext = plan(p, H * (R + dr), sizeof(float));
+    s->dscores = plan(p, H * T, sizeof(float));
     for (int i = 0; i < ctx->n_threads; i++) {
         dsc_tscratch *ts = &ctx->ts[i];
         ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
         ts->scores = plan(p, T, sizeof(float));
-        ts->qlat = plan(p, R, sizeof(float));
-        ts->olat = plan(p, R, sizeof(float));
+        ts->olat = plan(p, R + dr, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
@@ -85,6 +91,11 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
         return dsc_fail(DSC_ERR_ARG, "context length %d exceeds max_position_embeddings = %d", n_ctx,
                         c->max_position_embeddings);
     if (pr.n_batch < 1) return dsc_fail(DSC_ERR_ARG, "batch size %d must be >= 1", pr.n_batch);
+    if (pr.kv_type != DSC_KV_F32 && pr.kv_type != DSC_KV_BF16 && pr.kv_type != DSC_KV_Q8)
+        return dsc_fail(DSC_ERR_ARG, "unknown KV cache type %d", (int)pr.kv_type);
+    if (pr.kv_type == DSC_KV_Q8 && (c->kv_lora_rank + c->qk_rope_head_dim) % DSC_QBLOCK)
+        return dsc_fail(DSC_ERR_ARG, "a Q8 KV cache needs kv_lora_rank + qk_rope_head_dim (%d) divisible by %d",
+                        c->kv_lora_rank + c->qk_rope_head_dim, DSC_QBLOCK);
     if (pr.n_threads < 0 || pr.n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "thread count %d out of range", pr.n_threads);
     const dsc_kernels *k = kern_select(pr.isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
@@ -92,6 +103,7 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (!ctx) return dsc_fail(DSC_ERR_NOMEM, "out of memory for the context");
     ctx->model = model;
     ctx->k = k;
+    ctx->kv_type = pr.kv_type;
     ctx->n_threads = pr.n_threads ? pr.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (ctx->n_threads < 1) ctx->n_threads = 1;
     ctx->ts = calloc((size_t)ctx->n_threads, sizeof *ctx->ts);
@@ -115,6 +127,14 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     p = (planner){.base = ctx->mem};
     ctx_layout(ctx, &p);
     rope_tables(model, ctx->rope_cos, ctx->rope_sin, n_ctx);
+    static const dsc_wtype wt[] = {[DSC_KV_F32] = DSC_W_F32, [DSC_KV_BF16] = DSC_W_BF16, [DSC_KV_Q8] = DSC_W_Q8};
+    const int32_t w = c->kv_lora_rank + c->qk_rope_head_dim;
+    for (int32_t i = 0; i < c->n_layers; i++) {
+        const int64_t first = (int64_t)i * n_ctx * w; /* element index of the layer's row 0 */
+        ctx->kv[i] = (dsc_mat){.type = wt[ctx->kv_type], .rows = n_ctx, .cols = w};
+        ctx->kv[i].data = (char *)ctx->kv_mem + first * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
+        if (ctx->kv_qscale) ctx->kv[i].qscale = ctx->kv_qscale + first / DSC_QBLOCK;
+    }
     *out = ctx;
     return DSC_OK;
 }
@@ -129,7 +149,16 @@ void dsc_ctx_free(dsc_ctx *ctx) {
 
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
     const dsc_config *c = &ctx->model->cfg;
-    return (size_t)c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
+    size_t elems = (size_t)c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
+    switch (ctx->kv_type) {
+    case DSC_KV_BF16: return elems * 2;
+    case DSC_KV_Q8: return elems + elems / DSC_QBLOCK * 2;
+    default: return elems * 4;
+    }
+}
+
+const char *dsc_kv_type_name(dsc_kv_type t) {
+    return t == DSC_KV_BF16 ? "bf16" : t == DSC_KV_Q8 ? "q8" : "f32";
 }
 
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx->n_ctx; }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dsc.h"
 #include "io/config.h"
@@ -394,6 +395,64 @@ static void test_context(const char *golden) {
     dsc_model_free(m);
 }
 
+/* The cache types on a small random model whose cache rows (48 + 16) fit Q8
+ * blocks: prefill and decode agree within a type, and BF16 / Q8 stay close to
+ * the exact F32 cache. */
+static void test_kv_types(void) {
+    char dir[] = "/tmp/dsc_kvtest_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char cfg[512], out[512];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(out, sizeof out, "%s/model", dir);
+    FILE *fp = fopen(cfg, "w");
+    fputs("{\"model_type\": \"deepseek_v3\", \"vocab_size\": 300, \"hidden_size\": 96, \"intermediate_size\": 128,"
+          " \"moe_intermediate_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 3,"
+          " \"q_lora_rank\": 32, \"kv_lora_rank\": 48, \"qk_nope_head_dim\": 16, \"qk_rope_head_dim\": 16,"
+          " \"v_head_dim\": 16, \"n_routed_experts\": 8, \"n_shared_experts\": 1, \"num_experts_per_tok\": 2,"
+          " \"n_group\": 2, \"topk_group\": 1, \"first_k_dense_replace\": 1, \"norm_topk_prob\": true,"
+          " \"routed_scaling_factor\": 2.5, \"max_position_embeddings\": 4096, \"rope_scaling\": null}", fp);
+    fclose(fp);
+    dsc_init_params ip = dsc_init_default_params();
+    ip.seed = 5;
+    dsc_model *m = NULL;
+    if (dsc_init_checkpoint(cfg, out, &ip) || dsc_model_load(out, NULL, &m)) {
+        CHECK(0, "kv test model: %s", dsc_last_error());
+        return;
+    }
+    enum { T = 20, V = 300 };
+    int32_t toks[T];
+    for (int i = 0; i < T; i++) toks[i] = (i * 37 + 11) % V;
+    static float ref[T * V], pre[T * V], dec[T * V];
+    const dsc_kv_type types[] = {DSC_KV_F32, DSC_KV_BF16, DSC_KV_Q8};
+    const double limit[] = {1e-5, 2e-2, 5e-2};
+    for (int k = 0; k < 3; k++) {
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = 32;
+        cp.kv_type = types[k];
+        dsc_ctx *a, *b;
+        CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK && dsc_ctx_new(m, &cp, &b) == DSC_OK, "ctx %s", dsc_kv_type_name(types[k]));
+        dsc_eval(a, toks, T, pre);
+        for (int t = 0; t < T; t++) dsc_eval(b, toks + t, 1, dec + t * V);
+        if (k == 0) memcpy(ref, pre, sizeof ref);
+        double dpd = 0, dref = 0, mx = 0;
+        for (int i = 0; i < T * V; i++) {
+            dpd = fmax(dpd, fabs(pre[i] - dec[i]));
+            dref = fmax(dref, fabs(dec[i] - ref[i]));
+            mx = fmax(mx, fabs(ref[i]));
+        }
+        CHECK(dpd <= 1e-4 * mx, "%s cache: prefill vs decode %g of %g", dsc_kv_type_name(types[k]), dpd, mx);
+        CHECK(dref <= limit[k] * mx, "%s cache vs f32: %g of %g (limit %g)", dsc_kv_type_name(types[k]), dref, mx, limit[k]);
+        printf("kv cache %s: prefill vs decode %.2g, vs f32 %.2g (of max %.3g), %zu bytes\n", dsc_kv_type_name(types[k]),
+               dpd, dref, mx, dsc_ctx_kv_bytes(a));
+        dsc_ctx_free(a);
+        dsc_ctx_free(b);
+    }
+    dsc_model_free(m);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -404,6 +463,7 @@ int main(int argc, char **argv) {
     test_rope();
     test_think_split();
     test_sampler();
+    test_kv_types();
     if (argc > 1) test_context(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
