@@ -35,10 +35,14 @@ int cli_die(const char *fmt, ...)
 int cli_die_status(void);
 
 /* Loads the model, checks the prompt ids against its vocabulary, and makes
- * a context of at least need_ctx tokens; prints the latent cache size. On failure returns 1 with the message printed; the
+ * a context of at least need_ctx tokens. On failure returns 1 with the message printed; the
  * session is safe to close either way. */
 int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_ids, cli_session *s);
 void cli_session_close(cli_session *s);
+
+/* Prints the latent cache size, threads and kernels (stderr), once the
+ * input has been checked. */
+void cli_session_announce(const cli_opts *o, const cli_session *s);
 
 /* Loads the tokenizer of --tokenizer FILE or MODEL_DIR/tokenizer.json. */
 int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap);

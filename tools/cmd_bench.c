@@ -51,6 +51,7 @@ int cmd_bench(const cli_opts *o) {
         cli_session_close(&s);
         return 1;
     }
+    cli_session_announce(&oo, &s);
     const int V = s.info.vocab_size;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
     double *pp = calloc((size_t)R, sizeof(double)), *tg = calloc((size_t)R, sizeof(double));
@@ -109,11 +110,13 @@ int cmd_bench(const cli_opts *o) {
             printf("|---|---|---|---|---|---|---|\n");
             char test[64];
             snprintf(test, sizeof test, "pp%d", P);
-            printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+            if (P > 0)
+                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
                    i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
                    test, sp.median, sp.lo, sp.hi);
             snprintf(test, sizeof test, D ? "tg%d @ d%d" : "tg%d", N, D);
-            printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+            if (N > 0)
+                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
                    i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
                    test, st.median, st.lo, st.hi);
             printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved of "

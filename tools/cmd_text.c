@@ -166,7 +166,7 @@ typedef struct {
     int32_t *cached;          /* the ids now in the context, in order */
     size_t n_cached;
     int32_t *prompt;          /* (n_ctx) scratch for the rendered conversation */
-    int tty;
+    int tty, announced;
 } convo;
 
 static int convo_open(const cli_opts *o, convo *c) {
@@ -271,6 +271,7 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
         for (size_t i = 0; i < np; i++) fprintf(stderr, " %d", c->prompt[i]);
         fprintf(stderr, "\n");
     }
+    if (!c->announced) cli_session_announce(c->o, &c->s), c->announced = 1;
     /* Reuse the cached prefix; evaluate the rest. */
     size_t keep = 0;
     while (keep < c->n_cached && keep < np - 1 && c->cached[keep] == c->prompt[keep]) keep++;

@@ -243,12 +243,15 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.isa = o->isa;
     cp.kv_type = (dsc_kv_type)o->kv_type;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
+    return 0;
+}
+
+void cli_session_announce(const cli_opts *o, const cli_session *s) {
     const dsc_model_info *i = &s->info;
     fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x %s = %.2f MiB; %d threads, %s kernels\n",
             i->n_layers, dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
             dsc_kv_type_name((dsc_kv_type)o->kv_type), dsc_ctx_kv_bytes(s->ctx) / 1048576.0, dsc_ctx_n_threads(s->ctx),
             dsc_ctx_isa(s->ctx));
-    return 0;
 }
 
 /* The output file's directory must exist and be writable before the run. */
@@ -288,6 +291,7 @@ static int cmd_logits(const cli_opts *o) {
         cli_session_close(&s);
         return rc;
     }
+    cli_session_announce(o, &s);
     const int V = s.info.vocab_size;
     float *logits = malloc(sizeof(float) * (size_t)n * (size_t)V);
     if (!logits) rc = die("out of memory for %d x %d logits", n, V);
@@ -312,6 +316,7 @@ static int cmd_generate(const cli_opts *o) {
         cli_session_close(&s);
         return rc;
     }
+    cli_session_announce(o, &s);
     dsc_sampler *smp = NULL;
     if (dsc_sampler_new(&o->sp, s.info.vocab_size, &smp)) rc = die_status();
     for (int i = 0; i < n && !rc; i++) dsc_sampler_accept(smp, ids[i]);

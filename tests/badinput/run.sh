@@ -13,6 +13,7 @@
 set -u
 DSC=$1 GOLDEN=$2
 V3=$GOLDEN/models/v3-tiny/model
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 FP8=$GOLDEN/models/v3-fp8-tiny/model
 for p in "$DSC" "$V3/config.json" "$FP8/config.json"; do
     [ -e "$p" ] || { echo "run.sh: $p not found"; exit 2; }
@@ -453,6 +454,25 @@ expect "-b zero" "-b" "$DSC" generate -m "$V3" --temp 0 --ids -b 0 --tokens "0 1
 expect "--temp not a number" "--temp" "$DSC" generate -m "$V3" --temp 0 --ids --temp hot --tokens "0 1" -n 2
 expect "output file in a missing directory" "$tmp/no-dir/o.st" \
     "$DSC" logits -m "$V3" --tokens "0 1 2" -o "$tmp/no-dir/o.st"
+
+
+# ------------------------------------------------------------------ tokenizer and chat
+TOK=$ROOT/tests/data/tiny-tokenizer/tokenizer.json
+expect "tokenizer file missing" "$tmp/none.json" "$DSC" tokenize --tokenizer "$tmp/none.json" -p "hi"
+printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [' >"$tmp/trunc.json"
+expect "tokenizer.json truncated" "$tmp/trunc.json" "$DSC" tokenize --tokenizer "$tmp/trunc.json" -p "hi"
+printf '{"model": {"type": "WordPiece", "vocab": {}}}' >"$tmp/wp.json"
+expect "tokenizer model not BPE" "$tmp/wp.json" "$DSC" tokenize --tokenizer "$tmp/wp.json" -p "hi"
+expect "detokenize id out of range" "99999" "$DSC" detokenize --tokenizer "$TOK" --ids "3 99999"
+expect "detokenize negative id" "-5" "$DSC" detokenize --tokenizer "$TOK" --ids "3 -5"
+expect "invalid UTF-8 in the prompt" "UTF-8" "$DSC" tokenize --tokenizer "$TOK" -p "$(printf 'ab\377cd')"
+expect "invalid UTF-8 in a run prompt" "UTF-8" "$DSC" run -m "$V3" --tokenizer "$TOK" -p "$(printf 'ab\300\300')" -n 2
+printf '{"text": "ok"}\n{"txt": "no"}\n' >"$tmp/bad.jsonl"
+expect "jsonl line without text" "text" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/bad.jsonl"
+expect "model without tokenizer.json" "tokenizer.json" "$DSC" run -m "$V3" -p "hi" -n 2
+expect "conversation longer than the context" "context" "$DSC" run -m "$V3" --tokenizer "$TOK" -c 8 -p "a long question"
+expect "unknown kv cache type" "--kv-type|f8" "$DSC" generate -m "$V3" --kv-type f8 --tokens "0 1" -n 2
+expect "q8 kv cache with rows not in 32-blocks" "Q8|32" "$DSC" generate -m "$V3" --kv-type q8 --tokens "0 1" -n 2
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
