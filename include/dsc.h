@@ -98,6 +98,7 @@ typedef struct {
     int32_t n_threads; /* 0 = all online CPUs */
     const char *isa;   /* kernels: NULL/"" = best for this CPU, or "ref", "avx2", "avx512" */
     dsc_kv_type kv_type;
+    int32_t n_seq;     /* independent sequences, each with its own cache of n_ctx tokens (0 = 1) */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -133,6 +134,30 @@ dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logit
 /* Logits after the last evaluated token, [vocab]; borrowed, valid until the
  * next dsc_eval / dsc_ctx_truncate / dsc_ctx_free. NULL before any eval. */
 const float *dsc_ctx_logits(const dsc_ctx *ctx);
+
+/* Sequences. dsc_eval, dsc_ctx_pos and dsc_ctx_truncate act on sequence 0;
+ * the calls below name the sequence (0 <= seq < n_seq). */
+int32_t dsc_ctx_n_seq(const dsc_ctx *ctx);
+int32_t dsc_seq_pos(const dsc_ctx *ctx, int32_t seq);
+dsc_status dsc_seq_truncate(dsc_ctx *ctx, int32_t seq, int32_t pos);
+dsc_status dsc_eval_seq(dsc_ctx *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *logits);
+
+/* One decode step for n distinct sequences in one pass over the weights
+ * (continuous batching): token i is appended to sequence seqs[i]. logits
+ * receives [n, vocab]. On failure nothing is appended. */
+dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, float *logits);
+
+/* Makes sequence dst a copy of the first n_tokens of sequence src (a shared
+ * prompt: prefill once, sample many). */
+dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens);
+
+/* The latent cache of the first n_tokens of a sequence as bytes (a prompt
+ * cache that outlives the process). dsc_seq_state_size gives the size;
+ * dsc_seq_load makes seq hold exactly those n_tokens. The bytes are only
+ * valid for the same model and cache type. */
+size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens);
+dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf);
+dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void *buf);
 
 /* Index of the largest logit (first one on ties). */
 int32_t dsc_argmax(const float *logits, int32_t n);

@@ -106,61 +106,70 @@ static uint16_t scale_f16(float d) {
     return quant_f16(d);
 }
 
-int quant_block_q8(const float *x, int8_t *q, uint16_t *scale) {
-    float m;
-    const float am = block_absmax(x, &m);
-    if (am < 0) return -1;
-    uint16_t h = scale_f16(am / 127.0f);
-    if (am > 127.5f * f16_value(h) && h < 0x7BFF) h++; /* a subnormal scale rounded down would clip */
-    *scale = h;
-    const float d = f16_value(h);
-    for (int i = 0; i < DSC_QBLOCK; i++) {
-        long v = d > 0 ? lrintf(x[i] / d) : 0;
-        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-    }
-    return 0;
-}
-
-/* The Q4 level of v = x / scale: v rounded to nearest (even), clamped to
- * [-8, 7]; |v| < 2^22. Adding 1.5 x 2^23 leaves round(v) in the low bits
- * of the float; done in integers, the loops below vectorise. */
-static inline float q4_level(float v) {
+/* The level of v = x / scale: v rounded to nearest (even), clamped to
+ * [lo, hi]; |v| < 2^22. Adding 1.5 x 2^23 leaves round(v) in the low bits
+ * of the float, so no libm call stands in the loops below. */
+static inline float q_level(float v, int32_t lo, int32_t hi) {
     float f = v + 12582912.0f;
     int32_t i;
     memcpy(&i, &f, 4);
     i -= 0x4B400000; /* the bits of 1.5 x 2^23 */
-    i = i < -8 ? -8 : i;
-    return (float)(i > 7 ? 7 : i);
+    i = i < lo ? lo : i;
+    return (float)(i > hi ? hi : i);
 }
 
-/* The sums below run in 8 lanes so that the compiler can vectorise them. */
-#define Q4_LANES 8
+/* The sums below run in 8 lanes, in a fixed order. */
+#define Q_LANES 8
 
 static inline float lane_sum(const float *a) {
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
-/* Squared error of the block (largest magnitude am) under F16 scale h;
- * infinite for a scale too small to be one. */
-static float q4_err(const float *x, float am, uint16_t h) {
+/* Squared error of the block (largest magnitude am) with levels [lo, hi]
+ * under F16 scale h; infinite for a scale too small to be one. */
+static float block_err(const float *x, float am, uint16_t h, int32_t lo, int32_t hi) {
     const float d = f16_value(h), id = d != 0 ? 1.0f / d : 0.0f;
     if (am * fabsf(id) > 1024.0f) return INFINITY;
-    float acc[Q4_LANES] = {0};
-    for (int i = 0; i < DSC_QBLOCK; i += Q4_LANES)
-        for (int j = 0; j < Q4_LANES; j++) {
-            float r = x[i + j] - q4_level(x[i + j] * id) * d;
+    float acc[Q_LANES] = {0};
+    for (int i = 0; i < DSC_QBLOCK; i += Q_LANES)
+        for (int j = 0; j < Q_LANES; j++) {
+            float r = x[i + j] - q_level(x[i + j] * id, lo, hi) * d;
             acc[j] += r * r;
         }
     return lane_sum(acc);
 }
 
-/* Least-squares scale of the levels that x_m -> level t assigns (0 if
- * none); is = t / x_m, so |x is| <= 9. */
+int quant_block_q8(const float *x, int8_t *q, uint16_t *scale) {
+    float m;
+    const float am = block_absmax(x, &m);
+    if (am < 0) return -1;
+    float pmax = 0, nmin = 0;
+    for (int i = 0; i < DSC_QBLOCK; i++) pmax = x[i] > pmax ? x[i] : pmax, nmin = x[i] < nmin ? x[i] : nmin;
+    uint16_t best = scale_f16(am / 127.0f);
+    if (am > 127.5f * f16_value(best) && best < 0x7BFF) best++; /* a subnormal scale rounded down would clip */
+    float best_err = block_err(x, am, best, -128, 127);
+    /* x_m to level t = 128 (x_m < 0) or 127 down to 117: finer scales for the
+     * other 31 values, none clipped by more than scale / 2. */
+    for (int k = m < 0 ? 0 : 2; k <= 22 && am > 0; k++) {
+        const uint16_t h = scale_f16(am / (128.0f - 0.5f * (float)k));
+        const float d = f16_value(h);
+        if (!(pmax <= 127.5f * d && nmin >= -128.5f * d)) continue;
+        const float e = block_err(x, am, h, -128, 127);
+        if (e < best_err) best_err = e, best = h;
+    }
+    *scale = best;
+    const float d = f16_value(best), id = d != 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < DSC_QBLOCK; i++) q[i] = (int8_t)q_level(x[i] * id, -128, 127);
+    return 0;
+}
+
+/* Least-squares scale of the Q4 levels that is = t / x_m assigns (0 if
+ * none); |x is| <= 9. */
 static float q4_ls_scale(const float *x, float is) {
-    float sxl[Q4_LANES] = {0}, sll[Q4_LANES] = {0};
-    for (int i = 0; i < DSC_QBLOCK; i += Q4_LANES)
-        for (int j = 0; j < Q4_LANES; j++) {
-            float l = q4_level(x[i + j] * is);
+    float sxl[Q_LANES] = {0}, sll[Q_LANES] = {0};
+    for (int i = 0; i < DSC_QBLOCK; i += Q_LANES)
+        for (int j = 0; j < Q_LANES; j++) {
+            float l = q_level(x[i + j] * is, -8, 7);
             sxl[j] += x[i + j] * l, sll[j] += l * l;
         }
     float ll = lane_sum(sll);
@@ -172,20 +181,20 @@ int quant_block_q4(const float *x, uint8_t *q, uint16_t *scale) {
     const float am = block_absmax(x, &m);
     if (am < 0) return -1;
     uint16_t best = scale_f16(m / -8.0f); /* ggml q4_0 */
-    float best_err = q4_err(x, am, best);
+    float best_err = block_err(x, am, best, -8, 7);
     for (int k = -18; k <= 15 && am > 0; k++) { /* x_m mapped to level t = k / 2 */
         const float t = 0.5f * (float)k;
         if (t > -5 && t < 5) continue;
         const float d = q4_ls_scale(x, t / m);
         if (d == 0) continue;
-        uint16_t h = scale_f16(d);
-        float e = q4_err(x, am, h);
+        const uint16_t h = scale_f16(d);
+        const float e = block_err(x, am, h, -8, 7);
         if (e < best_err) best_err = e, best = h;
     }
     *scale = best;
     const float d = f16_value(best), id = d != 0 ? 1.0f / d : 0.0f;
     for (int j = 0; j < 16; j++)
-        q[j] = (uint8_t)((int)(q4_level(x[j] * id) + 8) | (int)(q4_level(x[j + 16] * id) + 8) << 4);
+        q[j] = (uint8_t)((int)(q_level(x[j] * id, -8, 7) + 8) | (int)(q_level(x[j + 16] * id, -8, 7) + 8) << 4);
     return 0;
 }
 

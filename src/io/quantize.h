@@ -20,9 +20,13 @@ uint16_t quant_f16(float x);
 /* bfloat16 of x, rounded to nearest even; NaN stays NaN. */
 uint16_t quant_bf16(float x);
 
-/* scale = max|x| / 127 rounded to F16 (one step up where a subnormal
- * scale rounded down would clip max|x| beyond 127.5 steps: max|x| < 4e-6);
- * q = round(x / scale). Every value is within scale / 2 of q x scale. */
+/* The F16 scale of least squared error among max|x| / t for t = 127 (the
+ * plain choice; moved up one F16 step where a subnormal scale rounded down
+ * would clip) and t from 127 (128 when the largest value is negative) down
+ * to 117 in steps of 1/2, keeping only scales that clip no value by more
+ * than scale / 2; q = round(x / scale) in [-128, 127]. Every value is within
+ * scale / 2 of q x scale; on Gaussian blocks the RMS error is 11% below
+ * max|x| / 127's (the search fits the grid to the block's 32 values). */
 int quant_block_q8(const float *x, int8_t *q, uint16_t *scale);
 
 /* The scale (F16) of least squared error over candidates: ggml's q4_0

@@ -83,8 +83,10 @@ typedef struct {
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
     float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
     float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
-    float *qext;    /* (H, R + Dr)     absorbed queries (decode)                */
-    float *dscores; /* (H, T)          attention scores (decode)                */
+    float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_seq)      */
+    float *dscores; /* (S, H, T)       attention scores (decode)                */
+    int32_t *tpos;  /* (B)             position of each token of the batch      */
+    int32_t *tseq;  /* (B)             its sequence                             */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
     float *hu;      /* (B, Fmax)       FFN up activations                       */
     float *rlogit;  /* (B, E)          router scores                            */
@@ -106,10 +108,11 @@ typedef struct {
 
 struct dsc_ctx {
     dsc_model *model;
-    int32_t n_ctx, n_batch, pos;
+    int32_t n_ctx, n_batch, n_seq;
+    int32_t *seq_pos;           /* (n_seq) tokens in each sequence's cache  */
     /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row
      * p holds position p's normed latent c (R), then its roped key k_pe (Dr). */
-    dsc_mat *kv;                /* [n_layers] views into kv_mem             */
+    dsc_mat *kv;                /* [n_seq * n_layers] views into kv_mem     */
     void *kv_mem;
     uint16_t *kv_qscale;        /* Q8 cache: F16 scales                     */
     int kv_type;                /* dsc_kv_type                              */
@@ -130,8 +133,9 @@ void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t
 /* Loader internals shared with the tests. */
 int model_tensor_count(const dsc_model *m);
 
-/* Forward pass over n tokens at positions ctx->pos.. (n <= n_batch);
- * prefill form when decode == 0, absorbed MLA over the latent cache when 1.
+/* Forward pass over n tokens (n <= n_batch) at positions s.tpos of
+ * sequences s.tseq; prefill form when decode == 0 (one sequence,
+ * consecutive positions), absorbed MLA over the latent cache when 1 (any mix).
  * Writes logits rows for every token into out (n, V) when out != NULL,
  * and the last row into ctx->logits. */
 void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out);
@@ -142,6 +146,11 @@ void rope_tables(const dsc_model *m, float *cos_t, float *sin_t, int32_t n_pos);
 void rope_apply(float *x, const float *cos_p, const float *sin_p, int32_t dr);
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode);
+
+/* The cache of sequence seq, layer i. */
+static inline dsc_mat *ctx_cache(dsc_ctx *ctx, int32_t seq, int layer) {
+    return &ctx->kv[(int64_t)seq * ctx->model->cfg.n_layers + layer];
+}
 /* Floats of scratch moe_route needs. */
 #define MOE_ROUTE_SCRATCH(E, G) (2 * (int64_t)(E) + (G) + ((int64_t)(E) + 2 * (G)) / 4 + 1)
 void moe_route(const dsc_config *c, const float *logits, const float *bias, float *scores, int32_t *idx, float *w);

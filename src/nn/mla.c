@@ -34,7 +34,7 @@ static void mla_query(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
         op_matmul(ctx, s->q, s->xn, &l->q, n);
     }
     for (int32_t t = 0; t < n; t++) {
-        const int64_t p = ctx->pos + t;
+        const int64_t p = s->tpos[t];
         for (int32_t h = 0; h < c->n_heads; h++)
             rope_apply(s->q + ((int64_t)t * c->n_heads + h) * dq + c->qk_nope_head_dim, ctx->rope_cos + p * half,
                        ctx->rope_sin + p * half, c->qk_rope_head_dim);
@@ -48,11 +48,11 @@ static void mla_cache_append(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_
     const int32_t w = c->kv_lora_rank + c->qk_rope_head_dim, half = c->qk_rope_head_dim / 2;
     op_matmul(ctx, s->kva, s->xn, &l->kv_a, n);
     for (int32_t t = 0; t < n; t++) {
-        const int64_t p = ctx->pos + t;
+        const int64_t p = s->tpos[t];
         float *row = s->kva + (int64_t)t * w;
         kern_rmsnorm(row, row, l->kv_a_norm, c->kv_lora_rank, c->rms_norm_eps);
         rope_apply(row + c->kv_lora_rank, ctx->rope_cos + p * half, ctx->rope_sin + p * half, c->qk_rope_head_dim);
-        kern_store_row(&ctx->kv[layer], (int32_t)p, row);
+        kern_store_row(ctx_cache(ctx, s->tseq[t], layer), (int32_t)p, row);
     }
 }
 
@@ -74,13 +74,13 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     dsc_scratch *s = &ctx->s;
     dsc_tscratch *ts = &ctx->ts[ith];
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    const int32_t dq = dn + dr, dkv = dn + dv, n_pos = ctx->pos + j->n;
+    const int32_t dq = dn + dr, dkv = dn + dv, pos0 = s->tpos[0], n_pos = pos0 + j->n;
     for (int32_t h = ith; h < c->n_heads; h += nth) {
         /* kvh[p] = [W_UK[h] c_p ; W_UV[h] c_p] for every cached position. */
         k->matmul_rows(ts->kvh, dkv, s->clat, &l->kv_b, n_pos, h * dkv, (h + 1) * dkv);
         for (int32_t t = 0; t < j->n; t++) {
             const float *q = s->q + ((int64_t)t * c->n_heads + h) * dq;
-            const int32_t len = ctx->pos + t + 1; /* causal */
+            const int32_t len = pos0 + t + 1; /* causal */
             for (int32_t p = 0; p < len; p++)
                 ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) + k->dot(q + dn, s->ckpe + (int64_t)p * dr, dr)) *
                                 ctx->model->softmax_scale;
@@ -92,8 +92,8 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     }
 }
 
-/* Absorbed attention of one new token over the latent cache; each thread
- * takes a contiguous range of heads. */
+/* Absorbed attention of each new token over its sequence's latent cache.
+ * The (token, head) pairs are split into contiguous ranges, one per thread. */
 static void mla_attend_decode(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
@@ -103,26 +103,32 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     dsc_scratch *s = &ctx->s;
     dsc_tscratch *ts = &ctx->ts[ith];
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
-    const int32_t dq = dn + dr, dkv = dn + dv, w = R + dr, len = ctx->pos + 1, T = ctx->n_ctx;
-    int64_t h0, h1;
-    pool_split(c->n_heads, ith, nth, 1, &h0, &h1);
-    if (h0 >= h1) return;
-    for (int64_t h = h0; h < h1; h++) {
-        const float *q = s->q + h * dq;
-        float *qe = s->qext + h * w;
-        memset(qe, 0, sizeof(float) * (size_t)R);
-        k->matvec_t(qe, q, &l->kv_b, (int32_t)h * dkv, (int32_t)h * dkv + dn); /* W_UK[h]^T q_nope */
-        memcpy(qe + R, q + dn, sizeof(float) * (size_t)dr);
-    }
-    /* All of this thread's heads against the cache rows in one product. */
-    k->matmul_rows(s->dscores + h0 * T, T, s->qext + h0 * w, &ctx->kv[j->layer], (int32_t)(h1 - h0), 0, len);
-    for (int64_t h = h0; h < h1; h++) {
-        float *sc = s->dscores + h * T;
-        for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
-        kern_softmax(sc, len);
-        memset(ts->olat, 0, sizeof(float) * (size_t)w);
-        k->matvec_t(ts->olat, sc, &ctx->kv[j->layer], 0, len); /* sum_t p_t [c_t ; k_pe_t]; the latent is the first R */
-        k->matmul_rows(s->attn + h * dv, dv, ts->olat, &l->kv_b, 1, (int32_t)h * dkv + dn, (int32_t)(h + 1) * dkv);
+    const int32_t H = c->n_heads, dq = dn + dr, dkv = dn + dv, w = R + dr, T = ctx->n_ctx;
+    int64_t lo, hi;
+    pool_split((int64_t)j->n * H, ith, nth, 1, &lo, &hi);
+    for (int64_t t = lo / H; t * H < hi; t++) {
+        const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
+        const int32_t len = s->tpos[t] + 1;
+        const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
+        float *qext = s->qext + t * H * w, *scores = s->dscores + t * H * T;
+        for (int64_t h = h0; h < h1; h++) {
+            const float *q = s->q + (t * H + h) * dq;
+            float *qe = qext + h * w;
+            memset(qe, 0, sizeof(float) * (size_t)R);
+            k->matvec_t(qe, q, &l->kv_b, (int32_t)h * dkv, (int32_t)h * dkv + dn); /* W_UK[h]^T q_nope */
+            memcpy(qe + R, q + dn, sizeof(float) * (size_t)dr);
+        }
+        /* This token's heads against its cache rows in one product. */
+        k->matmul_rows(scores + h0 * T, T, qext + h0 * w, cache, (int32_t)(h1 - h0), 0, len);
+        for (int64_t h = h0; h < h1; h++) {
+            float *sc = scores + h * T;
+            for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
+            kern_softmax(sc, len);
+            memset(ts->olat, 0, sizeof(float) * (size_t)w);
+            k->matvec_t(ts->olat, sc, cache, 0, len); /* sum_t p_t [c_t ; k_pe_t]; the latent is the first R */
+            k->matmul_rows(s->attn + (t * H + h) * dv, dv, ts->olat, &l->kv_b, 1, (int32_t)h * dkv + dn,
+                           (int32_t)(h + 1) * dkv);
+        }
     }
 }
 
@@ -132,9 +138,10 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
     if (!decode) { /* the cache as contiguous F32 latents (n_pos, R) and keys (n_pos, Dr) */
         const dsc_config *c = &ctx->model->cfg;
         const int32_t R = c->kv_lora_rank, dr = c->qk_rope_head_dim;
-        for (int32_t p = 0; p < ctx->pos + n; p++) {
+        const dsc_mat *cache = ctx_cache(ctx, ctx->s.tseq[0], layer);
+        for (int32_t p = 0; p < ctx->s.tpos[0] + n; p++) {
             float *row = ctx->ts[0].olat;
-            kern_mat_row(row, &ctx->kv[layer], p);
+            kern_mat_row(row, cache, p);
             memcpy(ctx->s.clat + (int64_t)p * R, row, sizeof(float) * (size_t)R);
             memcpy(ctx->s.ckpe + (int64_t)p * dr, row + R, sizeof(float) * (size_t)dr);
         }

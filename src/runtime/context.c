@@ -44,9 +44,10 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
         F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     dsc_scratch *s = &ctx->s;
-    const int64_t cache_elems = (int64_t)c->n_layers * T * (R + dr);
+    const int64_t S = ctx->n_seq, cache_elems = S * c->n_layers * T * (R + dr);
     static const size_t esize[] = {[DSC_KV_F32] = 4, [DSC_KV_BF16] = 2, [DSC_KV_Q8] = 1};
-    ctx->kv = plan(p, c->n_layers, sizeof(dsc_mat));
+    ctx->kv = plan(p, S * c->n_layers, sizeof(dsc_mat));
+    ctx->seq_pos = plan(p, S, sizeof(int32_t));
     ctx->kv_mem = plan(p, cache_elems, esize[ctx->kv_type]);
     ctx->kv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, cache_elems / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
     ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
@@ -61,8 +62,10 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->attn = plan(p, B * H * c->v_head_dim, sizeof(float));
     s->clat = plan(p, T * R, sizeof(float));
     s->ckpe = plan(p, T * dr, sizeof(float));
-    s->qext = plan(p, H * (R + dr), sizeof(float));
-    s->dscores = plan(p, H * T, sizeof(float));
+    s->qext = plan(p, S * H * (R + dr), sizeof(float));
+    s->dscores = plan(p, S * H * T, sizeof(float));
+    s->tpos = plan(p, B, sizeof(int32_t));
+    s->tseq = plan(p, B, sizeof(int32_t));
     for (int i = 0; i < ctx->n_threads; i++) {
         dsc_tscratch *ts = &ctx->ts[i];
         ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
@@ -96,6 +99,7 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (pr.kv_type == DSC_KV_Q8 && (c->kv_lora_rank + c->qk_rope_head_dim) % DSC_QBLOCK)
         return dsc_fail(DSC_ERR_ARG, "a Q8 KV cache needs kv_lora_rank + qk_rope_head_dim (%d) divisible by %d",
                         c->kv_lora_rank + c->qk_rope_head_dim, DSC_QBLOCK);
+    if (pr.n_seq < 0 || pr.n_seq > 4096) return dsc_fail(DSC_ERR_ARG, "sequence count %d out of range", pr.n_seq);
     if (pr.n_threads < 0 || pr.n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "thread count %d out of range", pr.n_threads);
     const dsc_kernels *k = kern_select(pr.isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
@@ -114,7 +118,9 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
         return dsc_fail(DSC_ERR_NOMEM, "cannot start %d threads", pr.n_threads);
     }
     ctx->n_ctx = n_ctx;
+    ctx->n_seq = pr.n_seq > 0 ? pr.n_seq : 1;
     ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
+    if (ctx->n_batch < ctx->n_seq) ctx->n_batch = ctx->n_seq; /* a decode batch is one token per sequence */
     planner p = {0};
     ctx_layout(ctx, &p);
     if (p.overflow || !(ctx->mem = aligned_alloc(64, p.off ? p.off : 64))) {
@@ -129,8 +135,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     rope_tables(model, ctx->rope_cos, ctx->rope_sin, n_ctx);
     static const dsc_wtype wt[] = {[DSC_KV_F32] = DSC_W_F32, [DSC_KV_BF16] = DSC_W_BF16, [DSC_KV_Q8] = DSC_W_Q8};
     const int32_t w = c->kv_lora_rank + c->qk_rope_head_dim;
-    for (int32_t i = 0; i < c->n_layers; i++) {
-        const int64_t first = (int64_t)i * n_ctx * w; /* element index of the layer's row 0 */
+    for (int64_t i = 0; i < (int64_t)ctx->n_seq * c->n_layers; i++) {
+        const int64_t first = i * n_ctx * w; /* element index of the (sequence, layer)'s row 0 */
         ctx->kv[i] = (dsc_mat){.type = wt[ctx->kv_type], .rows = n_ctx, .cols = w};
         ctx->kv[i].data = (char *)ctx->kv_mem + first * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
         if (ctx->kv_qscale) ctx->kv[i].qscale = ctx->kv_qscale + first / DSC_QBLOCK;
@@ -149,7 +155,7 @@ void dsc_ctx_free(dsc_ctx *ctx) {
 
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
     const dsc_config *c = &ctx->model->cfg;
-    size_t elems = (size_t)c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
+    size_t elems = (size_t)ctx->n_seq * c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
     switch (ctx->kv_type) {
     case DSC_KV_BF16: return elems * 2;
     case DSC_KV_Q8: return elems + elems / DSC_QBLOCK * 2;
@@ -162,37 +168,149 @@ const char *dsc_kv_type_name(dsc_kv_type t) {
 }
 
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx->n_ctx; }
-int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx->pos; }
+int32_t dsc_ctx_n_seq(const dsc_ctx *ctx) { return ctx->n_seq; }
+int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx->seq_pos[0]; }
 int32_t dsc_ctx_n_threads(const dsc_ctx *ctx) { return ctx->n_threads; }
 const char *dsc_ctx_isa(const dsc_ctx *ctx) { return ctx->k->name; }
 
-dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos) {
-    if (pos < 0 || pos > ctx->pos)
-        return dsc_fail(DSC_ERR_ARG, "cannot truncate the context to %d tokens (it holds %d)", pos, ctx->pos);
-    ctx->pos = pos;
+static dsc_status check_seq(const dsc_ctx *ctx, int32_t seq) {
+    if (seq < 0 || seq >= ctx->n_seq)
+        return dsc_fail(DSC_ERR_ARG, "sequence %d out of range (the context has %d)", seq, ctx->n_seq);
+    return DSC_OK;
+}
+
+int32_t dsc_seq_pos(const dsc_ctx *ctx, int32_t seq) {
+    return seq >= 0 && seq < ctx->n_seq ? ctx->seq_pos[seq] : -1;
+}
+
+dsc_status dsc_seq_truncate(dsc_ctx *ctx, int32_t seq, int32_t pos) {
+    dsc_status st = check_seq(ctx, seq);
+    if (st) return st;
+    if (pos < 0 || pos > ctx->seq_pos[seq])
+        return dsc_fail(DSC_ERR_ARG, "cannot truncate sequence %d to %d tokens (it holds %d)", seq, pos,
+                        ctx->seq_pos[seq]);
+    ctx->seq_pos[seq] = pos;
     ctx->has_logits = 0;
     return DSC_OK;
 }
 
+dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos) { return dsc_seq_truncate(ctx, 0, pos); }
+
 const float *dsc_ctx_logits(const dsc_ctx *ctx) { return ctx->has_logits ? ctx->logits : NULL; }
 
-dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logits) {
+static dsc_status check_tokens(const dsc_ctx *ctx, const int32_t *tokens, int32_t n) {
     const int32_t V = ctx->model->cfg.vocab_size;
     if (n < 1) return dsc_fail(DSC_ERR_ARG, "no tokens to evaluate");
-    if (n > ctx->n_ctx - ctx->pos)
-        return dsc_fail(DSC_ERR_CONTEXT, "%d tokens do not fit: the context holds %d and has %d free", n, ctx->n_ctx,
-                        ctx->n_ctx - ctx->pos);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return dsc_fail(DSC_ERR_ARG, "token id %d at position %d is out of range (vocab_size = %d)", tokens[i], i,
                             V);
+    return DSC_OK;
+}
+
+dsc_status dsc_eval_seq(dsc_ctx *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *logits) {
+    const int32_t V = ctx->model->cfg.vocab_size;
+    dsc_status st = check_seq(ctx, seq);
+    if (st || (st = check_tokens(ctx, tokens, n))) return st;
+    if (n > ctx->n_ctx - ctx->seq_pos[seq])
+        return dsc_fail(DSC_ERR_CONTEXT, "%d tokens do not fit: the context holds %d and has %d free", n, ctx->n_ctx,
+                        ctx->n_ctx - ctx->seq_pos[seq]);
     for (int32_t done = 0; done < n;) {
         int32_t m = n - done < ctx->n_batch ? n - done : ctx->n_batch;
+        for (int32_t t = 0; t < m; t++) ctx->s.tpos[t] = ctx->seq_pos[seq] + t, ctx->s.tseq[t] = seq;
         deepseek_forward(ctx, tokens + done, m, n == 1, logits ? logits + (int64_t)done * V : NULL);
-        ctx->pos += m;
+        ctx->seq_pos[seq] += m;
         done += m;
     }
     ctx->has_logits = 1;
+    return DSC_OK;
+}
+
+dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logits) {
+    return dsc_eval_seq(ctx, 0, tokens, n, logits);
+}
+
+dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, float *logits) {
+    dsc_status st = check_tokens(ctx, tokens, n);
+    if (st) return st;
+    if (!logits) return dsc_fail(DSC_ERR_ARG, "dsc_decode_batch needs a logits buffer");
+    if (n > ctx->n_seq) return dsc_fail(DSC_ERR_ARG, "%d tokens in a decode batch of %d sequences", n, ctx->n_seq);
+    for (int32_t i = 0; i < n; i++) {
+        if ((st = check_seq(ctx, seqs[i]))) return st;
+        for (int32_t j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return dsc_fail(DSC_ERR_ARG, "sequence %d appears twice in a decode batch", seqs[i]);
+        if (ctx->seq_pos[seqs[i]] >= ctx->n_ctx)
+            return dsc_fail(DSC_ERR_CONTEXT, "sequence %d is full (%d tokens)", seqs[i], ctx->n_ctx);
+    }
+    for (int32_t i = 0; i < n; i++) ctx->s.tpos[i] = ctx->seq_pos[seqs[i]], ctx->s.tseq[i] = seqs[i];
+    deepseek_forward(ctx, tokens, n, 1, logits);
+    for (int32_t i = 0; i < n; i++) ctx->seq_pos[seqs[i]]++;
+    ctx->has_logits = 1;
+    return DSC_OK;
+}
+
+/* Bytes of n rows of a cache matrix (with Q8 scales). */
+static size_t cache_rows_bytes(const dsc_ctx *ctx, int32_t n, size_t *data, size_t *scales) {
+    const int32_t w = ctx->model->cfg.kv_lora_rank + ctx->model->cfg.qk_rope_head_dim;
+    *data = (size_t)n * w * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
+    *scales = ctx->kv_type == DSC_KV_Q8 ? (size_t)n * w / DSC_QBLOCK * 2 : 0;
+    return *data + *scales;
+}
+
+dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens) {
+    dsc_status st = check_seq(ctx, src);
+    if (st || (st = check_seq(ctx, dst))) return st;
+    if (n_tokens < 0 || n_tokens > ctx->seq_pos[src])
+        return dsc_fail(DSC_ERR_ARG, "cannot copy %d tokens of sequence %d (it holds %d)", n_tokens, src,
+                        ctx->seq_pos[src]);
+    size_t data, scales;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    for (int l = 0; l < ctx->model->cfg.n_layers && src != dst; l++) {
+        const dsc_mat *a = ctx_cache(ctx, src, l), *b = ctx_cache(ctx, dst, l);
+        memcpy((void *)b->data, a->data, data);
+        if (scales) memcpy((void *)b->qscale, a->qscale, scales);
+    }
+    ctx->seq_pos[dst] = n_tokens;
+    return DSC_OK;
+}
+
+size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens) {
+    size_t data, scales;
+    return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens < 0 ? 0 : n_tokens, &data, &scales);
+}
+
+dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf) {
+    dsc_status st = check_seq(ctx, seq);
+    if (st) return st;
+    if (n_tokens < 0 || n_tokens > ctx->seq_pos[seq])
+        return dsc_fail(DSC_ERR_ARG, "cannot save %d tokens of sequence %d (it holds %d)", n_tokens, seq,
+                        ctx->seq_pos[seq]);
+    size_t data, scales;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    char *p = buf;
+    for (int l = 0; l < ctx->model->cfg.n_layers; l++) {
+        const dsc_mat *m = ctx_cache((dsc_ctx *)ctx, seq, l);
+        memcpy(p, m->data, data), p += data;
+        if (scales) memcpy(p, m->qscale, scales), p += scales;
+    }
+    return DSC_OK;
+}
+
+dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void *buf) {
+    dsc_status st = check_seq(ctx, seq);
+    if (st) return st;
+    if (n_tokens < 0 || n_tokens > ctx->n_ctx)
+        return dsc_fail(DSC_ERR_ARG, "cannot load %d tokens into a context of %d", n_tokens, ctx->n_ctx);
+    size_t data, scales;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    const char *p = buf;
+    for (int l = 0; l < ctx->model->cfg.n_layers; l++) {
+        dsc_mat *m = ctx_cache(ctx, seq, l);
+        memcpy((void *)m->data, p, data), p += data;
+        if (scales) memcpy((void *)m->qscale, p, scales), p += scales;
+    }
+    ctx->seq_pos[seq] = n_tokens;
+    ctx->has_logits = 0;
     return DSC_OK;
 }
 

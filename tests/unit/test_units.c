@@ -453,6 +453,56 @@ static void test_kv_types(void) {
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
 }
 
+static double max_rel(const float *a, const float *b, int n) {
+    double d = 0, mx = 0;
+    for (int i = 0; i < n; i++) d = fmax(d, fabs(a[i] - b[i])), mx = fmax(mx, fabs(b[i]));
+    return d / (mx > 0 ? mx : 1);
+}
+
+/* Several sequences in one context: a decode batch gives each sequence what
+ * it would get alone; copies and saved states continue identically. */
+static void test_sequences(const char *golden) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", golden);
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) return;
+    enum { V = 512 };
+    int32_t pa[5] = {0, 7, 99, 3, 250}, pb[3] = {0, 400, 12}, na = 31, nb = 77;
+    static float la[V], lb[V], batch[3 * V], solo[V];
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 32;
+    dsc_ctx *one;
+    dsc_ctx_new(m, &cp, &one);
+    dsc_eval(one, pa, 5, NULL);
+    dsc_eval(one, &na, 1, la);
+    dsc_ctx_truncate(one, 0);
+    dsc_eval(one, pb, 3, NULL);
+    dsc_eval(one, &nb, 1, lb);
+    cp.n_seq = 3;
+    dsc_ctx *ctx;
+    CHECK(dsc_ctx_new(m, &cp, &ctx) == DSC_OK && dsc_ctx_n_seq(ctx) == 3, "3-sequence context");
+    CHECK(dsc_eval_seq(ctx, 0, pa, 5, NULL) == DSC_OK && dsc_eval_seq(ctx, 1, pb, 3, NULL) == DSC_OK, "prefill two");
+    CHECK(dsc_seq_copy(ctx, 0, 2, 5) == DSC_OK && dsc_seq_pos(ctx, 2) == 5, "copy a prompt");
+    int32_t seqs[3] = {1, 0, 2}, toks[3] = {nb, na, na};
+    CHECK(dsc_decode_batch(ctx, seqs, toks, 3, batch) == DSC_OK, "decode batch: %s", dsc_last_error());
+    CHECK(max_rel(batch, lb, V) < 1e-5, "batched sequence 1 = alone (%g)", max_rel(batch, lb, V));
+    CHECK(max_rel(batch + V, la, V) < 1e-5, "batched sequence 0 = alone (%g)", max_rel(batch + V, la, V));
+    CHECK(max_rel(batch + 2 * V, la, V) < 1e-5, "copied sequence continues like its source");
+    CHECK(dsc_seq_pos(ctx, 0) == 6 && dsc_seq_pos(ctx, 1) == 4 && dsc_seq_pos(ctx, 2) == 6, "positions advanced");
+    /* Save the 5-token prompt of sequence 0, load it into sequence 1. */
+    size_t sz = dsc_seq_state_size(ctx, 5);
+    void *buf = malloc(sz);
+    CHECK(dsc_seq_save(ctx, 0, 5, buf) == DSC_OK && dsc_seq_load(ctx, 1, 5, buf) == DSC_OK, "save / load");
+    CHECK(dsc_eval_seq(ctx, 1, &na, 1, solo) == DSC_OK && max_rel(solo, la, V) < 1e-5, "loaded state continues");
+    free(buf);
+    int32_t dup[2] = {0, 0};
+    CHECK(dsc_decode_batch(ctx, dup, toks, 2, batch) == DSC_ERR_ARG, "a sequence twice in a batch is rejected");
+    CHECK(dsc_eval_seq(ctx, 3, pa, 1, NULL) == DSC_ERR_ARG, "sequence out of range rejected");
+    dsc_ctx_free(ctx);
+    dsc_ctx_free(one);
+    dsc_model_free(m);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -465,6 +515,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_kv_types();
     if (argc > 1) test_context(argv[1]);
+    if (argc > 1) test_sequences(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
