@@ -12,6 +12,9 @@ typedef struct {
     const char *model, *tokens, *output, *tokenizer, *prompt, *file, *jsonl, *ids, *system;
     const char *config, *dtype, *qtype; /* init: -c CONFIG --dtype; quantize: --type */
     const char *model2;                 /* kld: the second -m                     */
+    const char *batch;                  /* grad: --batch FILE, tokens I32 [B, T + 1] */
+    float alpha;                        /* grad: --alpha, balance-loss weight     */
+    int alpha_set;
     int n_shards, n_threads, n_reps, n_prompt, json, depth;
     const char *isa;
     int kv_type;       /* dsc_kv_type */
@@ -49,9 +52,12 @@ int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_
 
 int cmd_init(const cli_opts *o);
 int cmd_bench(const cli_opts *o);
+int cmd_quantize(const cli_opts *o);
+int cmd_kld(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
 int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);
 int cmd_chat(const cli_opts *o);
+int cmd_grad(const cli_opts *o);
 
 #endif

@@ -10,11 +10,14 @@
  * tokens (default 512) that each start from an empty cache, and compares the
  * distributions after every position: KL(P_A || P_B) in double precision
  * from log-softmax, its mean, maximum and 99th percentile, and how often the
- * two argmaxes agree. The tokens are FILE's text through A's tokenizer.json,
- * or else N pseudo-random ids (splitmix64 of the seed) below the vocabulary.
+ * two argmaxes agree. The tokens are FILE's text through A's tokenizer.json
+ * (or --tokenizer), else N pseudo-random ids (splitmix64 of the seed) below
+ * the vocabulary. Both latent caches are F32 (the library default, exact),
+ * so the figures measure the weights alone.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,17 +106,21 @@ int cmd_quantize(const cli_opts *o) {
 static int check_same(const cli_opts *o, const dsc_model_info *a, const dsc_model_info *b) {
     if (strcmp(a->model_type, b->model_type))
         return cli_die("kld: %s is %s but %s is %s", o->model, a->model_type, o->model2, b->model_type);
-#define SAME(f)                                                                                                     \
-    if (a->f != b->f) return cli_die("kld: %s and %s differ in " #f " (%d vs %d)", o->model, o->model2, (int)a->f, (int)b->f)
-    SAME(vocab_size);
-    SAME(hidden_size);
-    SAME(n_layers);
-    SAME(n_heads);
-    SAME(kv_lora_rank);
-    SAME(qk_rope_head_dim);
-    SAME(n_routed_experts);
-    SAME(n_experts_per_tok);
-#undef SAME
+    const struct {
+        const char *field;
+        int32_t a, b;
+    } f[] = {{"vocab_size", a->vocab_size, b->vocab_size},
+             {"hidden_size", a->hidden_size, b->hidden_size},
+             {"n_layers", a->n_layers, b->n_layers},
+             {"n_heads", a->n_heads, b->n_heads},
+             {"kv_lora_rank", a->kv_lora_rank, b->kv_lora_rank},
+             {"qk_rope_head_dim", a->qk_rope_head_dim, b->qk_rope_head_dim},
+             {"n_routed_experts", a->n_routed_experts, b->n_routed_experts},
+             {"n_experts_per_tok", a->n_experts_per_tok, b->n_experts_per_tok}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].a != f[i].b)
+            return cli_die("kld: %s and %s differ in %s (%d vs %d)", o->model, o->model2, f[i].field, (int)f[i].a,
+                           (int)f[i].b);
     return 0;
 }
 
@@ -127,7 +134,7 @@ static uint64_t mix64(uint64_t z) {
 /* The text of o->file through A's tokenizer, at most n ids. */
 static int file_tokens(const cli_opts *o, int n, int32_t **ids, int *n_ids) {
     FILE *fp = fopen(o->file, "rb");
-    if (!fp) return cli_die("%s: cannot open", o->file);
+    if (!fp) return cli_die("%s: cannot open: %s", o->file, strerror(errno));
     size_t cap = 1 << 16, len = 0;
     char *text = malloc(cap);
     while (text) {
@@ -168,7 +175,8 @@ static int make_tokens(const cli_opts *o, int n, int32_t vocab, int32_t **ids, i
         return rc;
     }
     if (!(*ids = malloc(sizeof **ids * (size_t)n))) return cli_die("out of memory for %d ids", n);
-    for (int i = 0; i < n; i++) (*ids)[i] = (int32_t)(mix64(o->sp.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i) % (uint64_t)vocab);
+    for (int i = 0; i < n; i++)
+        (*ids)[i] = (int32_t)(mix64(o->sp.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i) % (uint64_t)vocab);
     *n_ids = n;
     return 0;
 }
@@ -231,7 +239,7 @@ static int kld_open(const cli_opts *o, int n_ctx, kld_state *s, dsc_model_info *
 }
 
 /* Positions [pos, pos + m) of the current window through both models. */
-static int kld_step(const cli_opts *o, kld_state *s, int pos, int m, int v, int *agree) {
+static int kld_step(kld_state *s, int pos, int m, int v, int *agree) {
     for (int i = 0; i < 2; i++)
         if (dsc_eval(s->c[i], s->ids + pos, m, s->logits[i])) return cli_die_status();
     for (int k = 0; k < m; k++) {
@@ -257,11 +265,12 @@ static void kld_report(const cli_opts *o, const double *kl, int n, int agree, in
     }
     const double mean = sum / n, top1 = 100.0 * agree / n;
     if (o->json)
-        printf("{\"mean_kld\": %.6g, \"max_kld\": %.6g, \"p99_kld\": %.6g, \"top1_agreement\": %.4f, \"positions\": %d, "
-               "\"ctx\": %d, \"tokens\": \"%s\"}\n",
+        printf("{\"mean_kld\": %.6g, \"max_kld\": %.6g, \"p99_kld\": %.6g, \"top1_agreement\": %.4f, "
+               "\"positions\": %d, \"ctx\": %d, \"tokens\": \"%s\"}\n",
                mean, mx, p99, top1 / 100, n, n_ctx, o->file ? "file" : "random");
     else
-        printf("mean KLD %.3g (max %.3g, p99 %.3g), top-1 agreement %.1f%% over %d positions\n", mean, mx, p99, top1, n);
+        printf("mean KLD %.3g (max %.3g, p99 %.3g), top-1 agreement %.1f%% over %d positions\n", mean, mx, p99, top1,
+               n);
 }
 
 int cmd_kld(const cli_opts *o) {
@@ -280,13 +289,15 @@ int cmd_kld(const cli_opts *o) {
         const int w = n - pos < n_ctx ? n - pos : n_ctx;
         for (int i = 0; i < 2 && !rc; i++)
             if (dsc_ctx_truncate(s.c[i], 0)) rc = cli_die_status();
-        for (int k = 0; k < w && !rc; k += KLD_STEP) rc = kld_step(o, &s, pos + k, w - k < KLD_STEP ? w - k : KLD_STEP, v, &agree);
+        for (int k = 0; k < w && !rc; k += KLD_STEP)
+            rc = kld_step(&s, pos + k, w - k < KLD_STEP ? w - k : KLD_STEP, v, &agree);
         pos += w;
     }
     if (!rc) {
         kld_report(o, s.kl, n, agree, n_ctx);
         double secs = now_s() - t0;
-        fprintf(stderr, "dsc: kld: %s vs %s: %d positions (%s tokens) in windows of %d, %.1f s (%.1f tokens/s per model)\n",
+        fprintf(stderr,
+                "dsc: kld: %s vs %s: %d positions (%s tokens) in windows of %d, %.1f s (%.1f tokens/s per model)\n",
                 o->model, o->model2, n, o->file ? "file" : "random", n_ctx, secs, secs > 0 ? 2 * n / secs : 0.0);
     }
     kld_free(&s);

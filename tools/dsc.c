@@ -28,6 +28,9 @@ static const char *usage_text =
     "  info        print a checkpoint's configuration and sizes\n"
     "  init        write a random-weight checkpoint for a config (-c CONFIG.json -o DIR)\n"
     "  bench       prefill and decode speed against this machine's roofline\n"
+    "  grad        write the loss and every trainable tensor's gradient for a batch\n"
+    "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4)\n"
+    "  kld         mean KL divergence of next-token distributions of two models (-m A -m B)\n"
     "\n"
     "model and context:\n"
     "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
@@ -75,6 +78,11 @@ static const char *usage_text =
     "  --dtype bf16|f32|fp8   weight type (default bf16; fp8 = e4m3 + 128x128 block scales)\n"
     "  --seed S               random seed (default 0)\n"
     "  --shards N             split into N shards with model.safetensors.index.json\n"
+    "\n"
+    "grad:\n"
+    "  --batch FILE           safetensors with tokens I32 [B, T + 1] (targets: tokens[:, 1:])\n"
+    "  --alpha A              sequence-wise balance-loss weight (default 0.01, as the golden files)\n"
+    "  -o FILE                loss_ce, loss_aux and grad.NAME (F32) for every trainable tensor\n"
     "\n"
     "tokenize / detokenize:\n"
     "  -p TEXT | -f FILE      text to encode (no BOS is added)\n"
@@ -169,6 +177,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--ids")) o->ids = v;
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(v, a, 1, 1 << 30, &o->n_ctx);
+        else if (!strcmp(a, "--batch") && !strcmp(o->cmd, "grad")) o->batch = v;
+        else if (!strcmp(a, "--alpha")) rc = parse_float(v, a, 0, 1e6, &o->alpha), o->alpha_set = 1;
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
         else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
         else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
@@ -360,7 +370,8 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
-                {"init", cmd_init}, {"bench", cmd_bench}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}};
+                {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat},
+                {"grad", cmd_grad}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         cli_opts o = {.cmd = cmd};

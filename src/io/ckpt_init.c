@@ -558,7 +558,7 @@ static void ci_job_fail(ci_job *j, dsc_status s) {
 
 static void *ci_worker(void *arg) {
     ci_job *j = arg;
-    ci_buf b = {malloc(j->cap * sizeof(float)), malloc(j->cap * 2), malloc((j->cap / CI_BLOCK + 1) * sizeof(float))};
+    ci_buf b = {malloc(j->cap * sizeof(float)), malloc(j->cap * sizeof(float)), malloc((j->cap / CI_BLOCK + 1) * sizeof(float))};
     const ci_tensor *t;
     int64_t r0;
     size_t nr;

@@ -47,8 +47,8 @@
 
 #define QZ_PATH_MAX 4096
 #define QZ_MAX_THREADS 16
-#define QZ_CHUNK ((size_t)1 << 20)   /* elements converted per work item      */
-#define QZ_COPY_CHUNK ((size_t)4 << 20) /* bytes copied per work item          */
+#define QZ_CHUNK ((size_t)1 << 20)      /* elements converted per work item */
+#define QZ_COPY_CHUNK ((size_t)4 << 20) /* bytes copied per work item       */
 
 /* ------------------------------------------------------------------------ */
 /* Blocks                                                                    */
@@ -259,7 +259,8 @@ static int is_float(st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_B
 
 /* The output head: lm_head, or an MTP layer's shared_head.head. */
 static int is_head(const char *n) {
-    return !strcmp(n, "lm_head.weight") || (starts_with(n, "model.layers.") && ends_with(n, ".shared_head.head.weight"));
+    return !strcmp(n, "lm_head.weight") ||
+           (starts_with(n, "model.layers.") && ends_with(n, ".shared_head.head.weight"));
 }
 
 /* A projection inside a decoder (or MTP) layer: not the router, eh_proj or an embedding. */
@@ -445,7 +446,8 @@ static dsc_status qz_open_file(qz_plan *p, const char *name) {
     if (nf) p->files = nf;
     char **nn = nf ? realloc(p->file_names, sizeof *nn * (size_t)(p->n_files + 1)) : NULL;
     if (nn) p->file_names = nn;
-    if (!nf || !nn || !(p->file_names[p->n_files] = strdup(name))) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    if (!nf || !nn || !(p->file_names[p->n_files] = strdup(name)))
+        return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     if ((s = st_open(path, &p->files[p->n_files]))) {
         free(p->file_names[p->n_files]);
         return s;
@@ -492,7 +494,8 @@ static dsc_status qz_open_input(qz_plan *p) {
     if (s) return s;
     int n = 0;
     for (int i = 0; i < p->n_files; i++) n += p->files[i].n_tensors;
-    if (!(p->index = malloc(sizeof *p->index * (size_t)(n ? n : 1)))) return dsc_fail(DSC_ERR_NOMEM, "quantize: out of memory");
+    if (!(p->index = malloc(sizeof *p->index * (size_t)(n ? n : 1))))
+        return dsc_fail(DSC_ERR_NOMEM, "quantize: out of memory");
     for (int i = 0; i < p->n_files; i++)
         for (int j = 0; j < p->files[i].n_tensors; j++) p->index[p->n_index++] = (qz_ref){&p->files[i].tensors[j], i};
     qsort(p->index, (size_t)p->n_index, sizeof *p->index, ref_cmp);
@@ -644,7 +647,8 @@ static dsc_status qz_write_index(const qz_plan *p) {
     cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
     cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
     int ok = meta && wm && cJSON_AddNumberToObject(meta, "total_size", (double)total);
-    for (int i = 0; i < p->n && ok; i++) ok = cJSON_AddStringToObject(wm, p->t[i].name, p->file_names[p->t[i].file]) != NULL;
+    for (int i = 0; i < p->n && ok; i++)
+        ok = cJSON_AddStringToObject(wm, p->t[i].name, p->file_names[p->t[i].file]) != NULL;
     char *text = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
@@ -684,8 +688,7 @@ typedef struct {
 /* Gives the pages wholly inside [b, b + n) of a read-only mapping back: they
  * were read once and would otherwise stay resident. */
 static void qz_release(const uint8_t *b, size_t n) {
-    static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE);
+    const long page = sysconf(_SC_PAGESIZE);
     uintptr_t lo = ((uintptr_t)b + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
     uintptr_t hi = ((uintptr_t)b + n) & ~(uintptr_t)(page - 1);
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
@@ -725,15 +728,18 @@ static dsc_status qz_chunk_rows(const qz_job *j, const qz_tensor *t, int64_t r0,
         uint8_t *o = b->out + (size_t)r * orow;
         uint16_t *sc = b->scale + r * nb;
         int bad = 0;
+        const float *x = b->row;
         if (t->op == QZ_BF16)
-            for (int64_t c = 0; c < cols; c++) ((uint16_t *)(void *)o)[c] = quant_bf16(b->row[c]);
+            for (int64_t c = 0; c < cols; c++) ((uint16_t *)(void *)o)[c] = quant_bf16(x[c]);
         else if (t->op == QZ_Q8)
-            for (int64_t k = 0; k < nb && !bad; k++) bad = quant_block_q8(b->row + k * DSC_QBLOCK, (int8_t *)o + k * DSC_QBLOCK, sc + k);
+            for (int64_t k = 0; k < nb && !bad; k++)
+                bad = quant_block_q8(x + DSC_QBLOCK * k, (int8_t *)o + DSC_QBLOCK * k, sc + k);
         else
-            for (int64_t k = 0; k < nb && !bad; k++) bad = quant_block_q4(b->row + k * DSC_QBLOCK, o + k * 16, sc + k);
+            for (int64_t k = 0; k < nb && !bad; k++)
+                bad = quant_block_q4(x + DSC_QBLOCK * k, o + DSC_QBLOCK / 2 * k, sc + k);
         if (bad)
-            return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s' has a non-finite value in row %lld", j->p->files[t->file].path,
-                            t->name, (long long)(r0 + r));
+            return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s' has a non-finite value in row %lld",
+                            j->p->files[t->file].path, t->name, (long long)(r0 + r));
     }
     dsc_status s = qz_pwrite(j->fd, b->out, (size_t)nr * orow, j->base + t->offset + (uint64_t)r0 * orow, j->path);
     if (!s && t->qscale >= 0) {
@@ -788,7 +794,8 @@ static void *qz_worker(void *arg) {
     const qz_tensor *t;
     uint64_t lo, n;
     while (qz_next_chunk(j, &t, &lo, &n)) {
-        dsc_status s = t->op == QZ_COPY ? qz_chunk_copy(j, t, lo, (size_t)n) : qz_chunk_rows(j, t, (int64_t)lo, (int64_t)n, &b);
+        dsc_status s = t->op == QZ_COPY ? qz_chunk_copy(j, t, lo, (size_t)n)
+                                        : qz_chunk_rows(j, t, (int64_t)lo, (int64_t)n, &b);
         if (s) qz_job_fail(j, s);
     }
     free(b.row);
@@ -866,7 +873,8 @@ static dsc_status qz_write_all(const qz_plan *p, const char *json, size_t len, c
     for (int k = 0; k < p->n_files && !s; k++) s = qz_write_file(p, k, order);
     free(order);
     if (!s && p->sharded) s = qz_write_index(p);
-    for (size_t i = 0; i < sizeof side / sizeof side[0] && !s; i++) s = qz_copy_side_file(p->in_dir, p->out_dir, side[i]);
+    for (size_t i = 0; i < sizeof side / sizeof side[0] && !s; i++)
+        s = qz_copy_side_file(p->in_dir, p->out_dir, side[i]);
     char path[QZ_PATH_MAX];
     if (!s && !(s = qz_join(path, p->out_dir, "config.json"))) s = qz_write_config(json, len, cfg_path, path, type);
     return s;
@@ -900,10 +908,11 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
         s = config_parse(json, len, cfg_path, &p.cfg);
     if (!s) {
         cJSON *root = cJSON_ParseWithLength(json, len);
-        const cJSON *qm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "quantization_config"),
-                                                           "quant_method");
+        const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+        const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
         if (cJSON_IsString(qm) && !strcmp(qm->valuestring, "dsc"))
-            s = dsc_fail(DSC_ERR_ARG, "%s: the checkpoint is already quantised by dsc (give the BF16/FP8 one)", cfg_path);
+            s = dsc_fail(DSC_ERR_ARG, "%s: the checkpoint is already quantised by dsc (give the BF16/FP8 one)",
+                         cfg_path);
         cJSON_Delete(root);
     }
     if (!s) s = qz_open_input(&p);

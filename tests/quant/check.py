@@ -107,7 +107,7 @@ def cmd_header(d, src, qtype):
 
 def cmd_kld(model, q8_json, q4_json):
     """Thresholds are 2-3x the figures measured on the golden models (512
-    random tokens, windows of 128; see test_quant.sh for why they are loose)."""
+    random tokens, windows of 128; test_quant.sh says why they are loose)."""
     a, b = json.load(open(q8_json)), json.load(open(q4_json))
     q8, q4 = a["mean_kld"], b["mean_kld"]
     fig = "q8 %.3g (max %.3g, top-1 %.1f%%), q4 %.3g (max %.3g, top-1 %.1f%%)" % (

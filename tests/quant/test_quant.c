@@ -71,7 +71,7 @@ static void test_f16(void) {
     CHECK(bad_tie == 0, "f16: %d midpoints not rounded to even", bad_tie);
     CHECK(quant_f16(65519.0f) == 0x7BFF && quant_f16(65520.0f) == 0x7C00, "f16 overflow threshold");
     CHECK(quant_f16(1e-9f) == 0 && quant_f16(-1e-9f) == 0x8000, "f16 underflow to signed zero");
-    CHECK(quant_f16(3e-8f) == 0x0001 && quant_f16(2.9e-8f) == 0, "f16 smallest subnormal (2^-24 = 5.96e-8, half is 2.98e-8)");
+    CHECK(quant_f16(3e-8f) == 0x0001 && quant_f16(2.9e-8f) == 0, "f16 smallest subnormal 2^-24, half of it 2.98e-8");
     CHECK(quant_bf16(1.0f) == 0x3F80 && quant_bf16(-3.0f) == 0xC040, "bf16 exact values");
     CHECK(quant_bf16(1.0f + 1.0f / 256) == 0x3F80, "bf16 tie to even (down)");
     CHECK(quant_bf16(1.0f + 3.0f / 256) == 0x3F82, "bf16 tie to even (up)");
@@ -212,8 +212,8 @@ static int ends_with(const char *s, const char *suffix) {
 static char expected_op(const st_tensor *t, int q4) {
     const char *n = t->name;
     int head = !strcmp(n, "lm_head.weight") || ends_with(n, ".shared_head.head.weight");
-    int proj = !strncmp(n, "model.layers.", 13) && !ends_with(n, ".mlp.gate.weight") && !ends_with(n, ".eh_proj.weight") &&
-               !ends_with(n, ".embed_tokens.weight");
+    int proj = !strncmp(n, "model.layers.", 13) && !ends_with(n, ".mlp.gate.weight") &&
+               !ends_with(n, ".eh_proj.weight") && !ends_with(n, ".embed_tokens.weight");
     int mat = t->ndim == 2 && ends_with(n, ".weight") &&
               (t->dtype == ST_BF16 || t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_F8_E4M3);
     if (mat && t->shape[1] % 32 == 0 && (head || proj)) return q4 && !head ? '4' : '8';
@@ -253,7 +253,8 @@ static int check_values(const st_file *in, const st_file *out, const st_tensor *
         kern_mat_row(a, &src, r);
         kern_mat_row(b, &dst, r);
         if (op == 'B')
-            for (int i = 0; i < cols; i++) bad += quant_bf16(a[i]) != ((const uint16_t *)(const void *)o->data)[(size_t)r * cols + i];
+            for (int i = 0; i < cols; i++)
+                bad += quant_bf16(a[i]) != ((const uint16_t *)(const void *)o->data)[(size_t)r * cols + i];
         for (int k = 0; k < cols / 32 && (op == '8' || op == '4'); k++) {
             double d = kern_f16_to_f32(dst.qscale[(size_t)r * (cols / 32) + k]), e = 0;
             for (int i = 32 * k; i < 32 * k + 32; i++) {
@@ -285,7 +286,8 @@ static void check_tensor(const st_file *in, const st_file *out, const st_tensor 
     counts[op == '8' || op == '4']++;
     st_dtype want = op == 'C' ? t->dtype : op == 'B' ? ST_BF16 : op == '8' ? ST_I8 : ST_U8;
     int shape_ok = o->ndim == t->ndim;
-    for (int d = 0; d < t->ndim && shape_ok; d++) shape_ok = o->shape[d] == (op == '4' && d == 1 ? t->shape[d] / 2 : t->shape[d]);
+    for (int d = 0; d < t->ndim && shape_ok; d++)
+        shape_ok = o->shape[d] == (op == '4' && d == 1 ? t->shape[d] / 2 : t->shape[d]);
     CHECK(o->dtype == want && shape_ok, "%s: dtype %s (want %s) or shape wrong", t->name, st_dtype_name(o->dtype),
           st_dtype_name(want));
     if (o->dtype != want || !shape_ok) return;
@@ -322,7 +324,8 @@ static void test_roundtrip(const char *golden, const char *model, const char *ty
         int counts[2] = {0, 0}, q_out = 0;
         for (int i = 0; i < in.n_tensors; i++) check_tensor(&in, &out, &in.tensors[i], !strcmp(type, "q4"), &c, counts);
         for (int i = 0; i < out.n_tensors; i++) q_out += ends_with(out.tensors[i].name, "_qscale");
-        CHECK(q_out == counts[1] && out.n_tensors == counts[0] + 2 * counts[1], "%s %s: unexpected extra tensors", model, type);
+        CHECK(q_out == counts[1] && out.n_tensors == counts[0] + 2 * counts[1], "%s %s: unexpected extra tensors",
+              model, type);
         CHECK(counts[1] > 0, "%s %s: nothing was quantised", model, type);
         printf("%s %s: %d tensors quantised, %d kept\n", model, type, counts[1], counts[0]);
         dsc_model *m = NULL;

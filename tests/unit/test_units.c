@@ -503,6 +503,30 @@ static void test_sequences(const char *golden) {
     dsc_model_free(m);
 }
 
+/* dsc init --dtype f32 with a tensor larger than its write buffer (a
+ * regression: F32 chunks once overflowed a buffer sized for 2-byte types). */
+static void test_init_f32_large(void) {
+    char dir[] = "/tmp/dsc_initf32_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char cfg[512], out[512];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(out, sizeof out, "%s/model", dir);
+    FILE *fp = fopen(cfg, "w");
+    fputs("{\"model_type\": \"deepseek_v2\", \"vocab_size\": 20000, \"hidden_size\": 128, \"intermediate_size\": 64,"
+          " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"kv_lora_rank\": 32, \"qk_nope_head_dim\": 16,"
+          " \"qk_rope_head_dim\": 8, \"v_head_dim\": 16, \"max_position_embeddings\": 64}", fp);
+    fclose(fp);
+    dsc_init_params ip = dsc_init_default_params();
+    ip.dtype = "f32";
+    dsc_model *m = NULL;
+    CHECK(dsc_init_checkpoint(cfg, out, &ip) == DSC_OK && dsc_model_load(out, NULL, &m) == DSC_OK,
+          "init f32 with 2.56M-element tensors: %s", dsc_last_error());
+    dsc_model_free(m);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -514,6 +538,7 @@ int main(int argc, char **argv) {
     test_think_split();
     test_sampler();
     test_kv_types();
+    test_init_f32_large();
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);

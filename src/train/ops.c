@@ -1,0 +1,526 @@
+/*
+ * ops.c — the trainer's forward / backward kernels (see ops.h for shapes).
+ *
+ * Matrix products and attention are split between the pool's threads so that
+ * every output row has exactly one writer: results do not depend on the
+ * thread count. The rest is O(N x width) and runs on the calling thread.
+ */
+#include "train/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Below this many multiply-adds a product runs on one thread. */
+#define TRAIN_MIN_PARALLEL (64 * 1024)
+/* Rows of the input per block of the weight-gradient product (L2 reuse). */
+#define TRAIN_NB 128
+
+static void run(const train_exec *ex, int64_t work, pool_fn fn, void *arg) {
+    if (work < TRAIN_MIN_PARALLEL || !ex->pool) fn(arg, 0, 1);
+    else pool_run(ex->pool, fn, arg);
+}
+
+static dsc_mat f32_mat(const float *w, int32_t rows, int32_t cols) {
+    dsc_mat m = {.type = DSC_W_F32, .rows = rows, .cols = cols, .data = w};
+    return m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Embedding                                                                 */
+
+void train_embed_forward(float *out, const int32_t *tokens, const float *wte, int32_t N, int32_t D) {
+    for (int32_t n = 0; n < N; n++) memcpy(out + (int64_t)n * D, wte + (int64_t)tokens[n] * D, sizeof(float) * (size_t)D);
+}
+
+void train_embed_backward(float *dwte, const float *dout, const int32_t *tokens, int32_t N, int32_t D) {
+    for (int32_t n = 0; n < N; n++) {
+        float *d = dwte + (int64_t)tokens[n] * D;
+        const float *g = dout + (int64_t)n * D;
+        for (int32_t i = 0; i < D; i++) d[i] += g[i];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* RMSNorm: y = x r w, r = (mean(x^2) + eps)^-1/2                            */
+/*   dx = r (w dy) - r^3 / C x sum(w dy x);  dw = sum_n dy x r                */
+
+void train_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int32_t N, int32_t C,
+                           float eps) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *x = inp + (int64_t)n * C;
+        float *y = out + (int64_t)n * C;
+        double ss = 0;
+        for (int32_t i = 0; i < C; i++) ss += (double)x[i] * x[i];
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        for (int32_t i = 0; i < C; i++) y[i] = x[i] * r * weight[i];
+        rstd[n] = r;
+    }
+}
+
+void train_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                            const float *rstd, int32_t N, int32_t C) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *x = inp + (int64_t)n * C, *dy = dout + (int64_t)n * C;
+        float *dx = dinp + (int64_t)n * C;
+        const float r = rstd[n];
+        double dot = 0;
+        for (int32_t i = 0; i < C; i++) dot += (double)weight[i] * dy[i] * x[i];
+        const float c = (float)(dot * r * r * r / C);
+        for (int32_t i = 0; i < C; i++) {
+            dx[i] += r * weight[i] * dy[i] - c * x[i];
+            dweight[i] += dy[i] * x[i] * r;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products                                                           */
+
+typedef struct {
+    const train_exec *ex;
+    float *out, *dinp, *dweight;
+    const float *inp, *dout, *weight;
+    int32_t N, I, O;
+} mm_job;
+
+/* out = inp @ W^T by rows of W (or by rows of inp when W has few rows). */
+static void mm_forward_task(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    dsc_mat w = f32_mat(j->weight, j->O, j->I);
+    int64_t lo, hi;
+    if (j->O >= 16 * nth) {
+        pool_split(j->O, ith, nth, 16, &lo, &hi);
+        if (lo < hi) j->ex->k->matmul_rows(j->out + lo, j->O, j->inp, &w, j->N, (int32_t)lo, (int32_t)hi);
+    } else {
+        pool_split(j->N, ith, nth, 1, &lo, &hi);
+        if (lo < hi)
+            j->ex->k->matmul_rows(j->out + lo * j->O, j->O, j->inp + lo * j->I, &w, (int32_t)(hi - lo), 0, j->O);
+    }
+}
+
+void train_matmul_forward(float *out, const float *inp, const float *weight, int32_t N, int32_t I, int32_t O,
+                          const train_exec *ex) {
+    if (N == 0) return;
+    mm_job j = {.ex = ex, .out = out, .inp = inp, .weight = weight, .N = N, .I = I, .O = O};
+    run(ex, (int64_t)N * I * O, mm_forward_task, &j);
+}
+
+/* dinp[n] += sum_o dout[n, o] W[o]: by rows of inp. */
+static void mm_dinp_task(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    dsc_mat w = f32_mat(j->weight, j->O, j->I);
+    int64_t lo, hi;
+    pool_split(j->N, ith, nth, 1, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) j->ex->k->matvec_t(j->dinp + n * j->I, j->dout + n * j->O, &w, 0, j->O);
+}
+
+/* dW[o] += sum_n dout[n, o] inp[n]: by rows of W, over blocks of TRAIN_NB
+ * input rows so that a block stays in cache for all of a thread's rows. */
+static void mm_dweight_task(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->O, ith, nth, 1, &lo, &hi);
+    float a[TRAIN_NB];
+    for (int32_t n0 = 0; n0 < j->N; n0 += TRAIN_NB) {
+        const int32_t nb = j->N - n0 < TRAIN_NB ? j->N - n0 : TRAIN_NB;
+        dsc_mat x = f32_mat(j->inp + (int64_t)n0 * j->I, nb, j->I);
+        for (int64_t o = lo; o < hi; o++) {
+            for (int32_t i = 0; i < nb; i++) a[i] = j->dout[(int64_t)(n0 + i) * j->O + o];
+            j->ex->k->matvec_t(j->dweight + o * j->I, a, &x, 0, nb);
+        }
+    }
+}
+
+void train_matmul_backward_simple(float *dinp, float *dweight, const float *dout, const float *inp,
+                                  const float *weight, int32_t N, int32_t I, int32_t O, const train_exec *ex) {
+    if (N == 0) return;
+    mm_job j = {.ex = ex, .dinp = dinp, .dweight = dweight, .inp = inp, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
+    const int64_t work = (int64_t)N * I * O;
+    if (dinp) run(ex, work, mm_dinp_task, &j);
+    run(ex, work, mm_dweight_task, &j);
+}
+
+/* Tiled form. Both products become out = x @ w^T, the form matmul_rows
+ * tiles in registers:
+ *   dinp (N, I)  = dout (N, O) @ (W^T) (I, O)^T
+ *   dW   (O, I)  = (dout^T) (O, n) @ (inp^T) (I, n)^T, over blocks of n rows
+ * then added into the gradients. Scratch: W^T or dW's block result (O I),
+ * then dinp's result (N I) or the two transposed blocks ((O + I) TRAIN_NBT). */
+#define TRAIN_NBT 512
+
+static int32_t nbt(int32_t N) { return N < TRAIN_NBT ? N : TRAIN_NBT; }
+
+size_t train_matmul_scratch(int32_t N, int32_t I, int32_t O) {
+    const size_t a = (size_t)N * I, b = ((size_t)O + I) * nbt(N);
+    return (size_t)O * I + (a > b ? a : b);
+}
+
+typedef struct {
+    float *dst;          /* (C, R) */
+    const float *src;    /* (R, C), row stride lds */
+    int64_t R, C, lds;
+    float *acc;          /* add: acc += dst, n floats */
+    int64_t n;
+} tr_job;
+
+static void transpose_task(void *arg, int ith, int nth) {
+    const tr_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->C, ith, nth, 16, &lo, &hi);
+    for (int64_t c0 = lo; c0 < hi; c0 += 16)
+        for (int64_t r0 = 0; r0 < j->R; r0 += 16)
+            for (int64_t c = c0; c < c0 + 16 && c < hi; c++)
+                for (int64_t r = r0; r < r0 + 16 && r < j->R; r++) j->dst[c * j->R + r] = j->src[r * j->lds + c];
+}
+
+static void add_task(void *arg, int ith, int nth) {
+    const tr_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->n, ith, nth, 16, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->acc[i] += j->dst[i];
+}
+
+static void transpose(float *dst, const float *src, int64_t R, int64_t C, int64_t lds, const train_exec *ex) {
+    tr_job j = {.dst = dst, .src = src, .R = R, .C = C, .lds = lds};
+    run(ex, R * C * 8, transpose_task, &j);
+}
+
+static void add_into(float *acc, const float *x, int64_t n, const train_exec *ex) {
+    tr_job j = {.dst = (float *)x, .acc = acc, .n = n};
+    run(ex, n * 8, add_task, &j);
+}
+
+void train_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                           int32_t N, int32_t I, int32_t O, const train_exec *ex) {
+    if (N < 16 || !ex->scratch || ex->scratch_len < train_matmul_scratch(N, I, O)) {
+        train_matmul_backward_simple(dinp, dweight, dout, inp, weight, N, I, O, ex);
+        return;
+    }
+    float *s0 = ex->scratch, *s1 = ex->scratch + (size_t)O * I;
+    if (dinp) {
+        transpose(s0, weight, O, I, I, ex);                 /* W^T (I, O) */
+        train_matmul_forward(s1, dout, s0, N, O, I, ex);    /* (N, I) */
+        add_into(dinp, s1, (int64_t)N * I, ex);
+    }
+    const int32_t nb0 = nbt(N);
+    float *doutT = s1, *inpT = s1 + (size_t)O * nb0;
+    for (int32_t n0 = 0; n0 < N; n0 += nb0) {
+        const int32_t nb = N - n0 < nb0 ? N - n0 : nb0;
+        transpose(doutT, dout + (int64_t)n0 * O, nb, O, O, ex); /* (O, nb) */
+        transpose(inpT, inp + (int64_t)n0 * I, nb, I, I, ex);   /* (I, nb) */
+        train_matmul_forward(s0, doutT, inpT, O, nb, I, ex);    /* (O, I) */
+        add_into(dweight, s0, (int64_t)O * I, ex);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* RoPE, interleaved pairs: (x0, x1) -> (x0 c - x1 s, x1 c + x0 s)           */
+
+void train_rope_forward(float *x, const float *cos_t, const float *sin_t, int32_t N, int32_t T, int32_t H,
+                        int32_t stride, int32_t Dr) {
+    const int32_t half = Dr / 2;
+    for (int32_t n = 0; n < N; n++) {
+        const float *c = cos_t + (int64_t)(n % T) * half, *s = sin_t + (int64_t)(n % T) * half;
+        for (int32_t h = 0; h < H; h++) {
+            float *r = x + ((int64_t)n * H + h) * stride;
+            for (int32_t i = 0; i < half; i++) {
+                float x0 = r[2 * i], x1 = r[2 * i + 1];
+                r[2 * i] = x0 * c[i] - x1 * s[i];
+                r[2 * i + 1] = x1 * c[i] + x0 * s[i];
+            }
+        }
+    }
+}
+
+void train_rope_backward(float *dx, const float *cos_t, const float *sin_t, int32_t N, int32_t T, int32_t H,
+                         int32_t stride, int32_t Dr) {
+    const int32_t half = Dr / 2;
+    for (int32_t n = 0; n < N; n++) {
+        const float *c = cos_t + (int64_t)(n % T) * half, *s = sin_t + (int64_t)(n % T) * half;
+        for (int32_t h = 0; h < H; h++) {
+            float *r = dx + ((int64_t)n * H + h) * stride;
+            for (int32_t i = 0; i < half; i++) {
+                float d0 = r[2 * i], d1 = r[2 * i + 1];
+                r[2 * i] = d0 * c[i] + d1 * s[i];
+                r[2 * i + 1] = d1 * c[i] - d0 * s[i];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attention: one task per (sequence, head)                                  */
+
+typedef struct {
+    const train_exec *ex;
+    float *out, *att, *dq, *dkv, *dkpe_h;
+    const float *q, *kv, *kpe, *dout, *catt;
+    int32_t B, T, H, Dn, Dr, Dv;
+    float scale;
+} attn_job;
+
+static void attn_forward_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const dsc_kernels *k = j->ex->k;
+    const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
+    for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
+        const int64_t b = bh / H, h = bh % H;
+        for (int32_t t = 0; t < T; t++) {
+            const int64_t n = b * T + t;
+            const float *q = j->q + (n * H + h) * dq;
+            float *a = j->att + (bh * T + t) * T;
+            for (int32_t p = 0; p <= t; p++) {
+                const int64_t m = b * T + p;
+                a[p] = (k->dot(q, j->kv + (m * H + h) * dkv, Dn) + k->dot(q + Dn, j->kpe + m * Dr, Dr)) * j->scale;
+            }
+            kern_softmax(a, t + 1);
+            for (int32_t p = t + 1; p < T; p++) a[p] = 0;
+            float *o = j->out + (n * H + h) * Dv;
+            memset(o, 0, sizeof(float) * (size_t)Dv);
+            for (int32_t p = 0; p <= t; p++) k->axpy(o, j->kv + ((b * T + p) * H + h) * dkv + Dn, a[p], Dv);
+        }
+    }
+}
+
+void train_attention_forward(float *out, float *att, const float *q, const float *kv, const float *kpe, int32_t B,
+                             int32_t T, int32_t H, int32_t Dn, int32_t Dr, int32_t Dv, float scale,
+                             const train_exec *ex) {
+    attn_job j = {.ex = ex, .out = out, .att = att, .q = q, .kv = kv, .kpe = kpe, .B = B, .T = T, .H = H, .Dn = Dn,
+                  .Dr = Dr, .Dv = Dv, .scale = scale};
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), attn_forward_task, &j);
+}
+
+/* For query t: da_p = dout . v_p;  ds_p = a_p (da_p - sum a da) x scale;
+ * dq += sum_p ds_p [k_p ; kpe_p];  dk_p += ds_p q_nope;  dkpe_p += ds_p q_pe;  dv_p += a_p dout. */
+static void attn_backward_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const dsc_kernels *k = j->ex->k;
+    const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
+    float ds[T];
+    for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
+        const int64_t b = bh / H, h = bh % H;
+        for (int32_t p = 0; p < T; p++) memset(j->dkpe_h + ((b * T + p) * H + h) * Dr, 0, sizeof(float) * (size_t)Dr);
+        for (int32_t t = 0; t < T; t++) {
+            const int64_t n = b * T + t;
+            const float *a = j->catt + (bh * T + t) * T, *go = j->dout + (n * H + h) * Dv;
+            const float *q = j->q + (n * H + h) * dq;
+            float *gq = j->dq + (n * H + h) * dq;
+            double sum = 0;
+            for (int32_t p = 0; p <= t; p++) {
+                ds[p] = k->dot(go, j->kv + ((b * T + p) * H + h) * dkv + Dn, Dv);
+                sum += (double)a[p] * ds[p];
+                k->axpy(j->dkv + ((b * T + p) * H + h) * dkv + Dn, go, a[p], Dv);
+            }
+            for (int32_t p = 0; p <= t; p++) {
+                const int64_t m = b * T + p;
+                const float g = a[p] * (ds[p] - (float)sum) * j->scale;
+                if (g == 0) continue;
+                k->axpy(gq, j->kv + (m * H + h) * dkv, g, Dn);
+                k->axpy(gq + Dn, j->kpe + m * Dr, g, Dr);
+                k->axpy(j->dkv + (m * H + h) * dkv, q, g, Dn);
+                k->axpy(j->dkpe_h + (m * H + h) * Dr, q + Dn, g, Dr);
+            }
+        }
+    }
+}
+
+void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h, const float *dout, const float *q,
+                              const float *kv, const float *kpe, const float *att, int32_t B, int32_t T, int32_t H,
+                              int32_t Dn, int32_t Dr, int32_t Dv, float scale, const train_exec *ex) {
+    attn_job j = {.ex = ex, .dq = dq, .dkv = dkv, .dkpe_h = dkpe_h, .dout = dout, .q = q, .kv = kv, .kpe = kpe,
+                  .catt = att, .B = B, .T = T, .H = H, .Dn = Dn, .Dr = Dr, .Dv = Dv, .scale = scale};
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), attn_backward_task, &j);
+    /* The rope key is shared by all heads: its gradient is their sum. */
+    for (int64_t n = 0; n < (int64_t)B * T; n++)
+        for (int32_t h = 0; h < H; h++) ex->k->axpy(dkpe + n * Dr, dkpe_h + (n * H + h) * Dr, 1.0f, Dr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* SwiGLU: h = silu(g) u;  silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)       */
+
+void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float s = 1.0f / (1.0f + expf(-g[i]));
+        dg[i] += dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        du[i] += dh[i] * g[i] * s;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* MoE router                                                                */
+
+void train_router_forward(float *score, const float *logit, int32_t N, int32_t E, int sigmoid) {
+    for (int64_t i = 0; i < (int64_t)N * E; i++) score[i] = sigmoid ? 1.0f / (1.0f + expf(-logit[i])) : logit[i];
+    if (!sigmoid)
+        for (int32_t n = 0; n < N; n++) kern_softmax(score + (int64_t)n * E, E);
+}
+
+void train_router_backward(float *dlogit, const float *dscore, const float *score, int32_t N, int32_t E, int sigmoid) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *s = score + (int64_t)n * E, *ds = dscore + (int64_t)n * E;
+        float *dl = dlogit + (int64_t)n * E;
+        if (sigmoid) {
+            for (int32_t e = 0; e < E; e++) dl[e] += ds[e] * s[e] * (1.0f - s[e]);
+            continue;
+        }
+        double dot = 0;
+        for (int32_t e = 0; e < E; e++) dot += (double)s[e] * ds[e];
+        for (int32_t e = 0; e < E; e++) dl[e] += s[e] * (ds[e] - (float)dot);
+    }
+}
+
+void train_topk_forward(float *w, const float *score, const int32_t *idx, int32_t N, int32_t E, int32_t K, int renorm,
+                        float scale) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *s = score + (int64_t)n * E;
+        const int32_t *ix = idx + (int64_t)n * K;
+        float *wn = w + (int64_t)n * K, sum = 0;
+        for (int32_t k = 0; k < K; k++) sum += s[ix[k]];
+        for (int32_t k = 0; k < K; k++) wn[k] = (renorm ? s[ix[k]] / (sum + 1e-20f) : s[ix[k]]) * scale;
+    }
+}
+
+/* renorm: w_k = c s_k / S, S = sum_j s_j + 1e-20:  ds_j = c (dw_j / S - sum_k dw_k s_k / S^2) */
+void train_topk_backward(float *dscore, const float *dw, const float *score, const int32_t *idx, int32_t N, int32_t E,
+                         int32_t K, int renorm, float scale) {
+    for (int32_t n = 0; n < N; n++) {
+        const float *s = score + (int64_t)n * E, *g = dw + (int64_t)n * K;
+        const int32_t *ix = idx + (int64_t)n * K;
+        float *ds = dscore + (int64_t)n * E;
+        if (!renorm) {
+            for (int32_t k = 0; k < K; k++) ds[ix[k]] += scale * g[k];
+            continue;
+        }
+        float sum = 0, gs = 0;
+        for (int32_t k = 0; k < K; k++) sum += s[ix[k]];
+        sum += 1e-20f;
+        for (int32_t k = 0; k < K; k++) gs += g[k] * s[ix[k]];
+        for (int32_t k = 0; k < K; k++) ds[ix[k]] += scale * (g[k] / sum - gs / (sum * sum));
+    }
+}
+
+/* Routes of each expert within sequence b: counts (E). */
+static void balance_counts(int32_t *counts, const int32_t *idx, int32_t b, int32_t T, int32_t E, int32_t K) {
+    memset(counts, 0, sizeof(int32_t) * (size_t)E);
+    for (int64_t i = (int64_t)b * T * K; i < (int64_t)(b + 1) * T * K; i++) counts[idx[i]]++;
+}
+
+float train_balance_forward(const float *score, const int32_t *idx, int32_t B, int32_t T, int32_t E, int32_t K,
+                            float alpha) {
+    int32_t counts[E];
+    double P[E], total = 0;
+    for (int32_t b = 0; b < B; b++) {
+        balance_counts(counts, idx, b, T, E, K);
+        for (int32_t e = 0; e < E; e++) P[e] = 0;
+        for (int32_t t = 0; t < T; t++) {
+            const float *s = score + ((int64_t)b * T + t) * E;
+            double sum = 0;
+            for (int32_t e = 0; e < E; e++) sum += s[e];
+            for (int32_t e = 0; e < E; e++) P[e] += s[e] / sum;
+        }
+        for (int32_t e = 0; e < E; e++) total += (double)E / ((double)K * T) * counts[e] * (P[e] / T);
+    }
+    return (float)(alpha * total / B);
+}
+
+/* s'_i = s_i / S (S = sum_j s_j), g_i = dL/ds'_i = dloss alpha / B x f_i / T:
+ * ds_j += (g_j - sum_i g_i s'_i) / S */
+void train_balance_backward(float *dscore, const float *score, const int32_t *idx, int32_t B, int32_t T, int32_t E,
+                            int32_t K, float alpha, float dloss) {
+    int32_t counts[E];
+    const double coef = (double)dloss * alpha / B * E / ((double)K * T) / T;
+    for (int32_t b = 0; b < B; b++) {
+        balance_counts(counts, idx, b, T, E, K);
+        for (int32_t t = 0; t < T; t++) {
+            const int64_t n = (int64_t)b * T + t;
+            const float *s = score + n * E;
+            float *ds = dscore + n * E;
+            double sum = 0, gs = 0;
+            for (int32_t e = 0; e < E; e++) sum += s[e];
+            for (int32_t e = 0; e < E; e++) gs += coef * counts[e] * s[e] / sum;
+            for (int32_t e = 0; e < E; e++) ds[e] += (float)((coef * counts[e] - gs) / sum);
+        }
+    }
+}
+
+void train_combine_forward(float *y, const float *ey, const float *w, const int32_t *order, int32_t M, int32_t K,
+                           int32_t D) {
+    for (int32_t i = 0; i < M; i++) {
+        const int32_t a = order[i];
+        float *yt = y + (int64_t)(a / K) * D;
+        const float *e = ey + (int64_t)i * D;
+        for (int32_t d = 0; d < D; d++) yt[d] += w[a] * e[d];
+    }
+}
+
+void train_combine_backward(float *dey, float *dw, const float *dy, const float *ey, const float *w,
+                            const int32_t *order, int32_t M, int32_t K, int32_t D) {
+    for (int32_t i = 0; i < M; i++) {
+        const int32_t a = order[i];
+        const float *g = dy + (int64_t)(a / K) * D, *e = ey + (int64_t)i * D;
+        float *de = dey + (int64_t)i * D;
+        double dot = 0;
+        for (int32_t d = 0; d < D; d++) {
+            dot += (double)g[d] * e[d];
+            de[d] += w[a] * g[d];
+        }
+        dw[a] += (float)dot;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cross-entropy                                                             */
+
+typedef struct {
+    float *losses, *probs;
+    const float *logits;
+    const int32_t *targets;
+    int32_t N, V;
+    float dloss;
+} ce_job;
+
+static void ce_forward_task(void *arg, int ith, int nth) {
+    const ce_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->N, ith, nth, 1, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+        const float *x = j->logits + n * j->V;
+        float *p = j->probs + n * j->V;
+        float mx = x[0];
+        for (int32_t v = 1; v < j->V; v++) mx = x[v] > mx ? x[v] : mx;
+        double sum = 0;
+        for (int32_t v = 0; v < j->V; v++) sum += expf(x[v] - mx);
+        /* log-sum-exp before probs (which may alias logits) is written */
+        j->losses[n] = (float)(log(sum) - ((double)x[j->targets[n]] - mx));
+        const float inv = (float)(1.0 / sum);
+        for (int32_t v = 0; v < j->V; v++) p[v] = expf(x[v] - mx) * inv;
+    }
+}
+
+void train_crossentropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets, int32_t N,
+                                int32_t V, const train_exec *ex) {
+    ce_job j = {.losses = losses, .probs = probs, .logits = logits, .targets = targets, .N = N, .V = V};
+    run(ex, (int64_t)N * V * 16, ce_forward_task, &j);
+}
+
+static void ce_backward_task(void *arg, int ith, int nth) {
+    const ce_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->N, ith, nth, 1, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+        float *d = j->probs + n * j->V; /* the output, see below */
+        const float *p = j->logits + n * j->V;
+        for (int32_t v = 0; v < j->V; v++) d[v] = (p[v] - (v == j->targets[n] ? 1.0f : 0.0f)) * j->dloss;
+    }
+}
+
+void train_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int32_t N, int32_t V,
+                                 float dloss, const train_exec *ex) {
+    /* the job's fields reused: probs = output, logits = input */
+    ce_job j = {.probs = dlogits, .logits = probs, .targets = targets, .N = N, .V = V, .dloss = dloss};
+    run(ex, (int64_t)N * V * 4, ce_backward_task, &j);
+}
