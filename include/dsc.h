@@ -245,7 +245,11 @@ dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, con
 
 /* Writes a copy of the checkpoint in in_dir to out_dir with its projection
  * matrices in dsc's block formats: type "q8" (int8, one F16 scale per 32
- * values) or "q4" (4-bit, same blocks). Loadable like any checkpoint. */
+ * values: every projection and the output head) or "q4" (4-bit blocks for
+ * the routed experts, Q8 for the rest). Matrices whose columns are not a
+ * multiple of 32, the embedding, norms and router stay as they were (FP8
+ * becomes BF16). Loadable like any checkpoint. On failure out_dir may hold
+ * partial weights but no config.json. */
 dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *type);
 
 /* ------------------------------------------------------------------------ */

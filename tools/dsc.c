@@ -72,6 +72,13 @@ static const char *usage_text =
     "  -r N                   repetitions (default 5); medians and spread are reported\n"
     "  --json                 one JSON object instead of the table\n"
     "\n"
+    "quantize / kld:\n"
+    "  --type q8|q4           q8: every projection and the output head Q8; q4: routed experts Q4, the rest Q8\n"
+    "  -n N                   (kld) positions compared (default 2048)\n"
+    "  -c N                   (kld) window of positions per evaluation (default 512)\n"
+    "  -f FILE                (kld) text to evaluate instead of pseudo-random ids (needs a tokenizer)\n"
+    "  --json                 (kld) one JSON object\n"
+    "\n"
     "init:\n"
     "  -c, --config FILE      config.json to instantiate\n"
     "  -o DIR                 output checkpoint directory\n"
@@ -125,7 +132,7 @@ static int parse_float(const char *s, const char *flag, double lo, double hi, fl
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
-    o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : 16;
+    o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : !strcmp(o->cmd, "kld") ? 2048 : 16;
     o->n_prompt = 512;
     /* The reference tools keep the cache exact; the others halve it. */
     o->kv_type = !strcmp(o->cmd, "logits") || !strcmp(o->cmd, "generate") ? DSC_KV_F32 : DSC_KV_BF16;

@@ -7,7 +7,7 @@ exit 1 and the reason otherwise)
                         quantization_config {"quant_method": "dsc", "type": TYPE,
                         "block_size": 32}; every I8 [r, c] / U8 [r, c / 2] tensor
                         W has W_qscale F16 [r, c / 32] and every _qscale its W;
-                        under q4 only the output heads are I8, under q8 nothing is
+                        under q4 only the routed experts are U8 (all else I8), under q8 nothing is
                         U8; no weight_scale_inv is left; every SRC tensor is there;
                         each file's data is 8-aligned, without holes, each tensor
                         aligned to its element size; a shard index lists every
@@ -88,8 +88,8 @@ def cmd_header(d, src, qtype):
             continue
         if dt not in ("I8", "U8"):
             continue
-        head = k.endswith(HEADS)
-        if (qtype == "q8" and dt != "I8") or (qtype == "q4" and (dt == "I8") != head):
+        routed = ".mlp.experts." in k
+        if (qtype == "q8" and dt != "I8") or (qtype == "q4" and (dt == "U8") != routed):
             fail("%s is %s under %s" % (k, dt, qtype))
         r, c = shape[0], shape[1] * (2 if dt == "U8" else 1)
         if [r, c] != s[k][1] or c % 32:

@@ -216,7 +216,7 @@ static char expected_op(const st_tensor *t, int q4) {
                !ends_with(n, ".eh_proj.weight") && !ends_with(n, ".embed_tokens.weight");
     int mat = t->ndim == 2 && ends_with(n, ".weight") &&
               (t->dtype == ST_BF16 || t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_F8_E4M3);
-    if (mat && t->shape[1] % 32 == 0 && (head || proj)) return q4 && !head ? '4' : '8';
+    if (mat && t->shape[1] % 32 == 0 && (head || proj)) return q4 && strstr(n, ".mlp.experts.") ? '4' : '8';
     return t->dtype == ST_F8_E4M3 ? 'B' : 'C';
 }
 
