@@ -34,11 +34,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 
-#define CI_PATH_MAX 4096
 #define CI_MAX_TENSORS (1 << 23)   /* DeepSeek-V3 671B has ~92k                 */
 #define CI_CHUNK ((size_t)1 << 20) /* elements generated per write (4 MB of F32) */
 #define CI_MAX_THREADS 16          /* writers: one per core, at most this many  */
@@ -329,87 +329,14 @@ static dsc_status ci_layout(ci_plan *p, int n_shards) {
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
-static dsc_status ci_join(char *out, const char *dir, const char *name) {
-    int n = snprintf(out, CI_PATH_MAX, "%s/%s", dir, name);
-    if (n < 0 || n >= CI_PATH_MAX) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    return DSC_OK;
-}
 
 static void ci_shard_name(char *out, size_t cap, int s, int n_shards) {
     if (n_shards <= 1) snprintf(out, cap, "model.safetensors");
     else snprintf(out, cap, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
 }
 
-/* mkdir -p */
-static dsc_status ci_mkdirs(const char *dir) {
-    struct stat sb;
-    if (stat(dir, &sb) == 0)
-        return S_ISDIR(sb.st_mode) ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: exists and is not a directory", dir);
-    char p[CI_PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        char ch = *s;
-        if (ch != '/' && ch != '\0') continue;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
-        *s = ch;
-        if (!ch) break;
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: a component is not a directory", dir);
-    return DSC_OK;
-}
 
-static dsc_status ci_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path) {
-    const uint8_t *b = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no space");
-        b += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return DSC_OK;
-}
 
-static dsc_status ci_write_text(const char *path, const char *text, size_t len) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    dsc_status s = ci_pwrite(fd, text, len, 0, path);
-    if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return s;
-}
-
-static dsc_status ci_read_file(const char *path, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 14, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, fp);
-        if (n < cap) break;
-        if (cap >= ((size_t)16 << 20)) { /* a config is a few KB */
-            free(b);
-            fclose(fp);
-            return dsc_fail(DSC_ERR_FORMAT, "%s: larger than 16 MiB, not a config", path);
-        }
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    if (err) {
-        free(b);
-        return dsc_fail(DSC_ERR_IO, "%s: read error", path);
-    }
-    *out = b;
-    *len = n;
-    return DSC_OK;
-}
 
 /* config.json: the input verbatim, unless quantization_config must change
  * (set for fp8 as in DeepSeek-V3's release, removed otherwise). */
@@ -419,7 +346,7 @@ static dsc_status ci_write_config(const char *json, size_t len, const char *src,
     int had = cJSON_GetObjectItemCaseSensitive(root, "quantization_config") != NULL;
     if (wt != CI_W_FP8 && !had) {
         cJSON_Delete(root);
-        return ci_write_text(dst, json, len);
+        return fio_write_text(dst, json, len);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     if (wt == CI_W_FP8) {
@@ -437,7 +364,7 @@ static dsc_status ci_write_config(const char *json, size_t len, const char *src,
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
     size_t n = strlen(text);
     text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
-    dsc_status s = ci_write_text(dst, text, n + 1);
+    dsc_status s = fio_write_text(dst, text, n + 1);
     free(text);
     return s;
 }
@@ -507,7 +434,7 @@ static dsc_status ci_chunk_plain(const ci_job *j, const ci_tensor *t, int64_t r0
         ci_fill(t, key, (uint64_t)r0 * cols, n, b->f);
         for (size_t i = 0; i < n; i++) o[i] = ci_bf16(b->f[i]);
     }
-    return ci_pwrite(j->fd, b->o, n * es, j->base + t->offset + (uint64_t)r0 * cols * es, j->path);
+    return fio_pwrite_all(j->fd, b->o, n * es, j->base + t->offset + (uint64_t)r0 * cols * es, j->path);
 }
 
 /* One stripe of up to 128 rows of an FP8 weight: per 128x128 block
@@ -526,9 +453,9 @@ static dsc_status ci_chunk_fp8(const ci_job *j, const ci_tensor *t, int64_t r0, 
     for (size_t bc = 0; bc < nbc; bc++) b->scale[bc] = b->scale[bc] > 0 ? b->scale[bc] / 448.0f : 1.0f;
     for (size_t r = 0; r < nr; r++)
         for (size_t c = 0; c < cols; c++) b->o[r * cols + c] = ci_e4m3(b->f[r * cols + c] / b->scale[c / CI_BLOCK]);
-    dsc_status s = ci_pwrite(j->fd, b->o, nr * cols, j->base + t->offset + (uint64_t)r0 * cols, j->path);
+    dsc_status s = fio_pwrite_all(j->fd, b->o, nr * cols, j->base + t->offset + (uint64_t)r0 * cols, j->path);
     if (s) return s;
-    return ci_pwrite(j->fd, b->scale, nbc * 4, j->base + st->offset + (uint64_t)(r0 / CI_BLOCK) * nbc * 4, j->path);
+    return fio_pwrite_all(j->fd, b->scale, nbc * 4, j->base + st->offset + (uint64_t)(r0 / CI_BLOCK) * nbc * 4, j->path);
 }
 
 /* Takes the next chunk; 0 when the shard is done or a worker failed. */
@@ -596,9 +523,9 @@ static dsc_status ci_write_shard(const ci_plan *p, int s, uint64_t seed, const c
     uint8_t pre[16];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     memset(pre + 8, ' ', 8);
-    dsc_status st = ci_pwrite(fd, pre, 8, 0, path);
-    if (!st) st = ci_pwrite(fd, h, hl, 8, path);
-    if (!st) st = ci_pwrite(fd, pre + 8, padded - hl, 8 + hl, path);
+    dsc_status st = fio_pwrite_all(fd, pre, 8, 0, path);
+    if (!st) st = fio_pwrite_all(fd, h, hl, 8, path);
+    if (!st) st = fio_pwrite_all(fd, pre + 8, padded - hl, 8 + hl, path);
     free(h);
     ci_job j = {.p = p, .order = order, .fd = fd, .base = 8 + padded, .seed = seed, .path = path, .cap = cap};
     for (size_t es = 4; es >= 1; es /= 2)
@@ -617,8 +544,8 @@ static dsc_status ci_write_shard(const ci_plan *p, int s, uint64_t seed, const c
 
 /* model.safetensors.index.json as Hugging Face writes it. */
 static dsc_status ci_write_index(const ci_plan *p, const char *dir, int n_shards) {
-    char path[CI_PATH_MAX], fname[64];
-    dsc_status s = ci_join(path, dir, "model.safetensors.index.json");
+    char path[FIO_PATH_MAX], fname[64];
+    dsc_status s = fio_join(path, dir, "model.safetensors.index.json");
     if (s) return s;
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
@@ -633,15 +560,15 @@ static dsc_status ci_write_index(const ci_plan *p, const char *dir, int n_shards
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(text);
     text[n] = '\n';
-    s = ci_write_text(path, text, n + 1);
+    s = fio_write_text(path, text, n + 1);
     free(text);
     return s;
 }
 
 /* Removes a file the loader would read instead of ours (a stale index). */
 static dsc_status ci_unlink_stale(const char *dir, const char *name) {
-    char path[CI_PATH_MAX];
-    dsc_status s = ci_join(path, dir, name);
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, dir, name);
     if (s) return s;
     if (unlink(path) != 0 && errno != ENOENT)
         return dsc_fail(DSC_ERR_IO, "%s: cannot remove the stale file: %s", path, strerror(errno));
@@ -681,10 +608,10 @@ static dsc_status ci_write_all(const ci_plan *p, const char *out_dir, uint64_t s
     int *order = malloc(sizeof *order * (size_t)p->n);
     if (!s && !order) s = dsc_fail(DSC_ERR_NOMEM, "init: out of memory");
     const size_t cap = ci_chunk_cap(p);
-    char path[CI_PATH_MAX], fname[64];
+    char path[FIO_PATH_MAX], fname[64];
     for (int k = 0; k < n_shards && !s; k++) {
         ci_shard_name(fname, sizeof fname, k, n_shards);
-        if (!(s = ci_join(path, out_dir, fname))) s = ci_write_shard(p, k, seed, path, cap, order);
+        if (!(s = fio_join(path, out_dir, fname))) s = ci_write_shard(p, k, seed, path, cap, order);
     }
     free(order);
     if (!s && n_shards > 1) s = ci_write_index(p, out_dir, n_shards);
@@ -701,12 +628,12 @@ dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, con
     char *json = NULL;
     size_t len = 0;
     dsc_config c;
-    if ((s = ci_read_file(config_path, &json, &len))) return s;
+    if ((s = fio_read_file(config_path, (size_t)16 << 20, &json, &len))) return s;
     ci_plan p = {.c = &c, .wtype = wt};
-    char cpath[CI_PATH_MAX];
+    char cpath[FIO_PATH_MAX];
     if (!(s = config_parse(json, len, config_path, &c)) && !(s = ci_build(&p)) &&
-        !(s = ci_assign_shards(&p, n_shards)) && !(s = ci_layout(&p, n_shards)) && !(s = ci_mkdirs(out_dir)) &&
-        !(s = ci_join(cpath, out_dir, "config.json")))
+        !(s = ci_assign_shards(&p, n_shards)) && !(s = ci_layout(&p, n_shards)) && !(s = fio_mkdirs(out_dir)) &&
+        !(s = fio_join(cpath, out_dir, "config.json")))
         s = ci_write_config(json, len, config_path, cpath, wt);
     free(json);
     if (!s) s = ci_write_all(&p, out_dir, ip.seed, n_shards);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 
 /* Sizes above these are not a DeepSeek model but a corrupt file; they also keep
@@ -249,33 +250,11 @@ dsc_status config_parse(const char *json, size_t len, const char *name, dsc_conf
 }
 
 dsc_status config_load(const char *path, dsc_config *c) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= ((size_t)16 << 20)) { /* a config is a few KB */
-                free(buf);
-                fclose(fp);
-                return dsc_fail(DSC_ERR_FORMAT, "%s: larger than 16 MiB, not a config", path);
-            }
-            cap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(fp);
-                return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, fp);
-        len += got;
-        if (got == 0) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    dsc_status s = err ? dsc_fail(DSC_ERR_IO, "%s: read error", path) : config_parse(buf, len, path, c);
+    char *buf;
+    size_t len;
+    dsc_status s = fio_read_file(path, (size_t)16 << 20, &buf, &len); /* a config is a few KB */
+    if (s) return s;
+    s = config_parse(buf, len, path, c);
     free(buf);
     return s;
 }

@@ -40,12 +40,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 
-#define QZ_PATH_MAX 4096
 #define QZ_MAX_THREADS 16
 #define QZ_CHUNK ((size_t)1 << 20)      /* elements converted per work item */
 #define QZ_COPY_CHUNK ((size_t)4 << 20) /* bytes copied per work item       */
@@ -398,52 +398,14 @@ static void qz_layout(qz_plan *p) {
 /* ------------------------------------------------------------------------ */
 /* Input                                                                     */
 
-static dsc_status qz_join(char *out, const char *dir, const char *name) {
-    int n = snprintf(out, QZ_PATH_MAX, "%s/%s", dir, name);
-    if (n < 0 || n >= QZ_PATH_MAX) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    return DSC_OK;
-}
 
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
 
-static dsc_status qz_read_file(const char *path, size_t max, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 14, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        n += fread(b + n, 1, cap - n, fp);
-        if (n < cap) break;
-        if (cap >= max) {
-            free(b);
-            fclose(fp);
-            return dsc_fail(DSC_ERR_FORMAT, "%s: larger than %zu MiB", path, max >> 20);
-        }
-        char *nb = realloc(b, (cap *= 2) + 1);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    if (err) {
-        free(b);
-        return dsc_fail(DSC_ERR_IO, "%s: read error", path);
-    }
-    b[n] = '\0';
-    *out = b;
-    *len = n;
-    return DSC_OK;
-}
 
 static dsc_status qz_open_file(qz_plan *p, const char *name) {
     for (int i = 0; i < p->n_files; i++)
         if (!strcmp(p->file_names[i], name)) return DSC_OK;
-    char path[QZ_PATH_MAX];
-    dsc_status s = qz_join(path, p->in_dir, name);
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, p->in_dir, name);
     if (s) return s;
     st_file *nf = realloc(p->files, sizeof *nf * (size_t)(p->n_files + 1));
     if (nf) p->files = nf;
@@ -463,7 +425,7 @@ static dsc_status qz_open_file(qz_plan *p, const char *name) {
 static dsc_status qz_open_index(qz_plan *p, const char *index_path) {
     char *buf;
     size_t len;
-    dsc_status s = qz_read_file(index_path, (size_t)256 << 20, &buf, &len);
+    dsc_status s = fio_read_file(index_path, (size_t)256 << 20, &buf, &len);
     if (s) return s;
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
@@ -486,12 +448,12 @@ static int ref_cmp(const void *a, const void *b) {
 }
 
 static dsc_status qz_open_input(qz_plan *p) {
-    char path[QZ_PATH_MAX];
-    dsc_status s = qz_join(path, p->in_dir, "model.safetensors.index.json");
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, p->in_dir, "model.safetensors.index.json");
     if (s) return s;
-    p->sharded = file_exists(path);
+    p->sharded = fio_exists(path);
     if (p->sharded) s = qz_open_index(p, path);
-    else if (!(s = qz_join(path, p->in_dir, "model.safetensors")) && !file_exists(path))
+    else if (!(s = fio_join(path, p->in_dir, "model.safetensors")) && !fio_exists(path))
         s = dsc_fail(DSC_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", p->in_dir);
     else if (!s) s = qz_open_file(p, "model.safetensors");
     if (s) return s;
@@ -521,53 +483,13 @@ static void qz_plan_free(qz_plan *p) {
 /* ------------------------------------------------------------------------ */
 /* Output files                                                              */
 
-static dsc_status qz_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path) {
-    const uint8_t *b = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no space");
-        b += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return DSC_OK;
-}
 
-static dsc_status qz_write_text(const char *path, const char *text, size_t len) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    dsc_status s = qz_pwrite(fd, text, len, 0, path);
-    if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return s;
-}
-
-/* mkdir -p; an existing path must be a directory. */
-static dsc_status qz_mkdirs(const char *dir) {
-    struct stat sb;
-    if (stat(dir, &sb) == 0)
-        return S_ISDIR(sb.st_mode) ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: exists and is not a directory", dir);
-    char p[QZ_PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        char ch = *s;
-        if (ch != '/' && ch != '\0') continue;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
-        *s = ch;
-        if (!ch) break;
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: a component is not a directory", dir);
-    return DSC_OK;
-}
 
 /* Copies in_dir/name to out_dir/name if it exists. */
 static dsc_status qz_copy_side_file(const char *in_dir, const char *out_dir, const char *name) {
-    char src[QZ_PATH_MAX], dst[QZ_PATH_MAX];
+    char src[FIO_PATH_MAX], dst[FIO_PATH_MAX];
     dsc_status s;
-    if ((s = qz_join(src, in_dir, name)) || (s = qz_join(dst, out_dir, name))) return s;
+    if ((s = fio_join(src, in_dir, name)) || (s = fio_join(dst, out_dir, name))) return s;
     int in = open(src, O_RDONLY);
     if (in < 0) return errno == ENOENT ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0666);
@@ -582,7 +504,7 @@ static dsc_status qz_copy_side_file(const char *in_dir, const char *out_dir, con
         ssize_t n = read(in, buf, 1 << 16);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) s = dsc_fail(DSC_ERR_IO, "%s: read error: %s", src, strerror(errno));
-        if (n <= 0 || (s = qz_pwrite(out, buf, (size_t)n, off, dst))) break;
+        if (n <= 0 || (s = fio_pwrite_all(out, buf, (size_t)n, off, dst))) break;
         off += (uint64_t)n;
     }
     free(buf);
@@ -607,7 +529,7 @@ static dsc_status qz_write_config(const char *json, size_t len, const char *src,
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
     size_t n = strlen(text);
     text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
-    dsc_status s = qz_write_text(dst, text, n + 1);
+    dsc_status s = fio_write_text(dst, text, n + 1);
     free(text);
     return s;
 }
@@ -641,8 +563,8 @@ static char *qz_header(const qz_plan *p, int k) {
 
 /* model.safetensors.index.json for sharded output. */
 static dsc_status qz_write_index(const qz_plan *p) {
-    char path[QZ_PATH_MAX];
-    dsc_status s = qz_join(path, p->out_dir, "model.safetensors.index.json");
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, p->out_dir, "model.safetensors.index.json");
     if (s) return s;
     uint64_t total = 0;
     for (int i = 0; i < p->n; i++) total += p->t[i].nbytes;
@@ -657,7 +579,7 @@ static dsc_status qz_write_index(const qz_plan *p) {
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(text);
     text[n] = '\n';
-    s = qz_write_text(path, text, n + 1);
+    s = fio_write_text(path, text, n + 1);
     free(text);
     return s;
 }
@@ -744,10 +666,10 @@ static dsc_status qz_chunk_rows(const qz_job *j, const qz_tensor *t, int64_t r0,
             return dsc_fail(DSC_ERR_FORMAT, "%s: tensor '%s' has a non-finite value in row %lld",
                             j->p->files[t->file].path, t->name, (long long)(r0 + r));
     }
-    dsc_status s = qz_pwrite(j->fd, b->out, (size_t)nr * orow, j->base + t->offset + (uint64_t)r0 * orow, j->path);
+    dsc_status s = fio_pwrite_all(j->fd, b->out, (size_t)nr * orow, j->base + t->offset + (uint64_t)r0 * orow, j->path);
     if (!s && t->qscale >= 0) {
         const qz_tensor *q = &j->p->t[t->qscale];
-        s = qz_pwrite(j->fd, b->scale, (size_t)(nr * nb) * 2, j->base + q->offset + (uint64_t)(r0 * nb) * 2, j->path);
+        s = fio_pwrite_all(j->fd, b->scale, (size_t)(nr * nb) * 2, j->base + q->offset + (uint64_t)(r0 * nb) * 2, j->path);
     }
     const size_t srb = (size_t)cols * st_dtype_size(t->src->dtype);
     qz_release(t->src->data + (size_t)r0 * srb, (size_t)nr * srb);
@@ -756,7 +678,7 @@ static dsc_status qz_chunk_rows(const qz_job *j, const qz_tensor *t, int64_t r0,
 
 /* Bytes [b0, b0 + n) of a tensor copied as they are. */
 static dsc_status qz_chunk_copy(const qz_job *j, const qz_tensor *t, uint64_t b0, size_t n) {
-    dsc_status s = qz_pwrite(j->fd, t->src->data + b0, n, j->base + t->offset + b0, j->path);
+    dsc_status s = fio_pwrite_all(j->fd, t->src->data + b0, n, j->base + t->offset + b0, j->path);
     qz_release(t->src->data + b0, n);
     return s;
 }
@@ -821,8 +743,8 @@ static dsc_status qz_job_run(qz_job *j, int n_threads) {
 
 /* Header, then the data of output file k in file order. */
 static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
-    char path[QZ_PATH_MAX];
-    dsc_status st = qz_join(path, p->out_dir, p->file_names[k]);
+    char path[FIO_PATH_MAX];
+    dsc_status st = fio_join(path, p->out_dir, p->file_names[k]);
     if (st) return st;
     char *h = qz_header(p, k);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
@@ -835,9 +757,9 @@ static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
     uint8_t pre[16];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     memset(pre + 8, ' ', 8);
-    st = qz_pwrite(fd, pre, 8, 0, path);
-    if (!st) st = qz_pwrite(fd, h, hl, 8, path);
-    if (!st) st = qz_pwrite(fd, pre + 8, padded - hl, 8 + hl, path);
+    st = fio_pwrite_all(fd, pre, 8, 0, path);
+    if (!st) st = fio_pwrite_all(fd, h, hl, 8, path);
+    if (!st) st = fio_pwrite_all(fd, pre + 8, padded - hl, 8 + hl, path);
     free(h);
     /* The largest matrix's row decides the chunk; the usual chunk is 1M elements. */
     size_t cap = QZ_CHUNK > (size_t)p->max_cols ? QZ_CHUNK : (size_t)p->max_cols;
@@ -859,8 +781,8 @@ static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
 /* Removes a file of out_dir the loader would read instead of ours, or that a
  * failed run must not leave beside new weights (the config). */
 static dsc_status qz_unlink(const char *dir, const char *name) {
-    char path[QZ_PATH_MAX];
-    dsc_status s = qz_join(path, dir, name);
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, dir, name);
     if (s) return s;
     if (unlink(path) != 0 && errno != ENOENT)
         return dsc_fail(DSC_ERR_IO, "%s: cannot remove the stale file: %s", path, strerror(errno));
@@ -878,8 +800,8 @@ static dsc_status qz_write_all(const qz_plan *p, const char *json, size_t len, c
     if (!s && p->sharded) s = qz_write_index(p);
     for (size_t i = 0; i < sizeof side / sizeof side[0] && !s; i++)
         s = qz_copy_side_file(p->in_dir, p->out_dir, side[i]);
-    char path[QZ_PATH_MAX];
-    if (!s && !(s = qz_join(path, p->out_dir, "config.json"))) s = qz_write_config(json, len, cfg_path, path, type);
+    char path[FIO_PATH_MAX];
+    if (!s && !(s = fio_join(path, p->out_dir, "config.json"))) s = qz_write_config(json, len, cfg_path, path, type);
     return s;
 }
 
@@ -905,9 +827,9 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
     dsc_status s = qz_check_dirs(in_dir, out_dir);
     if (s) return s;
     qz_plan p = {.in_dir = in_dir, .out_dir = out_dir, .q4 = !strcmp(type, "q4")};
-    char cfg_path[QZ_PATH_MAX], *json = NULL;
+    char cfg_path[FIO_PATH_MAX], *json = NULL;
     size_t len = 0;
-    if (!(s = qz_join(cfg_path, in_dir, "config.json")) && !(s = qz_read_file(cfg_path, (size_t)16 << 20, &json, &len)))
+    if (!(s = fio_join(cfg_path, in_dir, "config.json")) && !(s = fio_read_file(cfg_path, (size_t)16 << 20, &json, &len)))
         s = config_parse(json, len, cfg_path, &p.cfg);
     if (!s) {
         cJSON *root = cJSON_ParseWithLength(json, len);
@@ -921,7 +843,7 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
     if (!s) s = qz_open_input(&p);
     if (!s) s = qz_build(&p);
     if (!s) qz_layout(&p);
-    if (!s) s = qz_mkdirs(out_dir);
+    if (!s) s = fio_mkdirs(out_dir);
     if (!s) s = qz_write_all(&p, json, len, cfg_path, type);
     free(json);
     qz_plan_free(&p);

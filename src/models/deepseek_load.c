@@ -13,10 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "models/model.h"
 
-#define PATH_MAX_LEN 4096
 
 static dsc_status model_own(dsc_model *m, void *p) {
     if (!p) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", m->dir);
@@ -34,48 +34,11 @@ static dsc_status model_own(dsc_model *m, void *p) {
     return DSC_OK;
 }
 
-static dsc_status join_path(char *out, const char *dir, const char *name) {
-    int n = snprintf(out, PATH_MAX_LEN, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_MAX_LEN) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    return DSC_OK;
-}
 
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Shards                                                                    */
 
-static dsc_status read_small_file(const char *path, char **buf, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, fp);
-        if (n < cap) break;
-        if (cap >= ((size_t)256 << 20)) { /* an index is a few MB at most */
-            free(b);
-            fclose(fp);
-            return dsc_fail(DSC_ERR_FORMAT, "%s: larger than 256 MiB", path);
-        }
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    if (err) {
-        free(b);
-        return dsc_fail(DSC_ERR_IO, "%s: read error", path);
-    }
-    *buf = b;
-    *len = n;
-    return DSC_OK;
-}
 
 /* A shard name from the index must be a plain file name inside the directory. */
 static int shard_name_ok(const char *s) {
@@ -87,8 +50,8 @@ static dsc_status open_shard(dsc_model *m, const char *name) {
         const char *p = strrchr(m->files[i].path, '/');
         if (strcmp(p ? p + 1 : m->files[i].path, name) == 0) return DSC_OK;
     }
-    char path[PATH_MAX_LEN];
-    dsc_status s = join_path(path, m->dir, name);
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, m->dir, name);
     if (s) return s;
     st_file *nf = realloc(m->files, sizeof *nf * (size_t)(m->n_files + 1));
     if (!nf) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
@@ -103,7 +66,7 @@ static dsc_status open_shard(dsc_model *m, const char *name) {
 static dsc_status open_index(dsc_model *m, const char *index_path) {
     char *buf = NULL;
     size_t len = 0;
-    dsc_status s = read_small_file(index_path, &buf, &len);
+    dsc_status s = fio_read_file(index_path, (size_t)256 << 20, &buf, &len);
     if (s) return s;
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
@@ -432,12 +395,12 @@ void dsc_model_free(dsc_model *m) {
 }
 
 static dsc_status model_open_files(dsc_model *m) {
-    char path[PATH_MAX_LEN];
-    dsc_status s = join_path(path, m->dir, "model.safetensors.index.json");
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, m->dir, "model.safetensors.index.json");
     if (s) return s;
-    if (file_exists(path)) return open_index(m, path);
-    if ((s = join_path(path, m->dir, "model.safetensors"))) return s;
-    if (!file_exists(path))
+    if (fio_exists(path)) return open_index(m, path);
+    if ((s = fio_join(path, m->dir, "model.safetensors"))) return s;
+    if (!fio_exists(path))
         return dsc_fail(DSC_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", m->dir);
     return open_shard(m, "model.safetensors");
 }
@@ -450,8 +413,8 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
     dsc_model *m = calloc(1, sizeof *m);
     if (!m) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dir);
     m->dir = strdup(dir);
-    char path[PATH_MAX_LEN];
-    dsc_status s = m->dir ? join_path(path, dir, "config.json") : dsc_fail(DSC_ERR_NOMEM, "out of memory");
+    char path[FIO_PATH_MAX];
+    dsc_status s = m->dir ? fio_join(path, dir, "config.json") : dsc_fail(DSC_ERR_NOMEM, "out of memory");
     if (!s) s = config_load(path, &m->cfg);
     if (!s) s = model_open_files(m);
     if (!s) s = build_index(m);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 
 #define CHAT_BOS "<｜begin▁of▁sentence｜>"
@@ -85,14 +86,11 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
 }
 
 dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, fp) : 0;
-    fclose(fp);
-    if (!buf) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
+    char *buf;
+    size_t len;
+    dsc_status s = fio_read_file(path, (size_t)16 << 20, &buf, &len);
+    if (s) return s;
+    cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -17,6 +17,7 @@
 #ifndef DSC_TRAIN_H
 #define DSC_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dsc.h"
@@ -94,6 +95,135 @@ dsc_status dsc_train_write_grads(const dsc_trainer *t, const char *path, float l
  * the caller frees with free(); on failure it is NULL. Token ids are checked
  * against the model later, by dsc_train_grad / dsc_train_eval. */
 dsc_status dsc_train_read_batch(const char *path, int32_t **tokens, int32_t *B, int32_t *T);
+
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer training (bpe_train.c)                                          */
+
+typedef struct {
+    int32_t vocab_size;    /* ids in all: 6 added tokens + 256 bytes + merges (>= 262) */
+    int32_t min_frequency; /* a pair seen fewer times is not merged (default 2)       */
+} dsc_bpe_params;
+
+typedef struct {
+    int64_t n_bytes, n_words, n_types; /* text read; pre-tokenized words; distinct words */
+    int32_t n_merges, n_vocab;
+} dsc_bpe_stats;
+
+dsc_bpe_params dsc_bpe_default_params(void);
+
+/* Learns a byte-level BPE from UTF-8 text files with DeepSeek-V3's
+ * pre-tokenizer and writes a Hugging Face tokenizer.json to tokenizer_path:
+ * ids 0-5 the added tokens <｜begin▁of▁sentence｜>, <｜end▁of▁sentence｜>,
+ * <｜User｜>, <｜Assistant｜>, <think>, </think> (also in model.vocab), then
+ * the 256 bytes, then one id per merge, without gaps. config_path (may be
+ * NULL) receives a tokenizer_config.json with R1's chat template. The
+ * vocabulary can end smaller than asked when no pair is left to merge
+ * (stats->n_vocab says). Files are written whole or not at all. */
+dsc_status dsc_bpe_train(const char *const *files, int n_files, const dsc_bpe_params *params,
+                         const char *tokenizer_path, const char *config_path, dsc_bpe_stats *stats);
+
+/* Reads a whole text file and checks it is UTF-8; *text (NUL-terminated,
+ * malloc'd) is NULL on failure. */
+dsc_status dsc_text_read(const char *path, char **text, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* The training loop (loop.c)                                                */
+/*                                                                           */
+/* dsc_train_run trains a checkpoint on text files and writes checkpoints in */
+/* the published layout to out_dir:                                          */
+/*   config.json          (num_nextn_predict_layers 0: MTP layers are not    */
+/*                         trained and not written; torch_dtype float32)     */
+/*   model.safetensors    every parameter in F32, e_score_correction_bias    */
+/*   tokenizer.json, tokenizer_config.json   copied from params.tokenizer    */
+/*   optimizer.safetensors  exp_avg.NAME, exp_avg_sq.NAME (AdamW moments)    */
+/*   rollback.safetensors   the last verified-good state (param./exp_avg./   */
+/*                          exp_avg_sq./bias.NAME), for loss-spike rollback  */
+/*   trainer_state.json   step, data position, spike windows, events        */
+/*   log.jsonl            one JSON object per step and per event             */
+/* --resume reloads all of it and continues exactly: the same losses as one  */
+/* uninterrupted run with the same settings.                                 */
+/*                                                                           */
+/* Schedule: lr rises linearly over warmup steps, then follows a cosine to   */
+/* min_lr at step `steps`. Each optimizer step averages the gradients of     */
+/* accum micro-batches of batch x (seq + 1) tokens, clips them to global     */
+/* norm clip, takes AdamW (decoupled weight decay on matrices) and moves     */
+/* e_score_correction_bias by gamma from the expert loads of all micro-     */
+/* batches (DeepSeek-V3's auxiliary-loss-free balancing).                   */
+/*                                                                           */
+/* Stability (loss spikes; the restart-and-skip recipe of PaLM sec. 5.1): the */
+/* losses and gradient norms of the last spike_window applied steps are      */
+/* kept. A batch is skipped — no update, a "skipped" line in the log (a fast */
+/* spike) — when its loss or gradient norm is not finite or, once 8 values   */
+/* are kept, when its loss exceeds mean + spike_k std and 1.05 mean, or its  */
+/* gradient norm exceeds mean + spike_k std and 2 mean. A batch whose loss   */
+/* exceeds mean + spike_k/2 std and 1.02 mean is applied but marked          */
+/* "loss_high". After rollback_after skipped-or-high batches in a row (a     */
+/* slow spike, or divergence) the state returns to the last snapshot —       */
+/* parameters, moments, biases, step and windows, taken every snapshot_every */
+/* steps from a state whose next loss was judged normal — and the data goes  */
+/* on after the stretch that went wrong ("rolled_back" in the log: the step  */
+/* count goes back, the data does not). After max_rollbacks the run fails.   */
+/*                                                                           */
+/* Starting from a config.json (random weights, dsc_init_checkpoint, F32)   */
+/* the initialisation is adjusted for training: every matrix is multiplied  */
+/* by init_scale, the residual-branch outputs (o_proj, down_proj) also by    */
+/* 1/sqrt(2 num_hidden_layers) (GPT-2), and the correction biases start at 0. */
+
+typedef struct {
+    int32_t step;          /* optimizer steps done (a skipped batch is not a step)  */
+    float loss;            /* mean cross-entropy of the step's micro-batches        */
+    float val_loss;        /* NaN when not evaluated at this step                   */
+    float lr, grad_norm, tokens_per_s;
+    const char *event;     /* NULL, "loss_high", "skipped", "rolled_back", "diverged", */
+                           /* "checkpoint" (the last is not in log.jsonl)           */
+    const char *json;      /* the line written to log.jsonl (without newline)       */
+} dsc_train_report;
+
+typedef struct {
+    const char *init;              /* config.json (random start) or a checkpoint directory */
+    const char *const *data;       /* UTF-8 text files, one document each                 */
+    int32_t n_data;
+    const char *tokenizer;         /* tokenizer.json; its vocabulary must fit the model's  */
+    const char *out_dir;
+    int32_t batch, seq, steps;     /* sequences per micro-batch, tokens per sequence,      */
+                                   /* optimizer steps in all (the schedule's length)       */
+    int32_t accum;                 /* micro-batches per step (>= 1)                         */
+    int32_t warmup;                /* steps of linear warmup                               */
+    float lr, min_lr;              /* peak and final learning rate                         */
+    float weight_decay, clip;      /* clip <= 0: no clipping                               */
+    float alpha, gamma;            /* balance-loss weight, bias update speed               */
+    float beta1, beta2, eps;
+    float val_frac;                /* sequences held out for validation (from the end)     */
+    int32_t val_batches;           /* batches per evaluation, at most (0 = all)            */
+    int32_t eval_every, save_every;/* steps; 0 = only at the end                           */
+    int32_t threads;               /* 0 = all CPUs                                         */
+    const char *isa;
+    uint64_t seed;                 /* random init and data order                           */
+    float init_scale;
+    int resume;
+    int32_t stop_at;               /* end this run (with a checkpoint) after this step; 0 = steps */
+    int32_t spike_window, rollback_after, snapshot_every, max_rollbacks;
+    float spike_k;
+    /* Tests of the stability machinery: */
+    int32_t inject_step, inject_token;  /* the batch of step inject_step (once): one token repeated */
+    int32_t burst_step, burst_len;      /* lr x burst_factor for burst_len steps from burst_step (once) */
+    float burst_factor;
+    volatile int *interrupt;       /* non-zero: checkpoint and stop after the current step  */
+    void (*on_report)(void *user, const dsc_train_report *r);
+    void *user;
+} dsc_train_run_params;
+
+/* lr 1e-3, min_lr 1e-4, warmup 10, wd 0.1, clip 1, alpha 0 (off), gamma 1e-3,
+ * betas 0.9 / 0.95, eps 1e-8, batch 8, seq 128, steps 100, accum 1, val_frac
+ * 0.05, val_batches 8, eval_every 50, save_every 100, init_scale 1,
+ * spike_window 32, spike_k 6, rollback_after 3, snapshot_every 20, max_rollbacks 5. */
+dsc_train_run_params dsc_train_run_default_params(void);
+
+dsc_status dsc_train_run(const dsc_train_run_params *params);
+
+/* The learning rate of step s (1-based) under the schedule of params. */
+float dsc_train_lr(const dsc_train_run_params *params, int32_t s);
 
 #ifdef __cplusplus
 }

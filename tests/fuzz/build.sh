@@ -12,7 +12,7 @@ for t in safetensors config; do
     # shellcheck disable=SC2086  # flag lists are split on purpose
     $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
-        -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" \
+        -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
         "$root/src/io/safetensors.c" "$root/src/io/config.c" \
         $cjson -lm
     echo "built $out/fuzz_$t"

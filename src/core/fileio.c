@@ -1,0 +1,96 @@
+/*
+ * fileio.c — file helpers (POSIX).
+ */
+#include "core/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/status.h"
+
+dsc_status fio_join(char *out, const char *dir, const char *name) {
+    int n = snprintf(out, FIO_PATH_MAX, "%s/%s", dir, name);
+    if (n < 0 || n >= FIO_PATH_MAX) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
+    return DSC_OK;
+}
+
+int fio_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+dsc_status fio_mkdirs(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+        return S_ISDIR(sb.st_mode) ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: exists and is not a directory", dir);
+    char p[FIO_PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
+    for (char *s = p + 1;; s++) {
+        char ch = *s;
+        if (ch != '/' && ch != '\0') continue;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+        *s = ch;
+        if (!ch) break;
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return dsc_fail(DSC_ERR_IO, "%s: cannot create directory: a component is not a directory", dir);
+    return DSC_OK;
+}
+
+dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 14, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, fp);
+        if (n < cap) break;
+        if (cap >= max) {
+            free(b);
+            fclose(fp);
+            return dsc_fail(DSC_ERR_FORMAT, "%s: larger than %zu MiB", path, max >> 20);
+        }
+        char *nb = realloc(b, (cap *= 2) + 1);
+        if (!nb) free(b);
+        b = nb;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    if (err) {
+        free(b);
+        return dsc_fail(DSC_ERR_IO, "%s: read error (%s)", path, strerror(errno ? errno : EIO));
+    }
+    b[n] = '\0';
+    *out = b;
+    *len = n;
+    return DSC_OK;
+}
+
+dsc_status fio_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path) {
+    const uint8_t *b = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, b, n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no space");
+        b += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return DSC_OK;
+}
+
+dsc_status fio_write_text(const char *path, const char *text, size_t len) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    dsc_status s = fio_pwrite_all(fd, text, len, 0, path);
+    if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return s;
+}

@@ -1,0 +1,32 @@
+/*
+ * fileio.h — small file helpers shared by the checkpoint readers and
+ * writers; every failure records a one-line message naming the path.
+ */
+#ifndef DSC_CORE_FILEIO_H
+#define DSC_CORE_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsc.h"
+
+#define FIO_PATH_MAX 4096
+
+/* out (FIO_PATH_MAX bytes) = dir/name. */
+dsc_status fio_join(char *out, const char *dir, const char *name);
+int fio_exists(const char *path);
+
+/* mkdir -p; an existing path must be a directory. */
+dsc_status fio_mkdirs(const char *dir);
+
+/* Whole file into a new NUL-terminated buffer of *len bytes; files larger
+ * than max bytes are refused as not what they claim to be. */
+dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* All n bytes at offset off, retrying short writes. */
+dsc_status fio_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path);
+
+/* Creates or replaces path with len bytes of text. */
+dsc_status fio_write_text(const char *path, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,209 @@
+#!/bin/sh
+# The training loop and tokenizer training end to end, through the CLI:
+#   test_loop.sh DSC_BINARY GOLDEN_DIR
+# train-tokenizer (checked against a plain reference trainer, loaded and
+# round-tripped by `dsc tokenize` / `dsc detokenize`), `dsc train` on a tiny
+# DeepSeek-V3 config (the loss falls; --accum; --resume is exact), the
+# stability machinery (an injected absurd batch is skipped; an lr burst
+# diverges, rolls back and recovers), and the checkpoint in generate / run /
+# logits. Deterministic; a few seconds on one thread.
+set -u
+DSC=$1
+GOLDEN=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { # check NAME COMMAND...: passes when the command succeeds
+    name=$1
+    shift
+    if "$@" >"$W/out" 2>&1; then ok "$name"; else ko "$name"; sed 's/^/     /' "$W/out" | tail -15; fi
+}
+# fails NAME PATTERN COMMAND...: the command must exit 1 with one line matching PATTERN
+fails() {
+    name=$1 pat=$2
+    shift 2
+    "$@" >"$W/out" 2>"$W/err"
+    rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l <"$W/err")" -eq 1 ] && grep -q -- "$pat" "$W/err"; then ok "$name"
+    else ko "$name (rc $rc)"; cat "$W/err" | head -5; fi
+}
+py() { python3 - "$@"; }
+
+# ---------------------------------------------------------------- tokenizer
+TEXT="$W/text.txt"
+cat "$ROOT/README.md" "$ROOT/tests/train/bpe_ref.py" > "$TEXT"
+[ -f "$GOLDEN/../STYLE.md" ] && cat "$GOLDEN/../STYLE.md" >> "$TEXT"
+TOK="$W/tok"
+mkdir -p "$TOK"
+check "train-tokenizer --vocab 600" "$DSC" train-tokenizer --data "$ROOT/README.md" "$TEXT" --vocab 600 -o "$TOK/tokenizer.json"
+
+check "tokenizer.json: 600 ids without gaps, added tokens 0-5 in vocab, DeepSeek-V3 pre-tokenizer" py "$TOK" "$GOLDEN" <<'EOF'
+import json, sys
+tok = json.load(open(sys.argv[1] + "/tokenizer.json"))
+vocab = tok["model"]["vocab"]
+assert sorted(vocab.values()) == list(range(600)), "ids are not 0..599"
+added = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
+assert [(a["id"], a["content"]) for a in tok["added_tokens"]] == list(enumerate(added)), tok["added_tokens"]
+assert all(vocab[a] == i for i, a in enumerate(added)), "added tokens not in model.vocab at their ids"
+assert len(tok["model"]["merges"]) == 600 - 262
+ref = json.load(open(sys.argv[2] + "/tokenizer/deepseek-v3/tokenizer.json"))
+assert tok["pre_tokenizer"] == ref["pre_tokenizer"], "pre_tokenizer differs from DeepSeek-V3's"
+cfg = json.load(open(sys.argv[1] + "/tokenizer_config.json"))
+assert "<｜Assistant｜><think>\\n" in cfg["chat_template"] and cfg["bos_token"] == added[0] and cfg["eos_token"] == added[1]
+EOF
+
+# round trip of a text through dsc tokenize / detokenize
+"$DSC" tokenize --tokenizer "$TOK/tokenizer.json" -f "$TEXT" >"$W/ids" 2>"$W/err"
+"$DSC" detokenize --tokenizer "$TOK/tokenizer.json" --ids "$(cat "$W/ids")" >"$W/back" 2>>"$W/err"
+check "dsc tokenize + detokenize round-trip the training text exactly ($(wc -w <"$W/ids") ids)" py "$TEXT" "$W/back" "$W/ids" <<'EOF'
+import sys
+text = open(sys.argv[1], "rb").read()
+back = open(sys.argv[2], "rb").read()
+ids = open(sys.argv[3]).read().split()
+assert back[:-1] == text and back[-1:] == b"\n", "text differs after the round trip"
+assert len(ids) < 0.6 * len(text), f"{len(ids)} ids for {len(text)} bytes: merges not used"
+EOF
+"$DSC" tokenize --tokenizer "$TOK/tokenizer.json" --special -p '<｜User｜>hi<｜Assistant｜><think>' >"$W/ids" 2>&1
+check "special tokens are single ids (--special)" py "$W/ids" <<'EOF'
+import sys
+ids = open(sys.argv[1]).read().split()
+assert ids[0] == "2" and ids[-2:] == ["3", "4"] and len(ids) <= 5, ids
+EOF
+
+python3 "$HERE/bpe_ref.py" gen "$W/ascii.txt"
+"$DSC" train-tokenizer --data "$W/ascii.txt" --vocab 420 -o "$W/ref.json" 2>"$W/err"
+check "merges and ids equal a plain reference trainer (ASCII corpus, 420 ids)" python3 "$HERE/bpe_ref.py" check "$W/ascii.txt" "$W/ref.json" 420
+"$DSC" train-tokenizer --data "$W/ascii.txt" --vocab 5000 -o "$W/ref5000.json" 2>"$W/err"
+check "vocabulary ends when no pair occurs twice (same as the reference)" python3 "$HERE/bpe_ref.py" check "$W/ascii.txt" "$W/ref5000.json" 5000
+
+printf 'ok \377 bad\n' >"$W/bad.txt"
+fails "train-tokenizer: invalid UTF-8 is one line naming the file" "bad.txt: invalid UTF-8 at byte offset 3" \
+    "$DSC" train-tokenizer --data "$W/bad.txt" --vocab 300 -o "$W/x.json"
+fails "train-tokenizer: a vocabulary below 262 is refused" "vocab" "$DSC" train-tokenizer --data "$TEXT" --vocab 100 -o "$W/x.json"
+fails "train-tokenizer: a missing file" "nope.txt: cannot open" "$DSC" train-tokenizer --data "$W/nope.txt" --vocab 300 -o "$W/x.json"
+
+# ---------------------------------------------------------------- training
+cat >"$W/config.json" <<'EOF'
+{
+  "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+  "vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+  "num_hidden_layers": 2, "num_nextn_predict_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+  "n_shared_experts": 1, "n_routed_experts": 4, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
+  "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1, "norm_topk_prob": true, "scoring_func": "sigmoid",
+  "first_k_dense_replace": 0, "moe_layer_freq": 1,
+  "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+  "hidden_act": "silu", "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "rope_scaling": null,
+  "max_position_embeddings": 2048, "tie_word_embeddings": false, "bos_token_id": 0, "eos_token_id": 1,
+  "attention_bias": false, "torch_dtype": "bfloat16"
+}
+EOF
+TRAIN="$DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --batch 4 --seq 32"
+TRAIN="$TRAIN --lr 1e-2 --warmup 5 --gamma 0.01 --eval-every 10 --threads 1"
+
+check "train 30 steps from a config" $TRAIN --steps 30 -o "$W/run"
+check "the loss falls clearly; val_loss, lr, grad_norm, tokens/s, expert loads and bias range logged" py "$W/run" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/log.jsonl")]
+steps = [r for r in rows if "event" not in r]
+assert [r["step"] for r in steps] == list(range(1, 31)), [r["step"] for r in rows]
+first, last = steps[0]["loss"], sum(r["loss"] for r in steps[-5:]) / 5
+assert last < first - 0.7, f"loss {first:.3f} -> {last:.3f}"
+vals = [r["val_loss"] for r in steps if "val_loss" in r]
+assert len(vals) == 3 and vals[-1] < first - 0.5, vals
+for k in ("lr", "grad_norm", "tokens_per_s"):
+    assert all(r[k] > 0 for r in steps), k
+assert all(len(r["expert_load_max_mean"]) == 2 and all(1 <= x <= 2 for x in r["expert_load_max_mean"]) for r in steps)
+assert steps[-1]["bias_max"][0] > steps[-1]["bias_min"][0], "the correction bias did not move"
+print(f"loss {first:.3f} -> {last:.3f} (val {vals[-1]:.3f})")
+EOF
+check "checkpoint in the published layout, config without MTP, F32" py "$W/run" <<'EOF'
+import json, os, struct, sys
+d = sys.argv[1]
+for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "optimizer.safetensors",
+          "trainer_state.json", "log.jsonl"):
+    assert os.path.exists(os.path.join(d, f)), f
+cfg = json.load(open(d + "/config.json"))
+assert cfg["num_nextn_predict_layers"] == 0 and cfg["torch_dtype"] == "float32"
+raw = open(d + "/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+names = [k for k in hdr if k != "__metadata__"]
+assert all(hdr[k]["dtype"] == "F32" for k in names)
+assert "model.layers.1.mlp.gate.e_score_correction_bias" in names and "lm_head.weight" in names
+assert not any(k.startswith("model.layers.2.") for k in names), "an MTP layer was written"
+EOF
+
+check "the checkpoint loads in dsc generate" "$DSC" generate -m "$W/run" --tokens "0 40 50" -n 6 --ids -t 1
+check "the checkpoint loads in dsc logits" "$DSC" logits -m "$W/run" --tokens "0 40 50" -o "$W/logits.safetensors" -t 1
+check "the checkpoint answers in dsc run --tokenizer (R1 template found)" sh -c \
+    "'$DSC' run -m '$W/run' --tokenizer '$W/run/tokenizer.json' -p 'What is dsc?' -n 12 --temp 0 -t 1 --verbose-prompt 2>&1 | grep -q 'prompt'"
+
+# gradient accumulation: 2 x 2 sequences = one batch of 4 (the same mean gradient)
+check "train --accum 2 --batch 2 matches --batch 4 (first steps)" sh -c "
+  $DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
+    --warmup 5 --gamma 0.01 --eval-every 0 --threads 1 --steps 3 --batch 2 --accum 2 -o $W/acc2 2>/dev/null &&
+  $DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
+    --warmup 5 --gamma 0.01 --eval-every 0 --threads 1 --steps 3 --batch 4 --accum 1 -o $W/acc1 2>/dev/null &&
+  python3 -c '
+import json, sys
+a = [json.loads(l) for l in open(\"$W/acc2/log.jsonl\")]
+b = [json.loads(l) for l in open(\"$W/acc1/log.jsonl\")]
+for x, y in zip(a, b):
+    for k in (\"loss\", \"grad_norm\"):
+        assert abs(x[k] - y[k]) <= 2e-4 * abs(y[k]), (k, x[k], y[k])
+    assert x[\"expert_load_max_mean\"] == y[\"expert_load_max_mean\"]
+'"
+
+# resume: 20 steps at once = 10, then --resume to 20 (schedule of 20 both times)
+check "20 steps in one run" $TRAIN --steps 20 --save-every 7 -o "$W/one"
+check "10 steps (--stop-at 10), then --resume" sh -c "$TRAIN --steps 20 --save-every 7 --stop-at 10 -o $W/two 2>/dev/null &&
+    $TRAIN --steps 20 --save-every 7 --resume -o $W/two"
+check "resume is exact: identical log losses and identical weights" py "$W/one" "$W/two" <<'EOF'
+import json, sys
+def rows(d): return [(r["step"], r.get("loss"), r.get("val_loss"), r.get("grad_norm")) for r in map(json.loads, open(d + "/log.jsonl"))]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert len(a) == 20 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3] or (len(a), len(b))
+assert open(sys.argv[1] + "/model.safetensors", "rb").read() == open(sys.argv[2] + "/model.safetensors", "rb").read()
+EOF
+fails "--resume without a checkpoint is one line" "empty" $TRAIN --steps 5 --resume -o "$W/empty"
+
+# ---------------------------------------------------------------- stability
+check "an absurd batch (one token repeated) injected at step 15" $TRAIN --steps 30 --inject-batch 15:300 -o "$W/inject"
+check "... is skipped (logged), and training goes on to step 30" py "$W/inject" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/log.jsonl")]
+sk = [r for r in rows if r.get("event") == "skipped"]
+assert len(sk) == 1 and sk[0]["step"] == 15 and sk[0]["reason"] in ("loss", "grad_norm"), sk
+steps = [r["step"] for r in rows if "event" not in r]
+assert steps == list(range(1, 31)), steps
+assert not any(r.get("event") == "rolled_back" for r in rows)
+print("skipped:", sk[0])
+EOF
+check "an lr burst (x100 at step 15) with snapshots every 5 steps" $TRAIN --steps 30 --lr-burst 15:100:2 --snapshot-every 5 -o "$W/burst"
+check "... diverges, is skipped, rolls back to step 10, and recovers" py "$W/burst" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/log.jsonl")]
+ev = [(r["step"], r["event"]) for r in rows if r.get("event") in ("skipped", "rolled_back")]
+assert ev == [(16, "skipped")] * 3 + [(10, "rolled_back")], ev
+rb = next(r for r in rows if r.get("event") == "rolled_back")
+assert rb["from_step"] == 15 and rb["to_step"] == 10 and rb["skipped_sequences"] == 32, rb
+burst = next(r for r in rows if r.get("step") == 15 and "event" not in r)
+assert burst["lr"] > 0.1, burst
+after = [r for r in rows[rows.index(rb) + 1:] if "event" not in r]
+assert [r["step"] for r in after] == list(range(11, 31)), [r["step"] for r in after]
+assert all(r["lr"] < 0.02 for r in after), "the burst came back after the rollback"
+first = rows[0]["loss"]
+assert after[-1]["loss"] < first - 0.5 and after[-1]["val_loss"] < first - 0.5, after[-1]
+print("rolled back:", rb)
+EOF
+check "without rollbacks allowed the same burst ends the run with 'diverged'" sh -c \
+    "! $TRAIN --steps 30 --lr-burst 15:100:2 --max-rollbacks 0 -o $W/diverge 2>$W/err && grep -q 'giving up' $W/err &&
+     grep -q '\"event\":\"diverged\"' $W/diverge/log.jsonl"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
