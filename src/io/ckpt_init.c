@@ -371,30 +371,17 @@ static dsc_status ci_write_config(const char *json, size_t len, const char *src,
 
 /* The header JSON of shard s, with "__metadata__": {"format": "pt"} as torch writes. */
 static char *ci_header(const ci_plan *p, int s) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-    if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    for (int i = 0; i < p->n; i++) {
+    st_header *h = st_header_new();
+    for (int i = 0; i < p->n && h; i++) {
         const ci_tensor *t = &p->t[i];
         if (t->shard != s) continue;
-        cJSON *e = cJSON_AddObjectToObject(root, t->name);
-        cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
-        cJSON *of = sh ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        if (!of || !cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype))) {
-            cJSON_Delete(root);
+        const int64_t shape[2] = {t->ndim == 2 ? t->rows : t->cols, t->cols};
+        if (!st_header_add(h, t->name, t->dtype, t->ndim, shape, t->offset, t->offset + t->nbytes)) {
+            free(st_header_finish(h));
             return NULL;
         }
-        if (t->ndim == 2) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->rows));
-        cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->cols));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)t->offset));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(t->offset + t->nbytes)));
     }
-    char *h = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return h;
+    return st_header_finish(h);
 }
 
 /* One worker's buffers, sized for the largest chunk (cap elements). */

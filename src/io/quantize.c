@@ -536,29 +536,16 @@ static dsc_status qz_write_config(const char *json, size_t len, const char *src,
 
 /* The header JSON of output file k, with "__metadata__": {"format": "pt"}. */
 static char *qz_header(const qz_plan *p, int k) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-    if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    for (int i = 0; i < p->n; i++) {
+    st_header *h = st_header_new();
+    for (int i = 0; i < p->n && h; i++) {
         const qz_tensor *t = &p->t[i];
         if (t->file != k) continue;
-        cJSON *e = cJSON_AddObjectToObject(root, t->name);
-        cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
-        cJSON *of = sh ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        if (!of || !cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype))) {
-            cJSON_Delete(root);
+        if (!st_header_add(h, t->name, t->dtype, t->ndim, t->shape, t->offset, t->offset + t->nbytes)) {
+            free(st_header_finish(h));
             return NULL;
         }
-        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)t->offset));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(t->offset + t->nbytes)));
     }
-    char *h = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return h;
+    return st_header_finish(h);
 }
 
 /* model.safetensors.index.json for sharded output. */

@@ -226,6 +226,43 @@ const st_tensor *st_find(const st_file *f, const char *name) {
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                   */
 
+struct st_header {
+    cJSON *root;
+};
+
+st_header *st_header_new(void) {
+    st_header *h = malloc(sizeof *h);
+    if (!h) return NULL;
+    h->root = cJSON_CreateObject();
+    cJSON *meta = h->root ? cJSON_AddObjectToObject(h->root, "__metadata__") : NULL;
+    if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")) {
+        cJSON_Delete(h->root);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+int st_header_add(st_header *h, const char *name, st_dtype dt, int ndim, const int64_t *shape, uint64_t begin,
+                  uint64_t end) {
+    cJSON *e = cJSON_AddObjectToObject(h->root, name);
+    cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+    cJSON *of = sh ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+    if (!of || !cJSON_AddStringToObject(e, "dtype", st_dtype_name(dt))) return 0;
+    for (int d = 0; d < ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[d]));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)begin));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)end));
+    return 1;
+}
+
+char *st_header_finish(st_header *h) {
+    if (!h) return NULL;
+    char *text = cJSON_PrintUnformatted(h->root);
+    cJSON_Delete(h->root);
+    free(h);
+    return text;
+}
+
 /* Bytes of a view whose dtype name was already checked. */
 static size_t st_view_bytes(const dsc_tensor_view *v) {
     st_dtype dt = ST_U8;

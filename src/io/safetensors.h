@@ -58,4 +58,12 @@ const st_tensor *st_find(const st_file *f, const char *name);
  * time so this cannot overflow. */
 int64_t st_numel(const st_tensor *t);
 
+/* Header of a file being written: entries in file order, then the JSON text
+ * (with "__metadata__": {"format": "pt"} as torch writes). */
+typedef struct st_header st_header;
+st_header *st_header_new(void);                         /* NULL when out of memory */
+int st_header_add(st_header *h, const char *name, st_dtype dt, int ndim, const int64_t *shape, uint64_t begin,
+                  uint64_t end);                        /* 0 when out of memory    */
+char *st_header_finish(st_header *h);                   /* frees h; malloc'd text or NULL */
+
 #endif
