@@ -18,6 +18,8 @@ typedef struct {
     int n_shards, n_threads, n_reps, n_prompt, json, depth;
     const char *isa;
     int kv_type;       /* dsc_kv_type */
+    int argc;          /* train, train-tokenizer: the whole command line, parsed there */
+    char **argv;
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special;
     dsc_sampler_params sp;
     int temp_set;
@@ -59,5 +61,7 @@ int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);
 int cmd_chat(const cli_opts *o);
 int cmd_grad(const cli_opts *o);
+int cmd_train(const cli_opts *o);
+int cmd_train_tokenizer(const cli_opts *o);
 
 #endif

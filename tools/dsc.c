@@ -29,6 +29,8 @@ static const char *usage_text =
     "  init        write a random-weight checkpoint for a config (-c CONFIG.json -o DIR)\n"
     "  bench       prefill and decode speed against this machine's roofline\n"
     "  grad        write the loss and every trainable tensor's gradient for a batch\n"
+    "  train       pretrain a config or checkpoint on text files (dsc train --help)\n"
+    "  train-tokenizer  learn a byte-level BPE tokenizer.json from text files (--help)\n"
     "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4)\n"
     "  kld         mean KL divergence of next-token distributions of two models (-m A -m B)\n"
     "\n"
@@ -378,10 +380,11 @@ int main(int argc, char **argv) {
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
                 {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat},
-                {"grad", cmd_grad}};
+                {"grad", cmd_grad}, {"train", cmd_train}, {"train-tokenizer", cmd_train_tokenizer}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
-        cli_opts o = {.cmd = cmd};
+        cli_opts o = {.cmd = cmd, .argc = argc, .argv = argv};
+        if (!strcmp(cmd, "train") || !strcmp(cmd, "train-tokenizer")) return cmds[i].fn(&o); /* own options */
         int rc = parse_opts(argc, argv, &o);
         return rc ? rc : cmds[i].fn(&o);
     }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
@@ -203,36 +204,8 @@ static dsc_status pretok(bpe_counter *c, int step, const char *s, size_t n) {
     return DSC_OK;
 }
 
-static dsc_status read_text(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (!grow(&buf, &cap, n + 65536 + 1, 1)) {
-            fclose(fp);
-            free(buf);
-            return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory reading", path);
-        }
-        size_t r = fread(buf + n, 1, 65536, fp);
-        n += r;
-        if (r < 65536) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) {
-        free(buf);
-        return dsc_fail(DSC_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return DSC_OK;
-}
-
 dsc_status dsc_text_read(const char *path, char **text, size_t *len) {
-    dsc_status s = read_text(path, text, len);
+    dsc_status s = fio_read_file(path, (size_t)1 << 40, text, len);
     if (s) return s;
     size_t bad = tok_utf8_check(*text, *len);
     if (bad < *len) {
@@ -676,19 +649,20 @@ static char *tokenizer_config_json(void) {
     return out;
 }
 
+/* text and a newline to path, through path.tmp and a rename. */
 static dsc_status write_text(const char *path, const char *text) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return dsc_fail(DSC_ERR_ARG, "%s: path too long", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    char tmp[FIO_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, fp) == n && fputc('\n', fp) != EOF;
-    ok = (fclose(fp) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return DSC_OK;
+    char *buf = malloc(n + 1);
+    if (!buf) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    dsc_status s = fio_write_text(tmp, buf, n + 1);
+    free(buf);
+    if (!s && rename(tmp, path) != 0) s = dsc_fail(DSC_ERR_IO, "%s: cannot rename: %s", path, strerror(errno));
+    if (s) remove(tmp);
+    return s;
 }
 
 dsc_status dsc_bpe_train(const char *const *files, int n_files, const dsc_bpe_params *p, const char *tokenizer_path,

@@ -23,12 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
-#define LOOP_PATH 4096
 #define LOOP_MIN_HISTORY 8        /* values in the window before outliers are judged */
 #define LOOP_LOSS_REL 1.05        /* a loss spike is also 5% above the mean          */
 #define LOOP_HIGH_REL 1.02        /* a high loss is also 2% above the mean           */
@@ -79,7 +79,7 @@ typedef struct {
     float *acc;           /* (n_floats) gradient sum, accum > 1 only       */
     int32_t *loads;       /* (L, E) routes of the step's micro-batches     */
     size_t n_loads;
-    char cfg_src[LOOP_PATH];
+    char cfg_src[FIO_PATH_MAX];
 
     int32_t step;         /* optimizer steps applied                       */
     int64_t epoch, cursor;
@@ -148,43 +148,19 @@ static void loop_free(loop *L) {
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
-static dsc_status join_path(char *out, const char *dir, const char *name) {
-    if (snprintf(out, LOOP_PATH, "%s/%s", dir, name) >= LOOP_PATH) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    return DSC_OK;
-}
-
-static dsc_status read_all(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    long n = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
-    char *b = n >= 0 && n < (1L << 30) ? malloc((size_t)n + 1) : NULL;
-    int ok = b && fseek(fp, 0, SEEK_SET) == 0 && fread(b, 1, (size_t)n, fp) == (size_t)n;
-    fclose(fp);
-    if (!ok) {
-        free(b);
-        return dsc_fail(DSC_ERR_IO, "%s: cannot read", path);
-    }
-    b[n] = 0;
-    *out = b;
-    *len = (size_t)n;
-    return DSC_OK;
-}
-
-/* Writes len bytes to path through path.tmp and a rename. */
+/* Writes len bytes to path through path.tmp and a rename: a checkpoint
+ * file is the old one or the new one, never half of either. */
 static dsc_status write_all(const char *path, const char *buf, size_t len) {
-    char tmp[LOOP_PATH + 8];
+    char tmp[FIO_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    int ok = fwrite(buf, 1, len, fp) == len;
-    ok = fclose(fp) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return DSC_OK;
+    dsc_status s = fio_write_text(tmp, buf, len);
+    if (!s && rename(tmp, path) != 0) s = dsc_fail(DSC_ERR_IO, "%s: cannot rename: %s", path, strerror(errno));
+    if (s) remove(tmp);
+    return s;
 }
+
+/* JSON and tokenizer files: at most 1 GiB. */
+static dsc_status read_small(const char *path, char **out, size_t *len) { return fio_read_file(path, (size_t)1 << 30, out, len); }
 
 static dsc_status write_json(const char *path, cJSON *root) {
     char *text = cJSON_Print(root);
@@ -196,27 +172,13 @@ static dsc_status write_json(const char *path, cJSON *root) {
     return s;
 }
 
-static dsc_status mkdirs(const char *dir) {
-    char p[LOOP_PATH];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return dsc_fail(DSC_ERR_ARG, "%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        char c = *s;
-        if (c != '/' && c != 0) continue;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
-        *s = c;
-        if (!c) break;
-    }
-    return DSC_OK;
-}
-
 /* config.json for the checkpoint: as the source, but without MTP layers
  * (not trained, not written), quantization, and with F32 weights. */
 static dsc_status write_config(const loop *L) {
-    char *json, dst[LOOP_PATH];
+    char *json, dst[FIO_PATH_MAX];
     size_t len;
-    dsc_status s = read_all(L->cfg_src, &json, &len);
-    if (s || (s = join_path(dst, L->p.out_dir, "config.json"))) {
+    dsc_status s = read_small(L->cfg_src, &json, &len);
+    if (s || (s = fio_join(dst, L->p.out_dir, "config.json"))) {
         free(json);
         return s;
     }
@@ -239,7 +201,7 @@ static dsc_status write_config(const loop *L) {
 static dsc_status copy_file(const char *src, const char *dst) {
     char *buf;
     size_t len;
-    dsc_status s = read_all(src, &buf, &len);
+    dsc_status s = read_small(src, &buf, &len);
     if (!s) s = write_all(dst, buf, len);
     free(buf);
     return s;
@@ -247,15 +209,15 @@ static dsc_status copy_file(const char *src, const char *dst) {
 
 /* tokenizer.json, and tokenizer_config.json when it lies beside it. */
 static dsc_status copy_tokenizer(const loop *L) {
-    char dst[LOOP_PATH], src[LOOP_PATH];
-    dsc_status s = join_path(dst, L->p.out_dir, "tokenizer.json");
+    char dst[FIO_PATH_MAX], src[FIO_PATH_MAX];
+    dsc_status s = fio_join(dst, L->p.out_dir, "tokenizer.json");
     if (!s) s = copy_file(L->p.tokenizer, dst);
     if (s) return s;
     snprintf(src, sizeof src, "%s", L->p.tokenizer);
     char *slash = strrchr(src, '/');
     snprintf(slash ? slash + 1 : src, sizeof src - (size_t)(slash ? slash + 1 - src : 0), "tokenizer_config.json");
     if (access(src, R_OK) != 0) return DSC_OK;
-    if ((s = join_path(dst, L->p.out_dir, "tokenizer_config.json"))) return s;
+    if ((s = fio_join(dst, L->p.out_dir, "tokenizer_config.json"))) return s;
     return copy_file(src, dst);
 }
 
@@ -296,7 +258,7 @@ static dsc_status write_tensors(const loop *L, const char *path, const char *con
         snprintf(nm, 192, "%s%s", bias_prefix, bias_name(tmp, sizeof tmp, i));
         v[n++] = (dsc_tensor_view){.name = nm, .dtype = "F32", .ndim = 1, .shape = {E}, .data = bias + (size_t)i * E};
     }
-    char tmp[LOOP_PATH + 8];
+    char tmp[FIO_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     dsc_status s = dsc_safetensors_write(tmp, v, n, "format", "pt");
     if (!s && rename(tmp, path) != 0) s = dsc_fail(DSC_ERR_IO, "%s: cannot rename: %s", path, strerror(errno));
@@ -355,20 +317,20 @@ static dsc_status window_from_json(spike_window *w, const cJSON *o, const char *
 
 static dsc_status save_checkpoint(loop *L) {
     dsc_trainer *t = L->t;
-    char path[LOOP_PATH];
+    char path[FIO_PATH_MAX];
     dsc_status s = write_config(L);
     if (!s) s = copy_tokenizer(L);
-    if (!s && !(s = join_path(path, L->p.out_dir, "model.safetensors"))) {
+    if (!s && !(s = fio_join(path, L->p.out_dir, "model.safetensors"))) {
         const char *pre[1] = {""};
         float *ar[1] = {t->params};
         s = write_tensors(L, path, pre, ar, 1, t->bias, "");
     }
-    if (!s && !(s = join_path(path, L->p.out_dir, "optimizer.safetensors"))) {
+    if (!s && !(s = fio_join(path, L->p.out_dir, "optimizer.safetensors"))) {
         const char *pre[2] = {"exp_avg.", "exp_avg_sq."};
         float *ar[2] = {t->m, t->v};
         s = write_tensors(L, path, pre, ar, 2, NULL, NULL);
     }
-    if (!s && L->snap.have && !(s = join_path(path, L->p.out_dir, "rollback.safetensors"))) {
+    if (!s && L->snap.have && !(s = fio_join(path, L->p.out_dir, "rollback.safetensors"))) {
         const char *pre[3] = {"param.", "exp_avg.", "exp_avg_sq."};
         float *ar[3] = {L->snap.params, L->snap.m, L->snap.v};
         s = write_tensors(L, path, pre, ar, 3, L->snap.bias, "bias.");
@@ -401,7 +363,7 @@ static dsc_status save_checkpoint(loop *L) {
         cJSON_AddNumberToObject(sn, "cursor", (double)L->snap.cursor);
         cJSON_AddItemToObject(sn, "window", window_json(&L->snap.w));
     }
-    if (!(s = join_path(path, L->p.out_dir, "trainer_state.json"))) s = write_json(path, st);
+    if (!(s = fio_join(path, L->p.out_dir, "trainer_state.json"))) s = write_json(path, st);
     cJSON_Delete(st);
     return s;
 }
@@ -417,10 +379,10 @@ static dsc_status json_int(const cJSON *o, const char *key, const char *path, in
 
 /* The state beside the checkpoint the trainer was loaded from. */
 static dsc_status load_state(loop *L, int64_t *log_bytes) {
-    char path[LOOP_PATH], *json;
+    char path[FIO_PATH_MAX], *json;
     size_t len;
-    dsc_status s = join_path(path, L->p.out_dir, "trainer_state.json");
-    if (s || (s = read_all(path, &json, &len))) return s;
+    dsc_status s = fio_join(path, L->p.out_dir, "trainer_state.json");
+    if (s || (s = read_small(path, &json, &len))) return s;
     cJSON *st = cJSON_ParseWithLength(json, len);
     free(json);
     if (!cJSON_IsObject(st)) {
@@ -467,14 +429,14 @@ static dsc_status load_state(loop *L, int64_t *log_bytes) {
 }
 
 static dsc_status load_arenas(loop *L) {
-    char path[LOOP_PATH];
+    char path[FIO_PATH_MAX];
     st_file f;
-    dsc_status s = join_path(path, L->p.out_dir, "optimizer.safetensors");
+    dsc_status s = fio_join(path, L->p.out_dir, "optimizer.safetensors");
     if (s || (s = st_open(path, &f))) return s;
     if (!(s = read_tensors(L, &f, "exp_avg.", L->t->m, NULL, NULL))) s = read_tensors(L, &f, "exp_avg_sq.", L->t->v, NULL, NULL);
     st_close(&f);
     if (s || !L->snap.have) return s;
-    if ((s = join_path(path, L->p.out_dir, "rollback.safetensors")) || (s = st_open(path, &f))) return s;
+    if ((s = fio_join(path, L->p.out_dir, "rollback.safetensors")) || (s = st_open(path, &f))) return s;
     if (!(s = read_tensors(L, &f, "param.", L->snap.params, "bias.", L->snap.bias)) &&
         !(s = read_tensors(L, &f, "exp_avg.", L->snap.m, NULL, NULL)))
         s = read_tensors(L, &f, "exp_avg_sq.", L->snap.v, NULL, NULL);
@@ -642,10 +604,10 @@ static dsc_status setup_model(loop *L) {
     const char *dir = p->out_dir;
     int fresh = 0;
     if (p->resume) {
-        if ((s = join_path(L->cfg_src, p->out_dir, "config.json"))) return s;
+        if ((s = fio_join(L->cfg_src, p->out_dir, "config.json"))) return s;
     } else if (is_dir(p->init)) {
         dir = p->init;
-        if ((s = join_path(L->cfg_src, p->init, "config.json"))) return s;
+        if ((s = fio_join(L->cfg_src, p->init, "config.json"))) return s;
     } else {
         snprintf(L->cfg_src, sizeof L->cfg_src, "%s", p->init);
         dsc_init_params ip = dsc_init_default_params();
@@ -690,8 +652,8 @@ static dsc_status setup_data(loop *L) {
 }
 
 static dsc_status open_log(loop *L, int64_t keep_bytes) {
-    char path[LOOP_PATH];
-    dsc_status s = join_path(path, L->p.out_dir, "log.jsonl");
+    char path[FIO_PATH_MAX];
+    dsc_status s = fio_join(path, L->p.out_dir, "log.jsonl");
     if (s) return s;
     if (keep_bytes >= 0) {
         if (truncate(path, keep_bytes) != 0) return dsc_fail(DSC_ERR_IO, "%s: cannot truncate: %s", path, strerror(errno));
@@ -893,16 +855,16 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     loop L = {.p = *params};
     int64_t log_bytes = -1;
     dsc_status s = check_params(&L.p);
-    if (!s && !L.p.resume) s = mkdirs(L.p.out_dir);
+    if (!s && !L.p.resume) s = fio_mkdirs(L.p.out_dir);
     if (!s) s = setup_model(&L);
     if (!s) s = setup_data(&L);
     if (!s && L.p.resume) s = load_state(&L, &log_bytes);
     if (!s && L.p.resume) s = load_arenas(&L);
     if (!s && !L.p.resume) { /* a fresh run leaves nothing of an older one */
-        char path[LOOP_PATH];
+        char path[FIO_PATH_MAX];
         const char *stale[3] = {"trainer_state.json", "optimizer.safetensors", "rollback.safetensors"};
         for (int i = 0; i < 3 && !s; i++)
-            if (!(s = join_path(path, L.p.out_dir, stale[i]))) remove(path);
+            if (!(s = fio_join(path, L.p.out_dir, stale[i]))) remove(path);
     }
     if (!s) s = open_log(&L, log_bytes);
     const int32_t end = L.p.stop_at > 0 && L.p.stop_at < L.p.steps ? L.p.stop_at : L.p.steps;
