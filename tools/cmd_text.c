@@ -257,7 +257,15 @@ static void stream_text(convo *c, streamer *st, const char *text, size_t n, int 
 static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     const int32_t n_ctx = dsc_ctx_n_ctx(c->s.ctx);
     size_t np = 0;
-    dsc_status st = dsc_chat_tokenize(c->tok, msgs, n, c->flags, c->prompt, (size_t)n_ctx, &np);
+    dsc_status st;
+    if (c->o->raw) { /* a base model: BOS + the text, continued as it is */
+        const char *text = msgs[n - 1].content;
+        c->prompt[0] = c->s.info.bos_token_id >= 0 ? c->s.info.bos_token_id : 0;
+        st = dsc_tokenize(c->tok, text, strlen(text), 0, c->prompt + 1, (size_t)n_ctx - 1, &np);
+        np++;
+    } else {
+        st = dsc_chat_tokenize(c->tok, msgs, n, c->flags, c->prompt, (size_t)n_ctx, &np);
+    }
     if (st && np <= (size_t)n_ctx) {
         cli_die_status();
         return NULL;
@@ -287,7 +295,7 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     c->n_cached = np;
     double t1 = now_s();
 
-    streamer sm = {.split.in_think = (c->flags & DSC_CHAT_REASONING) != 0};
+    streamer sm = {.split.in_think = !c->o->raw && (c->flags & DSC_CHAT_REASONING) != 0};
     dsc_sampler_reset(c->smp);
     for (size_t i = 0; i < np; i++) dsc_sampler_accept(c->smp, c->prompt[i]);
     int n_gen = 0;
@@ -327,6 +335,7 @@ int cmd_run(const cli_opts *o) {
         size_t n = 0;
         if (o->system) msgs[n++] = (dsc_chat_message){"system", o->system};
         msgs[n++] = (dsc_chat_message){"user", o->prompt};
+        if (o->raw) fputs(o->prompt, stdout); /* the continuation follows the prompt */
         char *answer = convo_turn(&c, msgs, n);
         rc = answer == NULL;
         free(answer);

@@ -57,6 +57,7 @@ static const char *usage_text =
     "  --think / --no-think   force the R1 reasoning template on or off (default: from\n"
     "                         tokenizer_config.json's chat_template)\n"
     "  --verbose-prompt       print the prompt token ids sent to the model (stderr)\n"
+    "  --raw                  (run) no chat template: BOS + the text, continued (base models)\n"
     "\n"
     "sampling (run, chat, generate):\n"
     "  -n N                   tokens to generate (default 16 for generate, 2048 for run/chat)\n"
@@ -153,6 +154,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--verbose-prompt")) o->verbose_prompt = 1, takes = 0;
         else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
+        else if (!strcmp(a, "--raw")) o->raw = 1, takes = 0;
         else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
         else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
         else if (!strcmp(a, "--json")) o->json = 1, takes = 0;

@@ -83,6 +83,11 @@ g = run(["run"] + common + ["-p", "What is 2+2?", "--temp", "0"])
 check(g[0] == 0 and prompts(g[2]) == [[BOS, USER] + text_ids("What is 2+2?") + [ASSISTANT, THINK] + text_ids("\n")],
       "run: R1 template", g[2])
 
+# --raw: no template, BOS + the text (base models); the prompt is echoed.
+r = run(["run"] + common + ["-p", "Once upon", "--raw", "--temp", "0"])
+check(r[0] == 0 and prompts(r[2]) == [[BOS] + text_ids("Once upon")] and r[1].startswith("Once upon"),
+      "run --raw: BOS + text, no template", r[2])
+
 # A conversation longer than the context is an error, not a crash.
 rc, out, err = run(["run", "-m", MODEL, "--tokenizer", TOK, "-c", "8", "-p", "this prompt is too long"])
 check(rc == 1 and "context" in err and err.count("\n") <= 2, "over-long prompt: clear error", err)
