@@ -42,7 +42,6 @@ static int32_t random_token(int32_t vocab) {
 int cmd_bench(const cli_opts *o) {
     const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth;
     dsc_machine mach;
-    if (dsc_measure_machine(o->n_threads, o->isa, &mach)) return cli_die_status();
     cli_opts oo = *o;
     if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;
     if (oo.n_batch < P && P > 0) oo.n_batch = P;
@@ -55,40 +54,60 @@ int cmd_bench(const cli_opts *o) {
     const int V = s.info.vocab_size;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
     double *pp = calloc((size_t)R, sizeof(double)), *tg = calloc((size_t)R, sizeof(double));
-    int rc = (!toks || !pp || !tg) ? cli_die("out of memory") : 0;
+    double *bw = calloc((size_t)R, sizeof(double)), *peak = calloc((size_t)R, sizeof(double));
+    double *tg_pct = calloc((size_t)R, sizeof(double)), *pp_pct = calloc((size_t)R, sizeof(double));
+    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct) ? cli_die("out of memory") : 0;
+    const dsc_model_info *i = &s.info;
+    /* Bytes per decode step: active weights + the latent cache read at the
+     * mean position of the run. FLOPs per prompt token: the matmuls. */
+    const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
+    const double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
+    const double flops = 2.0 * (double)i->active_params;
 
-    /* Prefill: P random tokens into an empty context. */
-    for (int r = 0; r < R && !rc && P > 0; r++) {
-        for (int i = 0; i < P; i++) toks[i] = random_token(V);
-        dsc_ctx_truncate(s.ctx, 0);
-        double t0 = now_s();
-        if (dsc_eval(s.ctx, toks, P, NULL)) rc = cli_die_status();
-        pp[r] = P / (now_s() - t0);
-    }
-    /* Decode: N steps after D tokens of context. */
-    if (!rc && D > 0) {
-        for (int i = 0; i < D; i++) toks[i] = random_token(V);
+    if (!rc && D > 0) { /* the context the decode test starts from */
+        for (int k = 0; k < D; k++) toks[k] = random_token(V);
         dsc_ctx_truncate(s.ctx, 0);
         if (dsc_eval(s.ctx, toks, D, NULL)) rc = cli_die_status();
     }
-    for (int r = 0; r < R && !rc && N > 0; r++) {
-        dsc_ctx_truncate(s.ctx, D);
-        int32_t t = random_token(V);
-        double t0 = now_s();
-        for (int i = 0; i < N && !rc; i++) {
-            if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
-            t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
+    /* Each repetition measures the machine right before its own runs: on a
+     * shared machine the roofline moves, so each run is set against its own. */
+    for (int r = 0; r < R && !rc; r++) {
+        if (dsc_measure_machine(dsc_ctx_n_threads(s.ctx), o->isa, &mach)) {
+            rc = cli_die_status();
+            break;
         }
-        tg[r] = N / (now_s() - t0);
+        bw[r] = mach.read_gb_s;
+        peak[r] = mach.fma_gflop_s;
+        if (P > 0) { /* prefill: P random tokens into an empty context */
+            for (int k = 0; k < P; k++) toks[k] = random_token(V);
+            dsc_ctx_truncate(s.ctx, 0);
+            double t0 = now_s();
+            if (dsc_eval(s.ctx, toks, P, NULL)) rc = cli_die_status();
+            pp[r] = P / (now_s() - t0);
+            pp_pct[r] = 100 * pp[r] * flops / 1e9 / peak[r];
+            if (D > 0 && !rc) { /* restore the decode context */
+                for (int k = 0; k < D; k++) toks[k] = random_token(V);
+                dsc_ctx_truncate(s.ctx, 0);
+                if (dsc_eval(s.ctx, toks, D, NULL)) rc = cli_die_status();
+            }
+        }
+        if (N > 0 && !rc) { /* decode: N steps after D tokens of context */
+            dsc_ctx_truncate(s.ctx, D);
+            int32_t t = random_token(V);
+            double t0 = now_s();
+            for (int k = 0; k < N && !rc; k++) {
+                if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
+                t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
+            }
+            tg[r] = N / (now_s() - t0);
+            tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
+        }
     }
     if (!rc) {
-        const dsc_model_info *i = &s.info;
-        stat3 sp = stats(pp, R), st = stats(tg, R);
-        /* Bytes per decode step: active weights + the latent cache read at the
-         * mean position of the run. */
-        double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
-        double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
-        double flops = 2.0 * (double)i->active_params;
+        stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
+        stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R);
+        mach.read_gb_s = sbw.median;
+        mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
         double pp_gflops = sp.median * flops / 1e9;
         size_t rss = dsc_rss_bytes();
@@ -98,13 +117,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
                    "\"tg_tokens_per_s\": %.3f, \"tg_min\": %.3f, \"tg_max\": %.3f, "
                    "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
-                   "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, "
+                   "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
+                   "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
                    "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
                    "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
-                   st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, 100 * tg_gbs / mach.read_gb_s, flops,
-                   mach.fma_gflop_s, pp_gflops, 100 * pp_gflops / mach.fma_gflop_s, rss, dsc_ctx_kv_bytes(s.ctx));
+                   st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
+                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx));
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
             printf("|---|---|---|---|---|---|---|\n");
@@ -119,13 +139,14 @@ int cmd_bench(const cli_opts *o) {
                 printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
                    i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
                    test, st.median, st.lo, st.hi);
-            printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved of "
-                   "%.2f GB/s measured read bandwidth = %.1f%% of the roofline (%.2f t/s)\n",
-                   bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, mach.read_gb_s,
-                   100 * tg_gbs / mach.read_gb_s, roof_tps);
-            printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved of %.1f GFLOP/s measured %s "
-                   "FMA peak = %.1f%%\n",
-                   flops / 1e9, pp_gflops, mach.fma_gflop_s, mach.isa, 100 * pp_gflops / mach.fma_gflop_s);
+            printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
+                   "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
+                   "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
+                   bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, sbw.median, sbw.lo,
+                   sbw.hi, stp.median, stp.lo, stp.hi, roof_tps);
+            printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: "
+                   "%.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
+                   flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
             printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB)\n", rss / 1048576.0,
                    i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s.ctx) / 1048576.0);
         }
@@ -133,6 +154,10 @@ int cmd_bench(const cli_opts *o) {
     free(toks);
     free(pp);
     free(tg);
+    free(bw);
+    free(peak);
+    free(tg_pct);
+    free(pp_pct);
     cli_session_close(&s);
     return rc;
 }
