@@ -1,5 +1,12 @@
 /*
  * threadpool.c — fork-join pool on pthreads and C11 atomics.
+ *
+ * A job is cut into nth chunks (nth = pool size); any thread, the caller
+ * included, claims the next unclaimed chunk, so a worker the OS has not
+ * scheduled does not hold the job up: the caller runs its chunk instead.
+ * Each chunk index runs exactly once per job, so tasks may index per-thread
+ * scratch by it. Claims carry the job's generation: a late worker never
+ * takes a chunk of a newer job by mistake.
  */
 #include "core/threadpool.h"
 
@@ -8,15 +15,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ROUNDS 200000
+#define SPIN_ROUNDS 20000
 
 struct dsc_pool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen;     /* bumped for every job; workers wait for a change */
-    atomic_int pending;  /* workers still running the current job           */
+    atomic_uint gen;          /* bumped for every job; workers wait for a change    */
+    atomic_uint_fast64_t next; /* (generation << 32) | next chunk to claim          */
+    atomic_int done;          /* chunks finished in the current job                 */
     atomic_int quit;
     atomic_int sleepers;
     pool_fn fn;
@@ -34,16 +42,32 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Claims a chunk of job g; -1 when none is left (or the job is over). */
+static int claim(dsc_pool *p, unsigned g) {
+    uint_fast64_t s = atomic_load(&p->next);
+    for (;;) {
+        if ((unsigned)(s >> 32) != g || (int)(s & 0xffffffffu) >= p->n) return -1;
+        if (atomic_compare_exchange_weak(&p->next, &s, s + 1)) return (int)(s & 0xffffffffu);
+    }
+}
+
+static void run_chunks(dsc_pool *p, unsigned g) {
+    int c;
+    while ((c = claim(p, g)) >= 0) {
+        p->fn(p->arg, c, p->n); /* fn/arg belong to job g: it cannot end before this chunk */
+        atomic_fetch_add(&p->done, 1);
+    }
+}
+
 static void *worker(void *a) {
     worker_arg *wa = a;
     dsc_pool *p = wa->p;
-    const int ith = wa->ith;
     free(wa);
     unsigned seen = 0;
     for (;;) {
         unsigned g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && !atomic_load(&p->quit)) {
+        while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->quit)) {
             if (++spins < SPIN_ROUNDS) {
                 cpu_relax();
                 continue;
@@ -56,8 +80,7 @@ static void *worker(void *a) {
         }
         if (atomic_load(&p->quit)) return NULL;
         seen = g;
-        p->fn(p->arg, ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        run_chunks(p, g);
     }
 }
 
@@ -110,19 +133,22 @@ void pool_run(dsc_pool *p, pool_fn fn, void *arg) {
         fn(arg, 0, 1);
         return;
     }
+    const unsigned g = atomic_load(&p->gen) + 1;
     p->fn = fn;
     p->arg = arg;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: pairs with the sleepers count (Dekker) */
+    atomic_store(&p->done, 0);
+    atomic_store(&p->next, (uint_fast64_t)g << 32);
+    atomic_store(&p->gen, g); /* seq_cst: pairs with the sleepers count (Dekker) */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
-    fn(arg, 0, p->n);
+    run_chunks(p, g);
+    /* Chunks claimed by workers may still be running. */
     int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        if (++spins > SPIN_ROUNDS) sched_yield();
+    while (atomic_load(&p->done) < p->n)
+        if (++spins > 64) sched_yield();
         else cpu_relax();
 }
 
