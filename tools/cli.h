@@ -23,6 +23,8 @@ typedef struct {
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special, raw;
     dsc_sampler_params sp;
     int temp_set;
+    const char *host, *api_key, *cache_dir;                    /* serve */
+    int port, parallel, cache_mb, cache_disk_mb, queue;        /* serve */
 } cli_opts;
 
 typedef struct {
@@ -60,6 +62,7 @@ int cmd_tokenize(const cli_opts *o);
 int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);
 int cmd_chat(const cli_opts *o);
+int cmd_serve(const cli_opts *o);
 int cmd_grad(const cli_opts *o);
 int cmd_train(const cli_opts *o);
 int cmd_train_tokenizer(const cli_opts *o);

@@ -28,6 +28,7 @@ static const char *usage_text =
     "  info        print a checkpoint's configuration and sizes\n"
     "  init        write a random-weight checkpoint for a config (-c CONFIG.json -o DIR)\n"
     "  bench       prefill and decode speed against this machine's roofline\n"
+    "  serve       OpenAI/DeepSeek-compatible HTTP server with continuous batching\n"
     "  grad        write the loss and every trainable tensor's gradient for a batch\n"
     "  train       pretrain a config or checkpoint on text files (dsc train --help)\n"
     "  train-tokenizer  learn a byte-level BPE tokenizer.json from text files (--help)\n"
@@ -94,6 +95,17 @@ static const char *usage_text =
     "  --alpha A              sequence-wise balance-loss weight (default 0.01, as the golden files)\n"
     "  -o FILE                loss_ce, loss_aux and grad.NAME (F32) for every trainable tensor\n"
     "\n"
+    "serve:\n"
+    "  --host ADDR            listen address (default 127.0.0.1)\n"
+    "  --port N               port (default 8080; 0 = any free port, printed)\n"
+    "  --parallel N           sequences decoded together, one per request choice (default 4)\n"
+    "  --queue N              requests waiting for a slot before 503 (default 256)\n"
+    "  --api-key KEY          require 'Authorization: Bearer KEY' (or set DSC_API_KEY)\n"
+    "  --cache-dir DIR        keep the prompt cache blocks in DIR across restarts\n"
+    "  --cache-mb N           RAM for the prompt cache (default 1024)\n"
+    "  --cache-disk-mb N      disk for --cache-dir (default 8192)\n"
+    "  (-c is the context per slot; -b caps the prompt tokens prefilled per slot per step, 256)\n"
+    "\n"
     "tokenize / detokenize:\n"
     "  -p TEXT | -f FILE      text to encode (no BOS is added)\n"
     "  --jsonl FILE           read {\"text\": ...} lines, write {\"ids\": [...]} lines\n"
@@ -142,6 +154,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     o->n_reps = 5;
     o->n_batch = 512;
     o->think = -1;
+    o->port = 8080;
     o->sp = dsc_sampler_default_params();
     if (!run_like) o->sp.temp = 0;
     for (int i = 2; i < argc; i++) {
@@ -197,6 +210,14 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--min-p")) rc = parse_float(v, a, 0, 0.999, &o->sp.min_p);
         else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(v, a, 1e-3, 100, &o->sp.repeat_penalty);
         else if (!strcmp(a, "--top-k")) rc = parse_int(v, a, 0, 1 << 30, &o->sp.top_k);
+        else if (!strcmp(a, "--host")) o->host = v;
+        else if (!strcmp(a, "--port")) rc = parse_int(v, a, 0, 65535, &o->port);
+        else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) rc = parse_int(v, a, 1, 4096, &o->parallel);
+        else if (!strcmp(a, "--queue")) rc = parse_int(v, a, 1, 1 << 20, &o->queue);
+        else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "--cache-dir")) o->cache_dir = v;
+        else if (!strcmp(a, "--cache-mb")) rc = parse_int(v, a, 1, 1 << 24, &o->cache_mb);
+        else if (!strcmp(a, "--cache-disk-mb")) rc = parse_int(v, a, 1, 1 << 30, &o->cache_disk_mb);
         else if (!strcmp(a, "--seed")) rc = parse_int(v, a, 0, 2147483647, &seed), o->sp.seed = (uint64_t)seed;
         else return die("unknown option '%s' (see dsc --help)", a);
         if (rc) return rc;
@@ -381,7 +402,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
-                {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat},
+                {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}, {"serve", cmd_serve},
                 {"grad", cmd_grad}, {"train", cmd_train}, {"train-tokenizer", cmd_train_tokenizer}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;

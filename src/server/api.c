@@ -1,0 +1,328 @@
+/*
+ * api.c — request bodies of the OpenAI API, parsed and checked before any
+ * work starts: wrong JSON or wrong types give a 400 naming the field, in
+ * the wording of the OpenAI API where it has one. Unknown fields are
+ * ignored, as OpenAI's own servers do.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+#define INVALID "invalid_request_error"
+
+static const char *json_type(const cJSON *j) {
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
+    return "an unknown value";
+}
+
+static int bad_type(srv_err *e, const char *param, const char *want, const cJSON *j) {
+    return srv_fail(e, 400, INVALID, param, "invalid_type", "Invalid type for '%s': expected %s, but got %s instead.",
+                    param, want, json_type(j));
+}
+
+static int bad_value(srv_err *e, const char *param, const char *fmt, double v) {
+    char msg[160];
+    snprintf(msg, sizeof msg, fmt, v);
+    return srv_fail(e, 400, INVALID, param, "invalid_value", "Invalid '%s': %s", param, msg);
+}
+
+/* The member key of obj, or NULL when absent or JSON null. */
+static const cJSON *field(const cJSON *obj, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return j && !cJSON_IsNull(j) ? j : NULL;
+}
+
+static int get_bool(const cJSON *obj, const char *key, int *out, srv_err *e) {
+    const cJSON *j = field(obj, key);
+    if (!j) return 0;
+    if (!cJSON_IsBool(j)) return bad_type(e, key, "a boolean", j);
+    *out = cJSON_IsTrue(j);
+    return 0;
+}
+
+static int get_num(const cJSON *obj, const char *key, double lo, double hi, double *out, srv_err *e) {
+    const cJSON *j = field(obj, key);
+    if (!j) return 0;
+    if (!cJSON_IsNumber(j)) return bad_type(e, key, "a number", j);
+    double v = j->valuedouble;
+    if (!(v >= lo)) return bad_value(e, key, "expected a value >= %g", lo);
+    if (!(v <= hi)) return bad_value(e, key, "expected a value <= %g", hi);
+    *out = v;
+    return 0;
+}
+
+static int get_int(const cJSON *obj, const char *key, double lo, double hi, double *out, srv_err *e) {
+    const cJSON *j = field(obj, key);
+    if (j && (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))) return bad_type(e, key, "an integer", j);
+    return get_num(obj, key, lo, hi, out, e);
+}
+
+static int get_string(const cJSON *obj, const char *key, const char **out, srv_err *e) {
+    const cJSON *j = field(obj, key);
+    if (!j) return 0;
+    if (!cJSON_IsString(j)) return bad_type(e, key, "a string", j);
+    *out = j->valuestring;
+    return 0;
+}
+
+static char *dup_or_fail(const char *s, srv_err *e) {
+    char *d = strdup(s);
+    if (!d) srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    return d;
+}
+
+/* A message's content: a string, or an array of {"type": "text", "text": s}
+ * parts joined. */
+static int message_content(const cJSON *m, size_t i, int null_ok, char **out, srv_err *e) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%zu].content", i);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!c || cJSON_IsNull(c)) {
+        if (!null_ok) return srv_fail(e, 400, INVALID, param, "invalid_value", "Missing required parameter: '%s'.", param);
+        return (*out = dup_or_fail("", e)) ? 0 : -1;
+    }
+    if (cJSON_IsString(c)) return (*out = dup_or_fail(c->valuestring, e)) ? 0 : -1;
+    if (!cJSON_IsArray(c)) return bad_type(e, param, "a string or an array of content parts", c);
+    sbuf b = {0};
+    sbuf_puts(&b, "");
+    const cJSON *part;
+    size_t k = 0;
+    cJSON_ArrayForEach(part, c) {
+        snprintf(param, sizeof param, "messages[%zu].content[%zu]", i, k++);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
+            sbuf_free(&b);
+            return bad_type(e, param, "an object with a string 'type'", part);
+        }
+        if (strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
+            sbuf_free(&b);
+            return srv_fail(e, 400, INVALID, param, "invalid_value",
+                            "Invalid '%s': only text parts ({\"type\": \"text\", \"text\": ...}) are supported.", param);
+        }
+        sbuf_puts(&b, text->valuestring);
+    }
+    if (b.oom) {
+        sbuf_free(&b);
+        return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    size_t n;
+    *out = sbuf_take(&b, &n);
+    return 0;
+}
+
+static int parse_messages(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!ms) return srv_fail(e, 400, INVALID, "messages", "missing_required_parameter",
+                             "Missing required parameter: 'messages'.");
+    if (!cJSON_IsArray(ms)) return bad_type(e, "messages", "an array", ms);
+    size_t n = (size_t)cJSON_GetArraySize(ms);
+    if (n == 0) return srv_fail(e, 400, INVALID, "messages", "empty_array",
+                                "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+    if (!(a->msgs = calloc(n, sizeof *a->msgs))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ms) {
+        size_t i = a->n_msgs;
+        char param[64];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!cJSON_IsObject(m)) return bad_type(e, param, "an object", m);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        if (!cJSON_IsString(role)) return bad_type(e, param, "a string", role);
+        const char *r = role->valuestring;
+        if (!strcmp(r, "system") || !strcmp(r, "developer")) a->msgs[i].role = "system";
+        else if (!strcmp(r, "user")) a->msgs[i].role = "user";
+        else if (!strcmp(r, "assistant")) a->msgs[i].role = "assistant";
+        else
+            return srv_fail(e, 400, INVALID, param, "invalid_value",
+                            "Invalid value for '%s': '%.32s' is not one of 'system', 'developer', 'user', 'assistant'.",
+                            param, r);
+        char *content = NULL;
+        if (message_content(m, i, a->msgs[i].role[0] == 'a', &content, e)) return -1;
+        a->msgs[i].content = content;
+        a->n_msgs++;
+    }
+    return 0;
+}
+
+static int parse_prompt(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p) return srv_fail(e, 400, INVALID, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && !cJSON_IsNumber(p->child)) p = p->child; /* ["text"] or [[ids]] */
+    if (cJSON_IsString(p)) return (a->prompt = dup_or_fail(p->valuestring, e)) ? 0 : -1;
+    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
+        return srv_fail(e, 400, INVALID, "prompt", "invalid_type",
+                        "Invalid type for 'prompt': expected a string, an array of one string or an array of token ids.");
+    size_t n = (size_t)cJSON_GetArraySize(p);
+    if (!(a->prompt_ids = malloc(n * sizeof *a->prompt_ids)))
+        return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, p) {
+        if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
+            t->valuedouble > INT32_MAX)
+            return srv_fail(e, 400, INVALID, "prompt", "invalid_type",
+                            "Invalid 'prompt': only one prompt per request; token ids must be integers >= 0.");
+        a->prompt_ids[a->n_prompt_ids++] = (int32_t)t->valuedouble;
+    }
+    return 0;
+}
+
+static int parse_stop(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *s = field(root, "stop");
+    if (!s) return 0;
+    if (cJSON_IsString(s)) {
+        if (!s->valuestring[0]) return 0;
+        return (a->stop[a->n_stop++] = dup_or_fail(s->valuestring, e)) ? 0 : -1;
+    }
+    if (!cJSON_IsArray(s)) return bad_type(e, "stop", "a string or an array of strings", s);
+    if (cJSON_GetArraySize(s) > SRV_MAX_STOP)
+        return srv_fail(e, 400, INVALID, "stop", "invalid_value", "Invalid 'stop': at most %d sequences are allowed.",
+                        SRV_MAX_STOP);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, s) {
+        if (!cJSON_IsString(x)) return bad_type(e, "stop", "an array of strings", s);
+        if (!x->valuestring[0]) continue;
+        if (!(a->stop[a->n_stop++] = dup_or_fail(x->valuestring, e))) return -1;
+    }
+    return 0;
+}
+
+static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
+    const char *model = NULL, *user = NULL;
+    double v;
+    int b = 0;
+    if (get_string(root, "model", &model, e) || get_string(root, "user", &user, e)) return -1;
+    if (a->kind == SRV_CHAT ? parse_messages(root, a, e) : parse_prompt(root, a, e)) return -1;
+    if (get_bool(root, "stream", &a->stream, e) || get_bool(root, "ignore_eos", &a->ignore_eos, e)) return -1;
+    const cJSON *so = field(root, "stream_options");
+    if (so && !cJSON_IsObject(so)) return bad_type(e, "stream_options", "an object", so);
+    if (so && get_bool(so, "include_usage", &a->include_usage, e)) return -1;
+    v = -1;
+    if (get_int(root, "max_tokens", 1, 1 << 30, &v, e) || get_int(root, "max_completion_tokens", 1, 1 << 30, &v, e))
+        return -1;
+    a->max_tokens = (int)v;
+    v = 1;
+    if (get_num(root, "temperature", 0, 2, &v, e)) return -1;
+    a->temperature = (float)v;
+    v = 1;
+    if (get_num(root, "top_p", 0, 1, &v, e)) return -1;
+    a->top_p = v > 1e-6 ? (float)v : 1e-6f;
+    if (field(root, "seed")) {
+        if (get_int(root, "seed", -9.2e18, 9.2e18, &v, e)) return -1;
+        a->has_seed = 1;
+        a->seed = (uint64_t)(int64_t)v;
+    }
+    v = 1;
+    if (get_int(root, "n", 1, SRV_MAX_N, &v, e)) return -1;
+    a->n = (int)v;
+    if (parse_stop(root, a, e)) return -1;
+    if (get_num(root, "frequency_penalty", -2, 2, &v, e) || get_num(root, "presence_penalty", -2, 2, &v, e)) return -1;
+    if (a->kind == SRV_CHAT) {
+        if (get_bool(root, "logprobs", &a->logprobs, e)) return -1;
+        v = 0;
+        if (get_int(root, "top_logprobs", 0, SRV_MAX_TOP, &v, e)) return -1;
+        a->top_logprobs = (int)v;
+        if (a->top_logprobs && !a->logprobs)
+            return srv_fail(e, 400, INVALID, "top_logprobs", "invalid_value",
+                            "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
+    } else {
+        v = -1;
+        if (get_int(root, "logprobs", 0, 5, &v, e)) return -1;
+        a->logprobs = v >= 0;
+        a->top_logprobs = v > 0 ? (int)v : 0;
+        if (get_bool(root, "echo", &b, e)) return -1;
+        if (b) return srv_fail(e, 400, INVALID, "echo", "unsupported_value", "'echo' is not supported.");
+        const char *suffix = NULL;
+        if (get_string(root, "suffix", &suffix, e)) return -1;
+        if (suffix && *suffix) return srv_fail(e, 400, INVALID, "suffix", "unsupported_value", "'suffix' is not supported.");
+    }
+    return 0;
+}
+
+/* Parses a whole body as one JSON value (trailing bytes are an error). */
+static cJSON *parse_body(const char *body, size_t len, srv_err *e) {
+    const char *end = NULL;
+    cJSON *root = body && len ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
+    if (root) {
+        while (end < body + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
+        if (end != body + len) cJSON_Delete(root), root = NULL;
+    }
+    if (!root)
+        srv_fail(e, 400, INVALID, NULL, "invalid_json",
+                 "We could not parse the JSON body of your request. The body must be one JSON object.");
+    else if (!cJSON_IsObject(root)) {
+        bad_type(e, "body", "an object", root);
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return root;
+}
+
+int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *e) {
+    memset(a, 0, sizeof *a);
+    a->kind = kind;
+    a->n = 1;
+    a->max_tokens = -1;
+    a->temperature = a->top_p = 1;
+    cJSON *root = parse_body(body, len, e);
+    if (!root) return -1;
+    int rc = parse_fields(root, a, e);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void srv_ask_free(srv_ask *a) {
+    for (size_t i = 0; i < a->n_msgs; i++) free((char *)a->msgs[i].content);
+    free(a->msgs);
+    free(a->prompt);
+    free(a->prompt_ids);
+    for (int i = 0; i < a->n_stop; i++) free(a->stop[i]);
+    memset(a, 0, sizeof *a);
+}
+
+int srv_parse_tokenize(const char *body, size_t len, char **content, int *add_special, srv_err *e) {
+    *content = NULL;
+    *add_special = 0;
+    cJSON *root = parse_body(body, len, e);
+    if (!root) return -1;
+    const char *c = NULL;
+    int rc = get_string(root, "content", &c, e);
+    if (!rc && !c) rc = srv_fail(e, 400, INVALID, "content", "missing_required_parameter",
+                                 "Missing required parameter: 'content'.");
+    if (!rc) rc = get_bool(root, "add_special", add_special, e);
+    if (!rc && !(*content = dup_or_fail(c, e))) rc = -1;
+    cJSON_Delete(root);
+    return rc;
+}
+
+int srv_parse_detokenize(const char *body, size_t len, int32_t **ids, size_t *n, srv_err *e) {
+    *ids = NULL;
+    *n = 0;
+    cJSON *root = parse_body(body, len, e);
+    if (!root) return -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "tokens"), *x;
+    int rc = 0;
+    if (!cJSON_IsArray(t)) rc = bad_type(e, "tokens", "an array of token ids", t);
+    else if (!(*ids = malloc(((size_t)cJSON_GetArraySize(t) + 1) * sizeof **ids)))
+        rc = srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    else
+        cJSON_ArrayForEach(x, t) {
+            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
+                x->valuedouble > INT32_MAX) {
+                rc = bad_type(e, "tokens", "an array of token ids (integers >= 0)", x);
+                break;
+            }
+            (*ids)[(*n)++] = (int32_t)x->valuedouble;
+        }
+    cJSON_Delete(root);
+    return rc;
+}

@@ -1,0 +1,547 @@
+/*
+ * engine.c — the scheduler: one thread owns the dsc_ctx and loops
+ *
+ *   1. admit queued requests into free slots (one sequence of the context
+ *      per slot; a request with n choices takes n slots), reusing the longest
+ *      prefix a free slot still holds or the prompt cache block store has;
+ *   2. drop the requests whose client went away (their slots free at once);
+ *   3. prefill prompts in chunks of at most n_chunk tokens per slot, and at
+ *      most n_chunk in all while other slots are generating, so running
+ *      streams are not stalled by a long prompt;
+ *   4. one dsc_decode_batch for every generating slot (one pass over the
+ *      weights for all of them), then sample each slot with its own sampler
+ *      and deliver the token's text to its request.
+ *
+ * A prompt is prefilled once in the slot of choice 0; its cache is then
+ * copied (dsc_seq_copy) to the slots of the other choices. Requests see the
+ * engine only through srv_engine_submit / srv_engine_cancel and the fields
+ * of srv_req under req->mu.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#include "srv.h"
+
+typedef enum {
+    SLOT_FREE,     /* holds n_held tokens of an earlier request, reusable      */
+    SLOT_PREFILL,  /* choice 0 of a request, evaluating its prompt             */
+    SLOT_WAIT,     /* choice i > 0, waiting for choice 0's prompt               */
+    SLOT_GEN,      /* generating; `pending` is to be evaluated next            */
+} slot_state;
+
+typedef struct {
+    slot_state st;
+    srv_req *req;
+    int choice;
+    int32_t *held;     /* (n_ctx) the tokens in this sequence's cache, in order */
+    int32_t n_held;    /* == dsc_seq_pos(ctx, slot)                             */
+    int32_t pending;
+    uint64_t used;     /* engine step of the last use, for LRU                 */
+} eslot;
+
+struct srv_engine {
+    srv_engine_params p;
+    int n_slot, n_ctx, n_vocab, n_tok_vocab;
+    eslot *slot;
+    float *logits;        /* [n_slot, vocab] of a decode batch            */
+    float *plogits;       /* [vocab] after the last token of a prompt     */
+    int32_t *bseq, *btok; /* (n_slot) the decode batch                    */
+    int *tmp;             /* (n_slot) scratch                             */
+    uint64_t step;
+    int rr;               /* first slot to prefill, rotating              */
+
+    pthread_t th;
+    pthread_mutex_t mu;   /* the queue and `stop` */
+    pthread_cond_t cv;
+    srv_req *qhead, *qtail;
+    int n_queued, stop, trimmed, running;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Delivery                                                                  */
+
+/* Log-softmax of the raw logits for token t, and the k most likely. */
+static void logprobs(const float *x, int32_t V, int32_t t, int k, srv_lp *out) {
+    float mx = x[0];
+    for (int32_t i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int32_t i = 0; i < V; i++) sum += exp((double)x[i] - mx);
+    const float lse = mx + (float)log(sum);
+    out->token = t;
+    out->logprob = x[t] - lse;
+    out->n_top = 0;
+    for (int32_t i = 0; i < V && k > 0; i++) { /* insertion into a sorted top-k */
+        int j = out->n_top < k ? out->n_top++ : k;
+        if (j == k && x[i] <= out->top[k - 1].logprob + lse) continue;
+        if (j == k) j = k - 1;
+        while (j > 0 && out->top[j - 1].logprob + lse < x[i]) out->top[j] = out->top[j - 1], j--;
+        out->top[j] = (srv_top){i, x[i] - lse};
+    }
+}
+
+/* Moves answer text through the stop filter into out. Text that may begin a
+ * stop string stays in c->hold. Returns 1 when a stop string matched: the
+ * text before it is released and the rest dropped. */
+static int stop_filter(const srv_req *r, srv_choice *c, const char *s, size_t n, sbuf *out) {
+    sbuf_put(&c->hold, s, n);
+    if (!c->hold.n) return 0;
+    size_t cut = SIZE_MAX, keep = 0;
+    for (int i = 0; i < r->a.n_stop; i++) {
+        const char *st = r->a.stop[i];
+        size_t len = strlen(st);
+        const char *m = memmem(c->hold.p, c->hold.n, st, len);
+        if (m && (size_t)(m - c->hold.p) < cut) cut = (size_t)(m - c->hold.p);
+        for (size_t k = len - 1 < c->hold.n ? len - 1 : c->hold.n; k > keep; k--)
+            if (!memcmp(c->hold.p + c->hold.n - k, st, k)) {
+                keep = k;
+                break;
+            }
+    }
+    if (cut != SIZE_MAX) {
+        sbuf_put(out, c->hold.p, cut);
+        c->hold.n = 0;
+        return 1;
+    }
+    sbuf_put(out, c->hold.p, c->hold.n - keep);
+    memmove(c->hold.p, c->hold.p + c->hold.n - keep, keep);
+    c->hold.n = keep;
+    return 0;
+}
+
+/* Splits decoded text into reasoning and answer (reasoning requests) and
+ * runs the answer through the stop filter. Returns 1 on a stop match. */
+static int route_text(const srv_req *r, srv_choice *c, const char *s, size_t n, int flush, sbuf *reason, sbuf *ans) {
+    char rb[600], ab[600];
+    size_t nr = 0, na = 0;
+    if (!r->reasoning) return stop_filter(r, c, s, n, ans);
+    int hit = 0;
+    for (size_t off = 0; off < n && !hit; off += 512) {
+        size_t k = n - off < 512 ? n - off : 512;
+        dsc_think_feed(&c->split, s + off, k, rb, &nr, ab, &na);
+        sbuf_put(reason, rb, nr);
+        hit = stop_filter(r, c, ab, na, ans);
+    }
+    if (flush && !hit) {
+        dsc_think_flush(&c->split, rb, &nr, ab, &na);
+        sbuf_put(reason, rb, nr);
+        hit = stop_filter(r, c, ab, na, ans);
+    }
+    return hit;
+}
+
+static void engine_release(srv_engine *e, srv_req *r);
+
+/* Marks choice `sl->choice` finished and frees its slot (the slot keeps its
+ * cache for reuse). With flush, the text still held back (a partial UTF-8
+ * character, a possible tag or stop string) is released first; after a stop
+ * string matched it is dropped. The last choice to finish completes the
+ * request. */
+static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
+    eslot *sl = &e->slot[s];
+    srv_req *r = sl->req;
+    srv_choice *c = &r->ch[sl->choice];
+    sbuf *reason = &c->new_reason, *ans = &c->new_answer;
+    reason->n = ans->n = 0;
+    if (flush) {
+        int stopped = 0;
+        if (c->utf8.n_pending) stopped = route_text(r, c, "\xEF\xBF\xBD", 3, 0, reason, ans); /* a cut-off character */
+        if (!stopped) stopped = route_text(r, c, "", 0, 1, reason, ans);
+        if (stopped) why = "stop";
+        else sbuf_put(ans, c->hold.p, c->hold.n);
+    }
+    c->hold.n = 0;
+    pthread_mutex_lock(&r->mu);
+    sbuf_put(&c->reason, reason->p, reason->n);
+    sbuf_put(&c->content, ans->p, ans->n);
+    c->finish = why;
+    int last = ++r->n_finished == r->a.n;
+    if (last) r->done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    atomic_fetch_add(&e->p.m->completion_tokens, c->n_gen);
+    atomic_fetch_add(&e->p.m->reasoning_tokens, c->n_reason);
+    sl->st = SLOT_FREE;
+    sl->req = NULL;
+    sl->used = e->step;
+    if (last) engine_release(e, r);
+}
+
+/* Samples slot s from its logits row and delivers the token. */
+static void deliver(srv_engine *e, int s, const float *row) {
+    eslot *sl = &e->slot[s];
+    srv_req *r = sl->req;
+    srv_choice *c = &r->ch[sl->choice];
+    srv_lp lp;
+    int32_t t = dsc_sampler_sample(c->smp, row);
+    if (r->a.logprobs) logprobs(row, e->n_vocab, t, r->a.top_logprobs, &lp);
+    dsc_sampler_accept(c->smp, t);
+    const int reasoning = r->reasoning && c->split.in_think;
+    sbuf *reason = &c->new_reason, *ans = &c->new_answer;
+    reason->n = ans->n = 0;
+    int stopped = 0;
+    if (t != e->p.eos && t < e->n_tok_vocab) {
+        char piece[512];
+        size_t pn = 0;
+        if (!dsc_utf8_stream_push(&c->utf8, e->p.tok, t, piece, sizeof piece, &pn))
+            stopped = route_text(r, c, piece, pn, 0, reason, ans);
+    }
+    pthread_mutex_lock(&r->mu);
+    if (r->t_first == 0) r->t_first = srv_now();
+    sbuf_put(&c->reason, reason->p, reason->n);
+    sbuf_put(&c->content, ans->p, ans->n);
+    if (r->a.logprobs && c->n_lp == c->cap_lp) {
+        srv_lp *g = realloc(c->lp, (c->cap_lp * 2 + 16) * sizeof *g);
+        if (g) c->lp = g, c->cap_lp = c->cap_lp * 2 + 16;
+    }
+    if (r->a.logprobs && c->n_lp < c->cap_lp) c->lp[c->n_lp++] = lp;
+    c->n_gen++;
+    c->n_reason += reasoning;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (stopped) choice_finish(e, s, "stop", 0);
+    else if (t == e->p.eos && !r->a.ignore_eos) choice_finish(e, s, "stop", 1);
+    else if (c->n_gen >= r->max_tokens || sl->n_held >= e->n_ctx) choice_finish(e, s, "length", 1);
+    else sl->pending = t, sl->st = SLOT_GEN;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slots                                                                     */
+
+/* Frees every slot of r and completes it (error may be NULL); drops the
+ * engine's reference. */
+static void engine_drop(srv_engine *e, srv_req *r, const char *error) {
+    for (int s = 0; s < e->n_slot; s++)
+        if (e->slot[s].req == r) e->slot[s].st = SLOT_FREE, e->slot[s].req = NULL, e->slot[s].used = e->step;
+    pthread_mutex_lock(&r->mu);
+    if (error && !r->error) r->error = strdup(error);
+    r->done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    engine_release(e, r);
+}
+
+static void engine_release(srv_engine *e, srv_req *r) {
+    (void)e;
+    srv_req_unref(r);
+}
+
+static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
+    int32_t k = 0, n = na < nb ? na : nb;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
+}
+
+/* The free slot least recently used. */
+static int lru_free(const srv_engine *e) {
+    int best = -1;
+    for (int s = 0; s < e->n_slot; s++)
+        if (e->slot[s].st == SLOT_FREE && (best < 0 || e->slot[s].used < e->slot[best].used)) best = s;
+    return best;
+}
+
+/* Puts r into free slots: choice 0 where the longest prefix of its prompt
+ * is already cached (a free slot's contents or the block store), the other
+ * choices in the least recently used ones. */
+static void engine_admit(srv_engine *e, srv_req *r) {
+    const int32_t cap = r->n_prompt - 1; /* the last prompt token is always evaluated, for its logits */
+    int p = -1;
+    int32_t keep = -1;
+    for (int s = 0; s < e->n_slot; s++) {
+        if (e->slot[s].st != SLOT_FREE) continue;
+        int32_t k = common_prefix(e->slot[s].held, e->slot[s].n_held, r->prompt, r->n_prompt);
+        if (k > keep || (k == keep && e->slot[s].used < e->slot[p].used)) p = s, keep = k;
+    }
+    eslot *sl = &e->slot[p];
+    if (keep > cap) keep = cap;
+    int32_t blk = pcache_peek(e->p.pc, r->prompt, r->n_prompt);
+    int32_t got = 0;
+    if ((blk < cap ? blk : cap) > keep && (got = pcache_restore(e->p.pc, p, r->prompt, r->n_prompt)) > 0) {
+        memcpy(sl->held, r->prompt, sizeof(int32_t) * (size_t)got);
+        sl->n_held = got;
+        keep = got < cap ? got : cap;
+        atomic_fetch_add(&e->p.m->block_hit_tokens, keep);
+    }
+    if (dsc_seq_truncate(e->p.ctx, p, keep)) keep = 0, dsc_seq_truncate(e->p.ctx, p, 0);
+    sl->n_held = keep;
+    sl->st = SLOT_PREFILL;
+    sl->req = r;
+    sl->choice = 0;
+    sl->used = e->step;
+    r->ch[0].slot = p;
+    for (int i = 1; i < r->a.n; i++) {
+        int q = lru_free(e);
+        e->slot[q] = (eslot){.st = SLOT_WAIT, .req = r, .choice = i, .held = e->slot[q].held,
+                             .n_held = e->slot[q].n_held, .used = e->step};
+        r->ch[i].slot = q;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->n_hit = keep;
+    r->t_admit = srv_now();
+    pthread_mutex_unlock(&r->mu);
+    atomic_fetch_add(&e->p.m->requests, 1);
+    atomic_fetch_add(&e->p.m->prompt_tokens, r->n_prompt);
+    atomic_fetch_add(&e->p.m->hit_tokens, keep);
+}
+
+/* Choice 0's prompt is in: store its blocks, copy it to the other choices'
+ * slots and sample every choice's first token. */
+static void prompt_done(srv_engine *e, int s) {
+    srv_req *r = e->slot[s].req;
+    const float *lg = dsc_ctx_logits(e->p.ctx);
+    if (!lg) {
+        engine_drop(e, r, "no logits after the prompt");
+        return;
+    }
+    memcpy(e->plogits, lg, sizeof(float) * (size_t)e->n_vocab);
+    int32_t b = r->n_prompt / SRV_BLOCK * SRV_BLOCK;
+    if (b > 0 && pcache_peek(e->p.pc, r->prompt, b) < b) pcache_store(e->p.pc, s, r->prompt, b);
+    for (int i = 1; i < r->a.n; i++) {
+        int q = r->ch[i].slot;
+        if (dsc_seq_copy(e->p.ctx, s, q, r->n_prompt)) {
+            engine_drop(e, r, dsc_last_error());
+            return;
+        }
+        memcpy(e->slot[q].held, e->slot[s].held, sizeof(int32_t) * (size_t)r->n_prompt);
+        e->slot[q].n_held = r->n_prompt;
+    }
+    /* The last delivery may complete and free r: take the slots first. */
+    const int n = r->a.n;
+    for (int i = 0; i < n; i++) e->tmp[i] = r->ch[i].slot;
+    for (int i = 0; i < n; i++) deliver(e, e->tmp[i], e->plogits);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One engine step                                                           */
+
+static void engine_reap(srv_engine *e) {
+    for (int s = 0; s < e->n_slot; s++) {
+        srv_req *r = e->slot[s].req;
+        if (r && atomic_load(&r->cancelled)) {
+            atomic_fetch_add(&e->p.m->cancelled, 1);
+            engine_drop(e, r, NULL);
+        }
+    }
+}
+
+static void engine_prefill(srv_engine *e) {
+    int generating = 0;
+    for (int s = 0; s < e->n_slot; s++) generating |= e->slot[s].st == SLOT_GEN;
+    int budget = generating ? e->p.n_chunk : INT_MAX;
+    for (int k = 0; k < e->n_slot && budget > 0; k++) {
+        int s = (e->rr + k) % e->n_slot;
+        eslot *sl = &e->slot[s];
+        if (sl->st != SLOT_PREFILL) continue;
+        srv_req *r = sl->req;
+        int32_t m = r->n_prompt - sl->n_held;
+        if (m > e->p.n_chunk) m = e->p.n_chunk;
+        if (m > budget) m = budget;
+        if (dsc_eval_seq(e->p.ctx, s, r->prompt + sl->n_held, m, NULL)) {
+            srv_log("prefill failed: %s", dsc_last_error());
+            sl->n_held = dsc_seq_pos(e->p.ctx, s);
+            engine_drop(e, r, dsc_last_error());
+            continue;
+        }
+        memcpy(sl->held + sl->n_held, r->prompt + sl->n_held, sizeof(int32_t) * (size_t)m);
+        sl->n_held += m;
+        budget -= m;
+        atomic_fetch_add(&e->p.m->prefill_tokens, m);
+        if (sl->n_held == r->n_prompt) prompt_done(e, s);
+    }
+    e->rr = (e->rr + 1) % e->n_slot;
+}
+
+static void engine_decode(srv_engine *e) {
+    int n = 0;
+    for (int s = 0; s < e->n_slot; s++) {
+        if (e->slot[s].st != SLOT_GEN) continue;
+        if (e->slot[s].n_held >= e->n_ctx) { /* cannot happen: deliver checks; never overrun */
+            choice_finish(e, s, "length", 1);
+            continue;
+        }
+        e->bseq[n] = s;
+        e->btok[n++] = e->slot[s].pending;
+    }
+    if (!n) return;
+    if (dsc_decode_batch(e->p.ctx, e->bseq, e->btok, n, e->logits)) {
+        srv_log("decode failed: %s", dsc_last_error());
+        for (int i = 0; i < n; i++) {
+            eslot *sl = &e->slot[e->bseq[i]];
+            if (sl->req) engine_drop(e, sl->req, dsc_last_error());
+        }
+        return;
+    }
+    atomic_fetch_add(&e->p.m->decode_steps, 1);
+    atomic_fetch_add(&e->p.m->decode_tokens, n);
+    atomic_store(&e->p.m->last_batch, n);
+    for (int i = 0; i < n; i++) {
+        eslot *sl = &e->slot[e->bseq[i]];
+        sl->held[sl->n_held++] = e->btok[i];
+        if (sl->req) deliver(e, e->bseq[i], e->logits + (size_t)i * e->n_vocab);
+    }
+}
+
+static int n_free(const srv_engine *e) {
+    int k = 0;
+    for (int s = 0; s < e->n_slot; s++) k += e->slot[s].st == SLOT_FREE;
+    return k;
+}
+
+static void *engine_main(void *arg) {
+    srv_engine *e = arg;
+    srv_req **adm = malloc(sizeof *adm * (size_t)e->n_slot);
+    for (;;) {
+        int n_adm = 0;
+        pthread_mutex_lock(&e->mu);
+        for (;;) {
+            int free_now = n_free(e);
+            while (adm && e->qhead && e->qhead->a.n <= free_now) {
+                srv_req *r = e->qhead;
+                e->qhead = r->next;
+                if (!e->qhead) e->qtail = NULL;
+                r->queued = 0;
+                e->n_queued--;
+                free_now -= r->a.n;
+                adm[n_adm++] = r;
+            }
+            if (e->stop || n_adm || free_now < e->n_slot) break;
+            if (!e->trimmed) { /* idle: give freed memory back to the system */
+                e->trimmed = 1;
+#ifdef __GLIBC__
+                pthread_mutex_unlock(&e->mu);
+                malloc_trim(0);
+                pthread_mutex_lock(&e->mu);
+#endif
+                continue;
+            }
+            pthread_cond_wait(&e->cv, &e->mu);
+        }
+        int stop = e->stop;
+        atomic_store(&e->p.m->queue_depth, e->n_queued);
+        pthread_mutex_unlock(&e->mu);
+        for (int i = 0; i < n_adm; i++) engine_admit(e, adm[i]);
+        if (stop) break;
+        engine_reap(e);
+        engine_prefill(e);
+        engine_decode(e);
+        atomic_store(&e->p.m->slots_busy, e->n_slot - n_free(e));
+        e->step++;
+    }
+    for (int s = 0; s < e->n_slot; s++)
+        if (e->slot[s].req) engine_drop(e, e->slot[s].req, "the server is shutting down");
+    free(adm);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Interface                                                                 */
+
+int srv_engine_start(const srv_engine_params *p, srv_engine **out) {
+    *out = NULL;
+    srv_engine *e = calloc(1, sizeof *e);
+    if (!e) return -1;
+    e->p = *p;
+    e->n_slot = dsc_ctx_n_seq(p->ctx);
+    e->n_ctx = dsc_ctx_n_ctx(p->ctx);
+    e->n_vocab = p->n_vocab;
+    e->n_tok_vocab = dsc_tokenizer_n_vocab(p->tok);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->slot = calloc((size_t)e->n_slot, sizeof *e->slot);
+    e->bseq = malloc(sizeof(int32_t) * (size_t)e->n_slot);
+    e->btok = malloc(sizeof(int32_t) * (size_t)e->n_slot);
+    e->tmp = malloc(sizeof(int) * (size_t)e->n_slot);
+    e->logits = malloc(sizeof(float) * (size_t)e->n_vocab * (size_t)e->n_slot);
+    e->plogits = malloc(sizeof(float) * (size_t)e->n_vocab);
+    int ok = e->slot && e->bseq && e->btok && e->tmp && e->logits && e->plogits;
+    for (int s = 0; ok && s < e->n_slot; s++) ok = (e->slot[s].held = malloc(sizeof(int32_t) * (size_t)e->n_ctx)) != NULL;
+    if (ok && pthread_create(&e->th, NULL, engine_main, e) == 0) e->running = 1;
+    *out = e;
+    return e->running ? 0 : -1;
+}
+
+int srv_engine_submit(srv_engine *e, srv_req *r) {
+    pthread_mutex_lock(&e->mu);
+    int rc = e->stop ? -2 : e->n_queued >= e->p.max_queue ? -1 : 0;
+    if (!rc) {
+        atomic_fetch_add(&r->refs, 1);
+        r->queued = 1;
+        r->next = NULL;
+        if (e->qtail) e->qtail->next = r;
+        else e->qhead = r;
+        e->qtail = r;
+        e->n_queued++;
+        e->trimmed = 0;
+        atomic_store(&e->p.m->queue_depth, e->n_queued);
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void srv_engine_cancel(srv_engine *e, srv_req *r) {
+    pthread_mutex_lock(&e->mu);
+    atomic_store(&r->cancelled, 1);
+    int unqueued = 0;
+    if (r->queued) {
+        srv_req **pp = &e->qhead, *prev = NULL;
+        while (*pp && *pp != r) prev = *pp, pp = &(*pp)->next;
+        if (*pp) {
+            *pp = r->next;
+            if (e->qtail == r) e->qtail = prev;
+            e->n_queued--;
+            r->queued = 0;
+            unqueued = 1;
+            atomic_store(&e->p.m->queue_depth, e->n_queued);
+        }
+    }
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (unqueued) {
+        pthread_mutex_lock(&r->mu);
+        r->done = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        atomic_fetch_add(&e->p.m->cancelled, 1);
+        srv_req_unref(r);
+    }
+}
+
+void srv_engine_load(srv_engine *e, int *busy, int *queued) {
+    pthread_mutex_lock(&e->mu);
+    *queued = e->n_queued;
+    pthread_mutex_unlock(&e->mu);
+    *busy = atomic_load(&e->p.m->slots_busy);
+}
+
+void srv_engine_stop(srv_engine *e) {
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->running) pthread_join(e->th, NULL);
+    for (srv_req *r = e->qhead, *next; r; r = next) { /* never admitted */
+        next = r->next;
+        pthread_mutex_lock(&r->mu);
+        if (!r->error) r->error = strdup("the server is shutting down");
+        r->done = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        srv_req_unref(r);
+    }
+    for (int s = 0; e->slot && s < e->n_slot; s++) free(e->slot[s].held);
+    free(e->slot);
+    free(e->bseq);
+    free(e->btok);
+    free(e->tmp);
+    free(e->logits);
+    free(e->plogits);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}

@@ -1,0 +1,625 @@
+/*
+ * http.c — the HTTP side on libmicrohttpd: routing, bodies, API keys,
+ * responses, server-sent events, and one log line per request.
+ *
+ * Thread per connection (MHD_USE_THREAD_PER_CONNECTION). A generation
+ * request waits for the engine: the connection's thread blocks on the
+ * request's condition variable (non-streaming: in the access handler;
+ * streaming: in the content reader) and, between waits of at most 50 ms,
+ * polls its socket, so a client that goes away is noticed at once even
+ * while nothing is being written (queued, or a long prefill) and its slot
+ * is freed. MHD does not watch a suspended connection's socket, so the
+ * alternative (internal select + suspend/resume) would find a disconnect
+ * only on the next write. Threads are bounded by the connection limit
+ * (slots + queue + a margin); each mostly sleeps.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "srv.h"
+
+typedef struct {
+    srv_server *S;
+    char method[16], url[200], peer[64];
+    double t0;
+    sbuf body;
+    int too_large, status, fd, gone;
+    srv_req *req;      /* generation requests */
+    /* streaming */
+    sbuf out;
+    size_t out_off;
+    size_t *sent;      /* per choice: reasoning bytes, content bytes, logprobs, finish sent */
+    int started, sse_done;
+} conn;
+
+enum { POLL_MS = 50 };
+
+/* The client closed its side or reset the connection. */
+static int peer_gone(int fd) {
+    if (fd < 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
+    char ch;
+    ssize_t k = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Waits on r->cv for at most POLL_MS (r->mu held). */
+static void wait_a_little(srv_req *r) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_nsec += POLL_MS * 1000000L;
+    if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&r->cv, &r->mu, &t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                 */
+
+static enum MHD_Result respond(conn *c, struct MHD_Connection *mc, int status, const char *ctype, sbuf *body,
+                               const char *retry_after) {
+    size_t n;
+    int oom = body->oom;
+    char *p = sbuf_take(body, &n);
+    if (oom) {
+        free(p);
+        return MHD_NO;
+    }
+    struct MHD_Response *r = p ? MHD_create_response_from_buffer(n, p, MHD_RESPMEM_MUST_FREE)
+                               : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (retry_after) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ret = MHD_queue_response(mc, (unsigned)status, r);
+    MHD_destroy_response(r);
+    c->status = status;
+    return ret;
+}
+
+static enum MHD_Result respond_json(conn *c, struct MHD_Connection *mc, sbuf *body) {
+    return respond(c, mc, 200, "application/json", body, NULL);
+}
+
+static enum MHD_Result respond_err(conn *c, struct MHD_Connection *mc, const srv_err *e, const char *retry_after) {
+    sbuf b = {0};
+    srv_err_json(e, &b);
+    return respond(c, mc, e->status, "application/json", &b, retry_after);
+}
+
+static enum MHD_Result fail(conn *c, struct MHD_Connection *mc, int status, const char *type, const char *code,
+                            const char *msg) {
+    srv_err e;
+    srv_fail(&e, status, type, NULL, code, "%s", msg);
+    return respond_err(c, mc, &e, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small endpoints                                                           */
+
+static enum MHD_Result get_health(conn *c, struct MHD_Connection *mc) {
+    int busy, queued;
+    srv_engine_load(c->S->eng, &busy, &queued);
+    sbuf b = {0};
+    sbuf_printf(&b, "{\"status\":\"ok\",\"slots_idle\":%d,\"slots_processing\":%d,\"queue\":%d}",
+                c->S->p.n_parallel - busy, busy, queued);
+    return respond_json(c, mc, &b);
+}
+
+static void model_object(const srv_server *S, sbuf *b) {
+    sbuf_puts(b, "{\"id\":");
+    sbuf_json_str(b, S->model_name, strlen(S->model_name));
+    sbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"dsc\",\"context_length\":%d}",
+                (long long)time(NULL), S->n_ctx);
+}
+
+static enum MHD_Result get_models(conn *c, struct MHD_Connection *mc) {
+    sbuf b = {0};
+    sbuf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    model_object(c->S, &b);
+    sbuf_puts(&b, "]}");
+    return respond_json(c, mc, &b);
+}
+
+/* GET /v1/models/{id}: the one model this server has. */
+static enum MHD_Result get_model(conn *c, struct MHD_Connection *mc, const char *id) {
+    if (strcmp(id, c->S->model_name)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist; this server has '%.64s'.", id, c->S->model_name);
+        return fail(c, mc, 404, "invalid_request_error", "model_not_found", msg);
+    }
+    sbuf b = {0};
+    model_object(c->S, &b);
+    return respond_json(c, mc, &b);
+}
+
+static void metric(sbuf *b, const char *name, const char *type, const char *help, long long v) {
+    sbuf_printf(b, "# HELP dsc_%s %s\n# TYPE dsc_%s %s\ndsc_%s %lld\n", name, help, name, type, name, v);
+}
+
+static enum MHD_Result get_metrics(conn *c, struct MHD_Connection *mc) {
+    srv_metrics *m = &c->S->m;
+    static const char *const codes[SRV_N_CODES] = {"200", "400", "401", "404", "405", "413", "500", "503", "other"};
+    sbuf b = {0};
+    sbuf_puts(&b, "# HELP dsc_http_responses_total HTTP responses by status code.\n"
+                  "# TYPE dsc_http_responses_total counter\n");
+    for (int i = 0; i < SRV_N_CODES; i++)
+        sbuf_printf(&b, "dsc_http_responses_total{code=\"%s\"} %lld\n", codes[i], (long long)atomic_load(&m->http[i]));
+    metric(&b, "requests_total", "counter", "Generation requests admitted to a slot.", atomic_load(&m->requests));
+    metric(&b, "requests_cancelled_total", "counter", "Generation requests whose client went away.",
+           atomic_load(&m->cancelled));
+    metric(&b, "prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", atomic_load(&m->prompt_tokens));
+    metric(&b, "prompt_cache_hit_tokens_total", "counter", "Prompt tokens found in a cache (slot or block store).",
+           atomic_load(&m->hit_tokens));
+    metric(&b, "prompt_cache_block_hit_tokens_total", "counter", "Prompt tokens restored from the block store.",
+           atomic_load(&m->block_hit_tokens));
+    metric(&b, "prefill_tokens_total", "counter", "Prompt tokens evaluated.", atomic_load(&m->prefill_tokens));
+    metric(&b, "completion_tokens_total", "counter", "Tokens generated.", atomic_load(&m->completion_tokens));
+    metric(&b, "reasoning_tokens_total", "counter", "Tokens generated inside <think>.", atomic_load(&m->reasoning_tokens));
+    metric(&b, "decode_steps_total", "counter", "Batched decode steps (one pass over the weights each).",
+           atomic_load(&m->decode_steps));
+    metric(&b, "decode_batch_tokens_total", "counter", "Sequences summed over decode steps (mean batch = this / steps).",
+           atomic_load(&m->decode_tokens));
+    metric(&b, "decode_batch_size", "gauge", "Sequences in the last decode step.", atomic_load(&m->last_batch));
+    metric(&b, "queue_depth", "gauge", "Requests waiting for a slot.", atomic_load(&m->queue_depth));
+    metric(&b, "slots_busy", "gauge", "Slots prefilling or generating.", atomic_load(&m->slots_busy));
+    metric(&b, "slots_total", "gauge", "Slots (--parallel).", c->S->p.n_parallel);
+    srv_pcache_stats st;
+    pcache_stats(c->S->pc, &st);
+    metric(&b, "prompt_cache_entries", "gauge", "Entries of the prompt cache block store.", st.entries);
+    metric(&b, "prompt_cache_blocks", "gauge", "64-token blocks the block store indexes.", st.blocks);
+    metric(&b, "prompt_cache_ram_bytes", "gauge", "Latent cache bytes the block store holds in RAM.", st.ram_bytes);
+    metric(&b, "prompt_cache_disk_bytes", "gauge", "Bytes of the block store's files.", st.disk_bytes);
+    metric(&b, "prompt_cache_stores_total", "counter", "Prompts saved to the block store.", st.stores);
+    metric(&b, "prompt_cache_restores_total", "counter", "Prompts restored from the block store.", st.restores);
+    metric(&b, "prompt_cache_disk_loads_total", "counter", "States read back from files.", st.disk_loads);
+    metric(&b, "prompt_cache_bad_files_total", "counter", "Cache files ignored as invalid.", st.bad_files);
+    metric(&b, "process_resident_bytes", "gauge", "Resident set size.", (long long)dsc_rss_bytes());
+    return respond(c, mc, 200, "text/plain; version=0.0.4", &b, NULL);
+}
+
+static enum MHD_Result post_tokenize(conn *c, struct MHD_Connection *mc) {
+    srv_err e;
+    char *text;
+    int add;
+    if (srv_parse_tokenize(c->body.p, c->body.n, &text, &add, &e)) return respond_err(c, mc, &e, NULL);
+    size_t len = strlen(text), n = 0, cap = len + 2;
+    int32_t *ids = malloc(sizeof(int32_t) * cap);
+    const int bos = add && c->S->bos >= 0;
+    sbuf b = {0};
+    if (!ids) srv_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+    else if (dsc_tokenize(c->S->tok, text, len, 1, ids + bos, cap - 1, &n))
+        srv_fail(&e, 400, "invalid_request_error", "content", "invalid_value", "%s", dsc_last_error());
+    else {
+        if (bos) ids[0] = c->S->bos;
+        sbuf_puts(&b, "{\"tokens\":[");
+        for (size_t i = 0; i < n + bos; i++) sbuf_printf(&b, "%s%d", i ? "," : "", ids[i]);
+        sbuf_puts(&b, "]}");
+        e.status = 200;
+    }
+    free(ids);
+    free(text);
+    return e.status == 200 ? respond_json(c, mc, &b) : respond_err(c, mc, &e, NULL);
+}
+
+static enum MHD_Result post_detokenize(conn *c, struct MHD_Connection *mc) {
+    srv_err e = {.status = 200};
+    int32_t *ids;
+    size_t n, need = 0;
+    if (srv_parse_detokenize(c->body.p, c->body.n, &ids, &n, &e)) return respond_err(c, mc, &e, NULL);
+    const int32_t V = dsc_tokenizer_n_vocab(c->S->tok);
+    for (size_t i = 0; i < n && e.status == 200; i++)
+        if (ids[i] >= V)
+            srv_fail(&e, 400, "invalid_request_error", "tokens", "invalid_value",
+                     "Invalid 'tokens': id %d at position %zu is out of range (the tokenizer has %d)", ids[i], i, V);
+    char *text = NULL;
+    if (e.status == 200) {
+        dsc_detokenize(c->S->tok, ids, n, NULL, 0, &need);
+        if (!(text = malloc(need + 1))) srv_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+        else if (dsc_detokenize(c->S->tok, ids, n, text, need + 1, &need))
+            srv_fail(&e, 400, "invalid_request_error", "tokens", "invalid_value", "%s", dsc_last_error());
+    }
+    sbuf b = {0};
+    if (e.status == 200) {
+        sbuf_puts(&b, "{\"content\":");
+        sbuf_json_str(&b, text, need);
+        sbuf_puts(&b, "}");
+    }
+    free(text);
+    free(ids);
+    return e.status == 200 ? respond_json(c, mc, &b) : respond_err(c, mc, &e, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                                */
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static int context_error(const srv_server *S, int32_t n_prompt, int max_tokens, srv_err *e) {
+    if (max_tokens < 0)
+        return srv_fail(e, 400, "invalid_request_error", "messages", "context_length_exceeded",
+                        "This model's maximum context length is %d tokens. However, your prompt is %d tokens, "
+                        "leaving no room for the completion. Please reduce the length of the prompt.",
+                        S->n_ctx, n_prompt);
+    return srv_fail(e, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
+                    "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in the "
+                    "prompt, %d in the completion). Please reduce the length of the prompt or the completion.",
+                    S->n_ctx, (long long)n_prompt + max_tokens, n_prompt, max_tokens);
+}
+
+/* Tokenizes the prompt, checks it against the context, makes the samplers. */
+static int prepare(srv_server *S, srv_req *r, srv_err *e) {
+    srv_ask *a = &r->a;
+    if (a->n > S->p.n_parallel)
+        return srv_fail(e, 400, "invalid_request_error", "n", "invalid_value",
+                        "Invalid 'n': at most %d choices per request (the server's --parallel).", S->p.n_parallel);
+    size_t cap = (size_t)S->n_ctx + 1, n = 0;
+    if (a->prompt_ids) cap = a->n_prompt_ids + 1;
+    if (!(r->prompt = malloc(sizeof(int32_t) * cap))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    dsc_status st = DSC_OK;
+    if (a->kind == SRV_CHAT) {
+        st = dsc_chat_tokenize(S->tok, a->msgs, a->n_msgs, S->chat_flags | DSC_CHAT_GENERATION_PROMPT, r->prompt, cap, &n);
+    } else if (a->prompt_ids) {
+        for (size_t i = 0; i < a->n_prompt_ids; i++)
+            if ((r->prompt[n++] = a->prompt_ids[i]) >= S->info.vocab_size)
+                return srv_fail(e, 400, "invalid_request_error", "prompt", "invalid_value",
+                                "Invalid 'prompt': token id %d is out of range (vocab_size = %d).", a->prompt_ids[i],
+                                S->info.vocab_size);
+    } else {
+        const int bos = S->bos >= 0;
+        if (bos) r->prompt[0] = S->bos;
+        st = dsc_tokenize(S->tok, a->prompt, strlen(a->prompt), 1, r->prompt + bos, cap - (size_t)bos, &n);
+        n += (size_t)bos;
+    }
+    if (st && n <= cap) return srv_fail(e, 400, "invalid_request_error", a->kind == SRV_CHAT ? "messages" : "prompt",
+                                        "invalid_value", "%s", dsc_last_error());
+    if (n == 0) return srv_fail(e, 400, "invalid_request_error", "prompt", "invalid_value", "The prompt is empty.");
+    if (n >= (size_t)S->n_ctx) return context_error(S, n > INT32_MAX ? INT32_MAX : (int32_t)n, -1, e);
+    r->n_prompt = (int32_t)n;
+    for (size_t i = 0; i < n; i++) /* a tokenizer larger than the model */
+        if (r->prompt[i] >= S->info.vocab_size)
+            return srv_fail(e, 400, "invalid_request_error", "messages", "invalid_value",
+                            "token id %d of the prompt is beyond the model's vocabulary (%d)", r->prompt[i],
+                            S->info.vocab_size);
+    if (a->max_tokens >= 0 && (long long)r->n_prompt + a->max_tokens > S->n_ctx)
+        return context_error(S, r->n_prompt, a->max_tokens, e);
+    r->max_tokens = a->max_tokens >= 0 ? a->max_tokens : S->n_ctx - r->n_prompt;
+    if (a->kind == SRV_COMPLETION && a->max_tokens < 0 && r->max_tokens > 16) r->max_tokens = 16;
+    r->reasoning = a->kind == SRV_CHAT && (S->chat_flags & DSC_CHAT_REASONING);
+    uint64_t seed = a->has_seed ? a->seed : mix((uint64_t)time(NULL) ^ atomic_fetch_add(&S->next_id, 1) << 20);
+    if (!(r->ch = calloc((size_t)a->n, sizeof *r->ch))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    for (int i = 0; i < a->n; i++) {
+        dsc_sampler_params sp = {.temp = a->temperature, .top_p = a->top_p, .repeat_penalty = 1, .seed = seed + (uint64_t)i};
+        if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
+            return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
+        r->ch[i].split.in_think = r->reasoning; /* the prompt ends with "<think>\n" */
+    }
+    snprintf(r->id, sizeof r->id, "%s%016llx", a->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-",
+             (unsigned long long)mix(atomic_fetch_add(&S->next_id, 1) ^ (uint64_t)time(NULL) << 32));
+    r->created = (long long)time(NULL);
+    return 0;
+}
+
+/* Appends what the engine delivered since the last call (r->mu held). */
+static void sse_collect(conn *c) {
+    srv_req *r = c->req;
+    for (int i = 0; i < r->a.n; i++) {
+        const srv_choice *ch = &r->ch[i];
+        size_t *sent = c->sent + 4 * i;
+        size_t nr = ch->reason.n - sent[0], nc = ch->content.n - sent[1], nl = ch->n_lp - sent[2];
+        const srv_lp *lp = ch->lp ? ch->lp + sent[2] : NULL;
+        const char *rp = ch->reason.p ? ch->reason.p + sent[0] : "", *cp = ch->content.p ? ch->content.p + sent[1] : "";
+        if (r->a.kind == SRV_COMPLETION) {
+            if (nc || nl) out_completion_chunk(c->S, r, i, cp, nc, lp, nl, NULL, &c->out);
+        } else {
+            if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
+            if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
+        }
+        sent[0] += nr, sent[1] += nc, sent[2] += nl;
+        if (ch->finish && !sent[3]) {
+            sent[3] = 1;
+            if (r->a.kind == SRV_COMPLETION) out_completion_chunk(c->S, r, i, "", 0, NULL, 0, ch->finish, &c->out);
+            else out_chat_chunk(c->S, r, i, NULL, NULL, 0, NULL, 0, NULL, 0, ch->finish, &c->out);
+        }
+    }
+    if (!r->done) return;
+    if (r->error) {
+        srv_err e;
+        srv_fail(&e, 500, "server_error", NULL, NULL, "%s", r->error);
+        sbuf_puts(&c->out, "data: ");
+        srv_err_json(&e, &c->out);
+        sbuf_puts(&c->out, "\n\n");
+    } else if (r->a.include_usage) {
+        out_usage_chunk(c->S, r, &c->out);
+    }
+    sbuf_puts(&c->out, "data: [DONE]\n\n");
+    c->sse_done = 1;
+}
+
+static int sse_progress(const conn *c) {
+    const srv_req *r = c->req;
+    if (r->done) return 1;
+    for (int i = 0; i < r->a.n; i++) {
+        const size_t *sent = c->sent + 4 * i;
+        const srv_choice *ch = &r->ch[i];
+        if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3])) return 1;
+    }
+    return 0;
+}
+
+/* Fills c->out with the next events; returns -1 when the client is gone. */
+static int sse_fill(conn *c) {
+    srv_req *r = c->req;
+    if (!c->started) { /* the role first, before any token, as OpenAI does */
+        c->started = 1;
+        if (r->a.kind == SRV_CHAT)
+            for (int i = 0; i < r->a.n; i++)
+                out_chat_chunk(c->S, r, i, "assistant", NULL, 0, "", 0, NULL, 0, NULL, &c->out);
+        if (c->out.n) return 0;
+    }
+    if (peer_gone(c->fd)) return -1;
+    pthread_mutex_lock(&r->mu);
+    while (!sse_progress(c)) {
+        if (atomic_load(&c->S->stopping)) break;
+        wait_a_little(r);
+        if (!sse_progress(c) && peer_gone(c->fd)) {
+            pthread_mutex_unlock(&r->mu);
+            return -1;
+        }
+    }
+    if (sse_progress(c)) sse_collect(c);
+    pthread_mutex_unlock(&r->mu);
+    return c->out.n || c->sse_done || !atomic_load(&c->S->stopping) ? 0 : -1;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    conn *c = cls;
+    (void)pos;
+    while (c->out_off >= c->out.n) {
+        if (c->sse_done) return MHD_CONTENT_READER_END_OF_STREAM;
+        c->out.n = c->out_off = 0;
+        if (sse_fill(c) || c->out.oom) {
+            c->gone = 1;
+            srv_engine_cancel(c->S->eng, c->req);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    size_t k = c->out.n - c->out_off < max ? c->out.n - c->out_off : max;
+    memcpy(buf, c->out.p + c->out_off, k);
+    c->out_off += k;
+    return (ssize_t)k;
+}
+
+static enum MHD_Result start_stream(conn *c, struct MHD_Connection *mc) {
+    if (!(c->sent = calloc(4 * (size_t)c->req->a.n, sizeof *c->sent))) return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, NULL);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    enum MHD_Result ret = MHD_queue_response(mc, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    c->status = 200;
+    return ret;
+}
+
+static enum MHD_Result wait_and_respond(conn *c, struct MHD_Connection *mc) {
+    srv_req *r = c->req;
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) {
+        wait_a_little(r);
+        if (!r->done && (peer_gone(c->fd) || atomic_load(&c->S->stopping))) {
+            pthread_mutex_unlock(&r->mu);
+            c->gone = 1;
+            srv_engine_cancel(c->S->eng, r);
+            return MHD_NO;
+        }
+    }
+    pthread_mutex_unlock(&r->mu); /* done: the engine no longer writes */
+    if (r->error) return fail(c, mc, 500, "server_error", NULL, r->error);
+    sbuf b = {0};
+    out_final(c->S, r, &b);
+    return respond_json(c, mc, &b);
+}
+
+static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kind kind) {
+    srv_server *S = c->S;
+    srv_err e;
+    if (!(c->req = srv_req_new())) return fail(c, mc, 500, "server_error", NULL, "out of memory");
+    if (srv_parse(kind, c->body.p, c->body.n, &c->req->a, &e) || prepare(S, c->req, &e)) return respond_err(c, mc, &e, NULL);
+    int rc = srv_engine_submit(S->eng, c->req);
+    if (rc) {
+        if (rc == -1)
+            srv_fail(&e, 503, "server_error", NULL, "server_overloaded",
+                     "The server is overloaded: %d requests are waiting for a slot. Please retry later.", S->p.max_queue);
+        else srv_fail(&e, 503, "server_error", NULL, "shutting_down", "The server is shutting down.");
+        return respond_err(c, mc, &e, "1");
+    }
+    return c->req->a.stream ? start_stream(c, mc) : wait_and_respond(c, mc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routing                                                                   */
+
+static int authorized(const srv_server *S, struct MHD_Connection *mc) {
+    const char *key = S->p.api_key;
+    if (!key) return 1;
+    const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    while (*h == ' ') h++;
+    size_t a = strlen(h), b = strlen(key);
+    unsigned diff = a != b;
+    for (size_t i = 0; i < b; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < a ? h[i] : 0);
+    return diff == 0;
+}
+
+static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
+    const char *u = c->url;
+    const int get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"), post = !strcmp(c->method, "POST");
+    if (!strncmp(u, "/v1/", 4)) u += 3; /* /v1/models == /models */
+    struct {
+        const char *path;
+        int post;
+        enum MHD_Result (*fn)(conn *, struct MHD_Connection *);
+        int open; /* no API key needed */
+    } const routes[] = {
+        {"/health", 0, get_health, 1}, {"/metrics", 0, get_metrics, 1}, {"/models", 0, get_models, 0},
+        {"/chat/completions", 1, NULL, 0}, {"/completions", 1, NULL, 0}, {"/tokenize", 1, post_tokenize, 0},
+        {"/detokenize", 1, post_detokenize, 0},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(u, routes[i].path)) continue;
+        if (!routes[i].open && !authorized(c->S, mc))
+            return fail(c, mc, 401, "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.");
+        if (routes[i].post ? !post : !get)
+            return fail(c, mc, 405, "invalid_request_error", "method_not_allowed",
+                        routes[i].post ? "Use POST for this endpoint." : "Use GET for this endpoint.");
+        if (c->too_large) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes.", c->S->p.max_body);
+            return fail(c, mc, 413, "invalid_request_error", "request_too_large", msg);
+        }
+        if (routes[i].fn) return routes[i].fn(c, mc);
+        return post_generate(c, mc, i == 3 ? SRV_CHAT : SRV_COMPLETION);
+    }
+    if (!strncmp(u, "/models/", 8) && get) {
+        if (!authorized(c->S, mc))
+            return fail(c, mc, 401, "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.");
+        return get_model(c, mc, u + 8);
+    }
+    return fail(c, mc, 404, "invalid_request_error", "unknown_url", "Unknown endpoint.");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    srv_server *S = cls;
+    conn *c = *con_cls;
+    (void)version;
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return MHD_NO;
+        *con_cls = c;
+        c->S = S;
+        c->t0 = srv_now();
+        c->fd = -1;
+        snprintf(c->method, sizeof c->method, "%s", method);
+        snprintf(c->url, sizeof c->url, "%s", url);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) c->fd = ci->connect_fd;
+        ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+        }
+        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            if (len > S->p.max_body) c->too_large = 1;
+            if (len / 4 > S->p.max_body) { /* far too large to read and drop: answer now, then close */
+                char msg[128];
+                snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes.", S->p.max_body);
+                return fail(c, mc, 413, "invalid_request_error", "request_too_large", msg);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!c->too_large && c->body.n + *upload_size <= S->p.max_body) sbuf_put(&c->body, upload, *upload_size);
+        else c->too_large = 1, sbuf_free(&c->body);
+        if (c->body.oom) c->too_large = 1;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (c->status) return MHD_YES; /* answered early */
+    return route(c, mc);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    srv_server *S = cls;
+    conn *c = *con_cls;
+    (void)mc;
+    if (!c) return;
+    *con_cls = NULL;
+    const int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !c->gone;
+    srv_req *r = c->req;
+    char extra[160] = "";
+    if (r && r->ch) {
+        if (!ok) srv_engine_cancel(S->eng, r);
+        pthread_mutex_lock(&r->mu);
+        long long gen = 0;
+        for (int i = 0; i < r->a.n; i++) gen += r->ch[i].n_gen;
+        snprintf(extra, sizeof extra, " prompt=%d hit=%d gen=%lld n=%d%s ttft=%.3fs", r->n_prompt, r->n_hit, gen,
+                 r->a.n, r->a.stream ? " stream" : "", r->t_first > 0 ? r->t_first - c->t0 : 0.0);
+        pthread_mutex_unlock(&r->mu);
+    }
+    atomic_fetch_add(&S->m.http[srv_code_index(c->status)], 1);
+    srv_log("%s \"%s %s\" %d %.3fs%s%s", c->peer[0] ? c->peer : "-", c->method, c->url, c->status, srv_now() - c->t0,
+            extra, ok ? "" : " (client gone)");
+    srv_req_unref(r);
+    sbuf_free(&c->body);
+    sbuf_free(&c->out);
+    free(c->sent);
+    free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Daemon                                                                    */
+
+int http_start(srv_server *S) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", S->p.port);
+    int gai = getaddrinfo(S->p.host, port, &hints, &ai);
+    if (gai) {
+        fprintf(stderr, "dsc: --host %s: %s\n", S->p.host, gai_strerror(gai));
+        return -1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES) flags |= MHD_USE_POLL;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    unsigned limit = (unsigned)(S->p.n_parallel + S->p.max_queue + 64);
+    S->daemon = MHD_start_daemon(flags, (uint16_t)S->p.port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR,
+                                 ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, S,
+                                 MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+                                 MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!S->daemon) {
+        fprintf(stderr, "dsc: cannot listen on %s:%d: %s\n", S->p.host, S->p.port,
+                errno ? strerror(errno) : "libmicrohttpd failed to start");
+        return -1;
+    }
+    return 0;
+}
+
+int http_port(const srv_server *S) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : S->p.port;
+}
+
+void http_stop(srv_server *S) {
+    if (S->daemon) MHD_stop_daemon(S->daemon);
+    S->daemon = NULL;
+}

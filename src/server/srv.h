@@ -1,0 +1,278 @@
+/*
+ * srv.h — the server's internal pieces, shared by its files:
+ *   sbuf      growable byte buffer and JSON output (util.c)
+ *   srv_ask   a parsed OpenAI request body (api.c)
+ *   srv_req   a request in flight, shared by its connection and the engine
+ *   srv_engine  the scheduler thread (engine.c)
+ *   srv_pcache  the prompt cache block store (pcache.c)
+ *   srv_metrics counters for /metrics
+ * Only include/dsc.h is used from the library.
+ */
+#ifndef DSC_SRV_H
+#define DSC_SRV_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "server.h"
+
+/* ------------------------------------------------------------------------ */
+/* Byte buffers and JSON output                                              */
+
+typedef struct {
+    char *p;   /* NUL-terminated when non-NULL */
+    size_t n, cap;
+    int oom;   /* an append failed; the contents are incomplete */
+} sbuf;
+
+void sbuf_put(sbuf *b, const char *s, size_t n);
+void sbuf_puts(sbuf *b, const char *s);
+void sbuf_printf(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* A quoted JSON string of n bytes: control characters escaped, invalid
+ * UTF-8 replaced by U+FFFD, so the output is always valid JSON. */
+void sbuf_json_str(sbuf *b, const char *s, size_t n);
+void sbuf_free(sbuf *b);
+/* Gives the bytes away (caller frees); the buffer is empty afterwards. */
+char *sbuf_take(sbuf *b, size_t *n);
+
+double srv_now(void);          /* monotonic seconds */
+void srv_log(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------ */
+/* Errors in the OpenAI shape {"error": {"message","type","param","code"}}   */
+
+typedef struct {
+    int status;          /* HTTP status */
+    const char *type;    /* "invalid_request_error", "server_error", ...  */
+    char param[64];      /* the field at fault ("" = null) */
+    const char *code;    /* machine-readable code, or NULL */
+    char message[512];
+} srv_err;
+
+/* Fills e and returns -1. */
+int srv_fail(srv_err *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+void srv_err_json(const srv_err *e, sbuf *out);
+
+/* ------------------------------------------------------------------------ */
+/* A parsed request body                                                     */
+
+enum { SRV_MAX_STOP = 16, SRV_MAX_TOP = 20, SRV_MAX_N = 128 };
+
+typedef enum { SRV_CHAT, SRV_COMPLETION } srv_kind;
+
+typedef struct {
+    srv_kind kind;
+    dsc_chat_message *msgs;  /* chat: roles are static strings, contents owned */
+    size_t n_msgs;
+    char *prompt;            /* completion: text (owned), or NULL when ...     */
+    int32_t *prompt_ids;     /* ... the prompt is given as token ids (owned)   */
+    size_t n_prompt_ids;
+    int stream, include_usage;
+    int n;                   /* choices, >= 1 */
+    int max_tokens;          /* -1: not given */
+    float temperature, top_p;
+    int has_seed;
+    uint64_t seed;
+    char *stop[SRV_MAX_STOP];
+    int n_stop;
+    int logprobs;            /* chat: 0/1; completion: 0 or 1 + top count */
+    int top_logprobs;        /* alternatives per token, <= SRV_MAX_TOP */
+    int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
+} srv_ask;
+
+/* Parses a request body; on failure returns -1 with e filled (400) and
+ * *a left safe to free. Needs no model: fuzzed on its own. */
+int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *e);
+void srv_ask_free(srv_ask *a);
+
+/* Body of POST /tokenize ({"content": str, "add_special": bool}) and POST
+ * /detokenize ({"tokens": [int]}). */
+int srv_parse_tokenize(const char *body, size_t len, char **content, int *add_special, srv_err *e);
+int srv_parse_detokenize(const char *body, size_t len, int32_t **ids, size_t *n, srv_err *e);
+
+/* ------------------------------------------------------------------------ */
+/* A request in flight                                                       */
+
+typedef struct {
+    int32_t id;
+    float logprob;
+} srv_top;
+
+typedef struct {           /* one generated token, when logprobs are asked for */
+    int32_t token;
+    float logprob;         /* log-softmax of the raw logits (temperature 1) */
+    int n_top;
+    srv_top top[SRV_MAX_TOP];
+} srv_lp;
+
+typedef struct {
+    /* Written by the engine, read by the connection, under req->mu. */
+    sbuf reason, content;  /* text so far (stop strings already cut)        */
+    srv_lp *lp;
+    size_t n_lp, cap_lp;
+    const char *finish;    /* NULL while generating, then "stop" / "length"  */
+    int32_t n_gen, n_reason;
+    /* Engine only. */
+    dsc_sampler *smp;
+    dsc_utf8_stream utf8;
+    dsc_think_split split;
+    sbuf hold;             /* answer text that may begin a stop string       */
+    sbuf new_reason, new_answer; /* one token's text, reused (no allocation per token) */
+    int slot;
+} srv_choice;
+
+typedef struct srv_req {
+    srv_ask a;
+    char id[48];           /* "chatcmpl-..." / "cmpl-..." */
+    long long created;     /* unix time */
+    int32_t *prompt;       /* (n_prompt) token ids */
+    int32_t n_prompt;
+    int32_t max_tokens;    /* resolved: >= 1 and prompt + max_tokens <= n_ctx */
+    int reasoning;         /* split <think>...</think> into reasoning_content */
+    srv_choice *ch;        /* (a.n) */
+
+    pthread_mutex_t mu;    /* guards the choices' shared fields and below */
+    pthread_cond_t cv;     /* signalled on every delivery                  */
+    int32_t n_hit;         /* prompt tokens found in a cache               */
+    int n_finished;
+    int done;              /* every choice finished, or the request failed  */
+    char *error;           /* an engine failure (500), or NULL              */
+    double t_admit, t_first;
+
+    atomic_int cancelled;  /* the client went away                          */
+    atomic_int refs;       /* connection + engine                           */
+    int queued;            /* in the engine's queue (engine mutex)          */
+    struct srv_req *next;
+} srv_req;
+
+srv_req *srv_req_new(void);
+void srv_req_unref(srv_req *r);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                   */
+
+enum { SRV_CODE_200, SRV_CODE_400, SRV_CODE_401, SRV_CODE_404, SRV_CODE_405, SRV_CODE_413, SRV_CODE_500,
+       SRV_CODE_503, SRV_CODE_OTHER, SRV_N_CODES };
+
+typedef struct {
+    atomic_llong http[SRV_N_CODES];     /* responses by status                     */
+    atomic_llong requests, cancelled;    /* generation requests admitted / dropped  */
+    atomic_llong prompt_tokens, hit_tokens, block_hit_tokens, completion_tokens, reasoning_tokens;
+    atomic_llong prefill_tokens, decode_steps, decode_tokens;
+    atomic_int queue_depth, slots_busy, last_batch;
+} srv_metrics;
+
+int srv_code_index(int status);
+
+/* ------------------------------------------------------------------------ */
+/* Prompt cache block store                                                  */
+
+enum { SRV_BLOCK = 64 }; /* tokens per block; keys hash every token up to a block end */
+
+typedef struct srv_pcache srv_pcache;
+
+/* ram_bytes bounds the states held in memory; with dir, every entry is also
+ * written there (bounded by disk_bytes) and the files found there at start
+ * are indexed (files of another model, of the wrong size, or unreadable are
+ * skipped with a log line). Returns NULL only when out of memory or when dir
+ * cannot be created. Used from the engine thread only. */
+srv_pcache *pcache_new(dsc_ctx *ctx, size_t ram_bytes, const char *dir, size_t disk_bytes, uint64_t model_id,
+                       int32_t n_vocab);
+/* Waits for pending disk writes, then frees everything. */
+void pcache_free(srv_pcache *pc);
+
+/* Longest block-aligned prefix of ids[0..n) the store holds (0 if none). */
+int32_t pcache_peek(srv_pcache *pc, const int32_t *ids, int32_t n);
+/* Loads that prefix into sequence seq and returns its length; 0 if there is
+ * none or it could not be read (seq is then unchanged). */
+int32_t pcache_restore(srv_pcache *pc, int32_t seq, const int32_t *ids, int32_t n);
+/* Saves the first n tokens (a multiple of SRV_BLOCK) of sequence seq, which
+ * hold ids[0..n). Entries it makes redundant are dropped. */
+void pcache_store(srv_pcache *pc, int32_t seq, const int32_t *ids, int32_t n);
+
+typedef struct {
+    long long entries, blocks, ram_bytes, disk_bytes, stores, restores, disk_loads, bad_files;
+} srv_pcache_stats;
+void pcache_stats(srv_pcache *pc, srv_pcache_stats *st);
+
+/* ------------------------------------------------------------------------ */
+/* Engine                                                                    */
+
+typedef struct srv_engine srv_engine;
+
+typedef struct {
+    dsc_ctx *ctx;
+    const dsc_tokenizer *tok;
+    srv_pcache *pc;
+    srv_metrics *m;
+    int32_t eos;      /* end of sequence id */
+    int32_t n_vocab;  /* the model's */
+    int n_chunk;      /* prompt tokens per slot per step */
+    int max_queue;
+} srv_engine_params;
+
+/* Starts the engine thread. On failure returns -1; *out is then to be
+ * given to srv_engine_stop all the same. */
+int srv_engine_start(const srv_engine_params *p, srv_engine **out);
+/* Queues r (the engine takes a reference). Returns 0, or -1 when the queue
+ * is full, or -2 when the engine is stopping. */
+int srv_engine_submit(srv_engine *e, srv_req *r);
+/* The client is gone: frees r's slots at the next step (or unqueues it). */
+void srv_engine_cancel(srv_engine *e, srv_req *r);
+/* Slots busy and requests queued, for /health. */
+void srv_engine_load(srv_engine *e, int *busy, int *queued);
+/* Fails what is in flight, stops the thread, frees the engine. */
+void srv_engine_stop(srv_engine *e);
+
+/* ------------------------------------------------------------------------ */
+/* The server                                                                */
+
+typedef struct srv_server {
+    srv_params p;
+    dsc_model *model;
+    dsc_ctx *ctx;
+    dsc_tokenizer *tok;
+    dsc_model_info info;
+    srv_engine *eng;
+    srv_pcache *pc;
+    srv_metrics m;
+    unsigned chat_flags;     /* DSC_CHAT_REASONING for R1-style models */
+    int32_t eos, bos;
+    int n_ctx;
+    char model_name[128];    /* "id" in /v1/models and responses */
+    char fingerprint[32];    /* system_fingerprint: the model identity */
+    double t_start;
+    atomic_int stopping;
+    atomic_ullong next_id;
+    void *daemon;            /* struct MHD_Daemon */
+} srv_server;
+
+/* Response bodies (output.c). Every function appends to o; the request's
+ * shared fields must be stable (req->mu held, or the request done). */
+void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *role, const char *reason, size_t nr,
+                    const char *content, size_t nc, const srv_lp *lp, size_t n_lp, const char *finish, sbuf *o);
+void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
+                          size_t n_lp, const char *finish, sbuf *o);
+void out_usage_chunk(const srv_server *S, const srv_req *r, sbuf *o);
+void out_final(const srv_server *S, const srv_req *r, sbuf *o);
+
+/* The HTTP side (http.c). */
+int http_start(srv_server *S);
+void http_stop(srv_server *S);
+int http_port(const srv_server *S);
+
+#endif

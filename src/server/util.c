@@ -1,0 +1,224 @@
+/*
+ * util.c — byte buffers, JSON string output, errors in the OpenAI shape,
+ * request reference counting, and the log line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srv.h"
+
+/* ------------------------------------------------------------------------ */
+/* Buffers                                                                   */
+
+static int sbuf_grow(sbuf *b, size_t extra) {
+    if (b->oom) return 0;
+    if (b->n + extra + 1 <= b->cap) return 1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1) {
+        if (cap > SIZE_MAX / 2) {
+            b->oom = 1;
+            return 0;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return 0;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+void sbuf_put(sbuf *b, const char *s, size_t n) {
+    if (!sbuf_grow(b, n)) return;
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void sbuf_puts(sbuf *b, const char *s) { sbuf_put(b, s, strlen(s)); }
+
+void sbuf_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if ((size_t)k < sizeof tmp) {
+        sbuf_put(b, tmp, (size_t)k);
+        return;
+    }
+    if (!sbuf_grow(b, (size_t)k)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
+void sbuf_free(sbuf *b) {
+    free(b->p);
+    *b = (sbuf){0};
+}
+
+char *sbuf_take(sbuf *b, size_t *n) {
+    char *p = b->p;
+    *n = b->n;
+    *b = (sbuf){0};
+    return p;
+}
+
+/* Length of the valid UTF-8 character at s[0..n), or 0 if it is not one. */
+static size_t utf8_char(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+void sbuf_json_str(sbuf *b, const char *s, size_t n) {
+    if (!s) s = "", n = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    sbuf_put(b, "\"", 1);
+    size_t run = 0; /* start of bytes that go out verbatim */
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        const char *esc = NULL;
+        char hex[8];
+        size_t k = 1;
+        if (c == '"') esc = "\\\"";
+        else if (c == '\\') esc = "\\\\";
+        else if (c == '\n') esc = "\\n";
+        else if (c == '\r') esc = "\\r";
+        else if (c == '\t') esc = "\\t";
+        else if (c < 0x20 || c == 0x7F) snprintf(hex, sizeof hex, "\\u%04x", c), esc = hex;
+        else if (c >= 0x80 && (k = utf8_char(u + i, n - i)) == 0) esc = "\xEF\xBF\xBD", k = 1;
+        if (esc) {
+            sbuf_put(b, s + run, i - run);
+            sbuf_puts(b, esc);
+            run = i + k;
+        }
+        i += k;
+    }
+    sbuf_put(b, s + run, n - run);
+    sbuf_put(b, "\"", 1);
+}
+
+double srv_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void srv_log(const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if ((size_t)k > sizeof line - 2) k = (int)sizeof line - 2;
+    line[k] = '\n';
+    fwrite("dsc serve: ", 1, 11, stderr); /* one fwrite per part; stderr is unbuffered */
+    fwrite(line, 1, (size_t)k + 1, stderr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+int srv_fail(srv_err *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->type = type;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void json_str_or_null(sbuf *b, const char *s) {
+    if (s) sbuf_json_str(b, s, strlen(s));
+    else sbuf_puts(b, "null");
+}
+
+void srv_err_json(const srv_err *e, sbuf *out) {
+    sbuf_puts(out, "{\"error\":{\"message\":");
+    sbuf_json_str(out, e->message, strlen(e->message));
+    sbuf_puts(out, ",\"type\":");
+    json_str_or_null(out, e->type);
+    sbuf_puts(out, ",\"param\":");
+    json_str_or_null(out, e->param[0] ? e->param : NULL);
+    sbuf_puts(out, ",\"code\":");
+    json_str_or_null(out, e->code);
+    sbuf_puts(out, "}}");
+}
+
+int srv_code_index(int status) {
+    switch (status) {
+    case 200: return SRV_CODE_200;
+    case 400: return SRV_CODE_400;
+    case 401: return SRV_CODE_401;
+    case 404: return SRV_CODE_404;
+    case 405: return SRV_CODE_405;
+    case 413: return SRV_CODE_413;
+    case 500: return SRV_CODE_500;
+    case 503: return SRV_CODE_503;
+    default: return SRV_CODE_OTHER;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+srv_req *srv_req_new(void) {
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, 0);
+    return r;
+}
+
+void srv_req_unref(srv_req *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    for (int i = 0; r->ch && i < r->a.n; i++) {
+        srv_choice *c = &r->ch[i];
+        sbuf_free(&c->reason);
+        sbuf_free(&c->content);
+        sbuf_free(&c->hold);
+        sbuf_free(&c->new_reason);
+        sbuf_free(&c->new_answer);
+        free(c->lp);
+        dsc_sampler_free(c->smp);
+    }
+    free(r->ch);
+    free(r->prompt);
+    free(r->error);
+    srv_ask_free(&r->a);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}

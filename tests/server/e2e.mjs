@@ -1,0 +1,460 @@
+// e2e.mjs — drives a running `dsc serve` with the official `openai` client
+// (and plain fetch / raw sockets where the client cannot go): the tiny
+// golden checkpoint has random weights, so the checks are about structure,
+// counts and consistency, never about the text.
+//
+// usage: node e2e.mjs DSC_BINARY GOLDEN_DIR TMP_DIR   (one PASS/FAIL line per check)
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { check, checkServerLogs, metrics, setup, sleep, startServer, stopServer } from './lib.mjs';
+
+const env = setup(process.argv);
+const KEY = 'sk-dsc-test';
+const SYS = 'You are terse.';
+const USER = 'Say hello.';
+// Tiny tokenizer: printable ASCII is one id per byte; the R1 template adds
+// BOS, <｜User｜>, <｜Assistant｜>, <think> and "\n".
+const PROMPT_TOKENS = 5 + SYS.length + USER.length;
+const LONG = 'The quick brown fox jumps over the lazy dog. '.repeat(5); // 225 bytes: 3 whole 64-token blocks
+
+const client = (s, key = KEY) => new OpenAI({ apiKey: key, baseURL: `${s.base}/v1`, maxRetries: 0, timeout: 20000 });
+const post = (s, p, body, headers = {}, signal = undefined) => fetch(`${s.base}${p}`, {
+  method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), signal,
+  headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}`, ...headers },
+});
+
+function assertUsage(u, nPrompt) {
+  assert.equal(typeof u, 'object', 'usage missing');
+  if (nPrompt !== undefined) assert.equal(u.prompt_tokens, nPrompt, 'prompt_tokens');
+  assert.ok(u.completion_tokens >= 1, 'completion_tokens >= 1');
+  assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens, 'total_tokens');
+  assert.equal(u.prompt_cache_hit_tokens + u.prompt_cache_miss_tokens, u.prompt_tokens, 'hit + miss = prompt');
+  assert.ok(u.prompt_cache_hit_tokens >= 0 && u.prompt_cache_hit_tokens < u.prompt_tokens, 'hit in [0, prompt)');
+  const r = u.completion_tokens_details?.reasoning_tokens;
+  assert.ok(Number.isInteger(r) && r >= 0 && r <= u.completion_tokens, 'reasoning_tokens');
+}
+
+async function assertErrorShape(res, status, param) {
+  assert.equal(res.status, status, `status ${res.status}`);
+  const j = await res.json();
+  assert.ok(j.error && typeof j.error.message === 'string' && j.error.message.length > 0, 'error.message');
+  for (const k of ['type', 'param', 'code']) assert.ok(k in j.error, `error.${k} present`);
+  if (param !== undefined) assert.equal(j.error.param, param, 'error.param');
+  return j.error;
+}
+
+// Reads a streamed chat completion, reassembling every choice.
+async function collectChat(stream) {
+  const out = { chunks: 0, ids: new Set(), choices: [], usage: null, roleFirst: true };
+  for await (const ch of stream) {
+    out.chunks++;
+    out.ids.add(ch.id);
+    assert.equal(ch.object, 'chat.completion.chunk');
+    if (ch.usage) out.usage = ch.usage;
+    for (const c of ch.choices) {
+      const o = (out.choices[c.index] ??= { reasoning: '', content: '', finish: null, roles: 0, lp: 0, first: true });
+      if (o.first && c.delta.role !== 'assistant') out.roleFirst = false;
+      o.first = false;
+      if (c.delta.role) o.roles++;
+      o.reasoning += c.delta.reasoning_content ?? '';
+      o.content += c.delta.content ?? '';
+      if (c.logprobs?.content) o.lp += c.logprobs.content.length;
+      if (c.finish_reason) { assert.equal(o.finish, null, 'one finish_reason per choice'); o.finish = c.finish_reason; }
+    }
+  }
+  return out;
+}
+
+async function main() {
+  const s = await startServer(env, ['--parallel', '4', '-c', '512', '--api-key', KEY, '--queue', '64']);
+  const ai = client(s);
+  const msgs = [{ role: 'system', content: SYS }, { role: 'user', content: USER }];
+  let first;
+
+  await check('GET /health', async () => {
+    const r = await fetch(`${s.base}/health`);
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).status, 'ok');
+  });
+
+  await check('GET /v1/models (openai client)', async () => {
+    const list = await ai.models.list();
+    assert.equal(list.data.length, 1);
+    assert.equal(list.data[0].object, 'model');
+    assert.equal(typeof list.data[0].id, 'string');
+    const m = await ai.models.retrieve(list.data[0].id);
+    assert.equal(m.id, list.data[0].id);
+    const err = await ai.models.retrieve('no-such-model').then(() => null, (e) => e);
+    assert.ok(err instanceof OpenAI.NotFoundError, String(err));
+  });
+
+  await check('chat, non-streaming: structure, template, usage', async () => {
+    const r = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 24, seed: 7, temperature: 0.8 });
+    assert.equal(r.object, 'chat.completion');
+    assert.match(r.id, /^chatcmpl-/);
+    assert.equal(r.choices.length, 1);
+    const c = r.choices[0];
+    assert.equal(c.index, 0);
+    assert.equal(c.message.role, 'assistant');
+    assert.equal(typeof c.message.content, 'string');
+    assert.equal(typeof c.message.reasoning_content, 'string', 'reasoning_content (R1 template detected)');
+    assert.ok(['stop', 'length'].includes(c.finish_reason));
+    assertUsage(r.usage, PROMPT_TOKENS);
+    assert.ok(r.usage.completion_tokens <= 24);
+    if (c.finish_reason === 'length') assert.equal(r.usage.completion_tokens, 24);
+    first = r;
+    return `prompt ${r.usage.prompt_tokens}, completion ${r.usage.completion_tokens}, reasoning ${r.usage.completion_tokens_details.reasoning_tokens}`;
+  });
+
+  let second;
+  await check('prompt cache: repeated prompt hits (prompt_cache_hit_tokens > 0)', async () => {
+    second = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 24, seed: 7, temperature: 0.8 });
+    assert.ok(second.usage.prompt_cache_hit_tokens > 0, `hit ${second.usage.prompt_cache_hit_tokens}`);
+    assert.equal(second.usage.prompt_cache_hit_tokens, PROMPT_TOKENS - 1);
+    return `hit ${second.usage.prompt_cache_hit_tokens} of ${second.usage.prompt_tokens}`;
+  });
+
+  await check('chat, streaming: deltas reassemble to the same answer, usage chunk, [DONE]', async () => {
+    const stream = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 24, seed: 7, temperature: 0.8,
+                                                      stream: true, stream_options: { include_usage: true } });
+    const o = await collectChat(stream);
+    assert.equal(o.ids.size, 1, 'one id for all chunks');
+    assert.ok(o.roleFirst, 'first delta carries the role');
+    assert.equal(o.choices.length, 1);
+    const c = o.choices[0], want = second.choices[0];
+    assert.equal(c.roles, 1);
+    assert.equal(c.reasoning, want.message.reasoning_content, 'reasoning reassembled from deltas');
+    assert.equal(c.content, want.message.content, 'content reassembled from deltas');
+    assert.equal(c.finish, want.finish_reason);
+    assertUsage(o.usage, PROMPT_TOKENS);
+    assert.equal(o.usage.completion_tokens, second.usage.completion_tokens);
+    return `${o.chunks} chunks, ${c.reasoning.length} reasoning bytes`;
+  });
+
+  await check('n = 3: three choices, one prompt, usage sums the choices', async () => {
+    const r = await ai.chat.completions.create({ model: 'dsc', messages: [{ role: 'user', content: 'Pick a number.' }],
+                                                n: 3, max_tokens: 12, temperature: 1, seed: 3, logprobs: true });
+    assert.equal(r.choices.length, 3);
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+    const lens = r.choices.map((c) => c.logprobs.content.length);
+    assert.equal(lens.reduce((a, b) => a + b), r.usage.completion_tokens, 'completion_tokens = sum over choices');
+    assert.equal(r.usage.prompt_tokens, 5 + 'Pick a number.'.length);
+    const texts = new Set(r.choices.map((c) => c.message.reasoning_content + '|' + c.message.content));
+    assert.ok(texts.size >= 2, 'choices differ (seed + index)');
+    return `tokens ${lens.join('+')}`;
+  });
+
+  await check('n = 3, streaming: every index finishes', async () => {
+    const o = await collectChat(await ai.chat.completions.create({
+      model: 'dsc', messages: [{ role: 'user', content: 'Pick a number.' }], n: 3, max_tokens: 12, stream: true,
+      stream_options: { include_usage: true } }));
+    assert.equal(o.choices.length, 3);
+    for (const c of o.choices) assert.ok(['stop', 'length'].includes(c.finish));
+    assertUsage(o.usage);
+  });
+
+  await check('logprobs / top_logprobs', async () => {
+    const r = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 6, logprobs: true, top_logprobs: 3 });
+    const lp = r.choices[0].logprobs.content;
+    assert.equal(lp.length, r.usage.completion_tokens);
+    for (const t of lp) {
+      assert.equal(typeof t.token, 'string');
+      assert.ok(t.logprob <= 0 && Array.isArray(t.bytes));
+      assert.equal(t.top_logprobs.length, 3);
+      for (let i = 1; i < 3; i++) assert.ok(t.top_logprobs[i - 1].logprob >= t.top_logprobs[i].logprob, 'top sorted');
+      assert.ok(t.logprob <= t.top_logprobs[0].logprob + 1e-5);
+    }
+  });
+
+  await check('completions: stop strings cut the text (finish_reason stop)', async () => {
+    const stop = 'etaoinshrdlucmfw'.split(''); // 16 single letters: one soon appears in random text
+    const r = await ai.completions.create({ model: 'dsc', prompt: 'Once upon a time', max_tokens: 400, stop, seed: 11 });
+    assert.equal(r.object, 'text_completion');
+    const t = r.choices[0].text;
+    for (const x of stop) assert.ok(!t.includes(x), `text contains stop '${x}'`);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    assert.ok(r.usage.completion_tokens < 400);
+    return `stopped after ${r.usage.completion_tokens} tokens`;
+  });
+
+  await check('completions, streaming', async () => {
+    const st = await ai.completions.create({ model: 'dsc', prompt: 'Once upon a time', max_tokens: 8, stream: true,
+                                             stream_options: { include_usage: true } });
+    let text = '', finish = null, usage = null;
+    for await (const ch of st) {
+      if (ch.usage) usage = ch.usage;
+      for (const c of ch.choices) { text += c.text; if (c.finish_reason) finish = c.finish_reason; }
+    }
+    assert.ok(['stop', 'length'].includes(finish));
+    assertUsage(usage, 1 + 'Once upon a time'.length);
+  });
+
+  await check('context end mid-answer: finish_reason length, never beyond the context', async () => {
+    // ignore_eos (an extension, as in vLLM): generate until max_tokens, here the context end.
+    const r = await ai.chat.completions.create({ model: 'dsc', messages: [{ role: 'user', content: 'Go on.' }], ignore_eos: true });
+    assert.equal(r.choices[0].finish_reason, 'length');
+    assert.equal(r.usage.prompt_tokens + r.usage.completion_tokens, 512);
+    const st = await ai.chat.completions.create({ model: 'dsc', messages: [{ role: 'user', content: 'Go on.' }],
+                                                  ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+    const o = await collectChat(st);
+    assert.equal(o.choices[0].finish, 'length');
+    assert.equal(o.usage.total_tokens, 512);
+    return `${r.usage.completion_tokens} tokens generated`;
+  });
+
+  await check('block store: a long prefix restored after the slots were reused', async () => {
+    const long = [{ role: 'user', content: LONG }];
+    const a = await ai.chat.completions.create({ model: 'dsc', messages: long, max_tokens: 4 });
+    const n = a.usage.prompt_tokens, block = Math.floor(n / 64) * 64;
+    await ai.chat.completions.create({ model: 'dsc', messages: [{ role: 'user', content: 'Other.' }], n: 4, max_tokens: 2 });
+    const m0 = await metrics(s);
+    const b = await ai.chat.completions.create({ model: 'dsc', messages: long, max_tokens: 4 });
+    const m1 = await metrics(s);
+    assert.equal(b.usage.prompt_cache_hit_tokens, Math.min(block, n - 1), `hit ${b.usage.prompt_cache_hit_tokens}`);
+    assert.equal(m1.dsc_prompt_cache_restores_total - m0.dsc_prompt_cache_restores_total, 1, 'one restore');
+    return `prompt ${n}, hit ${b.usage.prompt_cache_hit_tokens}`;
+  });
+
+  await check('POST /tokenize and /detokenize round trip', async () => {
+    const t = await (await post(s, '/tokenize', { content: 'Hello, world' })).json();
+    assert.deepEqual(t.tokens, [...Buffer.from('Hello, world')].map((b) => b + 2));
+    const t2 = await (await post(s, '/tokenize', { content: 'Hi', add_special: true })).json();
+    assert.deepEqual(t2.tokens, [0, 'H'.charCodeAt(0) + 2, 'i'.charCodeAt(0) + 2]);
+    const d = await (await post(s, '/detokenize', { tokens: t.tokens })).json();
+    assert.equal(d.content, 'Hello, world');
+  });
+
+  // ------------------------------------------------------------ errors
+  await check('400 malformed JSON (error shape)', async () => {
+    await assertErrorShape(await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "hi"}'), 400);
+  });
+  await check('400 wrong type (openai client: BadRequestError naming the field)', async () => {
+    for (const [body, param] of [[{ messages: 'hello' }, 'messages'], [{ messages: msgs, temperature: 'hot' }, 'temperature'],
+                                 [{ messages: msgs, max_tokens: 1.5 }, 'max_tokens'], [{ messages: msgs, stop: 5 }, 'stop'],
+                                 [{ messages: [{ role: 'robot', content: 'x' }] }, 'messages[0].role']]) {
+      const err = await ai.chat.completions.create({ model: 'dsc', ...body }).then(() => null, (e) => e);
+      assert.ok(err instanceof OpenAI.BadRequestError, `${param}: ${err}`);
+      assert.equal(err.status, 400);
+      assert.equal(err.param, param);
+      assert.equal(typeof err.error.message, 'string');
+    }
+  });
+  await check('400 prompt + max_tokens beyond the context names the limit', async () => {
+    const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 1000 }).then(() => null, (e) => e);
+    assert.ok(err instanceof OpenAI.BadRequestError, String(err));
+    assert.equal(err.code, 'context_length_exceeded');
+    assert.match(err.message, /512/);
+    const e2 = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x'.repeat(600) }), 400);
+    assert.match(e2.message, /512/);
+  });
+  await check('413 body over the limit', async () => {
+    const big = JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat((8 << 20) + 1024) }] });
+    await assertErrorShape(await post(s, '/v1/chat/completions', big), 413);
+  });
+  await check('401 wrong or missing API key', async () => {
+    const err = await client(s, 'sk-wrong').chat.completions.create({ model: 'dsc', messages: msgs }).then(() => null, (e) => e);
+    assert.ok(err instanceof OpenAI.AuthenticationError, String(err));
+    assert.equal(err.status, 401);
+    const r = await fetch(`${s.base}/v1/models`);
+    await assertErrorShape(r, 401);
+  });
+  await check('404 unknown endpoint, 405 wrong method', async () => {
+    await assertErrorShape(await post(s, '/v1/nothing', {}), 404);
+    await assertErrorShape(await fetch(`${s.base}/v1/chat/completions`, { headers: { authorization: `Bearer ${KEY}` } }), 405);
+  });
+  await check('malformed HTTP (bad request line, header, huge header) then still serving', async () => {
+    for (const raw of ['GARBAGE\r\n\r\n', 'POST /v1/chat/completions HTTP/1.1\r\nHost x\r\n\r\n',
+                       `GET /health HTTP/1.1\r\nX-Big: ${'a'.repeat(200000)}\r\n\r\n`,
+                       'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n{}',
+                       'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']) {
+      await new Promise((resolve) => {
+        const sock = net.connect(s.port, '127.0.0.1', () => sock.end(raw));
+        sock.on('data', () => {});
+        sock.on('error', resolve);
+        sock.on('close', resolve);
+        setTimeout(() => { sock.destroy(); resolve(); }, 2000);
+      });
+    }
+    assert.equal((await fetch(`${s.base}/health`)).status, 200);
+    assert.equal(s.exited, null);
+  });
+
+  await check('fuzz: 400 mutated HTTP requests (headers, bodies, JSON), then still serving', async () => {
+    let seed = 12345;
+    const rnd = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return (seed >>> 8) % n; };
+    const body = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, stream: true, n: 2, stop: ['a'] });
+    const bases = [
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{"prompt": "ab",\r\n0d\r\n "max_tokens":\r\n3\r\n 2}\r\n0\r\n\r\n`,
+      `POST /tokenize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 20\r\n\r\n{"content": "hello"}`,
+      'GET /health HTTP/1.1\r\nHost: x\r\n\r\n',
+    ];
+    const junk = ['Content-Length: -1', 'Content-Length: 18446744073709551616', 'Transfer-Encoding: chunked', 'Expect: 100-continue',
+                  'X: \u0000\u0001', 'NoColonHere', `${'h'.repeat(5000)}: v`, 'Content-Length: 5', 'Connection: close', '\t folded'];
+    const mutate = (s) => {
+      for (let k = 1 + rnd(4); k > 0; k--) {
+        const at = rnd(s.length + 1);
+        switch (rnd(6)) {
+          case 0: s = s.slice(0, at) + String.fromCharCode(rnd(256)) + s.slice(at + 1); break;
+          case 1: s = s.slice(0, at) + s.slice(at + rnd(16)); break;
+          case 2: s = s.slice(0, at) + s.slice(at, at + rnd(32)) + s.slice(at); break;
+          case 3: { const h = s.indexOf('\r\n'); s = s.slice(0, h + 2) + junk[rnd(junk.length)] + '\r\n' + s.slice(h + 2); break; }
+          case 4: s = s.slice(0, at); break;
+          default: s = s.replace(/[{}\[\]":,]/, (c) => '{}[]":,0'[rnd(8)] ?? c);
+        }
+      }
+      return s;
+    };
+    const one = (raw) => new Promise((resolve) => {
+      const sock = net.connect(s.port, '127.0.0.1', () => { sock.write(Buffer.from(raw, 'latin1')); if (rnd(2)) sock.end(); });
+      sock.on('data', () => {});
+      sock.on('error', resolve);
+      sock.on('close', resolve);
+      setTimeout(() => { sock.destroy(); resolve(); }, 150);
+    });
+    for (let i = 0; i < 400; i += 16) await Promise.all(Array.from({ length: 16 }, () => one(mutate(bases[rnd(bases.length)]))));
+    for (let i = 0; i < 100 && (await metrics(s)).dsc_slots_busy > 0; i++) await sleep(10);
+    assert.equal((await fetch(`${s.base}/health`)).status, 200);
+    assert.equal(s.exited, null);
+    const r = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
+  });
+
+  await check('GET /metrics (Prometheus text)', async () => {
+    const m = await metrics(s);
+    for (const k of ['dsc_requests_total', 'dsc_completion_tokens_total', 'dsc_prompt_tokens_total', 'dsc_queue_depth',
+                     'dsc_decode_batch_size', 'dsc_decode_steps_total', 'dsc_prompt_cache_hit_tokens_total',
+                     'dsc_http_responses_total{code="200"}', 'dsc_http_responses_total{code="400"}'])
+      assert.ok(k in m, `${k} missing`);
+    assert.ok(m.dsc_requests_total >= 10 && m.dsc_completion_tokens_total > 0 && m.dsc_prompt_cache_hit_tokens_total > 0);
+    assert.ok(m['dsc_http_responses_total{code="400"}'] >= 3);
+    return `requests ${m.dsc_requests_total}, hit tokens ${m.dsc_prompt_cache_hit_tokens_total}`;
+  });
+  await stopServer(s);
+  await check('server logged one line per request', async () => {
+    const lines = s.log.split('\n').filter((l) => /^dsc serve: \S+ "[A-Z]+ \S+" \d{3} /.test(l));
+    assert.ok(lines.length >= 30, `${lines.length} lines`);
+    assert.ok(!/AddressSanitizer|runtime error|ThreadSanitizer/.test(s.log), 'sanitizer report');
+  });
+
+  // ------------------------------------------------------------ one slot: queue full, disconnects
+  const q = await startServer(env, ['--parallel', '1', '--queue', '1', '-c', '4096']);
+  const slow = { messages: [{ role: 'user', content: 'Count.' }], max_tokens: 4000, ignore_eos: true, seed: 5 };
+  await check('503 with Retry-After when the queue is full', async () => {
+    // Streams answer with their headers at once: 200 for the slot and the queue, 503 for the rest.
+    const ac = new AbortController();
+    const rs = await Promise.all(Array.from({ length: 12 }, () =>
+      post(q, '/v1/chat/completions', { ...slow, stream: true }, {}, ac.signal)));
+    const busy = rs.filter((r) => r.status === 503), ok = rs.filter((r) => r.status === 200);
+    assert.ok(busy.length >= 1, `statuses ${rs.map((r) => r.status)}`);
+    assert.equal(busy.length + ok.length, 12, `statuses ${rs.map((r) => r.status)}`);
+    assert.ok(ok.length >= 1 && ok.length <= 2, `${ok.length} admitted with one slot and a queue of one`);
+    assert.ok(busy.every((r) => /^\d+$/.test(r.headers.get('retry-after') ?? '')), 'Retry-After');
+    await assertErrorShape(busy[0], 503);
+    for (const r of ok) assert.match(r.headers.get('content-type'), /text\/event-stream/);
+    ac.abort();
+    for (let i = 0; i < 200; i++) { // the aborted streams free the slot and the queue
+      const m = await metrics(q);
+      if (m.dsc_slots_busy === 0 && m.dsc_queue_depth === 0) break;
+      await sleep(10);
+    }
+    return `${ok.length} admitted, ${busy.length} refused`;
+  });
+  await check('client disconnecting mid-stream frees its slot at once', async () => {
+    const m0 = await metrics(q);
+    const ac = new AbortController();
+    const st = await client(q).chat.completions.create({ model: 'dsc', ...slow, stream: true }, { signal: ac.signal });
+    let n = 0;
+    try { for await (const ch of st) { if (ch.choices[0]?.delta?.reasoning_content && ++n >= 3) ac.abort(); } } catch {}
+    const t0 = Date.now();
+    const r = await client(q).chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 4 });
+    const dt = Date.now() - t0;
+    assert.ok(r.choices.length === 1);
+    const m1 = await metrics(q);
+    assert.equal(m1.dsc_requests_cancelled_total - m0.dsc_requests_cancelled_total, 1, 'cancelled');
+    assert.ok(dt < 400, `next request took ${dt} ms`);
+    return `next request in ${dt} ms`;
+  });
+  await check('client disconnecting while waiting (non-streaming) frees its slot or queue place', async () => {
+    const m0 = await metrics(q);
+    const a1 = new AbortController(), a2 = new AbortController();
+    const p1 = post(q, '/v1/chat/completions', slow, {}, a1.signal).catch(() => null);
+    for (let i = 0; i < 100 && (await metrics(q)).dsc_slots_busy < 1; i++) await sleep(5); // p1 holds the slot
+    const p2 = post(q, '/v1/chat/completions', slow, {}, a2.signal).catch(() => null);
+    for (let i = 0; i < 100 && (await metrics(q)).dsc_queue_depth < 1; i++) await sleep(5); // p2 waits in the queue
+    a2.abort();
+    await p2;
+    await sleep(150);
+    const m1 = await metrics(q);
+    assert.equal(m1.dsc_requests_cancelled_total - m0.dsc_requests_cancelled_total, 1, 'queued request cancelled');
+    assert.equal(m1.dsc_queue_depth, 0);
+    a1.abort();
+    await p1;
+    await sleep(150);
+    const m2 = await metrics(q);
+    assert.equal(m2.dsc_requests_cancelled_total - m0.dsc_requests_cancelled_total, 2, 'running request cancelled');
+    assert.equal(m2.dsc_slots_busy, 0);
+  });
+  await check('SIGTERM with a stream running and one queued: clean exit within 3 s', async () => {
+    const r1 = await post(q, '/v1/chat/completions', { ...slow, stream: true });
+    for (let i = 0; i < 100 && (await metrics(q)).dsc_slots_busy < 1; i++) await sleep(5);
+    const r2 = post(q, '/v1/chat/completions', slow).then((r) => r.status, () => 'closed');
+    for (let i = 0; i < 100 && (await metrics(q)).dsc_queue_depth < 1; i++) await sleep(5);
+    const t0 = Date.now();
+    const exit = await stopServer(q);
+    assert.equal(exit.code, 0, JSON.stringify(exit));
+    assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms to stop`);
+    await r1.text().catch(() => '');   // the stream ends (cut short)
+    const b2 = await r2;
+    assert.ok(b2 === 500 || b2 === 503 || b2 === 'closed', `queued request: ${b2}`);
+    return `stopped in ${Date.now() - t0} ms`;
+  });
+
+  // ------------------------------------------------------------ persistence across a restart
+  const dir = path.join(env.tmp, 'cache');
+  const longMsgs = [{ role: 'user', content: LONG }];
+  let blockHit = 0;
+  let p1 = await startServer(env, ['--parallel', '2', '-c', '512', '--cache-dir', dir]);
+  const first1 = await client(p1).chat.completions.create({ model: 'dsc', messages: longMsgs, max_tokens: 4 });
+  const code1 = await stopServer(p1);
+  await check('--cache-dir: blocks written on the way down', async () => {
+    assert.equal(code1.code, 0, `exit ${JSON.stringify(code1)}`);
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.dsckv'));
+    assert.equal(files.length, 1, `files ${files}`);
+    assert.equal(first1.usage.prompt_cache_hit_tokens, 0);
+  });
+  fs.writeFileSync(path.join(dir, '0123456789abcdef.dsckv'), 'not a cache file');
+  fs.writeFileSync(path.join(dir, 'fedcba9876543210.dsckv'), Buffer.alloc(40, 0x41));
+  p1 = await startServer(env, ['--parallel', '2', '-c', '512', '--cache-dir', dir]);
+  await check('--cache-dir: hit after a restart; bad files ignored with a log line', async () => {
+    const r = await client(p1).chat.completions.create({ model: 'dsc', messages: longMsgs, max_tokens: 4 });
+    blockHit = r.usage.prompt_cache_hit_tokens;
+    assert.equal(blockHit, Math.floor(r.usage.prompt_tokens / 64) * 64, `hit ${blockHit} of ${r.usage.prompt_tokens}`);
+    assert.ok(blockHit > 0);
+    assert.equal((p1.log.match(/: ignored \(/g) ?? []).length, 2, p1.log);
+    const m = await metrics(p1);
+    assert.equal(m.dsc_prompt_cache_disk_loads_total, 1);
+    return `hit ${blockHit} of ${r.usage.prompt_tokens} after restart`;
+  });
+  await stopServer(p1);
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.dsckv'))) { // flip a byte of the state
+    const file = path.join(dir, f), b = fs.readFileSync(file);
+    if (b.length > 1000) { b[b.length - 5] ^= 0xff; fs.writeFileSync(file, b); }
+  }
+  p1 = await startServer(env, ['--parallel', '2', '-c', '512', '--cache-dir', dir]);
+  await check('--cache-dir: a corrupted state is detected (checksum), no hit, no crash', async () => {
+    const r = await client(p1).chat.completions.create({ model: 'dsc', messages: longMsgs, max_tokens: 4 });
+    assert.equal(r.usage.prompt_cache_hit_tokens, 0);
+    assert.match(p1.log, /checksum mismatch/);
+    assert.equal(p1.exited, null);
+  });
+  await stopServer(p1);
+  await checkServerLogs();
+}
+
+const watchdog = setTimeout(() => { console.log('FAIL watchdog: e2e took over 80 s'); process.exit(1); }, 80000);
+main().catch((e) => { console.log(`FAIL e2e aborted: ${String(e.stack || e).split('\n').slice(0, 3).join(' ')}`); })
+  .finally(() => { clearTimeout(watchdog); process.exit(0); });

@@ -1,0 +1,91 @@
+/*
+ * fuzz_request.c — libFuzzer target for the server's request parsers
+ * (src/server/api.c): the first byte picks chat, completions, /tokenize or
+ * /detokenize, the rest is the body. Beyond "no crash, no sanitizer
+ * report": a rejected body gives status 400 (or 500 for memory) and a
+ * message; an accepted one satisfies the limits the engine relies on. Every
+ * input also goes through the JSON string writer, whose output must parse
+ * back as one JSON string.
+ *
+ *   replay: tests/fuzz/replay.sh replay_fuzz_request tests/server/corpus
+ *   fuzz:   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
+ *             -Isrc/server tests/server/fuzz_request.c src/server/api.c src/server/util.c \
+ *             src/runtime/sampler.c src/core/status.c -lcjson -lm -o fuzz_request
+ *           ./fuzz_request NEW_DIR tests/server/corpus -max_len=4096
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+#define CHECK(x) do { if (!(x)) abort(); } while (0)
+
+static void check_ask(const srv_ask *a) {
+    CHECK(a->n >= 1 && a->n <= SRV_MAX_N);
+    CHECK(a->n_stop >= 0 && a->n_stop <= SRV_MAX_STOP);
+    for (int i = 0; i < a->n_stop; i++) CHECK(a->stop[i] && a->stop[i][0]);
+    CHECK(a->temperature >= 0 && a->temperature <= 2);
+    CHECK(a->top_p > 0 && a->top_p <= 1);
+    CHECK(a->max_tokens == -1 || a->max_tokens >= 1);
+    CHECK(a->top_logprobs >= 0 && a->top_logprobs <= SRV_MAX_TOP);
+    if (a->kind == SRV_CHAT) {
+        CHECK(a->n_msgs >= 1);
+        for (size_t i = 0; i < a->n_msgs; i++) {
+            const char *r = a->msgs[i].role;
+            CHECK(a->msgs[i].content && (!strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant")));
+        }
+    } else {
+        CHECK((a->prompt != NULL) != (a->prompt_ids != NULL));
+        for (size_t i = 0; i < a->n_prompt_ids; i++) CHECK(a->prompt_ids[i] >= 0);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size == 0) return 0;
+    const char *body = (const char *)data + 1;
+    const size_t len = size - 1;
+    srv_err e = {0};
+    switch (data[0] % 4) {
+    case 0:
+    case 1: {
+        srv_ask a;
+        if (srv_parse(data[0] % 4 ? SRV_COMPLETION : SRV_CHAT, body, len, &a, &e) == 0) check_ask(&a);
+        else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
+        srv_ask_free(&a);
+        break;
+    }
+    case 2: {
+        char *content;
+        int add;
+        if (srv_parse_tokenize(body, len, &content, &add, &e) == 0) CHECK(content && (add == 0 || add == 1));
+        else CHECK(e.status == 400 && e.message[0] && !content);
+        free(content);
+        break;
+    }
+    default: {
+        int32_t *ids;
+        size_t n;
+        if (srv_parse_detokenize(body, len, &ids, &n, &e) == 0)
+            for (size_t i = 0; i < n; i++) CHECK(ids[i] >= 0);
+        else CHECK(e.status == 400 || e.status == 500);
+        free(ids);
+        break;
+    }
+    }
+    if (e.status) { /* the error body is JSON */
+        sbuf o = {0};
+        srv_err_json(&e, &o);
+        cJSON *j = cJSON_Parse(o.p);
+        CHECK(j && cJSON_IsObject(cJSON_GetObjectItem(j, "error")));
+        cJSON_Delete(j);
+        sbuf_free(&o);
+    }
+    sbuf o = {0};
+    sbuf_json_str(&o, body, len);
+    cJSON *j = cJSON_ParseWithLength(o.p, o.n);
+    CHECK(j && cJSON_IsString(j));
+    cJSON_Delete(j);
+    sbuf_free(&o);
+    return 0;
+}
