@@ -74,6 +74,8 @@ typedef struct {
                               /* dense weight, the router, the shared experts */
                               /* and K routed experts (mean size), lm_head    */
     int64_t active_params;    /* parameters those bytes hold                */
+    int64_t head_params;      /* lm_head's (vocab x hidden): a prompt computes */
+                              /* it for its last token only                    */
 } dsc_model_info;
 
 /* Fills *info; the strings are borrowed from the model. */

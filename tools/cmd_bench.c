@@ -62,7 +62,8 @@ int cmd_bench(const cli_opts *o) {
      * mean position of the run. FLOPs per prompt token: the matmuls. */
     const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
     const double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
-    const double flops = 2.0 * (double)i->active_params;
+    /* lm_head runs for the last prompt token only. */
+    const double flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
 
     if (!rc && D > 0) { /* the context the decode test starts from */
         for (int k = 0; k < D; k++) toks[k] = random_token(V);

@@ -456,5 +456,6 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .weight_bytes = m->weight_bytes,
         .active_bytes = m->active_bytes,
         .active_params = m->active_params,
+        .head_params = (int64_t)m->lm_head.rows * m->lm_head.cols,
     };
 }

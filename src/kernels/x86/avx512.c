@@ -191,6 +191,38 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
         }                                                                                                            \
     }
 
+/* BF16 decode: one 64-byte load holds 32 weights; as 32-bit lanes, the even
+ * ones are the low halves (<< 16 makes them floats) and the odd ones the
+ * high halves (masking the low half does). x is split once per call into
+ * its even and odd elements of every 32-column step to match. */
+static void mm1_bf16_fast(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, c32 = C & ~31;
+    float xe[c32 / 2 + 1], xo[c32 / 2 + 1];
+    for (int32_t c = 0; c < c32; c += 2) xe[c / 2] = x[c], xo[c / 2] = x[c + 1];
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+    for (int32_t r = r0; r < r1; r++) {
+        const uint16_t *p = (const uint16_t *)w->data + (int64_t)r * C;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int32_t c = 0;
+        for (; c + 64 <= c32; c += 64) {
+            _mm_prefetch((const char *)(p + c) + 2 * PF_AHEAD, _MM_HINT_T0);
+            __m512i v0 = _mm512_loadu_si512(p + c), v1 = _mm512_loadu_si512(p + c + 32);
+            s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_loadu_ps(xe + c / 2), s0);
+            s1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, hi_mask)), _mm512_loadu_ps(xo + c / 2), s1);
+            s2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), _mm512_loadu_ps(xe + c / 2 + 16), s2);
+            s3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v1, hi_mask)), _mm512_loadu_ps(xo + c / 2 + 16), s3);
+        }
+        for (; c < c32; c += 32) {
+            __m512i v0 = _mm512_loadu_si512(p + c);
+            s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_loadu_ps(xe + c / 2), s0);
+            s1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, hi_mask)), _mm512_loadu_ps(xo + c / 2), s1);
+        }
+        float t = hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+        for (; c < C; c++) t += kern_bf16_to_f32(p[c]) * x[c]; /* tail */
+        y[r - r0] = t;
+    }
+}
+
 /* Decode kernels for the block formats: the block's scale multiplies the
  * block's partial dot product once, and Q4's offset of 8 is taken out as
  * 8 x scale x sum(x over the block), computed once per call. */
@@ -255,7 +287,7 @@ static void mm1_q8(float *y, int64_t ldy, const float *x, const dsc_mat *w, int3
     DEFINE_MATMUL(mm_##T, LOAD, TT)                                                                                  \
     DEFINE_MATVEC(mm1_##T, LOAD)
 DEFINE_MATMULS(f32, LOAD_F32)
-DEFINE_MATMULS(bf16, LOAD_BF16)
+DEFINE_MATMUL(mm_bf16, LOAD_BF16, TT) /* decode: mm1_bf16_fast */
 DEFINE_MATMULS(f16, LOAD_F16)
 DEFINE_MATMULS(fp8, LOAD_FP8)
 DEFINE_MATMUL(mm_q8, LOAD_Q8, TT)
@@ -316,7 +348,10 @@ static void avx512_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_
                                int32_t r1) {
     switch (w->type) {
     case DSC_W_F32: (n == 1 ? mm1_f32 : mm_f32)(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_BF16: (n == 1 ? mm1_bf16 : mm_bf16)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_BF16:
+        if (n == 1) mm1_bf16_fast(y, x, w, r0, r1);
+        else mm_bf16(y, ldy, x, w, n, r0, r1);
+        return;
     case DSC_W_F16: (n == 1 ? mm1_f16 : mm_f16)(y, ldy, x, w, n, r0, r1); return;
     case DSC_W_F8_E4M3:
         /* A 16-column step must not straddle two scale blocks. */
