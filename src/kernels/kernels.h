@@ -80,6 +80,11 @@ typedef struct {
     void (*matmul_rows)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
     /* y[cols] += sum over r in [r0, r1) of a[r - r0] x row r of w  (x^T W) */
     void (*matvec_t)(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1);
+    /* The same for m vectors at once (rows of a and y with strides lda, ldy):
+     * one pass over w instead of m (attention: every head's weighted sum of
+     * the latent cache rows). */
+    void (*matvec_tm)(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
+                      int32_t r1);
     float (*dot)(const float *a, const float *b, int32_t n);
     void (*axpy)(float *y, const float *x, float a, int32_t n);
     /* iters x 8 independent vector FMAs, registers only: the FMA peak. */

@@ -289,4 +289,9 @@ static float ref_fma_burn(int64_t iters) {
     return x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7];
 }
 
-const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, kern_dot, kern_axpy, ref_fma_burn, 1};
+static void ref_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
+                          int32_t r1) {
+    for (int32_t j = 0; j < m; j++) ref_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
+}
+
+const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1};

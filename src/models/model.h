@@ -99,11 +99,14 @@ typedef struct {
     float *ey;      /* (B, D)          its outputs                              */
 } dsc_scratch;
 
+/* Heads whose weighted sums of the cache are taken in one pass. */
+#define DSC_TM_HEADS 8
+
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {
     float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
     float *scores;  /* (T)             one query's scores (prefill)             */
-    float *olat;    /* (R + Dr)        attention-weighted cache row (decode)    */
+    float *olat;    /* (DSC_TM_HEADS, R + Dr) attention-weighted cache rows (decode) */
 } dsc_tscratch;
 
 struct dsc_ctx {

@@ -124,10 +124,18 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
             float *sc = scores + h * T;
             for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
             kern_softmax(sc, len);
-            memset(ts->olat, 0, sizeof(float) * (size_t)w);
-            k->matvec_t(ts->olat, sc, cache, 0, len); /* sum_t p_t [c_t ; k_pe_t]; the latent is the first R */
-            k->matmul_rows(s->attn + (t * H + h) * dv, dv, ts->olat, &l->kv_b, 1, (int32_t)h * dkv + dn,
-                           (int32_t)(h + 1) * dkv);
+        }
+        /* olat[h] = sum_t p[h, t] [c_t ; k_pe_t] for up to 8 heads per pass over
+         * the cache; the latent is the first R of each. */
+        for (int64_t hb = h0; hb < h1; hb += DSC_TM_HEADS) {
+            const int32_t m = (int32_t)(h1 - hb < DSC_TM_HEADS ? h1 - hb : DSC_TM_HEADS);
+            memset(ts->olat, 0, sizeof(float) * (size_t)m * w);
+            k->matvec_tm(ts->olat, w, scores + hb * T, T, m, cache, 0, len);
+            for (int32_t i = 0; i < m; i++) {
+                const int64_t h = hb + i;
+                k->matmul_rows(s->attn + (t * H + h) * dv, dv, ts->olat + (int64_t)i * w, &l->kv_b, 1,
+                               (int32_t)h * dkv + dn, (int32_t)(h + 1) * dkv);
+            }
         }
     }
 }

@@ -183,6 +183,30 @@ static void test_isa_kernels(void) {
         }
 }
 
+/* matvec_tm (several vectors in one pass) against the reference: 11 vectors
+ * = one group of 8 plus 3 left over, F32 and BF16 rows, a column tail. */
+static void test_matvec_tm(void) {
+    enum { ROWS = 50, C = 72, M = 11 };
+    static float wf[ROWS * C], a[M * ROWS], yr[M * C], yk[M * C];
+    static uint16_t wb[ROWS * C];
+    for (int i = 0; i < ROWS * C; i++) {
+        wf[i] = frand();
+        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+    }
+    for (int i = 0; i < M * ROWS; i++) a[i] = frand();
+    const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
+    const char *const *isas = kern_available();
+    for (int ii = 1; isas[ii]; ii++)
+        for (int t = 0; t < 2; t++) {
+            for (int i = 0; i < M * C; i++) yr[i] = yk[i] = 0.5f;
+            kern_ref.matvec_tm(yr, C, a, ROWS, M, &mats[t], 2, ROWS);
+            kern_select(isas[ii])->matvec_tm(yk, C, a, ROWS, M, &mats[t], 2, ROWS);
+            double d = 0, mx = 0;
+            for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
+            CHECK(d <= 1e-5 * mx, "%s matvec_tm %s: %g of %g", isas[ii], t ? "bf16" : "f32", d, mx);
+        }
+}
+
 static void test_norms(void) {
     float x[4] = {1, -2, 3, -4}, w[4] = {1, 1, 2, 0.5f}, out[4];
     kern_rmsnorm(out, x, w, 4, 0);
@@ -532,6 +556,7 @@ int main(int argc, char **argv) {
     test_fp8_kernels();
     test_dtype_agreement();
     test_isa_kernels();
+    test_matvec_tm();
     test_norms();
     test_routing();
     test_rope();

@@ -227,4 +227,9 @@ static float avx2_fma_burn(int64_t iters) {
     return hsum8(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
 }
 
-const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_dot, avx2_axpy, avx2_fma_burn, 8};
+static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
+                           int32_t r1) {
+    for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
+}
+
+const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8};

@@ -397,4 +397,47 @@ static float avx512_fma_burn(int64_t iters) {
     return _mm512_reduce_add_ps(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
 }
 
-const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_dot, avx512_axpy, avx512_fma_burn, 16};
+/* 8 vectors at once over F32 / BF16 rows: per 32 columns, each row is
+ * loaded once and feeds 16 FMAs into 16 register accumulators. */
+#define TM_LOAD(r, c, m)                                                                                             \
+    (bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(                                                                   \
+                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16((m), (const uint16_t *)w->data + (r) * C + (c))), 16)) \
+          : _mm512_maskz_loadu_ps((m), (const float *)w->data + (r) * C + (c)))
+#define TM_FMA(j)                                                                                                    \
+    do {                                                                                                             \
+        __m512 av = _mm512_set1_ps(a[(j) * lda + r - r0]);                                                           \
+        c##j##0 = _mm512_fmadd_ps(w0, av, c##j##0);                                                                  \
+        c##j##1 = _mm512_fmadd_ps(w1, av, c##j##1);                                                                  \
+    } while (0)
+#define TM_STORE(j)                                                                                                  \
+    do {                                                                                                             \
+        float *yj = y + (j) * ldy + c;                                                                               \
+        _mm512_mask_storeu_ps(yj, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yj), c##j##0));                        \
+        _mm512_mask_storeu_ps(yj + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yj + 16), c##j##1));              \
+    } while (0)
+
+static void avx512_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w,
+                             int32_t r0, int32_t r1) {
+    const int64_t C = w->cols;
+    const int bf16 = w->type == DSC_W_BF16;
+    int32_t j0 = 0;
+    if (w->type == DSC_W_F32 || bf16)
+        for (; j0 + 8 <= m; j0 += 8, y += 8 * ldy, a += 8 * lda)
+            for (int64_t c = 0; c < C; c += 32) {
+                const __mmask16 m0 = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1);
+                const __mmask16 m1 = C - c >= 32 ? (__mmask16)0xffff
+                                     : C - c > 16 ? (__mmask16)((1u << (C - c - 16)) - 1)
+                                                  : (__mmask16)0;
+                __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00;
+                __m512 c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00;
+                __m512 c71 = c00;
+                for (int64_t r = r0; r < r1; r++) {
+                    const __m512 w0 = TM_LOAD(r, c, m0), w1 = TM_LOAD(r, c + 16, m1);
+                    TM_FMA(0); TM_FMA(1); TM_FMA(2); TM_FMA(3); TM_FMA(4); TM_FMA(5); TM_FMA(6); TM_FMA(7);
+                }
+                TM_STORE(0); TM_STORE(1); TM_STORE(2); TM_STORE(3); TM_STORE(4); TM_STORE(5); TM_STORE(6); TM_STORE(7);
+            }
+    for (int32_t j = j0; j < m; j++) avx512_matvec_t(y + (j - j0) * ldy, a + (j - j0) * lda, w, r0, r1);
+}
+
+const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy, avx512_fma_burn, 16};
