@@ -36,11 +36,11 @@ py() { python3 - "$@"; }
 
 # ---------------------------------------------------------------- tokenizer
 TEXT="$W/text.txt"
-cat "$ROOT/README.md" "$ROOT/tests/train/bpe_ref.py" > "$TEXT"
+cat "$ROOT/tests/data/train_text.txt" "$ROOT/tests/train/bpe_ref.py" > "$TEXT"
 [ -f "$GOLDEN/../STYLE.md" ] && cat "$GOLDEN/../STYLE.md" >> "$TEXT"
 TOK="$W/tok"
 mkdir -p "$TOK"
-check "train-tokenizer --vocab 600" "$DSC" train-tokenizer --data "$ROOT/README.md" "$TEXT" --vocab 600 -o "$TOK/tokenizer.json"
+check "train-tokenizer --vocab 600" "$DSC" train-tokenizer --data "$ROOT/tests/data/train_text.txt" "$TEXT" --vocab 600 -o "$TOK/tokenizer.json"
 
 check "tokenizer.json: 600 ids without gaps, added tokens 0-5 in vocab, DeepSeek-V3 pre-tokenizer" py "$TOK" "$GOLDEN" <<'EOF'
 import json, sys
@@ -102,7 +102,7 @@ cat >"$W/config.json" <<'EOF'
   "attention_bias": false, "torch_dtype": "bfloat16"
 }
 EOF
-TRAIN="$DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --batch 4 --seq 32"
+TRAIN="$DSC train $W/config.json --data $ROOT/tests/data/train_text.txt $TEXT --tokenizer $TOK/tokenizer.json --batch 4 --seq 32"
 TRAIN="$TRAIN --lr 1e-2 --warmup 5 --gamma 0.01 --eval-every 10 --threads 1"
 
 check "train 30 steps from a config" $TRAIN --steps 30 -o "$W/run"
@@ -145,9 +145,9 @@ check "the checkpoint answers in dsc run --tokenizer (R1 template found)" sh -c 
 
 # gradient accumulation: 2 x 2 sequences = one batch of 4 (the same mean gradient)
 check "train --accum 2 --batch 2 matches --batch 4 (first steps)" sh -c "
-  $DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
+  $DSC train $W/config.json --data $ROOT/tests/data/train_text.txt $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
     --warmup 5 --gamma 0.01 --eval-every 0 --threads 1 --steps 3 --batch 2 --accum 2 -o $W/acc2 2>/dev/null &&
-  $DSC train $W/config.json --data $ROOT/README.md $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
+  $DSC train $W/config.json --data $ROOT/tests/data/train_text.txt $TEXT --tokenizer $TOK/tokenizer.json --seq 32 --lr 1e-2 \
     --warmup 5 --gamma 0.01 --eval-every 0 --threads 1 --steps 3 --batch 4 --accum 1 -o $W/acc1 2>/dev/null &&
   python3 -c '
 import json, sys
