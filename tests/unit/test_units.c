@@ -124,7 +124,7 @@ static void test_isa_kernels(void) {
     const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_F16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
     const char *tname[] = {"f32", "bf16", "f16", "fp8", "q8", "q4"};
     const int colsets[][2] = {{203, 0}, {200, 0}, {96, 1}, {256, 1}}; /* {cols, quantised-only} */
-    enum { ROWS = 37, NT = 6 };
+    enum { ROWS = 37, NT = 9 };
     for (int ti = 0; ti < 6; ti++)
         for (int ci = 0; ci < 4; ci++) {
             const dsc_wtype ty = types[ti];
@@ -152,7 +152,7 @@ static void test_isa_kernels(void) {
             for (int ii = 1; isas[ii]; ii++) {
                 const dsc_kernels *k = kern_select(isas[ii]);
                 double worst = 0, mag = 0;
-                for (int n = 1; n <= NT; n += 2) {
+                for (int n = 1; n <= NT; n += (n < 8 ? 1 : 2)) {
                     kern_ref.matmul_rows(yr, ROWS, x, &w, n, 3, ROWS);
                     k->matmul_rows(yk, ROWS, x, &w, n, 3, ROWS);
                     for (int t = 0; t < n; t++)
