@@ -342,31 +342,18 @@ static void ci_shard_name(char *out, size_t cap, int s, int n_shards) {
  * (set for fp8 as in DeepSeek-V3's release, removed otherwise). */
 static dsc_status ci_write_config(const char *json, size_t len, const char *src, const char *dst, ci_wtype wt) {
     cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", src);
-    int had = cJSON_GetObjectItemCaseSensitive(root, "quantization_config") != NULL;
-    if (wt != CI_W_FP8 && !had) {
-        cJSON_Delete(root);
-        return fio_write_text(dst, json, len);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    if (wt == CI_W_FP8) {
-        cJSON *q = cJSON_AddObjectToObject(root, "quantization_config");
-        const int bs[2] = {CI_BLOCK, CI_BLOCK};
-        if (q) {
-            cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
-            cJSON_AddStringToObject(q, "fmt", "e4m3");
-            cJSON_AddStringToObject(q, "quant_method", "fp8");
-            cJSON_AddItemToObject(q, "weight_block_size", cJSON_CreateIntArray(bs, 2));
-        }
-    }
-    char *text = cJSON_Print(root);
+    int had = root && cJSON_GetObjectItemCaseSensitive(root, "quantization_config") != NULL;
     cJSON_Delete(root);
-    if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
-    dsc_status s = fio_write_text(dst, text, n + 1);
-    free(text);
-    return s;
+    if (wt != CI_W_FP8 && !had) return fio_write_text(dst, json, len);
+    cJSON *q = NULL;
+    if (wt == CI_W_FP8 && (q = cJSON_CreateObject())) {
+        const int bs[2] = {CI_BLOCK, CI_BLOCK};
+        cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
+        cJSON_AddStringToObject(q, "fmt", "e4m3");
+        cJSON_AddStringToObject(q, "quant_method", "fp8");
+        cJSON_AddItemToObject(q, "weight_block_size", cJSON_CreateIntArray(bs, 2));
+    }
+    return config_write_quant(json, len, src, dst, q);
 }
 
 /* The header JSON of shard s, with "__metadata__": {"format": "pt"} as torch writes. */

@@ -259,6 +259,25 @@ dsc_status config_load(const char *path, dsc_config *c) {
     return s;
 }
 
+dsc_status config_write_quant(const char *json, size_t len, const char *src, const char *dst, struct cJSON *quant) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        cJSON_Delete(quant);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", src);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+    if (quant) cJSON_AddItemToObject(root, "quantization_config", quant);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
+    size_t n = strlen(text);
+    text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
+    dsc_status s = fio_write_text(dst, text, n + 1);
+    free(text);
+    return s;
+}
+
 int config_layer_is_moe(const dsc_config *c, int i) {
     return c->n_routed_experts > 0 && i >= c->first_k_dense_replace && i % c->moe_layer_freq == 0;
 }

@@ -49,6 +49,12 @@ dsc_status config_load(const char *path, dsc_config *c);
 /* Parses config JSON already in memory; name is used in messages. */
 dsc_status config_parse(const char *json, size_t len, const char *name, dsc_config *c);
 
+/* Writes the config JSON text json (from src, named in messages) to dst
+ * with its quantization_config replaced by quant (a cJSON object, consumed)
+ * or removed when quant is NULL. */
+struct cJSON;
+dsc_status config_write_quant(const char *json, size_t len, const char *src, const char *dst, struct cJSON *quant);
+
 /* Layer i uses the MoE FFN (DeepSeek-V2 modelling code's condition). */
 int config_layer_is_moe(const dsc_config *c, int i);
 

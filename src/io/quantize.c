@@ -515,23 +515,13 @@ static dsc_status qz_copy_side_file(const char *in_dir, const char *out_dir, con
 
 /* config.json: the input's, with quantization_config replaced by dsc's. */
 static dsc_status qz_write_config(const char *json, size_t len, const char *src, const char *dst, const char *type) {
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", src);
+    cJSON *q = cJSON_CreateObject();
+    if (!q || !cJSON_AddStringToObject(q, "quant_method", "dsc") || !cJSON_AddStringToObject(q, "type", type) ||
+        !cJSON_AddNumberToObject(q, "block_size", DSC_QBLOCK)) {
+        cJSON_Delete(q);
+        return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
     }
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    cJSON *q = cJSON_AddObjectToObject(root, "quantization_config");
-    int ok = q && cJSON_AddStringToObject(q, "quant_method", "dsc") && cJSON_AddStringToObject(q, "type", type) &&
-             cJSON_AddNumberToObject(q, "block_size", DSC_QBLOCK);
-    char *text = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
-    dsc_status s = fio_write_text(dst, text, n + 1);
-    free(text);
-    return s;
+    return config_write_quant(json, len, src, dst, q);
 }
 
 /* The header JSON of output file k, with "__metadata__": {"format": "pt"}. */
