@@ -66,5 +66,10 @@ int cmd_serve(const cli_opts *o);
 int cmd_grad(const cli_opts *o);
 int cmd_train(const cli_opts *o);
 int cmd_train_tokenizer(const cli_opts *o);
+int cmd_tasks(const cli_opts *o); /* cmd_tasks.c */
+int cmd_plot(const cli_opts *o);  /* cmd_plot.c  */
+int cmd_sft(const cli_opts *o);   /* cmd_rl.c    */
+int cmd_grpo(const cli_opts *o);
+int cmd_eval(const cli_opts *o);
 
 #endif

@@ -34,6 +34,11 @@ static const char *usage_text =
     "  train-tokenizer  learn a byte-level BPE tokenizer.json from text files (--help)\n"
     "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4)\n"
     "  kld         mean KL divergence of next-token distributions of two models (-m A -m B)\n"
+    "  tasks       generate verifiable problems or worked solutions (dsc tasks --help)\n"
+    "  sft         supervised fine-tuning on chat examples, loss on the answers (--help)\n"
+    "  grpo        reinforcement learning with verifiable rewards (GRPO; --help)\n"
+    "  eval        pass@1 and majority-vote accuracy on a task file (--help)\n"
+    "  plot        draw a training log (log.jsonl) as a PNG chart (--help)\n"
     "\n"
     "model and context:\n"
     "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
@@ -403,11 +408,14 @@ int main(int argc, char **argv) {
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
                 {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}, {"serve", cmd_serve},
-                {"grad", cmd_grad}, {"train", cmd_train}, {"train-tokenizer", cmd_train_tokenizer}};
+                {"grad", cmd_grad}, {"train", cmd_train}, {"train-tokenizer", cmd_train_tokenizer},
+                {"tasks", cmd_tasks}, {"plot", cmd_plot}, {"sft", cmd_sft}, {"grpo", cmd_grpo}, {"eval", cmd_eval}};
+    static const char *const own_options[] = {"train", "train-tokenizer", "tasks", "plot", "sft", "grpo", "eval"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         cli_opts o = {.cmd = cmd, .argc = argc, .argv = argv};
-        if (!strcmp(cmd, "train") || !strcmp(cmd, "train-tokenizer")) return cmds[i].fn(&o); /* own options */
+        for (size_t j = 0; j < sizeof own_options / sizeof own_options[0]; j++)
+            if (!strcmp(cmd, own_options[j])) return cmds[i].fn(&o);
         int rc = parse_opts(argc, argv, &o);
         return rc ? rc : cmds[i].fn(&o);
     }

@@ -1,0 +1,2 @@
+/* tasks.c — see tasks.h (being written). */
+#include "tasks/tasks.h"
