@@ -25,5 +25,6 @@ rm -rf "$out"
 "$dsc" quantize -m "$work/run" -o "$out" --type q8
 python3 "$root/scripts/bigram_baseline.py" "$dsc" "$work/tokenizer.json" 128 "$work"/text/*.txt | tee "$work/bigram.txt"
 base=$(sed -n 's/.* loss \([0-9.]*\),.*/\1/p' "$work/bigram.txt")
-"$root/scripts/plot_log.sh" "$work/run/log.jsonl" "$out/loss.png" "$base"
+"$dsc" plot "$work/run/log.jsonl" -o "$out/loss.png" --baseline "$base" \
+    --title "dsc train: dsc-brown-v3 (baseline: bigram model, validation loss)"
 cp "$work/run/log.jsonl" "$out/train_log.jsonl"

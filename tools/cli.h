@@ -33,6 +33,12 @@ typedef struct {
     dsc_model_info info;
 } cli_session;
 
+/* The bundled default model: $DSC_MODEL, else models/DSC_DEFAULT_MODEL
+ * beside the executable's directory (build/../models), else in the source
+ * tree; NULL when none has a config.json. */
+#define DSC_DEFAULT_MODEL "dsc-r1-tiny"
+const char *cli_default_model(void);
+
 /* Prints "dsc: MESSAGE" on stderr and returns 1. */
 int cli_die(const char *fmt, ...)
 #if defined(__GNUC__)

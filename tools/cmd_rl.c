@@ -1,5 +1,198 @@
-/* cmd_rl.c — `dsc sft`, `dsc grpo`, `dsc eval` (being written). */
+/*
+ * cmd_rl.c — `dsc grpo` and `dsc eval` (src/rl/rl.h).
+ *
+ *   dsc grpo DIR -o OUT [--tasks add,mul,countdown] [options]
+ *   dsc eval [-m DIR] --tasks FILE.jsonl [--samples K] [--vote] [--temp T]
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../src/rl/rl.h"
 #include "cli.h"
-int cmd_sft(const cli_opts *o) { (void)o; return cli_die("sft: not available yet"); }
-int cmd_grpo(const cli_opts *o) { (void)o; return cli_die("grpo: not available yet"); }
-int cmd_eval(const cli_opts *o) { (void)o; return cli_die("eval: not available yet"); }
+
+static const char usage_grpo[] =
+    "usage: dsc grpo DIR -o OUT [options]\n"
+    "  reinforcement learning of the checkpoint in DIR (R1 chat format) with verifiable rewards:\n"
+    "  GRPO groups sampled from the current policy, reward = correct + --format-weight x format\n"
+    "  --tasks F,F       families: add, mul, countdown (default all three, round-robin)\n"
+    "  --level L         difficulty (default: each family's highest)\n"
+    "  --steps N (100)   --prompts P (8) prompts per step   --group G (8) samples per prompt\n"
+    "  --max-new N (256) tokens per completion             --temp T (1) sampling temperature\n"
+    "  --lr LR (1e-5)    --warmup W (0)   --wd WD (0)       --clip C (1) gradient norm\n"
+    "  --eps E (0.2)     lower clip of the ratio           --eps-high E (0.28) upper clip (DAPO)\n"
+    "  --beta B (0)      KL weight to the reference (k3)   --ref DIR (default DIR)\n"
+    "  --inner MU (1)    policy updates per sampled batch  --format-weight W (0.1)\n"
+    "  --dr-grpo         advantages not divided by the group's std (Dr. GRPO)\n"
+    "  --no-dynamic      keep groups whose rewards are all equal (default: drop and refill,\n"
+    "                    --rounds R (4) sampling rounds per step at most)\n"
+    "  --save-every S (50) --seed S (0) --threads N\n"
+    "output in OUT: the checkpoint (config.json, model.safetensors, tokenizer), log.jsonl\n"
+    "  (reward, accuracy, format, response_length, kl, entropy, clip_frac, ... per step), policy/\n";
+
+static const char usage_eval[] =
+    "usage: dsc eval [-m DIR] --tasks FILE.jsonl [options]\n"
+    "  each line {\"question\", \"answer\"} (arithmetic) or {\"question\", \"numbers\", \"target\"} (Countdown);\n"
+    "  prints one JSON object with pass_at_1 (mean share of correct samples) and, with --vote,\n"
+    "  cons_at_K (majority vote over the extracted answers; ties broken by summed log-probability)\n"
+    "  --samples K (1)   --vote   --temp T (0.6)   --top-p P (0.95)   --max-new N (256)\n"
+    "  --batch P (8) problems sampled together   --limit N   --seed S (0)   --threads N\n"
+    "  --details FILE    one JSON line per sample (completion, answer, correct, logp)\n"
+    "  -m defaults to the bundled model\n";
+
+static int parse_num(const char *s, const char *flag, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
+        return cli_die("%s: '%s' is not a number in [%g, %g]", flag, s ? s : "", lo, hi);
+    *out = v;
+    return 0;
+}
+
+#define NUM(field, lo, hi, type)                                    \
+    do {                                                            \
+        double x_;                                                  \
+        if ((rc = parse_num(v, a, lo, hi, &x_)) == 0) field = (type)x_; \
+    } while (0)
+
+static volatile int g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void on_step(void *user, const char *line) {
+    (void)user;
+    fprintf(stderr, "%s\n", line);
+}
+
+static int parse_families(const char *v, rl_grpo_params *p) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    p->n_families = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "all")) {
+            for (int f = 0; f < TASK_N_FAMILIES; f++) p->families[f] = (task_family)f;
+            p->n_families = TASK_N_FAMILIES;
+            return 0;
+        }
+        const int f = task_family_parse(t);
+        if (f < 0) return cli_die("grpo: --tasks: unknown family '%s' (add, mul, countdown, all)", t);
+        if (p->n_families == TASK_N_FAMILIES) return cli_die("grpo: --tasks: too many families");
+        p->families[p->n_families++] = (task_family)f;
+    }
+    if (!p->n_families) return cli_die("grpo: --tasks: no family given");
+    return 0;
+}
+
+int cmd_grpo(const cli_opts *o) {
+    rl_grpo_params p = rl_grpo_default_params();
+    int rc = 0;
+    for (int i = 2; i < o->argc && !rc; i++) {
+        const char *a = o->argv[i], *v = i + 1 < o->argc ? o->argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_grpo, stdout);
+            return 0;
+        }
+        if (a[0] != '-') {
+            if (p.init) return cli_die("grpo: two checkpoints given ('%s' and '%s')", p.init, a);
+            p.init = a;
+            continue;
+        }
+        if (!strcmp(a, "--dr-grpo")) { p.dr_grpo = 1; continue; }
+        if (!strcmp(a, "--no-dynamic")) { p.dynamic = 0; continue; }
+        if (!v) return cli_die("grpo: option %s needs a value", a);
+        i++;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) p.out_dir = v;
+        else if (!strcmp(a, "--ref")) p.ref = v;
+        else if (!strcmp(a, "--tasks")) rc = parse_families(v, &p);
+        else if (!strcmp(a, "--level")) NUM(p.level, 1, 16, int);
+        else if (!strcmp(a, "--steps")) NUM(p.steps, 1, 1e7, int32_t);
+        else if (!strcmp(a, "--prompts")) NUM(p.prompts, 1, 512, int32_t);
+        else if (!strcmp(a, "--group")) NUM(p.group, 2, 256, int32_t);
+        else if (!strcmp(a, "--max-new")) NUM(p.max_new, 1, 8192, int32_t);
+        else if (!strcmp(a, "--inner")) NUM(p.inner, 1, 64, int32_t);
+        else if (!strcmp(a, "--warmup")) NUM(p.warmup, 0, 1e7, int32_t);
+        else if (!strcmp(a, "--rounds")) NUM(p.max_rounds, 1, 64, int32_t);
+        else if (!strcmp(a, "--save-every")) NUM(p.save_every, 0, 1e7, int32_t);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) NUM(p.threads, 1, 1024, int32_t);
+        else if (!strcmp(a, "--seed")) NUM(p.seed, 0, 4294967295.0, uint64_t);
+        else if (!strcmp(a, "--lr")) NUM(p.lr, 0, 10, float);
+        else if (!strcmp(a, "--wd")) NUM(p.weight_decay, 0, 10, float);
+        else if (!strcmp(a, "--clip")) NUM(p.clip, 0, 1e9, float);
+        else if (!strcmp(a, "--temp")) NUM(p.temp, 1e-3, 10, float);
+        else if (!strcmp(a, "--eps")) NUM(p.eps_low, 0, 0.999, float);
+        else if (!strcmp(a, "--eps-high")) NUM(p.eps_high, 0, 100, float);
+        else if (!strcmp(a, "--beta")) NUM(p.beta, 0, 100, float);
+        else if (!strcmp(a, "--format-weight")) NUM(p.format_weight, 0, 10, float);
+        else return cli_die("grpo: unknown option '%s' (see dsc grpo --help)", a);
+    }
+    if (rc) return rc;
+    if (!p.init || !p.out_dir) return cli_die("grpo: DIR and -o OUT are needed (see dsc grpo --help)");
+    p.interrupt = &g_stop;
+    p.on_step = on_step;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rl_grpo_run(&p)) return cli_die_status();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "dsc: grpo: done in %.1f s%s -> %s\n",
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), g_stop ? " (interrupted)" : "",
+            p.out_dir);
+    return 0;
+}
+
+int cmd_eval(const cli_opts *o) {
+    rl_eval_params p = rl_eval_default_params();
+    int rc = 0;
+    for (int i = 2; i < o->argc && !rc; i++) {
+        const char *a = o->argv[i], *v = i + 1 < o->argc ? o->argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_eval, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--vote")) { p.vote = 1; continue; }
+        if (!v) return cli_die("eval: option %s needs a value", a);
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;
+        else if (!strcmp(a, "--tasks")) p.tasks = v;
+        else if (!strcmp(a, "--details")) p.details = v;
+        else if (!strcmp(a, "--samples")) NUM(p.samples, 1, 256, int32_t);
+        else if (!strcmp(a, "--temp")) NUM(p.temp, 0, 10, float);
+        else if (!strcmp(a, "--top-p")) NUM(p.top_p, 0, 1, float);
+        else if (!strcmp(a, "--max-new")) NUM(p.max_new, 1, 8192, int32_t);
+        else if (!strcmp(a, "--batch")) NUM(p.batch, 1, 512, int32_t);
+        else if (!strcmp(a, "--limit")) NUM(p.limit, 0, 1e9, int32_t);
+        else if (!strcmp(a, "--seed")) NUM(p.seed, 0, 4294967295.0, uint64_t);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) NUM(p.threads, 1, 1024, int32_t);
+        else return cli_die("eval: unknown option '%s' (see dsc eval --help)", a);
+    }
+    if (rc) return rc;
+    if (!p.model) p.model = cli_default_model();
+    if (!p.model) return cli_die("eval: no -m DIR and no bundled model found (see dsc eval --help)");
+    if (!p.tasks) return cli_die("eval: --tasks FILE.jsonl is needed (see dsc eval --help)");
+    rl_eval_result r;
+    if (rl_eval_run(&p, &r)) return cli_die_status();
+    printf("{\"model\": \"%s\", \"tasks\": \"%s\", \"n\": %lld, \"samples\": %d, \"temp\": %g, \"pass_at_1\": %.4f",
+           p.model, p.tasks, (long long)r.n, p.samples, (double)p.temp, r.pass_at_1);
+    if (p.vote) printf(", \"cons_at_%d\": %.4f", p.samples, r.cons_at_k);
+    printf(", \"format_rate\": %.4f, \"mean_length\": %.1f, \"families\": {", r.format_rate, r.mean_length);
+    int first = 1;
+    for (int f = 0; f < TASK_N_FAMILIES; f++) {
+        if (!r.n_family[f]) continue;
+        printf("%s\"%s\": {\"n\": %lld, \"pass_at_1\": %.4f", first ? "" : ", ", task_family_name((task_family)f),
+               (long long)r.n_family[f], r.pass_family[f]);
+        if (p.vote) printf(", \"cons_at_%d\": %.4f", p.samples, r.cons_family[f]);
+        printf("}");
+        first = 0;
+    }
+    printf("}}\n");
+    return 0;
+}

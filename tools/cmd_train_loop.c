@@ -21,11 +21,12 @@
 #include "cli.h"
 
 static const char usage_tokenizer[] =
-    "usage: dsc train-tokenizer --data FILES... --vocab N -o tokenizer.json [--min-frequency F]\n"
+    "usage: dsc train-tokenizer --data FILES... --vocab N -o tokenizer.json [--min-frequency F] [--split-digits]\n"
     "  learns a byte-level BPE (DeepSeek-V3 pre-tokenizer) of N ids: 6 added tokens\n"
     "  (<｜begin▁of▁sentence｜> 0, <｜end▁of▁sentence｜> 1, <｜User｜>, <｜Assistant｜>, <think>, </think>),\n"
     "  256 bytes, then merges. Writes tokenizer.json and, beside it, tokenizer_config.json\n"
-    "  (R1 chat template). -o DIR writes DIR/tokenizer.json. F: fewest occurrences of a merged pair (2).\n";
+    "  (R1 chat template). -o DIR writes DIR/tokenizer.json. F: fewest occurrences of a merged pair (2).\n"
+    "  --split-digits: every digit a token of its own (for arithmetic) instead of runs of up to 3.\n";
 
 static const char usage_train[] =
     "usage: dsc train CONFIG_OR_DIR --data FILES... --tokenizer FILE -o DIR [options]\n"
@@ -100,6 +101,7 @@ int cmd_train_tokenizer(const cli_opts *o) {
         } else if (!strcmp(a, "--data")) rc = take_files(o->argc, o->argv, &i, &files, &n_files);
         else if (!strcmp(a, "--vocab")) rc = parse_i(v, a, 262, 1 << 22, &p.vocab_size), vocab_set = 1, i++;
         else if (!strcmp(a, "--min-frequency")) rc = parse_i(v, a, 1, 1 << 30, &p.min_frequency), i++;
+        else if (!strcmp(a, "--split-digits")) p.split_digits = 1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return cli_die("%s needs a value", a);
             out = v, i++;
@@ -184,8 +186,26 @@ static int parse_pair(const char *s, const char *flag, int32_t *a, float *b, int
     return p2 ? parse_i(p2, flag, 1, 1 << 30, c) : 0;
 }
 
-int cmd_train(const cli_opts *o) {
+static const char usage_sft[] =
+    "usage: dsc sft DIR --data FILES.jsonl... -o OUT [options of dsc train]\n"
+    "  supervised fine-tuning of the checkpoint in DIR on chat examples, one JSON object per line:\n"
+    "    {\"messages\": [{\"role\": \"user\", \"content\": Q}, {\"role\": \"assistant\", \"content\": A}]}\n"
+    "  (a system message and earlier turns are allowed; the last message is the answer). Each\n"
+    "  example is the R1 chat template of its prompt, ending \"<｜Assistant｜><think>\\n\", then the\n"
+    "  answer (its own leading \"<think>\\n\" dropped) and EOS; the loss is on the answer and EOS only.\n"
+    "  Examples are packed whole into sequences of --seq tokens. --tokenizer defaults to DIR's.\n"
+    "  Same knobs, schedule, stability handling, checkpoints and log as dsc train (dsc train --help).\n";
+
+static int train_main(const cli_opts *o, int chat);
+
+int cmd_train(const cli_opts *o) { return train_main(o, 0); }
+int cmd_sft(const cli_opts *o) { return train_main(o, 1); }
+
+static int train_main(const cli_opts *o, int chat) {
+    const char *name = chat ? "sft" : "train";
     dsc_train_run_params p = dsc_train_run_default_params();
+    p.chat = chat;
+    char tok_default[4096];
     const char **files = NULL;
     int n_files = 0, rc = 0, min_lr_set = 0;
     int32_t seed = 0;
@@ -193,11 +213,11 @@ int cmd_train(const cli_opts *o) {
         const char *a = o->argv[i], *v = i + 1 < o->argc ? o->argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_train, stdout);
+            fputs(chat ? usage_sft : usage_train, stdout);
             return 0;
         }
         if (a[0] != '-') {
-            if (p.init) return cli_die("train: two checkpoints given ('%s' and '%s')", p.init, a);
+            if (p.init) return cli_die("%s: two checkpoints given ('%s' and '%s')", name, p.init, a);
             p.init = a, takes = 0;
         } else if (!strcmp(a, "--data")) rc = take_files(o->argc, o->argv, &i, &files, &n_files), takes = 0;
         else if (!strcmp(a, "--resume")) p.resume = 1, takes = 0;
@@ -231,12 +251,17 @@ int cmd_train(const cli_opts *o) {
         else if (!strcmp(a, "--spike-k")) rc = parse_f(v, a, 1e-3, 1e6, &p.spike_k);
         else if (!strcmp(a, "--inject-batch")) rc = parse_pair(v, a, &p.inject_step, NULL, &p.inject_token, 1);
         else if (!strcmp(a, "--lr-burst")) rc = parse_pair(v, a, &p.burst_step, &p.burst_factor, &p.burst_len, 0);
-        else return cli_die("train: unknown option '%s' (see dsc train --help)", a);
+        else return cli_die("%s: unknown option '%s' (see dsc %s --help)", name, a, name);
         i += takes;
     }
     if (rc) return rc;
+    if (chat && !p.tokenizer && p.init) {
+        snprintf(tok_default, sizeof tok_default, "%s/tokenizer.json", p.init);
+        p.tokenizer = tok_default;
+    }
     if ((!p.init && !p.resume) || !files || !p.tokenizer || !p.out_dir)
-        return cli_die("train: CONFIG_OR_DIR, --data, --tokenizer and -o are needed (see dsc train --help)");
+        return cli_die(chat ? "sft: DIR, --data and -o are needed (see dsc sft --help)"
+                            : "train: CONFIG_OR_DIR, --data, --tokenizer and -o are needed (see dsc train --help)");
     if (!min_lr_set) p.min_lr = p.lr / 10;
     p.data = files;
     p.n_data = n_files;
@@ -251,8 +276,8 @@ int cmd_train(const cli_opts *o) {
     sigaction(SIGTERM, &sa, NULL);
     if (dsc_train_run(&p)) return cli_die_status();
     const double secs = mono() - pr.t0;
-    fprintf(stderr, "dsc: train: %d steps of %lld tokens in %.1f s (%.0f tokens/s overall, evaluation and checkpoints included)%s -> %s\n",
-            pr.applied, (long long)pr.tokens_per_step, secs, secs > 0 ? (double)pr.applied * pr.tokens_per_step / secs : 0.0,
+    fprintf(stderr, "dsc: %s: %d steps of %lld tokens in %.1f s (%.0f tokens/s overall, evaluation and checkpoints included)%s -> %s\n",
+            name, pr.applied, (long long)pr.tokens_per_step, secs, secs > 0 ? (double)pr.applied * pr.tokens_per_step / secs : 0.0,
             g_interrupt ? " (interrupted)" : "", p.out_dir);
     return 0;
 }

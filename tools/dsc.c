@@ -5,6 +5,8 @@
  *   dsc logits   -m DIR --tokens "0 5 17" -o OUT.safetensors [--decode-only]
  *   dsc generate -m DIR --tokens "0 5 17" -n N --temp 0 --ids [--decode-only]
  * Exit 0 on success; on error one line on stderr and exit 1.
+ * run, chat, serve and eval use the bundled model (models/DSC_DEFAULT_MODEL)
+ * when no -m is given.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -41,7 +43,8 @@ static const char *usage_text =
     "  plot        draw a training log (log.jsonl) as a PNG chart (--help)\n"
     "\n"
     "model and context:\n"
-    "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json])\n"
+    "  -m, --model DIR        checkpoint directory (config.json + safetensors [+ tokenizer.json]);\n"
+    "                         run, chat, serve and eval default to the bundled model (or $DSC_MODEL)\n"
     "  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)\n"
     "  -c, --ctx N            context length (default min(4096, max_position_embeddings))\n"
     "  -b, --batch N          prompt tokens per prefill chunk (default 512)\n"
@@ -128,6 +131,35 @@ int cli_die(const char *fmt, ...) {
 }
 
 int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
+
+static int has_config(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    return access(p, R_OK) == 0;
+}
+
+const char *cli_default_model(void) {
+    static char path[4096];
+    const char *env = getenv("DSC_MODEL");
+    if (env && *env) return env;
+    char exe[4000];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        static const char *const rel[] = {"/../models/", "/models/", "/../share/dsc/models/"};
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            snprintf(path, sizeof path, "%s%s%s", exe, rel[i], DSC_DEFAULT_MODEL);
+            if (has_config(path)) return path;
+        }
+    }
+#ifdef DSC_SOURCE_DIR
+    snprintf(path, sizeof path, "%s/models/%s", DSC_SOURCE_DIR, DSC_DEFAULT_MODEL);
+    if (has_config(path)) return path;
+#endif
+    return NULL;
+}
 
 #define die cli_die
 #define die_status cli_die_status
@@ -228,6 +260,10 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (rc) return rc;
         i += takes;
     }
+    if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
+        !(o->model = cli_default_model()))
+        return die("no model given (-m DIR) and no bundled model found (models/%s beside the build, or $DSC_MODEL)",
+                   DSC_DEFAULT_MODEL);
     if (!o->model && !(o->tokenizer && (!strcmp(o->cmd, "tokenize") || !strcmp(o->cmd, "detokenize"))) &&
         strcmp(o->cmd, "init"))
         return die("no model given (-m DIR)");

@@ -13,7 +13,7 @@
  * Questions (exact spellings):
  *   add:        What is 48213 + 9377?
  *   mul:        What is 347 * 86?
- *   countdown:  Using the numbers [3, 7, 25, 50], each at most once, with + - * and /, make 81.
+ *   countdown:  Using the numbers [3, 7, 25, 50], each at most once, with + - * and /, make 82.
  */
 #ifndef DSC_TASKS_H
 #define DSC_TASKS_H
@@ -86,14 +86,17 @@ typedef struct {
 /* Checks a completion against p. Add / mul: the boxed content is an integer
  * (optional sign and commas/spaces are not accepted: digits only, leading
  * zeros allowed) equal to target. Countdown: a valid expression whose value
- * is exactly target. */
+ * is exactly target. The answer is the last box of the whole completion
+ * (see task_extract_boxed); format_ok also wants it after "</think>" with
+ * only whitespace after it (a summary between "</think>" and the box is
+ * allowed). */
 void task_check(const task_problem *p, const char *completion, task_verdict *v);
 
 /* The reward of a verdict: correct + format_weight x format_ok. */
 float task_reward(const task_verdict *v, float format_weight);
 
 /* JSON lines. Arithmetic: {"question": "...", "answer": "57590"}; Countdown:
- * {"question": "...", "numbers": [3, 7, 25, 50], "target": 81}. Reading
+ * {"question": "...", "numbers": [3, 7, 25, 50], "target": 82}. Reading
  * accepts exactly those (the family is recognised from the question for
  * arithmetic, which must be "What is A + B?" or "What is A * B?" with answer
  * equal to the result); errors name the field at fault. task_to_json
@@ -105,7 +108,8 @@ char *task_to_json(const task_problem *p);
  * the key whose samples have the larger summed log-probability (logp[i] is
  * the summed token log-probability of sample i). Samples with an empty key
  * do not vote. Returns the index of a sample carrying the winning key (the
- * one with the highest logp among them), or -1 when no sample has a key. */
+ * one with the highest logp among them), or -1 when no sample has a key.
+ * logp may be NULL: ties then go to the key seen first. */
 int task_vote(const task_verdict *v, const double *logp, int n);
 
 #endif

@@ -36,6 +36,10 @@ static const char *const bpe_patterns[] = {
 };
 #define BPE_N_STEPS 3
 
+/* Pre-tokenizer step i; split_digits: every digit its own piece (LLaMA), so
+ * no merge joins digits (for arithmetic). */
+static const char *bpe_pattern(int i, int split_digits) { return i == 0 && split_digits ? "\\p{N}" : bpe_patterns[i]; }
+
 /* Added tokens, ids 0.. in this order (DeepSeek-V3 / R1 spellings). */
 static const char *const bpe_added[] = {
     "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>",
@@ -144,6 +148,7 @@ typedef struct {
     size_t count_cap;
     int64_t n_words;
     const char *path;   /* file being read, for messages                     */
+    int split_digits;
 } bpe_counter;
 
 static dsc_status count_word(bpe_counter *c, const char *s, size_t n) {
@@ -229,7 +234,7 @@ static void counter_free(bpe_counter *c) {
 
 static dsc_status count_files(bpe_counter *c, const char *const *files, int n_files, int64_t *n_bytes) {
     dsc_status s = DSC_OK;
-    for (int i = 0; i < BPE_N_STEPS && !s; i++) s = tok_regex_compile(bpe_patterns[i], 0, "bpe pre-tokenizer", &c->steps[i]);
+    for (int i = 0; i < BPE_N_STEPS && !s; i++) s = tok_regex_compile(bpe_pattern(i, c->split_digits), 0, "bpe pre-tokenizer", &c->steps[i]);
     if (s) return s;
     c->md = pcre2_match_data_create(1, NULL);
     c->mctx = pcre2_match_context_create(NULL);
@@ -291,6 +296,7 @@ typedef struct {
     size_t n_merges, cap_merges;
     int32_t *touched;   /* pairs with c created by the current merge          */
     size_t n_touched, cap_touched;
+    int split_digits;
 } bpe_state;
 
 static int heap_less(const bpe_heap_e *x, const bpe_heap_e *y) { /* x ranks below y */
@@ -575,7 +581,7 @@ static char *tokenizer_json(const bpe_state *st) {
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "Sequence");
     cJSON *steps = cJSON_AddArrayToObject(pre, "pretokenizers");
-    for (int i = 0; i < BPE_N_STEPS; i++) cJSON_AddItemToArray(steps, json_split(bpe_patterns[i]));
+    for (int i = 0; i < BPE_N_STEPS; i++) cJSON_AddItemToArray(steps, json_split(bpe_pattern(i, st->split_digits)));
     cJSON_AddItemToArray(steps, json_bytelevel(0, 1, 0));
     cJSON_AddItemToObject(root, "post_processor", json_bytelevel(1, 0, 1));
     cJSON_AddItemToObject(root, "decoder", json_bytelevel(1, 1, 1));
@@ -672,8 +678,8 @@ dsc_status dsc_bpe_train(const char *const *files, int n_files, const dsc_bpe_pa
         return dsc_fail(DSC_ERR_ARG, "train-tokenizer: vocabulary size %d is not in [%d, %d] (%d added tokens + 256 bytes + merges)",
                         p->vocab_size, BPE_N_ADDED + 256, BPE_MAX_VOCAB, BPE_N_ADDED);
     if (p->min_frequency < 1) return dsc_fail(DSC_ERR_ARG, "train-tokenizer: min_frequency %d < 1", p->min_frequency);
-    bpe_counter c = {0};
-    bpe_state st = {0};
+    bpe_counter c = {.split_digits = p->split_digits};
+    bpe_state st = {.split_digits = p->split_digits};
     int64_t n_bytes = 0;
     dsc_status s = count_files(&c, files, n_files, &n_bytes);
     if (!s) s = state_init(&st, &c);

@@ -13,6 +13,8 @@
 
 typedef struct {
     int32_t *tokens;     /* [n_tokens] the stream                                   */
+    uint8_t *mask;       /* [n_tokens] 1 when token i is a target of the loss (chat  */
+                         /* data: the answers); NULL: every token                   */
     int64_t n_tokens;
     int32_t T;           /* sequence i is tokens[i T .. i T + T] (T + 1 tokens: each  */
                          /* token is a target once)                                 */
@@ -32,12 +34,23 @@ dsc_status trn_data_load(trn_data *d, const dsc_tokenizer *tok, const char *cons
                          int32_t T, float val_frac, uint64_t seed);
 void trn_data_free(trn_data *d);
 
-/* Copies the next B training sequences (B, T + 1) into out, from position
+/* Copies the next B training sequences (B, T + 1) into out (and, if mask is
+ * non-NULL, their (B, T) target flags), from position
  * (*epoch, *cursor) of the shuffled order, and advances it (crossing into
  * the next epoch's order when one ends). */
-dsc_status trn_data_next(trn_data *d, int64_t *epoch, int64_t *cursor, int32_t B, int32_t *out);
+dsc_status trn_data_next(trn_data *d, int64_t *epoch, int64_t *cursor, int32_t B, int32_t *out, uint8_t *mask);
 
 /* Validation sequences first .. first + n - 1 (n <= n_val - first) into out. */
-void trn_data_val(const trn_data *d, int64_t first, int32_t n, int32_t *out);
+void trn_data_val(const trn_data *d, int64_t first, int32_t n, int32_t *out, uint8_t *mask);
+
+/* Chat examples for supervised fine-tuning: JSON lines {"messages": [...]}
+ * ending with a user message and the assistant's answer. Each example is
+ * the R1 chat template of its prompt (ending "<think>\n"; an answer's own
+ * leading "<think>\n" is dropped) + the answer + EOS; only the answer and
+ * EOS are targets (mask). Examples are packed whole into blocks of T tokens
+ * padded with EOS (no loss); one longer than T is an error. mask_out of
+ * trn_data_next / trn_data_val receives (B, T) target flags. */
+dsc_status trn_data_load_chat(trn_data *d, const dsc_tokenizer *tok, const char *const *files, int n_files, int32_t eos,
+                              int32_t T, float val_frac, uint64_t seed);
 
 #endif

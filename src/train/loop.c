@@ -76,6 +76,8 @@ typedef struct {
     dsc_tokenizer *tok;
     trn_data data;
     int32_t *batch;       /* (B, T + 1)                                   */
+    uint8_t *mask;        /* (B, T) target flags, chat data only           */
+    float *wt, *logp;     /* (B, T) loss weights and log-probabilities, chat data only */
     float *acc;           /* (n_floats) gradient sum, accum > 1 only       */
     int32_t *loads;       /* (L, E) routes of the step's micro-batches     */
     size_t n_loads;
@@ -132,6 +134,9 @@ static void loop_free(loop *L) {
     dsc_tokenizer_free(L->tok);
     trn_data_free(&L->data);
     free(L->batch);
+    free(L->mask);
+    free(L->wt);
+    free(L->logp);
     free(L->acc);
     free(L->loads);
     free(L->w.loss);
@@ -174,11 +179,11 @@ static dsc_status write_json(const char *path, cJSON *root) {
 
 /* config.json for the checkpoint: as the source, but without MTP layers
  * (not trained, not written), quantization, and with F32 weights. */
-static dsc_status write_config(const loop *L) {
+static dsc_status write_config(const char *cfg_src, const char *out_dir) {
     char *json, dst[FIO_PATH_MAX];
     size_t len;
-    dsc_status s = read_small(L->cfg_src, &json, &len);
-    if (s || (s = fio_join(dst, L->p.out_dir, "config.json"))) {
+    dsc_status s = read_small(cfg_src, &json, &len);
+    if (s || (s = fio_join(dst, out_dir, "config.json"))) {
         free(json);
         return s;
     }
@@ -186,7 +191,7 @@ static dsc_status write_config(const loop *L) {
     free(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", L->cfg_src);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", cfg_src);
     }
     if (cJSON_GetObjectItemCaseSensitive(root, "num_nextn_predict_layers"))
         cJSON_ReplaceItemInObjectCaseSensitive(root, "num_nextn_predict_layers", cJSON_CreateNumber(0));
@@ -208,16 +213,16 @@ static dsc_status copy_file(const char *src, const char *dst) {
 }
 
 /* tokenizer.json, and tokenizer_config.json when it lies beside it. */
-static dsc_status copy_tokenizer(const loop *L) {
+static dsc_status copy_tokenizer(const char *tokenizer, const char *out_dir) {
     char dst[FIO_PATH_MAX], src[FIO_PATH_MAX];
-    dsc_status s = fio_join(dst, L->p.out_dir, "tokenizer.json");
-    if (!s) s = copy_file(L->p.tokenizer, dst);
+    dsc_status s = fio_join(dst, out_dir, "tokenizer.json");
+    if (!s) s = copy_file(tokenizer, dst);
     if (s) return s;
-    snprintf(src, sizeof src, "%s", L->p.tokenizer);
+    snprintf(src, sizeof src, "%s", tokenizer);
     char *slash = strrchr(src, '/');
     snprintf(slash ? slash + 1 : src, sizeof src - (size_t)(slash ? slash + 1 - src : 0), "tokenizer_config.json");
     if (access(src, R_OK) != 0) return DSC_OK;
-    if ((s = fio_join(dst, L->p.out_dir, "tokenizer_config.json"))) return s;
+    if ((s = fio_join(dst, out_dir, "tokenizer_config.json"))) return s;
     return copy_file(src, dst);
 }
 
@@ -231,9 +236,8 @@ static const char *bias_name(char *buf, size_t cap, int layer) {
 
 /* Writes the tensors of arenas (params, or prefix + name for each of n
  * arenas) and, with bias, the correction biases to path via path.tmp. */
-static dsc_status write_tensors(const loop *L, const char *path, const char *const *prefix, float *const *arena,
+static dsc_status write_tensors(const dsc_trainer *t, const char *path, const char *const *prefix, float *const *arena,
                                 int n_arenas, const float *bias, const char *bias_prefix) {
-    const dsc_trainer *t = L->t;
     const int nl = t->cfg.n_layers, E = t->cfg.n_routed_experts;
     const int cap = n_arenas * t->n_tensors + nl;
     dsc_tensor_view *v = calloc((size_t)cap, sizeof *v);
@@ -315,25 +319,31 @@ static dsc_status window_from_json(spike_window *w, const cJSON *o, const char *
     return DSC_OK;
 }
 
+dsc_status dsc_train_save(const dsc_trainer *t, const char *config_src, const char *tokenizer, const char *out_dir) {
+    char path[FIO_PATH_MAX];
+    dsc_status s = write_config(config_src, out_dir);
+    if (!s && tokenizer) s = copy_tokenizer(tokenizer, out_dir);
+    if (!s && !(s = fio_join(path, out_dir, "model.safetensors"))) {
+        const char *pre[1] = {""};
+        float *ar[1] = {t->params};
+        s = write_tensors(t, path, pre, ar, 1, t->bias, "");
+    }
+    return s;
+}
+
 static dsc_status save_checkpoint(loop *L) {
     dsc_trainer *t = L->t;
     char path[FIO_PATH_MAX];
-    dsc_status s = write_config(L);
-    if (!s) s = copy_tokenizer(L);
-    if (!s && !(s = fio_join(path, L->p.out_dir, "model.safetensors"))) {
-        const char *pre[1] = {""};
-        float *ar[1] = {t->params};
-        s = write_tensors(L, path, pre, ar, 1, t->bias, "");
-    }
+    dsc_status s = dsc_train_save(t, L->cfg_src, L->p.tokenizer, L->p.out_dir);
     if (!s && !(s = fio_join(path, L->p.out_dir, "optimizer.safetensors"))) {
         const char *pre[2] = {"exp_avg.", "exp_avg_sq."};
         float *ar[2] = {t->m, t->v};
-        s = write_tensors(L, path, pre, ar, 2, NULL, NULL);
+        s = write_tensors(t, path, pre, ar, 2, NULL, NULL);
     }
     if (!s && L->snap.have && !(s = fio_join(path, L->p.out_dir, "rollback.safetensors"))) {
         const char *pre[3] = {"param.", "exp_avg.", "exp_avg_sq."};
         float *ar[3] = {L->snap.params, L->snap.m, L->snap.v};
-        s = write_tensors(L, path, pre, ar, 3, L->snap.bias, "bias.");
+        s = write_tensors(t, path, pre, ar, 3, L->snap.bias, "bias.");
     }
     if (s) return s;
     fflush(L->log);
@@ -623,6 +633,13 @@ static dsc_status setup_model(loop *L) {
     L->n_loads = nb;
     L->loads = calloc(nb, sizeof(int32_t));
     L->batch = malloc(sizeof(int32_t) * (size_t)p->batch * ((size_t)p->seq + 1));
+    if (p->chat) {
+        const size_t n = (size_t)p->batch * (size_t)p->seq;
+        L->mask = malloc(n);
+        L->wt = malloc(sizeof(float) * n);
+        L->logp = malloc(sizeof(float) * n);
+        if (!L->mask || !L->wt || !L->logp) return dsc_fail(DSC_ERR_NOMEM, "train: out of memory for a batch");
+    }
     L->acc = p->accum > 1 ? malloc(sizeof(float) * nf) : NULL;
     L->snap.params = malloc(sizeof(float) * nf);
     L->snap.m = malloc(sizeof(float) * nf);
@@ -648,6 +665,7 @@ static dsc_status setup_data(loop *L) {
         return dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token and no eos_token_id", p->tokenizer);
     if (p->inject_step > 0 && (p->inject_token < 0 || p->inject_token >= L->t->cfg.vocab_size))
         return dsc_fail(DSC_ERR_ARG, "train: injected token %d is out of range", p->inject_token);
+    if (p->chat) return trn_data_load_chat(&L->data, L->tok, p->data, p->n_data, eos, p->seq, p->val_frac, p->seed);
     return trn_data_load(&L->data, L->tok, p->data, p->n_data, eos, p->seq, p->val_frac, p->seed);
 }
 
@@ -668,6 +686,23 @@ static dsc_status open_log(loop *L, int64_t keep_bytes) {
 /* ------------------------------------------------------------------------ */
 /* Steps                                                                     */
 
+/* Chat data: the mean cross-entropy over the answer tokens of the batch in
+ * L->batch / L->mask (NaN when it holds none), and with grad its gradient. */
+static dsc_status masked_pass(loop *L, int32_t B, int grad, float *ce, float *aux) {
+    const int32_t T = L->p.seq, N = B * T;
+    dsc_status s = dsc_train_forward(L->t, L->batch, B, T, L->logp, NULL, aux);
+    if (s) return s;
+    int64_t cnt = 0;
+    for (int32_t n = 0; n < N; n++) cnt += L->mask[n];
+    double sum = 0;
+    for (int32_t n = 0; n < N; n++) {
+        L->wt[n] = cnt ? (float)L->mask[n] / (float)cnt : 0.0f;
+        if (L->mask[n]) sum -= L->logp[n];
+    }
+    *ce = cnt ? (float)(sum / (double)cnt) : NAN;
+    return grad ? dsc_train_backward(L->t, L->wt) : DSC_OK;
+}
+
 static float val_loss(loop *L) {
     const int32_t B = L->p.batch, T = L->p.seq;
     int64_t n = L->data.n_val;
@@ -677,8 +712,8 @@ static float val_loss(loop *L) {
     for (int64_t i = 0; i < n; i += B) {
         const int32_t nb = (int32_t)(n - i < B ? n - i : B);
         float ce = NAN;
-        trn_data_val(&L->data, i, nb, L->batch);
-        if (dsc_train_eval(L->t, L->batch, nb, T, &ce, NULL)) return NAN;
+        trn_data_val(&L->data, i, nb, L->batch, L->mask);
+        if (L->p.chat ? masked_pass(L, nb, 0, &ce, NULL) : dsc_train_eval(L->t, L->batch, nb, T, &ce, NULL)) return NAN;
         sum += (double)ce * nb;
     }
     return (float)(sum / (double)n);
@@ -699,11 +734,11 @@ static dsc_status step_grad(loop *L, int32_t s, float *loss, float *aux) {
     memset(L->loads, 0, sizeof(int32_t) * L->n_loads);
     for (int32_t k = 0; k < K; k++) {
         float ce = 0, ax = 0;
-        dsc_status st = trn_data_next(&L->data, &L->epoch, &L->cursor, B, L->batch);
+        dsc_status st = trn_data_next(&L->data, &L->epoch, &L->cursor, B, L->batch, L->mask);
         if (st) return st;
         if (inject)
             for (size_t i = 0; i < (size_t)B * (T + 1); i++) L->batch[i] = L->p.inject_token;
-        if ((st = dsc_train_grad(t, L->batch, B, T, &ce, &ax))) return st;
+        if ((st = L->p.chat ? masked_pass(L, B, 1, &ce, &ax) : dsc_train_grad(t, L->batch, B, T, &ce, &ax))) return st;
         ce_sum += ce;
         aux_sum += ax;
         for (size_t i = 0; i < L->n_loads; i++) L->loads[i] += t->grad_load[i];

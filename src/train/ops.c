@@ -481,6 +481,7 @@ typedef struct {
     const int32_t *targets;
     int32_t N, V;
     float dloss;
+    const float *weights; /* backward: per-row dloss (NULL: dloss for every row) */
 } ce_job;
 
 static void ce_forward_task(void *arg, int ith, int nth) {
@@ -514,7 +515,8 @@ static void ce_backward_task(void *arg, int ith, int nth) {
     for (int64_t n = lo; n < hi; n++) {
         float *d = j->probs + n * j->V; /* the output, see below */
         const float *p = j->logits + n * j->V;
-        for (int32_t v = 0; v < j->V; v++) d[v] = (p[v] - (v == j->targets[n] ? 1.0f : 0.0f)) * j->dloss;
+        const float w = j->weights ? j->weights[n] : j->dloss;
+        for (int32_t v = 0; v < j->V; v++) d[v] = (p[v] - (v == j->targets[n] ? 1.0f : 0.0f)) * w;
     }
 }
 
@@ -522,5 +524,11 @@ void train_crossentropy_backward(float *dlogits, const float *probs, const int32
                                  float dloss, const train_exec *ex) {
     /* the job's fields reused: probs = output, logits = input */
     ce_job j = {.probs = dlogits, .logits = probs, .targets = targets, .N = N, .V = V, .dloss = dloss};
+    run(ex, (int64_t)N * V * 4, ce_backward_task, &j);
+}
+
+void train_crossentropy_backward_w(float *dlogits, const float *probs, const int32_t *targets, int32_t N, int32_t V,
+                                   const float *weights, const train_exec *ex) {
+    ce_job j = {.probs = dlogits, .logits = probs, .targets = targets, .N = N, .V = V, .weights = weights};
     run(ex, (int64_t)N * V * 4, ce_backward_task, &j);
 }

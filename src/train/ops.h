@@ -120,5 +120,9 @@ void train_crossentropy_forward(float *losses, float *probs, const float *logits
 /* Writes (=) dlogits (N, V) = (probs - onehot(target)) x dloss; may alias probs. */
 void train_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int32_t N, int32_t V,
                                  float dloss, const train_exec *ex);
+/* The same with a weight per row: dlogits[n] = weights[n] (probs[n] - onehot(targets[n])),
+ * the gradient of sum_n weights[n] x CE_n. */
+void train_crossentropy_backward_w(float *dlogits, const float *probs, const int32_t *targets, int32_t N, int32_t V,
+                                   const float *weights, const train_exec *ex);
 
 #endif

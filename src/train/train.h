@@ -62,6 +62,23 @@ dsc_status dsc_train_grad(dsc_trainer *t, const int32_t *tokens, int32_t B, int3
 dsc_status dsc_train_eval(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *loss_ce,
                           float *loss_aux);
 
+/* Forward pass for a weighted objective (SFT masks, policy gradients):
+ * logp[b T + i] = log p(tokens[b, i + 1] | tokens[b, 0..i]) and, if entropy
+ * is non-NULL, the entropy of that next-token distribution (nats). The
+ * activations stay for dsc_train_backward. */
+dsc_status dsc_train_forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *logp, float *entropy,
+                             float *loss_aux);
+
+/* Backward of loss = sum_n weights[n] x (-logp[n]) (+ alpha x balance loss)
+ * for the last dsc_train_forward: weights (B T) may be zero (masked targets)
+ * or negative. Like dsc_train_grad, the gradient arena is overwritten and
+ * the loads are kept for dsc_train_step. */
+dsc_status dsc_train_backward(dsc_trainer *t, const float *weights);
+
+/* Global L2 norm of the gradient arena, and scaling it (clipping, accumulation). */
+double dsc_train_grad_norm(const dsc_trainer *t);
+void dsc_train_scale_grads(dsc_trainer *t, float f);
+
 /* One AdamW step with learning rate lr on the gradients of the last
  * dsc_train_grad, then the bias update (gamma) from that pass's loads.
  * DSC_ERR_ARG if no gradient has been computed since the last step. */
@@ -103,6 +120,7 @@ dsc_status dsc_train_read_batch(const char *path, int32_t **tokens, int32_t *B, 
 typedef struct {
     int32_t vocab_size;    /* ids in all: 6 added tokens + 256 bytes + merges (>= 262) */
     int32_t min_frequency; /* a pair seen fewer times is not merged (default 2)       */
+    int split_digits;      /* digits pre-tokenized one by one (no digit merges); default 0 */
 } dsc_bpe_params;
 
 typedef struct {
@@ -183,6 +201,8 @@ typedef struct {
 typedef struct {
     const char *init;              /* config.json (random start) or a checkpoint directory */
     const char *const *data;       /* UTF-8 text files, one document each                 */
+    int chat;                      /* data are chat examples (JSON lines, trn_data_load_chat): */
+                                   /* supervised fine-tuning, the loss on the answers only  */
     int32_t n_data;
     const char *tokenizer;         /* tokenizer.json; its vocabulary must fit the model's  */
     const char *out_dir;
@@ -221,6 +241,12 @@ typedef struct {
 dsc_train_run_params dsc_train_run_default_params(void);
 
 dsc_status dsc_train_run(const dsc_train_run_params *params);
+
+/* Writes t's parameters as a checkpoint to out_dir (which must exist):
+ * config.json from config_src (num_nextn_predict_layers 0, float32),
+ * model.safetensors (F32, with the correction biases), and tokenizer.json
+ * (+ tokenizer_config.json beside it) copied from tokenizer unless NULL. */
+dsc_status dsc_train_save(const dsc_trainer *t, const char *config_src, const char *tokenizer, const char *out_dir);
 
 /* The learning rate of step s (1-based) under the schedule of params. */
 float dsc_train_lr(const dsc_train_run_params *params, int32_t s);

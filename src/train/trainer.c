@@ -645,13 +645,15 @@ static void attn_backward(dsc_trainer *t, int li, int32_t B, int32_t T) {
     train_rmsnorm_backward(g->dx, gw->attn_norm, g->dxn, a->x, w->attn_norm, a->rstd1, N, D);
 }
 
-static void backward(dsc_trainer *t) {
+/* w: d loss / d CE_n per target (NULL: 1 / N, the mean). */
+static void backward(dsc_trainer *t, const float *w) {
     const dsc_config *c = &t->cfg;
     const int32_t B = t->B, T = t->T, N = B * T, D = c->hidden_size, V = c->vocab_size;
     trn_grads_acts *g = &t->ga;
     zero(t->grads, t->n_floats);
-    /* d mean CE / d logits, in place of the probabilities. */
-    train_crossentropy_backward(t->probs, t->probs, t->targets, N, V, 1.0f / N, &t->ex);
+    /* d loss / d logits, in place of the probabilities. */
+    if (w) train_crossentropy_backward_w(t->probs, t->probs, t->targets, N, V, w, &t->ex);
+    else train_crossentropy_backward(t->probs, t->probs, t->targets, N, V, 1.0f / N, &t->ex);
     zero(g->dxf, (size_t)N * D);
     train_matmul_backward(g->dxf, t->g.lm_head, t->probs, t->xf, t->w.lm_head, N, D, V, &t->ex);
     zero(g->dx, (size_t)N * D);
@@ -679,7 +681,8 @@ dsc_status dsc_train_grad(dsc_trainer *t, const int32_t *tokens, int32_t B, int3
     dsc_status s = check_batch(t, tokens, B, T);
     if (s) return s;
     forward(t, tokens, B, T, loss_ce, loss_aux);
-    backward(t);
+    t->have_fwd = 0;
+    backward(t, NULL);
     memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->cfg.n_layers * (size_t)t->cfg.n_routed_experts);
     t->have_grad = 1;
     return DSC_OK;
@@ -690,7 +693,49 @@ dsc_status dsc_train_eval(dsc_trainer *t, const int32_t *tokens, int32_t B, int3
     dsc_status s = check_batch(t, tokens, B, T);
     if (s) return s;
     forward(t, tokens, B, T, loss_ce, loss_aux);
+    t->have_fwd = 0;
     return DSC_OK;
+}
+
+dsc_status dsc_train_forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *logp, float *entropy,
+                             float *loss_aux) {
+    dsc_status s = check_batch(t, tokens, B, T);
+    if (s) return s;
+    forward(t, tokens, B, T, NULL, loss_aux);
+    const int32_t N = B * T, V = t->cfg.vocab_size;
+    for (int32_t n = 0; n < N; n++) {
+        if (logp) logp[n] = -t->losses[n];
+        if (!entropy) continue;
+        const float *p = t->probs + (size_t)n * V;
+        double h = 0;
+        for (int32_t v = 0; v < V; v++)
+            if (p[v] > 0) h -= (double)p[v] * log((double)p[v]);
+        entropy[n] = (float)h;
+    }
+    t->have_fwd = 1;
+    return DSC_OK;
+}
+
+dsc_status dsc_train_backward(dsc_trainer *t, const float *weights) {
+    if (!t->have_fwd) return dsc_fail(DSC_ERR_ARG, "trainer: backward without a forward (call dsc_train_forward first)");
+    for (int32_t n = 0; n < t->B * t->T; n++)
+        if (!isfinite(weights[n]))
+            return dsc_fail(DSC_ERR_ARG, "trainer: loss weight %d is not finite", n);
+    backward(t, weights);
+    memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->cfg.n_layers * (size_t)t->cfg.n_routed_experts);
+    t->have_fwd = 0;
+    t->have_grad = 1;
+    return DSC_OK;
+}
+
+double dsc_train_grad_norm(const dsc_trainer *t) {
+    double s = 0;
+    for (size_t i = 0; i < t->n_floats; i++) s += (double)t->grads[i] * t->grads[i];
+    return sqrt(s);
+}
+
+void dsc_train_scale_grads(dsc_trainer *t, float f) {
+    for (size_t i = 0; i < t->n_floats; i++) t->grads[i] *= f;
 }
 
 dsc_status dsc_train_step(dsc_trainer *t, float lr) {

@@ -140,6 +140,7 @@ struct dsc_trainer {
 
     int32_t B, T;              /* sizes of the last forward                  */
     int have_grad;             /* gradients not yet used by a step           */
+    int have_fwd;              /* dsc_train_forward's activations await dsc_train_backward */
     int64_t step;              /* AdamW steps taken                          */
     train_exec ex;
     int n_threads;

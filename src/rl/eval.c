@@ -1,0 +1,190 @@
+/*
+ * eval.c — pass@1 and majority-vote accuracy on a task file (see rl.h).
+ *
+ * pass@1 is estimated from the K samples of each problem: the share of them
+ * that are correct, averaged over problems. cons@K takes the majority of the
+ * K extracted answers (task_vote: ties go to the larger summed
+ * log-probability) and counts the problem solved when the winner is right.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/status.h"
+#include "rl/rl.h"
+#include "rl/rollout.h"
+#include "train/train.h"
+
+#define EVAL_MAX_PROMPT 160
+
+rl_eval_params rl_eval_default_params(void) {
+    return (rl_eval_params){.samples = 1, .temp = 0.6f, .top_p = 0.95f, .max_new = 256, .batch = 8};
+}
+
+static dsc_status read_tasks(const char *path, task_problem **out, int64_t *n_out) {
+    char *text;
+    size_t len;
+    dsc_status s = dsc_text_read(path, &text, &len);
+    if (s) return s;
+    int64_t n = 0, cap = 256;
+    task_problem *v = malloc(sizeof *v * (size_t)cap);
+    if (!v) s = dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    size_t line = 0;
+    for (char *p = text, *e; !s && p < text + len; p = e + 1) {
+        e = memchr(p, '\n', (size_t)(text + len - p));
+        if (!e) e = text + len;
+        line++;
+        while (p < e && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+        if (p == e) continue;
+        if (n == cap) {
+            task_problem *t = realloc(v, sizeof *v * (size_t)(cap *= 2));
+            if (!t) {
+                s = dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            v = t;
+        }
+        const char save = *e;
+        *e = 0;
+        s = task_from_json(p, &v[n]);
+        *e = save;
+        if (s) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", dsc_last_error());
+            s = dsc_fail(s, "%s:%zu: %s", path, line, msg);
+        }
+        n++;
+    }
+    free(text);
+    if (!s && n == 0) s = dsc_fail(DSC_ERR_FORMAT, "%s: no problems", path);
+    if (s) {
+        free(v);
+        return s;
+    }
+    *out = v;
+    *n_out = n;
+    return DSC_OK;
+}
+
+dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    if (!p->model || !p->tasks) return dsc_fail(DSC_ERR_ARG, "eval: a model and a task file are needed");
+    if (p->samples < 1 || p->samples > 256 || p->batch < 1 || p->max_new < 1 || !(p->temp >= 0))
+        return dsc_fail(DSC_ERR_ARG, "eval: samples in [1, 256], batch >= 1, max_new >= 1 and temp >= 0 needed");
+    task_problem *probs = NULL;
+    int64_t n = 0;
+    dsc_status s = read_tasks(p->tasks, &probs, &n);
+    if (s) return s;
+    if (p->limit > 0 && n > p->limit) n = p->limit;
+    char tok_path[4096];
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", p->model);
+    dsc_tokenizer *tok = NULL;
+    dsc_model *m = NULL;
+    dsc_ctx *ctx = NULL;
+    FILE *det = NULL;
+    const int K = p->samples, P = p->batch;
+    rl_completion *comp = calloc((size_t)P * K, sizeof *comp);
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)P * EVAL_MAX_PROMPT);
+    rl_prompt *pr = calloc((size_t)P, sizeof *pr);
+    task_verdict *ver = calloc((size_t)K, sizeof *ver);
+    double *lp = calloc((size_t)K, sizeof *lp);
+    if (!comp || !prompt || !pr || !ver || !lp) s = dsc_fail(DSC_ERR_NOMEM, "eval: out of memory");
+    if (!s) s = dsc_tokenizer_load(tok_path, &tok);
+    if (!s) s = dsc_model_load(p->model, NULL, &m);
+    dsc_model_info info = {0};
+    if (!s) {
+        dsc_model_get_info(m, &info);
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = EVAL_MAX_PROMPT + p->max_new + 1;
+        cp.n_seq = P * K;
+        cp.n_threads = p->threads;
+        s = dsc_ctx_new(m, &cp, &ctx);
+    }
+    if (!s && p->details && !(det = fopen(p->details, "wb")))
+        s = dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", p->details, strerror(errno));
+    const int32_t eos = tok ? dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>") : -1;
+    if (!s && eos < 0) s = dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token", tok_path);
+    int64_t n_samples = 0, n_format = 0, n_tokens = 0;
+    for (int64_t i0 = 0; !s && i0 < n; i0 += P) {
+        const int np = (int)(n - i0 < P ? n - i0 : P);
+        for (int q = 0; !s && q < np; q++) {
+            dsc_chat_message msg = {.role = "user", .content = probs[i0 + q].question};
+            size_t ni = 0;
+            s = dsc_chat_tokenize(tok, &msg, 1, DSC_CHAT_GENERATION_PROMPT | DSC_CHAT_REASONING,
+                                  prompt + (size_t)q * EVAL_MAX_PROMPT, EVAL_MAX_PROMPT, &ni);
+            pr[q] = (rl_prompt){.ids = prompt + (size_t)q * EVAL_MAX_PROMPT, .n = (int32_t)ni};
+        }
+        if (s) break;
+        rl_sample_params sp = {.max_new = p->max_new, .eos = eos, .n_vocab = info.vocab_size, .sp = dsc_sampler_default_params()};
+        sp.sp.temp = p->temp;
+        sp.sp.top_p = p->top_p;
+        sp.sp.seed = p->seed * 1000003ull + (uint64_t)i0;
+        if ((s = rl_sample(ctx, tok, pr, np, K, &sp, comp))) break;
+        for (int q = 0; q < np; q++) {
+            const task_problem *pb = &probs[i0 + q];
+            int correct = 0;
+            for (int k = 0; k < K; k++) {
+                const rl_completion *c = &comp[q * K + k];
+                task_check(pb, c->text, &ver[k]);
+                lp[k] = c->logp;
+                correct += ver[k].correct;
+                n_format += ver[k].format_ok;
+                n_tokens += c->n;
+                n_samples++;
+                if (det) {
+                    cJSON *o = cJSON_CreateObject();
+                    cJSON_AddStringToObject(o, "question", pb->question);
+                    cJSON_AddNumberToObject(o, "sample", k);
+                    cJSON_AddStringToObject(o, "completion", c->text);
+                    cJSON_AddStringToObject(o, "answer", ver[k].answer);
+                    cJSON_AddBoolToObject(o, "correct", ver[k].correct);
+                    cJSON_AddBoolToObject(o, "format_ok", ver[k].format_ok);
+                    cJSON_AddNumberToObject(o, "logp", c->logp);
+                    char *line = cJSON_PrintUnformatted(o);
+                    if (line) fprintf(det, "%s\n", line);
+                    cJSON_free(line);
+                    cJSON_Delete(o);
+                }
+            }
+            const double pass = (double)correct / K;
+            int cons = 0;
+            if (p->vote) {
+                const int w = task_vote(ver, lp, K);
+                cons = w >= 0 && ver[w].correct;
+            }
+            r->pass_at_1 += pass;
+            r->cons_at_k += cons;
+            r->n_family[pb->family]++;
+            r->pass_family[pb->family] += pass;
+            r->cons_family[pb->family] += cons;
+        }
+        for (int i = 0; i < np * K; i++) rl_completion_free(&comp[i]);
+    }
+    if (!s) {
+        r->n = n;
+        r->pass_at_1 /= (double)n;
+        r->cons_at_k /= (double)n;
+        r->format_rate = n_samples ? (double)n_format / (double)n_samples : 0;
+        r->mean_length = n_samples ? (double)n_tokens / (double)n_samples : 0;
+        for (int f = 0; f < TASK_N_FAMILIES; f++)
+            if (r->n_family[f]) {
+                r->pass_family[f] /= (double)r->n_family[f];
+                r->cons_family[f] /= (double)r->n_family[f];
+            }
+    }
+    if (det && fclose(det) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed", p->details);
+    for (int i = 0; comp && i < P * K; i++) rl_completion_free(&comp[i]);
+    free(comp);
+    free(prompt);
+    free(pr);
+    free(ver);
+    free(lp);
+    free(probs);
+    dsc_ctx_free(ctx);
+    dsc_model_free(m);
+    dsc_tokenizer_free(tok);
+    return s;
+}
