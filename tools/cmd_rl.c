@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../src/rl/rl.h"
+#include "../src/rl/rollout.h"
 #include "cli.h"
 
 static const char usage_grpo[] =
@@ -195,4 +196,122 @@ int cmd_eval(const cli_opts *o) {
     }
     printf("}}\n");
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* dsc run --samples K --vote                                                */
+
+/* The question as a task when it is spelled like one (tasks.h), so answers
+ * are checked and Countdown expressions vote by value. */
+static int question_task(const char *q, task_problem *p) {
+    long long a, b, target;
+    char op, end;
+    memset(p, 0, sizeof *p);
+    if (sscanf(q, "What is %lld %c %lld%c", &a, &op, &b, &end) == 4 && end == '?' && a >= 0 && b >= 0 &&
+        (op == '+' || op == '*') && a < 1000000000 && b < 1000000000) {
+        p->family = op == '+' ? TASK_ADD : TASK_MUL;
+        p->a = a, p->b = b, p->target = op == '+' ? a + b : a * b;
+        snprintf(p->question, sizeof p->question, "%s", q);
+        return 1;
+    }
+    const char *s = strstr(q, "Using the numbers [");
+    if (!s) return 0;
+    s += strlen("Using the numbers [");
+    while (p->n_numbers < TASK_MAX_NUMBERS) {
+        char *e;
+        long long v = strtoll(s, &e, 10);
+        if (e == s || v <= 0) return 0;
+        p->numbers[p->n_numbers++] = v;
+        s = e;
+        if (*s == ']') break;
+        if (*s != ',') return 0;
+        s++;
+    }
+    const char *mk = strstr(s, "make ");
+    if (!mk || sscanf(mk, "make %lld", &target) != 1) return 0;
+    p->family = TASK_COUNTDOWN;
+    p->target = target;
+    snprintf(p->question, sizeof p->question, "%s", q);
+    return 1;
+}
+
+int cmd_run_vote(const cli_opts *o) {
+    const int K = o->samples > 1 ? o->samples : 1;
+    char tok_path[4096];
+    dsc_tokenizer *tok = NULL;
+    dsc_model *m = NULL;
+    dsc_ctx *ctx = NULL;
+    if (cli_tokenizer_open(o, &tok, tok_path, sizeof tok_path)) return 1;
+    dsc_chat_message msgs[2];
+    size_t nm = 0, n_ids = 0;
+    if (o->system) msgs[nm++] = (dsc_chat_message){"system", o->system};
+    msgs[nm++] = (dsc_chat_message){"user", o->prompt};
+    int32_t *ids = malloc(sizeof(int32_t) * 65536);
+    int rc = 0;
+    if (!ids) rc = cli_die("run: out of memory");
+    if (!rc && dsc_chat_tokenize(tok, msgs, nm, DSC_CHAT_GENERATION_PROMPT | DSC_CHAT_REASONING, ids, 65536, &n_ids))
+        rc = cli_die_status();
+    dsc_model_info info = {0};
+    if (!rc && dsc_model_load(o->model, NULL, &m)) rc = cli_die_status();
+    const int32_t max_new = o->n_gen > 0 ? o->n_gen : 1;
+    if (!rc) {
+        dsc_model_get_info(m, &info);
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = (int32_t)n_ids + max_new + 1;
+        if (cp.n_ctx > info.max_position_embeddings && info.max_position_embeddings > 0) cp.n_ctx = info.max_position_embeddings;
+        if ((int32_t)n_ids >= cp.n_ctx)
+            rc = cli_die("run: the prompt has %zu tokens; the model's context is %d", n_ids, cp.n_ctx);
+        cp.n_seq = K;
+        cp.n_threads = o->n_threads;
+        cp.isa = o->isa;
+        if (!rc && dsc_ctx_new(m, &cp, &ctx)) rc = cli_die_status();
+    }
+    rl_completion *c = calloc((size_t)K, sizeof *c);
+    task_verdict *v = calloc((size_t)K, sizeof *v);
+    double *lp = calloc((size_t)K, sizeof *lp);
+    if (!rc && (!c || !v || !lp)) rc = cli_die("run: out of memory");
+    if (!rc) {
+        rl_sample_params sp = {.max_new = max_new, .eos = dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>"),
+                               .n_vocab = info.vocab_size, .sp = o->sp};
+        if (sp.eos < 0) sp.eos = info.eos_token_id;
+        rl_prompt pr = {.ids = ids, .n = (int32_t)n_ids};
+        if (rl_sample(ctx, tok, &pr, 1, K, &sp, c)) rc = cli_die_status();
+    }
+    if (!rc) {
+        task_problem prob;
+        const int is_task = question_task(o->prompt, &prob);
+        for (int k = 0; k < K; k++) {
+            lp[k] = c[k].logp;
+            if (is_task) {
+                task_check(&prob, c[k].text, &v[k]);
+            } else if (task_extract_boxed(c[k].text, v[k].answer, sizeof v[k].answer)) {
+                size_t n = 0; /* the answer without spaces is the key */
+                for (const char *s = v[k].answer; *s && n + 1 < sizeof v[k].key; s++)
+                    if (*s != ' ' && *s != '\t' && *s != '\n') v[k].key[n++] = *s;
+                v[k].key[n] = 0;
+            }
+        }
+        const int w = task_vote(v, lp, K);
+        for (int k = 0; k < K; k++)
+            printf("sample %d: %-24s logp %8.2f %s%s\n", k + 1, v[k].answer[0] ? v[k].answer : "(no \\boxed{} answer)",
+                   lp[k], is_task ? (v[k].correct ? "correct" : "wrong") : "", k == w ? "  <- chosen" : "");
+        if (w >= 0) {
+            int votes = 0;
+            for (int k = 0; k < K; k++) votes += !strcmp(v[k].key, v[w].key);
+            if (!o->hide_think) printf("\n%s\n", c[w].text);
+            printf("\nvote: %s (%d of %d samples)%s\n", v[w].answer, votes, K,
+                   is_task ? (v[w].correct ? ", correct" : ", wrong") : "");
+        } else {
+            printf("\nvote: no sample gave a \\boxed{} answer\n");
+        }
+    }
+    for (int k = 0; c && k < K; k++) rl_completion_free(&c[k]);
+    free(c);
+    free(v);
+    free(lp);
+    free(ids);
+    dsc_ctx_free(ctx);
+    dsc_model_free(m);
+    dsc_tokenizer_free(tok);
+    return rc;
 }

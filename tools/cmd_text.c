@@ -328,6 +328,7 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
 
 int cmd_run(const cli_opts *o) {
     if (!o->prompt) return die("run: give the question with -p TEXT");
+    if (o->samples > 1 || o->vote) return cmd_run_vote(o);
     convo c;
     int rc = convo_open(o, &c);
     if (!rc) {

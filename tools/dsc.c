@@ -67,6 +67,8 @@ static const char *usage_text =
     "                         tokenizer_config.json's chat_template)\n"
     "  --verbose-prompt       print the prompt token ids sent to the model (stderr)\n"
     "  --raw                  (run) no chat template: BOS + the text, continued (base models)\n"
+    "  --samples K --vote     (run) sample K answers together and take the majority of their\n"
+    "                         \\boxed{} answers (ties: larger summed log-probability)\n"
     "\n"
     "sampling (run, chat, generate):\n"
     "  -n N                   tokens to generate (default 16 for generate, 2048 for run/chat)\n"
@@ -205,6 +207,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
         else if (!strcmp(a, "--raw")) o->raw = 1, takes = 0;
+        else if (!strcmp(a, "--vote")) o->vote = 1, takes = 0;
         else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
         else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
         else if (!strcmp(a, "--json")) o->json = 1, takes = 0;
@@ -242,6 +245,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--alpha")) rc = parse_float(v, a, 0, 1e6, &o->alpha), o->alpha_set = 1;
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
         else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
+        else if (!strcmp(a, "--samples")) rc = parse_int(v, a, 1, 256, &o->samples);
         else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
         else if (!strcmp(a, "--top-p")) rc = parse_float(v, a, 1e-6, 1, &o->sp.top_p);
         else if (!strcmp(a, "--min-p")) rc = parse_float(v, a, 0, 0.999, &o->sp.min_p);

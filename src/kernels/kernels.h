@@ -90,6 +90,13 @@ typedef struct {
     /* iters x 8 independent vector FMAs, registers only: the FMA peak. */
     float (*fma_burn)(int64_t iters);
     int lanes;       /* floats per vector FMA */
+    /* F32 C (M, N), row stride ldc, = A (M, K) @ B (N, K)^T; A and B
+     * row-major with row strides lda and ldb. C is overwritten. Each element
+     * is summed in k order by one call, so a split of M or N between threads
+     * does not change the result. pack: scratch of K x 16 floats. (The
+     * trainer's products: many rows, small K.) */
+    void (*gemm_nt)(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M,
+                    int32_t N, int32_t K, float *pack);
 } dsc_kernels;
 
 extern const dsc_kernels kern_ref;

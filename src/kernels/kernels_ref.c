@@ -294,4 +294,16 @@ static void ref_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, in
     for (int32_t j = 0; j < m; j++) ref_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
 }
 
-const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1};
+static void ref_gemm_nt(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M,
+                        int32_t N, int32_t K, float *pack) {
+    (void)pack;
+    for (int32_t m = 0; m < M; m++)
+        for (int32_t n = 0; n < N; n++) {
+            float s = 0;
+            for (int32_t k = 0; k < K; k++) s += a[m * lda + k] * b[n * ldb + k];
+            c[m * ldc + n] = s;
+        }
+}
+
+const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
+                              ref_gemm_nt};

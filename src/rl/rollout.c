@@ -15,6 +15,12 @@ void rl_completion_free(rl_completion *c) {
     memset(c, 0, sizeof *c);
 }
 
+/* Ids past the tokenizer's (a model's vocab_size may be padded) cannot be
+ * decoded: they get no probability. */
+static void mask_tail(float *logits, int32_t V, int32_t n_tok) {
+    for (int32_t v = n_tok; v < V; v++) logits[v] = -INFINITY;
+}
+
 /* log softmax(logits)[id] at temperature 1. */
 static double token_logp(const float *logits, int32_t V, int32_t id) {
     float mx = logits[0];
@@ -55,7 +61,7 @@ dsc_status rl_sample(dsc_ctx *ctx, const dsc_tokenizer *tok, const rl_prompt *pr
                         dsc_ctx_n_seq(ctx));
     if (p->max_new < 1 || p->n_vocab < 1) return dsc_fail(DSC_ERR_ARG, "rollout: max_new %d or n_vocab %d < 1", p->max_new, p->n_vocab);
     memset(out, 0, sizeof *out * (size_t)S);
-    const int32_t n_vocab = p->n_vocab;
+    const int32_t n_vocab = p->n_vocab, n_tok = dsc_tokenizer_n_vocab(tok) < n_vocab ? dsc_tokenizer_n_vocab(tok) : n_vocab;
     dsc_sampler *sm = NULL;
     int32_t *seqs = malloc(sizeof(int32_t) * (size_t)S), *next = malloc(sizeof(int32_t) * (size_t)S);
     float *logits = malloc(sizeof(float) * (size_t)S * (size_t)n_vocab);
@@ -77,6 +83,7 @@ dsc_status rl_sample(dsc_ctx *ctx, const dsc_tokenizer *tok, const rl_prompt *pr
         const int first = q * G;
         if ((s = dsc_eval_seq(ctx, first, prompts[q].ids, prompts[q].n, NULL))) break;
         memcpy(logits, dsc_ctx_logits(ctx), sizeof(float) * (size_t)n_vocab);
+        mask_tail(logits, n_vocab, n_tok);
         for (int g = 1; !s && g < G; g++) s = dsc_seq_copy(ctx, first, first + g, prompts[q].n);
         for (int g = 0; !s && g < G; g++) {
             rl_completion *c = &out[first + g];
@@ -97,7 +104,8 @@ dsc_status rl_sample(dsc_ctx *ctx, const dsc_tokenizer *tok, const rl_prompt *pr
         for (int k = 0; k < n; k++) {
             const int i = seqs[k];
             rl_completion *c = &out[i];
-            const float *lg = logits + (size_t)k * n_vocab;
+            float *lg = logits + (size_t)k * n_vocab;
+            mask_tail(lg, n_vocab, n_tok);
             const int32_t id = dsc_sampler_sample(sm, lg);
             c->tokens[c->n++] = id;
             c->logp += token_logp(lg, n_vocab, id);

@@ -8,6 +8,7 @@
 #include "train/ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Below this many multiply-adds a product runs on one thread. */
@@ -98,11 +99,36 @@ static void mm_forward_task(void *arg, int ith, int nth) {
     }
 }
 
+/* The same with the kernels' gemm_nt (register tiles of 6 inputs x 16 rows
+ * of W, no horizontal sums): by blocks of 16 rows of W, or by rows of inp
+ * when W has few rows. */
+static void mm_gemm_task(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    int64_t lo, hi;
+    float *pack = malloc(sizeof(float) * (size_t)j->I * 16);
+    if (!pack) { /* no scratch: the row kernel instead */
+        mm_forward_task(arg, ith, nth);
+        return;
+    }
+    if (j->O >= 16 * nth) {
+        pool_split(j->O, ith, nth, 16, &lo, &hi);
+        if (lo < hi)
+            j->ex->k->gemm_nt(j->out + lo, j->O, j->inp, j->I, j->weight + lo * j->I, j->I, j->N, (int32_t)(hi - lo), j->I,
+                              pack);
+    } else {
+        pool_split(j->N, ith, nth, 1, &lo, &hi);
+        if (lo < hi)
+            j->ex->k->gemm_nt(j->out + lo * j->O, j->O, j->inp + lo * j->I, j->I, j->weight, j->I, (int32_t)(hi - lo), j->O,
+                              j->I, pack);
+    }
+    free(pack);
+}
+
 void train_matmul_forward(float *out, const float *inp, const float *weight, int32_t N, int32_t I, int32_t O,
                           const train_exec *ex) {
     if (N == 0) return;
     mm_job j = {.ex = ex, .out = out, .inp = inp, .weight = weight, .N = N, .I = I, .O = O};
-    run(ex, (int64_t)N * I * O, mm_forward_task, &j);
+    run(ex, (int64_t)N * I * O, N >= 6 && ex->k->gemm_nt ? mm_gemm_task : mm_forward_task, &j);
 }
 
 /* dinp[n] += sum_o dout[n, o] W[o]: by rows of inp. */
@@ -282,12 +308,47 @@ static void attn_forward_task(void *arg, int ith, int nth) {
     }
 }
 
+/* The same with the kernels' gemm_nt, one (sequence, head) per task:
+ *   S = Q K^T (the whole T x T; the causal half is masked), softmax by rows,
+ *   O = P V  as P (V^T)^T. Scratch per task: K (T, Dq), V^T (Dv, T), a panel. */
+static void attn_forward_gemm_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const dsc_kernels *k = j->ex->k;
+    const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
+    float *kk = malloc(sizeof(float) * ((size_t)T * dq + (size_t)Dv * T + (size_t)(T > dq ? T : dq) * 16));
+    if (!kk) {
+        attn_forward_task(arg, ith, nth);
+        return;
+    }
+    float *vt = kk + (size_t)T * dq, *pack = vt + (size_t)Dv * T;
+    for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
+        const int64_t b = bh / H, h = bh % H;
+        for (int32_t p = 0; p < T; p++) {
+            const int64_t m = b * T + p;
+            memcpy(kk + (size_t)p * dq, j->kv + (m * H + h) * dkv, sizeof(float) * (size_t)Dn);
+            memcpy(kk + (size_t)p * dq + Dn, j->kpe + m * Dr, sizeof(float) * (size_t)Dr);
+            for (int32_t c = 0; c < Dv; c++) vt[(size_t)c * T + p] = j->kv[(m * H + h) * dkv + Dn + c];
+        }
+        float *att = j->att + bh * T * T;
+        k->gemm_nt(att, T, j->q + (b * T * H + h) * dq, (int64_t)H * dq, kk, dq, T, T, dq, pack);
+        for (int32_t t = 0; t < T; t++) {
+            float *a = att + (int64_t)t * T;
+            for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
+            kern_softmax(a, t + 1);
+            for (int32_t p = t + 1; p < T; p++) a[p] = 0;
+        }
+        k->gemm_nt(j->out + (b * T * H + h) * Dv, (int64_t)H * Dv, att, T, vt, T, T, Dv, T, pack);
+    }
+    free(kk);
+}
+
 void train_attention_forward(float *out, float *att, const float *q, const float *kv, const float *kpe, int32_t B,
                              int32_t T, int32_t H, int32_t Dn, int32_t Dr, int32_t Dv, float scale,
                              const train_exec *ex) {
     attn_job j = {.ex = ex, .out = out, .att = att, .q = q, .kv = kv, .kpe = kpe, .B = B, .T = T, .H = H, .Dn = Dn,
                   .Dr = Dr, .Dv = Dv, .scale = scale};
-    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), attn_forward_task, &j);
+    const int gemm = ex->k->gemm_nt && T >= 16 && !ex->simple_attention;
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), gemm ? attn_forward_gemm_task : attn_forward_task, &j);
 }
 
 /* For query t: da_p = dout . v_p;  ds_p = a_p (da_p - sum a da) x scale;
@@ -324,12 +385,83 @@ static void attn_backward_task(void *arg, int ith, int nth) {
     }
 }
 
+/* The same with gemm_nt, per (sequence, head), on whole T x T blocks:
+ *   dP = dO V^T;  dS = P (dP - rowsum(P dP)) scale;
+ *   dQ += dS K;  dK = dS^T Q;  dV += P^T dO  (each as X (Y^T)^T with transposed scratch). */
+static void attn_backward_gemm_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const dsc_kernels *k = j->ex->k;
+    const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
+    const size_t TT = (size_t)T * T, mx = (size_t)(dq > Dv ? dq : Dv);
+    float *ds = malloc(sizeof(float) * (2 * TT + 3 * mx * T + (size_t)T * 16));
+    if (!ds) {
+        attn_backward_task(arg, ith, nth);
+        return;
+    }
+    float *tr = ds + TT;        /* (T, T): dS^T, then P^T            */
+    float *kt = tr + TT;        /* (dq, T): K^T, then Q^T, then dO^T */
+    float *res = kt + mx * T;   /* (T, max(dq, Dv)) products         */
+    float *kk = res + mx * T;   /* (T, dq): K                        */
+    float *pack = kk + mx * T;
+    for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
+        const int64_t b = bh / H, h = bh % H, n0 = b * T;
+        const float *P = j->catt + bh * T * T;
+        const float *go = j->dout + (n0 * H + h) * Dv, *qh = j->q + (n0 * H + h) * dq, *vh = j->kv + (n0 * H + h) * dkv + Dn;
+        /* dP (T, T) into ds, then dS in place */
+        k->gemm_nt(ds, T, go, (int64_t)H * Dv, vh, (int64_t)H * dkv, T, T, Dv, pack);
+        for (int32_t t = 0; t < T; t++) {
+            float *d = ds + (size_t)t * T;
+            const float *a = P + (size_t)t * T;
+            double sum = 0;
+            for (int32_t p = 0; p <= t; p++) sum += (double)a[p] * d[p];
+            for (int32_t p = 0; p <= t; p++) d[p] = a[p] * (d[p] - (float)sum) * j->scale;
+            for (int32_t p = t + 1; p < T; p++) d[p] = 0;
+        }
+        /* dQ += dS K: K^T (dq, T) */
+        for (int32_t p = 0; p < T; p++) {
+            const int64_t m = n0 + p;
+            for (int32_t c = 0; c < Dn; c++) kt[(size_t)c * T + p] = j->kv[(m * H + h) * dkv + c];
+            for (int32_t c = 0; c < Dr; c++) kt[(size_t)(Dn + c) * T + p] = j->kpe[m * Dr + c];
+        }
+        k->gemm_nt(res, dq, ds, T, kt, T, T, dq, T, pack);
+        for (int32_t t = 0; t < T; t++) {
+            float *gq = j->dq + ((n0 + t) * H + h) * dq;
+            for (int32_t c = 0; c < dq; c++) gq[c] += res[(size_t)t * dq + c];
+        }
+        /* dK = dS^T Q: dS^T (T, T), Q^T (dq, T) */
+        for (int32_t t = 0; t < T; t++)
+            for (int32_t p = 0; p < T; p++) tr[(size_t)p * T + t] = ds[(size_t)t * T + p];
+        for (int32_t t = 0; t < T; t++)
+            for (int32_t c = 0; c < dq; c++) kt[(size_t)c * T + t] = qh[(int64_t)t * H * dq + c];
+        k->gemm_nt(res, dq, tr, T, kt, T, T, dq, T, pack);
+        for (int32_t p = 0; p < T; p++) {
+            const int64_t m = n0 + p;
+            float *gk = j->dkv + (m * H + h) * dkv, *gr = j->dkpe_h + (m * H + h) * Dr;
+            for (int32_t c = 0; c < Dn; c++) gk[c] += res[(size_t)p * dq + c];
+            for (int32_t c = 0; c < Dr; c++) gr[c] = res[(size_t)p * dq + Dn + c];
+        }
+        /* dV += P^T dO: P^T (T, T), dO^T (Dv, T) */
+        for (int32_t t = 0; t < T; t++)
+            for (int32_t p = 0; p < T; p++) tr[(size_t)p * T + t] = P[(size_t)t * T + p];
+        for (int32_t t = 0; t < T; t++)
+            for (int32_t c = 0; c < Dv; c++) kt[(size_t)c * T + t] = go[(int64_t)t * H * Dv + c];
+        k->gemm_nt(res, Dv, tr, T, kt, T, T, Dv, T, pack);
+        for (int32_t p = 0; p < T; p++) {
+            float *gv = j->dkv + ((n0 + p) * H + h) * dkv + Dn;
+            for (int32_t c = 0; c < Dv; c++) gv[c] += res[(size_t)p * Dv + c];
+        }
+    }
+    (void)kk;
+    free(ds);
+}
+
 void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h, const float *dout, const float *q,
                               const float *kv, const float *kpe, const float *att, int32_t B, int32_t T, int32_t H,
                               int32_t Dn, int32_t Dr, int32_t Dv, float scale, const train_exec *ex) {
     attn_job j = {.ex = ex, .dq = dq, .dkv = dkv, .dkpe_h = dkpe_h, .dout = dout, .q = q, .kv = kv, .kpe = kpe,
                   .catt = att, .B = B, .T = T, .H = H, .Dn = Dn, .Dr = Dr, .Dv = Dv, .scale = scale};
-    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), attn_backward_task, &j);
+    const int gemm = ex->k->gemm_nt && T >= 16 && !ex->simple_attention;
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), gemm ? attn_backward_gemm_task : attn_backward_task, &j);
     /* The rope key is shared by all heads: its gradient is their sum. */
     for (int64_t n = 0; n < (int64_t)B * T; n++)
         for (int32_t h = 0; h < H; h++) ex->k->axpy(dkpe + n * Dr, dkpe_h + (n * H + h) * Dr, 1.0f, Dr);

@@ -26,6 +26,7 @@ typedef struct {
     const dsc_kernels *k;
     float *scratch;
     size_t scratch_len;  /* floats */
+    int simple_attention; /* attention row by row (the specification) even where gemm_nt could run */
 } train_exec;
 
 /* out (N, D) = wte[tokens[n]] */
@@ -72,7 +73,11 @@ void train_rope_backward(float *dx, const float *cos_t, const float *sin_t, int3
 void train_attention_forward(float *out, float *att, const float *q, const float *kv, const float *kpe, int32_t B,
                              int32_t T, int32_t H, int32_t Dn, int32_t Dr, int32_t Dv, float scale,
                              const train_exec *ex);
-/* dkpe (N, Dr) += the per-head rope-key gradients summed over heads;
+/* Both run one (sequence, head) per task: with the kernels' gemm_nt and
+ * T >= 16 as whole T x T products (the causal half masked), otherwise (and
+ * with ex->simple_attention, the specification) query by query with dot
+ * and axpy.
+ * dkpe (N, Dr) += the per-head rope-key gradients summed over heads;
  * dkpe_h (N, H, Dr) is scratch (overwritten). */
 void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h, const float *dout, const float *q,
                               const float *kv, const float *kpe, const float *att, int32_t B, int32_t T, int32_t H,

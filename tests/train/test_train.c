@@ -371,9 +371,11 @@ static void tiled_matmul(int32_t N, int32_t I, int32_t O) {
 static void threads_attention(int32_t B, int32_t T) {
     const int32_t H = 5, Dn = 8, Dr = 4, Dv = 6, N = B * T, nq = N * H * (Dn + Dr), nkv = N * H * (Dn + Dv);
     float *q = rand_vec(nq, 1), *kv = rand_vec(nkv, 1), *kpe = rand_vec(N * Dr, 1), *r = rand_vec(N * H * Dv, 1);
-    float *o[2], *att[2], *dq[2], *dkv[2], *dkpe[2], *dkh[2];
-    for (int i = 0; i < 2; i++) {
-        const train_exec *ex = i ? &exn : &ex1;
+    float *o[3], *att[3], *dq[3], *dkv[3], *dkpe[3], *dkh[3];
+    train_exec rows = ex1;
+    rows.simple_attention = 1;
+    for (int i = 0; i < 3; i++) {
+        const train_exec *ex = i == 2 ? &rows : i ? &exn : &ex1;
         o[i] = zeros(N * H * Dv), att[i] = zeros(B * H * T * T), dq[i] = zeros(nq), dkv[i] = zeros(nkv);
         dkpe[i] = zeros(N * Dr), dkh[i] = zeros(N * H * Dr);
         train_attention_forward(o[i], att[i], q, kv, kpe, B, T, H, Dn, Dr, Dv, 0.3f, ex);
@@ -382,8 +384,26 @@ static void threads_attention(int32_t B, int32_t T) {
     double e = fmax(max_rel_diff(o[1], o[0], N * H * Dv), max_rel_diff(dq[1], dq[0], nq));
     e = fmax(e, fmax(max_rel_diff(dkv[1], dkv[0], nkv), max_rel_diff(dkpe[1], dkpe[0], N * Dr)));
     report(e <= 1e-6, "threads attention B %d T %d H %d: max rel diff to 1 thread %.1e", B, T, H, e);
+    /* the tiled (gemm_nt) form against the query-by-query specification */
+    e = fmax(max_rel_diff(o[2], o[0], N * H * Dv), max_rel_diff(dq[2], dq[0], nq));
+    e = fmax(e, fmax(max_rel_diff(dkv[2], dkv[0], nkv), max_rel_diff(dkpe[2], dkpe[0], N * Dr)));
+    e = fmax(e, max_rel_diff(att[2], att[0], B * H * T * T));
+    report(e <= 1e-5, "attention B %d T %d H %d (%s): max rel diff of the %s form to the row form %.1e", B, T, H,
+           ex1.k->name, ex1.k->gemm_nt && T >= 16 ? "gemm_nt" : "row", e);
     free(q), free(kv), free(kpe), free(r);
-    for (int i = 0; i < 2; i++) free(o[i]), free(att[i]), free(dq[i]), free(dkv[i]), free(dkpe[i]), free(dkh[i]);
+    for (int i = 0; i < 3; i++) free(o[i]), free(att[i]), free(dq[i]), free(dkv[i]), free(dkpe[i]), free(dkh[i]);
+}
+
+/* Every kernel set's gemm_nt against the reference's, with row strides. */
+static void gemm_vs_ref(int32_t M, int32_t N, int32_t K) {
+    const int64_t lda = K + 3, ldb = K + 1, ldc = N + 2;
+    float *a = rand_vec(M * lda, 1), *b = rand_vec(N * ldb, 1), *c0 = zeros(M * ldc), *c1 = zeros(M * ldc);
+    float *pack = zeros((int64_t)K * 16);
+    kern_ref.gemm_nt(c0, ldc, a, lda, b, ldb, M, N, K, pack);
+    ex1.k->gemm_nt(c1, ldc, a, lda, b, ldb, M, N, K, pack);
+    report(max_rel_diff(c1, c0, M * ldc) <= 1e-5, "gemm_nt %s M %d N %d K %d: max rel diff to ref %.1e", ex1.k->name, M, N,
+           K, max_rel_diff(c1, c0, M * ldc));
+    free(a), free(b), free(c0), free(c1), free(pack);
 }
 
 static void run_fd(void) {
@@ -394,6 +414,7 @@ static void run_fd(void) {
     fd_matmul("matmul (tiled backward)", 40, 13, 9, &exs);
     fd_rope();
     fd_attention("attention", 2, 5, &ex1);
+    fd_attention("attention (T >= 16: gemm_nt form)", 2, 19, &ex1);
     fd_swiglu();
     fd_router(1);
     fd_router(0);
@@ -407,6 +428,10 @@ static void run_fd(void) {
     tiled_matmul(200, 64, 7);
     tiled_matmul(17, 5, 130);
     threads_attention(3, 40);
+    threads_attention(2, 19);
+    gemm_vs_ref(13, 37, 29);
+    gemm_vs_ref(64, 16, 48);
+    gemm_vs_ref(5, 3, 300);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -232,4 +232,62 @@ static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, i
     for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
 }
 
-const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8};
+/* gemm_nt: B is packed 16 rows at a time into a (K, 16) panel; a 6 x 16
+ * tile of C then lives in 12 registers, and each k costs two panel loads,
+ * six broadcasts of A and twelve FMAs (no horizontal sums). Each element is
+ * a plain sum over k in order, fused multiply-adds. */
+#define GM 6
+static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const float *pk, int32_t rows, int32_t cols,
+                      int32_t K) {
+    const float *ar[GM];
+    for (int i = 0; i < GM; i++) ar[i] = a + (int64_t)(i < rows ? i : rows - 1) * lda;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int32_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(pk + (int64_t)k * 16), b1 = _mm256_loadu_ps(pk + (int64_t)k * 16 + 8);
+        __m256 x = _mm256_broadcast_ss(ar[0] + k);
+        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(ar[1] + k);
+        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(ar[2] + k);
+        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(ar[3] + k);
+        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(ar[4] + k);
+        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(ar[5] + k);
+        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    const __m256 acc[GM][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + (int64_t)i * ldc;
+        if (cols == 16) {
+            _mm256_storeu_ps(ci, acc[i][0]);
+            _mm256_storeu_ps(ci + 8, acc[i][1]);
+        } else {
+            float t[16];
+            _mm256_storeu_ps(t, acc[i][0]);
+            _mm256_storeu_ps(t + 8, acc[i][1]);
+            memcpy(ci, t, sizeof(float) * (size_t)cols);
+        }
+    }
+}
+
+void avx2_gemm_nt(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
+                  int32_t K, float *pack) {
+    for (int32_t n0 = 0; n0 < N; n0 += 16) {
+        const int32_t cols = N - n0 < 16 ? N - n0 : 16;
+        for (int32_t j = 0; j < 16; j++) { /* panel (K, 16), zero columns past N */
+            const float *bj = b + (int64_t)(n0 + j) * ldb;
+            if (j < cols)
+                for (int32_t k = 0; k < K; k++) pack[(int64_t)k * 16 + j] = bj[k];
+            else
+                for (int32_t k = 0; k < K; k++) pack[(int64_t)k * 16 + j] = 0;
+        }
+        for (int32_t m0 = 0; m0 < M; m0 += GM)
+            gemm_tile(c + (int64_t)m0 * ldc + n0, ldc, a + (int64_t)m0 * lda, lda, pack, M - m0 < GM ? M - m0 : GM, cols, K);
+    }
+}
+
+const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
+                               avx2_gemm_nt};
