@@ -33,6 +33,11 @@ Initial weights: uniform with sd 1/sqrt(fan_in) (as `dsc init`), norms 1.
 Prints the initial loss (about ln(vocab_size) + a little) on stderr and one
 line on stdout:
   torch: B x T tokens/step, N steps, X tokens/s (median of steps)
+
+--check build/dsc instead runs one batch of --batch x --seq through `dsc
+grad` and this model with the same weights (`dsc init`, F32) and prints both
+losses and the worst relative gradient error (exit 1 above 1e-4):
+  /usr/bin/python3 bench/train_torch.py --check build/dsc --batch 2 --seq 40
 """
 import argparse
 import json
@@ -296,6 +301,69 @@ def lr_at(s, steps, lr=1e-3, min_lr=1e-4, warmup=10):
     return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(x, 1.0)))
 
 
+# ---------------------------------------------------------------------------
+# Check against dsc: the same weights and batch through `dsc grad`
+
+
+def read_safetensors(path):
+    import numpy as np
+
+    with open(path, "rb") as f:
+        b = f.read()
+    n = int.from_bytes(b[:8], "little")
+    out = {}
+    for k, v in json.loads(b[8 : 8 + n]).items():
+        if k == "__metadata__":
+            continue
+        lo, hi = v["data_offsets"]
+        dt = {"F32": np.float32, "I32": np.int32}[v["dtype"]]
+        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + lo : 8 + n + hi], dtype=dt).reshape(v["shape"]).copy())
+    return out
+
+
+def write_tokens(path, tokens):
+    raw = tokens.to(torch.int32).numpy().tobytes()
+    h = json.dumps({"tokens": {"dtype": "I32", "shape": list(tokens.shape), "data_offsets": [0, len(raw)]}}).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h + raw)
+
+
+def check_against_dsc(dsc, config, B, T, seed):
+    """`dsc init` a F32 checkpoint, `dsc grad` one random batch (alpha 0), the
+    same here; prints both losses and the worst relative gradient error.
+    Returns 0 when it is below 1e-4."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        ck, bt, gr = os.path.join(d, "ckpt"), os.path.join(d, "batch.safetensors"), os.path.join(d, "grads.safetensors")
+        subprocess.run([dsc, "init", "-c", config, "-o", ck, "--dtype", "f32", "--seed", str(seed)], check=True)
+        c = load_config(os.path.join(ck, "config.json"))
+        tokens = torch.randint(0, c["vocab_size"], (B, T + 1))
+        write_tokens(bt, tokens)
+        subprocess.run([dsc, "grad", "-m", ck, "--batch", bt, "-o", gr, "--alpha", "0", "--threads", "1"], check=True)
+        w, g = read_safetensors(os.path.join(ck, "model.safetensors")), read_safetensors(gr)
+    model = Model(c, T)
+    hf = lambda k: k if k.startswith("lm_head") else "model." + k.replace("mlp.e_score", "mlp.gate.e_score")
+    sd = {k: w[hf(k)] if hf(k) in w else v for k, v in model.state_dict().items()}
+    model.load_state_dict(sd)
+    V = c["vocab_size"]
+    loss = F.cross_entropy(model(tokens[:, :-1]).reshape(-1, V), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    worst, where = 0.0, ""
+    for k, p in model.named_parameters():
+        mine = p.grad if p.grad is not None else torch.zeros_like(p)  # an expert no token chose
+        ref = g["grad." + hf(k)].view_as(mine)
+        rel = ((mine - ref).norm() / (ref.norm() + 1e-30)).item()
+        if rel > worst:
+            worst, where = rel, k
+    print(f"check: loss torch {loss.item():.6f} dsc {g['loss_ce'].item():.6f}; "
+          f"worst relative gradient error {worst:.2e} ({where})")
+    return 0 if worst < 1e-4 and abs(loss.item() - g["loss_ce"].item()) < 1e-4 * abs(loss.item()) else 1
+
+
 def blas_library():
     """The BLAS shared object torch's matmuls went to (Debian: the libblas.so.3 alternative)."""
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))
@@ -317,12 +385,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gamma", type=float, default=1e-3, help="bias update speed (dsc train --gamma)")
+    ap.add_argument("--check", metavar="DSC", help="instead: compare loss and gradients with `DSC grad` on one batch")
     args = ap.parse_args()
     if args.batch < 1 or args.seq < 1 or args.steps < 1 or args.warmup_steps < 0 or args.threads < 1:
         sys.exit("train_torch.py: --batch, --seq, --steps and --threads must be >= 1, --warmup-steps >= 0")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.check:
+        sys.exit(check_against_dsc(args.check, args.config, args.batch, args.seq, args.seed))
     c = load_config(args.config)
     if args.seq > c["max_position_embeddings"]:
         sys.exit(f"{args.config}: --seq {args.seq} exceeds max_position_embeddings {c['max_position_embeddings']}")

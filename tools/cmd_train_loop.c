@@ -143,6 +143,7 @@ typedef struct {
     double last_print, t0;
     int64_t tokens_per_step;
     int32_t applied;
+    const char *name;  /* "train" or "sft" */
 } progress;
 
 static double mono(void) {
@@ -155,14 +156,14 @@ static void on_report(void *user, const dsc_train_report *r) {
     progress *pr = user;
     const double now = mono();
     if (r->event && strcmp(r->event, "loss_high")) {
-        if (!strcmp(r->event, "checkpoint")) fprintf(stderr, "dsc: train: step %d: checkpoint written\n", r->step);
-        else fprintf(stderr, "dsc: train: %s\n", r->json);
+        if (!strcmp(r->event, "checkpoint")) fprintf(stderr, "dsc: %s: step %d: checkpoint written\n", pr->name, r->step);
+        else fprintf(stderr, "dsc: %s: %s\n", pr->name, r->json);
         return;
     }
     pr->applied++;
     if (r->step > 1 && r->step < pr->steps && isnan(r->val_loss) && now - pr->last_print < 1.0 && !r->event) return;
     pr->last_print = now;
-    fprintf(stderr, "dsc: train: step %d/%d  loss %.4f", r->step, pr->steps, (double)r->loss);
+    fprintf(stderr, "dsc: %s: step %d/%d  loss %.4f", pr->name, r->step, pr->steps, (double)r->loss);
     if (!isnan(r->val_loss)) fprintf(stderr, "  val %.4f", (double)r->val_loss);
     fprintf(stderr, "  lr %.2e  gnorm %.3f  %.0f tok/s%s\n", (double)r->lr, (double)r->grad_norm, (double)r->tokens_per_s,
             r->event ? "  (loss high)" : "");
@@ -266,7 +267,7 @@ static int train_main(const cli_opts *o, int chat) {
     p.data = files;
     p.n_data = n_files;
     p.seed = (uint64_t)seed;
-    progress pr = {.steps = p.steps, .t0 = mono(), .tokens_per_step = (int64_t)p.batch * p.seq * p.accum};
+    progress pr = {.name = name, .steps = p.steps, .t0 = mono(), .tokens_per_step = (int64_t)p.batch * p.seq * p.accum};
     p.on_report = on_report;
     p.user = &pr;
     p.interrupt = &g_interrupt;

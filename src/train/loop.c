@@ -33,6 +33,7 @@
 #define LOOP_LOSS_REL 1.05        /* a loss spike is also 5% above the mean          */
 #define LOOP_HIGH_REL 1.02        /* a high loss is also 2% above the mean           */
 #define LOOP_GN_REL 2.0           /* a gradient-norm spike is also twice the mean    */
+#define LOOP_GN_EXTREME 10.0      /* ... and, with a loss below the mean, ten times  */
 
 dsc_train_run_params dsc_train_run_default_params(void) {
     return (dsc_train_run_params){
@@ -776,7 +777,10 @@ static judgement judge(const loop *L, float loss, float gn, const char **why, do
         *why = "loss";
         return JUDGE_SKIP;
     }
-    if (gn > gm + k * gs && gn > LOOP_GN_REL * gm) {
+    /* A large gradient on a batch whose loss is below the mean is the model
+     * learning fast (a new phase of training; clipping bounds the step), not
+     * a spike, unless it is extreme. */
+    if (gn > gm + k * gs && gn > LOOP_GN_REL * gm && (loss > *mean || gn > LOOP_GN_EXTREME * gm)) {
         *why = "grad_norm";
         return JUDGE_SKIP;
     }

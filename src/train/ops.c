@@ -315,7 +315,8 @@ static void attn_forward_gemm_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const dsc_kernels *k = j->ex->k;
     const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
-    float *kk = malloc(sizeof(float) * ((size_t)T * dq + (size_t)Dv * T + (size_t)(T > dq ? T : dq) * 16));
+    const int32_t kmax = T > dq ? T : dq; /* the longest K of the two products */
+    float *kk = malloc(sizeof(float) * ((size_t)T * dq + (size_t)Dv * T + (size_t)kmax * 16));
     if (!kk) {
         attn_forward_task(arg, ith, nth);
         return;
@@ -393,7 +394,8 @@ static void attn_backward_gemm_task(void *arg, int ith, int nth) {
     const dsc_kernels *k = j->ex->k;
     const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
     const size_t TT = (size_t)T * T, mx = (size_t)(dq > Dv ? dq : Dv);
-    float *ds = malloc(sizeof(float) * (2 * TT + 3 * mx * T + (size_t)T * 16));
+    const size_t kmax = (size_t)(T > (int32_t)mx ? T : (int32_t)mx); /* the longest K of the products below */
+    float *ds = malloc(sizeof(float) * (2 * TT + 3 * mx * T + kmax * 16));
     if (!ds) {
         attn_backward_task(arg, ith, nth);
         return;

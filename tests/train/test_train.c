@@ -368,8 +368,8 @@ static void tiled_matmul(int32_t N, int32_t I, int32_t O) {
     free(x), free(w), free(r), free(y1), free(yn), free(dx1), free(dxn), free(dw1), free(dwn);
 }
 
-static void threads_attention(int32_t B, int32_t T) {
-    const int32_t H = 5, Dn = 8, Dr = 4, Dv = 6, N = B * T, nq = N * H * (Dn + Dr), nkv = N * H * (Dn + Dv);
+static void threads_attention(int32_t B, int32_t T, int32_t Dv) {
+    const int32_t H = 5, Dn = 8, Dr = 4, N = B * T, nq = N * H * (Dn + Dr), nkv = N * H * (Dn + Dv);
     float *q = rand_vec(nq, 1), *kv = rand_vec(nkv, 1), *kpe = rand_vec(N * Dr, 1), *r = rand_vec(N * H * Dv, 1);
     float *o[3], *att[3], *dq[3], *dkv[3], *dkpe[3], *dkh[3];
     train_exec rows = ex1;
@@ -427,8 +427,9 @@ static void run_fd(void) {
     tiled_matmul(1100, 96, 80);
     tiled_matmul(200, 64, 7);
     tiled_matmul(17, 5, 130);
-    threads_attention(3, 40);
-    threads_attention(2, 19);
+    threads_attention(3, 40, 6);
+    threads_attention(2, 19, 6);
+    threads_attention(1, 17, 40); /* head sizes larger than T (scratch sizes) */
     gemm_vs_ref(13, 37, 29);
     gemm_vs_ref(64, 16, 48);
     gemm_vs_ref(5, 3, 300);
