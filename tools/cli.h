@@ -48,6 +48,11 @@ int cli_die(const char *fmt, ...)
     ;
 int cli_die_status(void);
 
+/* An option's value as an integer / a number in [lo, hi]; otherwise prints
+ * "dsc: FLAG: 'VALUE' is not ..." and returns 1. */
+int cli_parse_long(const char *s, const char *flag, long lo, long hi, long *out);
+int cli_parse_double(const char *s, const char *flag, double lo, double hi, double *out);
+
 /* Loads the model, checks the prompt ids against its vocabulary, and makes
  * a context of at least need_ctx tokens. On failure returns 1 with the message printed; the
  * session is safe to close either way. */

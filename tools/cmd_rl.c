@@ -44,20 +44,11 @@ static const char usage_eval[] =
     "  --details FILE    one JSON line per sample (completion, answer, correct, logp)\n"
     "  -m defaults to the bundled model\n";
 
-static int parse_num(const char *s, const char *flag, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
-        return cli_die("%s: '%s' is not a number in [%g, %g]", flag, s ? s : "", lo, hi);
-    *out = v;
-    return 0;
-}
 
 #define NUM(field, lo, hi, type)                                    \
     do {                                                            \
         double x_;                                                  \
-        if ((rc = parse_num(v, a, lo, hi, &x_)) == 0) field = (type)x_; \
+        if ((rc = cli_parse_double(v, a, lo, hi, &x_)) == 0) field = (type)x_; \
     } while (0)
 
 static volatile int g_stop;

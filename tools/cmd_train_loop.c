@@ -58,21 +58,15 @@ static const char usage_train[] =
     "  optimizer.safetensors, rollback.safetensors, trainer_state.json, log.jsonl (one line per step)\n";
 
 static int parse_i(const char *s, const char *flag, long lo, long hi, int32_t *out) {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < lo || v > hi)
-        return cli_die("%s: '%s' is not an integer in [%ld, %ld]", flag, s ? s : "", lo, hi);
+    long v;
+    if (cli_parse_long(s, flag, lo, hi, &v)) return 1;
     *out = (int32_t)v;
     return 0;
 }
 
 static int parse_f(const char *s, const char *flag, double lo, double hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
-        return cli_die("%s: '%s' is not a number in [%g, %g]", flag, s ? s : "", lo, hi);
+    double v;
+    if (cli_parse_double(s, flag, lo, hi, &v)) return 1;
     *out = (float)v;
     return 0;
 }

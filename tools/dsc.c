@@ -166,20 +166,36 @@ const char *cli_default_model(void) {
 #define die cli_die
 #define die_status cli_die_status
 
-static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) {
+int cli_parse_long(const char *s, const char *flag, long lo, long hi, long *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return die("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < lo || v > hi)
+        return die("%s: '%s' is not an integer in [%ld, %ld]", flag, s ? s : "", lo, hi);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, const char *flag, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
+        return die("%s: '%s' is not a number in [%g, %g]", flag, s ? s : "", lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) {
+    long v;
+    if (cli_parse_long(s, flag, lo, hi, &v)) return 1;
     *out = (int)v;
     return 0;
 }
 
 static int parse_float(const char *s, const char *flag, double lo, double hi, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return die("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+    double v;
+    if (cli_parse_double(s, flag, lo, hi, &v)) return 1;
     *out = (float)v;
     return 0;
 }

@@ -48,7 +48,7 @@ float rl_token_weight(float A, float logp, float logp_old, float ref, float eps_
     const float rc = rho < 1 - eps_low ? 1 - eps_low : rho > 1 + eps_high ? 1 + eps_high : rho;
     const float un = rho * A, cl = rc * A;
     const float d = ref - logp;
-    *k3 = beta > 0 ? expf(d) - d - 1 : 0;
+    *k3 = expf(d) - d - 1;
     *clipped = cl < un;
     *obj = (cl < un ? cl : un) - beta * *k3;
     /* d obj / d logp: rho A on the unclipped branch (0 on the clipped one),
@@ -153,10 +153,9 @@ static dsc_status setup(grpo *g) {
     tp.lr = p->lr;
     tp.weight_decay = p->weight_decay;
     if ((s = dsc_trainer_new(p->init, &tp, &g->t))) return s;
-    if (p->beta > 0) {
-        dsc_train_params rp = tp;
-        if ((s = dsc_trainer_new(p->ref ? p->ref : p->init, &rp, &g->ref))) return s;
-    }
+    /* the reference: the KL penalty (beta > 0), and the KL in the log either way */
+    dsc_train_params rp = tp;
+    if ((s = dsc_trainer_new(p->ref ? p->ref : p->init, &rp, &g->ref))) return s;
     /* the vocabulary is the config's; read it from a loaded model later */
     g->eos = dsc_tokenizer_find(g->tok, "<｜end▁of▁sentence｜>");
     if (g->eos < 0) return dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token", g->tok_path);

@@ -66,8 +66,9 @@ void rl_group_advantages(const float *reward, int n, int dr_grpo, float *adv);
 
 /* Loss weights for one token: returns w = d L / d CE_t x N (CE_t = -logp_t)
  * for advantage A, log-probabilities logp (current), logp_old, ref, and sets
- * *clipped when the clipped branch is taken, *k3 to the KL estimate, and
- * *obj to the token's objective min(...) - beta k3 (L = -mean obj). */
+ * *clipped when the clipped branch is taken, *k3 to the KL estimate (also
+ * when beta is 0: the log reports it), and *obj to the token's objective
+ * min(...) - beta k3 (L = -mean obj). */
 float rl_token_weight(float A, float logp, float logp_old, float ref, float eps_low, float eps_high, float beta,
                       int *clipped, float *k3, float *obj);
 

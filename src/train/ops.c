@@ -45,33 +45,69 @@ void train_embed_backward(float *dwte, const float *dout, const int32_t *tokens,
 /* RMSNorm: y = x r w, r = (mean(x^2) + eps)^-1/2                            */
 /*   dx = r (w dy) - r^3 / C x sum(w dy x);  dw = sum_n dy x r                */
 
-void train_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int32_t N, int32_t C,
-                           float eps) {
-    for (int32_t n = 0; n < N; n++) {
-        const float *x = inp + (int64_t)n * C;
-        float *y = out + (int64_t)n * C;
+typedef struct {
+    float *out, *rstd, *dinp, *dweight;
+    const float *inp, *weight, *dout, *crstd;
+    int32_t N, C;
+    float eps;
+} rms_job;
+
+static void rms_forward_task(void *arg, int ith, int nth) {
+    const rms_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->N, ith, nth, 1, &lo, &hi);
+    const int32_t C = j->C;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *x = j->inp + n * C;
+        float *y = j->out + n * C;
         double ss = 0;
         for (int32_t i = 0; i < C; i++) ss += (double)x[i] * x[i];
-        float r = (float)(1.0 / sqrt(ss / C + eps));
-        for (int32_t i = 0; i < C; i++) y[i] = x[i] * r * weight[i];
-        rstd[n] = r;
+        float r = (float)(1.0 / sqrt(ss / C + j->eps));
+        for (int32_t i = 0; i < C; i++) y[i] = x[i] * r * j->weight[i];
+        j->rstd[n] = r;
+    }
+}
+
+void train_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int32_t N, int32_t C,
+                           float eps, const train_exec *ex) {
+    rms_job j = {.out = out, .rstd = rstd, .inp = inp, .weight = weight, .N = N, .C = C, .eps = eps};
+    run(ex, (int64_t)N * C * 8, rms_forward_task, &j);
+}
+
+/* dinp by rows; dweight by columns, each summed over the rows in order (the
+ * result does not depend on the thread count). */
+static void rms_dinp_task(void *arg, int ith, int nth) {
+    const rms_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->N, ith, nth, 1, &lo, &hi);
+    const int32_t C = j->C;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *x = j->inp + n * C, *dy = j->dout + n * C;
+        float *dx = j->dinp + n * C;
+        const float r = j->crstd[n];
+        double dot = 0;
+        for (int32_t i = 0; i < C; i++) dot += (double)j->weight[i] * dy[i] * x[i];
+        const float c = (float)(dot * r * r * r / C);
+        for (int32_t i = 0; i < C; i++) dx[i] += r * j->weight[i] * dy[i] - c * x[i];
+    }
+}
+
+static void rms_dweight_task(void *arg, int ith, int nth) {
+    const rms_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->C, ith, nth, 16, &lo, &hi);
+    for (int64_t n = 0; n < j->N; n++) {
+        const float *x = j->inp + n * j->C, *dy = j->dout + n * j->C;
+        const float r = j->crstd[n];
+        for (int64_t i = lo; i < hi; i++) j->dweight[i] += dy[i] * x[i] * r;
     }
 }
 
 void train_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                            const float *rstd, int32_t N, int32_t C) {
-    for (int32_t n = 0; n < N; n++) {
-        const float *x = inp + (int64_t)n * C, *dy = dout + (int64_t)n * C;
-        float *dx = dinp + (int64_t)n * C;
-        const float r = rstd[n];
-        double dot = 0;
-        for (int32_t i = 0; i < C; i++) dot += (double)weight[i] * dy[i] * x[i];
-        const float c = (float)(dot * r * r * r / C);
-        for (int32_t i = 0; i < C; i++) {
-            dx[i] += r * weight[i] * dy[i] - c * x[i];
-            dweight[i] += dy[i] * x[i] * r;
-        }
-    }
+                            const float *rstd, int32_t N, int32_t C, const train_exec *ex) {
+    rms_job j = {.dinp = dinp, .dweight = dweight, .dout = dout, .inp = inp, .weight = weight, .crstd = rstd, .N = N, .C = C};
+    run(ex, (int64_t)N * C * 8, rms_dinp_task, &j);
+    run(ex, (int64_t)N * C * 4, rms_dweight_task, &j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -472,16 +508,39 @@ void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h,
 /* ------------------------------------------------------------------------ */
 /* SwiGLU: h = silu(g) u;  silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)       */
 
-void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+typedef struct {
+    float *h, *dg, *du;
+    const float *g, *u, *dh;
+    int64_t n;
+} swiglu_job;
+
+static void swiglu_forward_task(void *arg, int ith, int nth) {
+    const swiglu_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->n, ith, nth, 16, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->h[i] = j->g[i] / (1.0f + expf(-j->g[i])) * j->u[i];
 }
 
-void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float s = 1.0f / (1.0f + expf(-g[i]));
-        dg[i] += dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-        du[i] += dh[i] * g[i] * s;
+static void swiglu_backward_task(void *arg, int ith, int nth) {
+    const swiglu_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->n, ith, nth, 16, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const float g = j->g[i], s = 1.0f / (1.0f + expf(-g));
+        j->dg[i] += j->dh[i] * j->u[i] * s * (1.0f + g * (1.0f - s));
+        j->du[i] += j->dh[i] * g * s;
     }
+}
+
+void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n, const train_exec *ex) {
+    swiglu_job j = {.h = h, .g = g, .u = u, .n = n};
+    run(ex, n * 16, swiglu_forward_task, &j);
+}
+
+void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+                           const train_exec *ex) {
+    swiglu_job j = {.dg = dg, .du = du, .dh = dh, .g = g, .u = u, .n = n};
+    run(ex, n * 24, swiglu_backward_task, &j);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -37,9 +37,9 @@ void train_embed_backward(float *dwte, const float *dout, const int32_t *tokens,
 /* out (N, C) = inp / sqrt(mean(inp^2) + eps) * weight (C); rstd (N) keeps the
  * 1 / sqrt(...) of each row. Same arithmetic as kern_rmsnorm. */
 void train_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int32_t N, int32_t C,
-                           float eps);
+                           float eps, const train_exec *ex);
 void train_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                            const float *rstd, int32_t N, int32_t C);
+                            const float *rstd, int32_t N, int32_t C, const train_exec *ex);
 
 /* out (N, O) = inp (N, I) @ weight (O, I)^T */
 void train_matmul_forward(float *out, const float *inp, const float *weight, int32_t N, int32_t I, int32_t O,
@@ -84,8 +84,9 @@ void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h,
                               int32_t Dn, int32_t Dr, int32_t Dv, float scale, const train_exec *ex);
 
 /* h (n) = silu(g) * u */
-void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n);
-void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
+void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n, const train_exec *ex);
+void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
+                           const train_exec *ex);
 
 /* Router scores (N, E) from logits (N, E): sigmoid, or softmax over E. */
 void train_router_forward(float *score, const float *logit, int32_t N, int32_t E, int sigmoid);

@@ -174,7 +174,10 @@ dsc_status dsc_text_read(const char *path, char **text, size_t *len);
 /* kept. A batch is skipped — no update, a "skipped" line in the log (a fast */
 /* spike) — when its loss or gradient norm is not finite or, once 8 values   */
 /* are kept, when its loss exceeds mean + spike_k std and 1.05 mean, or its  */
-/* gradient norm exceeds mean + spike_k std and 2 mean. A batch whose loss   */
+/* gradient norm exceeds mean + spike_k std and 2 mean while its loss is    */
+/* above the mean (or the norm is above 10 mean: a large gradient on a      */
+/* batch the model predicts well is fast learning, which clipping bounds,   */
+/* not a spike). A batch whose loss                                          */
 /* exceeds mean + spike_k/2 std and 1.02 mean is applied but marked          */
 /* "loss_high". After rollback_after skipped-or-high batches in a row (a     */
 /* slow spike, or divergence) the state returns to the last snapshot —       */

@@ -421,7 +421,7 @@ static void attn_forward(dsc_trainer *t, const trn_layer *w, trn_acts *a, int32_
     const int32_t Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
     if (Rq > 0) {
         train_matmul_forward(a->qa, a->xn1, w->q_a, N, D, Rq, ex);
-        train_rmsnorm_forward(a->qan, a->qa_rstd, a->qa, w->q_a_norm, N, Rq, c->rms_norm_eps);
+        train_rmsnorm_forward(a->qan, a->qa_rstd, a->qa, w->q_a_norm, N, Rq, c->rms_norm_eps, &t->ex);
         train_matmul_forward(a->q, a->qan, w->q_b, N, Rq, H * Dq, ex);
     } else {
         train_matmul_forward(a->q, a->xn1, w->q, N, D, H * Dq, ex);
@@ -433,7 +433,7 @@ static void attn_forward(dsc_trainer *t, const trn_layer *w, trn_acts *a, int32_
         memcpy(a->craw + n * R, kva + n * (R + Dr), sizeof(float) * (size_t)R);
         memcpy(a->kpe + n * Dr, kva + n * (R + Dr) + R, sizeof(float) * (size_t)Dr);
     }
-    train_rmsnorm_forward(a->c, a->kv_rstd, a->craw, w->kv_a_norm, N, R, c->rms_norm_eps);
+    train_rmsnorm_forward(a->c, a->kv_rstd, a->craw, w->kv_a_norm, N, R, c->rms_norm_eps, &t->ex);
     train_rope_forward(a->kpe, t->rope_cos, t->rope_sin, N, T, 1, Dr, Dr);
     train_matmul_forward(a->kv, a->c, w->kv_b, N, R, H * (Dn + Dv), ex);
     train_attention_forward(a->ao, a->att, a->q, a->kv, a->kpe, B, T, H, Dn, Dr, Dv, t->softmax_scale, ex);
@@ -446,7 +446,7 @@ static void mlp_forward(dsc_trainer *t, float *out, float *g, float *u, float *h
     const int32_t D = t->cfg.hidden_size;
     train_matmul_forward(g, x, w->gate, N, D, Fx, &t->ex);
     train_matmul_forward(u, x, w->up, N, D, Fx, &t->ex);
-    train_swiglu_forward(h, g, u, (int64_t)N * Fx);
+    train_swiglu_forward(h, g, u, (int64_t)N * Fx, &t->ex);
     train_matmul_forward(out, h, w->down, N, Fx, D, &t->ex);
 }
 
@@ -508,10 +508,10 @@ static float layer_forward(dsc_trainer *t, int li, float *x_out, int32_t B, int3
     trn_acts *a = &t->acts[li];
     const int32_t N = B * T, D = c->hidden_size;
     float aux = 0;
-    train_rmsnorm_forward(a->xn1, a->rstd1, a->x, w->attn_norm, N, D, c->rms_norm_eps);
+    train_rmsnorm_forward(a->xn1, a->rstd1, a->x, w->attn_norm, N, D, c->rms_norm_eps, &t->ex);
     attn_forward(t, w, a, B, T);
     residual(a->x2, a->x, t->ga.y, (int64_t)N * D);
-    train_rmsnorm_forward(a->xn2, a->rstd2, a->x2, w->ffn_norm, N, D, c->rms_norm_eps);
+    train_rmsnorm_forward(a->xn2, a->rstd2, a->x2, w->ffn_norm, N, D, c->rms_norm_eps, &t->ex);
     if (w->is_moe) aux = moe_forward(t, li, w, a, B, T);
     else mlp_forward(t, t->ga.y, a->g, a->u, a->h, a->xn2, &w->mlp, N, c->intermediate_size);
     residual(x_out, a->x2, t->ga.y, (int64_t)N * D);
@@ -542,7 +542,7 @@ static void forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T,
     double aux = 0;
     for (int i = 0; i < c->n_layers; i++)
         aux += layer_forward(t, i, i + 1 < c->n_layers ? t->acts[i + 1].x : t->xL, B, T);
-    train_rmsnorm_forward(t->xf, t->rstdf, t->xL, t->w.norm, N, D, c->rms_norm_eps);
+    train_rmsnorm_forward(t->xf, t->rstdf, t->xL, t->w.norm, N, D, c->rms_norm_eps, &t->ex);
     train_matmul_forward(t->probs, t->xf, t->w.lm_head, N, D, V, &t->ex);
     train_crossentropy_forward(t->losses, t->probs, t->probs, t->targets, N, V, &t->ex);
     double ce = 0;
@@ -562,7 +562,7 @@ static void mlp_backward(dsc_trainer *t, float *dx, trn_mlp *dw, float *dg, floa
     zero(dg, (size_t)N * Fx);
     zero(du, (size_t)N * Fx);
     train_matmul_backward(dh, dw->down, dout, h, w->down, N, Fx, D, &t->ex);
-    train_swiglu_backward(dg, du, dh, g, u, (int64_t)N * Fx);
+    train_swiglu_backward(dg, du, dh, g, u, (int64_t)N * Fx, &t->ex);
     train_matmul_backward(dx, dw->gate, dg, x, w->gate, N, D, Fx, &t->ex);
     train_matmul_backward(dx, dw->up, du, x, w->up, N, D, Fx, &t->ex);
 }
@@ -623,7 +623,7 @@ static void attn_backward(dsc_trainer *t, int li, int32_t B, int32_t T) {
     zero(g->dc, (size_t)N * R);
     train_matmul_backward(g->dc, gw->kv_b, g->dkv, a->c, w->kv_b, N, R, H * (Dn + Dv), ex);
     zero(g->dcraw, (size_t)N * R);
-    train_rmsnorm_backward(g->dcraw, gw->kv_a_norm, g->dc, a->craw, w->kv_a_norm, a->kv_rstd, N, R);
+    train_rmsnorm_backward(g->dcraw, gw->kv_a_norm, g->dc, a->craw, w->kv_a_norm, a->kv_rstd, N, R, &t->ex);
     train_rope_backward(g->dkpe, t->rope_cos, t->rope_sin, N, T, 1, Dr, Dr);
     for (int64_t n = 0; n < N; n++) {
         memcpy(g->dkva + n * (R + Dr), g->dcraw + n * R, sizeof(float) * (size_t)R);
@@ -637,12 +637,12 @@ static void attn_backward(dsc_trainer *t, int li, int32_t B, int32_t T) {
         zero(g->dqan, (size_t)N * Rq);
         train_matmul_backward(g->dqan, gw->q_b, g->dq, a->qan, w->q_b, N, Rq, H * Dq, ex);
         zero(g->dqa, (size_t)N * Rq);
-        train_rmsnorm_backward(g->dqa, gw->q_a_norm, g->dqan, a->qa, w->q_a_norm, a->qa_rstd, N, Rq);
+        train_rmsnorm_backward(g->dqa, gw->q_a_norm, g->dqan, a->qa, w->q_a_norm, a->qa_rstd, N, Rq, &t->ex);
         train_matmul_backward(g->dxn, gw->q_a, g->dqa, a->xn1, w->q_a, N, D, Rq, ex);
     } else {
         train_matmul_backward(g->dxn, gw->q, g->dq, a->xn1, w->q, N, D, H * Dq, ex);
     }
-    train_rmsnorm_backward(g->dx, gw->attn_norm, g->dxn, a->x, w->attn_norm, a->rstd1, N, D);
+    train_rmsnorm_backward(g->dx, gw->attn_norm, g->dxn, a->x, w->attn_norm, a->rstd1, N, D, &t->ex);
 }
 
 /* w: d loss / d CE_n per target (NULL: 1 / N, the mean). */
@@ -657,7 +657,7 @@ static void backward(dsc_trainer *t, const float *w) {
     zero(g->dxf, (size_t)N * D);
     train_matmul_backward(g->dxf, t->g.lm_head, t->probs, t->xf, t->w.lm_head, N, D, V, &t->ex);
     zero(g->dx, (size_t)N * D);
-    train_rmsnorm_backward(g->dx, t->g.norm, g->dxf, t->xL, t->w.norm, t->rstdf, N, D);
+    train_rmsnorm_backward(g->dx, t->g.norm, g->dxf, t->xL, t->w.norm, t->rstdf, N, D, &t->ex);
     for (int i = c->n_layers - 1; i >= 0; i--) {
         const trn_layer *w = &t->w.layers[i];
         const trn_acts *a = &t->acts[i];
@@ -667,7 +667,7 @@ static void backward(dsc_trainer *t, const float *w) {
         else
             mlp_backward(t, g->dxn, &t->g.layers[i].mlp, g->dg, g->du, g->dh, g->dx, a->xn2, a->g, a->u, a->h, &w->mlp, N,
                          c->intermediate_size);
-        train_rmsnorm_backward(g->dx, t->g.layers[i].ffn_norm, g->dxn, a->x2, w->ffn_norm, a->rstd2, N, D);
+        train_rmsnorm_backward(g->dx, t->g.layers[i].ffn_norm, g->dxn, a->x2, w->ffn_norm, a->rstd2, N, D, &t->ex);
         attn_backward(t, i, B, T);
     }
     train_embed_backward(t->g.embed, g->dx, t->inputs, N, D);

@@ -71,8 +71,8 @@ static void test_token_weight(void) {
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         int cl;
         float k3, obj;
-        const float w = rl_token_weight(c[i].A, -1.0f + c[i].dlogp, -1.0f, 0, el, eh, 0, &cl, &k3, &obj);
-        ok &= near(w, c[i].w, 1e-5) && cl == c[i].clipped && k3 == 0;
+        const float lp = -1.0f + c[i].dlogp, w = rl_token_weight(c[i].A, lp, -1.0f, lp, el, eh, 0, &cl, &k3, &obj);
+        ok &= near(w, c[i].w, 1e-5) && cl == c[i].clipped && k3 == 0; /* ref = logp: k3 = 0 */
     }
     report(ok, "token weights: the clipped surrogate's derivative in all six cases");
     /* KL: ref - logp = 0.2, beta 0.1: k3 = e^0.2 - 1.2 = 0.0214028, weight += 0.1 (e^0.2 - 1) = 0.0221403 */

@@ -126,14 +126,14 @@ typedef struct {
 } rn_ctx;
 static double rn_loss(void *p) {
     rn_ctx *c = p;
-    train_rmsnorm_forward(c->y, c->rstd, c->x, c->w, c->N, c->C, 1e-6f);
+    train_rmsnorm_forward(c->y, c->rstd, c->x, c->w, c->N, c->C, 1e-6f, &exn);
     return dot_r(c->r, c->y, (int64_t)c->N * c->C);
 }
 static void fd_rmsnorm(void) {
     rn_ctx c = {5, 12, rand_vec(60, 1), rand_vec(12, 1), zeros(60), zeros(5), rand_vec(60, 1)};
     float *dx = zeros(60), *dw = zeros(12);
     rn_loss(&c);
-    train_rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, c.N, c.C);
+    train_rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, c.N, c.C, &exn);
     fd_input in[] = {{"inp", c.x, dx, 60}, {"weight", c.w, dw, 12}};
     fd_check("rmsnorm", rn_loss, &c, in, 2, 1e-3, 5e-3);
     free(c.x), free(c.w), free(c.y), free(c.rstd), free(c.r), free(dx), free(dw);
@@ -219,13 +219,13 @@ typedef struct {
 } sw_ctx;
 static double sw_loss(void *p) {
     sw_ctx *c = p;
-    train_swiglu_forward(c->h, c->g, c->u, c->n);
+    train_swiglu_forward(c->h, c->g, c->u, c->n, &exn);
     return dot_r(c->r, c->h, c->n);
 }
 static void fd_swiglu(void) {
     sw_ctx c = {40, rand_vec(40, 4), rand_vec(40, 2), zeros(40), rand_vec(40, 1)};
     float *dg = zeros(40), *du = zeros(40);
-    train_swiglu_backward(dg, du, c.r, c.g, c.u, 40);
+    train_swiglu_backward(dg, du, c.r, c.g, c.u, 40, &exn);
     fd_input in[] = {{"gate", c.g, dg, 40}, {"up", c.u, du, 40}};
     fd_check("swiglu", sw_loss, &c, in, 2, 1e-3, 1e-3);
     free(c.g), free(c.u), free(c.h), free(c.r), free(dg), free(du);
