@@ -19,7 +19,8 @@ static const char usage_grpo[] =
     "usage: dsc grpo DIR -o OUT [options]\n"
     "  reinforcement learning of the checkpoint in DIR (R1 chat format) with verifiable rewards:\n"
     "  GRPO groups sampled from the current policy, reward = correct + --format-weight x format\n"
-    "  --tasks F,F       families: add, mul, countdown (default all three, round-robin)\n"
+    "  --tasks F,F       families: add, mul, countdown (default all three), prompts drawn\n"
+    "                    round-robin; a family named twice gets twice the prompts (up to 8 names)\n"
     "  --level L         difficulty (default: each family's highest)\n"
     "  --steps N (100)   --prompts P (8) prompts per step   --group G (8) samples per prompt\n"
     "  --max-new N (256) tokens per completion             --temp T (1) sampling temperature\n"
@@ -74,7 +75,7 @@ static int parse_families(const char *v, rl_grpo_params *p) {
         }
         const int f = task_family_parse(t);
         if (f < 0) return cli_die("grpo: --tasks: unknown family '%s' (add, mul, countdown, all)", t);
-        if (p->n_families == TASK_N_FAMILIES) return cli_die("grpo: --tasks: too many families");
+        if (p->n_families == RL_MAX_MIX) return cli_die("grpo: --tasks: more than %d families", RL_MAX_MIX);
         p->families[p->n_families++] = (task_family)f;
     }
     if (!p->n_families) return cli_die("grpo: --tasks: no family given");

@@ -119,7 +119,8 @@ static void grpo_free(grpo *g) {
 
 static dsc_status check_params(const rl_grpo_params *p) {
     if (!p->init || !p->out_dir) return dsc_fail(DSC_ERR_ARG, "grpo: a model and an output directory are needed");
-    if (p->n_families < 1 || p->n_families > TASK_N_FAMILIES) return dsc_fail(DSC_ERR_ARG, "grpo: no task family");
+    if (p->n_families < 1 || p->n_families > RL_MAX_MIX)
+        return dsc_fail(DSC_ERR_ARG, "grpo: 1 to %d task families needed", RL_MAX_MIX);
     for (int i = 0; i < p->n_families; i++)
         if (p->level < 0 || p->level > task_max_level(p->families[i]))
             return dsc_fail(DSC_ERR_ARG, "grpo: level %d is above %s's highest, %d", p->level,

@@ -37,12 +37,14 @@
 /* grad_norm, lr, seconds. Checkpoints (published layout) to out_dir every  */
 /* save_every steps and at the end.                                          */
 
+#define RL_MAX_MIX 8
+
 typedef struct {
     const char *init;          /* checkpoint directory (the SFT model)              */
     const char *ref;           /* frozen reference for the KL (NULL: init)          */
     const char *out_dir;
-    task_family families[TASK_N_FAMILIES];
-    int n_families;
+    task_family families[RL_MAX_MIX]; /* prompts cycle through these; a family   */
+    int n_families;                   /* named twice gets twice the prompts       */
     int level;                 /* 0: each family's highest                          */
     int32_t steps, prompts, group, max_new, inner, warmup, max_rounds, save_every;
     float lr, weight_decay, clip, temp, eps_low, eps_high, beta, format_weight;
