@@ -68,8 +68,8 @@ for m in sft grpo-a grpo-b grpo-c; do
 done
 
 # The bundled copy and its charts.
-rm -rf "$out"
 mkdir -p "$out"
+find "$out" -mindepth 1 ! -name README.md -delete   # the model card stays
 cp "$work/grpo-c"/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json} "$out/"
 cp "$work/pretrain/log.jsonl" "$out/pretrain_log.jsonl"
 cp "$work/sft/log.jsonl" "$out/sft_log.jsonl"

@@ -294,7 +294,7 @@ int cmd_run_vote(const cli_opts *o) {
             printf("\nvote: %s (%d of %d samples)%s\n", v[w].answer, votes, K,
                    is_task ? (v[w].correct ? ", correct" : ", wrong") : "");
         } else {
-            printf("\nvote: no sample gave a \\boxed{} answer\n");
+            printf("\nvote: no sample gave a valid \\boxed{} answer\n");
         }
     }
     for (int k = 0; c && k < K; k++) rl_completion_free(&c[k]);
