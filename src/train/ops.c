@@ -686,12 +686,17 @@ static void ce_forward_task(void *arg, int ith, int nth) {
         float *p = j->probs + n * j->V;
         float mx = x[0];
         for (int32_t v = 1; v < j->V; v++) mx = x[v] > mx ? x[v] : mx;
+        /* the target's logit before probs (which may alias logits) is written */
+        const double xt = (double)x[j->targets[n]] - mx;
         double sum = 0;
-        for (int32_t v = 0; v < j->V; v++) sum += expf(x[v] - mx);
-        /* log-sum-exp before probs (which may alias logits) is written */
-        j->losses[n] = (float)(log(sum) - ((double)x[j->targets[n]] - mx));
+        for (int32_t v = 0; v < j->V; v++) {
+            const float e = expf(x[v] - mx);
+            p[v] = e;
+            sum += e;
+        }
+        j->losses[n] = (float)(log(sum) - xt);
         const float inv = (float)(1.0 / sum);
-        for (int32_t v = 0; v < j->V; v++) p[v] = expf(x[v] - mx) * inv;
+        for (int32_t v = 0; v < j->V; v++) p[v] *= inv;
     }
 }
 
