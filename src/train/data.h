@@ -27,7 +27,8 @@ typedef struct {
     int64_t perm_epoch;
 } trn_data;
 
-/* Tokenizes files (no BOS; eos after each file) and packs them. val_frac of
+/* Tokenizes files (no BOS; eos after each file; added tokens spelled in the
+ * text, such as <think>, become those tokens) and packs them. val_frac of
  * the sequences (at least one when there are two or more and val_frac > 0)
  * are held out from the end. On failure d is empty (safe to free). */
 dsc_status trn_data_load(trn_data *d, const dsc_tokenizer *tok, const char *const *files, int n_files, int32_t eos,
