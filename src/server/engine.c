@@ -496,6 +496,9 @@ void srv_engine_cancel(srv_engine *e, srv_req *r) {
             e->n_queued--;
             r->queued = 0;
             unqueued = 1;
+            /* Counted before the queue depth drops, so a reader never sees
+             * the queue empty with the cancellation not yet counted. */
+            atomic_fetch_add(&e->p.m->cancelled, 1);
             atomic_store(&e->p.m->queue_depth, e->n_queued);
         }
     }
@@ -506,7 +509,6 @@ void srv_engine_cancel(srv_engine *e, srv_req *r) {
         r->done = 1;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
-        atomic_fetch_add(&e->p.m->cancelled, 1);
         srv_req_unref(r);
     }
 }

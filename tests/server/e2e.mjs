@@ -345,6 +345,7 @@ async function main() {
   const slow = { messages: [{ role: 'user', content: 'Count.' }], max_tokens: 4000, ignore_eos: true, seed: 5 };
   await check('503 with Retry-After when the queue is full', async () => {
     // Streams answer with their headers at once: 200 for the slot and the queue, 503 for the rest.
+    const m0 = await metrics(q);
     const ac = new AbortController();
     const rs = await Promise.all(Array.from({ length: 12 }, () =>
       post(q, '/v1/chat/completions', { ...slow, stream: true }, {}, ac.signal)));
@@ -358,7 +359,8 @@ async function main() {
     ac.abort();
     for (let i = 0; i < 200; i++) { // the aborted streams free the slot and the queue
       const m = await metrics(q);
-      if (m.dsc_slots_busy === 0 && m.dsc_queue_depth === 0) break;
+      if (m.dsc_slots_busy === 0 && m.dsc_queue_depth === 0 &&
+          m.dsc_requests_cancelled_total - m0.dsc_requests_cancelled_total === ok.length) break;
       await sleep(10);
     }
     return `${ok.length} admitted, ${busy.length} refused`;
