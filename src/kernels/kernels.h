@@ -72,6 +72,12 @@ void kern_swiglu(float *g, const float *u, int32_t n);
 float kern_dot(const float *a, const float *b, int32_t n);
 void kern_axpy(float *y, const float *x, float a, int32_t n); /* y += a x */
 
+/* AdamW's constants for one step: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= lr ((m / bc1) / (sqrt(v / bc2) + eps) + wd p). */
+typedef struct {
+    float b1, b2, eps, lr, wd, bc1, bc2;
+} dsc_adamw_hp;
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch: one table per instruction set; the reference table is the spec. */
 
@@ -91,13 +97,37 @@ typedef struct {
     float (*fma_burn)(int64_t iters);
     int lanes;       /* floats per vector FMA */
     /* F32 C (M, N), row stride ldc, = A (M, K) @ B (N, K)^T; A and B
-     * row-major with row strides lda and ldb. C is overwritten. Each element
-     * is summed in k order by one call, so a split of M or N between threads
-     * does not change the result. pack: scratch of K x 16 floats. (The
-     * trainer's products: many rows, small K.) */
-    void (*gemm_nt)(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M,
-                    int32_t N, int32_t K, float *pack);
+     * row-major with row strides lda and ldb. flags: DSC_GEMM_AT, A is stored
+     * transposed, (K, M); DSC_GEMM_BN, B is stored (K, N), so C = A @ B;
+     * DSC_GEMM_ACC, C += the product instead of C = it. Each element is
+     * summed in k order by one call (then added to C), so a split of M or N
+     * between threads does not change the result. pack: scratch of
+     * kern_gemm_scratch(M, N, K, flags) floats. (The trainer's products:
+     * many rows, small K.) */
+    void (*gemm)(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
+                 int32_t K, int flags, float *pack);
+    /* y[i] = exp(x[i] - mx) for n values (y may be x); returns their sum,
+     * summed in double. Vector forms: a polynomial exp within 2 ulp. */
+    double (*exp_sum)(float *y, const float *x, int32_t n, float mx);
+    /* One AdamW step on n floats (see train/adamw.c for the formula); the
+     * vector forms do the same IEEE operations in the same order, so the
+     * result is the reference's to the bit. */
+    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
 } dsc_kernels;
+
+enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };
+
+/* Rows of C per block of the tiled gemm: about 48K floats of A (in L2). */
+static inline int32_t kern_gemm_mb(int32_t K) {
+    const int32_t mb = 48 * 1024 / (K > 0 ? K : 1) / 6 * 6;
+    return mb < 6 ? 6 : mb;
+}
+/* Floats of scratch a gemm call needs: all of B in panels of 16 columns,
+ * and a block of A when it is stored transposed. */
+static inline size_t kern_gemm_scratch(int32_t M, int32_t N, int32_t K, int flags) {
+    (void)M;
+    return (size_t)K * (size_t)((N + 15) / 16 * 16) + (flags & DSC_GEMM_AT ? (size_t)kern_gemm_mb(K) * K : 0);
+}
 
 extern const dsc_kernels kern_ref;
 #if defined(__x86_64__)

@@ -294,16 +294,39 @@ static void ref_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, in
     for (int32_t j = 0; j < m; j++) ref_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
 }
 
-static void ref_gemm_nt(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M,
-                        int32_t N, int32_t K, float *pack) {
+static void ref_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M,
+                     int32_t N, int32_t K, int flags, float *pack) {
     (void)pack;
     for (int32_t m = 0; m < M; m++)
         for (int32_t n = 0; n < N; n++) {
             float s = 0;
-            for (int32_t k = 0; k < K; k++) s += a[m * lda + k] * b[n * ldb + k];
-            c[m * ldc + n] = s;
+            for (int32_t k = 0; k < K; k++) {
+                const float x = flags & DSC_GEMM_AT ? a[k * lda + m] : a[m * lda + k];
+                const float y = flags & DSC_GEMM_BN ? b[k * ldb + n] : b[n * ldb + k];
+                s += x * y;
+            }
+            c[m * ldc + n] = flags & DSC_GEMM_ACC ? c[m * ldc + n] + s : s;
         }
 }
 
+static double ref_exp_sum(float *y, const float *x, int32_t n, float mx) {
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const float e = expf(x[i] - mx);
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
+    for (int64_t k = 0; k < n; k++) {
+        m[k] = h->b1 * m[k] + (1.0f - h->b1) * g[k];
+        v[k] = h->b2 * v[k] + (1.0f - h->b2) * g[k] * g[k];
+        const float mhat = m[k] / h->bc1, vhat = v[k] / h->bc2;
+        p[k] -= h->lr * (mhat / (sqrtf(vhat) + h->eps) + h->wd * p[k]);
+    }
+}
+
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm_nt};
+                              ref_gemm, ref_exp_sum, ref_adamw};

@@ -24,19 +24,15 @@ typedef struct {
 static void adamw_task(void *arg, int ith, int nth) {
     const adamw_job *j = arg;
     const dsc_trainer *t = j->t;
-    const float b1 = t->p.beta1, b2 = t->p.beta2, eps = t->p.eps, lr = j->lr;
     for (int32_t i = 0; i < t->n_tensors; i++) {
         const trn_tensor *e = &t->tensors[i];
-        const float wd = e->pub.ndim >= 2 ? t->p.weight_decay : 0.0f;
-        float *p = t->params + e->off, *g = t->grads + e->off, *m = t->m + e->off, *v = t->v + e->off;
+        const dsc_adamw_hp hp = {t->p.beta1, t->p.beta2, t->p.eps, j->lr, e->pub.ndim >= 2 ? t->p.weight_decay : 0.0f,
+                                 j->bc1, j->bc2};
         int64_t lo, hi;
         pool_split(e->pub.numel, ith, nth, 16, &lo, &hi);
-        for (int64_t k = lo; k < hi; k++) {
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
-            const float mhat = m[k] / j->bc1, vhat = v[k] / j->bc2;
-            p[k] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[k]);
-        }
+        if (lo < hi)
+            t->ex.k->adamw(t->params + e->off + lo, t->grads + e->off + lo, t->m + e->off + lo, t->v + e->off + lo, hi - lo,
+                           &hp);
     }
 }
 

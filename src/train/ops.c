@@ -8,6 +8,7 @@
 #include "train/ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,36 +136,111 @@ static void mm_forward_task(void *arg, int ith, int nth) {
     }
 }
 
-/* The same with the kernels' gemm_nt (register tiles of 6 inputs x 16 rows
- * of W, no horizontal sums): by blocks of 16 rows of W, or by rows of inp
- * when W has few rows. */
-static void mm_gemm_task(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
+/* ------------------------------------------------------------------------ */
+/* Tiled products: the kernels' gemm (register tiles of 6 rows of C x 16     */
+/* columns, B packed once per call, rows of C by blocks). Threads split the  */
+/* rows of C (by 6) when C is taller than wide, else its columns (by 16). K  */
+/* is cut into blocks of TRAIN_KB, added in order. Every element of C is     */
+/* computed by one thread in the same order whatever the thread count.       */
+/* Scratch is per thread, kept between calls (train_scratch_release).        */
+
+#define TRAIN_KB 1024
+
+typedef struct {
+    size_t cap;
+    float data[];
+} thread_scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_key_make(void) { scratch_key_ok = pthread_key_create(&scratch_key, free) == 0; }
+
+/* The calling thread's scratch of at least n floats, or NULL. */
+static float *scratch_get(size_t n) {
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_key_ok) return NULL;
+    thread_scratch *s = pthread_getspecific(scratch_key);
+    if (s && s->cap >= n) return s->data;
+    free(s);
+    s = malloc(sizeof *s + sizeof(float) * n);
+    pthread_setspecific(scratch_key, s);
+    if (!s) return NULL;
+    s->cap = n;
+    return s->data;
+}
+
+void train_scratch_release(void) {
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_key_ok) return;
+    free(pthread_getspecific(scratch_key));
+    pthread_setspecific(scratch_key, NULL);
+}
+
+typedef struct {
+    const dsc_kernels *k;
+    float *c;
+    const float *a, *b;
+    int64_t ldc, lda, ldb;
+    int32_t M, N, K;
+    int flags;
+} gemm_job;
+
+static int split_rows(const gemm_job *j, int nth) {
+    return nth == 1 || ((j->M >= j->N || j->N < 16 * nth) && j->M >= 6 * nth);
+}
+
+static void gemm_task(void *arg, int ith, int nth) {
+    const gemm_job *j = arg;
+    const int at = j->flags & DSC_GEMM_AT, bn = j->flags & DSC_GEMM_BN;
+    float *c = j->c;
+    const float *a = j->a, *b = j->b;
+    int32_t M = j->M, N = j->N;
     int64_t lo, hi;
-    float *pack = malloc(sizeof(float) * (size_t)j->I * 16);
-    if (!pack) { /* no scratch: the row kernel instead */
-        mm_forward_task(arg, ith, nth);
+    if (split_rows(j, nth)) {
+        pool_split(j->M, ith, nth, 6, &lo, &hi);
+        c += lo * j->ldc, a += at ? lo : lo * j->lda, M = (int32_t)(hi - lo);
+    } else {
+        pool_split(j->N, ith, nth, 16, &lo, &hi);
+        c += lo, b += bn ? lo : lo * j->ldb, N = (int32_t)(hi - lo);
+    }
+    if (M <= 0 || N <= 0) return;
+    const int32_t kb0 = j->K < TRAIN_KB ? j->K : TRAIN_KB;
+    float *pack = scratch_get(kern_gemm_scratch(M, N, kb0, j->flags));
+    if (!pack) { /* out of memory: the reference kernel, which needs no scratch */
+        kern_ref.gemm(c, j->ldc, a, j->lda, b, j->ldb, M, N, j->K, j->flags, NULL);
         return;
     }
-    if (j->O >= 16 * nth) {
-        pool_split(j->O, ith, nth, 16, &lo, &hi);
-        if (lo < hi)
-            j->ex->k->gemm_nt(j->out + lo, j->O, j->inp, j->I, j->weight + lo * j->I, j->I, j->N, (int32_t)(hi - lo), j->I,
-                              pack);
-    } else {
-        pool_split(j->N, ith, nth, 1, &lo, &hi);
-        if (lo < hi)
-            j->ex->k->gemm_nt(j->out + lo * j->O, j->O, j->inp + lo * j->I, j->I, j->weight, j->I, (int32_t)(hi - lo), j->O,
-                              j->I, pack);
+    for (int32_t k0 = 0; k0 < j->K; k0 += TRAIN_KB) {
+        const int32_t kb = j->K - k0 < TRAIN_KB ? j->K - k0 : TRAIN_KB;
+        const int flags = k0 ? j->flags | DSC_GEMM_ACC : j->flags;
+        j->k->gemm(c, j->ldc, at ? a + (int64_t)k0 * j->lda : a + k0, j->lda, bn ? b + (int64_t)k0 * j->ldb : b + k0,
+                   j->ldb, M, N, kb, flags, pack);
     }
-    free(pack);
+}
+
+/* C (M, N) (+)= op(A) (M, K) op(B) (K, N), see kernels.h; on the pool when
+ * pool is not NULL, else on the calling thread. */
+static void gemm(dsc_pool *pool, const dsc_kernels *k, float *c, int64_t ldc, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, int32_t M, int32_t N, int32_t K, int flags) {
+    if (M <= 0 || N <= 0) return;
+    gemm_job j = {.k = k, .c = c, .a = a, .b = b, .ldc = ldc, .lda = lda, .ldb = ldb, .M = M, .N = N, .K = K, .flags = flags};
+    if (K <= 0) { /* an empty sum */
+        if (!(flags & DSC_GEMM_ACC))
+            for (int32_t m = 0; m < M; m++) memset(c + m * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    if (pool && (int64_t)M * N * K >= TRAIN_MIN_PARALLEL) pool_run(pool, gemm_task, &j);
+    else gemm_task(&j, 0, 1);
 }
 
 void train_matmul_forward(float *out, const float *inp, const float *weight, int32_t N, int32_t I, int32_t O,
                           const train_exec *ex) {
     if (N == 0) return;
     mm_job j = {.ex = ex, .out = out, .inp = inp, .weight = weight, .N = N, .I = I, .O = O};
-    run(ex, (int64_t)N * I * O, N >= 6 && ex->k->gemm_nt ? mm_gemm_task : mm_forward_task, &j);
+    if (N >= 6 && ex->k->gemm && !ex->simple_matmul) gemm(ex->pool, ex->k, out, O, inp, I, weight, I, N, O, I, 0);
+    else run(ex, (int64_t)N * I * O, mm_forward_task, &j);
 }
 
 /* dinp[n] += sum_o dout[n, o] W[o]: by rows of inp. */
@@ -202,77 +278,16 @@ void train_matmul_backward_simple(float *dinp, float *dweight, const float *dout
     run(ex, work, mm_dweight_task, &j);
 }
 
-/* Tiled form. Both products become out = x @ w^T, the form matmul_rows
- * tiles in registers:
- *   dinp (N, I)  = dout (N, O) @ (W^T) (I, O)^T
- *   dW   (O, I)  = (dout^T) (O, n) @ (inp^T) (I, n)^T, over blocks of n rows
- * then added into the gradients. Scratch: W^T or dW's block result (O I),
- * then dinp's result (N I) or the two transposed blocks ((O + I) TRAIN_NBT). */
-#define TRAIN_NBT 512
-
-static int32_t nbt(int32_t N) { return N < TRAIN_NBT ? N : TRAIN_NBT; }
-
-size_t train_matmul_scratch(int32_t N, int32_t I, int32_t O) {
-    const size_t a = (size_t)N * I, b = ((size_t)O + I) * nbt(N);
-    return (size_t)O * I + (a > b ? a : b);
-}
-
-typedef struct {
-    float *dst;          /* (C, R) */
-    const float *src;    /* (R, C), row stride lds */
-    int64_t R, C, lds;
-    float *acc;          /* add: acc += dst, n floats */
-    int64_t n;
-} tr_job;
-
-static void transpose_task(void *arg, int ith, int nth) {
-    const tr_job *j = arg;
-    int64_t lo, hi;
-    pool_split(j->C, ith, nth, 16, &lo, &hi);
-    for (int64_t c0 = lo; c0 < hi; c0 += 16)
-        for (int64_t r0 = 0; r0 < j->R; r0 += 16)
-            for (int64_t c = c0; c < c0 + 16 && c < hi; c++)
-                for (int64_t r = r0; r < r0 + 16 && r < j->R; r++) j->dst[c * j->R + r] = j->src[r * j->lds + c];
-}
-
-static void add_task(void *arg, int ith, int nth) {
-    const tr_job *j = arg;
-    int64_t lo, hi;
-    pool_split(j->n, ith, nth, 16, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) j->acc[i] += j->dst[i];
-}
-
-static void transpose(float *dst, const float *src, int64_t R, int64_t C, int64_t lds, const train_exec *ex) {
-    tr_job j = {.dst = dst, .src = src, .R = R, .C = C, .lds = lds};
-    run(ex, R * C * 8, transpose_task, &j);
-}
-
-static void add_into(float *acc, const float *x, int64_t n, const train_exec *ex) {
-    tr_job j = {.dst = (float *)x, .acc = acc, .n = n};
-    run(ex, n * 8, add_task, &j);
-}
-
+/* Tiled form: dinp += dout W and dW += dout^T inp as gemm calls reading the
+ * operands in place (B stored (K, N), A transposed), added into the gradients. */
 void train_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                            int32_t N, int32_t I, int32_t O, const train_exec *ex) {
-    if (N < 16 || !ex->scratch || ex->scratch_len < train_matmul_scratch(N, I, O)) {
+    if (N < 16 || !ex->k->gemm || ex->simple_matmul) {
         train_matmul_backward_simple(dinp, dweight, dout, inp, weight, N, I, O, ex);
         return;
     }
-    float *s0 = ex->scratch, *s1 = ex->scratch + (size_t)O * I;
-    if (dinp) {
-        transpose(s0, weight, O, I, I, ex);                 /* W^T (I, O) */
-        train_matmul_forward(s1, dout, s0, N, O, I, ex);    /* (N, I) */
-        add_into(dinp, s1, (int64_t)N * I, ex);
-    }
-    const int32_t nb0 = nbt(N);
-    float *doutT = s1, *inpT = s1 + (size_t)O * nb0;
-    for (int32_t n0 = 0; n0 < N; n0 += nb0) {
-        const int32_t nb = N - n0 < nb0 ? N - n0 : nb0;
-        transpose(doutT, dout + (int64_t)n0 * O, nb, O, O, ex); /* (O, nb) */
-        transpose(inpT, inp + (int64_t)n0 * I, nb, I, I, ex);   /* (I, nb) */
-        train_matmul_forward(s0, doutT, inpT, O, nb, I, ex);    /* (O, I) */
-        add_into(dweight, s0, (int64_t)O * I, ex);
-    }
+    if (dinp) gemm(ex->pool, ex->k, dinp, I, dout, O, weight, I, N, I, O, DSC_GEMM_BN | DSC_GEMM_ACC);
+    gemm(ex->pool, ex->k, dweight, I, dout, O, inp, I, O, I, N, DSC_GEMM_AT | DSC_GEMM_BN | DSC_GEMM_ACC);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -344,39 +359,29 @@ static void attn_forward_task(void *arg, int ith, int nth) {
     }
 }
 
-/* The same with the kernels' gemm_nt, one (sequence, head) per task:
- *   S = Q K^T (the whole T x T; the causal half is masked), softmax by rows,
- *   O = P V  as P (V^T)^T. Scratch per task: K (T, Dq), V^T (Dv, T), a panel. */
+/* The same with the kernels' gemm, one (sequence, head) per task, reading
+ * Q, K and V where they are:
+ *   S = Q_nope K_nope^T + Q_pe K_pe^T (the whole T x T; the causal half is
+ *   masked), softmax by rows, O = P V. */
 static void attn_forward_gemm_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const dsc_kernels *k = j->ex->k;
     const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
-    const int32_t kmax = T > dq ? T : dq; /* the longest K of the two products */
-    float *kk = malloc(sizeof(float) * ((size_t)T * dq + (size_t)Dv * T + (size_t)kmax * 16));
-    if (!kk) {
-        attn_forward_task(arg, ith, nth);
-        return;
-    }
-    float *vt = kk + (size_t)T * dq, *pack = vt + (size_t)Dv * T;
     for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
-        const int64_t b = bh / H, h = bh % H;
-        for (int32_t p = 0; p < T; p++) {
-            const int64_t m = b * T + p;
-            memcpy(kk + (size_t)p * dq, j->kv + (m * H + h) * dkv, sizeof(float) * (size_t)Dn);
-            memcpy(kk + (size_t)p * dq + Dn, j->kpe + m * Dr, sizeof(float) * (size_t)Dr);
-            for (int32_t c = 0; c < Dv; c++) vt[(size_t)c * T + p] = j->kv[(m * H + h) * dkv + Dn + c];
-        }
+        const int64_t b = bh / H, h = bh % H, n0 = b * T;
+        const float *qh = j->q + (n0 * H + h) * dq, *kh = j->kv + (n0 * H + h) * dkv;
         float *att = j->att + bh * T * T;
-        k->gemm_nt(att, T, j->q + (b * T * H + h) * dq, (int64_t)H * dq, kk, dq, T, T, dq, pack);
+        gemm(NULL, k, att, T, qh, (int64_t)H * dq, kh, (int64_t)H * dkv, T, T, Dn, 0);
+        gemm(NULL, k, att, T, qh + Dn, (int64_t)H * dq, j->kpe + n0 * Dr, Dr, T, T, Dr, DSC_GEMM_ACC);
         for (int32_t t = 0; t < T; t++) {
             float *a = att + (int64_t)t * T;
             for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
             kern_softmax(a, t + 1);
             for (int32_t p = t + 1; p < T; p++) a[p] = 0;
         }
-        k->gemm_nt(j->out + (b * T * H + h) * Dv, (int64_t)H * Dv, att, T, vt, T, T, Dv, T, pack);
+        gemm(NULL, k, j->out + (n0 * H + h) * Dv, (int64_t)H * Dv, att, T, kh + Dn, (int64_t)H * dkv, T, Dv, T,
+             DSC_GEMM_BN);
     }
-    free(kk);
 }
 
 void train_attention_forward(float *out, float *att, const float *q, const float *kv, const float *kpe, int32_t B,
@@ -384,8 +389,8 @@ void train_attention_forward(float *out, float *att, const float *q, const float
                              const train_exec *ex) {
     attn_job j = {.ex = ex, .out = out, .att = att, .q = q, .kv = kv, .kpe = kpe, .B = B, .T = T, .H = H, .Dn = Dn,
                   .Dr = Dr, .Dv = Dv, .scale = scale};
-    const int gemm = ex->k->gemm_nt && T >= 16 && !ex->simple_attention;
-    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), gemm ? attn_forward_gemm_task : attn_forward_task, &j);
+    const int tiled = ex->k->gemm && T >= 16 && !ex->simple_attention;
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), tiled ? attn_forward_gemm_task : attn_forward_task, &j);
 }
 
 /* For query t: da_p = dout . v_p;  ds_p = a_p (da_p - sum a da) x scale;
@@ -422,31 +427,29 @@ static void attn_backward_task(void *arg, int ith, int nth) {
     }
 }
 
-/* The same with gemm_nt, per (sequence, head), on whole T x T blocks:
+/* The same with gemm, per (sequence, head), on whole T x T blocks, reading
+ * the operands in place:
  *   dP = dO V^T;  dS = P (dP - rowsum(P dP)) scale;
- *   dQ += dS K;  dK = dS^T Q;  dV += P^T dO  (each as X (Y^T)^T with transposed scratch). */
+ *   dQ += dS K;  dK += dS^T Q;  dV += P^T dO. Scratch: dS (T, T). */
 static void attn_backward_gemm_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const dsc_kernels *k = j->ex->k;
     const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
-    const size_t TT = (size_t)T * T, mx = (size_t)(dq > Dv ? dq : Dv);
-    const size_t kmax = (size_t)(T > (int32_t)mx ? T : (int32_t)mx); /* the longest K of the products below */
-    float *ds = malloc(sizeof(float) * (2 * TT + 3 * mx * T + kmax * 16));
+    float *ds = malloc(sizeof(float) * (size_t)T * T);
     if (!ds) {
         attn_backward_task(arg, ith, nth);
         return;
     }
-    float *tr = ds + TT;        /* (T, T): dS^T, then P^T            */
-    float *kt = tr + TT;        /* (dq, T): K^T, then Q^T, then dO^T */
-    float *res = kt + mx * T;   /* (T, max(dq, Dv)) products         */
-    float *kk = res + mx * T;   /* (T, dq): K                        */
-    float *pack = kk + mx * T;
+    const int BN = DSC_GEMM_BN, ACC = DSC_GEMM_ACC, AT = DSC_GEMM_AT;
+    const int64_t lq = (int64_t)H * dq, lkv = (int64_t)H * dkv, lo = (int64_t)H * Dv, lr = (int64_t)H * Dr;
     for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
         const int64_t b = bh / H, h = bh % H, n0 = b * T;
         const float *P = j->catt + bh * T * T;
-        const float *go = j->dout + (n0 * H + h) * Dv, *qh = j->q + (n0 * H + h) * dq, *vh = j->kv + (n0 * H + h) * dkv + Dn;
+        const float *go = j->dout + (n0 * H + h) * Dv, *qh = j->q + (n0 * H + h) * dq, *kh = j->kv + (n0 * H + h) * dkv;
+        const float *kpe = j->kpe + n0 * Dr;
+        float *gq = j->dq + (n0 * H + h) * dq, *gk = j->dkv + (n0 * H + h) * dkv, *gr = j->dkpe_h + (n0 * H + h) * Dr;
         /* dP (T, T) into ds, then dS in place */
-        k->gemm_nt(ds, T, go, (int64_t)H * Dv, vh, (int64_t)H * dkv, T, T, Dv, pack);
+        gemm(NULL, k, ds, T, go, lo, kh + Dn, lkv, T, T, Dv, 0);
         for (int32_t t = 0; t < T; t++) {
             float *d = ds + (size_t)t * T;
             const float *a = P + (size_t)t * T;
@@ -455,41 +458,12 @@ static void attn_backward_gemm_task(void *arg, int ith, int nth) {
             for (int32_t p = 0; p <= t; p++) d[p] = a[p] * (d[p] - (float)sum) * j->scale;
             for (int32_t p = t + 1; p < T; p++) d[p] = 0;
         }
-        /* dQ += dS K: K^T (dq, T) */
-        for (int32_t p = 0; p < T; p++) {
-            const int64_t m = n0 + p;
-            for (int32_t c = 0; c < Dn; c++) kt[(size_t)c * T + p] = j->kv[(m * H + h) * dkv + c];
-            for (int32_t c = 0; c < Dr; c++) kt[(size_t)(Dn + c) * T + p] = j->kpe[m * Dr + c];
-        }
-        k->gemm_nt(res, dq, ds, T, kt, T, T, dq, T, pack);
-        for (int32_t t = 0; t < T; t++) {
-            float *gq = j->dq + ((n0 + t) * H + h) * dq;
-            for (int32_t c = 0; c < dq; c++) gq[c] += res[(size_t)t * dq + c];
-        }
-        /* dK = dS^T Q: dS^T (T, T), Q^T (dq, T) */
-        for (int32_t t = 0; t < T; t++)
-            for (int32_t p = 0; p < T; p++) tr[(size_t)p * T + t] = ds[(size_t)t * T + p];
-        for (int32_t t = 0; t < T; t++)
-            for (int32_t c = 0; c < dq; c++) kt[(size_t)c * T + t] = qh[(int64_t)t * H * dq + c];
-        k->gemm_nt(res, dq, tr, T, kt, T, T, dq, T, pack);
-        for (int32_t p = 0; p < T; p++) {
-            const int64_t m = n0 + p;
-            float *gk = j->dkv + (m * H + h) * dkv, *gr = j->dkpe_h + (m * H + h) * Dr;
-            for (int32_t c = 0; c < Dn; c++) gk[c] += res[(size_t)p * dq + c];
-            for (int32_t c = 0; c < Dr; c++) gr[c] = res[(size_t)p * dq + Dn + c];
-        }
-        /* dV += P^T dO: P^T (T, T), dO^T (Dv, T) */
-        for (int32_t t = 0; t < T; t++)
-            for (int32_t p = 0; p < T; p++) tr[(size_t)p * T + t] = P[(size_t)t * T + p];
-        for (int32_t t = 0; t < T; t++)
-            for (int32_t c = 0; c < Dv; c++) kt[(size_t)c * T + t] = go[(int64_t)t * H * Dv + c];
-        k->gemm_nt(res, Dv, tr, T, kt, T, T, Dv, T, pack);
-        for (int32_t p = 0; p < T; p++) {
-            float *gv = j->dkv + ((n0 + p) * H + h) * dkv + Dn;
-            for (int32_t c = 0; c < Dv; c++) gv[c] += res[(size_t)p * Dv + c];
-        }
+        gemm(NULL, k, gq, lq, ds, T, kh, lkv, T, Dn, T, BN | ACC);            /* dQ_nope += dS K_nope */
+        gemm(NULL, k, gq + Dn, lq, ds, T, kpe, Dr, T, Dr, T, BN | ACC);       /* dQ_pe += dS K_pe     */
+        gemm(NULL, k, gk, lkv, ds, T, qh, lq, T, Dn, T, AT | BN | ACC);       /* dK_nope += dS^T Q_nope */
+        gemm(NULL, k, gr, lr, ds, T, qh + Dn, lq, T, Dr, T, AT | BN);         /* dK_pe (this head) = dS^T Q_pe */
+        gemm(NULL, k, gk + Dn, lkv, P, T, go, lo, T, Dv, T, AT | BN | ACC);   /* dV += P^T dO */
     }
-    (void)kk;
     free(ds);
 }
 
@@ -498,8 +472,8 @@ void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h,
                               int32_t Dn, int32_t Dr, int32_t Dv, float scale, const train_exec *ex) {
     attn_job j = {.ex = ex, .dq = dq, .dkv = dkv, .dkpe_h = dkpe_h, .dout = dout, .q = q, .kv = kv, .kpe = kpe,
                   .catt = att, .B = B, .T = T, .H = H, .Dn = Dn, .Dr = Dr, .Dv = Dv, .scale = scale};
-    const int gemm = ex->k->gemm_nt && T >= 16 && !ex->simple_attention;
-    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), gemm ? attn_backward_gemm_task : attn_backward_task, &j);
+    const int tiled = ex->k->gemm && T >= 16 && !ex->simple_attention;
+    run(ex, (int64_t)B * H * T * T * (Dn + Dr + Dv), tiled ? attn_backward_gemm_task : attn_backward_task, &j);
     /* The rope key is shared by all heads: its gradient is their sum. */
     for (int64_t n = 0; n < (int64_t)B * T; n++)
         for (int32_t h = 0; h < H; h++) ex->k->axpy(dkpe + n * Dr, dkpe_h + (n * H + h) * Dr, 1.0f, Dr);
@@ -675,6 +649,7 @@ typedef struct {
     int32_t N, V;
     float dloss;
     const float *weights; /* backward: per-row dloss (NULL: dloss for every row) */
+    const dsc_kernels *k;
 } ce_job;
 
 static void ce_forward_task(void *arg, int ith, int nth) {
@@ -688,12 +663,7 @@ static void ce_forward_task(void *arg, int ith, int nth) {
         for (int32_t v = 1; v < j->V; v++) mx = x[v] > mx ? x[v] : mx;
         /* the target's logit before probs (which may alias logits) is written */
         const double xt = (double)x[j->targets[n]] - mx;
-        double sum = 0;
-        for (int32_t v = 0; v < j->V; v++) {
-            const float e = expf(x[v] - mx);
-            p[v] = e;
-            sum += e;
-        }
+        const double sum = j->k->exp_sum(p, x, j->V, mx);
         j->losses[n] = (float)(log(sum) - xt);
         const float inv = (float)(1.0 / sum);
         for (int32_t v = 0; v < j->V; v++) p[v] *= inv;
@@ -702,7 +672,7 @@ static void ce_forward_task(void *arg, int ith, int nth) {
 
 void train_crossentropy_forward(float *losses, float *probs, const float *logits, const int32_t *targets, int32_t N,
                                 int32_t V, const train_exec *ex) {
-    ce_job j = {.losses = losses, .probs = probs, .logits = logits, .targets = targets, .N = N, .V = V};
+    ce_job j = {.losses = losses, .probs = probs, .logits = logits, .targets = targets, .N = N, .V = V, .k = ex->k};
     run(ex, (int64_t)N * V * 16, ce_forward_task, &j);
 }
 

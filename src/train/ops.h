@@ -18,16 +18,20 @@
 #include "core/threadpool.h"
 #include "kernels/kernels.h"
 
-/* Where a kernel runs: the pool (NULL = the calling thread alone), the
- * dispatched vector kernels (dot, axpy, matmul_rows, matvec_t), and scratch
- * for train_matmul_backward's tiled form (NULL: the simple form only). */
+/* Where a kernel runs: the pool (NULL = the calling thread alone) and the
+ * dispatched vector kernels (gemm, dot, axpy, matmul_rows, matvec_t). The
+ * simple_* switches force the row-by-row forms (the specification) where the
+ * tiled gemm forms would run. */
 typedef struct {
     dsc_pool *pool;
     const dsc_kernels *k;
-    float *scratch;
-    size_t scratch_len;  /* floats */
-    int simple_attention; /* attention row by row (the specification) even where gemm_nt could run */
+    int simple_matmul;    /* matmul forward and backward row by row */
+    int simple_attention; /* attention query by query */
 } train_exec;
+
+/* Frees the calling thread's gemm scratch (kept between products; the
+ * pool's threads free theirs when they end). */
+void train_scratch_release(void);
 
 /* out (N, D) = wte[tokens[n]] */
 void train_embed_forward(float *out, const int32_t *tokens, const float *wte, int32_t N, int32_t D);
@@ -45,15 +49,13 @@ void train_rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
 void train_matmul_forward(float *out, const float *inp, const float *weight, int32_t N, int32_t I, int32_t O,
                           const train_exec *ex);
 /* dinp (N, I) += dout @ weight (dinp may be NULL); dweight (O, I) += dout^T @ inp.
- * With enough scratch (train_matmul_scratch) and N >= 16 both products run
- * as tiled matmul_rows calls on transposed operands; otherwise, and always
- * in train_matmul_backward_simple (the specification), row by row with matvec_t. */
+ * With N >= 16 both products run as tiled gemm calls on the operands in
+ * place; otherwise, and always in train_matmul_backward_simple (the
+ * specification), row by row with matvec_t. */
 void train_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                            int32_t N, int32_t I, int32_t O, const train_exec *ex);
 void train_matmul_backward_simple(float *dinp, float *dweight, const float *dout, const float *inp,
                                   const float *weight, int32_t N, int32_t I, int32_t O, const train_exec *ex);
-/* Floats of ex->scratch the tiled backward of an (N, I) x (O, I) product needs. */
-size_t train_matmul_scratch(int32_t N, int32_t I, int32_t O);
 
 /* Interleaved RoPE in place on x: row (n, h) starts at x + (n * H + h) * stride
  * and its Dr rotary values are pairs (x0, x1), (x2, x3)...; position t = n % T.
@@ -73,7 +75,7 @@ void train_rope_backward(float *dx, const float *cos_t, const float *sin_t, int3
 void train_attention_forward(float *out, float *att, const float *q, const float *kv, const float *kpe, int32_t B,
                              int32_t T, int32_t H, int32_t Dn, int32_t Dr, int32_t Dv, float scale,
                              const train_exec *ex);
-/* Both run one (sequence, head) per task: with the kernels' gemm_nt and
+/* Both run one (sequence, head) per task: with the kernels' gemm and
  * T >= 16 as whole T x T products (the causal half masked), otherwise (and
  * with ex->simple_attention, the specification) query by query with dot
  * and axpy.

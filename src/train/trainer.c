@@ -241,15 +241,6 @@ static void plan_acts(dsc_trainer *t, planner *p) {
     g->deu = take(p, N * K * Fm);
     g->deh = take(p, N * K * Fm);
     g->dxf = take(p, N * D);
-    /* the tiled matmul backward's scratch, for the largest matrix */
-    size_t ms = 0;
-    for (int32_t i = 0; i < t->n_tensors; i++) {
-        const dsc_train_tensor *e = &t->tensors[i].pub;
-        const size_t need = e->ndim == 2 ? train_matmul_scratch((int32_t)N, (int32_t)e->shape[1], (int32_t)e->shape[0]) : 0;
-        ms = need > ms ? need : ms;
-    }
-    t->ex.scratch = take(p, ms);
-    t->ex.scratch_len = ms;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -258,6 +249,7 @@ static void plan_acts(dsc_trainer *t, planner *p) {
 void dsc_trainer_free(dsc_trainer *t) {
     if (!t) return;
     pool_free(t->ex.pool);
+    train_scratch_release();
     free(t->tensors);
     free(t->params);
     free(t->grads);

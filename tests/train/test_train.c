@@ -95,9 +95,9 @@ static double dot_r(const float *r, const float *y, int64_t n) {
     return s;
 }
 
-static train_exec ex1;  /* one thread, no scratch: the simple matmul backward */
-static train_exec exs;  /* one thread, scratch: the tiled matmul backward */
-static train_exec exn;  /* a pool of 3 threads, scratch */
+static train_exec ex1;  /* one thread, the simple (row by row) matmul */
+static train_exec exs;  /* one thread, the tiled (gemm) matmul */
+static train_exec exn;  /* a pool of 3 threads, tiled */
 
 /* --- matmul --- */
 typedef struct {
@@ -352,20 +352,26 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
     return isnan(d) ? INFINITY : mx > 0 ? d / mx : d;
 }
 
-/* The tiled backward (transposes + matmul_rows, blocks of 512 rows) and
- * the threaded one against the simple, single-threaded specification. */
+/* The tiled (gemm) matmul, on one thread and on three, against the simple,
+ * single-threaded specification; N > TRAIN_KB exercises the K blocks of dW. */
 static void tiled_matmul(int32_t N, int32_t I, int32_t O) {
     float *x = rand_vec(N * I, 1), *w = rand_vec(O * I, 1), *r = rand_vec(N * O, 1);
-    float *y1 = zeros(N * O), *yn = zeros(N * O), *dx1 = zeros(N * I), *dxn = zeros(N * I);
-    float *dw1 = zeros(O * I), *dwn = zeros(O * I);
-    for (int64_t i = 0; i < (int64_t)N * I; i++) dx1[i] = dxn[i] = 0.5f; /* accumulates */
-    train_matmul_forward(y1, x, w, N, I, O, &ex1);
-    train_matmul_forward(yn, x, w, N, I, O, &exn);
-    train_matmul_backward_simple(dx1, dw1, r, x, w, N, I, O, &ex1);
-    train_matmul_backward(dxn, dwn, r, x, w, N, I, O, &exn);
-    double e = fmax(max_rel_diff(yn, y1, N * O), fmax(max_rel_diff(dxn, dx1, N * I), max_rel_diff(dwn, dw1, O * I)));
+    float *y[3], *dx[3], *dw[3];
+    const train_exec *ex[3] = {&ex1, &exs, &exn};
+    for (int i = 0; i < 3; i++) {
+        y[i] = zeros(N * O), dx[i] = zeros(N * I), dw[i] = zeros(O * I);
+        for (int64_t k = 0; k < (int64_t)N * I; k++) dx[i][k] = 0.5f; /* accumulates */
+        for (int64_t k = 0; k < (int64_t)O * I; k++) dw[i][k] = -0.25f;
+        train_matmul_forward(y[i], x, w, N, I, O, ex[i]);
+        train_matmul_backward(dx[i], dw[i], r, x, w, N, I, O, ex[i]);
+    }
+    double e = fmax(max_rel_diff(y[2], y[0], N * O), fmax(max_rel_diff(dx[2], dx[0], N * I), max_rel_diff(dw[2], dw[0], O * I)));
     report(e <= 1e-5, "tiled, threaded matmul backward [%d, %d] x [%d, %d]^T vs simple: max rel diff %.1e", N, I, O, I, e);
-    free(x), free(w), free(r), free(y1), free(yn), free(dx1), free(dxn), free(dw1), free(dwn);
+    const int same = !memcmp(y[1], y[2], sizeof(float) * N * O) && !memcmp(dx[1], dx[2], sizeof(float) * N * I) &&
+                     !memcmp(dw[1], dw[2], sizeof(float) * O * I);
+    report(same, "tiled matmul [%d, %d] x [%d, %d]^T: 3 threads give the bits of 1", N, I, O, I);
+    free(x), free(w), free(r);
+    for (int i = 0; i < 3; i++) free(y[i]), free(dx[i]), free(dw[i]);
 }
 
 static void threads_attention(int32_t B, int32_t T, int32_t Dv) {
@@ -384,26 +390,66 @@ static void threads_attention(int32_t B, int32_t T, int32_t Dv) {
     double e = fmax(max_rel_diff(o[1], o[0], N * H * Dv), max_rel_diff(dq[1], dq[0], nq));
     e = fmax(e, fmax(max_rel_diff(dkv[1], dkv[0], nkv), max_rel_diff(dkpe[1], dkpe[0], N * Dr)));
     report(e <= 1e-6, "threads attention B %d T %d H %d: max rel diff to 1 thread %.1e", B, T, H, e);
-    /* the tiled (gemm_nt) form against the query-by-query specification */
+    /* the tiled (gemm) form against the query-by-query specification */
     e = fmax(max_rel_diff(o[2], o[0], N * H * Dv), max_rel_diff(dq[2], dq[0], nq));
     e = fmax(e, fmax(max_rel_diff(dkv[2], dkv[0], nkv), max_rel_diff(dkpe[2], dkpe[0], N * Dr)));
     e = fmax(e, max_rel_diff(att[2], att[0], B * H * T * T));
     report(e <= 1e-5, "attention B %d T %d H %d (%s): max rel diff of the %s form to the row form %.1e", B, T, H,
-           ex1.k->name, ex1.k->gemm_nt && T >= 16 ? "gemm_nt" : "row", e);
+           ex1.k->name, ex1.k->gemm && T >= 16 ? "gemm" : "row", e);
     free(q), free(kv), free(kpe), free(r);
     for (int i = 0; i < 3; i++) free(o[i]), free(att[i]), free(dq[i]), free(dkv[i]), free(dkpe[i]), free(dkh[i]);
 }
 
-/* Every kernel set's gemm_nt against the reference's, with row strides. */
+/* Every kernel set's gemm against the reference's, with row strides, for
+ * every storage of A and B, overwriting and accumulating. */
 static void gemm_vs_ref(int32_t M, int32_t N, int32_t K) {
-    const int64_t lda = K + 3, ldb = K + 1, ldc = N + 2;
-    float *a = rand_vec(M * lda, 1), *b = rand_vec(N * ldb, 1), *c0 = zeros(M * ldc), *c1 = zeros(M * ldc);
-    float *pack = zeros((int64_t)K * 16);
-    kern_ref.gemm_nt(c0, ldc, a, lda, b, ldb, M, N, K, pack);
-    ex1.k->gemm_nt(c1, ldc, a, lda, b, ldb, M, N, K, pack);
-    report(max_rel_diff(c1, c0, M * ldc) <= 1e-5, "gemm_nt %s M %d N %d K %d: max rel diff to ref %.1e", ex1.k->name, M, N,
-           K, max_rel_diff(c1, c0, M * ldc));
-    free(a), free(b), free(c0), free(c1), free(pack);
+    for (int flags = 0; flags < 8; flags++) {
+        const int at = flags & DSC_GEMM_AT, bn = flags & DSC_GEMM_BN;
+        const int64_t lda = (at ? M : K) + 3, ldb = (bn ? N : K) + 1, ldc = N + 2;
+        const int64_t na = (at ? K : M) * lda, nb = (bn ? K : N) * ldb;
+        float *a = rand_vec(na, 1), *b = rand_vec(nb, 1), *c0 = rand_vec(M * ldc, 1), *c1 = malloc(sizeof(float) * M * ldc);
+        float *pack = zeros((int64_t)kern_gemm_scratch(M, N, K, flags));
+        memcpy(c1, c0, sizeof(float) * M * ldc);
+        kern_ref.gemm(c0, ldc, a, lda, b, ldb, M, N, K, flags, pack);
+        ex1.k->gemm(c1, ldc, a, lda, b, ldb, M, N, K, flags, pack);
+        report(max_rel_diff(c1, c0, M * ldc) <= 1e-5, "gemm %s M %d N %d K %d flags%s%s%s: max rel diff to ref %.1e",
+               ex1.k->name, M, N, K, at ? " AT" : "", bn ? " BN" : "", flags & DSC_GEMM_ACC ? " ACC" : "",
+               max_rel_diff(c1, c0, M * ldc));
+        free(a), free(b), free(c0), free(c1), free(pack);
+    }
+}
+
+/* exp_sum and AdamW of every kernel set the CPU runs against the reference:
+ * exp within 2 ulp-ish (relative 3e-7) and its sum to 1e-6; AdamW to the bit. */
+static void exp_adamw_vs_ref(void) {
+    const char *isas[] = {"avx2", "avx512"};
+    for (int s = 0; s < 2; s++) {
+        const dsc_kernels *k = kern_select(isas[s]);
+        if (!k) continue;
+        const int32_t n = 4103; /* a tail after the vectors */
+        float *x = rand_vec(n, 1), *y0 = zeros(n), *y1 = zeros(n);
+        for (int32_t i = 0; i < n; i++) x[i] *= 40.0f; /* exp of [-80, 0] and, past the clamp, of -200 */
+        x[5] = -200.0f, x[6] = 0.0f;
+        const double s0 = kern_ref.exp_sum(y0, x, n, 20.0f), s1 = k->exp_sum(y1, x, n, 20.0f);
+        double e = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (y0[i] > 1e-37f) e = fmax(e, fabs((double)y1[i] - y0[i]) / y0[i]);
+        report(e <= 3e-7 && fabs(s1 - s0) <= 1e-6 * s0 && y1[5] == 0 && isfinite(s1),
+               "exp_sum %s: max rel diff to expf %.1e, sum rel diff %.1e", k->name, e, fabs(s1 - s0) / s0);
+        float *p[2], *m[2], *v[2], *g = rand_vec(n, 1);
+        for (int r = 0; r < 2; r++) p[r] = rand_vec(n, 1), m[r] = rand_vec(n, 1), v[r] = rand_vec(n, 1);
+        for (int32_t i = 0; i < n; i++) v[0][i] = v[1][i] = fabsf(v[0][i]), m[1][i] = m[0][i], p[1][i] = p[0][i];
+        const dsc_adamw_hp hp = {0.9f, 0.95f, 1e-8f, 3e-3f, 0.1f, 0.271f, 0.0975f};
+        for (int step = 0; step < 3; step++) {
+            kern_ref.adamw(p[0], g, m[0], v[0], n, &hp);
+            k->adamw(p[1], g, m[1], v[1], n, &hp);
+        }
+        const int same = !memcmp(p[0], p[1], sizeof(float) * n) && !memcmp(m[0], m[1], sizeof(float) * n) &&
+                         !memcmp(v[0], v[1], sizeof(float) * n);
+        report(same, "adamw %s: 3 steps on %d floats give the reference's bits", k->name, n);
+        free(x), free(y0), free(y1), free(g);
+        for (int r = 0; r < 2; r++) free(p[r]), free(m[r]), free(v[r]);
+    }
 }
 
 static void run_fd(void) {
@@ -414,7 +460,7 @@ static void run_fd(void) {
     fd_matmul("matmul (tiled backward)", 40, 13, 9, &exs);
     fd_rope();
     fd_attention("attention", 2, 5, &ex1);
-    fd_attention("attention (T >= 16: gemm_nt form)", 2, 19, &ex1);
+    fd_attention("attention (T >= 16: gemm form)", 2, 19, &ex1);
     fd_swiglu();
     fd_router(1);
     fd_router(0);
@@ -433,6 +479,7 @@ static void run_fd(void) {
     gemm_vs_ref(13, 37, 29);
     gemm_vs_ref(64, 16, 48);
     gemm_vs_ref(5, 3, 300);
+    exp_adamw_vs_ref();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -724,9 +771,8 @@ int main(int argc, char **argv) {
     }
     ex1.k = kern_select(NULL);
     exs = exn = ex1;
+    ex1.simple_matmul = 1;
     exn.pool = pool_new(3);
-    exs.scratch_len = exn.scratch_len = train_matmul_scratch(1100, 130, 130);
-    exs.scratch = exn.scratch = malloc(sizeof(float) * exs.scratch_len);
     run_fd();
     golden_model(argv[1], "v3-tiny");
     golden_model(argv[1], "v2lite-tiny");
@@ -745,7 +791,7 @@ int main(int argc, char **argv) {
         model_fd(argv[i], name);
     }
     pool_free(exn.pool);
-    free(exs.scratch);
+    train_scratch_release();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

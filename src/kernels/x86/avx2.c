@@ -5,6 +5,7 @@
  * cols % 8 columns are added in scalar code.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -232,13 +233,35 @@ static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, i
     for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
 }
 
-/* gemm_nt: B is packed 16 rows at a time into a (K, 16) panel; a 6 x 16
- * tile of C then lives in 12 registers, and each k costs two panel loads,
- * six broadcasts of A and twelve FMAs (no horizontal sums). Each element is
- * a plain sum over k in order, fused multiply-adds. */
+/* gemm: all of op(B) is first packed into (K, 16) panels; a 6 x 16 tile of
+ * C then lives in 12 registers, and each k costs two panel loads, six
+ * broadcasts of A and twelve FMAs (no horizontal sums). The rows of C go by
+ * blocks of kern_gemm_mb(K), so that a block of A stays in L2 for all the
+ * panels; with DSC_GEMM_AT each block of A is first copied into rows of k.
+ * Each element is a plain sum over k in order, fused multiply-adds, then
+ * added to C under DSC_GEMM_ACC. */
+/* r[i][j] <- r[j][i] for an 8 x 8 block. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
 #define GM 6
 static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const float *pk, int32_t rows, int32_t cols,
-                      int32_t K) {
+                      int32_t K, int acc) {
     const float *ar[GM];
     for (int i = 0; i < GM; i++) ar[i] = a + (int64_t)(i < rows ? i : rows - 1) * lda;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -258,36 +281,152 @@ static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const 
         x = _mm256_broadcast_ss(ar[5] + k);
         c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
     }
-    const __m256 acc[GM][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    const __m256 r[GM][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < rows; i++) {
         float *ci = c + (int64_t)i * ldc;
         if (cols == 16) {
-            _mm256_storeu_ps(ci, acc[i][0]);
-            _mm256_storeu_ps(ci + 8, acc[i][1]);
+            if (acc) {
+                _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), r[i][0]));
+                _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), r[i][1]));
+            } else {
+                _mm256_storeu_ps(ci, r[i][0]);
+                _mm256_storeu_ps(ci + 8, r[i][1]);
+            }
         } else {
             float t[16];
-            _mm256_storeu_ps(t, acc[i][0]);
-            _mm256_storeu_ps(t + 8, acc[i][1]);
-            memcpy(ci, t, sizeof(float) * (size_t)cols);
+            _mm256_storeu_ps(t, r[i][0]);
+            _mm256_storeu_ps(t + 8, r[i][1]);
+            if (acc)
+                for (int32_t j = 0; j < cols; j++) ci[j] += t[j];
+            else
+                memcpy(ci, t, sizeof(float) * (size_t)cols);
         }
     }
 }
 
-void avx2_gemm_nt(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
-                  int32_t K, float *pack) {
-    for (int32_t n0 = 0; n0 < N; n0 += 16) {
-        const int32_t cols = N - n0 < 16 ? N - n0 : 16;
-        for (int32_t j = 0; j < 16; j++) { /* panel (K, 16), zero columns past N */
-            const float *bj = b + (int64_t)(n0 + j) * ldb;
-            if (j < cols)
-                for (int32_t k = 0; k < K; k++) pack[(int64_t)k * 16 + j] = bj[k];
-            else
-                for (int32_t k = 0; k < K; k++) pack[(int64_t)k * 16 + j] = 0;
+void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
+               int32_t K, int flags, float *pack) {
+    const int acc = flags & DSC_GEMM_ACC;
+    const int32_t np = (N + 15) / 16;
+    for (int32_t p = 0; p < np; p++) { /* panel p: (K, 16), zero columns past N */
+        const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+        float *pk = pack + (int64_t)p * K * 16;
+        if (flags & DSC_GEMM_BN) { /* B stored (K, N): 16 contiguous values per k */
+            for (int32_t k = 0; k < K; k++) {
+                const float *bk = b + (int64_t)k * ldb + n0;
+                if (cols == 16) {
+                    _mm256_storeu_ps(pk + (int64_t)k * 16, _mm256_loadu_ps(bk));
+                    _mm256_storeu_ps(pk + (int64_t)k * 16 + 8, _mm256_loadu_ps(bk + 8));
+                } else {
+                    for (int32_t j = 0; j < 16; j++) pk[(int64_t)k * 16 + j] = j < cols ? bk[j] : 0;
+                }
+            }
+        } else {
+            int32_t k8 = 0;
+            if (cols == 16) /* 8 x 8 blocks transposed in registers */
+                for (; k8 + 8 <= K; k8 += 8)
+                    for (int h = 0; h < 2; h++) {
+                        const float *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
+                        __m256 r[8];
+                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(bj + i * ldb);
+                        transpose8(r);
+                        for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
+                    }
+            for (int32_t j = 0; j < 16; j++) {
+                const float *bj = b + (int64_t)(n0 + j) * ldb;
+                for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? bj[k] : 0;
+            }
         }
-        for (int32_t m0 = 0; m0 < M; m0 += GM)
-            gemm_tile(c + (int64_t)m0 * ldc + n0, ldc, a + (int64_t)m0 * lda, lda, pack, M - m0 < GM ? M - m0 : GM, cols, K);
+    }
+    float *ap = pack + (int64_t)np * K * 16;
+    const int32_t mb0 = kern_gemm_mb(K);
+    for (int32_t m0 = 0; m0 < M; m0 += mb0) {
+        const int32_t mb = M - m0 < mb0 ? M - m0 : mb0;
+        const float *am = a + (int64_t)m0 * lda;
+        int64_t la = lda;
+        if (flags & DSC_GEMM_AT) { /* 8 rows of the stored A at a time into rows of k */
+            for (int32_t k1 = 0; k1 < K; k1 += 8) {
+                const int32_t k2 = K - k1 < 8 ? K : k1 + 8;
+                for (int32_t m = 0; m < mb; m++)
+                    for (int32_t k = k1; k < k2; k++) ap[(int64_t)m * K + k] = a[(int64_t)k * lda + m0 + m];
+            }
+            am = ap, la = K;
+        }
+        for (int32_t p = 0; p < np; p++) {
+            const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+            for (int32_t t = 0; t < mb; t += GM)
+                gemm_tile(c + (int64_t)(m0 + t) * ldc + n0, ldc, am + (int64_t)t * la, la, pack + (int64_t)p * K * 16,
+                          mb - t < GM ? mb - t : GM, cols, K, acc);
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2 / 2,
+ * exp(r) by a degree-6 polynomial, 2^n into the exponent; below -87.3 the
+ * result is 0 (expf would give a subnormal). */
+static inline __m256 exp256_nonpos(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 pl = _mm256_set1_ps(1.9875691500e-4f);
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.3981999507e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(8.3334519073e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(4.1665795894e-2f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.6666665459e-1f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(5.0000001201e-1f));
+    pl = _mm256_fmadd_ps(pl, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(pl, _mm256_castsi256_ps(e)));
+}
+
+double avx2_exp_sum(float *y, const float *x, int32_t n, float mx) {
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp256_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(y + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    double sum = t[0] + t[1] + t[2] + t[3];
+    for (; i < n; i++) {
+        const float e = expf(x[i] - mx);
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* Multiplies and adds kept apart (no FMA contraction, which the compiler
+ * would otherwise do in this file) to match the reference's rounding. */
+__attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
+    const __m256 b1 = _mm256_set1_ps(h->b1), c1 = _mm256_set1_ps(1.0f - h->b1), b2 = _mm256_set1_ps(h->b2);
+    const __m256 c2 = _mm256_set1_ps(1.0f - h->b2), bc1 = _mm256_set1_ps(h->bc1), bc2 = _mm256_set1_ps(h->bc2);
+    const __m256 eps = _mm256_set1_ps(h->eps), lr = _mm256_set1_ps(h->lr), wd = _mm256_set1_ps(h->wd);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 gk = _mm256_loadu_ps(g + k), pk = _mm256_loadu_ps(p + k);
+        const __m256 mk = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + k)), _mm256_mul_ps(c1, gk));
+        const __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + k)), _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
+        _mm256_storeu_ps(m + k, mk);
+        _mm256_storeu_ps(v + k, vk);
+        const __m256 mhat = _mm256_div_ps(mk, bc1), vhat = _mm256_div_ps(vk, bc2);
+        const __m256 u = _mm256_add_ps(_mm256_div_ps(mhat, _mm256_add_ps(_mm256_sqrt_ps(vhat), eps)), _mm256_mul_ps(wd, pk));
+        _mm256_storeu_ps(p + k, _mm256_sub_ps(pk, _mm256_mul_ps(lr, u)));
+    }
+    for (; k < n; k++) {
+        m[k] = h->b1 * m[k] + (1.0f - h->b1) * g[k];
+        v[k] = h->b2 * v[k] + (1.0f - h->b2) * g[k] * g[k];
+        const float mhat = m[k] / h->bc1, vhat = v[k] / h->bc2;
+        p[k] -= h->lr * (mhat / (sqrtf(vhat) + h->eps) + h->wd * p[k]);
     }
 }
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm_nt};
+                               avx2_gemm, avx2_exp_sum, avx2_adamw};

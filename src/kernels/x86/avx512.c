@@ -440,9 +440,12 @@ static void avx512_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda,
     for (int32_t j = j0; j < m; j++) avx512_matvec_t(y + (j - j0) * ldy, a + (j - j0) * lda, w, r0, r1);
 }
 
-/* The trainer's products use the AVX2 tile (avx2.c): every AVX-512 CPU runs it. */
-void avx2_gemm_nt(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
-                  int32_t K, float *pack);
+/* The trainer's products, exp and AdamW use the AVX2 forms (avx2.c): every
+ * AVX-512 CPU runs them. */
+void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
+               int32_t K, int flags, float *pack);
+double avx2_exp_sum(float *y, const float *x, int32_t n, float mx);
+void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
-                                 avx512_fma_burn, 16, avx2_gemm_nt};
+                                 avx512_fma_burn, 16, avx2_gemm, avx2_exp_sum, avx2_adamw};
