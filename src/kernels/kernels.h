@@ -109,6 +109,9 @@ typedef struct {
     /* y[i] = exp(x[i] - mx) for n values (y may be x); returns their sum,
      * summed in double. Vector forms: a polynomial exp within 2 ulp. */
     double (*exp_sum)(float *y, const float *x, int32_t n, float mx);
+    /* y[i] = sigmoid(x[i]) from e = exp(-|x|) (no overflow): 1 / (1 + e)
+     * for x >= 0, e / (1 + e) below (y may be x). */
+    void (*sigmoid)(float *y, const float *x, int32_t n);
     /* One AdamW step on n floats (see train/adamw.c for the formula); the
      * vector forms do the same IEEE operations in the same order, so the
      * result is the reference's to the bit. */

@@ -319,6 +319,13 @@ static double ref_exp_sum(float *y, const float *x, int32_t n, float mx) {
     return sum;
 }
 
+static void ref_sigmoid(float *y, const float *x, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        const float e = expf(-fabsf(x[i]));
+        y[i] = x[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    }
+}
+
 static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
     for (int64_t k = 0; k < n; k++) {
         m[k] = h->b1 * m[k] + (1.0f - h->b1) * g[k];
@@ -329,4 +336,4 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, c
 }
 
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm, ref_exp_sum, ref_adamw};
+                              ref_gemm, ref_exp_sum, ref_sigmoid, ref_adamw};

@@ -336,6 +336,14 @@ typedef struct {
     float scale;
 } attn_job;
 
+/* kern_softmax with the kernels' exp (under kern_ref, the same expf). */
+static void softmax_k(const dsc_kernels *k, float *x, int32_t n) {
+    float mx = x[0];
+    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const float inv = (float)(1.0 / k->exp_sum(x, x, n, mx));
+    for (int32_t i = 0; i < n; i++) x[i] *= inv;
+}
+
 static void attn_forward_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const dsc_kernels *k = j->ex->k;
@@ -350,7 +358,7 @@ static void attn_forward_task(void *arg, int ith, int nth) {
                 const int64_t m = b * T + p;
                 a[p] = (k->dot(q, j->kv + (m * H + h) * dkv, Dn) + k->dot(q + Dn, j->kpe + m * Dr, Dr)) * j->scale;
             }
-            kern_softmax(a, t + 1);
+            softmax_k(k, a, t + 1);
             for (int32_t p = t + 1; p < T; p++) a[p] = 0;
             float *o = j->out + (n * H + h) * Dv;
             memset(o, 0, sizeof(float) * (size_t)Dv);
@@ -376,7 +384,7 @@ static void attn_forward_gemm_task(void *arg, int ith, int nth) {
         for (int32_t t = 0; t < T; t++) {
             float *a = att + (int64_t)t * T;
             for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
-            kern_softmax(a, t + 1);
+            softmax_k(k, a, t + 1);
             for (int32_t p = t + 1; p < T; p++) a[p] = 0;
         }
         gemm(NULL, k, j->out + (n0 * H + h) * Dv, (int64_t)H * Dv, att, T, kh + Dn, (int64_t)H * dkv, T, Dv, T,
@@ -483,37 +491,53 @@ void train_attention_backward(float *dq, float *dkv, float *dkpe, float *dkpe_h,
 /* SwiGLU: h = silu(g) u;  silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)       */
 
 typedef struct {
+    const dsc_kernels *k;
     float *h, *dg, *du;
     const float *g, *u, *dh;
     int64_t n;
 } swiglu_job;
 
+#define SIG_CHUNK 256
+
 static void swiglu_forward_task(void *arg, int ith, int nth) {
     const swiglu_job *j = arg;
     int64_t lo, hi;
     pool_split(j->n, ith, nth, 16, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) j->h[i] = j->g[i] / (1.0f + expf(-j->g[i])) * j->u[i];
+    float s[SIG_CHUNK];
+    for (int64_t i0 = lo; i0 < hi; i0 += SIG_CHUNK) {
+        const int32_t m = hi - i0 < SIG_CHUNK ? (int32_t)(hi - i0) : SIG_CHUNK;
+        const float *g = j->g + i0, *u = j->u + i0;
+        float *h = j->h + i0;
+        j->k->sigmoid(s, g, m);
+        for (int32_t i = 0; i < m; i++) h[i] = g[i] * s[i] * u[i];
+    }
 }
 
 static void swiglu_backward_task(void *arg, int ith, int nth) {
     const swiglu_job *j = arg;
     int64_t lo, hi;
     pool_split(j->n, ith, nth, 16, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        const float g = j->g[i], s = 1.0f / (1.0f + expf(-g));
-        j->dg[i] += j->dh[i] * j->u[i] * s * (1.0f + g * (1.0f - s));
-        j->du[i] += j->dh[i] * g * s;
+    float s[SIG_CHUNK];
+    for (int64_t i0 = lo; i0 < hi; i0 += SIG_CHUNK) {
+        const int32_t m = hi - i0 < SIG_CHUNK ? (int32_t)(hi - i0) : SIG_CHUNK;
+        const float *g = j->g + i0, *u = j->u + i0, *dh = j->dh + i0;
+        float *dg = j->dg + i0, *du = j->du + i0;
+        j->k->sigmoid(s, g, m);
+        for (int32_t i = 0; i < m; i++) {
+            dg[i] += dh[i] * u[i] * s[i] * (1.0f + g[i] * (1.0f - s[i]));
+            du[i] += dh[i] * g[i] * s[i];
+        }
     }
 }
 
 void train_swiglu_forward(float *h, const float *g, const float *u, int64_t n, const train_exec *ex) {
-    swiglu_job j = {.h = h, .g = g, .u = u, .n = n};
+    swiglu_job j = {.k = ex->k, .h = h, .g = g, .u = u, .n = n};
     run(ex, n * 16, swiglu_forward_task, &j);
 }
 
 void train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n,
                            const train_exec *ex) {
-    swiglu_job j = {.dg = dg, .du = du, .dh = dh, .g = g, .u = u, .n = n};
+    swiglu_job j = {.k = ex->k, .dg = dg, .du = du, .dh = dh, .g = g, .u = u, .n = n};
     run(ex, n * 24, swiglu_backward_task, &j);
 }
 

@@ -419,7 +419,7 @@ static void gemm_vs_ref(int32_t M, int32_t N, int32_t K) {
     }
 }
 
-/* exp_sum and AdamW of every kernel set the CPU runs against the reference:
+/* exp_sum, sigmoid and AdamW of every kernel set the CPU runs against the reference:
  * exp within 2 ulp-ish (relative 3e-7) and its sum to 1e-6; AdamW to the bit. */
 static void exp_adamw_vs_ref(void) {
     const char *isas[] = {"avx2", "avx512"};
@@ -436,6 +436,15 @@ static void exp_adamw_vs_ref(void) {
             if (y0[i] > 1e-37f) e = fmax(e, fabs((double)y1[i] - y0[i]) / y0[i]);
         report(e <= 3e-7 && fabs(s1 - s0) <= 1e-6 * s0 && y1[5] == 0 && isfinite(s1),
                "exp_sum %s: max rel diff to expf %.1e, sum rel diff %.1e", k->name, e, fabs(s1 - s0) / s0);
+        for (int32_t i = 0; i < n; i++) x[i] = (x[i] - 20.0f) * 0.5f; /* sigmoid of [-20, 20] and 100 */
+        x[7] = 100.0f, x[8] = -100.0f;
+        kern_ref.sigmoid(y0, x, n);
+        k->sigmoid(y1, x, n);
+        e = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (y0[i] > 1e-37f) e = fmax(e, fabs((double)y1[i] - y0[i]) / y0[i]);
+        report(e <= 5e-7 && y1[7] == 1.0f && y1[8] >= 0 && y1[8] < 1e-40f, "sigmoid %s: max rel diff to the reference %.1e",
+               k->name, e);
         float *p[2], *m[2], *v[2], *g = rand_vec(n, 1);
         for (int r = 0; r < 2; r++) p[r] = rand_vec(n, 1), m[r] = rand_vec(n, 1), v[r] = rand_vec(n, 1);
         for (int32_t i = 0; i < n; i++) v[0][i] = v[1][i] = fabsf(v[0][i]), m[1][i] = m[0][i], p[1][i] = p[0][i];

@@ -403,6 +403,22 @@ double avx2_exp_sum(float *y, const float *x, int32_t n, float mx) {
     return sum;
 }
 
+void avx2_sigmoid(float *y, const float *x, int32_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 e = exp256_nonpos(_mm256_or_ps(v, sign)); /* exp(-|x|) */
+        const __m256 d = _mm256_add_ps(one, e);
+        const __m256 neg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
+        _mm256_storeu_ps(y + i, _mm256_div_ps(_mm256_blendv_ps(one, e, neg), d));
+    }
+    for (; i < n; i++) {
+        const float e = expf(-fabsf(x[i]));
+        y[i] = x[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    }
+}
+
 /* Multiplies and adds kept apart (no FMA contraction, which the compiler
  * would otherwise do in this file) to match the reference's rounding. */
 __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
@@ -429,4 +445,4 @@ __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const flo
 }
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm, avx2_exp_sum, avx2_adamw};
+                               avx2_gemm, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
