@@ -367,28 +367,37 @@ static void attn_forward_task(void *arg, int ith, int nth) {
     }
 }
 
+/* Rows of the score matrix per block of the causal attention products. */
+#define ATT_RB 48
+
 /* The same with the kernels' gemm, one (sequence, head) per task, reading
- * Q, K and V where they are:
+ * Q, K and V where they are, by blocks of ATT_RB rows (a block's products
+ * stop at the last key its rows can see):
  *   S = Q_nope K_nope^T + Q_pe K_pe^T (the whole T x T; the causal half is
  *   masked), softmax by rows, O = P V. */
 static void attn_forward_gemm_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const dsc_kernels *k = j->ex->k;
     const int32_t T = j->T, H = j->H, Dn = j->Dn, Dr = j->Dr, Dv = j->Dv, dq = Dn + Dr, dkv = Dn + Dv;
+    const int64_t lq = (int64_t)H * dq, lkv = (int64_t)H * dkv, lo = (int64_t)H * Dv;
     for (int64_t bh = ith; bh < (int64_t)j->B * H; bh += nth) {
         const int64_t b = bh / H, h = bh % H, n0 = b * T;
         const float *qh = j->q + (n0 * H + h) * dq, *kh = j->kv + (n0 * H + h) * dkv;
         float *att = j->att + bh * T * T;
-        gemm(NULL, k, att, T, qh, (int64_t)H * dq, kh, (int64_t)H * dkv, T, T, Dn, 0);
-        gemm(NULL, k, att, T, qh + Dn, (int64_t)H * dq, j->kpe + n0 * Dr, Dr, T, T, Dr, DSC_GEMM_ACC);
-        for (int32_t t = 0; t < T; t++) {
-            float *a = att + (int64_t)t * T;
-            for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
-            softmax_k(k, a, t + 1);
-            for (int32_t p = t + 1; p < T; p++) a[p] = 0;
+        /* by blocks of rows t0..: only the keys p < t0 + mb can be seen */
+        for (int32_t t0 = 0; t0 < T; t0 += ATT_RB) {
+            const int32_t mb = T - t0 < ATT_RB ? T - t0 : ATT_RB, np = t0 + mb;
+            float *at = att + (int64_t)t0 * T;
+            gemm(NULL, k, at, T, qh + t0 * lq, lq, kh, lkv, mb, np, Dn, 0);
+            gemm(NULL, k, at, T, qh + t0 * lq + Dn, lq, j->kpe + n0 * Dr, Dr, mb, np, Dr, DSC_GEMM_ACC);
+            for (int32_t t = t0; t < t0 + mb; t++) {
+                float *a = att + (int64_t)t * T;
+                for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
+                softmax_k(k, a, t + 1);
+                for (int32_t p = t + 1; p < T; p++) a[p] = 0;
+            }
+            gemm(NULL, k, j->out + ((n0 + t0) * H + h) * Dv, lo, at, T, kh + Dn, lkv, mb, Dv, np, DSC_GEMM_BN);
         }
-        gemm(NULL, k, j->out + (n0 * H + h) * Dv, (int64_t)H * Dv, att, T, kh + Dn, (int64_t)H * dkv, T, Dv, T,
-             DSC_GEMM_BN);
     }
 }
 
@@ -456,8 +465,11 @@ static void attn_backward_gemm_task(void *arg, int ith, int nth) {
         const float *go = j->dout + (n0 * H + h) * Dv, *qh = j->q + (n0 * H + h) * dq, *kh = j->kv + (n0 * H + h) * dkv;
         const float *kpe = j->kpe + n0 * Dr;
         float *gq = j->dq + (n0 * H + h) * dq, *gk = j->dkv + (n0 * H + h) * dkv, *gr = j->dkpe_h + (n0 * H + h) * Dr;
-        /* dP (T, T) into ds, then dS in place */
-        gemm(NULL, k, ds, T, go, lo, kh + Dn, lkv, T, T, Dv, 0);
+        /* dP (T, T) into ds, then dS in place; by blocks of rows t0.. (keys p < t0 + mb) */
+        for (int32_t t0 = 0; t0 < T; t0 += ATT_RB) {
+            const int32_t mb = T - t0 < ATT_RB ? T - t0 : ATT_RB;
+            gemm(NULL, k, ds + (int64_t)t0 * T, T, go + t0 * lo, lo, kh + Dn, lkv, mb, t0 + mb, Dv, 0);
+        }
         for (int32_t t = 0; t < T; t++) {
             float *d = ds + (size_t)t * T;
             const float *a = P + (size_t)t * T;
@@ -466,11 +478,17 @@ static void attn_backward_gemm_task(void *arg, int ith, int nth) {
             for (int32_t p = 0; p <= t; p++) d[p] = a[p] * (d[p] - (float)sum) * j->scale;
             for (int32_t p = t + 1; p < T; p++) d[p] = 0;
         }
-        gemm(NULL, k, gq, lq, ds, T, kh, lkv, T, Dn, T, BN | ACC);            /* dQ_nope += dS K_nope */
-        gemm(NULL, k, gq + Dn, lq, ds, T, kpe, Dr, T, Dr, T, BN | ACC);       /* dQ_pe += dS K_pe     */
-        gemm(NULL, k, gk, lkv, ds, T, qh, lq, T, Dn, T, AT | BN | ACC);       /* dK_nope += dS^T Q_nope */
-        gemm(NULL, k, gr, lr, ds, T, qh + Dn, lq, T, Dr, T, AT | BN);         /* dK_pe (this head) = dS^T Q_pe */
-        gemm(NULL, k, gk + Dn, lkv, P, T, go, lo, T, Dv, T, AT | BN | ACC);   /* dV += P^T dO */
+        for (int32_t r0 = 0; r0 < T; r0 += ATT_RB) {
+            const int32_t mb = T - r0 < ATT_RB ? T - r0 : ATT_RB, np = r0 + mb, nt = T - r0;
+            /* rows t = r0..: dQ += dS K over the keys p < np */
+            gemm(NULL, k, gq + r0 * lq, lq, ds + (int64_t)r0 * T, T, kh, lkv, mb, Dn, np, BN | ACC);
+            gemm(NULL, k, gq + r0 * lq + Dn, lq, ds + (int64_t)r0 * T, T, kpe, Dr, mb, Dr, np, BN | ACC);
+            /* rows p = r0..: dK += dS^T Q, dV += P^T dO over the queries t >= r0 */
+            const float *dsp = ds + (int64_t)r0 * T + r0, *pp = P + (int64_t)r0 * T + r0;
+            gemm(NULL, k, gk + r0 * lkv, lkv, dsp, T, qh + r0 * lq, lq, mb, Dn, nt, AT | BN | ACC);
+            gemm(NULL, k, gr + r0 * lr, lr, dsp, T, qh + r0 * lq + Dn, lq, mb, Dr, nt, AT | BN);
+            gemm(NULL, k, gk + r0 * lkv + Dn, lkv, pp, T, go + r0 * lo, lo, mb, Dv, nt, AT | BN | ACC);
+        }
     }
     free(ds);
 }

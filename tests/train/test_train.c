@@ -485,6 +485,7 @@ static void run_fd(void) {
     threads_attention(3, 40, 6);
     threads_attention(2, 19, 6);
     threads_attention(1, 17, 40); /* head sizes larger than T (scratch sizes) */
+    threads_attention(2, 101, 6); /* several blocks of rows (48, 48, 5) */
     gemm_vs_ref(13, 37, 29);
     gemm_vs_ref(64, 16, 48);
     gemm_vs_ref(5, 3, 300);
