@@ -15,6 +15,7 @@ typedef struct {
     const char *batch;                  /* grad: --batch FILE, tokens I32 [B, T + 1] */
     float alpha;                        /* grad: --alpha, balance-loss weight     */
     int alpha_set;
+    float mtp_lambda;                   /* grad: --mtp-lambda (0 = off)           */
     int n_shards, n_threads, n_reps, n_prompt, json, depth;
     const char *isa;
     int kv_type;       /* dsc_kv_type */

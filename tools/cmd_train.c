@@ -9,8 +9,10 @@
  * (shared/golden/models/NAME/train.safetensors), so that the backward pass
  * can be checked from outside. --alpha defaults to 0.01, the value those
  * files were made with (their metadata and README); --alpha 0 drops the
- * balance loss. The MTP layer is not part of the objective and
- * e_score_correction_bias is not trainable, so neither gets a gradient.
+ * balance loss. The MTP layer is not part of the objective unless
+ * --mtp-lambda L > 0 (then loss_mtp F32 [1] is written too and the
+ * objective is loss_ce + loss_aux + L x loss_mtp); e_score_correction_bias
+ * is not trainable, so it gets no gradient.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ int cmd_grad(const cli_opts *o) {
     p.n_threads = o->n_threads;
     p.isa = o->isa;
     if (o->alpha_set) p.alpha = o->alpha;
+    p.mtp_lambda = o->mtp_lambda;
     dsc_trainer *t = NULL;
     float ce = 0, aux = 0;
     int rc = 0;
@@ -38,6 +41,8 @@ int cmd_grad(const cli_opts *o) {
     else
         fprintf(stderr, "dsc: grad: %d x %d targets, loss_ce %.6f, loss_aux %.6f (alpha %g), %d tensors -> %s\n", B, T,
                 ce, aux, (double)p.alpha, dsc_train_n_tensors(t), o->output);
+    if (!rc && p.mtp_lambda > 0)
+        fprintf(stderr, "dsc: grad: loss_mtp %.6f (lambda %g)\n", (double)dsc_train_loss_mtp(t), (double)p.mtp_lambda);
     dsc_trainer_free(t);
     free(tokens);
     return rc;

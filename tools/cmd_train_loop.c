@@ -40,6 +40,8 @@ static const char usage_train[] =
     "  --wd WD          decoupled weight decay on matrices (0.1)\n"
     "  --clip C         clip the gradient to global norm C (1; 0 = off)\n"
     "  --alpha A        sequence-wise balance-loss weight (0)  --gamma G     bias update speed (1e-3)\n"
+    "  --mtp-lambda L   multi-token prediction: weight of MTP module 0's loss (token t + 2)\n"
+    "                   (0 = off; the config needs num_nextn_predict_layers >= 1)\n"
     "  --seed S         random init and data order (0)         --init-scale F  x every random matrix (1)\n"
     "  --eval-every E   validation loss every E steps (50)     --val-frac F  held-out share (0.05)\n"
     "  --val-batches N  batches per evaluation, at most (8; 0 = all)\n"
@@ -241,6 +243,7 @@ static int train_main(const cli_opts *o, int chat) {
         else if (!strcmp(a, "--clip")) rc = parse_f(v, a, 0, 1e9, &p.clip);
         else if (!strcmp(a, "--alpha")) rc = parse_f(v, a, 0, 1e6, &p.alpha);
         else if (!strcmp(a, "--gamma")) rc = parse_f(v, a, 0, 1e3, &p.gamma);
+        else if (!strcmp(a, "--mtp-lambda")) rc = parse_f(v, a, 0, 100, &p.mtp_lambda);
         else if (!strcmp(a, "--val-frac")) rc = parse_f(v, a, 0, 0.9, &p.val_frac);
         else if (!strcmp(a, "--init-scale")) rc = parse_f(v, a, 0, 1e3, &p.init_scale);
         else if (!strcmp(a, "--spike-k")) rc = parse_f(v, a, 1e-3, 1e6, &p.spike_k);

@@ -103,6 +103,7 @@ static const char *usage_text =
     "grad:\n"
     "  --batch FILE           safetensors with tokens I32 [B, T + 1] (targets: tokens[:, 1:])\n"
     "  --alpha A              sequence-wise balance-loss weight (default 0.01, as the golden files)\n"
+    "  --mtp-lambda L         add L x the MTP module's loss (token t + 2; default 0, off); writes loss_mtp\n"
     "  -o FILE                loss_ce, loss_aux and grad.NAME (F32) for every trainable tensor\n"
     "\n"
     "serve:\n"
@@ -259,6 +260,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(v, a, 1, 1 << 30, &o->n_ctx);
         else if (!strcmp(a, "--batch") && !strcmp(o->cmd, "grad")) o->batch = v;
         else if (!strcmp(a, "--alpha")) rc = parse_float(v, a, 0, 1e6, &o->alpha), o->alpha_set = 1;
+        else if (!strcmp(a, "--mtp-lambda")) rc = parse_float(v, a, 0, 100, &o->mtp_lambda);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
         else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
         else if (!strcmp(a, "--samples")) rc = parse_int(v, a, 1, 256, &o->samples);

@@ -347,6 +347,30 @@ static dsc_status load_weights(dsc_model *m) {
     return get_mat(m, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
 }
 
+dsc_status model_load_mtp(dsc_model *m) {
+    const dsc_config *c = &m->cfg;
+    if (c->n_nextn_layers < 1)
+        return dsc_fail(DSC_ERR_ARG, "%s: config.json has num_nextn_predict_layers 0: no MTP layer to train", m->dir);
+    if (m->mtp) return DSC_OK;
+    dsc_mtp *p = calloc(1, sizeof *p);
+    dsc_status s = model_own(m, p);
+    if (s) return s;
+    const int i = c->n_layers;
+    const int64_t d = c->hidden_size;
+    char n[512];
+#define NAME(fmt) (snprintf(n, sizeof n, "model.layers.%d." fmt, i), n)
+    if ((s = load_attention(m, i, &p->layer)) || (s = load_ffn(m, i, &p->layer)) ||
+        (s = get_mat(m, NAME("eh_proj.weight"), d, 2 * d, &p->eh_proj)) ||
+        (s = get_vec(m, NAME("enorm.weight"), d, &p->enorm)) || (s = get_vec(m, NAME("hnorm.weight"), d, &p->hnorm)) ||
+        (s = get_mat(m, NAME("embed_tokens.weight"), c->vocab_size, d, &p->embed)) ||
+        (s = get_vec(m, NAME("shared_head.norm.weight"), d, &p->head_norm)) ||
+        (s = get_mat(m, NAME("shared_head.head.weight"), c->vocab_size, d, &p->head)))
+        return s;
+#undef NAME
+    m->mtp = p;
+    return DSC_OK;
+}
+
 /* Weights one decode step reads (the roofline's numerator). */
 static void count_active(dsc_model *m) {
     int64_t b = 0, p = 0;

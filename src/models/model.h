@@ -49,6 +49,20 @@ typedef struct {
     const char *file;
 } dsc_tensor_ref;
 
+/* DeepSeek-V3's multi-token-prediction module (report, section 2.2), as
+ * V3 checkpoints store it at layer index num_hidden_layers: the decoder
+ * layer's tensors plus its own embedding, projection and head. Loaded only
+ * for training (model_load_mtp); decoding ignores it. */
+typedef struct {
+    dsc_layer layer;
+    dsc_mat eh_proj;          /* (D, 2D)                 [enorm(embed); hnorm(h)] -> D */
+    const float *enorm;       /* (D)                                               */
+    const float *hnorm;       /* (D)                                               */
+    dsc_mat embed;            /* (V, D)                  embed_tokens              */
+    const float *head_norm;   /* (D)                     shared_head.norm          */
+    dsc_mat head;             /* (V, D)                  shared_head.head          */
+} dsc_mtp;
+
 struct dsc_model {
     dsc_config cfg;
     char *dir;
@@ -69,6 +83,7 @@ struct dsc_model {
     float softmax_scale;      /* Dq^-0.5 x mscale^2                               */
     int64_t n_params, weight_bytes;
     int64_t active_bytes, active_params; /* read per decoded token, see dsc_model_info */
+    dsc_mtp *mtp;             /* the first MTP module once model_load_mtp ran, else NULL */
 };
 
 /* Attention / FFN scratch, all pointing into one allocation made by
@@ -135,6 +150,9 @@ void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t
 
 /* Loader internals shared with the tests. */
 int model_tensor_count(const dsc_model *m);
+/* Loads MTP module 0 (layer num_hidden_layers) into m->mtp; fails naming
+ * the checkpoint when config.json has no MTP layer or a tensor is missing. */
+dsc_status model_load_mtp(dsc_model *m);
 
 /* Forward pass over n tokens (n <= n_batch) at positions s.tpos of
  * sequences s.tseq; prefill form when decode == 0 (one sequence,

@@ -47,7 +47,7 @@ void trainer_update_bias(dsc_trainer *t) {
     const dsc_config *c = &t->cfg;
     const int32_t E = c->n_routed_experts;
     if (t->p.gamma <= 0) return;
-    for (int i = 0; i < c->n_layers; i++) {
+    for (int i = 0; i < t->n_blocks; i++) {
         if (!t->has_bias[i]) continue;
         const int32_t *load = t->grad_load + (size_t)i * E;
         float *bias = t->bias + (size_t)i * E;

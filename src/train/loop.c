@@ -93,6 +93,7 @@ typedef struct {
     snapshot snap;
     FILE *log;
     double tokens_per_s;
+    float mtp_loss;          /* the MTP cross-entropy of the last step's gradient */
 } loop;
 
 static double now_s(void) {
@@ -178,9 +179,10 @@ static dsc_status write_json(const char *path, cJSON *root) {
     return s;
 }
 
-/* config.json for the checkpoint: as the source, but without MTP layers
- * (not trained, not written), quantization, and with F32 weights. */
-static dsc_status write_config(const char *cfg_src, const char *out_dir) {
+/* config.json for the checkpoint: as the source, with nextn MTP layers (the
+ * trained ones; 0 when MTP was off: its tensors are not written), without
+ * quantization, and with F32 weights. */
+static dsc_status write_config(const char *cfg_src, const char *out_dir, int nextn) {
     char *json, dst[FIO_PATH_MAX];
     size_t len;
     dsc_status s = read_small(cfg_src, &json, &len);
@@ -195,7 +197,7 @@ static dsc_status write_config(const char *cfg_src, const char *out_dir) {
         return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", cfg_src);
     }
     if (cJSON_GetObjectItemCaseSensitive(root, "num_nextn_predict_layers"))
-        cJSON_ReplaceItemInObjectCaseSensitive(root, "num_nextn_predict_layers", cJSON_CreateNumber(0));
+        cJSON_ReplaceItemInObjectCaseSensitive(root, "num_nextn_predict_layers", cJSON_CreateNumber(nextn));
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
     cJSON_AddStringToObject(root, "torch_dtype", "float32");
@@ -239,7 +241,7 @@ static const char *bias_name(char *buf, size_t cap, int layer) {
  * arenas) and, with bias, the correction biases to path via path.tmp. */
 static dsc_status write_tensors(const dsc_trainer *t, const char *path, const char *const *prefix, float *const *arena,
                                 int n_arenas, const float *bias, const char *bias_prefix) {
-    const int nl = t->cfg.n_layers, E = t->cfg.n_routed_experts;
+    const int nl = t->n_blocks, E = t->cfg.n_routed_experts;
     const int cap = n_arenas * t->n_tensors + nl;
     dsc_tensor_view *v = calloc((size_t)cap, sizeof *v);
     char *names = malloc((size_t)cap * 192);
@@ -278,7 +280,7 @@ static dsc_status read_tensors(const loop *L, const st_file *f, const char *pref
                                float *bias) {
     const dsc_trainer *t = L->t;
     char nm[256], tmp[128];
-    for (int32_t i = 0; i < t->n_tensors + t->cfg.n_layers; i++) {
+    for (int32_t i = 0; i < t->n_tensors + t->n_blocks; i++) {
         const int is_bias = i >= t->n_tensors, layer = i - t->n_tensors;
         if (is_bias && (!bias || !t->has_bias[layer])) continue;
         const trn_tensor *e = is_bias ? NULL : &t->tensors[i];
@@ -322,7 +324,7 @@ static dsc_status window_from_json(spike_window *w, const cJSON *o, const char *
 
 dsc_status dsc_train_save(const dsc_trainer *t, const char *config_src, const char *tokenizer, const char *out_dir) {
     char path[FIO_PATH_MAX];
-    dsc_status s = write_config(config_src, out_dir);
+    dsc_status s = write_config(config_src, out_dir, t->mtp);
     if (!s && tokenizer) s = copy_tokenizer(tokenizer, out_dir);
     if (!s && !(s = fio_join(path, out_dir, "model.safetensors"))) {
         const char *pre[1] = {""};
@@ -460,7 +462,7 @@ static dsc_status load_arenas(loop *L) {
 
 static void snapshot_take(loop *L) {
     dsc_trainer *t = L->t;
-    const size_t nb = (size_t)t->cfg.n_layers * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
+    const size_t nb = (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
     memcpy(L->snap.params, t->params, sizeof(float) * t->n_floats);
     memcpy(L->snap.m, t->m, sizeof(float) * t->n_floats);
     memcpy(L->snap.v, t->v, sizeof(float) * t->n_floats);
@@ -475,7 +477,7 @@ static void snapshot_take(loop *L) {
 
 static void snapshot_restore(loop *L) {
     dsc_trainer *t = L->t;
-    const size_t nb = (size_t)t->cfg.n_layers * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
+    const size_t nb = (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
     memcpy(t->params, L->snap.params, sizeof(float) * t->n_floats);
     memcpy(t->m, L->snap.m, sizeof(float) * t->n_floats);
     memcpy(t->v, L->snap.v, sizeof(float) * t->n_floats);
@@ -588,7 +590,7 @@ static void adjust_init(dsc_trainer *t, float init_scale) {
         float *w = t->params + e->off;
         for (int64_t k = 0; k < e->pub.numel; k++) w[k] *= f;
     }
-    memset(t->bias, 0, sizeof(float) * (size_t)t->cfg.n_layers * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1));
+    memset(t->bias, 0, sizeof(float) * (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1));
 }
 
 static int is_dir(const char *path) {
@@ -606,6 +608,7 @@ static dsc_status setup_model(loop *L) {
     tp.isa = p->isa;
     tp.alpha = p->alpha;
     tp.gamma = p->gamma;
+    tp.mtp_lambda = p->mtp_lambda;
     tp.lr = p->lr;
     tp.beta1 = p->beta1;
     tp.beta2 = p->beta2;
@@ -614,6 +617,8 @@ static dsc_status setup_model(loop *L) {
     dsc_status s;
     const char *dir = p->out_dir;
     int fresh = 0;
+    if (p->chat && p->mtp_lambda > 0)
+        return dsc_fail(DSC_ERR_ARG, "--mtp-lambda is for pretraining (dsc train), not fine-tuning on chat data");
     if (p->resume) {
         if ((s = fio_join(L->cfg_src, p->out_dir, "config.json"))) return s;
     } else if (is_dir(p->init)) {
@@ -630,7 +635,7 @@ static dsc_status setup_model(loop *L) {
     if ((s = dsc_trainer_new(dir, &tp, &L->t))) return s;
     dsc_trainer *t = L->t;
     if (fresh) adjust_init(t, p->init_scale);
-    const size_t nf = t->n_floats, nb = (size_t)t->cfg.n_layers * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
+    const size_t nf = t->n_floats, nb = (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
     L->n_loads = nb;
     L->loads = calloc(nb, sizeof(int32_t));
     L->batch = malloc(sizeof(int32_t) * (size_t)p->batch * ((size_t)p->seq + 1));
@@ -731,7 +736,7 @@ static dsc_status step_grad(loop *L, int32_t s, float *loss, float *aux) {
     dsc_trainer *t = L->t;
     const int32_t B = L->p.batch, T = L->p.seq, K = L->p.accum;
     const int inject = L->p.inject_step > 0 && s == L->p.inject_step && !L->inject_done;
-    double ce_sum = 0, aux_sum = 0;
+    double ce_sum = 0, aux_sum = 0, mtp_sum = 0;
     memset(L->loads, 0, sizeof(int32_t) * L->n_loads);
     for (int32_t k = 0; k < K; k++) {
         float ce = 0, ax = 0;
@@ -742,6 +747,7 @@ static dsc_status step_grad(loop *L, int32_t s, float *loss, float *aux) {
         if ((st = L->p.chat ? masked_pass(L, B, 1, &ce, &ax) : dsc_train_grad(t, L->batch, B, T, &ce, &ax))) return st;
         ce_sum += ce;
         aux_sum += ax;
+        if (L->p.mtp_lambda > 0) mtp_sum += dsc_train_loss_mtp(t);
         for (size_t i = 0; i < L->n_loads; i++) L->loads[i] += t->grad_load[i];
         if (K == 1) break;
         const float f = 1.0f / (float)K;
@@ -757,6 +763,7 @@ static dsc_status step_grad(loop *L, int32_t s, float *loss, float *aux) {
     }
     *loss = (float)(ce_sum / K);
     *aux = (float)(aux_sum / K);
+    L->mtp_loss = (float)(mtp_sum / K);
     return DSC_OK;
 }
 
@@ -859,6 +866,7 @@ static dsc_status iterate(loop *L, int *applied) {
         sb_printf(&b, "{\"step\":%d", s);
         sb_num(&b, "loss", loss);
         if (L->p.alpha > 0) sb_num(&b, "aux_loss", aux);
+        if (L->p.mtp_lambda > 0) sb_num(&b, "mtp_loss", L->mtp_loss);
         if (!isnan(vl)) sb_num(&b, "val_loss", vl);
         sb_num(&b, "lr", lr);
         sb_num(&b, "grad_norm", gn);

@@ -35,6 +35,8 @@ typedef struct {
     const char *isa;    /* kernels: NULL/"" = best for this CPU, or "ref", "avx2", "avx512" */
     float alpha;        /* balance-loss weight; 0 = off                                  */
     float gamma;        /* bias update speed; 0 = off                                    */
+    float mtp_lambda;   /* weight of the multi-token-prediction loss (V3's MTP module 0,
+                         * D = 1, predicting token t + 2); 0 = off, the module not loaded */
     float lr;           /* default learning rate; dsc_train_step takes its own (schedules) */
     float beta1, beta2, eps, weight_decay; /* AdamW (decay on tensors with ndim >= 2)  */
 } dsc_train_params;
@@ -57,6 +59,11 @@ void dsc_trainer_free(dsc_trainer *t);
  * DSC_ERR_ARG for a bad size or token id (nothing changed then). */
 dsc_status dsc_train_grad(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *loss_ce,
                           float *loss_aux);
+/* The MTP module's mean cross-entropy (targets t + 2) of the last forward
+ * pass, unweighted; NaN when mtp_lambda is 0. The objective of dsc_train_grad
+ * is loss_ce + loss_aux + mtp_lambda x this. (dsc_train_backward, the
+ * weighted form used by RL, leaves the MTP module out.) */
+float dsc_train_loss_mtp(const dsc_trainer *t);
 
 /* The same forward pass without the backward (gradients untouched). */
 dsc_status dsc_train_eval(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *loss_ce,
@@ -95,6 +102,8 @@ typedef struct {
 } dsc_train_tensor;
 
 int32_t dsc_train_n_tensors(const dsc_trainer *t);
+/* num_hidden_layers (the MTP module, when trained, is layer n_layers). */
+int32_t dsc_train_n_layers(const dsc_trainer *t);
 const dsc_train_tensor *dsc_train_tensor_at(const dsc_trainer *t, int32_t i);
 const dsc_train_tensor *dsc_train_find(const dsc_trainer *t, const char *name); /* NULL if absent */
 int64_t dsc_train_n_params(const dsc_trainer *t);
@@ -216,6 +225,8 @@ typedef struct {
     float lr, min_lr;              /* peak and final learning rate                         */
     float weight_decay, clip;      /* clip <= 0: no clipping                               */
     float alpha, gamma;            /* balance-loss weight, bias update speed               */
+    float mtp_lambda;              /* MTP loss weight (0 = off; the config needs            */
+                                   /* num_nextn_predict_layers >= 1)                        */
     float beta1, beta2, eps;
     float val_frac;                /* sequences held out for validation (from the end)     */
     int32_t val_batches;           /* batches per evaluation, at most (0 = all)            */
@@ -246,7 +257,7 @@ dsc_train_run_params dsc_train_run_default_params(void);
 dsc_status dsc_train_run(const dsc_train_run_params *params);
 
 /* Writes t's parameters as a checkpoint to out_dir (which must exist):
- * config.json from config_src (num_nextn_predict_layers 0, float32),
+ * config.json from config_src (num_nextn_predict_layers 1 with MTP, else 0; float32),
  * model.safetensors (F32, with the correction biases), and tokenizer.json
  * (+ tokenizer_config.json beside it) copied from tokenizer unless NULL. */
 dsc_status dsc_train_save(const dsc_trainer *t, const char *config_src, const char *tokenizer, const char *out_dir);

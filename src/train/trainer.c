@@ -91,7 +91,7 @@ static void walk_layer(walker *k, int i) {
     const dsc_config *c = &k->t->cfg;
     const int64_t D = c->hidden_size, H = c->n_heads, Dq = c->qk_nope_head_dim + c->qk_rope_head_dim;
     const int64_t R = c->kv_lora_rank, Dr = c->qk_rope_head_dim, Rq = c->q_lora_rank, E = c->n_routed_experts;
-    const dsc_layer *ml = k->m ? &k->m->layers[i] : NULL;
+    const dsc_layer *ml = !k->m ? NULL : i < c->n_layers ? &k->m->layers[i] : &k->m->mtp->layer;
     trn_layer *l = &k->w->layers[i];
     char pre[96];
 #define L(fmt) "model.layers.%d." fmt, i
@@ -139,6 +139,18 @@ static void walk_model(walker *k) {
     for (int i = 0; i < c->n_layers; i++) walk_layer(k, i);
     k->w->norm = walk_add(k, D, 0, NULL, SRC(k->m->final_norm), "model.norm.weight");
     k->w->lm_head = k->t->tied ? k->w->embed : walk_add(k, V, D, SRC(&k->m->lm_head), NULL, "lm_head.weight");
+    if (!k->t->mtp) return;
+    const int L = c->n_layers;
+    const dsc_mtp *mt = k->m ? k->m->mtp : NULL;
+    walk_layer(k, L);
+#define M(fmt) "model.layers.%d." fmt, L
+    k->w->eh_proj = walk_add(k, D, 2 * D, mt ? &mt->eh_proj : NULL, NULL, M("eh_proj.weight"));
+    k->w->enorm = walk_add(k, D, 0, NULL, mt ? mt->enorm : NULL, M("enorm.weight"));
+    k->w->hnorm = walk_add(k, D, 0, NULL, mt ? mt->hnorm : NULL, M("hnorm.weight"));
+    k->w->mtp_embed = walk_add(k, V, D, mt ? &mt->embed : NULL, NULL, M("embed_tokens.weight"));
+    k->w->mtp_head_norm = walk_add(k, D, 0, NULL, mt ? mt->head_norm : NULL, M("shared_head.norm.weight"));
+    k->w->mtp_head = walk_add(k, V, D, mt ? &mt->head : NULL, NULL, M("shared_head.head.weight"));
+#undef M
 }
 
 /* ------------------------------------------------------------------------ */
@@ -169,7 +181,7 @@ static void plan_acts(dsc_trainer *t, planner *p) {
     const size_t Rq = c->q_lora_rank, E = c->n_routed_experts, K = c->n_experts_per_tok;
     const size_t Fm = c->moe_intermediate_size, Fs = Fm * c->n_shared_experts, V = c->vocab_size;
     size_t Fmax = 0;
-    for (int i = 0; i < c->n_layers; i++) {
+    for (int i = 0; i < t->n_blocks; i++) {
         trn_acts *a = &t->acts[i];
         const int moe = config_layer_is_moe(c, i);
         const size_t Fx = moe ? Fs : (size_t)c->intermediate_size;
@@ -214,6 +226,24 @@ static void plan_acts(dsc_trainer *t, planner *p) {
     t->xf = take(p, N * D);
     t->probs = take(p, N * V);
     t->losses = take(p, N);
+    if (t->mtp) {
+        t->mtp_inputs = take_i(p, N);
+        t->mtp_targets = take_i(p, N);
+        t->mtp_w = take(p, N);
+        t->mtp_e = take(p, N * D);
+        t->mtp_en = take(p, N * D);
+        t->mtp_erstd = take(p, N);
+        t->mtp_hn = take(p, N * D);
+        t->mtp_hrstd = take(p, N);
+        t->mtp_cat = take(p, N * 2 * D);
+        t->mtp_xL = take(p, N * D);
+        t->mtp_rstdf = take(p, N);
+        t->mtp_xf = take(p, N * D);
+        t->mtp_probs = take(p, N * V);
+        t->mtp_losses = take(p, N);
+        t->mtp_dcat = take(p, N * 2 * D);
+        t->mtp_dxf = take(p, N * D);
+    }
     trn_grads_acts *g = &t->ga;
     g->y = take(p, N * D);
     g->kva = take(p, N * (R + Dr));
@@ -290,13 +320,15 @@ static dsc_status check_params(const dsc_train_params *p) {
     if (!(p->alpha >= 0) || !(p->gamma >= 0) || !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) ||
         !(p->eps > 0) || !(p->weight_decay >= 0))
         return dsc_fail(DSC_ERR_ARG, "trainer: alpha, gamma, betas, eps or weight decay out of range");
+    if (!(p->mtp_lambda >= 0 && p->mtp_lambda <= 100))
+        return dsc_fail(DSC_ERR_ARG, "trainer: mtp_lambda %g out of range [0, 100]", (double)p->mtp_lambda);
     return DSC_OK;
 }
 
 /* Sizes, tables and arenas once the config is known (m gives the sources). */
 static dsc_status trainer_build(dsc_trainer *t, const dsc_model *m) {
     const dsc_config *c = &t->cfg;
-    const int L = c->n_layers, E = c->n_routed_experts;
+    const int L = t->n_blocks, E = c->n_routed_experts;
     t->w.layers = calloc((size_t)L, sizeof(trn_layer));
     t->g.layers = calloc((size_t)L, sizeof(trn_layer));
     t->expert_ptrs = calloc((size_t)2 * L * (E ? E : 1), sizeof(trn_mlp));
@@ -366,6 +398,8 @@ dsc_status dsc_trainer_new(const char *model_dir, const dsc_train_params *params
     }
     t->cfg = m->cfg;
     t->p = *params;
+    t->mtp = params->mtp_lambda > 0;
+    t->n_blocks = t->cfg.n_layers + t->mtp;
     t->Bmax = params->n_batch;
     t->Tmax = params->n_seq;
     t->tied = m->lm_head.data == m->embed.data;
@@ -377,16 +411,19 @@ dsc_status dsc_trainer_new(const char *model_dir, const dsc_train_params *params
                      t->cfg.max_position_embeddings);
     else if (routes > INT32_MAX / 2)
         s = dsc_fail(DSC_ERR_ARG, "trainer: batch of %d x %d tokens is too large", t->Bmax, t->Tmax);
+    if (!s && t->mtp) s = model_load_mtp(m);
     if (!s) s = trainer_build(t, m);
     if (!s) {
         copy_params(t);
         rope_tables(m, t->rope_cos, t->rope_sin, t->Tmax);
         const int E = t->cfg.n_routed_experts;
-        for (int i = 0; i < t->cfg.n_layers; i++)
-            if (m->layers[i].is_moe && m->layers[i].router_bias) {
+        for (int i = 0; i < t->n_blocks; i++) {
+            const dsc_layer *ml = i < t->cfg.n_layers ? &m->layers[i] : &m->mtp->layer;
+            if (ml->is_moe && ml->router_bias) {
                 t->has_bias[i] = 1;
-                memcpy(t->bias + (size_t)i * E, m->layers[i].router_bias, sizeof(float) * (size_t)E);
+                memcpy(t->bias + (size_t)i * E, ml->router_bias, sizeof(float) * (size_t)E);
             }
+        }
         t->n_threads = params->n_threads ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (t->n_threads < 1) t->n_threads = 1;
         t->ex.k = kern;
@@ -520,6 +557,42 @@ static dsc_status check_batch(const dsc_trainer *t, const int32_t *tokens, int32
     return DSC_OK;
 }
 
+/* MTP module 0 on the main model's normed output xf: row n = b T + t takes
+ * [enorm(embed(token t + 1)); hnorm(xf)] through eh_proj and its decoder
+ * layer, and predicts token t + 2 (none for t = T - 1). Returns the layer's
+ * balance loss; t->loss_mtp gets the mean cross-entropy. */
+static float mtp_forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T) {
+    const dsc_config *c = &t->cfg;
+    const int32_t N = B * T, D = c->hidden_size, V = c->vocab_size, L = c->n_layers;
+    const float eps = c->rms_norm_eps;
+    const int32_t valid = B * (T - 1);
+    for (int32_t b = 0; b < B; b++)
+        for (int32_t i = 0; i < T; i++) {
+            const int32_t n = b * T + i;
+            const int32_t *row = tokens + (int64_t)b * (T + 1);
+            t->mtp_inputs[n] = row[i + 1];
+            t->mtp_targets[n] = i + 2 <= T ? row[i + 2] : 0;
+            t->mtp_w[n] = i + 2 <= T ? t->p.mtp_lambda / (float)valid : 0.0f;
+        }
+    train_embed_forward(t->mtp_e, t->mtp_inputs, t->w.mtp_embed, N, D);
+    train_rmsnorm_forward(t->mtp_en, t->mtp_erstd, t->mtp_e, t->w.enorm, N, D, eps, &t->ex);
+    train_rmsnorm_forward(t->mtp_hn, t->mtp_hrstd, t->xf, t->w.hnorm, N, D, eps, &t->ex);
+    for (int64_t n = 0; n < N; n++) {
+        memcpy(t->mtp_cat + n * 2 * D, t->mtp_en + n * D, sizeof(float) * (size_t)D);
+        memcpy(t->mtp_cat + n * 2 * D + D, t->mtp_hn + n * D, sizeof(float) * (size_t)D);
+    }
+    train_matmul_forward(t->acts[L].x, t->mtp_cat, t->w.eh_proj, N, 2 * D, D, &t->ex);
+    const float aux = layer_forward(t, L, t->mtp_xL, B, T);
+    train_rmsnorm_forward(t->mtp_xf, t->mtp_rstdf, t->mtp_xL, t->w.mtp_head_norm, N, D, eps, &t->ex);
+    train_matmul_forward(t->mtp_probs, t->mtp_xf, t->w.mtp_head, N, D, V, &t->ex);
+    train_crossentropy_forward(t->mtp_losses, t->mtp_probs, t->mtp_probs, t->mtp_targets, N, V, &t->ex);
+    double ce = 0;
+    for (int32_t n = 0; n < N; n++)
+        if (t->mtp_w[n] > 0) ce += t->mtp_losses[n];
+    t->loss_mtp = valid > 0 ? (float)(ce / valid) : 0.0f;
+    return aux;
+}
+
 static void forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T, float *loss_ce, float *loss_aux) {
     const dsc_config *c = &t->cfg;
     const int32_t N = B * T, D = c->hidden_size, V = c->vocab_size;
@@ -539,6 +612,7 @@ static void forward(dsc_trainer *t, const int32_t *tokens, int32_t B, int32_t T,
     train_crossentropy_forward(t->losses, t->probs, t->probs, t->targets, N, V, &t->ex);
     double ce = 0;
     for (int32_t n = 0; n < N; n++) ce += t->losses[n];
+    if (t->mtp) aux += mtp_forward(t, tokens, B, T);
     if (loss_ce) *loss_ce = (float)(ce / N);
     if (loss_aux) *loss_aux = (float)aux;
 }
@@ -637,31 +711,63 @@ static void attn_backward(dsc_trainer *t, int li, int32_t B, int32_t T) {
     train_rmsnorm_backward(g->dx, gw->attn_norm, g->dxn, a->x, w->attn_norm, a->rstd1, N, D, &t->ex);
 }
 
-/* w: d loss / d CE_n per target (NULL: 1 / N, the mean). */
+/* Layer li: ga.dx from d loss / d (its output) to d loss / d (its input). */
+static void layer_backward(dsc_trainer *t, int li, int32_t B, int32_t T) {
+    const dsc_config *c = &t->cfg;
+    const int32_t N = B * T, D = c->hidden_size;
+    trn_grads_acts *g = &t->ga;
+    const trn_layer *w = &t->w.layers[li];
+    const trn_acts *a = &t->acts[li];
+    /* FFN: dx is d loss / d (its output) and, through the residual, d x2. */
+    zero(g->dxn, (size_t)N * D);
+    if (w->is_moe) moe_backward(t, li, B, T);
+    else
+        mlp_backward(t, g->dxn, &t->g.layers[li].mlp, g->dg, g->du, g->dh, g->dx, a->xn2, a->g, a->u, a->h, &w->mlp, N,
+                     c->intermediate_size);
+    train_rmsnorm_backward(g->dx, t->g.layers[li].ffn_norm, g->dxn, a->x2, w->ffn_norm, a->rstd2, N, D, &t->ex);
+    attn_backward(t, li, B, T);
+}
+
+/* The MTP module, from its weighted cross-entropy down to its inputs:
+ * gradients of its tensors, and t->mtp_dxf = d loss / d xf through hnorm. */
+static void mtp_backward(dsc_trainer *t) {
+    const dsc_config *c = &t->cfg;
+    const int32_t B = t->B, T = t->T, N = B * T, D = c->hidden_size, V = c->vocab_size, L = c->n_layers;
+    trn_grads_acts *g = &t->ga;
+    train_crossentropy_backward_w(t->mtp_probs, t->mtp_probs, t->mtp_targets, N, V, t->mtp_w, &t->ex);
+    zero(g->dxf, (size_t)N * D);
+    train_matmul_backward(g->dxf, t->g.mtp_head, t->mtp_probs, t->mtp_xf, t->w.mtp_head, N, D, V, &t->ex);
+    zero(g->dx, (size_t)N * D);
+    train_rmsnorm_backward(g->dx, t->g.mtp_head_norm, g->dxf, t->mtp_xL, t->w.mtp_head_norm, t->mtp_rstdf, N, D, &t->ex);
+    layer_backward(t, L, B, T);
+    zero(t->mtp_dcat, (size_t)N * 2 * D);
+    train_matmul_backward(t->mtp_dcat, t->g.eh_proj, g->dx, t->mtp_cat, t->w.eh_proj, N, 2 * D, D, &t->ex);
+    for (int64_t n = 0; n < N; n++) memcpy(g->dxn + n * D, t->mtp_dcat + n * 2 * D, sizeof(float) * (size_t)D);
+    zero(g->dx, (size_t)N * D);
+    train_rmsnorm_backward(g->dx, t->g.enorm, g->dxn, t->mtp_e, t->w.enorm, t->mtp_erstd, N, D, &t->ex);
+    train_embed_backward(t->g.mtp_embed, g->dx, t->mtp_inputs, N, D);
+    for (int64_t n = 0; n < N; n++) memcpy(g->dxn + n * D, t->mtp_dcat + n * 2 * D + D, sizeof(float) * (size_t)D);
+    zero(t->mtp_dxf, (size_t)N * D);
+    train_rmsnorm_backward(t->mtp_dxf, t->g.hnorm, g->dxn, t->xf, t->w.hnorm, t->mtp_hrstd, N, D, &t->ex);
+}
+
+/* w: d loss / d CE_n per target (NULL: 1 / N, the mean, plus the MTP loss). */
 static void backward(dsc_trainer *t, const float *w) {
     const dsc_config *c = &t->cfg;
     const int32_t B = t->B, T = t->T, N = B * T, D = c->hidden_size, V = c->vocab_size;
     trn_grads_acts *g = &t->ga;
     zero(t->grads, t->n_floats);
+    const int mtp = t->mtp && !w;
+    if (mtp) mtp_backward(t);
     /* d loss / d logits, in place of the probabilities. */
     if (w) train_crossentropy_backward_w(t->probs, t->probs, t->targets, N, V, w, &t->ex);
     else train_crossentropy_backward(t->probs, t->probs, t->targets, N, V, 1.0f / N, &t->ex);
     zero(g->dxf, (size_t)N * D);
     train_matmul_backward(g->dxf, t->g.lm_head, t->probs, t->xf, t->w.lm_head, N, D, V, &t->ex);
+    if (mtp) t->ex.k->axpy(g->dxf, t->mtp_dxf, 1.0f, N * D);
     zero(g->dx, (size_t)N * D);
     train_rmsnorm_backward(g->dx, t->g.norm, g->dxf, t->xL, t->w.norm, t->rstdf, N, D, &t->ex);
-    for (int i = c->n_layers - 1; i >= 0; i--) {
-        const trn_layer *w = &t->w.layers[i];
-        const trn_acts *a = &t->acts[i];
-        /* FFN: dx is d loss / d (its output) and, through the residual, d x2. */
-        zero(g->dxn, (size_t)N * D);
-        if (w->is_moe) moe_backward(t, i, B, T);
-        else
-            mlp_backward(t, g->dxn, &t->g.layers[i].mlp, g->dg, g->du, g->dh, g->dx, a->xn2, a->g, a->u, a->h, &w->mlp, N,
-                         c->intermediate_size);
-        train_rmsnorm_backward(g->dx, t->g.layers[i].ffn_norm, g->dxn, a->x2, w->ffn_norm, a->rstd2, N, D, &t->ex);
-        attn_backward(t, i, B, T);
-    }
+    for (int i = c->n_layers - 1; i >= 0; i--) layer_backward(t, i, B, T);
     train_embed_backward(t->g.embed, g->dx, t->inputs, N, D);
 }
 
@@ -675,7 +781,7 @@ dsc_status dsc_train_grad(dsc_trainer *t, const int32_t *tokens, int32_t B, int3
     forward(t, tokens, B, T, loss_ce, loss_aux);
     t->have_fwd = 0;
     backward(t, NULL);
-    memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->cfg.n_layers * (size_t)t->cfg.n_routed_experts);
+    memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->n_blocks * (size_t)t->cfg.n_routed_experts);
     t->have_grad = 1;
     return DSC_OK;
 }
@@ -714,7 +820,7 @@ dsc_status dsc_train_backward(dsc_trainer *t, const float *weights) {
         if (!isfinite(weights[n]))
             return dsc_fail(DSC_ERR_ARG, "trainer: loss weight %d is not finite", n);
     backward(t, weights);
-    memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->cfg.n_layers * (size_t)t->cfg.n_routed_experts);
+    memcpy(t->grad_load, t->load, sizeof(int32_t) * (size_t)t->n_blocks * (size_t)t->cfg.n_routed_experts);
     t->have_fwd = 0;
     t->have_grad = 1;
     return DSC_OK;
@@ -739,7 +845,11 @@ dsc_status dsc_train_step(dsc_trainer *t, float lr) {
     return DSC_OK;
 }
 
+float dsc_train_loss_mtp(const dsc_trainer *t) { return t->mtp ? t->loss_mtp : NAN; }
+
 int32_t dsc_train_n_tensors(const dsc_trainer *t) { return t->n_tensors; }
+
+int32_t dsc_train_n_layers(const dsc_trainer *t) { return t->cfg.n_layers; }
 
 const dsc_train_tensor *dsc_train_tensor_at(const dsc_trainer *t, int32_t i) {
     return i >= 0 && i < t->n_tensors ? &t->tensors[i].pub : NULL;
@@ -760,14 +870,14 @@ int64_t dsc_train_n_params(const dsc_trainer *t) {
 float *dsc_train_bias(dsc_trainer *t, const char *name) {
     int li, end = 0;
     if (sscanf(name, "model.layers.%d.mlp.gate.e_score_correction_bias%n", &li, &end) != 1 || name[end] ||
-        li < 0 || li >= t->cfg.n_layers || !t->has_bias[li])
+        li < 0 || li >= t->n_blocks || !t->has_bias[li])
         return NULL;
     return t->bias + (size_t)li * t->cfg.n_routed_experts;
 }
 
 dsc_status dsc_train_write_grads(const dsc_trainer *t, const char *path, float loss_ce, float loss_aux) {
     const int n = t->n_tensors + 2;
-    dsc_tensor_view *v = calloc((size_t)n, sizeof *v);
+    dsc_tensor_view *v = calloc((size_t)n + 1, sizeof *v);
     char *names = malloc((size_t)t->n_tensors * 134);
     if (!v || !names) {
         free(v);
@@ -776,6 +886,9 @@ dsc_status dsc_train_write_grads(const dsc_trainer *t, const char *path, float l
     }
     v[0] = (dsc_tensor_view){.name = "loss_ce", .dtype = "F32", .ndim = 1, .shape = {1}, .data = &loss_ce};
     v[1] = (dsc_tensor_view){.name = "loss_aux", .dtype = "F32", .ndim = 1, .shape = {1}, .data = &loss_aux};
+    float loss_mtp = t->loss_mtp;
+    int n_out = n;
+    if (t->mtp) v[n_out++] = (dsc_tensor_view){.name = "loss_mtp", .dtype = "F32", .ndim = 1, .shape = {1}, .data = &loss_mtp};
     for (int32_t i = 0; i < t->n_tensors; i++) {
         const dsc_train_tensor *e = &t->tensors[i].pub;
         char *nm = names + (size_t)i * 134;
@@ -785,7 +898,7 @@ dsc_status dsc_train_write_grads(const dsc_trainer *t, const char *path, float l
     }
     char meta[64];
     snprintf(meta, sizeof meta, "%g", (double)t->p.alpha);
-    dsc_status s = dsc_safetensors_write(path, v, n, "alpha", meta);
+    dsc_status s = dsc_safetensors_write(path, v, n_out, "alpha", meta);
     free(v);
     free(names);
     return s;

@@ -44,6 +44,12 @@ typedef struct {
     trn_layer *layers; /* [L]                                             */
     float *norm;       /* (D)                                             */
     float *lm_head;    /* (V, D); == embed when tie_word_embeddings       */
+    /* MTP module 0 (layers[L] is its decoder layer); NULL without MTP     */
+    float *eh_proj;    /* (D, 2D)                                         */
+    float *enorm, *hnorm; /* (D)                                          */
+    float *mtp_embed;  /* (V, D)                                          */
+    float *mtp_head_norm; /* (D)                                          */
+    float *mtp_head;   /* (V, D)                                          */
 } trn_weights;
 
 typedef struct {
@@ -137,6 +143,22 @@ struct dsc_trainer {
     float *probs;              /* (N, V)          logits, then probabilities, then their gradient */
     float *losses;             /* (N)                                        */
     trn_grads_acts ga;
+
+    /* MTP (p.mtp_lambda > 0): the module's decoder layer is block L, its
+     * activations acts[L]; row n = b T + t reads token t + 1 and predicts t + 2. */
+    int mtp;
+    int n_blocks;              /* n_layers + mtp: layers with weights, activations, biases */
+    int32_t *mtp_inputs, *mtp_targets; /* (N) targets past the end are 0, weight 0 */
+    float *mtp_w;              /* (N)             lambda / valid rows, or 0   */
+    float *mtp_e, *mtp_en, *mtp_erstd; /* (N, D), (N, D), (N) embedding, enorm */
+    float *mtp_hn, *mtp_hrstd; /* (N, D), (N)     hnorm(xf)                  */
+    float *mtp_cat;            /* (N, 2D)         [en; hn]                   */
+    float *mtp_xL, *mtp_rstdf, *mtp_xf; /* (N, D), (N), (N, D) block output, head norm */
+    float *mtp_probs;          /* (N, V)                                     */
+    float *mtp_losses;         /* (N)                                        */
+    float *mtp_dcat;           /* (N, 2D)                                    */
+    float *mtp_dxf;            /* (N, D)          d loss / d xf through hnorm */
+    float loss_mtp;
 
     int32_t B, T;              /* sizes of the last forward                  */
     int have_grad;             /* gradients not yet used by a step           */

@@ -3,7 +3,7 @@
 #   test_loop.sh DSC_BINARY GOLDEN_DIR
 # train-tokenizer (checked against a plain reference trainer, loaded and
 # round-tripped by `dsc tokenize` / `dsc detokenize`), `dsc train` on a tiny
-# DeepSeek-V3 config (the loss falls; --accum; --resume is exact), the
+# DeepSeek-V3 config (the loss falls; --accum; --resume is exact; MTP), the
 # stability machinery (an injected absurd batch is skipped; an lr burst
 # diverges, rolls back and recovers), and the checkpoint in generate / run /
 # logits. Deterministic; a few seconds on one thread.
@@ -33,6 +33,17 @@ fails() {
     else ko "$name (rc $rc)"; cat "$W/err" | head -5; fi
 }
 py() { python3 - "$@"; }
+# same_run DIR1 DIR2 KEY...: 20 logged steps with equal KEYs, and the same weights
+same_run() {
+    python3 -c '
+import json, sys
+d1, d2, keys = sys.argv[1], sys.argv[2], sys.argv[3:]
+def rows(d): return [(r["step"],) + tuple(r.get(k) for k in keys) for r in map(json.loads, open(d + "/log.jsonl"))]
+a, b = rows(d1), rows(d2)
+assert len(a) == 20 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3] or (len(a), len(b))
+assert open(d1 + "/model.safetensors", "rb").read() == open(d2 + "/model.safetensors", "rb").read()
+' "$@"
+}
 
 # ---------------------------------------------------------------- tokenizer
 TEXT="$W/text.txt"
@@ -163,14 +174,34 @@ for x, y in zip(a, b):
 check "20 steps in one run" $TRAIN --steps 20 --save-every 7 -o "$W/one"
 check "10 steps (--stop-at 10), then --resume" sh -c "$TRAIN --steps 20 --save-every 7 --stop-at 10 -o $W/two 2>/dev/null &&
     $TRAIN --steps 20 --save-every 7 --resume -o $W/two"
-check "resume is exact: identical log losses and identical weights" py "$W/one" "$W/two" <<'EOF'
-import json, sys
-def rows(d): return [(r["step"], r.get("loss"), r.get("val_loss"), r.get("grad_norm")) for r in map(json.loads, open(d + "/log.jsonl"))]
-a, b = rows(sys.argv[1]), rows(sys.argv[2])
-assert len(a) == 20 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3] or (len(a), len(b))
-assert open(sys.argv[1] + "/model.safetensors", "rb").read() == open(sys.argv[2] + "/model.safetensors", "rb").read()
-EOF
+check "resume is exact: identical log losses and identical weights" same_run "$W/one" "$W/two" loss val_loss grad_norm
 fails "--resume without a checkpoint is one line" "empty" $TRAIN --steps 5 --resume -o "$W/empty"
+
+# ---------------------------------------------------------------- multi-token prediction
+check "--mtp-lambda 0.3: 20 steps with MTP module 0" $TRAIN --steps 20 --save-every 7 --mtp-lambda 0.3 -o "$W/mtp"
+check "... logs mtp_loss, which falls; the checkpoint keeps the MTP layer (V3 names, num_nextn_predict_layers 1)" py "$W/mtp" <<'EOF'
+import json, struct, sys
+d = sys.argv[1]
+rows = [json.loads(l) for l in open(d + "/log.jsonl") if '"event"' not in l]
+m = [r["mtp_loss"] for r in rows]
+assert len(m) == 20 and all(x == x for x in m) and m[-1] < m[0] - 0.5, m
+assert json.load(open(d + "/config.json"))["num_nextn_predict_layers"] == 1
+f = open(d + "/model.safetensors", "rb")
+h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+for k in ("eh_proj.weight", "enorm.weight", "hnorm.weight", "embed_tokens.weight", "shared_head.head.weight",
+          "shared_head.norm.weight", "mlp.gate.e_score_correction_bias", "self_attn.kv_b_proj.weight"):
+    assert "model.layers.2." + k in h, k
+print("mtp_loss", m[0], "->", m[-1])
+EOF
+check "... 10 steps, then --resume with MTP" sh -c "$TRAIN --steps 20 --save-every 7 --mtp-lambda 0.3 --stop-at 10 -o $W/mtp2 2>/dev/null &&
+    $TRAIN --steps 20 --save-every 7 --mtp-lambda 0.3 --resume -o $W/mtp2"
+check "... is exact: identical losses (main and MTP) and weights" same_run "$W/mtp" "$W/mtp2" loss mtp_loss grad_norm
+check "... and the checkpoint decodes (the MTP layer is not used)" "$DSC" generate -m "$W/mtp" --tokens "0 40 50" -n 6 --ids -t 1
+sed 's/"num_nextn_predict_layers": 1/"num_nextn_predict_layers": 0/' "$W/config.json" > "$W/config0.json"
+fails "--mtp-lambda with a config without an MTP layer is one line" "num_nextn_predict_layers 0" \
+    "$DSC" train "$W/config0.json" --data "$TEXT" --tokenizer "$TOK/tokenizer.json" --batch 2 --seq 16 --steps 2 \
+    --mtp-lambda 0.3 -o "$W/mtp0"
+fails "--mtp-lambda out of range is one line" "mtp-lambda" $TRAIN --steps 2 --mtp-lambda -1 -o "$W/mtpneg"
 
 # ---------------------------------------------------------------- stability
 check "an absurd batch (one token repeated) injected at step 15" $TRAIN --steps 30 --inject-batch 15:300 -o "$W/inject"

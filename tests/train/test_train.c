@@ -712,7 +712,10 @@ static void golden_forward(const char *root, const char *name) {
  * difference of the loss along its own gradient direction u = g / |g| must
  * equal |g| (the directional derivative). Run on the expected prompt of the
  * models that have no train file (group-limited routing, FP8 weights). */
-static void model_fd(const char *root, const char *name) {
+/* With mtp_lambda > 0 the objective is loss_ce + loss_aux + lambda x loss_mtp
+ * and the MTP module's tensors are in the table (at least mtp_min of them
+ * must be checked). */
+static void model_fd(const char *root, const char *name, float mtp_lambda, int mtp_min) {
     char dir[4096], path[4096];
     snprintf(dir, sizeof dir, "%s/model", root);
     snprintf(path, sizeof path, "%s/expected.safetensors", root);
@@ -730,6 +733,7 @@ static void model_fd(const char *root, const char *name) {
     dsc_train_params p = dsc_train_default_params();
     p.n_batch = 1;
     p.n_seq = T;
+    p.mtp_lambda = mtp_lambda;
     dsc_trainer *t;
     float ce, aux;
     if (dsc_trainer_new(dir, &p, &t) || dsc_train_grad(t, tokens, 1, T, &ce, &aux)) {
@@ -742,10 +746,13 @@ static void model_fd(const char *root, const char *name) {
     /* A float32 loss is known to a few ulps: the difference quotient carries
      * an absolute error of about a = 4 eps_f32 |L| / (2 eps); a tensor passes
      * when |fd - |g|| <= 1e-2 |g| + a, and tensors with |g| < 2a are skipped. */
-    const double eps = 1e-3, a = 4 * 1.1920929e-7 * fabs((double)ce + aux) / (2 * eps);
+    const double mtp0 = mtp_lambda > 0 ? (double)mtp_lambda * dsc_train_loss_mtp(t) : 0;
+    const double eps = 1e-3, a = 4 * 1.1920929e-7 * fabs((double)ce + aux + mtp0) / (2 * eps);
     double worst = 0;
     const char *worst_name = "";
-    int checked = 0;
+    int checked = 0, mtp_checked = 0;
+    char mtp_prefix[64];
+    snprintf(mtp_prefix, sizeof mtp_prefix, "model.layers.%d.", dsc_train_n_layers(t));
     for (int32_t i = 0; i < n; i++) {
         const dsc_train_tensor *e = dsc_train_tensor_at(t, i);
         double norm = 0;
@@ -758,17 +765,18 @@ static void model_fd(const char *root, const char *name) {
             for (int64_t k = 0; k < e->numel; k++) e->param[k] = (float)(save[k] + (sgn ? -eps : eps) * u[k]);
             float c2, a2;
             dsc_train_eval(t, tokens, 1, T, &c2, &a2);
-            l[sgn] = (double)c2 + a2;
+            l[sgn] = (double)c2 + a2 + (mtp_lambda > 0 ? (double)mtp_lambda * dsc_train_loss_mtp(t) : 0);
         }
         memcpy(e->param, save, sizeof(float) * (size_t)e->numel);
         const double fd = (l[0] - l[1]) / (2 * eps), ratio = fabs(fd - norm) / (1e-2 * norm + a);
         if (getenv("DSC_TEST_VERBOSE")) printf("  %-50s |g| %.3e fd %.3e\n", e->name, norm, fd);
         if (!(ratio <= worst)) worst = ratio, worst_name = e->name;
         checked++;
+        mtp_checked += !strncmp(e->name, mtp_prefix, strlen(mtp_prefix));
     }
-    report(worst <= 1 && checked > 0,
-           "%s directional fd of %d tensors: max |fd - |g|| / (1e-2 |g| + %.1e) = %.2f (%s)", name, checked, a, worst,
-           worst_name);
+    report(worst <= 1 && checked > 0 && mtp_checked >= mtp_min,
+           "%s%s directional fd of %d tensors (%d of the MTP module): max |fd - |g|| / (1e-2 |g| + %.1e) = %.2f (%s)", name,
+           mtp_lambda > 0 ? " with MTP" : "", checked, mtp_checked, a, worst, worst_name);
     free(save), free(u), free(tokens);
     dsc_trainer_free(t);
 }
@@ -793,12 +801,13 @@ int main(int argc, char **argv) {
         char root[4096];
         snprintf(root, sizeof root, "%s/models/%s", argv[1], names[i]);
         golden_forward(root, names[i]);
-        if (i >= 2) model_fd(root, names[i]);
+        if (i >= 2) model_fd(root, names[i], 0, 0);
+        if (i == 0) model_fd(root, names[i], 0.3f, 10); /* v3-tiny carries an MTP layer */
     }
     for (int i = 2; i < argc; i++) {
         const char *name = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
         golden_forward(argv[i], name);
-        model_fd(argv[i], name);
+        model_fd(argv[i], name, 0, 0);
     }
     pool_free(exn.pool);
     train_scratch_release();
