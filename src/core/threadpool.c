@@ -158,3 +158,37 @@ void pool_split(int64_t n, int ith, int nth, int64_t align, int64_t *lo, int64_t
     *lo = c0 * align < n ? c0 * align : n;
     *hi = c1 * align < n ? c1 * align : n;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread scratch                                                        */
+
+typedef struct {
+    size_t cap;
+    float data[];
+} thread_scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_key_make(void) { scratch_key_ok = pthread_key_create(&scratch_key, free) == 0; }
+
+float *pool_scratch(size_t n) {
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_key_ok) return NULL;
+    thread_scratch *s = pthread_getspecific(scratch_key);
+    if (s && s->cap >= n) return s->data;
+    free(s);
+    s = n <= ((size_t)1 << 40) ? malloc(sizeof *s + sizeof(float) * n) : NULL;
+    pthread_setspecific(scratch_key, s);
+    if (!s) return NULL;
+    s->cap = n;
+    return s->data;
+}
+
+void pool_scratch_release(void) {
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_key_ok) return;
+    free(pthread_getspecific(scratch_key));
+    pthread_setspecific(scratch_key, NULL);
+}

@@ -7,6 +7,7 @@
 #ifndef DSC_CORE_THREADPOOL_H
 #define DSC_CORE_THREADPOOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void (*pool_fn)(void *arg, int ith, int nth);
@@ -22,5 +23,11 @@ void pool_run(dsc_pool *p, pool_fn fn, void *arg);
 
 /* [lo, hi) of n items for thread ith of nth, in chunks of `align`. */
 void pool_split(int64_t n, int ith, int nth, int64_t align, int64_t *lo, int64_t *hi);
+
+/* The calling thread's scratch of at least n floats (kept between calls,
+ * grown as needed), or NULL when out of memory. A thread's scratch is freed
+ * when the thread ends, or by pool_scratch_release on that thread. */
+float *pool_scratch(size_t n);
+void pool_scratch_release(void);
 
 #endif

@@ -108,6 +108,8 @@ typedef struct {
                  int32_t K, int flags, float *pack);
     /* y[i] = exp(x[i] - mx) for n values (y may be x); returns their sum,
      * summed in double. Vector forms: a polynomial exp within 2 ulp. */
+    /* out[cols] = row r of w in F32 (kern_mat_row; vector forms decode 8 at a time). */
+    void (*mat_row)(float *out, const dsc_mat *w, int32_t r);
     double (*exp_sum)(float *y, const float *x, int32_t n, float mx);
     /* y[i] = sigmoid(x[i]) from e = exp(-|x|) (no overflow): 1 / (1 + e)
      * for x >= 0, e / (1 + e) below (y may be x). */

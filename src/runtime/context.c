@@ -148,6 +148,7 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
 void dsc_ctx_free(dsc_ctx *ctx) {
     if (!ctx) return;
     pool_free(ctx->pool);
+    pool_scratch_release();
     free(ctx->ts);
     free(ctx->mem);
     free(ctx);

@@ -8,7 +8,6 @@
 #include "train/ops.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,41 +141,9 @@ static void mm_forward_task(void *arg, int ith, int nth) {
 /* rows of C (by 6) when C is taller than wide, else its columns (by 16). K  */
 /* is cut into blocks of TRAIN_KB, added in order. Every element of C is     */
 /* computed by one thread in the same order whatever the thread count.       */
-/* Scratch is per thread, kept between calls (train_scratch_release).        */
+/* Scratch is per thread, kept between calls (pool_scratch).                 */
 
 #define TRAIN_KB 1024
-
-typedef struct {
-    size_t cap;
-    float data[];
-} thread_scratch;
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static int scratch_key_ok;
-
-static void scratch_key_make(void) { scratch_key_ok = pthread_key_create(&scratch_key, free) == 0; }
-
-/* The calling thread's scratch of at least n floats, or NULL. */
-static float *scratch_get(size_t n) {
-    pthread_once(&scratch_once, scratch_key_make);
-    if (!scratch_key_ok) return NULL;
-    thread_scratch *s = pthread_getspecific(scratch_key);
-    if (s && s->cap >= n) return s->data;
-    free(s);
-    s = malloc(sizeof *s + sizeof(float) * n);
-    pthread_setspecific(scratch_key, s);
-    if (!s) return NULL;
-    s->cap = n;
-    return s->data;
-}
-
-void train_scratch_release(void) {
-    pthread_once(&scratch_once, scratch_key_make);
-    if (!scratch_key_ok) return;
-    free(pthread_getspecific(scratch_key));
-    pthread_setspecific(scratch_key, NULL);
-}
 
 typedef struct {
     const dsc_kernels *k;
@@ -207,7 +174,7 @@ static void gemm_task(void *arg, int ith, int nth) {
     }
     if (M <= 0 || N <= 0) return;
     const int32_t kb0 = j->K < TRAIN_KB ? j->K : TRAIN_KB;
-    float *pack = scratch_get(kern_gemm_scratch(M, N, kb0, j->flags));
+    float *pack = pool_scratch(kern_gemm_scratch(M, N, kb0, j->flags));
     if (!pack) { /* out of memory: the reference kernel, which needs no scratch */
         kern_ref.gemm(c, j->ldc, a, j->lda, b, j->ldb, M, N, j->K, j->flags, NULL);
         return;

@@ -29,10 +29,6 @@ typedef struct {
     int simple_attention; /* attention query by query */
 } train_exec;
 
-/* Frees the calling thread's gemm scratch (kept between products; the
- * pool's threads free theirs when they end). */
-void train_scratch_release(void);
-
 /* out (N, D) = wte[tokens[n]] */
 void train_embed_forward(float *out, const int32_t *tokens, const float *wte, int32_t N, int32_t D);
 /* dwte (V, D) += scatter of dout (N, D) */

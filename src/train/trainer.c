@@ -279,7 +279,7 @@ static void plan_acts(dsc_trainer *t, planner *p) {
 void dsc_trainer_free(dsc_trainer *t) {
     if (!t) return;
     pool_free(t->ex.pool);
-    train_scratch_release();
+    pool_scratch_release();
     free(t->tensors);
     free(t->params);
     free(t->grads);

@@ -810,7 +810,7 @@ int main(int argc, char **argv) {
         model_fd(argv[i], name, 0, 0);
     }
     pool_free(exn.pool);
-    train_scratch_release();
+    pool_scratch_release();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

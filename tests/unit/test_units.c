@@ -168,6 +168,13 @@ static void test_isa_kernels(void) {
                 worst = mag = 0;
                 for (int i = 0; i < C; i++) worst = fmax(worst, fabs(vr[i] - vk[i])), mag = fmax(mag, fabs(vr[i]));
                 CHECK(worst <= 1e-5 * mag, "%s matvec_t %s cols %d: max err %g of %g", isas[ii], tname[ti], C, worst, mag);
+                worst = mag = 0; /* mat_row: every row decoded as the reference does (to a rounding of the scale) */
+                for (int r = 0; r < ROWS; r++) {
+                    kern_ref.mat_row(vr, &w, r);
+                    k->mat_row(vk, &w, r);
+                    for (int i = 0; i < C; i++) worst = fmax(worst, fabs(vr[i] - vk[i])), mag = fmax(mag, fabs(vr[i]));
+                }
+                CHECK(worst <= 1e-6 * mag, "%s mat_row %s cols %d: max err %g of %g", isas[ii], tname[ti], C, worst, mag);
                 if (ti == 0) {
                     double dr = kern_ref.dot(x, x + C, C), dk = k->dot(x, x + C, C);
                     CHECK(fabs(dr - dk) <= 1e-5 * (1 + fabs(dr)), "%s dot n %d", isas[ii], C);

@@ -240,6 +240,31 @@ static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, i
  * panels; with DSC_GEMM_AT each block of A is first copied into rows of k.
  * Each element is a plain sum over k in order, fused multiply-adds, then
  * added to C under DSC_GEMM_ACC. */
+/* One row of w in F32, 8 values at a time with the matmul tiles' decoders. */
+void avx2_mat_row(float *out, const dsc_mat *w, int32_t r) {
+    const int32_t C = w->cols, c8 = C & ~7;
+    const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;
+    const void *rp[RT];
+    const float *sp[RT] = {0};
+    const uint16_t *qp[RT] = {0};
+    tile_rows(w, r, r + 1, rp, sp, qp);
+    (void)bc;
+    int32_t c = 0;
+    switch (w->type) {
+    case DSC_W_F32: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_F32(0, c)); break;
+    case DSC_W_BF16: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_BF16(0, c)); break;
+    case DSC_W_F16: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_F16(0, c)); break;
+    case DSC_W_F8_E4M3: for (; c < c8 && bc % 8 == 0; c += 8) _mm256_storeu_ps(out + c, LOAD_FP8(0, c)); break;
+    case DSC_W_Q8: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_Q8(0, c)); break;
+    case DSC_W_Q4: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_Q4(0, c)); break;
+    }
+    if (c < C) { /* a tail (or FP8 blocks not a multiple of 8 wide): the reference */
+        float row[C];
+        kern_mat_row(row, w, r);
+        memcpy(out + c, row + c, sizeof(float) * (size_t)(C - c));
+    }
+}
+
 /* r[i][j] <- r[j][i] for an 8 x 8 block. */
 static inline void transpose8(__m256 r[8]) {
     __m256 t[8], u[8];
@@ -445,4 +470,4 @@ __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const flo
 }
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
+                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw};

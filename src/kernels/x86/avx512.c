@@ -445,8 +445,9 @@ static void avx512_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda,
 void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
                int32_t K, int flags, float *pack);
 double avx2_exp_sum(float *y, const float *x, int32_t n, float mx);
+void avx2_mat_row(float *out, const dsc_mat *w, int32_t r);
 void avx2_sigmoid(float *y, const float *x, int32_t n);
 void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
-                                 avx512_fma_burn, 16, avx2_gemm, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
+                                 avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
