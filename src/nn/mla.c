@@ -64,6 +64,54 @@ typedef struct {
     int32_t n;
 } attn_job;
 
+/* Rows of queries per block of the tiled prefill attention. */
+#define MLA_RB 48
+
+/* The same with the kernels' gemm (prefill of many tokens): per head, kvh =
+ * clat W_kv_b[h]^T from the head's rows in F32, then by blocks of MLA_RB
+ * queries S = q_nope k^T + q_pe k_pe^T up to the last key the block sees,
+ * the causal softmax, and out = P v. False when there is no scratch. */
+static int mla_attend_prefill_gemm(const attn_job *j, int ith, int nth) {
+    dsc_ctx *ctx = j->ctx;
+    const dsc_layer *l = j->l;
+    const dsc_kernels *k = ctx->k;
+    const dsc_config *c = &ctx->model->cfg;
+    dsc_scratch *s = &ctx->s;
+    dsc_tscratch *ts = &ctx->ts[ith];
+    const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
+    const int32_t H = c->n_heads, dq = dn + dr, dkv = dn + dv, pos0 = s->tpos[0], n_pos = pos0 + j->n;
+    size_t npk = kern_gemm_scratch(n_pos, dkv, R, 0), t2 = kern_gemm_scratch(MLA_RB, n_pos, dn > dr ? dn : dr, 0);
+    const size_t t3 = kern_gemm_scratch(MLA_RB, dv, n_pos, DSC_GEMM_BN);
+    npk = npk > t2 ? npk : t2;
+    npk = npk > t3 ? npk : t3;
+    const size_t nwb = (size_t)dkv * R, nsc = (size_t)MLA_RB * n_pos;
+    float *wb = pool_scratch(nwb + nsc + npk);
+    if (!wb) return 0;
+    float *sc = wb + nwb, *pack = sc + nsc;
+    const int64_t lq = (int64_t)H * dq, lo = (int64_t)H * dv;
+    const float scale = ctx->model->softmax_scale;
+    for (int32_t h = ith; h < H; h += nth) {
+        for (int32_t r = 0; r < dkv; r++) k->mat_row(wb + (int64_t)r * R, &l->kv_b, h * dkv + r);
+        k->gemm(ts->kvh, dkv, s->clat, R, wb, R, n_pos, dkv, R, 0, pack);
+        for (int32_t t0 = 0; t0 < j->n; t0 += MLA_RB) {
+            const int32_t mb = j->n - t0 < MLA_RB ? j->n - t0 : MLA_RB, np = pos0 + t0 + mb;
+            const float *q = s->q + (int64_t)t0 * lq + (int64_t)h * dq;
+            k->gemm(sc, np, q, lq, ts->kvh, dkv, mb, np, dn, 0, pack);
+            k->gemm(sc, np, q + dn, lq, s->ckpe, dr, mb, np, dr, DSC_GEMM_ACC, pack);
+            for (int32_t i = 0; i < mb; i++) {
+                float *row = sc + (int64_t)i * np;
+                const int32_t len = pos0 + t0 + i + 1; /* causal */
+                for (int32_t p = 0; p < len; p++) row[p] *= scale;
+                kern_softmax(row, len);
+                for (int32_t p = len; p < np; p++) row[p] = 0;
+            }
+            k->gemm(s->attn + (int64_t)t0 * lo + (int64_t)h * dv, lo, sc, np, ts->kvh + dn, dkv, mb, dv, np, DSC_GEMM_BN,
+                    pack);
+        }
+    }
+    return 1;
+}
+
 /* Plain attention with keys/values decompressed from the cache, one head at a time. */
 static void mla_attend_prefill(void *arg, int ith, int nth) {
     const attn_job *j = arg;
@@ -73,6 +121,7 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     dsc_tscratch *ts = &ctx->ts[ith];
+    if (j->n >= 8 && k->gemm && mla_attend_prefill_gemm(j, ith, nth)) return;
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int32_t dq = dn + dr, dkv = dn + dv, pos0 = s->tpos[0], n_pos = pos0 + j->n;
     for (int32_t h = ith; h < c->n_heads; h += nth) {

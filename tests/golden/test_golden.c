@@ -178,32 +178,36 @@ int main(int argc, char **argv) {
         check(ok, what, ids);
         dsc_ctx_free(ctx);
     }
-    /* A prompt of 3 T + G tokens (prompt x 3, then the greedy tokens): long
-     * enough (>= 32) for prefill's tiled gemm path, checked against the
+    /* A prompt of 4 T + G tokens (the prompt 4 times, then the greedy
+     * tokens): long enough (> 48) for prefill's tiled paths (gemm products
+     * from 8 tokens on, attention by blocks of 48 queries), fed at once and
+     * in chunks of 10 (a cache before each chunk), checked against the
      * reference kernels fed one token at a time (the row path the golden
      * logits above vouch for). */
-    const int TL = 3 * T + G;
+    const int TL = 4 * T + G;
     int32_t *ltok = malloc(sizeof(int32_t) * (size_t)TL);
-    for (int i = 0; i < TL; i++) ltok[i] = i < 3 * T ? tok[i % T] : greedy[i - 3 * T];
+    for (int i = 0; i < TL; i++) ltok[i] = i < 4 * T ? tok[i % T] : greedy[i - 4 * T];
     float *lref = malloc(sizeof(float) * (size_t)TL * V), *lgot = malloc(sizeof(float) * (size_t)TL * V);
     dsc_ctx *cref;
-    if (TL > 64 || TL < 32 || run_prompt(m, "ref", 1, ltok, TL, V, 0, lref, &cref)) {
-        check(0, "long prompt", TL > 64 || TL < 32 ? "prompt length outside [32, 64]" : dsc_last_error());
+    if (TL > 64 || TL <= 48 || run_prompt(m, "ref", 1, ltok, TL, V, 0, lref, &cref)) {
+        check(0, "long prompt", TL > 64 || TL <= 48 ? "prompt length outside (48, 64]" : dsc_last_error());
     } else {
         dsc_ctx_free(cref);
-        for (int ii = 0; isas[ii]; ii++) {
-            dsc_ctx *ctx;
-            char what[128], detail[256];
-            snprintf(what, sizeof what, "[%s] prefill of %d tokens at once vs reference token by token", isas[ii], TL);
-            if (run_prompt(m, isas[ii], 2, ltok, TL, V, 64, lgot, &ctx)) {
-                check(0, what, dsc_last_error());
-                continue;
+        for (int ii = 0; isas[ii]; ii++)
+            for (int chunk = 64; chunk >= 10; chunk -= 54) {
+                dsc_ctx *ctx;
+                char what[128], detail[256];
+                snprintf(what, sizeof what, "[%s] prefill of %d tokens %s vs reference token by token", isas[ii], TL,
+                         chunk == 64 ? "at once" : "in chunks of 10");
+                if (run_prompt(m, isas[ii], 2, ltok, TL, V, chunk, lgot, &ctx)) {
+                    check(0, what, dsc_last_error());
+                    continue;
+                }
+                dsc_ctx_free(ctx);
+                const double e = logits_rel_err(lgot, lref, TL, V);
+                snprintf(detail, sizeof detail, "max |diff| / max|logits| = %.3g (limit 1e-4)", e);
+                check(e < 1e-4, what, detail);
             }
-            dsc_ctx_free(ctx);
-            const double e = logits_rel_err(lgot, lref, TL, V);
-            snprintf(detail, sizeof detail, "max |diff| / max|logits| = %.3g (limit 1e-4)", e);
-            check(e < 1e-4, what, detail);
-        }
     }
     free(ltok);
     free(lref);
