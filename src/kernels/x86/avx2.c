@@ -183,8 +183,105 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
     }
 }
 
+/* Decode (one token) of the block formats: one row at a time (each thread
+ * reads its rows as one sequential stream, prefetched ahead), the block's
+ * scale multiplying the block's partial dot product once; Q4's offset of 8
+ * is taken out as 8 x scale x sum(x over the block), summed once per call. */
+#define PF_AHEAD 512
+
+static void mm1_q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) {
+        const int8_t *q = (const int8_t *)w->data + (int64_t)r * C;
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int32_t b = 0; b < nb; b++) {
+            const int8_t *qb = q + 32 * b;
+            const float *xb = x + 32 * b;
+            _mm_prefetch((const char *)qb + PF_AHEAD, _MM_HINT_T0);
+            const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(qb)));
+            const __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(qb + 8)));
+            const __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(qb + 16)));
+            const __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(qb + 24)));
+            __m256 t = _mm256_mul_ps(w0, _mm256_loadu_ps(xb));
+            __m256 u = _mm256_mul_ps(w1, _mm256_loadu_ps(xb + 8));
+            t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), t);
+            u = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), u);
+            const __m256 sb = _mm256_set1_ps(f16s(sc[b]));
+            if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(t, u), sb, acc1);
+            else acc0 = _mm256_fmadd_ps(_mm256_add_ps(t, u), sb, acc0);
+        }
+        y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+static void mm1_q4_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    float xsum[nb];
+    for (int32_t b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        xsum[b] = 8.0f * hsum8(_mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8)),
+                                             _mm256_add_ps(_mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24))));
+    }
+    const __m256i low = _mm256_set1_epi32(15);
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        float corr = 0;
+        for (int32_t b = 0; b < nb; b++) {
+            const uint8_t *qb = q + 16 * b;
+            const float *xb = x + 32 * b;
+            _mm_prefetch((const char *)qb + PF_AHEAD, _MM_HINT_T0);
+            const __m256i v0 = _mm256_cvtepu8_epi32(load8(qb)), v1 = _mm256_cvtepu8_epi32(load8(qb + 8));
+            __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), _mm256_loadu_ps(xb));
+            __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low)), _mm256_loadu_ps(xb + 8));
+            t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(xb + 16), t);
+            u = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(xb + 24), u);
+            const float s = f16s(sc[b]);
+            if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(s), acc1);
+            else acc0 = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(s), acc0);
+            corr += s * xsum[b];
+        }
+        y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1)) - corr;
+    }
+}
+
+static void mm1_bf16_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, c32 = C & ~31;
+    for (int32_t r = r0; r < r1; r++) {
+        const uint16_t *p = (const uint16_t *)w->data + (int64_t)r * C;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int32_t c = 0;
+#define BF8(o) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + c + (o)))), 16))
+        for (; c < c32; c += 32) {
+            _mm_prefetch((const char *)(p + c) + PF_AHEAD, _MM_HINT_T0);
+            s0 = _mm256_fmadd_ps(BF8(0), _mm256_loadu_ps(x + c), s0);
+            s1 = _mm256_fmadd_ps(BF8(8), _mm256_loadu_ps(x + c + 8), s1);
+            s2 = _mm256_fmadd_ps(BF8(16), _mm256_loadu_ps(x + c + 16), s2);
+            s3 = _mm256_fmadd_ps(BF8(24), _mm256_loadu_ps(x + c + 24), s3);
+        }
+#undef BF8
+        float t = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        for (; c < C; c++) t += kern_bf16_to_f32(p[c]) * x[c]; /* tail */
+        y[r - r0] = t;
+    }
+}
+
 static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                              int32_t r1) {
+    if (n == 1 && w->type == DSC_W_BF16) {
+        mm1_bf16_rows(y, x, w, r0, r1);
+        return;
+    }
+    if (n == 1 && w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
+        mm1_q8_rows(y, x, w, r0, r1);
+        return;
+    }
+    if (n == 1 && w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
+        mm1_q4_rows(y, x, w, r0, r1);
+        return;
+    }
     switch (w->type) {
     case DSC_W_F32: (n == 1 ? mm1_f32 : mm_f32)(y, ldy, x, w, n, r0, r1); return;
     case DSC_W_BF16: (n == 1 ? mm1_bf16 : mm_bf16)(y, ldy, x, w, n, r0, r1); return;
