@@ -37,9 +37,10 @@ void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode
     /* Only the rows asked for go through lm_head (V x D each). */
     const int32_t first = out ? 0 : n - 1;
     rmsnorm_rows(s->xn, s->x + (int64_t)first * D, m->final_norm, n - first, D, c->rms_norm_eps);
-    for (int32_t t = first; t < n; t++) {
-        float *row = out ? out + (int64_t)t * V : ctx->logits;
-        op_matmul(ctx, row, s->xn + (int64_t)(t - first) * D, &m->lm_head, 1);
-        if (out && t == n - 1) memcpy(ctx->logits, row, sizeof(float) * (size_t)V);
+    if (!out) {
+        op_matmul(ctx, ctx->logits, s->xn, &m->lm_head, 1);
+        return;
     }
+    op_matmul(ctx, out, s->xn, &m->lm_head, n); /* all rows in one pass over lm_head */
+    memcpy(ctx->logits, out + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
 }

@@ -27,7 +27,7 @@ static void mm_task(void *arg, int ith, int nth) {
  * OP_GEMM_ROWS rows of its share of W, dequantises them to F32 once (the
  * kernels' mat_row) and multiplies them with the kernels' register-tiled
  * gemm, by blocks of OP_GEMM_KB columns (the packed panels stay in L2). */
-#define OP_GEMM_MIN 8
+#define OP_GEMM_MIN 32
 #define OP_GEMM_ROWS 64
 #define OP_GEMM_KB 1024
 

@@ -11,7 +11,7 @@
 #include "kernels/kernels.h"
 
 #define RT 4
-#define TT 4
+#define TT 2
 #define E4M3_FACTOR 1.329227995784916e36f /* 2^120, see avx512.c */
 
 static inline float hsum8(__m256 v) {
@@ -98,11 +98,11 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
                 const float *xp[TT];                                                                                 \
                 for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
                 __m256 acc[RT][TT];                                                                                  \
-                for (int i = 0; i < RT; i++)                                                                         \
-                    for (int j = 0; j < (TTV); j++) acc[i][j] = _mm256_setzero_ps();                                 \
+                _Pragma("GCC unroll 4") for (int i = 0; i < RT; i++)                                                 \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) acc[i][j] = _mm256_setzero_ps();         \
                 for (int32_t c = 0; c < c8; c += 8) {                                                                \
                     __m256 w0 = LOAD(0, c), w1 = LOAD(1, c), w2 = LOAD(2, c), w3 = LOAD(3, c);                       \
-                    for (int j = 0; j < (TTV); j++) {                                                                \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) { /* unrolled: acc stays in registers */ \
                         __m256 xv = _mm256_loadu_ps(xp[j] + c);                                                      \
                         acc[0][j] = _mm256_fmadd_ps(w0, xv, acc[0][j]);                                              \
                         acc[1][j] = _mm256_fmadd_ps(w1, xv, acc[1][j]);                                              \
