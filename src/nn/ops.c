@@ -56,7 +56,9 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
 
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n) {
     mm_job j = {ctx->k, y, x, w, n};
-    const pool_fn fn = n >= OP_GEMM_MIN && ctx->k->gemm ? mm_gemm_task : mm_task;
+    /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
+     * their own prefill tiles (matmul_rows). */
+    const pool_fn fn = n >= OP_GEMM_MIN && ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
     if ((int64_t)w->rows * w->cols * n < OP_MIN_PARALLEL) fn(&j, 0, 1);
     else pool_run(ctx->pool, fn, &j);
 }

@@ -52,9 +52,9 @@ static inline __m256 load_q4(const uint8_t *blk, int j, float scale) {
     load_q4((const uint8_t *)rp[i] + (c) / DSC_QBLOCK * 16, (c) % DSC_QBLOCK, f16s(qp[i][(c) / DSC_QBLOCK]))
 
 static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void **rp, const float **sp,
-                             const uint16_t **qp) {
+                             const uint16_t **qp, int nr) {
     const int64_t C = w->cols;
-    for (int i = 0; i < RT; i++) {
+    for (int i = 0; i < nr; i++) {
         int32_t row = r + i < r1 ? r + i : r1 - 1;
         switch (w->type) {
         case DSC_W_F32: rp[i] = (const float *)w->data + row * C; break;
@@ -76,20 +76,24 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
     }
 }
 
+/* MR rows x TTV tokens per tile: 12 accumulators (independent FMA chains)
+ * in registers, each row's weights decoded once per 8 columns for all the
+ * tile's tokens, each token's 8 x values loaded once for all rows. */
+#define MR 6
 #define DEFINE_MATMUL(NAME, LOAD, TTV)                                                                               \
     static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
         const int32_t C = w->cols, c8 = C & ~7;                                                                      \
         const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
-        float wt[RT][8];                                                                                             \
+        float wt[MR][8];                                                                                             \
         (void)bc;                                                                                                    \
-        for (int32_t r = r0; r < r1; r += RT) {                                                                      \
-            const void *rp[RT];                                                                                      \
-            const float *sp[RT] = {0};                                                                               \
-            const uint16_t *qp[RT] = {0};                                                                            \
+        for (int32_t r = r0; r < r1; r += MR) {                                                                      \
+            const void *rp[MR];                                                                                      \
+            const float *sp[MR] = {0};                                                                               \
+            const uint16_t *qp[MR] = {0};                                                                            \
             (void)sp;                                                                                                \
             (void)qp;                                                                                                \
-            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
-            for (int i = 0; i < RT && c8 < C; i++) { /* scalar tail weights of each row */                           \
+            tile_rows(w, r, r1, rp, sp, qp, MR);                                                                     \
+            for (int i = 0; i < MR && c8 < C; i++) { /* scalar tail weights of each row */                           \
                 float row[C];                                                                                        \
                 kern_mat_row(row, w, r + i < r1 ? r + i : r1 - 1);                                                   \
                 memcpy(wt[i], row + c8, sizeof(float) * (size_t)(C - c8));                                           \
@@ -97,20 +101,19 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
             for (int32_t t = 0; t < n; t += (TTV)) {                                                                 \
                 const float *xp[TT];                                                                                 \
                 for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
-                __m256 acc[RT][TT];                                                                                  \
-                _Pragma("GCC unroll 4") for (int i = 0; i < RT; i++)                                                 \
+                __m256 acc[MR][TT];                                                                                  \
+                _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                                 \
                     _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) acc[i][j] = _mm256_setzero_ps();         \
                 for (int32_t c = 0; c < c8; c += 8) {                                                                \
-                    __m256 w0 = LOAD(0, c), w1 = LOAD(1, c), w2 = LOAD(2, c), w3 = LOAD(3, c);                       \
-                    _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) { /* unrolled: acc stays in registers */ \
-                        __m256 xv = _mm256_loadu_ps(xp[j] + c);                                                      \
-                        acc[0][j] = _mm256_fmadd_ps(w0, xv, acc[0][j]);                                              \
-                        acc[1][j] = _mm256_fmadd_ps(w1, xv, acc[1][j]);                                              \
-                        acc[2][j] = _mm256_fmadd_ps(w2, xv, acc[2][j]);                                              \
-                        acc[3][j] = _mm256_fmadd_ps(w3, xv, acc[3][j]);                                              \
+                    __m256 xv[TT];                                                                                   \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) xv[j] = _mm256_loadu_ps(xp[j] + c);      \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) { /* unrolled: all in registers */          \
+                        const __m256 wv = LOAD(i, c);                                                                \
+                        _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++)                                      \
+                            acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);                                       \
                     }                                                                                                \
                 }                                                                                                    \
-                for (int i = 0; i < RT && r + i < r1; i++)                                                           \
+                for (int i = 0; i < MR && r + i < r1; i++)                                                           \
                     for (int j = 0; j < (TTV) && t + j < n; j++) {                                                   \
                         float s = hsum8(acc[i][j]);                                                                  \
                         for (int32_t c = c8; c < C; c++) s += wt[i][c - c8] * xp[j][c];                              \
@@ -141,7 +144,7 @@ DEFINE_MATMULS(q4, LOAD_Q4)
             const uint16_t *qp[RT] = {0};                                                                            \
             (void)sp;                                                                                                \
             (void)qp;                                                                                                \
-            tile_rows(w, r, r1, rp, sp, qp);                                                                         \
+            tile_rows(w, r, r1, rp, sp, qp, RT);                                                                         \
             __m256 av[RT];                                                                                           \
             for (int i = 0; i < RT; i++) av[i] = _mm256_set1_ps(r + i < r1 ? a[r + i - r0] : 0.0f);                 \
             for (int32_t c = 0; c < c8; c += 8) {                                                                    \
@@ -344,7 +347,7 @@ void avx2_mat_row(float *out, const dsc_mat *w, int32_t r) {
     const void *rp[RT];
     const float *sp[RT] = {0};
     const uint16_t *qp[RT] = {0};
-    tile_rows(w, r, r + 1, rp, sp, qp);
+    tile_rows(w, r, r + 1, rp, sp, qp, RT);
     (void)bc;
     int32_t c = 0;
     switch (w->type) {
