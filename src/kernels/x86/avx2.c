@@ -190,7 +190,7 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  * reads its rows as one sequential stream, prefetched ahead), the block's
  * scale multiplying the block's partial dot product once; Q4's offset of 8
  * is taken out as 8 x scale x sum(x over the block), summed once per call. */
-#define PF_AHEAD 512
+#define PF_AHEAD 1024
 
 static void mm1_q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
