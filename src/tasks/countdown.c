@@ -330,14 +330,35 @@ static int cd_factor(cd_parser *P, cd_q *out) {
     return cd_fail(P, offered ? "%lld used more often than offered" : "%lld is not one of the numbers", (long long)v);
 }
 
-/* term := factor (("*" | "/") factor)* */
+/* The multiplicative operator at P->pos as '*' or '/' (0 if none), with its
+ * length: ASCII, LaTeX (\times, \cdot, \div, not followed by a letter) or
+ * UTF-8 (U+00D7, U+00B7, U+00F7). */
+static char cd_mulop(const cd_parser *P, size_t *len) {
+    static const struct {
+        const char *text;
+        char op;
+    } ops[] = {{"*", '*'}, {"/", '/'}, {"\\times", '*'}, {"\\cdot", '*'}, {"\\div", '/'},
+               {"\xc3\x97", '*'}, {"\xc2\xb7", '*'}, {"\xc3\xb7", '/'}};
+    const char *s = P->s + P->pos;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        const size_t n = strlen(ops[i].text);
+        if (strncmp(s, ops[i].text, n)) continue;
+        if (ops[i].text[0] == '\\' && ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z'))) continue;
+        *len = n;
+        return ops[i].op;
+    }
+    return 0;
+}
+
+/* term := factor (mulop factor)*, mulop as cd_mulop */
 static int cd_term(cd_parser *P, cd_q *out) {
     if (!cd_factor(P, out)) return 0;
     for (;;) {
         cd_space(P);
-        const char op = P->s[P->pos];
-        if (op != '*' && op != '/') return 1;
-        P->pos++;
+        size_t len = 0;
+        const char op = cd_mulop(P, &len);
+        if (!op) return 1;
+        P->pos += len;
         cd_q y;
         if (!cd_factor(P, &y) || !cd_arith(P, *out, op, y, out)) return 0;
     }

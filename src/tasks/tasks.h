@@ -65,7 +65,8 @@ char *task_solution(const task_problem *p);
  * there is none, it is not closed, or it does not fit in cap. */
 int task_extract_boxed(const char *text, char *out, size_t cap);
 
-/* Evaluates a Countdown expression (integers, + - * /, parentheses, unary
+/* Evaluates a Countdown expression (integers, + - * /, also written \times,
+ * \cdot, \div or as the Unicode signs, parentheses, unary
  * minus not allowed) with exact rational arithmetic. Every integer must be
  * one of numbers[], each used at most as often as it is offered. On success
  * *num / *den (den > 0, reduced) is the value and 1 is returned; otherwise 0

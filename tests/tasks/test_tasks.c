@@ -364,8 +364,14 @@ static void test_countdown_eval(void) {
     CHECK(EVAL("(7/2)*4", n247, 3) && n == 14 && d == 1, "a fraction on the way");
     CHECK(EVAL("7/2", n247, 3) && n == 7 && d == 2, "a fraction");
     CHECK(EVAL("(3-7)/(50-25)", nums, 4) && n == -4 && d == 25, "negative fraction, reduced");
+    /* LaTeX and Unicode multiplication and division signs, as models write them */
+    CHECK(EVAL("(50 + 25) \\times 3 \\div 7", nums, 4) && n == 225 && d == 7, "\\times and \\div: %lld/%lld", (long long)n,
+          (long long)d);
+    CHECK(EVAL("3\\cdot(50-25)", nums, 4) && n == 75 && d == 1, "\\cdot");
+    CHECK(EVAL("50 \xc3\x97 3 \xc3\xb7 25 \xc2\xb7 7", nums, 4) && n == 42 && d == 1, "U+00D7, U+00F7, U+00B7: %lld/%lld",
+          (long long)n, (long long)d);
     const char *bad[] = {"3++4", "(3+4", "3 4", "", "   ", "()", "3+", "3)", "(3)(7)", "3*x", "3^7", "3.0", "3,7",
-                         "3 \\times 7"};
+                         "3 \\timesy 7", "3 \\tim 7", "3 \\divide 7", "3 \\ 7", "3 \xc3 7", "\\times 3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(!EVAL(bad[i], nums, 4) && why[0], "'%s' rejected (%s)", bad[i], why);
     const int64_t big[3] = {4000000000, 4000000000, 4000000000};
