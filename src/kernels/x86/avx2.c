@@ -6,6 +6,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -271,8 +272,63 @@ static void mm1_bf16_rows(float *y, const float *x, const dsc_mat *w, int32_t r0
     }
 }
 
+/* BF16, a few tokens (batched decode, small experts): 16 weights per load;
+ * as 32-bit lanes the even ones are the low halves (<< 16 makes floats) and
+ * the odd ones the high halves (masking the low half does), so no shuffle
+ * decodes them. x is split once per call into its even and odd elements to
+ * match. Tiles of 4 rows x 2 tokens; false when there is no memory. */
+static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
+    float *xs = malloc(sizeof(float) * ((size_t)n * c16 + 1));
+    if (!xs) return 0;
+    for (int32_t t = 0; t < n; t++) /* token t: h even values, then h odd ones */
+        for (int32_t k = 0; k < h; k++) {
+            xs[(int64_t)t * c16 + k] = x[(int64_t)t * C + 2 * k];
+            xs[(int64_t)t * c16 + h + k] = x[(int64_t)t * C + 2 * k + 1];
+        }
+    const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
+    for (int32_t r = r0; r < r1; r += 4) {
+        const uint16_t *rp[4];
+        for (int i = 0; i < 4; i++) rp[i] = (const uint16_t *)w->data + (int64_t)(r + i < r1 ? r + i : r1 - 1) * C;
+        for (int32_t t = 0; t < n; t += 2) {
+            const int32_t t1 = t + 1 < n ? t + 1 : t;
+            const float *e0 = xs + (int64_t)t * c16, *e1 = xs + (int64_t)t1 * c16;
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            for (int32_t c = 0; c < c16; c += 16) {
+                const int32_t k = c / 2;
+                const __m256 xe0 = _mm256_loadu_ps(e0 + k), xo0 = _mm256_loadu_ps(e0 + h + k);
+                const __m256 xe1 = _mm256_loadu_ps(e1 + k), xo1 = _mm256_loadu_ps(e1 + h + k);
+#define EO_ROW(i, A0, A1)                                                                                            \
+    do {                                                                                                             \
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));                                         \
+        const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));                                             \
+        const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));                                          \
+        A0 = _mm256_fmadd_ps(wo, xo0, _mm256_fmadd_ps(we, xe0, A0));                                                 \
+        A1 = _mm256_fmadd_ps(wo, xo1, _mm256_fmadd_ps(we, xe1, A1));                                                 \
+    } while (0)
+                EO_ROW(0, a00, a01);
+                EO_ROW(1, a10, a11);
+                EO_ROW(2, a20, a21);
+                EO_ROW(3, a30, a31);
+#undef EO_ROW
+            }
+            const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+            for (int i = 0; i < 4 && r + i < r1; i++)
+                for (int j = 0; j < 2 && t + j < n; j++) {
+                    const float *xt = x + (int64_t)(t + j) * C;
+                    float sum = hsum8(acc[i][j]);
+                    for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * xt[c]; /* tail */
+                    y[(int64_t)(t + j) * ldy + (r + i - r0)] = sum;
+                }
+        }
+    }
+    free(xs);
+    return 1;
+}
+
 static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                              int32_t r1) {
+    if (n > 1 && w->type == DSC_W_BF16 && mm_bf16_eo(y, ldy, x, w, n, r0, r1)) return;
     if (n == 1 && w->type == DSC_W_BF16) {
         mm1_bf16_rows(y, x, w, r0, r1);
         return;
