@@ -187,18 +187,25 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
     }
 }
 
-/* Decode (one token) of the block formats: one row at a time (each thread
- * reads its rows as one sequential stream, prefetched ahead), the block's
- * scale multiplying the block's partial dot product once; Q4's offset of 8
- * is taken out as 8 x scale x sum(x over the block), summed once per call. */
+/* BF16, Q8 and Q4 products of few tokens (decode, batched decode, small
+ * experts). Each (row, token) dot product is summed in the same order
+ * whatever n is, so one token decoded alone gives the bits it gets inside a
+ * prompt (a quantized KV cache then stores the same values either way).
+ *
+ * Q8 and Q4: one row at a time (each thread reads its rows as one
+ * sequential stream, prefetched ahead), the block's scale multiplying the
+ * block's partial dot product once; Q4's offset of 8 is taken out as
+ * 8 x scale x sum(x over the block). Several tokens: each token in turn
+ * over blocks of QB_ROWS rows, which stay in L1 meanwhile. */
 #define PF_AHEAD 1024
+#define QB_ROWS 16
 
-static void mm1_q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+static void q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
     for (int32_t r = r0; r < r1; r++) {
         const int8_t *q = (const int8_t *)w->data + (int64_t)r * C;
         const uint16_t *sc = w->qscale + (int64_t)r * nb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        __m256 acc = _mm256_setzero_ps();
         for (int32_t b = 0; b < nb; b++) {
             const int8_t *qb = q + 32 * b;
             const float *xb = x + 32 * b;
@@ -211,15 +218,13 @@ static void mm1_q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, 
             __m256 u = _mm256_mul_ps(w1, _mm256_loadu_ps(xb + 8));
             t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), t);
             u = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), u);
-            const __m256 sb = _mm256_set1_ps(f16s(sc[b]));
-            if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(t, u), sb, acc1);
-            else acc0 = _mm256_fmadd_ps(_mm256_add_ps(t, u), sb, acc0);
+            acc = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(f16s(sc[b])), acc);
         }
-        y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1));
+        y[r - r0] = hsum8(acc);
     }
 }
 
-static void mm1_q4_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+static void q4_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
     float xsum[nb];
     for (int32_t b = 0; b < nb; b++) {
@@ -231,7 +236,7 @@ static void mm1_q4_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, 
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
         const uint16_t *sc = w->qscale + (int64_t)r * nb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        __m256 acc = _mm256_setzero_ps();
         float corr = 0;
         for (int32_t b = 0; b < nb; b++) {
             const uint8_t *qb = q + 16 * b;
@@ -242,69 +247,50 @@ static void mm1_q4_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, 
             __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low)), _mm256_loadu_ps(xb + 8));
             t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(xb + 16), t);
             u = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(xb + 24), u);
-            const float s = f16s(sc[b]);
-            if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(s), acc1);
-            else acc0 = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(s), acc0);
-            corr += s * xsum[b];
+            const float sb = f16s(sc[b]);
+            acc = _mm256_fmadd_ps(_mm256_add_ps(t, u), _mm256_set1_ps(sb), acc);
+            corr += sb * xsum[b];
         }
-        y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1)) - corr;
+        y[r - r0] = hsum8(acc) - corr;
     }
 }
 
-static void mm1_bf16_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, c32 = C & ~31;
-    for (int32_t r = r0; r < r1; r++) {
-        const uint16_t *p = (const uint16_t *)w->data + (int64_t)r * C;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int32_t c = 0;
-#define BF8(o) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + c + (o)))), 16))
-        for (; c < c32; c += 32) {
-            _mm_prefetch((const char *)(p + c) + PF_AHEAD, _MM_HINT_T0);
-            s0 = _mm256_fmadd_ps(BF8(0), _mm256_loadu_ps(x + c), s0);
-            s1 = _mm256_fmadd_ps(BF8(8), _mm256_loadu_ps(x + c + 8), s1);
-            s2 = _mm256_fmadd_ps(BF8(16), _mm256_loadu_ps(x + c + 16), s2);
-            s3 = _mm256_fmadd_ps(BF8(24), _mm256_loadu_ps(x + c + 24), s3);
-        }
-#undef BF8
-        float t = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        for (; c < C; c++) t += kern_bf16_to_f32(p[c]) * x[c]; /* tail */
-        y[r - r0] = t;
+static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1,
+                     void (*rows)(float *, const float *, const dsc_mat *, int32_t, int32_t)) {
+    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
+        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
+        for (int32_t t = 0; t < n; t++) rows(y + t * ldy + (rb - r0), x + (int64_t)t * w->cols, w, rb, re);
     }
 }
 
-/* BF16, a few tokens (batched decode, small experts): 16 weights per load;
- * as 32-bit lanes the even ones are the low halves (<< 16 makes floats) and
- * the odd ones the high halves (masking the low half does), so no shuffle
- * decodes them. x is split once per call into its even and odd elements to
- * match. Tiles of 4 rows x 2 tokens; false when there is no memory. */
-static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+/* BF16: 16 weights per load; as 32-bit lanes the even ones are the low
+ * halves (<< 16 makes floats) and the odd ones the high halves (masking the
+ * low half does), so no shuffle decodes them. x is split once per call into
+ * its even and odd elements to match. Tiles of 4 rows x NT tokens (NT = 2,
+ * or 1 for a single token). */
+static inline __attribute__((always_inline)) void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs,
+                                                                const dsc_mat *w, int32_t n, int32_t r0, int32_t r1,
+                                                                const int nt) {
     const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
-    float *xs = malloc(sizeof(float) * ((size_t)n * c16 + 1));
-    if (!xs) return 0;
-    for (int32_t t = 0; t < n; t++) /* token t: h even values, then h odd ones */
-        for (int32_t k = 0; k < h; k++) {
-            xs[(int64_t)t * c16 + k] = x[(int64_t)t * C + 2 * k];
-            xs[(int64_t)t * c16 + h + k] = x[(int64_t)t * C + 2 * k + 1];
-        }
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     for (int32_t r = r0; r < r1; r += 4) {
         const uint16_t *rp[4];
         for (int i = 0; i < 4; i++) rp[i] = (const uint16_t *)w->data + (int64_t)(r + i < r1 ? r + i : r1 - 1) * C;
-        for (int32_t t = 0; t < n; t += 2) {
-            const int32_t t1 = t + 1 < n ? t + 1 : t;
+        for (int32_t t = 0; t < n; t += nt) {
+            const int32_t t1 = nt == 2 && t + 1 < n ? t + 1 : t;
             const float *e0 = xs + (int64_t)t * c16, *e1 = xs + (int64_t)t1 * c16;
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             for (int32_t c = 0; c < c16; c += 16) {
                 const int32_t k = c / 2;
                 const __m256 xe0 = _mm256_loadu_ps(e0 + k), xo0 = _mm256_loadu_ps(e0 + h + k);
-                const __m256 xe1 = _mm256_loadu_ps(e1 + k), xo1 = _mm256_loadu_ps(e1 + h + k);
+                const __m256 xe1 = nt == 2 ? _mm256_loadu_ps(e1 + k) : xe0, xo1 = nt == 2 ? _mm256_loadu_ps(e1 + h + k) : xo0;
 #define EO_ROW(i, A0, A1)                                                                                            \
     do {                                                                                                             \
         const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));                                         \
         const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));                                             \
         const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));                                          \
         A0 = _mm256_fmadd_ps(wo, xo0, _mm256_fmadd_ps(we, xe0, A0));                                                 \
-        A1 = _mm256_fmadd_ps(wo, xo1, _mm256_fmadd_ps(we, xe1, A1));                                                 \
+        if (nt == 2) A1 = _mm256_fmadd_ps(wo, xo1, _mm256_fmadd_ps(we, xe1, A1));                                    \
     } while (0)
                 EO_ROW(0, a00, a01);
                 EO_ROW(1, a10, a11);
@@ -314,7 +300,7 @@ static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
             }
             const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
             for (int i = 0; i < 4 && r + i < r1; i++)
-                for (int j = 0; j < 2 && t + j < n; j++) {
+                for (int j = 0; j < nt && t + j < n; j++) {
                     const float *xt = x + (int64_t)(t + j) * C;
                     float sum = hsum8(acc[i][j]);
                     for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * xt[c]; /* tail */
@@ -322,23 +308,68 @@ static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
                 }
         }
     }
-    free(xs);
+}
+
+/* One token: 8 rows at a time (8 independent chains), each row's dot
+ * product summed exactly as in bf16_eo_tiles. */
+static void bf16_eo_rows8(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
+    const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
+    for (int32_t r = r0; r < r1; r += 8) {
+        const uint16_t *rp[8];
+        for (int i = 0; i < 8; i++) rp[i] = (const uint16_t *)w->data + (int64_t)(r + i < r1 ? r + i : r1 - 1) * C;
+        __m256 a[8];
+        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+        for (int32_t c = 0; c < c16; c += 16) {
+            const __m256 xe = _mm256_loadu_ps(xs + c / 2), xo = _mm256_loadu_ps(xs + h + c / 2);
+            if (!(c & 31))
+                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+                    _mm_prefetch((const char *)(rp[i] + c) + PF_AHEAD, _MM_HINT_T0);
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));
+                const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+                a[i] = _mm256_fmadd_ps(wo, xo, _mm256_fmadd_ps(we, xe, a[i]));
+            }
+        }
+        for (int i = 0; i < 8 && r + i < r1; i++) {
+            float sum = hsum8(a[i]);
+            for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * x[c]; /* tail */
+            y[r + i - r0] = sum;
+        }
+    }
+}
+
+/* The split of x on the stack up to this many floats, else on the heap. */
+#define EO_STACK 16384
+
+/* False only when the split of x finds no memory. */
+static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
+    const size_t nx = (size_t)n * c16;
+    float stack[nx <= EO_STACK ? nx + 1 : 1];
+    float *xs = nx <= EO_STACK ? stack : malloc(sizeof(float) * nx);
+    if (!xs) return 0;
+    for (int32_t t = 0; t < n; t++) /* token t: h even values, then h odd ones */
+        for (int32_t k = 0; k < h; k++) {
+            xs[(int64_t)t * c16 + k] = x[(int64_t)t * C + 2 * k];
+            xs[(int64_t)t * c16 + h + k] = x[(int64_t)t * C + 2 * k + 1];
+        }
+    if (n == 1) bf16_eo_rows8(y, x, xs, w, r0, r1);
+    else bf16_eo_tiles(y, ldy, x, xs, w, n, r0, r1, 2);
+    if (xs != stack) free(xs);
     return 1;
 }
 
 static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                              int32_t r1) {
-    if (n > 1 && w->type == DSC_W_BF16 && mm_bf16_eo(y, ldy, x, w, n, r0, r1)) return;
-    if (n == 1 && w->type == DSC_W_BF16) {
-        mm1_bf16_rows(y, x, w, r0, r1);
+    if (w->type == DSC_W_BF16 && mm_bf16_eo(y, ldy, x, w, n, r0, r1)) return;
+    if (w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
+        q_tokens(y, ldy, x, w, n, r0, r1, q8_rows);
         return;
     }
-    if (n == 1 && w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
-        mm1_q8_rows(y, x, w, r0, r1);
-        return;
-    }
-    if (n == 1 && w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
-        mm1_q4_rows(y, x, w, r0, r1);
+    if (w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
+        q_tokens(y, ldy, x, w, n, r0, r1, q4_rows);
         return;
     }
     switch (w->type) {
