@@ -266,31 +266,29 @@ static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, in
 /* BF16: 16 weights per load; as 32-bit lanes the even ones are the low
  * halves (<< 16 makes floats) and the odd ones the high halves (masking the
  * low half does), so no shuffle decodes them. x is split once per call into
- * its even and odd elements to match. Tiles of 4 rows x NT tokens (NT = 2,
- * or 1 for a single token). */
-static inline __attribute__((always_inline)) void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs,
-                                                                const dsc_mat *w, int32_t n, int32_t r0, int32_t r1,
-                                                                const int nt) {
+ * its even and odd elements to match. Tiles of 4 rows x 2 tokens. */
+static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs, const dsc_mat *w, int32_t n,
+                          int32_t r0, int32_t r1) {
     const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     for (int32_t r = r0; r < r1; r += 4) {
         const uint16_t *rp[4];
         for (int i = 0; i < 4; i++) rp[i] = (const uint16_t *)w->data + (int64_t)(r + i < r1 ? r + i : r1 - 1) * C;
-        for (int32_t t = 0; t < n; t += nt) {
-            const int32_t t1 = nt == 2 && t + 1 < n ? t + 1 : t;
+        for (int32_t t = 0; t < n; t += 2) {
+            const int32_t t1 = t + 1 < n ? t + 1 : t;
             const float *e0 = xs + (int64_t)t * c16, *e1 = xs + (int64_t)t1 * c16;
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             for (int32_t c = 0; c < c16; c += 16) {
                 const int32_t k = c / 2;
                 const __m256 xe0 = _mm256_loadu_ps(e0 + k), xo0 = _mm256_loadu_ps(e0 + h + k);
-                const __m256 xe1 = nt == 2 ? _mm256_loadu_ps(e1 + k) : xe0, xo1 = nt == 2 ? _mm256_loadu_ps(e1 + h + k) : xo0;
+                const __m256 xe1 = _mm256_loadu_ps(e1 + k), xo1 = _mm256_loadu_ps(e1 + h + k);
 #define EO_ROW(i, A0, A1)                                                                                            \
     do {                                                                                                             \
         const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));                                         \
         const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));                                             \
         const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));                                          \
         A0 = _mm256_fmadd_ps(wo, xo0, _mm256_fmadd_ps(we, xe0, A0));                                                 \
-        if (nt == 2) A1 = _mm256_fmadd_ps(wo, xo1, _mm256_fmadd_ps(we, xe1, A1));                                    \
+        A1 = _mm256_fmadd_ps(wo, xo1, _mm256_fmadd_ps(we, xe1, A1));                                                 \
     } while (0)
                 EO_ROW(0, a00, a01);
                 EO_ROW(1, a10, a11);
@@ -300,7 +298,7 @@ static inline __attribute__((always_inline)) void bf16_eo_tiles(float *y, int64_
             }
             const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
             for (int i = 0; i < 4 && r + i < r1; i++)
-                for (int j = 0; j < nt && t + j < n; j++) {
+                for (int j = 0; j < 2 && t + j < n; j++) {
                     const float *xt = x + (int64_t)(t + j) * C;
                     float sum = hsum8(acc[i][j]);
                     for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * xt[c]; /* tail */
@@ -356,7 +354,7 @@ static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
             xs[(int64_t)t * c16 + h + k] = x[(int64_t)t * C + 2 * k + 1];
         }
     if (n == 1) bf16_eo_rows8(y, x, xs, w, r0, r1);
-    else bf16_eo_tiles(y, ldy, x, xs, w, n, r0, r1, 2);
+    else bf16_eo_tiles(y, ldy, x, xs, w, n, r0, r1);
     if (xs != stack) free(xs);
     return 1;
 }
