@@ -112,6 +112,14 @@ typedef struct {
     float *ew;      /* (B)             and their weights                        */
     float *ex;      /* (B, D)          gathered inputs of one expert            */
     float *ey;      /* (B, D)          its outputs                              */
+    /* Few-token MoE (n < DSC_FEW_TOKENS): all routed (token, expert) pairs at
+     * once, P = min(B, DSC_FEW_TOKENS - 1) x K of them, in expert order. */
+    int32_t *ptok;  /* (P)             each pair's token                        */
+    float *pw;      /* (P)             and routing weight                       */
+    float *px;      /* (P, D)          its input                                */
+    float *pg;      /* (P, Fm)         gate activations                         */
+    float *pu;      /* (P, Fm)         up activations                           */
+    float *py;      /* (P, D)          expert outputs                           */
 } dsc_scratch;
 
 /* Heads whose weighted sums of the cache are taken in one pass. */
@@ -145,8 +153,25 @@ struct dsc_ctx {
     void *mem;                  /* the one allocation behind everything     */
 };
 
+/* Threaded, dispatched matrix products (src/nn/ops.c). From this many
+ * tokens a product runs as a tiled gemm (prefill), below as few-token
+ * kernels with the threads claiming chunks of rows (decode). */
+#define DSC_FEW_TOKENS 32
 /* Threaded, dispatched matrix products (src/nn/ops.c). */
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n);
+
+/* One product y (n, w->rows) = x (n, w->cols) @ w^T of a batch. */
+typedef struct {
+    float *y;
+    const float *x;
+    const dsc_mat *w;
+    int32_t n;
+} dsc_mm;
+
+/* The products of mm[0..count) (independent of each other) with one
+ * barrier for all: the few-token case of decode, where a MoE layer runs a
+ * dozen small products. */
+void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count);
 
 /* Loader internals shared with the tests. */
 int model_tensor_count(const dsc_model *m);

@@ -80,10 +80,60 @@ void moe_route(const dsc_config *c, const float *logits, const float *bias, floa
 
 /* out (n, D) = down(silu(gate x) * up x) for x (n, D); hg, hu (n, Fx) scratch. */
 static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp *m, float *hg, float *hu, int32_t n) {
-    op_matmul(ctx, hg, x, &m->gate, n);
-    op_matmul(ctx, hu, x, &m->up, n);
+    const dsc_mm gu[2] = {{hg, x, &m->gate, n}, {hu, x, &m->up, n}};
+    op_matmul_batch(ctx, gu, 2);
     kern_swiglu(hg, hu, n * m->gate.rows);
     op_matmul(ctx, out, hg, &m->down, n);
+}
+
+/* The tokens of n routed to expert e, in token order: their indices, routing
+ * weights and inputs. Returns how many. */
+static int32_t moe_gather(const dsc_scratch *s, int32_t e, int32_t n, int32_t K, int32_t D, int32_t *tok, float *w,
+                          float *x) {
+    int32_t m = 0;
+    for (int32_t t = 0; t < n; t++)
+        for (int32_t k = 0; k < K; k++)
+            if (s->ridx[t * K + k] == e) {
+                tok[m] = t;
+                w[m] = s->rw[t * K + k];
+                memcpy(x + (int64_t)m * D, s->xn + (int64_t)t * D, sizeof(float) * (size_t)D);
+                m++;
+            }
+    return m;
+}
+
+/* Few tokens: every chosen expert's gate and up products (and the shared
+ * experts') under one barrier, then every down product under another. The
+ * pairs are in the order of the per-expert loop of moe_forward, so the sums
+ * into y are the same. */
+static void moe_forward_few(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
+    const dsc_config *c = &ctx->model->cfg;
+    dsc_scratch *s = &ctx->s;
+    const int32_t D = c->hidden_size, E = c->n_routed_experts, K = c->n_experts_per_tok, F = c->moe_intermediate_size;
+    const int32_t most = n * K < E ? n * K : E; /* experts chosen at most */
+    dsc_mm up[2 * most + 2], down[most + 1];
+    int32_t P = 0, n_up = 0, n_down = 0;
+    for (int32_t e = 0; e < E; e++) {
+        const int32_t p0 = P;
+        P += moe_gather(s, e, n, K, D, s->ptok + P, s->pw + P, s->px + (int64_t)P * D);
+        if (P == p0) continue;
+        const dsc_mlp *x = &l->experts[e];
+        up[n_up++] = (dsc_mm){s->pg + (int64_t)p0 * F, s->px + (int64_t)p0 * D, &x->gate, P - p0};
+        up[n_up++] = (dsc_mm){s->pu + (int64_t)p0 * F, s->px + (int64_t)p0 * D, &x->up, P - p0};
+        down[n_down++] = (dsc_mm){s->py + (int64_t)p0 * D, s->pg + (int64_t)p0 * F, &x->down, P - p0};
+    }
+    if (l->has_shared) {
+        up[n_up++] = (dsc_mm){s->hg, s->xn, &l->shared.gate, n};
+        up[n_up++] = (dsc_mm){s->hu, s->xn, &l->shared.up, n};
+        down[n_down++] = (dsc_mm){s->y, s->hg, &l->shared.down, n};
+    } else {
+        memset(s->y, 0, sizeof(float) * (size_t)n * D);
+    }
+    op_matmul_batch(ctx, up, n_up);
+    kern_swiglu(s->pg, s->pu, P * F);
+    if (l->has_shared) kern_swiglu(s->hg, s->hu, n * l->shared.gate.rows);
+    op_matmul_batch(ctx, down, n_down);
+    for (int32_t i = 0; i < P; i++) ctx->k->axpy(s->y + (int64_t)s->ptok[i] * D, s->py + (int64_t)i * D, s->pw[i], D);
 }
 
 /* Routed experts: tokens sent to each expert go through it as one batch. */
@@ -95,18 +145,14 @@ static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     for (int32_t t = 0; t < n; t++)
         moe_route(c, s->rlogit + (int64_t)t * E, l->router_bias, s->rscore, s->ridx + (int64_t)t * K,
                   s->rw + (int64_t)t * K);
+    if (n < DSC_FEW_TOKENS) {
+        moe_forward_few(ctx, l, n);
+        return;
+    }
     if (l->has_shared) mlp_forward(ctx, s->y, s->xn, &l->shared, s->hg, s->hu, n);
     else memset(s->y, 0, sizeof(float) * (size_t)n * D);
     for (int32_t e = 0; e < E; e++) {
-        int32_t m = 0;
-        for (int32_t t = 0; t < n; t++)
-            for (int32_t k = 0; k < K; k++)
-                if (s->ridx[t * K + k] == e) {
-                    s->etok[m] = t;
-                    s->ew[m] = s->rw[t * K + k];
-                    memcpy(s->ex + (int64_t)m * D, s->xn + (int64_t)t * D, sizeof(float) * (size_t)D);
-                    m++;
-                }
+        const int32_t m = moe_gather(s, e, n, K, D, s->etok, s->ew, s->ex);
         if (m == 0) continue;
         mlp_forward(ctx, s->ey, s->ex, &l->experts[e], s->hg, s->hu, m);
         for (int32_t i = 0; i < m; i++)

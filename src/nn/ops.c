@@ -2,6 +2,8 @@
  * ops.c — matrix products split between the context's threads by rows of
  * the weight, each thread calling the dispatched kernel on its share.
  */
+#include <stdatomic.h>
+
 #include "models/model.h"
 
 /* Below this many multiply-adds a product runs on one thread: waking the
@@ -20,14 +22,14 @@ static void mm_task(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     int64_t lo, hi;
     pool_split(j->w->rows, ith, nth, 16, &lo, &hi);
-    if (lo < hi) j->k->matmul_rows(j->y + lo, j->w->rows, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
+    if (lo < hi) j->k->qmatmul_rows(j->y + lo, j->w->rows, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
 }
 
 /* Many tokens (n >= OP_GEMM_MIN, prefill): each thread takes blocks of
  * OP_GEMM_ROWS rows of its share of W, dequantises them to F32 once (the
  * kernels' mat_row) and multiplies them with the kernels' register-tiled
  * gemm, by blocks of OP_GEMM_KB columns (the packed panels stay in L2). */
-#define OP_GEMM_MIN 32
+#define OP_GEMM_MIN DSC_FEW_TOKENS
 #define OP_GEMM_ROWS 64
 #define OP_GEMM_KB 1024
 
@@ -37,28 +39,88 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
     int64_t lo, hi;
     pool_split(R, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;
+    /* Q8 / Q4: x as their integer products round it (kern_q16_round). */
+    const int q = j->w->type == DSC_W_Q8 || j->w->type == DSC_W_Q4;
     const size_t nw = (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
-    float *wb = pool_scratch(nw + np);
+    const size_t nx = q ? (size_t)j->n * K : 0;
+    float *wb = pool_scratch(nw + np + nx);
     if (!wb) { /* out of memory: the row kernel, which needs no scratch */
-        j->k->matmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
+        j->k->qmatmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
         return;
     }
     float *pack = wb + nw;
+    const float *x = j->x;
+    if (q) {
+        j->k->q16_round(pack + np, j->x, (int64_t)j->n * K);
+        x = pack + np;
+    }
     for (int64_t r0 = lo; r0 < hi; r0 += OP_GEMM_ROWS) {
         const int32_t rows = hi - r0 < OP_GEMM_ROWS ? (int32_t)(hi - r0) : OP_GEMM_ROWS;
         for (int32_t r = 0; r < rows; r++) j->k->mat_row(wb + (int64_t)r * K, j->w, (int32_t)(r0 + r));
         for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
             const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB;
-            j->k->gemm(j->y + r0, R, j->x + k0, K, wb + k0, K, j->n, rows, kb, k0 ? DSC_GEMM_ACC : 0, pack);
+            j->k->gemm(j->y + r0, R, x + k0, K, wb + k0, K, j->n, rows, kb, k0 ? DSC_GEMM_ACC : 0, pack);
         }
     }
 }
 
+/* Few tokens (decode): the products of a batch are cut into chunks of
+ * OP_CHUNK_ROWS rows that the threads claim one at a time, so one barrier
+ * covers them all and a thread slowed down (or given the bigger expert) only
+ * leaves the others more chunks. Each row is computed alone, so the result
+ * is the same whatever thread takes it. */
+#define OP_CHUNK_ROWS 64
+
+typedef struct {
+    const dsc_kernels *k;
+    const dsc_mm *mm;
+    int count;
+    atomic_int next;
+} batch_job;
+
+static void batch_task(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    batch_job *j = arg;
+    int i = 0;
+    int32_t base = 0; /* chunks before item i */
+    for (;;) {
+        const int c = atomic_fetch_add(&j->next, 1);
+        while (i < j->count && c >= base + (j->mm[i].w->rows + OP_CHUNK_ROWS - 1) / OP_CHUNK_ROWS)
+            base += (j->mm[i++].w->rows + OP_CHUNK_ROWS - 1) / OP_CHUNK_ROWS;
+        if (i >= j->count) return;
+        const dsc_mm *m = &j->mm[i];
+        const int32_t r0 = (c - base) * OP_CHUNK_ROWS, r1 = r0 + OP_CHUNK_ROWS < m->w->rows ? r0 + OP_CHUNK_ROWS : m->w->rows;
+        j->k->qmatmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
+    }
+}
+
+void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
+    int64_t work = 0;
+    for (int i = 0; i < count; i++) {
+        if (mm[i].n >= OP_GEMM_MIN) { /* prefill: one product at a time, each on the gemm */
+            for (int k = 0; k < count; k++) op_matmul(ctx, mm[k].y, mm[k].x, mm[k].w, mm[k].n);
+            return;
+        }
+        work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
+    }
+    batch_job j = {.k = ctx->k, .mm = mm, .count = count};
+    atomic_init(&j.next, 0);
+    if (work < OP_MIN_PARALLEL) batch_task(&j, 0, 1);
+    else pool_run(ctx->pool, batch_task, &j);
+}
+
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n) {
-    mm_job j = {ctx->k, y, x, w, n};
+    if (n < OP_GEMM_MIN) {
+        const dsc_mm one = {y, x, w, n};
+        op_matmul_batch(ctx, &one, 1);
+        return;
+    }
     /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
-     * their own prefill tiles (matmul_rows). */
-    const pool_fn fn = n >= OP_GEMM_MIN && ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
+     * their own prefill tiles (matmul_rows), but for Q8 / Q4 weights, whose
+     * x the gemm task rounds as decode does. */
+    mm_job j = {ctx->k, y, x, w, n};
+    const int q = w->type == DSC_W_Q8 || w->type == DSC_W_Q4; /* (x rounded as in decode) */
+    const pool_fn fn = ctx->k->gemm && (ctx->k->lanes <= 8 || q) ? mm_gemm_task : mm_task;
     if ((int64_t)w->rows * w->cols * n < OP_MIN_PARALLEL) fn(&j, 0, 1);
     else pool_run(ctx->pool, fn, &j);
 }

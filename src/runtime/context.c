@@ -82,6 +82,13 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->ew = plan(p, B, sizeof(float));
     s->ex = plan(p, B * D, sizeof(float));
     s->ey = plan(p, B * D, sizeof(float));
+    const int64_t P = (B < DSC_FEW_TOKENS ? B : DSC_FEW_TOKENS - 1) * K, Fm = c->moe_intermediate_size;
+    s->ptok = plan(p, P, sizeof(int32_t));
+    s->pw = plan(p, P, sizeof(float));
+    s->px = plan(p, P * D, sizeof(float));
+    s->pg = plan(p, P * Fm, sizeof(float));
+    s->pu = plan(p, P * Fm, sizeof(float));
+    s->py = plan(p, P * D, sizeof(float));
 }
 
 dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out) {
