@@ -64,32 +64,41 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
     }
 }
 
-/* Few tokens (decode): the products of a batch are cut into chunks of
- * OP_CHUNK_ROWS rows that the threads claim one at a time, so one barrier
+/* Few tokens (decode): the products of a batch are cut into chunks of rows
+ * (about OP_CHUNKS chunks per thread and product, multiples of 16 rows, at
+ * least OP_CHUNK_MIN) that the threads claim one at a time, so one barrier
  * covers them all and a thread slowed down (or given the bigger expert) only
  * leaves the others more chunks. Each row is computed alone, so the result
  * is the same whatever thread takes it. */
-#define OP_CHUNK_ROWS 64
+#define OP_CHUNKS 4
+#define OP_CHUNK_MIN 64
 
 typedef struct {
     const dsc_kernels *k;
     const dsc_mm *mm;
-    int count;
+    int count, nth;
     atomic_int next;
 } batch_job;
+
+static int32_t chunk_rows(const dsc_mat *w, int nth) {
+    const int32_t r = (w->rows / (OP_CHUNKS * nth) + 15) / 16 * 16;
+    return r > OP_CHUNK_MIN ? r : OP_CHUNK_MIN;
+}
 
 static void batch_task(void *arg, int ith, int nth) {
     (void)ith, (void)nth;
     batch_job *j = arg;
     int i = 0;
-    int32_t base = 0; /* chunks before item i */
+    int32_t base = 0, cr = chunk_rows(j->mm[0].w, j->nth); /* chunks before item i; its chunk rows */
     for (;;) {
         const int c = atomic_fetch_add(&j->next, 1);
-        while (i < j->count && c >= base + (j->mm[i].w->rows + OP_CHUNK_ROWS - 1) / OP_CHUNK_ROWS)
-            base += (j->mm[i++].w->rows + OP_CHUNK_ROWS - 1) / OP_CHUNK_ROWS;
+        while (i < j->count && c >= base + (j->mm[i].w->rows + cr - 1) / cr) {
+            base += (j->mm[i++].w->rows + cr - 1) / cr;
+            if (i < j->count) cr = chunk_rows(j->mm[i].w, j->nth);
+        }
         if (i >= j->count) return;
         const dsc_mm *m = &j->mm[i];
-        const int32_t r0 = (c - base) * OP_CHUNK_ROWS, r1 = r0 + OP_CHUNK_ROWS < m->w->rows ? r0 + OP_CHUNK_ROWS : m->w->rows;
+        const int32_t r0 = (c - base) * cr, r1 = r0 + cr < m->w->rows ? r0 + cr : m->w->rows;
         j->k->qmatmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
     }
 }
@@ -103,9 +112,11 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
         }
         work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
     }
-    batch_job j = {.k = ctx->k, .mm = mm, .count = count};
+    if (count == 0) return;
+    const int serial = work < OP_MIN_PARALLEL;
+    batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool)};
     atomic_init(&j.next, 0);
-    if (work < OP_MIN_PARALLEL) batch_task(&j, 0, 1);
+    if (serial) batch_task(&j, 0, 1);
     else pool_run(ctx->pool, batch_task, &j);
 }
 

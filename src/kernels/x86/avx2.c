@@ -317,26 +317,38 @@ static inline __m256i blk_q8(const int8_t *q, const int16_t *x) {
                             _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(x + 16))));
 }
 
+/* Q4 blocks sum nibble x x (0..15, the offset of 8 is taken out per block
+ * as 8 x sum(x) x scale, see DEFINE_Q_ROWS): |4 x 15 x 32767| < 2^24. */
 static inline __m256i blk_q4(const uint8_t *q, const int16_t *x) {
-    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q)), eight = _mm256_set1_epi16(8);
-    const __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, _mm256_set1_epi16(15)), eight);
-    const __m256i hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), eight);
+    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
+    const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi16(15)), hi = _mm256_srli_epi16(v, 4);
     return _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)x)),
                             _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 16))));
 }
 
-#define DEFINE_Q_ROWS(NAME, BLK, BYTES)                                                                              \
-    static void NAME(float *y, const int16_t *xq, const float *xd, const dsc_mat *w, int32_t r0, int32_t r1) {      \
+/* xo (Q4 only): 8 x the integer sum of each block of x, as F32 (exact). */
+#define DEFINE_Q_ROWS(NAME, BLK, BYTES, Q4)                                                                          \
+    static void NAME(float *y, const int16_t *xq, const float *xd, const float *xo, const dsc_mat *w, int32_t r0,   \
+                     int32_t r1) {                                                                                   \
         const int32_t C = w->cols, nb = C / DSC_QBLOCK;                                                              \
         float cs[nb];                                                                                                \
+        (void)xo;                                                                                                    \
         for (int32_t r = r0; r < r1; r++) {                                                                          \
             const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 32 * (BYTES));                           \
             const uint16_t *sc = w->qscale + (int64_t)r * nb;                                                        \
+            __m256 off = _mm256_setzero_ps();                                                                        \
+            float off1 = 0;                                                                                          \
             int32_t b = 0;                                                                                           \
-            for (; b + 8 <= nb; b += 8)                                                                              \
-                _mm256_storeu_ps(cs + b, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + b))), \
-                                                       _mm256_loadu_ps(xd + b)));                                    \
-            for (; b < nb; b++) cs[b] = f16s(sc[b]) * xd[b];                                                         \
+            for (; b + 8 <= nb; b += 8) {                                                                            \
+                const __m256 c8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + b))),        \
+                                                _mm256_loadu_ps(xd + b));                                            \
+                _mm256_storeu_ps(cs + b, c8);                                                                        \
+                if (Q4) off = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xo + b), off);                                     \
+            }                                                                                                        \
+            for (; b < nb; b++) {                                                                                    \
+                cs[b] = f16s(sc[b]) * xd[b];                                                                         \
+                if (Q4) off1 += cs[b] * xo[b];                                                                       \
+            }                                                                                                        \
             __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                           \
             for (b = 0; b + 2 <= nb; b += 2) {                                                                       \
                 const __m256i s0 = BLK((const void *)(q + (BYTES) * b), xq + 32 * b);                                \
@@ -347,11 +359,11 @@ static inline __m256i blk_q4(const uint8_t *q, const int16_t *x) {
             if (b < nb)                                                                                              \
                 acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BLK((const void *)(q + (BYTES) * b), xq + 32 * b)),       \
                                        _mm256_broadcast_ss(cs + b), acc0);                                           \
-            y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1));                                                            \
+            y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1)) - (Q4 ? hsum8(off) + off1 : 0.0f);                          \
         }                                                                                                            \
     }
-DEFINE_Q_ROWS(q8_rows16, blk_q8, 32)
-DEFINE_Q_ROWS(q4_rows16, blk_q4, 16)
+DEFINE_Q_ROWS(q8_rows16, blk_q8, 32, 0)
+DEFINE_Q_ROWS(q4_rows16, blk_q4, 16, 1)
 
 /* x rounded per token on the stack up to this many bytes, else on the heap. */
 #define Q16_STACK 65536
@@ -359,18 +371,25 @@ DEFINE_Q_ROWS(q4_rows16, blk_q4, 16)
 static int q16_matmul(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     if ((w->type != DSC_W_Q8 && w->type != DSC_W_Q4) || w->cols % DSC_QBLOCK) return 0;
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const size_t bytes = (size_t)n * ((size_t)C * sizeof(int16_t) + (size_t)nb * sizeof(float));
+    const size_t bytes = (size_t)n * ((size_t)C * sizeof(int16_t) + 2 * (size_t)nb * sizeof(float));
     _Alignas(32) unsigned char stack[bytes <= Q16_STACK ? bytes : 1];
     unsigned char *buf = bytes <= Q16_STACK ? stack : malloc(bytes);
     if (!buf) return 0;
     int16_t *xq = (int16_t *)buf;
-    float *xd = (float *)(xq + (int64_t)n * C);
+    float *xd = (float *)(xq + (int64_t)n * C), *xo = xd + (int64_t)n * nb;
     for (int64_t t = 0; t < n; t++)
-        for (int32_t b = 0; b < nb; b++) q16_block(xq + t * C + 32 * b, xd + t * nb + b, x + t * C + 32 * b);
+        for (int32_t b = 0; b < nb; b++) {
+            const int16_t *qb = xq + t * C + 32 * b;
+            q16_block(xq + t * C + 32 * b, xd + t * nb + b, x + t * C + 32 * b);
+            __m256i s = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)qb), _mm256_set1_epi16(8));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(qb + 16)), _mm256_set1_epi16(8)));
+            xo[t * nb + b] = hsum8(_mm256_cvtepi32_ps(s)); /* |8 x 32 x 32767| < 2^24: exact */
+        }
     for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
         for (int64_t t = 0; t < n; t++)
-            (w->type == DSC_W_Q8 ? q8_rows16 : q4_rows16)(y + t * ldy + (rb - r0), xq + t * C, xd + t * nb, w, rb, re);
+            (w->type == DSC_W_Q8 ? q8_rows16 : q4_rows16)(y + t * ldy + (rb - r0), xq + t * C, xd + t * nb, xo + t * nb,
+                                                          w, rb, re);
     }
     if (buf != stack) free(buf);
     return 1;
