@@ -99,6 +99,7 @@ typedef struct {
     float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
     float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
     float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_seq)      */
+    float *olat;    /* (S, H, R + Dr)  attention-weighted cache rows (decode)    */
     float *dscores; /* (S, H, T)       attention scores (decode)                */
     int32_t *tpos;  /* (B)             position of each token of the batch      */
     int32_t *tseq;  /* (B)             its sequence                             */
@@ -129,7 +130,8 @@ typedef struct {
 typedef struct {
     float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
     float *scores;  /* (T)             one query's scores (prefill)             */
-    float *olat;    /* (DSC_TM_HEADS, R + Dr) attention-weighted cache rows (decode) */
+    float *olat;    /* (DSC_TM_HEADS, R + Dr) a cache row as F32 (prefill)       */
+    float *xg;      /* (S, R)          one head's latents of every token (decode) */
 } dsc_tscratch;
 
 struct dsc_ctx {

@@ -141,32 +141,48 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     }
 }
 
-/* Absorbed attention of each new token over its sequence's latent cache.
- * The (token, head) pairs are split into contiguous ranges, one per thread. */
+/* Absorbed attention of each new token over its sequence's latent cache, in
+ * three passes, so that with several tokens (batched decode) each head's
+ * slice of kv_b is read once for all of them:
+ *   heads:           q_ext[t, h] = [W_UK[h]^T q_nope[t, h] ; q_pe[t, h]]
+ *   (token, head):   p = softmax(cache . q_ext x scale), o[t, h] = sum_p p c_p
+ *   heads:           out[t, h] = W_UV[h] o[t, h]
+ * Every (token, head) value is summed as one token alone would sum it. */
+static void mla_absorb_q(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    dsc_ctx *ctx = j->ctx;
+    const dsc_config *c = &ctx->model->cfg;
+    dsc_scratch *s = &ctx->s;
+    const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, R = c->kv_lora_rank, H = c->n_heads;
+    const int32_t dq = dn + dr, dkv = dn + c->v_head_dim, w = R + dr;
+    int64_t lo, hi;
+    pool_split(H, ith, nth, 1, &lo, &hi);
+    for (int64_t h = lo; h < hi; h++) {
+        for (int32_t t = 0; t < j->n; t++) {
+            float *qe = s->qext + ((int64_t)t * H + h) * w;
+            memset(qe, 0, sizeof(float) * (size_t)R);
+            memcpy(qe + R, s->q + ((int64_t)t * H + h) * dq + dn, sizeof(float) * (size_t)dr);
+        }
+        ctx->k->matvec_tm(s->qext + h * w, (int64_t)H * w, s->q + h * dq, (int64_t)H * dq, j->n, &j->l->kv_b,
+                          (int32_t)h * dkv, (int32_t)h * dkv + dn);
+    }
+}
+
 static void mla_attend_decode(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
-    const dsc_layer *l = j->l;
     const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
-    dsc_tscratch *ts = &ctx->ts[ith];
-    const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank;
-    const int32_t H = c->n_heads, dq = dn + dr, dkv = dn + dv, w = R + dr, T = ctx->n_ctx;
+    const int32_t dr = c->qk_rope_head_dim, R = c->kv_lora_rank;
+    const int32_t H = c->n_heads, w = R + dr, T = ctx->n_ctx;
     int64_t lo, hi;
     pool_split((int64_t)j->n * H, ith, nth, 1, &lo, &hi);
     for (int64_t t = lo / H; t * H < hi; t++) {
         const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
         const int32_t len = s->tpos[t] + 1;
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
-        float *qext = s->qext + t * H * w, *scores = s->dscores + t * H * T;
-        for (int64_t h = h0; h < h1; h++) {
-            const float *q = s->q + (t * H + h) * dq;
-            float *qe = qext + h * w;
-            memset(qe, 0, sizeof(float) * (size_t)R);
-            k->matvec_t(qe, q, &l->kv_b, (int32_t)h * dkv, (int32_t)h * dkv + dn); /* W_UK[h]^T q_nope */
-            memcpy(qe + R, q + dn, sizeof(float) * (size_t)dr);
-        }
+        float *qext = s->qext + t * H * w, *scores = s->dscores + t * H * T, *olat = s->olat + t * H * w;
         /* This token's heads against its cache rows in one product. */
         k->matmul_rows(scores + h0 * T, T, qext + h0 * w, cache, (int32_t)(h1 - h0), 0, len);
         for (int64_t h = h0; h < h1; h++) {
@@ -174,18 +190,31 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
             for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
             kern_softmax(sc, len);
         }
-        /* olat[h] = sum_t p[h, t] [c_t ; k_pe_t] for up to 8 heads per pass over
-         * the cache; the latent is the first R of each. */
+        /* olat[h] = sum_t p[h, t] [c_t ; k_pe_t] for up to DSC_TM_HEADS heads
+         * per pass over the cache; the latent is the first R of each. */
         for (int64_t hb = h0; hb < h1; hb += DSC_TM_HEADS) {
             const int32_t m = (int32_t)(h1 - hb < DSC_TM_HEADS ? h1 - hb : DSC_TM_HEADS);
-            memset(ts->olat, 0, sizeof(float) * (size_t)m * w);
-            k->matvec_tm(ts->olat, w, scores + hb * T, T, m, cache, 0, len);
-            for (int32_t i = 0; i < m; i++) {
-                const int64_t h = hb + i;
-                k->matmul_rows(s->attn + (t * H + h) * dv, dv, ts->olat + (int64_t)i * w, &l->kv_b, 1,
-                               (int32_t)h * dkv + dn, (int32_t)(h + 1) * dkv);
-            }
+            memset(olat + hb * w, 0, sizeof(float) * (size_t)m * w);
+            k->matvec_tm(olat + hb * w, w, scores + hb * T, T, m, cache, 0, len);
         }
+    }
+}
+
+static void mla_absorb_out(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    dsc_ctx *ctx = j->ctx;
+    const dsc_config *c = &ctx->model->cfg;
+    dsc_scratch *s = &ctx->s;
+    float *xg = ctx->ts[ith].xg;
+    const int32_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank, H = c->n_heads;
+    const int32_t dkv = dn + dv, w = R + c->qk_rope_head_dim;
+    int64_t lo, hi;
+    pool_split(H, ith, nth, 1, &lo, &hi);
+    for (int64_t h = lo; h < hi; h++) {
+        for (int32_t t = 0; t < j->n; t++)
+            memcpy(xg + (int64_t)t * R, s->olat + ((int64_t)t * H + h) * w, sizeof(float) * (size_t)R);
+        ctx->k->matmul_rows(s->attn + h * dv, (int64_t)H * dv, xg, &j->l->kv_b, j->n, (int32_t)(h * dkv + dn),
+                            (int32_t)((h + 1) * dkv));
     }
 }
 
@@ -204,6 +233,12 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
         }
     }
     attn_job j = {ctx, l, layer, n};
-    pool_run(ctx->pool, decode ? mla_attend_decode : mla_attend_prefill, &j);
+    if (decode) {
+        pool_run(ctx->pool, mla_absorb_q, &j);
+        pool_run(ctx->pool, mla_attend_decode, &j);
+        pool_run(ctx->pool, mla_absorb_out, &j);
+    } else {
+        pool_run(ctx->pool, mla_attend_prefill, &j);
+    }
     op_matmul(ctx, ctx->s.y, ctx->s.attn, &l->o, n);
 }

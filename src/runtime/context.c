@@ -63,6 +63,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->clat = plan(p, T * R, sizeof(float));
     s->ckpe = plan(p, T * dr, sizeof(float));
     s->qext = plan(p, S * H * (R + dr), sizeof(float));
+    s->olat = plan(p, S * H * (R + dr), sizeof(float));
     s->dscores = plan(p, S * H * T, sizeof(float));
     s->tpos = plan(p, B, sizeof(int32_t));
     s->tseq = plan(p, B, sizeof(int32_t));
@@ -71,6 +72,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
         ts->scores = plan(p, T, sizeof(float));
         ts->olat = plan(p, DSC_TM_HEADS * (R + dr), sizeof(float));
+        ts->xg = plan(p, S * R, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));

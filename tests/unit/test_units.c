@@ -195,7 +195,8 @@ static void test_isa_kernels(void) {
 }
 
 /* matvec_tm (several vectors in one pass) against the reference: 11 vectors
- * = one group of 8 plus 3 left over, F32 and BF16 rows, a column tail. */
+ * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), F32 and BF16 rows, a
+ * column tail. */
 static void test_matvec_tm(void) {
     enum { ROWS = 50, C = 72, M = 11 };
     static float wf[ROWS * C], a[M * ROWS], yr[M * C], yk[M * C];

@@ -547,9 +547,64 @@ static float avx2_fma_burn(int64_t iters) {
     return hsum8(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
 }
 
+/* matvec_tm of F32 / BF16 rows: NJ of the m vectors at a time over 16
+ * columns, their 2 x NJ sums in registers over all the rows (each row's 16
+ * values decoded once for the NJ vectors), then added to y; the columns past
+ * the last 16 one at a time, summed the same way. */
+static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy, const float *a, int64_t lda,
+                                                          const int nj, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int64_t C = w->cols, c16 = C & ~15;
+    for (int64_t c = 0; c < c16; c += 16) {
+        __m256 acc[6][2];
+        _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+        for (int32_t r = r0; r < r1; r++) {
+            __m256 w0, w1;
+            if (w->type == DSC_W_F32) {
+                const float *p = (const float *)w->data + r * C + c;
+                w0 = _mm256_loadu_ps(p);
+                w1 = _mm256_loadu_ps(p + 8);
+            } else {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w->data + r * C + c));
+                w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)), 16));
+                w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)), 16));
+            }
+            _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) {
+                const __m256 s = _mm256_broadcast_ss(a + j * lda + (r - r0));
+                acc[j][0] = _mm256_fmadd_ps(w0, s, acc[j][0]);
+                acc[j][1] = _mm256_fmadd_ps(w1, s, acc[j][1]);
+            }
+        }
+        _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) {
+            _mm256_storeu_ps(y + j * ldy + c, _mm256_add_ps(_mm256_loadu_ps(y + j * ldy + c), acc[j][0]));
+            _mm256_storeu_ps(y + j * ldy + c + 8, _mm256_add_ps(_mm256_loadu_ps(y + j * ldy + c + 8), acc[j][1]));
+        }
+    }
+    for (int64_t c = c16; c < C; c++)
+        for (int j = 0; j < nj; j++) {
+            float sum = 0;
+            for (int32_t r = r0; r < r1; r++)
+                sum += a[j * lda + (r - r0)] * (w->type == DSC_W_F32 ? ((const float *)w->data)[r * C + c]
+                                                                     : kern_bf16_to_f32(((const uint16_t *)w->data)[r * C + c]));
+            y[j * ldy + c] += sum;
+        }
+}
+
 static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
                            int32_t r1) {
-    for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
+    if (w->type != DSC_W_F32 && w->type != DSC_W_BF16) {
+        for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
+        return;
+    }
+    for (int32_t j = 0; j < m;) {
+        const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+        float *yj = y + j * ldy;
+        const float *aj = a + j * lda;
+        if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, w, r0, r1);
+        else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, w, r0, r1);
+        else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, w, r0, r1);
+        else tm_tile(yj, ldy, aj, lda, 1, w, r0, r1);
+        j += nj;
+    }
 }
 
 /* gemm: all of op(B) is first packed into (K, 16) panels; a 6 x 16 tile of
