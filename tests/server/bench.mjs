@@ -2,7 +2,14 @@
 // concurrent streams (continuous batching: one pass over the weights per
 // decode step for every stream). A program that prints figures, not a test.
 //
-// usage: node bench.mjs DSC_BINARY MODEL_DIR [-n TOKENS] [-t THREADS] [--streams 1,4,8,16] [--tokenizer FILE]
+// usage: node bench.mjs DSC_BINARY MODEL_DIR [-n TOKENS] [-t THREADS] [--streams 1,4,8,16] [--rounds R]
+//                       [--tokenizer FILE]
+//
+// Each round runs every stream count in turn and prints its table; the
+// speedup is against that round's single-stream rate (measured minutes
+// apart, rates on a shared machine drift, so a ratio only means something
+// within one round). With R > 1 the last table gives the median of the
+// rounds' speedups (and of their rates).
 //
 // Each stream is a /v1/completions request for TOKENS tokens (ignore_eos,
 // greedy) after a short prompt given as token ids, so any checkpoint works
@@ -14,11 +21,11 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args.splice(i, 2)[1] : def; };
-const N = +opt('-n', '64'), threads = opt('-t', '0');
+const N = +opt('-n', '64'), threads = opt('-t', '0'), rounds = Math.max(1, +opt('--rounds', '1'));
 const streams = opt('--streams', '1,4,8,16').split(',').map(Number);
 const tokenizer = opt('--tokenizer', path.resolve(HERE, '../data/tiny-tokenizer/tokenizer.json'));
 const [dsc, model] = args;
-if (!dsc || !model) { console.error('usage: node bench.mjs DSC_BINARY MODEL_DIR [-n TOKENS] [-t THREADS] [--streams 1,4,8,16]'); process.exit(2); }
+if (!dsc || !model) { console.error('usage: node bench.mjs DSC_BINARY MODEL_DIR [-n TOKENS] [-t THREADS] [--streams 1,4,8,16] [--rounds R]'); process.exit(2); }
 
 const maxStreams = Math.max(...streams);
 const srv = spawn(dsc, ['serve', '-m', model, '--tokenizer', tokenizer, '--port', '0', '--parallel', String(maxStreams),
@@ -59,20 +66,37 @@ async function stream(k) {
 }
 
 await stream(0); // warm up
-let single = 0;
-console.log('streams  tokens  wall s  aggregate tok/s  per stream tok/s  mean decode batch  speedup');
-for (const c of streams) {
-  const m0 = await metrics();
-  const t0 = performance.now();
-  const rs = await Promise.all(Array.from({ length: c }, (_, k) => stream(k)));
-  const dt = (performance.now() - t0) / 1000;
-  const m1 = await metrics();
-  const tokens = rs.reduce((a, [, n]) => a + n, 0);
-  const rate = tokens / dt;
-  if (c === streams[0]) single = rate / c;
-  const batch = (m1.dsc_decode_batch_tokens_total - m0.dsc_decode_batch_tokens_total) /
-                Math.max(1, m1.dsc_decode_steps_total - m0.dsc_decode_steps_total);
-  console.log(`${String(c).padStart(7)}  ${String(tokens).padStart(6)}  ${dt.toFixed(2).padStart(6)}  ${rate.toFixed(1).padStart(15)}  ` +
-              `${(rate / c).toFixed(1).padStart(16)}  ${batch.toFixed(2).padStart(17)}  ${(rate / single).toFixed(2).padStart(6)}x`);
+const header = 'streams  tokens  wall s  aggregate tok/s  per stream tok/s  mean decode batch  speedup';
+const row = (c, tokens, dt, rate, batch, speedup) =>
+  `${String(c).padStart(7)}  ${String(tokens).padStart(6)}  ${dt.toFixed(2).padStart(6)}  ${rate.toFixed(1).padStart(15)}  ` +
+  `${(rate / c).toFixed(1).padStart(16)}  ${batch.toFixed(2).padStart(17)}  ${speedup.toFixed(2).padStart(6)}x`;
+const median = (v) => { const a = [...v].sort((x, y) => x - y); return a.length % 2 ? a[a.length >> 1] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2; };
+const results = streams.map(() => []); // per stream count: [tokens, dt, rate, batch, speedup] of every round
+for (let r = 0; r < rounds; r++) {
+  if (rounds > 1) console.log(`round ${r + 1} of ${rounds}`);
+  console.log(header);
+  let single = 0;
+  for (const [i, c] of streams.entries()) {
+    const m0 = await metrics();
+    const t0 = performance.now();
+    const rs = await Promise.all(Array.from({ length: c }, (_, k) => stream(k)));
+    const dt = (performance.now() - t0) / 1000;
+    const m1 = await metrics();
+    const tokens = rs.reduce((a, [, n]) => a + n, 0);
+    const rate = tokens / dt;
+    if (i === 0) single = rate / c;
+    const batch = (m1.dsc_decode_batch_tokens_total - m0.dsc_decode_batch_tokens_total) /
+                  Math.max(1, m1.dsc_decode_steps_total - m0.dsc_decode_steps_total);
+    results[i].push([tokens, dt, rate, batch, rate / single]);
+    console.log(row(c, tokens, dt, rate, batch, rate / single));
+  }
+}
+if (rounds > 1) {
+  console.log(`median of ${rounds} rounds`);
+  console.log(header);
+  for (const [i, c] of streams.entries()) {
+    const col = (k) => median(results[i].map((x) => x[k]));
+    console.log(row(c, col(0), col(1), col(2), col(3), col(4)));
+  }
 }
 srv.kill('SIGTERM');
