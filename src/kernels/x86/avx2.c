@@ -200,6 +200,8 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  * over blocks of QB_ROWS rows, which stay in L1 meanwhile. */
 #define PF_AHEAD 1024
 #define QB_ROWS 16
+/* From this many tokens FP8 products run on the 6 x 2 tiles. */
+#define DSC_FP8_TILES 32
 
 static void q8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
@@ -395,6 +397,47 @@ static int q16_matmul(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
     return 1;
 }
 
+/* FP8 (E4M3) rows of few tokens. An E4M3 byte b sign-extended to 16 bits,
+ * shifted left by 7 and masked with 0xbf80, is the F16 of the same sign,
+ * exponent field and mantissa: its value is b's / 2^8 (E4M3 subnormals
+ * become F16 subnormals, which vcvtph2ps converts exactly). So a block's
+ * partial sum costs 3 integer ops and 2 conversions per 16 weights, and the
+ * block's scale x 2^8 multiplies it once, as the reference applies the scale
+ * to each block's sum (0x7f / 0xff, NaN in E4M3, are not expected in
+ * weights; they read as +-480). Rows one at a time, tokens in turn over
+ * blocks of QB_ROWS rows; needs cols and block_cols multiples of 32. */
+static inline void fp8_16(const uint8_t *p, __m256 *lo, __m256 *hi) {
+    const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(v, 7), _mm256_set1_epi16((short)0xbf80));
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, bc = w->block_cols, ncb = (C + bc - 1) / bc;
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
+        const float *sc = w->scale + (int64_t)(r / w->block_rows) * ncb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int32_t cb = 0; cb < ncb; cb++) {
+            const int32_t c0 = cb * bc, c1 = C - c0 < bc ? C : c0 + bc;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int32_t c = c0; c < c1; c += 32) {
+                __m256 w0, w1, w2, w3;
+                fp8_16(q + c, &w0, &w1);
+                fp8_16(q + c + 16, &w2, &w3);
+                a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + c), a0);
+                a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + c + 8), a1);
+                a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + c + 16), a2);
+                a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + c + 24), a3);
+            }
+            acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                  _mm256_set1_ps(sc[cb] * 256.0f), acc);
+        }
+        y[r - r0] = hsum8(acc);
+    }
+}
+
 /* BF16: 16 weights per load; as 32-bit lanes the even ones are the low
  * halves (<< 16 makes floats) and the odd ones the high halves (masking the
  * low half does), so no shuffle decodes them. x is split once per call into
@@ -491,6 +534,10 @@ static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
 static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
                              int32_t r1) {
     if (w->type == DSC_W_BF16 && mm_bf16_eo(y, ldy, x, w, n, r0, r1)) return;
+    if (w->type == DSC_W_F8_E4M3 && w->cols % 32 == 0 && w->block_cols % 32 == 0 && n < DSC_FP8_TILES) {
+        q_tokens(y, ldy, x, w, n, r0, r1, fp8_rows);
+        return;
+    }
     if (w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
         q_tokens(y, ldy, x, w, n, r0, r1, q8_rows);
         return;
