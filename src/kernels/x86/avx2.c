@@ -14,7 +14,6 @@
 
 #define RT 4
 #define TT 2
-#define E4M3_FACTOR 1.329227995784916e36f /* 2^120, see avx512.c */
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -31,11 +30,15 @@ static inline __m128i load8(const void *p) { return _mm_loadl_epi64((const __m12
         _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)rp[i] + (c)))), 16))
 #define LOAD_F16(i, c) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rp[i] + (c))))
 
+/* 8 E4M3 weights times their block scale. Sign-extended to 16 bits, shifted
+ * left by 7 and masked with 0xbf80, an E4M3 byte is the F16 of 2^-8 x its
+ * value (E4M3 subnormals become F16 subnormals, which vcvtph2ps converts
+ * exactly), so scale x 2^8 gives value x scale with the one rounding of the
+ * reference. 0x7f / 0xff (NaN in E4M3) read as +-480. */
 static inline __m256 load_fp8(const uint8_t *p, float scale) {
-    __m256i b = _mm256_cvtepu8_epi32(load8(p));
-    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f)), 20);
-    __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
-    return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(mag, sgn)), _mm256_set1_ps(scale * E4M3_FACTOR));
+    const __m128i v = _mm_cvtepi8_epi16(load8(p));
+    const __m128i h = _mm_and_si128(_mm_slli_epi16(v, 7), _mm_set1_epi16((short)0xbf80));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(scale * 256.0f));
 }
 #define LOAD_FP8(i, c) load_fp8((const uint8_t *)rp[i] + (c), sp[i][(c) / bc])
 
