@@ -70,7 +70,7 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
  * covers them all and a thread slowed down (or given the bigger expert) only
  * leaves the others more chunks. Each row is computed alone, so the result
  * is the same whatever thread takes it. */
-#define OP_CHUNKS 4
+#define OP_CHUNKS 8
 #define OP_CHUNK_MIN 64
 
 typedef struct {
