@@ -46,26 +46,6 @@ void kern_mat_row(float *out, const dsc_mat *w, int32_t r);
 /* Row r of w dotted with x[cols]. */
 float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x);
 
-/* The same for a Q8 / Q4 row (cols a multiple of 32) as an integer dot
- * product: each 32-value block of x is rounded to 16-bit integers
- * (kern_q16_block), the block's integer sum is exact, and the two scales
- * multiply it once. The rounding of x costs about 1e-5 of |x|, far below the
- * weights' own. The linear layers of Q8 / Q4 checkpoints run this way
- * (qmatmul_rows); attention over the cache keeps F32 activations. */
-float kern_mat_row_qdot(const dsc_mat *w, int32_t r, const float *x);
-
-/* One 32-value block of activations as integers: q[i] = round(x[i] / d)
- * (nearest even), d = max|x| / 32767. A block under 1e-30 in magnitude is
- * zero (d = 0); one with an infinity or NaN has d = NaN, so it poisons the
- * products instead of vanishing. Optimised kernels must quantise the same
- * way to the bit. */
-#define DSC_Q16_TINY 1e-30f
-void kern_q16_block(int16_t *q, float *d, const float *x);
-/* x rounded as the Q8 / Q4 products see it: out = q x d per 32-value block
- * (n a multiple of 32). The F32 prefill products take these values, so a
- * prompt gives what decoding it token by token gives, to F32 rounding. */
-void kern_q16_round(float *out, const float *x, int64_t n);
-
 /* Stores row r of an F32, BF16 or Q8 matrix from x[cols] (BF16: round to
  * nearest even; Q8: scale max|x| / 127 per 32 values). Used for caches. */
 void kern_store_row(const dsc_mat *w, int32_t r, const float *x);
@@ -138,11 +118,6 @@ typedef struct {
      * vector forms do the same IEEE operations in the same order, so the
      * result is the reference's to the bit. */
     void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
-    /* kern_q16_round, to the bit. */
-    void (*q16_round)(float *out, const float *x, int64_t n);
-    /* matmul_rows with kern_mat_row_qdot's products for Q8 / Q4 weights
-     * (cols a multiple of 32); matmul_rows itself for the other types. */
-    void (*qmatmul_rows)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
 } dsc_kernels;
 
 enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };
@@ -163,7 +138,6 @@ extern const dsc_kernels kern_ref;
 #if defined(__x86_64__)
 extern const dsc_kernels kern_avx2;
 extern const dsc_kernels kern_avx512;
-
 #endif
 
 /* The table named isa ("ref", "avx2", "avx512"), or the best this CPU runs

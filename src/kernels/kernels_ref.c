@@ -4,7 +4,6 @@
  */
 #include "kernels/kernels.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -201,46 +200,6 @@ float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
     return s;
 }
 
-float kern_mat_row_qdot(const dsc_mat *w, int32_t r, const float *x) {
-    float s = 0;
-    for (int32_t c0 = 0; c0 < w->cols; c0 += DSC_QBLOCK) { /* integer sum of each block, then both scales */
-        int16_t xq[DSC_QBLOCK];
-        float xd;
-        kern_q16_block(xq, &xd, x + c0);
-        int32_t b = 0;
-        for (int32_t c = 0; c < DSC_QBLOCK; c++) b += q_raw(w, r, c0 + c) * xq[c];
-        s += (float)b * (q_scale(w, r, c0) * xd);
-    }
-    return s;
-}
-
-void kern_q16_round(float *out, const float *x, int64_t n) {
-    for (int64_t b = 0; b < n; b += DSC_QBLOCK) {
-        int16_t q[DSC_QBLOCK];
-        float d;
-        kern_q16_block(q, &d, x + b);
-        for (int i = 0; i < DSC_QBLOCK; i++) out[b + i] = (float)q[i] * d;
-    }
-}
-
-void kern_q16_block(int16_t *q, float *d, const float *x) {
-    float amax = 0;
-    int finite = 1;
-    for (int i = 0; i < DSC_QBLOCK; i++) {
-        const float a = fabsf(x[i]);
-        if (!(a <= FLT_MAX)) finite = 0;
-        else if (a > amax) amax = a;
-    }
-    if (!finite || amax < DSC_Q16_TINY) {
-        memset(q, 0, sizeof(int16_t) * DSC_QBLOCK);
-        *d = finite ? 0.0f : NAN;
-        return;
-    }
-    const float inv = 32767.0f / amax;
-    for (int i = 0; i < DSC_QBLOCK; i++) q[i] = (int16_t)lrintf(x[i] * inv);
-    *d = amax / 32767.0f;
-}
-
 void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a) {
     int64_t off = (int64_t)r * w->cols;
     switch (w->type) {
@@ -275,15 +234,6 @@ void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a) {
 static void ref_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     for (int32_t r = r0; r < r1; r++)
         for (int32_t t = 0; t < n; t++) y[t * ldy + (r - r0)] = kern_mat_row_dot(w, r, x + (int64_t)t * w->cols);
-}
-
-static void ref_qmatmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    if ((w->type != DSC_W_Q8 && w->type != DSC_W_Q4) || w->cols % DSC_QBLOCK) {
-        ref_matmul_rows(y, ldy, x, w, n, r0, r1);
-        return;
-    }
-    for (int32_t r = r0; r < r1; r++)
-        for (int32_t t = 0; t < n; t++) y[t * ldy + (r - r0)] = kern_mat_row_qdot(w, r, x + (int64_t)t * w->cols);
 }
 
 void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
@@ -386,5 +336,4 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, c
 }
 
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, kern_q16_round,
-                              ref_qmatmul_rows};
+                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw};

@@ -22,7 +22,7 @@ static void mm_task(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     int64_t lo, hi;
     pool_split(j->w->rows, ith, nth, 16, &lo, &hi);
-    if (lo < hi) j->k->qmatmul_rows(j->y + lo, j->w->rows, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
+    if (lo < hi) j->k->matmul_rows(j->y + lo, j->w->rows, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
 }
 
 /* Many tokens (n >= OP_GEMM_MIN, prefill): each thread takes blocks of
@@ -39,27 +39,19 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
     int64_t lo, hi;
     pool_split(R, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;
-    /* Q8 / Q4: x as their integer products round it (kern_q16_round). */
-    const int q = j->w->type == DSC_W_Q8 || j->w->type == DSC_W_Q4;
     const size_t nw = (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
-    const size_t nx = q ? (size_t)j->n * K : 0;
-    float *wb = pool_scratch(nw + np + nx);
+    float *wb = pool_scratch(nw + np);
     if (!wb) { /* out of memory: the row kernel, which needs no scratch */
-        j->k->qmatmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
+        j->k->matmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
         return;
     }
     float *pack = wb + nw;
-    const float *x = j->x;
-    if (q) {
-        j->k->q16_round(pack + np, j->x, (int64_t)j->n * K);
-        x = pack + np;
-    }
     for (int64_t r0 = lo; r0 < hi; r0 += OP_GEMM_ROWS) {
         const int32_t rows = hi - r0 < OP_GEMM_ROWS ? (int32_t)(hi - r0) : OP_GEMM_ROWS;
         for (int32_t r = 0; r < rows; r++) j->k->mat_row(wb + (int64_t)r * K, j->w, (int32_t)(r0 + r));
         for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
             const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB;
-            j->k->gemm(j->y + r0, R, x + k0, K, wb + k0, K, j->n, rows, kb, k0 ? DSC_GEMM_ACC : 0, pack);
+            j->k->gemm(j->y + r0, R, j->x + k0, K, wb + k0, K, j->n, rows, kb, k0 ? DSC_GEMM_ACC : 0, pack);
         }
     }
 }
@@ -99,7 +91,7 @@ static void batch_task(void *arg, int ith, int nth) {
         if (i >= j->count) return;
         const dsc_mm *m = &j->mm[i];
         const int32_t r0 = (c - base) * cr, r1 = r0 + cr < m->w->rows ? r0 + cr : m->w->rows;
-        j->k->qmatmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
+        j->k->matmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
     }
 }
 
@@ -127,11 +119,9 @@ void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t
         return;
     }
     /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
-     * their own prefill tiles (matmul_rows), but for Q8 / Q4 weights, whose
-     * x the gemm task rounds as decode does. */
+     * their own prefill tiles (matmul_rows). */
     mm_job j = {ctx->k, y, x, w, n};
-    const int q = w->type == DSC_W_Q8 || w->type == DSC_W_Q4; /* (x rounded as in decode) */
-    const pool_fn fn = ctx->k->gemm && (ctx->k->lanes <= 8 || q) ? mm_gemm_task : mm_task;
+    const pool_fn fn = ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
     if ((int64_t)w->rows * w->cols * n < OP_MIN_PARALLEL) fn(&j, 0, 1);
     else pool_run(ctx->pool, fn, &j);
 }

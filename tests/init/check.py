@@ -3,7 +3,7 @@
 usage: check.py COMMAND ARGS  (exit 0 and one line of figures on success,
 exit 1 and the reason otherwise)
 
-  logits A B [REL]      max|a - b| <= REL max|b| (default 1e-4) over the F32 tensor 'logits'
+  logits A B            max|a - b| <= 1e-4 max|b| over the F32 tensor 'logits'
   same-header DIR REF   DIR's tensors have REF's names, shapes and dtypes
   layout DIR            every file: 8-aligned data, no holes, each tensor aligned
                         to its element size; the index (if any) lists every
@@ -88,8 +88,7 @@ def e4m3(b):
 E4M3 = [e4m3(b) for b in range(256)]
 
 
-def cmd_logits(a, b, rel="1e-4"):
-    rel = float(rel)
+def cmd_logits(a, b):
     def logits(p):
         n, hdr = read_header(p)
         e = hdr["logits"]
@@ -104,8 +103,8 @@ def cmd_logits(a, b, rel="1e-4"):
         fail("non-finite logits")
     d = max(abs(p - q) for p, q in zip(x, y))
     m = max(abs(q) for q in y)
-    if not d <= rel * m:
-        fail("max|a-b| = %.3g > %g x max|b| = %.3g" % (d, rel, rel * m))
+    if not d <= 1e-4 * m:
+        fail("max|a-b| = %.3g > 1e-4 x max|b| = %.3g" % (d, 1e-4 * m))
     print("max|a-b| = %.2g, max|b| = %.3g" % (d, m))
 
 

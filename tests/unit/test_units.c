@@ -152,20 +152,16 @@ static void test_isa_kernels(void) {
             for (int ii = 1; isas[ii]; ii++) {
                 const dsc_kernels *k = kern_select(isas[ii]);
                 double worst = 0, mag = 0;
-                for (int fq = 0; fq < 2; fq++) { /* matmul_rows, then the integer products of qmatmul_rows */
-                    worst = mag = 0;
-                    for (int n = 1; n <= NT; n += (n < 8 ? 1 : 2)) {
-                        (fq ? kern_ref.qmatmul_rows : kern_ref.matmul_rows)(yr, ROWS, x, &w, n, 3, ROWS);
-                        (fq ? k->qmatmul_rows : k->matmul_rows)(yk, ROWS, x, &w, n, 3, ROWS);
-                        for (int t = 0; t < n; t++)
-                            for (int r = 0; r < ROWS - 3; r++) {
-                                worst = fmax(worst, fabs(yr[t * ROWS + r] - yk[t * ROWS + r]));
-                                mag = fmax(mag, fabs(yr[t * ROWS + r]));
-                            }
-                    }
-                    CHECK(worst <= 1e-5 * mag, "%s %s %s cols %d: max err %g of %g", isas[ii],
-                          fq ? "qmatmul_rows" : "matmul_rows", tname[ti], C, worst, mag);
+                for (int n = 1; n <= NT; n += (n < 8 ? 1 : 2)) {
+                    kern_ref.matmul_rows(yr, ROWS, x, &w, n, 3, ROWS);
+                    k->matmul_rows(yk, ROWS, x, &w, n, 3, ROWS);
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < ROWS - 3; r++) {
+                            worst = fmax(worst, fabs(yr[t * ROWS + r] - yk[t * ROWS + r]));
+                            mag = fmax(mag, fabs(yr[t * ROWS + r]));
+                        }
                 }
+                CHECK(worst <= 1e-5 * mag, "%s matmul_rows %s cols %d: max err %g of %g", isas[ii], tname[ti], C, worst, mag);
                 for (int i = 0; i < C; i++) vr[i] = vk[i] = x[i];
                 kern_ref.matvec_t(vr, a, &w, 5, ROWS);
                 k->matvec_t(vk, a, &w, 5, ROWS);
@@ -217,42 +213,6 @@ static void test_matvec_tm(void) {
             for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
             CHECK(d <= 1e-5 * mx, "%s matvec_tm %s: %g of %g", isas[ii], t ? "bf16" : "f32", d, mx);
         }
-}
-
-/* The 16-bit rounding of activations for Q8 / Q4 products: its definition
- * on edge blocks, and every kernel set's rounding equal to it to the bit. */
-static void test_q16(void) {
-    enum { NB = 40, N = NB * DSC_QBLOCK };
-    static float x[N], r0[N], r1[N];
-    for (int i = 0; i < N; i++) x[i] = frand() * powf(10.0f, (float)(i / DSC_QBLOCK % 9) - 4);
-    for (int i = 0; i < DSC_QBLOCK; i++) {
-        x[i] = 0;                                           /* block 0: zero           */
-        x[32 + i] = 1e-31f * (i + 1) / 32;                  /* block 1: under the floor */
-        x[64 + i] = (float)(i - 16);                        /* block 2: d = 0.5, ties   */
-    }
-    x[64] = -16383.5f, x[65] = 0.25f, x[66] = 0.75f, x[67] = -1.25f;
-    x[96 + 5] = INFINITY;
-    x[128 + 7] = NAN;
-    kern_q16_round(r0, x, N);
-    int16_t q[DSC_QBLOCK];
-    float d;
-    kern_q16_block(q, &d, x + 64);
-    CHECK(d == 0.5f && q[0] == -32767 && q[1] == 0 && q[2] == 2 && q[3] == -2 && q[20] == 8,
-          "q16 block of exact values (ties to even): d %g q %d %d %d %d %d", d, q[0], q[1], q[2], q[3], q[20]);
-    CHECK(r0[0] == 0 && r0[31] == 0 && r0[32] == 0 && r0[63] == 0, "q16: zero and tiny blocks round to 0");
-    CHECK(isnan(r0[96]) && isnan(r0[128 + 31]), "q16: a block with inf or NaN is NaN");
-    double worst = 0;
-    for (int b = 5; b < NB; b++) {
-        float amax = 0;
-        for (int i = 0; i < DSC_QBLOCK; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
-        for (int i = 0; i < DSC_QBLOCK; i++) worst = fmax(worst, fabs(r0[b * 32 + i] - x[b * 32 + i]) / amax);
-    }
-    CHECK(worst <= 0.5 / 32767 * (1 + 1e-3), "q16 rounding error %g of the block max", worst);
-    const char *const *isas = kern_available();
-    for (int ii = 1; isas[ii]; ii++) {
-        kern_select(isas[ii])->q16_round(r1, x, N);
-        CHECK(memcmp(r0, r1, sizeof r0) == 0, "%s q16_round = reference to the bit", isas[ii]);
-    }
 }
 
 static void test_norms(void) {
@@ -605,7 +565,6 @@ int main(int argc, char **argv) {
     test_dtype_agreement();
     test_isa_kernels();
     test_matvec_tm();
-    test_q16();
     test_norms();
     test_routing();
     test_rope();

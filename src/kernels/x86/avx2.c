@@ -4,7 +4,6 @@
  * Same tiling as avx512.c (4 rows x 4 tokens) with 8-column steps; the last
  * cols % 8 columns are added in scalar code.
  */
-#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -269,137 +268,6 @@ static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, in
     }
 }
 
-/* qmatmul_rows, Q8 and Q4: integer dot products. Each token's x is first rounded to 16-bit
- * integers per 32-value block, exactly as kern_q16_block does; a block of
- * weights then costs two sign- or zero-extensions to 16 bits, two
- * multiply-add-pairs and one conversion, and its two scales (premultiplied
- * once per row) multiply the 8 partial sums, which are exact in F32
- * (|4 x 128 x 32767| < 2^24). One row at a time, so each thread reads its
- * rows as one sequential stream; several tokens take turns over blocks of
- * QB_ROWS rows, which stay in L1 meanwhile. */
-static void q16_block(int16_t *q, float *d, const float *x) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(FLT_MAX);
-    __m256 v[4], m = _mm256_setzero_ps();
-    int finite = 1;
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm256_loadu_ps(x + 8 * i);
-        const __m256 a = _mm256_and_ps(v[i], abs_mask);
-        finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_LE_OQ)) == 0xff;
-        m = _mm256_max_ps(m, a);
-    }
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
-    if (!finite || amax < DSC_Q16_TINY) {
-        memset(q, 0, sizeof(int16_t) * DSC_QBLOCK);
-        *d = finite ? 0.0f : NAN;
-        return;
-    }
-    const __m256 inv = _mm256_set1_ps(32767.0f / amax);
-    for (int i = 0; i < 4; i += 2) { /* cvtps rounds to nearest even, as lrintf */
-        const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv));
-        const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(v[i + 1], inv));
-        _mm256_storeu_si256((__m256i *)(q + 8 * i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
-    }
-    *d = amax / 32767.0f;
-}
-
-void avx2_q16_round(float *out, const float *x, int64_t n) {
-    for (int64_t b = 0; b < n; b += DSC_QBLOCK) {
-        _Alignas(32) int16_t q[DSC_QBLOCK];
-        float d;
-        q16_block(q, &d, x + b);
-        const __m256 dv = _mm256_set1_ps(d);
-        for (int i = 0; i < DSC_QBLOCK; i += 8)
-            _mm256_storeu_ps(out + b + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_load_si128((const __m128i *)(q + i)))), dv));
-    }
-}
-
-static inline __m256i blk_q8(const int8_t *q, const int16_t *x) {
-    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
-    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
-    return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)x)),
-                            _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(x + 16))));
-}
-
-/* Q4 blocks sum nibble x x (0..15, the offset of 8 is taken out per block
- * as 8 x sum(x) x scale, see DEFINE_Q_ROWS): |4 x 15 x 32767| < 2^24. */
-static inline __m256i blk_q4(const uint8_t *q, const int16_t *x) {
-    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)q));
-    const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi16(15)), hi = _mm256_srli_epi16(v, 4);
-    return _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)x)),
-                            _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 16))));
-}
-
-/* xo (Q4 only): 8 x the integer sum of each block of x, as F32 (exact). */
-#define DEFINE_Q_ROWS(NAME, BLK, BYTES, Q4)                                                                          \
-    static void NAME(float *y, const int16_t *xq, const float *xd, const float *xo, const dsc_mat *w, int32_t r0,   \
-                     int32_t r1) {                                                                                   \
-        const int32_t C = w->cols, nb = C / DSC_QBLOCK;                                                              \
-        float cs[nb];                                                                                                \
-        (void)xo;                                                                                                    \
-        for (int32_t r = r0; r < r1; r++) {                                                                          \
-            const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 32 * (BYTES));                           \
-            const uint16_t *sc = w->qscale + (int64_t)r * nb;                                                        \
-            __m256 off = _mm256_setzero_ps();                                                                        \
-            float off1 = 0;                                                                                          \
-            int32_t b = 0;                                                                                           \
-            for (; b + 8 <= nb; b += 8) {                                                                            \
-                const __m256 c8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + b))),        \
-                                                _mm256_loadu_ps(xd + b));                                            \
-                _mm256_storeu_ps(cs + b, c8);                                                                        \
-                if (Q4) off = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xo + b), off);                                     \
-            }                                                                                                        \
-            for (; b < nb; b++) {                                                                                    \
-                cs[b] = f16s(sc[b]) * xd[b];                                                                         \
-                if (Q4) off1 += cs[b] * xo[b];                                                                       \
-            }                                                                                                        \
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                           \
-            for (b = 0; b + 2 <= nb; b += 2) {                                                                       \
-                const __m256i s0 = BLK((const void *)(q + (BYTES) * b), xq + 32 * b);                                \
-                const __m256i s1 = BLK((const void *)(q + (BYTES) * (b + 1)), xq + 32 * (b + 1));                    \
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(cs + b), acc0);                   \
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(cs + b + 1), acc1);               \
-            }                                                                                                        \
-            if (b < nb)                                                                                              \
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BLK((const void *)(q + (BYTES) * b), xq + 32 * b)),       \
-                                       _mm256_broadcast_ss(cs + b), acc0);                                           \
-            y[r - r0] = hsum8(_mm256_add_ps(acc0, acc1)) - (Q4 ? hsum8(off) + off1 : 0.0f);                          \
-        }                                                                                                            \
-    }
-DEFINE_Q_ROWS(q8_rows16, blk_q8, 32, 0)
-DEFINE_Q_ROWS(q4_rows16, blk_q4, 16, 1)
-
-/* x rounded per token on the stack up to this many bytes, else on the heap. */
-#define Q16_STACK 65536
-
-static int q16_matmul(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    if ((w->type != DSC_W_Q8 && w->type != DSC_W_Q4) || w->cols % DSC_QBLOCK) return 0;
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const size_t bytes = (size_t)n * ((size_t)C * sizeof(int16_t) + 2 * (size_t)nb * sizeof(float));
-    _Alignas(32) unsigned char stack[bytes <= Q16_STACK ? bytes : 1];
-    unsigned char *buf = bytes <= Q16_STACK ? stack : malloc(bytes);
-    if (!buf) return 0;
-    int16_t *xq = (int16_t *)buf;
-    float *xd = (float *)(xq + (int64_t)n * C), *xo = xd + (int64_t)n * nb;
-    for (int64_t t = 0; t < n; t++)
-        for (int32_t b = 0; b < nb; b++) {
-            const int16_t *qb = xq + t * C + 32 * b;
-            q16_block(xq + t * C + 32 * b, xd + t * nb + b, x + t * C + 32 * b);
-            __m256i s = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)qb), _mm256_set1_epi16(8));
-            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(qb + 16)), _mm256_set1_epi16(8)));
-            xo[t * nb + b] = hsum8(_mm256_cvtepi32_ps(s)); /* |8 x 32 x 32767| < 2^24: exact */
-        }
-    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
-        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
-        for (int64_t t = 0; t < n; t++)
-            (w->type == DSC_W_Q8 ? q8_rows16 : q4_rows16)(y + t * ldy + (rb - r0), xq + t * C, xd + t * nb, xo + t * nb,
-                                                          w, rb, re);
-    }
-    if (buf != stack) free(buf);
-    return 1;
-}
-
 /* FP8 (E4M3) rows of few tokens. An E4M3 byte b sign-extended to 16 bits,
  * shifted left by 7 and masked with 0xbf80, is the F16 of the same sign,
  * exponent field and mantissa: its value is b's / 2^8 (E4M3 subnormals
@@ -560,11 +428,6 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
     case DSC_W_Q8: (n == 1 ? mm1_q8 : mm_q8)(y, ldy, x, w, n, r0, r1); return;
     case DSC_W_Q4: (n == 1 ? mm1_q4 : mm_q4)(y, ldy, x, w, n, r0, r1); return;
     }
-}
-
-void avx2_qmatmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    if ((w->type != DSC_W_Q8 && w->type != DSC_W_Q4) || w->cols % DSC_QBLOCK) avx2_matmul_rows(y, ldy, x, w, n, r0, r1);
-    else if (!q16_matmul(y, ldy, x, w, n, r0, r1)) kern_ref.qmatmul_rows(y, ldy, x, w, n, r0, r1); /* no memory */
 }
 
 static float avx2_dot(const float *a, const float *b, int32_t n) {
@@ -904,5 +767,4 @@ __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const flo
 }
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_q16_round,
-                               avx2_qmatmul_rows};
+                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw};

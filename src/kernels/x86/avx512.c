@@ -448,9 +448,6 @@ double avx2_exp_sum(float *y, const float *x, int32_t n, float mx);
 void avx2_mat_row(float *out, const dsc_mat *w, int32_t r);
 void avx2_sigmoid(float *y, const float *x, int32_t n);
 void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
-void avx2_q16_round(float *out, const float *x, int64_t n);
-void avx2_qmatmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
-                                 avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw,
-                                 avx2_q16_round, avx2_qmatmul_rows};
+                                 avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
