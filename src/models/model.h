@@ -130,7 +130,7 @@ typedef struct {
 typedef struct {
     float *kvh;     /* (T, Dn + Dv)    one head's keys and values (prefill)     */
     float *scores;  /* (T)             one query's scores (prefill)             */
-    float *olat;    /* (DSC_TM_HEADS, R + Dr) a cache row as F32 (prefill)       */
+    float *olat;    /* (R + Dr)        a cache row as F32 (prefill)             */
     float *xg;      /* (S, R)          one head's latents of every token (decode) */
 } dsc_tscratch;
 
@@ -159,7 +159,6 @@ struct dsc_ctx {
  * tokens a product runs as a tiled gemm (prefill), below as few-token
  * kernels with the threads claiming chunks of rows (decode). */
 #define DSC_FEW_TOKENS 32
-/* Threaded, dispatched matrix products (src/nn/ops.c). */
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n);
 
 /* One product y (n, w->rows) = x (n, w->cols) @ w^T of a batch. */

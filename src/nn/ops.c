@@ -96,6 +96,7 @@ static void batch_task(void *arg, int ith, int nth) {
 }
 
 void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
+    if (count == 0) return;
     int64_t work = 0;
     for (int i = 0; i < count; i++) {
         if (mm[i].n >= OP_GEMM_MIN) { /* prefill: one product at a time, each on the gemm */
@@ -104,7 +105,6 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
         }
         work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
     }
-    if (count == 0) return;
     const int serial = work < OP_MIN_PARALLEL;
     batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool)};
     atomic_init(&j.next, 0);

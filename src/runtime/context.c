@@ -71,7 +71,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         dsc_tscratch *ts = &ctx->ts[i];
         ts->kvh = plan(p, T * (c->qk_nope_head_dim + c->v_head_dim), sizeof(float));
         ts->scores = plan(p, T, sizeof(float));
-        ts->olat = plan(p, DSC_TM_HEADS * (R + dr), sizeof(float));
+        ts->olat = plan(p, R + dr, sizeof(float));
         ts->xg = plan(p, S * R, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));

@@ -268,15 +268,11 @@ static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, in
     }
 }
 
-/* FP8 (E4M3) rows of few tokens. An E4M3 byte b sign-extended to 16 bits,
- * shifted left by 7 and masked with 0xbf80, is the F16 of the same sign,
- * exponent field and mantissa: its value is b's / 2^8 (E4M3 subnormals
- * become F16 subnormals, which vcvtph2ps converts exactly). So a block's
- * partial sum costs 3 integer ops and 2 conversions per 16 weights, and the
- * block's scale x 2^8 multiplies it once, as the reference applies the scale
- * to each block's sum (0x7f / 0xff, NaN in E4M3, are not expected in
- * weights; they read as +-480). Rows one at a time, tokens in turn over
- * blocks of QB_ROWS rows; needs cols and block_cols multiples of 32. */
+/* FP8 (E4M3) rows of few tokens, decoded as load_fp8 does (16 at a time)
+ * and unscaled: each block's sum is multiplied once by its scale x 2^8, as
+ * the reference applies the scale to each block's sum. Rows one at a time,
+ * tokens in turn over blocks of QB_ROWS rows; needs cols and block_cols
+ * multiples of 32. */
 static inline void fp8_16(const uint8_t *p, __m256 *lo, __m256 *hi) {
     const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
     const __m256i h = _mm256_and_si256(_mm256_slli_epi16(v, 7), _mm256_set1_epi16((short)0xbf80));
@@ -541,17 +537,7 @@ void avx2_mat_row(float *out, const dsc_mat *w, int32_t r) {
     case DSC_W_F32: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_F32(0, c)); break;
     case DSC_W_BF16: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_BF16(0, c)); break;
     case DSC_W_F16: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_F16(0, c)); break;
-    case DSC_W_F8_E4M3:
-        if (bc % 16 == 0) /* as fp8_rows decodes them: the F16 of 2^-8 x the value, times scale x 2^8 */
-            for (; c + 16 <= C; c += 16) {
-                __m256 lo, hi;
-                fp8_16((const uint8_t *)rp[0] + c, &lo, &hi);
-                const __m256 s = _mm256_set1_ps(sp[0][c / bc] * 256.0f);
-                _mm256_storeu_ps(out + c, _mm256_mul_ps(lo, s));
-                _mm256_storeu_ps(out + c + 8, _mm256_mul_ps(hi, s));
-            }
-        for (; c < c8 && bc % 8 == 0; c += 8) _mm256_storeu_ps(out + c, LOAD_FP8(0, c));
-        break;
+    case DSC_W_F8_E4M3: for (; c < c8 && bc % 8 == 0; c += 8) _mm256_storeu_ps(out + c, LOAD_FP8(0, c)); break;
     case DSC_W_Q8: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_Q8(0, c)); break;
     case DSC_W_Q4: for (; c < c8; c += 8) _mm256_storeu_ps(out + c, LOAD_Q4(0, c)); break;
     }
