@@ -101,6 +101,7 @@ typedef struct {
     const char *isa;   /* kernels: NULL/"" = best for this CPU, or "ref", "avx2", "avx512" */
     dsc_kv_type kv_type;
     int32_t n_seq;     /* independent sequences, each with its own cache of n_ctx tokens (0 = 1) */
+    int32_t n_mixed;   /* tokens one dsc_eval_mixed step may carry (0 = n_seq; at least n_seq) */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -148,6 +149,16 @@ dsc_status dsc_eval_seq(dsc_ctx *ctx, int32_t seq, const int32_t *tokens, int32_
  * (continuous batching): token i is appended to sequence seqs[i]. logits
  * receives [n, vocab]. On failure nothing is appended. */
 dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, float *logits);
+
+/* The same for a mix (continuous batching with prompts joining the step):
+ * a sequence may appear several times, its tokens appended in order at
+ * consecutive positions, so a prompt chunk shares the pass over the weights
+ * with other sequences' decode tokens. n <= max(n_seq, n_mixed); attention
+ * is in the absorbed (decode) form. logits receives the rows of the tokens
+ * with want[i] != 0, in order (every token's when want is NULL). On failure
+ * nothing is appended. */
+dsc_status dsc_eval_mixed(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, const uint8_t *want,
+                          float *logits);
 
 /* Makes sequence dst a copy of the first n_tokens of sequence src (a shared
  * prompt: prefill once, sample many). */

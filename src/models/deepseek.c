@@ -16,7 +16,7 @@ static void rmsnorm_rows(float *out, const float *x, const float *w, int32_t n, 
     for (int32_t t = 0; t < n; t++) kern_rmsnorm(out + (int64_t)t * d, x + (int64_t)t * d, w, d, eps);
 }
 
-void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out) {
+void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out, const uint8_t *want) {
     const dsc_model *m = ctx->model;
     const dsc_config *c = &m->cfg;
     const int32_t D = c->hidden_size, V = c->vocab_size;
@@ -34,13 +34,17 @@ void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode
         kern_axpy(s->x, s->y, 1.0f, n * D);
     }
 
-    /* Only the rows asked for go through lm_head (V x D each). */
-    const int32_t first = out ? 0 : n - 1;
-    rmsnorm_rows(s->xn, s->x + (int64_t)first * D, m->final_norm, n - first, D, c->rms_norm_eps);
+    /* Only the rows asked for go through lm_head (V x D each), in one pass. */
     if (!out) {
+        rmsnorm_rows(s->xn, s->x + (int64_t)(n - 1) * D, m->final_norm, 1, D, c->rms_norm_eps);
         op_matmul(ctx, ctx->logits, s->xn, &m->lm_head, 1);
         return;
     }
-    op_matmul(ctx, out, s->xn, &m->lm_head, n); /* all rows in one pass over lm_head */
-    memcpy(ctx->logits, out + (int64_t)(n - 1) * V, sizeof(float) * (size_t)V);
+    int32_t rows = 0;
+    for (int32_t t = 0; t < n; t++)
+        if (!want || want[t])
+            kern_rmsnorm(s->xn + (int64_t)rows++ * D, s->x + (int64_t)t * D, m->final_norm, D, c->rms_norm_eps);
+    if (!rows) return;
+    op_matmul(ctx, out, s->xn, &m->lm_head, rows);
+    memcpy(ctx->logits, out + (int64_t)(rows - 1) * V, sizeof(float) * (size_t)V);
 }

@@ -98,9 +98,8 @@ typedef struct {
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
     float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
     float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
-    float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_seq)      */
+    float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_dec)      */
     float *olat;    /* (S, H, R + Dr)  attention-weighted cache rows (decode)    */
-    float *dscores; /* (S, H, T)       attention scores (decode)                */
     int32_t *tpos;  /* (B)             position of each token of the batch      */
     int32_t *tseq;  /* (B)             its sequence                             */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
@@ -132,11 +131,13 @@ typedef struct {
     float *scores;  /* (T)             one query's scores (prefill)             */
     float *olat;    /* (R + Dr)        a cache row as F32 (prefill)             */
     float *xg;      /* (S, R)          one head's latents of every token (decode) */
+    float *dscores; /* (H, T)          one token's attention scores (decode)    */
 } dsc_tscratch;
 
 struct dsc_ctx {
     dsc_model *model;
     int32_t n_ctx, n_batch, n_seq;
+    int32_t n_dec;              /* tokens of a decode-form pass (>= n_seq)  */
     int32_t *seq_pos;           /* (n_seq) tokens in each sequence's cache  */
     /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row
      * p holds position p's normed latent c (R), then its roped key k_pe (Dr). */
@@ -182,10 +183,11 @@ dsc_status model_load_mtp(dsc_model *m);
 
 /* Forward pass over n tokens (n <= n_batch) at positions s.tpos of
  * sequences s.tseq; prefill form when decode == 0 (one sequence,
- * consecutive positions), absorbed MLA over the latent cache when 1 (any mix).
- * Writes logits rows for every token into out (n, V) when out != NULL,
- * and the last row into ctx->logits. */
-void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out);
+ * consecutive positions), absorbed MLA over the latent cache when 1 (any
+ * mix, n <= n_dec). Writes logits rows into out when out != NULL: of every
+ * token (n, V), or only of those with want[t] != 0 when want != NULL; the
+ * last row written goes into ctx->logits. */
+void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out, const uint8_t *want);
 
 /* Blocks (src/nn). */
 void rope_init(dsc_model *m);

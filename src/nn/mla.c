@@ -182,11 +182,11 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
         const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
         const int32_t len = s->tpos[t] + 1;
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
-        float *qext = s->qext + t * H * w, *scores = s->dscores + t * H * T, *olat = s->olat + t * H * w;
+        float *qext = s->qext + t * H * w, *scores = ctx->ts[ith].dscores, *olat = s->olat + t * H * w;
         /* This token's heads against its cache rows in one product. */
-        k->matmul_rows(scores + h0 * T, T, qext + h0 * w, cache, (int32_t)(h1 - h0), 0, len);
+        k->matmul_rows(scores, T, qext + h0 * w, cache, (int32_t)(h1 - h0), 0, len);
         for (int64_t h = h0; h < h1; h++) {
-            float *sc = scores + h * T;
+            float *sc = scores + (h - h0) * T;
             for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
             kern_softmax(sc, len);
         }
@@ -195,7 +195,7 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
         for (int64_t hb = h0; hb < h1; hb += DSC_TM_HEADS) {
             const int32_t m = (int32_t)(h1 - hb < DSC_TM_HEADS ? h1 - hb : DSC_TM_HEADS);
             memset(olat + hb * w, 0, sizeof(float) * (size_t)m * w);
-            k->matvec_tm(olat + hb * w, w, scores + hb * T, T, m, cache, 0, len);
+            k->matvec_tm(olat + hb * w, w, scores + (hb - h0) * T, T, m, cache, 0, len);
         }
     }
 }

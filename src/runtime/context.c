@@ -44,10 +44,10 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
         F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     dsc_scratch *s = &ctx->s;
-    const int64_t S = ctx->n_seq, cache_elems = S * c->n_layers * T * (R + dr);
+    const int64_t S = ctx->n_dec, cache_elems = (int64_t)ctx->n_seq * c->n_layers * T * (R + dr);
     static const size_t esize[] = {[DSC_KV_F32] = 4, [DSC_KV_BF16] = 2, [DSC_KV_Q8] = 1};
-    ctx->kv = plan(p, S * c->n_layers, sizeof(dsc_mat));
-    ctx->seq_pos = plan(p, S, sizeof(int32_t));
+    ctx->kv = plan(p, (int64_t)ctx->n_seq * c->n_layers, sizeof(dsc_mat));
+    ctx->seq_pos = plan(p, ctx->n_seq, sizeof(int32_t));
     ctx->kv_mem = plan(p, cache_elems, esize[ctx->kv_type]);
     ctx->kv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, cache_elems / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
     ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
@@ -64,7 +64,6 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->ckpe = plan(p, T * dr, sizeof(float));
     s->qext = plan(p, S * H * (R + dr), sizeof(float));
     s->olat = plan(p, S * H * (R + dr), sizeof(float));
-    s->dscores = plan(p, S * H * T, sizeof(float));
     s->tpos = plan(p, B, sizeof(int32_t));
     s->tseq = plan(p, B, sizeof(int32_t));
     for (int i = 0; i < ctx->n_threads; i++) {
@@ -73,6 +72,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         ts->scores = plan(p, T, sizeof(float));
         ts->olat = plan(p, R + dr, sizeof(float));
         ts->xg = plan(p, S * R, sizeof(float));
+        ts->dscores = plan(p, H * T, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
@@ -109,6 +109,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
         return dsc_fail(DSC_ERR_ARG, "a Q8 KV cache needs kv_lora_rank + qk_rope_head_dim (%d) divisible by %d",
                         c->kv_lora_rank + c->qk_rope_head_dim, DSC_QBLOCK);
     if (pr.n_seq < 0 || pr.n_seq > 4096) return dsc_fail(DSC_ERR_ARG, "sequence count %d out of range", pr.n_seq);
+    if (pr.n_mixed < 0 || pr.n_mixed > 65536)
+        return dsc_fail(DSC_ERR_ARG, "mixed batch size %d out of range", pr.n_mixed);
     if (pr.n_threads < 0 || pr.n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "thread count %d out of range", pr.n_threads);
     const dsc_kernels *k = kern_select(pr.isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
@@ -128,8 +130,9 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     }
     ctx->n_ctx = n_ctx;
     ctx->n_seq = pr.n_seq > 0 ? pr.n_seq : 1;
+    ctx->n_dec = pr.n_mixed > ctx->n_seq ? pr.n_mixed : ctx->n_seq; /* a decode batch: a token per sequence, or more */
     ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
-    if (ctx->n_batch < ctx->n_seq) ctx->n_batch = ctx->n_seq; /* a decode batch is one token per sequence */
+    if (ctx->n_batch < ctx->n_dec) ctx->n_batch = ctx->n_dec;
     planner p = {0};
     ctx_layout(ctx, &p);
     if (p.overflow || !(ctx->mem = aligned_alloc(64, p.off ? p.off : 64))) {
@@ -228,7 +231,7 @@ dsc_status dsc_eval_seq(dsc_ctx *ctx, int32_t seq, const int32_t *tokens, int32_
     for (int32_t done = 0; done < n;) {
         int32_t m = n - done < ctx->n_batch ? n - done : ctx->n_batch;
         for (int32_t t = 0; t < m; t++) ctx->s.tpos[t] = ctx->seq_pos[seq] + t, ctx->s.tseq[t] = seq;
-        deepseek_forward(ctx, tokens + done, m, n == 1, logits ? logits + (int64_t)done * V : NULL);
+        deepseek_forward(ctx, tokens + done, m, n == 1, logits ? logits + (int64_t)done * V : NULL, NULL);
         ctx->seq_pos[seq] += m;
         done += m;
     }
@@ -240,23 +243,31 @@ dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logit
     return dsc_eval_seq(ctx, 0, tokens, n, logits);
 }
 
-dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, float *logits) {
+dsc_status dsc_eval_mixed(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, const uint8_t *want,
+                          float *logits) {
     dsc_status st = check_tokens(ctx, tokens, n);
     if (st) return st;
-    if (!logits) return dsc_fail(DSC_ERR_ARG, "dsc_decode_batch needs a logits buffer");
-    if (n > ctx->n_seq) return dsc_fail(DSC_ERR_ARG, "%d tokens in a decode batch of %d sequences", n, ctx->n_seq);
+    if (!logits) return dsc_fail(DSC_ERR_ARG, "a batch needs a logits buffer");
+    if (n > ctx->n_dec) return dsc_fail(DSC_ERR_ARG, "%d tokens in a batch of at most %d", n, ctx->n_dec);
     for (int32_t i = 0; i < n; i++) {
         if ((st = check_seq(ctx, seqs[i]))) return st;
-        for (int32_t j = 0; j < i; j++)
-            if (seqs[j] == seqs[i]) return dsc_fail(DSC_ERR_ARG, "sequence %d appears twice in a decode batch", seqs[i]);
-        if (ctx->seq_pos[seqs[i]] >= ctx->n_ctx)
-            return dsc_fail(DSC_ERR_CONTEXT, "sequence %d is full (%d tokens)", seqs[i], ctx->n_ctx);
+        int32_t pos = ctx->seq_pos[seqs[i]];
+        for (int32_t j = 0; j < i; j++) pos += seqs[j] == seqs[i];
+        if (pos >= ctx->n_ctx) return dsc_fail(DSC_ERR_CONTEXT, "sequence %d is full (%d tokens)", seqs[i], ctx->n_ctx);
+        ctx->s.tpos[i] = pos, ctx->s.tseq[i] = seqs[i];
     }
-    for (int32_t i = 0; i < n; i++) ctx->s.tpos[i] = ctx->seq_pos[seqs[i]], ctx->s.tseq[i] = seqs[i];
-    deepseek_forward(ctx, tokens, n, 1, logits);
+    deepseek_forward(ctx, tokens, n, 1, logits, want);
     for (int32_t i = 0; i < n; i++) ctx->seq_pos[seqs[i]]++;
     ctx->has_logits = 1;
     return DSC_OK;
+}
+
+dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, float *logits) {
+    if (n > ctx->n_seq) return dsc_fail(DSC_ERR_ARG, "%d tokens in a decode batch of %d sequences", n, ctx->n_seq);
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return dsc_fail(DSC_ERR_ARG, "sequence %d appears twice in a decode batch", seqs[i]);
+    return dsc_eval_mixed(ctx, seqs, tokens, n, NULL, logits);
 }
 
 /* Bytes of n rows of a cache matrix (with Q8 scales). */

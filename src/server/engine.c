@@ -5,12 +5,14 @@
  *      per slot; a request with n choices takes n slots), reusing the longest
  *      prefix a free slot still holds or the prompt cache block store has;
  *   2. drop the requests whose client went away (their slots free at once);
- *   3. prefill prompts in chunks of at most n_chunk tokens per slot, and at
- *      most n_chunk in all while other slots are generating, so running
- *      streams are not stalled by a long prompt;
- *   4. one dsc_decode_batch for every generating slot (one pass over the
- *      weights for all of them), then sample each slot with its own sampler
- *      and deliver the token's text to its request.
+ *   3. one dsc_eval_mixed for every generating slot (one pass over the
+ *      weights for all of them), joined by the prompts that fit whole into
+ *      the step (at most SRV_MIX_PROMPT tokens), then sample each slot with
+ *      its own sampler and deliver the token's text to its request;
+ *   4. longer prompts are prefilled on their own in chunks of at most n_chunk
+ *      tokens, at most n_chunk in all while other slots are generating, so
+ *      running streams are not stalled by a long prompt; a lone prompt on an
+ *      idle engine takes the prefill form too (MLA decompressed, faster).
  *
  * A prompt is prefilled once in the slot of choice 0; its cache is then
  * copied (dsc_seq_copy) to the slots of the other choices. Requests see the
@@ -48,9 +50,12 @@ struct srv_engine {
     srv_engine_params p;
     int n_slot, n_ctx, n_vocab, n_tok_vocab;
     eslot *slot;
-    float *logits;        /* [n_slot, vocab] of a decode batch            */
+    int n_mix;            /* tokens a step carries (dsc_ctx n_mixed)      */
+    float *logits;        /* [n_slot, vocab] the wanted rows of a step    */
     float *plogits;       /* [vocab] after the last token of a prompt     */
-    int32_t *bseq, *btok; /* (n_slot) the decode batch                    */
+    int32_t *bseq, *btok; /* (n_mix) a step's tokens and their slots      */
+    uint8_t *bwant;       /* (n_mix) which of them need logits            */
+    int *bjoin;           /* (n_slot) the prompts' slots that joined      */
     int *tmp;             /* (n_slot) scratch                             */
     uint64_t step;
     int rr;               /* first slot to prefill, rotating              */
@@ -290,9 +295,8 @@ static void engine_admit(srv_engine *e, srv_req *r) {
 
 /* Choice 0's prompt is in: store its blocks, copy it to the other choices'
  * slots and sample every choice's first token. */
-static void prompt_done(srv_engine *e, int s) {
+static void prompt_done(srv_engine *e, int s, const float *lg) {
     srv_req *r = e->slot[s].req;
-    const float *lg = dsc_ctx_logits(e->p.ctx);
     if (!lg) {
         engine_drop(e, r, "no logits after the prompt");
         return;
@@ -328,10 +332,8 @@ static void engine_reap(srv_engine *e) {
     }
 }
 
-static void engine_prefill(srv_engine *e) {
-    int generating = 0;
-    for (int s = 0; s < e->n_slot; s++) generating |= e->slot[s].st == SLOT_GEN;
-    int budget = generating ? e->p.n_chunk : INT_MAX;
+/* Prefills, each in its own passes, the prompts that did not join the step. */
+static void engine_prefill(srv_engine *e, int budget) {
     for (int k = 0; k < e->n_slot && budget > 0; k++) {
         int s = (e->rr + k) % e->n_slot;
         eslot *sl = &e->slot[s];
@@ -350,39 +352,69 @@ static void engine_prefill(srv_engine *e) {
         sl->n_held += m;
         budget -= m;
         atomic_fetch_add(&e->p.m->prefill_tokens, m);
-        if (sl->n_held == r->n_prompt) prompt_done(e, s);
+        if (sl->n_held == r->n_prompt) prompt_done(e, s, dsc_ctx_logits(e->p.ctx));
     }
-    e->rr = (e->rr + 1) % e->n_slot;
 }
 
-static void engine_decode(srv_engine *e) {
-    int n = 0;
+/* One step: the generating slots' tokens and the prompts that fit whole,
+ * in one pass over the weights; the other prompts prefilled on their own. */
+static void engine_step(srv_engine *e) {
+    int n = 0, n_gen = 0, n_pre = 0;
     for (int s = 0; s < e->n_slot; s++) {
-        if (e->slot[s].st != SLOT_GEN) continue;
-        if (e->slot[s].n_held >= e->n_ctx) { /* cannot happen: deliver checks; never overrun */
+        eslot *sl = &e->slot[s];
+        n_pre += sl->st == SLOT_PREFILL;
+        if (sl->st != SLOT_GEN) continue;
+        if (sl->n_held >= e->n_ctx) { /* cannot happen: deliver checks; never overrun */
             choice_finish(e, s, "length", 1);
             continue;
         }
-        e->bseq[n] = s;
-        e->btok[n++] = e->slot[s].pending;
+        e->bseq[n] = s, e->btok[n] = sl->pending, e->bwant[n++] = 1;
     }
-    if (!n) return;
-    if (dsc_decode_batch(e->p.ctx, e->bseq, e->btok, n, e->logits)) {
-        srv_log("decode failed: %s", dsc_last_error());
-        for (int i = 0; i < n; i++) {
-            eslot *sl = &e->slot[e->bseq[i]];
-            if (sl->req) engine_drop(e, sl->req, dsc_last_error());
+    n_gen = n;
+    int budget = n_gen ? e->p.n_chunk : INT_MAX, n_join = 0;
+    if (n_gen + n_pre > 1) /* a lone prompt on an idle engine keeps the prefill form */
+        for (int k = 0; k < e->n_slot; k++) {
+            const int s = (e->rr + k) % e->n_slot;
+            eslot *sl = &e->slot[s];
+            if (sl->st != SLOT_PREFILL) continue;
+            const int32_t m = sl->req->n_prompt - sl->n_held;
+            if (m > SRV_MIX_PROMPT || m > e->n_mix - n || m > budget) continue;
+            for (int32_t i = 0; i < m; i++)
+                e->bseq[n] = s, e->btok[n] = sl->req->prompt[sl->n_held + i], e->bwant[n++] = i == m - 1;
+            e->bjoin[n_join++] = s;
+            budget -= m;
         }
-        return;
+    if (n) {
+        if (dsc_eval_mixed(e->p.ctx, e->bseq, e->btok, n, e->bwant, e->logits)) {
+            srv_log("decode failed: %s", dsc_last_error());
+            for (int i = 0; i < n; i++) {
+                eslot *sl = &e->slot[e->bseq[i]];
+                if (sl->req) engine_drop(e, sl->req, dsc_last_error());
+            }
+            return;
+        }
+        if (n_gen) {
+            atomic_fetch_add(&e->p.m->decode_steps, 1);
+            atomic_fetch_add(&e->p.m->decode_tokens, n_gen);
+            atomic_store(&e->p.m->last_batch, n_gen);
+        }
+        for (int i = 0; i < n_gen; i++) {
+            eslot *sl = &e->slot[e->bseq[i]];
+            sl->held[sl->n_held++] = e->btok[i];
+            if (sl->req) deliver(e, e->bseq[i], e->logits + (size_t)i * e->n_vocab);
+        }
+        for (int j = 0; j < n_join; j++) {
+            const int s = e->bjoin[j];
+            eslot *sl = &e->slot[s];
+            const int32_t m = sl->req->n_prompt - sl->n_held;
+            memcpy(sl->held + sl->n_held, sl->req->prompt + sl->n_held, sizeof(int32_t) * (size_t)m);
+            sl->n_held += m;
+            atomic_fetch_add(&e->p.m->prefill_tokens, m);
+            prompt_done(e, s, e->logits + (size_t)(n_gen + j) * e->n_vocab);
+        }
     }
-    atomic_fetch_add(&e->p.m->decode_steps, 1);
-    atomic_fetch_add(&e->p.m->decode_tokens, n);
-    atomic_store(&e->p.m->last_batch, n);
-    for (int i = 0; i < n; i++) {
-        eslot *sl = &e->slot[e->bseq[i]];
-        sl->held[sl->n_held++] = e->btok[i];
-        if (sl->req) deliver(e, e->bseq[i], e->logits + (size_t)i * e->n_vocab);
-    }
+    engine_prefill(e, budget);
+    e->rr = (e->rr + 1) % e->n_slot;
 }
 
 static int n_free(const srv_engine *e) {
@@ -426,8 +458,7 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < n_adm; i++) engine_admit(e, adm[i]);
         if (stop) break;
         engine_reap(e);
-        engine_prefill(e);
-        engine_decode(e);
+        engine_step(e);
         atomic_store(&e->p.m->slots_busy, e->n_slot - n_free(e));
         e->step++;
     }
@@ -452,12 +483,15 @@ int srv_engine_start(const srv_engine_params *p, srv_engine **out) {
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->slot = calloc((size_t)e->n_slot, sizeof *e->slot);
-    e->bseq = malloc(sizeof(int32_t) * (size_t)e->n_slot);
-    e->btok = malloc(sizeof(int32_t) * (size_t)e->n_slot);
+    e->n_mix = p->n_mix > e->n_slot ? p->n_mix : e->n_slot;
+    e->bseq = malloc(sizeof(int32_t) * (size_t)e->n_mix);
+    e->btok = malloc(sizeof(int32_t) * (size_t)e->n_mix);
+    e->bwant = malloc((size_t)e->n_mix);
+    e->bjoin = malloc(sizeof(int) * (size_t)e->n_slot);
     e->tmp = malloc(sizeof(int) * (size_t)e->n_slot);
     e->logits = malloc(sizeof(float) * (size_t)e->n_vocab * (size_t)e->n_slot);
     e->plogits = malloc(sizeof(float) * (size_t)e->n_vocab);
-    int ok = e->slot && e->bseq && e->btok && e->tmp && e->logits && e->plogits;
+    int ok = e->slot && e->bseq && e->btok && e->bwant && e->bjoin && e->tmp && e->logits && e->plogits;
     for (int s = 0; ok && s < e->n_slot; s++) ok = (e->slot[s].held = malloc(sizeof(int32_t) * (size_t)e->n_ctx)) != NULL;
     if (ok && pthread_create(&e->th, NULL, engine_main, e) == 0) e->running = 1;
     *out = e;
@@ -541,6 +575,8 @@ void srv_engine_stop(srv_engine *e) {
     free(e->bseq);
     free(e->btok);
     free(e->tmp);
+    free(e->bwant);
+    free(e->bjoin);
     free(e->logits);
     free(e->plogits);
     pthread_mutex_destroy(&e->mu);

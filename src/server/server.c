@@ -103,6 +103,7 @@ static int load(srv_server *S) {
     cp.isa = p->isa;
     cp.kv_type = p->kv_type;
     cp.n_seq = p->n_parallel;
+    cp.n_mixed = p->n_parallel + (p->n_chunk < SRV_MIX_PROMPT ? p->n_chunk : SRV_MIX_PROMPT);
     if (dsc_ctx_new(S->model, &cp, &S->ctx)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     S->n_ctx = dsc_ctx_n_ctx(S->ctx);
     const char *base = p->model_dir + strlen(p->model_dir);
@@ -118,7 +119,8 @@ static int load(srv_server *S) {
     if (!S->pc) return fprintf(stderr, "dsc: cannot open the prompt cache%s%s\n", p->cache_dir ? " in " : "",
                                p->cache_dir ? p->cache_dir : ""), -1;
     srv_engine_params ep = {.ctx = S->ctx, .tok = S->tok, .pc = S->pc, .m = &S->m, .eos = S->eos,
-                            .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .max_queue = p->max_queue};
+                            .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_mix = cp.n_mixed,
+                            .max_queue = p->max_queue};
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;
     return 0;
 }

@@ -214,6 +214,10 @@ void pcache_stats(srv_pcache *pc, srv_pcache_stats *st);
 
 typedef struct srv_engine srv_engine;
 
+/* Prompt tokens at most that join a decode step (a prompt that fits whole
+ * shares the step's pass over the weights). */
+#define SRV_MIX_PROMPT 64
+
 typedef struct {
     dsc_ctx *ctx;
     const dsc_tokenizer *tok;
@@ -222,6 +226,7 @@ typedef struct {
     int32_t eos;      /* end of sequence id */
     int32_t n_vocab;  /* the model's */
     int n_chunk;      /* prompt tokens per slot per step */
+    int n_mix;        /* tokens a step may carry: the context's n_mixed */
     int max_queue;
 } srv_engine_params;
 

@@ -531,6 +531,37 @@ static void test_sequences(const char *golden) {
     CHECK(dsc_decode_batch(ctx, dup, toks, 2, batch) == DSC_ERR_ARG, "a sequence twice in a batch is rejected");
     CHECK(dsc_eval_seq(ctx, 3, pa, 1, NULL) == DSC_ERR_ARG, "sequence out of range rejected");
     dsc_ctx_free(ctx);
+
+    /* A mixed step: sequence 1's whole prompt and next token share one pass
+     * with sequence 0's decode token (prompt rows in the absorbed form, so
+     * prefill = decode's tolerance); only the wanted rows get logits. */
+    static float rows[4 * V], solo4[4 * V];
+    int32_t pbn[4] = {pb[0], pb[1], pb[2], nb};
+    dsc_ctx_truncate(one, 0);
+    dsc_eval(one, pbn, 4, solo4);
+    cp.n_seq = 2;
+    cp.n_mixed = 6;
+    CHECK(dsc_ctx_new(m, &cp, &ctx) == DSC_OK, "mixed-batch context");
+    CHECK(dsc_eval_seq(ctx, 0, pa, 5, NULL) == DSC_OK, "prefill one");
+    int32_t ms[5] = {1, 1, 0, 1, 1}, mt[5] = {pb[0], pb[1], na, pb[2], nb};
+    const uint8_t want[5] = {0, 0, 1, 0, 1};
+    CHECK(dsc_eval_mixed(ctx, ms, mt, 5, want, rows) == DSC_OK, "mixed batch: %s", dsc_last_error());
+    CHECK(max_rel(rows, la, V) < 1e-5, "mixed: the decode token = alone (%g)", max_rel(rows, la, V));
+    CHECK(max_rel(rows + V, lb, V) < 1e-4, "mixed: the prompt's next token = prefill then decode (%g)",
+          max_rel(rows + V, lb, V));
+    CHECK(dsc_seq_pos(ctx, 0) == 6 && dsc_seq_pos(ctx, 1) == 4, "mixed: positions advanced (%d, %d)",
+          dsc_seq_pos(ctx, 0), dsc_seq_pos(ctx, 1));
+    dsc_seq_truncate(ctx, 1, 0);
+    const int32_t s1[3] = {1, 1, 1};
+    CHECK(dsc_eval_mixed(ctx, s1, pbn, 1, NULL, rows) == DSC_OK && dsc_eval_mixed(ctx, s1, pbn + 1, 3, NULL, rows) == DSC_OK,
+          "mixed: a prompt in two steps, every row");
+    CHECK(max_rel(rows, solo4 + V, 3 * V) < 1e-4, "mixed: every row = prefill's (%g)", max_rel(rows, solo4 + V, 3 * V));
+    int32_t seven[7] = {0, 0, 0, 0, 0, 0, 0}, full[2] = {0, 0}, zeros[25] = {0};
+    CHECK(dsc_eval_mixed(ctx, seven, pa, 7, NULL, rows) == DSC_ERR_ARG, "mixed: over n_mixed tokens rejected");
+    CHECK(dsc_eval_seq(ctx, 0, zeros, 25, NULL) == DSC_OK && dsc_seq_pos(ctx, 0) == 31, "fill sequence 0");
+    CHECK(dsc_eval_mixed(ctx, full, pa, 2, NULL, rows) == DSC_ERR_CONTEXT && dsc_seq_pos(ctx, 0) == 31,
+          "mixed: past the context end rejected, nothing appended");
+    dsc_ctx_free(ctx);
     dsc_ctx_free(one);
     dsc_model_free(m);
 }
