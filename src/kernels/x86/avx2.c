@@ -84,7 +84,7 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
  * in registers, each row's weights decoded once per 8 columns for all the
  * tile's tokens, each token's 8 x values loaded once for all rows. */
 #define MR 6
-#define DEFINE_MATMUL(NAME, LOAD, TTV)                                                                               \
+#define DEFINE_MATMUL(NAME, LOAD, TTV, PF)                                                                           \
     static void NAME(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {  \
         const int32_t C = w->cols, c8 = C & ~7;                                                                      \
         const int32_t bc = w->block_cols > 0 ? w->block_cols : 1;                                                    \
@@ -102,13 +102,20 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
                 kern_mat_row(row, w, r + i < r1 ? r + i : r1 - 1);                                                   \
                 memcpy(wt[i], row + c8, sizeof(float) * (size_t)(C - c8));                                           \
             }                                                                                                        \
+            const int32_t passes = (n + (TTV) - 1) / (TTV);                                                        \
             for (int32_t t = 0; t < n; t += (TTV)) {                                                                 \
                 const float *xp[TT];                                                                                 \
                 for (int j = 0; j < (TTV); j++) xp[j] = x + (int64_t)(t + j < n ? t + j : n - 1) * C;                \
+                const float *pf[MR] = {0}; /* F32: the next tile's rows, fetched as in bf16_eo_tiles */             \
+                int npf = 0;                                                                                         \
+                for (int i = t / (TTV); (PF) && passes > 1 && i < MR && r + MR + i < r1; i += passes)                \
+                    pf[npf++] = (const float *)w->data + (int64_t)(r + MR + i) * C;                                  \
                 __m256 acc[MR][TT];                                                                                  \
                 _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                                 \
                     _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) acc[i][j] = _mm256_setzero_ps();         \
                 for (int32_t c = 0; c < c8; c += 8) {                                                                \
+                    if (!(c & 15))                                                                                   \
+                        for (int i = 0; i < npf; i++) _mm_prefetch((const char *)(pf[i] + c), _MM_HINT_T0);          \
                     __m256 xv[TT];                                                                                   \
                     _Pragma("GCC unroll 4") for (int j = 0; j < (TTV); j++) xv[j] = _mm256_loadu_ps(xp[j] + c);      \
                     _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) { /* unrolled: all in registers */          \
@@ -127,15 +134,15 @@ static inline void tile_rows(const dsc_mat *w, int32_t r, int32_t r1, const void
         }                                                                                                            \
     }
 
-#define DEFINE_MATMULS(T, LOAD)                                                                                      \
-    DEFINE_MATMUL(mm_##T, LOAD, TT)                                                                                  \
-    DEFINE_MATMUL(mm1_##T, LOAD, 1)
-DEFINE_MATMULS(f32, LOAD_F32)
-DEFINE_MATMULS(bf16, LOAD_BF16)
-DEFINE_MATMULS(f16, LOAD_F16)
-DEFINE_MATMULS(fp8, LOAD_FP8)
-DEFINE_MATMULS(q8, LOAD_Q8)
-DEFINE_MATMULS(q4, LOAD_Q4)
+#define DEFINE_MATMULS(T, LOAD, PF)                                                                                  \
+    DEFINE_MATMUL(mm_##T, LOAD, TT, PF)                                                                              \
+    DEFINE_MATMUL(mm1_##T, LOAD, 1, 0)
+DEFINE_MATMULS(f32, LOAD_F32, 1)
+DEFINE_MATMULS(bf16, LOAD_BF16, 0)
+DEFINE_MATMULS(f16, LOAD_F16, 0)
+DEFINE_MATMULS(fp8, LOAD_FP8, 0)
+DEFINE_MATMULS(q8, LOAD_Q8, 0)
+DEFINE_MATMULS(q4, LOAD_Q4, 0)
 
 #define DEFINE_MATVEC_T(NAME, LOAD)                                                                                  \
     static void NAME(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {                          \
@@ -311,7 +318,7 @@ static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int
  * its even and odd elements to match. Tiles of 4 rows x 2 tokens. */
 static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs, const dsc_mat *w, int32_t n,
                           int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2, passes = (n + 1) / 2;
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     for (int32_t r = r0; r < r1; r += 4) {
         const uint16_t *rp[4];
@@ -319,9 +326,18 @@ static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs
         for (int32_t t = 0; t < n; t += 2) {
             const int32_t t1 = t + 1 < n ? t + 1 : t;
             const float *e0 = xs + (int64_t)t * c16, *e1 = xs + (int64_t)t1 * c16;
+            /* With several passes over these rows (in cache after the first),
+             * pass p fetches the next tile's rows p, p + passes, ... so that
+             * memory keeps streaming while the arithmetic runs. */
+            const uint16_t *pf[4] = {0};
+            int npf = 0;
+            for (int i = t / 2; passes > 1 && i < 4 && r + 4 + i < r1; i += passes)
+                pf[npf++] = (const uint16_t *)w->data + (int64_t)(r + 4 + i) * C;
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             for (int32_t c = 0; c < c16; c += 16) {
                 const int32_t k = c / 2;
+                if (!(c & 31))
+                    for (int i = 0; i < npf; i++) _mm_prefetch((const char *)(pf[i] + c), _MM_HINT_T0);
                 const __m256 xe0 = _mm256_loadu_ps(e0 + k), xo0 = _mm256_loadu_ps(e0 + h + k);
                 const __m256 xe1 = _mm256_loadu_ps(e1 + k), xo1 = _mm256_loadu_ps(e1 + h + k);
 #define EO_ROW(i, A0, A1)                                                                                            \
