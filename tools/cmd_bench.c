@@ -3,6 +3,9 @@
  * spirit of llama-bench, set against the roofline measured in the same run:
  *   decode  <= read bandwidth / bytes read per token  (memory bound)
  *   prefill <= FMA peak / FLOPs per prompt token      (compute bound)
+ * With --parallel B, each repetition also decodes B sequences together (one
+ * pass over the weights per step for all of them, as `dsc serve` does) and
+ * sets the aggregate rate against that repetition's one-sequence rate.
  */
 #include <math.h>
 #include <stdio.h>
@@ -40,7 +43,7 @@ static int32_t random_token(int32_t vocab) {
 }
 
 int cmd_bench(const cli_opts *o) {
-    const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth;
+    const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth, B = o->parallel > 1 ? o->parallel : 0;
     dsc_machine mach;
     cli_opts oo = *o;
     if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;
@@ -56,7 +59,11 @@ int cmd_bench(const cli_opts *o) {
     double *pp = calloc((size_t)R, sizeof(double)), *tg = calloc((size_t)R, sizeof(double));
     double *bw = calloc((size_t)R, sizeof(double)), *peak = calloc((size_t)R, sizeof(double));
     double *tg_pct = calloc((size_t)R, sizeof(double)), *pp_pct = calloc((size_t)R, sizeof(double));
-    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct) ? cli_die("out of memory") : 0;
+    double *tgb = calloc((size_t)R, sizeof(double)), *tgb_x = calloc((size_t)R, sizeof(double));
+    int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
+    float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
+    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok ||
+              (B && !blog)) ? cli_die("out of memory") : 0;
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
      * mean position of the run. FLOPs per prompt token: the matmuls. */
@@ -103,10 +110,24 @@ int cmd_bench(const cli_opts *o) {
             tg[r] = N / (now_s() - t0);
             tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
         }
+        if (N > 0 && B && !rc) { /* batched decode: B sequences from the same D tokens, N steps */
+            dsc_ctx_truncate(s.ctx, D);
+            for (int b = 0; b < B && !rc; b++) {
+                if (b && dsc_seq_copy(s.ctx, 0, b, D)) rc = cli_die_status();
+                bseq[b] = b, btok[b] = random_token(V);
+            }
+            double t0 = now_s();
+            for (int k = 0; k < N && !rc; k++) {
+                if (dsc_decode_batch(s.ctx, bseq, btok, B, blog)) rc = cli_die_status();
+                for (int b = 0; b < B && !rc; b++) btok[b] = dsc_argmax(blog + (size_t)b * V, V);
+            }
+            tgb[r] = (double)B * N / (now_s() - t0);
+            tgb_x[r] = tgb[r] / tg[r];
+        }
     }
     if (!rc) {
         stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
-        stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R);
+        stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
         mach.read_gb_s = sbw.median;
         mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
@@ -121,11 +142,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
                    "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
                    "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
-                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu}\n",
+                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"parallel\": %d, "
+                   "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
+                   "\"tgb_speedup_max\": %.3f}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
-                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx));
+                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), B, B ? sb.median : 0,
+                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
             printf("|---|---|---|---|---|---|---|\n");
@@ -140,6 +164,11 @@ int cmd_bench(const cli_opts *o) {
                 printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
                    i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
                    test, st.median, st.lo, st.hi);
+            snprintf(test, sizeof test, D ? "tg%d x%d @ d%d" : "tg%d x%d", N, B, D);
+            if (N > 0 && B)
+                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+                       i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
+                       test, sb.median, sb.lo, sb.hi);
             printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
                    "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
                    "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
@@ -148,6 +177,10 @@ int cmd_bench(const cli_opts *o) {
             printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: "
                    "%.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
                    flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
+            if (N > 0 && B)
+                printf("batched: %d sequences decoded together: %.2f t/s in all, %.2fx one sequence (median of the "
+                       "per-run ratios, %.2f-%.2f)\n",
+                       B, sb.median, sbx.median, sbx.lo, sbx.hi);
             printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB)\n", rss / 1048576.0,
                    i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s.ctx) / 1048576.0);
         }
@@ -159,6 +192,11 @@ int cmd_bench(const cli_opts *o) {
     free(peak);
     free(tg_pct);
     free(pp_pct);
+    free(tgb);
+    free(tgb_x);
+    free(bseq);
+    free(btok);
+    free(blog);
     cli_session_close(&s);
     return rc;
 }

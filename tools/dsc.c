@@ -84,6 +84,8 @@ static const char *usage_text =
     "  -n N                   generated tokens for the decode test (default 128)\n"
     "  -d N                   context depth before the decode test (default 0)\n"
     "  -r N                   repetitions (default 5); medians and spread are reported\n"
+    "  --parallel N           also decode N sequences together (continuous batching): aggregate t/s\n"
+    "                         and its ratio to one sequence, measured in each repetition\n"
     "  --json                 one JSON object instead of the table\n"
     "\n"
     "quantize / kld:\n"
@@ -347,6 +349,7 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.n_threads = o->n_threads;
     cp.isa = o->isa;
     cp.kv_type = (dsc_kv_type)o->kv_type;
+    if (!strcmp(o->cmd, "bench")) cp.n_seq = o->parallel; /* batched decode test */
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     return 0;
 }

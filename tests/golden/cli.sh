@@ -2,6 +2,7 @@
 # The CLI contract on every golden checkpoint:
 #   dsc logits -m DIR --tokens IDS -o OUT [--decode-only]   matches expected logits
 #   dsc generate -m DIR --tokens IDS -n 8 --temp 0 --ids [--decode-only]   prints the greedy ids
+#   dsc bench -m DIR --json [--parallel N]   one JSON object with the figures named below
 # usage: cli.sh DSC TEST_GOLDEN GOLDEN_DIR
 set -u
 DSC=$1 TG=$2 GOLDEN=$3
@@ -26,5 +27,21 @@ for m in v3-tiny v2lite-tiny v2-grouped-tiny v3-fp8-tiny; do
         if [ "$got" = "$want" ]; then ok "$name generate: $got"; else bad "$name generate: got '$got' want '$want' $(cat "$tmp/err")"; fi
     done
 done
+# dsc bench --json: the fields outside checks read, each a positive number
+# (a batched decode test included with --parallel).
+root=$GOLDEN/models/v3-tiny/model
+if "$DSC" bench -m "$root" -p 16 -n 8 -r 2 --parallel 3 --json >"$tmp/bench.json" 2>"$tmp/err" &&
+    python3 - "$tmp/bench.json" >"$tmp/cmp" 2>&1 <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "threads", "tgb_tokens_per_s",
+          "tgb_speedup", "tg_roofline_pct", "pp_peak_pct"):
+    assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
+assert j["parallel"] == 3, f"parallel = {j['parallel']}"
+print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
+PY
+then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+if "$DSC" bench -m "$root" -p 0 -n 4 -r 1 --parallel 0 >"$tmp/out" 2>"$tmp/err"; then bad "bench --parallel 0 accepted"
+else ok "bench --parallel 0 refused: $(cat "$tmp/err")"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
