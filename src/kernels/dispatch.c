@@ -43,3 +43,10 @@ const dsc_kernels *kern_select(const char *isa) {
     if (best || !strcmp(isa, "ref")) return &kern_ref;
     return NULL;
 }
+
+void kern_softmax_k(const dsc_kernels *k, float *x, int32_t n) {
+    float mx = x[0];
+    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const float inv = (float)(1.0 / k->exp_sum(x, x, n, mx));
+    for (int32_t i = 0; i < n; i++) x[i] *= inv;
+}

@@ -140,6 +140,9 @@ extern const dsc_kernels kern_avx2;
 extern const dsc_kernels kern_avx512;
 #endif
 
+/* kern_softmax with the exp of the table k (under kern_ref, the same expf). */
+void kern_softmax_k(const dsc_kernels *k, float *x, int32_t n);
+
 /* The table named isa ("ref", "avx2", "avx512"), or the best this CPU runs
  * when isa is NULL or "". NULL if the name is unknown or the CPU lacks it. */
 const dsc_kernels *kern_select(const char *isa);

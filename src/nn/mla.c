@@ -102,7 +102,7 @@ static int mla_attend_prefill_gemm(const attn_job *j, int ith, int nth) {
                 float *row = sc + (int64_t)i * np;
                 const int32_t len = pos0 + t0 + i + 1; /* causal */
                 for (int32_t p = 0; p < len; p++) row[p] *= scale;
-                kern_softmax(row, len);
+                kern_softmax_k(k, row, len);
                 for (int32_t p = len; p < np; p++) row[p] = 0;
             }
             k->gemm(s->attn + (int64_t)t0 * lo + (int64_t)h * dv, lo, sc, np, ts->kvh + dn, dkv, mb, dv, np, DSC_GEMM_BN,
@@ -133,7 +133,7 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
             for (int32_t p = 0; p < len; p++)
                 ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) + k->dot(q + dn, s->ckpe + (int64_t)p * dr, dr)) *
                                 ctx->model->softmax_scale;
-            kern_softmax(ts->scores, len);
+            kern_softmax_k(k, ts->scores, len);
             float *out = s->attn + ((int64_t)t * c->n_heads + h) * dv;
             memset(out, 0, sizeof(float) * (size_t)dv);
             for (int32_t p = 0; p < len; p++) k->axpy(out, ts->kvh + (int64_t)p * dkv + dn, ts->scores[p], dv);
@@ -188,7 +188,7 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
         for (int64_t h = h0; h < h1; h++) {
             float *sc = scores + (h - h0) * T;
             for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
-            kern_softmax(sc, len);
+            kern_softmax_k(k, sc, len);
         }
         /* olat[h] = sum_t p[h, t] [c_t ; k_pe_t] for up to DSC_TM_HEADS heads
          * per pass over the cache; the latent is the first R of each. */

@@ -303,13 +303,6 @@ typedef struct {
     float scale;
 } attn_job;
 
-/* kern_softmax with the kernels' exp (under kern_ref, the same expf). */
-static void softmax_k(const dsc_kernels *k, float *x, int32_t n) {
-    float mx = x[0];
-    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    const float inv = (float)(1.0 / k->exp_sum(x, x, n, mx));
-    for (int32_t i = 0; i < n; i++) x[i] *= inv;
-}
 
 static void attn_forward_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
@@ -325,7 +318,7 @@ static void attn_forward_task(void *arg, int ith, int nth) {
                 const int64_t m = b * T + p;
                 a[p] = (k->dot(q, j->kv + (m * H + h) * dkv, Dn) + k->dot(q + Dn, j->kpe + m * Dr, Dr)) * j->scale;
             }
-            softmax_k(k, a, t + 1);
+            kern_softmax_k(k, a, t + 1);
             for (int32_t p = t + 1; p < T; p++) a[p] = 0;
             float *o = j->out + (n * H + h) * Dv;
             memset(o, 0, sizeof(float) * (size_t)Dv);
@@ -360,7 +353,7 @@ static void attn_forward_gemm_task(void *arg, int ith, int nth) {
             for (int32_t t = t0; t < t0 + mb; t++) {
                 float *a = att + (int64_t)t * T;
                 for (int32_t p = 0; p <= t; p++) a[p] *= j->scale;
-                softmax_k(k, a, t + 1);
+                kern_softmax_k(k, a, t + 1);
                 for (int32_t p = t + 1; p < T; p++) a[p] = 0;
             }
             gemm(NULL, k, j->out + ((n0 + t0) * H + h) * Dv, lo, at, T, kh + Dn, lkv, mb, Dv, np, DSC_GEMM_BN);

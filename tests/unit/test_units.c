@@ -566,6 +566,48 @@ static void test_sequences(const char *golden) {
     dsc_model_free(m);
 }
 
+/* Decode far into the context: every value is summed the same way whatever
+ * thread computes it, so two threads give the logits of one to the bit, and
+ * prefill's to 1e-4. */
+static void test_long_decode(const char *golden) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", golden);
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) return;
+    enum { V = 512, P = 300, D = 6 };
+    static int32_t toks[P + D];
+    static float pre[(P + D) * V], one[D * V], two[D * V];
+    for (int i = 0; i < P + D; i++) toks[i] = (i * 131 + 7) % V;
+    const dsc_kv_type types[] = {DSC_KV_F32, DSC_KV_BF16};
+    for (int k = 0; k < 2; k++) {
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = 512;
+        cp.kv_type = types[k];
+        dsc_ctx *a, *b, *c;
+        cp.n_threads = 1;
+        CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK && dsc_ctx_new(m, &cp, &c) == DSC_OK, "long decode: contexts");
+        cp.n_threads = 2;
+        CHECK(dsc_ctx_new(m, &cp, &b) == DSC_OK, "long decode: 2-thread context");
+        dsc_eval(c, toks, P + D, pre);
+        dsc_eval(a, toks, P, NULL);
+        dsc_eval(b, toks, P, NULL);
+        for (int t = 0; t < D; t++) {
+            dsc_eval(a, toks + P + t, 1, one + t * V);
+            dsc_eval(b, toks + P + t, 1, two + t * V);
+        }
+        CHECK(!memcmp(one, two, sizeof one), "%s cache: decode at %d positions, 2 threads = 1 thread (%g)",
+              dsc_kv_type_name(types[k]), P, max_rel(two, one, D * V));
+        const double d = max_rel(one, pre + P * V, D * V);
+        CHECK(d < 1e-4, "%s cache: decode at %d positions = prefill (%g)", dsc_kv_type_name(types[k]), P, d);
+        printf("long decode, %s cache: at %d positions, 2 threads = 1 thread %s, vs prefill %.2g\n",
+               dsc_kv_type_name(types[k]), P, memcmp(one, two, sizeof one) ? "NO" : "bit for bit", d);
+        dsc_ctx_free(a);
+        dsc_ctx_free(b);
+        dsc_ctx_free(c);
+    }
+    dsc_model_free(m);
+}
+
 /* dsc init --dtype f32 with a tensor larger than its write buffer (a
  * regression: F32 chunks once overflowed a buffer sized for 2-byte types). */
 static void test_init_f32_large(void) {
@@ -605,6 +647,7 @@ int main(int argc, char **argv) {
     test_init_f32_large();
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
+    if (argc > 1) test_long_decode(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
