@@ -245,10 +245,10 @@ dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logit
 
 dsc_status dsc_eval_mixed(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, const uint8_t *want,
                           float *logits) {
+    if (n > ctx->n_dec) return dsc_fail(DSC_ERR_ARG, "%d tokens in a batch of at most %d", n, ctx->n_dec);
     dsc_status st = check_tokens(ctx, tokens, n);
     if (st) return st;
     if (!logits) return dsc_fail(DSC_ERR_ARG, "a batch needs a logits buffer");
-    if (n > ctx->n_dec) return dsc_fail(DSC_ERR_ARG, "%d tokens in a batch of at most %d", n, ctx->n_dec);
     for (int32_t i = 0; i < n; i++) {
         if ((st = check_seq(ctx, seqs[i]))) return st;
         int32_t pos = ctx->seq_pos[seqs[i]];
