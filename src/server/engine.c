@@ -410,6 +410,7 @@ static void engine_step(srv_engine *e) {
             memcpy(sl->held + sl->n_held, sl->req->prompt + sl->n_held, sizeof(int32_t) * (size_t)m);
             sl->n_held += m;
             atomic_fetch_add(&e->p.m->prefill_tokens, m);
+            atomic_fetch_add(&e->p.m->joined_tokens, m);
             prompt_done(e, s, e->logits + (size_t)(n_gen + j) * e->n_vocab);
         }
     }

@@ -167,6 +167,8 @@ static enum MHD_Result get_metrics(conn *c, struct MHD_Connection *mc) {
     metric(&b, "prompt_cache_block_hit_tokens_total", "counter", "Prompt tokens restored from the block store.",
            atomic_load(&m->block_hit_tokens));
     metric(&b, "prefill_tokens_total", "counter", "Prompt tokens evaluated.", atomic_load(&m->prefill_tokens));
+    metric(&b, "prefill_joined_tokens_total", "counter", "Prompt tokens evaluated in the pass of a decode step.",
+           atomic_load(&m->joined_tokens));
     metric(&b, "completion_tokens_total", "counter", "Tokens generated.", atomic_load(&m->completion_tokens));
     metric(&b, "reasoning_tokens_total", "counter", "Tokens generated inside <think>.", atomic_load(&m->reasoning_tokens));
     metric(&b, "decode_steps_total", "counter", "Batched decode steps (one pass over the weights each).",

@@ -172,7 +172,7 @@ typedef struct {
     atomic_llong http[SRV_N_CODES];     /* responses by status                     */
     atomic_llong requests, cancelled;    /* generation requests admitted / dropped  */
     atomic_llong prompt_tokens, hit_tokens, block_hit_tokens, completion_tokens, reasoning_tokens;
-    atomic_llong prefill_tokens, decode_steps, decode_tokens;
+    atomic_llong prefill_tokens, joined_tokens, decode_steps, decode_tokens;
     atomic_int queue_depth, slots_busy, last_batch;
 } srv_metrics;
 

@@ -76,6 +76,12 @@ async function main() {
   await check('load: decode batches formed (mean batch > 2)', async () => {
     assert.ok(batch > 2, `mean batch ${batch}`);
   });
+  await check('load: new prompts joined running decode steps', async () => {
+    const joined = m1.dsc_prefill_joined_tokens_total - m0.dsc_prefill_joined_tokens_total;
+    const all = m1.dsc_prefill_tokens_total - m0.dsc_prefill_tokens_total;
+    assert.ok(joined > 0 && joined <= all, `joined ${joined} of ${all}`);
+    return `${joined} of ${all} prompt tokens`;
+  });
   await check('load: server idle again (no slot busy, queue empty), memory back near its idle level', async () => {
     assert.equal(m1.dsc_slots_busy, 0);
     assert.equal(m1.dsc_queue_depth, 0);
