@@ -26,9 +26,10 @@ static void mm_task(void *arg, int ith, int nth) {
 }
 
 /* Many tokens (n >= OP_GEMM_MIN, prefill): each thread takes blocks of
- * OP_GEMM_ROWS rows of its share of W, dequantises them to F32 once (the
- * kernels' mat_row) and multiplies them with the kernels' register-tiled
- * gemm, by blocks of OP_GEMM_KB columns (the packed panels stay in L2). */
+ * OP_GEMM_ROWS rows of its share of W and multiplies them with the kernels'
+ * register-tiled gemm, by blocks of OP_GEMM_KB columns (the packed panels
+ * stay in L2). F32 and BF16 rows go straight into the gemm's panels
+ * (gemm_w); other types are dequantised to F32 rows first (mat_row). */
 #define OP_GEMM_MIN DSC_FEW_TOKENS
 #define OP_GEMM_ROWS 64
 #define OP_GEMM_KB 1024
@@ -36,10 +37,11 @@ static void mm_task(void *arg, int ith, int nth) {
 static void mm_gemm_task(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const int32_t K = j->w->cols, R = j->w->rows, kb0 = K < OP_GEMM_KB ? K : OP_GEMM_KB;
+    const int direct = j->k->gemm_w && (j->w->type == DSC_W_F32 || j->w->type == DSC_W_BF16);
     int64_t lo, hi;
     pool_split(R, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;
-    const size_t nw = (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
+    const size_t nw = direct ? 0 : (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
     float *wb = pool_scratch(nw + np);
     if (!wb) { /* out of memory: the row kernel, which needs no scratch */
         j->k->matmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
@@ -48,10 +50,14 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
     float *pack = wb + nw;
     for (int64_t r0 = lo; r0 < hi; r0 += OP_GEMM_ROWS) {
         const int32_t rows = hi - r0 < OP_GEMM_ROWS ? (int32_t)(hi - r0) : OP_GEMM_ROWS;
-        for (int32_t r = 0; r < rows; r++) j->k->mat_row(wb + (int64_t)r * K, j->w, (int32_t)(r0 + r));
+        if (!direct)
+            for (int32_t r = 0; r < rows; r++) j->k->mat_row(wb + (int64_t)r * K, j->w, (int32_t)(r0 + r));
         for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
-            const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB;
-            j->k->gemm(j->y + r0, R, j->x + k0, K, wb + k0, K, j->n, rows, kb, k0 ? DSC_GEMM_ACC : 0, pack);
+            const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB, flags = k0 ? DSC_GEMM_ACC : 0;
+            if (direct)
+                j->k->gemm_w(j->y + r0, R, j->x + k0, K, j->n, j->w, (int32_t)r0, rows, k0, kb, flags, pack);
+            else
+                j->k->gemm(j->y + r0, R, j->x + k0, K, wb + k0, K, j->n, rows, kb, flags, pack);
         }
     }
 }

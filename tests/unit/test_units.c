@@ -196,6 +196,37 @@ static void test_isa_kernels(void) {
         }
 }
 
+/* gemm_w (weight rows decoded straight into the gemm's panels) gives the
+ * bits of mat_row then gemm: a partial last panel, a column tail, an offset
+ * row and column block, C accumulated; other weight types are declined. */
+static void test_gemm_w(void) {
+    enum { ROWS = 45, C = 211, M = 13, R0 = 3, N = 37, K0 = 5, K = 203 };
+    static float wf[ROWS * C], a[M * K], rows[N * C], pack[8192 * 8], cr[M * N], ck[M * N];
+    static uint16_t wb[ROWS * C];
+    for (int i = 0; i < ROWS * C; i++) {
+        wf[i] = frand();
+        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+    }
+    for (int i = 0; i < M * K; i++) a[i] = frand();
+    const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
+    CHECK(kern_gemm_scratch(M, N, K, 0) <= sizeof pack / sizeof *pack, "gemm_w test: scratch");
+    const char *const *isas = kern_available();
+    for (int ii = 0; isas[ii]; ii++) {
+        const dsc_kernels *k = kern_select(isas[ii]);
+        if (!k->gemm_w) continue;
+        for (int t = 0; t < 2; t++) {
+            for (int r = 0; r < N; r++) k->mat_row(rows + r * C, &mats[t], R0 + r);
+            for (int i = 0; i < M * N; i++) cr[i] = ck[i] = 0.25f * (float)(i % 7);
+            k->gemm(cr, N, a, K, rows + K0, C, M, N, K, DSC_GEMM_ACC, pack);
+            CHECK(k->gemm_w(ck, N, a, K, M, &mats[t], R0, N, K0, K, DSC_GEMM_ACC, pack) == 1, "%s gemm_w %s runs",
+                  isas[ii], t ? "bf16" : "f32");
+            CHECK(!memcmp(cr, ck, sizeof cr), "%s gemm_w %s = mat_row then gemm, to the bit", isas[ii], t ? "bf16" : "f32");
+        }
+        const dsc_mat q8 = {DSC_W_Q8, ROWS, 64, wf, NULL, 0, 0, (const uint16_t *)wb};
+        CHECK(k->gemm_w(ck, N, a, K, M, &q8, 0, N, 0, 64, 0, pack) == 0, "%s gemm_w declines Q8", isas[ii]);
+    }
+}
+
 /* matvec_tm (several vectors in one pass) against the reference: 11 vectors
  * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), F32 and BF16 rows, a
  * column tail. */
@@ -643,6 +674,7 @@ int main(int argc, char **argv) {
     test_fp8_kernels();
     test_dtype_agreement();
     test_isa_kernels();
+    test_gemm_w();
     test_matvec_tm();
     test_norms();
     test_routing();

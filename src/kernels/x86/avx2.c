@@ -632,40 +632,58 @@ static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const 
     }
 }
 
-void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
-               int32_t K, int flags, float *pack) {
-    const int acc = flags & DSC_GEMM_ACC;
-    const int32_t np = (N + 15) / 16;
-    for (int32_t p = 0; p < np; p++) { /* panel p: (K, 16), zero columns past N */
+/* The panels of B (N, K) row-major: (K, 16) each, zero columns past N. */
+static void pack_b(float *pack, const float *b, int64_t ldb, int32_t N, int32_t K) {
+    for (int32_t p = 0; p < (N + 15) / 16; p++) {
         const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
         float *pk = pack + (int64_t)p * K * 16;
-        if (flags & DSC_GEMM_BN) { /* B stored (K, N): 16 contiguous values per k */
-            for (int32_t k = 0; k < K; k++) {
-                const float *bk = b + (int64_t)k * ldb + n0;
-                if (cols == 16) {
-                    _mm256_storeu_ps(pk + (int64_t)k * 16, _mm256_loadu_ps(bk));
-                    _mm256_storeu_ps(pk + (int64_t)k * 16 + 8, _mm256_loadu_ps(bk + 8));
-                } else {
-                    for (int32_t j = 0; j < 16; j++) pk[(int64_t)k * 16 + j] = j < cols ? bk[j] : 0;
+        int32_t k8 = 0;
+        if (cols == 16) /* 8 x 8 blocks transposed in registers */
+            for (; k8 + 8 <= K; k8 += 8)
+                for (int h = 0; h < 2; h++) {
+                    const float *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
+                    __m256 r[8];
+                    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(bj + i * ldb);
+                    transpose8(r);
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
                 }
-            }
-        } else {
-            int32_t k8 = 0;
-            if (cols == 16) /* 8 x 8 blocks transposed in registers */
-                for (; k8 + 8 <= K; k8 += 8)
-                    for (int h = 0; h < 2; h++) {
-                        const float *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
-                        __m256 r[8];
-                        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(bj + i * ldb);
-                        transpose8(r);
-                        for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
-                    }
-            for (int32_t j = 0; j < 16; j++) {
-                const float *bj = b + (int64_t)(n0 + j) * ldb;
-                for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? bj[k] : 0;
-            }
+        for (int32_t j = 0; j < 16; j++) {
+            const float *bj = b + (int64_t)(n0 + j) * ldb;
+            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? bj[k] : 0;
         }
     }
+}
+
+/* The same from BF16 rows (N, K), row stride ldb, decoded on the way. */
+static void pack_b_bf16(float *pack, const uint16_t *b, int64_t ldb, int32_t N, int32_t K) {
+    for (int32_t p = 0; p < (N + 15) / 16; p++) {
+        const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+        float *pk = pack + (int64_t)p * K * 16;
+        int32_t k8 = 0;
+        if (cols == 16)
+            for (; k8 + 8 <= K; k8 += 8)
+                for (int h = 0; h < 2; h++) {
+                    const uint16_t *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
+                    __m256 r[8];
+                    for (int i = 0; i < 8; i++)
+                        r[i] = _mm256_castsi256_ps(_mm256_slli_epi32(
+                            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(bj + i * ldb))), 16));
+                    transpose8(r);
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
+                }
+        for (int32_t j = 0; j < 16; j++) {
+            const uint16_t *bj = b + (int64_t)(n0 + j) * ldb;
+            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? kern_bf16_to_f32(bj[k]) : 0;
+        }
+    }
+}
+
+/* C from A and the packed panels of B (pack: np panels, then room for a
+ * block of A when it is stored transposed). */
+static void gemm_packed(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, int32_t N, int32_t K, int flags,
+                        float *pack) {
+    const int acc = flags & DSC_GEMM_ACC;
+    const int32_t np = (N + 15) / 16;
     float *ap = pack + (int64_t)np * K * 16;
     const int32_t mb0 = kern_gemm_mb(K);
     for (int32_t m0 = 0; m0 < M; m0 += mb0) {
@@ -687,6 +705,41 @@ void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *
                           mb - t < GM ? mb - t : GM, cols, K, acc);
         }
     }
+}
+
+void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *b, int64_t ldb, int32_t M, int32_t N,
+               int32_t K, int flags, float *pack) {
+    if (flags & DSC_GEMM_BN) { /* B stored (K, N): 16 contiguous values per k */
+        for (int32_t p = 0; p < (N + 15) / 16; p++) {
+            const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+            float *pk = pack + (int64_t)p * K * 16;
+            for (int32_t k = 0; k < K; k++) {
+                const float *bk = b + (int64_t)k * ldb + n0;
+                if (cols == 16) {
+                    _mm256_storeu_ps(pk + (int64_t)k * 16, _mm256_loadu_ps(bk));
+                    _mm256_storeu_ps(pk + (int64_t)k * 16 + 8, _mm256_loadu_ps(bk + 8));
+                } else {
+                    for (int32_t j = 0; j < 16; j++) pk[(int64_t)k * 16 + j] = j < cols ? bk[j] : 0;
+                }
+            }
+        }
+    } else {
+        pack_b(pack, b, ldb, N, K);
+    }
+    gemm_packed(c, ldc, a, lda, M, N, K, flags, pack);
+}
+
+/* gemm_w: the weight rows go straight into the panels (F32, BF16). */
+int avx2_gemm_w(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
+                int32_t k0, int32_t K, int flags, float *pack) {
+    if (w->type == DSC_W_BF16)
+        pack_b_bf16(pack, (const uint16_t *)w->data + (int64_t)r0 * w->cols + k0, w->cols, N, K);
+    else if (w->type == DSC_W_F32)
+        pack_b(pack, (const float *)w->data + (int64_t)r0 * w->cols + k0, w->cols, N, K);
+    else
+        return 0;
+    gemm_packed(c, ldc, a, lda, M, N, K, flags & DSC_GEMM_ACC, pack);
+    return 1;
 }
 
 /* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2 / 2,
@@ -773,4 +826,4 @@ __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const flo
 }
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw};
+                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_gemm_w};
