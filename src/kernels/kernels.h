@@ -120,10 +120,10 @@ typedef struct {
     void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
     /* gemm (only DSC_GEMM_ACC of the flags) with B = rows r0..r0+N-1,
      * columns k0..k0+K-1 of w, decoded straight into gemm's panels: the
-     * same sums as mat_row then gemm. F32 and BF16 weights; 0 for other
-     * types (the caller then decodes rows with mat_row). NULL in the sets
-     * whose products of many tokens do not go through gemm. */
-    int (*gemm_w)(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
+     * same sums as mat_row then gemm, without the F32 rows in between.
+     * NULL in the sets whose products of many tokens do not go through
+     * gemm (the caller then decodes rows with mat_row and calls gemm). */
+    void (*gemm_w)(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
                   int32_t k0, int32_t K, int flags, float *pack);
 } dsc_kernels;
 

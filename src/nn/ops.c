@@ -28,8 +28,8 @@ static void mm_task(void *arg, int ith, int nth) {
 /* Many tokens (n >= OP_GEMM_MIN, prefill): each thread takes blocks of
  * OP_GEMM_ROWS rows of its share of W and multiplies them with the kernels'
  * register-tiled gemm, by blocks of OP_GEMM_KB columns (the packed panels
- * stay in L2). F32 and BF16 rows go straight into the gemm's panels
- * (gemm_w); other types are dequantised to F32 rows first (mat_row). */
+ * stay in L2). The rows are decoded straight into the gemm's panels
+ * (gemm_w), or where a kernel set has none, to F32 rows first (mat_row). */
 #define OP_GEMM_MIN DSC_FEW_TOKENS
 #define OP_GEMM_ROWS 64
 #define OP_GEMM_KB 1024
@@ -37,7 +37,7 @@ static void mm_task(void *arg, int ith, int nth) {
 static void mm_gemm_task(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const int32_t K = j->w->cols, R = j->w->rows, kb0 = K < OP_GEMM_KB ? K : OP_GEMM_KB;
-    const int direct = j->k->gemm_w && (j->w->type == DSC_W_F32 || j->w->type == DSC_W_BF16);
+    const int direct = j->k->gemm_w != NULL;
     int64_t lo, hi;
     pool_split(R, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;

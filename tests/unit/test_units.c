@@ -197,33 +197,46 @@ static void test_isa_kernels(void) {
 }
 
 /* gemm_w (weight rows decoded straight into the gemm's panels) gives the
- * bits of mat_row then gemm: a partial last panel, a column tail, an offset
- * row and column block, C accumulated; other weight types are declined. */
+ * bits of mat_row then gemm, for every weight type: a partial last panel,
+ * a column tail, an offset row and column block, C accumulated. */
 static void test_gemm_w(void) {
-    enum { ROWS = 45, C = 211, M = 13, R0 = 3, N = 37, K0 = 5, K = 203 };
-    static float wf[ROWS * C], a[M * K], rows[N * C], pack[8192 * 8], cr[M * N], ck[M * N];
-    static uint16_t wb[ROWS * C];
-    for (int i = 0; i < ROWS * C; i++) {
-        wf[i] = frand();
-        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
-    }
-    for (int i = 0; i < M * K; i++) a[i] = frand();
-    const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
-    CHECK(kern_gemm_scratch(M, N, K, 0) <= sizeof pack / sizeof *pack, "gemm_w test: scratch");
+    enum { ROWS = 45, C = 224, M = 13, R0 = 3, N = 37 };
+    const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_F16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
+    const char *tname[] = {"f32", "bf16", "f16", "fp8", "q8", "q4"};
+    const int blocks[][2] = {{16, 203}, {8, 64}, {5, 211}}; /* {k0, K}: a column tail; none; k0 off the 8-grid */
+    static uint8_t data[ROWS * C * 4];
+    static float a[M * C], rows[N * C], pack[8192 * 8], cr[M * N], ck[M * N], scale[64];
+    static uint16_t qscale[ROWS * C / 32];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)((rng_state = rng_state * 1664525u + 1013904223u) >> 24);
+    for (int i = 0; i < M * C; i++) a[i] = frand();
+    for (int i = 0; i < 64; i++) scale[i] = 0.01f + 0.003f * i;
+    for (int i = 0; i < ROWS * C / 32; i++) qscale[i] = (uint16_t)(0x2000 + 37 * i % 0x1000);
     const char *const *isas = kern_available();
-    for (int ii = 0; isas[ii]; ii++) {
-        const dsc_kernels *k = kern_select(isas[ii]);
-        if (!k->gemm_w) continue;
-        for (int t = 0; t < 2; t++) {
-            for (int r = 0; r < N; r++) k->mat_row(rows + r * C, &mats[t], R0 + r);
-            for (int i = 0; i < M * N; i++) cr[i] = ck[i] = 0.25f * (float)(i % 7);
-            k->gemm(cr, N, a, K, rows + K0, C, M, N, K, DSC_GEMM_ACC, pack);
-            CHECK(k->gemm_w(ck, N, a, K, M, &mats[t], R0, N, K0, K, DSC_GEMM_ACC, pack) == 1, "%s gemm_w %s runs",
-                  isas[ii], t ? "bf16" : "f32");
-            CHECK(!memcmp(cr, ck, sizeof cr), "%s gemm_w %s = mat_row then gemm, to the bit", isas[ii], t ? "bf16" : "f32");
+    for (int ti = 0; ti < 6; ti++) {
+        const dsc_wtype ty = types[ti];
+        if (ty == DSC_W_F32)
+            for (int i = 0; i < ROWS * C; i++) ((float *)data)[i] = frand();
+        if (ty == DSC_W_BF16 || ty == DSC_W_F16)
+            for (int i = 0; i < ROWS * C; i++)
+                ((uint16_t *)data)[i] = (uint16_t)((ty == DSC_W_BF16 ? 0x3c00 : 0x3000) + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+        if (ty == DSC_W_F8_E4M3)
+            for (int i = 0; i < ROWS * C; i++)
+                if ((data[i] & 0x7f) == 0x7f) data[i] = 0x42;
+        const dsc_mat w = {ty, ROWS, C, data, scale, 128, 128, qscale};
+        for (int ii = 0; isas[ii]; ii++) {
+            const dsc_kernels *k = kern_select(isas[ii]);
+            if (!k->gemm_w) continue;
+            for (int bi = 0; bi < 3; bi++) {
+                const int k0 = blocks[bi][0], K = blocks[bi][1];
+                CHECK(kern_gemm_scratch(M, N, K, 0) <= sizeof pack / sizeof *pack, "gemm_w test: scratch");
+                for (int r = 0; r < N; r++) k->mat_row(rows + r * C, &w, R0 + r);
+                for (int i = 0; i < M * N; i++) cr[i] = ck[i] = 0.25f * (float)(i % 7);
+                k->gemm(cr, N, a, C, rows + k0, C, M, N, K, DSC_GEMM_ACC, pack);
+                k->gemm_w(ck, N, a, C, M, &w, R0, N, k0, K, DSC_GEMM_ACC, pack);
+                CHECK(!memcmp(cr, ck, sizeof cr), "%s gemm_w %s columns %d..%d = mat_row then gemm, to the bit", isas[ii],
+                      tname[ti], k0, k0 + K);
+            }
         }
-        const dsc_mat q8 = {DSC_W_Q8, ROWS, 64, wf, NULL, 0, 0, (const uint16_t *)wb};
-        CHECK(k->gemm_w(ck, N, a, K, M, &q8, 0, N, 0, 64, 0, pack) == 0, "%s gemm_w declines Q8", isas[ii]);
     }
 }
 

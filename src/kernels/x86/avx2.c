@@ -654,29 +654,48 @@ static void pack_b(float *pack, const float *b, int64_t ldb, int32_t N, int32_t 
     }
 }
 
-/* The same from BF16 rows (N, K), row stride ldb, decoded on the way. */
-static void pack_b_bf16(float *pack, const uint16_t *b, int64_t ldb, int32_t N, int32_t K) {
+/* The panels of rows r0..r0+N-1, columns k0..k0+K-1 of w, decoded on the
+ * way with the matmul tiles' decoders (8 rows x 8 columns, transposed in
+ * registers); a partial panel or a column tail takes the rows from mat_row. */
+#define PACK_BLOCKS(LOAD)                                                                                            \
+    for (; k8 + 8 <= K; k8 += 8) {                                                                                   \
+        const int32_t c = k0 + k8;                                                                                   \
+        __m256 r[8];                                                                                                 \
+        for (int i = 0; i < 8; i++) r[i] = LOAD(i, c);                                                               \
+        transpose8(r);                                                                                               \
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);                    \
+    }
+static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t k0, int32_t K) {
+    const int32_t C = w->cols, bc = w->block_cols > 0 ? w->block_cols : 1;
+    const int blocks = k0 % 8 == 0 && (w->type != DSC_W_F8_E4M3 || bc % 8 == 0);
     for (int32_t p = 0; p < (N + 15) / 16; p++) {
         const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
         float *pk = pack + (int64_t)p * K * 16;
         int32_t k8 = 0;
-        if (cols == 16)
-            for (; k8 + 8 <= K; k8 += 8)
-                for (int h = 0; h < 2; h++) {
-                    const uint16_t *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
-                    __m256 r[8];
-                    for (int i = 0; i < 8; i++)
-                        r[i] = _mm256_castsi256_ps(_mm256_slli_epi32(
-                            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(bj + i * ldb))), 16));
-                    transpose8(r);
-                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
-                }
+        for (int h = 0; h < 2 && cols == 16 && blocks; h++) {
+            const void *rp[8];
+            const float *sp[8] = {0};
+            const uint16_t *qp[8] = {0};
+            tile_rows(w, r0 + n0 + 8 * h, r0 + N, rp, sp, qp, 8);
+            k8 = 0;
+            switch (w->type) {
+            case DSC_W_F32: PACK_BLOCKS(LOAD_F32) break;
+            case DSC_W_F16: PACK_BLOCKS(LOAD_F16) break;
+            case DSC_W_BF16: PACK_BLOCKS(LOAD_BF16) break;
+            case DSC_W_F8_E4M3: PACK_BLOCKS(LOAD_FP8) break;
+            case DSC_W_Q8: PACK_BLOCKS(LOAD_Q8) break;
+            case DSC_W_Q4: PACK_BLOCKS(LOAD_Q4) break;
+            }
+        }
+        if (k8 == K) continue;
+        float row[C];
         for (int32_t j = 0; j < 16; j++) {
-            const uint16_t *bj = b + (int64_t)(n0 + j) * ldb;
-            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? kern_bf16_to_f32(bj[k]) : 0;
+            if (j < cols) avx2_mat_row(row, w, r0 + n0 + j);
+            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? row[k0 + k] : 0;
         }
     }
 }
+#undef PACK_BLOCKS
 
 /* C from A and the packed panels of B (pack: np panels, then room for a
  * block of A when it is stored transposed). */
@@ -729,17 +748,11 @@ void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *
     gemm_packed(c, ldc, a, lda, M, N, K, flags, pack);
 }
 
-/* gemm_w: the weight rows go straight into the panels (F32, BF16). */
-int avx2_gemm_w(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
-                int32_t k0, int32_t K, int flags, float *pack) {
-    if (w->type == DSC_W_BF16)
-        pack_b_bf16(pack, (const uint16_t *)w->data + (int64_t)r0 * w->cols + k0, w->cols, N, K);
-    else if (w->type == DSC_W_F32)
-        pack_b(pack, (const float *)w->data + (int64_t)r0 * w->cols + k0, w->cols, N, K);
-    else
-        return 0;
+/* gemm_w: the weight rows go straight into the panels. */
+void avx2_gemm_w(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
+                 int32_t k0, int32_t K, int flags, float *pack) {
+    pack_w(pack, w, r0, N, k0, K);
     gemm_packed(c, ldc, a, lda, M, N, K, flags & DSC_GEMM_ACC, pack);
-    return 1;
 }
 
 /* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2 / 2,
