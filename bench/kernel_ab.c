@@ -1,0 +1,109 @@
+/*
+ * kernel_ab.c — two builds of the AVX2 kernels in one process, run in
+ * alternation on the same product (see kernel_ab.sh). On a shared machine
+ * whose speed moves from one minute to the next, only paired runs a few
+ * milliseconds apart compare two versions of a kernel at the 5% level.
+ *
+ * usage: kernel_ab TYPE TOKENS [COLS] [PAIRS]
+ *   TYPE f32 | bf16 | f16 | fp8 | q8 | q4; 64 MiB-equivalent of rows x COLS
+ *   (default 2048) weights; matmul_rows of TOKENS tokens split over 2 threads.
+ * Prints the median GB/s of each build and the median (and quartiles) of the
+ * per-pair speed ratio B / A. Exit status 77 on a CPU without AVX2.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+
+extern const dsc_kernels kern_A, kern_B;
+
+typedef struct {
+    const dsc_kernels *k;
+    const dsc_mat *w;
+    const float *x;
+    float *y;
+    int n, part;
+} job;
+
+static void *run(void *arg) {
+    const job *j = arg;
+    const int32_t h = j->w->rows / 2, r0 = j->part * h, r1 = j->part ? j->w->rows : h;
+    j->k->matmul_rows(j->y + r0, j->w->rows, j->x, j->w, j->n, r0, r1);
+    return NULL;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double once(const dsc_kernels *k, const dsc_mat *w, const float *x, float *y, int n) {
+    job j[2] = {{k, w, x, y, n, 0}, {k, w, x, y, n, 1}};
+    pthread_t th;
+    const double t0 = now();
+    if (pthread_create(&th, NULL, run, &j[1])) run(&j[1]);
+    else {
+        run(&j[0]);
+        pthread_join(th, NULL);
+        return now() - t0;
+    }
+    run(&j[0]);
+    return now() - t0;
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    static const char *names[] = {"f32", "f16", "bf16", "fp8", "q8", "q4"};
+    static const dsc_wtype types[] = {DSC_W_F32, DSC_W_F16, DSC_W_BF16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
+    static const double bytes_per[] = {4, 2, 2, 1, 1, 0.5};
+    int t = -1;
+    for (int i = 0; argc > 2 && i < 6; i++)
+        if (!strcmp(argv[1], names[i])) t = i;
+    const int n = argc > 2 ? atoi(argv[2]) : 0, C = argc > 3 ? atoi(argv[3]) : 2048, P = argc > 4 ? atoi(argv[4]) : 21;
+    if (t < 0 || n < 1 || n > 4096 || C < 32 || C % 32 || P < 3 || P > 1000) {
+        fprintf(stderr, "usage: kernel_ab f32|f16|bf16|fp8|q8|q4 TOKENS [COLS (multiple of 32)] [PAIRS]\n");
+        return 2;
+    }
+    if (!kern_select("avx2")) {
+        fprintf(stderr, "kernel_ab: this CPU has no AVX2\n");
+        return 77;
+    }
+    const int32_t R = (int32_t)(64.0 * 1048576 / 2 / C) & ~31; /* rows of 2 bytes: 64 MiB of BF16 */
+    const size_t nb = (size_t)((double)R * C * bytes_per[t]);
+    unsigned char *d = malloc(nb + 64);
+    uint16_t *qs = malloc(sizeof(uint16_t) * (size_t)R * (C / 32));
+    float *fs = malloc(sizeof(float) * (size_t)(R / 128 + 1) * (C / 128 + 1)), *x = malloc(sizeof(float) * (size_t)n * C);
+    float *y = malloc(sizeof(float) * (size_t)n * R);
+    if (!d || !qs || !fs || !x || !y) return fprintf(stderr, "kernel_ab: out of memory\n"), 1;
+    uint32_t s = 12345;
+    for (size_t i = 0; i < nb; i++) d[i] = (unsigned char)((s = s * 1664525u + 1013904223u) >> 24);
+    if (types[t] == DSC_W_F32) /* finite values of moderate size */
+        for (size_t i = 0; i < nb / 4; i++) ((float *)d)[i] = (float)(d[4 * i] % 200) * 1e-3f - 0.1f;
+    if (types[t] == DSC_W_BF16 || types[t] == DSC_W_F16)
+        for (size_t i = 0; i < nb / 2; i++) ((uint16_t *)d)[i] = (uint16_t)((types[t] == DSC_W_BF16 ? 0x3c00 : 0x3000) + (d[2 * i] & 0xff));
+    if (types[t] == DSC_W_F8_E4M3)
+        for (size_t i = 0; i < nb; i++) d[i] &= 0x6f;
+    for (size_t i = 0; i < (size_t)R * (C / 32); i++) qs[i] = 0x2400;
+    for (size_t i = 0; i < (size_t)(R / 128 + 1) * (C / 128 + 1); i++) fs[i] = 0.01f;
+    for (size_t i = 0; i < (size_t)n * C; i++) x[i] = (float)(i % 7) * 0.1f;
+    const dsc_mat w = {types[t], R, C, d, fs, 128, 128, qs};
+    double *ta = malloc(sizeof(double) * P), *tb = malloc(sizeof(double) * P), *ratio = malloc(sizeof(double) * P);
+    once(&kern_A, &w, x, y, n), once(&kern_B, &w, x, y, n); /* warm up */
+    for (int p = 0; p < P; p++) {
+        ta[p] = once(&kern_A, &w, x, y, n);
+        tb[p] = once(&kern_B, &w, x, y, n);
+        ratio[p] = ta[p] / tb[p];
+    }
+    qsort(ta, P, sizeof *ta, cmp), qsort(tb, P, sizeof *tb, cmp), qsort(ratio, P, sizeof *ratio, cmp);
+    printf("%s, %d tokens, %d x %d: A %.2f GB/s, B %.2f GB/s (medians of %d); B / A speed %.3f (quartiles %.3f-%.3f)\n",
+           names[t], n, R, C, nb / 1e9 / ta[P / 2], nb / 1e9 / tb[P / 2], P, ratio[P / 2], ratio[P / 4], ratio[3 * P / 4]);
+    return 0;
+}

@@ -1,0 +1,28 @@
+#!/bin/sh
+# kernel_ab.sh — A/B of the AVX2 kernels: src/kernels/x86/avx2.c at git
+# revision REV (A, default HEAD) against the working tree (B), both linked
+# into one program that runs them in alternation (bench/kernel_ab.c).
+#
+# usage: bench/kernel_ab.sh [-r REV] TYPE TOKENS [COLS] [PAIRS]
+#   e.g. bench/kernel_ab.sh -r HEAD~1 bf16 8
+# Needs a build of the library (make; DSC_LIB names another libdsc.a) and
+# binutils' objcopy.
+set -eu
+rev=HEAD
+if [ "${1:-}" = -r ]; then rev=$2; shift 2; fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+lib=${DSC_LIB:-$root/build/libdsc.a}
+[ -f "$lib" ] || { echo "kernel_ab.sh: build the library first (make)" >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+git -C "$root" show "$rev:src/kernels/x86/avx2.c" >"$tmp/A.c"
+cp "$root/src/kernels/x86/avx2.c" "$tmp/B.c"
+for v in A B; do
+    cc -O2 -g -mavx2 -mfma -mf16c -I"$root/src" -I"$root/include" -c "$tmp/$v.c" -o "$tmp/$v.o"
+    # one table renamed, every other global symbol of the copy made local
+    syms=$(nm --defined-only -g "$tmp/$v.o" | awk '$2 == "T" { printf " --localize-symbol=%s", $3 }')
+    # shellcheck disable=SC2086
+    objcopy --redefine-sym kern_avx2=kern_$v $syms "$tmp/$v.o"
+done
+cc -O2 -I"$root/src" -I"$root/include" "$root/bench/kernel_ab.c" "$tmp/A.o" "$tmp/B.o" "$lib" -o "$tmp/kernel_ab" -lpthread -lm
+"$tmp/kernel_ab" "$@"
