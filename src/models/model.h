@@ -162,12 +162,14 @@ struct dsc_ctx {
 #define DSC_FEW_TOKENS 32
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n);
 
-/* One product y (n, w->rows) = x (n, w->cols) @ w^T of a batch. */
+/* One product y (n, w->rows) = x (n, w->cols) @ w^T of a batch; on the
+ * gemm from gemm_from tokens (0: DSC_FEW_TOKENS). */
 typedef struct {
     float *y;
     const float *x;
     const dsc_mat *w;
     int32_t n;
+    int32_t gemm_from;
 } dsc_mm;
 
 /* The products of mm[0..count) (independent of each other) with one

@@ -101,12 +101,16 @@ static void batch_task(void *arg, int ith, int nth) {
     }
 }
 
+static int32_t gemm_from(const dsc_mm *m) { return m->gemm_from > 0 ? m->gemm_from : OP_GEMM_MIN; }
+
+static void matmul_one(dsc_ctx *ctx, const dsc_mm *m);
+
 void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     if (count == 0) return;
     int64_t work = 0;
     for (int i = 0; i < count; i++) {
-        if (mm[i].n >= OP_GEMM_MIN) { /* prefill: one product at a time, each on the gemm */
-            for (int k = 0; k < count; k++) op_matmul(ctx, mm[k].y, mm[k].x, mm[k].w, mm[k].n);
+        if (mm[i].n >= gemm_from(&mm[i])) { /* prefill: one product at a time, the big ones on the gemm */
+            for (int k = 0; k < count; k++) matmul_one(ctx, &mm[k]);
             return;
         }
         work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
@@ -118,16 +122,20 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     else pool_run(ctx->pool, batch_task, &j);
 }
 
-void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n) {
-    if (n < OP_GEMM_MIN) {
-        const dsc_mm one = {y, x, w, n};
-        op_matmul_batch(ctx, &one, 1);
+static void matmul_one(dsc_ctx *ctx, const dsc_mm *m) {
+    if (m->n < gemm_from(m)) {
+        op_matmul_batch(ctx, m, 1);
         return;
     }
     /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
      * their own prefill tiles (matmul_rows). */
-    mm_job j = {ctx->k, y, x, w, n};
+    mm_job j = {ctx->k, m->y, m->x, m->w, m->n};
     const pool_fn fn = ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
-    if ((int64_t)w->rows * w->cols * n < OP_MIN_PARALLEL) fn(&j, 0, 1);
+    if ((int64_t)m->w->rows * m->w->cols * m->n < OP_MIN_PARALLEL) fn(&j, 0, 1);
     else pool_run(ctx->pool, fn, &j);
+}
+
+void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n) {
+    const dsc_mm one = {y, x, w, n, 0};
+    matmul_one(ctx, &one);
 }
