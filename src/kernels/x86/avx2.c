@@ -632,31 +632,10 @@ static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const 
     }
 }
 
-/* The panels of B (N, K) row-major: (K, 16) each, zero columns past N. */
-static void pack_b(float *pack, const float *b, int64_t ldb, int32_t N, int32_t K) {
-    for (int32_t p = 0; p < (N + 15) / 16; p++) {
-        const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
-        float *pk = pack + (int64_t)p * K * 16;
-        int32_t k8 = 0;
-        if (cols == 16) /* 8 x 8 blocks transposed in registers */
-            for (; k8 + 8 <= K; k8 += 8)
-                for (int h = 0; h < 2; h++) {
-                    const float *bj = b + (int64_t)(n0 + 8 * h) * ldb + k8;
-                    __m256 r[8];
-                    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(bj + i * ldb);
-                    transpose8(r);
-                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);
-                }
-        for (int32_t j = 0; j < 16; j++) {
-            const float *bj = b + (int64_t)(n0 + j) * ldb;
-            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? bj[k] : 0;
-        }
-    }
-}
-
-/* The panels of rows r0..r0+N-1, columns k0..k0+K-1 of w, decoded on the
- * way with the matmul tiles' decoders (8 rows x 8 columns, transposed in
- * registers); a partial panel or a column tail takes the rows from mat_row. */
+/* The panels of B: (K, 16) each, zero columns past N, from rows r0..r0+N-1,
+ * columns k0..k0+K-1 of w, decoded on the way with the matmul tiles'
+ * decoders (8 rows x 8 columns, transposed in registers); a partial panel
+ * or a column tail takes the rows from mat_row. */
 #define PACK_BLOCKS(LOAD)                                                                                            \
     for (; k8 + 8 <= K; k8 += 8) {                                                                                   \
         const int32_t c = k0 + k8;                                                                                   \
@@ -688,10 +667,14 @@ static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t
             }
         }
         if (k8 == K) continue;
-        float row[C];
+        float row[w->type == DSC_W_F32 ? 1 : C];
         for (int32_t j = 0; j < 16; j++) {
-            if (j < cols) avx2_mat_row(row, w, r0 + n0 + j);
-            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? row[k0 + k] : 0;
+            /* F32 rows are read in place: a gemm's B may be a block of a
+             * wider matrix, whose last row ends at column k0 + K. */
+            const float *src = row;
+            if (j < cols && w->type == DSC_W_F32) src = (const float *)w->data + (int64_t)(r0 + n0 + j) * C;
+            else if (j < cols) avx2_mat_row(row, w, r0 + n0 + j);
+            for (int32_t k = k8; k < K; k++) pk[(int64_t)k * 16 + j] = j < cols ? src[k0 + k] : 0;
         }
     }
 }
@@ -743,7 +726,8 @@ void avx2_gemm(float *c, int64_t ldc, const float *a, int64_t lda, const float *
             }
         }
     } else {
-        pack_b(pack, b, ldb, N, K);
+        const dsc_mat rows = {.type = DSC_W_F32, .rows = N, .cols = (int32_t)ldb, .data = b}; /* B (N, K), stride ldb */
+        pack_w(pack, &rows, 0, N, 0, K);
     }
     gemm_packed(c, ldc, a, lda, M, N, K, flags, pack);
 }
