@@ -481,14 +481,15 @@ static float avx2_fma_burn(int64_t iters) {
  * values decoded once for the NJ vectors), then added to y; the columns past
  * the last 16 one at a time, summed the same way. */
 static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy, const float *a, int64_t lda,
-                                                          const int nj, const dsc_mat *w, int32_t r0, int32_t r1) {
+                                                          const int nj, const int f32, const dsc_mat *w, int32_t r0,
+                                                          int32_t r1) {
     const int64_t C = w->cols, c16 = C & ~15;
     for (int64_t c = 0; c < c16; c += 16) {
         __m256 acc[6][2];
         _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
         for (int32_t r = r0; r < r1; r++) {
             __m256 w0, w1;
-            if (w->type == DSC_W_F32) {
+            if (f32) {
                 const float *p = (const float *)w->data + r * C + c;
                 w0 = _mm256_loadu_ps(p);
                 w1 = _mm256_loadu_ps(p + 8);
@@ -518,21 +519,38 @@ static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy,
         }
 }
 
+#define TM_ROW_BYTES (64 * 1024)
+
 static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
                            int32_t r1) {
     if (w->type != DSC_W_F32 && w->type != DSC_W_BF16) {
         for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
         return;
     }
-    for (int32_t j = 0; j < m;) {
-        const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
-        float *yj = y + j * ldy;
-        const float *aj = a + j * lda;
-        if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, w, r0, r1);
-        else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, w, r0, r1);
-        else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, w, r0, r1);
-        else tm_tile(yj, ldy, aj, lda, 1, w, r0, r1);
-        j += nj;
+    /* Rows by blocks that stay in L2 while every column block and every
+     * group of vectors passes over them (a tile reads a row 16 columns at a
+     * time, so a block read whole from memory per tile would come back from
+     * L3 once per 64-byte line for each column block). */
+    const int64_t rb = TM_ROW_BYTES / ((int64_t)w->cols * (w->type == DSC_W_F32 ? 4 : 2)) / 8 * 8 + 8;
+    for (int32_t b0 = r0; b0 < r1; b0 += (int32_t)rb) {
+        const int32_t b1 = r1 - b0 < rb ? r1 : b0 + (int32_t)rb;
+        for (int32_t j = 0; j < m;) {
+            const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+            float *yj = y + j * ldy;
+            const float *aj = a + j * lda + (b0 - r0);
+            if (w->type == DSC_W_F32) {
+                if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, 1, w, b0, b1);
+                else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, 1, w, b0, b1);
+                else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, 1, w, b0, b1);
+                else tm_tile(yj, ldy, aj, lda, 1, 1, w, b0, b1);
+            } else {
+                if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, 0, w, b0, b1);
+                else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, 0, w, b0, b1);
+                else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, 0, w, b0, b1);
+                else tm_tile(yj, ldy, aj, lda, 1, 0, w, b0, b1);
+            }
+            j += nj;
+        }
     }
 }
 
