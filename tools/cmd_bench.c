@@ -133,6 +133,9 @@ int cmd_bench(const cli_opts *o) {
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
         double pp_gflops = sp.median * flops / 1e9;
         size_t rss = dsc_rss_bytes();
+        int64_t w_res = -1, w_huge = -1; /* the weights' resident bytes, those on 2 MiB pages */
+        dsc_model_resident(s.model, &w_res, &w_huge);
+        const double huge_pct = w_res > 0 ? 100.0 * (double)w_huge / (double)w_res : -1;
         if (o->json) {
             printf("{\"model\": \"%s\", \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
                    "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
@@ -142,13 +145,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
                    "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
                    "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
-                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"parallel\": %d, "
+                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
+                   "\"parallel\": %d, "
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                    "\"tgb_speedup_max\": %.3f}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
-                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), B, B ? sb.median : 0,
+                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, B, B ? sb.median : 0,
                    B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
@@ -183,6 +187,9 @@ int cmd_bench(const cli_opts *o) {
                        B, sb.median, sbx.median, sbx.lo, sbx.hi);
             printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB)\n", rss / 1048576.0,
                    i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s.ctx) / 1048576.0);
+            if (huge_pct >= 0)
+                printf("pages:   %.0f%% of the resident weights on 2 MiB pages%s\n", huge_pct,
+                       huge_pct < 50 ? " (4 KiB pages cost decode 10-15%: see dsc_model_load in include/dsc.h)" : "");
         }
     }
     free(toks);

@@ -3,6 +3,8 @@
  */
 #include "io/safetensors.h"
 
+#include "io/hugemap.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "io/hugemap.h"
 
 /* The format caps the header at 100 MB; anything larger is corrupt. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
@@ -185,7 +188,7 @@ dsc_status st_open(const char *path, st_file *f) {
         close(fd);
         return dsc_fail(DSC_ERR_IO, "%s: truncated (%zu bytes, no safetensors header)", path, size);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = hm_map(fd, size);
     close(fd);
     if (map == MAP_FAILED) return dsc_fail(DSC_ERR_NOMEM, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
     dsc_status s = st_parse(map, size, path, f);
@@ -201,6 +204,15 @@ dsc_status st_open(const char *path, st_file *f) {
         return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     }
     return DSC_OK;
+}
+
+int st_reread_small(const st_file *f) {
+    if (!f->map || f->size < HM_MIN_BYTES) return 0;
+    const int fd = open(f->path, O_RDONLY);
+    if (fd < 0) return 0;
+    const int r = hm_reread_small(fd, f->map, f->size);
+    close(fd);
+    return r;
 }
 
 void st_close(st_file *f) {

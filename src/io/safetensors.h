@@ -51,6 +51,10 @@ dsc_status st_parse(const uint8_t *buf, size_t size, const char *name, st_file *
 
 void st_close(st_file *f);
 
+/* A file of weights cached in small pages, dropped from the page cache and
+ * read again in 2 MiB ones where this kernel can (hugemap.h); 1 when done. */
+int st_reread_small(const st_file *f);
+
 /* Binary search by name; NULL if absent. */
 const st_tensor *st_find(const st_file *f, const char *name);
 

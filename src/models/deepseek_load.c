@@ -15,6 +15,7 @@
 
 #include "core/fileio.h"
 #include "core/status.h"
+#include "io/hugemap.h"
 #include "models/model.h"
 
 
@@ -441,6 +442,9 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
     dsc_status s = m->dir ? fio_join(path, dir, "config.json") : dsc_fail(DSC_ERR_NOMEM, "out of memory");
     if (!s) s = config_load(path, &m->cfg);
     if (!s) s = model_open_files(m);
+    for (int i = 0; !s && i < m->n_files && !(params && params->keep_page_cache); i++)
+        if (st_reread_small(&m->files[i]) && params && params->verbose)
+            fprintf(stderr, "dsc: %s: was cached in 4 KiB pages; read again into 2 MiB pages\n", m->files[i].path);
     if (!s) s = build_index(m);
     if (!s) s = load_weights(m);
     if (!s) {
@@ -458,6 +462,20 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
         fprintf(stderr, "dsc: %s: %s, %d layers, %lld parameters (%.1f MiB as stored) in %d file(s)\n", dir,
                 m->cfg.model_type, m->cfg.n_layers, (long long)m->n_params, m->weight_bytes / 1048576.0, m->n_files);
     *out = m;
+    return DSC_OK;
+}
+
+dsc_status dsc_model_resident(const dsc_model *m, int64_t *resident, int64_t *huge) {
+    *resident = *huge = 0;
+    for (int i = 0; i < m->n_files; i++) {
+        size_t r, h;
+        if (!m->files[i].map || hm_resident(m->files[i].map, &r, &h) != 0) {
+            *resident = *huge = -1;
+            return dsc_fail(DSC_ERR_IO, "%s: cannot read this mapping's pages from /proc/self/smaps", m->files[i].path);
+        }
+        *resident += (int64_t)r;
+        *huge += (int64_t)h;
+    }
     return DSC_OK;
 }
 

@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "dsc.h"
 #include "io/config.h"
+#include "io/hugemap.h"
 #include "kernels/kernels.h"
 #include "models/model.h"
 
@@ -682,6 +685,53 @@ static void test_init_f32_large(void) {
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
 }
 
+/* hugemap: a weight file of 66 MiB + 5 bytes, just written (so cached in
+ * the write path's pages), mapped at a 2 MiB boundary, reads back byte for
+ * byte after its cached pages are dropped and read again (where the kernel
+ * would map it by 2 MiB pages), and smaps accounts for what was touched. */
+static void test_hugemap(void) {
+    char path[] = "/tmp/dsc_hugemap_XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) {
+        CHECK(0, "hugemap: mkstemp failed");
+        return;
+    }
+    const size_t size = HM_MIN_BYTES + ((size_t)2 << 20) + 5, chunk = (size_t)1 << 20;
+    uint32_t *buf = malloc(chunk);
+    int ok = buf != NULL;
+    for (size_t off = 0; ok && off < size; off += chunk) {
+        const size_t n = size - off < chunk ? size - off : chunk;
+        for (size_t i = 0; i < chunk / 4; i++) buf[i] = (uint32_t)((off / 4 + i) * 2654435761u);
+        ok = pwrite(fd, buf, n, (off_t)off) == (ssize_t)n;
+    }
+    free(buf);
+    CHECK(ok, "hugemap: could not write %s", path);
+    const uint8_t *m = ok ? hm_map(fd, size) : MAP_FAILED;
+    CHECK(m != MAP_FAILED, "hugemap: hm_map failed");
+    if (ok && m != MAP_FAILED) {
+        CHECK(((uintptr_t)m & (((uintptr_t)2 << 20) - 1)) == 0, "hugemap: mapping at a 2 MiB boundary (%p)", (void *)m);
+        /* As the loader does, before anything is read through the mapping
+         * (pages it maps cannot be dropped). */
+        printf("hugemap: read again into 2 MiB pages: %s\n", hm_reread_small(fd, (void *)m, size) ? "yes" : "no");
+        size_t bad = 0;
+        for (size_t i = 0; i + 4 <= size; i += 4093 * 4) {
+            uint32_t v;
+            memcpy(&v, m + i, 4);
+            bad += v != (uint32_t)((i / 4) * 2654435761u);
+        }
+        const uint8_t last = m[size - 1];
+        bad += last != (uint8_t)(((size - 5) / 4 + 1) * 2654435761u);
+        CHECK(bad == 0, "hugemap: %zu words differ from what was written", bad);
+        size_t rss = 0, huge = 0;
+        CHECK(hm_resident(m, &rss, &huge) == 0 && rss >= size / 4 && huge <= rss, "hugemap: smaps rss %zu, huge %zu", rss,
+              huge);
+        printf("hugemap: %zu of %zu resident bytes on 2 MiB pages\n", huge, rss);
+        munmap((void *)m, size);
+    }
+    close(fd);
+    unlink(path);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -696,6 +746,7 @@ int main(int argc, char **argv) {
     test_sampler();
     test_kv_types();
     test_init_f32_large();
+    test_hugemap();
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
