@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -56,11 +57,14 @@ dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *
     if (n_threads < 1) n_threads = 1;
     dsc_pool *pool = pool_new(n_threads);
     machine_job j = {.k = k, .n = (int64_t)128 << 20}; /* 512 MiB of floats */
-    j.buf = pool ? aligned_alloc(64, (size_t)j.n * sizeof(float)) : NULL;
+    /* On 2 MiB pages, as the weights are mapped (io/hugemap.h), so that TLB
+     * misses do not lower the roofline the decode is set against. */
+    j.buf = pool ? aligned_alloc((size_t)2 << 20, (size_t)j.n * sizeof(float)) : NULL;
     if (!j.buf) {
         pool_free(pool);
         return dsc_fail(DSC_ERR_NOMEM, "cannot allocate 512 MiB to measure the bandwidth");
     }
+    madvise(j.buf, (size_t)j.n * sizeof(float), MADV_HUGEPAGE);
     pool_run(pool, touch_task, &j);
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
