@@ -124,6 +124,10 @@ typedef struct {
 
 /* Heads whose weighted sums of the cache are taken in one pass. */
 #define DSC_TM_HEADS 8
+/* Positions per block of the decode attention: the block's cache rows
+ * (1152 bytes each in BF16 at V2/V3 sizes) stay in L2 from the scores to the
+ * weighted sum. */
+#define MLA_DEC_PB 128
 
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {
@@ -131,7 +135,7 @@ typedef struct {
     float *scores;  /* (T)             one query's scores (prefill)             */
     float *olat;    /* (R + Dr)        a cache row as F32 (prefill)             */
     float *xg;      /* (S, R)          one head's latents of every token (decode) */
-    float *dscores; /* (H, T)          one token's attention scores (decode)    */
+    float *dscores; /* (H, MLA_DEC_PB) one token's scores over a block of positions (decode) */
 } dsc_tscratch;
 
 struct dsc_ctx {

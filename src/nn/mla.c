@@ -14,7 +14,9 @@
  *   q_ext[h] = [W_UK[h]^T q_nope[h] ; q_pe[h]]             (R + Dr)
  *   score[h, t] = (cache row t . q_ext[h]) x softmax_scale  (one product for all heads)
  *   out[h] = W_UV[h] (sum_t p[h, t] c_t)
+ * the scores and the weighted sum taken block by block of positions.
  */
+#include <math.h>
 #include <string.h>
 
 #include "models/model.h"
@@ -175,27 +177,57 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t dr = c->qk_rope_head_dim, R = c->kv_lora_rank;
-    const int32_t H = c->n_heads, w = R + dr, T = ctx->n_ctx;
+    const int32_t H = c->n_heads, w = R + dr;
+    const float scale = ctx->model->softmax_scale;
     int64_t lo, hi;
     pool_split((int64_t)j->n * H, ith, nth, 1, &lo, &hi);
     for (int64_t t = lo / H; t * H < hi; t++) {
         const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
-        const int32_t len = s->tpos[t] + 1;
+        const int32_t len = s->tpos[t] + 1, nh = (int32_t)(h1 - h0);
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
-        float *qext = s->qext + t * H * w, *scores = ctx->ts[ith].dscores, *olat = s->olat + t * H * w;
-        /* This token's heads against its cache rows in one product. */
-        k->matmul_rows(scores, T, qext + h0 * w, cache, (int32_t)(h1 - h0), 0, len);
-        for (int64_t h = h0; h < h1; h++) {
-            float *sc = scores + (h - h0) * T;
-            for (int32_t p = 0; p < len; p++) sc[p] *= ctx->model->softmax_scale;
-            kern_softmax_k(k, sc, len);
+        float *qext = s->qext + t * H * w, *sc = ctx->ts[ith].dscores, *olat = s->olat + (t * H + h0) * w;
+        /* By blocks of MLA_DEC_PB positions, so that each block of cache rows
+         * is read from memory once for the scores and the weighted sum (the
+         * two were separate passes over the whole cache). Past one block an
+         * online softmax: per head the running max m, the sum l of
+         * exp(score - m) and olat = sum_p exp(score_p - m) [c_p ; k_pe_p]
+         * (its first R the latent), rescaled when m grows, divided by l at
+         * the end. Heads are split between threads, positions never, so the
+         * result does not depend on the number of threads. */
+        float m[nh], l[nh];
+        for (int32_t h = 0; h < nh; h++) m[h] = -INFINITY, l[h] = 0;
+        memset(olat, 0, sizeof(float) * (size_t)nh * w);
+        for (int32_t p0 = 0; p0 < len; p0 += MLA_DEC_PB) {
+            const int32_t pn = len - p0 < MLA_DEC_PB ? len - p0 : MLA_DEC_PB;
+            /* This token's heads against the block's cache rows in one product. */
+            k->matmul_rows(sc, MLA_DEC_PB, qext + h0 * w, cache, nh, p0, p0 + pn);
+            for (int32_t h = 0; h < nh; h++) {
+                float *row = sc + (int64_t)h * MLA_DEC_PB, mx = -INFINITY;
+                for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;
+                if (len <= MLA_DEC_PB) { /* one block: the plain softmax */
+                    kern_softmax_k(k, row, pn);
+                    l[h] = 1;
+                    continue;
+                }
+                if (mx > m[h]) {
+                    if (l[h] > 0) {
+                        const float r = expf(m[h] - mx);
+                        l[h] *= r;
+                        for (int32_t i = 0; i < w; i++) olat[(int64_t)h * w + i] *= r;
+                    }
+                    m[h] = mx;
+                }
+                l[h] += (float)k->exp_sum(row, row, pn, m[h]);
+            }
+            for (int32_t hb = 0; hb < nh; hb += DSC_TM_HEADS) {
+                const int32_t mm = nh - hb < DSC_TM_HEADS ? nh - hb : DSC_TM_HEADS;
+                k->matvec_tm(olat + (int64_t)hb * w, w, sc + (int64_t)hb * MLA_DEC_PB, MLA_DEC_PB, mm, cache, p0,
+                             p0 + pn);
+            }
         }
-        /* olat[h] = sum_t p[h, t] [c_t ; k_pe_t] for up to DSC_TM_HEADS heads
-         * per pass over the cache; the latent is the first R of each. */
-        for (int64_t hb = h0; hb < h1; hb += DSC_TM_HEADS) {
-            const int32_t m = (int32_t)(h1 - hb < DSC_TM_HEADS ? h1 - hb : DSC_TM_HEADS);
-            memset(olat + hb * w, 0, sizeof(float) * (size_t)m * w);
-            k->matvec_tm(olat + hb * w, w, scores + (hb - h0) * T, T, m, cache, 0, len);
+        for (int32_t h = 0; h < nh && len > MLA_DEC_PB; h++) {
+            const float inv = 1.0f / l[h];
+            for (int32_t i = 0; i < w; i++) olat[(int64_t)h * w + i] *= inv;
         }
     }
 }

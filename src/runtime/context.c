@@ -72,7 +72,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         ts->scores = plan(p, T, sizeof(float));
         ts->olat = plan(p, R + dr, sizeof(float));
         ts->xg = plan(p, S * R, sizeof(float));
-        ts->dscores = plan(p, H * T, sizeof(float));
+        ts->dscores = plan(p, H * MLA_DEC_PB, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
