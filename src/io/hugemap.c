@@ -91,12 +91,23 @@ static int probe(int fd, size_t off) {
 
 int hm_reread_small(int fd, void *map, size_t size) {
     if (size < HM_MIN_BYTES + HM_PAGE) return 0;
-    const size_t off = (size / 2) & ~(HM_PAGE - 1);
-    if (probe(fd, off) != 0) return 0; /* on 2 MiB pages already, or unknown */
+    /* 2 MiB at 1/32, 3/32, ... 31/32 of the file: a file may be cached in
+     * part, in pages of either size. */
+    size_t off = 0;
+    int small = 0;
+    for (int i = 1; i < 32 && !small; i += 2) {
+        off = (size / 32 * (size_t)i) & ~(HM_PAGE - 1);
+        const int p = probe(fd, off);
+        if (p < 0) return 0; /* cannot be told here */
+        small = p == 0;
+    }
+    if (!small) return 0; /* on 2 MiB pages already */
     /* Small pages there: dropped and read again, does this kernel do better?
      * (Pages not yet written back cannot be dropped: a file written just
      * before is synced first.) */
-    if (fdatasync(fd) != 0 || posix_fadvise(fd, (off_t)off, (off_t)HM_PAGE, POSIX_FADV_DONTNEED) != 0 || probe(fd, off) != 1) return 0;
+    if (fdatasync(fd) != 0 || posix_fadvise(fd, (off_t)off, (off_t)HM_PAGE, POSIX_FADV_DONTNEED) != 0 ||
+        probe(fd, off) != 1)
+        return 0;
     if (posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_DONTNEED) != 0) return 0;
     /* Read back now, where it surely fits; else by the first tokens' faults. */
     const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);

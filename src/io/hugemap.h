@@ -22,8 +22,9 @@
  * MADV_HUGEPAGE; MAP_FAILED (errno set) on failure. munmap(map, size) frees it. */
 void *hm_map(int fd, size_t size);
 
-/* When a probe (2 MiB in the middle of the file) shows that this kernel
- * would map fd by 2 MiB pages but the page cache holds it in small ones:
+/* When probes (2 MiB at 16 places spread over the file) show that this
+ * kernel would map fd by 2 MiB pages but the page cache holds some of it in
+ * small ones:
  * syncs fd, drops its cached pages (those mapped by any process stay, so
  * call it before reading through map) and faults map (hm_map of fd, size
  * bytes) back in if it takes at most half the RAM, so that it is read again
