@@ -61,7 +61,8 @@ int hm_resident(const void *map, size_t *resident, size_t *huge) {
         if (!in) continue;
         unsigned long kb;
         if (sscanf(line, "Rss: %lu kB", &kb) == 1) rss = (size_t)kb << 10;
-        else if (sscanf(line, "FilePmdMapped: %lu kB", &kb) == 1 || sscanf(line, "AnonHugePages: %lu kB", &kb) == 1)
+        else if (sscanf(line, "FilePmdMapped: %lu kB", &kb) == 1 || sscanf(line, "ShmemPmdMapped: %lu kB", &kb) == 1 ||
+                 sscanf(line, "AnonHugePages: %lu kB", &kb) == 1)
             pmd += (size_t)kb << 10;
     }
     fclose(fp);
