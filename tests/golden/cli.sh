@@ -38,6 +38,8 @@ for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb
           "tgb_speedup", "tg_roofline_pct", "pp_peak_pct"):
     assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
 assert j["parallel"] == 3, f"parallel = {j['parallel']}"
+# share of the resident weights on 2 MiB pages; -1 only where smaps is unreadable
+assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weights_huge_pct = {j['weights_huge_pct']}"
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
 PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
