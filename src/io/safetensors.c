@@ -3,8 +3,6 @@
  */
 #include "io/safetensors.h"
 
-#include "io/hugemap.h"
-
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -184,6 +184,7 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     for (int64_t t = lo / H; t * H < hi; t++) {
         const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
         const int32_t len = s->tpos[t] + 1, nh = (int32_t)(h1 - h0);
+        if (nh <= 0) continue; /* an empty share (fewer heads than threads) */
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
         float *qext = s->qext + t * H * w, *sc = ctx->ts[ith].dscores, *olat = s->olat + (t * H + h0) * w;
         /* By blocks of MLA_DEC_PB positions, so that each block of cache rows
