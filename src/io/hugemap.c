@@ -109,9 +109,8 @@ int hm_reread_small(int fd, void *map, size_t size) {
     if (fdatasync(fd) != 0 || posix_fadvise(fd, (off_t)off, (off_t)HM_PAGE, POSIX_FADV_DONTNEED) != 0 ||
         probe(fd, off) != 1)
         return 0;
-    if (posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_DONTNEED) != 0) return 0;
-    /* Read back now, where it surely fits; else by the first tokens' faults. */
-    const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && psz > 0 && size <= (size_t)pages * (size_t)psz / 2) populate(map, size);
-    return 1;
+    /* Read back by the faults of the weights actually used (each brings a
+     * 2 MiB folio in), so that only those become resident. */
+    (void)map;
+    return posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_DONTNEED) == 0;
 }
