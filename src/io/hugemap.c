@@ -90,7 +90,7 @@ static int probe(int fd, size_t off) {
     return res;
 }
 
-int hm_reread_small(int fd, void *map, size_t size) {
+int hm_reread_small(int fd, size_t size) {
     if (size < HM_MIN_BYTES + HM_PAGE) return 0;
     /* 2 MiB at 1/32, 3/32, ... 31/32 of the file: a file may be cached in
      * part, in pages of either size. */
@@ -111,6 +111,5 @@ int hm_reread_small(int fd, void *map, size_t size) {
         return 0;
     /* Read back by the faults of the weights actually used (each brings a
      * 2 MiB folio in), so that only those become resident. */
-    (void)map;
     return posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_DONTNEED) == 0;
 }

@@ -25,11 +25,11 @@ void *hm_map(int fd, size_t size);
 /* When probes (2 MiB at 16 places spread over the file) show that this
  * kernel would map fd by 2 MiB pages but the page cache holds some of it in
  * small ones: syncs fd and drops its cached pages (those mapped by any
- * process stay, so call it before reading through map, hm_map of fd and
- * size), so that faults through map read it again in 2 MiB folios. Returns
+ * process stay, so call it before reading through the hm_map mapping of
+ * fd), so that faults through that mapping read it again in 2 MiB folios. Returns
  * 1 when it dropped them, 0 otherwise (small file, on 2 MiB pages already,
  * or not possible here). */
-int hm_reread_small(int fd, void *map, size_t size);
+int hm_reread_small(int fd, size_t size);
 
 /* Resident bytes of the mapping starting at map and those on 2 MiB pages,
  * from /proc/self/smaps; -1 where that cannot be read. */

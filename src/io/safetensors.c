@@ -208,7 +208,7 @@ int st_reread_small(const st_file *f) {
     if (!f->map || f->size < HM_MIN_BYTES) return 0;
     const int fd = open(f->path, O_RDONLY);
     if (fd < 0) return 0;
-    const int r = hm_reread_small(fd, f->map, f->size);
+    const int r = hm_reread_small(fd, f->size);
     close(fd);
     return r;
 }
