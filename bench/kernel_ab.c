@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "kernels/kernels.h"
@@ -78,7 +79,10 @@ int main(int argc, char **argv) {
     }
     const int32_t R = (int32_t)(64.0 * 1048576 / 2 / C) & ~31; /* rows of 2 bytes: 64 MiB of BF16 */
     const size_t nb = (size_t)((double)R * C * bytes_per[t]);
-    unsigned char *d = malloc(nb + 64);
+    /* the weights on 2 MiB pages where the kernel gives them, as dsc maps a checkpoint */
+    const size_t huge = (size_t)2 << 20, nd = (nb + 64 + huge - 1) / huge * huge;
+    unsigned char *d = aligned_alloc(huge, nd);
+    if (d) madvise(d, nd, MADV_HUGEPAGE);
     uint16_t *qs = malloc(sizeof(uint16_t) * (size_t)R * (C / 32));
     float *fs = malloc(sizeof(float) * (size_t)(R / 128 + 1) * (C / 128 + 1)), *x = malloc(sizeof(float) * (size_t)n * C);
     float *y = malloc(sizeof(float) * (size_t)n * R);

@@ -5,11 +5,16 @@
 #
 # usage: bench/kernel_ab.sh [-r REV] TYPE TOKENS [COLS] [PAIRS]
 #   e.g. bench/kernel_ab.sh -r HEAD~1 bf16 8
+#        bench/kernel_ab.sh [-r REV] -m MODEL [STEPS] [THREADS] [DEPTH]
+#   -m: the two builds inside the whole model, decode steps alternating
+#   between them (bench/model_kernel_ab.c), e.g. -m /tmp/v2l-q8 64
 # Needs a build of the library (make; DSC_LIB names another libdsc.a) and
 # binutils' objcopy.
 set -eu
 rev=HEAD
 if [ "${1:-}" = -r ]; then rev=$2; shift 2; fi
+prog=kernel_ab
+if [ "${1:-}" = -m ]; then prog=model_kernel_ab; shift; fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 lib=${DSC_LIB:-$root/build/libdsc.a}
 [ -f "$lib" ] || { echo "kernel_ab.sh: build the library first (make)" >&2; exit 2; }
@@ -24,5 +29,7 @@ for v in A B; do
     # shellcheck disable=SC2086
     objcopy --redefine-sym kern_avx2=kern_$v $syms "$tmp/$v.o"
 done
-cc -O2 -I"$root/src" -I"$root/include" "$root/bench/kernel_ab.c" "$tmp/A.o" "$tmp/B.o" "$lib" -o "$tmp/kernel_ab" -lpthread -lm
-"$tmp/kernel_ab" "$@"
+# shellcheck disable=SC2046
+cc -O2 -I"$root/src" -I"$root/include" "$root/bench/$prog.c" "$tmp/A.o" "$tmp/B.o" "$lib" -o "$tmp/$prog" \
+    $(pkg-config --libs libcjson libpcre2-8) -lpthread -lm
+"$tmp/$prog" "$@"

@@ -1,0 +1,91 @@
+/*
+ * model_kernel_ab.c — two builds of the AVX2 kernels (kern_A, kern_B; see
+ * kernel_ab.sh -m) inside the whole model: decode steps of one context
+ * alternate between them, A B B A A B ..., each step timed alone. Steps
+ * tens of milliseconds apart see the same state of a shared machine, which
+ * separate `dsc bench` runs do not; and the products are the model's own
+ * (small expert matrices split into chunks between threads).
+ *
+ * usage: model_kernel_ab MODEL [STEPS] [THREADS] [DEPTH]
+ *   every step decodes one token at position DEPTH (default 8) and is then
+ *   taken back, so all steps do the same work. Prints the median step time
+ *   of each build and the median of the per-pair speed ratios B / A.
+ * Exit status 77 on a CPU without AVX2.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "models/model.h"
+
+extern const dsc_kernels kern_A, kern_B;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv) {
+    const int steps = argc > 2 ? atoi(argv[2]) : 64, threads = argc > 3 ? atoi(argv[3]) : 0;
+    const int depth = argc > 4 ? atoi(argv[4]) : 8;
+    if (argc < 2 || steps < 2 || steps > 100000 || threads < 0 || depth < 1) {
+        fprintf(stderr, "usage: model_kernel_ab MODEL [STEPS >= 2] [THREADS] [DEPTH >= 1]\n");
+        return 2;
+    }
+    if (!kern_select("avx2")) {
+        fprintf(stderr, "model_kernel_ab: this CPU has no AVX2\n");
+        return 77;
+    }
+    dsc_model *model = NULL;
+    dsc_ctx *ctx = NULL;
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_threads = threads;
+    cp.isa = "avx2";
+    cp.n_ctx = depth + 1;
+    if (dsc_model_load(argv[1], NULL, &model) || dsc_ctx_new(model, &cp, &ctx)) {
+        fprintf(stderr, "model_kernel_ab: %s\n", dsc_last_error());
+        dsc_model_free(model);
+        return 1;
+    }
+    const int32_t nv = model->cfg.vocab_size;
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)depth);
+    const int pairs = steps / 2;
+    double *ta = malloc(sizeof(double) * (size_t)pairs), *tb = malloc(sizeof(double) * (size_t)pairs);
+    double *ratio = malloc(sizeof(double) * (size_t)pairs);
+    if (!prompt || !ta || !tb || !ratio) return fprintf(stderr, "model_kernel_ab: out of memory\n"), 1;
+    for (int i = 0; i < depth; i++) prompt[i] = (int32_t)((i * 7919 + 11) % nv);
+    int rc = dsc_eval(ctx, prompt, depth, NULL) != DSC_OK;
+    const int32_t tok = 1 % nv;
+    for (int s = -2; !rc && s < 2 * pairs; s++) { /* two warm-up steps, then pairs */
+        const int b = s < 0 ? s == -1 : (s % 2) ^ ((s / 2) % 2); /* A B, B A, A B, ... */
+        ctx->k = b ? &kern_B : &kern_A;
+        const double t0 = now();
+        rc = dsc_eval(ctx, &tok, 1, NULL) != DSC_OK || dsc_ctx_truncate(ctx, depth) != DSC_OK;
+        const double t = now() - t0;
+        if (s >= 0) (b ? tb : ta)[s / 2] = t;
+    }
+    if (rc) {
+        fprintf(stderr, "model_kernel_ab: %s\n", dsc_last_error());
+    } else {
+        for (int i = 0; i < pairs; i++) ratio[i] = ta[i] / tb[i];
+        const double r = median(ratio, pairs), ma = median(ta, pairs), mb = median(tb, pairs);
+        printf("decode at %d positions, %d threads: A %.2f ms, B %.2f ms per token (medians of %d); "
+               "B / A speed %.3f (quartiles %.3f-%.3f)\n",
+               depth, dsc_ctx_n_threads(ctx), ma * 1e3, mb * 1e3, pairs, r, ratio[pairs / 4], ratio[(3 * pairs) / 4]);
+    }
+    free(prompt), free(ta), free(tb), free(ratio);
+    dsc_ctx_free(ctx);
+    dsc_model_free(model);
+    return rc;
+}
