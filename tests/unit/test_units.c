@@ -120,6 +120,41 @@ static void test_dtype_agreement(void) {
     CHECK(row[0] == kern_f16_to_f32(h[3 * C]), "f16 row");
 }
 
+/* Q8 and Q4 rows whose x the kernels cannot scale to integers: not finite,
+ * all zero, or tiny. Each kernel set gives what the reference gives: the
+ * same infinities and NaNs, zeros, and tiny values to the usual tolerance. */
+static void test_q_rows_odd_x(void) {
+    const char *const *isas = kern_available();
+    enum { ROWS = 5, C = 64 };
+    uint8_t data[ROWS * C];
+    uint16_t qscale[ROWS * C / DSC_QBLOCK];
+    for (int i = 0; i < ROWS * C; i++) data[i] = (uint8_t)((rng_state = rng_state * 1664525u + 1013904223u) >> 24);
+    for (int i = 0; i < ROWS * C / DSC_QBLOCK; i++) qscale[i] = (uint16_t)(0x2c00 + 97 * i % 0x400);
+    const char *what[] = {"an infinity", "a NaN", "zeros", "tiny values", "subnormals"};
+    for (int ty = 0; ty < 2; ty++)
+        for (int k = 0; k < 5; k++) {
+            dsc_mat w = {ty ? DSC_W_Q4 : DSC_W_Q8, ROWS, C, data, NULL, 0, 0, qscale};
+            float x[C], yr[ROWS], yk[ROWS];
+            for (int i = 0; i < C; i++) x[i] = k == 2 ? 0.0f : frand() * (k == 3 ? 1e-30f : k == 4 ? 1e-39f : 1.0f);
+            if (k == 0) x[7] = -INFINITY;
+            if (k == 1) x[40] = NAN;
+            kern_ref.matmul_rows(yr, ROWS, x, &w, 1, 0, ROWS);
+            for (int ii = 1; isas[ii]; ii++) {
+                kern_select(isas[ii])->matmul_rows(yk, ROWS, x, &w, 1, 0, ROWS);
+                double worst = 0, mag = 0;
+                int same = 1;
+                for (int r = 0; r < ROWS; r++) {
+                    if (isfinite(yr[r]) && isfinite(yk[r])) {
+                        worst = fmax(worst, fabs(yr[r] - yk[r]));
+                        mag = fmax(mag, fabs(yr[r]));
+                    } else same &= isnan(yr[r]) ? isnan(yk[r]) != 0 : yr[r] == yk[r];
+                }
+                CHECK(same && worst <= 1e-5 * mag, "%s %s rows with %s in x: max err %g of %g", isas[ii],
+                      ty ? "q4" : "q8", what[k], worst, mag);
+            }
+        }
+}
+
 /* Every kernel set against the reference, for every weight type, with
  * column counts that leave SIMD tails and row ranges with partial tiles. */
 static void test_isa_kernels(void) {
@@ -741,6 +776,7 @@ int main(int argc, char **argv) {
     test_fp8_kernels();
     test_dtype_agreement();
     test_isa_kernels();
+    test_q_rows_odd_x();
     test_gemm_w();
     test_matvec_tm();
     test_norms();

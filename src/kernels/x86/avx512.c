@@ -8,6 +8,7 @@
  * loop has no branches.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -227,10 +228,16 @@ static void mm1_bf16_fast(float *y, const float *x, const dsc_mat *w, int32_t r0
  * block's partial dot product once, and Q4's offset of 8 is taken out as
  * 8 x scale x sum(x over the block), computed once per call. */
 static void mm1_q4(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    (void)ldy, (void)n;
+    (void)n;
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
     float xsum[nb];
-    for (int32_t b = 0; b < nb; b++) xsum[b] = 8.0f * hsum(_mm512_add_ps(_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)));
+    for (int32_t b = 0; b < nb; b++) {
+        xsum[b] = 8.0f * hsum(_mm512_add_ps(_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)));
+        if (!isfinite(xsum[b])) { /* the offset's product would give inf - inf: the reference */
+            kern_ref.matmul_rows(y, ldy, x, w, 1, r0, r1);
+            return;
+        }
+    }
     const __m512i low = _mm512_set1_epi32(15);
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
