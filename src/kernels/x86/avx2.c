@@ -277,7 +277,7 @@ static inline void q4_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1)
             const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (ROW_BYTES);                                  \
             const uint16_t *sc = w->qscale + (int64_t)r * nb;                                                        \
             __m256 acc = _mm256_setzero_ps();                                                                        \
-            for (int32_t b = 0; b < nb; b++) {                                                                       \
+            _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++) {                                               \
                 const __m256i *hb = (const __m256i *)(xh + 32 * b), *lb = (const __m256i *)(xl + 32 * b);            \
                 _mm_prefetch((const char *)q + (BLOCK_BYTES) * b + PF_AHEAD, _MM_HINT_T0);                           \
                 __m256i w0, w1;                                                                                      \
