@@ -180,6 +180,8 @@ typedef struct {
  * barrier for all: the few-token case of decode, where a MoE layer runs a
  * dozen small products. */
 void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count);
+/* g <- silu(g) x u for n values (the MLPs' gate). */
+void op_swiglu(dsc_ctx *ctx, float *g, const float *u, int64_t n);
 
 /* Loader internals shared with the tests. */
 int model_tensor_count(const dsc_model *m);

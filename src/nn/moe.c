@@ -84,7 +84,7 @@ static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp 
                         int32_t gemm_from) {
     const dsc_mm gu[2] = {{hg, x, &m->gate, n, gemm_from}, {hu, x, &m->up, n, gemm_from}};
     op_matmul_batch(ctx, gu, 2);
-    kern_swiglu(hg, hu, n * m->gate.rows);
+    op_swiglu(ctx, hg, hu, (int64_t)n * m->gate.rows);
     const dsc_mm down = {out, hg, &m->down, n, gemm_from};
     op_matmul_batch(ctx, &down, 1);
 }
@@ -143,8 +143,8 @@ static void moe_forward_few(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
         memset(s->y, 0, sizeof(float) * (size_t)n * D);
     }
     op_matmul_batch(ctx, up, n_up);
-    kern_swiglu(s->pg, s->pu, P * F);
-    if (l->has_shared) kern_swiglu(s->hg, s->hu, n * l->shared.gate.rows);
+    op_swiglu(ctx, s->pg, s->pu, (int64_t)P * F);
+    if (l->has_shared) op_swiglu(ctx, s->hg, s->hu, (int64_t)n * l->shared.gate.rows);
     op_matmul_batch(ctx, down, n_down);
     for (int32_t i = 0; i < P; i++) ctx->k->axpy(s->y + (int64_t)s->ptok[i] * D, s->py + (int64_t)i * D, s->pw[i], D);
 }
