@@ -162,7 +162,11 @@ DEFINE_MATMULS(q4, LOAD_Q4, 0)
             tile_rows(w, r, r1, rp, sp, qp, RT);                                                                     \
             __m256 av[RT];                                                                                           \
             for (int i = 0; i < RT; i++) av[i] = _mm256_set1_ps(r + i < r1 ? a[r + i - r0] : 0.0f);                  \
+            /* the next tile's rows, which follow these in memory, fetched meanwhile */                          \
+            const char *pf = (const char *)rp[0] + (RT * kern_mat_bytes(w) / w->rows);                              \
+            const int64_t pstep = RT * kern_mat_bytes(w) / w->rows / (c8 / 8 > 0 ? c8 / 8 : 1);                      \
             for (int32_t c = 0; c < c8; c += 8) {                                                                    \
+                if (r + RT < r1) _mm_prefetch(pf + c / 8 * pstep, _MM_HINT_T0);                                      \
                 __m256 yv = _mm256_loadu_ps(y + c);                                                                  \
                 yv = _mm256_fmadd_ps(LOAD(0, c), av[0], yv);                                                         \
                 yv = _mm256_fmadd_ps(LOAD(1, c), av[1], yv);                                                         \
