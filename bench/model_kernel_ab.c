@@ -6,14 +6,16 @@
  * separate `dsc bench` runs do not; and the products are the model's own
  * (small expert matrices split into chunks between threads).
  *
- * usage: model_kernel_ab MODEL [STEPS] [THREADS] [DEPTH]
+ * usage: model_kernel_ab MODEL [STEPS] [THREADS] [DEPTH] [KV]
  *   every step decodes one token at position DEPTH (default 8) and is then
- *   taken back, so all steps do the same work. Prints the median step time
+ *   taken back, so all steps do the same work. KV: the latent cache type,
+ *   f32, bf16 (the default, as dsc bench and dsc serve) or q8. Prints the median step time
  *   of each build and the median of the per-pair speed ratios B / A.
  * Exit status 77 on a CPU without AVX2.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "models/model.h"
@@ -39,8 +41,10 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     const int steps = argc > 2 ? atoi(argv[2]) : 64, threads = argc > 3 ? atoi(argv[3]) : 0;
     const int depth = argc > 4 ? atoi(argv[4]) : 8;
-    if (argc < 2 || steps < 2 || steps > 100000 || threads < 0 || depth < 1) {
-        fprintf(stderr, "usage: model_kernel_ab MODEL [STEPS >= 2] [THREADS] [DEPTH >= 1]\n");
+    const char *kv = argc > 5 ? argv[5] : "bf16";
+    const int kvt = !strcmp(kv, "f32") ? DSC_KV_F32 : !strcmp(kv, "bf16") ? DSC_KV_BF16 : !strcmp(kv, "q8") ? DSC_KV_Q8 : -1;
+    if (argc < 2 || steps < 2 || steps > 100000 || threads < 0 || depth < 1 || kvt < 0) {
+        fprintf(stderr, "usage: model_kernel_ab MODEL [STEPS >= 2] [THREADS] [DEPTH >= 1] [KV: f32|bf16|q8]\n");
         return 2;
     }
     if (!kern_select("avx2")) {
@@ -53,6 +57,7 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.isa = "avx2";
     cp.n_ctx = depth + 1;
+    cp.kv_type = (dsc_kv_type)kvt;
     if (dsc_model_load(argv[1], NULL, &model) || dsc_ctx_new(model, &cp, &ctx)) {
         fprintf(stderr, "model_kernel_ab: %s\n", dsc_last_error());
         dsc_model_free(model);
