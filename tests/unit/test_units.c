@@ -279,28 +279,33 @@ static void test_gemm_w(void) {
 }
 
 /* matvec_tm (several vectors in one pass) against the reference: 11 vectors
- * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), F32 and BF16 rows, a
- * column tail. */
+ * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), and 8 (one group, as MLA
+ * decode gives a thread), F32 and BF16 rows, column tails. */
 static void test_matvec_tm(void) {
-    enum { ROWS = 50, C = 72, M = 11 };
-    static float wf[ROWS * C], a[M * ROWS], yr[M * C], yk[M * C];
-    static uint16_t wb[ROWS * C];
-    for (int i = 0; i < ROWS * C; i++) {
+    enum { ROWS = 50, CMAX = 77, MMAX = 11 };
+    static float wf[ROWS * CMAX], a[MMAX * ROWS], yr[MMAX * CMAX], yk[MMAX * CMAX];
+    static uint16_t wb[ROWS * CMAX];
+    const int cases[][2] = {{11, 72}, {8, 72}, {8, 77}}; /* {vectors, columns} */
+    for (int i = 0; i < ROWS * CMAX; i++) {
         wf[i] = frand();
         wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
     }
-    for (int i = 0; i < M * ROWS; i++) a[i] = frand();
-    const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
+    for (int i = 0; i < MMAX * ROWS; i++) a[i] = frand();
     const char *const *isas = kern_available();
-    for (int ii = 1; isas[ii]; ii++)
-        for (int t = 0; t < 2; t++) {
-            for (int i = 0; i < M * C; i++) yr[i] = yk[i] = 0.5f;
-            kern_ref.matvec_tm(yr, C, a, ROWS, M, &mats[t], 2, ROWS);
-            kern_select(isas[ii])->matvec_tm(yk, C, a, ROWS, M, &mats[t], 2, ROWS);
-            double d = 0, mx = 0;
-            for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
-            CHECK(d <= 1e-5 * mx, "%s matvec_tm %s: %g of %g", isas[ii], t ? "bf16" : "f32", d, mx);
-        }
+    for (int k = 0; k < 3; k++) {
+        const int M = cases[k][0], C = cases[k][1];
+        const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
+        for (int ii = 1; isas[ii]; ii++)
+            for (int t = 0; t < 2; t++) {
+                for (int i = 0; i < M * C; i++) yr[i] = yk[i] = 0.5f;
+                kern_ref.matvec_tm(yr, C, a, ROWS, M, &mats[t], 2, ROWS);
+                kern_select(isas[ii])->matvec_tm(yk, C, a, ROWS, M, &mats[t], 2, ROWS);
+                double d = 0, mx = 0;
+                for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
+                CHECK(d <= 1e-5 * mx, "%s matvec_tm %s, %d vectors, %d columns: %g of %g", isas[ii], t ? "bf16" : "f32",
+                      M, C, d, mx);
+            }
+    }
 }
 
 static void test_norms(void) {
