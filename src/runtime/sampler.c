@@ -105,9 +105,7 @@ int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
             int32_t t = s->recent[i];
             if (t >= 0 && t < V) w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
         }
-    int32_t best = 0;
-    for (int32_t i = 1; i < V; i++)
-        if (w[i] > w[best]) best = i;
+    const int32_t best = dsc_argmax(w, V);
     if (s->p.temp == 0) return best;
 
     /* Candidates: all tokens within top_k, sorted by logit. Tokens whose
