@@ -230,6 +230,12 @@ typedef struct {
  * (NULL = best). Takes about a second and 512 MiB of memory. */
 dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out);
 
+/* Reads buf (n floats, far larger than the caches) once with the context's
+ * threads and kernels, as dsc_measure_machine reads its buffer; returns the
+ * seconds it took (negative if n < 1). For a read probe between decode steps,
+ * so that both see the same state of a shared machine. */
+double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n);
+
 /* Resident set size of this process in bytes (0 if unknown). */
 size_t dsc_rss_bytes(void);
 

@@ -3,6 +3,10 @@
  * spirit of llama-bench, set against the roofline measured in the same run:
  *   decode  <= read bandwidth / bytes read per token  (memory bound)
  *   prefill <= FMA peak / FLOPs per prompt token      (compute bound)
+ * Each repetition also decodes N steps each right after a read of a 256 MiB
+ * buffer with the same threads (the "interleaved" line): both then see the
+ * same moments of a shared machine, where the read bandwidth measured once
+ * before a run can be far from what the run got.
  * With --parallel B, each repetition also decodes B sequences together (one
  * pass over the weights per step for all of them, as `dsc serve` does) and
  * sets the aggregate rate against that repetition's one-sequence rate.
@@ -12,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #include "cli.h"
 
@@ -60,9 +65,19 @@ int cmd_bench(const cli_opts *o) {
     double *bw = calloc((size_t)R, sizeof(double)), *peak = calloc((size_t)R, sizeof(double));
     double *tg_pct = calloc((size_t)R, sizeof(double)), *pp_pct = calloc((size_t)R, sizeof(double));
     double *tgb = calloc((size_t)R, sizeof(double)), *tgb_x = calloc((size_t)R, sizeof(double));
+    double *ibw = calloc((size_t)R, sizeof(double)), *itg = calloc((size_t)R, sizeof(double));
+    double *i_pct = calloc((size_t)R, sizeof(double));
+    /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
+    const int64_t probe_n = (int64_t)64 << 20;
+    float *probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)probe_n) : NULL;
+    if (probe) {
+        madvise(probe, sizeof(float) * (size_t)probe_n, MADV_HUGEPAGE);
+        for (int64_t k = 0; k < probe_n; k++) probe[k] = (float)(k & 1023) * 1e-3f;
+    }
     int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
     float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
-    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok ||
+    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok || !ibw ||
+              !itg || !i_pct || (N > 0 && !probe) ||
               (B && !blog)) ? cli_die("out of memory") : 0;
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
@@ -110,6 +125,21 @@ int cmd_bench(const cli_opts *o) {
             tg[r] = N / (now_s() - t0);
             tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
         }
+        if (N > 0 && !rc) { /* the same N steps, each after a read of the probe buffer */
+            dsc_ctx_truncate(s.ctx, D);
+            int32_t t = random_token(V);
+            double t_read = 0, t_dec = 0;
+            for (int k = 0; k < N && !rc; k++) {
+                t_read += dsc_ctx_read_pass(s.ctx, probe, probe_n);
+                const double t0 = now_s();
+                if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
+                t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
+                t_dec += now_s() - t0;
+            }
+            ibw[r] = (double)probe_n * sizeof(float) * N / t_read / 1e9;
+            itg[r] = N / t_dec;
+            i_pct[r] = 100 * itg[r] * bytes / 1e9 / ibw[r];
+        }
         if (N > 0 && B && !rc) { /* batched decode: B sequences from the same D tokens, N steps */
             dsc_ctx_truncate(s.ctx, D);
             for (int b = 0; b < B && !rc; b++) {
@@ -128,6 +158,7 @@ int cmd_bench(const cli_opts *o) {
     if (!rc) {
         stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
         stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
+        stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R);
         mach.read_gb_s = sbw.median;
         mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
@@ -146,13 +177,16 @@ int cmd_bench(const cli_opts *o) {
                    "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
                    "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
                    "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
+                   "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
+                   "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
                    "\"parallel\": %d, "
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                    "\"tgb_speedup_max\": %.3f}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
-                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, B, B ? sb.median : 0,
+                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
+                   sip.median, sip.lo, sip.hi, B, B ? sb.median : 0,
                    B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
@@ -178,6 +212,11 @@ int cmd_bench(const cli_opts *o) {
                    "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
                    bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, sbw.median, sbw.lo,
                    sbw.hi, stp.median, stp.lo, stp.hi, roof_tps);
+            if (N > 0)
+                printf("         interleaved, each step right after a 256 MiB read with the same threads: %.2f t/s, "
+                       "%.2f GB/s achieved, reads %.2f GB/s (%.2f-%.2f): %.1f%% (median of the per-run ratios, "
+                       "%.1f-%.1f)\n",
+                       sit.median, sit.median * bytes / 1e9, sib.median, sib.lo, sib.hi, sip.median, sip.lo, sip.hi);
             printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: "
                    "%.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
                    flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
@@ -201,6 +240,10 @@ int cmd_bench(const cli_opts *o) {
     free(pp_pct);
     free(tgb);
     free(tgb_x);
+    free(ibw);
+    free(itg);
+    free(i_pct);
+    free(probe);
     free(bseq);
     free(btok);
     free(blog);

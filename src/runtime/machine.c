@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "kernels/kernels.h"
+#include "models/model.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -35,6 +36,16 @@ static void touch_task(void *arg, int ith, int nth) {
 }
 
 /* Each thread reads its share once (dot of the share with itself: one stream). */
+static void read_task(void *arg, int ith, int nth);
+
+double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n) {
+    if (!ctx || !buf || n < 1) return -1;
+    machine_job j = {.k = ctx->k, .buf = (float *)buf, .n = n};
+    const double t0 = now_s();
+    pool_run(ctx->pool, read_task, &j);
+    return now_s() - t0;
+}
+
 static void read_task(void *arg, int ith, int nth) {
     machine_job *j = arg;
     int64_t lo, hi;

@@ -35,7 +35,8 @@ if "$DSC" bench -m "$root" -p 16 -n 8 -r 2 --parallel 3 --json >"$tmp/bench.json
 import json, sys
 j = json.load(open(sys.argv[1]))
 for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "threads", "tgb_tokens_per_s",
-          "tgb_speedup", "tg_roofline_pct", "pp_peak_pct"):
+          "tgb_speedup", "tg_roofline_pct", "pp_peak_pct", "tgi_tokens_per_s", "bandwidth_interleaved_gb_s",
+          "tgi_roofline_pct"):
     assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
 assert j["parallel"] == 3, f"parallel = {j['parallel']}"
 # share of the resident weights on 2 MiB pages; -1 only where smaps is unreadable
