@@ -304,6 +304,14 @@ static void test_matvec_tm(void) {
                 for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
                 CHECK(d <= 1e-5 * mx, "%s matvec_tm %s, %d vectors, %d columns: %g of %g", isas[ii], t ? "bf16" : "f32",
                       M, C, d, mx);
+                /* the same bits one vector at a time (MLA decode gives each thread its heads' vectors, so
+                 * the result must not depend on the number of threads) */
+                for (int i = 0; i < M * C; i++) yr[i] = 0.5f;
+                for (int v = 0; v < M; v++)
+                    kern_select(isas[ii])->matvec_tm(yr + v * C, C, a + v * ROWS, ROWS, 1, &mats[t], 2, ROWS);
+                CHECK(!memcmp(yr, yk, sizeof(float) * (size_t)(M * C)) || strcmp(isas[ii], "avx2"),
+                      "%s matvec_tm %s, %d vectors, %d columns: one call = one vector at a time", isas[ii],
+                      t ? "bf16" : "f32", M, C);
             }
     }
 }

@@ -577,11 +577,13 @@ static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy,
 
 /* Eight vectors at once (a thread's 8 heads of MLA decode), 8 columns per
  * pass: 8 chains of FMAs, each row's 8 weights decoded once for all eight.
- * Each column summed over the rows in order, as tm_tile sums it. */
+ * Each column is summed exactly as tm_tile sums it (the same columns in
+ * vectors, the same tail), so the result does not depend on how many
+ * vectors a call gets. */
 static inline __attribute__((always_inline)) void tm_tile8(float *y, int64_t ldy, const float *a, int64_t lda,
                                                            const int f32, const dsc_mat *w, int32_t r0, int32_t r1) {
-    const int64_t C = w->cols, c8 = C & ~7;
-    for (int64_t c = 0; c < c8; c += 8) {
+    const int64_t C = w->cols, c16 = C & ~15;
+    for (int64_t c = 0; c < c16; c += 8) {
         __m256 acc[8];
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
         for (int32_t r = r0; r < r1; r++) {
@@ -596,7 +598,7 @@ static inline __attribute__((always_inline)) void tm_tile8(float *y, int64_t ldy
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
             _mm256_storeu_ps(y + j * ldy + c, _mm256_add_ps(_mm256_loadu_ps(y + j * ldy + c), acc[j]));
     }
-    for (int64_t c = c8; c < C; c++)
+    for (int64_t c = c16; c < C; c++)
         for (int j = 0; j < 8; j++) {
             float sum = 0;
             for (int32_t r = r0; r < r1; r++)
