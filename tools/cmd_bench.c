@@ -155,6 +155,8 @@ int cmd_bench(const cli_opts *o) {
             tgb_x[r] = tgb[r] / tg[r];
         }
     }
+    free(probe); /* before the resident set is read */
+    probe = NULL;
     if (!rc) {
         stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
         stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
