@@ -209,7 +209,9 @@ int cmd_bench(const cli_opts *o) {
                 printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
                        i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
                        test, sb.median, sb.lo, sb.hi);
-            printf("\ndecode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
+            printf("\n");
+            if (N > 0)
+                printf("decode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
                    "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
                    "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
                    bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, sbw.median, sbw.lo,
@@ -219,9 +221,10 @@ int cmd_bench(const cli_opts *o) {
                        "%.2f GB/s achieved, reads %.2f GB/s (%.2f-%.2f): %.1f%% (median of the per-run ratios, "
                        "%.1f-%.1f)\n",
                        sit.median, sit.median * bytes / 1e9, sib.median, sib.lo, sib.hi, sip.median, sip.lo, sip.hi);
-            printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: "
-                   "%.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
-                   flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
+            if (P > 0)
+                printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
+                       "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
+                       flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
             if (N > 0 && B)
                 printf("batched: %d sequences decoded together: %.2f t/s in all, %.2fx one sequence (median of the "
                        "per-run ratios, %.2f-%.2f)\n",
