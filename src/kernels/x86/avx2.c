@@ -297,7 +297,6 @@ static inline void q4_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1)
         }                                                                                                            \
     }
 DEFINE_Q_ROWS_I16(q8_rows_i16, q8_w16, C, 32)
-DEFINE_Q_ROWS_I16(q4_rows_i16, q4_w16, C / 2, 16)
 
 /* The split of x on the stack up to this many int16 values, else on the heap. */
 #define QX_STACK 32768
@@ -321,6 +320,120 @@ static void q_tokens_i16(float *y, int64_t ldy, const float *x, const dsc_mat *w
         for (int32_t t = 0; t < n; t++) {
             float *yt = y + t * ldy + (rb - r0);
             if (us[t] != 0) rows(yt, xs + 2 * (size_t)t * C, xs + (2 * (size_t)t + 1) * C, us[t], w, rb, re);
+            else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
+        }
+    }
+    if (xs != stack) free(xs);
+}
+
+/* Q4 by pairs of blocks: one 32-byte load holds blocks b and b + 1, and
+ * masks and shifts of its 16-bit lanes give, without a shuffle, the
+ * weights of even and odd bytes, low and high nibbles, as int16 (0..15).
+ * x's limbs are laid out to match once per call (q4_pairs_x), and the
+ * offset of 8 leaves as 8 x the matching sums of x (corr), one subtraction
+ * per pair; lanes 0-3 of the sums belong to block b, 4-7 to block b + 1.
+ * An odd last block goes as in the Q8 rows, from x's plain limbs. */
+static void q4_pairs_x(int16_t *xp, float *corr, const int16_t *hi, const int16_t *lo, int32_t nb) {
+    /* per 128-bit lane: the even int16 lanes, then the odd ones */
+    const __m256i deal = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13,
+                                          2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i one = _mm256_set1_epi16(1);
+    for (int32_t g = 0; g < nb / 2; g++) {
+        __m256i *d = (__m256i *)(xp + 128 * g);
+        for (int l = 0; l < 2; l++) { /* x0-15 and x16-31 of blocks 2g, 2g + 1 as [evens | odds] */
+            const int16_t *src = (l ? lo : hi) + 64 * g;
+            __m256i v[4];
+            for (int k = 0; k < 4; k++)
+                v[k] = _mm256_permute4x64_epi64(
+                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 16 * k)), deal), 0xd8);
+            _mm256_storeu_si256(d + 4 * l + 0, _mm256_permute2x128_si256(v[0], v[2], 0x20)); /* x 2i     */
+            _mm256_storeu_si256(d + 4 * l + 1, _mm256_permute2x128_si256(v[1], v[3], 0x20)); /* x 2i + 16 */
+            _mm256_storeu_si256(d + 4 * l + 2, _mm256_permute2x128_si256(v[0], v[2], 0x31)); /* x 2i + 1  */
+            _mm256_storeu_si256(d + 4 * l + 3, _mm256_permute2x128_si256(v[1], v[3], 0x31)); /* x 2i + 17 */
+        }
+        const __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(d[0], one), _mm256_madd_epi16(d[1], one)),
+                                            _mm256_add_epi32(_mm256_madd_epi16(d[2], one), _mm256_madd_epi16(d[3], one)));
+        const __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(d[4], one), _mm256_madd_epi16(d[5], one)),
+                                            _mm256_add_epi32(_mm256_madd_epi16(d[6], one), _mm256_madd_epi16(d[7], one)));
+        _mm256_storeu_ps(corr + 8 * g,
+                         _mm256_mul_ps(_mm256_set1_ps(8.0f), _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl),
+                                                                             _mm256_set1_ps(1.0f / 32768.0f),
+                                                                             _mm256_cvtepi32_ps(sh))));
+    }
+}
+
+__attribute__((noinline)) static void q4_rows_pairs(float *y, const int16_t *xp, const float *corr, const int16_t *th,
+                                                    const int16_t *tl, float unscale, const dsc_mat *w, int32_t r0,
+                                                    int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    const __m256 f15 = _mm256_set1_ps(1.0f / 32768.0f);
+    const __m256i m00ff = _mm256_set1_epi16(0xff), m0f = _mm256_set1_epi16(15);
+    const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        __m256 acc = _mm256_setzero_ps();
+        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++) {
+            _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
+            const __m256i e = _mm256_and_si256(v, m00ff), o = _mm256_srli_epi16(v, 8);
+            const __m256i w0 = _mm256_and_si256(e, m0f), w1 = _mm256_srli_epi16(e, 4);
+            const __m256i w2 = _mm256_and_si256(o, m0f), w3 = _mm256_srli_epi16(o, 4);
+            const __m256i *X = (const __m256i *)(xp + 128 * g);
+            const __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(X + 0)),
+                                                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(X + 1))),
+                                                _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(X + 2)),
+                                                                 _mm256_madd_epi16(w3, _mm256_loadu_si256(X + 3))));
+            const __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(X + 4)),
+                                                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(X + 5))),
+                                                _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(X + 6)),
+                                                                 _mm256_madd_epi16(w3, _mm256_loadu_si256(X + 7))));
+            const __m256 f = _mm256_sub_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), f15, _mm256_cvtepi32_ps(sh)),
+                                           _mm256_loadu_ps(corr + 8 * g));
+            int32_t s2;
+            memcpy(&s2, sc + 2 * g, sizeof s2);
+            acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)), acc);
+        }
+        if (nb & 1) { /* the odd last block */
+            const int32_t b = nb - 1;
+            __m256i w0, w1;
+            q4_w16(q, b, &w0, &w1);
+            const __m256i *hb = (const __m256i *)th, *lb = (const __m256i *)tl;
+            const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),
+                                                _mm256_madd_epi16(w1, _mm256_loadu_si256(hb + 1)));
+            const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(lb)),
+                                                _mm256_madd_epi16(w1, _mm256_loadu_si256(lb + 1)));
+            const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), f15, _mm256_cvtepi32_ps(sh));
+            acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b])), acc);
+        }
+        y[r - r0] = hsum8(acc) * unscale;
+    }
+}
+
+/* Q4 rows of n tokens: each token's x split and laid out for the pairs of
+ * blocks once per call (C int16 of each limb plainly, the same again by
+ * pairs, then the offsets' sums); tokens q_split_x cannot split go through
+ * the reference. */
+static void q4_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    const size_t per = 4 * (size_t)C + 16 * (size_t)(nb / 2); /* int16 units per token */
+    const size_t nx = per * (size_t)n;
+    int16_t stack[nx <= QX_STACK ? nx : 1] __attribute__((aligned(32)));
+    int16_t *xs = nx <= QX_STACK ? stack : malloc(sizeof(int16_t) * nx);
+    float us[n];
+    for (int32_t t = 0; t < n; t++) {
+        int16_t *plain = xs + per * t;
+        us[t] = xs ? q_split_x(plain, plain + C, x + (int64_t)t * C, C) : 0;
+        if (us[t] != 0) q4_pairs_x(plain + 2 * C, (float *)(plain + 4 * C), plain, plain + C, nb);
+    }
+    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
+        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
+        for (int32_t t = 0; t < n; t++) {
+            float *yt = y + t * ldy + (rb - r0);
+            const int16_t *plain = xs + per * t;
+            if (us[t] != 0)
+                q4_rows_pairs(yt, plain + 2 * C, (const float *)(plain + 4 * C), plain + 32 * (nb - 1),
+                              plain + C + 32 * (nb - 1), us[t], w, rb, re);
             else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
         }
     }
@@ -486,7 +599,7 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
         return;
     }
     if (w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
-        q_tokens_i16(y, ldy, x, w, n, r0, r1, q4_rows_i16);
+        q4_tokens(y, ldy, x, w, n, r0, r1);
         return;
     }
     switch (w->type) {
