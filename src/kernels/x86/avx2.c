@@ -258,56 +258,56 @@ static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
     return ldexpf(1.0f, -s);
 }
 
-/* Q8 and Q4 rows against x split by q_split_x: per block, the weights
- * widened to int16 (Q4's offset of 8 taken out there) and multiplied with
- * both limbs in int32 (vpmaddwd), the two sums joined in float and scaled
- * by the block's scale. Kept out of line: inlined into avx2_matmul_rows,
- * gcc 12 keeps the loop's bound in memory and decode runs 7% slower. */
+/* Q8 rows against x split by q_split_x: per block, the weights widened to
+ * int16 and multiplied with both limbs in int32 (vpmaddwd), the two sums
+ * joined in float and scaled by the block's scale. Kept out of line:
+ * inlined into avx2_matmul_rows, gcc 12 keeps the loop's bound in memory
+ * and decode runs 7% slower. */
 static inline void q8_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1) {
     *w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 32 * b)));
     *w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 32 * b + 16)));
 }
+/* Q4's block b as int16, its offset of 8 taken out (Q4's odd last block). */
 static inline void q4_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1) {
     const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + 16 * b)));
     *w0 = _mm256_sub_epi16(_mm256_and_si256(v, _mm256_set1_epi16(15)), _mm256_set1_epi16(8));
     *w1 = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), _mm256_set1_epi16(8));
 }
-#define DEFINE_Q_ROWS_I16(NAME, W16, ROW_BYTES, BLOCK_BYTES)                                                         \
-    __attribute__((noinline)) static void NAME(float *y, const int16_t *xh, const int16_t *xl, float unscale,       \
-                                               const dsc_mat *w, int32_t r0, int32_t r1) {                           \
-        const int32_t C = w->cols, nb = C / DSC_QBLOCK;                                                              \
-        const __m256 f15 = _mm256_set1_ps(1.0f / 32768.0f);                                                          \
-        for (int32_t r = r0; r < r1; r++) {                                                                          \
-            const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (ROW_BYTES);                                  \
-            const uint16_t *sc = w->qscale + (int64_t)r * nb;                                                        \
-            __m256 acc = _mm256_setzero_ps();                                                                        \
-            _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++) {                                               \
-                const __m256i *hb = (const __m256i *)(xh + 32 * b), *lb = (const __m256i *)(xl + 32 * b);            \
-                _mm_prefetch((const char *)q + (BLOCK_BYTES) * b + PF_AHEAD, _MM_HINT_T0);                           \
-                __m256i w0, w1;                                                                                      \
-                W16(q, b, &w0, &w1);                                                                                 \
-                const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),                   \
-                                                    _mm256_madd_epi16(w1, _mm256_loadu_si256(hb + 1)));              \
-                const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(lb)),                   \
-                                                    _mm256_madd_epi16(w1, _mm256_loadu_si256(lb + 1)));              \
-                const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), f15, _mm256_cvtepi32_ps(sh));               \
-                acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b])), acc);                        \
-            }                                                                                                        \
-            y[r - r0] = hsum8(acc) * unscale;                                                                        \
-        }                                                                                                            \
+/* acc += one block's products with x's limbs xh, xl (32 each) x its scale. */
+static inline __m256 q_block_i16(__m256 acc, __m256i w0, __m256i w1, const int16_t *xh, const int16_t *xl, uint16_t scale) {
+    const __m256i *hb = (const __m256i *)xh, *lb = (const __m256i *)xl;
+    const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),
+                                        _mm256_madd_epi16(w1, _mm256_loadu_si256(hb + 1)));
+    const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(lb)),
+                                        _mm256_madd_epi16(w1, _mm256_loadu_si256(lb + 1)));
+    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), _mm256_set1_ps(1.0f / 32768.0f), _mm256_cvtepi32_ps(sh));
+    return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
+}
+
+__attribute__((noinline)) static void q8_rows_i16(float *y, const int16_t *xh, const int16_t *xl, float unscale,
+                                                  const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        __m256 acc = _mm256_setzero_ps();
+        _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++) {
+            _mm_prefetch((const char *)q + 32 * b + PF_AHEAD, _MM_HINT_T0);
+            __m256i w0, w1;
+            q8_w16(q, b, &w0, &w1);
+            acc = q_block_i16(acc, w0, w1, xh + 32 * b, xl + 32 * b, sc[b]);
+        }
+        y[r - r0] = hsum8(acc) * unscale;
     }
-DEFINE_Q_ROWS_I16(q8_rows_i16, q8_w16, C, 32)
+}
 
 /* The split of x on the stack up to this many int16 values, else on the heap. */
 #define QX_STACK 32768
 
-typedef void (*q_rows_i16_fn)(float *, const int16_t *, const int16_t *, float, const dsc_mat *, int32_t, int32_t);
-
-/* Q8 and Q4 rows of n tokens, each token's x split once per call; a token
- * that q_split_x cannot split (not finite, zero or tiny) goes through the
+/* Q8 rows of n tokens, each token's x split once per call; a token that
+ * q_split_x cannot split (not finite, zero or tiny) goes through the
  * reference. */
-static void q_tokens_i16(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1,
-                         q_rows_i16_fn rows) {
+static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     const int32_t C = w->cols;
     const size_t nx = 2 * (size_t)n * C;
     int16_t stack[nx <= QX_STACK ? nx : 1] __attribute__((aligned(32)));
@@ -319,7 +319,7 @@ static void q_tokens_i16(float *y, int64_t ldy, const float *x, const dsc_mat *w
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
         for (int32_t t = 0; t < n; t++) {
             float *yt = y + t * ldy + (rb - r0);
-            if (us[t] != 0) rows(yt, xs + 2 * (size_t)t * C, xs + (2 * (size_t)t + 1) * C, us[t], w, rb, re);
+            if (us[t] != 0) q8_rows_i16(yt, xs + 2 * (size_t)t * C, xs + (2 * (size_t)t + 1) * C, us[t], w, rb, re);
             else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
         }
     }
@@ -395,16 +395,9 @@ __attribute__((noinline)) static void q4_rows_pairs(float *y, const int16_t *xp,
             acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)), acc);
         }
         if (nb & 1) { /* the odd last block */
-            const int32_t b = nb - 1;
             __m256i w0, w1;
-            q4_w16(q, b, &w0, &w1);
-            const __m256i *hb = (const __m256i *)th, *lb = (const __m256i *)tl;
-            const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),
-                                                _mm256_madd_epi16(w1, _mm256_loadu_si256(hb + 1)));
-            const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(lb)),
-                                                _mm256_madd_epi16(w1, _mm256_loadu_si256(lb + 1)));
-            const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), f15, _mm256_cvtepi32_ps(sh));
-            acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b])), acc);
+            q4_w16(q, nb - 1, &w0, &w1);
+            acc = q_block_i16(acc, w0, w1, th, tl, sc[nb - 1]);
         }
         y[r - r0] = hsum8(acc) * unscale;
     }
@@ -595,7 +588,7 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
         return;
     }
     if (w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
-        q_tokens_i16(y, ldy, x, w, n, r0, r1, q8_rows_i16);
+        q8_tokens(y, ldy, x, w, n, r0, r1);
         return;
     }
     if (w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
