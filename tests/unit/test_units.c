@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "dsc.h"
 #include "io/config.h"
@@ -118,6 +121,34 @@ static void test_dtype_agreement(void) {
     float row[C];
     kern_mat_row(row, &wh, 3);
     CHECK(row[0] == kern_f16_to_f32(h[3 * C]), "f16 row");
+}
+
+/* FP8 rows with subnormal weights under a caller's denormals-are-zero and
+ * flush-to-zero modes (what -ffast-math programs set): every kernel set
+ * still gives the reference's values, computed with both modes off, and
+ * leaves the modes as it found them. */
+static void test_fp8_daz(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    enum { ROWS = 6, C = 128 };
+    uint8_t data[ROWS * C];
+    float scale[1] = {0.25f}, x[C], yr[ROWS], yk[ROWS];
+    for (int i = 0; i < ROWS * C; i++) data[i] = (uint8_t)((i * 37 % 8) | (i % 3 ? 0 : 0x40) | (i & 1) << 7);
+    for (int i = 0; i < C; i++) x[i] = frand();
+    const dsc_mat w = {DSC_W_F8_E4M3, ROWS, C, data, scale, 128, 128, NULL};
+    kern_ref.matmul_rows(yr, ROWS, x, &w, 1, 0, ROWS);
+    const char *const *isas = kern_available();
+    const unsigned csr = _mm_getcsr();
+    for (int ii = 1; isas[ii]; ii++) {
+        _mm_setcsr(csr | 0x8040u);
+        kern_select(isas[ii])->matmul_rows(yk, ROWS, x, &w, 1, 0, ROWS);
+        const unsigned after = _mm_getcsr();
+        _mm_setcsr(csr);
+        double worst = 0, mag = 0;
+        for (int r = 0; r < ROWS; r++) worst = fmax(worst, fabs(yr[r] - yk[r])), mag = fmax(mag, fabs(yr[r]));
+        CHECK(worst <= 1e-5 * mag && (after & 0x8040u) == 0x8040u, "%s fp8 rows under DAZ/FTZ: max err %g of %g",
+              isas[ii], worst, mag);
+    }
+#endif
 }
 
 /* Q8 and Q4 rows whose x the kernels cannot scale to integers: not finite,
@@ -790,6 +821,7 @@ int main(int argc, char **argv) {
     test_dtype_agreement();
     test_isa_kernels();
     test_q_rows_odd_x();
+    test_fp8_daz();
     test_gemm_w();
     test_matvec_tm();
     test_norms();

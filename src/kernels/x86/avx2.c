@@ -441,20 +441,28 @@ static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, in
     }
 }
 
-/* FP8 (E4M3) rows of few tokens, decoded as load_fp8 does (16 at a time)
- * and unscaled: each block's sum is multiplied once by its scale x 2^8, as
- * the reference applies the scale to each block's sum. Rows one at a time,
- * tokens in turn over blocks of QB_ROWS rows; needs cols and block_cols
- * multiples of 32. */
-static inline void fp8_16(const uint8_t *p, __m256 *lo, __m256 *hi) {
-    const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
-    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(v, 7), _mm256_set1_epi16((short)0xbf80));
-    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+/* FP8 (E4M3) rows of few tokens. Sign-extended to 32 bits, shifted left by
+ * 20 and masked with 0x87f00000, an E4M3 byte is the F32 of 2^-120 x its
+ * value: the 4 exponent bits land in the low bits of F32's exponent and the
+ * 3 mantissa bits at its top, so E4M3 subnormals become F32 subnormals of
+ * the same value x 2^-120 (AVX2 takes those at full speed) and 0x7f / 0xff
+ * read as +-480 x 2^-120, as load_fp8 reads them; no conversion
+ * instruction. Each block's sum is multiplied by 2^120, then by its scale,
+ * once, as the reference applies the scale to each block's sum. Rows one
+ * at a time (prefetched ahead), tokens in turn over blocks of QB_ROWS rows;
+ * needs cols and block_cols multiples of 32. A caller's denormals-are-zero
+ * or flush-to-zero mode (-ffast-math programs set both) is lifted for the
+ * call, so subnormal weights keep their values. */
+static inline __m256 fp8_8s(const uint8_t *p) {
+    const __m256i v = _mm256_cvtepi8_epi32(load8(p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32((int)0x87f00000)));
 }
-
+#define MXCSR_DAZ_FTZ 0x8040u
 static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int32_t C = w->cols, bc = w->block_cols, ncb = (C + bc - 1) / bc;
+    const __m256 k120 = _mm256_set1_ps(0x1p120f);
+    const unsigned csr = _mm_getcsr();
+    if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr & ~MXCSR_DAZ_FTZ);
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
         const float *sc = w->scale + (int64_t)(r / w->block_rows) * ncb;
@@ -463,19 +471,18 @@ static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int
             const int32_t c0 = cb * bc, c1 = C - c0 < bc ? C : c0 + bc;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int32_t c = c0; c < c1; c += 32) {
-                __m256 w0, w1, w2, w3;
-                fp8_16(q + c, &w0, &w1);
-                fp8_16(q + c + 16, &w2, &w3);
-                a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + c), a0);
-                a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + c + 8), a1);
-                a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + c + 16), a2);
-                a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + c + 24), a3);
+                _mm_prefetch((const char *)q + c + PF_AHEAD, _MM_HINT_T0);
+                a0 = _mm256_fmadd_ps(fp8_8s(q + c), _mm256_loadu_ps(x + c), a0);
+                a1 = _mm256_fmadd_ps(fp8_8s(q + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+                a2 = _mm256_fmadd_ps(fp8_8s(q + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+                a3 = _mm256_fmadd_ps(fp8_8s(q + c + 24), _mm256_loadu_ps(x + c + 24), a3);
             }
-            acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                  _mm256_set1_ps(sc[cb] * 256.0f), acc);
+            const __m256 sum = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), k120);
+            acc = _mm256_fmadd_ps(sum, _mm256_set1_ps(sc[cb]), acc);
         }
         y[r - r0] = hsum8(acc);
     }
+    if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr);
 }
 
 /* BF16: 16 weights per load; as 32-bit lanes the even ones are the low
