@@ -50,3 +50,12 @@ void kern_softmax_k(const dsc_kernels *k, float *x, int32_t n) {
     const float inv = (float)(1.0 / k->exp_sum(x, x, n, mx));
     for (int32_t i = 0; i < n; i++) x[i] *= inv;
 }
+
+void kern_swiglu_k(const dsc_kernels *k, float *h, const float *g, const float *u, int64_t n) {
+    float s[256];
+    for (int64_t i0 = 0; i0 < n; i0 += 256) {
+        const int32_t m = n - i0 < 256 ? (int32_t)(n - i0) : 256;
+        k->sigmoid(s, g + i0, m);
+        for (int32_t i = 0; i < m; i++) h[i0 + i] = g[i0 + i] * s[i] * u[i0 + i];
+    }
+}

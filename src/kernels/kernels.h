@@ -149,6 +149,9 @@ extern const dsc_kernels kern_avx512;
 
 /* kern_softmax with the exp of the table k (under kern_ref, the same expf). */
 void kern_softmax_k(const dsc_kernels *k, float *x, int32_t n);
+/* h = silu(g) u = g x sigmoid(g) x u for n values with the sigmoid of the
+ * table k, 256 at a time (h may be g). */
+void kern_swiglu_k(const dsc_kernels *k, float *h, const float *g, const float *u, int64_t n);
 
 /* The table named isa ("ref", "avx2", "avx512"), or the best this CPU runs
  * when isa is NULL or "". NULL if the name is unknown or the CPU lacks it. */

@@ -140,10 +140,8 @@ void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t
     matmul_one(ctx, &one);
 }
 
-/* SwiGLU in place, g <- silu(g) x u = g x sigmoid(g) x u (the trainer's
- * form), the sigmoid from the kernel set in pieces of SWIGLU_PIECE; split
- * between threads from SWIGLU_PARALLEL values (a prefill's experts). */
-#define SWIGLU_PIECE 256
+/* SwiGLU in place, g <- silu(g) x u (kern_swiglu_k, the trainer's form),
+ * split between threads from SWIGLU_PARALLEL values (a prefill's experts). */
 #define SWIGLU_PARALLEL (64 * 1024)
 
 typedef struct {
@@ -157,14 +155,7 @@ static void swiglu_task(void *arg, int ith, int nth) {
     const swiglu_job *j = arg;
     int64_t lo, hi;
     pool_split(j->n, ith, nth, 16, &lo, &hi);
-    float s[SWIGLU_PIECE];
-    for (int64_t i0 = lo; i0 < hi; i0 += SWIGLU_PIECE) {
-        const int32_t m = hi - i0 < SWIGLU_PIECE ? (int32_t)(hi - i0) : SWIGLU_PIECE;
-        float *g = j->g + i0;
-        const float *u = j->u + i0;
-        j->k->sigmoid(s, g, m);
-        for (int32_t i = 0; i < m; i++) g[i] = g[i] * s[i] * u[i];
-    }
+    if (lo < hi) kern_swiglu_k(j->k, j->g + lo, j->g + lo, j->u + lo, hi - lo);
 }
 
 void op_swiglu(dsc_ctx *ctx, float *g, const float *u, int64_t n) {

@@ -481,14 +481,7 @@ static void swiglu_forward_task(void *arg, int ith, int nth) {
     const swiglu_job *j = arg;
     int64_t lo, hi;
     pool_split(j->n, ith, nth, 16, &lo, &hi);
-    float s[SIG_CHUNK];
-    for (int64_t i0 = lo; i0 < hi; i0 += SIG_CHUNK) {
-        const int32_t m = hi - i0 < SIG_CHUNK ? (int32_t)(hi - i0) : SIG_CHUNK;
-        const float *g = j->g + i0, *u = j->u + i0;
-        float *h = j->h + i0;
-        j->k->sigmoid(s, g, m);
-        for (int32_t i = 0; i < m; i++) h[i] = g[i] * s[i] * u[i];
-    }
+    if (lo < hi) kern_swiglu_k(j->k, j->h + lo, j->g + lo, j->u + lo, hi - lo);
 }
 
 static void swiglu_backward_task(void *arg, int ith, int nth) {
