@@ -36,16 +36,6 @@ static void touch_task(void *arg, int ith, int nth) {
 }
 
 /* Each thread reads its share once (dot of the share with itself: one stream). */
-static void read_task(void *arg, int ith, int nth);
-
-double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n) {
-    if (!ctx || !buf || n < 1) return -1;
-    machine_job j = {.k = ctx->k, .buf = (float *)buf, .n = n};
-    const double t0 = now_s();
-    pool_run(ctx->pool, read_task, &j);
-    return now_s() - t0;
-}
-
 static void read_task(void *arg, int ith, int nth) {
     machine_job *j = arg;
     int64_t lo, hi;
@@ -53,6 +43,14 @@ static void read_task(void *arg, int ith, int nth) {
     pool_split(j->n, ith, nth, 1 << 16, &lo, &hi);
     for (int64_t i = lo; i < hi; i += 1 << 16) s += j->k->dot(j->buf + i, j->buf + i, (int32_t)(hi - i < (1 << 16) ? hi - i : 1 << 16));
     j->sink[ith % 64] = s;
+}
+
+double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n) {
+    if (!ctx || !buf || n < 1) return -1;
+    machine_job j = {.k = ctx->k, .buf = (float *)buf, .n = n};
+    const double t0 = now_s();
+    pool_run(ctx->pool, read_task, &j);
+    return now_s() - t0;
 }
 
 static void fma_task(void *arg, int ith, int nth) {
