@@ -186,6 +186,43 @@ static void test_q_rows_odd_x(void) {
         }
 }
 
+/* Q8 and Q4 rows at the limits of the integer products: every weight at
+ * the most negative (or most positive) value of its type and every x
+ * just below a power of two, of one sign or alternating, so that the
+ * kernels' split of x comes out at the top of its range and the integer
+ * sums as large as they get. Each kernel set gives what the reference gives. */
+static void test_q_rows_limits(void) {
+    const char *const *isas = kern_available();
+    enum { ROWS = 4, C = 96 };
+    uint8_t data[ROWS * C];
+    uint16_t qscale[ROWS * C / DSC_QBLOCK];
+    for (int i = 0; i < ROWS * C / DSC_QBLOCK; i++) qscale[i] = 0x3c00; /* 1.0 */
+    for (int ty = 0; ty < 2; ty++)
+        for (int k = 0; k < 4; k++) {
+            /* rows: all lowest, all highest, alternating lowest / highest, lowest then highest by halves */
+            const int rb = ty ? C / 2 : C; /* bytes per row */
+            for (int r = 0; r < ROWS; r++)
+                for (int c = 0; c < rb; c++) {
+                    const int hi = r == 1 || (r == 2 && (c & 1)) || (r == 3 && c >= rb / 2);
+                    data[r * rb + c] = ty ? (uint8_t)(hi ? 0xff : 0x00) : (uint8_t)(hi ? 0x7f : 0x80);
+                }
+            dsc_mat w = {ty ? DSC_W_Q4 : DSC_W_Q8, ROWS, C, data, NULL, 0, 0, qscale};
+            float x[C], yr[ROWS], yk[ROWS];
+            for (int i = 0; i < C; i++) {
+                const float m = k < 2 ? 0.99999994f : 1.9999999f * 1024; /* just below 1 or 2048 */
+                x[i] = (k & 1) && (i & 1) ? m : -m;
+            }
+            kern_ref.matmul_rows(yr, ROWS, x, &w, 1, 0, ROWS);
+            for (int ii = 1; isas[ii]; ii++) {
+                kern_select(isas[ii])->matmul_rows(yk, ROWS, x, &w, 1, 0, ROWS);
+                double worst = 0, mag = 0;
+                for (int r = 0; r < ROWS; r++) worst = fmax(worst, fabs(yr[r] - yk[r])), mag = fmax(mag, fabs(yr[r]));
+                CHECK(worst <= 1e-5 * mag, "%s %s rows at the limits (case %d): max err %g of %g", isas[ii], ty ? "q4" : "q8",
+                      k, worst, mag);
+            }
+        }
+}
+
 /* Every kernel set against the reference, for every weight type, with
  * column counts that leave SIMD tails and row ranges with partial tiles. */
 static void test_isa_kernels(void) {
@@ -821,6 +858,7 @@ int main(int argc, char **argv) {
     test_dtype_agreement();
     test_isa_kernels();
     test_q_rows_odd_x();
+    test_q_rows_limits();
     test_fp8_daz();
     test_gemm_w();
     test_matvec_tm();

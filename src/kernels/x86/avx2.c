@@ -5,6 +5,7 @@
  * cols % 8 columns are added in scalar code.
  */
 #include <immintrin.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,20 +213,18 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  *
  * Q8 and Q4: one row at a time (each thread reads its rows as one
  * sequential stream, prefetched ahead), in integers against x split into
- * two int16 limbs (q_split_x), the block's scale multiplying the block's
+ * two int16 limbs (q8_eo_x, q_split_x), the block's scale multiplying the block's
  * partial dot product once. Several tokens: each token in turn over blocks
  * of QB_ROWS rows, which stay in L1 meanwhile. */
-#define PF_AHEAD 1024
+#define PF_AHEAD 3072
 #define QB_ROWS 16
 /* From this many tokens FP8 products run on the 6 x 2 tiles. */
 #define DSC_FP8_TILES 32
 
-/* One token's x as two int16 limbs: x x 2^s = hi + lo x 2^-15, s chosen so
- * that max|x| x 2^s lies in [8192, 16384). hi + lo x 2^-15 holds x to about
- * 2^-29 of max|x|, and 32 products of int8 weights with either limb sum
- * exactly in int32. Returns 2^-s, or 0 where x is not finite or too small
- * for the split (the reference then takes that token). */
-static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
+/* The exponent s that puts max|x| x 2^s in [2^(top-1), 2^top); INT32_MIN
+ * where x is not finite or too small for the split (the reference then
+ * takes that token). */
+static int32_t q_split_exp(const float *x, int32_t C, int top) {
     __m256 m = _mm256_setzero_ps(), nan = m;
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int32_t c = 0; c < C; c += 8) {
@@ -233,16 +232,26 @@ static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
         m = _mm256_max_ps(m, _mm256_and_ps(v, abs_mask));
         nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
-    if (_mm256_movemask_ps(nan)) return 0;
+    if (_mm256_movemask_ps(nan)) return INT32_MIN;
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
     const float mx = _mm_cvtss_f32(h);
-    if (!(mx <= 3.0e38f)) return 0; /* inf */
+    if (!(mx <= 3.0e38f)) return INT32_MIN; /* inf */
     int e;
     frexpf(mx, &e);
-    const int s = 14 - e;
-    if (mx == 0 || s > 120) return 0;
+    const int s = top - e;
+    if (mx == 0 || s > 120) return INT32_MIN;
+    return s;
+}
+
+/* One token's x as two int16 limbs: x x 2^s = hi + lo x 2^-15, s chosen so
+ * that max|x| x 2^s lies in [8192, 16384). hi + lo x 2^-15 holds x to about
+ * 2^-29 of max|x|, and 32 products of int8 weights with either limb sum
+ * exactly in int32. Returns 2^-s, or 0 where q_split_exp finds no s. */
+static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
+    const int32_t s = q_split_exp(x, C, 14);
+    if (s == INT32_MIN) return 0;
     const __m256 k1 = _mm256_set1_ps(ldexpf(1.0f, s / 2)), k2 = _mm256_set1_ps(ldexpf(1.0f, s - s / 2));
     const __m256 f15 = _mm256_set1_ps(32768.0f);
     for (int32_t c = 0; c < C; c += 16) {
@@ -258,22 +267,14 @@ static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
     return ldexpf(1.0f, -s);
 }
 
-/* Q8 rows against x split by q_split_x: per block, the weights widened to
- * int16 and multiplied with both limbs in int32 (vpmaddwd), the two sums
- * joined in float and scaled by the block's scale. Kept out of line:
- * inlined into avx2_matmul_rows, gcc 12 keeps the loop's bound in memory
- * and decode runs 7% slower. */
-static inline void q8_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1) {
-    *w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 32 * b)));
-    *w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 32 * b + 16)));
-}
 /* Q4's block b as int16, its offset of 8 taken out (Q4's odd last block). */
 static inline void q4_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1) {
     const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + 16 * b)));
     *w0 = _mm256_sub_epi16(_mm256_and_si256(v, _mm256_set1_epi16(15)), _mm256_set1_epi16(8));
     *w1 = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), _mm256_set1_epi16(8));
 }
-/* acc += one block's products with x's limbs xh, xl (32 each) x its scale. */
+/* acc += one block's products with x's limbs xh, xl (32 each) x its scale
+ * (Q4's odd last block). */
 static inline __m256 q_block_i16(__m256 acc, __m256i w0, __m256i w1, const int16_t *xh, const int16_t *xl, uint16_t scale) {
     const __m256i *hb = (const __m256i *)xh, *lb = (const __m256i *)xl;
     const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),
@@ -284,18 +285,66 @@ static inline __m256 q_block_i16(__m256 acc, __m256i w0, __m256i w1, const int16
     return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
 }
 
-__attribute__((noinline)) static void q8_rows_i16(float *y, const int16_t *xh, const int16_t *xl, float unscale,
-                                                  const dsc_mat *w, int32_t r0, int32_t r1) {
+/* Q8 by even and odd bytes: one 32-byte load holds a block, and its 16-bit
+ * lanes shifted left by 8 are 256 x the weights of the even bytes, masked
+ * with 0xff00 256 x those of the odd ones, no shuffle needed. x is split
+ * into limbs dealt to match once per call (q8_eo_x): per block, hi of the
+ * even elements, hi of the odd, lo of the even, lo of the odd (16 each),
+ * with max|x| x 2^s in [4096, 8192) and x x 2^s = hi + lo x 2^-14, so that
+ * |hi|, |lo| <= 8192 and each int32 lane's four products of 256 x int8
+ * stay within 2^30. x is held to about 2^-27 of max|x|. Returns 2^-s / 256
+ * (the weights' factor taken out), or 0 where q_split_exp finds no s. */
+static float q8_eo_x(int16_t *xs, const float *x, int32_t C) {
+    const int32_t s = q_split_exp(x, C, 13);
+    if (s == INT32_MIN) return 0;
+    const __m256 k1 = _mm256_set1_ps(ldexpf(1.0f, s / 2)), k2 = _mm256_set1_ps(ldexpf(1.0f, s - s / 2));
+    const __m256 f14 = _mm256_set1_ps(16384.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* packs' pairs of elements back in order */
+    for (int32_t b = 0; b < C / DSC_QBLOCK; b++) {
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * b + 8 * k), k1), k2);
+        /* evens, odds: [x0 x2 x8 x10 | x4 x6 x12 x14], [x16 ...], [x1 x3 x9 x11 | ...], ... */
+        const __m256 part[2][2] = {{_mm256_shuffle_ps(v[0], v[1], 0x88), _mm256_shuffle_ps(v[2], v[3], 0x88)},
+                                   {_mm256_shuffle_ps(v[0], v[1], 0xdd), _mm256_shuffle_ps(v[2], v[3], 0xdd)}};
+        __m256i *d = (__m256i *)(xs + 64 * b);
+        for (int o = 0; o < 2; o++) {
+            __m256i hv[2], lv[2];
+            for (int j = 0; j < 2; j++) {
+                hv[j] = _mm256_cvtps_epi32(part[o][j]);
+                lv[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(part[o][j], _mm256_cvtepi32_ps(hv[j])), f14));
+            }
+            _mm256_storeu_si256(d + o, _mm256_permutevar8x32_epi32(_mm256_packs_epi32(hv[0], hv[1]), order));
+            _mm256_storeu_si256(d + 2 + o, _mm256_permutevar8x32_epi32(_mm256_packs_epi32(lv[0], lv[1]), order));
+        }
+    }
+    return ldexpf(1.0f, -s) * (1.0f / 256);
+}
+
+/* acc += block b's products with x's dealt limbs X x its scale. */
+static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X, uint16_t scale) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
+    const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
+    const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256(X)),
+                                        _mm256_madd_epi16(wo, _mm256_loadu_si256(X + 1)));
+    const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256(X + 2)),
+                                        _mm256_madd_epi16(wo, _mm256_loadu_si256(X + 3)));
+    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), _mm256_set1_ps(1.0f / 16384.0f), _mm256_cvtepi32_ps(sh));
+    return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
+}
+
+/* Kept out of line: inlined into avx2_matmul_rows, gcc 12 keeps the loop's
+ * bound in memory and decode runs slower. */
+__attribute__((noinline)) static void q8_rows_eo(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
+                                                 int32_t r0, int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    const __m256i *X = (const __m256i *)xs;
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
         const uint16_t *sc = w->qscale + (int64_t)r * nb;
         __m256 acc = _mm256_setzero_ps();
         _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++) {
             _mm_prefetch((const char *)q + 32 * b + PF_AHEAD, _MM_HINT_T0);
-            __m256i w0, w1;
-            q8_w16(q, b, &w0, &w1);
-            acc = q_block_i16(acc, w0, w1, xh + 32 * b, xl + 32 * b, sc[b]);
+            acc = q8_block_eo(acc, q + 32 * b, X + 4 * b, sc[b]);
         }
         y[r - r0] = hsum8(acc) * unscale;
     }
@@ -305,7 +354,7 @@ __attribute__((noinline)) static void q8_rows_i16(float *y, const int16_t *xh, c
 #define QX_STACK 32768
 
 /* Q8 rows of n tokens, each token's x split once per call; a token that
- * q_split_x cannot split (not finite, zero or tiny) goes through the
+ * q8_eo_x cannot split (not finite, zero or tiny) goes through the
  * reference. */
 static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     const int32_t C = w->cols;
@@ -313,13 +362,12 @@ static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
     int16_t stack[nx <= QX_STACK ? nx : 1] __attribute__((aligned(32)));
     int16_t *xs = nx <= QX_STACK ? stack : malloc(sizeof(int16_t) * nx);
     float us[n];
-    for (int32_t t = 0; t < n; t++)
-        us[t] = xs ? q_split_x(xs + 2 * (size_t)t * C, xs + (2 * (size_t)t + 1) * C, x + (int64_t)t * C, C) : 0;
+    for (int32_t t = 0; t < n; t++) us[t] = xs ? q8_eo_x(xs + 2 * (size_t)t * C, x + (int64_t)t * C, C) : 0;
     for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
         for (int32_t t = 0; t < n; t++) {
             float *yt = y + t * ldy + (rb - r0);
-            if (us[t] != 0) q8_rows_i16(yt, xs + 2 * (size_t)t * C, xs + (2 * (size_t)t + 1) * C, us[t], w, rb, re);
+            if (us[t] != 0) q8_rows_eo(yt, xs + 2 * (size_t)t * C, us[t], w, rb, re);
             else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
         }
     }
