@@ -63,36 +63,42 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
 }
 
 /* Few tokens (decode): the products of a batch are cut into chunks of rows
- * (about OP_CHUNKS chunks per thread and product, multiples of 16 rows, at
- * least OP_CHUNK_MIN) that the threads claim one at a time, so one barrier
- * covers them all and a thread slowed down (or given the bigger expert) only
- * leaves the others more chunks. Each row is computed alone, so the result
- * is the same whatever thread takes it. */
-#define OP_CHUNKS 8
+ * (multiples of 16 rows, at least OP_CHUNK_MIN, about OP_CHUNKS chunks per
+ * thread over the whole batch: a chunk is about the same work whatever
+ * product it belongs to) that the threads claim one at a time, so one
+ * barrier covers them all and a thread slowed down (or given the bigger
+ * expert) only leaves the others more chunks. Chunks of the batch's share
+ * rather than of each product's: the kernels split x again for every chunk
+ * they are given (Q8 and Q4), and a batch of a dozen expert products cut 16
+ * ways each spent a tenth of the Q4 experts' time on that. Each row is
+ * computed alone, so the result is the same whatever thread takes it. */
+#define OP_CHUNKS 16
 #define OP_CHUNK_MIN 64
 
 typedef struct {
     const dsc_kernels *k;
     const dsc_mm *mm;
     int count, nth;
+    int64_t chunk_work; /* rows x cols x tokens per chunk */
     atomic_int next;
 } batch_job;
 
-static int32_t chunk_rows(const dsc_mat *w, int nth) {
-    const int32_t r = (w->rows / (OP_CHUNKS * nth) + 15) / 16 * 16;
-    return r > OP_CHUNK_MIN ? r : OP_CHUNK_MIN;
+static int32_t chunk_rows(const batch_job *j, const dsc_mm *m) {
+    int64_t r = (j->chunk_work / ((int64_t)m->w->cols * m->n) + 15) / 16 * 16;
+    if (r > m->w->rows) r = m->w->rows; /* one chunk */
+    return r < OP_CHUNK_MIN ? OP_CHUNK_MIN : (int32_t)r;
 }
 
 static void batch_task(void *arg, int ith, int nth) {
     (void)ith, (void)nth;
     batch_job *j = arg;
     int i = 0;
-    int32_t base = 0, cr = chunk_rows(j->mm[0].w, j->nth); /* chunks before item i; its chunk rows */
+    int32_t base = 0, cr = chunk_rows(j, &j->mm[0]); /* chunks before item i; its chunk rows */
     for (;;) {
         const int c = atomic_fetch_add(&j->next, 1);
         while (i < j->count && c >= base + (j->mm[i].w->rows + cr - 1) / cr) {
             base += (j->mm[i++].w->rows + cr - 1) / cr;
-            if (i < j->count) cr = chunk_rows(j->mm[i].w, j->nth);
+            if (i < j->count) cr = chunk_rows(j, &j->mm[i]);
         }
         if (i >= j->count) return;
         const dsc_mm *m = &j->mm[i];
@@ -117,6 +123,7 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     }
     const int serial = work < OP_MIN_PARALLEL;
     batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool)};
+    j.chunk_work = work / ((int64_t)OP_CHUNKS * j.nth);
     atomic_init(&j.next, 0);
     if (serial) batch_task(&j, 0, 1);
     else pool_run(ctx->pool, batch_task, &j);
