@@ -84,7 +84,8 @@ typedef struct {
 } batch_job;
 
 static int32_t chunk_rows(const batch_job *j, const dsc_mm *m) {
-    int64_t r = (j->chunk_work / ((int64_t)m->w->cols * m->n) + 15) / 16 * 16;
+    const int64_t per_row = (int64_t)(m->w->cols > 0 ? m->w->cols : 1) * (m->n > 0 ? m->n : 1);
+    int64_t r = (j->chunk_work / per_row + 15) / 16 * 16;
     if (r > m->w->rows) r = m->w->rows; /* one chunk */
     return r < OP_CHUNK_MIN ? OP_CHUNK_MIN : (int32_t)r;
 }
