@@ -125,6 +125,10 @@ typedef struct {
      * gemm (the caller then decodes rows with mat_row and calls gemm). */
     void (*gemm_w)(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
                   int32_t k0, int32_t K, int flags, float *pack);
+    /* matmul_rows for n vectors that all read the same few rows many times
+     * (the heads of one token against a latent cache): each row decoded once
+     * for all of them, each vector's values independent of n. */
+    void (*matmul_heads)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
 } dsc_kernels;
 
 enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };

@@ -336,4 +336,4 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, c
 }
 
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL};
+                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_matmul_rows};

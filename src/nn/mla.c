@@ -201,7 +201,7 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
         for (int32_t p0 = 0; p0 < len; p0 += MLA_DEC_PB) {
             const int32_t pn = len - p0 < MLA_DEC_PB ? len - p0 : MLA_DEC_PB;
             /* This token's heads against the block's cache rows in one product. */
-            k->matmul_rows(sc, MLA_DEC_PB, qext + h0 * w, cache, nh, p0, p0 + pn);
+            k->matmul_heads(sc, MLA_DEC_PB, qext + h0 * w, cache, nh, p0, p0 + pn);
             for (int32_t h = 0; h < nh; h++) {
                 float *row = sc + (int64_t)h * MLA_DEC_PB, mx = -INFINITY;
                 for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;

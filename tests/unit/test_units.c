@@ -348,40 +348,87 @@ static void test_gemm_w(void) {
 
 /* matvec_tm (several vectors in one pass) against the reference: 11 vectors
  * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), and 8 (one group, as MLA
- * decode gives a thread), F32 and BF16 rows, column tails. */
+ * decode gives a thread), F32, BF16 and Q8 rows (a Q8 latent cache), column
+ * tails. */
 static void test_matvec_tm(void) {
-    enum { ROWS = 50, CMAX = 77, MMAX = 11 };
+    enum { ROWS = 50, CMAX = 96, MMAX = 11 };
     static float wf[ROWS * CMAX], a[MMAX * ROWS], yr[MMAX * CMAX], yk[MMAX * CMAX];
-    static uint16_t wb[ROWS * CMAX];
-    const int cases[][2] = {{11, 72}, {8, 72}, {8, 77}}; /* {vectors, columns} */
+    static uint16_t wb[ROWS * CMAX], qs[ROWS * CMAX / DSC_QBLOCK];
+    static int8_t wq[ROWS * CMAX];
+    const int cases[][2] = {{11, 72}, {8, 72}, {8, 77}, {11, 96}, {8, 96}}; /* {vectors, columns} */
+    const char *const tname[] = {"f32", "bf16", "q8"};
     for (int i = 0; i < ROWS * CMAX; i++) {
         wf[i] = frand();
         wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+        wq[i] = (int8_t)(i * 7919 % 255 - 127);
     }
+    for (int i = 0; i < ROWS * CMAX / DSC_QBLOCK; i++) qs[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
     for (int i = 0; i < MMAX * ROWS; i++) a[i] = frand();
     const char *const *isas = kern_available();
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         const int M = cases[k][0], C = cases[k][1];
-        const dsc_mat mats[2] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL}, {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL}};
+        const dsc_mat mats[3] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL},
+                                 {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL},
+                                 {DSC_W_Q8, ROWS, C, wq, NULL, 0, 0, qs}};
         for (int ii = 1; isas[ii]; ii++)
-            for (int t = 0; t < 2; t++) {
+            for (int t = 0; t < 3; t++) {
+                if (t == 2 && C % DSC_QBLOCK) continue;
                 for (int i = 0; i < M * C; i++) yr[i] = yk[i] = 0.5f;
                 kern_ref.matvec_tm(yr, C, a, ROWS, M, &mats[t], 2, ROWS);
                 kern_select(isas[ii])->matvec_tm(yk, C, a, ROWS, M, &mats[t], 2, ROWS);
                 double d = 0, mx = 0;
                 for (int i = 0; i < M * C; i++) d = fmax(d, fabs(yr[i] - yk[i])), mx = fmax(mx, fabs(yr[i]));
-                CHECK(d <= 1e-5 * mx, "%s matvec_tm %s, %d vectors, %d columns: %g of %g", isas[ii], t ? "bf16" : "f32",
-                      M, C, d, mx);
+                CHECK(d <= 1e-5 * mx, "%s matvec_tm %s, %d vectors, %d columns: %g of %g", isas[ii], tname[t], M, C, d, mx);
                 /* the same bits one vector at a time (MLA decode gives each thread its heads' vectors, so
                  * the result must not depend on the number of threads) */
                 for (int i = 0; i < M * C; i++) yr[i] = 0.5f;
                 for (int v = 0; v < M; v++)
                     kern_select(isas[ii])->matvec_tm(yr + v * C, C, a + v * ROWS, ROWS, 1, &mats[t], 2, ROWS);
                 CHECK(!memcmp(yr, yk, sizeof(float) * (size_t)(M * C)) || strcmp(isas[ii], "avx2"),
-                      "%s matvec_tm %s, %d vectors, %d columns: one call = one vector at a time", isas[ii],
-                      t ? "bf16" : "f32", M, C);
+                      "%s matvec_tm %s, %d vectors, %d columns: one call = one vector at a time", isas[ii], tname[t],
+                      M, C);
             }
     }
+}
+
+/* matmul_heads (attention heads against a latent cache) against the
+ * reference for F32, BF16 and Q8 rows, 11 vectors (8 + 2 + 1 on AVX2) and
+ * 8; on AVX2 each vector's values the bits it gets alone. */
+static void test_matmul_heads(void) {
+    enum { ROWS = 40, C = 576, M = 11 };
+    static float wf[ROWS * C], x[M * C], yr[M * ROWS], yk[M * ROWS], y1[ROWS];
+    static uint16_t wb[ROWS * C], qs[ROWS * C / DSC_QBLOCK];
+    static int8_t wq[ROWS * C];
+    for (int i = 0; i < ROWS * C; i++) {
+        wf[i] = frand();
+        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+        wq[i] = (int8_t)(i * 7919 % 255 - 127);
+    }
+    for (int i = 0; i < ROWS * C / DSC_QBLOCK; i++) qs[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+    for (int i = 0; i < M * C; i++) x[i] = frand();
+    const dsc_mat mats[3] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL},
+                             {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL},
+                             {DSC_W_Q8, ROWS, C, wq, NULL, 0, 0, qs}};
+    const char *const tname[] = {"f32", "bf16", "q8"};
+    const char *const *isas = kern_available();
+    for (int ii = 1; isas[ii]; ii++)
+        for (int t = 0; t < 3; t++)
+            for (int m = 8; m <= M; m += M - 8) {
+                const dsc_kernels *k = kern_select(isas[ii]);
+                kern_ref.matmul_rows(yr, ROWS, x, &mats[t], m, 3, ROWS);
+                k->matmul_heads(yk, ROWS, x, &mats[t], m, 3, ROWS);
+                double d = 0, mx = 0;
+                int alone = 1;
+                for (int v = 0; v < m; v++) {
+                    for (int r = 0; r < ROWS - 3; r++)
+                        d = fmax(d, fabs(yr[v * ROWS + r] - yk[v * ROWS + r])), mx = fmax(mx, fabs(yr[v * ROWS + r]));
+                    k->matmul_heads(y1, ROWS, x + v * C, &mats[t], 1, 3, ROWS);
+                    alone &= !memcmp(y1, yk + v * ROWS, sizeof(float) * (ROWS - 3));
+                }
+                CHECK(d <= 1e-5 * mx, "%s matmul_heads %s, %d vectors: %g of %g", isas[ii], tname[t], m, d, mx);
+                CHECK(alone || strcmp(isas[ii], "avx2"), "%s matmul_heads %s, %d vectors: a vector in a group = alone",
+                      isas[ii], tname[t], m);
+            }
 }
 
 static void test_norms(void) {
@@ -862,6 +909,7 @@ int main(int argc, char **argv) {
     test_fp8_daz();
     test_gemm_w();
     test_matvec_tm();
+    test_matmul_heads();
     test_norms();
     test_routing();
     test_rope();

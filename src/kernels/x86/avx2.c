@@ -694,28 +694,49 @@ static float avx2_fma_burn(int64_t iters) {
     return hsum8(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
 }
 
-/* matvec_tm of F32 / BF16 rows: NJ of the m vectors at a time over 16
+/* matvec_tm's rows decoded 8 columns at a time: F32, BF16, or Q8 (q x its
+ * block's scale, exact in F32 as the reference decodes it). */
+enum { TM_BF16, TM_F32, TM_Q8 };
+static inline __m256 tm_load8(const dsc_mat *w, const int kind, int64_t r, int64_t c, const float *scale) {
+    const int64_t C = w->cols;
+    if (kind == TM_F32) return _mm256_loadu_ps((const float *)w->data + r * C + c);
+    if (kind == TM_Q8) /* scale: this block's F32 scale of row r */
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8((const int8_t *)w->data + r * C + c))),
+                             _mm256_broadcast_ss(scale));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w->data + r * C + c))), 16));
+}
+
+/* sf[r - r0] = the F32 scale of the Q8 block of column c in row r. */
+static inline void tm_scales(float *sf, const dsc_mat *w, int32_t r0, int32_t r1, int64_t c) {
+    const int64_t nb = w->cols / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) sf[r - r0] = f16s(w->qscale[r * nb + c / DSC_QBLOCK]);
+}
+
+/* Column c of row r, as tm_load8 decodes it (the tails past the last 16). */
+static inline float tm_load1(const dsc_mat *w, int64_t r, int64_t c) {
+    const int64_t C = w->cols;
+    if (w->type == DSC_W_F32) return ((const float *)w->data)[r * C + c];
+    if (w->type == DSC_W_Q8)
+        return (float)((const int8_t *)w->data)[r * C + c] * f16s(w->qscale[r * (C / DSC_QBLOCK) + c / DSC_QBLOCK]);
+    return kern_bf16_to_f32(((const uint16_t *)w->data)[r * C + c]);
+}
+
+/* matvec_tm of F32 / BF16 / Q8 rows: NJ of the m vectors at a time over 16
  * columns, their 2 x NJ sums in registers over all the rows (each row's 16
  * values decoded once for the NJ vectors), then added to y; the columns past
  * the last 16 one at a time, summed the same way. */
 static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy, const float *a, int64_t lda,
-                                                          const int nj, const int f32, const dsc_mat *w, int32_t r0,
+                                                          const int nj, const int kind, const dsc_mat *w, int32_t r0,
                                                           int32_t r1) {
     const int64_t C = w->cols, c16 = C & ~15;
+    float sf[kind == TM_Q8 ? r1 - r0 : 1];
     for (int64_t c = 0; c < c16; c += 16) {
         __m256 acc[6][2];
         _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+        if (kind == TM_Q8 && c % DSC_QBLOCK == 0) tm_scales(sf, w, r0, r1, c);
         for (int32_t r = r0; r < r1; r++) {
-            __m256 w0, w1;
-            if (f32) {
-                const float *p = (const float *)w->data + r * C + c;
-                w0 = _mm256_loadu_ps(p);
-                w1 = _mm256_loadu_ps(p + 8);
-            } else {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w->data + r * C + c));
-                w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)), 16));
-                w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)), 16));
-            }
+            const __m256 w0 = tm_load8(w, kind, r, c, sf + (r - r0)), w1 = tm_load8(w, kind, r, c + 8, sf + (r - r0));
             _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) {
                 const __m256 s = _mm256_broadcast_ss(a + j * lda + (r - r0));
                 acc[j][0] = _mm256_fmadd_ps(w0, s, acc[j][0]);
@@ -730,9 +751,7 @@ static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy,
     for (int64_t c = c16; c < C; c++)
         for (int j = 0; j < nj; j++) {
             float sum = 0;
-            for (int32_t r = r0; r < r1; r++)
-                sum += a[j * lda + (r - r0)] * (w->type == DSC_W_F32 ? ((const float *)w->data)[r * C + c]
-                                                                     : kern_bf16_to_f32(((const uint16_t *)w->data)[r * C + c]));
+            for (int32_t r = r0; r < r1; r++) sum += a[j * lda + (r - r0)] * tm_load1(w, r, c);
             y[j * ldy + c] += sum;
         }
 }
@@ -743,17 +762,15 @@ static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy,
  * vectors, the same tail), so the result does not depend on how many
  * vectors a call gets. */
 static inline __attribute__((always_inline)) void tm_tile8(float *y, int64_t ldy, const float *a, int64_t lda,
-                                                           const int f32, const dsc_mat *w, int32_t r0, int32_t r1) {
+                                                           const int kind, const dsc_mat *w, int32_t r0, int32_t r1) {
     const int64_t C = w->cols, c16 = C & ~15;
+    float sf[kind == TM_Q8 ? r1 - r0 : 1];
     for (int64_t c = 0; c < c16; c += 8) {
         __m256 acc[8];
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        if (kind == TM_Q8 && c % DSC_QBLOCK == 0) tm_scales(sf, w, r0, r1, c);
         for (int32_t r = r0; r < r1; r++) {
-            const __m256 wv = f32 ? _mm256_loadu_ps((const float *)w->data + r * C + c)
-                                  : _mm256_castsi256_ps(_mm256_slli_epi32(
-                                        _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                                            (const __m128i *)((const uint16_t *)w->data + r * C + c))),
-                                        16));
+            const __m256 wv = tm_load8(w, kind, r, c, sf + (r - r0));
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
                 acc[j] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(a + j * lda + (r - r0)), acc[j]);
         }
@@ -763,18 +780,40 @@ static inline __attribute__((always_inline)) void tm_tile8(float *y, int64_t ldy
     for (int64_t c = c16; c < C; c++)
         for (int j = 0; j < 8; j++) {
             float sum = 0;
-            for (int32_t r = r0; r < r1; r++)
-                sum += a[j * lda + (r - r0)] * (f32 ? ((const float *)w->data)[r * C + c]
-                                                    : kern_bf16_to_f32(((const uint16_t *)w->data)[r * C + c]));
+            for (int32_t r = r0; r < r1; r++) sum += a[j * lda + (r - r0)] * tm_load1(w, r, c);
             y[j * ldy + c] += sum;
         }
 }
 
 #define TM_ROW_BYTES (64 * 1024)
 
+/* One kind's tiles over a block of rows: 8 vectors together, else 6, 4, 2, 1. */
+static inline __attribute__((always_inline)) void tm_block(float *y, int64_t ldy, const float *a, int64_t lda,
+                                                           int32_t m, const int kind, const dsc_mat *w, int32_t b0,
+                                                           int32_t b1) {
+    if (m == 8) {
+        tm_tile8(y, ldy, a, lda, kind, w, b0, b1);
+        return;
+    }
+    for (int32_t j = 0; j < m;) {
+        const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+        float *yj = y + j * ldy;
+        const float *aj = a + j * lda;
+        if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, kind, w, b0, b1);
+        else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, kind, w, b0, b1);
+        else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, kind, w, b0, b1);
+        else tm_tile(yj, ldy, aj, lda, 1, kind, w, b0, b1);
+        j += nj;
+    }
+}
+
 static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const dsc_mat *w, int32_t r0,
                            int32_t r1) {
-    if (w->type != DSC_W_F32 && w->type != DSC_W_BF16) {
+    const int kind = w->type == DSC_W_F32                                    ? TM_F32
+                     : w->type == DSC_W_BF16                                 ? TM_BF16
+                     : w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0 ? TM_Q8
+                                                                             : -1;
+    if (kind < 0) {
         for (int32_t j = 0; j < m; j++) avx2_matvec_t(y + j * ldy, a + j * lda, w, r0, r1);
         return;
     }
@@ -782,31 +821,13 @@ static void avx2_matvec_tm(float *y, int64_t ldy, const float *a, int64_t lda, i
      * group of vectors passes over them (a tile reads a row 16 columns at a
      * time, so a block read whole from memory per tile would come back from
      * L3 once per 64-byte line for each column block). */
-    const int64_t rb = TM_ROW_BYTES / ((int64_t)w->cols * (w->type == DSC_W_F32 ? 4 : 2)) / 8 * 8 + 8;
+    const int64_t rb = TM_ROW_BYTES / ((int64_t)w->cols * (kind == TM_F32 ? 4 : kind == TM_BF16 ? 2 : 1)) / 8 * 8 + 8;
     for (int32_t b0 = r0; b0 < r1; b0 += (int32_t)rb) {
         const int32_t b1 = r1 - b0 < rb ? r1 : b0 + (int32_t)rb;
-        if (m == 8) {
-            if (w->type == DSC_W_F32) tm_tile8(y, ldy, a + (b0 - r0), lda, 1, w, b0, b1);
-            else tm_tile8(y, ldy, a + (b0 - r0), lda, 0, w, b0, b1);
-            continue;
-        }
-        for (int32_t j = 0; j < m;) {
-            const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
-            float *yj = y + j * ldy;
-            const float *aj = a + j * lda + (b0 - r0);
-            if (w->type == DSC_W_F32) {
-                if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, 1, w, b0, b1);
-                else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, 1, w, b0, b1);
-                else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, 1, w, b0, b1);
-                else tm_tile(yj, ldy, aj, lda, 1, 1, w, b0, b1);
-            } else {
-                if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, 0, w, b0, b1);
-                else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, 0, w, b0, b1);
-                else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, 0, w, b0, b1);
-                else tm_tile(yj, ldy, aj, lda, 1, 0, w, b0, b1);
-            }
-            j += nj;
-        }
+        const float *ab = a + (b0 - r0);
+        if (kind == TM_F32) tm_block(y, ldy, ab, lda, m, TM_F32, w, b0, b1);
+        else if (kind == TM_BF16) tm_block(y, ldy, ab, lda, m, TM_BF16, w, b0, b1);
+        else tm_block(y, ldy, ab, lda, m, TM_Q8, w, b0, b1);
     }
 }
 
@@ -1096,5 +1117,51 @@ __attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const flo
     }
 }
 
+/* Q8 rows against NT vectors: each row's 8 values at a time decoded to F32
+ * once (q x its block's scale, exact) for the NT vectors' chains of FMAs,
+ * then each chain summed across; a vector's sums do not depend on NT. */
+static inline __attribute__((always_inline)) void q8_heads_tile(float *y, int64_t ldy, const float *x, const int nt,
+                                                                const dsc_mat *w, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) {
+        const int8_t *q = (const int8_t *)w->data + (int64_t)r * C;
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        __m256 acc[8];
+        _Pragma("GCC unroll 8") for (int j = 0; j < nt; j++) acc[j] = _mm256_setzero_ps();
+        for (int32_t b = 0; b < nb; b++) {
+            const __m256 s = _mm256_set1_ps(f16s(sc[b]));
+            _Pragma("GCC unroll 4") for (int k = 0; k < DSC_QBLOCK; k += 8) {
+                const int32_t c = DSC_QBLOCK * b + k;
+                const __m256 wv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(q + c))), s);
+                _Pragma("GCC unroll 8") for (int j = 0; j < nt; j++)
+                    acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (int64_t)j * C + c), acc[j]);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int j = 0; j < nt; j++) y[j * ldy + (r - r0)] = hsum8(acc[j]);
+    }
+}
+
+/* Attention heads over a cache: Q8 rows by q8_heads_tile (8 vectors, else
+ * 4, 2, 1); F32 and BF16 rows as matmul_rows, whose tiles already decode a
+ * row once for all the tokens. */
+static void avx2_matmul_heads(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0,
+                              int32_t r1) {
+    if (w->type != DSC_W_Q8 || w->cols % DSC_QBLOCK) {
+        avx2_matmul_rows(y, ldy, x, w, n, r0, r1);
+        return;
+    }
+    for (int32_t t = 0; t < n;) {
+        const int32_t rem = n - t, nt = rem >= 8 ? 8 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+        float *yt = y + t * ldy;
+        const float *xt = x + (int64_t)t * w->cols;
+        if (nt == 8) q8_heads_tile(yt, ldy, xt, 8, w, r0, r1);
+        else if (nt == 4) q8_heads_tile(yt, ldy, xt, 4, w, r0, r1);
+        else if (nt == 2) q8_heads_tile(yt, ldy, xt, 2, w, r0, r1);
+        else q8_heads_tile(yt, ldy, xt, 1, w, r0, r1);
+        t += nt;
+    }
+}
+
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
-                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_gemm_w};
+                               avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_gemm_w,
+                               avx2_matmul_heads};

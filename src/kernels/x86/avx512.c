@@ -457,4 +457,5 @@ void avx2_sigmoid(float *y, const float *x, int32_t n);
 void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
-                                 avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, NULL};
+                                 avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, NULL,
+                                 avx512_matmul_rows};
