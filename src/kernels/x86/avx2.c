@@ -939,6 +939,44 @@ static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const 
         transpose8(r);                                                                                               \
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(pk + (int64_t)(k8 + i) * 16 + 8 * h, r[i]);                    \
     }
+/* PACK_BLOCKS for Q8 and Q4: the 8 rows' 8 bytes of a step transposed as
+ * bytes (three rounds of unpacks), Q4's nibbles of the step taken out and
+ * its offset of 8 subtracted as bytes, then each column widened, converted
+ * and multiplied by the 8 rows' scales of its block at once: the same
+ * q x scale as LOAD_Q8 and LOAD_Q4. Returns the columns done. */
+static int32_t pack_q_blocks(float *pk, int h, int q4, const void *const rp[8], const uint16_t *const qp[8], int32_t k0,
+                             int32_t K) {
+    int32_t k8 = 0;
+    __m256 sv = _mm256_setzero_ps();
+    for (; k8 + 8 <= K; k8 += 8) {
+        const int32_t c = k0 + k8, b = c / DSC_QBLOCK, j = c % DSC_QBLOCK;
+        if (k8 == 0 || j == 0)
+            sv = _mm256_cvtph_ps(_mm_setr_epi16((short)qp[0][b], (short)qp[1][b], (short)qp[2][b], (short)qp[3][b],
+                                                (short)qp[4][b], (short)qp[5][b], (short)qp[6][b], (short)qp[7][b]));
+        const int64_t off = q4 ? (int64_t)b * 16 + (j & 15) : c; /* Q4: values j and j + 16 share byte j */
+        __m128i v[8];
+        for (int i = 0; i < 8; i++) v[i] = load8((const uint8_t *)rp[i] + off);
+        const __m128i a01 = _mm_unpacklo_epi8(v[0], v[1]), a23 = _mm_unpacklo_epi8(v[2], v[3]);
+        const __m128i a45 = _mm_unpacklo_epi8(v[4], v[5]), a67 = _mm_unpacklo_epi8(v[6], v[7]);
+        const __m128i l03 = _mm_unpacklo_epi16(a01, a23), h03 = _mm_unpackhi_epi16(a01, a23); /* columns 0-3, 4-7 of rows 0-3 */
+        const __m128i l47 = _mm_unpacklo_epi16(a45, a67), h47 = _mm_unpackhi_epi16(a45, a67);
+        __m128i col[4] = {_mm_unpacklo_epi32(l03, l47), _mm_unpackhi_epi32(l03, l47), _mm_unpacklo_epi32(h03, h47),
+                          _mm_unpackhi_epi32(h03, h47)}; /* columns 2i and 2i + 1 of the 8 rows */
+        if (q4)
+            for (int i = 0; i < 4; i++) {
+                const __m128i nib = j >= 16 ? _mm_srli_epi16(col[i], 4) : col[i];
+                col[i] = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+            }
+        for (int i = 0; i < 4; i++) {
+            const __m256 e = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(col[i])), sv);
+            const __m256 o = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(col[i], col[i]))), sv);
+            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i) * 16 + 8 * h, e);
+            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i + 1) * 16 + 8 * h, o);
+        }
+    }
+    return k8;
+}
+
 static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t k0, int32_t K) {
     const int32_t C = w->cols, bc = w->block_cols > 0 ? w->block_cols : 1;
     const int blocks = k0 % 8 == 0 && (w->type != DSC_W_F8_E4M3 || bc % 8 == 0);
@@ -957,8 +995,8 @@ static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t
             case DSC_W_F16: PACK_BLOCKS(LOAD_F16) break;
             case DSC_W_BF16: PACK_BLOCKS(LOAD_BF16) break;
             case DSC_W_F8_E4M3: PACK_BLOCKS(LOAD_FP8) break;
-            case DSC_W_Q8: PACK_BLOCKS(LOAD_Q8) break;
-            case DSC_W_Q4: PACK_BLOCKS(LOAD_Q4) break;
+            case DSC_W_Q8: k8 = pack_q_blocks(pk, h, 0, rp, qp, k0, K); break;
+            case DSC_W_Q4: k8 = pack_q_blocks(pk, h, 1, rp, qp, k0, K); break;
             }
         }
         if (k8 == K) continue;
