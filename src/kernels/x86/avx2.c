@@ -977,6 +977,39 @@ static int32_t pack_q_blocks(float *pk, int h, int q4, const void *const rp[8], 
     return k8;
 }
 
+/* PACK_BLOCKS for BF16, 16 columns a step: the 8 rows' 16 values
+ * transposed as 16-bit lanes (three rounds of unpacks, each 128-bit lane
+ * doing 8 columns), then widened by unpacking with zeros (BF16 << 16 is its
+ * F32) and the two lanes' columns put apart. Returns the columns done. */
+static int32_t pack_bf16_blocks(float *pk, int h, const void *const rp[8], int32_t k0, int32_t K) {
+    int32_t k8 = 0;
+    const __m256i z = _mm256_setzero_si256();
+    for (; k8 + 16 <= K; k8 += 16) {
+        __m256i v[8];
+        for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_si256((const __m256i *)((const uint16_t *)rp[i] + k0 + k8));
+        __m256i a[8], b[8];
+        for (int i = 0; i < 4; i++) { /* rows 2i, 2i + 1: columns 0-3, then 4-7 (of each lane) */
+            a[2 * i] = _mm256_unpacklo_epi16(v[2 * i], v[2 * i + 1]);
+            a[2 * i + 1] = _mm256_unpackhi_epi16(v[2 * i], v[2 * i + 1]);
+        }
+        for (int g = 0; g < 2; g++) /* rows 4g..4g + 3: columns 0-1, 2-3, 4-5, 6-7 */
+            for (int q = 0; q < 2; q++) {
+                b[4 * g + 2 * q] = _mm256_unpacklo_epi32(a[4 * g + q], a[4 * g + 2 + q]);
+                b[4 * g + 2 * q + 1] = _mm256_unpackhi_epi32(a[4 * g + q], a[4 * g + 2 + q]);
+            }
+        for (int j = 0; j < 4; j++)
+            for (int o = 0; o < 2; o++) { /* column 2j + o of each lane, rows 0-7 */
+                const __m256i col = o ? _mm256_unpackhi_epi64(b[j], b[4 + j]) : _mm256_unpacklo_epi64(b[j], b[4 + j]);
+                const __m256i lo = _mm256_unpacklo_epi16(z, col), hi = _mm256_unpackhi_epi16(z, col);
+                const int32_t k = k8 + 2 * j + o;
+                _mm256_storeu_ps(pk + (int64_t)k * 16 + 8 * h, _mm256_castsi256_ps(_mm256_permute2x128_si256(lo, hi, 0x20)));
+                _mm256_storeu_ps(pk + (int64_t)(k + 8) * 16 + 8 * h,
+                                 _mm256_castsi256_ps(_mm256_permute2x128_si256(lo, hi, 0x31)));
+            }
+    }
+    return k8;
+}
+
 static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t k0, int32_t K) {
     const int32_t C = w->cols, bc = w->block_cols > 0 ? w->block_cols : 1;
     const int blocks = k0 % 8 == 0 && (w->type != DSC_W_F8_E4M3 || bc % 8 == 0);
@@ -993,7 +1026,10 @@ static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t
             switch (w->type) {
             case DSC_W_F32: PACK_BLOCKS(LOAD_F32) break;
             case DSC_W_F16: PACK_BLOCKS(LOAD_F16) break;
-            case DSC_W_BF16: PACK_BLOCKS(LOAD_BF16) break;
+            case DSC_W_BF16:
+                k8 = pack_bf16_blocks(pk, h, rp, k0, K);
+                PACK_BLOCKS(LOAD_BF16) /* a last 8 columns */
+                break;
             case DSC_W_F8_E4M3: PACK_BLOCKS(LOAD_FP8) break;
             case DSC_W_Q8: k8 = pack_q_blocks(pk, h, 0, rp, qp, k0, K); break;
             case DSC_W_Q4: k8 = pack_q_blocks(pk, h, 1, rp, qp, k0, K); break;
