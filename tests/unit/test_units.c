@@ -346,6 +346,17 @@ static void test_gemm_w(void) {
     }
 }
 
+/* n values of the same matrix as F32, BF16 and Q8 (with n / 32 scales),
+ * for the cache kernels' tests. */
+static void fill_cache_types(float *wf, uint16_t *wb, int8_t *wq, uint16_t *qs, int n) {
+    for (int i = 0; i < n; i++) {
+        wf[i] = frand();
+        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
+        wq[i] = (int8_t)(i * 7919 % 255 - 127);
+    }
+    for (int i = 0; i < n / DSC_QBLOCK; i++) qs[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+}
+
 /* matvec_tm (several vectors in one pass) against the reference: 11 vectors
  * = groups of 8 + 3 (AVX-512) or 6 + 4 + 1 (AVX2), and 8 (one group, as MLA
  * decode gives a thread), F32, BF16 and Q8 rows (a Q8 latent cache), column
@@ -357,12 +368,7 @@ static void test_matvec_tm(void) {
     static int8_t wq[ROWS * CMAX];
     const int cases[][2] = {{11, 72}, {8, 72}, {8, 77}, {11, 96}, {8, 96}}; /* {vectors, columns} */
     const char *const tname[] = {"f32", "bf16", "q8"};
-    for (int i = 0; i < ROWS * CMAX; i++) {
-        wf[i] = frand();
-        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
-        wq[i] = (int8_t)(i * 7919 % 255 - 127);
-    }
-    for (int i = 0; i < ROWS * CMAX / DSC_QBLOCK; i++) qs[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+    fill_cache_types(wf, wb, wq, qs, ROWS * CMAX);
     for (int i = 0; i < MMAX * ROWS; i++) a[i] = frand();
     const char *const *isas = kern_available();
     for (int k = 0; k < 5; k++) {
@@ -399,12 +405,7 @@ static void test_matmul_heads(void) {
     static float wf[ROWS * C], x[M * C], yr[M * ROWS], yk[M * ROWS], y1[ROWS];
     static uint16_t wb[ROWS * C], qs[ROWS * C / DSC_QBLOCK];
     static int8_t wq[ROWS * C];
-    for (int i = 0; i < ROWS * C; i++) {
-        wf[i] = frand();
-        wb[i] = (uint16_t)(0x3c00 + (i * 7919 % 0x300)) | (uint16_t)((i & 1) << 15);
-        wq[i] = (int8_t)(i * 7919 % 255 - 127);
-    }
-    for (int i = 0; i < ROWS * C / DSC_QBLOCK; i++) qs[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+    fill_cache_types(wf, wb, wq, qs, ROWS * C);
     for (int i = 0; i < M * C; i++) x[i] = frand();
     const dsc_mat mats[3] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL},
                              {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL},
