@@ -76,6 +76,9 @@ int main(int argc, char **argv) {
     dsc_kernels ka = kern_A, kb = kern_B;
     if (!ka.matmul_heads) ka.matmul_heads = ka.matmul_rows;
     if (!kb.matmul_heads) kb.matmul_heads = kb.matmul_rows;
+    /* ... and one from before q8_round, the reference's (its prefill is not what runs here). */
+    if (!ka.q8_round) ka.q8_round = kern_q8_round;
+    if (!kb.q8_round) kb.q8_round = kern_q8_round;
     for (int s = -2; !rc && s < 2 * pairs; s++) { /* two warm-up steps, then pairs */
         const int b = s < 0 ? s == -1 : (s % 2) ^ ((s / 2) % 2); /* A B, B A, A B, ... */
         ctx->k = b ? &kb : &ka;

@@ -53,6 +53,23 @@ void kern_store_row(const dsc_mat *w, int32_t r, const float *x);
 /* y[cols] += a * row r of w. */
 void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a);
 
+/* Q4 rows multiply x rounded to 8 bits per 32 values, as llama.cpp's Q4_0
+ * x Q8_0 does (the int8 products are what make Q4 decode fast): a block of
+ * x with m = max|x| becomes q = x x (127 / m) rounded to nearest even, in
+ * -127..127, and its step d = m / 127; each block's product is the exact
+ * integer sum of (nibble - 8) x q, times (weight scale x d). Blocks with m
+ * below DSC_Q8X_MIN are zeros (q = 0, d = 0); a block with an infinity or
+ * a NaN gets q = 0 and d = NaN, so its rows' products are NaN. */
+#define DSC_Q8X_MIN 0x1p-120f
+
+/* x[32] rounded as above into q[32]; returns d. */
+float kern_q8_round_block(int8_t *q, const float *x);
+
+/* out[n] = x rounded as above, q x d (n a multiple of 32; out may be x):
+ * what a gemm over Q4 rows multiplies, so that prefill computes the row
+ * kernels' values. */
+void kern_q8_round(float *out, const float *x, int64_t n);
+
 /* y[n, r1 - r0] = x[n, cols] @ w[r0:r1, :]^T: rows r0..r1-1 of the product.
  * ldy is the row stride of y (>= r1 - r0). */
 void kern_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
@@ -129,6 +146,8 @@ typedef struct {
      * (the heads of one token against a latent cache): each row decoded once
      * for all of them, each vector's values independent of n. */
     void (*matmul_heads)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
+    /* kern_q8_round: the same values, to the bit. */
+    void (*q8_round)(float *out, const float *x, int64_t n);
 } dsc_kernels;
 
 enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };

@@ -158,6 +158,29 @@ void kern_store_row(const dsc_mat *w, int32_t r, const float *x) {
     }
 }
 
+float kern_q8_round_block(int8_t *q, const float *x) {
+    float m = 0;
+    int finite = 1;
+    for (int c = 0; c < DSC_QBLOCK; c++) {
+        finite &= isfinite(x[c]) != 0;
+        m = fmaxf(m, fabsf(x[c]));
+    }
+    memset(q, 0, DSC_QBLOCK);
+    if (!finite) return NAN;
+    if (m < DSC_Q8X_MIN) return 0;
+    const float id = 127.0f / m;
+    for (int c = 0; c < DSC_QBLOCK; c++) q[c] = (int8_t)lrintf(x[c] * id);
+    return m / 127.0f;
+}
+
+void kern_q8_round(float *out, const float *x, int64_t n) {
+    int8_t q[DSC_QBLOCK];
+    for (int64_t c0 = 0; c0 < n; c0 += DSC_QBLOCK) {
+        const float d = kern_q8_round_block(q, x + c0);
+        for (int c = 0; c < DSC_QBLOCK; c++) out[c0 + c] = (float)q[c] * d;
+    }
+}
+
 float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
     int64_t off = (int64_t)r * w->cols;
     float s = 0;
@@ -188,8 +211,16 @@ float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
         }
         break;
     }
-    case DSC_W_Q8:
-    case DSC_W_Q4: /* sum each block, then apply its scale */
+    case DSC_W_Q4: /* x rounded to 8 bits: exact integer sums of each block, times its scales */
+        for (int32_t c0 = 0; c0 < w->cols; c0 += DSC_QBLOCK) {
+            int8_t q[DSC_QBLOCK];
+            const float d = kern_q8_round_block(q, x + c0);
+            int32_t b = 0;
+            for (int32_t c = 0; c < DSC_QBLOCK; c++) b += q_raw(w, r, c0 + c) * q[c];
+            s += (float)b * (q_scale(w, r, c0) * d);
+        }
+        break;
+    case DSC_W_Q8: /* sum each block, then apply its scale */
         for (int32_t c0 = 0; c0 < w->cols; c0 += DSC_QBLOCK) {
             float b = 0;
             for (int32_t c = c0; c < c0 + DSC_QBLOCK; c++) b += (float)q_raw(w, r, c) * x[c];
@@ -336,4 +367,5 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, c
 }
 
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_matmul_rows};
+                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_matmul_rows,
+                              kern_q8_round};

@@ -16,6 +16,7 @@ typedef struct {
     const float *x;
     const dsc_mat *w;
     int32_t n;
+    int round_x; /* Q4 rows: the gemm takes x rounded to 8 bits (kernels.h) */
 } mm_job;
 
 static void mm_task(void *arg, int ith, int nth) {
@@ -42,12 +43,18 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
     pool_split(R, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;
     const size_t nw = direct ? 0 : (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
-    float *wb = pool_scratch(nw + np);
+    const size_t nx = j->round_x ? (size_t)j->n * K : 0;
+    float *wb = pool_scratch(nw + np + nx);
     if (!wb) { /* out of memory: the row kernel, which needs no scratch */
         j->k->matmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
         return;
     }
     float *pack = wb + nw;
+    const float *x = j->x;
+    if (nx) { /* each thread its own copy: a few hundredths of its share of the product */
+        j->k->q8_round(pack + np, x, (int64_t)nx);
+        x = pack + np;
+    }
     for (int64_t r0 = lo; r0 < hi; r0 += OP_GEMM_ROWS) {
         const int32_t rows = hi - r0 < OP_GEMM_ROWS ? (int32_t)(hi - r0) : OP_GEMM_ROWS;
         if (!direct)
@@ -55,9 +62,9 @@ static void mm_gemm_task(void *arg, int ith, int nth) {
         for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
             const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB, flags = k0 ? DSC_GEMM_ACC : 0;
             if (direct)
-                j->k->gemm_w(j->y + r0, R, j->x + k0, K, j->n, j->w, (int32_t)r0, rows, k0, kb, flags, pack);
+                j->k->gemm_w(j->y + r0, R, x + k0, K, j->n, j->w, (int32_t)r0, rows, k0, kb, flags, pack);
             else
-                j->k->gemm(j->y + r0, R, j->x + k0, K, wb + k0, K, j->n, rows, kb, flags, pack);
+                j->k->gemm(j->y + r0, R, x + k0, K, wb + k0, K, j->n, rows, kb, flags, pack);
         }
     }
 }
@@ -137,8 +144,11 @@ static void matmul_one(dsc_ctx *ctx, const dsc_mm *m) {
     }
     /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
      * their own prefill tiles (matmul_rows). */
-    mm_job j = {ctx->k, m->y, m->x, m->w, m->n};
-    const pool_fn fn = ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
+    mm_job j = {ctx->k, m->y, m->x, m->w, m->n, 0};
+    pool_fn fn = ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
+    /* Q4 rows multiply x rounded to 8 bits (kernels.h): in every kernel set
+     * their gemm takes x so rounded and gives the row kernel's values. */
+    if (m->w->type == DSC_W_Q4 && ctx->k->gemm) j.round_x = 1, fn = mm_gemm_task;
     if ((int64_t)m->w->rows * m->w->cols * m->n < OP_MIN_PARALLEL) fn(&j, 0, 1);
     else pool_run(ctx->pool, fn, &j);
 }

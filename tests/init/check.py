@@ -88,7 +88,12 @@ def e4m3(b):
 E4M3 = [e4m3(b) for b in range(256)]
 
 
-def cmd_logits(a, b):
+def cmd_logits(a, b, flips="0"):
+    """Logits a = b to 1e-4 x max|b|. flips: how many positions (rows) may
+    differ by more, up to 1e-2 x max|b|: a model whose Q4 rows round x to
+    8 bits turns a 1e-6 difference upstream (prefill's and decode's
+    attention sum in different orders) into a whole step of one rounded
+    value now and then, at a position it then moves by ~1e-3."""
     def logits(p):
         n, hdr = read_header(p)
         e = hdr["logits"]
@@ -101,11 +106,16 @@ def cmd_logits(a, b):
         fail("shapes %s and %s differ" % (sx, sy))
     if not all(math.isfinite(v) for v in x) or not all(math.isfinite(v) for v in y):
         fail("non-finite logits")
-    d = max(abs(p - q) for p, q in zip(x, y))
     m = max(abs(q) for q in y)
-    if not d <= 1e-4 * m:
-        fail("max|a-b| = %.3g > 1e-4 x max|b| = %.3g" % (d, 1e-4 * m))
-    print("max|a-b| = %.2g, max|b| = %.3g" % (d, m))
+    V = sx[-1] if sx else 1
+    rows = [max(abs(p - q) for p, q in zip(x[i:i + V], y[i:i + V])) for i in range(0, len(y), V)]
+    d = max(rows)
+    far = sorted((r for r in rows if not r <= 1e-4 * m), reverse=True)
+    if len(far) > int(flips) or (far and not far[0] <= 1e-2 * m):
+        fail("max|a-b| = %.3g > 1e-4 x max|b| = %.3g at %d of %d positions (%s allowed up to 1e-2 x max|b|)"
+             % (d, 1e-4 * m, len(far), len(rows), flips))
+    print("max|a-b| = %.2g, max|b| = %.3g%s" % (d, m, ", beyond 1e-4 at %d of %d positions" % (len(far), len(rows))
+                                                  if int(flips) else ""))
 
 
 def cmd_same_header(d, ref):

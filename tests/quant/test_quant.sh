@@ -9,7 +9,12 @@
 #     shapes, the config's quantization_config, an aligned layout (check.py);
 #   - the quantised model's logits from prefill and from --decode-only agree,
 #     for 10 tokens (few-token kernels) and 40 (prefill on the gemm)
-#     (max|a-b| <= 1e-4 max|b|, tests/init/check.py);
+#     (max|a-b| <= 1e-4 max|b|, tests/init/check.py). Q4 rows multiply x
+#     rounded to 8 bits, so a 1e-6 difference upstream now and then moves
+#     one rounded value by a step: q4 allows 1 position in 10 beyond 1e-4
+#     (up to 1e-2). Measured on v3-fp8-tiny, 40 tokens: one position at
+#     1.7e-3, the others below 1e-6; prefill without x rounded for its gemm
+#     put 28 of 40 beyond 1e-4.
 #   - dsc kld against the original: q8 small, q4 larger (check.py kld).
 # KLD thresholds: these are random models with hidden size 64-192, where each
 # weight carries more of the output than in a real model and top-k routing
@@ -59,12 +64,14 @@ quantize() {
     return 1
 }
 
-# prefill_decode NAME DIR: the logits of prefill and --decode-only agree.
+# prefill_decode NAME DIR TYPE: the logits of prefill and --decode-only agree.
 prefill_decode() {
     for toks in "$TOKS" "$TOKS40"; do
+        flips=0
+        [ "$3" = q4 ] && flips=$(($(echo $toks | wc -w) / 10))
         if "$DSC" logits -m "$2" --tokens "$toks" -o "$tmp/pf.st" 2>"$tmp/err" &&
             "$DSC" logits -m "$2" --tokens "$toks" -o "$tmp/dec.st" --decode-only 2>>"$tmp/err"; then
-            check "$1 prefill = decode-only ($(echo $toks | wc -w) tokens)" $LOGITS "$tmp/dec.st" "$tmp/pf.st"
+            check "$1 prefill = decode-only ($(echo $toks | wc -w) tokens)" $LOGITS "$tmp/dec.st" "$tmp/pf.st" $flips
         else
             bad "$1 logits: $(tr '\n' ' ' <"$tmp/err")"
         fi
@@ -83,7 +90,7 @@ for dir in "$GOLDEN"/models/*/model; do
         d=$tmp/$m-$t
         quantize "$m $t" "$dir" "$d" $t || continue
         check "$m $t header" $CHECK header "$d" "$dir" $t
-        prefill_decode "$m $t" "$d"
+        prefill_decode "$m $t" "$d" $t
     done
     if [ -d "$tmp/$m-q8" ] && [ -d "$tmp/$m-q4" ]; then
         if kld "$dir" "$tmp/$m-q8" "$tmp/$m-q8.json" && kld "$dir" "$tmp/$m-q4" "$tmp/$m-q4.json"; then

@@ -223,6 +223,83 @@ static void test_q_rows_limits(void) {
         }
 }
 
+/* Q4 rows multiply x rounded to 8 bits per block (kernels.h). The
+ * rounding itself: the largest |x| becomes +-127, every value within half
+ * a step, ties to even; zeros and blocks below DSC_Q8X_MIN give d = 0,
+ * infinities and NaNs d = NaN, all with q = 0. Then the products of every
+ * kernel set against that definition summed in double, for 1 and 5 tokens
+ * and an odd last block, and kern_q8_round = q x d. */
+static void test_q4_rounds_x(void) {
+    int8_t q[DSC_QBLOCK];
+    float x[DSC_QBLOCK];
+    for (int i = 0; i < DSC_QBLOCK; i++) x[i] = frand() * 3.0f;
+    x[5] = -4.0f; /* the largest */
+    x[9] = -4.0f * 2.5f / 127; /* a tie: 2.5 steps rounds to 2 */
+    x[10] = 4.0f * 3.5f / 127; /* 3.5 steps to 4 */
+    float d = kern_q8_round_block(q, x);
+    int within = 1;
+    for (int i = 0; i < DSC_QBLOCK; i++) within &= fabs(x[i] - q[i] * (double)d) <= 0.5000001 * d;
+    CHECK(d == 4.0f / 127 && q[5] == -127 && within, "8-bit x: d %g (4/127 expected), q[5] %d, within half a step %d", d,
+          q[5], within);
+    CHECK(q[9] == -2 && q[10] == 4, "8-bit x: ties to even (%d, %d for -2.5, 3.5 steps)", q[9], q[10]);
+    const float odd[4] = {INFINITY, NAN, 0.0f, 1e-37f};
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < DSC_QBLOCK; i++) x[i] = k < 2 && i != 3 ? frand() : odd[k];
+        d = kern_q8_round_block(q, x);
+        int zero = 1;
+        for (int i = 0; i < DSC_QBLOCK; i++) zero &= q[i] == 0;
+        CHECK(zero && (k < 2 ? isnan(d) : d == 0), "8-bit x of a block with %g: d %g", odd[k], d);
+    }
+    enum { ROWS = 6, C = 160, NT = 5 };
+    uint8_t data[ROWS * C / 2];
+    uint16_t qscale[ROWS * C / DSC_QBLOCK];
+    for (int i = 0; i < ROWS * C / 2; i++) data[i] = (uint8_t)((rng_state = rng_state * 1664525u + 1013904223u) >> 24);
+    for (int i = 0; i < ROWS * C / DSC_QBLOCK; i++) qscale[i] = (uint16_t)(0x2c00 + 97 * i % 0x400);
+    const dsc_mat w = {DSC_W_Q4, ROWS, C, data, NULL, 0, 0, qscale};
+    float xs[NT * C], xr[NT * C], y[NT * ROWS];
+    for (int i = 0; i < NT * C; i++) xs[i] = frand() * (i % 7 ? 1.0f : 5.0f);
+    double want[NT * ROWS];
+    for (int t = 0; t < NT; t++)
+        for (int r = 0; r < ROWS; r++) {
+            double s = 0;
+            for (int b = 0; b < C / DSC_QBLOCK; b++) {
+                const double db = kern_q8_round_block(q, xs + t * C + DSC_QBLOCK * b);
+                const uint8_t *blk = data + r * C / 2 + 16 * b;
+                int64_t isum = 0;
+                for (int c = 0; c < 16; c++) isum += ((blk[c] & 15) - 8) * q[c] + ((blk[c] >> 4) - 8) * q[c + 16];
+                s += (double)isum * kern_f16_to_f32(qscale[r * C / DSC_QBLOCK + b]) * db;
+            }
+            want[t * ROWS + r] = s;
+        }
+    const char *const *isas = kern_available();
+    for (int ii = 0; isas[ii]; ii++)
+        for (int n = 1; n <= NT; n += NT - 1) {
+            kern_select(isas[ii])->matmul_rows(y, ROWS, xs, &w, n, 0, ROWS);
+            double worst = 0, mag = 0;
+            for (int i = 0; i < n * ROWS; i++) worst = fmax(worst, fabs(y[i] - want[i])), mag = fmax(mag, fabs(want[i]));
+            CHECK(worst <= 1e-6 * mag, "%s q4 rows of %d token(s) against x rounded to 8 bits: max err %g of %g", isas[ii],
+                  n, worst, mag);
+        }
+    kern_q8_round(xr, xs, NT * C);
+    int same = 1;
+    for (int b = 0; b < NT * C / DSC_QBLOCK; b++) {
+        d = kern_q8_round_block(q, xs + DSC_QBLOCK * b);
+        for (int c = 0; c < DSC_QBLOCK; c++) same &= xr[DSC_QBLOCK * b + c] == q[c] * d;
+    }
+    CHECK(same, "kern_q8_round = q x d");
+    /* every set's q8_round (prefill's x for a Q4 gemm) = kern_q8_round to the bit, NaN blocks NaN */
+    xs[40] = NAN, xs[100] = -INFINITY;
+    for (int c = 128; c < 160; c++) xs[c] = 1e-38f * frand();
+    kern_q8_round(xr, xs, NT * C);
+    for (int ii = 0; isas[ii]; ii++) {
+        float xk[NT * C];
+        kern_select(isas[ii])->q8_round(xk, xs, NT * C);
+        int bits = 1;
+        for (int i = 0; i < NT * C; i++) bits &= isnan(xr[i]) ? isnan(xk[i]) != 0 : !memcmp(&xr[i], &xk[i], sizeof(float));
+        CHECK(bits && isnan(xr[33]) && xr[130] == 0, "%s q8_round = kern_q8_round", isas[ii]);
+    }
+}
+
 /* Every kernel set against the reference, for every weight type, with
  * column counts that leave SIMD tails and row ranges with partial tiles. */
 static void test_isa_kernels(void) {
@@ -907,6 +984,7 @@ int main(int argc, char **argv) {
     test_isa_kernels();
     test_q_rows_odd_x();
     test_q_rows_limits();
+    test_q4_rounds_x();
     test_fp8_daz();
     test_gemm_w();
     test_matvec_tm();

@@ -4,6 +4,7 @@
  * Same tiling as avx512.c (4 rows x 4 tokens) with 8-column steps; the last
  * cols % 8 columns are added in scalar code.
  */
+#include <float.h>
 #include <immintrin.h>
 #include <limits.h>
 #include <math.h>
@@ -147,7 +148,6 @@ DEFINE_MATMULS(bf16, LOAD_BF16, 0)
 DEFINE_MATMULS(f16, LOAD_F16, 0)
 DEFINE_MATMULS(fp8, LOAD_FP8, 0)
 DEFINE_MATMULS(q8, LOAD_Q8, 0)
-DEFINE_MATMULS(q4, LOAD_Q4, 0)
 
 #define DEFINE_MATVEC_T(NAME, LOAD)                                                                                  \
     static void NAME(float *y, const float *a, const dsc_mat *w, int32_t r0, int32_t r1) {                           \
@@ -212,9 +212,10 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  * prompt (a quantized KV cache then stores the same values either way).
  *
  * Q8 and Q4: one row at a time (each thread reads its rows as one
- * sequential stream, prefetched ahead), in integers against x split into
- * two int16 limbs (q8_eo_x, q_split_x), the block's scale multiplying the block's
- * partial dot product once. Several tokens: each token in turn over blocks
+ * sequential stream, prefetched ahead), in integers: Q8 against x split
+ * into two int16 limbs (q8_eo_x), the block's scale multiplying the
+ * block's partial dot product once; Q4 against x rounded to 8 bits, as
+ * its reference defines (q4_pairs_x). Several tokens: each token in turn over blocks
  * of QB_ROWS rows, which stay in L1 meanwhile. */
 #define PF_AHEAD 3072
 #define QB_ROWS 16
@@ -243,46 +244,6 @@ static int32_t q_split_exp(const float *x, int32_t C, int top) {
     const int s = top - e;
     if (mx == 0 || s > 120) return INT32_MIN;
     return s;
-}
-
-/* One token's x as two int16 limbs: x x 2^s = hi + lo x 2^-15, s chosen so
- * that max|x| x 2^s lies in [8192, 16384). hi + lo x 2^-15 holds x to about
- * 2^-29 of max|x|, and 32 products of int8 weights with either limb sum
- * exactly in int32. Returns 2^-s, or 0 where q_split_exp finds no s. */
-static float q_split_x(int16_t *hi, int16_t *lo, const float *x, int32_t C) {
-    const int32_t s = q_split_exp(x, C, 14);
-    if (s == INT32_MIN) return 0;
-    const __m256 k1 = _mm256_set1_ps(ldexpf(1.0f, s / 2)), k2 = _mm256_set1_ps(ldexpf(1.0f, s - s / 2));
-    const __m256 f15 = _mm256_set1_ps(32768.0f);
-    for (int32_t c = 0; c < C; c += 16) {
-        __m256i hv[2], lv[2];
-        for (int j = 0; j < 2; j++) {
-            const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c + 8 * j), k1), k2);
-            hv[j] = _mm256_cvtps_epi32(v);
-            lv[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_cvtepi32_ps(hv[j])), f15));
-        }
-        _mm256_storeu_si256((__m256i *)(hi + c), _mm256_permute4x64_epi64(_mm256_packs_epi32(hv[0], hv[1]), 0xd8));
-        _mm256_storeu_si256((__m256i *)(lo + c), _mm256_permute4x64_epi64(_mm256_packs_epi32(lv[0], lv[1]), 0xd8));
-    }
-    return ldexpf(1.0f, -s);
-}
-
-/* Q4's block b as int16, its offset of 8 taken out (Q4's odd last block). */
-static inline void q4_w16(const uint8_t *q, int32_t b, __m256i *w0, __m256i *w1) {
-    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + 16 * b)));
-    *w0 = _mm256_sub_epi16(_mm256_and_si256(v, _mm256_set1_epi16(15)), _mm256_set1_epi16(8));
-    *w1 = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), _mm256_set1_epi16(8));
-}
-/* acc += one block's products with x's limbs xh, xl (32 each) x its scale
- * (Q4's odd last block). */
-static inline __m256 q_block_i16(__m256 acc, __m256i w0, __m256i w1, const int16_t *xh, const int16_t *xl, uint16_t scale) {
-    const __m256i *hb = (const __m256i *)xh, *lb = (const __m256i *)xl;
-    const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(hb)),
-                                        _mm256_madd_epi16(w1, _mm256_loadu_si256(hb + 1)));
-    const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(lb)),
-                                        _mm256_madd_epi16(w1, _mm256_loadu_si256(lb + 1)));
-    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), _mm256_set1_ps(1.0f / 32768.0f), _mm256_cvtepi32_ps(sh));
-    return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
 }
 
 /* Q8 by even and odd bytes: one 32-byte load holds a block, and its 16-bit
@@ -375,48 +336,87 @@ static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
     if (xs != stack) free(xs);
 }
 
-/* Q4 by pairs of blocks: one 32-byte load holds blocks b and b + 1, and
- * masks and shifts of its 16-bit lanes give, without a shuffle, the
- * weights of even and odd bytes, low and high nibbles, as int16 (0..15).
- * x's limbs are laid out to match once per call (q4_pairs_x), and the
- * offset of 8 leaves as 8 x the matching sums of x (corr), one subtraction
- * per pair; lanes 0-3 of the sums belong to block b, 4-7 to block b + 1.
- * An odd last block goes as in the Q8 rows, from x's plain limbs. */
-static void q4_pairs_x(int16_t *xp, float *corr, const int16_t *hi, const int16_t *lo, int32_t nb) {
-    /* per 128-bit lane: the even int16 lanes, then the odd ones */
-    const __m256i deal = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13,
-                                          2, 3, 6, 7, 10, 11, 14, 15);
-    const __m256i one = _mm256_set1_epi16(1);
-    for (int32_t g = 0; g < nb / 2; g++) {
-        __m256i *d = (__m256i *)(xp + 128 * g);
-        for (int l = 0; l < 2; l++) { /* x0-15 and x16-31 of blocks 2g, 2g + 1 as [evens | odds] */
-            const int16_t *src = (l ? lo : hi) + 64 * g;
-            __m256i v[4];
-            for (int k = 0; k < 4; k++)
-                v[k] = _mm256_permute4x64_epi64(
-                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 16 * k)), deal), 0xd8);
-            _mm256_storeu_si256(d + 4 * l + 0, _mm256_permute2x128_si256(v[0], v[2], 0x20)); /* x 2i     */
-            _mm256_storeu_si256(d + 4 * l + 1, _mm256_permute2x128_si256(v[1], v[3], 0x20)); /* x 2i + 16 */
-            _mm256_storeu_si256(d + 4 * l + 2, _mm256_permute2x128_si256(v[0], v[2], 0x31)); /* x 2i + 1  */
-            _mm256_storeu_si256(d + 4 * l + 3, _mm256_permute2x128_si256(v[1], v[3], 0x31)); /* x 2i + 17 */
-        }
-        const __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(d[0], one), _mm256_madd_epi16(d[1], one)),
-                                            _mm256_add_epi32(_mm256_madd_epi16(d[2], one), _mm256_madd_epi16(d[3], one)));
-        const __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(d[4], one), _mm256_madd_epi16(d[5], one)),
-                                            _mm256_add_epi32(_mm256_madd_epi16(d[6], one), _mm256_madd_epi16(d[7], one)));
-        _mm256_storeu_ps(corr + 8 * g,
-                         _mm256_mul_ps(_mm256_set1_ps(8.0f), _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl),
-                                                                             _mm256_set1_ps(1.0f / 32768.0f),
-                                                                             _mm256_cvtepi32_ps(sh))));
+/* Q4 against x rounded to 8 bits per block (kern_q8_round_block), by
+ * pairs of blocks: one 32-byte load holds blocks b and b + 1, its low
+ * nibbles the values 0-15 of both, its high nibbles 16-31, as unsigned
+ * bytes that vpmaddubsw multiplies with x's signed bytes laid out to match
+ * (q4_pairs_x), 64 products in two instructions. The nibbles' offset of 8
+ * leaves as 8 x the matching sums of x's bytes (corr), one subtraction per
+ * pair; int32 lanes 0-3 of a pair's sums belong to block b, 4-7 to b + 1,
+ * each lane then taken x (weight scale x x's step) in F32. An odd last
+ * block is summed in scalar integers. The integer sums are exact, so the
+ * values differ from the reference's only by the order of the F32 sums. */
+typedef struct {
+    int8_t xl[32], xh[32]; /* x's bytes for the low and the high nibbles  */
+    int32_t corr[8];       /* 8 x the sums of x's bytes of each int32 lane */
+    float d[8];            /* x's steps: block b x 4, block b + 1 x 4        */
+} q4_xpair;
+
+/* x[32] rounded to 8 bits (kern_q8_round_block): the 32 q's as int32
+ * (i[k] holds x 8k..8k+7); returns d. */
+static inline float q8x_block(__m256i i[4], const float *x) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 v[4], m = _mm256_setzero_ps(), bad = m;
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        const __m256 a = _mm256_and_ps(v[k], abs_mask);
+        m = _mm256_max_ps(m, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ)); /* inf, NaN */
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h);
+    for (int k = 0; k < 4; k++) i[k] = _mm256_setzero_si256();
+    if (_mm256_movemask_ps(bad)) return NAN;
+    if (amax < DSC_Q8X_MIN) return 0;
+    const __m256 id = _mm256_set1_ps(127.0f / amax);
+    for (int k = 0; k < 4; k++) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+    return amax / 127.0f;
+}
+
+/* kern_q8_round: the same q and d, so the same q x d. */
+void avx2_q8_round(float *out, const float *x, int64_t n) {
+    for (int64_t c = 0; c < n; c += DSC_QBLOCK) {
+        __m256i i[4];
+        const __m256 d = _mm256_set1_ps(q8x_block(i, x + c));
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + c + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(i[k]), d));
     }
 }
 
-__attribute__((noinline)) static void q4_rows_pairs(float *y, const int16_t *xp, const float *corr, const int16_t *th,
-                                                    const int16_t *tl, float unscale, const dsc_mat *w, int32_t r0,
-                                                    int32_t r1) {
+/* q4_xpair's of one token (C / 64 of them, then the odd last block's bytes
+ * and step in the next one's xl and d[0]). */
+static void q4_pairs_x(q4_xpair *xp, const float *x, int32_t C) {
+    const int32_t nb = C / DSC_QBLOCK;
+    for (int32_t b = 0; b < nb; b++) {
+        q4_xpair *p = xp + b / 2;
+        const int h = b & 1;
+        __m256i i[4];
+        const float d = q8x_block(i, x + 32 * b);
+        const __m256i w0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xd8);
+        const __m256i w1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xd8);
+        const __m256i q8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(w0, w1), 0xd8); /* x 0..31 in order */
+        if (h == 0 && b == nb - 1) { /* the odd last block */
+            _mm256_storeu_si256((__m256i *)p->xl, q8);
+            p->d[0] = d;
+            break;
+        }
+        _mm_storeu_si128((__m128i *)(p->xl + 16 * h), _mm256_castsi256_si128(q8));
+        _mm_storeu_si128((__m128i *)(p->xh + 16 * h), _mm256_extracti128_si256(q8, 1));
+        _mm_storeu_ps(p->d + 4 * h, _mm_set1_ps(d));
+        if (h) {
+            const __m256i ones8 = _mm256_set1_epi8(1);
+            const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)p->xl)),
+                                               _mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)p->xh)));
+            _mm256_storeu_si256((__m256i *)p->corr, _mm256_slli_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), 3));
+        }
+    }
+}
+
+__attribute__((noinline)) static void q4_rows_i8(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
+                                                 int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const __m256 f15 = _mm256_set1_ps(1.0f / 32768.0f);
-    const __m256i m00ff = _mm256_set1_epi16(0xff), m0f = _mm256_set1_epi16(15);
+    const __m256i m0f = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
@@ -425,59 +425,43 @@ __attribute__((noinline)) static void q4_rows_pairs(float *y, const int16_t *xp,
         _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++) {
             _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
-            const __m256i e = _mm256_and_si256(v, m00ff), o = _mm256_srli_epi16(v, 8);
-            const __m256i w0 = _mm256_and_si256(e, m0f), w1 = _mm256_srli_epi16(e, 4);
-            const __m256i w2 = _mm256_and_si256(o, m0f), w3 = _mm256_srli_epi16(o, 4);
-            const __m256i *X = (const __m256i *)(xp + 128 * g);
-            const __m256i sh = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(X + 0)),
-                                                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(X + 1))),
-                                                _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(X + 2)),
-                                                                 _mm256_madd_epi16(w3, _mm256_loadu_si256(X + 3))));
-            const __m256i sl = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(X + 4)),
-                                                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(X + 5))),
-                                                _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(X + 6)),
-                                                                 _mm256_madd_epi16(w3, _mm256_loadu_si256(X + 7))));
-            const __m256 f = _mm256_sub_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), f15, _mm256_cvtepi32_ps(sh)),
-                                           _mm256_loadu_ps(corr + 8 * g));
+            const __m256i lo = _mm256_and_si256(v, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+            const q4_xpair *p = xp + g;
+            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
+                                                 _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
+            const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_load_si256((const __m256i *)p->corr));
             int32_t s2;
             memcpy(&s2, sc + 2 * g, sizeof s2);
-            acc = _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)), acc);
+            const __m256 st = _mm256_mul_ps(_mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)),
+                                            _mm256_load_ps(p->d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), st, acc);
         }
+        float tail = 0;
         if (nb & 1) { /* the odd last block */
-            __m256i w0, w1;
-            q4_w16(q, nb - 1, &w0, &w1);
-            acc = q_block_i16(acc, w0, w1, th, tl, sc[nb - 1]);
+            const q4_xpair *p = xp + nb / 2;
+            const uint8_t *qb = q + 16 * (nb - 1);
+            int32_t s = 0;
+            for (int c = 0; c < 16; c++) s += ((qb[c] & 15) - 8) * p->xl[c] + ((qb[c] >> 4) - 8) * p->xl[c + 16];
+            tail = (float)s * (f16s(sc[nb - 1]) * p->d[0]);
         }
-        y[r - r0] = hsum8(acc) * unscale;
+        y[r - r0] = hsum8(acc) + tail;
     }
 }
 
-/* Q4 rows of n tokens: each token's x split and laid out for the pairs of
- * blocks once per call (C int16 of each limb plainly, the same again by
- * pairs, then the offsets' sums); tokens q_split_x cannot split go through
- * the reference. */
-static void q4_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const size_t per = 4 * (size_t)C + 16 * (size_t)(nb / 2); /* int16 units per token */
-    const size_t nx = per * (size_t)n;
-    int16_t stack[nx <= QX_STACK ? nx : 1] __attribute__((aligned(32)));
-    int16_t *xs = nx <= QX_STACK ? stack : malloc(sizeof(int16_t) * nx);
-    float us[n];
-    for (int32_t t = 0; t < n; t++) {
-        int16_t *plain = xs + per * t;
-        us[t] = xs ? q_split_x(plain, plain + C, x + (int64_t)t * C, C) : 0;
-        if (us[t] != 0) q4_pairs_x(plain + 2 * C, (float *)(plain + 4 * C), plain, plain + C, nb);
+/* Q4 rows of n tokens, each token's x rounded and laid out once per call. */
+void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, np = C / DSC_QBLOCK / 2 + 1; /* pairs per token, with the odd block's */
+    q4_xpair stack[(size_t)n * np * sizeof(q4_xpair) <= 2 * QX_STACK ? (size_t)n * np : 1] __attribute__((aligned(32)));
+    q4_xpair *xs = (size_t)n * np * sizeof(q4_xpair) <= 2 * QX_STACK ? stack
+                                                                     : aligned_alloc(32, sizeof(q4_xpair) * n * np);
+    if (!xs) { /* out of memory: the reference, which needs none */
+        kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
+        return;
     }
+    for (int32_t t = 0; t < n; t++) q4_pairs_x(xs + (size_t)np * t, x + (int64_t)t * C, C);
     for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
-        for (int32_t t = 0; t < n; t++) {
-            float *yt = y + t * ldy + (rb - r0);
-            const int16_t *plain = xs + per * t;
-            if (us[t] != 0)
-                q4_rows_pairs(yt, plain + 2 * C, (const float *)(plain + 4 * C), plain + 32 * (nb - 1),
-                              plain + C + 32 * (nb - 1), us[t], w, rb, re);
-            else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
-        }
+        for (int32_t t = 0; t < n; t++) q4_rows_i8(y + t * ldy + (rb - r0), xs + (size_t)np * t, w, rb, re);
     }
     if (xs != stack) free(xs);
 }
@@ -647,8 +631,8 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
         q8_tokens(y, ldy, x, w, n, r0, r1);
         return;
     }
-    if (w->type == DSC_W_Q4 && w->cols % DSC_QBLOCK == 0) {
-        q4_tokens(y, ldy, x, w, n, r0, r1);
+    if (w->type == DSC_W_Q4) {
+        avx2_q4_rows(y, ldy, x, w, n, r0, r1);
         return;
     }
     switch (w->type) {
@@ -660,7 +644,7 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
         else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
         return;
     case DSC_W_Q8: (n == 1 ? mm1_q8 : mm_q8)(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_Q4: (n == 1 ? mm1_q4 : mm_q4)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: return; /* above */
     }
 }
 
@@ -1269,4 +1253,4 @@ static void avx2_matmul_heads(float *y, int64_t ldy, const float *x, const dsc_m
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
                                avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_gemm_w,
-                               avx2_matmul_heads};
+                               avx2_matmul_heads, avx2_q8_round};

@@ -225,50 +225,9 @@ static void mm1_bf16_fast(float *y, const float *x, const dsc_mat *w, int32_t r0
 }
 
 /* Decode kernels for the block formats: the block's scale multiplies the
- * block's partial dot product once, and Q4's offset of 8 is taken out as
- * 8 x scale x sum(x over the block), computed once per call. */
-static void mm1_q4(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
-    (void)n;
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    float xsum[nb];
-    for (int32_t b = 0; b < nb; b++) {
-        xsum[b] = 8.0f * hsum(_mm512_add_ps(_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)));
-        if (!isfinite(xsum[b])) { /* the offset's product would give inf - inf: the reference */
-            kern_ref.matmul_rows(y, ldy, x, w, 1, r0, r1);
-            return;
-        }
-    }
-    const __m512i low = _mm512_set1_epi32(15);
-    for (int32_t r = r0; r < r1; r++) {
-        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
-        const uint16_t *sc = w->qscale + (int64_t)r * nb;
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-        float corr = 0;
-        int32_t b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            _mm_prefetch((const char *)q + 16 * b + PF_AHEAD, _MM_HINT_T0);
-            __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16 * b)));
-            __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16 * b + 16)));
-            const float s0 = f16s(sc[b]), s1 = f16s(sc[b + 1]);
-            __m512 t0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v0, low)), _mm512_loadu_ps(x + 32 * b));
-            __m512 t1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v1, low)), _mm512_loadu_ps(x + 32 * b + 32));
-            t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v0, 4)), _mm512_loadu_ps(x + 32 * b + 16), t0);
-            t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v1, 4)), _mm512_loadu_ps(x + 32 * b + 48), t1);
-            acc0 = _mm512_fmadd_ps(t0, _mm512_set1_ps(s0), acc0);
-            acc1 = _mm512_fmadd_ps(t1, _mm512_set1_ps(s1), acc1);
-            corr += s0 * xsum[b] + s1 * xsum[b + 1];
-        }
-        for (; b < nb; b++) {
-            __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16 * b)));
-            const float s0 = f16s(sc[b]);
-            __m512 t0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v0, low)), _mm512_loadu_ps(x + 32 * b));
-            t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v0, 4)), _mm512_loadu_ps(x + 32 * b + 16), t0);
-            acc0 = _mm512_fmadd_ps(t0, _mm512_set1_ps(s0), acc0);
-            corr += s0 * xsum[b];
-        }
-        y[r - r0] = hsum(_mm512_add_ps(acc0, acc1)) - corr;
-    }
-}
+ * block's partial dot product once. Q4 rows take the AVX2 kernel (x
+ * rounded to 8 bits, kernels.h). */
+void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
 
 static void mm1_q8(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1) {
     (void)ldy, (void)n;
@@ -298,7 +257,6 @@ DEFINE_MATMUL(mm_bf16, LOAD_BF16, TT) /* decode: mm1_bf16_fast */
 DEFINE_MATMULS(f16, LOAD_F16)
 DEFINE_MATMULS(fp8, LOAD_FP8)
 DEFINE_MATMUL(mm_q8, LOAD_Q8, TT)
-DEFINE_MATMUL(mm_q4, LOAD_Q4, TT)
 
 #define AXPY4(c, m, LOAD)                                                                                            \
     do {                                                                                                             \
@@ -366,7 +324,7 @@ static void avx512_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_
         else kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
         return;
     case DSC_W_Q8: (n == 1 ? mm1_q8 : mm_q8)(y, ldy, x, w, n, r0, r1); return;
-    case DSC_W_Q4: (n == 1 ? mm1_q4 : mm_q4)(y, ldy, x, w, n, r0, r1); return;
+    case DSC_W_Q4: avx2_q4_rows(y, ldy, x, w, n, r0, r1); return;
     }
 }
 
@@ -455,7 +413,8 @@ double avx2_exp_sum(float *y, const float *x, int32_t n, float mx);
 void avx2_mat_row(float *out, const dsc_mat *w, int32_t r);
 void avx2_sigmoid(float *y, const float *x, int32_t n);
 void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
+void avx2_q8_round(float *out, const float *x, int64_t n);
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
                                  avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, NULL,
-                                 avx512_matmul_rows};
+                                 avx512_matmul_rows, avx2_q8_round};
