@@ -573,25 +573,28 @@ static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs
 }
 
 /* One token: 8 rows at a time (8 independent chains), each row's dot
- * product summed exactly as in bf16_eo_tiles. Each of the 8 rows is
- * fetched BF16_PF values ahead, past its end into the same row of the next
- * 8, so that the 8 streams run on from tile to tile instead of starting
- * again every row (V2-Lite's rows are 2.8-4 KiB): decode 1.006-1.019x in
- * four `kernel_ab.sh -m` runs; 256 values ahead 0.99x, 1024 0.94x. */
+ * product summed exactly as in bf16_eo_tiles. The rows r0..r1 are cut
+ * into 8 runs of consecutive rows and a tile takes one row of each, so
+ * each of the 8 streams of loads runs on through its run's rows (contiguous
+ * in memory) instead of starting again every row, as 8 adjacent rows of
+ * 2.8-4 KiB (V2-Lite's) made them; each row also fetched BF16_PF values
+ * ahead, into its run's next row at the end. */
 #define BF16_PF 512
 static void bf16_eo_rows8(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2;
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2, per = (r1 - r0 + 7) / 8;
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
-    for (int32_t r = r0; r < r1; r += 8) {
+    for (int32_t k = 0; k < per; k++) {
         const uint16_t *rp[8];
-        for (int i = 0; i < 8; i++) rp[i] = (const uint16_t *)w->data + (int64_t)(r + i < r1 ? r + i : r1 - 1) * C;
+        int32_t ri[8];
+        for (int i = 0; i < 8; i++) {
+            ri[i] = r0 + i * per + k;
+            rp[i] = (const uint16_t *)w->data + (int64_t)(ri[i] < r1 ? ri[i] : r1 - 1) * C;
+        }
         __m256 a[8];
         _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
         for (int32_t c = 0; c < c16; c += 16) {
-            if (!(c & 31)) { /* each row slot one stream: BF16_PF ahead, into the next tile's row at the end */
-                const int64_t pf = c + BF16_PF < C ? c + BF16_PF : c + BF16_PF + 7 * (int64_t)C;
-                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(rp[i] + pf), _MM_HINT_T0);
-            }
+            if (!(c & 31))
+                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(rp[i] + c + BF16_PF), _MM_HINT_T0);
             const __m256 xe = _mm256_loadu_ps(xs + c / 2), xo = _mm256_loadu_ps(xs + h + c / 2);
             _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));
@@ -600,11 +603,12 @@ static void bf16_eo_rows8(float *y, const float *x, const float *xs, const dsc_m
                 a[i] = _mm256_fmadd_ps(wo, xo, _mm256_fmadd_ps(we, xe, a[i]));
             }
         }
-        for (int i = 0; i < 8 && r + i < r1; i++) {
-            float sum = hsum8(a[i]);
-            for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * x[c]; /* tail */
-            y[r + i - r0] = sum;
-        }
+        for (int i = 0; i < 8; i++)
+            if (ri[i] < r1) {
+                float sum = hsum8(a[i]);
+                for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * x[c]; /* tail */
+                y[ri[i] - r0] = sum;
+            }
     }
 }
 
