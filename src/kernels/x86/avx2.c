@@ -312,6 +312,35 @@ __attribute__((noinline)) static void q8_rows_eo(float *y, const int16_t *xs, fl
     }
 }
 
+/* One token: rows r0..r1 as Q8_RUNS runs of consecutive rows, a row of
+ * each in turn (as many streams of loads, and of sums). */
+#define Q8_RUNS 2
+__attribute__((noinline)) static void q8_rows_runs(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
+                                                   int32_t r0, int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + Q8_RUNS - 1) / Q8_RUNS;
+    const __m256i *X = (const __m256i *)xs;
+    for (int32_t k = 0; k < per; k++) {
+        const uint8_t *q[Q8_RUNS];
+        const uint16_t *sc[Q8_RUNS];
+        int32_t ri[Q8_RUNS];
+        __m256 acc[Q8_RUNS];
+        for (int i = 0; i < Q8_RUNS; i++) {
+            ri[i] = r0 + i * per + k;
+            const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
+            q[i] = (const uint8_t *)w->data + (int64_t)r * C;
+            sc[i] = w->qscale + (int64_t)r * nb;
+            acc[i] = _mm256_setzero_ps();
+        }
+        for (int32_t b = 0; b < nb; b++)
+            _Pragma("GCC unroll 4") for (int i = 0; i < Q8_RUNS; i++) {
+                _mm_prefetch((const char *)q[i] + 32 * b + PF_AHEAD, _MM_HINT_T0);
+                acc[i] = q8_block_eo(acc[i], q[i] + 32 * b, X + 4 * b, sc[i][b]);
+            }
+        for (int i = 0; i < Q8_RUNS; i++)
+            if (ri[i] < r1) y[ri[i] - r0] = hsum8(acc[i]) * unscale;
+    }
+}
+
 /* The split of x on the stack up to this many int16 values, else on the heap. */
 #define QX_STACK 32768
 
@@ -325,6 +354,11 @@ static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
     int16_t *xs = nx <= QX_STACK ? stack : malloc(sizeof(int16_t) * nx);
     float us[n];
     for (int32_t t = 0; t < n; t++) us[t] = xs ? q8_eo_x(xs + 2 * (size_t)t * C, x + (int64_t)t * C, C) : 0;
+    if (n == 1 && us[0] != 0) {
+        q8_rows_runs(y, xs, us[0], w, r0, r1);
+        if (xs != stack) free(xs);
+        return;
+    }
     for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
         for (int32_t t = 0; t < n; t++) {
@@ -413,38 +447,64 @@ static void q4_pairs_x(q4_xpair *xp, const float *x, int32_t C) {
     }
 }
 
+/* acc += pair g of blocks of a Q4 row (q, its scales sc) against x's p. */
+static inline __m256 q4_pair(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *p, int32_t g) {
+    const __m256i m0f = _mm256_set1_epi8(15);
+    const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
+    _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
+    const __m256i lo = _mm256_and_si256(v, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+    const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
+                                         _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
+    const __m256i s32 =
+        _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), _mm256_load_si256((const __m256i *)p->corr));
+    int32_t s2;
+    memcpy(&s2, sc + 2 * g, sizeof s2);
+    const __m256 st = _mm256_mul_ps(_mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)), _mm256_load_ps(p->d));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), st, acc);
+}
+
+/* A Q4 row's sum from its pairs' acc and the odd last block, if any. */
+static inline float q4_row_end(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *xp, int32_t nb) {
+    float tail = 0;
+    if (nb & 1) {
+        const q4_xpair *p = xp + nb / 2;
+        const uint8_t *qb = q + 16 * (nb - 1);
+        int32_t s = 0;
+        for (int c = 0; c < 16; c++) s += ((qb[c] & 15) - 8) * p->xl[c] + ((qb[c] >> 4) - 8) * p->xl[c + 16];
+        tail = (float)s * (f16s(sc[nb - 1]) * p->d[0]);
+    }
+    return hsum8(acc) + tail;
+}
+
 __attribute__((noinline)) static void q4_rows_i8(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
                                                  int32_t r1) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const __m256i m0f = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
         const uint16_t *sc = w->qscale + (int64_t)r * nb;
         __m256 acc = _mm256_setzero_ps();
-        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++) {
-            _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
-            const __m256i lo = _mm256_and_si256(v, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
-            const q4_xpair *p = xp + g;
-            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
-                                                 _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
-            const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_load_si256((const __m256i *)p->corr));
-            int32_t s2;
-            memcpy(&s2, sc + 2 * g, sizeof s2);
-            const __m256 st = _mm256_mul_ps(_mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)),
-                                            _mm256_load_ps(p->d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), st, acc);
+        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++) acc = q4_pair(acc, q, sc, xp + g, g);
+        y[r - r0] = q4_row_end(acc, q, sc, xp, nb);
+    }
+}
+
+/* One token: rows r0..r1 as 2 runs of consecutive rows, a row of each in
+ * turn (two streams of loads, two chains of sums), as q8_rows_runs. */
+__attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
+                                                   int32_t r1) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + 1) / 2;
+    for (int32_t k = 0; k < per; k++) {
+        const int32_t ra = r0 + k, rb = r0 + per + k < r1 ? r0 + per + k : ra;
+        const uint8_t *qa = (const uint8_t *)w->data + (int64_t)ra * (C / 2), *qb = (const uint8_t *)w->data + (int64_t)rb * (C / 2);
+        const uint16_t *sa = w->qscale + (int64_t)ra * nb, *sb = w->qscale + (int64_t)rb * nb;
+        __m256 aa = _mm256_setzero_ps(), ab = _mm256_setzero_ps();
+        for (int32_t g = 0; g < nb / 2; g++) {
+            aa = q4_pair(aa, qa, sa, xp + g, g);
+            ab = q4_pair(ab, qb, sb, xp + g, g);
         }
-        float tail = 0;
-        if (nb & 1) { /* the odd last block */
-            const q4_xpair *p = xp + nb / 2;
-            const uint8_t *qb = q + 16 * (nb - 1);
-            int32_t s = 0;
-            for (int c = 0; c < 16; c++) s += ((qb[c] & 15) - 8) * p->xl[c] + ((qb[c] >> 4) - 8) * p->xl[c + 16];
-            tail = (float)s * (f16s(sc[nb - 1]) * p->d[0]);
-        }
-        y[r - r0] = hsum8(acc) + tail;
+        y[ra - r0] = q4_row_end(aa, qa, sa, xp, nb);
+        if (rb != ra) y[rb - r0] = q4_row_end(ab, qb, sb, xp, nb);
     }
 }
 
@@ -459,6 +519,11 @@ void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32
         return;
     }
     for (int32_t t = 0; t < n; t++) q4_pairs_x(xs + (size_t)np * t, x + (int64_t)t * C, C);
+    if (n == 1) {
+        q4_rows_runs(y, xs, w, r0, r1);
+        if (xs != stack) free(xs);
+        return;
+    }
     for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
         const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
         for (int32_t t = 0; t < n; t++) q4_rows_i8(y + t * ldy + (rb - r0), xs + (size_t)np * t, w, rb, re);
