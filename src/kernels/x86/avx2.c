@@ -556,31 +556,63 @@ static inline __m256 fp8_8s(const uint8_t *p) {
     return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32((int)0x87f00000)));
 }
 #define MXCSR_DAZ_FTZ 0x8040u
-static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, bc = w->block_cols, ncb = (C + bc - 1) / bc;
-    const __m256 k120 = _mm256_set1_ps(0x1p120f);
+/* Columns c0..c1 (one scale block) of R (1 or 2) FP8 rows q[i] against x,
+ * x 2^120, into out[i]: 4 chains per row, x loaded once for the R rows. */
+static inline __attribute__((always_inline)) void fp8_blocks(__m256 *out, const uint8_t *const *q, const int R,
+                                                             const float *x, int32_t c0, int32_t c1) {
+    __m256 a[2][4];
+    _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[i][j] = _mm256_setzero_ps();
+    for (int32_t c = c0; c < c1; c += 32) {
+        __m256 xv[4];
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) xv[j] = _mm256_loadu_ps(x + c + 8 * j);
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
+            _mm_prefetch((const char *)q[i] + c + PF_AHEAD, _MM_HINT_T0);
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[i][j] = _mm256_fmadd_ps(fp8_8s(q[i] + c + 8 * j), xv[j], a[i][j]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
+        out[i] = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a[i][0], a[i][1]), _mm256_add_ps(a[i][2], a[i][3])),
+                               _mm256_set1_ps(0x1p120f));
+}
+
+/* Rows r0..r1, one at a time (R = 1), or for one token (R = 2) as 2 runs
+ * of consecutive rows, a row of each in turn (two streams of loads:
+ * decode 1.018-1.033x in three `kernel_ab.sh -m` runs); each row's sum the
+ * same either way. */
+static inline __attribute__((always_inline)) void fp8_rows_r(float *y, const float *x, const dsc_mat *w, int32_t r0,
+                                                             int32_t r1, const int R) {
+    const int32_t C = w->cols, bc = w->block_cols, ncb = (C + bc - 1) / bc, per = (r1 - r0 + R - 1) / R;
     const unsigned csr = _mm_getcsr();
     if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr & ~MXCSR_DAZ_FTZ);
-    for (int32_t r = r0; r < r1; r++) {
-        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
-        const float *sc = w->scale + (int64_t)(r / w->block_rows) * ncb;
-        __m256 acc = _mm256_setzero_ps();
+    for (int32_t k = 0; k < per; k++) {
+        const uint8_t *q[2];
+        const float *sc[2];
+        int32_t ri[2];
+        __m256 acc[2], s[2];
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
+            ri[i] = r0 + i * per + k;
+            const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
+            q[i] = (const uint8_t *)w->data + (int64_t)r * C;
+            sc[i] = w->scale + (int64_t)(r / w->block_rows) * ncb;
+            acc[i] = _mm256_setzero_ps();
+        }
         for (int32_t cb = 0; cb < ncb; cb++) {
             const int32_t c0 = cb * bc, c1 = C - c0 < bc ? C : c0 + bc;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int32_t c = c0; c < c1; c += 32) {
-                _mm_prefetch((const char *)q + c + PF_AHEAD, _MM_HINT_T0);
-                a0 = _mm256_fmadd_ps(fp8_8s(q + c), _mm256_loadu_ps(x + c), a0);
-                a1 = _mm256_fmadd_ps(fp8_8s(q + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-                a2 = _mm256_fmadd_ps(fp8_8s(q + c + 16), _mm256_loadu_ps(x + c + 16), a2);
-                a3 = _mm256_fmadd_ps(fp8_8s(q + c + 24), _mm256_loadu_ps(x + c + 24), a3);
-            }
-            const __m256 sum = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), k120);
-            acc = _mm256_fmadd_ps(sum, _mm256_set1_ps(sc[cb]), acc);
+            fp8_blocks(s, q, R, x, c0, c1);
+            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) acc[i] = _mm256_fmadd_ps(s[i], _mm256_set1_ps(sc[i][cb]), acc[i]);
         }
-        y[r - r0] = hsum8(acc);
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
+            if (ri[i] < r1) y[ri[i] - r0] = hsum8(acc[i]);
     }
     if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr);
+}
+
+static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    fp8_rows_r(y, x, w, r0, r1, 1);
+}
+static void fp8_rows_runs(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
+    fp8_rows_r(y, x, w, r0, r1, 2);
 }
 
 /* BF16: 16 weights per load; as 32-bit lanes the even ones are the low
@@ -702,7 +734,8 @@ static void avx2_matmul_rows(float *y, int64_t ldy, const float *x, const dsc_ma
                              int32_t r1) {
     if (w->type == DSC_W_BF16 && mm_bf16_eo(y, ldy, x, w, n, r0, r1)) return;
     if (w->type == DSC_W_F8_E4M3 && w->cols % 32 == 0 && w->block_cols % 32 == 0 && n < DSC_FP8_TILES) {
-        q_tokens(y, ldy, x, w, n, r0, r1, fp8_rows);
+        if (n == 1) fp8_rows_runs(y, x, w, r0, r1);
+        else q_tokens(y, ldy, x, w, n, r0, r1, fp8_rows);
         return;
     }
     if (w->type == DSC_W_Q8 && w->cols % DSC_QBLOCK == 0) {
