@@ -293,52 +293,46 @@ static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X,
     return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
 }
 
-/* Kept out of line: the int16-widening rows before these, inlined into
- * avx2_matmul_rows, had gcc 12 keep the loop's bound in memory and ran
- * decode 7% slower. */
-__attribute__((noinline)) static void q8_rows_eo(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
-                                                 int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    const __m256i *X = (const __m256i *)xs;
-    for (int32_t r = r0; r < r1; r++) {
-        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
-        const uint16_t *sc = w->qscale + (int64_t)r * nb;
-        __m256 acc = _mm256_setzero_ps();
-        _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++) {
-            _mm_prefetch((const char *)q + 32 * b + PF_AHEAD, _MM_HINT_T0);
-            acc = q8_block_eo(acc, q + 32 * b, X + 4 * b, sc[b]);
-        }
-        y[r - r0] = hsum8(acc) * unscale;
-    }
-}
-
-/* One token: rows r0..r1 as Q8_RUNS runs of consecutive rows, a row of
- * each in turn (as many streams of loads, and of sums). */
-#define Q8_RUNS 2
-__attribute__((noinline)) static void q8_rows_runs(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
-                                                   int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + Q8_RUNS - 1) / Q8_RUNS;
+/* Q8 rows r0..r1 against x's dealt limbs: one at a time (R = 1), or for
+ * one token (R = 2) as 2 runs of consecutive rows, a row of each in turn
+ * (two streams of loads, two chains of sums); each row's sum the same
+ * either way. */
+static inline __attribute__((always_inline)) void q8_rows_r(float *y, const int16_t *xs, float unscale,
+                                                            const dsc_mat *w, int32_t r0, int32_t r1, const int R) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
     const __m256i *X = (const __m256i *)xs;
     for (int32_t k = 0; k < per; k++) {
-        const uint8_t *q[Q8_RUNS];
-        const uint16_t *sc[Q8_RUNS];
-        int32_t ri[Q8_RUNS];
-        __m256 acc[Q8_RUNS];
-        for (int i = 0; i < Q8_RUNS; i++) {
+        const uint8_t *q[2];
+        const uint16_t *sc[2];
+        int32_t ri[2];
+        __m256 acc[2];
+        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
             ri[i] = r0 + i * per + k;
             const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
             q[i] = (const uint8_t *)w->data + (int64_t)r * C;
             sc[i] = w->qscale + (int64_t)r * nb;
             acc[i] = _mm256_setzero_ps();
         }
-        for (int32_t b = 0; b < nb; b++)
-            _Pragma("GCC unroll 4") for (int i = 0; i < Q8_RUNS; i++) {
+        _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++)
+            _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
                 _mm_prefetch((const char *)q[i] + 32 * b + PF_AHEAD, _MM_HINT_T0);
                 acc[i] = q8_block_eo(acc[i], q[i] + 32 * b, X + 4 * b, sc[i][b]);
             }
-        for (int i = 0; i < Q8_RUNS; i++)
+        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
             if (ri[i] < r1) y[ri[i] - r0] = hsum8(acc[i]) * unscale;
     }
+}
+
+/* Kept out of line: the int16-widening rows before these, inlined into
+ * avx2_matmul_rows, had gcc 12 keep the loop's bound in memory and ran
+ * decode 7% slower. */
+__attribute__((noinline)) static void q8_rows_eo(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
+                                                 int32_t r0, int32_t r1) {
+    q8_rows_r(y, xs, unscale, w, r0, r1, 1);
+}
+__attribute__((noinline)) static void q8_rows_runs(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
+                                                   int32_t r0, int32_t r1) {
+    q8_rows_r(y, xs, unscale, w, r0, r1, 2);
 }
 
 /* The split of x on the stack up to this many int16 values, else on the heap. */
@@ -477,35 +471,38 @@ static inline float q4_row_end(__m256 acc, const uint8_t *q, const uint16_t *sc,
     return hsum8(acc) + tail;
 }
 
-__attribute__((noinline)) static void q4_rows_i8(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
-                                                 int32_t r1) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK;
-    for (int32_t r = r0; r < r1; r++) {
-        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
-        const uint16_t *sc = w->qscale + (int64_t)r * nb;
-        __m256 acc = _mm256_setzero_ps();
-        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++) acc = q4_pair(acc, q, sc, xp + g, g);
-        y[r - r0] = q4_row_end(acc, q, sc, xp, nb);
+/* Q4 rows r0..r1 against x's pairs: one at a time (R = 1), or for one
+ * token (R = 2) as 2 runs of consecutive rows, a row of each in turn, as
+ * q8_rows_r. */
+static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_xpair *xp, const dsc_mat *w,
+                                                            int32_t r0, int32_t r1, const int R) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
+    for (int32_t k = 0; k < per; k++) {
+        const uint8_t *q[2];
+        const uint16_t *sc[2];
+        int32_t ri[2];
+        __m256 acc[2];
+        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+            ri[i] = r0 + i * per + k;
+            const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
+            q[i] = (const uint8_t *)w->data + (int64_t)r * (C / 2);
+            sc[i] = w->qscale + (int64_t)r * nb;
+            acc[i] = _mm256_setzero_ps();
+        }
+        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++)
+            _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) acc[i] = q4_pair(acc[i], q[i], sc[i], xp + g, g);
+        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
+            if (ri[i] < r1) y[ri[i] - r0] = q4_row_end(acc[i], q[i], sc[i], xp, nb);
     }
 }
 
-/* One token: rows r0..r1 as 2 runs of consecutive rows, a row of each in
- * turn (two streams of loads, two chains of sums), as q8_rows_runs. */
+__attribute__((noinline)) static void q4_rows_i8(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
+                                                 int32_t r1) {
+    q4_rows_r(y, xp, w, r0, r1, 1);
+}
 __attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
                                                    int32_t r1) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + 1) / 2;
-    for (int32_t k = 0; k < per; k++) {
-        const int32_t ra = r0 + k, rb = r0 + per + k < r1 ? r0 + per + k : ra;
-        const uint8_t *qa = (const uint8_t *)w->data + (int64_t)ra * (C / 2), *qb = (const uint8_t *)w->data + (int64_t)rb * (C / 2);
-        const uint16_t *sa = w->qscale + (int64_t)ra * nb, *sb = w->qscale + (int64_t)rb * nb;
-        __m256 aa = _mm256_setzero_ps(), ab = _mm256_setzero_ps();
-        for (int32_t g = 0; g < nb / 2; g++) {
-            aa = q4_pair(aa, qa, sa, xp + g, g);
-            ab = q4_pair(ab, qb, sb, xp + g, g);
-        }
-        y[ra - r0] = q4_row_end(aa, qa, sa, xp, nb);
-        if (rb != ra) y[rb - r0] = q4_row_end(ab, qb, sb, xp, nb);
-    }
+    q4_rows_r(y, xp, w, r0, r1, 2);
 }
 
 /* Q4 rows of n tokens, each token's x rounded and laid out once per call. */
