@@ -293,6 +293,20 @@ static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X,
     return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
 }
 
+/* Row k of each of R runs of per consecutive rows from r0 (ri[i], past r1
+ * for a short last run) of a Q8 / Q4 matrix: its bytes q[i] (rows of
+ * row_bytes, the last row of w standing in past r1) and scales sc[i]. */
+static inline __attribute__((always_inline)) void q_run_rows(int32_t *ri, const uint8_t **q, const uint16_t **sc,
+                                                             const dsc_mat *w, int64_t row_bytes, int32_t r0,
+                                                             int32_t r1, int32_t per, int32_t k, const int R) {
+    _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+        ri[i] = r0 + i * per + k;
+        const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
+        q[i] = (const uint8_t *)w->data + (int64_t)r * row_bytes;
+        sc[i] = w->qscale + (int64_t)r * (w->cols / DSC_QBLOCK);
+    }
+}
+
 /* Q8 rows r0..r1 against x's dealt limbs: one at a time (R = 1), or for
  * one token (R = 2) as 2 runs of consecutive rows, a row of each in turn
  * (two streams of loads, two chains of sums); each row's sum the same
@@ -305,14 +319,8 @@ static inline __attribute__((always_inline)) void q8_rows_r(float *y, const int1
         const uint8_t *q[2];
         const uint16_t *sc[2];
         int32_t ri[2];
-        __m256 acc[2];
-        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
-            ri[i] = r0 + i * per + k;
-            const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
-            q[i] = (const uint8_t *)w->data + (int64_t)r * C;
-            sc[i] = w->qscale + (int64_t)r * nb;
-            acc[i] = _mm256_setzero_ps();
-        }
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        q_run_rows(ri, q, sc, w, C, r0, r1, per, k, R);
         _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++)
             _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
                 _mm_prefetch((const char *)q[i] + 32 * b + PF_AHEAD, _MM_HINT_T0);
@@ -481,14 +489,8 @@ static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_x
         const uint8_t *q[2];
         const uint16_t *sc[2];
         int32_t ri[2];
-        __m256 acc[2];
-        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
-            ri[i] = r0 + i * per + k;
-            const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
-            q[i] = (const uint8_t *)w->data + (int64_t)r * (C / 2);
-            sc[i] = w->qscale + (int64_t)r * nb;
-            acc[i] = _mm256_setzero_ps();
-        }
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        q_run_rows(ri, q, sc, w, C / 2, r0, r1, per, k, R);
         _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++)
             _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) acc[i] = q4_pair(acc[i], q[i], sc[i], xp + g, g);
         _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
