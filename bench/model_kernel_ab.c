@@ -72,10 +72,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < depth; i++) prompt[i] = (int32_t)((i * 7919 + 11) % nv);
     int rc = dsc_eval(ctx, prompt, depth, NULL) != DSC_OK;
     const int32_t tok = 1 % nv;
-    /* A build from before matmul_heads existed leaves it NULL: its heads go through matmul_rows, as they did then. */
     dsc_kernels ka = kern_A, kb = kern_B;
-    if (!ka.matmul_heads) ka.matmul_heads = ka.matmul_rows;
-    if (!kb.matmul_heads) kb.matmul_heads = kb.matmul_rows;
     /* ... and one from before q8_round, the reference's (its prefill is not what runs here). */
     if (!ka.q8_round) ka.q8_round = kern_q8_round;
     if (!kb.q8_round) kb.q8_round = kern_q8_round;

@@ -142,15 +142,31 @@ typedef struct {
      * gemm (the caller then decodes rows with mat_row and calls gemm). */
     void (*gemm_w)(float *c, int64_t ldc, const float *a, int64_t lda, int32_t M, const dsc_mat *w, int32_t r0, int32_t N,
                   int32_t k0, int32_t K, int flags, float *pack);
-    /* matmul_rows for n vectors that all read the same few rows many times
-     * (the heads of one token against a latent cache): each row decoded once
-     * for all of them, each vector's values independent of n. */
-    void (*matmul_heads)(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1);
+    /* MLA decode attention, the scores of one block of cache rows r0..r1
+     * for n heads of one token: buf (r1 - r0 rows, stride ldb) = the rows in
+     * F32 (mat_row's values), and y[j * ldy + r - r0] = x_j . row r for the
+     * n vectors x_j (rows of w->cols floats). Each value does not depend on
+     * n. */
+    void (*attn_scores)(float *y, int64_t ldy, const float *x, int32_t n, const dsc_mat *w, int32_t r0, int32_t r1,
+                        float *buf, int64_t ldb);
+    /* The weighted sums of such a block: y_j[c] += (sum over p < np, in p
+     * order, of a_j[p] x buf[p * ldb + c]) for c < cols and m vectors
+     * (y_j = y + j ldy, a_j = a + j lda). Each value does not depend on m. */
+    void (*attn_wsum)(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const float *buf, int64_t ldb,
+                      int32_t np, int32_t cols);
     /* kern_q8_round: the same values, to the bit. */
     void (*q8_round)(float *out, const float *x, int64_t n);
 } dsc_kernels;
 
 enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };
+
+/* The row stride, in floats, of attn_scores' rows of cols values: an odd
+ * number of 64-byte lines, so that a column of many rows spreads over all
+ * the sets of the L1 cache (2304 bytes, V2/V3's 576 floats, would map 128
+ * rows onto 16 sets). */
+static inline int64_t kern_attn_ld(int64_t cols) {
+    return ((cols + 15) & ~(int64_t)15) | 16;
+}
 
 /* Rows of C per block of the tiled gemm: about 48K floats of A (in L2). */
 static inline int32_t kern_gemm_mb(int32_t K) {

@@ -366,6 +366,26 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, c
     }
 }
 
+static void ref_attn_scores(float *y, int64_t ldy, const float *x, int32_t n, const dsc_mat *w, int32_t r0,
+                            int32_t r1, float *buf, int64_t ldb) {
+    const int32_t C = w->cols;
+    for (int32_t r = r0; r < r1; r++) {
+        float *row = buf + (r - r0) * ldb;
+        kern_mat_row(row, w, r);
+        for (int32_t j = 0; j < n; j++) y[j * ldy + (r - r0)] = kern_dot(x + (int64_t)j * C, row, C);
+    }
+}
+
+static void ref_attn_wsum(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const float *buf, int64_t ldb,
+                          int32_t np, int32_t cols) {
+    for (int32_t j = 0; j < m; j++)
+        for (int32_t c = 0; c < cols; c++) {
+            float s = 0;
+            for (int32_t p = 0; p < np; p++) s += a[j * lda + p] * buf[p * ldb + c];
+            y[j * ldy + c] += s;
+        }
+}
+
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
-                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_matmul_rows,
-                              kern_q8_round};
+                              ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_attn_scores,
+                              ref_attn_wsum, kern_q8_round};

@@ -122,8 +122,6 @@ typedef struct {
     float *py;      /* (P, D)          expert outputs                           */
 } dsc_scratch;
 
-/* Heads whose weighted sums of the cache are taken in one pass. */
-#define DSC_TM_HEADS 8
 /* Positions per block of the decode attention: the block's cache rows
  * (1152 bytes each in BF16 at V2/V3 sizes) stay in L2 from the scores to the
  * weighted sum. */
@@ -136,6 +134,7 @@ typedef struct {
     float *olat;    /* (R + Dr)        a cache row as F32 (prefill)             */
     float *xg;      /* (S, R)          one head's latents of every token (decode) */
     float *dscores; /* (H, MLA_DEC_PB) one token's scores over a block of positions (decode) */
+    float *drows;   /* (MLA_DEC_PB, R + Dr) a block of cache rows as F32 (decode) */
 } dsc_tscratch;
 
 struct dsc_ctx {

@@ -186,22 +186,26 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
         const int32_t len = s->tpos[t] + 1, nh = (int32_t)(h1 - h0);
         if (nh <= 0) continue; /* an empty share (fewer heads than threads) */
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
-        float *qext = s->qext + t * H * w, *sc = ctx->ts[ith].dscores, *olat = s->olat + (t * H + h0) * w;
+        float *qext = s->qext + t * H * w, *sc = ctx->ts[ith].dscores, *rows = ctx->ts[ith].drows;
+        float *olat = s->olat + (t * H + h0) * w;
         /* By blocks of MLA_DEC_PB positions, so that each block of cache rows
          * is read from memory once for the scores and the weighted sum (the
          * two were separate passes over the whole cache). Past one block an
          * online softmax: per head the running max m, the sum l of
-         * exp(score - m) and olat = sum_p exp(score_p - m) [c_p ; k_pe_p]
-         * (its first R the latent), rescaled when m grows, divided by l at
-         * the end. Heads are split between threads, positions never, so the
-         * result does not depend on the number of threads. */
+         * exp(score - m) and olat = sum_p exp(score_p - m) c_p (the first R
+         * of each row of olat; the keys' k_pe part of the rows is not
+         * summed), rescaled when m grows, divided by l at the end. Each
+         * block's rows are decoded to F32 once (into rows) for the scores
+         * and the weighted sums of all the thread's heads. Heads are split
+         * between threads, positions never, so the result does not depend
+         * on the number of threads. */
         float m[nh], l[nh];
         for (int32_t h = 0; h < nh; h++) m[h] = -INFINITY, l[h] = 0;
         memset(olat, 0, sizeof(float) * (size_t)nh * w);
         for (int32_t p0 = 0; p0 < len; p0 += MLA_DEC_PB) {
             const int32_t pn = len - p0 < MLA_DEC_PB ? len - p0 : MLA_DEC_PB;
             /* This token's heads against the block's cache rows in one product. */
-            k->matmul_heads(sc, MLA_DEC_PB, qext + h0 * w, cache, nh, p0, p0 + pn);
+            k->attn_scores(sc, MLA_DEC_PB, qext + h0 * w, nh, cache, p0, p0 + pn, rows, kern_attn_ld(w));
             for (int32_t h = 0; h < nh; h++) {
                 float *row = sc + (int64_t)h * MLA_DEC_PB, mx = -INFINITY;
                 for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;
@@ -214,21 +218,17 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
                     if (l[h] > 0) {
                         const float r = expf(m[h] - mx);
                         l[h] *= r;
-                        for (int32_t i = 0; i < w; i++) olat[(int64_t)h * w + i] *= r;
+                        for (int32_t i = 0; i < R; i++) olat[(int64_t)h * w + i] *= r;
                     }
                     m[h] = mx;
                 }
                 l[h] += (float)k->exp_sum(row, row, pn, m[h]);
             }
-            for (int32_t hb = 0; hb < nh; hb += DSC_TM_HEADS) {
-                const int32_t mm = nh - hb < DSC_TM_HEADS ? nh - hb : DSC_TM_HEADS;
-                k->matvec_tm(olat + (int64_t)hb * w, w, sc + (int64_t)hb * MLA_DEC_PB, MLA_DEC_PB, mm, cache, p0,
-                             p0 + pn);
-            }
+            k->attn_wsum(olat, w, sc, MLA_DEC_PB, nh, rows, kern_attn_ld(w), pn, R);
         }
         for (int32_t h = 0; h < nh && len > MLA_DEC_PB; h++) {
             const float inv = 1.0f / l[h];
-            for (int32_t i = 0; i < w; i++) olat[(int64_t)h * w + i] *= inv;
+            for (int32_t i = 0; i < R; i++) olat[(int64_t)h * w + i] *= inv;
         }
     }
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -73,6 +74,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         ts->olat = plan(p, R + dr, sizeof(float));
         ts->xg = plan(p, S * R, sizeof(float));
         ts->dscores = plan(p, H * MLA_DEC_PB, sizeof(float));
+        ts->drows = plan(p, MLA_DEC_PB * kern_attn_ld(R + dr), sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
@@ -91,6 +93,18 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->pg = plan(p, P * Fm, sizeof(float));
     s->pu = plan(p, P * Fm, sizeof(float));
     s->py = plan(p, P * D, sizeof(float));
+}
+
+/* The context's memory: from 2 MiB up on 2 MiB pages where the kernel has
+ * them (the latent cache is read whole at every step of decode; on 4 KiB
+ * pages that is a TLB miss per 4 KiB, and THP here may be "madvise"). */
+static void *ctx_alloc(size_t size) {
+    const size_t huge = (size_t)2 << 20;
+    if (size < huge) return aligned_alloc(64, size ? size : 64);
+    const size_t len = (size + huge - 1) / huge * huge;
+    void *m = aligned_alloc(huge, len);
+    if (m) madvise(m, len, MADV_HUGEPAGE); /* a hint: without THP the memory still works */
+    return m;
 }
 
 dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out) {
@@ -135,7 +149,7 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (ctx->n_batch < ctx->n_dec) ctx->n_batch = ctx->n_dec;
     planner p = {0};
     ctx_layout(ctx, &p);
-    if (p.overflow || !(ctx->mem = aligned_alloc(64, p.off ? p.off : 64))) {
+    if (p.overflow || !(ctx->mem = ctx_alloc(p.off))) {
         pool_free(ctx->pool);
         free(ctx->ts);
         free(ctx);

@@ -474,16 +474,22 @@ static void test_matvec_tm(void) {
     }
 }
 
-/* matmul_heads (attention heads against a latent cache) against the
- * reference for F32, BF16 and Q8 rows, 11 vectors (8 + 2 + 1 on AVX2) and
- * 8; on AVX2 each vector's values the bits it gets alone. */
-static void test_matmul_heads(void) {
-    enum { ROWS = 40, C = 576, M = 11 };
-    static float wf[ROWS * C], x[M * C], yr[M * ROWS], yk[M * ROWS], y1[ROWS];
+/* MLA decode attention's two products against the reference for F32, BF16
+ * and Q8 cache rows: the scores of 11 and 8 heads over 37 rows (tiles of 4
+ * heads x 3 rows and every edge), the rows decoded into the buffer exactly
+ * as mat_row decodes them, then the weighted sums over 512 and 77 columns;
+ * each head's values the bits it gets alone. */
+static void test_attn(void) {
+    enum { ROWS = 40, C = 576, M = 11, R0 = 3, NP = ROWS - R0 };
+    static float wf[ROWS * C], x[M * C], yr[M * ROWS], yk[M * ROWS], y1[ROWS], a[M * ROWS];
+    static float br[ROWS * 600], bk[ROWS * 600], or_[M * C], ok[M * C], o1[C];
     static uint16_t wb[ROWS * C], qs[ROWS * C / DSC_QBLOCK];
     static int8_t wq[ROWS * C];
+    const int64_t ld = kern_attn_ld(C);
+    CHECK(ld >= C && ld * 4 % 64 == 0 && ld * 4 / 64 % 2 == 1 && ld <= 600, "kern_attn_ld(%d) = %ld", C, (long)ld);
     fill_cache_types(wf, wb, wq, qs, ROWS * C);
     for (int i = 0; i < M * C; i++) x[i] = frand();
+    for (int i = 0; i < M * ROWS; i++) a[i] = frand();
     const dsc_mat mats[3] = {{DSC_W_F32, ROWS, C, wf, NULL, 0, 0, NULL},
                              {DSC_W_BF16, ROWS, C, wb, NULL, 0, 0, NULL},
                              {DSC_W_Q8, ROWS, C, wq, NULL, 0, 0, qs}};
@@ -493,19 +499,43 @@ static void test_matmul_heads(void) {
         for (int t = 0; t < 3; t++)
             for (int m = 8; m <= M; m += M - 8) {
                 const dsc_kernels *k = kern_select(isas[ii]);
-                kern_ref.matmul_rows(yr, ROWS, x, &mats[t], m, 3, ROWS);
-                k->matmul_heads(yk, ROWS, x, &mats[t], m, 3, ROWS);
+                kern_ref.attn_scores(yr, ROWS, x, m, &mats[t], R0, ROWS, br, ld);
+                k->attn_scores(yk, ROWS, x, m, &mats[t], R0, ROWS, bk, ld);
+                int rows_same = 1;
+                for (int r = 0; r < NP; r++) rows_same &= !memcmp(br + r * ld, bk + r * ld, sizeof(float) * C);
+                CHECK(rows_same, "%s attn_scores %s: the rows as mat_row decodes them", isas[ii], tname[t]);
                 double d = 0, mx = 0;
                 int alone = 1;
                 for (int v = 0; v < m; v++) {
-                    for (int r = 0; r < ROWS - 3; r++)
+                    for (int r = 0; r < NP; r++)
                         d = fmax(d, fabs(yr[v * ROWS + r] - yk[v * ROWS + r])), mx = fmax(mx, fabs(yr[v * ROWS + r]));
-                    k->matmul_heads(y1, ROWS, x + v * C, &mats[t], 1, 3, ROWS);
-                    alone &= !memcmp(y1, yk + v * ROWS, sizeof(float) * (ROWS - 3));
+                    k->attn_scores(y1, ROWS, x + v * C, 1, &mats[t], R0, ROWS, bk, ld);
+                    alone &= !memcmp(y1, yk + v * ROWS, sizeof(float) * NP);
                 }
-                CHECK(d <= 1e-5 * mx, "%s matmul_heads %s, %d vectors: %g of %g", isas[ii], tname[t], m, d, mx);
-                CHECK(alone || strcmp(isas[ii], "avx2"), "%s matmul_heads %s, %d vectors: a vector in a group = alone",
-                      isas[ii], tname[t], m);
+                CHECK(d <= 1e-5 * mx, "%s attn_scores %s, %d vectors: %g of %g", isas[ii], tname[t], m, d, mx);
+                CHECK(alone, "%s attn_scores %s, %d vectors: a vector in a group = alone", isas[ii], tname[t], m);
+                for (int cols = 512; cols > 0; cols = cols == 512 ? 77 : 0) {
+                    for (int i = 0; i < M * C; i++) or_[i] = ok[i] = 0.25f;
+                    kern_ref.attn_wsum(or_, C, a, ROWS, m, br, ld, NP, cols);
+                    k->attn_wsum(ok, C, a, ROWS, m, bk, ld, NP, cols);
+                    d = 0, mx = 0, alone = 1;
+                    int untouched = 1;
+                    for (int v = 0; v < m; v++) {
+                        for (int c = 0; c < C; c++) {
+                            const double e = fabs(or_[v * C + c] - ok[v * C + c]);
+                            if (c < cols) d = fmax(d, e), mx = fmax(mx, fabs(or_[v * C + c]));
+                            else untouched &= ok[v * C + c] == 0.25f;
+                        }
+                        for (int c = 0; c < C; c++) o1[c] = 0.25f;
+                        k->attn_wsum(o1, C, a + v * ROWS, ROWS, 1, bk, ld, NP, cols);
+                        alone &= !memcmp(o1, ok + v * C, sizeof(float) * C);
+                    }
+                    CHECK(d <= 1e-5 * mx, "%s attn_wsum %s, %d vectors, %d columns: %g of %g", isas[ii], tname[t], m,
+                          cols, d, mx);
+                    CHECK(untouched, "%s attn_wsum %s: columns past %d left alone", isas[ii], tname[t], cols);
+                    CHECK(alone, "%s attn_wsum %s, %d vectors, %d columns: a vector in a group = alone", isas[ii],
+                          tname[t], m, cols);
+                }
             }
 }
 
@@ -988,7 +1018,7 @@ int main(int argc, char **argv) {
     test_fp8_daz();
     test_gemm_w();
     test_matvec_tm();
-    test_matmul_heads();
+    test_attn();
     test_norms();
     test_routing();
     test_rope();
