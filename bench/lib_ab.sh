@@ -1,0 +1,31 @@
+#!/bin/sh
+# lib_ab.sh — A/B of two whole builds of dsc inside one process: libdsc at
+# git revision REV (A, default HEAD) and the working tree's (B), each built
+# as a shared object and loaded with dlopen, each with its own model and
+# context filled to DEPTH positions; then decode steps alternate between
+# them (A B, B A, ...) and the median of the per-pair speed ratios is
+# printed (bench/lib_ab.c). For changes outside avx2.c, which
+# kernel_ab.sh -m cannot swap.
+#
+# usage: bench/lib_ab.sh [-r REV] MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
+#   e.g. bench/lib_ab.sh /tmp/v2l-q8 4096 60
+set -eu
+rev=HEAD
+if [ "${1:-}" = -r ]; then rev=$2; shift 2; fi
+[ $# -ge 1 ] || { echo "usage: bench/lib_ab.sh [-r REV] MODEL [DEPTH] [PAIRS] [KV]" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/A"
+git -C "$root" archive "$rev" | tar -x -C "$tmp/A"
+libs=$(pkg-config --libs libcjson libpcre2-8 libmicrohttpd)
+for v in A B; do
+    src=$tmp/A
+    [ $v = B ] && src=$root
+    cmake -S "$src" -B "$tmp/build-$v" -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON >/dev/null
+    cmake --build "$tmp/build-$v" -j "$(nproc)" --target dsc_lib >/dev/null
+    # shellcheck disable=SC2086
+    cc -shared -o "$tmp/$v.so" -Wl,--whole-archive "$tmp/build-$v/libdsc.a" -Wl,--no-whole-archive $libs -lpthread -lm
+done
+cc -O2 -I"$root/include" "$root/bench/lib_ab.c" -ldl -o "$tmp/lib_ab"
+"$tmp/lib_ab" "$tmp/A.so" "$tmp/B.so" "$@"
