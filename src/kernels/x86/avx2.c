@@ -822,10 +822,10 @@ static inline float tm_load1(const dsc_mat *w, int64_t r, int64_t c) {
  * the last 16 one at a time, summed the same way. */
 static inline __attribute__((always_inline)) void tm_tile(float *y, int64_t ldy, const float *a, int64_t lda,
                                                           const int nj, const int kind, const dsc_mat *w, int32_t r0,
-                                                          int32_t r1) {
+                                                          int32_t r1, int64_t c0) {
     const int64_t C = w->cols, c16 = C & ~15;
     float sf[kind == TM_Q8 ? r1 - r0 : 1];
-    for (int64_t c = 0; c < c16; c += 16) {
+    for (int64_t c = c0; c < c16; c += 16) {
         __m256 acc[6][2];
         _Pragma("GCC unroll 6") for (int j = 0; j < nj; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
         if (kind == TM_Q8 && c % DSC_QBLOCK == 0) tm_scales(sf, w, r0, r1, c);
@@ -879,6 +879,33 @@ static inline __attribute__((always_inline)) void tm_tile8(float *y, int64_t ldy
         }
 }
 
+/* One vector (a decode step's absorbed query, a head's 128 W_UK rows):
+ * 64 columns per pass over the rows (8 chains of FMAs where tm_tile has 2,
+ * which left it waiting on the FMA latency), each column summed exactly as
+ * tm_tile sums it; a pass reads a 64-byte line of each Q8 row and fetches
+ * the row's next line. Columns past the last 64 go to tm_tile. */
+static inline __attribute__((always_inline)) void tm_tile1w(float *y, const float *a, const int kind, const dsc_mat *w,
+                                                            int32_t r0, int32_t r1) {
+    const int64_t C = w->cols, c64 = C & ~63, nb = C / DSC_QBLOCK, esz = kind == TM_F32 ? 4 : kind == TM_BF16 ? 2 : 1;
+    for (int64_t c = 0; c < c64; c += 64) {
+        __m256 acc[8];
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+        for (int32_t r = r0; r < r1; r++) {
+            const char *row = (const char *)w->data + r * C * esz;
+            _mm_prefetch(row + (c + 64) * esz, _MM_HINT_T0);
+            if (esz == 4) _mm_prefetch(row + (c + 64) * esz + 192, _MM_HINT_T0);
+            if (esz >= 2) _mm_prefetch(row + (c + 64) * esz + 64, _MM_HINT_T0);
+            const __m256 s = _mm256_broadcast_ss(a + (r - r0));
+            float sf[2] = {0, 0};
+            if (kind == TM_Q8) sf[0] = f16s(w->qscale[r * nb + c / DSC_QBLOCK]), sf[1] = f16s(w->qscale[r * nb + c / DSC_QBLOCK + 1]);
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
+                acc[k] = _mm256_fmadd_ps(tm_load8(w, kind, r, c + 8 * k, sf + k / 4), s, acc[k]);
+        }
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
+            _mm256_storeu_ps(y + c + 8 * k, _mm256_add_ps(_mm256_loadu_ps(y + c + 8 * k), acc[k]));
+    }
+}
+
 #define TM_ROW_BYTES (64 * 1024)
 
 /* One kind's tiles over a block of rows: 8 vectors together, else 6, 4, 2, 1. */
@@ -893,10 +920,13 @@ static inline __attribute__((always_inline)) void tm_block(float *y, int64_t ldy
         const int rem = m - j, nj = rem >= 6 ? 6 : rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
         float *yj = y + j * ldy;
         const float *aj = a + j * lda;
-        if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, kind, w, b0, b1);
-        else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, kind, w, b0, b1);
-        else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, kind, w, b0, b1);
-        else tm_tile(yj, ldy, aj, lda, 1, kind, w, b0, b1);
+        if (nj == 6) tm_tile(yj, ldy, aj, lda, 6, kind, w, b0, b1, 0);
+        else if (nj == 4) tm_tile(yj, ldy, aj, lda, 4, kind, w, b0, b1, 0);
+        else if (nj == 2) tm_tile(yj, ldy, aj, lda, 2, kind, w, b0, b1, 0);
+        else {
+            tm_tile1w(yj, aj, kind, w, b0, b1);
+            tm_tile(yj, ldy, aj, lda, 1, kind, w, b0, b1, w->cols & ~63);
+        }
         j += nj;
     }
 }
