@@ -162,8 +162,8 @@ enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };
 
 /* The row stride, in floats, of attn_scores' rows of cols values: an odd
  * number of 64-byte lines, so that a column of many rows spreads over all
- * the sets of the L1 cache (2304 bytes, V2/V3's 576 floats, would map 128
- * rows onto 16 sets). */
+ * the sets of the L1 cache (2304 bytes, V2/V3's 576 floats, would put a
+ * column of any number of rows in 16 of the 64 sets). */
 static inline int64_t kern_attn_ld(int64_t cols) {
     return ((cols + 15) & ~(int64_t)15) | 16;
 }

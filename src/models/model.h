@@ -122,10 +122,11 @@ typedef struct {
     float *py;      /* (P, D)          expert outputs                           */
 } dsc_scratch;
 
-/* Positions per block of the decode attention: the block's cache rows
- * (1152 bytes each in BF16 at V2/V3 sizes) stay in L2 from the scores to the
- * weighted sum. */
-#define MLA_DEC_PB 128
+/* Positions per block of the decode attention: the block's cache rows,
+ * decoded to F32 (2368 bytes each at V2/V3 sizes, 148 KiB a block), stay in
+ * L2 from the scores to the weighted sums (128 positions: 0.98x decode at
+ * 4096 positions, medians of four in-model A/Bs). */
+#define MLA_DEC_PB 64
 
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {
