@@ -99,7 +99,9 @@ typedef struct {
     float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
     float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
     float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_dec)      */
-    float *olat;    /* (S, H, R + Dr)  attention-weighted cache rows (decode)    */
+    float *dpart;   /* (S, MLA_DEC_CHUNKS, H, R + 2) per chunk of positions and head:
+                     * the attention-weighted latents, then the max score and
+                     * the sum of exp(score - max) (decode)                      */
     int32_t *tpos;  /* (B)             position of each token of the batch      */
     int32_t *tseq;  /* (B)             its sequence                             */
     float *hg;      /* (B, Fmax)       FFN gate activations                     */
@@ -127,6 +129,12 @@ typedef struct {
  * L2 from the scores to the weighted sums (128 positions: 0.98x decode at
  * 4096 positions, medians of four in-model A/Bs). */
 #define MLA_DEC_PB 64
+/* A decode token's positions go in at most this many chunks of at least
+ * MLA_DEC_CHUNK_MIN (by whole blocks): threads split the chunks of a long
+ * context, so that each reads and decodes its part of the cache once for
+ * all the heads, where splitting the heads had every thread read it all. */
+#define MLA_DEC_CHUNKS 8
+#define MLA_DEC_CHUNK_MIN 256
 
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {

@@ -170,65 +170,90 @@ static void mla_absorb_q(void *arg, int ith, int nth) {
     }
 }
 
+/* The chunks of a token's len positions in decode: n (at most
+ * MLA_DEC_CHUNKS) of ch positions, a multiple of MLA_DEC_PB and at least
+ * MLA_DEC_CHUNK_MIN unless one chunk holds them all, the last one shorter.
+ * They follow from len alone: not from the number of threads nor from the
+ * other tokens of the step. */
+static int32_t dec_chunks(int32_t len, int32_t *n) {
+    int32_t c = (len + MLA_DEC_CHUNK_MIN - 1) / MLA_DEC_CHUNK_MIN;
+    if (c > MLA_DEC_CHUNKS) c = MLA_DEC_CHUNKS;
+    int32_t ch = (len + c - 1) / c;
+    ch = (ch + MLA_DEC_PB - 1) / MLA_DEC_PB * MLA_DEC_PB;
+    *n = (len + ch - 1) / ch;
+    return ch;
+}
+
+/* One chunk [p0, p1) of one token's positions for its heads h0..h0+nh: per
+ * head the max m of the scores, the sum l of exp(score - m) and
+ * o = sum_p exp(score_p - m) c_p over the latent part of the rows (the
+ * keys' k_pe part is not summed), by blocks of MLA_DEC_PB positions with an
+ * online softmax (m grows: l and o rescaled), into records [o (R), m, l].
+ * Each block's rows are decoded to F32 once (into rows) for the scores and
+ * the weighted sums of all these heads. */
+static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32_t nh, int32_t p0, int32_t p1,
+                      float *rec, float *sc, float *rows) {
+    const dsc_kernels *k = ctx->k;
+    const dsc_config *c = &ctx->model->cfg;
+    const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim, lr = R + 2;
+    const int64_t ld = kern_attn_ld(w);
+    const float scale = ctx->model->softmax_scale;
+    for (int32_t h = 0; h < nh; h++) {
+        memset(rec + (int64_t)h * lr, 0, sizeof(float) * (size_t)R);
+        rec[(int64_t)h * lr + R] = -INFINITY, rec[(int64_t)h * lr + R + 1] = 0;
+    }
+    for (int32_t b0 = p0; b0 < p1; b0 += MLA_DEC_PB) {
+        const int32_t pn = p1 - b0 < MLA_DEC_PB ? p1 - b0 : MLA_DEC_PB;
+        /* These heads against the block's cache rows in one product. */
+        k->attn_scores(sc, MLA_DEC_PB, qe, nh, cache, b0, b0 + pn, rows, ld);
+        for (int32_t h = 0; h < nh; h++) {
+            float *row = sc + (int64_t)h * MLA_DEC_PB, *o = rec + (int64_t)h * lr, mx = -INFINITY;
+            for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;
+            if (mx > o[R]) {
+                if (o[R + 1] > 0) {
+                    const float r = expf(o[R] - mx);
+                    o[R + 1] *= r;
+                    for (int32_t i = 0; i < R; i++) o[i] *= r;
+                }
+                o[R] = mx;
+            }
+            o[R + 1] += (float)k->exp_sum(row, row, pn, o[R]);
+        }
+        k->attn_wsum(rec, lr, sc, MLA_DEC_PB, nh, rows, ld, pn, R);
+    }
+}
+
+/* Every (token, chunk, head) of the step, in that order, each worth its
+ * chunk's positions: a thread takes those that start in its share of the
+ * whole, so that threads split the positions of one long context (each
+ * reading and decoding its part of the cache once for all the heads) and
+ * the heads of short ones. No value depends on the split: each record is
+ * one chunk's sums for one head, and mla_absorb_out merges a head's chunks
+ * in order. */
 static void mla_attend_decode(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
-    const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
-    const int32_t dr = c->qk_rope_head_dim, R = c->kv_lora_rank;
-    const int32_t H = c->n_heads, w = R + dr;
-    const float scale = ctx->model->softmax_scale;
-    int64_t lo, hi;
-    pool_split((int64_t)j->n * H, ith, nth, 1, &lo, &hi);
-    for (int64_t t = lo / H; t * H < hi; t++) {
-        const int64_t h0 = lo > t * H ? lo - t * H : 0, h1 = hi < (t + 1) * H ? hi - t * H : H;
-        const int32_t len = s->tpos[t] + 1, nh = (int32_t)(h1 - h0);
-        if (nh <= 0) continue; /* an empty share (fewer heads than threads) */
+    const int32_t R = c->kv_lora_rank, H = c->n_heads, w = R + c->qk_rope_head_dim;
+    int64_t total = 0, done = 0;
+    for (int32_t t = 0; t < j->n; t++) total += (int64_t)H * (s->tpos[t] + 1);
+    const int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
+    for (int32_t t = 0; t < j->n && done < w1; t++) {
+        const int32_t len = s->tpos[t] + 1;
+        int32_t nch;
+        const int32_t ch = dec_chunks(len, &nch);
         const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
-        float *qext = s->qext + t * H * w, *sc = ctx->ts[ith].dscores, *rows = ctx->ts[ith].drows;
-        float *olat = s->olat + (t * H + h0) * w;
-        /* By blocks of MLA_DEC_PB positions, so that each block of cache rows
-         * is read from memory once for the scores and the weighted sum (the
-         * two were separate passes over the whole cache). Past one block an
-         * online softmax: per head the running max m, the sum l of
-         * exp(score - m) and olat = sum_p exp(score_p - m) c_p (the first R
-         * of each row of olat; the keys' k_pe part of the rows is not
-         * summed), rescaled when m grows, divided by l at the end. Each
-         * block's rows are decoded to F32 once (into rows) for the scores
-         * and the weighted sums of all the thread's heads. Heads are split
-         * between threads, positions never, so the result does not depend
-         * on the number of threads. */
-        float m[nh], l[nh];
-        for (int32_t h = 0; h < nh; h++) m[h] = -INFINITY, l[h] = 0;
-        memset(olat, 0, sizeof(float) * (size_t)nh * w);
-        for (int32_t p0 = 0; p0 < len; p0 += MLA_DEC_PB) {
-            const int32_t pn = len - p0 < MLA_DEC_PB ? len - p0 : MLA_DEC_PB;
-            /* This token's heads against the block's cache rows in one product. */
-            k->attn_scores(sc, MLA_DEC_PB, qext + h0 * w, nh, cache, p0, p0 + pn, rows, kern_attn_ld(w));
-            for (int32_t h = 0; h < nh; h++) {
-                float *row = sc + (int64_t)h * MLA_DEC_PB, mx = -INFINITY;
-                for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;
-                if (len <= MLA_DEC_PB) { /* one block: the plain softmax */
-                    kern_softmax_k(k, row, pn);
-                    l[h] = 1;
-                    continue;
-                }
-                if (mx > m[h]) {
-                    if (l[h] > 0) {
-                        const float r = expf(m[h] - mx);
-                        l[h] *= r;
-                        for (int32_t i = 0; i < R; i++) olat[(int64_t)h * w + i] *= r;
-                    }
-                    m[h] = mx;
-                }
-                l[h] += (float)k->exp_sum(row, row, pn, m[h]);
-            }
-            k->attn_wsum(olat, w, sc, MLA_DEC_PB, nh, rows, kern_attn_ld(w), pn, R);
-        }
-        for (int32_t h = 0; h < nh && len > MLA_DEC_PB; h++) {
-            const float inv = 1.0f / l[h];
-            for (int32_t i = 0; i < R; i++) olat[(int64_t)h * w + i] *= inv;
+        for (int32_t q = 0; q < nch && done < w1; q++) {
+            const int32_t p0 = q * ch, p1 = len - p0 < ch ? len : p0 + ch, pl = p1 - p0;
+            /* the heads h whose work starts at done + h pl within [w0, w1) */
+            const int64_t ha = w0 <= done ? 0 : (w0 - done + pl - 1) / pl, hb = (w1 - done + pl - 1) / pl;
+            const int32_t h0 = (int32_t)(ha < H ? ha : H), h1 = (int32_t)(hb < H ? hb : H);
+            if (h1 > h0)
+                dec_chunk(ctx, cache, s->qext + ((int64_t)t * H + h0) * w, h1 - h0, p0, p1,
+                          s->dpart + (((int64_t)t * MLA_DEC_CHUNKS + q) * H + h0) * (R + 2), ctx->ts[ith].dscores,
+                          ctx->ts[ith].drows);
+            done += (int64_t)H * pl;
         }
     }
 }
@@ -240,12 +265,26 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
     dsc_scratch *s = &ctx->s;
     float *xg = ctx->ts[ith].xg;
     const int32_t dn = c->qk_nope_head_dim, dv = c->v_head_dim, R = c->kv_lora_rank, H = c->n_heads;
-    const int32_t dkv = dn + dv, w = R + c->qk_rope_head_dim;
+    const int32_t dkv = dn + dv;
     int64_t lo, hi;
     pool_split(H, ith, nth, 1, &lo, &hi);
     for (int64_t h = lo; h < hi; h++) {
-        for (int32_t t = 0; t < j->n; t++)
-            memcpy(xg + (int64_t)t * R, s->olat + ((int64_t)t * H + h) * w, sizeof(float) * (size_t)R);
+        for (int32_t t = 0; t < j->n; t++) { /* the head's chunks merged in order: softmax(scores) . c */
+            int32_t nch;
+            dec_chunks(s->tpos[t] + 1, &nch);
+            const float *rec = s->dpart + ((int64_t)t * MLA_DEC_CHUNKS * H + h) * (R + 2);
+            const int64_t lc = (int64_t)H * (R + 2); /* from one chunk's record to the next */
+            float m = -INFINITY, l = 0, *o = xg + (int64_t)t * R;
+            for (int32_t q = 0; q < nch; q++) m = rec[q * lc + R] > m ? rec[q * lc + R] : m;
+            memset(o, 0, sizeof(float) * (size_t)R);
+            for (int32_t q = 0; q < nch; q++) {
+                const float e = expf(rec[q * lc + R] - m);
+                l += rec[q * lc + R + 1] * e;
+                ctx->k->axpy(o, rec + q * lc, e, R);
+            }
+            const float inv = 1.0f / l;
+            for (int32_t i = 0; i < R; i++) o[i] *= inv;
+        }
         ctx->k->matmul_rows(s->attn + h * dv, (int64_t)H * dv, xg, &j->l->kv_b, j->n, (int32_t)(h * dkv + dn),
                             (int32_t)((h + 1) * dkv));
     }

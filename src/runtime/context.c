@@ -64,7 +64,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->clat = plan(p, T * R, sizeof(float));
     s->ckpe = plan(p, T * dr, sizeof(float));
     s->qext = plan(p, S * H * (R + dr), sizeof(float));
-    s->olat = plan(p, S * H * (R + dr), sizeof(float));
+    s->dpart = plan(p, S * MLA_DEC_CHUNKS * H * (R + 2), sizeof(float));
     s->tpos = plan(p, B, sizeof(int32_t));
     s->tseq = plan(p, B, sizeof(int32_t));
     for (int i = 0; i < ctx->n_threads; i++) {

@@ -10,8 +10,9 @@
 # the logits of one file; the tensor names, shapes and dtypes match the golden
 # v3-tiny (bf16) and v3-fp8-tiny (fp8) checkpoints; FP8 values are the block
 # quantisation of the BF16 ones; a MoE without shared experts gives the same
-# logits from a 40-token prefill and from --decode-only; bad input exits 1
-# with one line.
+# logits from a 40-token prefill and from --decode-only; 700 positions of
+# decode-only agree with prefill and give the same bits on 1 and 2 threads;
+# bad input exits 1 with one line.
 set -u
 DSC=$1 GOLDEN=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -84,6 +85,24 @@ if init "v3-tiny without shared experts" -c "$tmp/noshared.json" -o "$d" --seed 
         check "v3-tiny without shared experts: 40-token prefill = decode-only" $CHECK logits "$d.decode.safetensors" "$d.prefill.safetensors"
     else
         bad "v3-tiny without shared experts logits: $(tr '\n' ' ' <"$tmp/err")"
+    fi
+fi
+
+# ------------------------------------------------- a long decode-only context
+# 700 positions: the decode attention takes a token's positions in chunks
+# (3 of 256 by the end) that threads split, merged per head in order. Its
+# logits must agree with prefill's, and be the same bits on 1 and 2 threads.
+TOKS700=$(python3 -c 'print(" ".join(str((i * 37 + 11) % 512) for i in range(700)))')
+d=$tmp/v3-tiny-bf16
+if [ -d "$d" ]; then
+    if "$DSC" logits -m "$d" --tokens "$TOKS700" -o "$d.p700.safetensors" 2>"$tmp/err" &&
+        "$DSC" logits -m "$d" --tokens "$TOKS700" -o "$d.d700.safetensors" --decode-only -t 2 2>>"$tmp/err" &&
+        "$DSC" logits -m "$d" --tokens "$TOKS700" -o "$d.d700t1.safetensors" --decode-only -t 1 2>>"$tmp/err"; then
+        check "v3-tiny: 700-token prefill = decode-only" $CHECK logits "$d.d700.safetensors" "$d.p700.safetensors"
+        if cmp -s "$d.d700.safetensors" "$d.d700t1.safetensors"; then ok "v3-tiny: 700-token decode-only, 1 thread = 2 threads (bits)"
+        else bad "v3-tiny: 700-token decode-only logits differ between 1 and 2 threads"; fi
+    else
+        bad "v3-tiny 700-token logits: $(tr '\n' ' ' <"$tmp/err")"
     fi
 fi
 
