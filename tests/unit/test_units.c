@@ -475,12 +475,12 @@ static void test_matvec_tm(void) {
 }
 
 /* MLA decode attention's two products against the reference for F32, BF16
- * and Q8 cache rows: the scores of 11 and 8 heads over 37 rows (tiles of 4
- * heads x 3 rows and every edge), the rows decoded into the buffer exactly
+ * and Q8 cache rows: the scores of 6, 8 and 11 heads over 38 and 37 rows
+ * (tiles of 4 heads x 3 rows and every edge), the rows decoded into the buffer exactly
  * as mat_row decodes them, then the weighted sums over 512 and 77 columns;
  * each head's values the bits it gets alone. */
 static void test_attn(void) {
-    enum { ROWS = 40, C = 576, M = 11, R0 = 3, NP = ROWS - R0 };
+    enum { ROWS = 40, C = 576, M = 11 };
     static float wf[ROWS * C], x[M * C], yr[M * ROWS], yk[M * ROWS], y1[ROWS], a[M * ROWS];
     static float br[ROWS * 600], bk[ROWS * 600], or_[M * C], ok[M * C], o1[C];
     static uint16_t wb[ROWS * C], qs[ROWS * C / DSC_QBLOCK];
@@ -495,9 +495,12 @@ static void test_attn(void) {
                              {DSC_W_Q8, ROWS, C, wq, NULL, 0, 0, qs}};
     const char *const tname[] = {"f32", "bf16", "q8"};
     const char *const *isas = kern_available();
+    const int ms[] = {6, 8, 11}; /* heads: tiles of 4 + 2, 4 + 4, 4 + 4 + 3 */
     for (int ii = 1; isas[ii]; ii++)
         for (int t = 0; t < 3; t++)
-            for (int m = 8; m <= M; m += M - 8) {
+            for (int mi = 0; mi < 6; mi++) {
+                /* rows R0..ROWS: 38 (groups of 3, then 2) or 37 (then 1) */
+                const int m = ms[mi % 3], R0 = 2 + mi / 3, NP = ROWS - R0;
                 const dsc_kernels *k = kern_select(isas[ii]);
                 kern_ref.attn_scores(yr, ROWS, x, m, &mats[t], R0, ROWS, br, ld);
                 k->attn_scores(yk, ROWS, x, m, &mats[t], R0, ROWS, bk, ld);
