@@ -19,6 +19,8 @@
 
 #include "kernels/kernels.h"
 
+#include "ab_util.h"
+
 extern const dsc_kernels kern_A, kern_B;
 
 typedef struct {
@@ -36,12 +38,6 @@ static void *run(void *arg) {
     return NULL;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static double once(const dsc_kernels *k, const dsc_mat *w, const float *x, float *y, int n) {
     job j[2] = {{k, w, x, y, n, 0}, {k, w, x, y, n, 1}};
     pthread_t th;
@@ -54,11 +50,6 @@ static double once(const dsc_kernels *k, const dsc_mat *w, const float *x, float
     }
     run(&j[0]);
     return now() - t0;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {

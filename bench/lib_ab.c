@@ -17,6 +17,8 @@
 
 #include "dsc.h"
 
+#include "ab_util.h"
+
 typedef struct {
     dsc_status (*model_load)(const char *, const dsc_model_params *, dsc_model **);
     void (*model_get_info)(const dsc_model *, dsc_model_info *);
@@ -27,17 +29,6 @@ typedef struct {
     const char *(*last_error)(void);
     dsc_ctx *ctx;
 } build;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int open_build(build *b, const char *so, const char *model, int depth, int kv) {
     void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);

@@ -20,18 +20,9 @@
 
 #include "models/model.h"
 
+#include "ab_util.h"
+
 extern const dsc_kernels kern_A, kern_B;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp);
