@@ -11,8 +11,8 @@
  * Prefill decompresses keys and values head by head (plain attention).
  * Decode absorbs W_UK into the query and W_UV after the weighted sum, so it
  * reads only the latent cache:
- *   q_ext[h] = [W_UK[h]^T q_nope[h] ; q_pe[h]]             (R + Dr)
- *   score[h, t] = (cache row t . q_ext[h]) x softmax_scale  (one product for all heads)
+ *   q_ext[h] = [W_UK[h]^T q_nope[h] ; q_pe[h]] x softmax_scale   (R + Dr)
+ *   score[h, t] = cache row t . q_ext[h]  (one product for all heads)
  *   out[h] = W_UV[h] (sum_t p[h, t] c_t)
  * the scores and the weighted sum taken block by block of positions.
  */
@@ -157,6 +157,7 @@ static void mla_absorb_q(void *arg, int ith, int nth) {
     dsc_scratch *s = &ctx->s;
     const int32_t dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, R = c->kv_lora_rank, H = c->n_heads;
     const int32_t dq = dn + dr, dkv = dn + c->v_head_dim, w = R + dr;
+    const float scale = ctx->model->softmax_scale;
     int64_t lo, hi;
     pool_split(H, ith, nth, 1, &lo, &hi);
     for (int64_t h = lo; h < hi; h++) {
@@ -167,6 +168,10 @@ static void mla_absorb_q(void *arg, int ith, int nth) {
         }
         ctx->k->matvec_tm(s->qext + h * w, (int64_t)H * w, s->q + h * dq, (int64_t)H * dq, j->n, &j->l->kv_b,
                           (int32_t)h * dkv, (int32_t)h * dkv + dn);
+        for (int32_t t = 0; t < j->n; t++) { /* the softmax scale, once here rather than on every score */
+            float *qe = s->qext + ((int64_t)t * H + h) * w;
+            for (int32_t i = 0; i < w; i++) qe[i] *= scale;
+        }
     }
 }
 
@@ -184,6 +189,18 @@ static int32_t dec_chunks(int32_t len, int32_t *n) {
     return ch;
 }
 
+/* max(x[0..n)), NaNs skipped (-inf if all are), in 8 lanes. */
+static float max_of(const float *x, int32_t n) {
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int32_t p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int k = 0; k < 8; k++) m[k] = x[p + k] > m[k] ? x[p + k] : m[k];
+    for (; p < n; p++) m[0] = x[p] > m[0] ? x[p] : m[0];
+    float mx = m[0];
+    for (int k = 1; k < 8; k++) mx = m[k] > mx ? m[k] : mx;
+    return mx;
+}
+
 /* One chunk [p0, p1) of one token's positions for its heads h0..h0+nh: per
  * head the max m of the scores, the sum l of exp(score - m) and
  * o = sum_p exp(score_p - m) c_p over the latent part of the rows (the
@@ -197,7 +214,6 @@ static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32
     const dsc_config *c = &ctx->model->cfg;
     const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim, lr = R + 2;
     const int64_t ld = kern_attn_ld(w);
-    const float scale = ctx->model->softmax_scale;
     for (int32_t h = 0; h < nh; h++) {
         memset(rec + (int64_t)h * lr, 0, sizeof(float) * (size_t)R);
         rec[(int64_t)h * lr + R] = -INFINITY, rec[(int64_t)h * lr + R + 1] = 0;
@@ -207,8 +223,8 @@ static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32
         /* These heads against the block's cache rows in one product. */
         k->attn_scores(sc, MLA_DEC_PB, qe, nh, cache, b0, b0 + pn, rows, ld);
         for (int32_t h = 0; h < nh; h++) {
-            float *row = sc + (int64_t)h * MLA_DEC_PB, *o = rec + (int64_t)h * lr, mx = -INFINITY;
-            for (int32_t p = 0; p < pn; p++) row[p] *= scale, mx = row[p] > mx ? row[p] : mx;
+            float *row = sc + (int64_t)h * MLA_DEC_PB, *o = rec + (int64_t)h * lr;
+            const float mx = max_of(row, pn);
             if (mx > o[R]) {
                 if (o[R + 1] > 0) {
                     const float r = expf(o[R] - mx);
