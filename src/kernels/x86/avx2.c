@@ -530,30 +530,24 @@ void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32
     if (xs != stack) free(xs);
 }
 
-static void q_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32_t n, int32_t r0, int32_t r1,
-                     void (*rows)(float *, const float *, const dsc_mat *, int32_t, int32_t)) {
-    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
-        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
-        for (int32_t t = 0; t < n; t++) rows(y + t * ldy + (rb - r0), x + (int64_t)t * w->cols, w, rb, re);
-    }
-}
-
 /* FP8 (E4M3) rows of few tokens. An E4M3 byte b sign-extended to 32 bits,
  * shifted left by 20 and masked with 0x87f00000 is the F32 of 2^-120 x its
  * value: the 4 exponent bits land in the low bits of F32's exponent and the
  * 3 mantissa bits at its top, so E4M3 subnormals become F32 subnormals of
  * the same value x 2^-120 (AVX2 takes those at full speed) and 0x7f / 0xff
  * read as +-480 x 2^-120, as load_fp8 reads them; no conversion
- * instruction. 32 bytes at a time: unpacked into the high halves of 16-bit
- * lanes (b << 8) and shifted right arithmetically by 4, each 16-bit lane
- * holds the top half of that F32; masked, the odd bytes' lanes are already
- * in place in the 32-bit lanes, the even ones' shifted up by 16 first. That
+ * instruction. 32 bytes at a time: unpacked with themselves into 16-bit
+ * lanes (b << 8 | b) and shifted right arithmetically by 4, each 16-bit
+ * lane holds the top half of that F32 (above 4 stray bits the mask
+ * clears); masked, the odd bytes' lanes are already in place in the 32-bit
+ * lanes, the even ones' shifted up by 16 first. That
  * is 6 shuffles and shifts per 32 weights where sign-extending 8 bytes at a
  * time took 8, and the products come out in the order fp8_deal_x puts x
  * in once per call. Each block's sum is multiplied by 2^120, then by its
  * scale, once, as the reference applies the scale to each block's sum.
- * Rows one at a time (prefetched ahead), tokens in turn over blocks of
- * QB_ROWS rows; needs cols and block_cols multiples of 32. A caller's
+ * One token's rows go as 2 runs (fp8_rows_runs); several tokens' rows one
+ * at a time, each decoded once for 3 tokens (fp8_rows_tokens); both
+ * prefetch ahead and need cols and block_cols multiples of 32. A caller's
  * denormals-are-zero or flush-to-zero mode (-ffast-math programs set both)
  * is lifted for the call, so subnormal weights keep their values. */
 
@@ -571,6 +565,18 @@ static inline void fp8_deal_x(float *xs, const float *x) {
     }
 }
 
+/* The 32 FP8 bytes at q as F32 x 2^-120, in fp8_deal_x's order. */
+static inline __attribute__((always_inline)) void fp8_32(__m256 f[4], const uint8_t *q) {
+    const __m256i mask = _mm256_set1_epi32((int)0x87f00000);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
+    const __m256i lo = _mm256_srai_epi16(_mm256_unpacklo_epi8(v, v), 4);
+    const __m256i hi = _mm256_srai_epi16(_mm256_unpackhi_epi8(v, v), 4);
+    f[0] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(lo, 16), mask));
+    f[1] = _mm256_castsi256_ps(_mm256_and_si256(lo, mask));
+    f[2] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(hi, 16), mask));
+    f[3] = _mm256_castsi256_ps(_mm256_and_si256(hi, mask));
+}
+
 #define MXCSR_DAZ_FTZ 0x8040u
 /* Columns c0..c1 (one scale block) of R (1 or 2) FP8 rows q[i] against x
  * dealt by fp8_deal_x, x 2^120, into out[i]: 4 chains per row, x loaded
@@ -580,19 +586,13 @@ static inline __attribute__((always_inline)) void fp8_blocks(__m256 *out, const 
     __m256 a[2][4];
     _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
         _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[i][j] = _mm256_setzero_ps();
-    const __m256i zero = _mm256_setzero_si256(), mask = _mm256_set1_epi32((int)0x87f00000);
     for (int32_t c = c0; c < c1; c += 32) {
         __m256 xv[4];
         _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) xv[j] = _mm256_loadu_ps(x + c + 8 * j);
         _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
             _mm_prefetch((const char *)q[i] + c + PF_AHEAD, _MM_HINT_T0);
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(q[i] + c));
-            const __m256i lo = _mm256_srai_epi16(_mm256_unpacklo_epi8(zero, v), 4);
-            const __m256i hi = _mm256_srai_epi16(_mm256_unpackhi_epi8(zero, v), 4);
-            const __m256 f[4] = {_mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(lo, 16), mask)),
-                                 _mm256_castsi256_ps(_mm256_and_si256(lo, mask)),
-                                 _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(hi, 16), mask)),
-                                 _mm256_castsi256_ps(_mm256_and_si256(hi, mask))};
+            __m256 f[4];
+            fp8_32(f, q[i] + c);
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[i][j] = _mm256_fmadd_ps(f[j], xv[j], a[i][j]);
         }
     }
@@ -633,8 +633,62 @@ static inline __attribute__((always_inline)) void fp8_rows_r(float *y, const flo
     if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr);
 }
 
-static void fp8_rows(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
-    fp8_rows_r(y, x, w, r0, r1, 1);
+/* Row q (scales sc) against T (1-3) tokens' dealt x (token t's at xs + t C),
+ * into y[t ldy]: the row decoded once for the T tokens, each token's value
+ * summed as fp8_rows_r sums it for one token (4 chains over a block,
+ * (a0 + a1) + (a2 + a3) x 2^120 times the block's scale into the row's sum,
+ * hsum8 at the end), so a token's bits do not depend on the others. */
+static inline __attribute__((always_inline)) void fp8_row_tokens(float *y, int64_t ldy, const float *xs,
+                                                                 const uint8_t *q, const float *sc, int32_t C,
+                                                                 int32_t bc, const int T) {
+    __m256 tot[3];
+    _Pragma("GCC unroll 3") for (int t = 0; t < T; t++) tot[t] = _mm256_setzero_ps();
+    for (int32_t c0 = 0, cb = 0; c0 < C; c0 += bc, cb++) {
+        const int32_t c1 = C - c0 < bc ? C : c0 + bc;
+        __m256 a[3][4];
+        _Pragma("GCC unroll 3") for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) a[t][j] = _mm256_setzero_ps();
+        for (int32_t c = c0; c < c1; c += 32) {
+            _mm_prefetch((const char *)q + c + PF_AHEAD, _MM_HINT_T0);
+            /* fp8_32's values one vector at a time, each into T sums, so
+             * that 4 T sums and the bytes fit the 16 registers */
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(q + c));
+            const __m256i h[2] = {_mm256_srai_epi16(_mm256_unpacklo_epi8(v, v), 4),
+                                  _mm256_srai_epi16(_mm256_unpackhi_epi8(v, v), 4)};
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+                const __m256i b = j & 1 ? h[j / 2] : _mm256_slli_epi32(h[j / 2], 16);
+                const __m256 f = _mm256_castsi256_ps(_mm256_and_si256(b, _mm256_set1_epi32((int)0x87f00000)));
+                _Pragma("GCC unroll 3") for (int t = 0; t < T; t++)
+                    a[t][j] = _mm256_fmadd_ps(f, _mm256_loadu_ps(xs + (int64_t)t * C + c + 8 * j), a[t][j]);
+            }
+        }
+        _Pragma("GCC unroll 3") for (int t = 0; t < T; t++) {
+            const __m256 s = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3])),
+                                           _mm256_set1_ps(0x1p120f));
+            tot[t] = _mm256_fmadd_ps(s, _mm256_set1_ps(sc[cb]), tot[t]);
+        }
+    }
+    _Pragma("GCC unroll 3") for (int t = 0; t < T; t++) y[t * ldy] = hsum8(tot[t]);
+}
+
+/* Rows r0..r1 of n tokens (dealt x): each row decoded once per 3 tokens. */
+static void fp8_rows_tokens(float *y, int64_t ldy, const float *xs, const dsc_mat *w, int32_t n, int32_t r0,
+                            int32_t r1) {
+    const int32_t C = w->cols, bc = w->block_cols, ncb = (C + bc - 1) / bc;
+    const unsigned csr = _mm_getcsr();
+    if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr & ~MXCSR_DAZ_FTZ);
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
+        const float *sc = w->scale + (int64_t)(r / w->block_rows) * ncb;
+        for (int32_t t = 0; t < n; t += 3) {
+            float *yt = y + t * ldy + (r - r0);
+            const float *xt = xs + (int64_t)t * C;
+            if (n - t >= 3) fp8_row_tokens(yt, ldy, xt, q, sc, C, bc, 3);
+            else if (n - t == 2) fp8_row_tokens(yt, ldy, xt, q, sc, C, bc, 2);
+            else fp8_row_tokens(yt, ldy, xt, q, sc, C, bc, 1);
+        }
+    }
+    if (csr & MXCSR_DAZ_FTZ) _mm_setcsr(csr);
 }
 static void fp8_rows_runs(float *y, const float *x, const dsc_mat *w, int32_t r0, int32_t r1) {
     fp8_rows_r(y, x, w, r0, r1, 2);
@@ -764,7 +818,7 @@ static int mm_fp8_dealt(float *y, int64_t ldy, const float *x, const dsc_mat *w,
     if (!xs) return 0;
     for (size_t c = 0; c < nx; c += 32) fp8_deal_x(xs + c, x + c);
     if (n == 1) fp8_rows_runs(y, xs, w, r0, r1);
-    else q_tokens(y, ldy, xs, w, n, r0, r1, fp8_rows);
+    else fp8_rows_tokens(y, ldy, xs, w, n, r0, r1);
     if (xs != stack) free(xs);
     return 1;
 }
