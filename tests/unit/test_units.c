@@ -182,6 +182,17 @@ static void test_q_rows_odd_x(void) {
                 }
                 CHECK(same && worst <= 1e-5 * mag, "%s %s rows with %s in x: max err %g of %g", isas[ii],
                       ty ? "q4" : "q8", what[k], worst, mag);
+                /* the same x between two ordinary tokens: each token of the batch gets the bits it gets alone */
+                float xb[3 * C], yb[3 * ROWS], y1[ROWS];
+                for (int i = 0; i < C; i++) xb[i] = frand(), xb[C + i] = x[i], xb[2 * C + i] = frand();
+                kern_select(isas[ii])->matmul_rows(yb, ROWS, xb, &w, 3, 0, ROWS);
+                int alone = 1;
+                for (int t = 0; t < 3; t++) {
+                    kern_select(isas[ii])->matmul_rows(y1, ROWS, xb + t * C, &w, 1, 0, ROWS);
+                    alone &= !memcmp(y1, yb + t * ROWS, sizeof y1);
+                }
+                CHECK(alone || strcmp(isas[ii], "avx2"), "%s %s rows with %s in x, in a batch = alone", isas[ii],
+                      ty ? "q4" : "q8", what[k]);
             }
         }
 }

@@ -281,16 +281,42 @@ static float q8_eo_x(int16_t *xs, const float *x, int32_t C) {
     return ldexpf(1.0f, -s) * (1.0f / 256);
 }
 
-/* acc += block b's products with x's dealt limbs X x its scale. */
-static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X, uint16_t scale) {
-    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
-    const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
+/* acc += a block's products with x's dealt limbs X x its scale s, the
+ * block's weights as 256 x the even (we) and odd (wo) ones. */
+static inline __m256 q8_block_w(__m256 acc, __m256i we, __m256i wo, const __m256i *X, __m256 s) {
     const __m256i sh = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256(X)),
                                         _mm256_madd_epi16(wo, _mm256_loadu_si256(X + 1)));
     const __m256i sl = _mm256_add_epi32(_mm256_madd_epi16(we, _mm256_loadu_si256(X + 2)),
                                         _mm256_madd_epi16(wo, _mm256_loadu_si256(X + 3)));
     const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sl), _mm256_set1_ps(1.0f / 16384.0f), _mm256_cvtepi32_ps(sh));
-    return _mm256_fmadd_ps(f, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)), acc);
+    return _mm256_fmadd_ps(f, s, acc);
+}
+
+/* acc += block b's products with x's dealt limbs X x its scale. */
+static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X, uint16_t scale) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
+    const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
+    return q8_block_w(acc, we, wo, X, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)));
+}
+
+/* One Q8 row (bytes q, scales sc, nb blocks) against T (1-4) tokens' dealt
+ * limbs (token t's at xs[t]) into y[t ldy]: each block's weights and scale
+ * decoded once for the T tokens, each token's value summed as q8_rows_r
+ * sums it alone. */
+static inline __attribute__((always_inline)) void q8_row_tokens(float *y, int64_t ldy, const int16_t *const *xs,
+                                                                const float *us, const uint8_t *q,
+                                                                const uint16_t *sc, int32_t nb, const int T) {
+    __m256 acc[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int32_t b = 0; b < nb; b++) {
+        _mm_prefetch((const char *)q + 32 * b + PF_AHEAD, _MM_HINT_T0);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+        const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
+        const __m256 s = _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b]));
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            acc[t] = q8_block_w(acc[t], we, wo, (const __m256i *)xs[t] + 4 * b, s);
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) y[t * ldy] = hsum8(acc[t]) * us[t];
 }
 
 /* Row k of each of R runs of per consecutive rows from r0 (ri[i], past r1
@@ -307,10 +333,10 @@ static inline __attribute__((always_inline)) void q_run_rows(int32_t *ri, const 
     }
 }
 
-/* Q8 rows r0..r1 against x's dealt limbs: one at a time (R = 1), or for
- * one token (R = 2) as 2 runs of consecutive rows, a row of each in turn
- * (two streams of loads, two chains of sums); each row's sum the same
- * either way. */
+/* Q8 rows r0..r1 against one token's dealt limbs: one at a time (R = 1),
+ * or as 2 runs of consecutive rows (R = 2), a row of each in turn (two
+ * streams of loads, two chains of sums); each row's sum the same either
+ * way, and the same as q8_row_tokens gives it among other tokens. */
 static inline __attribute__((always_inline)) void q8_rows_r(float *y, const int16_t *xs, float unscale,
                                                             const dsc_mat *w, int32_t r0, int32_t r1, const int R) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
@@ -331,13 +357,9 @@ static inline __attribute__((always_inline)) void q8_rows_r(float *y, const int1
     }
 }
 
-/* Kept out of line: the int16-widening rows before these, inlined into
+/* Kept out of line: the int16-widening rows before this, inlined into
  * avx2_matmul_rows, had gcc 12 keep the loop's bound in memory and ran
  * decode 7% slower. */
-__attribute__((noinline)) static void q8_rows_eo(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
-                                                 int32_t r0, int32_t r1) {
-    q8_rows_r(y, xs, unscale, w, r0, r1, 1);
-}
 __attribute__((noinline)) static void q8_rows_runs(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
                                                    int32_t r0, int32_t r1) {
     q8_rows_r(y, xs, unscale, w, r0, r1, 2);
@@ -361,12 +383,27 @@ static void q8_tokens(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
         if (xs != stack) free(xs);
         return;
     }
-    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
-        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
-        for (int32_t t = 0; t < n; t++) {
-            float *yt = y + t * ldy + (rb - r0);
-            if (us[t] != 0) q8_rows_eo(yt, xs + 2 * (size_t)t * C, us[t], w, rb, re);
-            else kern_ref.matmul_rows(yt, ldy, x + (int64_t)t * C, w, 1, rb, re);
+    /* the tokens split, by groups of 4 over each row; the others through the reference */
+    int32_t g[n], ng = 0;
+    for (int32_t t = 0; t < n; t++)
+        if (us[t] != 0) g[ng++] = t;
+        else kern_ref.matmul_rows(y + t * ldy, ldy, x + (int64_t)t * C, w, 1, r0, r1);
+    const int32_t nb = C / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) {
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * C;
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        for (int32_t k = 0; k < ng; k += 4) {
+            const int T = ng - k < 4 ? ng - k : 4;
+            const int16_t *xt[4];
+            float ut[4], yt[4];
+            for (int i = 0; i < T; i++) xt[i] = xs + 2 * (size_t)g[k + i] * C, ut[i] = us[g[k + i]];
+            switch (T) {
+            case 4: q8_row_tokens(yt, 1, xt, ut, q, sc, nb, 4); break;
+            case 3: q8_row_tokens(yt, 1, xt, ut, q, sc, nb, 3); break;
+            case 2: q8_row_tokens(yt, 1, xt, ut, q, sc, nb, 2); break;
+            default: q8_row_tokens(yt, 1, xt, ut, q, sc, nb, 1); break;
+            }
+            for (int i = 0; i < T; i++) y[g[k + i] * ldy + (r - r0)] = yt[i];
         }
     }
     if (xs != stack) free(xs);
