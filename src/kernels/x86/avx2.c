@@ -487,24 +487,41 @@ static void q4_pairs_x(q4_xpair *xp, const float *x, int32_t C) {
 }
 
 /* acc += pair g of blocks of a Q4 row (q, its scales sc) against x's p. */
-static inline __m256 q4_pair(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *p, int32_t g) {
-    const __m256i m0f = _mm256_set1_epi8(15);
-    const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
-    _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
-    const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
-    const __m256i lo = _mm256_and_si256(v, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+/* acc += a pair's products with x's p: the pair's low and high nibbles
+ * (lo, hi) and its two scales, each 4 times (s). */
+static inline __m256 q4_pair_w(__m256 acc, __m256i lo, __m256i hi, __m256 s, const q4_xpair *p) {
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
                                          _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
     const __m256i s32 =
         _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), _mm256_load_si256((const __m256i *)p->corr));
-    int32_t s2;
-    memcpy(&s2, sc + 2 * g, sizeof s2);
-    const __m256 st = _mm256_mul_ps(_mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two)), _mm256_load_ps(p->d));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), st, acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(s, _mm256_load_ps(p->d)), acc);
 }
 
-/* A Q4 row's sum from its pairs' acc and the odd last block, if any. */
-static inline float q4_row_end(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *xp, int32_t nb) {
+/* Pair g of a Q4 row (q, its scales sc): its nibbles and scales. */
+static inline void q4_pair_decode(__m256i *lo, __m256i *hi, __m256 *s, const uint8_t *q, const uint16_t *sc,
+                                  int32_t g) {
+    const __m256i m0f = _mm256_set1_epi8(15);
+    const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
+    _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
+    *lo = _mm256_and_si256(v, m0f), *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+    int32_t s2;
+    memcpy(&s2, sc + 2 * g, sizeof s2);
+    *s = _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two));
+}
+
+/* acc += pair g of blocks of a Q4 row (q, its scales sc) against x's p. */
+static inline __m256 q4_pair(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *p, int32_t g) {
+    __m256i lo, hi;
+    __m256 s;
+    q4_pair_decode(&lo, &hi, &s, q, sc, g);
+    return q4_pair_w(acc, lo, hi, s, p);
+}
+
+/* A Q4 row's sum from its pairs' acc and the odd last block, if any. Out
+ * of line, so that whether the tail's product and the sum are contracted
+ * into one FMA is decided once, not by each caller it is inlined into. */
+__attribute__((noinline)) static float q4_row_end(__m256 acc, const uint8_t *q, const uint16_t *sc, const q4_xpair *xp, int32_t nb) {
     float tail = 0;
     if (nb & 1) {
         const q4_xpair *p = xp + nb / 2;
@@ -535,9 +552,22 @@ static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_x
     }
 }
 
-__attribute__((noinline)) static void q4_rows_i8(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
-                                                 int32_t r1) {
-    q4_rows_r(y, xp, w, r0, r1, 1);
+/* One Q4 row (q, its scales sc, nb blocks) against T (1-4) tokens' pairs
+ * (token t's at xp[t]) into y[t]: each pair's nibbles and scales decoded
+ * once for the T tokens, each token's value summed as q4_rows_r sums it
+ * alone. */
+static inline __attribute__((always_inline)) void q4_row_tokens(float *y, const q4_xpair *const *xp,
+                                                                const uint8_t *q, const uint16_t *sc, int32_t nb,
+                                                                const int T) {
+    __m256 acc[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int32_t g = 0; g < nb / 2; g++) {
+        __m256i lo, hi;
+        __m256 s;
+        q4_pair_decode(&lo, &hi, &s, q, sc, g);
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = q4_pair_w(acc[t], lo, hi, s, xp[t] + g);
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) y[t] = q4_row_end(acc[t], q, sc, xp[t], nb);
 }
 __attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
                                                    int32_t r1) {
@@ -560,9 +590,23 @@ void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32
         if (xs != stack) free(xs);
         return;
     }
-    for (int32_t rb = r0; rb < r1; rb += QB_ROWS) {
-        const int32_t re = r1 - rb < QB_ROWS ? r1 : rb + QB_ROWS;
-        for (int32_t t = 0; t < n; t++) q4_rows_i8(y + t * ldy + (rb - r0), xs + (size_t)np * t, w, rb, re);
+    const int32_t nb = C / DSC_QBLOCK;
+    for (int32_t r = r0; r < r1; r++) { /* each row against the tokens by groups of 4 */
+        const uint8_t *q = (const uint8_t *)w->data + (int64_t)r * (C / 2);
+        const uint16_t *sc = w->qscale + (int64_t)r * nb;
+        for (int32_t k = 0; k < n; k += 4) {
+            const int T = n - k < 4 ? n - k : 4;
+            const q4_xpair *xt[4];
+            float yt[4];
+            for (int i = 0; i < T; i++) xt[i] = xs + (size_t)np * (k + i);
+            switch (T) {
+            case 4: q4_row_tokens(yt, xt, q, sc, nb, 4); break;
+            case 3: q4_row_tokens(yt, xt, q, sc, nb, 3); break;
+            case 2: q4_row_tokens(yt, xt, q, sc, nb, 2); break;
+            default: q4_row_tokens(yt, xt, q, sc, nb, 1); break;
+            }
+            for (int i = 0; i < T; i++) y[(k + i) * ldy + (r - r0)] = yt[i];
+        }
     }
     if (xs != stack) free(xs);
 }
