@@ -92,9 +92,10 @@ static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp 
 /* The experts of a prefill (a step of DSC_FEW_TOKENS tokens or more, where
  * products of many tokens run on the gemm anyway) take the gemm from
  * MOE_GEMM_FROM tokens when their weights are Q4, FP8 or Q8: the few-token
- * kernels decode those weights again for every token, the gemm once (one
- * core, a V2-Lite expert: Q4 and FP8 about even at 8 tokens, 1.5 to 2x
- * faster at 16; Q8 0.6x at 8, 1.1x at 16, 1.4x at 24). */
+ * kernels decode those weights again for every 3 or 4 tokens, the gemm
+ * once. (Measured when they decoded them for every token, one core, a
+ * V2-Lite expert: the gemm against the rows for Q4 and FP8 about even at 8
+ * tokens, 1.5 to 2x faster at 16; Q8 0.6x at 8, 1.1x at 16, 1.4x at 24.) */
 #define MOE_GEMM_FROM 16
 static int32_t expert_gemm_from(const dsc_mlp *m) {
     const dsc_wtype t = m->gate.type;
