@@ -91,15 +91,18 @@ static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp 
 
 /* The experts of a prefill (a step of DSC_FEW_TOKENS tokens or more, where
  * products of many tokens run on the gemm anyway) take the gemm from
- * MOE_GEMM_FROM tokens when their weights are Q4, FP8 or Q8: the few-token
- * kernels decode those weights again for every 3 or 4 tokens, the gemm
- * once. (Measured when they decoded them for every token, one core, a
- * V2-Lite expert: the gemm against the rows for Q4 and FP8 about even at 8
- * tokens, 1.5 to 2x faster at 16; Q8 0.6x at 8, 1.1x at 16, 1.4x at 24.) */
-#define MOE_GEMM_FROM 16
+ * MOE_GEMM_FROM tokens when their weights are FP8 or Q8, and from
+ * MOE_GEMM_FROM_Q4 when they are Q4; with fewer tokens the row kernels,
+ * which decode the weights once for every 3 or 4 tokens (the gemm once)
+ * and multiply Q4 in 8-bit integers (the gemm in F32). One core, a
+ * V2-Lite expert (1408 x 2048), the gemm's speed against the rows': FP8
+ * 0.78x at 8 tokens, 1.10x at 12, 1.27x at 16; Q8 0.81x, 1.20x, 1.22x; Q4
+ * 0.47x at 16, 0.72x at 32, 0.83x at 48, 0.95x at 64, 1.06x at 96. */
+#define MOE_GEMM_FROM 12
+#define MOE_GEMM_FROM_Q4 80
 static int32_t expert_gemm_from(const dsc_mlp *m) {
     const dsc_wtype t = m->gate.type;
-    return t == DSC_W_Q4 || t == DSC_W_F8_E4M3 || t == DSC_W_Q8 ? MOE_GEMM_FROM : 0;
+    return t == DSC_W_Q4 ? MOE_GEMM_FROM_Q4 : t == DSC_W_F8_E4M3 || t == DSC_W_Q8 ? MOE_GEMM_FROM : 0;
 }
 
 /* The tokens of n routed to expert e, in token order: their indices, routing
