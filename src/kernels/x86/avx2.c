@@ -215,10 +215,9 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  * sequential stream, prefetched ahead), in integers: Q8 against x split
  * into two int16 limbs (q8_eo_x), the block's scale multiplying the
  * block's partial dot product once; Q4 against x rounded to 8 bits, as
- * its reference defines (q4_pairs_x). Several tokens: each token in turn over blocks
- * of QB_ROWS rows, which stay in L1 meanwhile. */
+ * its reference defines (q4_pairs_x). Several tokens: each row's blocks
+ * decoded once for 4 tokens at a time, each token's sum the same as alone. */
 #define PF_AHEAD 3072
-#define QB_ROWS 16
 /* From this many tokens FP8 products run on the 6 x 2 tiles. */
 #define DSC_FP8_TILES 32
 
@@ -292,11 +291,19 @@ static inline __m256 q8_block_w(__m256 acc, __m256i we, __m256i wo, const __m256
     return _mm256_fmadd_ps(f, s, acc);
 }
 
+/* The block at q as 256 x its even (we) and odd (wo) weights, and its scale. */
+static inline void q8_block_decode(__m256i *we, __m256i *wo, __m256 *s, const uint8_t *q, uint16_t scale) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
+    *we = _mm256_slli_epi16(v, 8), *wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
+    *s = _mm256_cvtph_ps(_mm_set1_epi16((short)scale));
+}
+
 /* acc += block b's products with x's dealt limbs X x its scale. */
 static inline __m256 q8_block_eo(__m256 acc, const uint8_t *q, const __m256i *X, uint16_t scale) {
-    const __m256i v = _mm256_loadu_si256((const __m256i *)q);
-    const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
-    return q8_block_w(acc, we, wo, X, _mm256_cvtph_ps(_mm_set1_epi16((short)scale)));
+    __m256i we, wo;
+    __m256 s;
+    q8_block_decode(&we, &wo, &s, q, scale);
+    return q8_block_w(acc, we, wo, X, s);
 }
 
 /* One Q8 row (bytes q, scales sc, nb blocks) against T (1-4) tokens' dealt
@@ -310,9 +317,9 @@ static inline __attribute__((always_inline)) void q8_row_tokens(float *y, int64_
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int32_t b = 0; b < nb; b++) {
         _mm_prefetch((const char *)q + 32 * b + PF_AHEAD, _MM_HINT_T0);
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-        const __m256i we = _mm256_slli_epi16(v, 8), wo = _mm256_and_si256(v, _mm256_set1_epi16((short)0xff00));
-        const __m256 s = _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b]));
+        __m256i we, wo;
+        __m256 s;
+        q8_block_decode(&we, &wo, &s, q + 32 * b, sc[b]);
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
             acc[t] = q8_block_w(acc[t], we, wo, (const __m256i *)xs[t] + 4 * b, s);
     }
