@@ -24,6 +24,12 @@ static double now(void) {
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* 64-byte aligned, as the context's buffers are: with malloc's 16 every
+ * other 32-byte load spans two lines, and both products run about 0.91x. */
+static void *amalloc(size_t n) {
+    return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
+
 static uint32_t rng = 1;
 static float frand(void) {
     rng = rng * 1664525u + 1013904223u;
@@ -39,11 +45,11 @@ int main(int argc, char **argv) {
     }
     const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_Q8};
     const char *tname[] = {"f32", "bf16", "q8"};
-    float *row = malloc(sizeof(float) * W), *q = malloc(sizeof(float) * (size_t)H * W);
-    float *sc = malloc(sizeof(float) * (size_t)H * MLA_DEC_PB), *o = malloc(sizeof(float) * (size_t)H * W);
-    float *rows = malloc(sizeof(float) * MLA_DEC_PB * kern_attn_ld(W));
-    void *data[3] = {malloc(sizeof(float) * (size_t)P * W), malloc(2 * (size_t)P * W), malloc((size_t)P * W)};
-    uint16_t *qs = malloc(2 * (size_t)P * (W / DSC_QBLOCK));
+    float *row = amalloc(sizeof(float) * W), *q = amalloc(sizeof(float) * (size_t)H * W);
+    float *sc = amalloc(sizeof(float) * (size_t)H * MLA_DEC_PB), *o = amalloc(sizeof(float) * (size_t)H * W);
+    float *rows = amalloc(sizeof(float) * MLA_DEC_PB * kern_attn_ld(W));
+    void *data[3] = {amalloc(sizeof(float) * (size_t)P * W), amalloc(2 * (size_t)P * W), amalloc((size_t)P * W)};
+    uint16_t *qs = amalloc(2 * (size_t)P * (W / DSC_QBLOCK));
     if (!row || !q || !sc || !o || !rows || !data[0] || !data[1] || !data[2] || !qs) return fprintf(stderr, "bench_attn: out of memory\n"), 1;
     dsc_mat m[3];
     for (int t = 0; t < 3; t++) m[t] = (dsc_mat){types[t], P, W, data[t], NULL, 0, 0, t == 2 ? qs : NULL};

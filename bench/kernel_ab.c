@@ -7,8 +7,13 @@
  * usage: kernel_ab TYPE TOKENS [COLS] [PAIRS]
  *   TYPE f32 | bf16 | f16 | fp8 | q8 | q4; 64 MiB-equivalent of rows x COLS
  *   (default 2048) weights; matmul_rows of TOKENS tokens split over 2 threads.
- * Prints the median GB/s of each build and the median (and quartiles) of the
- * per-pair speed ratio B / A. Exit status 77 on a CPU without AVX2.
+ *        kernel_ab attn f32|bf16|q8 POSITIONS [HEADS] [PAIRS]
+ *   MLA decode attention on one core as dec_chunk runs it: HEADS (default
+ *   16) heads against a latent cache of POSITIONS rows of 576 values, by
+ *   blocks of MLA_DEC_PB rows, attn_scores then attn_wsum.
+ * Prints the median GB/s (GFLOP/s for attn) of each build and the median
+ * (and quartiles) of the per-pair speed ratio B / A. Exit status 77 on a
+ * CPU without AVX2.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +23,7 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
+#include "models/model.h"
 
 #include "ab_util.h"
 
@@ -52,10 +58,75 @@ static double once(const dsc_kernels *k, const dsc_mat *w, const float *x, float
     return now() - t0;
 }
 
+/* 64-byte aligned, as the context's buffers are. */
+static void *amalloc(size_t n) {
+    return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
+
+static double attn_once(const dsc_kernels *k, const dsc_mat *c, const float *q, int H, float *sc, float *o,
+                        float *rows) {
+    enum { W = 576, RL = 512 };
+    const int64_t ld = kern_attn_ld(W);
+    const double t0 = now();
+    for (int32_t p0 = 0; p0 < c->rows; p0 += MLA_DEC_PB) {
+        const int32_t p1 = c->rows - p0 < MLA_DEC_PB ? c->rows : p0 + MLA_DEC_PB;
+        k->attn_scores(sc, MLA_DEC_PB, q, H, c, p0, p1, rows, ld);
+        k->attn_wsum(o, W, sc, MLA_DEC_PB, H, rows, ld, p1 - p0, RL);
+    }
+    return now() - t0;
+}
+
+static int attn_ab(int argc, char **argv) {
+    enum { W = 576, RL = 512 };
+    static const char *names[] = {"f32", "bf16", "q8"};
+    static const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_Q8};
+    static const size_t esz[] = {4, 2, 1};
+    int t = -1;
+    for (int i = 0; argc > 3 && i < 3; i++)
+        if (!strcmp(argv[2], names[i])) t = i;
+    const int P = argc > 3 ? atoi(argv[3]) : 0, H = argc > 4 ? atoi(argv[4]) : 16, N = argc > 5 ? atoi(argv[5]) : 21;
+    if (t < 0 || P < 1 || P > (1 << 20) || H < 1 || H > 128 || N < 3 || N > 1000) {
+        fprintf(stderr, "usage: kernel_ab attn f32|bf16|q8 POSITIONS [HEADS] [PAIRS]\n");
+        return 2;
+    }
+    void *d = amalloc((size_t)P * W * esz[t]);
+    uint16_t *qs = amalloc(sizeof(uint16_t) * (size_t)P * (W / DSC_QBLOCK));
+    float *row = amalloc(sizeof(float) * W), *q = amalloc(sizeof(float) * (size_t)H * W);
+    float *sc = amalloc(sizeof(float) * (size_t)H * MLA_DEC_PB), *o = amalloc(sizeof(float) * (size_t)H * W);
+    float *rows = amalloc(sizeof(float) * MLA_DEC_PB * kern_attn_ld(W));
+    if (!d || !qs || !row || !q || !sc || !o || !rows) return fprintf(stderr, "kernel_ab: out of memory\n"), 1;
+    const dsc_mat c = {types[t], P, W, d, NULL, 0, 0, t == 2 ? qs : NULL};
+    uint32_t s = 12345;
+    for (int p = 0; p < P; p++) {
+        for (int i = 0; i < W; i++) row[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        kern_store_row(&c, p, row);
+    }
+    for (int i = 0; i < H * W; i++) q[i] = (float)(i % 7) * 0.01f;
+    memset(o, 0, sizeof(float) * (size_t)H * W);
+    double *ta = malloc(sizeof(double) * N), *tb = malloc(sizeof(double) * N), *ratio = malloc(sizeof(double) * N);
+    if (!ta || !tb || !ratio) return fprintf(stderr, "kernel_ab: out of memory\n"), 1;
+    attn_once(&kern_A, &c, q, H, sc, o, rows), attn_once(&kern_B, &c, q, H, sc, o, rows); /* warm up */
+    for (int p = 0; p < N; p++) {
+        ta[p] = attn_once(&kern_A, &c, q, H, sc, o, rows);
+        tb[p] = attn_once(&kern_B, &c, q, H, sc, o, rows);
+        ratio[p] = ta[p] / tb[p];
+    }
+    qsort(ta, N, sizeof *ta, cmp), qsort(tb, N, sizeof *tb, cmp), qsort(ratio, N, sizeof *ratio, cmp);
+    const double fl = 2.0 * H * P * (W + RL);
+    printf("attn %s, %d heads x %d positions: A %.1f GFLOP/s, B %.1f GFLOP/s (medians of %d); B / A speed %.3f "
+           "(quartiles %.3f-%.3f)\n",
+           names[t], H, P, fl / 1e9 / ta[N / 2], fl / 1e9 / tb[N / 2], N, ratio[N / 2], ratio[N / 4], ratio[3 * N / 4]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const char *names[] = {"f32", "f16", "bf16", "fp8", "q8", "q4"};
     static const dsc_wtype types[] = {DSC_W_F32, DSC_W_F16, DSC_W_BF16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
     static const double bytes_per[] = {4, 2, 2, 1, 1, 0.5};
+    if (argc > 1 && !strcmp(argv[1], "attn")) {
+        if (!kern_select("avx2")) return fprintf(stderr, "kernel_ab: this CPU has no AVX2\n"), 77;
+        return attn_ab(argc, argv);
+    }
     int t = -1;
     for (int i = 0; argc > 2 && i < 6; i++)
         if (!strcmp(argv[1], names[i])) t = i;
