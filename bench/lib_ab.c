@@ -5,7 +5,8 @@
  * ... after two warm-up steps), each step's cache entry dropped again, so
  * that both see the same machine in the same moments. Prints the median
  * time per step of each and the median of the per-pair speed ratios with
- * its quartiles. Run by bench/lib_ab.sh.
+ * its quartiles. Run by bench/lib_ab.sh. With DSC_AB_MODEL_B set, B loads
+ * that model instead (the same weights in another file layout, say).
  *
  * usage: lib_ab A.so B.so MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
  */
@@ -68,8 +69,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     build bl[2];
+    const char *model_b = getenv("DSC_AB_MODEL_B");
     for (int v = 0; v < 2; v++)
-        if (open_build(&bl[v], argv[1 + v], argv[3], depth, kv)) return 1;
+        if (open_build(&bl[v], argv[1 + v], v && model_b && *model_b ? model_b : argv[3], depth, kv)) return 1;
     double *t[2] = {malloc(sizeof(double) * (size_t)pairs), malloc(sizeof(double) * (size_t)pairs)};
     double *ratio = malloc(sizeof(double) * (size_t)pairs);
     if (!t[0] || !t[1] || !ratio) return fprintf(stderr, "lib_ab: out of memory\n"), 1;

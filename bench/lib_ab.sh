@@ -7,12 +7,21 @@
 # printed (bench/lib_ab.c). For changes outside avx2.c, which
 # kernel_ab.sh -m cannot swap.
 #
-# usage: bench/lib_ab.sh [-r REV] MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
+# usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
 #   e.g. bench/lib_ab.sh /tmp/v2l-q8 4096 60
+#   -b: B runs MODEL_B (e.g. the same weights written another way), A MODEL;
+#   (the same code for both when the working tree is at REV)
 set -eu
 rev=HEAD
-if [ "${1:-}" = -r ]; then rev=$2; shift 2; fi
-[ $# -ge 1 ] || { echo "usage: bench/lib_ab.sh [-r REV] MODEL [DEPTH] [PAIRS] [KV]" >&2; exit 2; }
+model_b=
+while :; do
+    case "${1:-}" in
+    -r) rev=$2; shift 2 ;;
+    -b) model_b=$2; shift 2 ;;
+    *) break ;;
+    esac
+done
+[ $# -ge 1 ] || { echo "usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] MODEL [DEPTH] [PAIRS] [KV]" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -28,4 +37,4 @@ for v in A B; do
     cc -shared -o "$tmp/$v.so" -Wl,--whole-archive "$tmp/build-$v/libdsc.a" -Wl,--no-whole-archive $libs -lpthread -lm
 done
 cc -O2 -I"$root/include" "$root/bench/lib_ab.c" -ldl -o "$tmp/lib_ab"
-"$tmp/lib_ab" "$tmp/A.so" "$tmp/B.so" "$@"
+DSC_AB_MODEL_B=$model_b "$tmp/lib_ab" "$tmp/A.so" "$tmp/B.so" "$@"

@@ -251,7 +251,9 @@ typedef struct {
 } dsc_tensor_view;
 
 /* Writes n tensors to path; meta_key/meta_value (may be NULL) become the
- * single entry of __metadata__. */
+ * single entry of __metadata__. The data starts on a 64-byte boundary of the
+ * file, the tensors whose size is a multiple of 64 bytes first (each then
+ * 64-byte aligned), then the others by element size, largest first. */
 dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *tensors, int n, const char *meta_key,
                                  const char *meta_value);
 

@@ -311,14 +311,14 @@ static dsc_status ci_assign_shards(ci_plan *p, int n_shards) {
     return DSC_OK;
 }
 
-/* Offsets within each shard: 4-byte dtypes first, then 2-byte, then 1-byte. */
+/* Offsets within each shard, in st_place_rank's order. */
 static dsc_status ci_layout(ci_plan *p, int n_shards) {
     uint64_t *off = calloc((size_t)n_shards, sizeof *off);
     if (!off) return dsc_fail(DSC_ERR_NOMEM, "init: out of memory");
-    for (size_t es = 4; es >= 1; es /= 2)
+    for (int rank = 0; rank < 8; rank++)
         for (int i = 0; i < p->n; i++) {
             ci_tensor *t = &p->t[i];
-            if (st_dtype_size(t->dtype) != es) continue;
+            if (st_place_rank(t->nbytes, t->dtype) != rank) continue;
             t->offset = off[t->shard];
             off[t->shard] += t->nbytes;
         }
@@ -488,23 +488,22 @@ static dsc_status ci_job_run(ci_job *j, int n_threads) {
 static dsc_status ci_write_shard(const ci_plan *p, int s, uint64_t seed, const char *path, size_t cap, int *order) {
     char *h = ci_header(p, s);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    size_t hl = strlen(h), padded = (hl + 7) & ~(size_t)7; /* the data starts 8-byte aligned */
+    size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
         free(h);
         return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
-    uint8_t pre[16];
+    uint8_t pre[8];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    memset(pre + 8, ' ', 8);
     dsc_status st = fio_pwrite_all(fd, pre, 8, 0, path);
     if (!st) st = fio_pwrite_all(fd, h, hl, 8, path);
-    if (!st) st = fio_pwrite_all(fd, pre + 8, padded - hl, 8 + hl, path);
+    if (!st) st = fio_pwrite_all(fd, st_header_spaces, padded - hl, 8 + hl, path);
     free(h);
     ci_job j = {.p = p, .order = order, .fd = fd, .base = 8 + padded, .seed = seed, .path = path, .cap = cap};
-    for (size_t es = 4; es >= 1; es /= 2)
+    for (int rank = 0; rank < 8; rank++)
         for (int i = 0; i < p->n; i++)
-            if (p->t[i].shard == s && st_dtype_size(p->t[i].dtype) == es && p->t[i].kind != CI_SCALE)
+            if (p->t[i].shard == s && st_place_rank(p->t[i].nbytes, p->t[i].dtype) == rank && p->t[i].kind != CI_SCALE)
                 order[j.n_order++] = i;
     if (!st) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -381,14 +381,14 @@ static dsc_status qz_build(qz_plan *p) {
     return DSC_OK;
 }
 
-/* Offsets in each file: 8-byte dtypes first, then 4, 2, 1. */
+/* Offsets in each file, in st_place_rank's order. */
 static void qz_layout(qz_plan *p) {
     for (int k = 0; k < p->n_files; k++) {
         uint64_t off = 0;
-        for (size_t es = 8; es >= 1; es /= 2)
+        for (int rank = 0; rank < 8; rank++)
             for (int i = 0; i < p->n; i++) {
                 qz_tensor *t = &p->t[i];
-                if (t->file != k || st_dtype_size(t->dtype) != es) continue;
+                if (t->file != k || st_place_rank(t->nbytes, t->dtype) != rank) continue;
                 t->offset = off;
                 off += t->nbytes;
             }
@@ -725,25 +725,25 @@ static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
     if (st) return st;
     char *h = qz_header(p, k);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    size_t hl = strlen(h), padded = (hl + 7) & ~(size_t)7; /* the data starts 8-byte aligned */
+    size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
         free(h);
         return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
-    uint8_t pre[16];
+    uint8_t pre[8];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    memset(pre + 8, ' ', 8);
     st = fio_pwrite_all(fd, pre, 8, 0, path);
     if (!st) st = fio_pwrite_all(fd, h, hl, 8, path);
-    if (!st) st = fio_pwrite_all(fd, pre + 8, padded - hl, 8 + hl, path);
+    if (!st) st = fio_pwrite_all(fd, st_header_spaces, padded - hl, 8 + hl, path);
     free(h);
     /* The largest matrix's row decides the chunk; the usual chunk is 1M elements. */
     size_t cap = QZ_CHUNK > (size_t)p->max_cols ? QZ_CHUNK : (size_t)p->max_cols;
     qz_job j = {.p = p, .order = order, .fd = fd, .base = 8 + padded, .path = path, .cap = cap};
-    for (size_t es = 8; es >= 1; es /= 2)
+    for (int rank = 0; rank < 8; rank++)
         for (int i = 0; i < p->n; i++)
-            if (p->t[i].file == k && st_dtype_size(p->t[i].dtype) == es && p->t[i].op != QZ_SCALE && p->t[i].nbytes)
+            if (p->t[i].file == k && st_place_rank(p->t[i].nbytes, p->t[i].dtype) == rank && p->t[i].op != QZ_SCALE &&
+                p->t[i].nbytes)
                 order[j.n_order++] = i;
     if (!st) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -265,6 +265,12 @@ int st_header_add(st_header *h, const char *name, st_dtype dt, int ndim, const i
     return 1;
 }
 
+const char st_header_spaces[64] = "                                                                ";
+
+size_t st_header_pad(size_t hl) {
+    return (size_t)(64 - (8 + hl) % 64) % 64;
+}
+
 char *st_header_finish(st_header *h) {
     if (!h) return NULL;
     char *text = cJSON_PrintUnformatted(h->root);
@@ -282,6 +288,12 @@ static size_t st_view_bytes(const dsc_tensor_view *v) {
     return nb;
 }
 
+static int st_view_rank(const dsc_tensor_view *v) {
+    st_dtype dt = ST_U8;
+    st_dtype_parse(v->dtype, &dt);
+    return st_place_rank(st_view_bytes(v), dt);
+}
+
 dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *t, int n, const char *meta_key,
                                  const char *meta_value) {
     cJSON *root = cJSON_CreateObject();
@@ -290,34 +302,37 @@ dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *t, int
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         if (m) cJSON_AddStringToObject(m, meta_key, meta_value ? meta_value : "");
     }
-    size_t off = 0;
     for (int i = 0; i < n; i++) {
         st_dtype dt;
         if (!st_dtype_parse(t[i].dtype, &dt)) {
             cJSON_Delete(root);
             return dsc_fail(DSC_ERR_ARG, "%s: tensor '%s': unknown dtype '%s'", path, t[i].name, t[i].dtype);
         }
-        (void)dt;
-        size_t nb = st_view_bytes(&t[i]);
-        cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
-        cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
-        cJSON *of = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        if (!of) {
-            cJSON_Delete(root);
-            return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        cJSON_AddStringToObject(e, "dtype", t[i].dtype);
-        for (int d = 0; d < t[i].ndim; d++) {
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
-        }
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
-        off += nb;
     }
+    size_t off = 0;
+    for (int rank = 0; rank < 8; rank++) /* the data in st_place_rank's order */
+        for (int i = 0; i < n; i++) {
+            size_t nb = st_view_bytes(&t[i]);
+            if (st_view_rank(&t[i]) != rank) continue;
+            cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
+            cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+            cJSON *of = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+            if (!of) {
+                cJSON_Delete(root);
+                return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+            }
+            cJSON_AddStringToObject(e, "dtype", t[i].dtype);
+            for (int d = 0; d < t[i].ndim; d++) {
+                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
+            }
+            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
+            off += nb;
+        }
     char *hdr = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!hdr) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
-    size_t hl = strlen(hdr), padded = (hl + 7) & ~(size_t)7; /* keep the data 8-byte aligned */
+    size_t hl = strlen(hdr), padded = hl + st_header_pad(hl);
     FILE *fp = fopen(path, "wb");
     if (!fp) {
         free(hdr);
@@ -326,12 +341,13 @@ dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *t, int
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hdr, 1, hl, fp) == hl;
-    for (size_t i = hl; i < padded && ok; i++) ok = fputc(' ', fp) != EOF;
+    ok = ok && fwrite(st_header_spaces, 1, padded - hl, fp) == padded - hl;
     free(hdr);
-    for (int i = 0; i < n && ok; i++) {
-        size_t nb = st_view_bytes(&t[i]);
-        ok = nb == 0 || fwrite(t[i].data, 1, nb, fp) == nb;
-    }
+    for (int rank = 0; rank < 8; rank++)
+        for (int i = 0; i < n && ok; i++) {
+            size_t nb = st_view_bytes(&t[i]);
+            if (st_view_rank(&t[i]) == rank) ok = nb == 0 || fwrite(t[i].data, 1, nb, fp) == nb;
+        }
     if (fclose(fp) != 0) ok = 0;
     return ok ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 }

@@ -70,4 +70,20 @@ int st_header_add(st_header *h, const char *name, st_dtype dt, int ndim, const i
                   uint64_t end);                        /* 0 when out of memory    */
 char *st_header_finish(st_header *h);                   /* frees h; malloc'd text or NULL */
 
+/* The spaces (JSON whitespace) after a header of hl bytes that start the
+ * data on a 64-byte boundary of the file, so that a mapped tensor's rows
+ * meet the kernels' 32-byte loads on line boundaries (loads spanning two
+ * lines: 0.93-0.99x); at most 63, in st_header_spaces. */
+size_t st_header_pad(size_t hl);
+extern const char st_header_spaces[64];
+
+/* The order in which a writer places tensors in a file: first those whose
+ * size is a multiple of 64 bytes (each then starts 64-byte aligned), then
+ * the others; within each, 8-byte dtypes, then 4, 2, 1 (each tensor aligned
+ * to its element). Rank 0..7 of a tensor of nbytes bytes of dtype dt. */
+static inline int st_place_rank(uint64_t nbytes, st_dtype dt) {
+    const size_t es = st_dtype_size(dt);
+    return (nbytes % 64 ? 4 : 0) + (es >= 8 ? 0 : es >= 4 ? 1 : es >= 2 ? 2 : 3);
+}
+
 #endif

@@ -5,8 +5,9 @@ exit 1 and the reason otherwise)
 
   logits A B            max|a - b| <= 1e-4 max|b| over the F32 tensor 'logits'
   same-header DIR REF   DIR's tensors have REF's names, shapes and dtypes
-  layout DIR            every file: 8-aligned data, no holes, each tensor aligned
-                        to its element size; the index (if any) lists every
+  layout DIR            every file: data from a 64-byte boundary, no holes, each
+                        tensor aligned to its element size and, where its size
+                        is a multiple of 64, to 64; the index (if any) lists every
                         tensor in its shard and the right total_size
   fp8 BF16_DIR FP8_DIR  the FP8 weights dequantise to the BF16 ones of the same
                         seed: scale_inv = max|w| / 448 per 128x128 block, and
@@ -134,16 +135,16 @@ def cmd_layout(d):
     for fn in files_of(d):
         p = os.path.join(d, fn)
         hl, hdr = read_header(p)
-        if (8 + hl) % 8:
-            fail("%s: data starts at %d, not 8-aligned" % (fn, 8 + hl))
+        if (8 + hl) % 64:
+            fail("%s: data starts at %d, not 64-aligned" % (fn, 8 + hl))
         spans = sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"]) for k, v in hdr.items()
                        if k != "__metadata__")
         end = 0
         for b, en, k, dt in spans:
             if b != end:
                 fail("%s: %s starts at %d, previous ends at %d" % (fn, k, b, end))
-            if b % ELEM[dt]:
-                fail("%s: %s at %d is not aligned to %d" % (fn, k, b, ELEM[dt]))
+            if b % ELEM[dt] or ((en - b) % 64 == 0 and b % 64):
+                fail("%s: %s at %d is not aligned to %d" % (fn, k, b, 64 if b % ELEM[dt] == 0 else ELEM[dt]))
             end = en
         if os.path.getsize(p) != 8 + hl + end:
             fail("%s: %d bytes, header says %d" % (fn, os.path.getsize(p), 8 + hl + end))

@@ -43,19 +43,22 @@ def files_of(d):
     return ["model.safetensors"]
 
 
-def check_layout(d):
-    """name -> (dtype, shape) of every tensor, after the per-file layout checks."""
+def check_layout(d, ours=True):
+    """name -> (dtype, shape) of every tensor, after the per-file layout checks
+    (ours: dsc's writer's 64-byte alignment too)."""
+    al = 64 if ours else 8
     out = {}
     for fn in files_of(d):
         p = os.path.join(d, fn)
         hl, hdr = read_header(p)
-        if (8 + hl) % 8:
-            fail("%s: data starts at %d, not 8-aligned" % (fn, 8 + hl))
+        if (8 + hl) % al:
+            fail("%s: data starts at %d, not %d-aligned" % (fn, 8 + hl, al))
         end = 0
         for b, en, k, dt in sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"])
                                    for k, v in hdr.items() if k != "__metadata__"):
-            if b != end or b % ELEM[dt]:
-                fail("%s: %s at %d (previous ends at %d) is misplaced or not aligned to %d" % (fn, k, b, end, ELEM[dt]))
+            if b != end or b % ELEM[dt] or (ours and (en - b) % 64 == 0 and b % 64):
+                fail("%s: %s at %d (previous ends at %d) is misplaced or not aligned (to its element size, and to 64 "
+                     "when its size is a multiple of 64)" % (fn, k, b, end))
             end = en
             out[k] = (dt, hdr[k]["shape"], fn)
         if os.path.getsize(p) != 8 + hl + end:
@@ -73,7 +76,7 @@ def cmd_header(d, src, qtype):
     if q != {"quant_method": "dsc", "type": qtype, "block_size": 32}:
         fail("quantization_config = %s" % q)
     t = check_layout(d)
-    s = check_layout(src)
+    s = check_layout(src, ours=False)
     missing = [k for k in s if k not in t and not k.endswith("_scale_inv")]
     if missing:
         fail("tensors of %s missing: %s" % (src, missing[:3]))

@@ -18,6 +18,7 @@
 #include "dsc.h"
 #include "io/config.h"
 #include "io/hugemap.h"
+#include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "models/model.h"
 
@@ -974,6 +975,54 @@ static void test_init_f32_large(void) {
  * the write path's pages), mapped at a 2 MiB boundary, reads back byte for
  * byte after its cached pages are dropped and read again (where the kernel
  * would map it by 2 MiB pages), and smaps accounts for what was touched. */
+/* dsc_safetensors_write: the data from a 64-byte boundary, tensors whose
+ * size is a multiple of 64 bytes at 64-byte offsets whatever order they are
+ * given in, every tensor aligned to its element, the bytes read back. */
+static void test_st_write_layout(void) {
+    char path[] = "/tmp/dsc_st_XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) {
+        CHECK(0, "st layout: mkstemp failed");
+        return;
+    }
+    close(fd);
+    static float f3[3] = {1, 2, 3}, f32[32];
+    static uint16_t b5[5] = {1, 2, 3, 4, 5}, b64[64];
+    static int8_t i7[7] = {1, 2, 3, 4, 5, 6, 7}, i128[128];
+    for (int i = 0; i < 128; i++) {
+        if (i < 32) f32[i] = (float)i;
+        if (i < 64) b64[i] = (uint16_t)(i * 3);
+        i128[i] = (int8_t)(i - 64);
+    }
+    const dsc_tensor_view v[] = {{"i7", "I8", 1, {7}, i7},   {"f3", "F32", 1, {3}, f3},   {"b5", "BF16", 1, {5}, b5},
+                                 {"b64", "BF16", 1, {64}, b64}, {"i128", "I8", 1, {128}, i128}, {"f32", "F32", 2, {4, 8}, f32}};
+    const int n = (int)(sizeof v / sizeof v[0]);
+    st_file f;
+    const int ok = dsc_safetensors_write(path, v, n, "format", "pt") == DSC_OK && st_open(path, &f) == DSC_OK;
+    CHECK(ok, "st layout: write or read back failed");
+    if (ok) {
+        int bad = 0;
+        for (int i = 0; i < n; i++) {
+            const st_tensor *t = st_find(&f, v[i].name);
+            if (!t) {
+                bad++;
+                continue;
+            }
+            const size_t off = (size_t)(t->data - f.map), es = st_dtype_size(t->dtype);
+            if (off % es || (t->nbytes % 64 == 0 && off % 64) || memcmp(t->data, v[i].data, t->nbytes)) {
+                printf("st layout: %s at file offset %zu (%zu bytes)\n", v[i].name, off, t->nbytes);
+                bad++;
+            }
+        }
+        uint64_t hl = 0;
+        memcpy(&hl, f.map, 8); /* little-endian hosts */
+        CHECK(bad == 0 && (8 + hl) % 64 == 0, "st layout: %d tensors misplaced, data at %llu", bad,
+              (unsigned long long)(8 + hl));
+        st_close(&f);
+    }
+    unlink(path);
+}
+
 static void test_hugemap(void) {
     char path[] = "/tmp/dsc_hugemap_XXXXXX";
     const int fd = mkstemp(path);
@@ -1041,6 +1090,7 @@ int main(int argc, char **argv) {
     test_kv_types();
     test_init_f32_large();
     test_hugemap();
+    test_st_write_layout();
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
