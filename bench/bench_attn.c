@@ -18,17 +18,7 @@
 #include "kernels/kernels.h"
 #include "models/model.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* 64-byte aligned, as the context's buffers are: with malloc's 16 every
- * other 32-byte load spans two lines, and both products run about 0.91x. */
-static void *amalloc(size_t n) {
-    return aligned_alloc(64, (n + 63) & ~(size_t)63);
-}
+#include "ab_util.h"
 
 static uint32_t rng = 1;
 static float frand(void) {

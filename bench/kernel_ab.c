@@ -58,11 +58,6 @@ static double once(const dsc_kernels *k, const dsc_mat *w, const float *x, float
     return now() - t0;
 }
 
-/* 64-byte aligned, as the context's buffers are. */
-static void *amalloc(size_t n) {
-    return aligned_alloc(64, (n + 63) & ~(size_t)63);
-}
-
 static double attn_once(const dsc_kernels *k, const dsc_mat *c, const float *q, int H, float *sc, float *o,
                         float *rows) {
     enum { W = 576, RL = 512 };
