@@ -10,7 +10,8 @@
  *        kernel_ab attn f32|bf16|q8 POSITIONS [HEADS] [PAIRS]
  *   MLA decode attention on one core as dec_chunk runs it: HEADS (default
  *   16) heads against a latent cache of POSITIONS rows of 576 values, by
- *   blocks of MLA_DEC_PB rows, attn_scores then attn_wsum.
+ *   blocks of MLA_DEC_PB rows, attn_scores then attn_wsum (over the cache
+ *   again until 4096 positions' work is timed, for small POSITIONS).
  * Prints the median GB/s (GFLOP/s for attn) of each build and the median
  * (and quartiles) of the per-pair speed ratio B / A. Exit status 77 on a
  * CPU without AVX2.
@@ -63,11 +64,12 @@ static double attn_once(const dsc_kernels *k, const dsc_mat *c, const float *q, 
     enum { W = 576, RL = 512 };
     const int64_t ld = kern_attn_ld(W);
     const double t0 = now();
-    for (int32_t p0 = 0; p0 < c->rows; p0 += MLA_DEC_PB) {
-        const int32_t p1 = c->rows - p0 < MLA_DEC_PB ? c->rows : p0 + MLA_DEC_PB;
-        k->attn_scores(sc, MLA_DEC_PB, q, H, c, p0, p1, rows, ld);
-        k->attn_wsum(o, W, sc, MLA_DEC_PB, H, rows, ld, p1 - p0, RL);
-    }
+    for (int32_t r = 0; r < (4096 + c->rows - 1) / c->rows; r++) /* at least 4096 positions' work */
+        for (int32_t p0 = 0; p0 < c->rows; p0 += MLA_DEC_PB) {
+            const int32_t p1 = c->rows - p0 < MLA_DEC_PB ? c->rows : p0 + MLA_DEC_PB;
+            k->attn_scores(sc, MLA_DEC_PB, q, H, c, p0, p1, rows, ld);
+            k->attn_wsum(o, W, sc, MLA_DEC_PB, H, rows, ld, p1 - p0, RL);
+        }
     return now() - t0;
 }
 
@@ -101,13 +103,14 @@ static int attn_ab(int argc, char **argv) {
     double *ta = malloc(sizeof(double) * N), *tb = malloc(sizeof(double) * N), *ratio = malloc(sizeof(double) * N);
     if (!ta || !tb || !ratio) return fprintf(stderr, "kernel_ab: out of memory\n"), 1;
     attn_once(&kern_A, &c, q, H, sc, o, rows), attn_once(&kern_B, &c, q, H, sc, o, rows); /* warm up */
-    for (int p = 0; p < N; p++) {
+    for (int p = 0; p < N; p++) { /* A B, B A, ...: neither always runs on the other's cache */
+        if (p % 2) tb[p] = attn_once(&kern_B, &c, q, H, sc, o, rows);
         ta[p] = attn_once(&kern_A, &c, q, H, sc, o, rows);
-        tb[p] = attn_once(&kern_B, &c, q, H, sc, o, rows);
+        if (p % 2 == 0) tb[p] = attn_once(&kern_B, &c, q, H, sc, o, rows);
         ratio[p] = ta[p] / tb[p];
     }
     qsort(ta, N, sizeof *ta, cmp), qsort(tb, N, sizeof *tb, cmp), qsort(ratio, N, sizeof *ratio, cmp);
-    const double fl = 2.0 * H * P * (W + RL);
+    const double fl = 2.0 * H * P * (W + RL) * ((4096 + P - 1) / P);
     printf("attn %s, %d heads x %d positions: A %.1f GFLOP/s, B %.1f GFLOP/s (medians of %d); B / A speed %.3f "
            "(quartiles %.3f-%.3f)\n",
            names[t], H, P, fl / 1e9 / ta[N / 2], fl / 1e9 / tb[N / 2], N, ratio[N / 2], ratio[N / 4], ratio[3 * N / 4]);
