@@ -3,7 +3,7 @@
  * `dsc kld` (how far a quantised model's next-token distributions are from
  * the original's).
  *
- *   dsc quantize -m IN_DIR -o OUT_DIR --type q8|q4
+ *   dsc quantize -m IN_DIR -o OUT_DIR --type q8|q4|copy
  *   dsc kld -m A -m B [-n N] [-c CTX] [-t T] [-f FILE] [--seed S] [--json]
  *
  * kld evaluates one token sequence through both models, in windows of CTX
@@ -88,11 +88,16 @@ static st_stats dir_stats(const char *dir) {
 
 int cmd_quantize(const cli_opts *o) {
     if (!o->output) return cli_die("quantize: no output directory given (-o DIR)");
-    if (!o->qtype) return cli_die("quantize: no type given (--type q8|q4)");
+    if (!o->qtype) return cli_die("quantize: no type given (--type q8|q4|copy)");
     double t0 = now_s();
     if (dsc_quantize(o->model, o->output, o->qtype)) return cli_die_status();
     double secs = now_s() - t0;
     st_stats in = dir_stats(o->model), out = dir_stats(o->output);
+    if (!strcmp(o->qtype, "copy")) {
+        fprintf(stderr, "dsc: quantize: %s: copy, %d tensors as they were, %.1f MiB, data 64-byte aligned, %.1f s\n",
+                o->output, out.n_quant + out.n_kept, out.bytes / 1048576.0, secs);
+        return 0;
+    }
     fprintf(stderr, "dsc: quantize: %s: %s, %d tensors quantised, %d kept, %.1f MiB -> %.1f MiB (%.2fx), %.1f s\n",
             o->output, o->qtype, out.n_quant, out.n_kept, in.bytes / 1048576.0, out.bytes / 1048576.0,
             out.bytes > 0 ? in.bytes / out.bytes : 0.0, secs);

@@ -34,7 +34,7 @@ static const char *usage_text =
     "  grad        write the loss and every trainable tensor's gradient for a batch\n"
     "  train       pretrain a config or checkpoint on text files (dsc train --help)\n"
     "  train-tokenizer  learn a byte-level BPE tokenizer.json from text files (--help)\n"
-    "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4)\n"
+    "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4|copy)\n"
     "  kld         mean KL divergence of next-token distributions of two models (-m A -m B)\n"
     "  tasks       generate verifiable problems or worked solutions (dsc tasks --help)\n"
     "  sft         supervised fine-tuning on chat examples, loss on the answers (--help)\n"

@@ -15,11 +15,14 @@
  * reference kernel the loader uses; the ones kept become BF16 and the scales
  * are dropped. The output config.json carries
  * "quantization_config": {"quant_method": "dsc", "type", "block_size": 32}.
+ * Type "copy" quantises nothing: every tensor and config.json as they are,
+ * in this layout (as llama.cpp's quantize --type COPY).
  *
  * Layout: each input file becomes an output file of the same name (one
  * model.safetensors, or the same shards and a new index). Within a file the
- * data is ordered 8-, 4-, 2-, then 1-byte dtypes (by name inside each), so
- * every tensor is aligned to its element size. The input is memory-mapped;
+ * data starts on a 64-byte boundary, in st_place_rank's order (tensors whose
+ * size is a multiple of 64 bytes first, then 8-, 4-, 2-, 1-byte dtypes), so
+ * every tensor is aligned to its element size, and most to 64 bytes. The input is memory-mapped;
  * one worker per core (at most QZ_MAX_THREADS) takes chunks of whole rows,
  * converts them in its own buffers (a few MB), writes them with pwrite() and
  * releases the chunk's input pages, so memory stays bounded whatever the
@@ -225,7 +228,7 @@ typedef struct {
 typedef struct {
     const char *in_dir, *out_dir;
     dsc_config cfg;
-    int q4;
+    int q4, copy;
     st_file *files;             /* input files; output file k has the same name     */
     char **file_names;          /* base names                                       */
     int n_files, sharded;
@@ -271,6 +274,7 @@ static int is_projection(const char *n) {
 
 static qz_op qz_classify(const qz_plan *p, const st_tensor *t) {
     const char *n = t->name;
+    if (p->copy) return QZ_COPY;
     int matrix = t->ndim == 2 && is_float(t->dtype) && ends_with(n, ".weight");
     /* q4 is for the routed experts, the bulk of a MoE's bytes but only K of E
      * per token; the matrices every token uses (attention, shared experts,
@@ -319,7 +323,7 @@ static dsc_status qz_fp8_scale(const qz_plan *p, const qz_ref *r, const st_tenso
 /* An FP8 weight's scale_inv, dropped from the output (its weight is dequantised). */
 static int is_dropped_scale(const qz_plan *p, const st_tensor *t) {
     size_t n = strlen(t->name), k = strlen("_scale_inv");
-    if (n <= k || strcmp(t->name + n - k, "_scale_inv") != 0) return 0;
+    if (p->copy || n <= k || strcmp(t->name + n - k, "_scale_inv") != 0) return 0;
     char base[512];
     if (n - k >= sizeof base) return 0;
     memcpy(base, t->name, n - k);
@@ -332,7 +336,7 @@ static int is_dropped_scale(const qz_plan *p, const st_tensor *t) {
 static dsc_status qz_plan_tensor(qz_plan *p, const qz_ref *r) {
     const st_tensor *s = r->t;
     const char *path = p->files[r->file].path;
-    if (s->dtype == ST_I8 || s->dtype == ST_U8) {
+    if (!p->copy && (s->dtype == ST_I8 || s->dtype == ST_U8)) {
         char q[512];
         snprintf(q, sizeof q, "%s_qscale", s->name);
         if (qz_find(p, q))
@@ -778,7 +782,8 @@ static dsc_status qz_write_all(const qz_plan *p, const char *json, size_t len, c
     for (size_t i = 0; i < sizeof side / sizeof side[0] && !s; i++)
         s = qz_copy_side_file(p->in_dir, p->out_dir, side[i]);
     char path[FIO_PATH_MAX];
-    if (!s && !(s = fio_join(path, p->out_dir, "config.json"))) s = qz_write_config(json, len, cfg_path, path, type);
+    if (!s && !(s = fio_join(path, p->out_dir, "config.json")))
+        s = p->copy ? fio_write_text(path, json, len) : qz_write_config(json, len, cfg_path, path, type);
     return s;
 }
 
@@ -799,11 +804,11 @@ static dsc_status qz_check_dirs(const char *in_dir, const char *out_dir) {
 
 dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *type) {
     if (!in_dir || !out_dir || !type) return dsc_fail(DSC_ERR_ARG, "quantize: no input, output or type given");
-    if (strcmp(type, "q8") && strcmp(type, "q4"))
-        return dsc_fail(DSC_ERR_ARG, "quantize: type '%.32s' is not supported (expected q8 or q4)", type);
+    if (strcmp(type, "q8") && strcmp(type, "q4") && strcmp(type, "copy"))
+        return dsc_fail(DSC_ERR_ARG, "quantize: type '%.32s' is not supported (expected q8, q4 or copy)", type);
     dsc_status s = qz_check_dirs(in_dir, out_dir);
     if (s) return s;
-    qz_plan p = {.in_dir = in_dir, .out_dir = out_dir, .q4 = !strcmp(type, "q4")};
+    qz_plan p = {.in_dir = in_dir, .out_dir = out_dir, .q4 = !strcmp(type, "q4"), .copy = !strcmp(type, "copy")};
     char cfg_path[FIO_PATH_MAX], *json = NULL;
     size_t len = 0;
     if (!(s = fio_join(cfg_path, in_dir, "config.json")) && !(s = fio_read_file(cfg_path, (size_t)16 << 20, &json, &len)))
@@ -812,7 +817,7 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
         cJSON *root = cJSON_ParseWithLength(json, len);
         const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
         const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
-        if (cJSON_IsString(qm) && !strcmp(qm->valuestring, "dsc"))
+        if (!p.copy && cJSON_IsString(qm) && !strcmp(qm->valuestring, "dsc"))
             s = dsc_fail(DSC_ERR_ARG, "%s: the checkpoint is already quantised by dsc (give the BF16/FP8 one)",
                          cfg_path);
         cJSON_Delete(root);

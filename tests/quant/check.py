@@ -9,9 +9,13 @@ exit 1 and the reason otherwise)
                         W has W_qscale F16 [r, c / 32] and every _qscale its W;
                         under q4 only the routed experts are U8 (all else I8), under q8 nothing is
                         U8; no weight_scale_inv is left; every SRC tensor is there;
-                        each file's data is 8-aligned, without holes, each tensor
-                        aligned to its element size; a shard index lists every
+                        each file's data starts 64-aligned, without holes, each
+                        tensor aligned to its element size (and to 64 where its
+                        size is a multiple of 64); a shard index lists every
                         tensor in its file
+  copy DIR SRC          DIR = SRC rewritten by --type copy: that layout, the same
+                        tensors (names, dtypes, shapes, bytes), config.json
+                        byte for byte
   kld MODEL Q8 Q4       `dsc kld --json` outputs of MODEL against its q8 and q4
                         copies: mean KLD of q8 < 1e-2 (v3-tiny) or 2e-2 (others),
                         2 x q8 < q4 < 0.5
@@ -108,6 +112,33 @@ def cmd_header(d, src, qtype):
           (n8, n4, len(t) - 2 * (n8 + n4), len(files_of(d))))
 
 
+def cmd_copy(d, src):
+    t, s = check_layout(d), check_layout(src, ours=False)
+    if set(t) != set(s):
+        fail("tensors differ: %s" % sorted(set(t) ^ set(s))[:5])
+    hd, hs = {}, {}
+    for dd, h in ((d, hd), (src, hs)):
+        for fn in files_of(dd):
+            n, hdr = read_header(os.path.join(dd, fn))
+            for k, v in hdr.items():
+                if k != "__metadata__":
+                    h[k] = (os.path.join(dd, fn), 8 + n + v["data_offsets"][0], v["data_offsets"][1] - v["data_offsets"][0])
+    total = 0
+    for k in sorted(t):
+        if t[k][:2] != s[k][:2]:
+            fail("%s: %s %s, source %s %s" % (k, t[k][0], t[k][1], s[k][0], s[k][1]))
+        (pa, oa, na), (pb, ob, nb) = hd[k], hs[k]
+        with open(pa, "rb") as fa, open(pb, "rb") as fb:
+            fa.seek(oa)
+            fb.seek(ob)
+            if na != nb or fa.read(na) != fb.read(nb):
+                fail("%s: bytes differ from the source" % k)
+        total += na
+    if open(os.path.join(d, "config.json"), "rb").read() != open(os.path.join(src, "config.json"), "rb").read():
+        fail("config.json differs from the source")
+    print("%d tensors, %d bytes, all as in the source" % (len(t), total))
+
+
 def cmd_kld(model, q8_json, q4_json):
     """Thresholds are 2-3x the figures measured on the golden models (512
     random tokens, windows of 128; test_quant.sh says why they are loose)."""
@@ -124,7 +155,7 @@ def cmd_kld(model, q8_json, q4_json):
 
 
 if __name__ == "__main__":
-    cmds = {"header": cmd_header, "kld": cmd_kld}
+    cmds = {"header": cmd_header, "copy": cmd_copy, "kld": cmd_kld}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         fail(__doc__)
     try:

@@ -134,6 +134,22 @@ else
     bad "sharded input: init or quantize failed"
 fi
 
+# ------------------------------------------------- --type copy: the layout only
+# copy NAME SRC OUT: quantises nothing, rewrites every tensor as it is.
+copy() {
+    if "$DSC" quantize -m "$2" -o "$3" --type copy 2>"$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+        grep -q ": copy, [1-9][0-9]* tensors as they were" "$tmp/err"; then
+        check "$1 copy: same tensors and config, 64-byte layout" $CHECK copy "$3" "$2"
+        if "$DSC" logits -m "$2" --tokens "$TOKS" -o "$tmp/cs.st" 2>/dev/null &&
+            "$DSC" logits -m "$3" --tokens "$TOKS" -o "$tmp/cc.st" 2>/dev/null && cmp -s "$tmp/cs.st" "$tmp/cc.st"; then
+            ok "$1 copy: identical logits"
+        else bad "$1 copy: logits differ from the source's"; fi
+    else bad "$1 copy: $(tr '\n' ' ' <"$tmp/err")"; fi
+}
+copy "v3-fp8-tiny (FP8 + scales)" "$GOLDEN/models/v3-fp8-tiny/model" "$tmp/fp8-copy"
+[ -d "$tmp/three" ] && copy "3 shards" "$tmp/three" "$tmp/three-copy"
+[ -d "$tmp/v3-tiny-q8" ] && copy "a q8 checkpoint" "$tmp/v3-tiny-q8" "$tmp/q8-copy"
+
 # ------------------------------------------------------------------ bad input
 # bad_input NAME WANT ARGS...: exit 1, one line starting "dsc: " that contains WANT.
 bad_input() {
