@@ -458,9 +458,21 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
     rope_init(m);
     count_active(m);
     m->softmax_scale = (float)config_softmax_scale(&m->cfg);
-    if (params && params->verbose)
+    if (params && params->verbose) {
         fprintf(stderr, "dsc: %s: %s, %d layers, %lld parameters (%.1f MiB as stored) in %d file(s)\n", dir,
                 m->cfg.model_type, m->cfg.n_layers, (long long)m->n_params, m->weight_bytes / 1048576.0, m->n_files);
+        double all = 0, off = 0; /* bytes of tensors of 64 KiB or more, and of those not 32-byte aligned */
+        for (int i = 0; i < m->n_files; i++)
+            for (int j = 0; j < m->files[i].n_tensors; j++) {
+                const st_tensor *t = &m->files[i].tensors[j];
+                if (t->nbytes < 65536) continue;
+                all += (double)t->nbytes;
+                if ((uintptr_t)t->data % 32) off += (double)t->nbytes;
+            }
+        if (off > all / 2)
+            fprintf(stderr, "dsc: %s: %.0f%% of the weights are not 32-byte aligned in their files; `dsc quantize "
+                    "--type copy` rewrites them aligned (decode 1-5%% faster on AVX2)\n", dir, 100 * off / all);
+    }
     *out = m;
     return DSC_OK;
 }

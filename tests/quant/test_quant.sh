@@ -147,6 +147,11 @@ copy() {
     else bad "$1 copy: $(tr '\n' ' ' <"$tmp/err")"; fi
 }
 copy "v3-fp8-tiny (FP8 + scales)" "$GOLDEN/models/v3-fp8-tiny/model" "$tmp/fp8-copy"
+# -v names misaligned weights (the golden files are 8-byte aligned) and not the copy's.
+hint() { "$DSC" generate -m "$1" --tokens "1 2 3" -n 1 -v 2>&1 | grep -c "not 32-byte aligned.*--type copy"; }
+if [ "$(hint "$GOLDEN/models/v3-fp8-tiny/model")" -eq 1 ] && [ -d "$tmp/fp8-copy" ] && [ "$(hint "$tmp/fp8-copy")" -eq 0 ]; then
+    ok "-v: the misaligned source gets the --type copy hint, its copy none"
+else bad "-v: --type copy hint wrong (source $(hint "$GOLDEN/models/v3-fp8-tiny/model"), copy $(hint "$tmp/fp8-copy"))"; fi
 [ -d "$tmp/three" ] && copy "3 shards" "$tmp/three" "$tmp/three-copy"
 [ -d "$tmp/v3-tiny-q8" ] && copy "a q8 checkpoint" "$tmp/v3-tiny-q8" "$tmp/q8-copy"
 
