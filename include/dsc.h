@@ -283,8 +283,8 @@ dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, con
  * multiple of 32, the embedding, norms and router stay as they were (FP8
  * becomes BF16). Type "copy" changes no tensor and no config field: the
  * checkpoint rewritten in dsc's layout (data 64-byte aligned, see
- * dsc_safetensors_write), which decoded 1-5% faster than the 8-byte
- * alignment of most published files in A/B runs here. Loadable like any checkpoint. On
+ * dsc_safetensors_write), which decoded 1-5% faster on AVX2 than the 8-byte
+ * alignment of most published files. Loadable like any checkpoint. On
  * failure out_dir may hold partial weights but no config.json. */
 dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *type);
 

@@ -22,11 +22,11 @@
  * model.safetensors, or the same shards and a new index). Within a file the
  * data starts on a 64-byte boundary, in st_place_rank's order (tensors whose
  * size is a multiple of 64 bytes first, then 8-, 4-, 2-, 1-byte dtypes), so
- * every tensor is aligned to its element size, and most to 64 bytes. The input is memory-mapped;
- * one worker per core (at most QZ_MAX_THREADS) takes chunks of whole rows,
- * converts them in its own buffers (a few MB), writes them with pwrite() and
- * releases the chunk's input pages, so memory stays bounded whatever the
- * size of the checkpoint. config.json is written last: a run that fails
+ * every tensor is aligned to its element size, and most to 64 bytes. The
+ * input is memory-mapped; one worker per core (at most QZ_MAX_THREADS) takes
+ * chunks of whole rows, converts them in its own buffers (a few MB), writes
+ * them with pwrite() and releases the chunk's input pages, so memory stays
+ * bounded whatever the size of the checkpoint. config.json is written last: a run that fails
  * leaves no loadable checkpoint behind.
  */
 #include "io/quantize.h"
