@@ -10,6 +10,10 @@
  * With --parallel B, each repetition also decodes B sequences together (one
  * pass over the weights per step for all of them, as `dsc serve` does) and
  * sets the aggregate rate against that repetition's one-sequence rate.
+ * The "attention" line adds what the bytes leave out at depth: the absorbed
+ * attention's multiply-adds over the latent cache, bound by the FMA peak,
+ * set after the weights' read time (the two do not overlap in a step):
+ *   decode  <= 1 / (bytes / read bandwidth + attention FLOPs / FMA peak)
  */
 #include <math.h>
 #include <stdio.h>
@@ -66,7 +70,7 @@ int cmd_bench(const cli_opts *o) {
     double *tg_pct = calloc((size_t)R, sizeof(double)), *pp_pct = calloc((size_t)R, sizeof(double));
     double *tgb = calloc((size_t)R, sizeof(double)), *tgb_x = calloc((size_t)R, sizeof(double));
     double *ibw = calloc((size_t)R, sizeof(double)), *itg = calloc((size_t)R, sizeof(double));
-    double *i_pct = calloc((size_t)R, sizeof(double));
+    double *i_pct = calloc((size_t)R, sizeof(double)), *c_pct = calloc((size_t)R, sizeof(double));
     /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
     const int64_t probe_n = (int64_t)64 << 20;
     float *probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)probe_n) : NULL;
@@ -77,7 +81,7 @@ int cmd_bench(const cli_opts *o) {
     int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
     float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
     int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok || !ibw ||
-              !itg || !i_pct || (N > 0 && !probe) ||
+              !itg || !i_pct || !c_pct || (N > 0 && !probe) ||
               (B && !blog)) ? cli_die("out of memory") : 0;
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
@@ -85,6 +89,11 @@ int cmd_bench(const cli_opts *o) {
     const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
     const double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
     /* lm_head runs for the last prompt token only. */
+    /* Attention FLOPs per decode step at the run's mean position: per layer
+     * and head, a score over R + Dr values and a weighted sum over R for
+     * every cached position. */
+    const double pos = D + N / 2.0 + 1;
+    const double attn_flops = 2.0 * i->n_layers * i->n_heads * pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
     const double flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
 
     if (!rc && D > 0) { /* the context the decode test starts from */
@@ -124,6 +133,7 @@ int cmd_bench(const cli_opts *o) {
             }
             tg[r] = N / (now_s() - t0);
             tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
+            c_pct[r] = 100 * tg[r] * (bytes / 1e9 / bw[r] + attn_flops / 1e9 / peak[r]);
         }
         if (N > 0 && !rc) { /* the same N steps, each after a read of the probe buffer */
             dsc_ctx_truncate(s.ctx, D);
@@ -160,7 +170,7 @@ int cmd_bench(const cli_opts *o) {
     if (!rc) {
         stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
         stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
-        stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R);
+        stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R), scp = stats(c_pct, R);
         mach.read_gb_s = sbw.median;
         mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
@@ -181,14 +191,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
                    "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
                    "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
-                   "\"parallel\": %d, "
+                   "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                    "\"tgb_speedup_max\": %.3f}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
                    mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
-                   sip.median, sip.lo, sip.hi, B, B ? sb.median : 0,
+                   sip.median, sip.lo, sip.hi, attn_flops, scp.median, B, B ? sb.median : 0,
                    B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
@@ -221,6 +231,12 @@ int cmd_bench(const cli_opts *o) {
                        "%.2f GB/s achieved, reads %.2f GB/s (%.2f-%.2f): %.1f%% (median of the per-run ratios, "
                        "%.1f-%.1f)\n",
                        sit.median, sit.median * bytes / 1e9, sib.median, sib.lo, sib.hi, sip.median, sip.lo, sip.hi);
+            if (N > 0)
+                printf("         attention: %.3f GFLOP per token at the mean position %.0f; with it at the FMA peak "
+                       "after the bytes at the bandwidth: roofline %.2f t/s, %.1f%% (median of the per-run ratios, "
+                       "%.1f-%.1f)\n",
+                       attn_flops / 1e9, pos - 1, 1 / (bytes / 1e9 / mach.read_gb_s + attn_flops / 1e9 / mach.fma_gflop_s),
+                       scp.median, scp.lo, scp.hi);
             if (P > 0)
                 printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
                        "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
@@ -248,6 +264,7 @@ int cmd_bench(const cli_opts *o) {
     free(ibw);
     free(itg);
     free(i_pct);
+    free(c_pct);
     free(probe);
     free(bseq);
     free(btok);

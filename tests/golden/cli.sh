@@ -31,9 +31,15 @@ done
 # (a batched decode test included with --parallel).
 root=$GOLDEN/models/v3-tiny/model
 if "$DSC" bench -m "$root" -p 16 -n 8 -r 2 --parallel 3 --json >"$tmp/bench.json" 2>"$tmp/err" &&
-    python3 - "$tmp/bench.json" >"$tmp/cmp" 2>&1 <<'PY'
+    python3 - "$tmp/bench.json" "$root/config.json" >"$tmp/cmp" 2>&1 <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
+c = json.load(open(sys.argv[2]))
+# the attention's FLOPs per step at the mean position (depth 0 + 8 / 2, then the new token)
+want = 2 * c["num_hidden_layers"] * c["num_attention_heads"] * (0 + 8 / 2 + 1) * (2 * c["kv_lora_rank"] + c["qk_rope_head_dim"])
+assert abs(j["attn_flops_per_token"] - want) < 1, f"attn_flops_per_token = {j['attn_flops_per_token']}, want {want}"
+# adding the attention's time at the FMA peak can only lower the bound, so raise the ratio
+assert j["tg_attn_roofline_pct"] >= j["tg_roofline_pct"] * 0.999, f"{j['tg_attn_roofline_pct']} < {j['tg_roofline_pct']}"
 for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "threads", "tgb_tokens_per_s",
           "tgb_speedup", "tg_roofline_pct", "pp_peak_pct", "tgi_tokens_per_s", "bandwidth_interleaved_gb_s",
           "tgi_roofline_pct"):
