@@ -45,6 +45,7 @@ typedef struct {
     int verbose;          /* print what was loaded to stderr                     */
     int keep_page_cache;  /* never drop and re-read weight files that the page  */
                           /* cache holds in 4 KiB pages (see dsc_model_load)    */
+    int mlock;            /* lock the weight files in memory (see dsc_model_load) */
 } dsc_model_params;
 
 dsc_model_params dsc_model_default_params(void);
@@ -58,6 +59,12 @@ dsc_model_params dsc_model_default_params(void);
  * (written just before, or read by another program first) and this kernel
  * would read it in 2 MiB ones, the file's cached pages are dropped and read
  * again, once, unless params->keep_page_cache.
+ * With params->mlock the weight files are read in whole and locked in
+ * memory (mlock), so that the kernel does not page them out while the
+ * model sits idle (proactive reclaim, memory pressure) and the next
+ * request does not wait on the disk; the resident set is then every
+ * weight, used or not. Where the memory-lock limit (ulimit -l) is too low
+ * a one-line warning goes to stderr and the model loads unlocked.
  * On success *out owns the mappings until dsc_model_free(); on failure *out
  * is NULL and nothing stays mapped or allocated. */
 dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out);

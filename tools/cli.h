@@ -21,7 +21,7 @@ typedef struct {
     int kv_type;       /* dsc_kv_type */
     int argc;          /* train, train-tokenizer: the whole command line, parsed there */
     char **argv;
-    int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, verbose_prompt, hide_think, think, special, raw;
+    int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, mlock, verbose_prompt, hide_think, think, special, raw;
     dsc_sampler_params sp;
     int temp_set;
     int samples, vote;                                          /* run: --samples K --vote */

@@ -30,6 +30,7 @@ int cmd_serve(const cli_opts *o) {
     if (o->cache_disk_mb) p.cache_disk_mb = o->cache_disk_mb;
     if (o->queue) p.max_queue = o->queue;
     p.verbose = o->verbose;
+    p.mlock = o->mlock;
     return srv_run(&p);
 }
 #else

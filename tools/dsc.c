@@ -51,6 +51,8 @@ static const char *usage_text =
     "  -t, --threads N        threads (default: all CPUs)\n"
     "  --isa ref|avx2|avx512  kernel set (default: the best this CPU runs)\n"
     "  --kv-type f32|bf16|q8  latent cache type (default f32 for logits/generate, bf16 otherwise)\n"
+    "  --mlock                lock the weights in memory (read them all now; the OS cannot page\n"
+    "                         them out while the model sits idle; needs ulimit -l)\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -223,6 +225,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (!strcmp(a, "--decode-only")) o->decode_only = 1, takes = 0;
         else if (!strcmp(a, "--ids") && strcmp(o->cmd, "detokenize")) o->print_ids = 1, takes = 0;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = 1, takes = 0;
+        else if (!strcmp(a, "--mlock")) o->mlock = 1, takes = 0;
         else if (!strcmp(a, "--verbose-prompt")) o->verbose_prompt = 1, takes = 0;
         else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
@@ -337,6 +340,7 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     *s = (cli_session){0};
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = o->verbose;
+    mp.mlock = o->mlock;
     if (dsc_model_load(o->model, &mp, &s->model)) return die_status();
     dsc_model_get_info(s->model, &s->info);
     if (check_ids(ids, n_ids, &s->info)) return 1;

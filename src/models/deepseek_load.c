@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "core/fileio.h"
@@ -430,6 +432,28 @@ static dsc_status model_open_files(dsc_model *m) {
     return open_shard(m, "model.safetensors");
 }
 
+/* mlock of every weight file's mapping; a warning on stderr where it fails. */
+static void lock_weights(const dsc_model *m, int verbose) {
+    double all = 0;
+    for (int i = 0; i < m->n_files; i++) all += (double)m->files[i].size;
+    for (int i = 0; i < m->n_files; i++) {
+        if (!m->files[i].map || mlock(m->files[i].map, m->files[i].size) == 0) continue;
+        const int e = errno;
+        struct rlimit rl;
+        char lim[64] = "unknown";
+        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+            if (rl.rlim_cur == RLIM_INFINITY) snprintf(lim, sizeof lim, "unlimited");
+            else snprintf(lim, sizeof lim, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
+        }
+        fprintf(stderr, "dsc: %s: --mlock: cannot lock %.1f MiB of weights in memory (%s; the memory-lock limit is %s, "
+                "ulimit -l); loaded unlocked\n", m->dir, all / 1048576.0, strerror(e), lim);
+        for (int k = 0; k < i; k++) /* all or nothing */
+            if (m->files[k].map) munlock(m->files[k].map, m->files[k].size);
+        return;
+    }
+    if (verbose) fprintf(stderr, "dsc: %s: %.1f MiB of weights locked in memory\n", m->dir, all / 1048576.0);
+}
+
 dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out) {
     *out = NULL;
     struct stat sb;
@@ -455,6 +479,7 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
         dsc_model_free(m);
         return s;
     }
+    if (params && params->mlock) lock_weights(m, params->verbose);
     rope_init(m);
     count_active(m);
     m->softmax_scale = (float)config_softmax_scale(&m->cfg);

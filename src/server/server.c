@@ -90,6 +90,7 @@ static int load(srv_server *S) {
     }
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = p->verbose;
+    mp.mlock = p->mlock;
     if (dsc_model_load(p->model_dir, &mp, &S->model)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     dsc_model_get_info(S->model, &S->info);
     S->eos = dsc_tokenizer_find(S->tok, "<｜end▁of▁sentence｜>");

@@ -32,6 +32,7 @@ typedef struct {
     int max_queue;          /* requests waiting for a slot; one more gets 503             */
     size_t max_body;        /* request body limit in bytes; larger gets 413               */
     int verbose;
+    int mlock;              /* lock the weights in memory (dsc_model_params.mlock)       */
 } srv_params;
 
 srv_params srv_default_params(void);

@@ -3,6 +3,7 @@
 #   dsc logits -m DIR --tokens IDS -o OUT [--decode-only]   matches expected logits
 #   dsc generate -m DIR --tokens IDS -n 8 --temp 0 --ids [--decode-only]   prints the greedy ids
 #   dsc bench -m DIR --json [--parallel N]   one JSON object with the figures named below
+#   dsc generate ... --mlock   the same ids, the weights locked or a warning
 # usage: cli.sh DSC TEST_GOLDEN GOLDEN_DIR
 set -u
 DSC=$1 TG=$2 GOLDEN=$3
@@ -52,5 +53,31 @@ PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 if "$DSC" bench -m "$root" -p 0 -n 4 -r 1 --parallel 0 >"$tmp/out" 2>"$tmp/err"; then bad "bench --parallel 0 accepted"
 else ok "bench --parallel 0 refused: $(cat "$tmp/err")"; fi
+# --mlock: the weights locked (-v says so), the same greedy ids; under a
+# memory-lock limit too low for them, one warning line and an unlocked run
+# with the same ids. CAP_IPC_LOCK (root's, outside containers) ignores the
+# limit: the second run then drops it with setpriv. Each part is skipped,
+# saying why, where this environment cannot set it up.
+root=$GOLDEN/models/v3-tiny
+toks=$("$TG" --ids "$root/expected.safetensors" tokens)
+want=$("$TG" --ids "$root/expected.safetensors" greedy)
+capeff=$(awk '/^CapEff:/ {print $2}' /proc/self/status 2>/dev/null)
+has_cap=$(( (0x${capeff:-0} >> 14) & 1 ))
+hard=$(ulimit -H -l)
+if [ "$has_cap" = 1 ] || [ "$hard" = unlimited ] || [ "$hard" -ge 4096 ]; then
+    got=$(ulimit -l "$hard" && "$DSC" generate -m "$root/model" --tokens "$toks" -n 8 --temp 0 --ids --mlock -v 2>"$tmp/err")
+    if [ "$got" = "$want" ] && grep -q "MiB of weights locked in memory" "$tmp/err"; then ok "--mlock: $(grep locked "$tmp/err")"
+    else bad "--mlock: got '$got' want '$want' $(cat "$tmp/err")"; fi
+else echo "SKIP --mlock: no CAP_IPC_LOCK and a hard memory-lock limit of $hard KiB"; fi
+drop=
+[ "$has_cap" = 1 ] && drop="setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock"
+if [ -n "$drop" ] && ! $drop true 2>/dev/null; then echo "SKIP --mlock over the limit: cannot drop CAP_IPC_LOCK here"
+else
+    got=$(ulimit -l 16 && $drop "$DSC" generate -m "$root/model" --tokens "$toks" -n 8 --temp 0 --ids --mlock 2>"$tmp/err")
+    if [ "$got" = "$want" ] &&
+        grep -q "^dsc: .*--mlock: cannot lock .* (.*; the memory-lock limit is 16 KiB, ulimit -l); loaded unlocked$" "$tmp/err"
+    then ok "--mlock over the limit: $(grep mlock "$tmp/err")"
+    else bad "--mlock over the limit: got '$got' want '$want' $(cat "$tmp/err")"; fi
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
