@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/status.h"
@@ -436,6 +437,13 @@ static dsc_status model_open_files(dsc_model *m) {
 static void lock_weights(const dsc_model *m, int verbose) {
     double all = 0;
     for (int i = 0; i < m->n_files; i++) all += (double)m->files[i].size;
+    /* Locking more than the RAM would only end in the OOM killer. */
+    const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (ram > 0 && all > 0.9 * ram) {
+        fprintf(stderr, "dsc: %s: --mlock: %.1f GiB of weights do not fit in this machine's %.1f GiB of RAM; loaded "
+                "unlocked\n", m->dir, all / 1073741824.0, ram / 1073741824.0);
+        return;
+    }
     for (int i = 0; i < m->n_files; i++) {
         if (!m->files[i].map || mlock(m->files[i].map, m->files[i].size) == 0) continue;
         const int e = errno;
