@@ -433,6 +433,18 @@ static dsc_status model_open_files(dsc_model *m) {
     return open_shard(m, "model.safetensors");
 }
 
+/* VmLck of this process in bytes (/proc/self/status); -1 where unknown. */
+static double locked_bytes(void) {
+    FILE *fp = fopen("/proc/self/status", "r");
+    if (!fp) return -1;
+    char line[256];
+    double kb = -1;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "VmLck: %lf kB", &kb) == 1) break;
+    fclose(fp);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
 /* mlock of every weight file's mapping; a warning on stderr where it fails. */
 static void lock_weights(const dsc_model *m, int verbose) {
     double all = 0;
@@ -444,6 +456,7 @@ static void lock_weights(const dsc_model *m, int verbose) {
                 "unlocked\n", m->dir, all / 1073741824.0, ram / 1073741824.0);
         return;
     }
+    const double before = locked_bytes();
     for (int i = 0; i < m->n_files; i++) {
         if (!m->files[i].map || mlock(m->files[i].map, m->files[i].size) == 0) continue;
         const int e = errno;
@@ -459,7 +472,11 @@ static void lock_weights(const dsc_model *m, int verbose) {
             if (m->files[k].map) munlock(m->files[k].map, m->files[k].size);
         return;
     }
-    if (verbose) fprintf(stderr, "dsc: %s: %.1f MiB of weights locked in memory\n", m->dir, all / 1048576.0);
+    const double after = locked_bytes();
+    if (before >= 0 && after >= 0 && after - before < 0.9 * all) /* a sanitizer's mlock, say, returns 0 and locks nothing */
+        fprintf(stderr, "dsc: %s: --mlock: mlock succeeded but %.1f of %.1f MiB of weights are locked (VmLck)\n", m->dir,
+                (after - before) / 1048576.0, all / 1048576.0);
+    else if (verbose) fprintf(stderr, "dsc: %s: %.1f MiB of weights locked in memory\n", m->dir, all / 1048576.0);
 }
 
 dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out) {
