@@ -225,6 +225,7 @@ static int kld_open(const cli_opts *o, int n_ctx, kld_state *s, dsc_model_info *
     const char *dirs[2] = {o->model, o->model2};
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = o->verbose;
+    mp.mlock = o->mlock;
     for (int i = 0; i < 2; i++) {
         if (dsc_model_load(dirs[i], &mp, &s->m[i])) return cli_die_status();
         dsc_model_get_info(s->m[i], &info[i]);
