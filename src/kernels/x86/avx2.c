@@ -332,7 +332,7 @@ static inline __attribute__((always_inline)) void q8_row_tokens(float *y, int64_
 static inline __attribute__((always_inline)) void q_run_rows(int32_t *ri, const uint8_t **q, const uint16_t **sc,
                                                              const dsc_mat *w, int64_t row_bytes, int32_t r0,
                                                              int32_t r1, int32_t per, int32_t k, const int R) {
-    _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+    _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
         ri[i] = r0 + i * per + k;
         const int32_t r = ri[i] < r1 ? ri[i] : r1 - 1;
         q[i] = (const uint8_t *)w->data + (int64_t)r * row_bytes;
@@ -341,35 +341,38 @@ static inline __attribute__((always_inline)) void q_run_rows(int32_t *ri, const 
 }
 
 /* Q8 rows r0..r1 against one token's dealt limbs: one at a time (R = 1),
- * or as 2 runs of consecutive rows (R = 2), a row of each in turn (two
- * streams of loads, two chains of sums); each row's sum the same either
- * way, and the same as q8_row_tokens gives it among other tokens. */
+ * or as R runs of consecutive rows (R up to 4), a row of each in turn (R
+ * streams of loads, R chains of sums); each row's sum the same either way,
+ * and the same as q8_row_tokens gives it among other tokens. */
 static inline __attribute__((always_inline)) void q8_rows_r(float *y, const int16_t *xs, float unscale,
                                                             const dsc_mat *w, int32_t r0, int32_t r1, const int R) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
     const __m256i *X = (const __m256i *)xs;
     for (int32_t k = 0; k < per; k++) {
-        const uint8_t *q[2];
-        const uint16_t *sc[2];
-        int32_t ri[2];
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const uint8_t *q[4];
+        const uint16_t *sc[4];
+        int32_t ri[4];
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         q_run_rows(ri, q, sc, w, C, r0, r1, per, k, R);
         _Pragma("GCC unroll 4") for (int32_t b = 0; b < nb; b++)
-            _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
                 _mm_prefetch((const char *)q[i] + 32 * b + PF_AHEAD, _MM_HINT_T0);
                 acc[i] = q8_block_eo(acc[i], q[i] + 32 * b, X + 4 * b, sc[i][b]);
             }
-        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
             if (ri[i] < r1) y[ri[i] - r0] = hsum8(acc[i]) * unscale;
     }
 }
 
 /* Kept out of line: the int16-widening rows before this, inlined into
  * avx2_matmul_rows, had gcc 12 keep the loop's bound in memory and ran
- * decode 7% slower. */
+ * decode 7% slower. Three streams a thread: Q8 decode 1.029, 1.044 and
+ * 1.028x against two in the whole model (`kernel_ab.sh -m`); one 0.961x, four
+ * 0.970x. */
+#define Q8_RUNS 3
 __attribute__((noinline)) static void q8_rows_runs(float *y, const int16_t *xs, float unscale, const dsc_mat *w,
                                                    int32_t r0, int32_t r1) {
-    q8_rows_r(y, xs, unscale, w, r0, r1, 2);
+    q8_rows_r(y, xs, unscale, w, r0, r1, Q8_RUNS);
 }
 
 /* The split of x on the stack up to this many int16 values, else on the heap. */
@@ -541,20 +544,20 @@ __attribute__((noinline)) static float q4_row_end(__m256 acc, const uint8_t *q, 
 }
 
 /* Q4 rows r0..r1 against x's pairs: one at a time (R = 1), or for one
- * token (R = 2) as 2 runs of consecutive rows, a row of each in turn, as
- * q8_rows_r. */
+ * token as R runs of consecutive rows (R up to 4), a row of each in turn,
+ * as q8_rows_r. */
 static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_xpair *xp, const dsc_mat *w,
                                                             int32_t r0, int32_t r1, const int R) {
     const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
     for (int32_t k = 0; k < per; k++) {
-        const uint8_t *q[2];
-        const uint16_t *sc[2];
-        int32_t ri[2];
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        const uint8_t *q[4];
+        const uint16_t *sc[4];
+        int32_t ri[4];
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         q_run_rows(ri, q, sc, w, C / 2, r0, r1, per, k, R);
         _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++)
-            _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) acc[i] = q4_pair(acc[i], q[i], sc[i], xp + g, g);
-        _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
+            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) acc[i] = q4_pair(acc[i], q[i], sc[i], xp + g, g);
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
             if (ri[i] < r1) y[ri[i] - r0] = q4_row_end(acc[i], q[i], sc[i], xp, nb);
     }
 }
@@ -576,9 +579,11 @@ static inline __attribute__((always_inline)) void q4_row_tokens(float *y, const 
     }
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) y[t] = q4_row_end(acc[t], q, sc, xp[t], nb);
 }
+/* Three streams a thread: Q4 decode 1.014 and 1.022x against two (`kernel_ab.sh -m`). */
+#define Q4_RUNS 3
 __attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
                                                    int32_t r1) {
-    q4_rows_r(y, xp, w, r0, r1, 2);
+    q4_rows_r(y, xp, w, r0, r1, Q4_RUNS);
 }
 
 /* Q4 rows of n tokens, each token's x rounded and laid out once per call. */
@@ -836,38 +841,43 @@ static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs
     }
 }
 
-/* One token: 8 rows at a time (8 independent chains), each row's dot
- * product summed exactly as in bf16_eo_tiles. The rows r0..r1 are cut
- * into 8 runs of consecutive rows and a tile takes one row of each, so
- * each of the 8 streams of loads runs on through its run's rows (contiguous
- * in memory) instead of starting again every row, as 8 adjacent rows of
- * 2.8-4 KiB (V2-Lite's) made them; each row also fetched BF16_PF values
- * ahead, into its run's next row at the end. */
+/* One token: BF16_RUNS rows at a time (as many chains of sums), each
+ * row's dot product summed exactly as in bf16_eo_tiles. The rows r0..r1
+ * are cut into BF16_RUNS runs of consecutive rows and a tile takes one row
+ * of each, so each stream of loads runs on through its run's rows
+ * (contiguous in memory) instead of starting again every row, as adjacent
+ * rows of 2.8-4 KiB (V2-Lite's) made them; each row also fetched BF16_PF
+ * values ahead, into its run's next row at the end. Four streams a thread
+ * rather than eight: BF16 decode 1.16, 1.28 and 1.26x in the whole model
+ * (`kernel_ab.sh -m`, 2 threads, two identical builds 1.01); two and three
+ * streams read as four (0.98, 0.99). */
 #define BF16_PF 512
-static void bf16_eo_rows8(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
-    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2, per = (r1 - r0 + 7) / 8;
+#define BF16_RUNS 4
+static void bf16_eo_runs(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
+    enum { NR = BF16_RUNS };
+    const int32_t C = w->cols, c16 = C & ~15, h = c16 / 2, per = (r1 - r0 + NR - 1) / NR;
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     for (int32_t k = 0; k < per; k++) {
-        const uint16_t *rp[8];
-        int32_t ri[8];
-        for (int i = 0; i < 8; i++) {
+        const uint16_t *rp[NR];
+        int32_t ri[NR];
+        for (int i = 0; i < NR; i++) {
             ri[i] = r0 + i * per + k;
             rp[i] = (const uint16_t *)w->data + (int64_t)(ri[i] < r1 ? ri[i] : r1 - 1) * C;
         }
-        __m256 a[8];
-        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+        __m256 a[NR];
+        _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) a[i] = _mm256_setzero_ps();
         for (int32_t c = 0; c < c16; c += 16) {
             if (!(c & 31))
-                _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(rp[i] + c + BF16_PF), _MM_HINT_T0);
+                _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) _mm_prefetch((const char *)(rp[i] + c + BF16_PF), _MM_HINT_T0);
             const __m256 xe = _mm256_loadu_ps(xs + c / 2), xo = _mm256_loadu_ps(xs + h + c / 2);
-            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
+            _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(rp[i] + c));
                 const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
                 const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
                 a[i] = _mm256_fmadd_ps(wo, xo, _mm256_fmadd_ps(we, xe, a[i]));
             }
         }
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < NR; i++)
             if (ri[i] < r1) {
                 float sum = hsum8(a[i]);
                 for (int32_t c = c16; c < C; c++) sum += kern_bf16_to_f32(rp[i][c]) * x[c]; /* tail */
@@ -891,7 +901,7 @@ static int mm_bf16_eo(float *y, int64_t ldy, const float *x, const dsc_mat *w, i
             xs[(int64_t)t * c16 + k] = x[(int64_t)t * C + 2 * k];
             xs[(int64_t)t * c16 + h + k] = x[(int64_t)t * C + 2 * k + 1];
         }
-    if (n == 1) bf16_eo_rows8(y, x, xs, w, r0, r1);
+    if (n == 1) bf16_eo_runs(y, x, xs, w, r0, r1);
     else bf16_eo_tiles(y, ldy, x, xs, w, n, r0, r1);
     if (xs != stack) free(xs);
     return 1;
