@@ -850,8 +850,9 @@ static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs
  * values ahead, into its run's next row at the end. Four streams a thread
  * rather than eight: BF16 decode 1.16, 1.28 and 1.26x in the whole model
  * (`kernel_ab.sh -m`, 2 threads, two identical builds 1.01); two and three
- * streams read as four (0.98, 0.99). */
-#define BF16_PF 512
+ * streams read as four (0.98, 0.99). 256 values ahead rather than 512:
+ * 1.057, 1.029 and 1.037x (128: 1.050; 1024: 0.968; none: 0.979). */
+#define BF16_PF 256
 #define BF16_RUNS 4
 static void bf16_eo_runs(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
     enum { NR = BF16_RUNS };
