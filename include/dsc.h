@@ -227,7 +227,7 @@ void dsc_sampler_reset(dsc_sampler *s);
 /* Machine limits, for benchmarks                                            */
 
 typedef struct {
-    double read_gb_s;     /* best read bandwidth over a buffer far larger than the caches */
+    double read_gb_s;     /* best read bandwidth over a buffer far larger than the caches, two ways */
     double fma_gflop_s;   /* register-only FMA peak of the kernel set, all threads          */
     int32_t n_threads;
     const char *isa;
@@ -238,9 +238,10 @@ typedef struct {
 dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out);
 
 /* Reads buf (n floats, far larger than the caches) once with the context's
- * threads and kernels, as dsc_measure_machine reads its buffer; returns the
- * seconds it took (negative if n < 1). For a read probe between decode steps,
- * so that both see the same state of a shared machine. */
+ * threads, as dsc_measure_machine reads its buffer the faster of its two
+ * ways (several runs a thread, fetched ahead); returns the seconds it took
+ * (negative if n < 1). For a read probe between decode steps, so that both
+ * see the same state of a shared machine. */
 double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n);
 
 /* Resident set size of this process in bytes (0 if unknown). */

@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "models/model.h"
+#include "runtime/machine.h"
 
 static int n_pass, n_fail;
 
@@ -1070,6 +1071,29 @@ static void test_hugemap(void) {
     unlink(path);
 }
 
+/* The bandwidth probe reads every float once, either way, on any number of
+ * threads and for lengths that leave tails (integer values: exact sums). */
+static void test_read_probe(void) {
+    const int64_t lens[] = {1, 63, 64, 1000, 1048576 + 77};
+    const int64_t nmax = 1048576 + 77;
+    float *buf = malloc(sizeof(float) * (size_t)nmax);
+    if (!buf) {
+        CHECK(0, "read probe: out of memory");
+        return;
+    }
+    for (int64_t i = 0; i < nmax; i++) buf[i] = (float)(i % 3);
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (int th = 1; th <= 3; th++) {
+            const int64_t n = lens[l];
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < n; i++) sum += i % 3, sq += (i % 3) * (i % 3);
+            const double r1 = machine_read_sum(th, buf, n, 1), r0 = machine_read_sum(th, buf, n, 0);
+            CHECK(r1 == sum, "read probe, runs: %lld floats, %d threads: sum %.0f, expected %.0f", (long long)n, th, r1, sum);
+            CHECK(r0 == sq, "read probe, one stream: %lld floats, %d threads: sum %.0f, expected %.0f", (long long)n, th, r0, sq);
+        }
+    free(buf);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -1090,6 +1114,7 @@ int main(int argc, char **argv) {
     test_kv_types();
     test_init_f32_large();
     test_hugemap();
+    test_read_probe();
     test_st_write_layout();
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
