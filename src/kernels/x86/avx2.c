@@ -211,8 +211,8 @@ static void avx2_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0
  * whatever n is, so one token decoded alone gives the bits it gets inside a
  * prompt (a quantized KV cache then stores the same values either way).
  *
- * Q8 and Q4: one row at a time (each thread reads its rows as one
- * sequential stream, prefetched ahead), in integers: Q8 against x split
+ * Q8 and Q4: for one token as runs of consecutive rows, a row of each in
+ * turn (each run a sequential stream, prefetched ahead), in integers: Q8 against x split
  * into two int16 limbs (q8_eo_x), the block's scale multiplying the
  * block's partial dot product once; Q4 against x rounded to 8 bits, as
  * its reference defines (q4_pairs_x). Several tokens: each row's blocks
