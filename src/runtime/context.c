@@ -348,14 +348,3 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
     ctx->has_logits = 0;
     return DSC_OK;
 }
-
-int32_t dsc_argmax(const float *x, int32_t n) {
-    /* The best value kept in a register: comparing with x[best] made each
-     * step wait for a load whose address the previous step chose (0.42 ms
-     * for V2's 102400 logits, 2% of a Q8 decode step). */
-    int32_t best = 0;
-    float v = x[0];
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > v) v = x[i], best = i;
-    return best;
-}

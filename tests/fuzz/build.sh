@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets (clang with ASan + UBSan):
 #   tests/fuzz/build.sh [OUT_DIR]        default OUT_DIR: build-fuzz
+# (the parsers of src/io, src/tasks, src/tokenizer and the server's requests)
 # Extra compiler flags may be given in FUZZ_CFLAGS; CC defaults to clang.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,7 +14,7 @@ for t in safetensors config; do
     $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
         -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
-        "$root/src/io/safetensors.c" "$root/src/io/config.c" \
+        "$root/src/io/safetensors.c" "$root/src/io/hugemap.c" "$root/src/io/config.c" \
         $cjson -lm
     echo "built $out/fuzz_$t"
 done
@@ -30,3 +31,9 @@ for t in tokenizer tokenizer_json; do
         $cjson -lpcre2-8 -lm
     echo "built $out/fuzz_$t"
 done
+# shellcheck disable=SC2086
+$cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$root/include" -I"$root/src" -I"$root/src/server" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
+    -o "$out/fuzz_request" "$root/tests/server/fuzz_request.c" "$root/src/server/api.c" "$root/src/server/util.c" \
+    "$root/src/runtime/sampler.c" "$root/src/core/status.c" $cjson -lm
+echo "built $out/fuzz_request"

@@ -8,10 +8,8 @@
  * back as one JSON string.
  *
  *   replay: tests/fuzz/replay.sh replay_fuzz_request tests/server/corpus
- *   fuzz:   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
- *             -Isrc/server tests/server/fuzz_request.c src/server/api.c src/server/util.c \
- *             src/runtime/sampler.c src/core/status.c -lcjson -lm -o fuzz_request
- *           ./fuzz_request NEW_DIR tests/server/corpus -max_len=4096
+ *   fuzz:   tests/fuzz/build.sh build-fuzz   (clang, libFuzzer; builds fuzz_request with the others)
+ *           build-fuzz/fuzz_request NEW_DIR tests/server/corpus -max_len=4096
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
