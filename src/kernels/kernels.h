@@ -158,6 +158,10 @@ typedef struct {
     void (*q8_round)(float *out, const float *x, int64_t n);
 } dsc_kernels;
 
+/* fma_burn's multiplier and addend (0.999999, 1e-6), read once per call
+ * so that no compiler can fold the loop (clang 14 did, to a constant). */
+extern volatile float kern_burn_m, kern_burn_c;
+
 enum { DSC_GEMM_AT = 1, DSC_GEMM_BN = 2, DSC_GEMM_ACC = 4 };
 
 /* The row stride, in floats, of attn_scores' rows of cols values: an odd

@@ -312,11 +312,14 @@ static void ref_matvec_t(float *y, const float *a, const dsc_mat *w, int32_t r0,
     for (int32_t r = r0; r < r1; r++) kern_mat_row_axpy(y, w, r, a[r - r0]);
 }
 
+volatile float kern_burn_m = 0.999999f, kern_burn_c = 1e-6f;
+
 static float ref_fma_burn(int64_t iters) {
+    const float m = kern_burn_m, c = kern_burn_c;
     float x[8];
     for (int k = 0; k < 8; k++) x[k] = 1.0f + k * 1e-3f;
     for (int64_t i = 0; i < iters; i++)
-        for (int k = 0; k < 8; k++) x[k] = fmaf(x[k], 0.999999f, 1e-6f);
+        for (int k = 0; k < 8; k++) x[k] = fmaf(x[k], m, c);
     return x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7];
 }
 

@@ -66,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     default: {
         const char *js[3] = {"{\"question\": \"What is 48213 + 9377?\", \"answer\": \"57590\"}",
                              "{\"question\": \"What is 347 * 86?\", \"answer\": \"29842\"}",
-                             "{\"question\": \"Using the numbers [3, 7, 25, 50], each at most once, with + - * and /, make 82.\", "
-                             "\"numbers\": [3, 7, 25, 50], \"target\": 82}"};
+                             ("{\"question\": \"Using the numbers [3, 7, 25, 50], each at most once, with + - * and /, make 82.\", "
+                              "\"numbers\": [3, 7, 25, 50], \"target\": 82}")};
         for (int i = 0; i < 3; i++) {
             FUZZ_CHECK(task_from_json(js[i], &p) == DSC_OK);
             task_verdict v;

@@ -216,10 +216,9 @@ static void test_chat_data(const char *golden) {
     report(!s, "chat data loads (%s)", s ? dsc_last_error() : "ok");
     if (!s) {
         /* example 1: BOS <User> ... <Assistant> <think> \n | answer ... EOS; its targets start after "<think>\n" */
-        int64_t first = -1, n_mask = 0, n_eos_mask = 0, has_end = 0;
+        int64_t first = -1, n_eos_mask = 0, has_end = 0;
         for (int64_t i = 0; i < d.n_tokens; i++) {
             if (d.mask[i] && first < 0) first = i;
-            n_mask += d.mask[i];
             n_eos_mask += d.mask[i] && d.tokens[i] == eos;
             has_end |= d.mask[i] && d.tokens[i] == think_end;
         }

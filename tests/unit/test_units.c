@@ -923,7 +923,7 @@ static void test_long_decode(const char *golden) {
         dsc_ctx_params cp = dsc_ctx_default_params();
         cp.n_ctx = 512;
         cp.kv_type = types[k];
-        dsc_ctx *a, *b, *c;
+        dsc_ctx *a = NULL, *b = NULL, *c = NULL;
         cp.n_threads = 1;
         CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK && dsc_ctx_new(m, &cp, &c) == DSC_OK, "long decode: contexts");
         cp.n_threads = 2;

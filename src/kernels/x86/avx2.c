@@ -971,7 +971,7 @@ static void avx2_axpy(float *y, const float *x, float a, int32_t n) {
 static float avx2_fma_burn(int64_t iters) {
     __m256 x0 = _mm256_set1_ps(1.0f), x1 = _mm256_set1_ps(1.001f), x2 = _mm256_set1_ps(1.002f), x3 = _mm256_set1_ps(1.003f);
     __m256 x4 = _mm256_set1_ps(1.004f), x5 = _mm256_set1_ps(1.005f), x6 = _mm256_set1_ps(1.006f), x7 = _mm256_set1_ps(1.007f);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+    const __m256 m = _mm256_set1_ps(kern_burn_m), c = _mm256_set1_ps(kern_burn_c);
     for (int64_t i = 0; i < iters; i++) {
         x0 = _mm256_fmadd_ps(x0, m, c), x1 = _mm256_fmadd_ps(x1, m, c), x2 = _mm256_fmadd_ps(x2, m, c), x3 = _mm256_fmadd_ps(x3, m, c);
         x4 = _mm256_fmadd_ps(x4, m, c), x5 = _mm256_fmadd_ps(x5, m, c), x6 = _mm256_fmadd_ps(x6, m, c), x7 = _mm256_fmadd_ps(x7, m, c);
@@ -1513,8 +1513,18 @@ void avx2_sigmoid(float *y, const float *x, int32_t n) {
 }
 
 /* Multiplies and adds kept apart (no FMA contraction, which the compiler
- * would otherwise do in this file) to match the reference's rounding. */
-__attribute__((optimize("fp-contract=off"))) void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
+ * would otherwise do in this file) to match the reference's rounding: a
+ * function attribute for gcc, a pragma in the body for clang (which
+ * ignores the attribute). */
+#if defined(__clang__)
+#define NO_CONTRACT_FN
+#define NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
+#else
+#define NO_CONTRACT_FN __attribute__((optimize("fp-contract=off")))
+#define NO_CONTRACT_BODY
+#endif
+NO_CONTRACT_FN void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *h) {
+    NO_CONTRACT_BODY
     const __m256 b1 = _mm256_set1_ps(h->b1), c1 = _mm256_set1_ps(1.0f - h->b1), b2 = _mm256_set1_ps(h->b2);
     const __m256 c2 = _mm256_set1_ps(1.0f - h->b2), bc1 = _mm256_set1_ps(h->bc1), bc2 = _mm256_set1_ps(h->bc2);
     const __m256 eps = _mm256_set1_ps(h->eps), lr = _mm256_set1_ps(h->lr), wd = _mm256_set1_ps(h->wd);

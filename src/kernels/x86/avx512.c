@@ -354,7 +354,7 @@ static void avx512_axpy(float *y, const float *x, float a, int32_t n) {
 static float avx512_fma_burn(int64_t iters) {
     __m512 x0 = _mm512_set1_ps(1.0f), x1 = _mm512_set1_ps(1.001f), x2 = _mm512_set1_ps(1.002f), x3 = _mm512_set1_ps(1.003f);
     __m512 x4 = _mm512_set1_ps(1.004f), x5 = _mm512_set1_ps(1.005f), x6 = _mm512_set1_ps(1.006f), x7 = _mm512_set1_ps(1.007f);
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+    const __m512 m = _mm512_set1_ps(kern_burn_m), c = _mm512_set1_ps(kern_burn_c);
     for (int64_t i = 0; i < iters; i++) {
         x0 = _mm512_fmadd_ps(x0, m, c), x1 = _mm512_fmadd_ps(x1, m, c), x2 = _mm512_fmadd_ps(x2, m, c), x3 = _mm512_fmadd_ps(x3, m, c);
         x4 = _mm512_fmadd_ps(x4, m, c), x5 = _mm512_fmadd_ps(x5, m, c), x6 = _mm512_fmadd_ps(x6, m, c), x7 = _mm512_fmadd_ps(x7, m, c);
