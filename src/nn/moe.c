@@ -97,7 +97,11 @@ static void mlp_forward(dsc_ctx *ctx, float *out, const float *x, const dsc_mlp 
  * and multiply Q4 in 8-bit integers (the gemm in F32). One core, a
  * V2-Lite expert (1408 x 2048), the gemm's speed against the rows': FP8
  * 0.78x at 8 tokens, 1.10x at 12, 1.27x at 16; Q8 0.81x, 1.20x, 1.22x; Q4
- * 0.47x at 16, 0.72x at 32, 0.83x at 48, 0.95x at 64, 1.06x at 96. */
+ * 0.47x at 16, 0.72x at 32, 0.83x at 48, 0.95x at 64, 1.06x at 96. BF16
+ * experts keep the default, the gemm from DSC_FEW_TOKENS (32): its speed
+ * against BF16's rows (4 rows x 2 tokens a tile, no decoding to speak of)
+ * was 0.57-0.64x at 8 tokens, 0.77-0.90x at 12 and 16, 0.90-0.91x at 24,
+ * 0.84-1.07x at 32, 1.26-1.30x at 48 (medians of 31, one and two threads). */
 #define MOE_GEMM_FROM 12
 #define MOE_GEMM_FROM_Q4 80
 static int32_t expert_gemm_from(const dsc_mlp *m) {
