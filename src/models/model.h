@@ -166,6 +166,7 @@ struct dsc_ctx {
     dsc_pool *pool;
     int n_threads;
     void *mem;                  /* the one allocation behind everything     */
+    size_t mem_len;             /* its mapped length (0: from the heap)     */
 };
 
 /* Threaded, dispatched matrix products (src/nn/ops.c). From this many

@@ -2,6 +2,7 @@
  * context.c — inference context: the latent KV cache and every scratch
  * buffer in one allocation made up front, so evaluation never allocates.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,16 +96,47 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->py = plan(p, P * D, sizeof(float));
 }
 
-/* The context's memory: from 2 MiB up on 2 MiB pages where the kernel has
- * them (the latent cache is read whole at every step of decode; on 4 KiB
- * pages that is a TLB miss per 4 KiB, and THP here may be "madvise"). */
-static void *ctx_alloc(size_t size) {
+/* The context's memory: from 2 MiB up, fresh anonymous pages (zero until
+ * written, and resident only once written: a cache of n_ctx positions or a
+ * prefill's scratch costs memory as it is used, not when the context is
+ * made), on 2 MiB pages where the kernel has them (the latent cache is read
+ * whole at every step of decode; on 4 KiB pages that is a TLB miss per
+ * 4 KiB, and THP here may be "madvise"). Below 2 MiB, zeroed heap memory.
+ * *len: the length mapped, 0 for the heap. Under AddressSanitizer all of
+ * it comes from the heap, whose ends the sanitizer watches. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CTX_HEAP_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CTX_HEAP_ONLY 1
+#endif
+#endif
+#ifndef CTX_HEAP_ONLY
+#define CTX_HEAP_ONLY 0
+#endif
+static void *ctx_alloc(size_t size, size_t *len) {
     const size_t huge = (size_t)2 << 20;
-    if (size < huge) return aligned_alloc(64, size ? size : 64);
-    const size_t len = (size + huge - 1) / huge * huge;
-    void *m = aligned_alloc(huge, len);
-    if (m) madvise(m, len, MADV_HUGEPAGE); /* a hint: without THP the memory still works */
-    return m;
+    *len = 0;
+    if (size < huge || CTX_HEAP_ONLY) {
+        void *m = aligned_alloc(64, size ? size : 64);
+        if (m) memset(m, 0, size);
+        return m;
+    }
+    const size_t n = (size + huge - 1) / huge * huge;
+    if (n > SIZE_MAX - huge) return NULL;
+    char *m = mmap(NULL, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    const size_t lead = (huge - (uintptr_t)m % huge) % huge; /* the mapping cut to a 2 MiB boundary */
+    if (lead) munmap(m, lead);
+    if (huge - lead) munmap(m + lead + n, huge - lead);
+    madvise(m + lead, n, MADV_HUGEPAGE); /* a hint: without THP the memory still works */
+    *len = n;
+    return m + lead;
+}
+
+static void ctx_mem_free(void *m, size_t len) {
+    if (len) munmap(m, len);
+    else free(m);
 }
 
 dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out) {
@@ -149,13 +181,12 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (ctx->n_batch < ctx->n_dec) ctx->n_batch = ctx->n_dec;
     planner p = {0};
     ctx_layout(ctx, &p);
-    if (p.overflow || !(ctx->mem = ctx_alloc(p.off))) {
+    if (p.overflow || !(ctx->mem = ctx_alloc(p.off, &ctx->mem_len))) {
         pool_free(ctx->pool);
         free(ctx->ts);
         free(ctx);
         return dsc_fail(DSC_ERR_NOMEM, "cannot allocate %zu bytes for a context of %d tokens", p.off, n_ctx);
     }
-    memset(ctx->mem, 0, p.off);
     p = (planner){.base = ctx->mem};
     ctx_layout(ctx, &p);
     rope_tables(model, ctx->rope_cos, ctx->rope_sin, n_ctx);
@@ -176,7 +207,7 @@ void dsc_ctx_free(dsc_ctx *ctx) {
     pool_free(ctx->pool);
     pool_scratch_release();
     free(ctx->ts);
-    free(ctx->mem);
+    ctx_mem_free(ctx->mem, ctx->mem_len);
     free(ctx);
 }
 

@@ -764,6 +764,25 @@ static void test_context(const char *golden) {
     int32_t many[32] = {0};
     CHECK(dsc_eval(ctx, many, 27, NULL) == DSC_ERR_CONTEXT && dsc_ctx_pos(ctx) == 6, "context full rejected");
     dsc_ctx_free(ctx);
+    /* A long context costs memory as it fills: its cache and scratch are
+     * fresh pages, resident once written (outside AddressSanitizer, which
+     * watches heap memory instead); and it computes the same logits. */
+    cp.n_ctx = 163840;
+    CHECK(dsc_ctx_new(m, &cp, &ctx) == DSC_OK, "ctx of 163840 positions");
+    const size_t kv = dsc_ctx_kv_bytes(ctx);
+    CHECK(dsc_eval(ctx, toks, 6, NULL) == DSC_OK && memcmp(a, dsc_ctx_logits(ctx), sizeof a) == 0,
+          "the same logits in a context of 163840 positions");
+    if (ctx->mem_len) {
+        const size_t pg = (size_t)sysconf(_SC_PAGESIZE), np = (ctx->mem_len + pg - 1) / pg;
+        unsigned char *vec = malloc(np);
+        size_t res = 0;
+        if (vec && mincore(ctx->mem, ctx->mem_len, vec) == 0)
+            for (size_t i = 0; i < np; i++) res += vec[i] & 1;
+        CHECK(vec && res * pg < kv / 2, "6 positions of 163840: %zu of %zu bytes resident (cache %zu)", res * pg,
+              ctx->mem_len, kv);
+        free(vec);
+    }
+    dsc_ctx_free(ctx);
     dsc_model_free(m);
 }
 
