@@ -24,8 +24,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 git -C "$root" show "$rev:src/kernels/x86/avx2.c" >"$tmp/A.c"
 cp "$root/src/kernels/x86/avx2.c" "$tmp/B.c"
+pids=
+for v in A B; do # the two compiles at once
+    cc -O2 -g -mavx2 -mfma -mf16c -I"$root/src" -I"$root/include" -c "$tmp/$v.c" -o "$tmp/$v.o" &
+    pids="$pids $!"
+done
+for p in $pids; do wait "$p" || exit 1; done
 for v in A B; do
-    cc -O2 -g -mavx2 -mfma -mf16c -I"$root/src" -I"$root/include" -c "$tmp/$v.c" -o "$tmp/$v.o"
     # one table renamed, every other global symbol of the copy made local
     syms=$(nm --defined-only -g "$tmp/$v.o" | awk '$2 == "T" { printf " --localize-symbol=%s", $3 }')
     # shellcheck disable=SC2086

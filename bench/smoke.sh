@@ -1,0 +1,37 @@
+#!/bin/sh
+# Builds and briefly runs the A/B tools, so that CI keeps them working:
+# kernel_ab.sh (attention on one core, then inside a model) and lib_ab.sh,
+# each comparing HEAD with the working tree (the same code in CI) on the
+# golden v3-tiny checkpoint. Their figures mean nothing at these sizes;
+# the script fails when a tool does not build, run or print its ratio.
+#   bench/smoke.sh [MODEL]      default ../shared/golden/models/v3-tiny/model
+# Needs a build of the library (make). Skips the AVX2 tools on a CPU
+# without AVX2.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=${1:-$root/../shared/golden/models/v3-tiny/model}
+[ -f "$model/config.json" ] || { echo "bench/smoke.sh: no checkpoint at $model" >&2; exit 2; }
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+run() { # NAME COMMAND...: runs it, wants "B / A speed" in its output
+    name=$1
+    shift
+    rc=0
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" = 77 ]; then
+        echo "$name: skipped (no AVX2)"
+    elif [ "$rc" != 0 ] || ! grep -q "B / A speed" "$log"; then
+        cat "$log" >&2
+        echo "bench/smoke.sh: $name failed (exit status $rc)" >&2
+        exit 1
+    else
+        echo "$name: $(grep "B / A speed" "$log")"
+    fi
+}
+if grep -q avx2 /proc/cpuinfo 2>/dev/null; then
+    run "kernel_ab attn" "$root/bench/kernel_ab.sh" attn bf16 256 8 3
+    run "kernel_ab -m" "$root/bench/kernel_ab.sh" -m "$model" 4 2 8
+else
+    echo "kernel_ab: skipped (no AVX2)"
+fi
+run "lib_ab" "$root/bench/lib_ab.sh" "$model" 8 3
