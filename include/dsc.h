@@ -247,6 +247,18 @@ double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n);
 /* Resident set size of this process in bytes (0 if unknown). */
 size_t dsc_rss_bytes(void);
 
+/* Where decode time goes, counted while timing is on (off by default; a
+ * clock read around each chunk of rows, about 0.1% of a step). */
+typedef struct {
+    double rows_s;     /* the weight products of few tokens (decode), summed over the threads */
+    double rows_bytes; /* the weight bytes they read */
+    double attn_s;     /* the decode attention over the latent cache, wall time */
+} dsc_timing;
+
+/* Turns timing on (zeroing the counters) or off. */
+void dsc_ctx_set_timing(dsc_ctx *ctx, int on);
+dsc_timing dsc_ctx_timing(const dsc_ctx *ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Safetensors output (logits, gradients, checkpoints)                      */
 

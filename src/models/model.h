@@ -165,9 +165,18 @@ struct dsc_ctx {
     const dsc_kernels *k;       /* kernel set (dispatch)                    */
     dsc_pool *pool;
     int n_threads;
+    struct dsc_timer *timer;    /* dsc_ctx_set_timing's counters, or NULL   */
     void *mem;                  /* the one allocation behind everything     */
     size_t mem_len;             /* its mapped length (0: from the heap)     */
 };
+
+/* dsc_ctx_set_timing's counters, in nanoseconds and bytes. */
+typedef struct dsc_timer {
+    _Atomic int64_t rows_ns, rows_bytes, attn_ns;
+} dsc_timer;
+
+/* Monotonic nanoseconds, for the timer. */
+int64_t dsc_now_ns(void);
 
 /* Threaded, dispatched matrix products (src/nn/ops.c). From this many
  * tokens a product runs as a tiled gemm (prefill), below as few-token

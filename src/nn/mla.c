@@ -17,6 +17,7 @@
  * the scores and the weighted sum taken block by block of positions.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "models/model.h"
@@ -323,7 +324,9 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
     attn_job j = {ctx, l, layer, n};
     if (decode) {
         pool_run(ctx->pool, mla_absorb_q, &j);
+        const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
         pool_run(ctx->pool, mla_attend_decode, &j);
+        if (ctx->timer) atomic_fetch_add(&ctx->timer->attn_ns, dsc_now_ns() - t0);
         pool_run(ctx->pool, mla_absorb_out, &j);
     } else {
         pool_run(ctx->pool, mla_attend_prefill, &j);

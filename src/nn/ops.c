@@ -88,6 +88,7 @@ typedef struct {
     int count, nth;
     int64_t chunk_work; /* rows x cols x tokens per chunk */
     atomic_int next;
+    dsc_timer *timer; /* or NULL */
 } batch_job;
 
 static int32_t chunk_rows(const batch_job *j, const dsc_mm *m) {
@@ -111,7 +112,12 @@ static void batch_task(void *arg, int ith, int nth) {
         if (i >= j->count) return;
         const dsc_mm *m = &j->mm[i];
         const int32_t r0 = (c - base) * cr, r1 = r0 + cr < m->w->rows ? r0 + cr : m->w->rows;
+        const int64_t t0 = j->timer ? dsc_now_ns() : 0;
         j->k->matmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
+        if (j->timer) {
+            atomic_fetch_add(&j->timer->rows_ns, dsc_now_ns() - t0);
+            atomic_fetch_add(&j->timer->rows_bytes, kern_mat_bytes(m->w) / m->w->rows * (r1 - r0));
+        }
     }
 }
 
@@ -130,7 +136,7 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
         work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
     }
     const int serial = work < OP_MIN_PARALLEL;
-    batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool)};
+    batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool), .timer = ctx->timer};
     j.chunk_work = work / ((int64_t)OP_CHUNKS * j.nth);
     atomic_init(&j.next, 0);
     if (serial) batch_task(&j, 0, 1);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -202,8 +204,30 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     return DSC_OK;
 }
 
+int64_t dsc_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+void dsc_ctx_set_timing(dsc_ctx *ctx, int on) {
+    if (!ctx) return;
+    free(ctx->timer);
+    ctx->timer = on ? calloc(1, sizeof *ctx->timer) : NULL; /* out of memory: no timing */
+}
+
+dsc_timing dsc_ctx_timing(const dsc_ctx *ctx) {
+    dsc_timing t = {0, 0, 0};
+    if (!ctx || !ctx->timer) return t;
+    t.rows_s = (double)atomic_load(&ctx->timer->rows_ns) * 1e-9;
+    t.rows_bytes = (double)atomic_load(&ctx->timer->rows_bytes);
+    t.attn_s = (double)atomic_load(&ctx->timer->attn_ns) * 1e-9;
+    return t;
+}
+
 void dsc_ctx_free(dsc_ctx *ctx) {
     if (!ctx) return;
+    free(ctx->timer);
     pool_free(ctx->pool);
     pool_scratch_release();
     free(ctx->ts);

@@ -46,6 +46,10 @@ for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb
           "tgi_roofline_pct"):
     assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
 assert j["parallel"] == 3, f"parallel = {j['parallel']}"
+# where decode time went: the weight products and the attention, separate phases of a step
+assert 0 < j["tg_rows_pct"] <= 100 and 0 < j["tg_attn_pct"] < 100 and j["tg_rows_gb_s"] > 0, \
+    f"tg_rows_pct = {j['tg_rows_pct']}, tg_attn_pct = {j['tg_attn_pct']}, tg_rows_gb_s = {j['tg_rows_gb_s']}"
+assert j["tg_rows_pct"] + j["tg_attn_pct"] <= 100.5, f"{j['tg_rows_pct']} + {j['tg_attn_pct']} > 100"
 # share of the resident weights on 2 MiB pages; -1 only where smaps is unreadable
 assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weights_huge_pct = {j['weights_huge_pct']}"
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
