@@ -250,7 +250,7 @@ size_t dsc_rss_bytes(void);
 /* Where decode time goes, counted while timing is on (off by default; a
  * clock read around each chunk of rows, about 0.1% of a step). */
 typedef struct {
-    double rows_s;     /* the weight products of few tokens (decode), summed over the threads */
+    double rows_s;     /* the weight products of few tokens (decode; kv_b's absorbed ones too), summed over the threads */
     double rows_bytes; /* the weight bytes they read */
     double attn_s;     /* the decode attention over the latent cache, wall time */
 } dsc_timing;

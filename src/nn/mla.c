@@ -151,6 +151,12 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
  *   (token, head):   p = softmax(cache . q_ext x scale), o[t, h] = sum_p p c_p
  *   heads:           out[t, h] = W_UV[h] o[t, h]
  * Every (token, head) value is summed as one token alone would sum it. */
+/* The timer's count of a weight product since t0 over rows of w. */
+static void timer_rows(dsc_timer *tm, int64_t t0, const dsc_mat *w, int32_t rows) {
+    atomic_fetch_add(&tm->rows_ns, dsc_now_ns() - t0);
+    atomic_fetch_add(&tm->rows_bytes, kern_mat_bytes(w) / w->rows * rows);
+}
+
 static void mla_absorb_q(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
@@ -167,8 +173,10 @@ static void mla_absorb_q(void *arg, int ith, int nth) {
             memset(qe, 0, sizeof(float) * (size_t)R);
             memcpy(qe + R, s->q + ((int64_t)t * H + h) * dq + dn, sizeof(float) * (size_t)dr);
         }
+        const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
         ctx->k->matvec_tm(s->qext + h * w, (int64_t)H * w, s->q + h * dq, (int64_t)H * dq, j->n, &j->l->kv_b,
                           (int32_t)h * dkv, (int32_t)h * dkv + dn);
+        if (ctx->timer) timer_rows(ctx->timer, t0, &j->l->kv_b, dn);
         for (int32_t t = 0; t < j->n; t++) { /* the softmax scale, once here rather than on every score */
             float *qe = s->qext + ((int64_t)t * H + h) * w;
             for (int32_t i = 0; i < w; i++) qe[i] *= scale;
@@ -302,8 +310,10 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
             const float inv = 1.0f / l;
             for (int32_t i = 0; i < R; i++) o[i] *= inv;
         }
+        const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
         ctx->k->matmul_rows(s->attn + h * dv, (int64_t)H * dv, xg, &j->l->kv_b, j->n, (int32_t)(h * dkv + dn),
                             (int32_t)((h + 1) * dkv));
+        if (ctx->timer) timer_rows(ctx->timer, t0, &j->l->kv_b, dv);
     }
 }
 
