@@ -16,7 +16,7 @@ typedef struct {
     float alpha;                        /* grad: --alpha, balance-loss weight     */
     int alpha_set;
     float mtp_lambda;                   /* grad: --mtp-lambda (0 = off)           */
-    int n_shards, n_threads, n_reps, n_prompt, json, depth;
+    int n_shards, n_threads, n_reps, n_prompt, json, depth, no_warmup;
     const char *isa;
     int kv_type;       /* dsc_kv_type */
     int argc;          /* train, train-tokenizer: the whole command line, parsed there */

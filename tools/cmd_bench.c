@@ -99,6 +99,17 @@ int cmd_bench(const cli_opts *o) {
     const double attn_flops = 2.0 * i->n_layers * i->n_heads * pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
     const double flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
 
+    /* A warm-up as llama-bench's (--no-warmup skips it): a prefill of P
+     * tokens and one decode step, unmeasured, so that the first run does not
+     * pay for weights still on disk or pages not yet mapped. */
+    if (!rc && !o->no_warmup && (P > 0 || N > 0)) {
+        const int n = P > 0 ? P : 1;
+        for (int k = 0; k < n; k++) toks[k] = random_token(V);
+        dsc_ctx_truncate(s.ctx, 0);
+        if (dsc_eval(s.ctx, toks, n, NULL)) rc = cli_die_status();
+        if (!rc && P > 0 && N > 0 && dsc_eval(s.ctx, toks, 1, NULL)) rc = cli_die_status();
+        dsc_ctx_truncate(s.ctx, 0);
+    }
     if (!rc && D > 0) { /* the context the decode test starts from */
         for (int k = 0; k < D; k++) toks[k] = random_token(V);
         dsc_ctx_truncate(s.ctx, 0);

@@ -88,6 +88,7 @@ static const char *usage_text =
     "  -r N                   repetitions (default 5); medians and spread are reported\n"
     "  --parallel N           also decode N sequences together (continuous batching): aggregate t/s\n"
     "                         and its ratio to one sequence, measured in each repetition\n"
+    "  --no-warmup            skip the unmeasured run first (a prefill of -p tokens, one decode step)\n"
     "  --json                 one JSON object instead of the table\n"
     "\n"
     "quantize / kld:\n"
@@ -234,6 +235,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
         else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
         else if (!strcmp(a, "--json")) o->json = 1, takes = 0;
+        else if (!strcmp(a, "--no-warmup")) o->no_warmup = 1, takes = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             exit(0);

@@ -55,6 +55,10 @@ assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weigh
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
 PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+if "$DSC" bench -m "$root" -p 4 -n 2 -r 1 --no-warmup --json >"$tmp/out" 2>"$tmp/err" &&
+    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["tg_tokens_per_s"] > 0' "$tmp/out"; then
+    ok "bench --no-warmup"
+else bad "bench --no-warmup ($(cat "$tmp/err"))"; fi
 if "$DSC" bench -m "$root" -p 0 -n 4 -r 1 --parallel 0 >"$tmp/out" 2>"$tmp/err"; then bad "bench --parallel 0 accepted"
 else ok "bench --parallel 0 refused: $(cat "$tmp/err")"; fi
 # --mlock: the weights locked (-v says so), the same greedy ids; under a
