@@ -144,6 +144,12 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
     }
 }
 
+/* The timer's count of a weight product since t0 over rows of w. */
+static void timer_rows(dsc_timer *tm, int64_t t0, const dsc_mat *w, int32_t rows) {
+    atomic_fetch_add(&tm->rows_ns, dsc_now_ns() - t0);
+    atomic_fetch_add(&tm->rows_bytes, kern_mat_bytes(w) / w->rows * rows);
+}
+
 /* Absorbed attention of each new token over its sequence's latent cache, in
  * three passes, so that with several tokens (batched decode) each head's
  * slice of kv_b is read once for all of them:
@@ -151,12 +157,6 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
  *   (token, head):   p = softmax(cache . q_ext x scale), o[t, h] = sum_p p c_p
  *   heads:           out[t, h] = W_UV[h] o[t, h]
  * Every (token, head) value is summed as one token alone would sum it. */
-/* The timer's count of a weight product since t0 over rows of w. */
-static void timer_rows(dsc_timer *tm, int64_t t0, const dsc_mat *w, int32_t rows) {
-    atomic_fetch_add(&tm->rows_ns, dsc_now_ns() - t0);
-    atomic_fetch_add(&tm->rows_bytes, kern_mat_bytes(w) / w->rows * rows);
-}
-
 static void mla_absorb_q(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     dsc_ctx *ctx = j->ctx;
