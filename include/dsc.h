@@ -248,7 +248,8 @@ double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n);
 size_t dsc_rss_bytes(void);
 
 /* Where decode time goes, counted while timing is on (off by default; a
- * clock read around each chunk of rows, about 0.1% of a step). */
+ * clock read around each chunk of rows, which steps do not feel: on against
+ * off, 0.99 and 1.01 of a V2-Lite-4L Q8 step, medians of 60 pairs). */
 typedef struct {
     double rows_s;     /* the weight products of few tokens (decode; kv_b's absorbed ones too), summed over the threads */
     double rows_bytes; /* the weight bytes they read */
