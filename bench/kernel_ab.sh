@@ -7,6 +7,8 @@
 #   e.g. bench/kernel_ab.sh -r HEAD~1 bf16 8
 #        bench/kernel_ab.sh [-r REV] attn f32|bf16|q8 POSITIONS [HEADS] [PAIRS]
 #   attn: MLA decode attention's two products on one core
+#        bench/kernel_ab.sh [-r REV] hot TYPE TOKENS [ROWS] [REPS]
+#   hot: the kernels' arithmetic alone, weights in L2, one core
 #        bench/kernel_ab.sh [-r REV] -m MODEL [STEPS] [THREADS] [DEPTH] [KV]
 #   -m: the two builds inside the whole model, decode steps alternating
 #   between them (bench/model_kernel_ab.c), e.g. -m /tmp/v2l-q8 64

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds and briefly runs the A/B tools, so that CI keeps them working:
-# kernel_ab.sh (attention on one core, then inside a model) and lib_ab.sh,
+# kernel_ab.sh (attention on one core, a product's arithmetic from L2, then
+# inside a model) and lib_ab.sh,
 # each comparing HEAD with the working tree (the same code in CI) on the
 # golden v3-tiny checkpoint. Their figures mean nothing at these sizes;
 # the script fails when a tool does not build, run or print its ratio.
@@ -30,6 +31,7 @@ run() { # NAME COMMAND...: runs it, wants "B / A speed" in its output
 }
 if grep -q avx2 /proc/cpuinfo 2>/dev/null; then
     run "kernel_ab attn" "$root/bench/kernel_ab.sh" attn bf16 256 8 3
+    run "kernel_ab hot" "$root/bench/kernel_ab.sh" hot q8 1 48 50
     run "kernel_ab -m" "$root/bench/kernel_ab.sh" -m "$model" 4 2 8
 else
     echo "kernel_ab: skipped (no AVX2)"

@@ -1609,7 +1609,8 @@ static inline __attribute__((always_inline)) void as_tile(float *y, int64_t ldy,
             _Pragma("GCC unroll 3") for (int i = 0; i < np; i++) acc[j][i] = _mm256_fmadd_ps(xv, bv[i], acc[j][i]);
         }
     }
-    for (; pfo < npf; pfo += 64) _mm_prefetch(pf + pfo, _MM_HINT_T0);
+    if (kind != AS_ROWSF32) /* the rest of the next group's lines, by the first tile only */
+        for (; pfo < npf; pfo += 64) _mm_prefetch(pf + pfo, _MM_HINT_T0);
     if (kind != AS_ROWSF32 && c8 < C) /* the tail columns as the reference decodes them */
         for (int i = 0; i < np; i++) {
             float row[C];
