@@ -319,10 +319,11 @@ static void test_isa_kernels(void) {
     const char *const *isas = kern_available();
     const dsc_wtype types[] = {DSC_W_F32, DSC_W_BF16, DSC_W_F16, DSC_W_F8_E4M3, DSC_W_Q8, DSC_W_Q4};
     const char *tname[] = {"f32", "bf16", "f16", "fp8", "q8", "q4"};
-    const int colsets[][2] = {{203, 0}, {200, 0}, {96, 1}, {256, 1}}; /* {cols, quantised-only} */
-    enum { ROWS = 37, NT = 9 };
+    /* {cols, quantised-only}; 352: Q4's groups of 8 blocks, a pair and an odd block */
+    const int colsets[][2] = {{203, 0}, {200, 0}, {96, 1}, {256, 1}, {352, 1}};
+    enum { ROWS = 37, NT = 9, CMAX = 352 };
     for (int ti = 0; ti < 6; ti++)
-        for (int ci = 0; ci < 4; ci++) {
+        for (int ci = 0; ci < 5; ci++) {
             const dsc_wtype ty = types[ti];
             const int q = ty == DSC_W_Q8 || ty == DSC_W_Q4, C = colsets[ci][0];
             if (q != colsets[ci][1] && q) continue;
@@ -338,11 +339,11 @@ static void test_isa_kernels(void) {
                 for (int i = 0; i < ROWS * C; i++)
                     if ((data[i] & 0x7f) == 0x7f) data[i] = 0x42;
             float scale[64];
-            uint16_t qscale[ROWS * 8];
+            uint16_t qscale[ROWS * CMAX / DSC_QBLOCK];
             for (int i = 0; i < 64; i++) scale[i] = 0.01f + 0.003f * i;
-            for (int i = 0; i < ROWS * 8; i++) qscale[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
+            for (int i = 0; i < ROWS * CMAX / DSC_QBLOCK; i++) qscale[i] = (uint16_t)(0x2000 + 37 * i % 0x1000) | (uint16_t)((i & 1) << 15);
             dsc_mat w = {ty, ROWS, C, data, scale, 128, 128, qscale};
-            float x[NT * 256], a[ROWS], yr[NT * ROWS], yk[NT * ROWS], vr[256], vk[256];
+            float x[NT * CMAX], a[ROWS], yr[NT * ROWS], yk[NT * ROWS], vr[CMAX], vk[CMAX];
             for (int i = 0; i < NT * C; i++) x[i] = frand();
             for (int i = 0; i < ROWS; i++) a[i] = frand();
             for (int ii = 1; isas[ii]; ii++) {

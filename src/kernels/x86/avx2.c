@@ -468,14 +468,16 @@ void avx2_q8_round(float *out, const float *x, int64_t n) {
 }
 
 /* q4_xpair's of one token (C / 64 of them, then the odd last block's bytes
- * and step in the next one's xl and d[0]). */
-static void q4_pairs_x(q4_xpair *xp, const float *x, int32_t C) {
+ * and step in the next one's xl and d[0]); and, where db is not NULL, each
+ * block's step in db[b]. */
+static void q4_pairs_x(q4_xpair *xp, float *db, const float *x, int32_t C) {
     const int32_t nb = C / DSC_QBLOCK;
     for (int32_t b = 0; b < nb; b++) {
         q4_xpair *p = xp + b / 2;
         const int h = b & 1;
         __m256i i[4];
         const float d = q8x_block(i, x + 32 * b);
+        if (db) db[b] = d;
         const __m256i w0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xd8);
         const __m256i w1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xd8);
         const __m256i q8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(w0, w1), 0xd8); /* x 0..31 in order */
@@ -499,22 +501,32 @@ static void q4_pairs_x(q4_xpair *xp, const float *x, int32_t C) {
 /* acc += pair g of blocks of a Q4 row (q, its scales sc) against x's p. */
 /* acc += a pair's products with x's p: the pair's low and high nibbles
  * (lo, hi) and its two scales, each 4 times (s). */
-static inline __m256 q4_pair_w(__m256 acc, __m256i lo, __m256i hi, __m256 s, const q4_xpair *p) {
+static inline __m256 q4_pair_sd(__m256 acc, __m256i lo, __m256i hi, __m256 sd, const q4_xpair *p) {
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
                                          _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
     const __m256i s32 =
         _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), _mm256_load_si256((const __m256i *)p->corr));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(s, _mm256_load_ps(p->d)), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sd, acc);
+}
+
+/* The same, its factors (weight scale x x's step, sd) from the scales s. */
+static inline __m256 q4_pair_w(__m256 acc, __m256i lo, __m256i hi, __m256 s, const q4_xpair *p) {
+    return q4_pair_sd(acc, lo, hi, _mm256_mul_ps(s, _mm256_load_ps(p->d)), p);
+}
+
+/* Pair g of a Q4 row (q): its nibbles. */
+static inline void q4_pair_nibbles(__m256i *lo, __m256i *hi, const uint8_t *q, int32_t g) {
+    const __m256i m0f = _mm256_set1_epi8(15);
+    _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
+    *lo = _mm256_and_si256(v, m0f), *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
 }
 
 /* Pair g of a Q4 row (q, its scales sc): its nibbles and scales. */
 static inline void q4_pair_decode(__m256i *lo, __m256i *hi, __m256 *s, const uint8_t *q, const uint16_t *sc,
                                   int32_t g) {
-    const __m256i m0f = _mm256_set1_epi8(15);
     const __m128i two = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3); /* [s_b x 4, s_b+1 x 4] */
-    _mm_prefetch((const char *)q + 32 * g + PF_AHEAD, _MM_HINT_T0);
-    const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * g));
-    *lo = _mm256_and_si256(v, m0f), *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+    q4_pair_nibbles(lo, hi, q, g);
     int32_t s2;
     memcpy(&s2, sc + 2 * g, sizeof s2);
     *s = _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_cvtsi32_si128(s2), two));
@@ -546,16 +558,35 @@ __attribute__((noinline)) static float q4_row_end(__m256 acc, const uint8_t *q, 
 /* Q4 rows r0..r1 against x's pairs: one at a time (R = 1), or for one
  * token as R runs of consecutive rows (R up to 4), a row of each in turn,
  * as q8_rows_r. */
-static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_xpair *xp, const dsc_mat *w,
-                                                            int32_t r0, int32_t r1, const int R) {
-    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R;
+static inline __attribute__((always_inline)) void q4_rows_r(float *y, const q4_xpair *xp, const float *db,
+                                                            const dsc_mat *w, int32_t r0, int32_t r1, const int R) {
+    const int32_t C = w->cols, nb = C / DSC_QBLOCK, per = (r1 - r0 + R - 1) / R, g4 = nb / 8 * 4;
     for (int32_t k = 0; k < per; k++) {
         const uint8_t *q[4];
         const uint16_t *sc[4];
         int32_t ri[4];
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         q_run_rows(ri, q, sc, w, C / 2, r0, r1, per, k, R);
-        _Pragma("GCC unroll 2") for (int32_t g = 0; g < nb / 2; g++)
+        /* by 4 pairs (8 blocks): a row's 8 scales converted at once and
+         * multiplied by x's 8 steps, each pair's factors then one permute,
+         * where q4_pair takes a shuffle, a conversion (2 uops) and a product;
+         * the same values. From L2 on one core 1.07-1.12x (kernel_ab hot);
+         * in decode, bound by the memory here, 0.995-0.998x */
+        for (int32_t g = 0; g < g4; g += 4) {
+            const __m256 d8 = _mm256_loadu_ps(db + 2 * g);
+            __m256 sd[4];
+            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
+                sd[i] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc[i] + 2 * g))), d8);
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+                const __m256i idx = _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1);
+                _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
+                    __m256i lo, hi;
+                    q4_pair_nibbles(&lo, &hi, q[i], g + j);
+                    acc[i] = q4_pair_sd(acc[i], lo, hi, _mm256_permutevar8x32_ps(sd[i], idx), xp + g + j);
+                }
+            }
+        }
+        for (int32_t g = g4; g < nb / 2; g++)
             _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) acc[i] = q4_pair(acc[i], q[i], sc[i], xp + g, g);
         _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)
             if (ri[i] < r1) y[ri[i] - r0] = q4_row_end(acc[i], q[i], sc[i], xp, nb);
@@ -581,9 +612,9 @@ static inline __attribute__((always_inline)) void q4_row_tokens(float *y, const 
 }
 /* Three streams a thread: Q4 decode 1.014 and 1.022x against two (`kernel_ab.sh -m`). */
 #define Q4_RUNS 3
-__attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const dsc_mat *w, int32_t r0,
-                                                   int32_t r1) {
-    q4_rows_r(y, xp, w, r0, r1, Q4_RUNS);
+__attribute__((noinline)) static void q4_rows_runs(float *y, const q4_xpair *xp, const float *db, const dsc_mat *w,
+                                                   int32_t r0, int32_t r1) {
+    q4_rows_r(y, xp, db, w, r0, r1, Q4_RUNS);
 }
 
 /* Q4 rows of n tokens, each token's x rounded and laid out once per call. */
@@ -596,9 +627,10 @@ void avx2_q4_rows(float *y, int64_t ldy, const float *x, const dsc_mat *w, int32
         kern_ref.matmul_rows(y, ldy, x, w, n, r0, r1);
         return;
     }
-    for (int32_t t = 0; t < n; t++) q4_pairs_x(xs + (size_t)np * t, x + (int64_t)t * C, C);
+    float db[n == 1 ? C / DSC_QBLOCK + 1 : 1];
+    for (int32_t t = 0; t < n; t++) q4_pairs_x(xs + (size_t)np * t, n == 1 ? db : NULL, x + (int64_t)t * C, C);
     if (n == 1) {
-        q4_rows_runs(y, xs, w, r0, r1);
+        q4_rows_runs(y, xs, db, w, r0, r1);
         if (xs != stack) free(xs);
         return;
     }
