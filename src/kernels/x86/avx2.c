@@ -498,9 +498,8 @@ static void q4_pairs_x(q4_xpair *xp, float *db, const float *x, int32_t C) {
     }
 }
 
-/* acc += pair g of blocks of a Q4 row (q, its scales sc) against x's p. */
 /* acc += a pair's products with x's p: the pair's low and high nibbles
- * (lo, hi) and its two scales, each 4 times (s). */
+ * (lo, hi) and its two factors, weight scale x x's step, each 4 times (sd). */
 static inline __m256 q4_pair_sd(__m256 acc, __m256i lo, __m256i hi, __m256 sd, const q4_xpair *p) {
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)p->xl)),
                                          _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)p->xh)));
@@ -509,7 +508,7 @@ static inline __m256 q4_pair_sd(__m256 acc, __m256i lo, __m256i hi, __m256 sd, c
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sd, acc);
 }
 
-/* The same, its factors (weight scale x x's step, sd) from the scales s. */
+/* The same, the factors from the pair's two scales, each 4 times (s). */
 static inline __m256 q4_pair_w(__m256 acc, __m256i lo, __m256i hi, __m256 s, const q4_xpair *p) {
     return q4_pair_sd(acc, lo, hi, _mm256_mul_ps(s, _mm256_load_ps(p->d)), p);
 }
