@@ -16,7 +16,6 @@ typedef struct {
     const float *x;
     const dsc_mat *w;
     int32_t n;
-    int round_x; /* Q4 rows: the gemm takes x rounded to 8 bits (kernels.h) */
 } mm_job;
 
 static void mm_task(void *arg, int ith, int nth) {
@@ -26,47 +25,89 @@ static void mm_task(void *arg, int ith, int nth) {
     if (lo < hi) j->k->matmul_rows(j->y + lo, j->w->rows, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
 }
 
-/* Many tokens (n >= OP_GEMM_MIN, prefill): each thread takes blocks of
- * OP_GEMM_ROWS rows of its share of W and multiplies them with the kernels'
- * register-tiled gemm, by blocks of OP_GEMM_KB columns (the packed panels
- * stay in L2). The rows are decoded straight into the gemm's panels
- * (gemm_w), or where a kernel set has none, to F32 rows first (mat_row). */
+/* Many tokens (n >= OP_GEMM_MIN, prefill): the rows of W go by blocks of
+ * OP_GEMM_ROWS, which the threads claim one at a time over all the products
+ * of a batch (one barrier for them all; a thread slowed down leaves the
+ * other more blocks rather than making it wait), and each block is
+ * multiplied with the kernels' register-tiled gemm by blocks of OP_GEMM_KB
+ * columns (the packed panels stay in L2). The rows are decoded straight
+ * into the gemm's panels (gemm_w), or where a kernel set has none, to F32
+ * rows first (mat_row). A row's values do not depend on its block or its
+ * thread. */
 #define OP_GEMM_MIN DSC_FEW_TOKENS
 #define OP_GEMM_ROWS 64
 #define OP_GEMM_KB 1024
 
+typedef struct {
+    const dsc_kernels *k;
+    const dsc_mm *mm;
+    int count;
+    atomic_int next;
+} gemm_job;
+
+/* Q4 rows multiply x rounded to 8 bits (kernels.h): in every kernel set
+ * their gemm takes x so rounded and gives the row kernel's values. */
+static int gemm_round_x(const dsc_mm *m) { return m->w->type == DSC_W_Q4; }
+
+static size_t gemm_scratch(const dsc_kernels *k, const dsc_mm *m) {
+    const int32_t K = m->w->cols, kb0 = K < OP_GEMM_KB ? K : OP_GEMM_KB;
+    const size_t nw = k->gemm_w ? 0 : (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(m->n, OP_GEMM_ROWS, kb0, 0);
+    return nw + np + (gemm_round_x(m) ? (size_t)m->n * K : 0);
+}
+
+static void gemm_block(const dsc_kernels *k, const dsc_mm *m, const float *x, int32_t r0, float *wb) {
+    const int32_t K = m->w->cols, R = m->w->rows, rows = R - r0 < OP_GEMM_ROWS ? R - r0 : OP_GEMM_ROWS;
+    const int direct = k->gemm_w != NULL;
+    float *pack = wb + (direct ? 0 : (size_t)OP_GEMM_ROWS * K);
+    if (!direct)
+        for (int32_t r = 0; r < rows; r++) k->mat_row(wb + (int64_t)r * K, m->w, r0 + r);
+    for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
+        const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB, flags = k0 ? DSC_GEMM_ACC : 0;
+        if (direct) k->gemm_w(m->y + r0, R, x + k0, K, m->n, m->w, r0, rows, k0, kb, flags, pack);
+        else k->gemm(m->y + r0, R, x + k0, K, wb + k0, K, m->n, rows, kb, flags, pack);
+    }
+}
+
 static void mm_gemm_task(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
-    const int32_t K = j->w->cols, R = j->w->rows, kb0 = K < OP_GEMM_KB ? K : OP_GEMM_KB;
-    const int direct = j->k->gemm_w != NULL;
-    int64_t lo, hi;
-    pool_split(R, ith, nth, 16, &lo, &hi);
-    if (lo >= hi) return;
-    const size_t nw = direct ? 0 : (size_t)OP_GEMM_ROWS * K, np = kern_gemm_scratch(j->n, OP_GEMM_ROWS, kb0, 0);
-    const size_t nx = j->round_x ? (size_t)j->n * K : 0;
-    float *wb = pool_scratch(nw + np + nx);
-    if (!wb) { /* out of memory: the row kernel, which needs no scratch */
-        j->k->matmul_rows(j->y + lo, R, j->x, j->w, j->n, (int32_t)lo, (int32_t)hi);
-        return;
+    (void)ith, (void)nth;
+    gemm_job *j = arg;
+    size_t need = 0;
+    for (int i = 0; i < j->count; i++) {
+        const size_t n = gemm_scratch(j->k, &j->mm[i]);
+        need = n > need ? n : need;
     }
-    float *pack = wb + nw;
-    const float *x = j->x;
-    if (nx) { /* each thread its own copy: a few hundredths of its share of the product */
-        j->k->q8_round(pack + np, x, (int64_t)nx);
-        x = pack + np;
-    }
-    for (int64_t r0 = lo; r0 < hi; r0 += OP_GEMM_ROWS) {
-        const int32_t rows = hi - r0 < OP_GEMM_ROWS ? (int32_t)(hi - r0) : OP_GEMM_ROWS;
-        if (!direct)
-            for (int32_t r = 0; r < rows; r++) j->k->mat_row(wb + (int64_t)r * K, j->w, (int32_t)(r0 + r));
-        for (int32_t k0 = 0; k0 < K; k0 += OP_GEMM_KB) {
-            const int32_t kb = K - k0 < OP_GEMM_KB ? K - k0 : OP_GEMM_KB, flags = k0 ? DSC_GEMM_ACC : 0;
-            if (direct)
-                j->k->gemm_w(j->y + r0, R, x + k0, K, j->n, j->w, (int32_t)r0, rows, k0, kb, flags, pack);
-            else
-                j->k->gemm(j->y + r0, R, x + k0, K, wb + k0, K, j->n, rows, kb, flags, pack);
+    float *wb = pool_scratch(need);
+    int i = 0, xi = -1; /* the product of the claimed block; the one whose x is rounded in the scratch */
+    int32_t base = 0;  /* blocks before product i */
+    for (;;) {
+        const int c = atomic_fetch_add(&j->next, 1);
+        while (i < j->count && c >= base + (j->mm[i].w->rows + OP_GEMM_ROWS - 1) / OP_GEMM_ROWS)
+            base += (j->mm[i++].w->rows + OP_GEMM_ROWS - 1) / OP_GEMM_ROWS;
+        if (i >= j->count) return;
+        const dsc_mm *m = &j->mm[i];
+        const int32_t r0 = (c - base) * OP_GEMM_ROWS, r1 = r0 + OP_GEMM_ROWS < m->w->rows ? r0 + OP_GEMM_ROWS : m->w->rows;
+        if (!wb) { /* out of memory: the row kernel, which needs no scratch */
+            j->k->matmul_rows(m->y + r0, m->w->rows, m->x, m->w, m->n, r0, r1);
+            continue;
         }
+        const float *x = m->x;
+        if (gemm_round_x(m)) { /* each thread its own copy: a few hundredths of its share of the product */
+            float *xr = wb + (need - (size_t)m->n * m->w->cols);
+            if (xi != i) j->k->q8_round(xr, m->x, (int64_t)m->n * m->w->cols), xi = i;
+            x = xr;
+        }
+        gemm_block(j->k, m, x, r0, wb);
     }
+}
+
+/* The products of a batch on the gemm, all under one barrier. */
+static void gemm_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
+    gemm_job j = {.k = ctx->k, .mm = mm, .count = count};
+    atomic_init(&j.next, 0);
+    int64_t work = 0;
+    for (int i = 0; i < count; i++) work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
+    if (work < OP_MIN_PARALLEL) mm_gemm_task(&j, 0, 1);
+    else pool_run(ctx->pool, mm_gemm_task, &j);
 }
 
 /* Few tokens (decode): the products of a batch are cut into chunks of rows
@@ -123,13 +164,26 @@ static void batch_task(void *arg, int ith, int nth) {
 
 static int32_t gemm_from(const dsc_mm *m) { return m->gemm_from > 0 ? m->gemm_from : OP_GEMM_MIN; }
 
+/* Whether a product of many tokens goes to the gemm: kernel sets with wider
+ * vectors than its 8-lane tiles keep their own prefill tiles (matmul_rows),
+ * except for Q4 rows, whose x the gemm rounds as their row kernel does. */
+static int on_gemm(const dsc_ctx *ctx, const dsc_mm *m) {
+    return m->n >= gemm_from(m) && ctx->k->gemm && (ctx->k->lanes <= 8 || gemm_round_x(m));
+}
+
 static void matmul_one(dsc_ctx *ctx, const dsc_mm *m);
 
 void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     if (count == 0) return;
+    int gemm = 0;
+    for (int i = 0; i < count; i++) gemm += on_gemm(ctx, &mm[i]);
+    if (gemm == count) { /* prefill: all on the gemm under one barrier */
+        gemm_batch(ctx, mm, count);
+        return;
+    }
     int64_t work = 0;
     for (int i = 0; i < count; i++) {
-        if (mm[i].n >= gemm_from(&mm[i])) { /* prefill: one product at a time, the big ones on the gemm */
+        if (mm[i].n >= gemm_from(&mm[i])) { /* some of many tokens: one product at a time */
             for (int k = 0; k < count; k++) matmul_one(ctx, &mm[k]);
             return;
         }
@@ -148,15 +202,13 @@ static void matmul_one(dsc_ctx *ctx, const dsc_mm *m) {
         op_matmul_batch(ctx, m, 1);
         return;
     }
-    /* The gemm tiles are 8 lanes wide: kernel sets with wider vectors keep
-     * their own prefill tiles (matmul_rows). */
-    mm_job j = {ctx->k, m->y, m->x, m->w, m->n, 0};
-    pool_fn fn = ctx->k->gemm && ctx->k->lanes <= 8 ? mm_gemm_task : mm_task;
-    /* Q4 rows multiply x rounded to 8 bits (kernels.h): in every kernel set
-     * their gemm takes x so rounded and gives the row kernel's values. */
-    if (m->w->type == DSC_W_Q4 && ctx->k->gemm) j.round_x = 1, fn = mm_gemm_task;
-    if ((int64_t)m->w->rows * m->w->cols * m->n < OP_MIN_PARALLEL) fn(&j, 0, 1);
-    else pool_run(ctx->pool, fn, &j);
+    if (on_gemm(ctx, m)) {
+        gemm_batch(ctx, m, 1);
+        return;
+    }
+    mm_job j = {ctx->k, m->y, m->x, m->w, m->n};
+    if ((int64_t)m->w->rows * m->w->cols * m->n < OP_MIN_PARALLEL) mm_task(&j, 0, 1);
+    else pool_run(ctx->pool, mm_task, &j);
 }
 
 void op_matmul(dsc_ctx *ctx, float *y, const float *x, const dsc_mat *w, int32_t n) {
