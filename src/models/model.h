@@ -110,10 +110,11 @@ typedef struct {
     float *rscore;  /* MOE_ROUTE_SCRATCH(E, n_group) routing scratch            */
     int32_t *ridx;  /* (B, K)          chosen experts                           */
     float *rw;      /* (B, K)          their weights                            */
-    int32_t *etok;  /* (B)             tokens routed to one expert              */
-    float *ew;      /* (B)             and their weights                        */
-    float *ex;      /* (B, D)          gathered inputs of one expert            */
-    float *ey;      /* (B, D)          its outputs                              */
+    int32_t *etok;  /* (B)             a wave of experts' (token, expert) pairs:
+                     *                 each pair's token (prefill MoE)          */
+    float *ew;      /* (B)             and routing weight                       */
+    float *ex;      /* (B, D)          its input                                */
+    float *ey;      /* (B, D)          its expert's output                      */
     /* Few-token MoE (n < DSC_FEW_TOKENS): all routed (token, expert) pairs at
      * once, P = min(B, DSC_FEW_TOKENS - 1) x K of them, in expert order. */
     int32_t *ptok;  /* (P)             each pair's token                        */

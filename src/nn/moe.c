@@ -159,11 +159,15 @@ static void moe_forward_few(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     for (int32_t i = 0; i < P; i++) ctx->k->axpy(s->y + (int64_t)s->ptok[i] * D, s->py + (int64_t)i * D, s->pw[i], D);
 }
 
-/* Routed experts: tokens sent to each expert go through it as one batch. */
+/* Routed experts: tokens sent to each expert go through it as one batch;
+ * the experts in waves, as many in turn as their (token, expert) pairs fit
+ * the scratch of a batch (ex, hg, hu, ey: B rows), each wave's gate and up
+ * products under one barrier, then its down products under another. The
+ * sums into y go in expert order, whatever the waves. */
 static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
-    const int32_t D = c->hidden_size, E = c->n_routed_experts, K = c->n_experts_per_tok;
+    const int32_t D = c->hidden_size, E = c->n_routed_experts, K = c->n_experts_per_tok, F = c->moe_intermediate_size;
     op_matmul(ctx, s->rlogit, s->xn, &l->router, n);
     for (int32_t t = 0; t < n; t++)
         moe_route(c, s->rlogit + (int64_t)t * E, l->router_bias, s->rscore, s->ridx + (int64_t)t * K,
@@ -174,12 +178,28 @@ static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     }
     if (l->has_shared) mlp_forward(ctx, s->y, s->xn, &l->shared, s->hg, s->hu, n, 0);
     else memset(s->y, 0, sizeof(float) * (size_t)n * D);
-    for (int32_t e = 0; e < E; e++) {
-        const int32_t m = moe_gather(s, e, n, K, D, s->etok, s->ew, s->ex);
-        if (m == 0) continue;
-        mlp_forward(ctx, s->ey, s->ex, &l->experts[e], s->hg, s->hu, m, expert_gemm_from(&l->experts[e]));
-        for (int32_t i = 0; i < m; i++)
+    int32_t cnt[E];
+    memset(cnt, 0, sizeof cnt);
+    for (int64_t i = 0; i < (int64_t)n * K; i++) cnt[s->ridx[i]]++;
+    for (int32_t e0 = 0; e0 < E;) {
+        dsc_mm up[2 * E], down[E];
+        int32_t P = 0, nu = 0, nd = 0, e1 = e0;
+        for (; e1 < E && P + cnt[e1] <= ctx->n_batch; e1++) {
+            if (cnt[e1] == 0) continue;
+            const dsc_mlp *x = &l->experts[e1];
+            const int32_t m = moe_gather(s, e1, n, K, D, s->etok + P, s->ew + P, s->ex + (int64_t)P * D);
+            const int32_t gf = expert_gemm_from(x);
+            up[nu++] = (dsc_mm){s->hg + (int64_t)P * F, s->ex + (int64_t)P * D, &x->gate, m, gf};
+            up[nu++] = (dsc_mm){s->hu + (int64_t)P * F, s->ex + (int64_t)P * D, &x->up, m, gf};
+            down[nd++] = (dsc_mm){s->ey + (int64_t)P * D, s->hg + (int64_t)P * F, &x->down, m, gf};
+            P += m;
+        }
+        op_matmul_batch(ctx, up, nu);
+        op_swiglu(ctx, s->hg, s->hu, (int64_t)P * F);
+        op_matmul_batch(ctx, down, nd);
+        for (int32_t i = 0; i < P; i++)
             ctx->k->axpy(s->y + (int64_t)s->etok[i] * D, s->ey + (int64_t)i * D, s->ew[i], D);
+        e0 = e1;
     }
 }
 

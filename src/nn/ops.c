@@ -173,28 +173,37 @@ static int on_gemm(const dsc_ctx *ctx, const dsc_mm *m) {
 
 static void matmul_one(dsc_ctx *ctx, const dsc_mm *m);
 
-void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
-    if (count == 0) return;
-    int gemm = 0;
-    for (int i = 0; i < count; i++) gemm += on_gemm(ctx, &mm[i]);
-    if (gemm == count) { /* prefill: all on the gemm under one barrier */
-        gemm_batch(ctx, mm, count);
-        return;
-    }
+/* Products of few tokens (below their gemm_from) on the row kernels, all
+ * under one barrier. */
+static void rows_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     int64_t work = 0;
-    for (int i = 0; i < count; i++) {
-        if (mm[i].n >= gemm_from(&mm[i])) { /* some of many tokens: one product at a time */
-            for (int k = 0; k < count; k++) matmul_one(ctx, &mm[k]);
-            return;
-        }
-        work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
-    }
+    for (int i = 0; i < count; i++) work += (int64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n;
     const int serial = work < OP_MIN_PARALLEL;
     batch_job j = {.k = ctx->k, .mm = mm, .count = count, .nth = serial ? 1 : pool_size(ctx->pool), .timer = ctx->timer};
     j.chunk_work = work / ((int64_t)OP_CHUNKS * j.nth);
     atomic_init(&j.next, 0);
     if (serial) batch_task(&j, 0, 1);
     else pool_run(ctx->pool, batch_task, &j);
+}
+
+void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
+    if (count == 0) return;
+    int ng = 0, nr = 0;
+    for (int i = 0; i < count; i++) ng += on_gemm(ctx, &mm[i]), nr += mm[i].n < gemm_from(&mm[i]);
+    if (ng == count) gemm_batch(ctx, mm, count);
+    else if (nr == count) rows_batch(ctx, mm, count);
+    else { /* a mix (a prefill's experts, some chosen by few tokens): the gemm's, the rows', then the others */
+        dsc_mm g[ng > 0 ? ng : 1], r[nr > 0 ? nr : 1];
+        ng = nr = 0;
+        for (int i = 0; i < count; i++) {
+            if (on_gemm(ctx, &mm[i])) g[ng++] = mm[i];
+            else if (mm[i].n < gemm_from(&mm[i])) r[nr++] = mm[i];
+        }
+        if (ng) gemm_batch(ctx, g, ng);
+        if (nr) rows_batch(ctx, r, nr);
+        for (int i = 0; i < count; i++)
+            if (!on_gemm(ctx, &mm[i]) && mm[i].n >= gemm_from(&mm[i])) matmul_one(ctx, &mm[i]);
+    }
 }
 
 static void matmul_one(dsc_ctx *ctx, const dsc_mm *m) {
