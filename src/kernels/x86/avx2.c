@@ -1289,7 +1289,7 @@ static void gemm_tile(float *c, int64_t ldc, const float *a, int64_t lda, const 
  * unpacks): col[i] holds columns 2i and 2i + 1 of the 8 rows. */
 static inline void bytes8x8(__m128i col[4], const void *const rp[8], int64_t off) {
     __m128i v[8];
-    for (int i = 0; i < 8; i++) v[i] = load8((const uint8_t *)rp[i] + off);
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) v[i] = load8((const uint8_t *)rp[i] + off);
     const __m128i a01 = _mm_unpacklo_epi8(v[0], v[1]), a23 = _mm_unpacklo_epi8(v[2], v[3]);
     const __m128i a45 = _mm_unpacklo_epi8(v[4], v[5]), a67 = _mm_unpacklo_epi8(v[6], v[7]);
     const __m128i l03 = _mm_unpacklo_epi16(a01, a23), h03 = _mm_unpackhi_epi16(a01, a23); /* columns 0-3, 4-7 of rows 0-3 */
@@ -1298,57 +1298,69 @@ static inline void bytes8x8(__m128i col[4], const void *const rp[8], int64_t off
     col[2] = _mm_unpacklo_epi32(h03, h47), col[3] = _mm_unpackhi_epi32(h03, h47);
 }
 
-/* PACK_BLOCKS for Q8 and Q4: the 8 rows' bytes of a step transposed, Q4's
- * nibbles of the step taken out and its offset of 8 subtracted as bytes,
- * then each column widened, converted and multiplied by the 8 rows' scales
- * of its block at once: the same q x scale as LOAD_Q8 and LOAD_Q4. Returns
- * the columns done. */
-static int32_t pack_q_blocks(float *pk, int h, int q4, const void *const rp[8], const uint16_t *const qp[8], int32_t k0,
+/* PACK_BLOCKS for Q8 and Q4, both halves of the panel (its 16 rows) a step
+ * at once, so that each 64-byte line of the panel is written whole in turn
+ * (by halves a panel apart, each half line cost a second fetch of the line:
+ * 1.66x the time, with the loads below not unrolled): each 8 rows' bytes
+ * of the step transposed, Q4's nibbles of the step taken out and its offset
+ * of 8 subtracted as bytes, then each column widened, converted and
+ * multiplied by the 8 rows' scales of its block at once: the same
+ * q x scale as LOAD_Q8 and LOAD_Q4. Returns the columns done. */
+static int32_t pack_q_blocks(float *pk, int q4, const void *const rp[16], const uint16_t *const qp[16], int32_t k0,
                              int32_t K) {
     int32_t k8 = 0;
-    __m256 sv = _mm256_setzero_ps();
+    __m256 sv[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (; k8 + 8 <= K; k8 += 8) {
         const int32_t c = k0 + k8, b = c / DSC_QBLOCK, j = c % DSC_QBLOCK;
-        if (k8 == 0 || j == 0)
-            sv = _mm256_cvtph_ps(_mm_setr_epi16((short)qp[0][b], (short)qp[1][b], (short)qp[2][b], (short)qp[3][b],
-                                                (short)qp[4][b], (short)qp[5][b], (short)qp[6][b], (short)qp[7][b]));
-        __m128i col[4];
-        bytes8x8(col, rp, q4 ? (int64_t)b * 16 + (j & 15) : c); /* Q4: values j and j + 16 share byte j */
-        if (q4)
-            for (int i = 0; i < 4; i++) {
-                const __m128i nib = j >= 16 ? _mm_srli_epi16(col[i], 4) : col[i];
-                col[i] = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            const uint16_t *const *q = qp + 8 * h;
+            if (k8 == 0 || j == 0)
+                sv[h] = _mm256_cvtph_ps(_mm_setr_epi16((short)q[0][b], (short)q[1][b], (short)q[2][b], (short)q[3][b],
+                                                       (short)q[4][b], (short)q[5][b], (short)q[6][b], (short)q[7][b]));
+            __m128i col[4];
+            bytes8x8(col, rp + 8 * h, q4 ? (int64_t)b * 16 + (j & 15) : c); /* Q4: values j and j + 16 share byte j */
+            if (q4)
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {
+                    const __m128i nib = j >= 16 ? _mm_srli_epi16(col[i], 4) : col[i];
+                    col[i] = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+                }
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {
+                const __m256 e = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(col[i])), sv[h]);
+                const __m256 o =
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(col[i], col[i]))), sv[h]);
+                _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i) * 16 + 8 * h, e);
+                _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i + 1) * 16 + 8 * h, o);
             }
-        for (int i = 0; i < 4; i++) {
-            const __m256 e = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(col[i])), sv);
-            const __m256 o = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(col[i], col[i]))), sv);
-            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i) * 16 + 8 * h, e);
-            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i + 1) * 16 + 8 * h, o);
         }
     }
     return k8;
 }
 
-/* PACK_BLOCKS for FP8 (block columns a multiple of 8): the bytes
- * transposed, two columns at a time made F16 as load_fp8 makes them, and
- * multiplied by the 8 rows' scales x 2^8, the same bits as LOAD_FP8. */
-static int32_t pack_fp8_blocks(float *pk, int h, const void *const rp[8], const float *const sp[8], int32_t bc,
-                               int32_t k0, int32_t K) {
+/* PACK_BLOCKS for FP8 (block columns a multiple of 8), both halves of the
+ * panel a step at once as for Q8: the bytes transposed, two columns at a
+ * time made F16 as load_fp8 makes them, and multiplied by the 8 rows'
+ * scales x 2^8, the same bits as LOAD_FP8. */
+static int32_t pack_fp8_blocks(float *pk, const void *const rp[16], const float *const sp[16], int32_t bc, int32_t k0,
+                               int32_t K) {
     int32_t k8 = 0;
-    __m256 sv = _mm256_setzero_ps();
+    __m256 sv[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (; k8 + 8 <= K; k8 += 8) {
         const int32_t c = k0 + k8, b = c / bc;
-        if (k8 == 0 || c % bc == 0)
-            sv = _mm256_mul_ps(_mm256_setr_ps(sp[0][b], sp[1][b], sp[2][b], sp[3][b], sp[4][b], sp[5][b], sp[6][b], sp[7][b]),
-                               _mm256_set1_ps(256.0f));
-        __m128i col[4];
-        bytes8x8(col, rp, c);
-        for (int i = 0; i < 4; i++) {
-            const __m256i v = _mm256_cvtepi8_epi16(col[i]); /* columns 2i, 2i + 1 as int16 */
-            const __m256i f = _mm256_and_si256(_mm256_slli_epi16(v, 7), _mm256_set1_epi16((short)0xbf80));
-            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i) * 16 + 8 * h, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(f)), sv));
-            _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i + 1) * 16 + 8 * h,
-                             _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(f, 1)), sv));
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            const float *const *q = sp + 8 * h;
+            if (k8 == 0 || c % bc == 0)
+                sv[h] = _mm256_mul_ps(_mm256_setr_ps(q[0][b], q[1][b], q[2][b], q[3][b], q[4][b], q[5][b], q[6][b], q[7][b]),
+                                      _mm256_set1_ps(256.0f));
+            __m128i col[4];
+            bytes8x8(col, rp + 8 * h, c);
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {
+                const __m256i v = _mm256_cvtepi8_epi16(col[i]); /* columns 2i, 2i + 1 as int16 */
+                const __m256i f = _mm256_and_si256(_mm256_slli_epi16(v, 7), _mm256_set1_epi16((short)0xbf80));
+                _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i) * 16 + 8 * h,
+                                 _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(f)), sv[h]));
+                _mm256_storeu_ps(pk + (int64_t)(k8 + 2 * i + 1) * 16 + 8 * h,
+                                 _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(f, 1)), sv[h]));
+            }
         }
     }
     return k8;
@@ -1363,7 +1375,8 @@ static int32_t pack_bf16_blocks(float *pk, int h, const void *const rp[8], int32
     const __m256i z = _mm256_setzero_si256();
     for (; k8 + 16 <= K; k8 += 16) {
         __m256i v[8];
-        for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_si256((const __m256i *)((const uint16_t *)rp[i] + k0 + k8));
+        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+            v[i] = _mm256_loadu_si256((const __m256i *)((const uint16_t *)rp[i] + k0 + k8));
         __m256i a[8], b[8];
         for (int i = 0; i < 4; i++) { /* rows 2i, 2i + 1: columns 0-3, then 4-7 (of each lane) */
             a[2 * i] = _mm256_unpacklo_epi16(v[2 * i], v[2 * i + 1]);
@@ -1394,7 +1407,16 @@ static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t
         const int32_t n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
         float *pk = pack + (int64_t)p * K * 16;
         int32_t k8 = 0;
-        for (int h = 0; h < 2 && cols == 16 && blocks; h++) {
+        const int bytes = w->type == DSC_W_Q8 || w->type == DSC_W_Q4 || w->type == DSC_W_F8_E4M3;
+        if (cols == 16 && blocks && bytes) { /* both halves at once */
+            const void *rp[16];
+            const float *sp[16] = {0};
+            const uint16_t *qp[16] = {0};
+            tile_rows(w, r0 + n0, r0 + N, rp, sp, qp, 16);
+            k8 = w->type == DSC_W_F8_E4M3 ? pack_fp8_blocks(pk, rp, sp, bc, k0, K)
+                                          : pack_q_blocks(pk, w->type == DSC_W_Q4, rp, qp, k0, K);
+        }
+        for (int h = 0; h < 2 && cols == 16 && blocks && !bytes; h++) {
             const void *rp[8];
             const float *sp[8] = {0};
             const uint16_t *qp[8] = {0};
@@ -1407,9 +1429,7 @@ static void pack_w(float *pack, const dsc_mat *w, int32_t r0, int32_t N, int32_t
                 k8 = pack_bf16_blocks(pk, h, rp, k0, K);
                 PACK_BLOCKS(LOAD_BF16) /* a last 8 columns */
                 break;
-            case DSC_W_F8_E4M3: k8 = pack_fp8_blocks(pk, h, rp, sp, bc, k0, K); break;
-            case DSC_W_Q8: k8 = pack_q_blocks(pk, h, 0, rp, qp, k0, K); break;
-            case DSC_W_Q4: k8 = pack_q_blocks(pk, h, 1, rp, qp, k0, K); break;
+            default: break; /* the byte types above */
             }
         }
         if (k8 == K) continue;
