@@ -181,8 +181,8 @@ static void moe_forward(dsc_ctx *ctx, const dsc_layer *l, int32_t n) {
     int32_t cnt[E];
     memset(cnt, 0, sizeof cnt);
     for (int64_t i = 0; i < (int64_t)n * K; i++) cnt[s->ridx[i]]++;
+    dsc_mm up[2 * E], down[E];
     for (int32_t e0 = 0; e0 < E;) {
-        dsc_mm up[2 * E], down[E];
         int32_t P = 0, nu = 0, nd = 0, e1 = e0;
         for (; e1 < E && P + cnt[e1] <= ctx->n_batch; e1++) {
             if (cnt[e1] == 0) continue;
