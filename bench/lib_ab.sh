@@ -2,26 +2,31 @@
 # lib_ab.sh — A/B of two whole builds of dsc inside one process: libdsc at
 # git revision REV (A, default HEAD) and the working tree's (B), each built
 # as a shared object and loaded with dlopen, each with its own model and
-# context filled to DEPTH positions; then decode steps alternate between
-# them (A B, B A, ...) and the median of the per-pair speed ratios is
-# printed (bench/lib_ab.c). For changes outside avx2.c, which
-# kernel_ab.sh -m cannot swap.
+# context filled to DEPTH positions; then decode steps (prefills with -p)
+# alternate between them (A B, B A, ...) and the median of the per-pair
+# speed ratios is printed (bench/lib_ab.c). For changes outside avx2.c,
+# which kernel_ab.sh -m cannot swap.
 #
-# usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
+# usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] [-p N] MODEL [DEPTH] [PAIRS] [KV: f32|bf16|q8]
 #   e.g. bench/lib_ab.sh /tmp/v2l-q8 4096 60
+#        bench/lib_ab.sh -p 512 /tmp/v2l-q8 0 10
 #   -b: B runs MODEL_B (e.g. the same weights written another way), A MODEL;
 #   (the same code for both when the working tree is at REV)
+#   -p: each step a prefill of N tokens after DEPTH positions (0 allowed)
+#   instead of a decode step
 set -eu
 rev=HEAD
 model_b=
+prefill=
 while :; do
     case "${1:-}" in
     -r) rev=$2; shift 2 ;;
     -b) model_b=$2; shift 2 ;;
+    -p) prefill=$2; shift 2 ;;
     *) break ;;
     esac
 done
-[ $# -ge 1 ] || { echo "usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] MODEL [DEPTH] [PAIRS] [KV]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: bench/lib_ab.sh [-r REV] [-b MODEL_B] [-p N] MODEL [DEPTH] [PAIRS] [KV]" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,4 +42,4 @@ for v in A B; do
     cc -shared -o "$tmp/$v.so" -Wl,--whole-archive "$tmp/build-$v/libdsc.a" -Wl,--no-whole-archive $libs -lpthread -lm
 done
 cc -O2 -I"$root/include" "$root/bench/lib_ab.c" -ldl -o "$tmp/lib_ab"
-DSC_AB_MODEL_B=$model_b "$tmp/lib_ab" "$tmp/A.so" "$tmp/B.so" "$@"
+DSC_AB_MODEL_B=$model_b DSC_AB_PREFILL=$prefill "$tmp/lib_ab" "$tmp/A.so" "$tmp/B.so" "$@"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds and briefly runs the A/B tools, so that CI keeps them working:
 # kernel_ab.sh (attention on one core, a product's arithmetic from L2, then
-# inside a model) and lib_ab.sh,
+# inside a model) and lib_ab.sh (decode, and prefill with -p),
 # each comparing HEAD with the working tree (the same code in CI) on the
 # golden v3-tiny checkpoint. Their figures mean nothing at these sizes;
 # the script fails when a tool does not build, run or print its ratio.
@@ -37,3 +37,4 @@ else
     echo "kernel_ab: skipped (no AVX2)"
 fi
 run "lib_ab" "$root/bench/lib_ab.sh" "$model" 8 3
+run "lib_ab -p" "$root/bench/lib_ab.sh" -p 40 "$model" 0 3
