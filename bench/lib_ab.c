@@ -69,10 +69,16 @@ int main(int argc, char **argv) {
     const char *kvs = argc > 6 ? argv[6] : "bf16";
     const int kv = !strcmp(kvs, "f32") ? DSC_KV_F32 : !strcmp(kvs, "bf16") ? DSC_KV_BF16 : !strcmp(kvs, "q8") ? DSC_KV_Q8 : -1;
     const char *pre = getenv("DSC_AB_PREFILL");
-    const int prefill = pre && *pre ? atoi(pre) : 0, step = prefill > 0 ? prefill : 1;
+    int prefill = 0; /* tokens per step, 1..65536; -1: not such a number */
+    if (pre && *pre) {
+        char *end;
+        const long v = strtol(pre, &end, 10);
+        prefill = *end || v < 1 || v > (1 << 16) ? -1 : (int)v;
+    }
+    const int step = prefill > 0 ? prefill : 1;
     if (argc < 4 || depth < (prefill > 0 ? 0 : 1) || depth > (1 << 20) || pairs < 1 || pairs > 100000 || kv < 0 ||
-        prefill < 0 || prefill > (1 << 16)) {
-        fprintf(stderr, "usage: lib_ab A.so B.so MODEL [DEPTH >= 1, or 0 with DSC_AB_PREFILL] [PAIRS >= 1] "
+        prefill < 0) {
+        fprintf(stderr, "usage: lib_ab A.so B.so MODEL [DEPTH >= 1, or 0 with DSC_AB_PREFILL=1..65536] [PAIRS >= 1] "
                         "[KV: f32|bf16|q8]\n");
         return 2;
     }

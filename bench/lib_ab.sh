@@ -22,7 +22,13 @@ while :; do
     case "${1:-}" in
     -r) rev=$2; shift 2 ;;
     -b) model_b=$2; shift 2 ;;
-    -p) prefill=$2; shift 2 ;;
+    -p)
+        case "${2:-}" in
+        '' | *[!0-9]* | 0) echo "bench/lib_ab.sh: -p wants a number of tokens (1 or more), not '${2:-}'" >&2; exit 2 ;;
+        esac
+        prefill=$2
+        shift 2
+        ;;
     *) break ;;
     esac
 done
