@@ -74,6 +74,7 @@ int cmd_bench(const cli_opts *o) {
     /* where decode time went: the weight products' share, their GB/s while they ran, attention's share */
     double *rows_pct = calloc((size_t)R, sizeof(double)), *rows_gbs = calloc((size_t)R, sizeof(double));
     double *attn_pct = calloc((size_t)R, sizeof(double));
+    double *attn_gfs = calloc((size_t)R, sizeof(double)); /* the attention's GFLOP/s while it ran */
     /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
     const int64_t probe_n = (int64_t)64 << 20;
     float *probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)probe_n) : NULL;
@@ -84,7 +85,7 @@ int cmd_bench(const cli_opts *o) {
     int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
     float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
     int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok || !ibw ||
-              !itg || !i_pct || !c_pct || !rows_pct || !rows_gbs || !attn_pct || (N > 0 && !probe) ||
+              !itg || !i_pct || !c_pct || !rows_pct || !rows_gbs || !attn_pct || !attn_gfs || (N > 0 && !probe) ||
               (B && !blog)) ? cli_die("out of memory") : 0;
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
@@ -153,6 +154,7 @@ int cmd_bench(const cli_opts *o) {
             rows_pct[r] = 100 * rows_s / dt;
             rows_gbs[r] = rows_s > 0 ? tm.rows_bytes / rows_s / 1e9 : 0;
             attn_pct[r] = 100 * tm.attn_s / dt;
+            attn_gfs[r] = tm.attn_s > 0 ? attn_flops * N / tm.attn_s / 1e9 : 0;
             tg[r] = N / dt;
             tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
             c_pct[r] = 100 * tg[r] * (bytes / 1e9 / bw[r] + attn_flops / 1e9 / peak[r]);
@@ -194,6 +196,7 @@ int cmd_bench(const cli_opts *o) {
         stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
         stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R), scp = stats(c_pct, R);
         stat3 srp = stats(rows_pct, R), srg = stats(rows_gbs, R), sap = stats(attn_pct, R);
+        stat3 sag = stats(attn_gfs, R);
         mach.read_gb_s = sbw.median;
         mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
@@ -216,13 +219,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
                    "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
-                   "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f}\n",
+                   "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
+                   "\"tg_attn_gflop_s\": %.3f}\n",
                    o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
                    mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
                    sip.median, sip.lo, sip.hi, attn_flops, scp.median, B, B ? sb.median : 0,
-                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median);
+                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median, sag.median);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
             printf("|---|---|---|---|---|---|---|\n");
@@ -262,9 +266,10 @@ int cmd_bench(const cli_opts *o) {
                        scp.median, scp.lo, scp.hi);
             if (N > 0)
                 printf("         time: the weight products %.1f%% of decode (the threads' mean; %.2f GB/s while they "
-                       "ran, %.0f%% of the bandwidth), attention %.1f%%, the rest %.1f%% (medians of the runs)\n",
-                       srp.median, srg.median, 100 * srg.median / mach.read_gb_s, sap.median,
-                       100 - srp.median - sap.median);
+                       "ran, %.0f%% of the bandwidth), attention %.1f%% (%.1f GFLOP/s while it ran, %.0f%% of the FMA "
+                       "peak), the rest %.1f%% (medians of the runs)\n",
+                       srp.median, srg.median, 100 * srg.median / mach.read_gb_s, sap.median, sag.median,
+                       100 * sag.median / mach.fma_gflop_s, 100 - srp.median - sap.median);
             if (P > 0)
                 printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
                        "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
@@ -296,6 +301,7 @@ int cmd_bench(const cli_opts *o) {
     free(rows_pct);
     free(rows_gbs);
     free(attn_pct);
+    free(attn_gfs);
     free(probe);
     free(bseq);
     free(btok);

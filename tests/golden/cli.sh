@@ -50,6 +50,8 @@ assert j["parallel"] == 3, f"parallel = {j['parallel']}"
 assert 0 < j["tg_rows_pct"] <= 100 and 0 < j["tg_attn_pct"] < 100 and j["tg_rows_gb_s"] > 0, \
     f"tg_rows_pct = {j['tg_rows_pct']}, tg_attn_pct = {j['tg_attn_pct']}, tg_rows_gb_s = {j['tg_rows_gb_s']}"
 assert j["tg_rows_pct"] + j["tg_attn_pct"] <= 100.5, f"{j['tg_rows_pct']} + {j['tg_attn_pct']} > 100"
+# the attention's arithmetic rate while it ran: positive, and no faster than a machine could be
+assert 0 < j["tg_attn_gflop_s"] < 1e5, f"tg_attn_gflop_s = {j['tg_attn_gflop_s']}"
 # share of the resident weights on 2 MiB pages; -1 only where smaps is unreadable
 assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weights_huge_pct = {j['weights_huge_pct']}"
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
