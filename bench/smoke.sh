@@ -3,8 +3,9 @@
 # kernel_ab.sh (attention on one core, a product's arithmetic from L2, then
 # inside a model) and lib_ab.sh (decode, and prefill with -p),
 # each comparing HEAD with the working tree (the same code in CI) on the
-# golden v3-tiny checkpoint. Their figures mean nothing at these sizes;
-# the script fails when a tool does not build, run or print its ratio.
+# golden v3-tiny checkpoint; then roofline.sh on its config. Their figures
+# mean nothing at these sizes; the script fails when a tool does not
+# build, run or print its ratio (roofline.sh: its table's rows).
 #   bench/smoke.sh [MODEL]      default ../shared/golden/models/v3-tiny/model
 # Needs a build of the library (make). Skips the AVX2 tools on a CPU
 # without AVX2.
@@ -38,3 +39,14 @@ else
 fi
 run "lib_ab" "$root/bench/lib_ab.sh" "$model" 8 3
 run "lib_ab -p" "$root/bench/lib_ab.sh" -p 40 "$model" 0 3
+# roofline.sh: four weight types at short context, two at depth (v3-tiny's
+# latent rows do not fill 32-value blocks, so no Q8 cache)
+work=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$work"' EXIT
+if ! "$root/bench/roofline.sh" -w "$work" -p 16 -n 4 -d 64 -r 1 "$model/config.json" >"$log" 2>&1 ||
+    [ "$(grep -c -E '^\| (BF16|Q8|Q4|FP8) \| BF16 \| tg4' "$log")" != 6 ]; then
+    cat "$log" >&2
+    echo "bench/smoke.sh: roofline.sh failed" >&2
+    exit 1
+fi
+echo "roofline.sh: $(grep -c -E '^\| (BF16|Q8|Q4|FP8) ' "$log") runs in its table"
