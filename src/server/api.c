@@ -1,8 +1,11 @@
 /*
  * api.c — request bodies of the OpenAI API, parsed and checked before any
  * work starts: wrong JSON or wrong types give a 400 naming the field, in
- * the wording of the OpenAI API where it has one. Unknown fields are
- * ignored, as OpenAI's own servers do.
+ * the wording of the OpenAI API where it has one. Fields this server does
+ * not know are ignored (as vLLM's and llama.cpp's servers do); known ones
+ * that would change the answer and that it does not implement (tools, a
+ * response format other than text, logit bias, frequency and presence
+ * penalties, best_of above n) are a 400 rather than silently dropped.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -196,6 +199,50 @@ static int parse_stop(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
+static int unsupported(srv_err *e, const char *param, const char *why) {
+    return srv_fail(e, 400, INVALID, param, "unsupported_value", "'%s' is not supported: %s", param, why);
+}
+
+/* The parameters that ask for what this server does not do. */
+static int parse_unsupported(const cJSON *root, const srv_ask *a, srv_err *e) {
+    const cJSON *j;
+    static const char *const lists[] = {"tools", "functions"};
+    for (int i = 0; i < 2; i++)
+        if ((j = field(root, lists[i])) && (!cJSON_IsArray(j) || cJSON_GetArraySize(j) > 0))
+            return unsupported(e, lists[i], "this server does not call functions.");
+    static const char *const choices[] = {"tool_choice", "function_call"};
+    for (int i = 0; i < 2; i++)
+        if ((j = field(root, choices[i])) &&
+            !(cJSON_IsString(j) && (!strcmp(j->valuestring, "none") || !strcmp(j->valuestring, "auto"))))
+            return unsupported(e, choices[i], "this server does not call functions ('none' and 'auto' are accepted).");
+    if ((j = field(root, "response_format"))) {
+        const cJSON *t = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
+        if (!cJSON_IsString(t)) return bad_type(e, "response_format", "an object with a string 'type'", j);
+        if (strcmp(t->valuestring, "text"))
+            return srv_fail(e, 400, INVALID, "response_format", "unsupported_value",
+                            "'response_format' of type '%.40s' is not supported: only 'text' is.", t->valuestring);
+    }
+    if ((j = field(root, "logit_bias"))) {
+        if (!cJSON_IsObject(j)) return bad_type(e, "logit_bias", "an object", j);
+        if (j->child) return unsupported(e, "logit_bias", "send it empty or leave it out.");
+    }
+    static const char *const penalties[] = {"frequency_penalty", "presence_penalty"};
+    for (int i = 0; i < 2; i++) {
+        double v = 0;
+        if (get_num(root, penalties[i], -2, 2, &v, e)) return -1;
+        if (v != 0) return unsupported(e, penalties[i], "only 0 is accepted.");
+    }
+    if (a->kind == SRV_COMPLETION) {
+        double v = a->n;
+        if (get_int(root, "best_of", 1, SRV_MAX_N, &v, e)) return -1;
+        if (v != a->n) return unsupported(e, "best_of", "it must equal 'n' (every sample is returned).");
+    }
+    if (field(root, "stream_options") && !a->stream)
+        return srv_fail(e, 400, INVALID, "stream_options", "invalid_value",
+                        "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+    return 0;
+}
+
 static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     const char *model = NULL, *user = NULL;
     double v;
@@ -225,7 +272,7 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     if (get_int(root, "n", 1, SRV_MAX_N, &v, e)) return -1;
     a->n = (int)v;
     if (parse_stop(root, a, e)) return -1;
-    if (get_num(root, "frequency_penalty", -2, 2, &v, e) || get_num(root, "presence_penalty", -2, 2, &v, e)) return -1;
+    if (parse_unsupported(root, a, e)) return -1;
     if (a->kind == SRV_CHAT) {
         if (get_bool(root, "logprobs", &a->logprobs, e)) return -1;
         v = 0;
@@ -324,5 +371,10 @@ int srv_parse_detokenize(const char *body, size_t len, int32_t **ids, size_t *n,
             (*ids)[(*n)++] = (int32_t)x->valuedouble;
         }
     cJSON_Delete(root);
+    if (rc) { /* nothing for the caller to free on an error */
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
     return rc;
 }

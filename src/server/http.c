@@ -474,6 +474,13 @@ static int authorized(const srv_server *S, struct MHD_Connection *mc) {
     return diff == 0;
 }
 
+static enum MHD_Result unauthorized(conn *c, struct MHD_Connection *mc) {
+    const int none = !MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    return fail(c, mc, 401, "invalid_request_error", "invalid_api_key",
+                none ? "No API key provided. Pass it as 'Authorization: Bearer KEY'."
+                     : "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.");
+}
+
 static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     const char *u = c->url;
     const int get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"), post = !strcmp(c->method, "POST");
@@ -490,9 +497,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(u, routes[i].path)) continue;
-        if (!routes[i].open && !authorized(c->S, mc))
-            return fail(c, mc, 401, "invalid_request_error", "invalid_api_key",
-                        "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.");
+        if (!routes[i].open && !authorized(c->S, mc)) return unauthorized(c, mc);
         if (routes[i].post ? !post : !get)
             return fail(c, mc, 405, "invalid_request_error", "method_not_allowed",
                         routes[i].post ? "Use POST for this endpoint." : "Use GET for this endpoint.");
@@ -505,9 +510,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
         return post_generate(c, mc, i == 3 ? SRV_CHAT : SRV_COMPLETION);
     }
     if (!strncmp(u, "/models/", 8) && get) {
-        if (!authorized(c->S, mc))
-            return fail(c, mc, 401, "invalid_request_error", "invalid_api_key",
-                        "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.");
+        if (!authorized(c->S, mc)) return unauthorized(c, mc);
         return get_model(c, mc, u + 8);
     }
     return fail(c, mc, 404, "invalid_request_error", "unknown_url", "Unknown endpoint.");
@@ -535,6 +538,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                 inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
             else if (sa->sa_family == AF_INET6)
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+        }
+        const char *te = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te && strcasecmp(te, "chunked")) { /* a body of unknown length in a coding not read here: answer now */
+            char msg[200];
+            snprintf(msg, sizeof msg, "Transfer-Encoding '%.64s' is not supported: send the body as is or chunked.",
+                     te);
+            return fail(c, mc, 501, "invalid_request_error", "unsupported_transfer_encoding", msg);
         }
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {

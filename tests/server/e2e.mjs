@@ -242,6 +242,23 @@ async function main() {
       assert.equal(typeof err.error.message, 'string');
     }
   });
+  await check('400 for what the server does not implement (tools, JSON mode, logit bias, penalties, best_of), not ignored', async () => {
+    for (const [body, param] of [[{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+                                 [{ tool_choice: 'required' }, 'tool_choice'],
+                                 [{ response_format: { type: 'json_object' } }, 'response_format'],
+                                 [{ logit_bias: { 5: 10 } }, 'logit_bias'], [{ frequency_penalty: 0.5 }, 'frequency_penalty'],
+                                 [{ presence_penalty: -1 }, 'presence_penalty'],
+                                 [{ stream_options: { include_usage: true } }, 'stream_options']]) {
+      const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2, ...body }).then(() => null, (e) => e);
+      assert.ok(err instanceof OpenAI.BadRequestError, `${param}: ${err}`);
+      assert.equal(err.param, param);
+    }
+    const c = await ai.completions.create({ model: 'dsc', prompt: 'ab', max_tokens: 2, best_of: 3 }).then(() => null, (e) => e);
+    assert.ok(c instanceof OpenAI.BadRequestError && c.param === 'best_of', String(c));
+    const ok = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2, response_format: { type: 'text' },
+                                                  frequency_penalty: 0, presence_penalty: 0, logit_bias: {}, tool_choice: 'none' });
+    assert.equal(ok.choices.length, 1);
+  });
   await check('400 prompt + max_tokens beyond the context names the limit', async () => {
     const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 1000 }).then(() => null, (e) => e);
     assert.ok(err instanceof OpenAI.BadRequestError, String(err));
@@ -258,8 +275,9 @@ async function main() {
     const err = await client(s, 'sk-wrong').chat.completions.create({ model: 'dsc', messages: msgs }).then(() => null, (e) => e);
     assert.ok(err instanceof OpenAI.AuthenticationError, String(err));
     assert.equal(err.status, 401);
+    assert.match(err.message, /Incorrect API key/);
     const r = await fetch(`${s.base}/v1/models`);
-    await assertErrorShape(r, 401);
+    assert.match((await assertErrorShape(r, 401)).message, /No API key provided/);
   });
   await check('404 unknown endpoint, 405 wrong method', async () => {
     await assertErrorShape(await post(s, '/v1/nothing', {}), 404);
@@ -280,6 +298,23 @@ async function main() {
     }
     assert.equal((await fetch(`${s.base}/health`)).status, 200);
     assert.equal(s.exited, null);
+  });
+
+  await check('501 at once for a Transfer-Encoding other than chunked (the body\'s length is unknown)', async () => {
+    const body = JSON.stringify({ messages: msgs, max_tokens: 2 });
+    const got = await new Promise((resolve) => {
+      let data = '';
+      const sock = net.connect(s.port, '127.0.0.1', () => sock.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nTransfer-Encoding: gzip\r\n\r\n${body}`));
+      sock.on('data', (d) => { data += d; });
+      sock.on('error', () => resolve(data));
+      sock.on('close', () => resolve(data));
+      setTimeout(() => { sock.destroy(); resolve(data); }, 5000);
+    });
+    assert.match(got, /^HTTP\/1\.1 501 /, got.slice(0, 200));
+    const err = JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)).error;
+    assert.equal(err.code, 'unsupported_transfer_encoding');
+    assert.match(err.message, /gzip/);
   });
 
   await check('fuzz: 400 mutated HTTP requests (headers, bodies, JSON), then still serving', async () => {
