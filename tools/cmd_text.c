@@ -303,6 +303,15 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     interrupted = 0;
     for (;;) {
         int32_t next = dsc_sampler_sample(c->smp, dsc_ctx_logits(c->s.ctx));
+        if (next < 0) { /* the model's output is not finite */
+            printf("\n");
+            fflush(stdout);
+            cli_die_status();
+            free(sm.answer);
+            c->n_cached = 0;
+            dsc_ctx_truncate(c->s.ctx, 0);
+            return NULL;
+        }
         n_gen++;
         if (next == c->eos) break;
         dsc_sampler_accept(c->smp, next);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,7 +412,11 @@ static int cmd_logits(const cli_opts *o) {
     float *logits = malloc(sizeof(float) * (size_t)n * (size_t)V);
     if (!logits) rc = die("out of memory for %d x %d logits", n, V);
     else if (eval_prompt(s.ctx, ids, n, o->decode_only, logits, V)) rc = die_status();
-    else {
+    for (int64_t i = 0; !rc && i < (int64_t)n * V; i++)
+        if (!isfinite(logits[i]))
+            rc = die("logits: the logit of token %d at position %d is %s: the model's output is not finite",
+                     (int)(i % V), (int)(i / V), isnan(logits[i]) ? "NaN" : logits[i] > 0 ? "+Inf" : "-Inf");
+    if (!rc) {
         dsc_tensor_view t = {.name = "logits", .dtype = "F32", .ndim = 2, .shape = {n, V}, .data = logits};
         if (dsc_safetensors_write(o->output, &t, 1, NULL, NULL)) rc = die_status();
     }
@@ -438,6 +443,10 @@ static int cmd_generate(const cli_opts *o) {
     if (!rc && eval_prompt(s.ctx, ids, n, o->decode_only, NULL, s.info.vocab_size)) rc = die_status();
     for (int i = 0; i < o->n_gen && !rc; i++) {
         int32_t next = dsc_sampler_sample(smp, dsc_ctx_logits(s.ctx));
+        if (next < 0) {
+            rc = cli_die_status();
+            break;
+        }
         dsc_sampler_accept(smp, next);
         printf("%s%d", i ? " " : "", next);
         if (i + 1 < o->n_gen && dsc_eval(s.ctx, &next, 1, NULL)) rc = die_status();

@@ -88,6 +88,10 @@ dsc_status rl_sample(dsc_ctx *ctx, const dsc_tokenizer *tok, const rl_prompt *pr
         for (int g = 0; !s && g < G; g++) {
             rl_completion *c = &out[first + g];
             const int32_t id = dsc_sampler_sample(sm, logits);
+            if (id < 0) {
+                s = DSC_ERR_ARG; /* the sampler's message stands */
+                break;
+            }
             c->tokens[c->n++] = id;
             c->logp += token_logp(logits, n_vocab, id);
             live[first + g] = id != p->eos && c->n < p->max_new && prompts[q].n + c->n < n_ctx;
@@ -107,6 +111,10 @@ dsc_status rl_sample(dsc_ctx *ctx, const dsc_tokenizer *tok, const rl_prompt *pr
             float *lg = logits + (size_t)k * n_vocab;
             mask_tail(lg, n_vocab, n_tok);
             const int32_t id = dsc_sampler_sample(sm, lg);
+            if (id < 0) {
+                s = DSC_ERR_ARG;
+                break;
+            }
             c->tokens[c->n++] = id;
             c->logp += token_logp(lg, n_vocab, id);
             c->finished = id == p->eos;

@@ -116,7 +116,17 @@ int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
             int32_t t = s->recent[i];
             if (t >= 0 && t < V) w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
         }
+    for (int32_t i = 0; i < V; i++)
+        if (!(w[i] < INFINITY)) { /* NaN or +Inf: no distribution to sample */
+            dsc_fail(DSC_ERR_ARG, "sampler: the logit of token %d is %s: the model's output is not finite", i,
+                     isnan(w[i]) ? "NaN" : "+Inf");
+            return -1;
+        }
     const int32_t best = dsc_argmax(w, V);
+    if (w[best] == -INFINITY) {
+        dsc_fail(DSC_ERR_ARG, "sampler: every logit is -Inf");
+        return -1;
+    }
     if (s->p.temp == 0) return best;
 
     /* Candidates: all tokens within top_k, sorted by logit. Tokens whose

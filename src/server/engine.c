@@ -140,6 +140,7 @@ static int route_text(const srv_req *r, srv_choice *c, const char *s, size_t n, 
 }
 
 static void engine_release(srv_engine *e, srv_req *r);
+static void engine_drop(srv_engine *e, srv_req *r, const char *error);
 
 /* Marks choice `sl->choice` finished and frees its slot (the slot keeps its
  * cache for reuse). With flush, the text still held back (a partial UTF-8
@@ -180,9 +181,15 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
 static void deliver(srv_engine *e, int s, const float *row) {
     eslot *sl = &e->slot[s];
     srv_req *r = sl->req;
+    if (!r) return; /* dropped by an earlier choice's delivery */
     srv_choice *c = &r->ch[sl->choice];
     srv_lp lp;
     int32_t t = dsc_sampler_sample(c->smp, row);
+    if (t < 0) {
+        srv_log("sampling failed: %s", dsc_last_error());
+        engine_drop(e, r, dsc_last_error());
+        return;
+    }
     if (r->a.logprobs) logprobs(row, e->n_vocab, t, r->a.top_logprobs, &lp);
     dsc_sampler_accept(c->smp, t);
     const int reasoning = r->reasoning && c->split.in_think;

@@ -141,6 +141,19 @@ def shard(d):
     json.dump({"metadata": {"total_size": len(data)}, "weight_map": wm},
               open(os.path.join(d, "model.safetensors.index.json"), "w"), indent=2)
 
+def fill(d, tensor, value):
+    """fill DIR TENSOR VALUE: every element of an F32 or BF16 tensor := VALUE."""
+    hdr, data = read_st(st_path(d))
+    t = hdr[tensor]
+    b, e = t["data_offsets"]
+    v = struct.pack("<f", float(value))
+    if t["dtype"] == "BF16":
+        v = v[2:]
+    elif t["dtype"] != "F32":
+        raise SystemExit("fill: %s is %s" % (tensor, t["dtype"]))
+    data = data[:b] + v * ((e - b) // len(v)) + data[e:]
+    write_st(st_path(d), hdr, data)
+
 def idx(d, tensor, value):
     """idx DIR TENSOR JSON: set weight_map[TENSOR] (JSON '@del' deletes)."""
     p = os.path.join(d, "model.safetensors.index.json")
@@ -198,6 +211,31 @@ expect() {
             *"$s"*) ;;
             *) why="message lacks '$s'" ;;
             esac
+        done
+    fi
+    finish "$name" "$why"
+}
+
+# expect_late NAME 'SUBSTR[|SUBSTR...]' CMD...: as expect, for an error found
+# while the model runs: the session's one announcement line may come first.
+expect_late() {
+    name=$1 want=$2
+    shift 2
+    timeout 20 "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    line=$(tail -n 1 "$tmp/err")
+    why=
+    if [ "$rc" -ne 1 ]; then why="exit status $rc"
+    elif grep -q -e Sanitizer -e 'runtime error' "$tmp/err"; then why="sanitizer report"
+    elif [ "$(wc -l <"$tmp/err")" -gt 2 ] || { [ "$(wc -l <"$tmp/err")" -eq 2 ] && ! head -n 1 "$tmp/err" | grep -q '^dsc: latent kv cache'; }; then
+        why="stderr has more than the announcement and one error line"
+    else
+        case $line in "dsc: "*) ;; *) why="the error does not start with 'dsc: '" ;; esac
+        rest=$want
+        while [ -z "$why" ] && [ -n "$rest" ]; do
+            s=${rest%%|*}
+            case $rest in *"|"*) rest=${rest#*|} ;; *) rest= ;; esac
+            case $line in *"$s"*) ;; *) why="message lacks '$s'" ;; esac
         done
     fi
     finish "$name" "$why"
@@ -455,6 +493,18 @@ expect "--temp not a number" "--temp" "$DSC" generate -m "$V3" --temp 0 --ids --
 expect "output file in a missing directory" "$tmp/no-dir/o.st" \
     "$DSC" logits -m "$V3" --tokens "0 1 2" -o "$tmp/no-dir/o.st"
 
+
+# ------------------------------------------------------------------ non-finite output
+# Weights that make the logits NaN or Inf: an error, never a crash in the
+# sampler nor NaN written out with exit status 0.
+for v in nan inf; do
+    model "$V3" && mk fill "$d" model.norm.weight $v
+    expect_late "logits with $v weights" "not finite" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+    model "$V3" && mk fill "$d" model.norm.weight $v
+    expect_late "sampling with $v weights" "not finite" "$DSC" generate -m "$d" --temp 0.6 --ids --tokens "$T3" -n 3
+    model "$V3" && mk fill "$d" model.norm.weight $v
+    expect_late "greedy decoding with $v weights" "not finite" "$DSC" generate -m "$d" --temp 0 --ids --tokens "$T3" -n 3
+done
 
 # ------------------------------------------------------------------ tokenizer and chat
 TOK=$ROOT/tests/data/tiny-tokenizer/tokenizer.json

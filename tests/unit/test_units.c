@@ -724,6 +724,19 @@ static void test_sampler(void) {
     dsc_sampler_accept(s, 1);
     CHECK(dsc_sampler_sample(s, logits) == 2, "repeat penalty");
     dsc_sampler_free(s);
+    /* Non-finite logits: -1 and a message, at any temperature and cut. */
+    const float bad[3][5] = {{NAN, 1, 2, 3, 4}, {1, 2, INFINITY, 3, 4},
+                             {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY}};
+    const float temps[3] = {0, 0.6f, 1}, mins[3] = {0, 0.1f, 0};
+    for (int b = 0; b < 3; b++)
+        for (int k = 0; k < 3; k++) {
+            dsc_sampler_params q = dsc_sampler_default_params();
+            q.temp = temps[k], q.min_p = mins[k], q.top_k = k == 2 ? 2 : 0;
+            dsc_sampler_new(&q, 5, &s);
+            CHECK(dsc_sampler_sample(s, bad[b]) == -1 && strstr(dsc_last_error(), "sampler"),
+                  "non-finite logits %d at temperature %g: -1", b, temps[k]);
+            dsc_sampler_free(s);
+        }
     p.top_p = 0;
     CHECK(dsc_sampler_new(&p, 5, &s) == DSC_ERR_ARG, "bad sampler parameters rejected");
 }
