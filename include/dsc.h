@@ -379,7 +379,9 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
                              int32_t *ids, size_t cap, size_t *n_ids);
 
 /* Reads tokenizer_config.json's chat_template and sets DSC_CHAT_REASONING in
- * *flags when the template opens answers with "<think>" (R1 and its distills). */
+ * *flags when the template opens answers with "<think>" (R1 and its distills).
+ * No file is DSC_OK (the plain V3 template); one that is not a JSON object,
+ * or whose chat_template is of the wrong type, is an error. */
 dsc_status dsc_chat_detect(const char *tokenizer_config_path, unsigned *flags);
 
 /* Splits generated text into reasoning (between <think> and </think>) and

@@ -48,6 +48,9 @@ int cli_die(const char *fmt, ...)
 #endif
     ;
 int cli_die_status(void);
+/* A regular file opened for reading, or NULL after a one-line error (a
+ * directory, a FIFO or a device is refused without blocking on it). */
+FILE *cli_fopen_read(const char *cmd, const char *path); /* cmd: the message's prefix, or NULL */
 
 /* An option's value as an integer / a number in [lo, hi]; otherwise prints
  * "dsc: FLAG: 'VALUE' is not ..." and returns 1. */

@@ -138,8 +138,8 @@ static uint64_t mix64(uint64_t z) {
 
 /* The text of o->file through A's tokenizer, at most n ids. */
 static int file_tokens(const cli_opts *o, int n, int32_t **ids, int *n_ids) {
-    FILE *fp = fopen(o->file, "rb");
-    if (!fp) return cli_die("%s: cannot open: %s", o->file, strerror(errno));
+    FILE *fp = cli_fopen_read(NULL, o->file);
+    if (!fp) return 1;
     size_t cap = 1 << 16, len = 0;
     char *text = malloc(cap);
     while (text) {

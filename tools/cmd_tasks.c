@@ -158,12 +158,11 @@ static const char *completion_of(const cJSON *j) {
 }
 
 static int tasks_check_files(const tasks_opts *t, FILE *out) {
-    FILE *fp = fopen(t->check, "r"), *fc = fopen(t->completions, "r");
+    FILE *fp = cli_fopen_read("tasks", t->check), *fc = fp ? cli_fopen_read("tasks", t->completions) : NULL;
     char *lp = NULL, *lc = NULL;
     size_t cp = 0, cc = 0;
     long line = 0, n_correct = 0, n_format = 0;
-    int rc = 0;
-    if (!fp || !fc) rc = cli_die("tasks: %s: %s", !fp ? t->check : t->completions, strerror(errno));
+    int rc = !fp || !fc;
     while (!rc) {
         const ssize_t np = getline(&lp, &cp, fp), nc = getline(&lc, &cc, fc);
         if (np < 0 && nc < 0) break;

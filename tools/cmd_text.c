@@ -29,11 +29,8 @@ int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_
 
 /* Whole file into a NUL-terminated buffer. */
 static char *read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        die("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *fp = cli_fopen_read(NULL, path);
+    if (!fp) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap + 1);
     while (b) {
@@ -43,9 +40,15 @@ static char *read_file(const char *path, size_t *len) {
         if (!nb) free(b);
         b = nb;
     }
+    const int err = ferror(fp);
     fclose(fp);
     if (!b) {
         die("%s: out of memory", path);
+        return NULL;
+    }
+    if (err) {
+        free(b);
+        die("%s: read error", path);
         return NULL;
     }
     b[n] = 0;
@@ -183,7 +186,7 @@ static int convo_open(const cli_opts *o, convo *c) {
     else {
         char *slash = strrchr(path, '/');
         snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "tokenizer_config.json");
-        dsc_chat_detect(path, &c->flags); /* absent or unreadable: plain V3 template */
+        if (dsc_chat_detect(path, &c->flags)) return cli_die_status(); /* absent: the plain V3 template */
     }
     c->eos = dsc_tokenizer_find(c->tok, "<｜end▁of▁sentence｜>");
     if (c->eos < 0) c->eos = c->s.info.eos_token_id;

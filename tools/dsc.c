@@ -9,11 +9,13 @@
  * when no -m is given.
  */
 #include <errno.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -141,6 +143,23 @@ int cli_die(const char *fmt, ...) {
 }
 
 int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
+
+FILE *cli_fopen_read(const char *cmd, const char *path) {
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
+    struct stat sb;
+    if (fd < 0) cli_die("%s%s%s: cannot open: %s", pre, sep, path, strerror(errno));
+    else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        cli_die("%s%s%s: %s", pre, sep, path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    else {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        FILE *fp = fdopen(fd, "rb");
+        if (fp) return fp;
+        cli_die("%s%s%s: cannot open: %s", pre, sep, path, strerror(errno));
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
 
 static int has_config(const char *dir) {
     char p[4200];

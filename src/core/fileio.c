@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/status.h"
 
 dsc_status fio_join(char *out, const char *dir, const char *name) {
@@ -44,9 +46,40 @@ dsc_status fio_mkdirs(const char *dir) {
     return DSC_OK;
 }
 
+/* A descriptor of the regular file at path, opened without blocking (a
+ * FIFO's open would wait for a writer), or -1 with *s set. */
+int fio_open_fd(const char *path, dsc_status *s) {
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        *s = dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        *s = dsc_fail(DSC_ERR_IO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *s = DSC_OK;
+    return fd;
+}
+
+dsc_status fio_open_read(const char *path, FILE **out) {
+    dsc_status s;
+    const int fd = fio_open_fd(path, &s);
+    if (fd < 0) return s;
+    if (!(*out = fdopen(fd, "rb"))) {
+        close(fd);
+        return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    return DSC_OK;
+}
+
 dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *fp;
+    dsc_status s = fio_open_read(path, &fp);
+    if (s) return s;
     size_t cap = 1 << 14, n = 0;
     char *b = malloc(cap + 1);
     while (b) {
@@ -93,4 +126,14 @@ dsc_status fio_write_text(const char *path, const char *text, size_t len) {
     dsc_status s = fio_pwrite_all(fd, text, len, 0, path);
     if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return s;
+}
+
+cJSON *fio_parse_json(const char *text, size_t len) {
+    const char *end = NULL;
+    cJSON *root = text && len ? cJSON_ParseWithLengthOpts(text, len, &end, 0) : NULL;
+    if (!root) return NULL;
+    while (end < text + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
+    if (end == text + len) return root;
+    cJSON_Delete(root);
+    return NULL;
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dsc.h"
 
@@ -18,6 +19,16 @@ int fio_exists(const char *path);
 
 /* mkdir -p; an existing path must be a directory. */
 dsc_status fio_mkdirs(const char *dir);
+
+/* Opens a regular file for reading (a FIFO or a device is refused without
+ * blocking on it; a directory is named as one). */
+dsc_status fio_open_read(const char *path, FILE **out);
+int fio_open_fd(const char *path, dsc_status *s);
+
+/* One JSON value that is the whole text (white space around it allowed):
+ * NULL for malformed JSON or bytes after the value, which a JSON reader
+ * that stops at the first value would take silently. */
+struct cJSON *fio_parse_json(const char *text, size_t len);
 
 /* Whole file into a new NUL-terminated buffer of *len bytes; files larger
  * than max bytes are refused as not what they claim to be. */

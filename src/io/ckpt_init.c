@@ -341,7 +341,7 @@ static void ci_shard_name(char *out, size_t cap, int s, int n_shards) {
 /* config.json: the input verbatim, unless quantization_config must change
  * (set for fp8 as in DeepSeek-V3's release, removed otherwise). */
 static dsc_status ci_write_config(const char *json, size_t len, const char *src, const char *dst, ci_wtype wt) {
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    cJSON *root = fio_parse_json(json, len);
     int had = root && cJSON_GetObjectItemCaseSensitive(root, "quantization_config") != NULL;
     cJSON_Delete(root);
     if (wt != CI_W_FP8 && !had) return fio_write_text(dst, json, len);

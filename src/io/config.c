@@ -238,7 +238,7 @@ static dsc_status cfg_read(const cfg_reader *r, dsc_config *c) {
 
 dsc_status config_parse(const char *json, size_t len, const char *name, dsc_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    cJSON *root = fio_parse_json(json, len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", name);
@@ -260,7 +260,7 @@ dsc_status config_load(const char *path, dsc_config *c) {
 }
 
 dsc_status config_write_quant(const char *json, size_t len, const char *src, const char *dst, struct cJSON *quant) {
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    cJSON *root = fio_parse_json(json, len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         cJSON_Delete(quant);

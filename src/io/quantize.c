@@ -431,7 +431,7 @@ static dsc_status qz_open_index(qz_plan *p, const char *index_path) {
     size_t len;
     dsc_status s = fio_read_file(index_path, (size_t)256 << 20, &buf, &len);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root = fio_parse_json(buf, len);
     free(buf);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child)
@@ -814,7 +814,7 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
     if (!(s = fio_join(cfg_path, in_dir, "config.json")) && !(s = fio_read_file(cfg_path, (size_t)16 << 20, &json, &len)))
         s = config_parse(json, len, cfg_path, &p.cfg);
     if (!s) {
-        cJSON *root = cJSON_ParseWithLength(json, len);
+        cJSON *root = fio_parse_json(json, len);
         const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
         const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
         if (!p.copy && cJSON_IsString(qm) && !strcmp(qm->valuestring, "dsc"))

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "io/hugemap.h"
 
@@ -143,7 +144,7 @@ dsc_status st_parse(const uint8_t *buf, size_t size, const char *fname, st_file 
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory for a %llu-byte header", fname, (unsigned long long)hlen);
     memcpy(text, buf + 8, (size_t)hlen);
     text[hlen] = '\0';
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)hlen);
+    cJSON *root = fio_parse_json(text, (size_t)hlen);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -174,12 +175,13 @@ dsc_status st_parse(const uint8_t *buf, size_t size, const char *fname, st_file 
 
 dsc_status st_open(const char *path, st_file *f) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    dsc_status s0;
+    const int fd = fio_open_fd(path, &s0);
+    if (fd < 0) return s0;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         close(fd);
-        return dsc_fail(DSC_ERR_IO, "%s: not a regular file", path);
+        return dsc_fail(DSC_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     }
     size_t size = (size_t)sb.st_size;
     if (size < 8) {

@@ -72,7 +72,7 @@ static dsc_status open_index(dsc_model *m, const char *index_path) {
     size_t len = 0;
     dsc_status s = fio_read_file(index_path, (size_t)256 << 20, &buf, &len);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root = fio_parse_json(buf, len);
     free(buf);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {

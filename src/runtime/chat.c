@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/fileio.h"
 #include "core/status.h"
@@ -88,15 +89,21 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
 dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
     char *buf;
     size_t len;
+    struct stat sb;
+    if (lstat(path, &sb) != 0 && errno == ENOENT) return DSC_OK; /* no file: the plain template */
     dsc_status s = fio_read_file(path, (size_t)16 << 20, &buf, &len);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root = fio_parse_json(buf, len);
     free(buf);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", path);
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (t && !cJSON_IsNull(t) && !cJSON_IsString(t) && !cJSON_IsArray(t)) {
+        cJSON_Delete(root);
+        return dsc_fail(DSC_ERR_FORMAT, "%s: chat_template is neither a string nor a list of templates", path);
+    }
     if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
     cJSON_Delete(root);
     return DSC_OK;

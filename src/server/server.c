@@ -86,7 +86,8 @@ static int load(srv_server *S) {
         char *slash = strrchr(path, '/');
         size_t at = slash ? (size_t)(slash + 1 - path) : 0;
         snprintf(path + at, sizeof path - at, "tokenizer_config.json");
-        dsc_chat_detect(path, &S->chat_flags); /* absent: the plain V3 template */
+        if (dsc_chat_detect(path, &S->chat_flags)) /* absent: the plain V3 template */
+            return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     }
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = p->verbose;

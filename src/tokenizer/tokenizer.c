@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
 
@@ -599,6 +600,14 @@ static dsc_status tok_load_json(const char *src, const char *json, size_t len, d
     /* as the reference's JSON reader: names and patterns are then UTF-8 */
     if ((at = tok_utf8_check(json, len)) < len) return dsc_fail(DSC_ERR_FORMAT, "%s: invalid UTF-8 at byte %zu", src, at);
     root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (root) { /* nothing but white space after the value */
+        const char *e = end;
+        while (e < json + len && (*e == ' ' || *e == '\n' || *e == '\r' || *e == '\t')) e++;
+        if (e != json + len) {
+            cJSON_Delete(root);
+            return dsc_fail(DSC_ERR_FORMAT, "%s: bytes after the JSON value, at byte %zu", src, (size_t)(end - json));
+        }
+    }
     if (!root) {
         at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
         return dsc_fail(DSC_ERR_FORMAT, "%s: invalid JSON near byte %zu", src, at);
@@ -637,10 +646,11 @@ dsc_status dsc_tokenizer_load_from_memory(const char *json, size_t len, dsc_toke
 
 /* Reads the whole file; *buf is the caller's to free. */
 static dsc_status tok_read_file(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    FILE *f;
     size_t cap = 1 << 20, n = 0, got;
     char *p = NULL;
-    if (!f) return dsc_fail(DSC_ERR_IO, "%s: %s", path, strerror(errno));
+    dsc_status s0 = fio_open_read(path, &f);
+    if (s0) return s0;
     for (;;) {
         char *q = realloc(p, cap);
         if (!q) {

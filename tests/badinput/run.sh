@@ -291,10 +291,17 @@ model "$V3"; rm "$d/config.json"; mkdir "$d/config.json"
 expect "config.json is a directory" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; rm "$d/model.safetensors"; mkdir "$d/model.safetensors"
 expect "model.safetensors is a directory" "model.safetensors" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+# a FIFO would block an open() for reading until a writer came: refused at once
+model "$V3"; rm "$d/model.safetensors"; mkfifo "$d/model.safetensors"
+expect "model.safetensors is a FIFO" "model.safetensors|not a regular file" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; rm "$d/config.json"; mkfifo "$d/config.json"
+expect "config.json is a FIFO" "config.json|not a regular file" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 
 # ------------------------------------------------------------------ config.json
 model "$V3"; printf '{"model_type": "deepseek_v3", "vocab_size": 512,' >"$d/config.json"
 expect "config.json malformed JSON" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; printf 'garbage{]' >>"$d/config.json"
+expect "config.json with bytes after its object" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; : >"$d/config.json"
 expect "config.json empty" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; printf '[1, 2, 3]' >"$d/config.json"
@@ -359,6 +366,9 @@ expect "hidden_size disagrees with the weights" "model.embed_tokens.weight|[512,
 # ------------------------------------------------------------------ safetensors
 model "$V3"; mk rawhdr "$d" "this is not JSON"
 expect "header not JSON" "model.safetensors|JSON" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk rawhdr "$d" "$(python3 -c 'import json,struct,sys
+b=open(sys.argv[1],"rb").read(); print(b[8:8+struct.unpack("<Q",b[:8])[0]].decode().strip() + "}x")' "$d/model.safetensors")"
+expect "header with bytes after its object" "model.safetensors|JSON" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk rawhdr "$d" '[{"dtype": "F32"}]'
 expect "header a JSON array" "model.safetensors" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk rawhdr "$d" '{}'
@@ -511,6 +521,14 @@ TOK=$ROOT/tests/data/tiny-tokenizer/tokenizer.json
 expect "tokenizer file missing" "$tmp/none.json" "$DSC" tokenize --tokenizer "$tmp/none.json" -p "hi"
 printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [' >"$tmp/trunc.json"
 expect "tokenizer.json truncated" "$tmp/trunc.json" "$DSC" tokenize --tokenizer "$tmp/trunc.json" -p "hi"
+{ cat "$TOK"; printf '}}}garbage'; } >"$tmp/tail.json"
+expect "tokenizer.json with bytes after its object" "$tmp/tail.json|after" "$DSC" tokenize --tokenizer "$tmp/tail.json" -p "hi"
+expect "tokenize -f a directory" "$tmp|directory" "$DSC" tokenize --tokenizer "$TOK" -f "$tmp"
+expect "tokenize --jsonl a directory" "$tmp|directory" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp"
+mkdir "$tmp/tc" && cp "$TOK" "$tmp/tc/tokenizer.json" && printf '{"chat_template": ' >"$tmp/tc/tokenizer_config.json"
+expect "tokenizer_config.json cut short" "tokenizer_config.json" "$DSC" run -m "$V3" --tokenizer "$tmp/tc/tokenizer.json" -p "hi" -n 2
+printf '{"chat_template": 5}' >"$tmp/tc/tokenizer_config.json"
+expect "chat_template a number" "tokenizer_config.json|chat_template" "$DSC" run -m "$V3" --tokenizer "$tmp/tc/tokenizer.json" -p "hi" -n 2
 printf '{"model": {"type": "WordPiece", "vocab": {}}}' >"$tmp/wp.json"
 expect "tokenizer model not BPE" "$tmp/wp.json" "$DSC" tokenize --tokenizer "$tmp/wp.json" -p "hi"
 expect "detokenize id out of range" "99999" "$DSC" detokenize --tokenizer "$TOK" --ids "3 99999"

@@ -27,7 +27,8 @@ for t in tokenizer tokenizer_json; do
     # shellcheck disable=SC2086
     $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
-        -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root"/src/tokenizer/*.c \
+        -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
+        "$root"/src/tokenizer/*.c \
         $cjson -lpcre2-8 -lm
     echo "built $out/fuzz_$t"
 done
