@@ -4,7 +4,9 @@
  * The directory holds config.json and either model.safetensors or shards
  * listed in model.safetensors.index.json. Every tensor the forward pass uses
  * is looked up by its Hugging Face name and checked against the shape the
- * config implies; unused tensors (the MTP layer, for one) are ignored.
+ * config implies. A tensor the config does not ask for is an error (the
+ * config and the weights then disagree: fewer layers, no shared experts),
+ * except the MTP layers the config declares, which training loads.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -111,7 +113,7 @@ static dsc_status build_index(dsc_model *m) {
     if (!m->index) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", m->dir);
     for (int i = 0; i < m->n_files; i++)
         for (int j = 0; j < m->files[i].n_tensors; j++)
-            m->index[m->n_index++] = (dsc_tensor_ref){&m->files[i].tensors[j], m->files[i].path};
+            m->index[m->n_index++] = (dsc_tensor_ref){&m->files[i].tensors[j], m->files[i].path, 0};
     qsort(m->index, (size_t)m->n_index, sizeof *m->index, ref_cmp);
     for (int i = 1; i < m->n_index; i++)
         if (strcmp(m->index[i - 1].t->name, m->index[i].t->name) == 0)
@@ -130,6 +132,30 @@ static const dsc_tensor_ref *find_tensor(const dsc_model *m, const char *name) {
         else lo = mid + 1;
     }
     return NULL;
+}
+
+/* The tensor, marked as used, or NULL. */
+static const dsc_tensor_ref *use_tensor(dsc_model *m, const char *name) {
+    dsc_tensor_ref *r = (dsc_tensor_ref *)find_tensor(m, name);
+    if (r) r->used = 1;
+    return r;
+}
+
+/* Every tensor of the files is bound, or belongs to a declared MTP layer. */
+static dsc_status check_unused(const dsc_model *m) {
+    const dsc_config *c = &m->cfg;
+    for (int i = 0; i < m->n_index; i++) {
+        const dsc_tensor_ref *r = &m->index[i];
+        int layer;
+        if (r->used || (sscanf(r->t->name, "model.layers.%d.", &layer) == 1 && layer >= c->n_layers &&
+                        layer < c->n_layers + c->n_nextn_layers))
+            continue;
+        return dsc_fail(DSC_ERR_SHAPE,
+                        "%s: tensor '%s' is not part of the model config.json describes (%d layers, %d routed and %d "
+                        "shared experts, %d MTP layers): the config and the weights disagree",
+                        r->file, r->t->name, c->n_layers, c->n_routed_experts, c->n_shared_experts, c->n_nextn_layers);
+    }
+    return DSC_OK;
 }
 
 int model_tensor_count(const dsc_model *m) { return m->n_index; }
@@ -175,7 +201,7 @@ static dsc_status get_qscale(dsc_model *m, const char *name, int64_t rows, int64
     char sname[512];
     if (strlen(name) + 8 >= sizeof sname) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor name too long", name);
     snprintf(sname, sizeof sname, "%s_qscale", name);
-    const dsc_tensor_ref *sr = find_tensor(m, sname);
+    const dsc_tensor_ref *sr = use_tensor(m, sname);
     if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: quantised tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
     if (cols % DSC_QBLOCK)
         return dsc_fail(DSC_ERR_SHAPE, "%s: quantised tensor '%s' has %lld columns, not a multiple of %d", sr->file, name,
@@ -199,7 +225,7 @@ static dsc_status get_fp8_scale(dsc_model *m, const char *name, int64_t rows, in
     if (nl < 7 || nl + 10 >= sizeof sname || strcmp(name + nl - 7, ".weight") != 0)
         return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no '.weight' name for its scales", m->dir, name);
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
-    const dsc_tensor_ref *sr = find_tensor(m, sname);
+    const dsc_tensor_ref *sr = use_tensor(m, sname);
     if (!sr) return dsc_fail(DSC_ERR_SHAPE, "%s: FP8 tensor '%s' has no scale tensor '%s'", m->dir, name, sname);
     w->block_rows = m->cfg.fp8_block_rows;
     w->block_cols = m->cfg.fp8_block_cols;
@@ -217,7 +243,7 @@ static dsc_status get_fp8_scale(dsc_model *m, const char *name, int64_t rows, in
 }
 
 static dsc_status get_mat(dsc_model *m, const char *name, int64_t rows, int64_t cols, dsc_mat *w) {
-    const dsc_tensor_ref *r = find_tensor(m, name);
+    const dsc_tensor_ref *r = use_tensor(m, name);
     if (!r) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' is missing", m->dir, name);
     /* Q4 packs two values per byte. */
     dsc_status s = check_shape(r, 2, rows, r->t->dtype == ST_U8 ? cols / 2 : cols);
@@ -246,7 +272,7 @@ static dsc_status get_mat(dsc_model *m, const char *name, int64_t rows, int64_t 
 
 /* A 1-D tensor (norm weight, router bias) as an owned F32 array. */
 static dsc_status get_vec(dsc_model *m, const char *name, int64_t n, const float **out) {
-    const dsc_tensor_ref *r = find_tensor(m, name);
+    const dsc_tensor_ref *r = use_tensor(m, name);
     if (!r) return dsc_fail(DSC_ERR_SHAPE, "%s: tensor '%s' is missing", m->dir, name);
     dsc_status s = check_shape(r, 1, n, 0);
     if (s) return s;
@@ -496,6 +522,7 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
             fprintf(stderr, "dsc: %s: was cached in 4 KiB pages; read again into 2 MiB pages\n", m->files[i].path);
     if (!s) s = build_index(m);
     if (!s) s = load_weights(m);
+    if (!s) s = check_unused(m);
     if (!s) {
         m->rope_inv_freq = malloc(sizeof(double) * (size_t)(m->cfg.qk_rope_head_dim / 2 + 1));
         s = model_own(m, m->rope_inv_freq);

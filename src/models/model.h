@@ -47,6 +47,7 @@ typedef struct {
 typedef struct {
     const st_tensor *t;
     const char *file;
+    int used; /* bound to the model (or its MTP module) */
 } dsc_tensor_ref;
 
 /* DeepSeek-V3's multi-token-prediction module (report, section 2.2), as

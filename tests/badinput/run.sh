@@ -360,6 +360,14 @@ model "$FP8"; mk cfg "$d" quantization_config.quant_method '"gptq"'
 expect "quant_method gptq" "quant_method" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$FP8"; mk cfg "$d" quantization_config.weight_block_size '[128]'
 expect "weight_block_size of one entry" "weight_block_size" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+# tensors the config does not ask for: the config and the weights disagree
+# (v3-tiny: 3 layers and the MTP layer 3, which the config declares)
+model "$V3"; mk cfg "$d" num_hidden_layers 2
+expect "fewer layers than the weights hold" "model.layers.3.|not part of the model|2 layers" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" n_shared_experts 0
+expect "shared experts the config does not declare" "shared_experts|not part of the model" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" num_nextn_predict_layers 0
+expect "an MTP layer the config does not declare" "model.layers.3.|0 MTP layers" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" hidden_size 32
 expect "hidden_size disagrees with the weights" "model.embed_tokens.weight|[512, 64]" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 
