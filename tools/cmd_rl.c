@@ -152,6 +152,7 @@ int cmd_eval(const cli_opts *o) {
             return 0;
         }
         if (!strcmp(a, "--vote")) { p.vote = 1; continue; }
+        if (a[0] != '-' || !a[1]) return cli_die("eval: unexpected argument '%s' (see dsc eval --help)", a);
         if (!v) return cli_die("eval: option %s needs a value", a);
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;

@@ -97,7 +97,8 @@ static dsc_status cfg_token_id(const cfg_reader *r, const char *key, int32_t *ou
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     *out = -1;
     if (!v || cJSON_IsNull(v)) return DSC_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= CFG_MAX_VOCAB)
+    if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble || v->valuedouble < 0 ||
+        v->valuedouble >= CFG_MAX_VOCAB)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' must be a token id", r->name, key);
     *out = (int32_t)v->valuedouble;
     return DSC_OK;
@@ -136,6 +137,8 @@ static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
     c->fp8_block_rows = c->fp8_block_cols = 128;
     const cJSON *q = cfg_item(r, "quantization_config");
     if (!q || cJSON_IsNull(q)) return DSC_OK;
+    if (!cJSON_IsObject(q))
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'quantization_config' must be an object or null", r->name);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
     /* fp8: DeepSeek-V3's release; dsc: `dsc quantize` output (Q8/Q4 blocks,
      * recognised per tensor by dtype). */
@@ -147,7 +150,7 @@ static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
     if (!bs) return DSC_OK;
     const cJSON *b0 = cJSON_GetArrayItem(bs, 0), *b1 = cJSON_GetArrayItem(bs, 1);
     if (!cJSON_IsArray(bs) || cJSON_GetArraySize(bs) != 2 || !cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) ||
-        b0->valuedouble < 1 || b0->valuedouble > CFG_MAX_DIM || b1->valuedouble < 1 || b1->valuedouble > CFG_MAX_DIM)
+        floor(b0->valuedouble) != b0->valuedouble || floor(b1->valuedouble) != b1->valuedouble || b0->valuedouble < 1 || b0->valuedouble > CFG_MAX_DIM || b1->valuedouble < 1 || b1->valuedouble > CFG_MAX_DIM)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'quantization_config.weight_block_size' must be two positive integers",
                         r->name);
     c->fp8_block_rows = (int32_t)b0->valuedouble;
@@ -157,6 +160,10 @@ static dsc_status cfg_quant(const cfg_reader *r, dsc_config *c) {
 
 /* Cross-field consistency the forward pass relies on. */
 static dsc_status cfg_validate(const char *name, dsc_config *c) {
+    if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field '%s' = %d is not below vocab_size = %d", name,
+                        c->bos_token_id >= c->vocab_size ? "bos_token_id" : "eos_token_id",
+                        c->bos_token_id >= c->vocab_size ? c->bos_token_id : c->eos_token_id, c->vocab_size);
     if (c->qk_rope_head_dim % 2)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'qk_rope_head_dim' = %d must be even", name, c->qk_rope_head_dim);
     if (c->qk_nope_head_dim + c->qk_rope_head_dim < 1) /* the softmax scale is (Dn + Dr)^-0.5 */

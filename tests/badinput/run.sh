@@ -368,6 +368,16 @@ model "$V3"; mk cfg "$d" n_shared_experts 0
 expect "shared experts the config does not declare" "shared_experts|not part of the model" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" num_nextn_predict_layers 0
 expect "an MTP layer the config does not declare" "model.layers.3.|0 MTP layers" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" bos_token_id 100000
+expect "bos_token_id beyond the vocabulary" "bos_token_id|vocab_size" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" eos_token_id '[100000]'
+expect "eos_token_id beyond the vocabulary" "eos_token_id|vocab_size" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" bos_token_id 1.5
+expect "bos_token_id not an integer" "bos_token_id" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$FP8"; mk cfg "$d" quantization_config '"fp8"'
+expect "quantization_config a string" "quantization_config" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$FP8"; mk cfg "$d" quantization_config.weight_block_size '[1.5, 2.5]'
+expect "weight_block_size not integers" "weight_block_size" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" hidden_size 32
 expect "hidden_size disagrees with the weights" "model.embed_tokens.weight|[512, 64]" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 
@@ -500,6 +510,7 @@ expect "generation does not fit the context" "context" "$DSC" generate -m "$V3" 
 expect "context beyond max_position_embeddings" "max_position_embeddings" "$DSC" generate -m "$V3" --temp 0 --ids -c 1000000 --tokens "0 1" -n 2
 expect "unknown CLI option" "--bogus" "$DSC" logits -m "$V3" --bogus --tokens "0 1 2" -o "$tmp/o.st"
 expect "unknown command" "frobnicate" "$DSC" frobnicate -m "$V3"
+expect "a stray argument" "stray|unexpected" "$DSC" generate -m "$V3" --tokens "0 1 2" stray
 expect "option without its value" "--tokens" "$DSC" logits -m "$V3" -o "$tmp/o.st" --tokens
 expect "missing -o for logits" "-o" "$DSC" logits -m "$V3" --tokens "0 1 2"
 expect "missing -m" "-m" "$DSC" logits --tokens "0 1 2" -o "$tmp/o.st"
