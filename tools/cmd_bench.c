@@ -53,6 +53,7 @@ static int32_t random_token(int32_t vocab) {
 
 int cmd_bench(const cli_opts *o) {
     const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth, B = o->parallel > 1 ? o->parallel : 0;
+    if (P == 0 && N == 0) return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
     dsc_machine mach;
     cli_opts oo = *o;
     if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;

@@ -175,6 +175,7 @@ typedef struct {
 static int convo_open(const cli_opts *o, convo *c) {
     memset(c, 0, sizeof *c);
     c->o = o;
+    if (o->n_gen < 1) return die("-n %d: a turn generates at least one token", o->n_gen);
     char path[4096];
     if (cli_tokenizer_open(o, &c->tok, path, sizeof path)) return 1;
     if (cli_session_open(o, 0, NULL, 0, &c->s)) return 1;

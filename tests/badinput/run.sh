@@ -510,6 +510,8 @@ expect "generation does not fit the context" "context" "$DSC" generate -m "$V3" 
 expect "context beyond max_position_embeddings" "max_position_embeddings" "$DSC" generate -m "$V3" --temp 0 --ids -c 1000000 --tokens "0 1" -n 2
 expect "unknown CLI option" "--bogus" "$DSC" logits -m "$V3" --bogus --tokens "0 1 2" -o "$tmp/o.st"
 expect "unknown command" "frobnicate" "$DSC" frobnicate -m "$V3"
+expect "bench with nothing to measure" "-p 0|-n 0" "$DSC" bench -m "$V3" -p 0 -n 0 -r 1
+expect "run with -n 0" "-n 0" "$DSC" run -m "$V3" --tokenizer "$ROOT/tests/data/tiny-tokenizer/tokenizer.json" -p "hi" -n 0
 expect "a stray argument" "stray|unexpected" "$DSC" generate -m "$V3" --tokens "0 1 2" stray
 expect "option without its value" "--tokens" "$DSC" logits -m "$V3" -o "$tmp/o.st" --tokens
 expect "missing -o for logits" "-o" "$DSC" logits -m "$V3" --tokens "0 1 2"
