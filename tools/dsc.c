@@ -147,7 +147,7 @@ int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
 FILE *cli_fopen_read(const char *cmd, const char *path) {
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
-    struct stat sb;
+    struct stat sb = {0};
     if (fd < 0) cli_die("%s%s%s: cannot open: %s", pre, sep, path, strerror(errno));
     else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
         cli_die("%s%s%s: %s", pre, sep, path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");

@@ -54,7 +54,7 @@ int fio_open_fd(const char *path, dsc_status *s) {
         *s = dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    struct stat sb;
+    struct stat sb = {0};
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         *s = dsc_fail(DSC_ERR_IO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
         close(fd);
