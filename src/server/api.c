@@ -4,8 +4,8 @@
  * the wording of the OpenAI API where it has one. Fields this server does
  * not know are ignored (as vLLM's and llama.cpp's servers do); known ones
  * that would change the answer and that it does not implement (tools, a
- * response format other than text, logit bias, frequency and presence
- * penalties, best_of above n) are a 400 rather than silently dropped.
+ * response format other than text, logit bias, best_of above n) are a 400
+ * rather than silently dropped.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -204,7 +204,7 @@ static int unsupported(srv_err *e, const char *param, const char *why) {
 }
 
 /* The parameters that ask for what this server does not do. */
-static int parse_unsupported(const cJSON *root, const srv_ask *a, srv_err *e) {
+static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *j;
     static const char *const lists[] = {"tools", "functions"};
     for (int i = 0; i < 2; i++)
@@ -226,14 +226,14 @@ static int parse_unsupported(const cJSON *root, const srv_ask *a, srv_err *e) {
         if (!cJSON_IsObject(j)) return bad_type(e, "logit_bias", "an object", j);
         if (j->child) return unsupported(e, "logit_bias", "send it empty or leave it out.");
     }
-    static const char *const penalties[] = {"frequency_penalty", "presence_penalty"};
-    for (int i = 0; i < 2; i++) {
-        double v = 0;
-        if (get_num(root, penalties[i], -2, 2, &v, e)) return -1;
-        if (v != 0) return unsupported(e, penalties[i], "only 0 is accepted.");
-    }
+    double v = 0;
+    if (get_num(root, "frequency_penalty", -2, 2, &v, e)) return -1;
+    a->frequency_penalty = (float)v;
+    v = 0;
+    if (get_num(root, "presence_penalty", -2, 2, &v, e)) return -1;
+    a->presence_penalty = (float)v;
     if (a->kind == SRV_COMPLETION) {
-        double v = a->n;
+        v = a->n;
         if (get_int(root, "best_of", 1, SRV_MAX_N, &v, e)) return -1;
         if (v != a->n) return unsupported(e, "best_of", "it must equal 'n' (every sample is returned).");
     }

@@ -53,6 +53,8 @@ struct srv_engine {
     int n_mix;            /* tokens a step carries (dsc_ctx n_mixed)      */
     float *logits;        /* [n_slot, vocab] the wanted rows of a step    */
     float *plogits;       /* [vocab] after the last token of a prompt     */
+    float *prow;          /* [vocab] a row with a request's penalties     */
+    int32_t *pcnt;        /* [vocab] zero between uses                    */
     int32_t *bseq, *btok; /* (n_mix) a step's tokens and their slots      */
     uint8_t *bwant;       /* (n_mix) which of them need logits            */
     int *bjoin;           /* (n_slot) the prompts' slots that joined      */
@@ -177,6 +179,23 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
     if (last) engine_release(e, r);
 }
 
+/* The row with OpenAI's frequency and presence penalties over the choice's
+ * generated tokens gen[0..n), as vLLM applies them: a token's logit minus
+ * frequency x its count, minus presence once if it occurs. */
+static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *gen, int32_t n) {
+    if ((a->frequency_penalty == 0 && a->presence_penalty == 0) || n <= 0) return row;
+    memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
+    for (int32_t i = 0; i < n; i++)
+        if (gen[i] >= 0 && gen[i] < e->n_vocab) e->pcnt[gen[i]]++;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t t = gen[i];
+        if (t < 0 || t >= e->n_vocab || !e->pcnt[t]) continue;
+        e->prow[t] -= a->frequency_penalty * (float)e->pcnt[t] + a->presence_penalty;
+        e->pcnt[t] = 0;
+    }
+    return e->prow;
+}
+
 /* Samples slot s from its logits row and delivers the token. */
 static void deliver(srv_engine *e, int s, const float *row) {
     eslot *sl = &e->slot[s];
@@ -184,7 +203,7 @@ static void deliver(srv_engine *e, int s, const float *row) {
     if (!r) return; /* dropped by an earlier choice's delivery */
     srv_choice *c = &r->ch[sl->choice];
     srv_lp lp;
-    int32_t t = dsc_sampler_sample(c->smp, row);
+    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held + r->n_prompt, sl->n_held - r->n_prompt));
     if (t < 0) {
         srv_log("sampling failed: %s", dsc_last_error());
         engine_drop(e, r, dsc_last_error());
@@ -499,7 +518,10 @@ int srv_engine_start(const srv_engine_params *p, srv_engine **out) {
     e->tmp = malloc(sizeof(int) * (size_t)e->n_slot);
     e->logits = malloc(sizeof(float) * (size_t)e->n_vocab * (size_t)e->n_slot);
     e->plogits = malloc(sizeof(float) * (size_t)e->n_vocab);
-    int ok = e->slot && e->bseq && e->btok && e->bwant && e->bjoin && e->tmp && e->logits && e->plogits;
+    e->prow = malloc(sizeof(float) * (size_t)e->n_vocab);
+    e->pcnt = calloc((size_t)e->n_vocab, sizeof(int32_t));
+    int ok = e->slot && e->bseq && e->btok && e->bwant && e->bjoin && e->tmp && e->logits && e->plogits && e->prow &&
+             e->pcnt;
     for (int s = 0; ok && s < e->n_slot; s++) ok = (e->slot[s].held = malloc(sizeof(int32_t) * (size_t)e->n_ctx)) != NULL;
     if (ok && pthread_create(&e->th, NULL, engine_main, e) == 0) e->running = 1;
     *out = e;
@@ -587,6 +609,8 @@ void srv_engine_stop(srv_engine *e) {
     free(e->bjoin);
     free(e->logits);
     free(e->plogits);
+    free(e->prow);
+    free(e->pcnt);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -92,6 +92,8 @@ typedef struct {
     int logprobs;            /* chat: 0/1; completion: 0 or 1 + top count */
     int top_logprobs;        /* alternatives per token, <= SRV_MAX_TOP */
     int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
+    float frequency_penalty; /* [-2, 2]: minus this x a token's count among the choice's generated ones */
+    float presence_penalty;  /* [-2, 2]: minus this once for a token among them */
 } srv_ask;
 
 /* Parses a request body; on failure returns -1 with e filled (400) and

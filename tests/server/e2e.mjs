@@ -242,12 +242,12 @@ async function main() {
       assert.equal(typeof err.error.message, 'string');
     }
   });
-  await check('400 for what the server does not implement (tools, JSON mode, logit bias, penalties, best_of), not ignored', async () => {
+  await check('400 for what the server does not implement (tools, JSON mode, logit bias, best_of), not ignored', async () => {
     for (const [body, param] of [[{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
                                  [{ tool_choice: 'required' }, 'tool_choice'],
                                  [{ response_format: { type: 'json_object' } }, 'response_format'],
-                                 [{ logit_bias: { 5: 10 } }, 'logit_bias'], [{ frequency_penalty: 0.5 }, 'frequency_penalty'],
-                                 [{ presence_penalty: -1 }, 'presence_penalty'],
+                                 [{ logit_bias: { 5: 10 } }, 'logit_bias'], [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
+                                 [{ presence_penalty: -3 }, 'presence_penalty'],
                                  [{ stream_options: { include_usage: true } }, 'stream_options']]) {
       const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2, ...body }).then(() => null, (e) => e);
       assert.ok(err instanceof OpenAI.BadRequestError, `${param}: ${err}`);
@@ -258,6 +258,17 @@ async function main() {
     const ok = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2, response_format: { type: 'text' },
                                                   frequency_penalty: 0, presence_penalty: 0, logit_bias: {}, tool_choice: 'none' });
     assert.equal(ok.choices.length, 1);
+  });
+  await check('frequency and presence penalties: greedy answers move away from repeated tokens', async () => {
+    const ask = (extra) => ai.completions.create({ model: 'dsc', prompt: 'The', max_tokens: 40, temperature: 0,
+                                                  ignore_eos: true, ...extra }).then((r) => r.choices[0].text);
+    const plain = await ask({});
+    assert.equal(await ask({ frequency_penalty: 0, presence_penalty: 0 }), plain);
+    const freq = await ask({ frequency_penalty: 2 }), pres = await ask({ presence_penalty: 2 });
+    assert.notEqual(freq, plain, 'frequency_penalty changed nothing');
+    assert.notEqual(pres, plain, 'presence_penalty changed nothing');
+    const distinct = (t) => new Set(t).size;
+    assert.ok(distinct(pres) >= distinct(plain), `presence_penalty: ${distinct(pres)} distinct characters against ${distinct(plain)}`);
   });
   await check('400 prompt + max_tokens beyond the context names the limit', async () => {
     const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 1000 }).then(() => null, (e) => e);

@@ -25,6 +25,7 @@ static void check_ask(const srv_ask *a) {
     for (int i = 0; i < a->n_stop; i++) CHECK(a->stop[i] && a->stop[i][0]);
     CHECK(a->temperature >= 0 && a->temperature <= 2);
     CHECK(a->top_p > 0 && a->top_p <= 1);
+    CHECK(a->frequency_penalty >= -2 && a->frequency_penalty <= 2 && a->presence_penalty >= -2 && a->presence_penalty <= 2);
     CHECK(a->max_tokens == -1 || a->max_tokens >= 1);
     CHECK(a->top_logprobs >= 0 && a->top_logprobs <= SRV_MAX_TOP);
     if (a->kind == SRV_CHAT) {
