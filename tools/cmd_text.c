@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/core/fileio.h"
 #include "cli.h"
 
 #define die cli_die
@@ -79,7 +80,11 @@ static int tokenize_jsonl(const dsc_tokenizer *tok, const char *path, int specia
         if (next) *next++ = 0;
         line_no++;
         if (strspn(line, " \t\r") == strlen(line)) continue;
-        cJSON *j = cJSON_Parse(line);
+        if (fio_json_has_nul(line, strlen(line))) {
+            rc = die("%s:%d: the text holds \\u0000 (NUL), which would cut it short", path, line_no);
+            break;
+        }
+        cJSON *j = fio_parse_json(line, strlen(line));
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
         if (!cJSON_IsString(t)) rc = die("%s:%d: not a JSON object with a string \"text\"", path, line_no);
         int32_t *ids = NULL;

@@ -137,3 +137,15 @@ cJSON *fio_parse_json(const char *text, size_t len) {
     cJSON_Delete(root);
     return NULL;
 }
+
+int fio_json_has_nul(const char *text, size_t len) {
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"') in_string = !in_string;
+        else if (in_string && text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) return 1;
+            i++; /* the escaped character, a quote or a backslash included */
+        }
+    }
+    return 0;
+}

@@ -30,6 +30,10 @@ int fio_open_fd(const char *path, dsc_status *s);
  * that stops at the first value would take silently. */
 struct cJSON *fio_parse_json(const char *text, size_t len);
 
+/* Whether a string of the JSON text holds the escape \u0000: C strings
+ * (cJSON's too) would end there and silently drop the rest. */
+int fio_json_has_nul(const char *text, size_t len);
+
 /* Whole file into a new NUL-terminated buffer of *len bytes; files larger
  * than max bytes are refused as not what they claim to be. */
 dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/fileio.h"
 #include "srv.h"
 
 #define INVALID "invalid_request_error"
@@ -297,6 +298,11 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
 
 /* Parses a whole body as one JSON value (trailing bytes are an error). */
 static cJSON *parse_body(const char *body, size_t len, srv_err *e) {
+    if (body && fio_json_has_nul(body, len)) {
+        srv_fail(e, 400, INVALID, NULL, "invalid_value",
+                 "A string of the request holds \\u0000 (NUL), which would cut it short: remove it.");
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *root = body && len ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
     if (root) {

@@ -558,6 +558,10 @@ expect "invalid UTF-8 in the prompt" "UTF-8" "$DSC" tokenize --tokenizer "$TOK" 
 expect "invalid UTF-8 in a run prompt" "UTF-8" "$DSC" run -m "$V3" --tokenizer "$TOK" -p "$(printf 'ab\300\300')" -n 2
 printf '{"text": "ok"}\n{"txt": "no"}\n' >"$tmp/bad.jsonl"
 expect "jsonl line without text" "text" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/bad.jsonl"
+printf '{"text": "a\\u0000bcd"}\n' >"$tmp/nul.jsonl"
+expect "jsonl text holding \\u0000" "nul.jsonl:1|NUL" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/nul.jsonl"
+printf '{"text": "ok"} x\n' >"$tmp/tail.jsonl"
+expect "jsonl line with bytes after its object" "tail.jsonl:1" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/tail.jsonl"
 expect "model without tokenizer.json" "tokenizer.json" "$DSC" run -m "$V3" -p "hi" -n 2
 expect "conversation longer than the context" "context" "$DSC" run -m "$V3" --tokenizer "$TOK" -c 8 -p "a long question"
 expect "unknown kv cache type" "--kv-type|f8" "$DSC" generate -m "$V3" --kv-type f8 --tokens "0 1" -n 2

@@ -36,5 +36,5 @@ done
 $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/include" -I"$root/src" -I"$root/src/server" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
     -o "$out/fuzz_request" "$root/tests/server/fuzz_request.c" "$root/src/server/api.c" "$root/src/server/util.c" \
-    "$root/src/runtime/sampler.c" "$root/src/core/status.c" $cjson -lm
+    "$root/src/runtime/sampler.c" "$root/src/core/status.c" "$root/src/core/fileio.c" $cjson -lm
 echo "built $out/fuzz_request"

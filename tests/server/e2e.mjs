@@ -228,6 +228,12 @@ async function main() {
   });
 
   // ------------------------------------------------------------ errors
+  await check('400 for a string holding \\u0000, which would cut it short; an escaped backslash before u0000 is text', async () => {
+    const e = await assertErrorShape(await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "a\\u0000b"}], "max_tokens": 2}'), 400);
+    assert.match(e.message, /NUL/);
+    const ok = await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "a\\\\u0000b"}], "max_tokens": 2}');
+    assert.equal(ok.status, 200);
+  });
   await check('400 malformed JSON (error shape)', async () => {
     await assertErrorShape(await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "hi"}'), 400);
   });
