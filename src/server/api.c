@@ -303,12 +303,7 @@ static cJSON *parse_body(const char *body, size_t len, srv_err *e) {
                  "A string of the request holds \\u0000 (NUL), which would cut it short: remove it.");
         return NULL;
     }
-    const char *end = NULL;
-    cJSON *root = body && len ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
-    if (root) {
-        while (end < body + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
-        if (end != body + len) cJSON_Delete(root), root = NULL;
-    }
+    cJSON *root = fio_parse_json(body, len); /* one value, nothing after it */
     if (!root)
         srv_fail(e, 400, INVALID, NULL, "invalid_json",
                  "We could not parse the JSON body of your request. The body must be one JSON object.");
