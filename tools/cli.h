@@ -26,7 +26,7 @@ typedef struct {
     int temp_set;
     int samples, vote;                                          /* run: --samples K --vote */
     const char *host, *api_key, *cache_dir;                    /* serve */
-    int port, parallel, cache_mb, cache_disk_mb, queue;        /* serve */
+    int port, parallel, cache_mb, cache_disk_mb, queue, timeout; /* serve (timeout -1: default) */
 } cli_opts;
 
 typedef struct {

@@ -29,6 +29,7 @@ int cmd_serve(const cli_opts *o) {
     if (o->cache_mb) p.cache_mb = o->cache_mb;
     if (o->cache_disk_mb) p.cache_disk_mb = o->cache_disk_mb;
     if (o->queue) p.max_queue = o->queue;
+    if (o->timeout >= 0) p.req_timeout = o->timeout;
     p.verbose = o->verbose;
     p.mlock = o->mlock;
     return srv_run(&p);

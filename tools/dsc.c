@@ -120,6 +120,9 @@ static const char *usage_text =
     "  --port N               port (default 8080; 0 = any free port, printed)\n"
     "  --parallel N           sequences decoded together, one per request choice (default 4)\n"
     "  --queue N              requests waiting for a slot before 503 (default 256)\n"
+    "  --timeout S            seconds a client has to send a whole request, from its\n"
+    "                         connection or the previous answer, else it is closed\n"
+    "                         (default 60; 0: no limit)\n"
     "  --api-key KEY          require 'Authorization: Bearer KEY' (or set DSC_API_KEY)\n"
     "  --cache-dir DIR        keep the prompt cache blocks in DIR across restarts\n"
     "  --cache-mb N           RAM for the prompt cache (default 1024)\n"
@@ -236,6 +239,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     o->n_reps = 5;
     o->n_batch = 512;
     o->think = -1;
+    o->timeout = -1;
     o->port = 8080;
     o->sp = dsc_sampler_default_params();
     if (!run_like) o->sp.temp = 0;
@@ -303,6 +307,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--port")) rc = parse_int(v, a, 0, 65535, &o->port);
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) rc = parse_int(v, a, 1, 4096, &o->parallel);
         else if (!strcmp(a, "--queue")) rc = parse_int(v, a, 1, 1 << 20, &o->queue);
+        else if (!strcmp(a, "--timeout")) rc = parse_int(v, a, 0, 86400, &o->timeout);
         else if (!strcmp(a, "--api-key")) o->api_key = v;
         else if (!strcmp(a, "--cache-dir")) o->cache_dir = v;
         else if (!strcmp(a, "--cache-mb")) rc = parse_int(v, a, 1, 1 << 24, &o->cache_mb);

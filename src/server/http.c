@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "srv.h"
 
@@ -61,6 +62,143 @@ static void wait_a_little(srv_req *r) {
     t.tv_nsec += POLL_MS * 1000000L;
     if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
     pthread_cond_timedwait(&r->cv, &r->mu, &t);
+}
+
+/* The client's address as text ("" if unknown). */
+static void peer_name(struct MHD_Connection *mc, char *buf, size_t n) {
+    buf[0] = 0;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)n);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request deadlines (--timeout)                                             */
+/*
+ * libmicrohttpd's connection timeout counts idle time only: a client that
+ * trickles a byte now and then keeps its connection (and its thread) for
+ * ever, and a few hundred such clients shut every other one out. So each
+ * connection has a deadline for a whole request: --timeout seconds from its
+ * start, cleared once the whole request (head and body) is in, set again when the answer is done (a kept-alive connection waiting for
+ * its next request). A watchdog thread shuts down the socket of a
+ * connection past its deadline; libmicrohttpd then reads the end of the
+ * stream and closes the connection. An entry leaves the list, under the
+ * lock, when libmicrohttpd reports the connection closed, which it does
+ * before it closes the socket, so a shut-down descriptor is never one that
+ * was reused.
+ */
+typedef struct watch_ent {
+    struct watch_ent *prev, *next;
+    int fd;
+    int served;      /* answers sent on this connection */
+    double deadline; /* 0: none (a request is being read to its end or answered) */
+    char peer[64];
+} watch_ent;
+
+typedef struct {
+    pthread_mutex_t mu;
+    watch_ent *head;
+    pthread_t thread;
+    atomic_int stop;
+} watch_list;
+
+static void *watch_main(void *arg) {
+    srv_server *S = arg;
+    watch_list *W = S->watch;
+    while (!atomic_load(&W->stop)) {
+        nanosleep(&(struct timespec){.tv_nsec = 100000000L}, NULL);
+        const double now = srv_now();
+        pthread_mutex_lock(&W->mu);
+        for (watch_ent *e = W->head; e; e = e->next) {
+            if (e->deadline <= 0 || now < e->deadline) continue;
+            e->deadline = 0;
+            shutdown(e->fd, SHUT_RDWR);
+            atomic_fetch_add(&S->m.timed_out, 1);
+            if (!e->served || S->p.verbose)
+                srv_log("%s: connection closed: no whole request within --timeout %d s", e->peer[0] ? e->peer : "-",
+                        S->p.req_timeout);
+        }
+        pthread_mutex_unlock(&W->mu);
+    }
+    return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    srv_server *S = cls;
+    watch_list *W = S->watch;
+    if (!W) return;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        watch_ent *e = ci ? calloc(1, sizeof *e) : NULL;
+        *socket_context = e;
+        if (!e) return; /* untracked: only libmicrohttpd's idle timeout applies */
+        e->fd = ci->connect_fd;
+        e->deadline = srv_now() + S->p.req_timeout;
+        peer_name(mc, e->peer, sizeof e->peer);
+        pthread_mutex_lock(&W->mu);
+        if ((e->next = W->head)) e->next->prev = e;
+        W->head = e;
+        pthread_mutex_unlock(&W->mu);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        watch_ent *e = *socket_context;
+        pthread_mutex_lock(&W->mu);
+        if (e->prev) e->prev->next = e->next;
+        else W->head = e->next;
+        if (e->next) e->next->prev = e->prev;
+        pthread_mutex_unlock(&W->mu);
+        free(e);
+        *socket_context = NULL;
+    }
+}
+
+/* Sets mc's deadline for a whole request (0: none); answered says that a
+ * response was just sent. */
+static void watch_set(srv_server *S, struct MHD_Connection *mc, int answered) {
+    watch_list *W = S->watch;
+    if (!W) return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    watch_ent *e = ci ? ci->socket_context : NULL;
+    if (!e) return;
+    pthread_mutex_lock(&W->mu);
+    e->served += answered;
+    e->deadline = answered ? srv_now() + S->p.req_timeout : 0;
+    pthread_mutex_unlock(&W->mu);
+}
+
+/* libmicrohttpd's own messages, as whole log lines. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    srv_vlog(fmt, ap);
+}
+
+static int watch_start(srv_server *S) {
+    if (!S->p.req_timeout) return 0;
+    watch_list *W = calloc(1, sizeof *W);
+    if (!W) return -1;
+    pthread_mutex_init(&W->mu, NULL);
+    S->watch = W;
+    if (pthread_create(&W->thread, NULL, watch_main, S)) {
+        pthread_mutex_destroy(&W->mu);
+        free(W);
+        S->watch = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* After the daemon has stopped (every connection closed). */
+static void watch_stop(srv_server *S) {
+    watch_list *W = S->watch;
+    if (!W) return;
+    atomic_store(&W->stop, 1);
+    pthread_join(W->thread, NULL);
+    pthread_mutex_destroy(&W->mu);
+    free(W);
+    S->watch = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -161,6 +299,8 @@ static enum MHD_Result get_metrics(conn *c, struct MHD_Connection *mc) {
     metric(&b, "requests_total", "counter", "Generation requests admitted to a slot.", atomic_load(&m->requests));
     metric(&b, "requests_cancelled_total", "counter", "Generation requests whose client went away.",
            atomic_load(&m->cancelled));
+    metric(&b, "connections_timed_out_total", "counter",
+           "Connections closed for sending no whole request within --timeout seconds.", atomic_load(&m->timed_out));
     metric(&b, "prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", atomic_load(&m->prompt_tokens));
     metric(&b, "prompt_cache_hit_tokens_total", "counter", "Prompt tokens found in a cache (slot or block store).",
            atomic_load(&m->hit_tokens));
@@ -531,14 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         snprintf(c->url, sizeof c->url, "%s", url);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci) c->fd = ci->connect_fd;
-        ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci && ci->client_addr) {
-            const struct sockaddr *sa = ci->client_addr;
-            if (sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
-            else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
-        }
+        peer_name(mc, c->peer, sizeof c->peer);
         const char *te = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         if (te && strcasecmp(te, "chunked")) { /* a body of unknown length in a coding not read here: answer now */
             char msg[200];
@@ -566,13 +699,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     if (c->status) return MHD_YES; /* answered early */
+    watch_set(S, mc, 0);           /* the whole request is in: no deadline until it is answered */
     return route(c, mc);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
     srv_server *S = cls;
     conn *c = *con_cls;
-    (void)mc;
+    watch_set(S, mc, 1);
     if (!c) return;
     *con_cls = NULL;
     const int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !c->gone;
@@ -613,14 +747,22 @@ int http_start(srv_server *S) {
     if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES) flags |= MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     unsigned limit = (unsigned)(S->p.n_parallel + S->p.max_queue + 64);
-    S->daemon = MHD_start_daemon(flags, (uint16_t)S->p.port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR,
-                                 ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, S,
-                                 MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                                 MHD_OPTION_END);
+    if (watch_start(S)) {
+        freeaddrinfo(ai);
+        fprintf(stderr, "dsc: serve: cannot start the --timeout watchdog thread\n");
+        return -1;
+    }
+    S->daemon = MHD_start_daemon(
+        flags, (uint16_t)S->p.port, NULL, NULL, on_request, S, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first */
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION, on_connection, S,
+        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!S->daemon) {
+        const int err = errno;
+        watch_stop(S);
         fprintf(stderr, "dsc: cannot listen on %s:%d: %s\n", S->p.host, S->p.port,
-                errno ? strerror(errno) : "libmicrohttpd failed to start");
+                err ? strerror(err) : "libmicrohttpd failed to start");
         return -1;
     }
     return 0;
@@ -634,4 +776,5 @@ int http_port(const srv_server *S) {
 void http_stop(srv_server *S) {
     if (S->daemon) MHD_stop_daemon(S->daemon);
     S->daemon = NULL;
+    watch_stop(S);
 }

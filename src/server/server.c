@@ -20,7 +20,7 @@
 srv_params srv_default_params(void) {
     return (srv_params){.host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_chunk = 256, .kv_type = DSC_KV_BF16,
                         .think = -1, .cache_mb = 1024, .cache_disk_mb = 8192, .max_queue = 256,
-                        .max_body = 8u << 20};
+                        .max_body = 8u << 20, .req_timeout = 60};
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
@@ -145,8 +145,10 @@ int srv_run(const srv_params *params) {
     if (!p->host) p->host = "127.0.0.1";
     if (!p->model_dir) return free(S), fprintf(stderr, "dsc: no model given (-m DIR)\n"), 1;
     if (p->n_parallel < 1 || p->n_parallel > 4096 || p->max_queue < 1 || p->n_chunk < 1 || p->cache_mb < 0 ||
-        p->cache_disk_mb < 0 || p->port < 0 || p->port > 65535)
-        return free(S), fprintf(stderr, "dsc: serve: --parallel, --queue, --port or a cache size is out of range\n"), 1;
+        p->cache_disk_mb < 0 || p->port < 0 || p->port > 65535 || p->req_timeout < 0)
+        return free(S),
+               fprintf(stderr, "dsc: serve: --parallel, --queue, --port, --timeout or a cache size is out of range\n"),
+               1;
     /* Every thread started from here on inherits this mask; only sigwait below takes the signals. */
     sigset_t set;
     sigemptyset(&set);

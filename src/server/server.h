@@ -31,6 +31,8 @@ typedef struct {
     int cache_disk_mb;      /* bound of the files in cache_dir (MiB)                     */
     int max_queue;          /* requests waiting for a slot; one more gets 503             */
     size_t max_body;        /* request body limit in bytes; larger gets 413               */
+    int req_timeout;        /* seconds to send a whole request, from the connection or the
+                               previous answer on it; then it is closed (0: no limit)    */
     int verbose;
     int mlock;              /* lock the weights in memory (dsc_model_params.mlock)       */
 } srv_params;

@@ -42,6 +42,7 @@ void sbuf_free(sbuf *b);
 char *sbuf_take(sbuf *b, size_t *n);
 
 double srv_now(void);          /* monotonic seconds */
+void srv_vlog(const char *fmt, va_list ap);
 void srv_log(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -173,6 +174,7 @@ enum { SRV_CODE_200, SRV_CODE_400, SRV_CODE_401, SRV_CODE_404, SRV_CODE_405, SRV
 typedef struct {
     atomic_llong http[SRV_N_CODES];     /* responses by status                     */
     atomic_llong requests, cancelled;    /* generation requests admitted / dropped  */
+    atomic_llong timed_out;              /* connections closed by --timeout         */
     atomic_llong prompt_tokens, hit_tokens, block_hit_tokens, completion_tokens, reasoning_tokens;
     atomic_llong prefill_tokens, joined_tokens, decode_steps, decode_tokens;
     atomic_int queue_depth, slots_busy, last_batch;
@@ -266,6 +268,7 @@ typedef struct srv_server {
     atomic_int stopping;
     atomic_ullong next_id;
     void *daemon;            /* struct MHD_Daemon */
+    void *watch;             /* http.c's request deadlines */
 } srv_server;
 
 /* Response bodies (output.c). Every function appends to o; the request's

@@ -126,17 +126,24 @@ double srv_now(void) {
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-void srv_log(const char *fmt, ...) {
+void srv_vlog(const char *fmt, va_list ap) {
+    static const char tag[] = "dsc serve: ";
     char line[1024];
+    memcpy(line, tag, sizeof tag - 1);
+    const size_t room = sizeof line - sizeof tag; /* the text, its newline, a NUL */
+    int k = vsnprintf(line + sizeof tag - 1, room, fmt, ap);
+    if (k < 0) return;
+    size_t n = sizeof tag - 1 + ((size_t)k < room - 1 ? (size_t)k : room - 1);
+    while (n > sizeof tag - 1 && line[n - 1] == '\n') n--; /* libmicrohttpd's messages end with one */
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr); /* one write a line: lines of different threads never mix */
+}
+
+void srv_log(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int k = vsnprintf(line, sizeof line - 1, fmt, ap);
+    srv_vlog(fmt, ap);
     va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k > sizeof line - 2) k = (int)sizeof line - 2;
-    line[k] = '\n';
-    fwrite("dsc serve: ", 1, 11, stderr); /* one fwrite per part; stderr is unbuffered */
-    fwrite(line, 1, (size_t)k + 1, stderr);
 }
 
 /* ------------------------------------------------------------------------ */

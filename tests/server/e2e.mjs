@@ -467,6 +467,60 @@ async function main() {
     return `stopped in ${Date.now() - t0} ms`;
   });
 
+  // ------------------------------------------------------------ --timeout: slow clients, long answers
+  const t = await startServer(env, ['--parallel', '1', '--queue', '1', '-c', '16384', '--timeout', '1']);
+  await check('--timeout: clients trickling a request are closed, and the server serves others', async () => {
+    // 80 clients, more than the 66 connections the server takes, each sending a byte every 200 ms:
+    // libmicrohttpd's idle timeout never fires on them.
+    const m0 = await metrics(t);
+    const socks = await Promise.all(Array.from({ length: 80 }, () => new Promise((resolve) => {
+      const sock = net.connect(t.port, '127.0.0.1');
+      const s = { sock, closed: false };
+      sock.on('connect', () => sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n'));
+      sock.on('data', () => {});
+      sock.on('error', () => { s.closed = true; });
+      sock.on('close', () => { s.closed = true; });
+      s.timer = setInterval(() => { if (!s.closed) sock.write('X'); }, 200);
+      setTimeout(() => resolve(s), 20);
+    })));
+    const t0 = Date.now();
+    while (Date.now() - t0 < 5000 && socks.some((s) => !s.closed)) await sleep(50);
+    const open = socks.filter((s) => !s.closed).length;
+    for (const s of socks) { clearInterval(s.timer); s.sock.destroy(); }
+    assert.equal(open, 0, `${open} of 80 still open after ${Date.now() - t0} ms`);
+    assert.equal((await fetch(`${t.base}/health`)).status, 200);
+    const closed = (await metrics(t)).dsc_connections_timed_out_total - m0.dsc_connections_timed_out_total;
+    assert.ok(closed >= 60, `${closed} closed by the timeout`);
+    assert.match(t.log, /connection closed: no whole request within --timeout 1 s/);
+    return `${closed} closed by the timeout within ${Date.now() - t0} ms`;
+  });
+  await check('--timeout: an answer that takes longer, running or queued, is not cut', async () => {
+    // The deadline ends once the request is in: a generation holding the slot past it, and one
+    // waiting in the queue meanwhile, both go on (were they cut at 1 s, the first would be
+    // cancelled and the second would start at once).
+    const m0 = await metrics(t);
+    const ac = new AbortController();
+    const p1 = post(t, '/v1/completions', { prompt: 'a', max_tokens: 16000, ignore_eos: true }, {}, ac.signal)
+      .catch(() => 'aborted');
+    for (let i = 0; i < 200 && (await metrics(t)).dsc_slots_busy < 1; i++) await sleep(5);
+    const t0 = Date.now();
+    const p2 = post(t, '/v1/completions', { prompt: 'b', max_tokens: 4 });
+    await sleep(1600);
+    const m1 = await metrics(t);
+    assert.equal(m1.dsc_slots_busy, 1, 'the long generation still runs after 1.6 s');
+    assert.equal(m1.dsc_queue_depth, 1, 'the second request still waits after 1.6 s');
+    assert.equal(m1.dsc_requests_cancelled_total, m0.dsc_requests_cancelled_total, 'nothing cancelled');
+    ac.abort();
+    assert.equal(await p1, 'aborted');
+    const r2 = await p2;
+    const dt = Date.now() - t0;
+    assert.equal(r2.status, 200);
+    assert.equal((await r2.json()).choices.length, 1);
+    assert.ok(dt >= 1600, `${dt} ms`);
+    return `queued answer after ${dt} ms`;
+  });
+  await stopServer(t);
+
   // ------------------------------------------------------------ persistence across a restart
   const dir = path.join(env.tmp, 'cache');
   const longMsgs = [{ role: 'user', content: LONG }];
