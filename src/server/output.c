@@ -63,13 +63,26 @@ static void lp_completion(const srv_server *S, const srv_lp *lp, size_t n, size_
     for (size_t i = 0; i < n; i++) sbuf_printf(o, "%s%.6g", i ? "," : "", lp[i].logprob);
     sbuf_puts(o, "],\"top_logprobs\":[");
     for (size_t i = 0; i < n; i++) {
+        /* An object, so one key per text: tokens whose text is the same (two
+         * pieces of one UTF-8 character both come out as U+FFFD) keep the
+         * first, the likeliest. */
+        sbuf key[SRV_MAX_TOP] = {{0}};
+        int n_key = 0;
         sbuf_puts(o, i ? ",{" : "{");
-        for (int t = 0; t < lp[i].n_top; t++) {
+        for (int t = 0; t < lp[i].n_top && t < SRV_MAX_TOP; t++) {
             token_text(S, lp[i].top[t].id, buf, sizeof buf, &k);
-            if (t) sbuf_puts(o, ",");
-            sbuf_json_str(o, buf, k);
-            sbuf_printf(o, ":%.6g", lp[i].top[t].logprob);
+            sbuf *q = &key[n_key];
+            sbuf_json_str(q, buf, k);
+            int seen = q->oom;
+            for (int j = 0; j < n_key && !seen; j++) seen = key[j].n == q->n && !memcmp(key[j].p, q->p, q->n);
+            if (seen) {
+                sbuf_free(q);
+                continue;
+            }
+            sbuf_printf(o, "%s%s:%.6g", n_key ? "," : "", q->p, lp[i].top[t].logprob);
+            n_key++;
         }
+        for (int j = 0; j < n_key; j++) sbuf_free(&key[j]);
         sbuf_puts(o, "}");
     }
     sbuf_puts(o, "],\"text_offset\":[");

@@ -168,6 +168,39 @@ async function main() {
       assert.ok(t.logprob <= t.top_logprobs[0].logprob + 1e-5);
     }
   });
+  await check('completions logprobs: one key per text in each top_logprobs object (pieces of a UTF-8 character)', async () => {
+    // Byte tokens 0x80-0xFF each read as U+FFFD; as keys of one object they would repeat.
+    const r = await post(s, '/v1/completions', { prompt: 'é', max_tokens: 12, logprobs: 5, seed: 3, ignore_eos: true });
+    assert.equal(r.status, 200);
+    const raw = await r.text();
+    // JSON.parse keeps one of repeated keys, so read the keys off the text: the strings followed by
+    // ':' inside each object of the top_logprobs array.
+    const objects = [];
+    let i = raw.indexOf('"top_logprobs":[') + 16, cur = null;
+    while (i < raw.length && raw[i] !== ']') {
+      const ch = raw[i];
+      if (ch === '"') {
+        let j = i + 1;
+        while (raw[j] !== '"') j += raw[j] === '\\' ? 2 : 1;
+        if (raw[j + 1] === ':') cur.push(JSON.parse(raw.slice(i, j + 1)));
+        i = j + 1;
+      } else {
+        if (ch === '{') cur = [];
+        if (ch === '}') objects.push(cur);
+        i++;
+      }
+    }
+    assert.equal(objects.length, 12, raw.slice(0, 300));
+    let keys = 0, fffd = 0;
+    for (const ks of objects) {
+      assert.equal(new Set(ks).size, ks.length, `repeated key in ${JSON.stringify(ks)}`);
+      assert.ok(ks.length >= 1);
+      keys += ks.length;
+      fffd += ks.includes('\ufffd');
+    }
+    assert.ok(fffd >= 1, 'no U+FFFD key: the check did not meet the case');
+    return `${keys} keys in 12 objects, ${fffd} with U+FFFD`;
+  });
 
   await check('completions: stop strings cut the text (finish_reason stop)', async () => {
     const stop = 'etaoinshrdlucmfw'.split(''); // 16 single letters: one soon appears in random text
