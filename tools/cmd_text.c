@@ -86,7 +86,8 @@ static int tokenize_jsonl(const dsc_tokenizer *tok, const char *path, int specia
         }
         cJSON *j = fio_parse_json(line, strlen(line));
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
-        if (!cJSON_IsString(t)) rc = die("%s:%d: not a JSON object with a string \"text\"", path, line_no);
+        if (!cJSON_IsString(t))
+            rc = die("%s:%d: %s", path, line_no, j ? "not a JSON object with a string \"text\"" : fio_json_error());
         int32_t *ids = NULL;
         size_t n = 0;
         if (!rc) rc = encode(tok, t->valuestring, strlen(t->valuestring), special, &ids, &n);

@@ -128,12 +128,82 @@ dsc_status fio_write_text(const char *path, const char *text, size_t len) {
     return s;
 }
 
+static _Thread_local char json_why[200];
+
+const char *fio_json_error(void) { return json_why; }
+
+typedef struct {
+    uint64_t hash;
+    const char *name;
+} json_key;
+
+static int key_cmp(const void *a, const void *b) {
+    const json_key *x = a, *y = b;
+    if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* The first name that appears twice in one object of v (NULL if none).
+ * Readers differ on which value such a key means (cJSON takes the first,
+ * Python's json the last). Objects of many keys (a tokenizer's vocabulary)
+ * are sorted by a hash of the names, so the check stays linear-ish. cJSON
+ * caps the nesting depth, which bounds the recursion. */
+static const char *json_dup_key(const cJSON *v, json_key **scratch, size_t *cap) {
+    if (!v || !(cJSON_IsObject(v) || cJSON_IsArray(v))) return NULL;
+    size_t n = 0;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *d = json_dup_key(c, scratch, cap);
+        if (d) return d;
+        n++;
+    }
+    if (!cJSON_IsObject(v) || n < 2) return NULL;
+    if (n <= 16) {
+        for (const cJSON *a = v->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
+        return NULL;
+    }
+    if (n > *cap) {
+        json_key *k = realloc(*scratch, n * sizeof *k);
+        if (!k) return NULL; /* out of memory: no verdict */
+        *scratch = k, *cap = n;
+    }
+    json_key *k = *scratch;
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        const char *name = c->string ? c->string : "";
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+        k[i++] = (json_key){h, name};
+    }
+    qsort(k, n, sizeof *k, key_cmp);
+    for (i = 1; i < n; i++)
+        if (k[i].hash == k[i - 1].hash && !strcmp(k[i].name, k[i - 1].name)) return k[i].name;
+    return NULL;
+}
+
 cJSON *fio_parse_json(const char *text, size_t len) {
     const char *end = NULL;
+    json_why[0] = 0;
     cJSON *root = text && len ? cJSON_ParseWithLengthOpts(text, len, &end, 0) : NULL;
-    if (!root) return NULL;
-    while (end < text + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
-    if (end == text + len) return root;
+    if (!root) {
+        size_t at = text && end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        snprintf(json_why, sizeof json_why, len ? "invalid JSON near byte %zu" : "empty", at);
+        return NULL;
+    }
+    const char *e = end;
+    while (e < text + len && (*e == ' ' || *e == '\n' || *e == '\r' || *e == '\t')) e++;
+    if (e != text + len) {
+        snprintf(json_why, sizeof json_why, "bytes after the JSON value, at byte %zu", (size_t)(end - text));
+        cJSON_Delete(root);
+        return NULL;
+    }
+    json_key *scratch = NULL;
+    size_t cap = 0;
+    const char *dup = json_dup_key(root, &scratch, &cap);
+    if (dup) snprintf(json_why, sizeof json_why, "key \"%.80s\" appears twice in one object", dup);
+    free(scratch);
+    if (!dup) return root;
     cJSON_Delete(root);
     return NULL;
 }

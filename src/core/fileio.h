@@ -26,9 +26,12 @@ dsc_status fio_open_read(const char *path, FILE **out);
 int fio_open_fd(const char *path, dsc_status *s);
 
 /* One JSON value that is the whole text (white space around it allowed):
- * NULL for malformed JSON or bytes after the value, which a JSON reader
- * that stops at the first value would take silently. */
+ * NULL for malformed JSON, for bytes after the value (which a JSON reader
+ * that stops at the first value would take silently) and for a key that
+ * appears twice in one object (readers differ on which value it means);
+ * fio_json_error() then says which, in this thread, until the next call. */
 struct cJSON *fio_parse_json(const char *text, size_t len);
+const char *fio_json_error(void);
 
 /* Whether a string of the JSON text holds the escape \u0000: C strings
  * (cJSON's too) would end there and silently drop the rest. */

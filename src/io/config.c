@@ -247,8 +247,9 @@ dsc_status config_parse(const char *json, size_t len, const char *name, dsc_conf
     memset(c, 0, sizeof *c);
     cJSON *root = fio_parse_json(json, len);
     if (!root || !cJSON_IsObject(root)) {
+        dsc_status s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", name, root ? "not a JSON object" : fio_json_error());
         cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", name);
+        return s;
     }
     cfg_reader r = {root, name};
     dsc_status s = cfg_read(&r, c);
@@ -269,9 +270,10 @@ dsc_status config_load(const char *path, dsc_config *c) {
 dsc_status config_write_quant(const char *json, size_t len, const char *src, const char *dst, struct cJSON *quant) {
     cJSON *root = fio_parse_json(json, len);
     if (!cJSON_IsObject(root)) {
+        dsc_status s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", src, root ? "not a JSON object" : fio_json_error());
         cJSON_Delete(root);
         cJSON_Delete(quant);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a valid JSON object", src);
+        return s;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     if (quant) cJSON_AddItemToObject(root, "quantization_config", quant);

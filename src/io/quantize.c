@@ -435,7 +435,8 @@ static dsc_status qz_open_index(qz_plan *p, const char *index_path) {
     free(buf);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child)
-        s = dsc_fail(DSC_ERR_FORMAT, "%s: not JSON with a non-empty 'weight_map' object", index_path);
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", index_path,
+                     root ? "not JSON with a non-empty 'weight_map' object" : fio_json_error());
     for (const cJSON *e = wm ? wm->child : NULL; e && !s; e = e->next) {
         const char *v = cJSON_IsString(e) ? e->valuestring : NULL;
         if (!v || !v[0] || strchr(v, '/') || !strcmp(v, ".") || !strcmp(v, ".."))

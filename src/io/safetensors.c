@@ -147,8 +147,10 @@ dsc_status st_parse(const uint8_t *buf, size_t size, const char *fname, st_file 
     cJSON *root = fio_parse_json(text, (size_t)hlen);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
+        dsc_status s = dsc_fail(DSC_ERR_FORMAT, "%s: safetensors header is not a JSON object%s%s%s", fname,
+                                root ? "" : " (", root ? "" : fio_json_error(), root ? "" : ")");
         cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: safetensors header is not a JSON object", fname);
+        return s;
     }
     const uint8_t *data = buf + 8 + hlen;
     size_t data_size = size - 8 - (size_t)hlen;

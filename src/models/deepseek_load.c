@@ -78,8 +78,9 @@ static dsc_status open_index(dsc_model *m, const char *index_path) {
     free(buf);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", index_path, root ? "not JSON with a 'weight_map' object" : fio_json_error());
         cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not JSON with a 'weight_map' object", index_path);
+        return s;
     }
     for (const cJSON *e = wm->child; e && !s; e = e->next) {
         if (!cJSON_IsString(e) || !shard_name_ok(e->valuestring))

@@ -96,8 +96,9 @@ dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
     cJSON *root = fio_parse_json(buf, len);
     free(buf);
     if (!cJSON_IsObject(root)) {
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", path, root ? "not a JSON object" : fio_json_error());
         cJSON_Delete(root);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", path);
+        return s;
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
     if (t && !cJSON_IsNull(t) && !cJSON_IsString(t) && !cJSON_IsArray(t)) {

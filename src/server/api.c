@@ -306,7 +306,8 @@ static cJSON *parse_body(const char *body, size_t len, srv_err *e) {
     cJSON *root = fio_parse_json(body, len); /* one value, nothing after it */
     if (!root)
         srv_fail(e, 400, INVALID, NULL, "invalid_json",
-                 "We could not parse the JSON body of your request. The body must be one JSON object.");
+                 "We could not parse the JSON body of your request (%s). The body must be one JSON object.",
+                 fio_json_error());
     else if (!cJSON_IsObject(root)) {
         bad_type(e, "body", "an object", root);
         cJSON_Delete(root);

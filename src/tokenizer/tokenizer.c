@@ -592,26 +592,13 @@ static dsc_status ld_mctx(tok_load *L) {
 
 static dsc_status tok_load_json(const char *src, const char *json, size_t len, dsc_tokenizer **out) {
     tok_load L = {src, NULL, 0, 0, 0, 0};
-    const char *end = NULL;
     cJSON *root;
     size_t at;
     dsc_status s;
     *out = NULL;
     /* as the reference's JSON reader: names and patterns are then UTF-8 */
     if ((at = tok_utf8_check(json, len)) < len) return dsc_fail(DSC_ERR_FORMAT, "%s: invalid UTF-8 at byte %zu", src, at);
-    root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (root) { /* nothing but white space after the value */
-        const char *e = end;
-        while (e < json + len && (*e == ' ' || *e == '\n' || *e == '\r' || *e == '\t')) e++;
-        if (e != json + len) {
-            cJSON_Delete(root);
-            return dsc_fail(DSC_ERR_FORMAT, "%s: bytes after the JSON value, at byte %zu", src, (size_t)(end - json));
-        }
-    }
-    if (!root) {
-        at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
-        return dsc_fail(DSC_ERR_FORMAT, "%s: invalid JSON near byte %zu", src, at);
-    }
+    if (!(root = fio_parse_json(json, len))) return dsc_fail(DSC_ERR_FORMAT, "%s: %s", src, fio_json_error());
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return dsc_fail(DSC_ERR_FORMAT, "%s: expected a JSON object", src);

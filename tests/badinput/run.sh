@@ -287,6 +287,9 @@ model "$V3"; printf '{"model_type": "deepseek_v3", "vocab_size": 512,' >"$d/conf
 expect "config.json malformed JSON" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; printf 'garbage{]' >>"$d/config.json"
 expect "config.json with bytes after its object" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+# a key given twice: cJSON would take the first value, Python's json the last
+model "$V3"; sed 's/^{/{"num_hidden_layers": 1, /' "$V3/config.json" >"$d/config.json"
+expect "config.json with a key twice" "config.json|num_hidden_layers|twice" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; : >"$d/config.json"
 expect "config.json empty" "config.json" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; printf '[1, 2, 3]' >"$d/config.json"
@@ -372,6 +375,10 @@ expect "header not JSON" "model.safetensors|JSON" "$DSC" logits -m "$d" --tokens
 model "$V3"; mk rawhdr "$d" "$(python3 -c 'import json,struct,sys
 b=open(sys.argv[1],"rb").read(); print(b[8:8+struct.unpack("<Q",b[:8])[0]].decode().strip() + "}x")' "$d/model.safetensors")"
 expect "header with bytes after its object" "model.safetensors|JSON" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk rawhdr "$d" "$(python3 -c 'import json,struct,sys
+b=open(sys.argv[1],"rb").read(); h=b[8:8+struct.unpack("<Q",b[:8])[0]].decode().strip()
+k="model.norm.weight"; v=json.dumps(json.loads(h)[k]); print("{" + json.dumps(k) + ": " + v + ", " + h[1:])' "$d/model.safetensors")"
+expect "header naming a tensor twice" "model.safetensors|model.norm.weight|twice" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk rawhdr "$d" '[{"dtype": "F32"}]'
 expect "header a JSON array" "model.safetensors" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk rawhdr "$d" '{}'
@@ -529,6 +536,8 @@ printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [' >"$tmp/trunc.j
 expect "tokenizer.json truncated" "$tmp/trunc.json" "$DSC" tokenize --tokenizer "$tmp/trunc.json" -p "hi"
 { cat "$TOK"; printf '}}}garbage'; } >"$tmp/tail.json"
 expect "tokenizer.json with bytes after its object" "$tmp/tail.json|after" "$DSC" tokenize --tokenizer "$tmp/tail.json" -p "hi"
+sed 's/"vocab": *{/"vocab": {"a": 7, /' "$TOK" >"$tmp/dupvocab.json"
+expect "tokenizer.json vocab with a key twice" "$tmp/dupvocab.json|\"a\"|twice" "$DSC" tokenize --tokenizer "$tmp/dupvocab.json" -p "hi"
 expect "tokenize -f a directory" "$tmp|directory" "$DSC" tokenize --tokenizer "$TOK" -f "$tmp"
 expect "tokenize --jsonl a directory" "$tmp|directory" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp"
 mkdir "$tmp/tc" && cp "$TOK" "$tmp/tc/tokenizer.json" && printf '{"chat_template": ' >"$tmp/tc/tokenizer_config.json"
@@ -547,6 +556,8 @@ printf '{"text": "a\\u0000bcd"}\n' >"$tmp/nul.jsonl"
 expect "jsonl text holding \\u0000" "nul.jsonl:1|NUL" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/nul.jsonl"
 printf '{"text": "ok"} x\n' >"$tmp/tail.jsonl"
 expect "jsonl line with bytes after its object" "tail.jsonl:1" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/tail.jsonl"
+printf '{"text": "ok"}\n{"text": "a", "text": "b"}\n' >"$tmp/dup.jsonl"
+expect "jsonl line with a key twice" "dup.jsonl:2|twice" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/dup.jsonl"
 expect "model without tokenizer.json" "tokenizer.json" "$DSC" run -m "$V3" -p "hi" -n 2
 expect "conversation longer than the context" "context" "$DSC" run -m "$V3" --tokenizer "$TOK" -c 8 -p "a long question"
 expect "unknown kv cache type" "--kv-type|f8" "$DSC" generate -m "$V3" --kv-type f8 --tokens "0 1" -n 2

@@ -270,6 +270,13 @@ async function main() {
   await check('400 malformed JSON (error shape)', async () => {
     await assertErrorShape(await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "hi"}'), 400);
   });
+  await check('400 for a key given twice in one object (readers differ on which value it means)', async () => {
+    const r = await post(s, '/v1/chat/completions', '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "max_tokens": 4}');
+    assert.equal(r.status, 400);
+    const err = (await r.json()).error;
+    assert.equal(err.code, 'invalid_json');
+    assert.match(err.message, /"max_tokens" appears twice/);
+  });
   await check('400 wrong type (openai client: BadRequestError naming the field)', async () => {
     for (const [body, param] of [[{ messages: 'hello' }, 'messages'], [{ messages: msgs, temperature: 'hot' }, 'temperature'],
                                  [{ messages: msgs, max_tokens: 1.5 }, 'max_tokens'], [{ messages: msgs, stop: 5 }, 'stop'],
