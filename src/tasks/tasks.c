@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "tasks/task_internal.h"
 
@@ -350,10 +351,10 @@ static dsc_status countdown_from_json(const cJSON *j, const char *q, task_proble
 
 dsc_status task_from_json(const char *line, task_problem *p) {
     memset(p, 0, sizeof *p);
-    cJSON *j = line ? cJSON_ParseWithOpts(line, NULL, 1) : NULL;
+    cJSON *j = line ? fio_parse_json(line, strlen(line)) : NULL;
     dsc_status s = DSC_OK;
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "question");
-    if (!j) s = dsc_fail(DSC_ERR_FORMAT, "task: not valid JSON");
+    if (!j) s = dsc_fail(DSC_ERR_FORMAT, "task: %s", line ? fio_json_error() : "no text");
     else if (!cJSON_IsObject(j)) s = dsc_fail(DSC_ERR_FORMAT, "task: not a JSON object");
     else if (!cJSON_IsString(q)) s = dsc_fail(DSC_ERR_FORMAT, "task: question: expected a string");
     else if (cJSON_GetObjectItemCaseSensitive(j, "numbers") || !strncmp(q->valuestring, "Using the numbers", 17))

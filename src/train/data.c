@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "train/data.h"
 #include "train/train.h"
@@ -166,11 +167,12 @@ static int buf_reserve(chat_buf *b, size_t need) {
  * into ex (prompt ids with mask 0, the answer and EOS with mask 1). */
 static dsc_status chat_example(const dsc_tokenizer *tok, const char *line, size_t len, int32_t eos, chat_buf *ex,
                                const char *where) {
-    cJSON *root = cJSON_ParseWithLength(line, len);
+    cJSON *root = fio_parse_json(line, len);
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     dsc_status s = DSC_OK;
     int n = cJSON_GetArraySize(msgs);
-    if (!cJSON_IsObject(root)) s = dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", where);
+    if (!cJSON_IsObject(root))
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", where, root ? "not a JSON object" : fio_json_error());
     else if (!cJSON_IsArray(msgs) || n < 2 || n > 64)
         s = dsc_fail(DSC_ERR_FORMAT, "%s: messages: expected an array of 2 to 64 messages", where);
     dsc_chat_message m[64];

@@ -558,6 +558,11 @@ printf '{"text": "ok"} x\n' >"$tmp/tail.jsonl"
 expect "jsonl line with bytes after its object" "tail.jsonl:1" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/tail.jsonl"
 printf '{"text": "ok"}\n{"text": "a", "text": "b"}\n' >"$tmp/dup.jsonl"
 expect "jsonl line with a key twice" "dup.jsonl:2|twice" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/dup.jsonl"
+printf '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "messages": []}\n' >"$tmp/dup.sft"
+expect "sft example with a key twice" "dup.sft:1|messages|twice" "$DSC" sft "$V3" --tokenizer "$TOK" --data "$tmp/dup.sft" -o "$tmp/sft-out"
+printf '{"question": "Using the numbers [1, 2], make 3.", "question": "x"}\n' >"$tmp/dup.tasks"
+printf '{"text": "1 + 2"}\n' >"$tmp/compl.jsonl"
+expect "task with a key twice" "dup.tasks:1|question|twice" "$DSC" tasks --check "$tmp/dup.tasks" --completions "$tmp/compl.jsonl"
 expect "model without tokenizer.json" "tokenizer.json" "$DSC" run -m "$V3" -p "hi" -n 2
 expect "conversation longer than the context" "context" "$DSC" run -m "$V3" --tokenizer "$TOK" -c 8 -p "a long question"
 expect "unknown kv cache type" "--kv-type|f8" "$DSC" generate -m "$V3" --kv-type f8 --tokens "0 1" -n 2
