@@ -300,7 +300,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--samples")) rc = parse_int(v, a, 1, 256, &o->samples);
         else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
         else if (!strcmp(a, "--top-p")) rc = parse_float(v, a, 1e-6, 1, &o->sp.top_p);
-        else if (!strcmp(a, "--min-p")) rc = parse_float(v, a, 0, 0.999, &o->sp.min_p);
+        else if (!strcmp(a, "--min-p")) rc = parse_float(v, a, 0, 1, &o->sp.min_p);
         else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(v, a, 1e-3, 100, &o->sp.repeat_penalty);
         else if (!strcmp(a, "--top-k")) rc = parse_int(v, a, 0, 1 << 30, &o->sp.top_k);
         else if (!strcmp(a, "--host")) o->host = v;

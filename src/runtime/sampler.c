@@ -65,9 +65,9 @@ dsc_status dsc_sampler_new(const dsc_sampler_params *params, int32_t n_vocab, ds
     *out = NULL;
     dsc_sampler_params p = params ? *params : dsc_sampler_default_params();
     if (n_vocab < 1) return dsc_fail(DSC_ERR_ARG, "sampler: vocabulary size %d", n_vocab);
-    if (!(p.temp >= 0) || !(p.top_p > 0 && p.top_p <= 1) || !(p.min_p >= 0 && p.min_p < 1) || p.top_k < 0 ||
+    if (!(p.temp >= 0) || !(p.top_p > 0 && p.top_p <= 1) || !(p.min_p >= 0 && p.min_p <= 1) || p.top_k < 0 ||
         !(p.repeat_penalty > 0) || p.repeat_last_n < 0)
-        return dsc_fail(DSC_ERR_ARG, "sampler: temp >= 0, 0 < top_p <= 1, 0 <= min_p < 1, top_k >= 0 and "
+        return dsc_fail(DSC_ERR_ARG, "sampler: temp >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, top_k >= 0 and "
                                      "repeat_penalty > 0 are required");
     dsc_sampler *s = calloc(1, sizeof *s);
     if (!s) return dsc_fail(DSC_ERR_NOMEM, "sampler: out of memory");

@@ -204,6 +204,26 @@ static int unsupported(srv_err *e, const char *param, const char *why) {
     return srv_fail(e, 400, INVALID, param, "unsupported_value", "'%s' is not supported: %s", param, why);
 }
 
+/* vLLM's extensions to the sampling parameters (llama.cpp's server names
+ * the repetition penalty repeat_penalty: either name is taken, not both). */
+static int parse_sampling(const cJSON *root, srv_ask *a, srv_err *e) {
+    double v = 0;
+    if (get_int(root, "top_k", -1, 1 << 30, &v, e)) return -1;
+    a->top_k = v > 0 ? (int)v : 0;
+    v = 0;
+    if (get_num(root, "min_p", 0, 1, &v, e)) return -1;
+    a->min_p = (float)v;
+    const char *rp = field(root, "repetition_penalty") ? "repetition_penalty" : "repeat_penalty";
+    if (field(root, "repetition_penalty") && field(root, "repeat_penalty"))
+        return srv_fail(e, 400, INVALID, "repeat_penalty", "invalid_value",
+                        "Give 'repetition_penalty' or 'repeat_penalty', not both.");
+    v = 1;
+    if (get_num(root, rp, 0, 10, &v, e)) return -1;
+    if (!(v > 0)) return bad_value(e, rp, "expected a value > %g", 0);
+    a->repetition_penalty = (float)v;
+    return 0;
+}
+
 /* The parameters that ask for what this server does not do. */
 static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *j;
@@ -269,6 +289,7 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
         a->has_seed = 1;
         a->seed = (uint64_t)(int64_t)v;
     }
+    if (parse_sampling(root, a, e)) return -1;
     v = 1;
     if (get_int(root, "n", 1, SRV_MAX_N, &v, e)) return -1;
     a->n = (int)v;
@@ -321,7 +342,7 @@ int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *
     a->kind = kind;
     a->n = 1;
     a->max_tokens = -1;
-    a->temperature = a->top_p = 1;
+    a->temperature = a->top_p = a->repetition_penalty = 1;
     cJSON *root = parse_body(body, len, e);
     if (!root) return -1;
     int rc = parse_fields(root, a, e);

@@ -179,12 +179,31 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
     if (last) engine_release(e, r);
 }
 
-/* The row with OpenAI's frequency and presence penalties over the choice's
- * generated tokens gen[0..n), as vLLM applies them: a token's logit minus
- * frequency x its count, minus presence once if it occurs. */
-static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *gen, int32_t n) {
-    if ((a->frequency_penalty == 0 && a->presence_penalty == 0) || n <= 0) return row;
+/* The row with the request's penalties, as vLLM applies them: first the
+ * repetition penalty over the tokens of the prompt and of the choice's
+ * output, held[0..n_held) (a positive logit divided by it, a negative one
+ * multiplied, once per token), then OpenAI's frequency and presence
+ * penalties over the output alone, held[n_prompt..n_held) (a logit minus
+ * frequency x the token's count, minus presence once if it occurs). */
+static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *held, int32_t n_prompt,
+                              int32_t n_held) {
+    const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
+    const int freq = (a->frequency_penalty != 0 || a->presence_penalty != 0) && n > 0;
+    const int rep = a->repetition_penalty != 1 && n_held > 0;
+    if (!freq && !rep) return row;
     memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
+    if (rep) {
+        const float p = a->repetition_penalty;
+        for (int32_t i = 0; i < n_held; i++) {
+            const int32_t t = held[i];
+            if (t < 0 || t >= e->n_vocab || e->pcnt[t]) continue;
+            e->pcnt[t] = 1;
+            e->prow[t] = e->prow[t] > 0 ? e->prow[t] / p : e->prow[t] * p;
+        }
+        for (int32_t i = 0; i < n_held; i++)
+            if (held[i] >= 0 && held[i] < e->n_vocab) e->pcnt[held[i]] = 0;
+    }
+    if (!freq) return e->prow;
     for (int32_t i = 0; i < n; i++)
         if (gen[i] >= 0 && gen[i] < e->n_vocab) e->pcnt[gen[i]]++;
     for (int32_t i = 0; i < n; i++) {
@@ -203,7 +222,7 @@ static void deliver(srv_engine *e, int s, const float *row) {
     if (!r) return; /* dropped by an earlier choice's delivery */
     srv_choice *c = &r->ch[sl->choice];
     srv_lp lp;
-    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held + r->n_prompt, sl->n_held - r->n_prompt));
+    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held, r->n_prompt, sl->n_held));
     if (t < 0) {
         srv_log("sampling failed: %s", dsc_last_error());
         engine_drop(e, r, dsc_last_error());

@@ -449,7 +449,8 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     uint64_t seed = a->has_seed ? a->seed : mix((uint64_t)time(NULL) ^ atomic_fetch_add(&S->next_id, 1) << 20);
     if (!(r->ch = calloc((size_t)a->n, sizeof *r->ch))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     for (int i = 0; i < a->n; i++) {
-        dsc_sampler_params sp = {.temp = a->temperature, .top_p = a->top_p, .repeat_penalty = 1, .seed = seed + (uint64_t)i};
+        dsc_sampler_params sp = {.temp = a->temperature, .top_p = a->top_p, .top_k = a->top_k, .min_p = a->min_p,
+                                 .repeat_penalty = 1, .seed = seed + (uint64_t)i};
         if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
             return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
         r->ch[i].split.in_think = r->reasoning; /* the prompt ends with "<think>\n" */

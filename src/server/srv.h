@@ -95,6 +95,12 @@ typedef struct {
     int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
     float frequency_penalty; /* [-2, 2]: minus this x a token's count among the choice's generated ones */
     float presence_penalty;  /* [-2, 2]: minus this once for a token among them */
+    /* Extensions, as vLLM (and llama.cpp's server) take them: */
+    int top_k;               /* the k likeliest tokens only (0: off; -1 is taken as 0) */
+    float min_p;             /* drop tokens below min_p x p(likeliest) (0: off)        */
+    float repetition_penalty; /* (0, 10]: a logit of a token of the prompt or of the
+                                choice's output divided by it when positive,
+                                multiplied when negative (1: off)                     */
 } srv_ask;
 
 /* Parses a request body; on failure returns -1 with e filled (400) and

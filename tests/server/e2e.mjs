@@ -316,6 +316,26 @@ async function main() {
     const distinct = (t) => new Set(t).size;
     assert.ok(distinct(pres) >= distinct(plain), `presence_penalty: ${distinct(pres)} distinct characters against ${distinct(plain)}`);
   });
+  await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
+    const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })
+      .then(async (r) => { assert.equal(r.status, 200, await r.clone().text()); return (await r.json()).choices[0].text; });
+    const greedy = await ask({ temperature: 0 });
+    const hot = { temperature: 1.5, seed: 11 };
+    const sampled = await ask(hot);
+    assert.notEqual(sampled, greedy, 'sampling at temperature 1.5 gave the greedy text');
+    // Left with the likeliest token alone, sampling is greedy decoding.
+    assert.equal(await ask({ ...hot, top_k: 1 }), greedy, 'top_k 1');
+    assert.equal(await ask({ ...hot, min_p: 1 }), greedy, 'min_p 1');
+    assert.equal(await ask({ ...hot, top_k: -1, min_p: 0, repetition_penalty: 1 }), sampled, 'the values that turn them off');
+    const rep = await ask({ temperature: 0, repetition_penalty: 1.5 });
+    assert.notEqual(rep, greedy, 'repetition_penalty changed nothing');
+    assert.equal(await ask({ temperature: 0, repeat_penalty: 1.5 }), rep, 'repeat_penalty is the same');
+    for (const bad of [{ top_k: -2 }, { top_k: 1.5 }, { min_p: 1.5 }, { repetition_penalty: 0 },
+                       { repetition_penalty: 1.1, repeat_penalty: 1.1 }]) {
+      const r = await post(s, '/v1/completions', { prompt: 'The', max_tokens: 2, ...bad });
+      await assertErrorShape(r, 400, Object.keys(bad).at(-1));
+    }
+  });
   await check('400 prompt + max_tokens beyond the context names the limit', async () => {
     const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 1000 }).then(() => null, (e) => e);
     assert.ok(err instanceof OpenAI.BadRequestError, String(err));
