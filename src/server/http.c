@@ -657,11 +657,24 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     return fail(c, mc, 404, "invalid_request_error", "unknown_url", "Unknown endpoint.");
 }
 
+typedef struct {
+    int n_length, lengths_differ;
+    const char *length;
+} header_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    header_scan *h = cls;
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) return MHD_YES;
+    if (h->n_length++ && strcmp(h->length, value ? value : "")) h->lengths_differ = 1;
+    if (!h->length) h->length = value ? value : "";
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     srv_server *S = cls;
     conn *c = *con_cls;
-    (void)version;
     if (!c) {
         if (!(c = calloc(1, sizeof *c))) return MHD_NO;
         *con_cls = c;
@@ -673,6 +686,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci) c->fd = ci->connect_fd;
         peer_name(mc, c->peer, sizeof c->peer);
+        /* RFC 9112: a 400 for HTTP/1.1 without a Host, and for Content-Lengths
+         * that disagree (a proxy in front could frame the body otherwise). */
+        if (!strcmp(version, MHD_HTTP_VERSION_1_1) && !MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host"))
+            return fail(c, mc, 400, "invalid_request_error", "missing_host", "An HTTP/1.1 request needs a Host header.");
+        header_scan hs = {0};
+        MHD_get_connection_values(mc, MHD_HEADER_KIND, scan_header, &hs);
+        if (hs.n_length > 1 && hs.lengths_differ)
+            return fail(c, mc, 400, "invalid_request_error", "conflicting_content_length",
+                        "The request has Content-Length headers that disagree.");
         const char *te = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         if (te && strcasecmp(te, "chunked")) { /* a body of unknown length in a coding not read here: answer now */
             char msg[200];

@@ -394,6 +394,28 @@ async function main() {
     assert.match(err.message, /gzip/);
   });
 
+  await check('400 for HTTP/1.1 without Host and for Content-Lengths that disagree; HTTP/1.0 without Host is served', async () => {
+    const raw = (req) => new Promise((resolve) => {
+      let data = '';
+      const sock = net.connect(s.port, '127.0.0.1', () => sock.write(req));
+      sock.on('data', (d) => { data += d; });
+      sock.on('error', () => resolve(data));
+      sock.on('close', () => resolve(data));
+      setTimeout(() => { sock.destroy(); resolve(data); }, 5000);
+    });
+    const tok = '{"content": "hello"}';
+    const got = [
+      await raw('GET /health HTTP/1.1\r\nConnection: close\r\n\r\n'),
+      await raw(`POST /tokenize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${tok.length}\r\nContent-Length: 5\r\n\r\n${tok}`),
+      await raw('GET /health HTTP/1.0\r\n\r\n'),
+      await raw(`POST /tokenize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${tok.length}\r\nContent-Length: ${tok.length}\r\nConnection: close\r\n\r\n${tok}`),
+    ];
+    const status = got.map((g) => g.slice(0, 12));
+    assert.deepEqual(status, ['HTTP/1.1 400', 'HTTP/1.1 400', 'HTTP/1.1 200', 'HTTP/1.1 200'], got.join('\n'));
+    assert.match(got[0], /"code":"missing_host"/);
+    assert.match(got[1], /"code":"conflicting_content_length"/);
+  });
+
   await check('fuzz: 400 mutated HTTP requests (headers, bodies, JSON), then still serving', async () => {
     let seed = 12345;
     const rnd = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return (seed >>> 8) % n; };
