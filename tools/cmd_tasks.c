@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "../src/core/fileio.h"
 #include "../src/tasks/tasks.h"
 #include "cli.h"
 
@@ -75,7 +77,7 @@ static int tasks_parse(const cli_opts *o, tasks_opts *t) {
             char *end;
             errno = 0;
             t->seed = strtoull(val, &end, 10);
-            if (errno || end == val || *end || val[0] == '-')
+            if (errno || end == val || *end || !(val[0] >= '0' && val[0] <= '9'))
                 return cli_die("tasks: --seed: '%s' is not an unsigned 64-bit integer", val);
         } else if (!strcmp(a, "--format")) {
             if (!strcmp(val, "problems")) t->format = FMT_PROBLEMS;
@@ -157,15 +159,29 @@ static const char *completion_of(const cJSON *j) {
     return cJSON_IsString(c) ? c->valuestring : NULL;
 }
 
-static int tasks_check_files(const tasks_opts *t, FILE *out) {
-    FILE *fp = cli_fopen_read("tasks", t->check), *fc = fp ? cli_fopen_read("tasks", t->completions) : NULL;
+static int blank(const char *s) { return strspn(s, " \t\r\n") == strlen(s); }
+
+/* Whether line and every line after it in f are blank (white space only). */
+static int rest_blank(const char *line, FILE *f) {
+    if (!blank(line)) return 0;
+    char *l = NULL;
+    size_t cap = 0;
+    int all = 1;
+    while (all && getline(&l, &cap, f) >= 0) all = blank(l);
+    free(l);
+    return all;
+}
+
+/* Checks the completions in fc against the problems in fp, line by line. */
+static int tasks_check_files(const tasks_opts *t, FILE *fp, FILE *fc, FILE *out) {
     char *lp = NULL, *lc = NULL;
     size_t cp = 0, cc = 0;
     long line = 0, n_correct = 0, n_format = 0;
-    int rc = !fp || !fc;
+    int rc = 0;
     while (!rc) {
         const ssize_t np = getline(&lp, &cp, fp), nc = getline(&lc, &cc, fc);
         if (np < 0 && nc < 0) break;
+        if ((np < 0 && rest_blank(lc, fc)) || (nc < 0 && rest_blank(lp, fp))) break; /* blank lines at the end */
         line++;
         if (np < 0 || nc < 0) {
             rc = cli_die("tasks: %s ends at line %ld, before %s", np < 0 ? t->check : t->completions, line,
@@ -177,15 +193,19 @@ static int tasks_check_files(const tasks_opts *t, FILE *out) {
             rc = cli_die("tasks: %s:%ld: %s", t->check, line, dsc_last_error());
             break;
         }
-        cJSON *j = cJSON_Parse(lc);
+        if (fio_json_has_nul(lc, strlen(lc))) {
+            rc = cli_die("tasks: %s:%ld: the completion holds \\u0000 (NUL), which would cut it short", t->completions,
+                         line);
+            break;
+        }
+        cJSON *j = fio_parse_json(lc, strlen(lc));
         const char *c = completion_of(j);
         task_verdict v;
         if (c) task_check(&p, c, &v);
+        else rc = cli_die("tasks: %s:%ld: %s", t->completions, line,
+                          j ? "expected a JSON string or {\"completion\": \"...\"}" : fio_json_error());
         cJSON_Delete(j);
-        if (!c) {
-            rc = cli_die("tasks: %s:%ld: expected a JSON string or {\"completion\": \"...\"}", t->completions, line);
-            break;
-        }
+        if (rc) break;
         n_correct += v.correct, n_format += v.format_ok;
         cJSON *r = cJSON_CreateObject();
         cJSON_AddBoolToObject(r, "format_ok", v.format_ok);
@@ -202,19 +222,28 @@ static int tasks_check_files(const tasks_opts *t, FILE *out) {
         fprintf(stderr, "dsc: tasks: %ld checked: %ld correct, %ld well formatted\n", line, n_correct, n_format);
     free(lp);
     free(lc);
-    if (fp) fclose(fp);
-    if (fc) fclose(fc);
     return rc;
+}
+
+static int same_file(FILE *f, const char *path) {
+    struct stat a, b;
+    return f && stat(path, &b) == 0 && fstat(fileno(f), &a) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 int cmd_tasks(const cli_opts *o) {
     tasks_opts t = {.family = -1, .seed = 1};
     int rc = tasks_parse(o, &t);
     if (rc) return rc < 0 ? 0 : rc;
-    FILE *out = t.output ? fopen(t.output, "w") : stdout;
-    if (!out) return cli_die("tasks: %s: %s", t.output, strerror(errno));
-    rc = t.check ? tasks_check_files(&t, out) : tasks_generate(&t, out);
-    if ((out != stdout ? fclose(out) : fflush(out)) && !rc)
+    /* the inputs first: -o is emptied only once they are open, and never when it is one of them */
+    FILE *fp = NULL, *fc = NULL, *out = stdout;
+    if (t.check && (!(fp = cli_fopen_read("tasks", t.check)) || !(fc = cli_fopen_read("tasks", t.completions)))) rc = 1;
+    if (!rc && t.output && (same_file(fp, t.output) || same_file(fc, t.output)))
+        rc = cli_die("tasks: -o %s is one of the input files", t.output);
+    if (!rc && t.output && fio_create(t.output, 0, &out)) rc = cli_die("tasks: %s", dsc_last_error());
+    if (!rc) rc = t.check ? tasks_check_files(&t, fp, fc, out) : tasks_generate(&t, out);
+    if (out && (out != stdout ? fclose(out) : fflush(out)) && !rc)
         rc = cli_die("tasks: %s: write failed", t.output ? t.output : "stdout");
+    if (fp) fclose(fp);
+    if (fc) fclose(fc);
     return rc;
 }

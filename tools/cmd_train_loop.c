@@ -47,7 +47,7 @@ static const char usage_train[] =
     "  --val-batches N  batches per evaluation, at most (8; 0 = all)\n"
     "  --save-every S   checkpoint every S steps (100; always at the end)\n"
     "  --resume         continue the run in DIR exactly where its checkpoint left off\n"
-    "                   (CONFIG_OR_DIR may be left out; the same --data and --seq are needed)\n"
+    "                   (CONFIG_OR_DIR may be left out; the same --data, --seq and --seed are needed)\n"
     "  --stop-at STEP   end this invocation after STEP (a checkpoint; --resume continues)\n"
     "  --isa ref|avx2|avx512\n"
     "stability (loss spikes):\n"

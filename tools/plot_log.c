@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/core/fileio.h"
+
 /* Grows *p (elements of size sz) to hold at least need; 0 or -1 out of memory. */
 static int grow(void **p, size_t *cap, size_t need, size_t sz) {
     if (need <= *cap) return 0;
@@ -133,9 +135,9 @@ static int read_line(plot_log *L, const char *path, size_t lineno, const char *l
 
 int plot_log_read(plot_log *L, const char *path, char *err, size_t cap) {
     memset(L, 0, sizeof *L);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+    FILE *f;
+    if (fio_open_read(path, &f)) { /* a FIFO or a directory is refused, not waited on */
+        snprintf(err, cap, "%s", dsc_last_error());
         return 1;
     }
     char *line = NULL;

@@ -120,10 +120,37 @@ dsc_status fio_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const
     return DSC_OK;
 }
 
+int fio_create_fd(const char *path, int append, dsc_status *s) {
+    /* O_NONBLOCK: a FIFO nobody reads fails at once (ENXIO) instead of
+     * blocking the open until a reader comes */
+    const int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        *s = errno == ENXIO ? dsc_fail(DSC_ERR_IO, "%s: a FIFO that nothing reads", path)
+                            : dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *s = DSC_OK;
+    return fd;
+}
+
+dsc_status fio_create(const char *path, int append, FILE **out) {
+    dsc_status s;
+    *out = NULL;
+    const int fd = fio_create_fd(path, append, &s);
+    if (fd < 0) return s;
+    if (!(*out = fdopen(fd, append ? "ab" : "wb"))) {
+        s = dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return s;
+}
+
 dsc_status fio_write_text(const char *path, const char *text, size_t len) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    dsc_status s = fio_pwrite_all(fd, text, len, 0, path);
+    dsc_status s;
+    int fd = fio_create_fd(path, 0, &s);
+    if (fd < 0) return s;
+    s = fio_pwrite_all(fd, text, len, 0, path);
     if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return s;
 }

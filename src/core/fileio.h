@@ -25,6 +25,11 @@ dsc_status fio_mkdirs(const char *dir);
 dsc_status fio_open_read(const char *path, FILE **out);
 int fio_open_fd(const char *path, dsc_status *s);
 
+/* Creates (or empties; with append, extends) a file for writing. A FIFO
+ * that nothing reads is refused at once instead of blocking the open. */
+int fio_create_fd(const char *path, int append, dsc_status *s);
+dsc_status fio_create(const char *path, int append, FILE **out);
+
 /* One JSON value that is the whole text (white space around it allowed):
  * NULL for malformed JSON, for bytes after the value (which a JSON reader
  * that stops at the first value would take silently) and for a key that

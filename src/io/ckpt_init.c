@@ -489,14 +489,15 @@ static dsc_status ci_write_shard(const ci_plan *p, int s, uint64_t seed, const c
     char *h = ci_header(p, s);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    dsc_status st;
+    int fd = fio_create_fd(path, 0, &st);
     if (fd < 0) {
         free(h);
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return st;
     }
     uint8_t pre[8];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    dsc_status st = fio_pwrite_all(fd, pre, 8, 0, path);
+    st = fio_pwrite_all(fd, pre, 8, 0, path);
     if (!st) st = fio_pwrite_all(fd, h, hl, 8, path);
     if (!st) st = fio_pwrite_all(fd, st_header_spaces, padded - hl, 8 + hl, path);
     free(h);

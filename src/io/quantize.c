@@ -497,10 +497,10 @@ static dsc_status qz_copy_side_file(const char *in_dir, const char *out_dir, con
     if ((s = fio_join(src, in_dir, name)) || (s = fio_join(dst, out_dir, name))) return s;
     int in = open(src, O_RDONLY);
     if (in < 0) return errno == ENOENT ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int out = fio_create_fd(dst, 0, &s);
     if (out < 0) {
         close(in);
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", dst, strerror(errno));
+        return s;
     }
     char *buf = malloc(1 << 16);
     uint64_t off = 0;
@@ -731,10 +731,10 @@ static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
     char *h = qz_header(p, k);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int fd = fio_create_fd(path, 0, &st);
     if (fd < 0) {
         free(h);
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return st;
     }
     uint8_t pre[8];
     for (int i = 0; i < 8; i++) pre[i] = (uint8_t)((uint64_t)padded >> (8 * i));

@@ -337,10 +337,11 @@ dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *t, int
     cJSON_Delete(root);
     if (!hdr) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t hl = strlen(hdr), padded = hl + st_header_pad(hl);
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
+    FILE *fp;
+    dsc_status cs = fio_create(path, 0, &fp);
+    if (cs) {
         free(hdr);
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return cs;
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/fileio.h"
 #include "core/status.h"
 #include "rl/rl.h"
 #include "rl/rollout.h"
@@ -103,8 +104,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
         cp.n_threads = p->threads;
         s = dsc_ctx_new(m, &cp, &ctx);
     }
-    if (!s && p->details && !(det = fopen(p->details, "wb")))
-        s = dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", p->details, strerror(errno));
+    if (!s && p->details) s = fio_create(p->details, 0, &det);
     const int32_t eos = tok ? dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>") : -1;
     if (!s && eos < 0) s = dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token", tok_path);
     int64_t n_samples = 0, n_format = 0, n_tokens = 0;

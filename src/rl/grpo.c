@@ -175,7 +175,7 @@ static dsc_status setup(grpo *g) {
         return dsc_fail(DSC_ERR_NOMEM, "grpo: out of memory for a batch of %d sequences", S);
     char path[FIO_PATH_MAX];
     if ((s = fio_join(path, p->out_dir, "log.jsonl"))) return s;
-    if (!(g->log = fopen(path, "wb"))) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if ((s = fio_create(path, 0, &g->log))) return s;
     g->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
     return DSC_OK;
 }

@@ -25,6 +25,7 @@
 
 #include "core/fileio.h"
 #include "core/status.h"
+#include "io/config.h"
 #include "io/safetensors.h"
 #include "train/data.h"
 #include "train/trainer.h"
@@ -83,6 +84,7 @@ typedef struct {
     int32_t *loads;       /* (L, E) routes of the step's micro-batches     */
     size_t n_loads;
     char cfg_src[FIO_PATH_MAX];
+    char init_dir[FIO_PATH_MAX]; /* a random start, while it is loaded */
 
     int32_t step;         /* optimizer steps applied                       */
     int64_t epoch, cursor;
@@ -215,15 +217,20 @@ static dsc_status copy_file(const char *src, const char *dst) {
     return s;
 }
 
+/* out = the tokenizer_config.json beside tokenizer (FIO_PATH_MAX bytes). */
+static void tokenizer_config_path(char *out, const char *tokenizer) {
+    snprintf(out, FIO_PATH_MAX, "%s", tokenizer);
+    char *slash = strrchr(out, '/');
+    snprintf(slash ? slash + 1 : out, FIO_PATH_MAX - (size_t)(slash ? slash + 1 - out : 0), "tokenizer_config.json");
+}
+
 /* tokenizer.json, and tokenizer_config.json when it lies beside it. */
 static dsc_status copy_tokenizer(const char *tokenizer, const char *out_dir) {
     char dst[FIO_PATH_MAX], src[FIO_PATH_MAX];
     dsc_status s = fio_join(dst, out_dir, "tokenizer.json");
     if (!s) s = copy_file(tokenizer, dst);
     if (s) return s;
-    snprintf(src, sizeof src, "%s", tokenizer);
-    char *slash = strrchr(src, '/');
-    snprintf(slash ? slash + 1 : src, sizeof src - (size_t)(slash ? slash + 1 - src : 0), "tokenizer_config.json");
+    tokenizer_config_path(src, tokenizer);
     if (access(src, R_OK) != 0) return DSC_OK;
     if ((s = fio_join(dst, out_dir, "tokenizer_config.json"))) return s;
     return copy_file(src, dst);
@@ -316,7 +323,8 @@ static dsc_status window_from_json(spike_window *w, const cJSON *o, const char *
         return dsc_fail(DSC_ERR_FORMAT, "%s: window: expected loss and grad_norm arrays of at most %d values", path, w->cap);
     w->n = w->pos = 0;
     for (const cJSON *a = l->child, *b = g->child; a && b; a = a->next, b = b->next) {
-        if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b)) return dsc_fail(DSC_ERR_FORMAT, "%s: window: not a number", path);
+        if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !isfinite((float)a->valuedouble) || !isfinite((float)b->valuedouble))
+            return dsc_fail(DSC_ERR_FORMAT, "%s: window: not a finite number", path);
         window_push(w, (float)a->valuedouble, (float)b->valuedouble);
     }
     return DSC_OK;
@@ -396,23 +404,36 @@ static dsc_status load_state(loop *L, int64_t *log_bytes) {
     size_t len;
     dsc_status s = fio_join(path, L->p.out_dir, "trainer_state.json");
     if (s || (s = read_small(path, &json, &len))) return s;
-    cJSON *st = cJSON_ParseWithLength(json, len);
+    cJSON *st = fio_parse_json(json, len);
     free(json);
     if (!cJSON_IsObject(st)) {
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: %s", path, st ? "not a JSON object" : fio_json_error());
         cJSON_Delete(st);
-        return dsc_fail(DSC_ERR_FORMAT, "%s: not a JSON object", path);
+        return s;
     }
     int64_t v[12];
     const char *keys[12] = {"step", "adam_step", "epoch", "cursor", "seq", "data_tokens",
                             "log_bytes", "streak", "rollbacks", "burst_fired", "burst_left", "inject_done"};
-    for (int i = 0; i < 12 && !s; i++) s = json_int(st, keys[i], path, 0, INT64_MAX / 2, &v[i]);
+    const int64_t big = INT64_MAX / 2, hi[12] = {INT32_MAX, big, big, big, INT32_MAX, big, big, INT32_MAX, INT32_MAX, 1,
+                                                 INT32_MAX, 1};
+    for (int i = 0; i < 12 && !s; i++) s = json_int(st, keys[i], path, 0, hi[i], &v[i]);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(st, "seed");
+    if (!s && (!cJSON_IsNumber(seed) || seed->valuedouble != (double)L->p.seed))
+        s = dsc_fail(DSC_ERR_ARG, "%s: the checkpoint was trained with --seed %.17g, not %llu (the data order follows it)",
+                     path, cJSON_IsNumber(seed) ? seed->valuedouble : NAN, (unsigned long long)L->p.seed);
+    char log_path[FIO_PATH_MAX];
+    struct stat lsb;
+    if (!s && !(s = fio_join(log_path, L->p.out_dir, "log.jsonl")) && stat(log_path, &lsb) == 0 &&
+        v[6] > (int64_t)lsb.st_size)
+        s = dsc_fail(DSC_ERR_FORMAT, "%s: log_bytes %lld is beyond the %lld bytes of %s", path, (long long)v[6],
+                     (long long)lsb.st_size, log_path);
     const cJSON *hash = cJSON_GetObjectItemCaseSensitive(st, "data_hash");
     char hex[24];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)L->data.hash);
     if (!s && (v[4] != L->p.seq || v[5] != L->data.n_tokens || !cJSON_IsString(hash) || strcmp(hash->valuestring, hex)))
         s = dsc_fail(DSC_ERR_ARG, "%s: the checkpoint was trained on other data or another --seq (%lld tokens, seq %lld)",
                      path, (long long)v[5], (long long)v[4]);
-    if (!s && (v[0] > INT32_MAX || v[3] > L->data.n_train))
+    if (!s && v[3] > L->data.n_train)
         s = dsc_fail(DSC_ERR_FORMAT, "%s: step or cursor out of range", path);
     if (!s) s = window_from_json(&L->w, cJSON_GetObjectItemCaseSensitive(st, "window"), path);
     if (!s) {
@@ -433,6 +454,8 @@ static dsc_status load_state(loop *L, int64_t *log_bytes) {
         if (!(s = json_int(sn, "step", path, 0, INT32_MAX, &a)) && !(s = json_int(sn, "adam_step", path, 0, INT64_MAX / 2, &b)) &&
             !(s = json_int(sn, "epoch", path, 0, INT64_MAX / 2, &c)) && !(s = json_int(sn, "cursor", path, 0, INT64_MAX / 2, &d)) &&
             !(s = window_from_json(&L->snap.w, cJSON_GetObjectItemCaseSensitive(sn, "window"), path))) {
+            if (a > L->step || b > L->t->step || d > L->data.n_train)
+                return cJSON_Delete(st), dsc_fail(DSC_ERR_FORMAT, "%s: snapshot: step, adam_step or cursor beyond the state's", path);
             L->snap = (snapshot){.have = 1, .step = (int32_t)a, .adam_step = b, .epoch = c, .cursor = d, .params = L->snap.params,
                                  .m = L->snap.m, .v = L->snap.v, .bias = L->snap.bias, .w = L->snap.w};
         }
@@ -598,6 +621,16 @@ static int is_dir(const char *path) {
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* The random start's directory, once loaded (what dsc_init_checkpoint
+ * writes into it). */
+static void remove_init_dir(const char *dir) {
+    static const char *const files[] = {"config.json", "model.safetensors", "model.safetensors.index.json"};
+    char path[FIO_PATH_MAX];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (!fio_join(path, dir, files[i])) unlink(path);
+    rmdir(dir);
+}
+
 /* Loads (or creates) the model and everything sized by it. */
 static dsc_status setup_model(loop *L) {
     const dsc_train_run_params *p = &L->p;
@@ -625,14 +658,30 @@ static dsc_status setup_model(loop *L) {
         dir = p->init;
         if ((s = fio_join(L->cfg_src, p->init, "config.json"))) return s;
     } else {
+        /* A random start, written to a directory of its own inside the
+         * output one and loaded from there: nothing of an older run in the
+         * output directory is replaced before the first checkpoint, so a
+         * run that fails on its inputs leaves that run whole. */
         snprintf(L->cfg_src, sizeof L->cfg_src, "%s", p->init);
+        dsc_config cfg;
+        if ((s = config_load(p->init, &cfg))) return s;
+        if (p->seq > cfg.max_position_embeddings)
+            return dsc_fail(DSC_ERR_ARG, "%s: --seq %d exceeds max_position_embeddings %d", p->init, p->seq,
+                            cfg.max_position_embeddings);
+        if (p->mtp_lambda > 0 && cfg.n_nextn_layers < 1)
+            return dsc_fail(DSC_ERR_ARG, "%s: num_nextn_predict_layers 0: no MTP layer to train (--mtp-lambda)", p->init);
         dsc_init_params ip = dsc_init_default_params();
         ip.seed = p->seed;
         ip.dtype = "f32";
-        if ((s = dsc_init_checkpoint(p->init, p->out_dir, &ip))) return s;
+        if ((s = fio_join(L->init_dir, p->out_dir, "initial-weights.tmp"))) return s;
+        dir = L->init_dir;
+        s = dsc_init_checkpoint(p->init, dir, &ip);
+        if (!s) s = dsc_trainer_new(dir, &tp, &L->t);
+        remove_init_dir(L->init_dir);
+        if (s) return s;
         fresh = 1;
     }
-    if ((s = dsc_trainer_new(dir, &tp, &L->t))) return s;
+    if (!fresh && (s = dsc_trainer_new(dir, &tp, &L->t))) return s;
     dsc_trainer *t = L->t;
     if (fresh) adjust_init(t, p->init_scale);
     const size_t nf = t->n_floats, nb = (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
@@ -661,6 +710,12 @@ static dsc_status setup_data(loop *L) {
     const dsc_train_run_params *p = &L->p;
     dsc_status s = dsc_tokenizer_load(p->tokenizer, &L->tok);
     if (s) return s;
+    /* the checkpoints copy the chat template beside the tokenizer: a bad one
+     * is found now rather than when the first one is written */
+    char tc[FIO_PATH_MAX];
+    unsigned flags = 0;
+    tokenizer_config_path(tc, p->tokenizer);
+    if ((s = dsc_chat_detect(tc, &flags))) return s;
     const int32_t nv = dsc_tokenizer_n_vocab(L->tok);
     if (nv > L->t->cfg.vocab_size)
         return dsc_fail(DSC_ERR_ARG, "%s: %d token ids do not fit the model's vocab_size %d", p->tokenizer, nv,
@@ -681,12 +736,8 @@ static dsc_status open_log(loop *L, int64_t keep_bytes) {
     if (s) return s;
     if (keep_bytes >= 0) {
         if (truncate(path, keep_bytes) != 0) return dsc_fail(DSC_ERR_IO, "%s: cannot truncate: %s", path, strerror(errno));
-        L->log = fopen(path, "ab");
-    } else {
-        L->log = fopen(path, "wb");
     }
-    if (!L->log) return dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    return DSC_OK;
+    return fio_create(path, keep_bytes >= 0, &L->log);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -314,14 +314,18 @@ static void copy_params(dsc_trainer *t) {
 }
 
 static dsc_status check_params(const dsc_train_params *p) {
-    if (p->n_batch < 1 || p->n_batch > (1 << 20)) return dsc_fail(DSC_ERR_ARG, "trainer: n_batch %d out of range", p->n_batch);
-    if (p->n_seq < 1 || p->n_seq > (1 << 16)) return dsc_fail(DSC_ERR_ARG, "trainer: n_seq %d out of range", p->n_seq);
+    if (p->n_batch < 1 || p->n_batch > (1 << 20))
+        return dsc_fail(DSC_ERR_ARG, "trainer: a batch of %d sequences is out of range [1, %d]", p->n_batch, 1 << 20);
+    if (p->n_seq < 1 || p->n_seq > (1 << 16))
+        return dsc_fail(DSC_ERR_ARG, "trainer: a sequence of %d tokens is out of range [1, %d]", p->n_seq, 1 << 16);
     if (p->n_threads < 0 || p->n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "trainer: n_threads %d out of range", p->n_threads);
     if (!(p->alpha >= 0) || !(p->gamma >= 0) || !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) ||
         !(p->eps > 0) || !(p->weight_decay >= 0))
         return dsc_fail(DSC_ERR_ARG, "trainer: alpha, gamma, betas, eps or weight decay out of range");
     if (!(p->mtp_lambda >= 0 && p->mtp_lambda <= 100))
         return dsc_fail(DSC_ERR_ARG, "trainer: mtp_lambda %g out of range [0, 100]", (double)p->mtp_lambda);
+    if (p->mtp_lambda > 0 && p->n_seq < 2)
+        return dsc_fail(DSC_ERR_ARG, "--mtp-lambda needs sequences of 2 tokens or more (the MTP layer predicts token t + 2)");
     return DSC_OK;
 }
 

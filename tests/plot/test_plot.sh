@@ -38,7 +38,7 @@ draws() {
 fails() {
     name=$1 pat=$2
     shift 2
-    "$DSC" plot "$@" >"$W/out" 2>"$W/err"
+    timeout 20 "$DSC" plot "$@" >"$W/out" 2>"$W/err"
     rc=$?
     if [ $rc -eq 1 ] && [ "$(wc -l <"$W/err")" -eq 1 ] && grep -q "^dsc: plot: " "$W/err" && grep -q -- "$pat" "$W/err"
     then ok "$name"
@@ -94,8 +94,10 @@ printf '{"step":1,"loss":5}\n[1,2]\n' >"$W/array.jsonl"
 printf '{"step":1,"loss":5}\n{"step":"two","loss":4}\n' >"$W/step.jsonl"
 printf '{"step":1,"loss":5} {"step":2}\n' >"$W/trailing.jsonl"
 printf '{"step":1,"loss":5}\n{"step":1e300,"loss":4}\n' >"$W/huge.jsonl"
-fails "missing log" "cannot read $W/nope.jsonl" "$W/nope.jsonl" -o "$W/x.png"
-fails "a directory as the log" "cannot read" "$W" -o "$W/x.png"
+fails "missing log" "$W/nope.jsonl: cannot open" "$W/nope.jsonl" -o "$W/x.png"
+fails "a directory as the log" "$W: is a directory" "$W" -o "$W/x.png"
+mkfifo "$W/fifo.jsonl"
+fails "a FIFO as the log (refused, not waited on)" "fifo.jsonl: not a regular file" "$W/fifo.jsonl" -o "$W/x.png"
 fails "empty log" "empty log" "$W/empty.jsonl" -o "$W/x.png"
 fails "blank lines only" "empty log" "$W/blank.jsonl" -o "$W/x.png"
 fails "no numeric key" "no numeric key to plot" "$W/nonum.jsonl" -o "$W/x.png"

@@ -78,6 +78,8 @@ expect_die --family add --n 5 --level 0
 expect_die --family add --n 5 --format csv
 expect_die --family add --n 5 --seed -1
 expect_die --family add --n 5 --seed 1x
+expect_die --family add --n 5 --seed " -1"
+expect_die --family add --n 5 --seed " 7"
 expect_die --family add --n 5 --bogus 1
 expect_die --family add --n
 expect_die --family add --n 5 extra
@@ -89,6 +91,26 @@ echo '{"completion": 5}' > "$T/notext"
 expect_die --check "$T/oneprob" --completions "$T/notext"
 echo '{"question": "What is 2 + 2?", "answer": "5"}' > "$T/badprob"
 expect_die --check "$T/badprob" --completions "$T/one"
+printf '"\\\\boxed{4}\\u0000junk"\n' > "$T/nul"
+expect_die --check "$T/oneprob" --completions "$T/nul"
+printf '"a" trailing\n' > "$T/trail"
+expect_die --check "$T/oneprob" --completions "$T/trail"
+printf '{"completion": "a", "completion": "b"}\n' > "$T/dupc"
+expect_die --check "$T/oneprob" --completions "$T/dupc"
+# -o is emptied only once the inputs are open, and never when it is one of them
+cp "$T/add.problems" "$T/keep.problems"
+expect_die --check "$T/keep.problems" --completions "$T/completions" -o "$T/keep.problems"
+cmp -s "$T/add.problems" "$T/keep.problems" && ok || bad "--check -o INPUT emptied the input"
+echo keep > "$T/keepout"
+expect_die --check "$T/missing" --completions "$T/completions" -o "$T/keepout"
+[ "$(cat "$T/keepout")" = keep ] && ok || bad "--check with a missing input emptied -o"
+mkfifo "$T/fifo"
+timeout 20 "$DSC" tasks --family add --n 2 -o "$T/fifo" > /dev/null 2> "$T/err"
+[ $? = 1 ] && grep -q 'a FIFO that nothing reads' "$T/err" && ok || bad "-o FIFO: $(cat "$T/err")"
+# blank lines at the end of either file are not problems
+{ cat "$T/oneprob"; printf '\n\n'; } > "$T/oneprob_blank"
+"$DSC" tasks --check "$T/oneprob_blank" --completions "$T/one" > /dev/null 2> "$T/err" && grep -q '1 checked' "$T/err" \
+  && ok || bad "--check with blank lines at the end: $(cat "$T/err")"
 "$DSC" tasks --help > "$T/out" 2> "$T/err" && grep -q '^usage: dsc tasks' "$T/out" && [ ! -s "$T/err" ] \
   && ok || bad "--help: usage on stdout, exit 0"
 

@@ -177,6 +177,31 @@ check "10 steps (--stop-at 10), then --resume" sh -c "$TRAIN --steps 20 --save-e
 check "resume is exact: identical log losses and identical weights" same_run "$W/one" "$W/two" loss val_loss grad_norm
 fails "--resume without a checkpoint is one line" "empty" $TRAIN --steps 5 --resume -o "$W/empty"
 
+# a run's directory is left whole by a fresh run that fails on its inputs
+cp -R "$W/two" "$W/keep" && cp -R "$W/two" "$W/keep0"
+printf 'ok \377 bad\n' >"$W/bad.txt"
+fails "a fresh run into a finished run's directory, on bad data, is one line" "bad.txt: invalid UTF-8" \
+    "$DSC" train "$W/config.json" --data "$W/bad.txt" --tokenizer "$TOK/tokenizer.json" --batch 2 --seq 16 --steps 2 -o "$W/keep"
+fails "... and with an unknown --isa" "kernel set 'nope'" $TRAIN --steps 2 --isa nope -o "$W/keep"
+check "... which leaves that run's files as they were" diff -r "$W/keep0" "$W/keep"
+fails "--resume with another --seed is one line naming it" "seed 0, not 5" \
+    $TRAIN --steps 20 --save-every 7 --resume --seed 5 -o "$W/keep"
+py "$W/keep/trainer_state.json" <<'EOF'
+import json, sys
+st = json.load(open(sys.argv[1])); st["log_bytes"] = 10**11; json.dump(st, open(sys.argv[1], "w"))
+EOF
+fails "--resume with log_bytes beyond log.jsonl is one line (no 100 GB file)" "log_bytes 100000000000 is beyond" \
+    $TRAIN --steps 20 --save-every 7 --resume -o "$W/keep"
+mkdir -p "$W/fifo" && mkfifo "$W/fifo/log.jsonl"
+fails "log.jsonl a FIFO nothing reads is one line, not a wait" "a FIFO that nothing reads" \
+    timeout 20 $TRAIN --steps 2 -o "$W/fifo"
+fails "--mtp-lambda with --seq 1 is one line (no token t + 2 to predict)" "mtp-lambda needs sequences of 2" \
+    "$DSC" train "$W/config.json" --data "$TEXT" --tokenizer "$TOK/tokenizer.json" --batch 2 --seq 1 --steps 2 \
+    --mtp-lambda 0.3 -o "$W/mtpseq1"
+mkdir -p "$W/tokdir/tokenizer_config.json" && cp "$TOK/tokenizer.json" "$W/tokdir/"
+fails "a bad tokenizer_config.json beside the tokenizer is found before training" "tokenizer_config.json: is a directory" \
+    "$DSC" train "$W/config.json" --data "$TEXT" --tokenizer "$W/tokdir/tokenizer.json" --batch 2 --seq 16 --steps 2 -o "$W/tc"
+
 # ---------------------------------------------------------------- multi-token prediction
 check "--mtp-lambda 0.3: 20 steps with MTP module 0" $TRAIN --steps 20 --save-every 7 --mtp-lambda 0.3 -o "$W/mtp"
 check "... logs mtp_loss, which falls; the checkpoint keeps the MTP layer (V3 names, num_nextn_predict_layers 1)" py "$W/mtp" <<'EOF'
