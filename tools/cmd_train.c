@@ -14,6 +14,7 @@
  * objective is loss_ce + loss_aux + L x loss_mtp); e_score_correction_bias
  * is not trainable, so it gets no gradient.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,8 +36,11 @@ int cmd_grad(const cli_opts *o) {
     dsc_trainer *t = NULL;
     float ce = 0, aux = 0;
     int rc = 0;
-    if (dsc_trainer_new(o->model, &p, &t) || dsc_train_grad(t, tokens, B, T, &ce, &aux) ||
-        dsc_train_write_grads(t, o->output, ce, aux))
+    if (dsc_trainer_new(o->model, &p, &t) || dsc_train_grad(t, tokens, B, T, &ce, &aux)) rc = cli_die_status();
+    else if (!isfinite(ce) || !isfinite(aux) || !isfinite(dsc_train_grad_norm(t)))
+        rc = cli_die("grad: the loss or the gradient is not finite (loss_ce %g, loss_aux %g): are %s's weights finite?",
+                     (double)ce, (double)aux, o->model);
+    else if (dsc_train_write_grads(t, o->output, ce, aux))
         rc = cli_die_status();
     else
         fprintf(stderr, "dsc: grad: %d x %d targets, loss_ce %.6f, loss_aux %.6f (alpha %g), %d tensors -> %s\n", B, T,

@@ -157,6 +157,12 @@ static dsc_status setup(grpo *g) {
     /* the reference: the KL penalty (beta > 0), and the KL in the log either way */
     dsc_train_params rp = tp;
     if ((s = dsc_trainer_new(p->ref ? p->ref : p->init, &rp, &g->ref))) return s;
+    if (dsc_train_vocab_size(g->ref) != dsc_train_vocab_size(g->t))
+        return dsc_fail(DSC_ERR_ARG, "grpo: --ref %s: vocab_size %d differs from the policy's %d (%s)", p->ref,
+                        dsc_train_vocab_size(g->ref), dsc_train_vocab_size(g->t), p->init);
+    if (dsc_tokenizer_n_vocab(g->tok) > dsc_train_vocab_size(g->t))
+        return dsc_fail(DSC_ERR_ARG, "%s: %d token ids do not fit the model's vocab_size %d", g->tok_path,
+                        dsc_tokenizer_n_vocab(g->tok), dsc_train_vocab_size(g->t));
     /* the vocabulary is the config's; read it from a loaded model later */
     g->eos = dsc_tokenizer_find(g->tok, "<｜end▁of▁sentence｜>");
     if (g->eos < 0) return dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token", g->tok_path);

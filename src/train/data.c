@@ -167,6 +167,8 @@ static int buf_reserve(chat_buf *b, size_t need) {
  * into ex (prompt ids with mask 0, the answer and EOS with mask 1). */
 static dsc_status chat_example(const dsc_tokenizer *tok, const char *line, size_t len, int32_t eos, chat_buf *ex,
                                const char *where) {
+    if (fio_json_has_nul(line, len))
+        return dsc_fail(DSC_ERR_FORMAT, "%s: a string holds \\u0000 (NUL), which would cut it short", where);
     cJSON *root = fio_parse_json(line, len);
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     dsc_status s = DSC_OK;
@@ -230,7 +232,9 @@ dsc_status trn_data_load_chat(trn_data *d, const dsc_tokenizer *tok, const char 
             e = memchr(p, '\n', (size_t)(text + len - p));
             if (!e) e = text + len;
             line++;
-            if (e == p) continue;
+            size_t k = 0; /* lines of white space only are skipped, as tokenize --jsonl does */
+            while (p + k < e && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
+            if (p + k == e) continue;
             char where[512];
             snprintf(where, sizeof where, "%.400s:%zu", files[f], line);
             if ((s = chat_example(tok, p, (size_t)(e - p), eos, &ex, where))) break;

@@ -85,6 +85,7 @@ typedef struct {
     size_t n_loads;
     char cfg_src[FIO_PATH_MAX];
     char init_dir[FIO_PATH_MAX]; /* a random start, while it is loaded */
+    float last_loss;             /* the last batch's, for the message when giving up */
 
     int32_t step;         /* optimizer steps applied                       */
     int64_t epoch, cursor;
@@ -855,7 +856,11 @@ static dsc_status rollback(loop *L) {
     if (!L->snap.have || L->rollbacks >= L->p.max_rollbacks) {
         sb_printf(&b, "{\"step\":%d,\"event\":\"diverged\",\"rollbacks\":%d}", from, L->rollbacks);
         emit(L, &b, from, NAN, NAN, 0, NAN, "diverged");
-        return dsc_fail(DSC_ERR_ARG, "train: the loss stays high at step %d after %d rollbacks; giving up", from, L->rollbacks);
+        return isfinite(L->last_loss)
+                   ? dsc_fail(DSC_ERR_ARG, "train: the loss stays high at step %d after %d rollbacks; giving up", from,
+                              L->rollbacks)
+                   : dsc_fail(DSC_ERR_ARG, "train: the loss is not finite at step %d after %d rollbacks; giving up%s",
+                              from, L->rollbacks, from == 0 ? " (are the starting weights finite?)" : "");
     }
     const int64_t skipped = (L->epoch - L->snap.epoch) * L->data.n_train + (L->cursor - L->snap.cursor);
     snapshot_restore(L);
@@ -880,6 +885,7 @@ static dsc_status iterate(loop *L, int *applied) {
     L->cursor0 = L->cursor;
     dsc_status st = step_grad(L, s, &loss, &aux);
     if (st) return st;
+    L->last_loss = loss;
     const float gn = (float)grad_norm(t);
     const char *why = "";
     double mean, std;

@@ -104,6 +104,7 @@ typedef struct {
 int32_t dsc_train_n_tensors(const dsc_trainer *t);
 /* num_hidden_layers (the MTP module, when trained, is layer n_layers). */
 int32_t dsc_train_n_layers(const dsc_trainer *t);
+int32_t dsc_train_vocab_size(const dsc_trainer *t);
 const dsc_train_tensor *dsc_train_tensor_at(const dsc_trainer *t, int32_t i);
 const dsc_train_tensor *dsc_train_find(const dsc_trainer *t, const char *name); /* NULL if absent */
 int64_t dsc_train_n_params(const dsc_trainer *t);

@@ -854,6 +854,7 @@ float dsc_train_loss_mtp(const dsc_trainer *t) { return t->mtp ? t->loss_mtp : N
 int32_t dsc_train_n_tensors(const dsc_trainer *t) { return t->n_tensors; }
 
 int32_t dsc_train_n_layers(const dsc_trainer *t) { return t->cfg.n_layers; }
+int32_t dsc_train_vocab_size(const dsc_trainer *t) { return t->cfg.vocab_size; }
 
 const dsc_train_tensor *dsc_train_tensor_at(const dsc_trainer *t, int32_t i) {
     return i >= 0 && i < t->n_tensors ? &t->tensors[i].pub : NULL;

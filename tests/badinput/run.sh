@@ -527,6 +527,8 @@ for v in nan inf; do
     expect_late "sampling with $v weights" "not finite" "$DSC" generate -m "$d" --temp 0.6 --ids --tokens "$T3" -n 3
     model "$V3" && mk fill "$d" model.norm.weight $v
     expect_late "greedy decoding with $v weights" "not finite" "$DSC" generate -m "$d" --temp 0 --ids --tokens "$T3" -n 3
+    model "$V3" && mk fill "$d" model.norm.weight $v
+    expect "gradients with $v weights" "not finite" "$DSC" grad -m "$d" --batch "$GOLDEN/models/v3-tiny/train.safetensors" -o "$tmp/g.st"
 done
 
 # ------------------------------------------------------------------ tokenizer and chat
@@ -560,6 +562,10 @@ printf '{"text": "ok"}\n{"text": "a", "text": "b"}\n' >"$tmp/dup.jsonl"
 expect "jsonl line with a key twice" "dup.jsonl:2|twice" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/dup.jsonl"
 printf '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "messages": []}\n' >"$tmp/dup.sft"
 expect "sft example with a key twice" "dup.sft:1|messages|twice" "$DSC" sft "$V3" --tokenizer "$TOK" --data "$tmp/dup.sft" -o "$tmp/sft-out"
+printf '{"messages": [{"role": "user", "content": "q\\u0000x"}, {"role": "assistant", "content": "a"}]}\n' >"$tmp/nul.sft"
+expect "sft example holding \\u0000" "nul.sft:1|NUL" "$DSC" sft "$V3" --tokenizer "$TOK" --data "$tmp/nul.sft" -o "$tmp/sft-out"
+expect "grpo --ref with another vocabulary" "--ref|vocab_size 512|384" "$DSC" grpo "$ROOT/models/dsc-r1-tiny" --steps 1 \
+    --prompts 1 --group 2 --max-new 8 -t 1 --ref "$V3" --beta 0.1 -o "$tmp/grpo-out"
 printf '{"question": "Using the numbers [1, 2], make 3.", "question": "x"}\n' >"$tmp/dup.tasks"
 printf '{"text": "1 + 2"}\n' >"$tmp/compl.jsonl"
 expect "task with a key twice" "dup.tasks:1|question|twice" "$DSC" tasks --check "$tmp/dup.tasks" --completions "$tmp/compl.jsonl"
