@@ -155,7 +155,8 @@ static int file_tokens(const cli_opts *o, int n, int32_t **ids, int *n_ids) {
     char path[4096];
     size_t need = 0;
     int rc = cli_tokenizer_open(o, &tok, path, sizeof path);
-    if (!rc && dsc_tokenize(tok, text, len, 0, NULL, 0, &need) && need == 0) rc = cli_die_status();
+    if (!rc && dsc_tokenize(tok, text, len, 0, NULL, 0, &need) && need == 0)
+        rc = cli_die("kld: %s: %s", o->file, dsc_last_error()); /* the message names "text" */
     int32_t *all = rc ? NULL : malloc(sizeof *all * (need ? need : 1));
     if (!rc && !all) rc = cli_die("out of memory for %zu ids", need);
     if (!rc && dsc_tokenize(tok, text, len, 0, all, need, &need)) rc = cli_die_status();

@@ -5,6 +5,7 @@
  *   dsc eval [-m DIR] --tasks FILE.jsonl [--samples K] [--vote] [--temp T]
  */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,14 @@ static const char usage_eval[] =
         double x_;                                                  \
         if ((rc = cli_parse_double(v, a, lo, hi, &x_)) == 0) field = (type)x_; \
     } while (0)
+/* The same for a count: a fraction is an error, not rounded down. */
+#define INT(field, lo, hi, type)                                                                \
+    do {                                                                                        \
+        double x_;                                                                              \
+        if ((rc = cli_parse_double(v, a, lo, hi, &x_)) == 0 && x_ != floor(x_))                  \
+            rc = cli_die("%s: '%s' is not an integer", a, v);                                   \
+        if (!rc) field = (type)x_;                                                              \
+    } while (0)
 
 static volatile int g_stop;
 static void on_signal(int sig) {
@@ -69,6 +78,8 @@ static int parse_families(const char *v, rl_grpo_params *p) {
     p->n_families = 0;
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (!strcmp(t, "all")) {
+            if (p->n_families || strtok_r(NULL, ",", &save))
+                return cli_die("grpo: --tasks: 'all' goes alone, not in a list");
             for (int f = 0; f < TASK_N_FAMILIES; f++) p->families[f] = (task_family)f;
             p->n_families = TASK_N_FAMILIES;
             return 0;
@@ -103,17 +114,17 @@ int cmd_grpo(const cli_opts *o) {
         if (!strcmp(a, "-o") || !strcmp(a, "--output")) p.out_dir = v;
         else if (!strcmp(a, "--ref")) p.ref = v;
         else if (!strcmp(a, "--tasks")) rc = parse_families(v, &p);
-        else if (!strcmp(a, "--level")) NUM(p.level, 1, 16, int);
-        else if (!strcmp(a, "--steps")) NUM(p.steps, 1, 1e7, int32_t);
-        else if (!strcmp(a, "--prompts")) NUM(p.prompts, 1, 512, int32_t);
-        else if (!strcmp(a, "--group")) NUM(p.group, 2, 256, int32_t);
-        else if (!strcmp(a, "--max-new")) NUM(p.max_new, 1, 8192, int32_t);
-        else if (!strcmp(a, "--inner")) NUM(p.inner, 1, 64, int32_t);
-        else if (!strcmp(a, "--warmup")) NUM(p.warmup, 0, 1e7, int32_t);
-        else if (!strcmp(a, "--rounds")) NUM(p.max_rounds, 1, 64, int32_t);
-        else if (!strcmp(a, "--save-every")) NUM(p.save_every, 0, 1e7, int32_t);
-        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) NUM(p.threads, 1, 1024, int32_t);
-        else if (!strcmp(a, "--seed")) NUM(p.seed, 0, 4294967295.0, uint64_t);
+        else if (!strcmp(a, "--level")) INT(p.level, 1, 16, int);
+        else if (!strcmp(a, "--steps")) INT(p.steps, 1, 1e7, int32_t);
+        else if (!strcmp(a, "--prompts")) INT(p.prompts, 1, 512, int32_t);
+        else if (!strcmp(a, "--group")) INT(p.group, 2, 256, int32_t);
+        else if (!strcmp(a, "--max-new")) INT(p.max_new, 1, 8192, int32_t);
+        else if (!strcmp(a, "--inner")) INT(p.inner, 1, 64, int32_t);
+        else if (!strcmp(a, "--warmup")) INT(p.warmup, 0, 1e7, int32_t);
+        else if (!strcmp(a, "--rounds")) INT(p.max_rounds, 1, 64, int32_t);
+        else if (!strcmp(a, "--save-every")) INT(p.save_every, 0, 1e7, int32_t);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) INT(p.threads, 1, 1024, int32_t);
+        else if (!strcmp(a, "--seed")) INT(p.seed, 0, 4294967295.0, uint64_t);
         else if (!strcmp(a, "--lr")) NUM(p.lr, 0, 10, float);
         else if (!strcmp(a, "--wd")) NUM(p.weight_decay, 0, 10, float);
         else if (!strcmp(a, "--clip")) NUM(p.clip, 0, 1e9, float);
@@ -158,14 +169,14 @@ int cmd_eval(const cli_opts *o) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;
         else if (!strcmp(a, "--tasks")) p.tasks = v;
         else if (!strcmp(a, "--details")) p.details = v;
-        else if (!strcmp(a, "--samples")) NUM(p.samples, 1, 256, int32_t);
+        else if (!strcmp(a, "--samples")) INT(p.samples, 1, 256, int32_t);
         else if (!strcmp(a, "--temp")) NUM(p.temp, 0, 10, float);
         else if (!strcmp(a, "--top-p")) NUM(p.top_p, 0, 1, float);
-        else if (!strcmp(a, "--max-new")) NUM(p.max_new, 1, 8192, int32_t);
-        else if (!strcmp(a, "--batch")) NUM(p.batch, 1, 512, int32_t);
-        else if (!strcmp(a, "--limit")) NUM(p.limit, 0, 1e9, int32_t);
-        else if (!strcmp(a, "--seed")) NUM(p.seed, 0, 4294967295.0, uint64_t);
-        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) NUM(p.threads, 1, 1024, int32_t);
+        else if (!strcmp(a, "--max-new")) INT(p.max_new, 1, 8192, int32_t);
+        else if (!strcmp(a, "--batch")) INT(p.batch, 1, 512, int32_t);
+        else if (!strcmp(a, "--limit")) INT(p.limit, 0, 1e9, int32_t);
+        else if (!strcmp(a, "--seed")) INT(p.seed, 0, 4294967295.0, uint64_t);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) INT(p.threads, 1, 1024, int32_t);
         else return cli_die("eval: unknown option '%s' (see dsc eval --help)", a);
     }
     if (rc) return rc;

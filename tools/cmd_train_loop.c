@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../src/train/train.h"
@@ -101,10 +102,11 @@ int cmd_train_tokenizer(const cli_opts *o) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return cli_die("%s needs a value", a);
             out = v, i++;
-        } else return cli_die("train-tokenizer: unknown option '%s'\n%s", a, usage_tokenizer);
+        } else return cli_die("train-tokenizer: unknown option '%s' (see dsc train-tokenizer --help)", a);
     }
     if (rc) return rc;
-    if (!files || !out || !vocab_set) return cli_die("train-tokenizer: --data, --vocab and -o are needed\n%s", usage_tokenizer);
+    if (!files || !out || !vocab_set)
+        return cli_die("train-tokenizer: --data, --vocab and -o are needed (see dsc train-tokenizer --help)");
     char tok_path[4096], cfg_path[4096];
     size_t n = strlen(out);
     if (n >= 5 && !strcmp(out + n - 5, ".json")) snprintf(tok_path, sizeof tok_path, "%s", out);
@@ -113,6 +115,14 @@ int cmd_train_tokenizer(const cli_opts *o) {
     char *slash = strrchr(cfg_path, '/');
     snprintf(slash ? slash + 1 : cfg_path, sizeof cfg_path - (size_t)(slash ? slash + 1 - cfg_path : 0),
              "tokenizer_config.json");
+    /* the output's directory before the training, not after it */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tok_path);
+    slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    struct stat sb;
+    if (slash && dir[0] && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        return cli_die("train-tokenizer: -o %s: %s is not a directory", out, dir);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     dsc_bpe_stats st;

@@ -266,6 +266,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         } else if (a[0] != '-' || !a[1])
             return die("unexpected argument '%s' (options start with '-'; see dsc %s --help)", a, o->cmd);
         else if (!v) return die("option %s needs a value", a);
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && o->model2) return die("kld: give -m twice, not more");
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && o->model && !strcmp(o->cmd, "kld")) o->model2 = v;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && !strcmp(o->cmd, "init")) o->config = v;

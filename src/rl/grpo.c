@@ -18,6 +18,7 @@
 
 #include "core/fileio.h"
 #include "core/status.h"
+#include "io/config.h"
 #include "rl/rl.h"
 #include "rl/rollout.h"
 #include "train/train.h"
@@ -144,6 +145,12 @@ static dsc_status setup(grpo *g) {
     if ((s = fio_join(g->cfg, p->init, "config.json")) || (s = fio_join(g->tok_path, p->init, "tokenizer.json"))) return s;
     if ((s = dsc_tokenizer_load(g->tok_path, &g->tok))) return s;
     g->Tmax = RL_MAX_PROMPT + p->max_new;
+    dsc_config cfg;
+    if ((s = config_load(g->cfg, &cfg))) return s;
+    if (g->Tmax > cfg.max_position_embeddings)
+        return dsc_fail(DSC_ERR_ARG, "grpo: --max-new %d and prompts of up to %d tokens need %d positions, beyond %s's "
+                        "max_position_embeddings %d", p->max_new, RL_MAX_PROMPT, g->Tmax, p->init,
+                        cfg.max_position_embeddings);
     const int S = p->prompts * p->group;
     dsc_train_params tp = dsc_train_default_params();
     tp.n_batch = S;

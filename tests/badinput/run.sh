@@ -508,6 +508,7 @@ expect "a stray argument" "stray|unexpected" "$DSC" generate -m "$V3" --tokens "
 expect "option without its value" "--tokens" "$DSC" logits -m "$V3" -o "$tmp/o.st" --tokens
 expect "missing -o for logits" "-o" "$DSC" logits -m "$V3" --tokens "0 1 2"
 expect "missing -m" "-m" "$DSC" logits --tokens "0 1 2" -o "$tmp/o.st"
+expect "kld with three models" "-m twice" "$DSC" kld -m "$V3" -m "$V3" -m "$V3" -n 16
 expect "-c not a number" "-c|abc" "$DSC" generate -m "$V3" --temp 0 --ids -c abc --tokens "0 1" -n 2
 expect "-c zero" "-c" "$DSC" generate -m "$V3" --temp 0 --ids -c 0 --tokens "0 1" -n 2
 expect "-n negative" "-n" "$DSC" generate -m "$V3" --temp 0 --ids -n -1 --tokens "0 1"

@@ -97,6 +97,10 @@ fails "train-tokenizer: invalid UTF-8 is one line naming the file" "bad.txt: inv
     "$DSC" train-tokenizer --data "$W/bad.txt" --vocab 300 -o "$W/x.json"
 fails "train-tokenizer: a vocabulary below 262 is refused" "vocab" "$DSC" train-tokenizer --data "$TEXT" --vocab 100 -o "$W/x.json"
 fails "train-tokenizer: a missing file" "nope.txt: cannot open" "$DSC" train-tokenizer --data "$W/nope.txt" --vocab 300 -o "$W/x.json"
+fails "train-tokenizer: an unknown option is one line" "unknown option '--foo'" \
+    "$DSC" train-tokenizer --data "$TEXT" --vocab 300 --foo -o "$W/x.json"
+fails "train-tokenizer: -o in a missing directory, before training" "nodir is not a directory" \
+    "$DSC" train-tokenizer --data "$TEXT" --vocab 300 -o "$W/nodir/x.json"
 
 # ---------------------------------------------------------------- training
 cat >"$W/config.json" <<'EOF'
