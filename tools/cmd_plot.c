@@ -81,7 +81,7 @@ static int parse_opts(const cli_opts *co, plot_opts *o) {
     for (int i = 2; i < co->argc; i++) {
         const char *a = co->argv[i], *v = i + 1 < co->argc ? co->argv[i + 1] : NULL;
         const int takes = a[0] == '-' && a[1] && strcmp(a, "-h") && strcmp(a, "--help");
-        if (takes && !v) return cli_die("plot: %s needs a value", a);
+        if (takes && cli_no_value("plot", a, v)) return 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(usage, stdout), -1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = v;
         else if (!strcmp(a, "--keys")) o->keys = v;

@@ -109,7 +109,7 @@ int cmd_grpo(const cli_opts *o) {
         }
         if (!strcmp(a, "--dr-grpo")) { p.dr_grpo = 1; continue; }
         if (!strcmp(a, "--no-dynamic")) { p.dynamic = 0; continue; }
-        if (!v) return cli_die("grpo: option %s needs a value", a);
+        if (cli_no_value("grpo", a, v)) return 1;
         i++;
         if (!strcmp(a, "-o") || !strcmp(a, "--output")) p.out_dir = v;
         else if (!strcmp(a, "--ref")) p.ref = v;
@@ -164,7 +164,7 @@ int cmd_eval(const cli_opts *o) {
         }
         if (!strcmp(a, "--vote")) { p.vote = 1; continue; }
         if (a[0] != '-' || !a[1]) return cli_die("eval: unexpected argument '%s' (see dsc eval --help)", a);
-        if (!v) return cli_die("eval: option %s needs a value", a);
+        if (cli_no_value("eval", a, v)) return 1;
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;
         else if (!strcmp(a, "--tasks")) p.tasks = v;

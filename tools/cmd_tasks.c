@@ -61,7 +61,7 @@ static int tasks_parse(const cli_opts *o, tasks_opts *t) {
             return -1;
         }
         if (a[0] != '-') return cli_die("tasks: unexpected argument '%s' (see dsc tasks --help)", a);
-        if (!val) return cli_die("tasks: %s needs a value (see dsc tasks --help)", a);
+        if (cli_no_value("tasks", a, val)) return 1;
         i++;
         if (!strcmp(a, "--family")) {
             t->family = strcmp(val, "all") ? task_family_parse(val) : -1;

@@ -100,7 +100,7 @@ int cmd_train_tokenizer(const cli_opts *o) {
         else if (!strcmp(a, "--min-frequency")) rc = parse_i(v, a, 1, 1 << 30, &p.min_frequency), i++;
         else if (!strcmp(a, "--split-digits")) p.split_digits = 1;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!v) return cli_die("%s needs a value", a);
+            if (cli_no_value("train-tokenizer", a, v)) return 1;
             out = v, i++;
         } else return cli_die("train-tokenizer: unknown option '%s' (see dsc train-tokenizer --help)", a);
     }
@@ -228,7 +228,7 @@ static int train_main(const cli_opts *o, int chat) {
             p.init = a, takes = 0;
         } else if (!strcmp(a, "--data")) rc = take_files(o->argc, o->argv, &i, &files, &n_files), takes = 0;
         else if (!strcmp(a, "--resume")) p.resume = 1, takes = 0;
-        else if (!v) return cli_die("option %s needs a value", a);
+        else if (cli_no_value(name, a, v)) return 1;
         else if (!strcmp(a, "--tokenizer")) p.tokenizer = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) p.out_dir = v;
         else if (!strcmp(a, "--isa")) p.isa = v;

@@ -8,6 +8,7 @@
  * run, chat, serve and eval use the bundled model (models/DSC_DEFAULT_MODEL)
  * when no -m is given.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -147,6 +148,17 @@ int cli_die(const char *fmt, ...) {
 
 int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
 
+int cli_no_value(const char *cmd, const char *opt, const char *v) {
+    const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
+    if (!v) return cli_die("%s%soption %s needs a value", pre, sep, opt);
+    const int short_opt = v[0] == '-' && isalpha((unsigned char)v[1]) && (!v[2] || !strcmp(v, "-np"));
+    const int long_opt = v[0] == '-' && v[1] == '-' && isalpha((unsigned char)v[2]);
+    if (short_opt || long_opt)
+        return cli_die("%s%soption %s needs a value, and '%s' after it is an option (a file of that name: ./%s)", pre, sep,
+                       opt, v, v);
+    return 0;
+}
+
 FILE *cli_fopen_read(const char *cmd, const char *path) {
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
@@ -230,6 +242,9 @@ static int parse_float(const char *s, const char *flag, double lo, double hi, fl
     return 0;
 }
 
+/* Options whose value is text a user writes, which may start with '-'. */
+static int free_text(const char *opt) { return !strcmp(opt, "-p") || !strcmp(opt, "--prompt") || !strcmp(opt, "--system"); }
+
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
     o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : !strcmp(o->cmd, "kld") ? 2048 : 16;
@@ -265,7 +280,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
             exit(0);
         } else if (a[0] != '-' || !a[1])
             return die("unexpected argument '%s' (options start with '-'; see dsc %s --help)", a, o->cmd);
-        else if (!v) return die("option %s needs a value", a);
+        else if (free_text(a) ? !v && die("option %s needs a value", a) : cli_no_value(NULL, a, v)) return 1;
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && o->model2) return die("kld: give -m twice, not more");
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && o->model && !strcmp(o->cmd, "kld")) o->model2 = v;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/fileio.h"
@@ -265,6 +266,39 @@ dsc_status config_load(const char *path, dsc_config *c) {
     s = config_parse(buf, len, path, c);
     free(buf);
     return s;
+}
+
+/* The fields config_diff compares, by their config.json names: the model's,
+ * not how its weights are stored (quantization_config). */
+#define CFG_I(name, field) {name, offsetof(dsc_config, field), sizeof(((dsc_config *)0)->field)}
+static const struct {
+    const char *name;
+    size_t off, size;
+} cfg_fields[] = {
+    CFG_I("model_type", arch), CFG_I("vocab_size", vocab_size), CFG_I("hidden_size", hidden_size),
+    CFG_I("intermediate_size", intermediate_size), CFG_I("moe_intermediate_size", moe_intermediate_size),
+    CFG_I("num_hidden_layers", n_layers), CFG_I("num_nextn_predict_layers", n_nextn_layers),
+    CFG_I("num_attention_heads", n_heads), CFG_I("q_lora_rank", q_lora_rank), CFG_I("kv_lora_rank", kv_lora_rank),
+    CFG_I("qk_nope_head_dim", qk_nope_head_dim), CFG_I("qk_rope_head_dim", qk_rope_head_dim),
+    CFG_I("v_head_dim", v_head_dim), CFG_I("n_routed_experts", n_routed_experts),
+    CFG_I("n_shared_experts", n_shared_experts), CFG_I("num_experts_per_tok", n_experts_per_tok),
+    CFG_I("n_group", n_group), CFG_I("topk_group", topk_group), CFG_I("first_k_dense_replace", first_k_dense_replace),
+    CFG_I("moe_layer_freq", moe_layer_freq), CFG_I("topk_method", topk_method), CFG_I("scoring_func", scoring_func),
+    CFG_I("norm_topk_prob", norm_topk_prob), CFG_I("routed_scaling_factor", routed_scaling_factor),
+    CFG_I("rms_norm_eps", rms_norm_eps), CFG_I("rope_theta", rope_theta),
+    CFG_I("max_position_embeddings", max_position_embeddings), CFG_I("tie_word_embeddings", tie_word_embeddings),
+    CFG_I("bos_token_id", bos_token_id), CFG_I("eos_token_id", eos_token_id), CFG_I("rope_scaling", yarn_factor),
+    CFG_I("rope_scaling", yarn_mscale), CFG_I("rope_scaling", yarn_mscale_all_dim),
+    CFG_I("rope_scaling", yarn_beta_fast), CFG_I("rope_scaling", yarn_beta_slow),
+    CFG_I("rope_scaling", yarn_original_max_pos),
+};
+#undef CFG_I
+
+const char *config_diff(const dsc_config *a, const dsc_config *b) {
+    for (size_t i = 0; i < sizeof cfg_fields / sizeof cfg_fields[0]; i++)
+        if (memcmp((const char *)a + cfg_fields[i].off, (const char *)b + cfg_fields[i].off, cfg_fields[i].size))
+            return cfg_fields[i].name;
+    return NULL;
 }
 
 dsc_status config_write_quant(const char *json, size_t len, const char *src, const char *dst, struct cJSON *quant) {

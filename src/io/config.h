@@ -49,6 +49,10 @@ dsc_status config_load(const char *path, dsc_config *c);
 /* Parses config JSON already in memory; name is used in messages. */
 dsc_status config_parse(const char *json, size_t len, const char *name, dsc_config *c);
 
+/* The config.json name of the first field in which a and b differ (both
+ * from config_parse), or NULL when they describe the same model. */
+const char *config_diff(const dsc_config *a, const dsc_config *b);
+
 /* Writes the config JSON text json (from src, named in messages) to dst
  * with its quantization_config replaced by quant (a cJSON object, consumed)
  * or removed when quant is NULL. */

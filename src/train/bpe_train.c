@@ -682,6 +682,8 @@ dsc_status dsc_bpe_train(const char *const *files, int n_files, const dsc_bpe_pa
     bpe_state st = {.split_digits = p->split_digits};
     int64_t n_bytes = 0;
     dsc_status s = count_files(&c, files, n_files, &n_bytes);
+    if (!s && c.n_words == 0)
+        s = dsc_fail(DSC_ERR_ARG, "train-tokenizer: the --data files hold no text (%lld bytes)", (long long)n_bytes);
     if (!s) s = state_init(&st, &c);
     if (!s) s = learn_merges(&st, p);
     if (!s) {

@@ -632,6 +632,27 @@ static void remove_init_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* --resume with CONFIG_OR_DIR given as well: it must describe the run's
+ * model (run_cfg, read from run_src), or the run would go on as something
+ * other than what the command line says. */
+static dsc_status same_model(const char *init, const dsc_config *run_cfg, const char *run_src) {
+    char path[FIO_PATH_MAX];
+    const char *src = init;
+    dsc_status s;
+    if (is_dir(init)) {
+        if ((s = fio_join(path, init, "config.json"))) return s;
+        src = path;
+    }
+    dsc_config c;
+    if ((s = config_load(src, &c))) return s;
+    c.n_nextn_layers = run_cfg->n_nextn_layers; /* checkpoints keep only the MTP layers trained (write_config) */
+    const char *field = config_diff(&c, run_cfg);
+    if (field)
+        return dsc_fail(DSC_ERR_ARG, "%s: its %s differs from the run's %s: --resume goes on with the run as it began "
+                        "(leave %s out, or train into another -o)", src, field, run_src, init);
+    return DSC_OK;
+}
+
 /* Loads (or creates) the model and everything sized by it. */
 static dsc_status setup_model(loop *L) {
     const dsc_train_run_params *p = &L->p;
@@ -684,6 +705,7 @@ static dsc_status setup_model(loop *L) {
     }
     if (!fresh && (s = dsc_trainer_new(dir, &tp, &L->t))) return s;
     dsc_trainer *t = L->t;
+    if (p->resume && p->init && (s = same_model(p->init, &t->cfg, L->cfg_src))) return s;
     if (fresh) adjust_init(t, p->init_scale);
     const size_t nf = t->n_floats, nb = (size_t)t->n_blocks * (size_t)(t->cfg.n_routed_experts ? t->cfg.n_routed_experts : 1);
     L->n_loads = nb;

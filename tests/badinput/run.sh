@@ -507,6 +507,14 @@ expect "run with -n 0" "-n 0" "$DSC" run -m "$V3" --tokenizer "$ROOT/tests/data/
 expect "a stray argument" "stray|unexpected" "$DSC" generate -m "$V3" --tokens "0 1 2" stray
 expect "option without its value" "--tokens" "$DSC" logits -m "$V3" -o "$tmp/o.st" --tokens
 expect "missing -o for logits" "-o" "$DSC" logits -m "$V3" --tokens "0 1 2"
+expect "an option as the value of -o" "option -o needs a value, and '--verbose' after it is an option" \
+    "$DSC" logits -m "$V3" --tokens "0 1 2" -o --verbose
+expect "an option as the value of --tokenizer" "option --tokenizer needs a value, and '-p' after it" \
+    "$DSC" run -m "$V3" --tokenizer -p "hi" -n 2
+expect "train: an option as the value of --tokenizer" "train: option --tokenizer needs a value, and '-o' after it" \
+    "$DSC" train "$V3" --data "$ROOT/tests/data/train_text.txt" --tokenizer -o "$tmp/train-out"
+expect_ok "control: a prompt may start with '-'" "$DSC" run -m "$V3" \
+    --tokenizer "$ROOT/tests/data/tiny-tokenizer/tokenizer.json" -p "-x" -n 2
 expect "missing -m" "-m" "$DSC" logits --tokens "0 1 2" -o "$tmp/o.st"
 expect "kld with three models" "-m twice" "$DSC" kld -m "$V3" -m "$V3" -m "$V3" -n 16
 expect "-c not a number" "-c|abc" "$DSC" generate -m "$V3" --temp 0 --ids -c abc --tokens "0 1" -n 2

@@ -96,6 +96,9 @@ printf 'ok \377 bad\n' >"$W/bad.txt"
 fails "train-tokenizer: invalid UTF-8 is one line naming the file" "bad.txt: invalid UTF-8 at byte offset 3" \
     "$DSC" train-tokenizer --data "$W/bad.txt" --vocab 300 -o "$W/x.json"
 fails "train-tokenizer: a vocabulary below 262 is refused" "vocab" "$DSC" train-tokenizer --data "$TEXT" --vocab 100 -o "$W/x.json"
+: >"$W/empty.txt"
+fails "train-tokenizer: files without text are one line, no tokenizer written" "hold no text" \
+    "$DSC" train-tokenizer --data "$W/empty.txt" --vocab 300 -o "$W/x.json"
 fails "train-tokenizer: a missing file" "nope.txt: cannot open" "$DSC" train-tokenizer --data "$W/nope.txt" --vocab 300 -o "$W/x.json"
 fails "train-tokenizer: an unknown option is one line" "unknown option '--foo'" \
     "$DSC" train-tokenizer --data "$TEXT" --vocab 300 --foo -o "$W/x.json"
@@ -190,6 +193,16 @@ fails "... and with an unknown --isa" "kernel set 'nope'" $TRAIN --steps 2 --isa
 check "... which leaves that run's files as they were" diff -r "$W/keep0" "$W/keep"
 fails "--resume with another --seed is one line naming it" "seed 0, not 5" \
     $TRAIN --steps 20 --save-every 7 --resume --seed 5 -o "$W/keep"
+py "$W/config.json" "$W/other.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["rms_norm_eps"] = 1e-5; json.dump(c, open(sys.argv[2], "w"))
+EOF
+OTHER=$(echo "$TRAIN" | sed "s|$W/config.json|$W/other.json|")
+fails "--resume with another CONFIG is one line naming the field" "its rms_norm_eps differs from the run's" \
+    $OTHER --steps 22 --save-every 7 --resume -o "$W/keep"
+cp -R "$W/keep" "$W/keep2"
+OWN=$(echo "$TRAIN" | sed "s|$W/config.json|$W/keep2|")
+check "... with the run's own directory as CONFIG_OR_DIR, it goes on" $OWN --steps 22 --save-every 7 --resume -o "$W/keep2"
 py "$W/keep/trainer_state.json" <<'EOF'
 import json, sys
 st = json.load(open(sys.argv[1])); st["log_bytes"] = 10**11; json.dump(st, open(sys.argv[1], "w"))
