@@ -163,6 +163,9 @@ static void on_report(void *user, const dsc_train_report *r) {
     const double now = mono();
     if (r->event && strcmp(r->event, "loss_high")) {
         if (!strcmp(r->event, "checkpoint")) fprintf(stderr, "dsc: %s: step %d: checkpoint written\n", pr->name, r->step);
+        else if (!strcmp(r->event, "nothing_to_do"))
+            fprintf(stderr, "dsc: %s: the run is at step %d already, where this invocation ends (--steps %d, or --stop-at): "
+                    "nothing to train; a larger --steps goes on\n", pr->name, r->step, pr->steps);
         else fprintf(stderr, "dsc: %s: %s\n", pr->name, r->json);
         return;
     }

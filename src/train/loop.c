@@ -994,6 +994,13 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     }
     if (!s) s = open_log(&L, log_bytes);
     const int32_t end = L.p.stop_at > 0 && L.p.stop_at < L.p.steps ? L.p.stop_at : L.p.steps;
+    if (!s && L.p.resume && L.step >= end && L.p.on_report) { /* said, so that "0 steps" is not a riddle */
+        strbuf b = {0};
+        sb_printf(&b, "{\"step\":%d,\"event\":\"nothing_to_do\",\"end\":%d}", L.step, end);
+        dsc_train_report r = {.step = L.step, .loss = NAN, .val_loss = NAN, .event = "nothing_to_do", .json = b.s ? b.s : ""};
+        L.p.on_report(L.p.user, &r);
+        free(b.s);
+    }
     int dirty = 0;
     while (!s && L.step < end) {
         if (L.p.interrupt && *L.p.interrupt) break;

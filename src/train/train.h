@@ -207,7 +207,8 @@ typedef struct {
     float val_loss;        /* NaN when not evaluated at this step                   */
     float lr, grad_norm, tokens_per_s;
     const char *event;     /* NULL, "loss_high", "skipped", "rolled_back", "diverged", */
-                           /* "checkpoint" (the last is not in log.jsonl)           */
+                           /* "checkpoint", "nothing_to_do" (a resumed run already  */
+                           /* at its end; these two are not in log.jsonl)           */
     const char *json;      /* the line written to log.jsonl (without newline)       */
 } dsc_train_report;
 

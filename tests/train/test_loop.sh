@@ -203,6 +203,9 @@ fails "--resume with another CONFIG is one line naming the field" "its rms_norm_
 cp -R "$W/keep" "$W/keep2"
 OWN=$(echo "$TRAIN" | sed "s|$W/config.json|$W/keep2|")
 check "... with the run's own directory as CONFIG_OR_DIR, it goes on" $OWN --steps 22 --save-every 7 --resume -o "$W/keep2"
+check "--resume of a run already at --steps says there is nothing to train, and leaves it as it was" sh -c "
+    cp -R $W/keep2 $W/keep3 && $OWN --steps 22 --save-every 7 --resume -o $W/keep2 2>$W/nothing.err &&
+    grep -q 'at step 22 already.*nothing to train' $W/nothing.err && diff -r $W/keep2 $W/keep3"
 py "$W/keep/trainer_state.json" <<'EOF'
 import json, sys
 st = json.load(open(sys.argv[1])); st["log_bytes"] = 10**11; json.dump(st, open(sys.argv[1], "w"))
