@@ -137,11 +137,7 @@ static dsc_status check_params(const rl_grpo_params *p) {
 static dsc_status setup(grpo *g) {
     const rl_grpo_params *p = g->p;
     dsc_status s;
-    if (mkdir(p->out_dir, 0777) != 0 && errno != EEXIST)
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", p->out_dir, strerror(errno));
     if ((s = fio_join(g->policy, p->out_dir, "policy"))) return s;
-    if (mkdir(g->policy, 0777) != 0 && errno != EEXIST)
-        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", g->policy, strerror(errno));
     if ((s = fio_join(g->cfg, p->init, "config.json")) || (s = fio_join(g->tok_path, p->init, "tokenizer.json"))) return s;
     if ((s = dsc_tokenizer_load(g->tok_path, &g->tok))) return s;
     g->Tmax = RL_MAX_PROMPT + p->max_new;
@@ -186,6 +182,11 @@ static dsc_status setup(grpo *g) {
     g->wt = malloc(sizeof(float) * n);
     if (!g->items || !g->comp || !g->reward || !g->adv || !g->tokens || !g->logp || !g->old || !g->reflp || !g->ent || !g->wt)
         return dsc_fail(DSC_ERR_NOMEM, "grpo: out of memory for a batch of %d sequences", S);
+    /* the output directory once the inputs are known to be good */
+    if (mkdir(p->out_dir, 0777) != 0 && errno != EEXIST)
+        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", p->out_dir, strerror(errno));
+    if (mkdir(g->policy, 0777) != 0 && errno != EEXIST)
+        return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", g->policy, strerror(errno));
     char path[FIO_PATH_MAX];
     if ((s = fio_join(path, p->out_dir, "log.jsonl"))) return s;
     if ((s = fio_create(path, 0, &g->log))) return s;

@@ -62,14 +62,15 @@ done
 [ "$(sed 's/"sample_s".*//' "$T/g1/log.jsonl" | md5sum)" = "$(sed 's/"sample_s".*//' "$T/g2/log.jsonl" | md5sum)" ] &&
   cmp -s "$T/g1/model.safetensors" "$T/g2/model.safetensors" && ok || bad "grpo: two runs with one seed differ"
 cmp -s "$T/g1/model.safetensors" "$T/sft/model.safetensors" && bad "grpo: no update was applied" || ok
-expect_fail "grpo: unknown family" "unknown family 'sub'" "$DSC" grpo "$T/sft" -o "$T/x" --tasks add,sub
-expect_fail "grpo: group of 1" "group" "$DSC" grpo "$T/sft" -o "$T/x" --group 1
-expect_fail "grpo: a fractional count" "--steps: '1.5' is not an integer" "$DSC" grpo "$T/sft" -o "$T/x" --steps 1.5
-expect_fail "grpo: 'all' in a list" "'all' goes alone" "$DSC" grpo "$T/sft" -o "$T/x" --tasks add,all
+expect_fail "grpo: unknown family" "unknown family 'sub'" "$DSC" grpo "$T/sft" -o "$T/gx" --tasks add,sub
+expect_fail "grpo: group of 1" "group" "$DSC" grpo "$T/sft" -o "$T/gx" --group 1
+expect_fail "grpo: a fractional count" "--steps: '1.5' is not an integer" "$DSC" grpo "$T/sft" -o "$T/gx" --steps 1.5
+expect_fail "grpo: 'all' in a list" "'all' goes alone" "$DSC" grpo "$T/sft" -o "$T/gx" --tasks add,all
 expect_fail "grpo: --max-new beyond the positions" "--max-new 8192 .* max_position_embeddings 512" \
-  "$DSC" grpo "$T/sft" -o "$T/x" --max-new 8192
-expect_fail "grpo: --ref of another vocabulary" "vocab_size .* differs" "$DSC" grpo "$T/sft" -o "$T/x" --steps 1 \
+  "$DSC" grpo "$T/sft" -o "$T/gx" --max-new 8192
+expect_fail "grpo: --ref of another vocabulary" "vocab_size .* differs" "$DSC" grpo "$T/sft" -o "$T/gx" --steps 1 \
   --prompts 1 --group 2 --max-new 8 --threads 1 --ref "$(dirname "$0")/../../models/dsc-brown-v3" --beta 0.1
+[ ! -e "$T/gx" ] && ok || bad "grpo: a run refused on its inputs created its output directory"
 expect_fail "grpo: level too high" "level 4" "$DSC" grpo "$T/sft" -o "$T/x" --tasks mul --level 4 --steps 1
 expect_fail "grpo: no output" "-o OUT" "$DSC" grpo "$T/sft"
 
