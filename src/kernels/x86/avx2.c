@@ -882,7 +882,10 @@ static void bf16_eo_tiles(float *y, int64_t ldy, const float *x, const float *xs
  * rather than eight: BF16 decode 1.16, 1.28 and 1.26x in the whole model
  * (`kernel_ab.sh -m`, 2 threads, two identical builds 1.01); two and three
  * streams read as four (0.98, 0.99). 256 values ahead rather than 512:
- * 1.057, 1.029 and 1.037x (128: 1.050; 1024: 0.968; none: 0.979). */
+ * 1.057, 1.029 and 1.037x (128: 1.050; 1024: 0.968; none: 0.979). The
+ * non-temporal hint instead (here and in the Q8, Q4 and FP8 rows, which
+ * stream their weights once too): 0.996-1.026 with BF16 weights, 0.982-1.009
+ * with the others (`kernel_ab.sh -m`, 100 pairs each), not kept. */
 #define BF16_PF 256
 #define BF16_RUNS 4
 static void bf16_eo_runs(float *y, const float *x, const float *xs, const dsc_mat *w, int32_t r0, int32_t r1) {
