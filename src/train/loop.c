@@ -981,6 +981,7 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     loop L = {.p = *params};
     int64_t log_bytes = -1;
     dsc_status s = check_params(&L.p);
+    const int created = !s && !L.p.resume && !is_dir(L.p.out_dir); /* removed again if the run fails before writing */
     if (!s && !L.p.resume) s = fio_mkdirs(L.p.out_dir);
     if (!s) s = setup_model(&L);
     if (!s) s = setup_data(&L);
@@ -1014,5 +1015,6 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     }
     if (!s && (dirty || !L.p.resume)) s = checkpoint(&L);
     loop_free(&L);
+    if (s && created) rmdir(L.p.out_dir); /* only when empty: a run that wrote nothing leaves nothing */
     return s;
 }

@@ -49,6 +49,7 @@ expect_fail "sft: example longer than a sequence" "sft.jsonl:1: the example has"
 printf '{"messages": [{"role": "user", "content": "hi"}]}\n' > "$T/one.jsonl"
 expect_fail "sft: no answer" "one.jsonl:1: messages" "$DSC" sft "$T/pre" --data "$T/one.jsonl" -o "$T/x" --steps 1 -t 1
 expect_fail "sft: missing data" "nope.jsonl" "$DSC" sft "$T/pre" --data "$T/nope.jsonl" -o "$T/x" --steps 1 -t 1
+[ ! -e "$T/x" ] && ok || bad "sft: a run refused on its inputs left its output directory behind"
 
 # GRPO: every group kept (--no-dynamic) so the update runs (an untrained model earns no
 # reward, so only the weight decay moves the weights); logged keys; same seed, same run
