@@ -146,14 +146,27 @@ dsc_status fio_create(const char *path, int append, FILE **out) {
     return s;
 }
 
-dsc_status fio_write_text(const char *path, const char *text, size_t len) {
+int fio_replace_fd(const char *path, dsc_status *s) {
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)) && unlink(path) != 0) {
+        *s = dsc_fail(DSC_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
+        return -1;
+    }
+    return fio_create_fd(path, 0, s);
+}
+
+static dsc_status write_text(const char *path, const char *text, size_t len, int replace) {
     dsc_status s;
-    int fd = fio_create_fd(path, 0, &s);
+    int fd = replace ? fio_replace_fd(path, &s) : fio_create_fd(path, 0, &s);
     if (fd < 0) return s;
     s = fio_pwrite_all(fd, text, len, 0, path);
     if (close(fd) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return s;
 }
+
+dsc_status fio_write_text(const char *path, const char *text, size_t len) { return write_text(path, text, len, 0); }
+
+dsc_status fio_replace_text(const char *path, const char *text, size_t len) { return write_text(path, text, len, 1); }
 
 static _Thread_local char json_why[200];
 

@@ -28,6 +28,11 @@ int fio_open_fd(const char *path, dsc_status *s);
 /* Creates (or empties; with append, extends) a file for writing. A FIFO
  * that nothing reads is refused at once instead of blocking the open. */
 int fio_create_fd(const char *path, int append, dsc_status *s);
+
+/* A checkpoint's file, new: a regular file or a symbolic link at path is
+ * unlinked first, so a link to another checkpoint's file (cp -al, cp -rs)
+ * is replaced, never written through. Then as fio_create_fd. */
+int fio_replace_fd(const char *path, dsc_status *s);
 dsc_status fio_create(const char *path, int append, FILE **out);
 
 /* One JSON value that is the whole text (white space around it allowed):
@@ -49,7 +54,9 @@ dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len);
 /* All n bytes at offset off, retrying short writes. */
 dsc_status fio_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path);
 
-/* Creates or replaces path with len bytes of text. */
+/* Creates or replaces path with len bytes of text (fio_write_text through
+ * fio_create_fd, fio_replace_text through fio_replace_fd). */
 dsc_status fio_write_text(const char *path, const char *text, size_t len);
+dsc_status fio_replace_text(const char *path, const char *text, size_t len);
 
 #endif

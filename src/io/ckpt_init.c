@@ -344,7 +344,7 @@ static dsc_status ci_write_config(const char *json, size_t len, const char *src,
     cJSON *root = fio_parse_json(json, len);
     int had = root && cJSON_GetObjectItemCaseSensitive(root, "quantization_config") != NULL;
     cJSON_Delete(root);
-    if (wt != CI_W_FP8 && !had) return fio_write_text(dst, json, len);
+    if (wt != CI_W_FP8 && !had) return fio_replace_text(dst, json, len);
     cJSON *q = NULL;
     if (wt == CI_W_FP8 && (q = cJSON_CreateObject())) {
         const int bs[2] = {CI_BLOCK, CI_BLOCK};
@@ -490,7 +490,7 @@ static dsc_status ci_write_shard(const ci_plan *p, int s, uint64_t seed, const c
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
     dsc_status st;
-    int fd = fio_create_fd(path, 0, &st);
+    int fd = fio_replace_fd(path, &st);
     if (fd < 0) {
         free(h);
         return st;
@@ -534,7 +534,7 @@ static dsc_status ci_write_index(const ci_plan *p, const char *dir, int n_shards
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(text);
     text[n] = '\n';
-    s = fio_write_text(path, text, n + 1);
+    s = fio_replace_text(path, text, n + 1);
     free(text);
     return s;
 }

@@ -316,7 +316,7 @@ dsc_status config_write_quant(const char *json, size_t len, const char *src, con
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", dst);
     size_t n = strlen(text);
     text[n] = '\n'; /* cJSON_Print leaves no final newline; overwrite the NUL */
-    dsc_status s = fio_write_text(dst, text, n + 1);
+    dsc_status s = fio_replace_text(dst, text, n + 1);
     free(text);
     return s;
 }

@@ -497,7 +497,7 @@ static dsc_status qz_copy_side_file(const char *in_dir, const char *out_dir, con
     if ((s = fio_join(src, in_dir, name)) || (s = fio_join(dst, out_dir, name))) return s;
     int in = open(src, O_RDONLY);
     if (in < 0) return errno == ENOENT ? DSC_OK : dsc_fail(DSC_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
-    int out = fio_create_fd(dst, 0, &s);
+    int out = fio_replace_fd(dst, &s);
     if (out < 0) {
         close(in);
         return s;
@@ -561,7 +561,7 @@ static dsc_status qz_write_index(const qz_plan *p) {
     if (!text) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t n = strlen(text);
     text[n] = '\n';
-    s = fio_write_text(path, text, n + 1);
+    s = fio_replace_text(path, text, n + 1);
     free(text);
     return s;
 }
@@ -731,7 +731,7 @@ static dsc_status qz_write_file(const qz_plan *p, int k, int *order) {
     char *h = qz_header(p, k);
     if (!h) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     size_t hl = strlen(h), padded = hl + st_header_pad(hl); /* the data starts 64-byte aligned */
-    int fd = fio_create_fd(path, 0, &st);
+    int fd = fio_replace_fd(path, &st);
     if (fd < 0) {
         free(h);
         return st;
@@ -784,7 +784,7 @@ static dsc_status qz_write_all(const qz_plan *p, const char *json, size_t len, c
         s = qz_copy_side_file(p->in_dir, p->out_dir, side[i]);
     char path[FIO_PATH_MAX];
     if (!s && !(s = fio_join(path, p->out_dir, "config.json")))
-        s = p->copy ? fio_write_text(path, json, len) : qz_write_config(json, len, cfg_path, path, type);
+        s = p->copy ? fio_replace_text(path, json, len) : qz_write_config(json, len, cfg_path, path, type);
     return s;
 }
 

@@ -155,6 +155,20 @@ else bad "-v: --type copy hint wrong (source $(hint "$GOLDEN/models/v3-fp8-tiny/
 [ -d "$tmp/three" ] && copy "3 shards" "$tmp/three" "$tmp/three-copy"
 [ -d "$tmp/v3-tiny-q8" ] && copy "a q8 checkpoint" "$tmp/v3-tiny-q8" "$tmp/q8-copy"
 
+# ------------------------------------- links into another checkpoint (cp -al, cp -rs)
+# An output directory whose files are links to the input's (or another
+# checkpoint's): each is replaced, never written through.
+mkdir -p "$tmp/src" "$tmp/linked" "$tmp/init-linked"
+cp "$V3/config.json" "$V3/model.safetensors" "$tmp/src/" && ln "$tmp/src/model.safetensors" "$tmp/linked/model.safetensors" &&
+    ln -s "$tmp/src/config.json" "$tmp/linked/config.json" && ln -s "$tmp/src/model.safetensors" "$tmp/init-linked/model.safetensors"
+before=$(cat "$tmp/src/config.json" "$tmp/src/model.safetensors" | cksum)
+if "$DSC" quantize -m "$tmp/src" -o "$tmp/linked" --type q8 2>/dev/null &&
+    "$DSC" init -c "$V3/config.json" -o "$tmp/init-linked" --seed 3 2>/dev/null &&
+    [ "$(cat "$tmp/src/config.json" "$tmp/src/model.safetensors" | cksum)" = "$before" ] &&
+    "$DSC" info -m "$tmp/linked" >/dev/null && grep -q '"quant_method":[[:space:]]*"dsc"' "$tmp/linked/config.json" && [ ! -L "$tmp/init-linked/model.safetensors" ]; then
+    ok "quantize and init replace linked output files and leave the files linked to as they were"
+else bad "quantize or init wrote through a link into another checkpoint's files"; fi
+
 # ------------------------------------------------------------------ bad input
 # bad_input NAME WANT ARGS...: exit 1, one line starting "dsc: " that contains WANT.
 bad_input() {
