@@ -49,9 +49,13 @@ int cli_die(const char *fmt, ...)
     ;
 int cli_die_status(void);
 /* 0 when v is a value for option opt; else 1 after "dsc: [CMD: ]option OPT
- * needs a value": v is NULL (the command line ended) or looks like the next
- * option (-o, --data; not "-" or a negative number). */
+ * needs a value": v is NULL (the command line ended), empty, or looks like
+ * the next option (-o, --data; not "-" or a negative number). */
 int cli_no_value(const char *cmd, const char *opt, const char *v);
+/* 0 when an output file can go to path; else 1 after one line: path is
+ * empty, a directory, one of the files in model_dir (NULL: not checked),
+ * or in a directory that cannot be written. */
+int cli_check_output(const char *path, const char *model_dir);
 /* A regular file opened for reading, or NULL after a one-line error (a
  * directory, a FIFO or a device is refused without blocking on it). */
 FILE *cli_fopen_read(const char *cmd, const char *path); /* cmd: the message's prefix, or NULL */

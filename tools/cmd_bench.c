@@ -56,6 +56,10 @@ int cmd_bench(const cli_opts *o) {
     if (P == 0 && N == 0) return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
     dsc_machine mach;
     cli_opts oo = *o;
+    const int need = P + (N > 0) > D + N ? P + (N > 0) : D + N; /* the prefill and a decode step; the depth and -n */
+    if (oo.n_ctx && need > oo.n_ctx)
+        return cli_die("bench: -c %d holds fewer positions than the runs need, %d (-p %d and a decode step; -d %d + -n %d)",
+                       oo.n_ctx, need, P, D, N);
     if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;
     if (oo.n_batch < P && P > 0) oo.n_batch = P;
     cli_session s;

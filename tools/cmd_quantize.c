@@ -7,7 +7,7 @@
  *   dsc kld -m A -m B [-n N] [-c CTX] [-t T] [-f FILE] [--seed S] [--json]
  *
  * kld evaluates one token sequence through both models, in windows of CTX
- * tokens (default 512) that each start from an empty cache, and compares the
+ * tokens (default 512, or max_position_embeddings if fewer) that each start from an empty cache, and compares the
  * distributions after every position: KL(P_A || P_B) in double precision
  * from log-softmax, its mean, maximum and 99th percentile, and how often the
  * two argmaxes agree. The tokens are FILE's text through A's tokenizer.json
@@ -222,7 +222,8 @@ static void kld_free(kld_state *s) {
     free(s->kl);
 }
 
-static int kld_open(const cli_opts *o, int n_ctx, kld_state *s, dsc_model_info *info) {
+/* n_ctx: the window (0: 512, or the models' max_position_embeddings if fewer). */
+static int kld_open(const cli_opts *o, int *n_ctx, kld_state *s, dsc_model_info *info) {
     const char *dirs[2] = {o->model, o->model2};
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = o->verbose;
@@ -232,8 +233,13 @@ static int kld_open(const cli_opts *o, int n_ctx, kld_state *s, dsc_model_info *
         dsc_model_get_info(s->m[i], &info[i]);
     }
     if (check_same(o, &info[0], &info[1])) return 1;
+    if (!*n_ctx) {
+        const int32_t mp0 = info[0].max_position_embeddings, mp1 = info[1].max_position_embeddings;
+        *n_ctx = 512 < mp0 ? 512 : mp0;
+        if (mp1 < *n_ctx) *n_ctx = mp1;
+    }
     dsc_ctx_params cp = dsc_ctx_default_params();
-    cp.n_ctx = n_ctx;
+    cp.n_ctx = *n_ctx;
     cp.n_batch = o->n_batch;
     cp.n_threads = o->n_threads;
     cp.isa = o->isa;
@@ -283,11 +289,11 @@ static void kld_report(const cli_opts *o, const double *kl, int n, int agree, in
 int cmd_kld(const cli_opts *o) {
     if (!o->model2) return cli_die("kld: give two models (-m A -m B)");
     if (o->n_gen < 1) return cli_die("kld: -n must be at least 1");
-    const int n_ctx = o->n_ctx ? o->n_ctx : 512;
+    int n_ctx = o->n_ctx;
     kld_state s = {0};
     dsc_model_info info[2];
     int n = 0, agree = 0;
-    int rc = kld_open(o, n_ctx, &s, info);
+    int rc = kld_open(o, &n_ctx, &s, info);
     const int v = rc ? 0 : info[0].vocab_size;
     if (!rc) rc = make_tokens(o, o->n_gen, v, &s.ids, &n);
     if (!rc && !(s.kl = malloc(sizeof *s.kl * (size_t)n))) rc = cli_die("out of memory");

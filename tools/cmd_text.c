@@ -57,15 +57,17 @@ static char *read_file(const char *path, size_t *len) {
     return b;
 }
 
-/* Encodes text into a new array. */
-static int encode(const dsc_tokenizer *tok, const char *text, size_t len, int special, int32_t **ids, size_t *n) {
+/* Encodes text into a new array; an error names where (the file, the
+ * file and line, or NULL: the -p text). */
+static int encode(const dsc_tokenizer *tok, const char *text, size_t len, int special, int32_t **ids, size_t *n,
+                  const char *where) {
     size_t cap = len + 16;
     *ids = malloc(sizeof(int32_t) * cap);
     if (!*ids) return die("out of memory");
     if (dsc_tokenize(tok, text, len, special, *ids, cap, n)) {
         free(*ids);
         *ids = NULL;
-        return cli_die_status();
+        return where ? die("%s: %s", where, dsc_last_error()) : cli_die_status();
     }
     return 0;
 }
@@ -75,10 +77,16 @@ static int tokenize_jsonl(const dsc_tokenizer *tok, const char *path, int specia
     char *buf = read_file(path, &len);
     if (!buf) return 1;
     int rc = 0, line_no = 0;
-    for (char *line = buf, *next; line && *line && !rc; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
+    for (char *line = buf, *end = buf + len, *next; line < end && !rc; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        const size_t ll = (size_t)((nl ? nl : end) - line);
+        next = nl ? nl + 1 : end;
+        line[ll] = 0; /* the newline, or the NUL read_file put after the data */
         line_no++;
+        if (memchr(line, 0, ll)) {
+            rc = die("%s:%d: a NUL byte in the line", path, line_no);
+            break;
+        }
         if (strspn(line, " \t\r") == strlen(line)) continue;
         if (fio_json_has_nul(line, strlen(line))) {
             rc = die("%s:%d: the text holds \\u0000 (NUL), which would cut it short", path, line_no);
@@ -90,7 +98,9 @@ static int tokenize_jsonl(const dsc_tokenizer *tok, const char *path, int specia
             rc = die("%s:%d: %s", path, line_no, j ? "not a JSON object with a string \"text\"" : fio_json_error());
         int32_t *ids = NULL;
         size_t n = 0;
-        if (!rc) rc = encode(tok, t->valuestring, strlen(t->valuestring), special, &ids, &n);
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%d", path, line_no);
+        if (!rc) rc = encode(tok, t->valuestring, strlen(t->valuestring), special, &ids, &n, where);
         if (!rc) {
             fputs("{\"ids\": [", stdout);
             for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
@@ -117,7 +127,7 @@ int cmd_tokenize(const cli_opts *o) {
         int32_t *ids = NULL;
         size_t n = 0;
         if (o->file && !text) rc = 1;
-        else rc = encode(tok, text ? text : o->prompt, len, o->special, &ids, &n);
+        else rc = encode(tok, text ? text : o->prompt, len, o->special, &ids, &n, o->file);
         for (size_t i = 0; i < n && !rc; i++) printf("%s%d", i ? " " : "", ids[i]);
         if (!rc) printf("\n");
         free(ids);
@@ -149,7 +159,10 @@ int cmd_detokenize(const cli_opts *o) {
     if (!rc && dsc_detokenize(tok, ids, n, NULL, 0, &need) && need == 0) rc = cli_die_status();
     if (!rc && !(text = malloc(need + 1))) rc = die("out of memory");
     if (!rc && dsc_detokenize(tok, ids, n, text, need + 1, &need)) rc = cli_die_status();
-    if (!rc) printf("%s\n", text);
+    if (!rc) { /* the text may hold NUL bytes (id of byte 0) */
+        fwrite(text, 1, need, stdout);
+        putchar('\n');
+    }
     free(text);
     free(ids);
     dsc_tokenizer_free(tok);

@@ -24,6 +24,7 @@
 int cmd_grad(const cli_opts *o) {
     if (!o->batch) return cli_die("grad: no batch given (--batch BATCH.safetensors with tokens I32 [B, T + 1])");
     if (!o->output) return cli_die("grad: no output file given (-o OUT.safetensors)");
+    if (cli_check_output(o->output, o->model)) return 1;
     int32_t *tokens = NULL, B = 0, T = 0;
     if (dsc_train_read_batch(o->batch, &tokens, &B, &T)) return cli_die_status();
     dsc_train_params p = dsc_train_default_params();

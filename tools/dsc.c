@@ -9,6 +9,7 @@
  * when no -m is given.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -99,7 +100,7 @@ static const char *usage_text =
     "  --type q8|q4|copy      q8: every projection and the output head Q8; q4: routed experts Q4, the rest Q8;\n"
     "                         copy: every tensor as it is, the data 64-byte aligned\n"
     "  -n N                   (kld) positions compared (default 2048)\n"
-    "  -c N                   (kld) window of positions per evaluation (default 512)\n"
+    "  -c N                   (kld) window of positions per evaluation (default 512, at most max_position_embeddings)\n"
     "  -f FILE                (kld) text to evaluate instead of pseudo-random ids (needs a tokenizer)\n"
     "  --json                 (kld) one JSON object\n"
     "\n"
@@ -151,6 +152,7 @@ int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
 int cli_no_value(const char *cmd, const char *opt, const char *v) {
     const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
     if (!v) return cli_die("%s%soption %s needs a value", pre, sep, opt);
+    if (!v[0]) return cli_die("%s%soption %s: an empty value", pre, sep, opt);
     const int short_opt = v[0] == '-' && isalpha((unsigned char)v[1]) && (!v[2] || !strcmp(v, "-np"));
     const int long_opt = v[0] == '-' && v[1] == '-' && isalpha((unsigned char)v[2]);
     if (short_opt || long_opt)
@@ -413,7 +415,21 @@ void cli_session_announce(const cli_opts *o, const cli_session *s) {
 }
 
 /* The output file's directory must exist and be writable before the run. */
-static int check_output(const char *path) {
+int cli_check_output(const char *path, const char *model_dir) {
+    struct stat out, sb;
+    if (!path[0]) return die("-o: an empty path");
+    const int exists = stat(path, &out) == 0;
+    if (exists && S_ISDIR(out.st_mode)) return die("%s: is a directory (-o wants a file)", path);
+    DIR *d = exists && S_ISREG(out.st_mode) && model_dir ? opendir(model_dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char f[4096];
+        if (snprintf(f, sizeof f, "%s/%s", model_dir, e->d_name) < (int)sizeof f && stat(f, &sb) == 0 &&
+            S_ISREG(sb.st_mode) && sb.st_dev == out.st_dev && sb.st_ino == out.st_ino) {
+            closedir(d);
+            return die("%s: a file of the model it would be computed from (%s)", path, model_dir);
+        }
+    }
+    if (d) closedir(d);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -442,7 +458,7 @@ static int cmd_logits(const cli_opts *o) {
     if (!o->output) return die("logits: no output file given (-o FILE)");
     int32_t *ids;
     int n, rc;
-    if ((rc = check_output(o->output)) || (rc = parse_tokens(o->tokens, &ids, &n))) return rc;
+    if ((rc = cli_check_output(o->output, o->model)) || (rc = parse_tokens(o->tokens, &ids, &n))) return rc;
     cli_session s;
     if ((rc = cli_session_open(o, n, ids, n, &s))) {
         free(ids);
@@ -516,6 +532,14 @@ static int cmd_info(const cli_opts *o) {
     return 0;
 }
 
+/* A command's exit status, made 1 when some of what it printed was lost
+ * (a full disk, /dev/full): output a user cannot see is not a success. */
+static int stdout_status(int rc) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    return rc ? rc : die("stdout: %s", errno ? strerror(errno) : "write error");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -533,10 +557,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         cli_opts o = {.cmd = cmd, .argc = argc, .argv = argv};
-        for (size_t j = 0; j < sizeof own_options / sizeof own_options[0]; j++)
-            if (!strcmp(cmd, own_options[j])) return cmds[i].fn(&o);
-        int rc = parse_opts(argc, argv, &o);
-        return rc ? rc : cmds[i].fn(&o);
+        int own = 0;
+        for (size_t j = 0; j < sizeof own_options / sizeof own_options[0]; j++) own |= !strcmp(cmd, own_options[j]);
+        int rc = own ? 0 : parse_opts(argc, argv, &o);
+        return stdout_status(rc ? rc : cmds[i].fn(&o));
     }
     return die("unknown command '%s' (see dsc --help)", cmd);
 }
