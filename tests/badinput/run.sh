@@ -583,5 +583,35 @@ expect "conversation longer than the context" "context" "$DSC" run -m "$V3" --to
 expect "unknown kv cache type" "--kv-type|f8" "$DSC" generate -m "$V3" --kv-type f8 --tokens "0 1" -n 2
 expect "q8 kv cache with rows not in 32-blocks" "Q8|32" "$DSC" generate -m "$V3" --kv-type q8 --tokens "0 1" -n 2
 
+# outputs: not the model's own files, not a directory, not lost
+mkdir -p "$tmp/own" && cp "$V3/config.json" "$V3/model.safetensors" "$tmp/own/"
+expect "logits -o into the model's own weights" "own/model.safetensors|a file of the model" \
+    "$DSC" logits -m "$tmp/own" --tokens "$T3" -o "$tmp/own/model.safetensors"
+expect "logits -o a directory" "is a directory" "$DSC" logits -m "$V3" --tokens "$T3" -o "$tmp"
+expect "logits -o an empty path" "empty" "$DSC" logits -m "$V3" --tokens "$T3" -o ""
+expect "an empty option value" "--isa|empty value" "$DSC" generate -m "$V3" --tokens "$T3" -n 2 --isa ""
+expect "bench -p beyond -c, before loading" "-c 50|fewer positions|-p 100" "$DSC" bench -m "$V3" -p 100 -n 4 -r 1 -c 50
+expect "bench -d + -n beyond -c, before loading" "-c 50|-d 100 + -n 4" "$DSC" bench -m "$V3" -p 8 -n 4 -r 1 -d 100 -c 50
+if [ -w /dev/full ]; then
+    "$DSC" tokenize --tokenizer "$TOK" -p "hello" >/dev/full 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "stdout: No space" "$tmp/err" && finish "tokenize to /dev/full is exit 1" "" ||
+        finish "tokenize to /dev/full is exit 1" "exit $rc"
+fi
+printf '{"text":"a"}\n\000{"text":"b"}\n{"text":"c"}\n' >"$tmp/nulbyte.jsonl"
+expect "jsonl line with a NUL byte" "nulbyte.jsonl:2|NUL byte" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/nulbyte.jsonl"
+printf '{"text":"ok"}\n{"text":"bad \377"}\n' >"$tmp/utf8.jsonl"
+expect "jsonl line with invalid UTF-8 names the line" "utf8.jsonl:2|invalid UTF-8" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/utf8.jsonl"
+printf 'ok \377\n' >"$tmp/utf8.txt"
+expect "-f with invalid UTF-8 names the file" "utf8.txt|invalid UTF-8" "$DSC" tokenize --tokenizer "$TOK" -f "$tmp/utf8.txt"
+printf 'a\000b' >"$tmp/nul.txt"
+ids=$("$DSC" tokenize --tokenizer "$TOK" -f "$tmp/nul.txt" 2>/dev/null)
+"$DSC" detokenize --tokenizer "$TOK" --ids "$ids" 2>"$tmp/err" >"$tmp/out"
+if printf '\n' | cat "$tmp/nul.txt" - | cmp -s - "$tmp/out"; then finish "detokenize prints a NUL byte (a NUL between two letters, round trip)" ""
+else finish "detokenize prints a NUL byte (a NUL between two letters, round trip)" "ids '$ids' gave $(od -An -c "$tmp/out")"; fi
+mkdir -p "$tmp/mp128" && cp "$V3/model.safetensors" "$tmp/mp128/" &&
+    python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['max_position_embeddings']=128; c['rope_scaling']=None; json.dump(c,open(sys.argv[2],'w'))" \
+        "$V3/config.json" "$tmp/mp128/config.json"
+expect_ok "kld of models of 128 positions: windows of 128" "$DSC" kld -m "$tmp/mp128" -m "$tmp/mp128" -n 200
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
