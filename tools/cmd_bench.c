@@ -22,6 +22,8 @@
 #include <time.h>
 #include <sys/mman.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 
 static double now_s(void) {
@@ -211,7 +213,9 @@ int cmd_bench(const cli_opts *o) {
         dsc_model_resident(s.model, &w_res, &w_huge);
         const double huge_pct = w_res > 0 ? 100.0 * (double)w_huge / (double)w_res : -1;
         if (o->json) {
-            printf("{\"model\": \"%s\", \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
+            cJSON *path = cJSON_CreateString(o->model);
+            char *model_json = path ? cJSON_PrintUnformatted(path) : NULL; /* the path, quoted and escaped */
+            printf("{\"model\": %s, \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
                    "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
                    "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
                    "\"tg_tokens_per_s\": %.3f, \"tg_min\": %.3f, \"tg_max\": %.3f, "
@@ -226,12 +230,14 @@ int cmd_bench(const cli_opts *o) {
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                    "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
                    "\"tg_attn_gflop_s\": %.3f}\n",
-                   o->model, i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
+                   model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
                    mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
                    sip.median, sip.lo, sip.hi, attn_flops, scp.median, B, B ? sb.median : 0,
                    B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median, sag.median);
+            cJSON_free(model_json);
+            cJSON_Delete(path);
         } else {
             printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
             printf("|---|---|---|---|---|---|---|\n");

@@ -28,6 +28,12 @@ for m in v3-tiny v2lite-tiny v2-grouped-tiny v3-fp8-tiny; do
         if [ "$got" = "$want" ]; then ok "$name generate: $got"; else bad "$name generate: got '$got' want '$want' $(cat "$tmp/err")"; fi
     done
 done
+# dsc bench --json: the model's path is a JSON string whatever its characters
+ln -s "$GOLDEN/models/v3-tiny/model" "$tmp/a\"b\\c"
+if "$DSC" bench -m "$tmp/a\"b\\c" -p 4 -n 2 -r 1 --json 2>/dev/null |
+    python3 -c 'import json, sys; assert json.load(sys.stdin)["model"].endswith("/a\"b\\c")'; then
+    ok "bench --json: a path with a quote and a backslash"
+else bad "bench --json: a path with a quote and a backslash is not valid JSON"; fi
 # dsc bench --json: the fields outside checks read, each a positive number
 # (a batched decode test included with --parallel).
 root=$GOLDEN/models/v3-tiny/model
