@@ -245,29 +245,48 @@ int cmd_run_vote(const cli_opts *o) {
     dsc_tokenizer *tok = NULL;
     dsc_model *m = NULL;
     dsc_ctx *ctx = NULL;
+    if (o->n_gen < 1) return cli_die("-n %d: a turn generates at least one token", o->n_gen);
+    if (o->raw) return cli_die("run: --samples and --vote compare chat answers; --raw is for plain text");
     if (cli_tokenizer_open(o, &tok, tok_path, sizeof tok_path)) return 1;
+    unsigned flags = DSC_CHAT_GENERATION_PROMPT; /* the template as dsc run and chat take it */
+    int rc = 0;
+    if (o->think >= 0) flags |= o->think ? DSC_CHAT_REASONING : 0;
+    else {
+        char *slash = strrchr(tok_path, '/');
+        snprintf(slash ? slash + 1 : tok_path, sizeof tok_path - (size_t)(slash ? slash + 1 - tok_path : 0),
+                 "tokenizer_config.json");
+        if (dsc_chat_detect(tok_path, &flags)) rc = cli_die_status();
+    }
     dsc_chat_message msgs[2];
     size_t nm = 0, n_ids = 0;
     if (o->system) msgs[nm++] = (dsc_chat_message){"system", o->system};
     msgs[nm++] = (dsc_chat_message){"user", o->prompt};
     int32_t *ids = malloc(sizeof(int32_t) * 65536);
-    int rc = 0;
-    if (!ids) rc = cli_die("run: out of memory");
-    if (!rc && dsc_chat_tokenize(tok, msgs, nm, DSC_CHAT_GENERATION_PROMPT | DSC_CHAT_REASONING, ids, 65536, &n_ids))
-        rc = cli_die_status();
+    if (!rc && !ids) rc = cli_die("run: out of memory");
+    if (!rc && dsc_chat_tokenize(tok, msgs, nm, flags, ids, 65536, &n_ids)) rc = cli_die_status();
     dsc_model_info info = {0};
-    if (!rc && dsc_model_load(o->model, NULL, &m)) rc = cli_die_status();
-    const int32_t max_new = o->n_gen > 0 ? o->n_gen : 1;
+    dsc_model_params mp = dsc_model_default_params();
+    mp.verbose = o->verbose;
+    mp.mlock = o->mlock;
+    if (!rc && dsc_model_load(o->model, &mp, &m)) rc = cli_die_status();
+    const int32_t max_new = o->n_gen;
     if (!rc) {
         dsc_model_get_info(m, &info);
+        if (dsc_tokenizer_n_vocab(tok) > info.vocab_size)
+            rc = cli_die("%s: %d token ids do not fit the vocab_size %d of the model %s", tok_path,
+                         dsc_tokenizer_n_vocab(tok), info.vocab_size, o->model);
         dsc_ctx_params cp = dsc_ctx_default_params();
-        cp.n_ctx = (int32_t)n_ids + max_new + 1;
-        if (cp.n_ctx > info.max_position_embeddings && info.max_position_embeddings > 0) cp.n_ctx = info.max_position_embeddings;
-        if ((int32_t)n_ids >= cp.n_ctx)
-            rc = cli_die("run: the prompt has %zu tokens; the model's context is %d", n_ids, cp.n_ctx);
+        cp.n_ctx = o->n_ctx ? o->n_ctx : (int32_t)n_ids + max_new + 1;
+        if (!o->n_ctx && cp.n_ctx > info.max_position_embeddings && info.max_position_embeddings > 0)
+            cp.n_ctx = info.max_position_embeddings;
+        if (!rc && (int32_t)n_ids >= cp.n_ctx)
+            rc = cli_die("the conversation (%zu tokens) does not fit the context of %d%s", n_ids, cp.n_ctx,
+                         o->n_ctx ? " (-c)" : ", the model's max_position_embeddings");
         cp.n_seq = K;
+        cp.n_batch = o->n_batch;
         cp.n_threads = o->n_threads;
         cp.isa = o->isa;
+        cp.kv_type = o->kv_type;
         if (!rc && dsc_ctx_new(m, &cp, &ctx)) rc = cli_die_status();
     }
     rl_completion *c = calloc((size_t)K, sizeof *c);

@@ -199,8 +199,8 @@ static int convo_open(const cli_opts *o, convo *c) {
     if (cli_tokenizer_open(o, &c->tok, path, sizeof path)) return 1;
     if (cli_session_open(o, 0, NULL, 0, &c->s)) return 1;
     if (dsc_tokenizer_n_vocab(c->tok) > c->s.info.vocab_size)
-        fprintf(stderr, "dsc: note: the tokenizer has %d ids, the model %d\n", dsc_tokenizer_n_vocab(c->tok),
-                c->s.info.vocab_size);
+        return die("%s: %d token ids do not fit the vocab_size %d of the model %s", path, dsc_tokenizer_n_vocab(c->tok),
+                   c->s.info.vocab_size, o->model);
     c->flags = DSC_CHAT_GENERATION_PROMPT;
     if (o->think >= 0) c->flags |= o->think ? DSC_CHAT_REASONING : 0;
     else {

@@ -613,5 +613,17 @@ mkdir -p "$tmp/mp128" && cp "$V3/model.safetensors" "$tmp/mp128/" &&
         "$V3/config.json" "$tmp/mp128/config.json"
 expect_ok "kld of models of 128 positions: windows of 128" "$DSC" kld -m "$tmp/mp128" -m "$tmp/mp128" -n 200
 
+# run --samples takes the options a single run takes
+R1=$ROOT/models/dsc-r1-tiny
+expect "run --samples beyond -c" "does not fit the context of 10" "$DSC" run -m "$R1" -p "What is 2+3?" -n 4 -c 10 --samples 2
+expect "run --samples with -n 0" "-n 0" "$DSC" run -m "$R1" -p "hi" -n 0 --samples 2
+expect "run --samples with --raw" "--raw" "$DSC" run -m "$R1" -p "hi" -n 4 --raw --samples 2
+expect "run --samples with a kv type the model cannot take" "Q8|32" "$DSC" run -m "$R1" -p "hi" -n 4 --kv-type q8 --samples 2
+# a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
+expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \
+    "$DSC" run -m "$R1" -p "hi" -n 4 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"
+expect "run --samples with a tokenizer larger than the model" "128815 token ids|vocab_size 384" \
+    "$DSC" run -m "$R1" -p "hi" -n 4 --samples 2 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
