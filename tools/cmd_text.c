@@ -378,35 +378,59 @@ int cmd_run(const cli_opts *o) {
 }
 
 /* Reads one line from stdin into a new string; NULL at end of input. */
-static char *read_line(int *was_interrupted) {
+/* How read_line ended. */
+enum { LINE_OK, LINE_EOF, LINE_INTERRUPTED, LINE_NUL, LINE_LONG, LINE_ERROR };
+
+/* One line of stdin without its newline (NULL unless LINE_OK or
+ * LINE_INTERRUPTED). A line holding a NUL byte is read to its end and
+ * dropped (LINE_NUL); one longer than max bytes ends the reading
+ * (LINE_LONG), so that endless input without newlines cannot fill memory. */
+static char *read_line(size_t max, int *how) {
     size_t cap = 256, n = 0;
+    int nul = 0;
     char *b = malloc(cap);
-    *was_interrupted = 0;
+    *how = LINE_OK;
     while (b) {
+        errno = 0;
         int ch = getchar();
         if (ch == EOF) {
             if (ferror(stdin) && errno == EINTR && interrupted) {
                 clearerr(stdin);
-                *was_interrupted = 1;
+                *how = LINE_INTERRUPTED;
                 b[n] = 0;
                 return b;
             }
-            if (n == 0) {
-                free(b);
-                return NULL;
-            }
+            if (ferror(stdin)) {
+                die("stdin: %s", errno ? strerror(errno) : "read error");
+                *how = LINE_ERROR;
+            } else if (n == 0) *how = LINE_EOF;
             break;
         }
         if (ch == '\n') break;
+        if (ch == 0) nul = 1;
+        if (n >= max) {
+            *how = LINE_LONG;
+            break;
+        }
         if (n + 2 > cap) {
             char *nb = realloc(b, cap *= 2);
             if (!nb) free(b);
             b = nb;
-            if (!b) return NULL;
+            if (!b) break;
         }
         b[n++] = (char)ch;
     }
-    if (b) b[n] = 0;
+    if (!b) {
+        die("out of memory for a line of stdin");
+        *how = LINE_ERROR;
+        return NULL;
+    }
+    if (*how == LINE_OK && nul) *how = LINE_NUL;
+    if (*how != LINE_OK) {
+        free(b);
+        return NULL;
+    }
+    b[n] = 0;
     return b;
 }
 
@@ -420,13 +444,31 @@ int cmd_chat(const cli_opts *o) {
     size_t n_sys = n;
     if (!rc && isatty(STDIN_FILENO))
         fprintf(stderr, "dsc chat: type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n");
+    /* A message is tokens of at least a byte each: one of more bytes than
+     * 64 per position of the context could never fit. */
+    const size_t max_line = rc ? 0 : (size_t)64 * (size_t)dsc_ctx_n_ctx(c.s.ctx) + 4096;
+    int failed = 0; /* turns that failed: with stdin not a terminal, the exit status is 1 */
     while (!rc) {
         if (isatty(STDIN_FILENO)) fputs("> ", stdout), fflush(stdout);
         interrupted = 0;
-        int intr;
-        char *line = read_line(&intr);
-        if (!line) break;
-        if (intr) {
+        int how;
+        char *line = read_line(max_line, &how);
+        if (how == LINE_EOF) break;
+        if (how == LINE_ERROR) {
+            rc = 1;
+            break;
+        }
+        if (how == LINE_LONG) {
+            rc = die("stdin: a message of more than %zu bytes, more than the context of %d could hold", max_line,
+                     dsc_ctx_n_ctx(c.s.ctx));
+            break;
+        }
+        if (how == LINE_NUL) {
+            die("stdin: the message holds a NUL byte; it is dropped");
+            failed++;
+            continue;
+        }
+        if (how == LINE_INTERRUPTED) {
             free(line);
             fputs("\n(use /exit to quit)\n", stdout);
             continue;
@@ -451,6 +493,7 @@ int cmd_chat(const cli_opts *o) {
         char *answer = convo_turn(&c, msgs, n);
         if (!answer) { /* the turn failed (e.g. too long): drop it, keep chatting */
             free((char *)msgs[--n].content);
+            failed++;
             continue;
         }
         msgs[n++] = (dsc_chat_message){"assistant", answer};
@@ -458,5 +501,5 @@ int cmd_chat(const cli_opts *o) {
     for (size_t i = 0; i < n; i++) free((char *)msgs[i].content);
     free(msgs);
     convo_close(&c);
-    return rc;
+    return rc ? rc : failed && !isatty(STDIN_FILENO);
 }

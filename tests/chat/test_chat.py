@@ -5,6 +5,7 @@ model token by token (--verbose-prompt), multi-turn history, /reset, /exit,
 the reasoning split, and that the same seed gives the same output.
 
 usage: test_chat.py DSC MODEL_DIR TOKENIZER_DIR"""
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,30 @@ check(r[0] == 0 and prompts(r[2]) == [[BOS] + text_ids("Once upon")] and r[1].st
 # A conversation longer than the context is an error, not a crash.
 rc, out, err = run(["run", "-m", MODEL, "--tokenizer", TOK, "-c", "8", "-p", "this prompt is too long"])
 check(rc == 1 and "context" in err and err.count("\n") <= 2, "over-long prompt: clear error", err)
+
+# Piped input: a NUL byte drops its message (the next one goes on), a failed
+# turn makes the exit status 1, a read error and endless input without a
+# newline are one line and exit 1, not memory without end.
+rc, out, err = run(["chat"] + common, "ab\0cd\nhi\n")
+got = prompts(err)
+check(rc == 1 and "NUL byte" in err and len(got) == 1 and str(text_ids("hi"))[1:-1] in str(got[0]) and
+      str(text_ids("cd"))[1:-1] not in str(got[0]),
+      "chat: a NUL byte drops its message, the next one is answered, exit 1", err)
+p = subprocess.run([DSC, "chat"] + common, input=b"ab\xff\nhi\n", capture_output=True, timeout=60)
+err = p.stderr.decode("utf-8", "replace")
+check(p.returncode == 1 and "invalid UTF-8" in err and len(prompts(err)) == 1,
+      "chat: a failed turn (invalid UTF-8) goes on to the next, then exit 1", err)
+with open("/dev/zero", "rb") as zero:
+    p = subprocess.run([DSC, "chat", "-m", MODEL, "--tokenizer", TOK, "-c", "64", "-n", "2"], stdin=zero,
+                       capture_output=True, timeout=60)
+err = p.stderr.decode("utf-8", "replace")
+check(p.returncode == 1 and "more than" in err and "context of 64" in err,
+      "chat: endless input without a newline is one error, not a growing buffer", err)
+d = os.open("/", os.O_RDONLY)
+p = subprocess.run([DSC, "chat", "-m", MODEL, "--tokenizer", TOK, "-n", "2"], stdin=d, capture_output=True, timeout=60)
+os.close(d)
+err = p.stderr.decode("utf-8", "replace")
+check(p.returncode == 1 and "stdin: Is a directory" in err, "chat: a read error on stdin is exit 1", err)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
