@@ -809,6 +809,14 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
         return dsc_fail(DSC_ERR_ARG, "quantize: type '%.32s' is not supported (expected q8, q4 or copy)", type);
     dsc_status s = qz_check_dirs(in_dir, out_dir);
     if (s) return s;
+    /* The input as dsc loads it (mapped, not read): a checkpoint its config
+     * does not describe (a shape, a missing or extra tensor, a dtype) fails
+     * here, before anything is written, not in the copy. */
+    dsc_model_params mp = dsc_model_default_params();
+    mp.keep_page_cache = 1;
+    dsc_model *m = NULL;
+    if ((s = dsc_model_load(in_dir, &mp, &m))) return s;
+    dsc_model_free(m);
     qz_plan p = {.in_dir = in_dir, .out_dir = out_dir, .q4 = !strcmp(type, "q4"), .copy = !strcmp(type, "copy")};
     char cfg_path[FIO_PATH_MAX], *json = NULL;
     size_t len = 0;

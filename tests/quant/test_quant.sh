@@ -190,6 +190,10 @@ bad_input "missing input dir" "$tmp/nope" quantize -m "$tmp/nope" -o "$tmp/x" --
 bad_input "output is a file" "$tmp/a-file: exists and is not a directory" quantize -m "$V3" -o "$tmp/a-file" --type q8
 bad_input "output = input" "is the input directory" quantize -m "$V3" -o "$V3/" --type q8
 [ -d "$tmp/v3-tiny-q8" ] && bad_input "already quantised" "already quantised" quantize -m "$tmp/v3-tiny-q8" -o "$tmp/x" --type q4
+mkdir -p "$tmp/wrong" && cp "$V3/model.safetensors" "$tmp/wrong/" &&
+    sed 's/"hidden_size": 64/"hidden_size": 32/' "$V3/config.json" >"$tmp/wrong/config.json"
+bad_input "input whose config disagrees with its weights, before writing" "config expects" \
+    quantize -m "$tmp/wrong" -o "$tmp/x" --type q8
 bad_input "kld with one model" "two models" kld -m "$V3"
 bad_input "kld of different architectures" "v2lite-tiny" kld -m "$V3" -m "$GOLDEN/models/v2lite-tiny/model" -n 8
 [ -e "$tmp/x" ] && bad "a failed quantize left $tmp/x behind" || ok "failed runs create no output directory"
