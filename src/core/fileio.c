@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -144,6 +145,37 @@ dsc_status fio_create(const char *path, int append, FILE **out) {
         close(fd);
     }
     return s;
+}
+
+static void human_bytes(char *out, size_t cap, double b) {
+    static const char *const unit[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+    int u = 0;
+    while (b >= 1000 && u < 5) b /= 1000, u++;
+    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
+}
+
+dsc_status fio_check_space(const char *dir, uint64_t need, uint64_t reclaim, const char *what) {
+    struct statvfs v;
+    char at[FIO_PATH_MAX];
+    snprintf(at, sizeof at, "%s", dir);
+    while (statvfs(at, &v) != 0) { /* a directory not made yet: the nearest one that is */
+        char *slash = strrchr(at, '/');
+        if (errno != ENOENT || !strcmp(at, ".") || !strcmp(at, "/")) return DSC_OK;
+        if (!slash) snprintf(at, sizeof at, ".");
+        else if (slash == at) slash[1] = 0;
+        else *slash = 0;
+    }
+    const double avail = (double)v.f_bavail * (double)v.f_frsize + (double)reclaim;
+    if ((double)need <= avail) return DSC_OK;
+    char a[32], b[32];
+    human_bytes(a, sizeof a, (double)need);
+    human_bytes(b, sizeof b, avail);
+    return dsc_fail(DSC_ERR_IO, "%s: %s needs %s, and its file system has %s free", dir, what, a, b);
+}
+
+uint64_t fio_freed_bytes(const char *path) {
+    struct stat sb;
+    return lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1 ? (uint64_t)sb.st_size : 0;
 }
 
 int fio_replace_fd(const char *path, dsc_status *s) {

@@ -54,6 +54,15 @@ dsc_status fio_read_file(const char *path, size_t max, char **out, size_t *len);
 /* All n bytes at offset off, retrying short writes. */
 dsc_status fio_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path);
 
+/* Fails, naming dir, what and both sizes, when dir's file system has less
+ * room than need bytes; reclaim: bytes of files there that the writing
+ * will replace (their space comes back). Where statvfs cannot tell, OK. */
+dsc_status fio_check_space(const char *dir, uint64_t need, uint64_t reclaim, const char *what);
+
+/* The bytes a file at path holds that unlinking it would free (a regular
+ * file with no other links), else 0. */
+uint64_t fio_freed_bytes(const char *path);
+
 /* Creates or replaces path with len bytes of text (fio_write_text through
  * fio_create_fd, fio_replace_text through fio_replace_fd). */
 dsc_status fio_write_text(const char *path, const char *text, size_t len);

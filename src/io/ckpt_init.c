@@ -577,12 +577,24 @@ static dsc_status ci_parse_params(const dsc_init_params *ip, ci_wtype *wt, int *
     return DSC_OK;
 }
 
+/* Room for the weights where they go, before anything is written (the
+ * shards of an older checkpoint there, replaced, count as room). */
+static dsc_status ci_check_space(const ci_plan *p, const char *out_dir, int n_shards) {
+    uint64_t reclaim = 0;
+    char path[FIO_PATH_MAX], fname[64];
+    for (int k = 0; k < n_shards; k++) {
+        ci_shard_name(fname, sizeof fname, k, n_shards);
+        if (!fio_join(path, out_dir, fname)) reclaim += fio_freed_bytes(path);
+    }
+    return fio_check_space(out_dir, p->total, reclaim, "the checkpoint");
+}
+
 static dsc_status ci_write_all(const ci_plan *p, const char *out_dir, uint64_t seed, int n_shards) {
+    char path[FIO_PATH_MAX], fname[64];
     dsc_status s = ci_unlink_stale(out_dir, n_shards > 1 ? "model.safetensors" : "model.safetensors.index.json");
     int *order = malloc(sizeof *order * (size_t)p->n);
     if (!s && !order) s = dsc_fail(DSC_ERR_NOMEM, "init: out of memory");
     const size_t cap = ci_chunk_cap(p);
-    char path[FIO_PATH_MAX], fname[64];
     for (int k = 0; k < n_shards && !s; k++) {
         ci_shard_name(fname, sizeof fname, k, n_shards);
         if (!(s = fio_join(path, out_dir, fname))) s = ci_write_shard(p, k, seed, path, cap, order);
@@ -606,7 +618,7 @@ dsc_status dsc_init_checkpoint(const char *config_path, const char *out_dir, con
     ci_plan p = {.c = &c, .wtype = wt};
     char cpath[FIO_PATH_MAX];
     if (!(s = config_parse(json, len, config_path, &c)) && !(s = ci_build(&p)) &&
-        !(s = ci_assign_shards(&p, n_shards)) && !(s = ci_layout(&p, n_shards)) && !(s = fio_mkdirs(out_dir)) &&
+        !(s = ci_assign_shards(&p, n_shards)) && !(s = ci_layout(&p, n_shards)) && !(s = ci_check_space(&p, out_dir, n_shards)) && !(s = fio_mkdirs(out_dir)) &&
         !(s = fio_join(cpath, out_dir, "config.json")))
         s = ci_write_config(json, len, config_path, cpath, wt);
     free(json);

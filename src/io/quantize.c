@@ -791,6 +791,17 @@ static dsc_status qz_write_all(const qz_plan *p, const char *json, size_t len, c
 /* ------------------------------------------------------------------------ */
 /* Public                                                                    */
 
+/* Room for the weights where they go, before anything is written (files
+ * of an older checkpoint there, replaced, count as room). */
+static dsc_status qz_check_space(const qz_plan *p) {
+    uint64_t need = 0, reclaim = 0;
+    char path[FIO_PATH_MAX];
+    for (int i = 0; i < p->n; i++) need += p->t[i].nbytes;
+    for (int k = 0; k < p->n_files; k++)
+        if (!fio_join(path, p->out_dir, p->file_names[k])) reclaim += fio_freed_bytes(path);
+    return fio_check_space(p->out_dir, need, reclaim, "the quantised checkpoint");
+}
+
 /* The output must not be the input directory: its files are being read. */
 static dsc_status qz_check_dirs(const char *in_dir, const char *out_dir) {
     struct stat a, b;
@@ -834,6 +845,7 @@ dsc_status dsc_quantize(const char *in_dir, const char *out_dir, const char *typ
     if (!s) s = qz_open_input(&p);
     if (!s) s = qz_build(&p);
     if (!s) qz_layout(&p);
+    if (!s) s = qz_check_space(&p);
     if (!s) s = fio_mkdirs(out_dir);
     if (!s) s = qz_write_all(&p, json, len, cfg_path, type);
     free(json);

@@ -172,7 +172,10 @@ expect_error "output is a file" "afile" -c "$V3/config.json" -o "$tmp/afile"
 expect_error "output under a file" "afile" -c "$V3/config.json" -o "$tmp/afile/sub"
 expect_error "no output" "-o" -c "$V3/config.json"
 expect_error "no config" "-c" -o "$tmp/x5"
-[ ! -e "$tmp/x1" ] && [ ! -e "$tmp/x2" ] && [ ! -e "$tmp/x3" ] && [ ! -e "$tmp/x4" ] && ok "failed inits create no directory" ||
+python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['hidden_size'] = 1048576; c['vocab_size'] = 16777215
+json.dump(c, open(sys.argv[2], 'w'))" "$V3/config.json" "$tmp/huge.json"
+expect_error "a checkpoint bigger than the free space, before writing" "needs 145.1 TB" -c "$tmp/huge.json" -o "$tmp/x6"
+[ ! -e "$tmp/x6" ] && [ ! -e "$tmp/x1" ] && [ ! -e "$tmp/x2" ] && [ ! -e "$tmp/x3" ] && [ ! -e "$tmp/x4" ] && ok "failed inits create no directory" ||
     bad "a failed init left its output directory"
 
 echo "$pass passed, $fail failed"
