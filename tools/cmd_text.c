@@ -118,7 +118,8 @@ int cmd_tokenize(const cli_opts *o) {
     dsc_tokenizer *tok;
     if (cli_tokenizer_open(o, &tok, path, sizeof path)) return 1;
     int rc = 0;
-    if (o->jsonl) rc = tokenize_jsonl(tok, o->jsonl, o->special);
+    if (!!o->jsonl + !!o->prompt + !!o->file > 1) rc = die("tokenize: give the text one way: -p TEXT, -f FILE or --jsonl FILE");
+    else if (o->jsonl) rc = tokenize_jsonl(tok, o->jsonl, o->special);
     else if (!o->prompt && !o->file) rc = die("tokenize: give the text with -p TEXT, -f FILE or --jsonl FILE");
     else {
         size_t len = 0;

@@ -612,6 +612,7 @@ mkdir -p "$tmp/mp128" && cp "$V3/model.safetensors" "$tmp/mp128/" &&
     python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['max_position_embeddings']=128; c['rope_scaling']=None; json.dump(c,open(sys.argv[2],'w'))" \
         "$V3/config.json" "$tmp/mp128/config.json"
 expect_ok "kld of models of 128 positions: windows of 128" "$DSC" kld -m "$tmp/mp128" -m "$tmp/mp128" -n 200
+expect "tokenize with -p and -f" "one way" "$DSC" tokenize --tokenizer "$TOK" -p "a" -f "$tmp/utf8.txt"
 
 # run --samples takes the options a single run takes
 R1=$ROOT/models/dsc-r1-tiny
