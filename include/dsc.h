@@ -154,7 +154,8 @@ dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos);
 dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logits);
 
 /* Logits after the last evaluated token, [vocab]; borrowed, valid until the
- * next dsc_eval / dsc_ctx_truncate / dsc_ctx_free. NULL before any eval. */
+ * next dsc_eval / dsc_ctx_truncate / dsc_ctx_free. NULL before any eval,
+ * and after a dsc_eval_mixed that did not want its last token's row. */
 const float *dsc_ctx_logits(const dsc_ctx *ctx);
 
 /* Sequences. dsc_eval, dsc_ctx_pos and dsc_ctx_truncate act on sequence 0;
@@ -191,19 +192,19 @@ size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens);
 dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf);
 dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void *buf);
 
-/* Index of the largest logit (first one on ties). */
+/* Index of the largest logit (first one on ties); -1 when n < 1. */
 int32_t dsc_argmax(const float *logits, int32_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Sampling                                                                  */
 
 typedef struct {
-    float temp;            /* 0 = greedy                                       */
+    float temp;            /* 0 = greedy (finite; so small that 1/temp is not: greedy) */
     float top_p;           /* nucleus: keep the smallest set with mass >= top_p (1 = off) */
     int32_t top_k;         /* keep the k most likely (0 = off)                 */
     float min_p;           /* drop tokens below min_p x p(max) (0 = off)       */
     float repeat_penalty;  /* divide positive / multiply negative logits of    */
-    int32_t repeat_last_n; /*   the last repeat_last_n tokens (1 = off)        */
+    int32_t repeat_last_n; /*   the last repeat_last_n tokens (1 = off; <= 2^24) */
     uint64_t seed;         /* same seed, same output                           */
 } dsc_sampler_params;
 
@@ -234,7 +235,7 @@ typedef struct {
     const char *isa;
 } dsc_machine;
 
-/* Measures this machine with n_threads (0 = all CPUs) and kernel set isa
+/* Measures this machine with n_threads (0 = all CPUs, at most 1024) and kernel set isa
  * (NULL = best). Takes about a second and 512 MiB of memory. */
 dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out);
 

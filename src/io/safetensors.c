@@ -298,8 +298,54 @@ static int st_view_rank(const dsc_tensor_view *v) {
     return st_place_rank(st_view_bytes(v), dt);
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* The views as the header promises them: named once each, a known dtype,
+ * 0-8 dimensions none negative, a size that fits, data where there is any. */
+static dsc_status st_check_views(const char *path, const dsc_tensor_view *t, int n) {
+    if (n < 0 || (n > 0 && !t)) return dsc_fail(DSC_ERR_ARG, "%s: %d tensors%s", path, n, n > 0 ? " and no array" : "");
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const dsc_tensor_view *v = &t[i];
+        st_dtype dt;
+        size_t nb;
+        if (!v->name || !v->name[0] || !strcmp(v->name, "__metadata__"))
+            return dsc_fail(DSC_ERR_ARG, "%s: tensor %d: the name '%s' cannot be a tensor's", path, i,
+                            v->name ? v->name : "(null)");
+        if (!v->dtype || !st_dtype_parse(v->dtype, &dt))
+            return dsc_fail(DSC_ERR_ARG, "%s: tensor '%s': unknown dtype '%s'", path, v->name,
+                            v->dtype ? v->dtype : "(null)");
+        if (v->ndim < 0 || v->ndim > 8)
+            return dsc_fail(DSC_ERR_ARG, "%s: tensor '%s': ndim %d is not in [0, 8]", path, v->name, v->ndim);
+        nb = st_dtype_size(dt);
+        for (int d = 0; d < v->ndim; d++)
+            if (v->shape[d] < 0 || !dsc_mul_size(nb, (size_t)v->shape[d], &nb) || nb > (size_t)1 << 53)
+                return dsc_fail(DSC_ERR_ARG, "%s: tensor '%s': dimension %d is %lld%s", path, v->name, d,
+                                (long long)v->shape[d], v->shape[d] < 0 ? "" : ", too large for the data to be addressed");
+        if (nb > 0 && !v->data) return dsc_fail(DSC_ERR_ARG, "%s: tensor '%s': no data", path, v->name);
+        total += nb;
+        if (total > (size_t)1 << 53) /* offsets are JSON numbers: exact up to 2^53 */
+            return dsc_fail(DSC_ERR_ARG, "%s: the tensors hold more than 2^53 bytes", path);
+    }
+    const char **names = malloc(sizeof *names * (size_t)(n ? n : 1));
+    if (!names) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; i < n; i++) names[i] = t[i].name;
+    qsort(names, (size_t)n, sizeof *names, cmp_name);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(names[i - 1], names[i])) {
+            dsc_status s = dsc_fail(DSC_ERR_ARG, "%s: two tensors named '%s'", path, names[i]);
+            free(names);
+            return s;
+        }
+    free(names);
+    return DSC_OK;
+}
+
 dsc_status dsc_safetensors_write(const char *path, const dsc_tensor_view *t, int n, const char *meta_key,
                                  const char *meta_value) {
+    if (!path || !path[0]) return dsc_fail(DSC_ERR_ARG, "safetensors: no output path");
+    dsc_status vs = st_check_views(path, t, n);
+    if (vs) return vs;
     cJSON *root = cJSON_CreateObject();
     if (!root) return dsc_fail(DSC_ERR_NOMEM, "%s: out of memory", path);
     if (meta_key) {

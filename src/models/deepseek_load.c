@@ -507,6 +507,7 @@ static void lock_weights(const dsc_model *m, int verbose) {
 }
 
 dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_model **out) {
+    if (!out) return dsc_fail(DSC_ERR_ARG, "dsc_model_load: NULL out");
     *out = NULL;
     struct stat sb;
     if (!dir || stat(dir, &sb) != 0) return dsc_fail(DSC_ERR_IO, "%s: no such model directory", dir ? dir : "(null)");
@@ -556,6 +557,7 @@ dsc_status dsc_model_load(const char *dir, const dsc_model_params *params, dsc_m
 }
 
 dsc_status dsc_model_resident(const dsc_model *m, int64_t *resident, int64_t *huge) {
+    if (!m || !resident || !huge) return dsc_fail(DSC_ERR_ARG, "dsc_model_resident: NULL argument");
     *resident = *huge = 0;
     for (int i = 0; i < m->n_files; i++) {
         size_t r, h;

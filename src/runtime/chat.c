@@ -51,6 +51,8 @@ static const char *after_think(const char *s) {
 
 dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
                              int32_t *ids, size_t cap, size_t *n_ids) {
+    if (!tok || !n_ids || (!msgs && n > 0) || (!ids && cap > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_chat_tokenize: NULL argument");
+    *n_ids = 0;
     chat_out o = {tok, ids, ids ? cap : 0, 0};
     dsc_status s = put_special(&o, CHAT_BOS);
     /* All system messages first, joined by a blank line. */
@@ -82,7 +84,7 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
     }
     if (s) return s;
     *n_ids = o.n;
-    if (ids && o.n > cap) return dsc_fail(DSC_ERR_ARG, "chat: %zu tokens do not fit in %zu", o.n, cap);
+    if (o.n > cap) return dsc_fail(DSC_ERR_ARG, "chat: %zu tokens do not fit in %zu", o.n, cap);
     return DSC_OK;
 }
 
@@ -90,6 +92,7 @@ dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
     char *buf;
     size_t len;
     struct stat sb;
+    if (!path || !flags) return dsc_fail(DSC_ERR_ARG, "dsc_chat_detect: NULL argument");
     if (lstat(path, &sb) != 0 && errno == ENOENT) return DSC_OK; /* no file: the plain template */
     dsc_status s = fio_read_file(path, (size_t)16 << 20, &buf, &len);
     if (s) return s;
@@ -104,6 +107,14 @@ dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
     if (t && !cJSON_IsNull(t) && !cJSON_IsString(t) && !cJSON_IsArray(t)) {
         cJSON_Delete(root);
         return dsc_fail(DSC_ERR_FORMAT, "%s: chat_template is neither a string nor a list of templates", path);
+    }
+    if (cJSON_IsArray(t)) { /* [{"name", "template"}, ...]: the one named "default", else the first */
+        const cJSON *e, *pick = cJSON_GetArrayItem(t, 0);
+        cJSON_ArrayForEach(e, t) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            if (cJSON_IsString(name) && !strcmp(name->valuestring, "default")) pick = e;
+        }
+        t = cJSON_GetObjectItemCaseSensitive(pick, "template");
     }
     if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
     cJSON_Delete(root);

@@ -142,7 +142,9 @@ static void ctx_mem_free(void *m, size_t len) {
 }
 
 dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx **out) {
+    if (!out) return dsc_fail(DSC_ERR_ARG, "dsc_ctx_new: NULL out");
     *out = NULL;
+    if (!model) return dsc_fail(DSC_ERR_ARG, "dsc_ctx_new: no model (NULL)");
     dsc_ctx_params pr = params ? *params : dsc_ctx_default_params();
     const dsc_config *c = &model->cfg;
     int32_t n_ctx = pr.n_ctx > 0 ? pr.n_ctx : (c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096);
@@ -256,6 +258,7 @@ int32_t dsc_ctx_n_threads(const dsc_ctx *ctx) { return ctx->n_threads; }
 const char *dsc_ctx_isa(const dsc_ctx *ctx) { return ctx->k->name; }
 
 static dsc_status check_seq(const dsc_ctx *ctx, int32_t seq) {
+    if (!ctx) return dsc_fail(DSC_ERR_ARG, "no context (NULL)");
     if (seq < 0 || seq >= ctx->n_seq)
         return dsc_fail(DSC_ERR_ARG, "sequence %d out of range (the context has %d)", seq, ctx->n_seq);
     return DSC_OK;
@@ -283,6 +286,7 @@ const float *dsc_ctx_logits(const dsc_ctx *ctx) { return ctx->has_logits ? ctx->
 static dsc_status check_tokens(const dsc_ctx *ctx, const int32_t *tokens, int32_t n) {
     const int32_t V = ctx->model->cfg.vocab_size;
     if (n < 1) return dsc_fail(DSC_ERR_ARG, "no tokens to evaluate");
+    if (!tokens) return dsc_fail(DSC_ERR_ARG, "no tokens to evaluate (NULL)");
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return dsc_fail(DSC_ERR_ARG, "token id %d at position %d is out of range (vocab_size = %d)", tokens[i], i,
@@ -291,9 +295,10 @@ static dsc_status check_tokens(const dsc_ctx *ctx, const int32_t *tokens, int32_
 }
 
 dsc_status dsc_eval_seq(dsc_ctx *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *logits) {
-    const int32_t V = ctx->model->cfg.vocab_size;
     dsc_status st = check_seq(ctx, seq);
-    if (st || (st = check_tokens(ctx, tokens, n))) return st;
+    if (st) return st;
+    const int32_t V = ctx->model->cfg.vocab_size;
+    if ((st = check_tokens(ctx, tokens, n))) return st;
     if (n > ctx->n_ctx - ctx->seq_pos[seq])
         return dsc_fail(DSC_ERR_CONTEXT, "%d tokens do not fit: the context holds %d and has %d free", n, ctx->n_ctx,
                         ctx->n_ctx - ctx->seq_pos[seq]);
@@ -314,6 +319,7 @@ dsc_status dsc_eval(dsc_ctx *ctx, const int32_t *tokens, int32_t n, float *logit
 
 dsc_status dsc_eval_mixed(dsc_ctx *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n, const uint8_t *want,
                           float *logits) {
+    if (!ctx || (!seqs && n > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_eval_mixed: NULL argument");
     if (n > ctx->n_dec) return dsc_fail(DSC_ERR_ARG, "%d tokens in a batch of at most %d", n, ctx->n_dec);
     dsc_status st = check_tokens(ctx, tokens, n);
     if (st) return st;
@@ -327,7 +333,7 @@ dsc_status dsc_eval_mixed(dsc_ctx *ctx, const int32_t *seqs, const int32_t *toke
     }
     deepseek_forward(ctx, tokens, n, 1, logits, want);
     for (int32_t i = 0; i < n; i++) ctx->seq_pos[seqs[i]]++;
-    ctx->has_logits = 1;
+    ctx->has_logits = !want || want[n - 1]; /* the last token's row is the one kept (the last wanted) */
     return DSC_OK;
 }
 
@@ -375,10 +381,11 @@ dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void 
     if (n_tokens < 0 || n_tokens > ctx->seq_pos[seq])
         return dsc_fail(DSC_ERR_ARG, "cannot save %d tokens of sequence %d (it holds %d)", n_tokens, seq,
                         ctx->seq_pos[seq]);
+    if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: NULL buffer");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     char *p = buf;
-    for (int l = 0; l < ctx->model->cfg.n_layers; l++) {
+    for (int l = 0; l < ctx->model->cfg.n_layers && n_tokens > 0; l++) {
         const dsc_mat *m = ctx_cache((dsc_ctx *)ctx, seq, l);
         memcpy(p, m->data, data), p += data;
         if (scales) memcpy(p, m->qscale, scales), p += scales;
@@ -391,10 +398,11 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
     if (st) return st;
     if (n_tokens < 0 || n_tokens > ctx->n_ctx)
         return dsc_fail(DSC_ERR_ARG, "cannot load %d tokens into a context of %d", n_tokens, ctx->n_ctx);
+    if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: NULL buffer");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     const char *p = buf;
-    for (int l = 0; l < ctx->model->cfg.n_layers; l++) {
+    for (int l = 0; l < ctx->model->cfg.n_layers && n_tokens > 0; l++) {
         dsc_mat *m = ctx_cache(ctx, seq, l);
         memcpy((void *)m->data, p, data), p += data;
         if (scales) memcpy((void *)m->qscale, p, scales), p += scales;

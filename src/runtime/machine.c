@@ -105,15 +105,18 @@ static void fma_task(void *arg, int ith, int nth) {
 }
 
 dsc_status dsc_measure_machine(int32_t n_threads, const char *isa, dsc_machine *out) {
+    if (!out) return dsc_fail(DSC_ERR_ARG, "dsc_measure_machine: NULL out");
     const dsc_kernels *k = kern_select(isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", isa);
+    if (n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "%d threads: at most 1024", n_threads);
     if (n_threads <= 0) n_threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
     if (n_threads < 1) n_threads = 1;
     dsc_pool *pool = pool_new(n_threads);
+    if (!pool) return dsc_fail(DSC_ERR_NOMEM, "cannot start %d threads to measure the machine", n_threads);
     machine_job j = {.k = k, .n = (int64_t)128 << 20}; /* 512 MiB of floats */
     /* On 2 MiB pages, as the weights are mapped (io/hugemap.h), so that TLB
      * misses do not lower the roofline the decode is set against. */
-    j.buf = pool ? aligned_alloc((size_t)2 << 20, (size_t)j.n * sizeof(float)) : NULL;
+    j.buf = aligned_alloc((size_t)2 << 20, (size_t)j.n * sizeof(float));
     if (!j.buf) {
         pool_free(pool);
         return dsc_fail(DSC_ERR_NOMEM, "cannot allocate 512 MiB to measure the bandwidth");

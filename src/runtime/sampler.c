@@ -23,12 +23,16 @@ int32_t dsc_argmax(const float *x, int32_t n) {
     /* The best value kept in a register: comparing with x[best] made each
      * step wait for a load whose address the previous step chose (0.42 ms
      * for V2's 102400 logits, 2% of a Q8 decode step). */
+    if (!x || n < 1) return -1;
     int32_t best = 0;
     float v = x[0];
     for (int32_t i = 1; i < n; i++)
         if (x[i] > v) v = x[i], best = i;
     return best;
 }
+
+/* The repeat penalty's window at most (a ring of this many ids). */
+#define SAMPLER_MAX_LAST_N (1 << 24)
 
 dsc_sampler_params dsc_sampler_default_params(void) {
     return (dsc_sampler_params){.temp = 0.6f, .top_p = 0.95f, .top_k = 0, .min_p = 0.0f, .repeat_penalty = 1.0f,
@@ -65,10 +69,12 @@ dsc_status dsc_sampler_new(const dsc_sampler_params *params, int32_t n_vocab, ds
     *out = NULL;
     dsc_sampler_params p = params ? *params : dsc_sampler_default_params();
     if (n_vocab < 1) return dsc_fail(DSC_ERR_ARG, "sampler: vocabulary size %d", n_vocab);
-    if (!(p.temp >= 0) || !(p.top_p > 0 && p.top_p <= 1) || !(p.min_p >= 0 && p.min_p <= 1) || p.top_k < 0 ||
-        !(p.repeat_penalty > 0) || p.repeat_last_n < 0)
-        return dsc_fail(DSC_ERR_ARG, "sampler: temp >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, top_k >= 0 and "
-                                     "repeat_penalty > 0 are required");
+    if (!(p.temp >= 0 && p.temp < INFINITY) || !(p.top_p > 0 && p.top_p <= 1) || !(p.min_p >= 0 && p.min_p <= 1) ||
+        p.top_k < 0 || !(p.repeat_penalty > 0 && p.repeat_penalty < INFINITY) || p.repeat_last_n < 0 ||
+        p.repeat_last_n > SAMPLER_MAX_LAST_N)
+        return dsc_fail(DSC_ERR_ARG, "sampler: finite temp >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, top_k >= 0, finite "
+                                     "repeat_penalty > 0 and 0 <= repeat_last_n <= %d are required",
+                        SAMPLER_MAX_LAST_N);
     dsc_sampler *s = calloc(1, sizeof *s);
     if (!s) return dsc_fail(DSC_ERR_NOMEM, "sampler: out of memory");
     s->p = p;
@@ -100,11 +106,28 @@ void dsc_sampler_accept(dsc_sampler *s, int32_t token) {
     if (s->n_recent < s->p.repeat_last_n) s->n_recent++;
 }
 
-static int by_logit_desc(const void *a, const void *b, void *key) {
-    const float *k = key;
-    float x = k[*(const int32_t *)a], y = k[*(const int32_t *)b];
-    if (x != y) return x < y ? 1 : -1;
-    return *(const int32_t *)a - *(const int32_t *)b;
+/* Whether id a goes before id b: the larger logit first, then the smaller
+ * id (a total order, so any sort gives the same sequence). */
+static int before(const float *w, int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); }
+
+static void sift_down(int32_t *o, const float *w, size_t i, size_t n) {
+    for (size_t c; (c = 2 * i + 1) < n; i = c) {
+        if (c + 1 < n && before(w, o[c], o[c + 1])) c++; /* the one that goes last: a heap of the order's end */
+        if (!before(w, o[i], o[c])) return;
+        const int32_t t = o[i];
+        o[i] = o[c], o[c] = t;
+    }
+}
+
+/* o[0..n) by logit, most likely first, in place (heapsort: sampling does
+ * not allocate, and glibc's qsort_r does above 1 KiB). */
+static void sort_by_logit(int32_t *o, size_t n, const float *w) {
+    for (size_t i = n / 2; i-- > 0;) sift_down(o, w, i, n);
+    for (size_t end = n; end > 1; end--) {
+        const int32_t t = o[0];
+        o[0] = o[end - 1], o[end - 1] = t;
+        sift_down(o, w, 0, end - 1);
+    }
 }
 
 int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
@@ -127,7 +150,7 @@ int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
         dsc_fail(DSC_ERR_ARG, "sampler: every logit is -Inf");
         return -1;
     }
-    if (s->p.temp == 0) return best;
+    if (s->p.temp == 0 || !(1.0f / s->p.temp < INFINITY)) return best;
 
     /* Candidates: all tokens within top_k, sorted by logit. Tokens whose
      * probability is below exp(-30) of the best never matter: drop them
@@ -136,7 +159,7 @@ int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
     const float floor_logit = w[best] - 30.0f * s->p.temp;
     for (int32_t i = 0; i < V; i++)
         if (w[i] >= floor_logit) s->order[n++] = i;
-    qsort_r(s->order, (size_t)n, sizeof(int32_t), by_logit_desc, w);
+    sort_by_logit(s->order, (size_t)n, w);
     if (s->p.top_k > 0 && n > s->p.top_k) n = s->p.top_k;
 
     /* Probabilities at temperature, then min-p and top-p cuts. */

@@ -225,6 +225,9 @@ dsc_status dsc_utf8_stream_push(dsc_utf8_stream *st, const dsc_tokenizer *tok, i
     if (!st || !tok || !n_out || (!out && cap > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_utf8_stream_push: NULL argument");
     if (st->n_pending < 0 || st->n_pending > 3)
         return dsc_fail(DSC_ERR_ARG, "utf8 stream: n_pending %d is not in [0, 3]", st->n_pending);
+    if (st->n_pending > 0 && utf8_scan((const unsigned char *)st->pending, (size_t)st->n_pending, &len) != U8_SHORT)
+        return dsc_fail(DSC_ERR_ARG, "utf8 stream: the %d pending bytes are not the start of a UTF-8 character "
+                                     "(a stream not zeroed, or written to)", st->n_pending);
     if ((s = tok_check_id(tok, id)) != DSC_OK) return s;
     p = (const unsigned char *)tok->bytes + tok->byte_off[id];
     len = tok_len(tok, id);

@@ -1127,6 +1127,101 @@ static void test_read_probe(void) {
     free(buf);
 }
 
+/* The public API's contracts at their edges: bad arguments are errors
+ * (never a crash or a silent success), documented protocols hold. */
+static void test_api_edges(const char *golden) {
+    static float data[4];
+    const char *path = "/tmp/dsc_test_api_edges.st";
+    dsc_tensor_view neg = {"a", "F32", 1, {-1}, data}, big = {"a", "F32", 2, {1LL << 31, 1LL << 31}, data};
+    dsc_tensor_view nine = {"a", "F32", 9, {1, 1, 1, 1, 1, 1, 1, 1}, data}, ok = {"a", "F32", 1, {4}, data};
+    dsc_tensor_view nodata = {"a", "F32", 1, {4}, NULL}, meta = {"__metadata__", "F32", 1, {4}, data};
+    dsc_tensor_view noname = {NULL, "F32", 1, {4}, data}, two[2] = {ok, ok};
+    CHECK(dsc_safetensors_write(path, &neg, 1, NULL, NULL) == DSC_ERR_ARG, "st write: a negative dimension");
+    CHECK(dsc_safetensors_write(path, &big, 1, NULL, NULL) == DSC_ERR_ARG, "st write: a size that wraps");
+    CHECK(dsc_safetensors_write(path, &nine, 1, NULL, NULL) == DSC_ERR_ARG, "st write: ndim 9");
+    CHECK(dsc_safetensors_write(path, &nodata, 1, NULL, NULL) == DSC_ERR_ARG, "st write: no data");
+    CHECK(dsc_safetensors_write(path, &meta, 1, "k", "v") == DSC_ERR_ARG, "st write: a tensor named __metadata__");
+    CHECK(dsc_safetensors_write(path, &noname, 1, NULL, NULL) == DSC_ERR_ARG, "st write: no name");
+    CHECK(dsc_safetensors_write(path, two, 2, NULL, NULL) == DSC_ERR_ARG, "st write: a name twice");
+    CHECK(dsc_safetensors_write(path, &ok, -1, NULL, NULL) == DSC_ERR_ARG, "st write: n = -1");
+    CHECK(dsc_safetensors_write(path, &ok, 1, NULL, NULL) == DSC_OK, "st write: a good view");
+    remove(path);
+
+    dsc_sampler_params sp = dsc_sampler_default_params();
+    dsc_sampler *smp = NULL;
+    sp.temp = INFINITY;
+    CHECK(dsc_sampler_new(&sp, 4, &smp) == DSC_ERR_ARG && !smp, "sampler: temp +Inf refused");
+    sp.temp = 1e-45f, sp.top_p = 1;
+    const float lg[4] = {-INFINITY, 1, -INFINITY, 1};
+    int masked = 0;
+    if (dsc_sampler_new(&sp, 4, &smp) == DSC_OK)
+        for (int i = 0; i < 100; i++) masked += (dsc_sampler_sample(smp, lg) & 1) == 0;
+    CHECK(smp && masked == 0, "sampler: a temp whose inverse is +Inf samples greedily, never a -Inf logit");
+    dsc_sampler_free(smp), smp = NULL;
+    sp = dsc_sampler_default_params(), sp.repeat_last_n = INT32_MAX;
+    CHECK(dsc_sampler_new(&sp, 4, &smp) == DSC_ERR_ARG, "sampler: repeat_last_n INT32_MAX refused");
+    CHECK(dsc_argmax(data, 0) == -1 && dsc_argmax(data, -5) == -1 && dsc_argmax(NULL, 4) == -1, "argmax: n < 1");
+
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/tokenizer/deepseek-v3/tokenizer.json", golden);
+    dsc_tokenizer *tok = NULL;
+    if (dsc_tokenizer_load(buf, &tok) == DSC_OK) {
+        const dsc_chat_message msg = {"user", "hi"};
+        size_t n = 99, need = 0;
+        dsc_tokenize(tok, "hello there", 11, 0, NULL, 0, &need);
+        CHECK(dsc_chat_tokenize(tok, &msg, 1, 0, NULL, 0, &n) == DSC_ERR_ARG && n == 3 && need > 0,
+              "chat tokenize: the count with no buffer, as dsc_tokenize (got %zu)", n);
+        CHECK(dsc_chat_tokenize(tok, &msg, 1, 0, NULL, 0, NULL) == DSC_ERR_ARG, "chat tokenize: NULL n_ids");
+        CHECK(dsc_chat_tokenize(tok, NULL, 1, 0, NULL, 0, &n) == DSC_ERR_ARG, "chat tokenize: NULL messages");
+        dsc_utf8_stream st = {{'a', 'b', 'c'}, 3};
+        char out[64];
+        CHECK(dsc_utf8_stream_push(&st, tok, 1, out, sizeof out, &n) == DSC_ERR_ARG, "utf8 stream: bad pending bytes");
+        dsc_tokenizer_free(tok);
+    }
+    const char *cfg = "/tmp/dsc_test_chat_list.json";
+    FILE *fp = fopen(cfg, "w");
+    if (fp) {
+        fputs("{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}, "
+              "{\"name\": \"default\", \"template\": \"{{'<｜Assistant｜><think>\\\\n'}}\"}]}", fp);
+        fclose(fp);
+    }
+    unsigned flags = 0;
+    CHECK(dsc_chat_detect(cfg, &flags) == DSC_OK && (flags & DSC_CHAT_REASONING), "chat detect: a list of templates");
+    CHECK(dsc_chat_detect(cfg, NULL) == DSC_ERR_ARG && dsc_chat_detect(NULL, &flags) == DSC_ERR_ARG, "chat detect: NULL");
+    remove(cfg);
+    dsc_machine mach;
+    CHECK(dsc_measure_machine(100000, NULL, &mach) == DSC_ERR_ARG, "measure machine: 100000 threads refused");
+
+    dsc_model *m = NULL;
+    CHECK(dsc_model_load(golden, NULL, NULL) == DSC_ERR_ARG, "model load: NULL out");
+    snprintf(buf, sizeof buf, "%s/models/v3-tiny/model", golden);
+    if (dsc_model_load(buf, NULL, &m)) return;
+    dsc_ctx *ctx = NULL;
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 16, cp.n_seq = 2;
+    CHECK(dsc_ctx_new(NULL, &cp, &ctx) == DSC_ERR_ARG && dsc_ctx_new(m, &cp, NULL) == DSC_ERR_ARG, "ctx new: NULL");
+    if (dsc_ctx_new(m, &cp, &ctx) == DSC_OK) {
+        const int32_t seqs[2] = {0, 1}, toks[2] = {5, 6};
+        static float rows[2 * 512];
+        const uint8_t first[2] = {1, 0};
+        CHECK(dsc_eval(ctx, NULL, 1, NULL) == DSC_ERR_ARG && dsc_eval(NULL, toks, 1, NULL) == DSC_ERR_ARG &&
+                  dsc_eval_mixed(ctx, NULL, toks, 2, NULL, rows) == DSC_ERR_ARG && dsc_ctx_truncate(NULL, 0) == DSC_ERR_ARG,
+              "eval: NULL arguments");
+        CHECK(dsc_eval_mixed(ctx, seqs, toks, 2, first, rows) == DSC_OK && dsc_ctx_logits(ctx) == NULL,
+              "eval mixed without the last token's row: no logits kept");
+        CHECK(dsc_eval_mixed(ctx, seqs, toks, 2, NULL, rows) == DSC_OK && dsc_ctx_logits(ctx) &&
+                  !memcmp(dsc_ctx_logits(ctx), rows + 512, sizeof(float) * 512),
+              "eval mixed: the kept logits are the last token's");
+        CHECK(dsc_seq_state_size(ctx, 0) == 0 && dsc_seq_save(ctx, 0, 0, NULL) == DSC_OK &&
+                  dsc_seq_load(ctx, 0, 0, NULL) == DSC_OK && dsc_seq_save(ctx, 0, 1, NULL) == DSC_ERR_ARG,
+              "seq save/load: 0 tokens without a buffer");
+        int64_t res;
+        CHECK(dsc_model_resident(m, &res, NULL) == DSC_ERR_ARG, "model resident: NULL");
+        dsc_ctx_free(ctx);
+    }
+    dsc_model_free(m);
+}
+
 int main(int argc, char **argv) {
     test_conversions();
     test_fp8_kernels();
@@ -1152,6 +1247,7 @@ int main(int argc, char **argv) {
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
+    if (argc > 1) test_api_edges(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
