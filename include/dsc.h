@@ -218,7 +218,8 @@ dsc_status dsc_sampler_new(const dsc_sampler_params *params, int32_t n_vocab, ds
 void dsc_sampler_free(dsc_sampler *s);
 
 /* Picks the next token from logits [n_vocab] (not modified). Returns -1
- * (dsc_last_error() says why) when a logit is NaN or +Inf, or all are -Inf. */
+ * (dsc_last_error() says why) when a logit is NaN or +Inf, or all are -Inf,
+ * or s or logits is NULL. */
 int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits);
 
 /* Records a token of the sequence (prompt or generated) for the repeat penalty. */

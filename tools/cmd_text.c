@@ -291,7 +291,7 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
         st = dsc_chat_tokenize(c->tok, msgs, n, c->flags, c->prompt, (size_t)n_ctx, &np);
     }
     if (st && np <= (size_t)n_ctx) {
-        cli_die_status();
+        die("the conversation: %s", dsc_last_error());
         return NULL;
     }
     if (np >= (size_t)n_ctx) {

@@ -572,6 +572,11 @@ dsc_status dsc_model_resident(const dsc_model *m, int64_t *resident, int64_t *hu
 }
 
 void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
+    if (!info) return;
+    if (!m) { /* zeroed: no model */
+        *info = (dsc_model_info){0};
+        return;
+    }
     const dsc_config *c = &m->cfg;
     *info = (dsc_model_info){
         .model_type = c->model_type,

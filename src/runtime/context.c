@@ -238,6 +238,7 @@ void dsc_ctx_free(dsc_ctx *ctx) {
 }
 
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
+    if (!ctx) return 0;
     const dsc_config *c = &ctx->model->cfg;
     size_t elems = (size_t)ctx->n_seq * c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
     switch (ctx->kv_type) {
@@ -251,11 +252,12 @@ const char *dsc_kv_type_name(dsc_kv_type t) {
     return t == DSC_KV_BF16 ? "bf16" : t == DSC_KV_Q8 ? "q8" : "f32";
 }
 
-int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx->n_ctx; }
-int32_t dsc_ctx_n_seq(const dsc_ctx *ctx) { return ctx->n_seq; }
-int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx->seq_pos[0]; }
-int32_t dsc_ctx_n_threads(const dsc_ctx *ctx) { return ctx->n_threads; }
-const char *dsc_ctx_isa(const dsc_ctx *ctx) { return ctx->k->name; }
+/* The accessors of a NULL context: 0, -1 or NULL, never a crash. */
+int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx) { return ctx ? ctx->n_ctx : 0; }
+int32_t dsc_ctx_n_seq(const dsc_ctx *ctx) { return ctx ? ctx->n_seq : 0; }
+int32_t dsc_ctx_pos(const dsc_ctx *ctx) { return ctx ? ctx->seq_pos[0] : -1; }
+int32_t dsc_ctx_n_threads(const dsc_ctx *ctx) { return ctx ? ctx->n_threads : 0; }
+const char *dsc_ctx_isa(const dsc_ctx *ctx) { return ctx ? ctx->k->name : NULL; }
 
 static dsc_status check_seq(const dsc_ctx *ctx, int32_t seq) {
     if (!ctx) return dsc_fail(DSC_ERR_ARG, "no context (NULL)");
@@ -265,7 +267,7 @@ static dsc_status check_seq(const dsc_ctx *ctx, int32_t seq) {
 }
 
 int32_t dsc_seq_pos(const dsc_ctx *ctx, int32_t seq) {
-    return seq >= 0 && seq < ctx->n_seq ? ctx->seq_pos[seq] : -1;
+    return ctx && seq >= 0 && seq < ctx->n_seq ? ctx->seq_pos[seq] : -1;
 }
 
 dsc_status dsc_seq_truncate(dsc_ctx *ctx, int32_t seq, int32_t pos) {
@@ -281,7 +283,7 @@ dsc_status dsc_seq_truncate(dsc_ctx *ctx, int32_t seq, int32_t pos) {
 
 dsc_status dsc_ctx_truncate(dsc_ctx *ctx, int32_t pos) { return dsc_seq_truncate(ctx, 0, pos); }
 
-const float *dsc_ctx_logits(const dsc_ctx *ctx) { return ctx->has_logits ? ctx->logits : NULL; }
+const float *dsc_ctx_logits(const dsc_ctx *ctx) { return ctx && ctx->has_logits ? ctx->logits : NULL; }
 
 static dsc_status check_tokens(const dsc_ctx *ctx, const int32_t *tokens, int32_t n) {
     const int32_t V = ctx->model->cfg.vocab_size;
@@ -371,6 +373,7 @@ dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens
 }
 
 size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens) {
+    if (!ctx) return 0;
     size_t data, scales;
     return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens < 0 ? 0 : n_tokens, &data, &scales);
 }

@@ -60,6 +60,7 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 void dsc_sampler_reset(dsc_sampler *s) {
+    if (!s) return;
     uint64_t x = s->p.seed;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     s->n_recent = s->head = 0;
@@ -100,7 +101,7 @@ void dsc_sampler_free(dsc_sampler *s) {
 }
 
 void dsc_sampler_accept(dsc_sampler *s, int32_t token) {
-    if (s->p.repeat_last_n == 0) return;
+    if (!s || s->p.repeat_last_n == 0) return;
     s->recent[s->head] = token;
     s->head = (s->head + 1) % s->p.repeat_last_n;
     if (s->n_recent < s->p.repeat_last_n) s->n_recent++;
@@ -131,6 +132,10 @@ static void sort_by_logit(int32_t *o, size_t n, const float *w) {
 }
 
 int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits) {
+    if (!s || !logits) {
+        dsc_fail(DSC_ERR_ARG, "dsc_sampler_sample: NULL %s", s ? "logits" : "sampler");
+        return -1;
+    }
     const int32_t V = s->n_vocab;
     float *w = s->work;
     memcpy(w, logits, sizeof(float) * (size_t)V);

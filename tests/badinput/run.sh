@@ -560,7 +560,7 @@ expect "tokenizer model not BPE" "$tmp/wp.json" "$DSC" tokenize --tokenizer "$tm
 expect "detokenize id out of range" "99999" "$DSC" detokenize --tokenizer "$TOK" --ids "3 99999"
 expect "detokenize negative id" "-5" "$DSC" detokenize --tokenizer "$TOK" --ids "3 -5"
 expect "invalid UTF-8 in the prompt" "UTF-8" "$DSC" tokenize --tokenizer "$TOK" -p "$(printf 'ab\377cd')"
-expect "invalid UTF-8 in a run prompt" "UTF-8" "$DSC" run -m "$V3" --tokenizer "$TOK" -p "$(printf 'ab\300\300')" -n 2
+expect "invalid UTF-8 in a run prompt" "the conversation|UTF-8" "$DSC" run -m "$V3" --tokenizer "$TOK" -p "$(printf 'ab\300\300')" -n 2
 printf '{"text": "ok"}\n{"txt": "no"}\n' >"$tmp/bad.jsonl"
 expect "jsonl line without text" "text" "$DSC" tokenize --tokenizer "$TOK" --jsonl "$tmp/bad.jsonl"
 printf '{"text": "a\\u0000bcd"}\n' >"$tmp/nul.jsonl"

@@ -1161,6 +1161,12 @@ static void test_api_edges(const char *golden) {
     sp = dsc_sampler_default_params(), sp.repeat_last_n = INT32_MAX;
     CHECK(dsc_sampler_new(&sp, 4, &smp) == DSC_ERR_ARG, "sampler: repeat_last_n INT32_MAX refused");
     CHECK(dsc_argmax(data, 0) == -1 && dsc_argmax(data, -5) == -1 && dsc_argmax(NULL, 4) == -1, "argmax: n < 1");
+    CHECK(dsc_sampler_sample(NULL, data) == -1 && dsc_ctx_n_ctx(NULL) == 0 && dsc_ctx_logits(NULL) == NULL &&
+              dsc_seq_pos(NULL, 0) == -1 && dsc_seq_state_size(NULL, 4) == 0 && dsc_ctx_kv_bytes(NULL) == 0,
+          "accessors of NULL handles: -1, 0 or NULL");
+    dsc_model_info zero;
+    dsc_model_get_info(NULL, &zero);
+    CHECK(zero.vocab_size == 0 && zero.model_type == NULL, "model info of no model: zeroed");
 
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/tokenizer/deepseek-v3/tokenizer.json", golden);
