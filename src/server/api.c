@@ -193,7 +193,9 @@ static int parse_stop(const cJSON *root, srv_ask *a, srv_err *e) {
                         SRV_MAX_STOP);
     const cJSON *x;
     cJSON_ArrayForEach(x, s) {
-        if (!cJSON_IsString(x)) return bad_type(e, "stop", "an array of strings", s);
+        if (!cJSON_IsString(x))
+            return srv_fail(e, 400, INVALID, "stop", "invalid_type",
+                            "Invalid type for 'stop': expected an array of strings, but an element is %s.", json_type(x));
         if (!x->valuestring[0]) continue;
         if (!(a->stop[a->n_stop++] = dup_or_fail(x->valuestring, e))) return -1;
     }
@@ -218,8 +220,9 @@ static int parse_sampling(const cJSON *root, srv_ask *a, srv_err *e) {
         return srv_fail(e, 400, INVALID, "repeat_penalty", "invalid_value",
                         "Give 'repetition_penalty' or 'repeat_penalty', not both.");
     v = 1;
+    if (field(root, rp) && cJSON_IsNumber(field(root, rp)) && !(field(root, rp)->valuedouble > 0))
+        return bad_value(e, rp, "expected a value > %g", 0); /* before the range check, which would say >= 0 */
     if (get_num(root, rp, 0, 10, &v, e)) return -1;
-    if (!(v > 0)) return bad_value(e, rp, "expected a value > %g", 0);
     a->repetition_penalty = (float)v;
     return 0;
 }

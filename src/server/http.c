@@ -28,6 +28,9 @@
 
 #include "srv.h"
 
+/* Entries of conn.sent per choice. */
+#define SENT_N 5
+
 typedef struct {
     srv_server *S;
     char method[16], url[200], peer[64];
@@ -38,7 +41,7 @@ typedef struct {
     /* streaming */
     sbuf out;
     size_t out_off;
-    size_t *sent;      /* per choice: reasoning bytes, content bytes, logprobs, finish sent */
+    size_t *sent;      /* per choice (SENT_N): reasoning bytes, content bytes, logprobs, finish sent, text offset */
     int started, sse_done;
 } conn;
 
@@ -395,9 +398,10 @@ static uint64_t mix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-static int context_error(const srv_server *S, int32_t n_prompt, int max_tokens, srv_err *e) {
+/* prompt_param: "messages" (chat) or "prompt" (completions), the field at fault. */
+static int context_error(const srv_server *S, const char *prompt_param, int32_t n_prompt, int max_tokens, srv_err *e) {
     if (max_tokens < 0)
-        return srv_fail(e, 400, "invalid_request_error", "messages", "context_length_exceeded",
+        return srv_fail(e, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
                         "This model's maximum context length is %d tokens. However, your prompt is %d tokens, "
                         "leaving no room for the completion. Please reduce the length of the prompt.",
                         S->n_ctx, n_prompt);
@@ -434,7 +438,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     if (st && n <= cap) return srv_fail(e, 400, "invalid_request_error", a->kind == SRV_CHAT ? "messages" : "prompt",
                                         "invalid_value", "%s", dsc_last_error());
     if (n == 0) return srv_fail(e, 400, "invalid_request_error", "prompt", "invalid_value", "The prompt is empty.");
-    if (n >= (size_t)S->n_ctx) return context_error(S, n > INT32_MAX ? INT32_MAX : (int32_t)n, -1, e);
+    if (n >= (size_t)S->n_ctx) return context_error(S, a->kind == SRV_CHAT ? "messages" : "prompt", n > INT32_MAX ? INT32_MAX : (int32_t)n, -1, e);
     r->n_prompt = (int32_t)n;
     for (size_t i = 0; i < n; i++) /* a tokenizer larger than the model */
         if (r->prompt[i] >= S->info.vocab_size)
@@ -442,7 +446,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
                             "token id %d of the prompt is beyond the model's vocabulary (%d)", r->prompt[i],
                             S->info.vocab_size);
     if (a->max_tokens >= 0 && (long long)r->n_prompt + a->max_tokens > S->n_ctx)
-        return context_error(S, r->n_prompt, a->max_tokens, e);
+        return context_error(S, a->kind == SRV_CHAT ? "messages" : "prompt", r->n_prompt, a->max_tokens, e);
     r->max_tokens = a->max_tokens >= 0 ? a->max_tokens : S->n_ctx - r->n_prompt;
     if (a->kind == SRV_COMPLETION && a->max_tokens < 0 && r->max_tokens > 16) r->max_tokens = 16;
     r->reasoning = a->kind == SRV_CHAT && (S->chat_flags & DSC_CHAT_REASONING);
@@ -466,12 +470,12 @@ static void sse_collect(conn *c) {
     srv_req *r = c->req;
     for (int i = 0; i < r->a.n; i++) {
         const srv_choice *ch = &r->ch[i];
-        size_t *sent = c->sent + 4 * i;
+        size_t *sent = c->sent + SENT_N * i;
         size_t nr = ch->reason.n - sent[0], nc = ch->content.n - sent[1], nl = ch->n_lp - sent[2];
         const srv_lp *lp = ch->lp ? ch->lp + sent[2] : NULL;
         const char *rp = ch->reason.p ? ch->reason.p + sent[0] : "", *cp = ch->content.p ? ch->content.p + sent[1] : "";
         if (r->a.kind == SRV_COMPLETION) {
-            if (nc || nl) out_completion_chunk(c->S, r, i, cp, nc, lp, nl, NULL, &c->out);
+            if (nc || nl) out_completion_chunk(c->S, r, i, cp, nc, lp, nl, &sent[4], NULL, &c->out);
         } else {
             if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
             if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
@@ -479,7 +483,7 @@ static void sse_collect(conn *c) {
         sent[0] += nr, sent[1] += nc, sent[2] += nl;
         if (ch->finish && !sent[3]) {
             sent[3] = 1;
-            if (r->a.kind == SRV_COMPLETION) out_completion_chunk(c->S, r, i, "", 0, NULL, 0, ch->finish, &c->out);
+            if (r->a.kind == SRV_COMPLETION) out_completion_chunk(c->S, r, i, "", 0, NULL, 0, &sent[4], ch->finish, &c->out);
             else out_chat_chunk(c->S, r, i, NULL, NULL, 0, NULL, 0, NULL, 0, ch->finish, &c->out);
         }
     }
@@ -501,7 +505,7 @@ static int sse_progress(const conn *c) {
     const srv_req *r = c->req;
     if (r->done) return 1;
     for (int i = 0; i < r->a.n; i++) {
-        const size_t *sent = c->sent + 4 * i;
+        const size_t *sent = c->sent + SENT_N * i;
         const srv_choice *ch = &r->ch[i];
         if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3])) return 1;
     }
@@ -552,7 +556,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static enum MHD_Result start_stream(conn *c, struct MHD_Connection *mc) {
-    if (!(c->sent = calloc(4 * (size_t)c->req->a.n, sizeof *c->sent))) return MHD_NO;
+    if (!(c->sent = calloc(SENT_N * (size_t)c->req->a.n, sizeof *c->sent))) return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, NULL);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");

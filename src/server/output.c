@@ -50,7 +50,8 @@ static void lp_chat(const srv_server *S, const srv_lp *lp, size_t n, sbuf *o) {
 }
 
 /* Legacy completions layout: tokens, token_logprobs, top_logprobs, text_offset. */
-static void lp_completion(const srv_server *S, const srv_lp *lp, size_t n, size_t offset, sbuf *o) {
+/* Returns the text offset after the n tokens (the next chunk's first). */
+static size_t lp_completion(const srv_server *S, const srv_lp *lp, size_t n, size_t offset, sbuf *o) {
     char buf[256];
     size_t k;
     sbuf_puts(o, "{\"tokens\":[");
@@ -92,6 +93,7 @@ static void lp_completion(const srv_server *S, const srv_lp *lp, size_t n, size_
         offset += k;
     }
     sbuf_puts(o, "]}");
+    return offset;
 }
 
 static void head(const srv_server *S, const srv_req *r, const char *object, sbuf *o) {
@@ -138,13 +140,13 @@ void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *ro
 }
 
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
-                          size_t n_lp, const char *finish, sbuf *o) {
+                          size_t n_lp, size_t *offset, const char *finish, sbuf *o) {
     sbuf_puts(o, "data: ");
     head(S, r, "text_completion", o);
     sbuf_printf(o, ",\"choices\":[{\"index\":%d,\"text\":", i);
     sbuf_json_str(o, text, n);
     sbuf_puts(o, ",\"logprobs\":");
-    if (n_lp) lp_completion(S, lp, n_lp, 0, o);
+    if (n_lp) *offset = lp_completion(S, lp, n_lp, *offset, o);
     else sbuf_puts(o, "null");
     sbuf_puts(o, ",");
     finish_reason(finish, o);

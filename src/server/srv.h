@@ -281,8 +281,9 @@ typedef struct srv_server {
  * shared fields must be stable (req->mu held, or the request done). */
 void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *role, const char *reason, size_t nr,
                     const char *content, size_t nc, const srv_lp *lp, size_t n_lp, const char *finish, sbuf *o);
+/* offset: the text offset of the chunk's first logprob token, advanced past its last. */
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
-                          size_t n_lp, const char *finish, sbuf *o);
+                          size_t n_lp, size_t *offset, const char *finish, sbuf *o);
 void out_usage_chunk(const srv_server *S, const srv_req *r, sbuf *o);
 void out_final(const srv_server *S, const srv_req *r, sbuf *o);
 

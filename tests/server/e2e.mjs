@@ -225,6 +225,18 @@ async function main() {
     assertUsage(usage, 1 + 'Once upon a time'.length);
   });
 
+  await check('completions logprobs, streamed: the same tokens and text offsets as not streamed', async () => {
+    const q = { model: 'dsc', prompt: 'Once upon a time', max_tokens: 8, temperature: 0, logprobs: 1, ignore_eos: true };
+    const whole = (await ai.completions.create(q)).choices[0].logprobs;
+    const st = await ai.completions.create({ ...q, stream: true });
+    const tokens = [], offsets = [];
+    for await (const ch of st)
+      for (const c of ch.choices) if (c.logprobs) { tokens.push(...c.logprobs.tokens); offsets.push(...c.logprobs.text_offset); }
+    assert.deepEqual(tokens, whole.tokens);
+    assert.deepEqual(offsets, whole.text_offset);
+    assert.ok(offsets.length === 8 && offsets[7] > 0, `offsets ${offsets}`);
+  });
+
   await check('context end mid-answer: finish_reason length, never beyond the context', async () => {
     // ignore_eos (an extension, as in vLLM): generate until max_tokens, here the context end.
     const r = await ai.chat.completions.create({ model: 'dsc', messages: [{ role: 'user', content: 'Go on.' }], ignore_eos: true });
@@ -341,7 +353,8 @@ async function main() {
     assert.ok(err instanceof OpenAI.BadRequestError, String(err));
     assert.equal(err.code, 'context_length_exceeded');
     assert.match(err.message, /512/);
-    const e2 = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x'.repeat(600) }), 400);
+    assert.equal(err.param, 'max_tokens');
+    const e2 = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x'.repeat(600) }), 400, 'prompt');
     assert.match(e2.message, /512/);
   });
   await check('413 body over the limit', async () => {
