@@ -121,6 +121,9 @@ typedef struct {
     dsc_kv_type kv_type;
     int32_t n_seq;     /* independent sequences, each with its own cache of n_ctx tokens (0 = 1) */
     int32_t n_mixed;   /* tokens one dsc_eval_mixed step may carry (0 = n_seq; at least n_seq) */
+    int32_t mtp;       /* 1: load the checkpoint's MTP module for dsc_spec_step (speculative */
+                       /* decoding; its cache is one layer more, plus n_ctx x hidden_size */
+                       /* F32 a sequence for the main model's output); 0: off              */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -131,7 +134,7 @@ void dsc_ctx_free(dsc_ctx *ctx);
 
 /* Latent KV cache size in bytes:
  *   n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x bytes per element
- * (4 for F32, 2 for BF16, 1 + 2/32 for Q8). */
+ * (4 for F32, 2 for BF16, 1 + 2/32 for Q8), n_layers + 1 with params.mtp. */
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx);
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx);
 int32_t dsc_ctx_pos(const dsc_ctx *ctx);   /* tokens already in the cache */
@@ -225,6 +228,40 @@ int32_t dsc_sampler_sample(dsc_sampler *s, const float *logits);
 /* Records a token of the sequence (prompt or generated) for the repeat penalty. */
 void dsc_sampler_accept(dsc_sampler *s, int32_t token);
 void dsc_sampler_reset(dsc_sampler *s);
+
+/* Speculative decoding with the checkpoint's multi-token-prediction (MTP)
+ * module (DeepSeek-V3's layer num_hidden_layers; a context made with
+ * params.mtp = 1). The module guesses the token after next from the main
+ * model's output at the last position and the next token; one pass of the
+ * main model then evaluates next and the guess together. Every token is
+ * still sampled from the main model's logits, in order, with smp, so the
+ * output is the same, token for token, as evaluating one token at a time
+ * and sampling after each (the same sampler and seed): the guess only
+ * decides how many tokens a pass yields.
+ *
+ * dsc_mtp_draft: the module's guess (its argmax) for the token after next,
+ * where next is the token sampled after the sequence's last one; it first
+ * brings the module's cache up to the sequence's last position. */
+dsc_status dsc_mtp_draft(dsc_ctx *ctx, int32_t seq, int32_t next, int32_t *draft);
+
+/* Evaluates next, with draft after it in the same pass when draft >= 0 and
+ * the sequence has room for both; samples the token after next with smp
+ * and dsc_sampler_accept()s it; when that token is draft, samples and
+ * accepts the one after it too. out gets the 1 or 2 tokens sampled,
+ * *n_out their count; the sequence then holds next, and out[0] too when
+ * *n_out is 2 (a draft that was not taken is not kept). dsc_ctx_logits()
+ * gives the logits out[*n_out - 1] was sampled from. */
+dsc_status dsc_spec_verify(dsc_ctx *ctx, int32_t seq, dsc_sampler *smp, int32_t next, int32_t draft, int32_t out[2],
+                           int32_t *n_out);
+
+/* dsc_mtp_draft, then dsc_spec_verify with its guess: one step of
+ * speculative decoding. max_out 1 asks for one token (no draft). */
+dsc_status dsc_spec_step(dsc_ctx *ctx, int32_t seq, dsc_sampler *smp, int32_t next, int32_t max_out, int32_t out[2],
+                         int32_t *n_out);
+
+/* Guesses dsc_spec_verify checked and how many it took, since the context
+ * was made (0 and 0 without MTP). */
+void dsc_spec_stats(const dsc_ctx *ctx, int64_t *drafted, int64_t *accepted);
 
 /* ------------------------------------------------------------------------ */
 /* Machine limits, for benchmarks                                            */

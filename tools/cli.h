@@ -22,6 +22,7 @@ typedef struct {
     int argc;          /* train, train-tokenizer: the whole command line, parsed there */
     char **argv;
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, mlock, verbose_prompt, hide_think, think, special, raw;
+    int mtp;                            /* run, chat, generate: --mtp, speculative decoding */
     dsc_sampler_params sp;
     int temp_set;
     int samples, vote;                                          /* run: --samples K --vote */
@@ -74,6 +75,28 @@ void cli_session_close(cli_session *s);
 /* Prints the latent cache size, threads and kernels (stderr), once the
  * input has been checked. */
 void cli_session_announce(const cli_opts *o, const cli_session *s);
+
+/* The tokens of one generation, each sampled (and accepted into the
+ * sampler) from the logits after the one before: by evaluating each token
+ * before sampling the next (plain decoding), or with --mtp by speculative
+ * steps (dsc_spec_step) that may yield two tokens a pass; the same tokens
+ * either way. Sequence 0 of ctx, whose logits are those after the prompt. */
+typedef struct {
+    dsc_ctx *ctx;
+    dsc_sampler *smp;
+    int mtp, started;
+    int32_t last; /* the token last returned, not yet evaluated */
+    int32_t held; /* the second token of a speculative step, or -1 */
+} cli_gen;
+enum { CLI_GEN_OK = 0, CLI_GEN_FULL, CLI_GEN_ERROR };
+void cli_gen_start(cli_gen *g, dsc_ctx *ctx, dsc_sampler *smp, int mtp);
+/* CLI_GEN_OK with the next token in *tok; CLI_GEN_FULL when the token
+ * before it does not fit the context; CLI_GEN_ERROR (dsc_last_error()
+ * says why) when the logits are not finite or evaluation fails. remaining:
+ * tokens still wanted, this one included (no draft for the last). */
+int cli_gen_next(cli_gen *g, int remaining, int32_t *tok);
+/* "; MTP drafts: A of D taken (P%)" for a context with MTP, else "". */
+const char *cli_gen_stats(const cli_gen *g, char *buf, size_t cap);
 
 /* Loads the tokenizer of --tokenizer FILE or MODEL_DIR/tokenizer.json. */
 int cli_tokenizer_open(const cli_opts *o, dsc_tokenizer **tok, char *path, size_t cap);

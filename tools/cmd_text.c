@@ -276,6 +276,41 @@ static void stream_text(convo *c, streamer *st, const char *text, size_t n, int 
     }
 }
 
+void cli_gen_start(cli_gen *g, dsc_ctx *ctx, dsc_sampler *smp, int mtp) {
+    *g = (cli_gen){.ctx = ctx, .smp = smp, .mtp = mtp, .held = -1};
+}
+
+int cli_gen_next(cli_gen *g, int remaining, int32_t *tok) {
+    int32_t t;
+    if (g->held >= 0) { /* already sampled, from the draft's row */
+        t = g->held;
+        g->held = -1;
+    } else if (g->started && dsc_ctx_pos(g->ctx) >= dsc_ctx_n_ctx(g->ctx)) {
+        return CLI_GEN_FULL;
+    } else if (g->started && g->mtp) {
+        int32_t out[2], n_out = 0;
+        if (dsc_spec_step(g->ctx, 0, g->smp, g->last, remaining, out, &n_out)) return CLI_GEN_ERROR;
+        t = out[0];
+        if (n_out == 2) g->held = out[1];
+    } else {
+        if (g->started && dsc_eval(g->ctx, &g->last, 1, NULL)) return CLI_GEN_ERROR;
+        if ((t = dsc_sampler_sample(g->smp, dsc_ctx_logits(g->ctx))) < 0) return CLI_GEN_ERROR;
+        dsc_sampler_accept(g->smp, t);
+    }
+    g->started = 1;
+    g->last = *tok = t;
+    return CLI_GEN_OK;
+}
+
+const char *cli_gen_stats(const cli_gen *g, char *buf, size_t cap) {
+    int64_t drafted = 0, taken = 0;
+    dsc_spec_stats(g->ctx, &drafted, &taken);
+    if (!g->mtp) snprintf(buf, cap, "%s", "");
+    else snprintf(buf, cap, "; MTP drafts: %lld of %lld taken (%.1f%%)", (long long)taken, (long long)drafted,
+                  drafted ? 100.0 * (double)taken / (double)drafted : 0.0);
+    return buf;
+}
+
 /* One assistant turn for the conversation msgs[0..n). Returns the answer
  * (malloc'd, without the reasoning) or NULL on error. */
 static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
@@ -325,9 +360,15 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     int n_gen = 0;
     const char *why = "";
     interrupted = 0;
+    cli_gen g;
+    cli_gen_start(&g, c->s.ctx, c->smp, c->o->mtp);
     for (;;) {
-        int32_t next = dsc_sampler_sample(c->smp, dsc_ctx_logits(c->s.ctx));
-        if (next < 0) { /* the model's output is not finite */
+        int32_t next;
+        const int r = cli_gen_next(&g, c->o->n_gen - n_gen, &next);
+        /* The context holds the prompt and a prefix of the tokens returned. */
+        c->n_cached = (size_t)dsc_ctx_pos(c->s.ctx);
+        if (r == CLI_GEN_FULL) { why = " [context full]"; break; }
+        if (r) { /* the model's output is not finite */
             printf("\n");
             fflush(stdout);
             cli_die_status();
@@ -336,25 +377,25 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
             dsc_ctx_truncate(c->s.ctx, 0);
             return NULL;
         }
+        if (np + (size_t)n_gen < (size_t)n_ctx) c->cached[np + (size_t)n_gen] = next;
         n_gen++;
         if (next == c->eos) break;
-        dsc_sampler_accept(c->smp, next);
         char piece[256];
         size_t pn = 0;
         if (next < dsc_tokenizer_n_vocab(c->tok) && !dsc_utf8_stream_push(&sm.utf8, c->tok, next, piece, sizeof piece, &pn))
             stream_text(c, &sm, piece, pn, 0);
         if (interrupted) { why = " [interrupted]"; break; }
         if (n_gen >= c->o->n_gen) { why = " [length limit]"; break; }
-        if (dsc_ctx_pos(c->s.ctx) >= n_ctx) { why = " [context full]"; break; }
-        if (dsc_eval(c->s.ctx, &next, 1, NULL)) { why = " [context full]"; break; }
-        c->cached[c->n_cached++] = next;
+        if (dsc_ctx_pos(c->s.ctx) >= n_ctx && g.held < 0) { why = " [context full]"; break; }
     }
     stream_text(c, &sm, "", 0, 1);
     double t2 = now_s();
     printf("%s\n", why);
     fflush(stdout);
-    fprintf(stderr, "dsc: prompt %zu tokens (%zu new) at %.1f tok/s, generation %d tokens at %.1f tok/s\n", np,
-            np - keep, (np - keep) / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9), n_gen, n_gen / (t2 - t1 > 1e-9 ? t2 - t1 : 1e-9));
+    char stats[96];
+    fprintf(stderr, "dsc: prompt %zu tokens (%zu new) at %.1f tok/s, generation %d tokens at %.1f tok/s%s\n", np,
+            np - keep, (np - keep) / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9), n_gen, n_gen / (t2 - t1 > 1e-9 ? t2 - t1 : 1e-9),
+            cli_gen_stats(&g, stats, sizeof stats));
     if (!sm.answer) sm.answer = calloc(1, 1);
     return sm.answer;
 }

@@ -58,6 +58,9 @@ static const char *usage_text =
     "  --kv-type f32|bf16|q8  latent cache type (default f32 for logits/generate, bf16 otherwise)\n"
     "  --mlock                lock the weights in memory (read them all now; the OS cannot page\n"
     "                         them out while the model sits idle; needs ulimit -l)\n"
+    "  --mtp                  (run, chat, generate) speculative decoding: the checkpoint's MTP\n"
+    "                         layer drafts the token after next, checked in the same pass;\n"
+    "                         the same output, fewer passes when its drafts are taken\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -268,6 +271,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--ids") && strcmp(o->cmd, "detokenize")) o->print_ids = 1, takes = 0;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = 1, takes = 0;
         else if (!strcmp(a, "--mlock")) o->mlock = 1, takes = 0;
+        else if (!strcmp(a, "--mtp")) o->mtp = 1, takes = 0;
         else if (!strcmp(a, "--verbose-prompt")) o->verbose_prompt = 1, takes = 0;
         else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
@@ -335,6 +339,9 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (rc) return rc;
         i += takes;
     }
+    if (o->mtp && strcmp(o->cmd, "run") && strcmp(o->cmd, "chat") && strcmp(o->cmd, "generate"))
+        return die("--mtp: only run, chat and generate draft tokens with the MTP module");
+    if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
         !(o->model = cli_default_model()))
         return die("no model given (-m DIR) and no bundled model found (models/%s beside the build, or $DSC_MODEL)",
@@ -402,14 +409,15 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.isa = o->isa;
     cp.kv_type = (dsc_kv_type)o->kv_type;
     if (!strcmp(o->cmd, "bench")) cp.n_seq = o->parallel; /* batched decode test */
+    cp.mtp = o->mtp;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     return 0;
 }
 
 void cli_session_announce(const cli_opts *o, const cli_session *s) {
     const dsc_model_info *i = &s->info;
-    fprintf(stderr, "dsc: latent kv cache: %d layers x %d tokens x (%d + %d) x %s = %.2f MiB; %d threads, %s kernels\n",
-            i->n_layers, dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
+    fprintf(stderr, "dsc: latent kv cache: %d layers%s x %d tokens x (%d + %d) x %s = %.2f MiB; %d threads, %s kernels\n",
+            i->n_layers, o->mtp ? " + 1 MTP" : "", dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
             dsc_kv_type_name((dsc_kv_type)o->kv_type), dsc_ctx_kv_bytes(s->ctx) / 1048576.0, dsc_ctx_n_threads(s->ctx),
             dsc_ctx_isa(s->ctx));
 }
@@ -499,17 +507,16 @@ static int cmd_generate(const cli_opts *o) {
     if (dsc_sampler_new(&o->sp, s.info.vocab_size, &smp)) rc = die_status();
     for (int i = 0; i < n && !rc; i++) dsc_sampler_accept(smp, ids[i]);
     if (!rc && eval_prompt(s.ctx, ids, n, o->decode_only, NULL, s.info.vocab_size)) rc = die_status();
+    cli_gen g;
+    cli_gen_start(&g, s.ctx, smp, o->mtp);
     for (int i = 0; i < o->n_gen && !rc; i++) {
-        int32_t next = dsc_sampler_sample(smp, dsc_ctx_logits(s.ctx));
-        if (next < 0) {
-            rc = cli_die_status();
-            break;
-        }
-        dsc_sampler_accept(smp, next);
-        printf("%s%d", i ? " " : "", next);
-        if (i + 1 < o->n_gen && dsc_eval(s.ctx, &next, 1, NULL)) rc = die_status();
+        int32_t next;
+        if (cli_gen_next(&g, o->n_gen - i, &next)) rc = cli_die_status();
+        else printf("%s%d", i ? " " : "", next);
     }
     if (!rc) printf("\n");
+    char stats[96];
+    if (!rc && o->mtp) fprintf(stderr, "dsc: %s\n", cli_gen_stats(&g, stats, sizeof stats) + 2);
     dsc_sampler_free(smp);
     free(ids);
     cli_session_close(&s);

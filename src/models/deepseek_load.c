@@ -381,7 +381,7 @@ static dsc_status load_weights(dsc_model *m) {
 dsc_status model_load_mtp(dsc_model *m) {
     const dsc_config *c = &m->cfg;
     if (c->n_nextn_layers < 1)
-        return dsc_fail(DSC_ERR_ARG, "%s: config.json has num_nextn_predict_layers 0: no MTP layer to train", m->dir);
+        return dsc_fail(DSC_ERR_ARG, "%s: config.json has num_nextn_predict_layers 0: the checkpoint has no MTP layer", m->dir);
     if (m->mtp) return DSC_OK;
     dsc_mtp *p = calloc(1, sizeof *p);
     dsc_status s = model_own(m, p);

@@ -52,8 +52,9 @@ typedef struct {
 
 /* DeepSeek-V3's multi-token-prediction module (report, section 2.2), as
  * V3 checkpoints store it at layer index num_hidden_layers: the decoder
- * layer's tensors plus its own embedding, projection and head. Loaded only
- * for training (model_load_mtp); decoding ignores it. */
+ * layer's tensors plus its own embedding, projection and head. Loaded by
+ * model_load_mtp, for training and for drafting in speculative decoding
+ * (a context made with params.mtp); plain decoding ignores it. */
 typedef struct {
     dsc_layer layer;
     dsc_mat eh_proj;          /* (D, 2D)                 [enorm(embed); hnorm(h)] -> D */
@@ -124,6 +125,8 @@ typedef struct {
     float *pg;      /* (P, Fm)         gate activations                         */
     float *pu;      /* (P, Fm)         up activations                           */
     float *py;      /* (P, D)          expert outputs                           */
+    float *mcat;    /* (B, 2D)         the MTP module's [enorm(embed); hnorm(h)] (params.mtp) */
+    int32_t *mnext; /* (B)             and the tokens it embeds                 */
 } dsc_scratch;
 
 /* Positions per block of the decode attention: the block's cache rows,
@@ -152,6 +155,7 @@ struct dsc_ctx {
     dsc_model *model;
     int32_t n_ctx, n_batch, n_seq;
     int32_t n_dec;              /* tokens of a decode-form pass (>= n_seq)  */
+    int32_t n_cl;               /* cache layers a sequence has: n_layers, + 1 for the MTP module */
     int32_t *seq_pos;           /* (n_seq) tokens in each sequence's cache  */
     /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row
      * p holds position p's normed latent c (R), then its roped key k_pe (Dr). */
@@ -168,6 +172,18 @@ struct dsc_ctx {
     dsc_pool *pool;
     int n_threads;
     struct dsc_timer *timer;    /* dsc_ctx_set_timing's counters, or NULL   */
+    /* Speculative decoding with the MTP module (params.mtp, else NULL): its
+     * latent cache is layer n_layers of each sequence, and its rows of
+     * positions < mtp_pos[seq] are up to date. hid holds the main model's
+     * normed output (what lm_head reads) at every position, htok the token
+     * evaluated there: the module's input at position p is hid[p] and
+     * htok[p + 1]. */
+    float *hid;                 /* (n_seq, T, D)                            */
+    int32_t *htok;              /* (n_seq, T)                               */
+    int32_t *mtp_pos;           /* (n_seq)                                  */
+    float *mtp_logits;          /* (V) the module's last draft              */
+    float *spec_logits;         /* (2, V) a verifying pass's rows           */
+    int64_t n_drafted, n_accepted;
     void *mem;                  /* the one allocation behind everything     */
     size_t mem_len;             /* its mapped length (0: from the heap)     */
 };
@@ -216,6 +232,11 @@ dsc_status model_load_mtp(dsc_model *m);
  * token (n, V), or only of those with want[t] != 0 when want != NULL; the
  * last row written goes into ctx->logits. */
 void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out, const uint8_t *want);
+/* The MTP module over n positions of s.tpos / s.tseq (one sequence,
+ * consecutive), position p taking the main model's normed output h (n, D)
+ * there and next[t], the token at p + 1; with head, its logits for the
+ * token at p + 2 of the last one go into ctx->mtp_logits. Forms as above. */
+void deepseek_mtp_forward(dsc_ctx *ctx, const int32_t *next, const float *h, int32_t n, int decode, int head);
 
 /* Blocks (src/nn). */
 void rope_init(dsc_model *m);
@@ -226,7 +247,7 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
 
 /* The cache of sequence seq, layer i. */
 static inline dsc_mat *ctx_cache(dsc_ctx *ctx, int32_t seq, int layer) {
-    return &ctx->kv[(int64_t)seq * ctx->model->cfg.n_layers + layer];
+    return &ctx->kv[(int64_t)seq * ctx->n_cl + layer];
 }
 /* Floats of scratch moe_route needs. */
 #define MOE_ROUTE_SCRATCH(E, G) (2 * (int64_t)(E) + (G) + ((int64_t)(E) + 2 * (G)) / 4 + 1)

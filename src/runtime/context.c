@@ -48,9 +48,9 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
         F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     dsc_scratch *s = &ctx->s;
-    const int64_t S = ctx->n_dec, cache_elems = (int64_t)ctx->n_seq * c->n_layers * T * (R + dr);
+    const int64_t S = ctx->n_dec, cache_elems = (int64_t)ctx->n_seq * ctx->n_cl * T * (R + dr);
     static const size_t esize[] = {[DSC_KV_F32] = 4, [DSC_KV_BF16] = 2, [DSC_KV_Q8] = 1};
-    ctx->kv = plan(p, (int64_t)ctx->n_seq * c->n_layers, sizeof(dsc_mat));
+    ctx->kv = plan(p, (int64_t)ctx->n_seq * ctx->n_cl, sizeof(dsc_mat));
     ctx->seq_pos = plan(p, ctx->n_seq, sizeof(int32_t));
     ctx->kv_mem = plan(p, cache_elems, esize[ctx->kv_type]);
     ctx->kv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, cache_elems / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
@@ -96,6 +96,15 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     s->pg = plan(p, P * Fm, sizeof(float));
     s->pu = plan(p, P * Fm, sizeof(float));
     s->py = plan(p, P * D, sizeof(float));
+    if (ctx->n_cl > c->n_layers) { /* speculative decoding with the MTP module */
+        s->mcat = plan(p, B * 2 * D, sizeof(float));
+        s->mnext = plan(p, B, sizeof(int32_t));
+        ctx->hid = plan(p, (int64_t)ctx->n_seq * T * D, sizeof(float));
+        ctx->htok = plan(p, (int64_t)ctx->n_seq * T, sizeof(int32_t));
+        ctx->mtp_pos = plan(p, ctx->n_seq, sizeof(int32_t));
+        ctx->mtp_logits = plan(p, c->vocab_size, sizeof(float));
+        ctx->spec_logits = plan(p, 2 * (int64_t)c->vocab_size, sizeof(float));
+    }
 }
 
 /* The context's memory: from 2 MiB up, fresh anonymous pages (zero until
@@ -162,8 +171,13 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (pr.n_mixed < 0 || pr.n_mixed > 65536)
         return dsc_fail(DSC_ERR_ARG, "mixed batch size %d out of range", pr.n_mixed);
     if (pr.n_threads < 0 || pr.n_threads > 1024) return dsc_fail(DSC_ERR_ARG, "thread count %d out of range", pr.n_threads);
+    if (pr.mtp != 0 && pr.mtp != 1) return dsc_fail(DSC_ERR_ARG, "mtp %d must be 0 or 1", pr.mtp);
     const dsc_kernels *k = kern_select(pr.isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
+    if (pr.mtp) {
+        dsc_status st = model_load_mtp(model);
+        if (st) return st;
+    }
     dsc_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return dsc_fail(DSC_ERR_NOMEM, "out of memory for the context");
     ctx->model = model;
@@ -181,6 +195,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     ctx->n_ctx = n_ctx;
     ctx->n_seq = pr.n_seq > 0 ? pr.n_seq : 1;
     ctx->n_dec = pr.n_mixed > ctx->n_seq ? pr.n_mixed : ctx->n_seq; /* a decode batch: a token per sequence, or more */
+    if (pr.mtp && ctx->n_dec < 2) ctx->n_dec = 2; /* a token and its draft */
+    ctx->n_cl = c->n_layers + (pr.mtp ? 1 : 0);
     ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
     if (ctx->n_batch < ctx->n_dec) ctx->n_batch = ctx->n_dec;
     planner p = {0};
@@ -196,7 +212,7 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     rope_tables(model, ctx->rope_cos, ctx->rope_sin, n_ctx);
     static const dsc_wtype wt[] = {[DSC_KV_F32] = DSC_W_F32, [DSC_KV_BF16] = DSC_W_BF16, [DSC_KV_Q8] = DSC_W_Q8};
     const int32_t w = c->kv_lora_rank + c->qk_rope_head_dim;
-    for (int64_t i = 0; i < (int64_t)ctx->n_seq * c->n_layers; i++) {
+    for (int64_t i = 0; i < (int64_t)ctx->n_seq * ctx->n_cl; i++) {
         const int64_t first = i * n_ctx * w; /* element index of the (sequence, layer)'s row 0 */
         ctx->kv[i] = (dsc_mat){.type = wt[ctx->kv_type], .rows = n_ctx, .cols = w};
         ctx->kv[i].data = (char *)ctx->kv_mem + first * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
@@ -240,7 +256,7 @@ void dsc_ctx_free(dsc_ctx *ctx) {
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
     if (!ctx) return 0;
     const dsc_config *c = &ctx->model->cfg;
-    size_t elems = (size_t)ctx->n_seq * c->n_layers * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
+    size_t elems = (size_t)ctx->n_seq * ctx->n_cl * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
     switch (ctx->kv_type) {
     case DSC_KV_BF16: return elems * 2;
     case DSC_KV_Q8: return elems + elems / DSC_QBLOCK * 2;
@@ -277,6 +293,8 @@ dsc_status dsc_seq_truncate(dsc_ctx *ctx, int32_t seq, int32_t pos) {
         return dsc_fail(DSC_ERR_ARG, "cannot truncate sequence %d to %d tokens (it holds %d)", seq, pos,
                         ctx->seq_pos[seq]);
     ctx->seq_pos[seq] = pos;
+    /* The module's row at pos - 1 took the token at pos, which may change. */
+    if (ctx->mtp_pos && ctx->mtp_pos[seq] > pos - 1) ctx->mtp_pos[seq] = pos > 0 ? pos - 1 : 0;
     ctx->has_logits = 0;
     return DSC_OK;
 }
@@ -363,10 +381,17 @@ dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens
                         ctx->seq_pos[src]);
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
-    for (int l = 0; l < ctx->model->cfg.n_layers && src != dst; l++) {
+    for (int l = 0; l < ctx->n_cl && src != dst; l++) {
         const dsc_mat *a = ctx_cache(ctx, src, l), *b = ctx_cache(ctx, dst, l);
         memcpy((void *)b->data, a->data, data);
         if (scales) memcpy((void *)b->qscale, a->qscale, scales);
+    }
+    if (ctx->hid && src != dst) {
+        const int64_t D = ctx->model->cfg.hidden_size, T = ctx->n_ctx;
+        memcpy(ctx->hid + dst * T * D, ctx->hid + src * T * D, sizeof(float) * (size_t)(n_tokens * D));
+        memcpy(ctx->htok + dst * T, ctx->htok + src * T, sizeof(int32_t) * (size_t)n_tokens);
+        int32_t mp = ctx->mtp_pos[src];
+        ctx->mtp_pos[dst] = mp < n_tokens - 1 ? mp : n_tokens > 0 ? n_tokens - 1 : 0;
     }
     ctx->seq_pos[dst] = n_tokens;
     return DSC_OK;
@@ -385,6 +410,7 @@ dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void 
         return dsc_fail(DSC_ERR_ARG, "cannot save %d tokens of sequence %d (it holds %d)", n_tokens, seq,
                         ctx->seq_pos[seq]);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: NULL buffer");
+    if (ctx->hid) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: not available on a context with MTP drafting");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     char *p = buf;
@@ -402,6 +428,7 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
     if (n_tokens < 0 || n_tokens > ctx->n_ctx)
         return dsc_fail(DSC_ERR_ARG, "cannot load %d tokens into a context of %d", n_tokens, ctx->n_ctx);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: NULL buffer");
+    if (ctx->hid) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: not available on a context with MTP drafting");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     const char *p = buf;

@@ -67,6 +67,12 @@ rc, out, err = run(["chat"] + common + ["--no-think"], "hi\n/reset\nyo\n/exit\n"
 got = prompts(err)
 check(len(got) == 2 and got[1] == [BOS, USER] + text_ids("yo") + [ASSISTANT], "/reset empties the history", str(got))
 
+# --mtp in a chat: each turn's answer and the history are those of plain decoding.
+p1 = run(["chat"] + common + ["--no-think"], "hi\nyo\n/exit\n")
+p2 = run(["chat"] + common + ["--no-think", "--mtp"], "hi\nyo\n/exit\n")
+check(p2[0] == 0 and p2[1] == p1[1] and prompts(p2[2]) == prompts(p1[2]) and p2[2].count("MTP drafts:") == 2,
+      "chat --mtp: the same answers and history", p2[2])
+
 # End of input ends the chat cleanly.
 rc, out, err = run(["chat"] + common, "hi\n")
 check(rc == 0 and len(prompts(err)) == 1, "EOF ends the chat", err)
@@ -75,6 +81,8 @@ check(rc == 0 and len(prompts(err)) == 1, "EOF ends the chat", err)
 a = run(["run"] + common + ["-p", "What is 2+2?"])
 b = run(["run"] + common + ["-p", "What is 2+2?"])
 check(a[0] == 0 and a[1] == b[1], "run: same seed, same output", a[2])
+m = run(["run"] + common + ["-p", "What is 2+2?", "--mtp"])
+check(m[0] == 0 and m[1] == a[1] and "MTP drafts:" in m[2], "run --mtp: the same output (speculative decoding)", m[2])
 c = run(["run"] + common + ["-p", "What is 2+2?", "--seed", "8"])
 check(c[1] != a[1], "run: another seed, another output")
 h = run(["run"] + common + ["-p", "What is 2+2?", "--hide-think"])

@@ -6,7 +6,7 @@
 #   dsc generate ... --mlock   the same ids, the weights locked or a warning
 # usage: cli.sh DSC TEST_GOLDEN GOLDEN_DIR
 set -u
-DSC=$1 TG=$2 GOLDEN=$3
+DSC=$1 TG=$2 GOLDEN=$(cd "$3" && pwd) || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
@@ -27,6 +27,23 @@ for m in v3-tiny v2lite-tiny v2-grouped-tiny v3-fp8-tiny; do
         got=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 8 --temp 0 --ids $mode 2>"$tmp/err")
         if [ "$got" = "$want" ]; then ok "$name generate: $got"; else bad "$name generate: got '$got' want '$want' $(cat "$tmp/err")"; fi
     done
+    # --mtp (speculative decoding, the MTP layer drafting): the same ids, greedy
+    # (the golden ones) and sampled; a checkpoint without an MTP layer is one line.
+    if grep -q '"num_nextn_predict_layers": *[1-9]' "$root/model/config.json"; then
+        got=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 8 --temp 0 --ids --mtp 2>"$tmp/err")
+        if [ "$got" = "$want" ] && grep -q "MTP drafts: [0-9]* of [1-9]" "$tmp/err"; then ok "$m generate --mtp: $got ($(tail -1 "$tmp/err"))"
+        else bad "$m generate --mtp: got '$got' want '$want' $(cat "$tmp/err")"; fi
+        a=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 40 --temp 0.9 --seed 5 --ids 2>/dev/null)
+        b=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 40 --temp 0.9 --seed 5 --ids --mtp 2>/dev/null)
+        if [ -n "$a" ] && [ "$a" = "$b" ]; then ok "$m generate --mtp sampled = plain sampled"
+        else bad "$m generate --mtp sampled: '$b' want '$a'"; fi
+    else
+        if "$DSC" generate -m "$root/model" --tokens "$toks" -n 4 --mtp >"$tmp/out" 2>"$tmp/err"; then
+            bad "$m generate --mtp without an MTP layer succeeded"
+        elif [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "num_nextn_predict_layers 0" "$tmp/err" && [ ! -s "$tmp/out" ]; then
+            ok "$m generate --mtp without an MTP layer: $(cat "$tmp/err")"
+        else bad "$m generate --mtp without an MTP layer: $(cat "$tmp/err")"; fi
+    fi
 done
 # dsc bench --json: the model's path is a JSON string whatever its characters
 ln -s "$GOLDEN/models/v3-tiny/model" "$tmp/a\"b\\c"

@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "models/model.h"
 #include "runtime/machine.h"
+#include "train/train.h"
 
 static int n_pass, n_fail;
 
@@ -1127,6 +1128,156 @@ static void test_read_probe(void) {
     free(buf);
 }
 
+/* Speculative decoding with the MTP module. (1) Verifying drafts, right
+ * and wrong, yields the tokens plain greedy decoding yields, and the logits
+ * each was picked from to the bit; so does a sampled run with real drafts.
+ * (2) The module's logits at every position give the mean cross-entropy
+ * the trainer's MTP forward gives (targets t + 2), and the module's cache
+ * brought up by a prefill-form catch-up gives what step-by-step drafts give. */
+static void test_spec(const char *golden, const char *model_name) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/%s/model", golden, model_name);
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) {
+        CHECK(0, "load %s: %s", model_name, dsc_last_error());
+        return;
+    }
+    dsc_model_info info;
+    dsc_model_get_info(m, &info);
+    const int32_t V = info.vocab_size;
+    enum { NP = 5, NG = 24 };
+    const int32_t prompt[NP] = {0, 7, 99, 3, 250};
+    int32_t plain[NG + 1]; /* a step may yield one token past NG */
+    float *plain_logits = malloc(sizeof(float) * (size_t)V * (NG + 1)), *probe = malloc(sizeof(float) * (size_t)V);
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 64;
+    dsc_ctx *ctx = NULL, *sx = NULL;
+    dsc_sampler_params sp = dsc_sampler_default_params();
+    sp.temp = 0;
+    dsc_sampler *smp;
+    dsc_sampler_new(&sp, V, &smp);
+    dsc_ctx_new(m, &cp, &ctx);
+    dsc_eval(ctx, prompt, NP, NULL);
+    for (int i = 0; i <= NG; i++) {
+        memcpy(plain_logits + (size_t)i * V, dsc_ctx_logits(ctx), sizeof(float) * (size_t)V);
+        plain[i] = dsc_sampler_sample(smp, dsc_ctx_logits(ctx));
+        dsc_sampler_accept(smp, plain[i]);
+        dsc_eval(ctx, &plain[i], 1, NULL);
+    }
+    cp.mtp = 1;
+    CHECK(dsc_ctx_new(m, &cp, &sx) == DSC_OK, "%s: an MTP context: %s", model_name, dsc_last_error());
+    if (!sx) goto done;
+    { /* the contracts at the edges */
+        int32_t o[2], no = 0, d = 0;
+        CHECK(dsc_spec_step(ctx, 0, smp, 5, 2, o, &no) == DSC_ERR_ARG, "spec step on a context without mtp refused");
+        CHECK(dsc_spec_step(NULL, 0, smp, 5, 2, o, &no) == DSC_ERR_ARG, "spec step on NULL refused");
+        CHECK(dsc_mtp_draft(sx, 0, 5, &d) == DSC_ERR_ARG && d == -1, "a draft before any token refused");
+        dsc_eval(sx, prompt, 2, NULL);
+        CHECK(dsc_spec_step(sx, 1, smp, 5, 2, o, &no) == DSC_ERR_ARG, "spec step: sequence out of range");
+        CHECK(dsc_spec_step(sx, 0, smp, 5, 0, o, &no) == DSC_ERR_ARG, "spec step: max_out 0 refused");
+        CHECK(dsc_spec_step(sx, 0, NULL, 5, 2, o, &no) == DSC_ERR_ARG, "spec step: NULL sampler refused");
+        CHECK(dsc_mtp_draft(sx, 0, V, &d) == DSC_ERR_ARG, "draft: next out of range refused");
+        CHECK(dsc_spec_verify(sx, 0, smp, 5, V, o, &no) == DSC_ERR_ARG && dsc_seq_pos(sx, 0) == 2,
+              "verify: a draft out of range refused, nothing appended");
+        char st[64];
+        CHECK(dsc_seq_save(sx, 0, 2, st) == DSC_ERR_ARG, "seq_save on an MTP context refused");
+        CHECK(dsc_seq_copy(sx, 0, 0, 2) == DSC_OK, "seq_copy onto itself");
+        dsc_ctx_truncate(sx, 0);
+        dsc_sampler_reset(smp);
+    }
+    dsc_sampler_reset(smp);
+    dsc_eval(sx, prompt, NP, NULL);
+    int32_t got[NG + 2], n = 0, step = 0, out[2], n_out, same_bits = 1;
+    got[n++] = dsc_sampler_sample(smp, dsc_ctx_logits(sx));
+    dsc_sampler_accept(smp, got[0]);
+    while (n < NG) {
+        /* Every third draft is wrong on purpose; the others are right. */
+        const int32_t draft = step++ % 3 == 2 ? (plain[n] + 1) % V : plain[n];
+        if (dsc_spec_verify(sx, 0, smp, got[n - 1], draft, out, &n_out)) break;
+        for (int j = 0; j < n_out; j++) got[n++] = out[j];
+        same_bits &= !memcmp(dsc_ctx_logits(sx), plain_logits + (size_t)(n - 1) * V, sizeof(float) * (size_t)V);
+        CHECK(dsc_seq_pos(sx, 0) == NP + n - 1, "%s: the context holds the prompt and all but the last token (%d, %d)",
+              model_name, dsc_seq_pos(sx, 0), NP + n - 1);
+    }
+    CHECK(!memcmp(got, plain, sizeof(int32_t) * (size_t)n), "%s: verified drafts give plain decoding's tokens", model_name);
+    CHECK(same_bits, "%s: ... and its logits, to the bit", model_name);
+    int64_t drafted, taken;
+    dsc_spec_stats(sx, &drafted, &taken);
+    CHECK(taken > 0 && taken < drafted, "%s: drafts taken and refused (%lld of %lld)", model_name, (long long)taken,
+          (long long)drafted);
+
+    /* Sampled, with the module's own drafts. */
+    sp.temp = 0.9f, sp.seed = 7;
+    dsc_sampler *a, *b;
+    dsc_sampler_new(&sp, V, &a);
+    dsc_sampler_new(&sp, V, &b);
+    dsc_ctx_truncate(ctx, 0);
+    dsc_ctx_truncate(sx, 0);
+    dsc_eval(ctx, prompt, NP, NULL);
+    dsc_eval(sx, prompt, NP, NULL);
+    int32_t sa[NG], sb[NG + 1];
+    for (int i = 0; i < NG; i++) {
+        sa[i] = dsc_sampler_sample(a, dsc_ctx_logits(ctx));
+        dsc_sampler_accept(a, sa[i]);
+        dsc_eval(ctx, &sa[i], 1, NULL);
+    }
+    n = 0;
+    sb[n++] = dsc_sampler_sample(b, dsc_ctx_logits(sx));
+    dsc_sampler_accept(b, sb[0]);
+    while (n < NG && dsc_spec_step(sx, 0, b, sb[n - 1], NG - n, out, &n_out) == DSC_OK)
+        for (int j = 0; j < n_out; j++) sb[n++] = out[j];
+    CHECK(n >= NG && !memcmp(sa, sb, sizeof(int32_t) * NG), "%s: sampled with MTP drafts = sampled plainly", model_name);
+    dsc_sampler_free(a);
+    dsc_sampler_free(b);
+
+    /* The module against the trainer's MTP forward. */
+    enum { T = 12 };
+    const int32_t toks[T + 1] = {0, 7, 99, 3, 250, 31, 77, 12, 400, 5, 9, 260, 44};
+    dsc_train_params tp = dsc_train_default_params();
+    tp.n_batch = 1, tp.n_seq = T, tp.mtp_lambda = 1, tp.alpha = 0;
+    dsc_trainer *tr = NULL;
+    float ce = 0;
+    CHECK(dsc_trainer_new(dir, &tp, &tr) == DSC_OK && dsc_train_eval(tr, toks, 1, T, &ce, NULL) == DSC_OK,
+          "%s: trainer with MTP: %s", model_name, dsc_last_error());
+    const double want = tr ? dsc_train_loss_mtp(tr) : NAN;
+    dsc_trainer_free(tr);
+    dsc_ctx_truncate(sx, 0);
+    double sum = 0;
+    int32_t draft = -1;
+    for (int p = 0; p + 2 <= T; p++) { /* position p guesses token p + 2 */
+        dsc_eval(sx, &toks[p], 1, NULL);
+        CHECK(dsc_mtp_draft(sx, 0, toks[p + 1], &draft) == DSC_OK, "draft: %s", dsc_last_error());
+        const float *l = sx->mtp_logits;
+        double mx = l[0], z = 0;
+        for (int32_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        for (int32_t v = 0; v < V; v++) z += exp(l[v] - mx);
+        sum += mx + log(z) - l[toks[p + 2]];
+    }
+    memcpy(probe, sx->mtp_logits, sizeof(float) * (size_t)V);
+    const double got_ce = sum / (T - 1);
+    CHECK(fabs(got_ce - want) < 1e-3 * fabs(want), "%s: the module's mean cross-entropy %.6f = the trainer's %.6f",
+          model_name, got_ce, want);
+    printf("mtp %s: mean cross-entropy of the module %.6f, the trainer's %.6f; drafts taken %lld of %lld\n", model_name,
+           got_ce, want, (long long)taken, (long long)drafted);
+    dsc_ctx_truncate(sx, 0);
+    dsc_eval(sx, toks, T - 1, NULL);
+    CHECK(dsc_mtp_draft(sx, 0, toks[T - 1], &draft) == DSC_OK && max_rel(sx->mtp_logits, probe, V) < 1e-4,
+          "%s: the module's cache made in one prefill-form pass = step by step (%g)", model_name,
+          max_rel(sx->mtp_logits, probe, V));
+    /* Truncating back re-makes the module's row at the cut. */
+    dsc_ctx_truncate(sx, 4);
+    dsc_eval(sx, toks + 4, T - 5, NULL);
+    CHECK(dsc_mtp_draft(sx, 0, toks[T - 1], &draft) == DSC_OK && max_rel(sx->mtp_logits, probe, V) < 1e-4,
+          "%s: ... and after a truncation (%g)", model_name, max_rel(sx->mtp_logits, probe, V));
+done:
+    dsc_sampler_free(smp);
+    dsc_ctx_free(sx);
+    dsc_ctx_free(ctx);
+    free(plain_logits);
+    free(probe);
+    dsc_model_free(m);
+}
+
 /* The public API's contracts at their edges: bad arguments are errors
  * (never a crash or a silent success), documented protocols hold. */
 static void test_api_edges(const char *golden) {
@@ -1254,6 +1405,8 @@ int main(int argc, char **argv) {
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
     if (argc > 1) test_api_edges(argv[1]);
+    if (argc > 1) test_spec(argv[1], "v3-tiny");
+    if (argc > 1) test_spec(argv[1], "v3-fp8-tiny");
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
