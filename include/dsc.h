@@ -190,7 +190,8 @@ dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens
 /* The latent cache of the first n_tokens of a sequence as bytes (a prompt
  * cache that outlives the process). dsc_seq_state_size gives the size;
  * dsc_seq_load makes seq hold exactly those n_tokens. The bytes are only
- * valid for the same model and cache type. */
+ * valid for the same model, cache type and mtp setting (with mtp they also
+ * hold the MTP module's inputs, from which it remakes its cache). */
 size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens);
 dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf);
 dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void *buf);
@@ -243,6 +244,12 @@ void dsc_sampler_reset(dsc_sampler *s);
  * where next is the token sampled after the sequence's last one; it first
  * brings the module's cache up to the sequence's last position. */
 dsc_status dsc_mtp_draft(dsc_ctx *ctx, int32_t seq, int32_t next, int32_t *draft);
+
+/* dsc_mtp_draft for n different sequences at once (a server's slots): one
+ * pass of the module for all of them, draft[i] the guess for seqs[i] after
+ * next[i]. A sequence whose module cache lags by more than the batch holds
+ * (a new prompt) is first brought up alone. */
+dsc_status dsc_mtp_draft_batch(dsc_ctx *ctx, int32_t n, const int32_t *seqs, const int32_t *next, int32_t *draft);
 
 /* Evaluates next, with draft after it in the same pass when draft >= 0 and
  * the sequence has room for both; samples the token after next with smp

@@ -16,7 +16,6 @@
  * so the figures measure the weights alone.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,19 +69,42 @@ static void header_stats(const char *path, st_stats *st) {
     fclose(fp);
 }
 
+static void file_stats(const char *dir, const char *name, st_stats *st) {
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return;
+    st->bytes += (double)sb.st_size;
+    header_stats(path, st);
+}
+
+/* The checkpoint's weight files, as the loader finds them: the shards
+ * model.safetensors.index.json names, else model.safetensors (not a
+ * training run's optimizer or rollback files beside them). */
 static st_stats dir_stats(const char *dir) {
     st_stats st = {0};
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (!ends_with(e->d_name, ".safetensors")) continue;
-        char path[4096];
-        struct stat sb;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
-        st.bytes += (double)sb.st_size;
-        header_stats(path, &st);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        file_stats(dir, "model.safetensors", &st);
+        return st;
     }
-    if (d) closedir(d);
+    char *txt = NULL;
+    long n = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    if (n > 0 && fseek(fp, 0, SEEK_SET) == 0 && (txt = malloc((size_t)n)) && fread(txt, 1, (size_t)n, fp) != (size_t)n)
+        free(txt), txt = NULL;
+    fclose(fp);
+    cJSON *root = txt ? cJSON_ParseWithLength(txt, (size_t)n) : NULL, *seen = cJSON_CreateObject();
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    for (const cJSON *e = map ? map->child : NULL; e && seen; e = e->next)
+        if (cJSON_IsString(e) && !strchr(e->valuestring, '/') && !cJSON_GetObjectItemCaseSensitive(seen, e->valuestring)) {
+            cJSON_AddTrueToObject(seen, e->valuestring);
+            file_stats(dir, e->valuestring, &st);
+        }
+    cJSON_Delete(seen);
+    cJSON_Delete(root);
+    free(txt);
     return st;
 }
 

@@ -32,6 +32,7 @@ int cmd_serve(const cli_opts *o) {
     if (o->timeout >= 0) p.req_timeout = o->timeout;
     p.verbose = o->verbose;
     p.mlock = o->mlock;
+    p.mtp = o->mtp;
     return srv_run(&p);
 }
 #else

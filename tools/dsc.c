@@ -58,9 +58,9 @@ static const char *usage_text =
     "  --kv-type f32|bf16|q8  latent cache type (default f32 for logits/generate, bf16 otherwise)\n"
     "  --mlock                lock the weights in memory (read them all now; the OS cannot page\n"
     "                         them out while the model sits idle; needs ulimit -l)\n"
-    "  --mtp                  (run, chat, generate) speculative decoding: the checkpoint's MTP\n"
-    "                         layer drafts the token after next, checked in the same pass;\n"
-    "                         the same output, fewer passes when its drafts are taken\n"
+    "  --mtp                  (run, chat, generate, serve) speculative decoding: the\n"
+    "                         checkpoint's MTP layer drafts the token after next, checked in\n"
+    "                         the same pass; the same output, fewer passes when drafts are taken\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -339,8 +339,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (rc) return rc;
         i += takes;
     }
-    if (o->mtp && strcmp(o->cmd, "run") && strcmp(o->cmd, "chat") && strcmp(o->cmd, "generate"))
-        return die("--mtp: only run, chat and generate draft tokens with the MTP module");
+    if (o->mtp && strcmp(o->cmd, "run") && strcmp(o->cmd, "chat") && strcmp(o->cmd, "generate") && strcmp(o->cmd, "serve"))
+        return die("--mtp: only run, chat, generate and serve draft tokens with the MTP module");
     if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
         !(o->model = cli_default_model()))

@@ -66,21 +66,23 @@ void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode
     memcpy(ctx->logits, out + (int64_t)(rows - 1) * V, sizeof(float) * (size_t)V);
 }
 
-void deepseek_mtp_forward(dsc_ctx *ctx, const int32_t *next, const float *h, int32_t n, int decode, int head) {
+void deepseek_mtp_forward(dsc_ctx *ctx, const int32_t *next, int32_t n, int decode, const uint8_t *want, float *out) {
     const dsc_model *m = ctx->model;
     const dsc_mtp *mt = m->mtp;
     const dsc_config *c = &m->cfg;
     const int32_t D = c->hidden_size;
     dsc_scratch *s = &ctx->s;
     for (int32_t t = 0; t < n; t++) {
+        const float *h = ctx->hid + ((int64_t)s->tseq[t] * ctx->n_ctx + s->tpos[t]) * D;
         float *cat = s->mcat + (int64_t)t * 2 * D;
         kern_mat_row(s->y, &mt->embed, next[t]);
         kern_rmsnorm(cat, s->y, mt->enorm, D, c->rms_norm_eps);
-        kern_rmsnorm(cat + D, h + (int64_t)t * D, mt->hnorm, D, c->rms_norm_eps);
+        kern_rmsnorm(cat + D, h, mt->hnorm, D, c->rms_norm_eps);
     }
     op_matmul(ctx, s->x, s->mcat, &mt->eh_proj, n);
     layer_forward(ctx, &mt->layer, c->n_layers, n, decode);
-    if (!head) return;
-    kern_rmsnorm(s->xn, s->x + (int64_t)(n - 1) * D, mt->head_norm, D, c->rms_norm_eps);
-    op_matmul(ctx, ctx->mtp_logits, s->xn, &mt->head, 1);
+    int32_t rows = 0;
+    for (int32_t t = 0; t < n && want; t++)
+        if (want[t]) kern_rmsnorm(s->xn + (int64_t)rows++ * D, s->x + (int64_t)t * D, mt->head_norm, D, c->rms_norm_eps);
+    if (rows) op_matmul(ctx, out, s->xn, &mt->head, rows);
 }

@@ -127,6 +127,7 @@ typedef struct {
     float *py;      /* (P, D)          expert outputs                           */
     float *mcat;    /* (B, 2D)         the MTP module's [enorm(embed); hnorm(h)] (params.mtp) */
     int32_t *mnext; /* (B)             and the tokens it embeds                 */
+    uint8_t *mwant; /* (B)             the rows whose draft is wanted           */
 } dsc_scratch;
 
 /* Positions per block of the decode attention: the block's cache rows,
@@ -181,7 +182,7 @@ struct dsc_ctx {
     float *hid;                 /* (n_seq, T, D)                            */
     int32_t *htok;              /* (n_seq, T)                               */
     int32_t *mtp_pos;           /* (n_seq)                                  */
-    float *mtp_logits;          /* (V) the module's last draft              */
+    float *mtp_logits;          /* (n_seq, V) the module's last drafts      */
     float *spec_logits;         /* (2, V) a verifying pass's rows           */
     int64_t n_drafted, n_accepted;
     void *mem;                  /* the one allocation behind everything     */
@@ -232,11 +233,13 @@ dsc_status model_load_mtp(dsc_model *m);
  * token (n, V), or only of those with want[t] != 0 when want != NULL; the
  * last row written goes into ctx->logits. */
 void deepseek_forward(dsc_ctx *ctx, const int32_t *tokens, int32_t n, int decode, float *out, const uint8_t *want);
-/* The MTP module over n positions of s.tpos / s.tseq (one sequence,
- * consecutive), position p taking the main model's normed output h (n, D)
- * there and next[t], the token at p + 1; with head, its logits for the
- * token at p + 2 of the last one go into ctx->mtp_logits. Forms as above. */
-void deepseek_mtp_forward(dsc_ctx *ctx, const int32_t *next, const float *h, int32_t n, int decode, int head);
+/* The MTP module over the n rows of s.tpos / s.tseq (decode form: any
+ * rows, as dsc_eval_mixed's; prefill form: one sequence, consecutive), the
+ * row at position p taking the main model's normed output there
+ * (ctx->hid) and next[t], the token at p + 1; the rows with want[t] (none
+ * when want is NULL) go through the head, their logits for the token at
+ * p + 2 into out, one row each in order. */
+void deepseek_mtp_forward(dsc_ctx *ctx, const int32_t *next, int32_t n, int decode, const uint8_t *want, float *out);
 
 /* Blocks (src/nn). */
 void rope_init(dsc_model *m);

@@ -99,10 +99,11 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if (ctx->n_cl > c->n_layers) { /* speculative decoding with the MTP module */
         s->mcat = plan(p, B * 2 * D, sizeof(float));
         s->mnext = plan(p, B, sizeof(int32_t));
+        s->mwant = plan(p, B, 1);
         ctx->hid = plan(p, (int64_t)ctx->n_seq * T * D, sizeof(float));
         ctx->htok = plan(p, (int64_t)ctx->n_seq * T, sizeof(int32_t));
         ctx->mtp_pos = plan(p, ctx->n_seq, sizeof(int32_t));
-        ctx->mtp_logits = plan(p, c->vocab_size, sizeof(float));
+        ctx->mtp_logits = plan(p, (int64_t)ctx->n_seq * c->vocab_size, sizeof(float));
         ctx->spec_logits = plan(p, 2 * (int64_t)c->vocab_size, sizeof(float));
     }
 }
@@ -397,10 +398,18 @@ dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens
     return DSC_OK;
 }
 
+/* Bytes of the MTP module's inputs at n positions: the main model's normed
+ * outputs (F32) and the tokens (the module's own cache is made again from
+ * them after a load). */
+static size_t hid_bytes(const dsc_ctx *ctx, int32_t n) {
+    return ctx->hid ? (size_t)n * ((size_t)ctx->model->cfg.hidden_size * sizeof(float) + sizeof(int32_t)) : 0;
+}
+
 size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens) {
     if (!ctx) return 0;
     size_t data, scales;
-    return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens < 0 ? 0 : n_tokens, &data, &scales);
+    n_tokens = n_tokens < 0 ? 0 : n_tokens;
+    return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens, &data, &scales) + hid_bytes(ctx, n_tokens);
 }
 
 dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf) {
@@ -410,7 +419,6 @@ dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void 
         return dsc_fail(DSC_ERR_ARG, "cannot save %d tokens of sequence %d (it holds %d)", n_tokens, seq,
                         ctx->seq_pos[seq]);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: NULL buffer");
-    if (ctx->hid) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: not available on a context with MTP drafting");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     char *p = buf;
@@ -418,6 +426,11 @@ dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void 
         const dsc_mat *m = ctx_cache((dsc_ctx *)ctx, seq, l);
         memcpy(p, m->data, data), p += data;
         if (scales) memcpy(p, m->qscale, scales), p += scales;
+    }
+    if (ctx->hid && n_tokens > 0) {
+        const int64_t D = ctx->model->cfg.hidden_size, at = (int64_t)seq * ctx->n_ctx;
+        memcpy(p, ctx->hid + at * D, sizeof(float) * (size_t)(n_tokens * D)), p += sizeof(float) * (size_t)(n_tokens * D);
+        memcpy(p, ctx->htok + at, sizeof(int32_t) * (size_t)n_tokens);
     }
     return DSC_OK;
 }
@@ -428,7 +441,6 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
     if (n_tokens < 0 || n_tokens > ctx->n_ctx)
         return dsc_fail(DSC_ERR_ARG, "cannot load %d tokens into a context of %d", n_tokens, ctx->n_ctx);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: NULL buffer");
-    if (ctx->hid) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: not available on a context with MTP drafting");
     size_t data, scales;
     cache_rows_bytes(ctx, n_tokens, &data, &scales);
     const char *p = buf;
@@ -436,6 +448,12 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
         dsc_mat *m = ctx_cache(ctx, seq, l);
         memcpy((void *)m->data, p, data), p += data;
         if (scales) memcpy((void *)m->qscale, p, scales), p += scales;
+    }
+    if (ctx->hid) { /* the module's cache is made again from its inputs */
+        const int64_t D = ctx->model->cfg.hidden_size, at = (int64_t)seq * ctx->n_ctx;
+        memcpy(ctx->hid + at * D, p, sizeof(float) * (size_t)(n_tokens * D)), p += sizeof(float) * (size_t)(n_tokens * D);
+        memcpy(ctx->htok + at, p, sizeof(int32_t) * (size_t)n_tokens);
+        ctx->mtp_pos[seq] = 0;
     }
     ctx->seq_pos[seq] = n_tokens;
     ctx->has_logits = 0;

@@ -31,33 +31,73 @@ static dsc_status check_mtp(const dsc_ctx *ctx, int32_t seq, const char *fn) {
     return DSC_OK;
 }
 
-dsc_status dsc_mtp_draft(dsc_ctx *ctx, int32_t seq, int32_t next, int32_t *draft) {
-    dsc_status st = check_mtp(ctx, seq, "dsc_mtp_draft");
-    if (st) return st;
-    if (!draft) return dsc_fail(DSC_ERR_ARG, "dsc_mtp_draft: NULL draft");
-    *draft = -1;
-    const dsc_config *c = &ctx->model->cfg;
-    const int32_t end = ctx->seq_pos[seq], D = c->hidden_size;
-    if (end < 1) return dsc_fail(DSC_ERR_ARG, "dsc_mtp_draft: sequence %d holds no token yet", seq);
-    if (next < 0 || next >= c->vocab_size)
-        return dsc_fail(DSC_ERR_ARG, "dsc_mtp_draft: token id %d is out of range (vocab_size = %d)", next, c->vocab_size);
-    /* The row of the last position is made again: it took the previous next. */
-    int32_t p = ctx->mtp_pos[seq] < end ? ctx->mtp_pos[seq] : end - 1;
+/* The module's rows [p, end) of seq, alone, in chunks of a batch (prefill
+ * form where a chunk is too long for the decode form), without the head. */
+static void catch_up(dsc_ctx *ctx, int32_t seq, int32_t p, int32_t end) {
     const int32_t *htok = ctx->htok + (int64_t)seq * ctx->n_ctx;
-    const float *hid = ctx->hid + (int64_t)seq * ctx->n_ctx * D;
-    int32_t *nx = ctx->s.mnext;
     while (p < end) {
         const int32_t m = end - p < ctx->n_batch ? end - p : ctx->n_batch;
-        for (int32_t t = 0; t < m; t++) {
-            ctx->s.tpos[t] = p + t, ctx->s.tseq[t] = seq;
-            nx[t] = p + t + 1 < end ? htok[p + t + 1] : next;
-        }
-        deepseek_mtp_forward(ctx, nx, hid + (int64_t)p * D, m, m <= ctx->n_dec, p + m == end);
+        for (int32_t t = 0; t < m; t++)
+            ctx->s.tpos[t] = p + t, ctx->s.tseq[t] = seq, ctx->s.mnext[t] = htok[p + t + 1];
+        deepseek_mtp_forward(ctx, ctx->s.mnext, m, m <= ctx->n_dec, NULL, NULL);
         p += m;
     }
-    ctx->mtp_pos[seq] = end;
-    *draft = dsc_argmax(ctx->mtp_logits, c->vocab_size);
+}
+
+static dsc_status draft_batch(dsc_ctx *ctx, int32_t n, const int32_t *seqs, const int32_t *next, int32_t *draft,
+                              const char *fn) {
+    dsc_status st = check_mtp(ctx, 0, fn);
+    if (st) return st;
+    if (!seqs || !next || !draft) return dsc_fail(DSC_ERR_ARG, "%s: NULL argument", fn);
+    if (n < 1 || n > ctx->n_seq)
+        return dsc_fail(DSC_ERR_ARG, "%s: %d sequences (the context has %d)", fn, n, ctx->n_seq);
+    const dsc_config *c = &ctx->model->cfg;
+    const int32_t V = c->vocab_size;
+    int64_t rows = 0;
+    for (int32_t i = 0; i < n; i++) {
+        draft[i] = -1;
+        if ((st = check_mtp(ctx, seqs[i], fn))) return st;
+        for (int32_t j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return dsc_fail(DSC_ERR_ARG, "%s: sequence %d appears twice", fn, seqs[i]);
+        const int32_t end = ctx->seq_pos[seqs[i]];
+        if (end < 1) return dsc_fail(DSC_ERR_ARG, "%s: sequence %d holds no token yet", fn, seqs[i]);
+        if (next[i] < 0 || next[i] >= V)
+            return dsc_fail(DSC_ERR_ARG, "%s: token id %d is out of range (vocab_size = %d)", fn, next[i], V);
+        /* The row of the last position is made again: it took the previous next. */
+        rows += end - (ctx->mtp_pos[seqs[i]] < end ? ctx->mtp_pos[seqs[i]] : end - 1);
+    }
+    /* Rows that do not fit one decode batch: each sequence's, alone, up to its last. */
+    for (int32_t i = 0; i < n && rows > ctx->n_dec; i++) {
+        const int32_t end = ctx->seq_pos[seqs[i]];
+        if (ctx->mtp_pos[seqs[i]] < end - 1) catch_up(ctx, seqs[i], ctx->mtp_pos[seqs[i]], end - 1);
+        if (ctx->mtp_pos[seqs[i]] < end - 1) ctx->mtp_pos[seqs[i]] = end - 1;
+    }
+    /* One pass: every sequence's remaining rows, its last one through the head. */
+    int32_t t = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t seq = seqs[i], end = ctx->seq_pos[seq];
+        const int32_t *htok = ctx->htok + (int64_t)seq * ctx->n_ctx;
+        for (int32_t p = ctx->mtp_pos[seq] < end ? ctx->mtp_pos[seq] : end - 1; p < end; p++, t++) {
+            ctx->s.tpos[t] = p, ctx->s.tseq[t] = seq;
+            ctx->s.mnext[t] = p + 1 < end ? htok[p + 1] : next[i];
+            ctx->s.mwant[t] = p == end - 1;
+        }
+    }
+    deepseek_mtp_forward(ctx, ctx->s.mnext, t, 1, ctx->s.mwant, ctx->mtp_logits);
+    for (int32_t i = 0; i < n; i++) {
+        ctx->mtp_pos[seqs[i]] = ctx->seq_pos[seqs[i]];
+        draft[i] = dsc_argmax(ctx->mtp_logits + (int64_t)i * V, V);
+    }
     return DSC_OK;
+}
+
+dsc_status dsc_mtp_draft(dsc_ctx *ctx, int32_t seq, int32_t next, int32_t *draft) {
+    if (!draft) return dsc_fail(DSC_ERR_ARG, "dsc_mtp_draft: NULL draft");
+    return draft_batch(ctx, 1, &seq, &next, draft, "dsc_mtp_draft");
+}
+
+dsc_status dsc_mtp_draft_batch(dsc_ctx *ctx, int32_t n, const int32_t *seqs, const int32_t *next, int32_t *draft) {
+    return draft_batch(ctx, n, seqs, next, draft, "dsc_mtp_draft_batch");
 }
 
 dsc_status dsc_spec_verify(dsc_ctx *ctx, int32_t seq, dsc_sampler *smp, int32_t next, int32_t draft, int32_t out[2],

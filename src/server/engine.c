@@ -8,7 +8,11 @@
  *   3. one dsc_eval_mixed for every generating slot (one pass over the
  *      weights for all of them), joined by the prompts that fit whole into
  *      the step (at most SRV_MIX_PROMPT tokens), then sample each slot with
- *      its own sampler and deliver the token's text to its request;
+ *      its own sampler and deliver the token's text to its request; with
+ *      --mtp each slot's row is followed by the MTP module's draft of the
+ *      token after it (dsc_mtp_draft_batch), whose row yields a second
+ *      token when the draft is the token sampled (the same tokens as
+ *      without drafts, in fewer passes);
  *   4. longer prompts are prefilled on their own in chunks of at most n_chunk
  *      tokens, at most n_chunk in all while other slots are generating, so
  *      running streams are not stalled by a long prompt; a lone prompt on an
@@ -58,6 +62,7 @@ struct srv_engine {
     int32_t *bseq, *btok; /* (n_mix) a step's tokens and their slots      */
     uint8_t *bwant;       /* (n_mix) which of them need logits            */
     int *bjoin;           /* (n_slot) the prompts' slots that joined      */
+    int32_t *dseq, *dnext, *dtok; /* (n_slot) --mtp: slots drafted for, their pending tokens, the drafts */
     int *tmp;             /* (n_slot) scratch                             */
     uint64_t step;
     int rr;               /* first slot to prefill, rotating              */
@@ -404,7 +409,7 @@ static void engine_prefill(srv_engine *e, int budget) {
 /* One step: the generating slots' tokens and the prompts that fit whole,
  * in one pass over the weights; the other prompts prefilled on their own. */
 static void engine_step(srv_engine *e) {
-    int n = 0, n_gen = 0, n_pre = 0;
+    int n = 0, n_gen = 0, n_pre = 0, n_slots = 0, n_d = 0;
     for (int s = 0; s < e->n_slot; s++) {
         eslot *sl = &e->slot[s];
         n_pre += sl->st == SLOT_PREFILL;
@@ -413,7 +418,22 @@ static void engine_step(srv_engine *e) {
             choice_finish(e, s, "length", 1);
             continue;
         }
+        const srv_choice *c = &sl->req->ch[sl->choice];
+        if (e->p.mtp && sl->n_held + 2 <= e->n_ctx && c->n_gen + 2 <= sl->req->max_tokens)
+            e->dseq[n_d] = s, e->dnext[n_d++] = sl->pending;
+    }
+    /* --mtp: the module drafts the token after each slot's pending one, for
+     * all the slots in one pass; a slot whose draft failed goes without. */
+    if (n_d && dsc_mtp_draft_batch(e->p.ctx, n_d, e->dseq, e->dnext, e->dtok)) {
+        srv_log("draft failed: %s", dsc_last_error());
+        n_d = 0;
+    }
+    for (int s = 0, k = 0; s < e->n_slot; s++) {
+        eslot *sl = &e->slot[s];
+        if (sl->st != SLOT_GEN) continue;
         e->bseq[n] = s, e->btok[n] = sl->pending, e->bwant[n++] = 1;
+        n_slots++;
+        if (k < n_d && e->dseq[k] == s && e->dtok[k++] >= 0) e->bseq[n] = s, e->btok[n] = e->dtok[k - 1], e->bwant[n++] = 1;
     }
     n_gen = n;
     int budget = n_gen ? e->p.n_chunk : INT_MAX, n_join = 0;
@@ -438,15 +458,27 @@ static void engine_step(srv_engine *e) {
             }
             return;
         }
-        if (n_gen) {
+        if (n_slots) {
             atomic_fetch_add(&e->p.m->decode_steps, 1);
-            atomic_fetch_add(&e->p.m->decode_tokens, n_gen);
-            atomic_store(&e->p.m->last_batch, n_gen);
+            atomic_fetch_add(&e->p.m->decode_tokens, n_slots);
+            atomic_store(&e->p.m->last_batch, n_slots);
+            atomic_fetch_add(&e->p.m->mtp_drafted, n_gen - n_slots);
         }
         for (int i = 0; i < n_gen; i++) {
-            eslot *sl = &e->slot[e->bseq[i]];
+            const int s = e->bseq[i];
+            eslot *sl = &e->slot[s];
+            srv_req *r = sl->req;
             sl->held[sl->n_held++] = e->btok[i];
-            if (sl->req) deliver(e, e->bseq[i], e->logits + (size_t)i * e->n_vocab);
+            if (r) deliver(e, s, e->logits + (size_t)i * e->n_vocab);
+            if (i + 1 == n_gen || e->bseq[i + 1] != s) continue;
+            /* The slot's draft: its row holds the logits after it when it is
+             * the token just sampled; otherwise it leaves the cache. */
+            i++;
+            if (r && sl->req == r && sl->st == SLOT_GEN && sl->pending == e->btok[i]) {
+                atomic_fetch_add(&e->p.m->mtp_accepted, 1);
+                sl->held[sl->n_held++] = e->btok[i];
+                deliver(e, s, e->logits + (size_t)i * e->n_vocab);
+            } else dsc_seq_truncate(e->p.ctx, s, sl->n_held);
         }
         for (int j = 0; j < n_join; j++) {
             const int s = e->bjoin[j];
@@ -535,12 +567,15 @@ int srv_engine_start(const srv_engine_params *p, srv_engine **out) {
     e->bwant = malloc((size_t)e->n_mix);
     e->bjoin = malloc(sizeof(int) * (size_t)e->n_slot);
     e->tmp = malloc(sizeof(int) * (size_t)e->n_slot);
-    e->logits = malloc(sizeof(float) * (size_t)e->n_vocab * (size_t)e->n_slot);
+    e->logits = malloc(sizeof(float) * (size_t)e->n_vocab * (size_t)e->n_slot * (p->mtp ? 2 : 1));
+    e->dseq = malloc(sizeof(int32_t) * (size_t)e->n_slot);
+    e->dnext = malloc(sizeof(int32_t) * (size_t)e->n_slot);
+    e->dtok = malloc(sizeof(int32_t) * (size_t)e->n_slot);
     e->plogits = malloc(sizeof(float) * (size_t)e->n_vocab);
     e->prow = malloc(sizeof(float) * (size_t)e->n_vocab);
     e->pcnt = calloc((size_t)e->n_vocab, sizeof(int32_t));
     int ok = e->slot && e->bseq && e->btok && e->bwant && e->bjoin && e->tmp && e->logits && e->plogits && e->prow &&
-             e->pcnt;
+             e->pcnt && e->dseq && e->dnext && e->dtok;
     for (int s = 0; ok && s < e->n_slot; s++) ok = (e->slot[s].held = malloc(sizeof(int32_t) * (size_t)e->n_ctx)) != NULL;
     if (ok && pthread_create(&e->th, NULL, engine_main, e) == 0) e->running = 1;
     *out = e;
@@ -627,6 +662,9 @@ void srv_engine_stop(srv_engine *e) {
     free(e->bwant);
     free(e->bjoin);
     free(e->logits);
+    free(e->dseq);
+    free(e->dnext);
+    free(e->dtok);
     free(e->plogits);
     free(e->prow);
     free(e->pcnt);

@@ -318,6 +318,10 @@ static enum MHD_Result get_metrics(conn *c, struct MHD_Connection *mc) {
            atomic_load(&m->decode_steps));
     metric(&b, "decode_batch_tokens_total", "counter", "Sequences summed over decode steps (mean batch = this / steps).",
            atomic_load(&m->decode_tokens));
+    metric(&b, "mtp_drafted_tokens_total", "counter", "Tokens the MTP layer drafted and a decode step verified (--mtp).",
+           atomic_load(&m->mtp_drafted));
+    metric(&b, "mtp_accepted_tokens_total", "counter", "Drafted tokens that were the sampled ones (a token gained each).",
+           atomic_load(&m->mtp_accepted));
     metric(&b, "decode_batch_size", "gauge", "Sequences in the last decode step.", atomic_load(&m->last_batch));
     metric(&b, "queue_depth", "gauge", "Requests waiting for a slot.", atomic_load(&m->queue_depth));
     metric(&b, "slots_busy", "gauge", "Slots prefilling or generating.", atomic_load(&m->slots_busy));

@@ -105,7 +105,8 @@ static int load(srv_server *S) {
     cp.isa = p->isa;
     cp.kv_type = p->kv_type;
     cp.n_seq = p->n_parallel;
-    cp.n_mixed = p->n_parallel + (p->n_chunk < SRV_MIX_PROMPT ? p->n_chunk : SRV_MIX_PROMPT);
+    cp.mtp = p->mtp;
+    cp.n_mixed = p->n_parallel * (p->mtp ? 2 : 1) + (p->n_chunk < SRV_MIX_PROMPT ? p->n_chunk : SRV_MIX_PROMPT);
     if (dsc_ctx_new(S->model, &cp, &S->ctx)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     S->n_ctx = dsc_ctx_n_ctx(S->ctx);
     const char *base = p->model_dir + strlen(p->model_dir);
@@ -122,7 +123,7 @@ static int load(srv_server *S) {
                                p->cache_dir ? p->cache_dir : ""), -1;
     srv_engine_params ep = {.ctx = S->ctx, .tok = S->tok, .pc = S->pc, .m = &S->m, .eos = S->eos,
                             .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_mix = cp.n_mixed,
-                            .max_queue = p->max_queue};
+                            .max_queue = p->max_queue, .mtp = p->mtp};
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;
     return 0;
 }
@@ -160,12 +161,12 @@ int srv_run(const srv_params *params) {
     int rc = load(S) || http_start(S);
     if (!rc) {
         srv_log("listening on http://%s%s%s:%d (model %s, %d slots x %d tokens, %s latent cache %.1f MiB, %d threads, "
-                "%s kernels%s%s%s)",
+                "%s kernels%s%s%s%s)",
                 strchr(p->host, ':') ? "[" : "", p->host, strchr(p->host, ':') ? "]" : "", http_port(S), S->model_name,
                 p->n_parallel, S->n_ctx, dsc_kv_type_name(p->kv_type), dsc_ctx_kv_bytes(S->ctx) / 1048576.0,
                 dsc_ctx_n_threads(S->ctx), dsc_ctx_isa(S->ctx),
                 S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "", p->api_key ? ", API key required" : "",
-                p->cache_dir ? ", persistent prompt cache" : "");
+                p->cache_dir ? ", persistent prompt cache" : "", p->mtp ? ", MTP drafts" : "");
         int sig = 0;
         while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) continue;
         srv_log("shutting down (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");

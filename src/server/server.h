@@ -35,6 +35,7 @@ typedef struct {
                                previous answer on it; then it is closed (0: no limit)    */
     int verbose;
     int mlock;              /* lock the weights in memory (dsc_model_params.mlock)       */
+    int mtp;                /* speculative decoding: the checkpoint's MTP layer drafts    */
 } srv_params;
 
 srv_params srv_default_params(void);

@@ -183,6 +183,7 @@ typedef struct {
     atomic_llong timed_out;              /* connections closed by --timeout         */
     atomic_llong prompt_tokens, hit_tokens, block_hit_tokens, completion_tokens, reasoning_tokens;
     atomic_llong prefill_tokens, joined_tokens, decode_steps, decode_tokens;
+    atomic_llong mtp_drafted, mtp_accepted; /* --mtp: drafts verified, drafts taken */
     atomic_int queue_depth, slots_busy, last_batch;
 } srv_metrics;
 
@@ -238,6 +239,7 @@ typedef struct {
     int n_chunk;      /* prompt tokens per slot per step */
     int n_mix;        /* tokens a step may carry: the context's n_mixed */
     int max_queue;
+    int mtp;          /* draft a token per generating slot with the MTP module */
 } srv_engine_params;
 
 /* Starts the engine thread. On failure returns -1; *out is then to be

@@ -620,10 +620,12 @@ expect "run --samples beyond -c" "does not fit the context of 10" "$DSC" run -m 
 expect "run --samples with -n 0" "-n 0" "$DSC" run -m "$R1" -p "hi" -n 0 --samples 2
 expect "run --samples with --raw" "--raw" "$DSC" run -m "$R1" -p "hi" -n 4 --raw --samples 2
 expect "run --samples with a kv type the model cannot take" "Q8|32" "$DSC" run -m "$R1" -p "hi" -n 4 --kv-type q8 --samples 2
-# --mtp: only where tokens are generated one sequence at a time, and only with an MTP layer
+# --mtp: only where tokens are generated, and only with an MTP layer
 expect "--mtp with --samples" "--mtp" "$DSC" run -m "$R1" -p "hi" -n 4 --mtp --samples 2
-expect "--mtp on logits" "--mtp: only run, chat and generate" "$DSC" logits -m "$R1" --tokens "0 1" -o "$tmp/l.st" --mtp
-expect "--mtp on serve" "--mtp: only run, chat and generate" "$DSC" serve -m "$R1" --mtp
+expect "--mtp on logits" "--mtp: only run, chat, generate and serve" "$DSC" logits -m "$R1" --tokens "0 1" -o "$tmp/l.st" --mtp
+if "$DSC" serve -m /nonexistent 2>&1 | grep -q "without libmicrohttpd"; then :; else
+    expect "serve --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" serve -m "$R1" --port 0 --mtp
+fi
 expect "run --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" run -m "$R1" -p "hi" -n 4 --mtp
 # a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
 expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \

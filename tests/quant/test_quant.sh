@@ -198,5 +198,14 @@ bad_input "kld with one model" "two models" kld -m "$V3"
 bad_input "kld of different architectures" "v2lite-tiny" kld -m "$V3" -m "$GOLDEN/models/v2lite-tiny/model" -n 8
 [ -e "$tmp/x" ] && bad "a failed quantize left $tmp/x behind" || ok "failed runs create no output directory"
 
+# The summary counts the checkpoint's weights, not a training run's files beside them.
+mkdir -p "$tmp/run" && cp "$V3/config.json" "$V3/model.safetensors" "$tmp/run/" &&
+    cp "$V3/model.safetensors" "$tmp/run/optimizer.safetensors" &&
+    cp "$V3/model.safetensors" "$tmp/run/rollback.safetensors"
+want=$(awk -v b="$(wc -c <"$V3/model.safetensors")" 'BEGIN { printf "%.1f MiB ->", b / 1048576 }')
+if "$DSC" quantize -m "$tmp/run" -o "$tmp/run-q8" --type q8 2>"$tmp/err" && grep -q "$want" "$tmp/err"; then
+    ok "quantize beside optimizer files: the input's size is its weights' ($want)"
+else bad "quantize beside optimizer files: want '$want': $(cat "$tmp/err")"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

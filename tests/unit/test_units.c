@@ -1179,8 +1179,6 @@ static void test_spec(const char *golden, const char *model_name) {
         CHECK(dsc_mtp_draft(sx, 0, V, &d) == DSC_ERR_ARG, "draft: next out of range refused");
         CHECK(dsc_spec_verify(sx, 0, smp, 5, V, o, &no) == DSC_ERR_ARG && dsc_seq_pos(sx, 0) == 2,
               "verify: a draft out of range refused, nothing appended");
-        char st[64];
-        CHECK(dsc_seq_save(sx, 0, 2, st) == DSC_ERR_ARG, "seq_save on an MTP context refused");
         CHECK(dsc_seq_copy(sx, 0, 0, 2) == DSC_OK, "seq_copy onto itself");
         dsc_ctx_truncate(sx, 0);
         dsc_sampler_reset(smp);
@@ -1269,6 +1267,66 @@ static void test_spec(const char *golden, const char *model_name) {
     dsc_eval(sx, toks + 4, T - 5, NULL);
     CHECK(dsc_mtp_draft(sx, 0, toks[T - 1], &draft) == DSC_OK && max_rel(sx->mtp_logits, probe, V) < 1e-4,
           "%s: ... and after a truncation (%g)", model_name, max_rel(sx->mtp_logits, probe, V));
+    { /* Drafts for several sequences in one pass = each one's alone. */
+        enum { NS = 3 };
+        const int32_t len[NS] = {3, 7, 11}, nxt[NS] = {17, 250, 9}, seqs[NS] = {0, 1, 2};
+        dsc_ctx_params bp = cp;
+        bp.n_seq = NS, bp.n_mixed = 8;
+        dsc_ctx *bx = NULL, *one = NULL;
+        CHECK(dsc_ctx_new(m, &bp, &bx) == DSC_OK, "%s: an MTP context of %d sequences: %s", model_name, NS,
+              dsc_last_error());
+        bp.n_seq = 1;
+        dsc_ctx_new(m, &bp, &one);
+        int32_t d[NS], d1 = -1, d2[NS] = {0};
+        float *want1 = malloc(sizeof(float) * (size_t)V * NS * 2);
+        for (int k = 0; bx && one && k < NS; k++) {
+            dsc_ctx_truncate(one, 0);
+            dsc_eval(one, toks, len[k], NULL);
+            dsc_mtp_draft(one, 0, nxt[k], &d2[k]);
+            memcpy(want1 + (size_t)k * V, one->mtp_logits, sizeof(float) * (size_t)V);
+            const int32_t z[2] = {0, 0}, two[2] = {nxt[k], toks[k + 3]}; /* a taken draft: two rows of the module */
+            dsc_eval_mixed(one, z, two, 2, NULL, plain_logits);
+            dsc_mtp_draft(one, 0, toks[k], &d1);
+            memcpy(want1 + (size_t)(NS + k) * V, one->mtp_logits, sizeof(float) * (size_t)V);
+            dsc_eval_seq(bx, k, toks, len[k], NULL);
+        }
+        if (bx && one) {
+            /* 21 rows of the module: more than a decode batch, each brought up alone first */
+            CHECK(dsc_mtp_draft_batch(bx, NS, seqs, nxt, d) == DSC_OK, "draft batch: %s", dsc_last_error());
+            double e1 = 0;
+            for (int k = 0; k < NS; k++) {
+                const double e = max_rel(bx->mtp_logits + (size_t)k * V, want1 + (size_t)k * V, V);
+                e1 = e > e1 ? e : e1;
+                CHECK(d[k] == d2[k], "%s: batch draft of sequence %d is its own (%d, %d)", model_name, k, d[k], d2[k]);
+            }
+            CHECK(e1 < 1e-4, "%s: a batch's drafts after prompts = each alone (%g)", model_name, e1);
+            /* A saved state carries the module's inputs: loaded elsewhere, the same draft. */
+            const size_t sz = dsc_seq_state_size(bx, len[2]);
+            char *state = malloc(sz);
+            dsc_ctx_truncate(one, 0); /* other tokens' rows in the module's cache of `one` */
+            dsc_eval(one, plain, 12, NULL);
+            dsc_mtp_draft(one, 0, 5, &d1);
+            CHECK(sz == dsc_seq_state_size(one, len[2]) && sz > dsc_seq_state_size(ctx, len[2]) &&
+                      dsc_seq_save(bx, 2, len[2], state) == DSC_OK && dsc_seq_load(one, 0, len[2], state) == DSC_OK &&
+                      dsc_mtp_draft(one, 0, nxt[2], &d1) == DSC_OK &&
+                      !memcmp(one->mtp_logits, want1 + (size_t)2 * V, sizeof(float) * (size_t)V),
+                  "%s: an MTP state saved and loaded drafts as before: %s", model_name, dsc_last_error());
+            free(state);
+            const int32_t s6[2 * NS] = {0, 0, 1, 1, 2, 2}, t6[2 * NS] = {nxt[0], toks[3], nxt[1], toks[4], nxt[2], toks[5]};
+            dsc_eval_mixed(bx, s6, t6, 2 * NS, NULL, plain_logits);
+            const int32_t nx2[NS] = {toks[0], toks[1], toks[2]};
+            CHECK(dsc_mtp_draft_batch(bx, NS, seqs, nx2, d) == DSC_OK, "draft batch: %s", dsc_last_error());
+            CHECK(!memcmp(bx->mtp_logits, want1 + (size_t)NS * V, sizeof(float) * (size_t)V * NS),
+                  "%s: a batch's drafts of two rows each = each alone, to the bit", model_name);
+            const int32_t twice[2] = {1, 1}, nn[2] = {5, 5};
+            CHECK(dsc_mtp_draft_batch(bx, 2, twice, nn, d) == DSC_ERR_ARG, "draft batch: a sequence twice refused");
+            CHECK(dsc_mtp_draft_batch(bx, NS + 1, seqs, nn, d) == DSC_ERR_ARG, "draft batch: too many sequences refused");
+            CHECK(dsc_mtp_draft_batch(bx, 0, seqs, nn, d) == DSC_ERR_ARG, "draft batch: none refused");
+        }
+        free(want1);
+        dsc_ctx_free(one);
+        dsc_ctx_free(bx);
+    }
 done:
     dsc_sampler_free(smp);
     dsc_ctx_free(sx);
