@@ -10,6 +10,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,11 +379,23 @@ static dsc_status load_weights(dsc_model *m) {
     return get_mat(m, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head);
 }
 
+/* Contexts of one model may be made from several threads at once: the
+ * first to ask loads the module, the others wait for it. */
+static pthread_mutex_t mtp_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static dsc_status load_mtp_locked(dsc_model *m);
+
 dsc_status model_load_mtp(dsc_model *m) {
-    const dsc_config *c = &m->cfg;
-    if (c->n_nextn_layers < 1)
+    if (m->cfg.n_nextn_layers < 1)
         return dsc_fail(DSC_ERR_ARG, "%s: config.json has num_nextn_predict_layers 0: the checkpoint has no MTP layer", m->dir);
-    if (m->mtp) return DSC_OK;
+    pthread_mutex_lock(&mtp_mu);
+    dsc_status s = m->mtp ? DSC_OK : load_mtp_locked(m);
+    pthread_mutex_unlock(&mtp_mu);
+    return s;
+}
+
+static dsc_status load_mtp_locked(dsc_model *m) {
+    const dsc_config *c = &m->cfg;
     dsc_mtp *p = calloc(1, sizeof *p);
     dsc_status s = model_own(m, p);
     if (s) return s;

@@ -58,8 +58,8 @@ static int get_num(const cJSON *obj, const char *key, double lo, double hi, doub
     if (!j) return 0;
     if (!cJSON_IsNumber(j)) return bad_type(e, key, "a number", j);
     double v = j->valuedouble;
-    if (!(v >= lo)) return bad_value(e, key, "expected a value >= %g", lo);
-    if (!(v <= hi)) return bad_value(e, key, "expected a value <= %g", hi);
+    if (!(v >= lo)) return bad_value(e, key, "expected a value >= %.16g", lo);
+    if (!(v <= hi)) return bad_value(e, key, "expected a value <= %.16g", hi);
     *out = v;
     return 0;
 }
@@ -288,7 +288,8 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     if (get_num(root, "top_p", 0, 1, &v, e)) return -1;
     a->top_p = v > 1e-6 ? (float)v : 1e-6f;
     if (field(root, "seed")) {
-        if (get_int(root, "seed", -9.2e18, 9.2e18, &v, e)) return -1;
+        /* Integers beyond 2^53 do not survive a JSON number as a double: refused, not rounded. */
+        if (get_int(root, "seed", -9007199254740991.0, 9007199254740991.0, &v, e)) return -1;
         a->has_seed = 1;
         a->seed = (uint64_t)(int64_t)v;
     }

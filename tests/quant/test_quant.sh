@@ -91,6 +91,13 @@ for dir in "$GOLDEN"/models/*/model; do
         quantize "$m $t" "$dir" "$d" $t || continue
         check "$m $t header" $CHECK header "$d" "$dir" $t
         prefill_decode "$m $t" "$d" $t
+        # the MTP layer is quantised too and drafts from the quantised weights: the same ids
+        if grep -q '"num_nextn_predict_layers": *[1-9]' "$dir/config.json"; then
+            a=$("$DSC" generate -m "$d" --tokens "$TOKS" -n 24 --temp 0 --ids 2>"$tmp/err") &&
+                b=$("$DSC" generate -m "$d" --tokens "$TOKS" -n 24 --temp 0 --ids --mtp 2>"$tmp/err") &&
+                [ -n "$a" ] && [ "$a" = "$b" ] && ok "$m $t generate --mtp = plain ($(tail -1 "$tmp/err"))" ||
+                bad "$m $t generate --mtp: '$b' want '$a' $(cat "$tmp/err")"
+        fi
     done
     if [ -d "$tmp/$m-q8" ] && [ -d "$tmp/$m-q4" ]; then
         if kld "$dir" "$tmp/$m-q8" "$tmp/$m-q8.json" && kld "$dir" "$tmp/$m-q4" "$tmp/$m-q4.json"; then

@@ -292,6 +292,7 @@ async function main() {
   await check('400 wrong type (openai client: BadRequestError naming the field)', async () => {
     for (const [body, param] of [[{ messages: 'hello' }, 'messages'], [{ messages: msgs, temperature: 'hot' }, 'temperature'],
                                  [{ messages: msgs, max_tokens: 1.5 }, 'max_tokens'], [{ messages: msgs, stop: 5 }, 'stop'],
+                                 [{ messages: msgs, seed: 2 ** 53 }, 'seed'], [{ messages: msgs, seed: 1e19 }, 'seed'],
                                  [{ messages: [{ role: 'robot', content: 'x' }] }, 'messages[0].role']]) {
       const err = await ai.chat.completions.create({ model: 'dsc', ...body }).then(() => null, (e) => e);
       assert.ok(err instanceof OpenAI.BadRequestError, `${param}: ${err}`);

@@ -5,6 +5,7 @@
  *   test_units [GOLDEN_DIR]   (GOLDEN_DIR enables the context tests)
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1134,6 +1135,20 @@ static void test_read_probe(void) {
  * (2) The module's logits at every position give the mean cross-entropy
  * the trainer's MTP forward gives (targets t + 2), and the module's cache
  * brought up by a prefill-form catch-up gives what step-by-step drafts give. */
+typedef struct {
+    dsc_model *m;
+    dsc_ctx *ctx;
+    dsc_status st;
+} mtp_ctx_arg;
+
+static void *mtp_ctx_thread(void *a) {
+    mtp_ctx_arg *x = a;
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 32, cp.n_threads = 1, cp.mtp = 1;
+    x->st = dsc_ctx_new(x->m, &cp, &x->ctx);
+    return NULL;
+}
+
 static void test_spec(const char *golden, const char *model_name) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/%s/model", golden, model_name);
@@ -1141,6 +1156,16 @@ static void test_spec(const char *golden, const char *model_name) {
     if (dsc_model_load(dir, NULL, &m)) {
         CHECK(0, "load %s: %s", model_name, dsc_last_error());
         return;
+    }
+    { /* MTP contexts of a fresh model made from four threads at once: one module, loaded once */
+        mtp_ctx_arg x[4] = {{m, NULL, 0}, {m, NULL, 0}, {m, NULL, 0}, {m, NULL, 0}};
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, mtp_ctx_thread, &x[i]);
+        for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+        int ok = m->mtp != NULL;
+        for (int i = 0; i < 4; i++) ok &= x[i].st == DSC_OK && x[i].ctx && x[i].ctx->model->mtp == m->mtp;
+        CHECK(ok, "%s: MTP contexts made from 4 threads at once share one module", model_name);
+        for (int i = 0; i < 4; i++) dsc_ctx_free(x[i].ctx);
     }
     dsc_model_info info;
     dsc_model_get_info(m, &info);
