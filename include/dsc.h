@@ -133,9 +133,13 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
 void dsc_ctx_free(dsc_ctx *ctx);
 
 /* Latent KV cache size in bytes:
- *   n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x bytes per element
+ *   n_seq x n_layers x n_ctx x (kv_lora_rank + qk_rope_head_dim) x bytes per element
  * (4 for F32, 2 for BF16, 1 + 2/32 for Q8), n_layers + 1 with params.mtp. */
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx);
+/* With params.mtp, the bytes kept besides for the MTP module's inputs (the
+ * main model's output and the token at every position):
+ * n_seq x n_ctx x (4 x hidden_size + 4); 0 without. */
+size_t dsc_ctx_mtp_bytes(const dsc_ctx *ctx);
 int32_t dsc_ctx_n_ctx(const dsc_ctx *ctx);
 int32_t dsc_ctx_pos(const dsc_ctx *ctx);   /* tokens already in the cache */
 int32_t dsc_ctx_n_threads(const dsc_ctx *ctx);

@@ -254,6 +254,11 @@ void dsc_ctx_free(dsc_ctx *ctx) {
     free(ctx);
 }
 
+size_t dsc_ctx_mtp_bytes(const dsc_ctx *ctx) {
+    if (!ctx || !ctx->hid) return 0;
+    return (size_t)ctx->n_seq * (size_t)ctx->n_ctx * (sizeof(float) * (size_t)ctx->model->cfg.hidden_size + sizeof(int32_t));
+}
+
 size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
     if (!ctx) return 0;
     const dsc_config *c = &ctx->model->cfg;

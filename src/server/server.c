@@ -160,13 +160,15 @@ int srv_run(const srv_params *params) {
     S->t_start = srv_now();
     int rc = load(S) || http_start(S);
     if (!rc) {
+        char mtp[64] = "";
+        if (p->mtp) snprintf(mtp, sizeof mtp, ", MTP drafts (%.1f MiB of inputs)", dsc_ctx_mtp_bytes(S->ctx) / 1048576.0);
         srv_log("listening on http://%s%s%s:%d (model %s, %d slots x %d tokens, %s latent cache %.1f MiB, %d threads, "
                 "%s kernels%s%s%s%s)",
                 strchr(p->host, ':') ? "[" : "", p->host, strchr(p->host, ':') ? "]" : "", http_port(S), S->model_name,
                 p->n_parallel, S->n_ctx, dsc_kv_type_name(p->kv_type), dsc_ctx_kv_bytes(S->ctx) / 1048576.0,
                 dsc_ctx_n_threads(S->ctx), dsc_ctx_isa(S->ctx),
                 S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "", p->api_key ? ", API key required" : "",
-                p->cache_dir ? ", persistent prompt cache" : "", p->mtp ? ", MTP drafts" : "");
+                p->cache_dir ? ", persistent prompt cache" : "", mtp);
         int sig = 0;
         while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) continue;
         srv_log("shutting down (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");

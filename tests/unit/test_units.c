@@ -1192,6 +1192,9 @@ static void test_spec(const char *golden, const char *model_name) {
     cp.mtp = 1;
     CHECK(dsc_ctx_new(m, &cp, &sx) == DSC_OK, "%s: an MTP context: %s", model_name, dsc_last_error());
     if (!sx) goto done;
+    CHECK(dsc_ctx_mtp_bytes(ctx) == 0 && dsc_ctx_mtp_bytes(sx) == (size_t)64 * (4 * info.hidden_size + 4) &&
+              dsc_ctx_kv_bytes(sx) == dsc_ctx_kv_bytes(ctx) / info.n_layers * (info.n_layers + 1),
+          "%s: the MTP context's memory: its inputs and one more cache layer", model_name);
     { /* the contracts at the edges */
         int32_t o[2], no = 0, d = 0;
         CHECK(dsc_spec_step(ctx, 0, smp, 5, 2, o, &no) == DSC_ERR_ARG, "spec step on a context without mtp refused");
