@@ -10,6 +10,11 @@
  * With --parallel B, each repetition also decodes B sequences together (one
  * pass over the weights per step for all of them, as `dsc serve` does) and
  * sets the aggregate rate against that repetition's one-sequence rate.
+ * With --mtp (a checkpoint with an MTP layer), each repetition also times N
+ * steps of speculative decoding with the guess refused: the module's pass,
+ * then one pass over the token and its guess, the guess's row dropped. A
+ * step's cost in plain tokens, c, sets the break-even: --mtp gains where
+ * more than c - 1 of the guesses are taken (a taken guess costs the same).
  * The "attention" line adds what the bytes leave out at depth: the absorbed
  * attention's multiply-adds over the latent cache, bound by the FMA peak,
  * set after the weights' read time (the two do not overlap in a step):
@@ -58,11 +63,12 @@ int cmd_bench(const cli_opts *o) {
     if (P == 0 && N == 0) return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
     dsc_machine mach;
     cli_opts oo = *o;
-    const int need = P + (N > 0) > D + N ? P + (N > 0) : D + N; /* the prefill and a decode step; the depth and -n */
+    int need = P + (N > 0) > D + N ? P + (N > 0) : D + N; /* the prefill and a decode step; the depth and -n */
+    if (o->mtp && N > 0 && need < (D > 0 ? D : 1) + N + 1) need = (D > 0 ? D : 1) + N + 1; /* and the last guess */
     if (oo.n_ctx && need > oo.n_ctx)
         return cli_die("bench: -c %d holds fewer positions than the runs need, %d (-p %d and a decode step; -d %d + -n %d)",
                        oo.n_ctx, need, P, D, N);
-    if (!oo.n_ctx) oo.n_ctx = (P > D + N ? P : D + N) + 1;
+    if (!oo.n_ctx) oo.n_ctx = need + 1;
     if (oo.n_batch < P && P > 0) oo.n_batch = P;
     cli_session s;
     if (cli_session_open(&oo, 0, NULL, 0, &s)) {
@@ -82,6 +88,8 @@ int cmd_bench(const cli_opts *o) {
     double *rows_pct = calloc((size_t)R, sizeof(double)), *rows_gbs = calloc((size_t)R, sizeof(double));
     double *attn_pct = calloc((size_t)R, sizeof(double));
     double *attn_gfs = calloc((size_t)R, sizeof(double)); /* the attention's GFLOP/s while it ran */
+    /* --mtp: a speculative step's time in plain tokens, and the module's pass in ms */
+    double *mtp_x = calloc((size_t)R, sizeof(double)), *mtp_draft = calloc((size_t)R, sizeof(double));
     /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
     const int64_t probe_n = (int64_t)64 << 20;
     float *probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)probe_n) : NULL;
@@ -91,13 +99,16 @@ int cmd_bench(const cli_opts *o) {
     }
     int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
     float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
+    float *mlog = o->mtp ? malloc(sizeof(float) * 2 * (size_t)s.info.vocab_size) : NULL;
     int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok || !ibw ||
-              !itg || !i_pct || !c_pct || !rows_pct || !rows_gbs || !attn_pct || !attn_gfs || (N > 0 && !probe) ||
-              (B && !blog)) ? cli_die("out of memory") : 0;
+              !itg || !i_pct || !c_pct || !rows_pct || !rows_gbs || !attn_pct || !attn_gfs || !mtp_x || !mtp_draft ||
+              (N > 0 && !probe) ||
+              (B && !blog) || (o->mtp && !mlog)) ? cli_die("out of memory") : 0;
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
      * mean position of the run. FLOPs per prompt token: the matmuls. */
-    const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx);
+    const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx) / dsc_ctx_n_seq(s.ctx) *
+                          i->n_layers / (i->n_layers + (o->mtp ? 1 : 0)); /* one sequence, the main model's layers */
     const double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
     /* lm_head runs for the last prompt token only. */
     /* Attention FLOPs per decode step at the run's mean position: per layer
@@ -181,6 +192,26 @@ int cmd_bench(const cli_opts *o) {
             itg[r] = N / t_dec;
             i_pct[r] = 100 * itg[r] * bytes / 1e9 / ibw[r];
         }
+        if (N > 0 && o->mtp && !rc) { /* N speculative steps, each guess refused */
+            dsc_ctx_truncate(s.ctx, D);
+            if (D == 0) { /* a guess follows a token */
+                toks[0] = random_token(V);
+                if (dsc_eval(s.ctx, toks, 1, NULL)) rc = cli_die_status();
+            }
+            int32_t t = random_token(V), pair[2], seq2[2] = {0, 0}, draft = -1;
+            double t_draft = 0, t0 = now_s();
+            for (int k = 0; k < N && !rc; k++) {
+                const double td = now_s();
+                if (dsc_mtp_draft(s.ctx, 0, t, &draft)) rc = cli_die_status();
+                t_draft += now_s() - td;
+                pair[0] = t, pair[1] = draft;
+                if (!rc && dsc_eval_mixed(s.ctx, seq2, pair, 2, NULL, mlog)) rc = cli_die_status();
+                if (!rc) dsc_seq_truncate(s.ctx, 0, dsc_seq_pos(s.ctx, 0) - 1);
+                t = dsc_argmax(mlog, V);
+            }
+            mtp_x[r] = (now_s() - t0) / N * tg[r];
+            mtp_draft[r] = 1e3 * t_draft / N;
+        }
         if (N > 0 && B && !rc) { /* batched decode: B sequences from the same D tokens, N steps */
             dsc_ctx_truncate(s.ctx, D);
             for (int b = 0; b < B && !rc; b++) {
@@ -203,7 +234,7 @@ int cmd_bench(const cli_opts *o) {
         stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
         stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R), scp = stats(c_pct, R);
         stat3 srp = stats(rows_pct, R), srg = stats(rows_gbs, R), sap = stats(attn_pct, R);
-        stat3 sag = stats(attn_gfs, R);
+        stat3 sag = stats(attn_gfs, R), smx = stats(mtp_x, R), smd = stats(mtp_draft, R);
         mach.read_gb_s = sbw.median;
         mach.fma_gflop_s = spk.median;
         double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
@@ -229,13 +260,15 @@ int cmd_bench(const cli_opts *o) {
                    "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
                    "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                    "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
-                   "\"tg_attn_gflop_s\": %.3f}\n",
+                   "\"tg_attn_gflop_s\": %.3f, \"mtp\": %d, \"mtp_step_tokens\": %.3f, \"mtp_step_tokens_min\": %.3f, "
+                   "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f}\n",
                    model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                    dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
                    st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
                    mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
                    sip.median, sip.lo, sip.hi, attn_flops, scp.median, B, B ? sb.median : 0,
-                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median, sag.median);
+                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median, sag.median,
+                   o->mtp, smx.median, smx.lo, smx.hi, smd.median);
             cJSON_free(model_json);
             cJSON_Delete(path);
         } else {
@@ -285,6 +318,15 @@ int cmd_bench(const cli_opts *o) {
                 printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
                        "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
                        flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
+            if (N > 0 && o->mtp) {
+                char gain[96];
+                if (smx.median < 2) snprintf(gain, sizeof gain, "gains where more than %.0f%% of the guesses are taken",
+                                             100 * (smx.median - 1));
+                else snprintf(gain, sizeof gain, "cannot gain here (a step costs more than the two tokens it may yield)");
+                printf("mtp:     a step (the module's guess, then the token and its guess in one pass) costs %.2f "
+                       "plain tokens (%.2f-%.2f; the module's pass %.2f ms): --mtp %s\n",
+                       smx.median, smx.lo, smx.hi, smd.median, gain);
+            }
             if (N > 0 && B)
                 printf("batched: %d sequences decoded together: %.2f t/s in all, %.2fx one sequence (median of the "
                        "per-run ratios, %.2f-%.2f)\n",
@@ -313,6 +355,9 @@ int cmd_bench(const cli_opts *o) {
     free(rows_gbs);
     free(attn_pct);
     free(attn_gfs);
+    free(mtp_x);
+    free(mtp_draft);
+    free(mlog);
     free(probe);
     free(bseq);
     free(btok);

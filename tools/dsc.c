@@ -60,7 +60,8 @@ static const char *usage_text =
     "                         them out while the model sits idle; needs ulimit -l)\n"
     "  --mtp                  (run, chat, generate, serve) speculative decoding: the\n"
     "                         checkpoint's MTP layer drafts the token after next, checked in\n"
-    "                         the same pass; the same output, fewer passes when drafts are taken\n"
+    "                         the same pass; the same output, fewer passes when drafts are taken;\n"
+    "                         (bench) the cost of such a step in plain tokens\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -339,8 +340,9 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         if (rc) return rc;
         i += takes;
     }
-    if (o->mtp && strcmp(o->cmd, "run") && strcmp(o->cmd, "chat") && strcmp(o->cmd, "generate") && strcmp(o->cmd, "serve"))
-        return die("--mtp: only run, chat, generate and serve draft tokens with the MTP module");
+    if (o->mtp && strcmp(o->cmd, "run") && strcmp(o->cmd, "chat") && strcmp(o->cmd, "generate") && strcmp(o->cmd, "serve") &&
+        strcmp(o->cmd, "bench"))
+        return die("--mtp: only run, chat, generate, serve and bench use the MTP layer");
     if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
         !(o->model = cli_default_model()))

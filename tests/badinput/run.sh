@@ -622,11 +622,12 @@ expect "run --samples with --raw" "--raw" "$DSC" run -m "$R1" -p "hi" -n 4 --raw
 expect "run --samples with a kv type the model cannot take" "Q8|32" "$DSC" run -m "$R1" -p "hi" -n 4 --kv-type q8 --samples 2
 # --mtp: only where tokens are generated, and only with an MTP layer
 expect "--mtp with --samples" "--mtp" "$DSC" run -m "$R1" -p "hi" -n 4 --mtp --samples 2
-expect "--mtp on logits" "--mtp: only run, chat, generate and serve" "$DSC" logits -m "$R1" --tokens "0 1" -o "$tmp/l.st" --mtp
+expect "--mtp on logits" "--mtp: only run, chat, generate, serve and bench" "$DSC" logits -m "$R1" --tokens "0 1" -o "$tmp/l.st" --mtp
 if "$DSC" serve -m /nonexistent 2>&1 | grep -q "without libmicrohttpd"; then :; else
     expect "serve --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" serve -m "$R1" --port 0 --mtp
 fi
 expect "run --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" run -m "$R1" -p "hi" -n 4 --mtp
+expect "bench --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" bench -m "$R1" -p 4 -n 2 -r 1 --mtp
 # a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
 expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \
     "$DSC" run -m "$R1" -p "hi" -n 4 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"

@@ -69,6 +69,7 @@ for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb
           "tgi_roofline_pct"):
     assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
 assert j["parallel"] == 3, f"parallel = {j['parallel']}"
+assert j["mtp"] == 0 and j["mtp_step_tokens"] == 0, "no speculative steps without --mtp"
 # where decode time went: the weight products and the attention, separate phases of a step
 assert 0 < j["tg_rows_pct"] <= 100 and 0 < j["tg_attn_pct"] < 100 and j["tg_rows_gb_s"] > 0, \
     f"tg_rows_pct = {j['tg_rows_pct']}, tg_attn_pct = {j['tg_attn_pct']}, tg_rows_gb_s = {j['tg_rows_gb_s']}"
@@ -80,6 +81,20 @@ assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weigh
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
 PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+# --mtp: a speculative step's cost in plain tokens; the bytes a plain token reads are the same
+if "$DSC" bench -m "$root" -p 16 -n 8 -r 2 --mtp --json >"$tmp/mtp.json" 2>"$tmp/err" &&
+    python3 - "$tmp/mtp.json" "$tmp/bench.json" >"$tmp/cmp" 2>&1 <<'PY'
+import json, sys
+j, plain = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert j["mtp"] == 1, f"mtp = {j['mtp']}"
+assert 0.5 < j["mtp_step_tokens_min"] <= j["mtp_step_tokens"] <= j["mtp_step_tokens_max"] < 20, \
+    f"mtp_step_tokens {j['mtp_step_tokens_min']} {j['mtp_step_tokens']} {j['mtp_step_tokens_max']}"
+assert j["mtp_draft_ms"] > 0, f"mtp_draft_ms = {j['mtp_draft_ms']}"
+assert j["bytes_per_token"] == plain["bytes_per_token"], \
+    f"bytes_per_token {j['bytes_per_token']} with --mtp, {plain['bytes_per_token']} without (the MTP layer's cache counted)"
+print(f"a step {j['mtp_step_tokens']:.2f} plain tokens, the module's pass {j['mtp_draft_ms']:.3f} ms")
+PY
+then ok "bench --mtp --json ($(cat "$tmp/cmp"))"; else bad "bench --mtp --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 if "$DSC" bench -m "$root" -p 4 -n 2 -r 1 --no-warmup --json >"$tmp/out" 2>"$tmp/err" &&
     python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["tg_tokens_per_s"] > 0' "$tmp/out"; then
     ok "bench --no-warmup"
