@@ -454,12 +454,12 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
         memcpy((void *)m->data, p, data), p += data;
         if (scales) memcpy((void *)m->qscale, p, scales), p += scales;
     }
-    if (ctx->hid) { /* the module's cache is made again from its inputs */
+    if (ctx->hid && n_tokens > 0) { /* the module's cache is made again from its inputs */
         const int64_t D = ctx->model->cfg.hidden_size, at = (int64_t)seq * ctx->n_ctx;
         memcpy(ctx->hid + at * D, p, sizeof(float) * (size_t)(n_tokens * D)), p += sizeof(float) * (size_t)(n_tokens * D);
         memcpy(ctx->htok + at, p, sizeof(int32_t) * (size_t)n_tokens);
-        ctx->mtp_pos[seq] = 0;
     }
+    if (ctx->mtp_pos) ctx->mtp_pos[seq] = 0;
     ctx->seq_pos[seq] = n_tokens;
     ctx->has_logits = 0;
     return DSC_OK;
