@@ -28,6 +28,7 @@ typedef struct {
     int samples, vote;                                          /* run: --samples K --vote */
     const char *host, *api_key, *cache_dir;                    /* serve */
     int port, parallel, cache_mb, cache_disk_mb, queue, timeout; /* serve (timeout -1: default) */
+    int mtp_max_batch;                                          /* serve: --mtp-max-batch (0: no limit) */
 } cli_opts;
 
 typedef struct {

@@ -33,6 +33,7 @@ int cmd_serve(const cli_opts *o) {
     p.verbose = o->verbose;
     p.mlock = o->mlock;
     p.mtp = o->mtp;
+    p.mtp_max_batch = o->mtp_max_batch;
     return srv_run(&p);
 }
 #else

@@ -127,6 +127,8 @@ static const char *usage_text =
     "  --port N               port (default 8080; 0 = any free port, printed)\n"
     "  --parallel N           sequences decoded together, one per request choice (default 4)\n"
     "  --queue N              requests waiting for a slot before 503 (default 256)\n"
+    "  --mtp-max-batch N      (with --mtp) draft only while at most N slots are generating\n"
+    "                         (a draft's second row costs more in a busy batch; default: always)\n"
     "  --timeout S            seconds a client has to send a whole request, from its\n"
     "                         connection or the previous answer, else it is closed\n"
     "                         (default 60; 0: no limit)\n"
@@ -331,6 +333,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--port")) rc = parse_int(v, a, 0, 65535, &o->port);
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) rc = parse_int(v, a, 1, 4096, &o->parallel);
         else if (!strcmp(a, "--queue")) rc = parse_int(v, a, 1, 1 << 20, &o->queue);
+        else if (!strcmp(a, "--mtp-max-batch")) rc = parse_int(v, a, 1, 4096, &o->mtp_max_batch);
         else if (!strcmp(a, "--timeout")) rc = parse_int(v, a, 0, 86400, &o->timeout);
         else if (!strcmp(a, "--api-key")) o->api_key = v;
         else if (!strcmp(a, "--cache-dir")) o->cache_dir = v;
@@ -345,6 +348,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         strcmp(o->cmd, "bench"))
         return die("--mtp: only run, chat, generate, serve and bench use the MTP layer");
     if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
+    if (o->mtp_max_batch && (!o->mtp || strcmp(o->cmd, "serve")))
+        return die("--mtp-max-batch: only with serve --mtp");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
         !(o->model = cli_default_model()))
         return die("no model given (-m DIR) and no bundled model found (models/%s beside the build, or $DSC_MODEL)",

@@ -409,7 +409,11 @@ static void engine_prefill(srv_engine *e, int budget) {
 /* One step: the generating slots' tokens and the prompts that fit whole,
  * in one pass over the weights; the other prompts prefilled on their own. */
 static void engine_step(srv_engine *e) {
-    int n = 0, n_gen = 0, n_pre = 0, n_slots = 0, n_d = 0;
+    int n = 0, n_gen = 0, n_pre = 0, n_slots = 0, n_d = 0, n_busy = 0;
+    for (int s = 0; s < e->n_slot; s++) n_busy += e->slot[s].st == SLOT_GEN;
+    /* --mtp-max-batch: a draft's row reads its own experts' weights, which a
+     * busy batch's step pays in full; past the bound no slot drafts. */
+    const int draft = e->p.mtp && (e->p.mtp_max_batch <= 0 || n_busy <= e->p.mtp_max_batch);
     for (int s = 0; s < e->n_slot; s++) {
         eslot *sl = &e->slot[s];
         n_pre += sl->st == SLOT_PREFILL;
@@ -419,7 +423,7 @@ static void engine_step(srv_engine *e) {
             continue;
         }
         const srv_choice *c = &sl->req->ch[sl->choice];
-        if (e->p.mtp && sl->n_held + 2 <= e->n_ctx && c->n_gen + 2 <= sl->req->max_tokens)
+        if (draft && sl->n_held + 2 <= e->n_ctx && c->n_gen + 2 <= sl->req->max_tokens)
             e->dseq[n_d] = s, e->dnext[n_d++] = sl->pending;
     }
     /* --mtp: the module drafts the token after each slot's pending one, for

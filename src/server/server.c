@@ -123,7 +123,8 @@ static int load(srv_server *S) {
                                p->cache_dir ? p->cache_dir : ""), -1;
     srv_engine_params ep = {.ctx = S->ctx, .tok = S->tok, .pc = S->pc, .m = &S->m, .eos = S->eos,
                             .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_mix = cp.n_mixed,
-                            .max_queue = p->max_queue, .mtp = p->mtp};
+                            .max_queue = p->max_queue, .mtp = p->mtp,
+                            .mtp_max_batch = p->mtp_max_batch};
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;
     return 0;
 }
@@ -146,9 +147,10 @@ int srv_run(const srv_params *params) {
     if (!p->host) p->host = "127.0.0.1";
     if (!p->model_dir) return free(S), fprintf(stderr, "dsc: no model given (-m DIR)\n"), 1;
     if (p->n_parallel < 1 || p->n_parallel > 4096 || p->max_queue < 1 || p->n_chunk < 1 || p->cache_mb < 0 ||
-        p->cache_disk_mb < 0 || p->port < 0 || p->port > 65535 || p->req_timeout < 0)
+        p->cache_disk_mb < 0 || p->port < 0 || p->port > 65535 || p->req_timeout < 0 || p->mtp_max_batch < 0)
         return free(S),
-               fprintf(stderr, "dsc: serve: --parallel, --queue, --port, --timeout or a cache size is out of range\n"),
+               fprintf(stderr, "dsc: serve: --parallel, --queue, --port, --timeout, --mtp-max-batch or a cache size is "
+                               "out of range\n"),
                1;
     /* Every thread started from here on inherits this mask; only sigwait below takes the signals. */
     sigset_t set;
@@ -160,8 +162,11 @@ int srv_run(const srv_params *params) {
     S->t_start = srv_now();
     int rc = load(S) || http_start(S);
     if (!rc) {
-        char mtp[64] = "";
-        if (p->mtp) snprintf(mtp, sizeof mtp, ", MTP drafts (%.1f MiB of inputs)", dsc_ctx_mtp_bytes(S->ctx) / 1048576.0);
+        char mtp[96] = "", upto[48] = "";
+        if (p->mtp_max_batch > 0) snprintf(upto, sizeof upto, " while at most %d slots generate", p->mtp_max_batch);
+        if (p->mtp)
+            snprintf(mtp, sizeof mtp, ", MTP drafts%s (%.1f MiB of inputs)", upto,
+                     dsc_ctx_mtp_bytes(S->ctx) / 1048576.0);
         srv_log("listening on http://%s%s%s:%d (model %s, %d slots x %d tokens, %s latent cache %.1f MiB, %d threads, "
                 "%s kernels%s%s%s%s)",
                 strchr(p->host, ':') ? "[" : "", p->host, strchr(p->host, ':') ? "]" : "", http_port(S), S->model_name,

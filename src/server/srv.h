@@ -240,6 +240,7 @@ typedef struct {
     int n_mix;        /* tokens a step may carry: the context's n_mixed */
     int max_queue;
     int mtp;          /* draft a token per generating slot with the MTP module */
+    int mtp_max_batch; /* ... while at most this many slots generate (0: any number) */
 } srv_engine_params;
 
 /* Starts the engine thread. On failure returns -1; *out is then to be

@@ -628,6 +628,8 @@ if "$DSC" serve -m /nonexistent 2>&1 | grep -q "without libmicrohttpd"; then :; 
 fi
 expect "run --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" run -m "$R1" -p "hi" -n 4 --mtp
 expect "bench --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" bench -m "$R1" -p 4 -n 2 -r 1 --mtp
+expect "--mtp-max-batch without --mtp" "--mtp-max-batch: only with serve --mtp" "$DSC" serve -m "$R1" --port 0 --mtp-max-batch 2
+expect "--mtp-max-batch 0" "--mtp-max-batch" "$DSC" serve -m "$R1" --port 0 --mtp --mtp-max-batch 0
 # a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
 expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \
     "$DSC" run -m "$R1" -p "hi" -n 4 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"

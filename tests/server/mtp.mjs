@@ -167,6 +167,25 @@ async function main() {
     assert.ok(per(m) > 1.5 * per(p), `tokens per slot pass ${per(m)} with drafts, ${per(p)} without`);
     return `${a} of ${d} drafts taken; tokens per slot pass ${per(m).toFixed(2)} against ${per(p).toFixed(2)}`;
   });
+  // --mtp-max-batch 1: a slot drafts only while it generates alone.
+  const zone = await startServer(zenv, ['--parallel', '2', '-c', '64', '--mtp', '--mtp-max-batch', '1']);
+  await check('serve --mtp --mtp-max-batch 1: the start line names the bound', async () => {
+    assert.match(zone.log, /MTP drafts while at most 1 slots generate/);
+  });
+  for (const [name, q, drafts] of [
+    ['n = 2 (two slots at once: no drafts)', { prompt: 'Once', max_tokens: 15, temperature: 0, n: 2, ignore_eos: true }, false],
+    ['one request (one slot: drafts)', { prompt: 'Once', max_tokens: 8, temperature: 0, ignore_eos: true }, true],
+  ])
+    await check(`serve --mtp --mtp-max-batch 1, drafts taken, ${name}: the answer without drafts`, async () => {
+      const m0 = await metrics(zone);
+      const w = await post(zplain, '/v1/completions', q), g = await post(zone, '/v1/completions', q);
+      const d = (await metrics(zone)).dsc_mtp_drafted_tokens_total - m0.dsc_mtp_drafted_tokens_total;
+      assert.equal(answer(g), answer(w));
+      if (drafts) assert.ok(d > 0, `${d} drafts`);
+      else assert.equal(d, 0, 'drafts with two slots generating');
+      return `${d} drafts`;
+    });
+  await stopServer(zone);
   await checkServerLogs();
 }
 
