@@ -7,6 +7,9 @@
 
 #include "dsc.h"
 
+/* bench -t A,B,...: at most this many thread counts. */
+#define CLI_MAX_THREAD_LIST 8
+
 typedef struct {
     const char *cmd;
     const char *model, *tokens, *output, *tokenizer, *prompt, *file, *jsonl, *ids, *system;
@@ -17,6 +20,7 @@ typedef struct {
     int alpha_set;
     float mtp_lambda;                   /* grad: --mtp-lambda (0 = off)           */
     int n_shards, n_threads, n_reps, n_prompt, json, depth, no_warmup;
+    int threads_list[CLI_MAX_THREAD_LIST], n_threads_list; /* bench: -t A,B,... (n_threads_list > 1) */
     const char *isa;
     int kv_type;       /* dsc_kv_type */
     int argc;          /* train, train-tokenizer: the whole command line, parsed there */

@@ -19,6 +19,10 @@
  * attention's multiply-adds over the latent cache, bound by the FMA peak,
  * set after the weights' read time (the two do not overlap in a step):
  *   decode  <= 1 / (bytes / read bandwidth + attention FLOPs / FMA peak)
+ * With -t A,B,... (a list of thread counts, as llama-bench takes), one
+ * context per count on the same weights, taken in turn within each
+ * repetition, and each count's rates set against the first's repetition by
+ * repetition: the same moments of the machine for both sides of a ratio.
  */
 #include <math.h>
 #include <stdio.h>
@@ -58,10 +62,276 @@ static int32_t random_token(int32_t vocab) {
     return (int32_t)((bench_rng >> 8) % (uint32_t)vocab);
 }
 
+/* The measurements, R repetitions of each of K thread counts. */
+enum {
+    M_PP, M_TG, M_BW, M_PEAK, M_TG_PCT, M_PP_PCT, M_TGB, M_TGB_X, M_IBW, M_ITG, M_I_PCT, M_C_PCT, M_ROWS_PCT,
+    M_ROWS_GBS, M_ATTN_PCT, M_ATTN_GFS, /* the attention's GFLOP/s while it ran */
+    M_MTP_X, M_MTP_DRAFT,               /* --mtp: a speculative step in plain tokens, the module's pass in ms */
+    M_PP_X, M_TG_X,                     /* -t lists: prefill and decode against the first count's, same repetition */
+    M_N
+};
+
+typedef struct {
+    const cli_opts *o;
+    const dsc_model_info *i;
+    int P, N, R, D, B, K, V;
+    int32_t *toks, *bseq, *btok;
+    float *blog, *mlog, *probe;
+    int64_t probe_n;
+    double bytes, flops, attn_flops, pos;
+    double *m; /* M_N x K x R */
+} bench_env;
+
+static double *series(const bench_env *e, int q, int k) { return e->m + ((int64_t)q * e->K + k) * e->R; }
+
+/* The context each test starts from: D random tokens (none when D = 0). */
+static int bench_depth(const bench_env *e, dsc_ctx *ctx) {
+    for (int k = 0; k < e->D; k++) e->toks[k] = random_token(e->V);
+    dsc_ctx_truncate(ctx, 0);
+    return e->D > 0 && dsc_eval(ctx, e->toks, e->D, NULL) ? cli_die_status() : 0;
+}
+
+/* Repetition r of thread count k (its context ctx): the machine, then each test. */
+static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
+    const cli_opts *o = e->o;
+    const int P = e->P, N = e->N, D = e->D, B = e->B, V = e->V;
+    int32_t *toks = e->toks;
+#define AT(q) series(e, (q), k)[r]
+    dsc_machine mach;
+    if (dsc_measure_machine(dsc_ctx_n_threads(ctx), o->isa, &mach)) return cli_die_status();
+    AT(M_BW) = mach.read_gb_s;
+    AT(M_PEAK) = mach.fma_gflop_s;
+    if (P > 0) { /* prefill: P random tokens into an empty context */
+        for (int j = 0; j < P; j++) toks[j] = random_token(V);
+        dsc_ctx_truncate(ctx, 0);
+        double t0 = now_s();
+        if (dsc_eval(ctx, toks, P, NULL)) return cli_die_status();
+        AT(M_PP) = P / (now_s() - t0);
+        AT(M_PP_PCT) = 100 * AT(M_PP) * e->flops / 1e9 / AT(M_PEAK);
+        if (D > 0 && bench_depth(e, ctx)) return 1; /* restore the decode context */
+    }
+    if (N > 0) { /* decode: N steps after D tokens of context */
+        dsc_ctx_truncate(ctx, D);
+        int32_t t = random_token(V);
+        dsc_ctx_set_timing(ctx, 1);
+        double t0 = now_s();
+        for (int j = 0; j < N; j++) {
+            if (dsc_eval(ctx, &t, 1, NULL)) return dsc_ctx_set_timing(ctx, 0), cli_die_status();
+            t = dsc_argmax(dsc_ctx_logits(ctx), V);
+        }
+        const double dt = now_s() - t0;
+        const dsc_timing tm = dsc_ctx_timing(ctx);
+        dsc_ctx_set_timing(ctx, 0);
+        const double rows_s = tm.rows_s / dsc_ctx_n_threads(ctx); /* the threads' mean */
+        AT(M_ROWS_PCT) = 100 * rows_s / dt;
+        AT(M_ROWS_GBS) = rows_s > 0 ? tm.rows_bytes / rows_s / 1e9 : 0;
+        AT(M_ATTN_PCT) = 100 * tm.attn_s / dt;
+        AT(M_ATTN_GFS) = tm.attn_s > 0 ? e->attn_flops * N / tm.attn_s / 1e9 : 0;
+        AT(M_TG) = N / dt;
+        AT(M_TG_PCT) = 100 * AT(M_TG) * e->bytes / 1e9 / AT(M_BW);
+        AT(M_C_PCT) = 100 * AT(M_TG) * (e->bytes / 1e9 / AT(M_BW) + e->attn_flops / 1e9 / AT(M_PEAK));
+    }
+    if (N > 0) { /* the same N steps, each after a read of the probe buffer */
+        dsc_ctx_truncate(ctx, D);
+        int32_t t = random_token(V);
+        double t_read = 0, t_dec = 0;
+        for (int j = 0; j < N; j++) {
+            t_read += dsc_ctx_read_pass(ctx, e->probe, e->probe_n);
+            const double t0 = now_s();
+            if (dsc_eval(ctx, &t, 1, NULL)) return cli_die_status();
+            t = dsc_argmax(dsc_ctx_logits(ctx), V);
+            t_dec += now_s() - t0;
+        }
+        AT(M_IBW) = (double)e->probe_n * sizeof(float) * N / t_read / 1e9;
+        AT(M_ITG) = N / t_dec;
+        AT(M_I_PCT) = 100 * AT(M_ITG) * e->bytes / 1e9 / AT(M_IBW);
+    }
+    if (N > 0 && o->mtp) { /* N speculative steps, each guess refused */
+        dsc_ctx_truncate(ctx, D);
+        if (D == 0) { /* a guess follows a token */
+            toks[0] = random_token(V);
+            if (dsc_eval(ctx, toks, 1, NULL)) return cli_die_status();
+        }
+        int32_t t = random_token(V), pair[2], seq2[2] = {0, 0}, draft = -1;
+        double t_draft = 0, t0 = now_s();
+        for (int j = 0; j < N; j++) {
+            const double td = now_s();
+            if (dsc_mtp_draft(ctx, 0, t, &draft)) return cli_die_status();
+            t_draft += now_s() - td;
+            pair[0] = t, pair[1] = draft;
+            if (dsc_eval_mixed(ctx, seq2, pair, 2, NULL, e->mlog)) return cli_die_status();
+            dsc_seq_truncate(ctx, 0, dsc_seq_pos(ctx, 0) - 1);
+            t = dsc_argmax(e->mlog, V);
+        }
+        AT(M_MTP_X) = (now_s() - t0) / N * AT(M_TG);
+        AT(M_MTP_DRAFT) = 1e3 * t_draft / N;
+    }
+    if (N > 0 && B) { /* batched decode: B sequences from the same D tokens, N steps */
+        dsc_ctx_truncate(ctx, D);
+        for (int b = 0; b < B; b++) {
+            if (b && dsc_seq_copy(ctx, 0, b, D)) return cli_die_status();
+            e->bseq[b] = b, e->btok[b] = random_token(V);
+        }
+        double t0 = now_s();
+        for (int j = 0; j < N; j++) {
+            if (dsc_decode_batch(ctx, e->bseq, e->btok, B, e->blog)) return cli_die_status();
+            for (int b = 0; b < B; b++) e->btok[b] = dsc_argmax(e->blog + (size_t)b * V, V);
+        }
+        AT(M_TGB) = (double)B * N / (now_s() - t0);
+        AT(M_TGB_X) = AT(M_TGB) / AT(M_TG);
+    }
+    if (k > 0) { /* against the first thread count's same repetition */
+        AT(M_PP_X) = P > 0 ? AT(M_PP) / series(e, M_PP, 0)[r] : 0;
+        AT(M_TG_X) = N > 0 ? AT(M_TG) / series(e, M_TG, 0)[r] : 0;
+    }
+#undef AT
+    return 0;
+}
+
+/* Thread count k's results: one JSON object (a line), or its lines of text. */
+static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, int k, size_t rss, double huge_pct) {
+    const cli_opts *o = e->o;
+    const dsc_model_info *i = e->i;
+    const int P = e->P, N = e->N, R = e->R, D = e->D, B = e->B;
+    stat3 st3[M_N];
+    for (int q = 0; q < M_N; q++) {
+        double v[R]; /* stats sorts: a copy */
+        memcpy(v, series(e, q, k), sizeof v);
+        st3[q] = stats(v, R);
+    }
+    const stat3 sp = st3[M_PP], st = st3[M_TG], sbw = st3[M_BW], spk = st3[M_PEAK], stp = st3[M_TG_PCT];
+    const stat3 spp = st3[M_PP_PCT], sb = st3[M_TGB], sbx = st3[M_TGB_X], sib = st3[M_IBW], sit = st3[M_ITG];
+    const stat3 sip = st3[M_I_PCT], scp = st3[M_C_PCT], srp = st3[M_ROWS_PCT], srg = st3[M_ROWS_GBS];
+    const stat3 sap = st3[M_ATTN_PCT], sag = st3[M_ATTN_GFS], smx = st3[M_MTP_X], smd = st3[M_MTP_DRAFT];
+    const stat3 spx = st3[M_PP_X], stx = st3[M_TG_X];
+    const double read_gb_s = sbw.median, fma_gflop_s = spk.median, bytes = e->bytes, flops = e->flops;
+    const double attn_flops = e->attn_flops;
+    const double tg_gbs = st.median * bytes / 1e9, roof_tps = read_gb_s * 1e9 / bytes;
+    const double pp_gflops = sp.median * flops / 1e9;
+    const int T = dsc_ctx_n_threads(ctx);
+    if (o->json) {
+        cJSON *path = cJSON_CreateString(o->model);
+        char *model_json = path ? cJSON_PrintUnformatted(path) : NULL; /* the path, quoted and escaped */
+        char vs[256] = "";
+        if (e->K > 1)
+            snprintf(vs, sizeof vs,
+                     ", \"vs_threads\": %d, \"pp_speedup_vs\": %.3f, \"pp_speedup_vs_min\": %.3f, "
+                     "\"pp_speedup_vs_max\": %.3f, \"tg_speedup_vs\": %.3f, \"tg_speedup_vs_min\": %.3f, "
+                     "\"tg_speedup_vs_max\": %.3f",
+                     o->threads_list[0], k ? spx.median : 1, k ? spx.lo : 1, k ? spx.hi : 1, k ? stx.median : 1,
+                     k ? stx.lo : 1, k ? stx.hi : 1);
+        printf("{\"model\": %s, \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
+               "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
+               "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
+               "\"tg_tokens_per_s\": %.3f, \"tg_min\": %.3f, \"tg_max\": %.3f, "
+               "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
+               "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
+               "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
+               "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
+               "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
+               "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
+               "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
+               "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
+               "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
+               "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
+               "\"tg_attn_gflop_s\": %.3f, \"mtp\": %d, \"mtp_step_tokens\": %.3f, \"mtp_step_tokens_min\": %.3f, "
+               "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f%s}\n",
+               model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
+               T, dsc_ctx_isa(ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo, st.hi, bytes, read_gb_s,
+               tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops, fma_gflop_s, pp_gflops,
+               spp.median, rss, dsc_ctx_kv_bytes(ctx), huge_pct, sit.median, sib.median, sip.median, sip.lo, sip.hi,
+               attn_flops, scp.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
+               srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median, vs);
+        cJSON_free(model_json);
+        cJSON_Delete(path);
+        return;
+    }
+    if (e->K > 1) printf("%d threads:\n", T);
+    if (N > 0)
+        printf("decode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
+               "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
+               "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
+               bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, sbw.median, sbw.lo, sbw.hi,
+               stp.median, stp.lo, stp.hi, roof_tps);
+    if (N > 0)
+        printf("         interleaved, each step right after a 256 MiB read with the same threads: %.2f t/s, "
+               "%.2f GB/s achieved, reads %.2f GB/s (%.2f-%.2f): %.1f%% (median of the per-run ratios, "
+               "%.1f-%.1f)\n",
+               sit.median, sit.median * bytes / 1e9, sib.median, sib.lo, sib.hi, sip.median, sip.lo, sip.hi);
+    if (N > 0)
+        printf("         attention: %.3f GFLOP per token at the mean position %.0f; with it at the FMA peak "
+               "after the bytes at the bandwidth: roofline %.2f t/s, %.1f%% (median of the per-run ratios, "
+               "%.1f-%.1f)\n",
+               attn_flops / 1e9, e->pos - 1, 1 / (bytes / 1e9 / read_gb_s + attn_flops / 1e9 / fma_gflop_s),
+               scp.median, scp.lo, scp.hi);
+    if (N > 0)
+        printf("         time: the weight products %.1f%% of decode (the threads' mean; %.2f GB/s while they "
+               "ran, %.0f%% of the bandwidth), attention %.1f%% (%.1f GFLOP/s while it ran, %.0f%% of the FMA "
+               "peak), the rest %.1f%% (medians of the runs)\n",
+               srp.median, srg.median, 100 * srg.median / read_gb_s, sap.median, sag.median,
+               100 * sag.median / fma_gflop_s, 100 - srp.median - sap.median);
+    if (P > 0)
+        printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
+               "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
+               flops / 1e9, pp_gflops, dsc_ctx_isa(ctx), spk.median, spp.median, spp.lo, spp.hi);
+    if (N > 0 && o->mtp) {
+        char gain[96];
+        if (smx.median < 2)
+            snprintf(gain, sizeof gain, "gains where more than %.0f%% of the guesses are taken",
+                     100 * (smx.median - 1));
+        else snprintf(gain, sizeof gain, "cannot gain here (a step costs more than the two tokens it may yield)");
+        printf("mtp:     a step (the module's guess, then the token and its guess in one pass) costs %.2f "
+               "plain tokens (%.2f-%.2f; the module's pass %.2f ms): --mtp %s\n",
+               smx.median, smx.lo, smx.hi, smd.median, gain);
+    }
+    if (N > 0 && B)
+        printf("batched: %d sequences decoded together: %.2f t/s in all, %.2fx one sequence (median of the "
+               "per-run ratios, %.2f-%.2f)\n",
+               B, sb.median, sbx.median, sbx.lo, sbx.hi);
+    if (k > 0) {
+        printf("threads: %d against %d, the same repetitions:", T, o->threads_list[0]);
+        if (P > 0) printf(" prefill %.2fx (%.2f-%.2f)%s", spx.median, spx.lo, spx.hi, N > 0 ? "," : "");
+        if (N > 0) printf(" decode %.2fx (%.2f-%.2f)", stx.median, stx.lo, stx.hi);
+        printf(" (medians of the per-run ratios)\n");
+    }
+    if (k == e->K - 1) {
+        printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB%s)\n", rss / 1048576.0,
+               i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s->ctx) / 1048576.0,
+               e->K > 1 ? " in each thread count's context" : "");
+        if (huge_pct >= 0)
+            printf("pages:   %.0f%% of the resident weights on 2 MiB pages%s\n", huge_pct,
+                   huge_pct < 50 ? " (4 KiB pages cost decode 10-15%: see dsc_model_load in include/dsc.h)" : "");
+    }
+}
+
+/* The table of t/s: a prefill, a decode and a batched row per thread count. */
+static void bench_table(const bench_env *e, dsc_ctx *const *ctx) {
+    const dsc_model_info *i = e->i;
+    printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", e->R);
+    printf("|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k < e->K; k++) {
+        char test[64];
+        const int q[3] = {M_PP, M_TG, M_TGB}, on[3] = {e->P > 0, e->N > 0, e->N > 0 && e->B};
+        for (int j = 0; j < 3; j++) {
+            if (!on[j]) continue;
+            if (j == 0) snprintf(test, sizeof test, "pp%d", e->P);
+            if (j == 1) snprintf(test, sizeof test, e->D ? "tg%d @ d%d" : "tg%d", e->N, e->D);
+            if (j == 2) snprintf(test, sizeof test, e->D ? "tg%d x%d @ d%d" : "tg%d x%d", e->N, e->B, e->D);
+            double v[e->R];
+            memcpy(v, series(e, q[j], k), sizeof v);
+            const stat3 t = stats(v, e->R);
+            printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
+                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(ctx[k]), dsc_ctx_isa(ctx[k]),
+                   test, t.median, t.lo, t.hi);
+        }
+    }
+    printf("\n");
+}
+
 int cmd_bench(const cli_opts *o) {
     const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth, B = o->parallel > 1 ? o->parallel : 0;
+    const int K = o->n_threads_list > 1 ? o->n_threads_list : 1;
     if (P == 0 && N == 0) return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
-    dsc_machine mach;
     cli_opts oo = *o;
     int need = P + (N > 0) > D + N ? P + (N > 0) : D + N; /* the prefill and a decode step; the depth and -n */
     if (o->mtp && N > 0 && need < (D > 0 ? D : 1) + N + 1) need = (D > 0 ? D : 1) + N + 1; /* and the last guess */
@@ -70,298 +340,92 @@ int cmd_bench(const cli_opts *o) {
                        oo.n_ctx, need, P, D, N);
     if (!oo.n_ctx) oo.n_ctx = need + 1;
     if (oo.n_batch < P && P > 0) oo.n_batch = P;
+    if (K > 1) oo.n_threads = o->threads_list[0];
     cli_session s;
     if (cli_session_open(&oo, 0, NULL, 0, &s)) {
         cli_session_close(&s);
         return 1;
     }
     cli_session_announce(&oo, &s);
-    const int V = s.info.vocab_size;
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
-    double *pp = calloc((size_t)R, sizeof(double)), *tg = calloc((size_t)R, sizeof(double));
-    double *bw = calloc((size_t)R, sizeof(double)), *peak = calloc((size_t)R, sizeof(double));
-    double *tg_pct = calloc((size_t)R, sizeof(double)), *pp_pct = calloc((size_t)R, sizeof(double));
-    double *tgb = calloc((size_t)R, sizeof(double)), *tgb_x = calloc((size_t)R, sizeof(double));
-    double *ibw = calloc((size_t)R, sizeof(double)), *itg = calloc((size_t)R, sizeof(double));
-    double *i_pct = calloc((size_t)R, sizeof(double)), *c_pct = calloc((size_t)R, sizeof(double));
-    /* where decode time went: the weight products' share, their GB/s while they ran, attention's share */
-    double *rows_pct = calloc((size_t)R, sizeof(double)), *rows_gbs = calloc((size_t)R, sizeof(double));
-    double *attn_pct = calloc((size_t)R, sizeof(double));
-    double *attn_gfs = calloc((size_t)R, sizeof(double)); /* the attention's GFLOP/s while it ran */
-    /* --mtp: a speculative step's time in plain tokens, and the module's pass in ms */
-    double *mtp_x = calloc((size_t)R, sizeof(double)), *mtp_draft = calloc((size_t)R, sizeof(double));
-    /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
-    const int64_t probe_n = (int64_t)64 << 20;
-    float *probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)probe_n) : NULL;
-    if (probe) {
-        madvise(probe, sizeof(float) * (size_t)probe_n, MADV_HUGEPAGE);
-        for (int64_t k = 0; k < probe_n; k++) probe[k] = (float)(k & 1023) * 1e-3f;
+    dsc_ctx *ctx[CLI_MAX_THREAD_LIST] = {s.ctx}; /* one per thread count, on the same weights */
+    int rc = 0;
+    for (int k = 1; k < K && !rc; k++) {
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = dsc_ctx_n_ctx(s.ctx);
+        cp.n_batch = oo.n_batch;
+        cp.n_threads = o->threads_list[k];
+        cp.isa = o->isa;
+        cp.kv_type = (dsc_kv_type)o->kv_type;
+        cp.n_seq = o->parallel;
+        cp.mtp = o->mtp;
+        if (dsc_ctx_new(s.model, &cp, &ctx[k])) rc = cli_die_status();
     }
-    int32_t *bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), *btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
-    float *blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)s.info.vocab_size) : NULL;
-    float *mlog = o->mtp ? malloc(sizeof(float) * 2 * (size_t)s.info.vocab_size) : NULL;
-    int rc = (!toks || !pp || !tg || !bw || !peak || !tg_pct || !pp_pct || !tgb || !tgb_x || !bseq || !btok || !ibw ||
-              !itg || !i_pct || !c_pct || !rows_pct || !rows_gbs || !attn_pct || !attn_gfs || !mtp_x || !mtp_draft ||
-              (N > 0 && !probe) ||
-              (B && !blog) || (o->mtp && !mlog)) ? cli_die("out of memory") : 0;
+    bench_env e = {.o = o, .i = &s.info, .P = P, .N = N, .R = R, .D = D, .B = B, .K = K, .V = s.info.vocab_size};
+    e.toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
+    e.m = calloc((size_t)M_N * K * R, sizeof(double));
+    /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
+    e.probe_n = (int64_t)64 << 20;
+    e.probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)e.probe_n) : NULL;
+    if (e.probe) {
+        madvise(e.probe, sizeof(float) * (size_t)e.probe_n, MADV_HUGEPAGE);
+        for (int64_t j = 0; j < e.probe_n; j++) e.probe[j] = (float)(j & 1023) * 1e-3f;
+    }
+    e.bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), e.btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
+    e.blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)e.V) : NULL;
+    e.mlog = o->mtp ? malloc(sizeof(float) * 2 * (size_t)e.V) : NULL;
+    if (!rc && (!e.toks || !e.m || !e.bseq || !e.btok || (N > 0 && !e.probe) || (B && !e.blog) || (o->mtp && !e.mlog)))
+        rc = cli_die("out of memory");
     const dsc_model_info *i = &s.info;
     /* Bytes per decode step: active weights + the latent cache read at the
      * mean position of the run. FLOPs per prompt token: the matmuls. */
     const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx) / dsc_ctx_n_seq(s.ctx) *
                           i->n_layers / (i->n_layers + (o->mtp ? 1 : 0)); /* one sequence, the main model's layers */
-    const double bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
+    e.bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
     /* lm_head runs for the last prompt token only. */
     /* Attention FLOPs per decode step at the run's mean position: per layer
      * and head, a score over R + Dr values and a weighted sum over R for
      * every cached position. */
-    const double pos = D + N / 2.0 + 1;
-    const double attn_flops = 2.0 * i->n_layers * i->n_heads * pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
-    const double flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
+    e.pos = D + N / 2.0 + 1;
+    e.attn_flops = 2.0 * i->n_layers * i->n_heads * e.pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
+    e.flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
 
     /* A warm-up as llama-bench's (--no-warmup skips it): a prefill of P
      * tokens and one decode step, unmeasured, so that the first run does not
      * pay for weights still on disk or pages not yet mapped. */
-    if (!rc && !o->no_warmup && (P > 0 || N > 0)) {
-        const int n = P > 0 ? P : 1;
-        for (int k = 0; k < n; k++) toks[k] = random_token(V);
-        dsc_ctx_truncate(s.ctx, 0);
-        if (dsc_eval(s.ctx, toks, n, NULL)) rc = cli_die_status();
-        if (!rc && P > 0 && N > 0 && dsc_eval(s.ctx, toks, 1, NULL)) rc = cli_die_status();
-        dsc_ctx_truncate(s.ctx, 0);
-    }
-    if (!rc && D > 0) { /* the context the decode test starts from */
-        for (int k = 0; k < D; k++) toks[k] = random_token(V);
-        dsc_ctx_truncate(s.ctx, 0);
-        if (dsc_eval(s.ctx, toks, D, NULL)) rc = cli_die_status();
+    for (int k = 0; k < K && !rc; k++) {
+        if (!o->no_warmup) {
+            const int n = P > 0 ? P : 1;
+            for (int j = 0; j < n; j++) e.toks[j] = random_token(e.V);
+            dsc_ctx_truncate(ctx[k], 0);
+            if (dsc_eval(ctx[k], e.toks, n, NULL)) rc = cli_die_status();
+            if (!rc && P > 0 && N > 0 && dsc_eval(ctx[k], e.toks, 1, NULL)) rc = cli_die_status();
+            dsc_ctx_truncate(ctx[k], 0);
+        }
+        if (!rc) rc = bench_depth(&e, ctx[k]); /* the context the decode test starts from */
     }
     /* Each repetition measures the machine right before its own runs: on a
-     * shared machine the roofline moves, so each run is set against its own. */
-    for (int r = 0; r < R && !rc; r++) {
-        if (dsc_measure_machine(dsc_ctx_n_threads(s.ctx), o->isa, &mach)) {
-            rc = cli_die_status();
-            break;
-        }
-        bw[r] = mach.read_gb_s;
-        peak[r] = mach.fma_gflop_s;
-        if (P > 0) { /* prefill: P random tokens into an empty context */
-            for (int k = 0; k < P; k++) toks[k] = random_token(V);
-            dsc_ctx_truncate(s.ctx, 0);
-            double t0 = now_s();
-            if (dsc_eval(s.ctx, toks, P, NULL)) rc = cli_die_status();
-            pp[r] = P / (now_s() - t0);
-            pp_pct[r] = 100 * pp[r] * flops / 1e9 / peak[r];
-            if (D > 0 && !rc) { /* restore the decode context */
-                for (int k = 0; k < D; k++) toks[k] = random_token(V);
-                dsc_ctx_truncate(s.ctx, 0);
-                if (dsc_eval(s.ctx, toks, D, NULL)) rc = cli_die_status();
-            }
-        }
-        if (N > 0 && !rc) { /* decode: N steps after D tokens of context */
-            dsc_ctx_truncate(s.ctx, D);
-            int32_t t = random_token(V);
-            dsc_ctx_set_timing(s.ctx, 1);
-            double t0 = now_s();
-            for (int k = 0; k < N && !rc; k++) {
-                if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
-                t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
-            }
-            const double dt = now_s() - t0;
-            const dsc_timing tm = dsc_ctx_timing(s.ctx);
-            dsc_ctx_set_timing(s.ctx, 0);
-            const double rows_s = tm.rows_s / dsc_ctx_n_threads(s.ctx); /* the threads' mean */
-            rows_pct[r] = 100 * rows_s / dt;
-            rows_gbs[r] = rows_s > 0 ? tm.rows_bytes / rows_s / 1e9 : 0;
-            attn_pct[r] = 100 * tm.attn_s / dt;
-            attn_gfs[r] = tm.attn_s > 0 ? attn_flops * N / tm.attn_s / 1e9 : 0;
-            tg[r] = N / dt;
-            tg_pct[r] = 100 * tg[r] * bytes / 1e9 / bw[r];
-            c_pct[r] = 100 * tg[r] * (bytes / 1e9 / bw[r] + attn_flops / 1e9 / peak[r]);
-        }
-        if (N > 0 && !rc) { /* the same N steps, each after a read of the probe buffer */
-            dsc_ctx_truncate(s.ctx, D);
-            int32_t t = random_token(V);
-            double t_read = 0, t_dec = 0;
-            for (int k = 0; k < N && !rc; k++) {
-                t_read += dsc_ctx_read_pass(s.ctx, probe, probe_n);
-                const double t0 = now_s();
-                if (dsc_eval(s.ctx, &t, 1, NULL)) rc = cli_die_status();
-                t = dsc_argmax(dsc_ctx_logits(s.ctx), V);
-                t_dec += now_s() - t0;
-            }
-            ibw[r] = (double)probe_n * sizeof(float) * N / t_read / 1e9;
-            itg[r] = N / t_dec;
-            i_pct[r] = 100 * itg[r] * bytes / 1e9 / ibw[r];
-        }
-        if (N > 0 && o->mtp && !rc) { /* N speculative steps, each guess refused */
-            dsc_ctx_truncate(s.ctx, D);
-            if (D == 0) { /* a guess follows a token */
-                toks[0] = random_token(V);
-                if (dsc_eval(s.ctx, toks, 1, NULL)) rc = cli_die_status();
-            }
-            int32_t t = random_token(V), pair[2], seq2[2] = {0, 0}, draft = -1;
-            double t_draft = 0, t0 = now_s();
-            for (int k = 0; k < N && !rc; k++) {
-                const double td = now_s();
-                if (dsc_mtp_draft(s.ctx, 0, t, &draft)) rc = cli_die_status();
-                t_draft += now_s() - td;
-                pair[0] = t, pair[1] = draft;
-                if (!rc && dsc_eval_mixed(s.ctx, seq2, pair, 2, NULL, mlog)) rc = cli_die_status();
-                if (!rc) dsc_seq_truncate(s.ctx, 0, dsc_seq_pos(s.ctx, 0) - 1);
-                t = dsc_argmax(mlog, V);
-            }
-            mtp_x[r] = (now_s() - t0) / N * tg[r];
-            mtp_draft[r] = 1e3 * t_draft / N;
-        }
-        if (N > 0 && B && !rc) { /* batched decode: B sequences from the same D tokens, N steps */
-            dsc_ctx_truncate(s.ctx, D);
-            for (int b = 0; b < B && !rc; b++) {
-                if (b && dsc_seq_copy(s.ctx, 0, b, D)) rc = cli_die_status();
-                bseq[b] = b, btok[b] = random_token(V);
-            }
-            double t0 = now_s();
-            for (int k = 0; k < N && !rc; k++) {
-                if (dsc_decode_batch(s.ctx, bseq, btok, B, blog)) rc = cli_die_status();
-                for (int b = 0; b < B && !rc; b++) btok[b] = dsc_argmax(blog + (size_t)b * V, V);
-            }
-            tgb[r] = (double)B * N / (now_s() - t0);
-            tgb_x[r] = tgb[r] / tg[r];
-        }
-    }
-    free(probe); /* before the resident set is read */
-    probe = NULL;
+     * shared machine the roofline moves, so each run is set against its own.
+     * The thread counts take turns within a repetition. */
+    for (int r = 0; r < R && !rc; r++)
+        for (int k = 0; k < K && !rc; k++) rc = bench_rep(&e, ctx[k], k, r);
+    free(e.probe); /* before the resident set is read */
+    e.probe = NULL;
     if (!rc) {
-        stat3 sp = stats(pp, R), st = stats(tg, R), sbw = stats(bw, R), spk = stats(peak, R);
-        stat3 stp = stats(tg_pct, R), spp = stats(pp_pct, R), sb = stats(tgb, R), sbx = stats(tgb_x, R);
-        stat3 sib = stats(ibw, R), sit = stats(itg, R), sip = stats(i_pct, R), scp = stats(c_pct, R);
-        stat3 srp = stats(rows_pct, R), srg = stats(rows_gbs, R), sap = stats(attn_pct, R);
-        stat3 sag = stats(attn_gfs, R), smx = stats(mtp_x, R), smd = stats(mtp_draft, R);
-        mach.read_gb_s = sbw.median;
-        mach.fma_gflop_s = spk.median;
-        double tg_gbs = st.median * bytes / 1e9, roof_tps = mach.read_gb_s * 1e9 / bytes;
-        double pp_gflops = sp.median * flops / 1e9;
         size_t rss = dsc_rss_bytes();
         int64_t w_res = -1, w_huge = -1; /* the weights' resident bytes, those on 2 MiB pages */
         dsc_model_resident(s.model, &w_res, &w_huge);
         const double huge_pct = w_res > 0 ? 100.0 * (double)w_huge / (double)w_res : -1;
-        if (o->json) {
-            cJSON *path = cJSON_CreateString(o->model);
-            char *model_json = path ? cJSON_PrintUnformatted(path) : NULL; /* the path, quoted and escaped */
-            printf("{\"model\": %s, \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
-                   "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
-                   "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
-                   "\"tg_tokens_per_s\": %.3f, \"tg_min\": %.3f, \"tg_max\": %.3f, "
-                   "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
-                   "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
-                   "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
-                   "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
-                   "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
-                   "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
-                   "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
-                   "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
-                   "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
-                   "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
-                   "\"tg_attn_gflop_s\": %.3f, \"mtp\": %d, \"mtp_step_tokens\": %.3f, \"mtp_step_tokens_min\": %.3f, "
-                   "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f}\n",
-                   model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
-                   dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo,
-                   st.hi, bytes, mach.read_gb_s, tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops,
-                   mach.fma_gflop_s, pp_gflops, spp.median, rss, dsc_ctx_kv_bytes(s.ctx), huge_pct, sit.median, sib.median,
-                   sip.median, sip.lo, sip.hi, attn_flops, scp.median, B, B ? sb.median : 0,
-                   B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0, srp.median, srg.median, sap.median, sag.median,
-                   o->mtp, smx.median, smx.lo, smx.hi, smd.median);
-            cJSON_free(model_json);
-            cJSON_Delete(path);
-        } else {
-            printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", R);
-            printf("|---|---|---|---|---|---|---|\n");
-            char test[64];
-            snprintf(test, sizeof test, "pp%d", P);
-            if (P > 0)
-                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
-                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
-                   test, sp.median, sp.lo, sp.hi);
-            snprintf(test, sizeof test, D ? "tg%d @ d%d" : "tg%d", N, D);
-            if (N > 0)
-                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
-                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
-                   test, st.median, st.lo, st.hi);
-            snprintf(test, sizeof test, D ? "tg%d x%d @ d%d" : "tg%d x%d", N, B, D);
-            if (N > 0 && B)
-                printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
-                       i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(s.ctx), dsc_ctx_isa(s.ctx),
-                       test, sb.median, sb.lo, sb.hi);
-            printf("\n");
-            if (N > 0)
-                printf("decode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
-                   "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
-                   "(median of the per-run ratios, %.1f-%.1f; roofline %.2f t/s)\n",
-                   bytes / 1e6, i->active_bytes / 1e6, (bytes - i->active_bytes) / 1e6, tg_gbs, sbw.median, sbw.lo,
-                   sbw.hi, stp.median, stp.lo, stp.hi, roof_tps);
-            if (N > 0)
-                printf("         interleaved, each step right after a 256 MiB read with the same threads: %.2f t/s, "
-                       "%.2f GB/s achieved, reads %.2f GB/s (%.2f-%.2f): %.1f%% (median of the per-run ratios, "
-                       "%.1f-%.1f)\n",
-                       sit.median, sit.median * bytes / 1e9, sib.median, sib.lo, sib.hi, sip.median, sip.lo, sip.hi);
-            if (N > 0)
-                printf("         attention: %.3f GFLOP per token at the mean position %.0f; with it at the FMA peak "
-                       "after the bytes at the bandwidth: roofline %.2f t/s, %.1f%% (median of the per-run ratios, "
-                       "%.1f-%.1f)\n",
-                       attn_flops / 1e9, pos - 1, 1 / (bytes / 1e9 / mach.read_gb_s + attn_flops / 1e9 / mach.fma_gflop_s),
-                       scp.median, scp.lo, scp.hi);
-            if (N > 0)
-                printf("         time: the weight products %.1f%% of decode (the threads' mean; %.2f GB/s while they "
-                       "ran, %.0f%% of the bandwidth), attention %.1f%% (%.1f GFLOP/s while it ran, %.0f%% of the FMA "
-                       "peak), the rest %.1f%% (medians of the runs)\n",
-                       srp.median, srg.median, 100 * srg.median / mach.read_gb_s, sap.median, sag.median,
-                       100 * sag.median / mach.fma_gflop_s, 100 - srp.median - sap.median);
-            if (P > 0)
-                printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
-                       "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
-                       flops / 1e9, pp_gflops, mach.isa, spk.median, spp.median, spp.lo, spp.hi);
-            if (N > 0 && o->mtp) {
-                char gain[96];
-                if (smx.median < 2) snprintf(gain, sizeof gain, "gains where more than %.0f%% of the guesses are taken",
-                                             100 * (smx.median - 1));
-                else snprintf(gain, sizeof gain, "cannot gain here (a step costs more than the two tokens it may yield)");
-                printf("mtp:     a step (the module's guess, then the token and its guess in one pass) costs %.2f "
-                       "plain tokens (%.2f-%.2f; the module's pass %.2f ms): --mtp %s\n",
-                       smx.median, smx.lo, smx.hi, smd.median, gain);
-            }
-            if (N > 0 && B)
-                printf("batched: %d sequences decoded together: %.2f t/s in all, %.2fx one sequence (median of the "
-                       "per-run ratios, %.2f-%.2f)\n",
-                       B, sb.median, sbx.median, sbx.lo, sbx.hi);
-            printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB)\n", rss / 1048576.0,
-                   i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s.ctx) / 1048576.0);
-            if (huge_pct >= 0)
-                printf("pages:   %.0f%% of the resident weights on 2 MiB pages%s\n", huge_pct,
-                       huge_pct < 50 ? " (4 KiB pages cost decode 10-15%: see dsc_model_load in include/dsc.h)" : "");
-        }
+        if (!o->json) bench_table(&e, ctx);
+        for (int k = 0; k < K; k++) bench_print(&e, &s, ctx[k], k, rss, huge_pct);
     }
-    free(toks);
-    free(pp);
-    free(tg);
-    free(bw);
-    free(peak);
-    free(tg_pct);
-    free(pp_pct);
-    free(tgb);
-    free(tgb_x);
-    free(ibw);
-    free(itg);
-    free(i_pct);
-    free(c_pct);
-    free(rows_pct);
-    free(rows_gbs);
-    free(attn_pct);
-    free(attn_gfs);
-    free(mtp_x);
-    free(mtp_draft);
-    free(mlog);
-    free(probe);
-    free(bseq);
-    free(btok);
-    free(blog);
+    free(e.toks);
+    free(e.m);
+    free(e.probe);
+    free(e.bseq);
+    free(e.btok);
+    free(e.blog);
+    free(e.mlog);
+    for (int k = 1; k < K; k++) dsc_ctx_free(ctx[k]);
     cli_session_close(&s);
     return rc;
 }

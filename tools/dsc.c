@@ -94,6 +94,8 @@ static const char *usage_text =
     "  -n N                   generated tokens for the decode test (default 128)\n"
     "  -d N                   context depth before the decode test (default 0)\n"
     "  -r N                   repetitions (default 5); medians and spread are reported\n"
+    "  -t A,B,...             thread counts in turn within each repetition, one context each on the\n"
+    "                         same weights; each count's rates against the first's (--json: a line each)\n"
     "  --parallel N           also decode N sequences together (continuous batching): aggregate t/s\n"
     "                         and its ratio to one sequence, measured in each repetition\n"
     "  --mtp                  also time speculative steps with the MTP layer: a step's cost in plain\n"
@@ -244,6 +246,24 @@ static int parse_int(const char *s, const char *flag, int lo, int hi, int *out) 
     return 0;
 }
 
+/* "A,B,...": at most cap whole numbers in [lo, hi], each given once. */
+static int parse_int_list(const char *s, const char *flag, int lo, int hi, int *out, int cap, int *n) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return die("%s: '%.32s...' is too long a list", flag, s);
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *p = buf, *end; p; p = end) {
+        end = strchr(p, ',');
+        if (end) *end++ = 0;
+        if (*n == cap) return die("%s: at most %d values in '%s'", flag, cap, s);
+        if (parse_int(p, flag, lo, hi, &out[*n])) return 1;
+        for (int k = 0; k < *n; k++)
+            if (out[k] == out[*n]) return die("%s: %d is given twice in '%s'", flag, out[k], s);
+        (*n)++;
+    }
+    return 0;
+}
+
 static int parse_float(const char *s, const char *flag, double lo, double hi, float *out) {
     double v;
     if (cli_parse_double(s, flag, lo, hi, &v)) return 1;
@@ -298,6 +318,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--dtype")) o->dtype = v;
         else if (!strcmp(a, "--type")) o->qtype = v;
         else if (!strcmp(a, "--shards")) rc = parse_int(v, a, 1, 9999, &o->n_shards);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && strchr(v, ',') && !strcmp(o->cmd, "bench"))
+            rc = parse_int_list(v, a, 1, 1024, o->threads_list, CLI_MAX_THREAD_LIST, &o->n_threads_list);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(v, a, 1, 1024, &o->n_threads);
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) rc = parse_int(v, a, 1, 1000, &o->n_reps);
         else if (!strcmp(a, "--tokens")) o->tokens = v;

@@ -503,6 +503,11 @@ expect "context beyond max_position_embeddings" "max_position_embeddings" "$DSC"
 expect "unknown CLI option" "--bogus" "$DSC" logits -m "$V3" --bogus --tokens "0 1 2" -o "$tmp/o.st"
 expect "unknown command" "frobnicate" "$DSC" frobnicate -m "$V3"
 expect "bench with nothing to measure" "-p 0|-n 0" "$DSC" bench -m "$V3" -p 0 -n 0 -r 1
+expect "bench -t with a count twice" "-t: 2 is given twice" "$DSC" bench -m "$V3" -p 4 -n 2 -r 1 -t 2,1,2
+expect "bench -t with an empty count" "-t: '' is not an integer" "$DSC" bench -m "$V3" -p 4 -n 2 -r 1 -t 1,
+expect "bench -t with 9 counts" "-t: at most 8 values" "$DSC" bench -m "$V3" -p 4 -n 2 -r 1 -t 1,2,3,4,5,6,7,8,9
+expect "bench -t with 0 threads" "-t: '0'" "$DSC" bench -m "$V3" -p 4 -n 2 -r 1 -t 0,1
+expect "a thread list outside bench" "-t: '1,2' is not an integer" "$DSC" run -m "$V3" -p hi -n 2 -t 1,2
 expect "run with -n 0" "-n 0" "$DSC" run -m "$V3" --tokenizer "$ROOT/tests/data/tiny-tokenizer/tokenizer.json" -p "hi" -n 0
 expect "a stray argument" "stray|unexpected" "$DSC" generate -m "$V3" --tokens "0 1 2" stray
 expect "option without its value" "--tokens" "$DSC" logits -m "$V3" -o "$tmp/o.st" --tokens

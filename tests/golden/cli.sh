@@ -95,6 +95,29 @@ assert j["bytes_per_token"] == plain["bytes_per_token"], \
 print(f"a step {j['mtp_step_tokens']:.2f} plain tokens, the module's pass {j['mtp_draft_ms']:.3f} ms")
 PY
 then ok "bench --mtp --json ($(cat "$tmp/cmp"))"; else bad "bench --mtp --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+# -t A,B: a JSON line per thread count, each with the plain run's fields; the second's
+# speedups are its rates over the first's in the same repetition (-r 1: the ratio itself)
+if "$DSC" bench -m "$root" -p 16 -n 8 -r 1 -t 1,2 --json >"$tmp/threads.json" 2>"$tmp/err" &&
+    "$DSC" bench -m "$root" -p 16 -n 8 -r 1 -t 2,1 >"$tmp/threads.txt" 2>>"$tmp/err" &&
+    python3 - "$tmp/threads.json" "$tmp/bench.json" "$tmp/threads.txt" >"$tmp/cmp" 2>&1 <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 2, f"{len(lines)} lines"
+a, b = (json.loads(l) for l in lines)
+plain = json.load(open(sys.argv[2]))
+vs = {"vs_threads", "pp_speedup_vs", "pp_speedup_vs_min", "pp_speedup_vs_max", "tg_speedup_vs", "tg_speedup_vs_min",
+      "tg_speedup_vs_max"}
+assert set(a) == set(b) == set(plain) | vs, f"fields {sorted(set(a) ^ (set(plain) | vs))}"
+assert (a["threads"], b["threads"], a["vs_threads"], b["vs_threads"]) == (1, 2, 1, 1), "thread counts"
+assert a["pp_speedup_vs"] == a["tg_speedup_vs"] == 1, "the first count against itself"
+for k, t in (("pp_speedup_vs", "pp_tokens_per_s"), ("tg_speedup_vs", "tg_tokens_per_s")):
+    want = b[t] / a[t]
+    assert abs(b[k] - want) <= 2e-3 * want + 1e-3 and b[k + "_min"] == b[k] == b[k + "_max"], f"{k} {b[k]}, want {want}"
+txt = open(sys.argv[3]).read()
+assert "| 2 | " in txt and "| 1 | " in txt and "threads: 1 against 2, the same repetitions: prefill " in txt, txt
+print(f"2 threads against 1: prefill {b['pp_speedup_vs']:.2f}x, decode {b['tg_speedup_vs']:.2f}x")
+PY
+then ok "bench -t 1,2 ($(cat "$tmp/cmp"))"; else bad "bench -t 1,2 ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 if "$DSC" bench -m "$root" -p 4 -n 2 -r 1 --no-warmup --json >"$tmp/out" 2>"$tmp/err" &&
     python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["tg_tokens_per_s"] > 0' "$tmp/out"; then
     ok "bench --no-warmup"
