@@ -41,13 +41,15 @@ run "lib_ab" "$root/bench/lib_ab.sh" "$model" 8 3
 run "lib_ab -p" "$root/bench/lib_ab.sh" -p 40 "$model" 0 3
 # roofline.sh: four weight types at short context, two at depth (and two
 # more with a Q8 cache where the latent rows fill 32-value blocks; v3-tiny's
-# do not)
+# do not), and with more than one CPU, BF16 and Q8 on 1 thread and on all
 work=$(mktemp -d)
 trap 'rm -f "$log"; rm -rf "$work"' EXIT
 if ! "$root/bench/roofline.sh" -w "$work" -p 16 -n 4 -d 64 -r 1 "$model/config.json" >"$log" 2>&1 ||
-    [ "$(grep -c -E '^\| (BF16|Q8|Q4|FP8) \| (BF16|Q8) \| tg4' "$log")" -lt 6 ]; then
+    [ "$(grep -c -E '^\| (BF16|Q8|Q4|FP8) \| (BF16|Q8) \| tg4' "$log")" -lt 6 ] ||
+    { [ "$(getconf _NPROCESSORS_ONLN)" -gt 1 ] && [ "$(grep -c -E '^\| (BF16|Q8) \| [0-9]+ \| ' "$log")" -ne 4 ]; }; then
     cat "$log" >&2
     echo "bench/smoke.sh: roofline.sh failed" >&2
     exit 1
 fi
-echo "roofline.sh: $(grep -c -E '^\| (BF16|Q8|Q4|FP8) ' "$log") runs in its table"
+echo "roofline.sh: $(grep -c -E '^\| (BF16|Q8|Q4|FP8) \| (BF16|Q8) ' "$log") runs in its table, \
+$(grep -c -E '^\| (BF16|Q8) \| [0-9]+ \| ' "$log") in its threads table"
