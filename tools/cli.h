@@ -7,8 +7,10 @@
 
 #include "dsc.h"
 
-/* bench -t A,B,...: at most this many thread counts. */
+/* bench -t A,B,...: at most this many thread counts; -p, -n, -d lists at
+ * most this many values each. */
 #define CLI_MAX_THREAD_LIST 8
+#define CLI_MAX_LIST 8
 
 typedef struct {
     const char *cmd;
@@ -21,6 +23,8 @@ typedef struct {
     float mtp_lambda;                   /* grad: --mtp-lambda (0 = off)           */
     int n_shards, n_threads, n_reps, n_prompt, json, depth, no_warmup;
     int threads_list[CLI_MAX_THREAD_LIST], n_threads_list; /* bench: -t A,B,... (n_threads_list > 1) */
+    int prompt_list[CLI_MAX_LIST], gen_list[CLI_MAX_LIST], depth_list[CLI_MAX_LIST]; /* bench: -p, -n, -d A,B,... */
+    int n_prompt_list, n_gen_list, n_depth_list;                                    /* (0: the single value) */
     const char *isa;
     int kv_type;       /* dsc_kv_type */
     int argc;          /* train, train-tokenizer: the whole command line, parsed there */

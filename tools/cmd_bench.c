@@ -23,6 +23,9 @@
  * context per count on the same weights, taken in turn within each
  * repetition, and each count's rates set against the first's repetition by
  * repetition: the same moments of the machine for both sides of a ratio.
+ * With lists for -p, -n or -d, the tests go one by one as llama-bench's: a
+ * ppP test per -p value (an empty context) and a tgN test per -n and -d
+ * value, each its own line; otherwise one run holds ppP and tgN @ dD.
  */
 #include <math.h>
 #include <stdio.h>
@@ -62,7 +65,7 @@ static int32_t random_token(int32_t vocab) {
     return (int32_t)((bench_rng >> 8) % (uint32_t)vocab);
 }
 
-/* The measurements, R repetitions of each of K thread counts. */
+/* The measurements, R repetitions of each test configuration. */
 enum {
     M_PP, M_TG, M_BW, M_PEAK, M_TG_PCT, M_PP_PCT, M_TGB, M_TGB_X, M_IBW, M_ITG, M_I_PCT, M_C_PCT, M_ROWS_PCT,
     M_ROWS_GBS, M_ATTN_PCT, M_ATTN_GFS, /* the attention's GFLOP/s while it ran */
@@ -71,32 +74,46 @@ enum {
     M_N
 };
 
+/* One test configuration: a thread count's context, the prompt, the
+ * decode steps and the depth, and what follows from them. */
+typedef struct {
+    int k, P, N, D;
+    double bytes;      /* read per decode step: the active weights + the latent cache at the mean position */
+    double flops;      /* per prompt token: the matmuls (lm_head for the last token only) */
+    double attn_flops; /* per decode step at the mean position */
+    double pos;        /* the mean position of the decode steps, + 1 */
+} bench_cfg;
+
 typedef struct {
     const cli_opts *o;
     const dsc_model_info *i;
-    int P, N, R, D, B, K, V;
+    int R, B, K, V, n_cfg, per_t; /* per_t: configurations per thread count (in the same order for each) */
+    int Dmax;                     /* the context every decode test truncates to its depth */
+    bench_cfg *cfg;
+    int *dirty; /* per context: a prefill test has replaced the Dmax tokens */
     int32_t *toks, *bseq, *btok;
     float *blog, *mlog, *probe;
     int64_t probe_n;
-    double bytes, flops, attn_flops, pos;
-    double *m; /* M_N x K x R */
+    double *m; /* M_N x n_cfg x R */
 } bench_env;
 
-static double *series(const bench_env *e, int q, int k) { return e->m + ((int64_t)q * e->K + k) * e->R; }
+static double *series(const bench_env *e, int q, int c) { return e->m + ((int64_t)q * e->n_cfg + c) * e->R; }
 
-/* The context each test starts from: D random tokens (none when D = 0). */
-static int bench_depth(const bench_env *e, dsc_ctx *ctx) {
-    for (int k = 0; k < e->D; k++) e->toks[k] = random_token(e->V);
+/* The context the decode tests truncate to their depths: Dmax random tokens. */
+static int bench_depth(bench_env *e, dsc_ctx *ctx, int k) {
+    for (int j = 0; j < e->Dmax; j++) e->toks[j] = random_token(e->V);
     dsc_ctx_truncate(ctx, 0);
-    return e->D > 0 && dsc_eval(ctx, e->toks, e->D, NULL) ? cli_die_status() : 0;
+    e->dirty[k] = 0;
+    return e->Dmax > 0 && dsc_eval(ctx, e->toks, e->Dmax, NULL) ? cli_die_status() : 0;
 }
 
-/* Repetition r of thread count k (its context ctx): the machine, then each test. */
-static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
+/* Repetition r of configuration c (its context ctx): the machine, then each test. */
+static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
     const cli_opts *o = e->o;
-    const int P = e->P, N = e->N, D = e->D, B = e->B, V = e->V;
+    const bench_cfg *g = &e->cfg[c];
+    const int P = g->P, N = g->N, D = g->D, B = e->B, V = e->V;
     int32_t *toks = e->toks;
-#define AT(q) series(e, (q), k)[r]
+#define AT(q) series(e, (q), c)[r]
     dsc_machine mach;
     if (dsc_measure_machine(dsc_ctx_n_threads(ctx), o->isa, &mach)) return cli_die_status();
     AT(M_BW) = mach.read_gb_s;
@@ -104,12 +121,13 @@ static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
     if (P > 0) { /* prefill: P random tokens into an empty context */
         for (int j = 0; j < P; j++) toks[j] = random_token(V);
         dsc_ctx_truncate(ctx, 0);
+        e->dirty[g->k] = 1;
         double t0 = now_s();
         if (dsc_eval(ctx, toks, P, NULL)) return cli_die_status();
         AT(M_PP) = P / (now_s() - t0);
-        AT(M_PP_PCT) = 100 * AT(M_PP) * e->flops / 1e9 / AT(M_PEAK);
-        if (D > 0 && bench_depth(e, ctx)) return 1; /* restore the decode context */
+        AT(M_PP_PCT) = 100 * AT(M_PP) * g->flops / 1e9 / AT(M_PEAK);
     }
+    if (N > 0 && e->dirty[g->k] && e->Dmax > 0 && bench_depth(e, ctx, g->k)) return 1; /* restore the context */
     if (N > 0) { /* decode: N steps after D tokens of context */
         dsc_ctx_truncate(ctx, D);
         int32_t t = random_token(V);
@@ -126,10 +144,10 @@ static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
         AT(M_ROWS_PCT) = 100 * rows_s / dt;
         AT(M_ROWS_GBS) = rows_s > 0 ? tm.rows_bytes / rows_s / 1e9 : 0;
         AT(M_ATTN_PCT) = 100 * tm.attn_s / dt;
-        AT(M_ATTN_GFS) = tm.attn_s > 0 ? e->attn_flops * N / tm.attn_s / 1e9 : 0;
+        AT(M_ATTN_GFS) = tm.attn_s > 0 ? g->attn_flops * N / tm.attn_s / 1e9 : 0;
         AT(M_TG) = N / dt;
-        AT(M_TG_PCT) = 100 * AT(M_TG) * e->bytes / 1e9 / AT(M_BW);
-        AT(M_C_PCT) = 100 * AT(M_TG) * (e->bytes / 1e9 / AT(M_BW) + e->attn_flops / 1e9 / AT(M_PEAK));
+        AT(M_TG_PCT) = 100 * AT(M_TG) * g->bytes / 1e9 / AT(M_BW);
+        AT(M_C_PCT) = 100 * AT(M_TG) * (g->bytes / 1e9 / AT(M_BW) + g->attn_flops / 1e9 / AT(M_PEAK));
     }
     if (N > 0) { /* the same N steps, each after a read of the probe buffer */
         dsc_ctx_truncate(ctx, D);
@@ -144,7 +162,7 @@ static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
         }
         AT(M_IBW) = (double)e->probe_n * sizeof(float) * N / t_read / 1e9;
         AT(M_ITG) = N / t_dec;
-        AT(M_I_PCT) = 100 * AT(M_ITG) * e->bytes / 1e9 / AT(M_IBW);
+        AT(M_I_PCT) = 100 * AT(M_ITG) * g->bytes / 1e9 / AT(M_IBW);
     }
     if (N > 0 && o->mtp) { /* N speculative steps, each guess refused */
         dsc_ctx_truncate(ctx, D);
@@ -180,23 +198,33 @@ static int bench_rep(const bench_env *e, dsc_ctx *ctx, int k, int r) {
         AT(M_TGB) = (double)B * N / (now_s() - t0);
         AT(M_TGB_X) = AT(M_TGB) / AT(M_TG);
     }
-    if (k > 0) { /* against the first thread count's same repetition */
-        AT(M_PP_X) = P > 0 ? AT(M_PP) / series(e, M_PP, 0)[r] : 0;
-        AT(M_TG_X) = N > 0 ? AT(M_TG) / series(e, M_TG, 0)[r] : 0;
+    if (g->k > 0) { /* against the first thread count's same test, same repetition */
+        const int c0 = c % e->per_t;
+        AT(M_PP_X) = P > 0 ? AT(M_PP) / series(e, M_PP, c0)[r] : 0;
+        AT(M_TG_X) = N > 0 ? AT(M_TG) / series(e, M_TG, c0)[r] : 0;
     }
 #undef AT
     return 0;
 }
 
-/* Thread count k's results: one JSON object (a line), or its lines of text. */
-static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, int k, size_t rss, double huge_pct) {
+/* The test names of configuration g: "pp512", "tg128 @ d4096", both. */
+static void cfg_name(char *buf, size_t cap, const bench_cfg *g) {
+    char tg[48] = "";
+    if (g->N > 0) snprintf(tg, sizeof tg, g->D ? "tg%d @ d%d" : "tg%d", g->N, g->D);
+    if (g->P > 0) snprintf(buf, cap, "pp%d%s%s", g->P, g->N > 0 ? " + " : "", tg);
+    else snprintf(buf, cap, "%s", tg);
+}
+
+/* Configuration c's results: one JSON object (a line), or its lines of text. */
+static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, int c, size_t rss, double huge_pct) {
     const cli_opts *o = e->o;
     const dsc_model_info *i = e->i;
-    const int P = e->P, N = e->N, R = e->R, D = e->D, B = e->B;
+    const bench_cfg *g = &e->cfg[c];
+    const int P = g->P, N = g->N, R = e->R, D = g->D, B = e->B, k = g->k;
     stat3 st3[M_N];
     for (int q = 0; q < M_N; q++) {
         double v[R]; /* stats sorts: a copy */
-        memcpy(v, series(e, q, k), sizeof v);
+        memcpy(v, series(e, q, c), sizeof v);
         st3[q] = stats(v, R);
     }
     const stat3 sp = st3[M_PP], st = st3[M_TG], sbw = st3[M_BW], spk = st3[M_PEAK], stp = st3[M_TG_PCT];
@@ -204,8 +232,8 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
     const stat3 sip = st3[M_I_PCT], scp = st3[M_C_PCT], srp = st3[M_ROWS_PCT], srg = st3[M_ROWS_GBS];
     const stat3 sap = st3[M_ATTN_PCT], sag = st3[M_ATTN_GFS], smx = st3[M_MTP_X], smd = st3[M_MTP_DRAFT];
     const stat3 spx = st3[M_PP_X], stx = st3[M_TG_X];
-    const double read_gb_s = sbw.median, fma_gflop_s = spk.median, bytes = e->bytes, flops = e->flops;
-    const double attn_flops = e->attn_flops;
+    const double read_gb_s = sbw.median, fma_gflop_s = spk.median, bytes = g->bytes, flops = g->flops;
+    const double attn_flops = g->attn_flops;
     const double tg_gbs = st.median * bytes / 1e9, roof_tps = read_gb_s * 1e9 / bytes;
     const double pp_gflops = sp.median * flops / 1e9;
     const int T = dsc_ctx_n_threads(ctx);
@@ -218,8 +246,8 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                      ", \"vs_threads\": %d, \"pp_speedup_vs\": %.3f, \"pp_speedup_vs_min\": %.3f, "
                      "\"pp_speedup_vs_max\": %.3f, \"tg_speedup_vs\": %.3f, \"tg_speedup_vs_min\": %.3f, "
                      "\"tg_speedup_vs_max\": %.3f",
-                     o->threads_list[0], k ? spx.median : 1, k ? spx.lo : 1, k ? spx.hi : 1, k ? stx.median : 1,
-                     k ? stx.lo : 1, k ? stx.hi : 1);
+                     o->threads_list[0], k ? spx.median : P > 0, k ? spx.lo : P > 0, k ? spx.hi : P > 0,
+                     k ? stx.median : N > 0, k ? stx.lo : N > 0, k ? stx.hi : N > 0);
         printf("{\"model\": %s, \"model_type\": \"%s\", \"weight_bytes\": %lld, \"active_bytes\": %lld, "
                "\"threads\": %d, \"isa\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, \"reps\": %d, "
                "\"pp_tokens_per_s\": %.3f, \"pp_min\": %.3f, \"pp_max\": %.3f, "
@@ -246,7 +274,11 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
         cJSON_Delete(path);
         return;
     }
-    if (e->K > 1) printf("%d threads:\n", T);
+    if (e->n_cfg > 1) {
+        char name[96];
+        cfg_name(name, sizeof name, g);
+        printf("%s, %d threads:\n", name, T);
+    }
     if (N > 0)
         printf("decode:  %.1f MB read per token (%.1f MB weights + %.2f MB latent cache); %.2f GB/s achieved, "
                "read bandwidth measured before each run %.2f GB/s (%.2f-%.2f): %.1f%% of the roofline "
@@ -262,7 +294,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
         printf("         attention: %.3f GFLOP per token at the mean position %.0f; with it at the FMA peak "
                "after the bytes at the bandwidth: roofline %.2f t/s, %.1f%% (median of the per-run ratios, "
                "%.1f-%.1f)\n",
-               attn_flops / 1e9, e->pos - 1, 1 / (bytes / 1e9 / read_gb_s + attn_flops / 1e9 / fma_gflop_s),
+               attn_flops / 1e9, g->pos - 1, 1 / (bytes / 1e9 / read_gb_s + attn_flops / 1e9 / fma_gflop_s),
                scp.median, scp.lo, scp.hi);
     if (N > 0)
         printf("         time: the weight products %.1f%% of decode (the threads' mean; %.2f GB/s while they "
@@ -294,7 +326,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
         if (N > 0) printf(" decode %.2fx (%.2f-%.2f)", stx.median, stx.lo, stx.hi);
         printf(" (medians of the per-run ratios)\n");
     }
-    if (k == e->K - 1) {
+    if (c == e->n_cfg - 1) {
         printf("memory:  resident %.1f MiB (weights %.1f MiB mapped, latent cache %.1f MiB%s)\n", rss / 1048576.0,
                i->weight_bytes / 1048576.0, dsc_ctx_kv_bytes(s->ctx) / 1048576.0,
                e->K > 1 ? " in each thread count's context" : "");
@@ -304,43 +336,82 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
     }
 }
 
-/* The table of t/s: a prefill, a decode and a batched row per thread count. */
+/* The table of t/s: a prefill, a decode and a batched row per configuration. */
 static void bench_table(const bench_env *e, dsc_ctx *const *ctx) {
     const dsc_model_info *i = e->i;
     printf("| model | size | params | threads | isa | test | t/s (median, min-max of %d) |\n", e->R);
     printf("|---|---|---|---|---|---|---|\n");
-    for (int k = 0; k < e->K; k++) {
+    for (int c = 0; c < e->n_cfg; c++) {
+        const bench_cfg *g = &e->cfg[c];
         char test[64];
-        const int q[3] = {M_PP, M_TG, M_TGB}, on[3] = {e->P > 0, e->N > 0, e->N > 0 && e->B};
+        const int q[3] = {M_PP, M_TG, M_TGB}, on[3] = {g->P > 0, g->N > 0, g->N > 0 && e->B};
         for (int j = 0; j < 3; j++) {
             if (!on[j]) continue;
-            if (j == 0) snprintf(test, sizeof test, "pp%d", e->P);
-            if (j == 1) snprintf(test, sizeof test, e->D ? "tg%d @ d%d" : "tg%d", e->N, e->D);
-            if (j == 2) snprintf(test, sizeof test, e->D ? "tg%d x%d @ d%d" : "tg%d x%d", e->N, e->B, e->D);
+            if (j == 0) snprintf(test, sizeof test, "pp%d", g->P);
+            if (j == 1) snprintf(test, sizeof test, g->D ? "tg%d @ d%d" : "tg%d", g->N, g->D);
+            if (j == 2) snprintf(test, sizeof test, g->D ? "tg%d x%d @ d%d" : "tg%d x%d", g->N, e->B, g->D);
             double v[e->R];
-            memcpy(v, series(e, q[j], k), sizeof v);
+            memcpy(v, series(e, q[j], c), sizeof v);
             const stat3 t = stats(v, e->R);
             printf("| %s | %.2f GiB | %.2f B | %d | %s | %s | %.2f (%.2f-%.2f) |\n", i->model_type,
-                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(ctx[k]), dsc_ctx_isa(ctx[k]),
-                   test, t.median, t.lo, t.hi);
+                   i->weight_bytes / 1073741824.0, i->n_params / 1e9, dsc_ctx_n_threads(ctx[g->k]),
+                   dsc_ctx_isa(ctx[g->k]), test, t.median, t.lo, t.hi);
         }
     }
     printf("\n");
 }
 
+/* The positions a configuration needs: the prefill and a decode step; the
+ * depth and the steps (and with --mtp, a token before a guess and the last
+ * guess). */
+static int cfg_need(const bench_cfg *g, int mtp) {
+    int need = g->P + (g->N > 0) > g->D + g->N ? g->P + (g->N > 0) : g->D + g->N;
+    if (mtp && g->N > 0 && need < (g->D > 0 ? g->D : 1) + g->N + 1) need = (g->D > 0 ? g->D : 1) + g->N + 1;
+    return need;
+}
+
 int cmd_bench(const cli_opts *o) {
-    const int P = o->n_prompt, N = o->n_gen, R = o->n_reps, D = o->depth, B = o->parallel > 1 ? o->parallel : 0;
+    const int R = o->n_reps, B = o->parallel > 1 ? o->parallel : 0;
     const int K = o->n_threads_list > 1 ? o->n_threads_list : 1;
-    if (P == 0 && N == 0) return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
+    /* -p, -n, -d: lists (one value each unless given as A,B,...) */
+    const int *pl = o->n_prompt_list ? o->prompt_list : &o->n_prompt, np = o->n_prompt_list ? o->n_prompt_list : 1;
+    const int *nl = o->n_gen_list ? o->gen_list : &o->n_gen, nn = o->n_gen_list ? o->n_gen_list : 1;
+    const int *dl = o->n_depth_list ? o->depth_list : &o->depth, nd = o->n_depth_list ? o->n_depth_list : 1;
+    const int split = np > 1 || nn > 1 || nd > 1; /* llama-bench's tests, one by one */
+    bench_cfg cfg[CLI_MAX_THREAD_LIST * (CLI_MAX_LIST + CLI_MAX_LIST * CLI_MAX_LIST)];
+    int per_t = 0, need = 0, Dmax = 0, Pmax = 0;
+    if (!split) cfg[per_t++] = (bench_cfg){.P = pl[0], .N = nl[0], .D = dl[0]};
+    else {
+        for (int a = 0; a < np; a++)
+            if (pl[a] > 0) cfg[per_t++] = (bench_cfg){.P = pl[a]};
+        for (int b = 0; b < nd; b++)
+            for (int a = 0; a < nn; a++)
+                if (nl[a] > 0) cfg[per_t++] = (bench_cfg){.N = nl[a], .D = dl[b]};
+    }
+    if (per_t == 0 || (per_t == 1 && cfg[0].P == 0 && cfg[0].N == 0))
+        return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
+    for (int c = 0; c < per_t; c++) {
+        const int n = cfg_need(&cfg[c], o->mtp);
+        need = n > need ? n : need;
+        if (cfg[c].N > 0 && cfg[c].D > Dmax) Dmax = cfg[c].D;
+        if (cfg[c].P > Pmax) Pmax = cfg[c].P;
+    }
     cli_opts oo = *o;
-    int need = P + (N > 0) > D + N ? P + (N > 0) : D + N; /* the prefill and a decode step; the depth and -n */
-    if (o->mtp && N > 0 && need < (D > 0 ? D : 1) + N + 1) need = (D > 0 ? D : 1) + N + 1; /* and the last guess */
-    if (oo.n_ctx && need > oo.n_ctx)
-        return cli_die("bench: -c %d holds fewer positions than the runs need, %d (-p %d and a decode step; -d %d + -n %d)",
-                       oo.n_ctx, need, P, D, N);
+    if (oo.n_ctx && need > oo.n_ctx) {
+        if (!split)
+            return cli_die("bench: -c %d holds fewer positions than the runs need, %d (-p %d and a decode step; -d %d + "
+                           "-n %d)",
+                           oo.n_ctx, need, pl[0], dl[0], nl[0]);
+        char name[96] = "";
+        for (int c = 0; c < per_t; c++)
+            if (cfg_need(&cfg[c], o->mtp) == need) cfg_name(name, sizeof name, &cfg[c]);
+        return cli_die("bench: -c %d holds fewer positions than the test %s needs, %d", oo.n_ctx, name, need);
+    }
     if (!oo.n_ctx) oo.n_ctx = need + 1;
-    if (oo.n_batch < P && P > 0) oo.n_batch = P;
+    if (oo.n_batch < Pmax && Pmax > 0) oo.n_batch = Pmax;
     if (K > 1) oo.n_threads = o->threads_list[0];
+    for (int k = 1; k < K; k++) /* the same tests for each thread count, in the same order */
+        for (int c = 0; c < per_t; c++) cfg[k * per_t + c] = cfg[c], cfg[k * per_t + c].k = k;
     cli_session s;
     if (cli_session_open(&oo, 0, NULL, 0, &s)) {
         cli_session_close(&s);
@@ -348,7 +419,7 @@ int cmd_bench(const cli_opts *o) {
     }
     cli_session_announce(&oo, &s);
     dsc_ctx *ctx[CLI_MAX_THREAD_LIST] = {s.ctx}; /* one per thread count, on the same weights */
-    int rc = 0;
+    int rc = 0, dirty[CLI_MAX_THREAD_LIST] = {0};
     for (int k = 1; k < K && !rc; k++) {
         dsc_ctx_params cp = dsc_ctx_default_params();
         cp.n_ctx = dsc_ctx_n_ctx(s.ctx);
@@ -360,12 +431,15 @@ int cmd_bench(const cli_opts *o) {
         cp.mtp = o->mtp;
         if (dsc_ctx_new(s.model, &cp, &ctx[k])) rc = cli_die_status();
     }
-    bench_env e = {.o = o, .i = &s.info, .P = P, .N = N, .R = R, .D = D, .B = B, .K = K, .V = s.info.vocab_size};
-    e.toks = malloc(sizeof(int32_t) * (size_t)(P > D ? P : D) + 4);
-    e.m = calloc((size_t)M_N * K * R, sizeof(double));
+    bench_env e = {.o = o, .i = &s.info, .R = R, .B = B, .K = K, .V = s.info.vocab_size, .n_cfg = K * per_t,
+                   .per_t = per_t, .Dmax = Dmax, .cfg = cfg, .dirty = dirty};
+    e.toks = malloc(sizeof(int32_t) * (size_t)(Pmax > Dmax ? Pmax : Dmax) + 4);
+    e.m = calloc((size_t)M_N * e.n_cfg * R, sizeof(double));
     /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
+    int any_n = 0;
+    for (int c = 0; c < per_t; c++) any_n |= cfg[c].N > 0;
     e.probe_n = (int64_t)64 << 20;
-    e.probe = N > 0 ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)e.probe_n) : NULL;
+    e.probe = any_n ? aligned_alloc((size_t)2 << 20, sizeof(float) * (size_t)e.probe_n) : NULL;
     if (e.probe) {
         madvise(e.probe, sizeof(float) * (size_t)e.probe_n, MADV_HUGEPAGE);
         for (int64_t j = 0; j < e.probe_n; j++) e.probe[j] = (float)(j & 1023) * 1e-3f;
@@ -373,41 +447,45 @@ int cmd_bench(const cli_opts *o) {
     e.bseq = malloc(sizeof(int32_t) * (size_t)(B + 1)), e.btok = malloc(sizeof(int32_t) * (size_t)(B + 1));
     e.blog = B ? malloc(sizeof(float) * (size_t)B * (size_t)e.V) : NULL;
     e.mlog = o->mtp ? malloc(sizeof(float) * 2 * (size_t)e.V) : NULL;
-    if (!rc && (!e.toks || !e.m || !e.bseq || !e.btok || (N > 0 && !e.probe) || (B && !e.blog) || (o->mtp && !e.mlog)))
+    if (!rc && (!e.toks || !e.m || !e.bseq || !e.btok || (any_n && !e.probe) || (B && !e.blog) || (o->mtp && !e.mlog)))
         rc = cli_die("out of memory");
     const dsc_model_info *i = &s.info;
-    /* Bytes per decode step: active weights + the latent cache read at the
-     * mean position of the run. FLOPs per prompt token: the matmuls. */
+    /* one sequence's latent cache per position, the main model's layers */
     const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx) / dsc_ctx_n_seq(s.ctx) *
-                          i->n_layers / (i->n_layers + (o->mtp ? 1 : 0)); /* one sequence, the main model's layers */
-    e.bytes = (double)i->active_bytes + kv_tok * (D + N / 2.0);
-    /* lm_head runs for the last prompt token only. */
-    /* Attention FLOPs per decode step at the run's mean position: per layer
-     * and head, a score over R + Dr values and a weighted sum over R for
-     * every cached position. */
-    e.pos = D + N / 2.0 + 1;
-    e.attn_flops = 2.0 * i->n_layers * i->n_heads * e.pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
-    e.flops = 2.0 * ((double)i->active_params - (double)i->head_params + (double)i->head_params / (P > 0 ? P : 1));
+                          i->n_layers / (i->n_layers + (o->mtp ? 1 : 0));
+    for (int c = 0; c < e.n_cfg; c++) {
+        bench_cfg *g = &cfg[c];
+        /* Bytes per decode step: active weights + the latent cache read at the
+         * mean position of the run. FLOPs per prompt token: the matmuls. */
+        g->bytes = (double)i->active_bytes + kv_tok * (g->D + g->N / 2.0);
+        /* Attention FLOPs per decode step at the run's mean position: per layer
+         * and head, a score over R + Dr values and a weighted sum over R for
+         * every cached position. */
+        g->pos = g->D + g->N / 2.0 + 1;
+        g->attn_flops = 2.0 * i->n_layers * i->n_heads * g->pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
+        g->flops = 2.0 * ((double)i->active_params - (double)i->head_params +
+                          (double)i->head_params / (g->P > 0 ? g->P : 1)); /* lm_head for the last token only */
+    }
 
-    /* A warm-up as llama-bench's (--no-warmup skips it): a prefill of P
-     * tokens and one decode step, unmeasured, so that the first run does not
-     * pay for weights still on disk or pages not yet mapped. */
+    /* A warm-up as llama-bench's (--no-warmup skips it): a prefill of the
+     * longest -p and one decode step, unmeasured, so that the first run does
+     * not pay for weights still on disk or pages not yet mapped. */
     for (int k = 0; k < K && !rc; k++) {
         if (!o->no_warmup) {
-            const int n = P > 0 ? P : 1;
+            const int n = Pmax > 0 ? Pmax : 1;
             for (int j = 0; j < n; j++) e.toks[j] = random_token(e.V);
             dsc_ctx_truncate(ctx[k], 0);
             if (dsc_eval(ctx[k], e.toks, n, NULL)) rc = cli_die_status();
-            if (!rc && P > 0 && N > 0 && dsc_eval(ctx[k], e.toks, 1, NULL)) rc = cli_die_status();
+            if (!rc && Pmax > 0 && any_n && dsc_eval(ctx[k], e.toks, 1, NULL)) rc = cli_die_status();
             dsc_ctx_truncate(ctx[k], 0);
         }
-        if (!rc) rc = bench_depth(&e, ctx[k]); /* the context the decode test starts from */
+        if (!rc) rc = bench_depth(&e, ctx[k], k); /* the context the decode tests start from */
     }
-    /* Each repetition measures the machine right before its own runs: on a
-     * shared machine the roofline moves, so each run is set against its own.
-     * The thread counts take turns within a repetition. */
+    /* Each repetition measures the machine right before each test's runs: on
+     * a shared machine the roofline moves, so each run is set against its
+     * own. The thread counts take turns within a repetition. */
     for (int r = 0; r < R && !rc; r++)
-        for (int k = 0; k < K && !rc; k++) rc = bench_rep(&e, ctx[k], k, r);
+        for (int c = 0; c < e.n_cfg && !rc; c++) rc = bench_rep(&e, ctx[cfg[c].k], c, r);
     free(e.probe); /* before the resident set is read */
     e.probe = NULL;
     if (!rc) {
@@ -416,7 +494,7 @@ int cmd_bench(const cli_opts *o) {
         dsc_model_resident(s.model, &w_res, &w_huge);
         const double huge_pct = w_res > 0 ? 100.0 * (double)w_huge / (double)w_res : -1;
         if (!o->json) bench_table(&e, ctx);
-        for (int k = 0; k < K; k++) bench_print(&e, &s, ctx[k], k, rss, huge_pct);
+        for (int c = 0; c < e.n_cfg; c++) bench_print(&e, &s, ctx[cfg[c].k], c, rss, huge_pct);
     }
     free(e.toks);
     free(e.m);

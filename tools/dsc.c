@@ -96,6 +96,8 @@ static const char *usage_text =
     "  -r N                   repetitions (default 5); medians and spread are reported\n"
     "  -t A,B,...             thread counts in turn within each repetition, one context each on the\n"
     "                         same weights; each count's rates against the first's (--json: a line each)\n"
+    "  -p, -n, -d A,B,...     lists, as llama-bench's: a ppN test per -p value, a tgN test per -n and\n"
+    "                         -d value, each its own row (--json: a line each)\n"
     "  --parallel N           also decode N sequences together (continuous batching): aggregate t/s\n"
     "                         and its ratio to one sequence, measured in each repetition\n"
     "  --mtp                  also time speculative steps with the MTP layer: a step's cost in plain\n"
@@ -325,8 +327,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench") && strchr(v, ','))
+            rc = parse_int_list(v, a, 0, 1 << 20, o->prompt_list, CLI_MAX_LIST, &o->n_prompt_list);
         else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench")) rc = parse_int(v, a, 0, 1 << 20, &o->n_prompt);
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if ((!strcmp(a, "-d") || !strcmp(a, "--depth")) && !strcmp(o->cmd, "bench") && strchr(v, ','))
+            rc = parse_int_list(v, a, 0, 1 << 24, o->depth_list, CLI_MAX_LIST, &o->n_depth_list);
         else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) rc = parse_int(v, a, 0, 1 << 24, &o->depth);
         else if (!strcmp(a, "--isa")) o->isa = v;
         else if (!strcmp(a, "--kv-type")) {
@@ -344,6 +350,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--alpha")) rc = parse_float(v, a, 0, 1e6, &o->alpha), o->alpha_set = 1;
         else if (!strcmp(a, "--mtp-lambda")) rc = parse_float(v, a, 0, 100, &o->mtp_lambda);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
+        else if (!strcmp(a, "-n") && !strcmp(o->cmd, "bench") && strchr(v, ','))
+            rc = parse_int_list(v, a, 0, 1 << 30, o->gen_list, CLI_MAX_LIST, &o->n_gen_list);
         else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
         else if (!strcmp(a, "--samples")) rc = parse_int(v, a, 1, 256, &o->samples);
         else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
