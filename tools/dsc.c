@@ -322,18 +322,20 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--shards")) rc = parse_int(v, a, 1, 9999, &o->n_shards);
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && strchr(v, ',') && !strcmp(o->cmd, "bench"))
             rc = parse_int_list(v, a, 1, 1024, o->threads_list, CLI_MAX_THREAD_LIST, &o->n_threads_list);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(v, a, 1, 1024, &o->n_threads);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            rc = parse_int(v, a, 1, 1024, &o->n_threads), o->n_threads_list = 0; /* the last -t counts */
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) rc = parse_int(v, a, 1, 1000, &o->n_reps);
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
         else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench") && strchr(v, ','))
             rc = parse_int_list(v, a, 0, 1 << 20, o->prompt_list, CLI_MAX_LIST, &o->n_prompt_list);
-        else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench")) rc = parse_int(v, a, 0, 1 << 20, &o->n_prompt);
+        else if (!strcmp(a, "-p") && !strcmp(o->cmd, "bench"))
+            rc = parse_int(v, a, 0, 1 << 20, &o->n_prompt), o->n_prompt_list = 0;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if ((!strcmp(a, "-d") || !strcmp(a, "--depth")) && !strcmp(o->cmd, "bench") && strchr(v, ','))
             rc = parse_int_list(v, a, 0, 1 << 24, o->depth_list, CLI_MAX_LIST, &o->n_depth_list);
-        else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) rc = parse_int(v, a, 0, 1 << 24, &o->depth);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) rc = parse_int(v, a, 0, 1 << 24, &o->depth), o->n_depth_list = 0;
         else if (!strcmp(a, "--isa")) o->isa = v;
         else if (!strcmp(a, "--kv-type")) {
             if (!strcmp(v, "f32")) o->kv_type = DSC_KV_F32;
@@ -352,7 +354,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) rc = parse_int(v, a, 1, 1 << 20, &o->n_batch);
         else if (!strcmp(a, "-n") && !strcmp(o->cmd, "bench") && strchr(v, ','))
             rc = parse_int_list(v, a, 0, 1 << 30, o->gen_list, CLI_MAX_LIST, &o->n_gen_list);
-        else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen);
+        else if (!strcmp(a, "-n")) rc = parse_int(v, a, 0, 1 << 30, &o->n_gen), o->n_gen_list = 0;
         else if (!strcmp(a, "--samples")) rc = parse_int(v, a, 1, 256, &o->samples);
         else if (!strcmp(a, "--temp")) rc = parse_float(v, a, 0, 100, &o->sp.temp), o->temp_set = 1;
         else if (!strcmp(a, "--top-p")) rc = parse_float(v, a, 1e-6, 1, &o->sp.top_p);
