@@ -124,6 +124,10 @@ typedef struct {
     int32_t mtp;       /* 1: load the checkpoint's MTP module for dsc_spec_step (speculative */
                        /* decoding; its cache is one layer more, plus n_ctx x hidden_size */
                        /* F32 a sequence for the main model's output); 0: off              */
+    float mtp_p_min;   /* with mtp: the module guesses only where its softmax gives its   */
+                       /* argmax at least this probability, else no guess (-1), so a      */
+                       /* doubtful guess costs no row in the main model's pass (llama.cpp's */
+                       /* --draft-p-min); 0 = always guess, at most 1                       */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -246,7 +250,8 @@ void dsc_sampler_reset(dsc_sampler *s);
  *
  * dsc_mtp_draft: the module's guess (its argmax) for the token after next,
  * where next is the token sampled after the sequence's last one; it first
- * brings the module's cache up to the sequence's last position. */
+ * brings the module's cache up to the sequence's last position. *draft is
+ * -1 (no guess) where the guess's probability is below params.mtp_p_min. */
 dsc_status dsc_mtp_draft(dsc_ctx *ctx, int32_t seq, int32_t next, int32_t *draft);
 
 /* dsc_mtp_draft for n different sequences at once (a server's slots): one
@@ -273,6 +278,10 @@ dsc_status dsc_spec_step(dsc_ctx *ctx, int32_t seq, dsc_sampler *smp, int32_t ne
 /* Guesses dsc_spec_verify checked and how many it took, since the context
  * was made (0 and 0 without MTP). */
 void dsc_spec_stats(const dsc_ctx *ctx, int64_t *drafted, int64_t *accepted);
+
+/* Guesses the module withheld since the context was made: their probability
+ * was below params.mtp_p_min (0 without MTP). */
+int64_t dsc_spec_withheld(const dsc_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Machine limits, for benchmarks                                            */

@@ -34,6 +34,7 @@ int cmd_serve(const cli_opts *o) {
     p.mlock = o->mlock;
     p.mtp = o->mtp;
     p.mtp_max_batch = o->mtp_max_batch;
+    p.mtp_p_min = o->mtp_p_min;
     return srv_run(&p);
 }
 #else

@@ -305,9 +305,12 @@ int cli_gen_next(cli_gen *g, int remaining, int32_t *tok) {
 const char *cli_gen_stats(const cli_gen *g, char *buf, size_t cap) {
     int64_t drafted = 0, taken = 0;
     dsc_spec_stats(g->ctx, &drafted, &taken);
+    const int64_t withheld = dsc_spec_withheld(g->ctx);
+    char held[64] = "";
+    if (withheld) snprintf(held, sizeof held, "; %lld withheld (below --mtp-p-min)", (long long)withheld);
     if (!g->mtp) snprintf(buf, cap, "%s", "");
-    else snprintf(buf, cap, "; MTP drafts: %lld of %lld taken (%.1f%%)", (long long)taken, (long long)drafted,
-                  drafted ? 100.0 * (double)taken / (double)drafted : 0.0);
+    else snprintf(buf, cap, "; MTP drafts: %lld of %lld taken (%.1f%%)%s", (long long)taken, (long long)drafted,
+                  drafted ? 100.0 * (double)taken / (double)drafted : 0.0, held);
     return buf;
 }
 

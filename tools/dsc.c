@@ -61,6 +61,8 @@ static const char *usage_text =
     "  --mtp                  (run, chat, generate, serve) speculative decoding: the\n"
     "                         checkpoint's MTP layer drafts the token after next, checked in\n"
     "                         the same pass; the same output, fewer passes when drafts are taken\n"
+    "  --mtp-p-min P          (with --mtp) guess only where the MTP layer gives its guess a\n"
+    "                         probability of at least P, else decode one token (default 0: always)\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -366,6 +368,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) rc = parse_int(v, a, 1, 4096, &o->parallel);
         else if (!strcmp(a, "--queue")) rc = parse_int(v, a, 1, 1 << 20, &o->queue);
         else if (!strcmp(a, "--mtp-max-batch")) rc = parse_int(v, a, 1, 4096, &o->mtp_max_batch);
+        else if (!strcmp(a, "--mtp-p-min")) rc = parse_float(v, a, 0, 1, &o->mtp_p_min);
         else if (!strcmp(a, "--timeout")) rc = parse_int(v, a, 0, 86400, &o->timeout);
         else if (!strcmp(a, "--api-key")) o->api_key = v;
         else if (!strcmp(a, "--cache-dir")) o->cache_dir = v;
@@ -382,6 +385,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
     if (o->mtp_max_batch && (!o->mtp || strcmp(o->cmd, "serve")))
         return die("--mtp-max-batch: only with serve --mtp");
+    if (o->mtp_p_min > 0 && (!o->mtp || !strcmp(o->cmd, "bench")))
+        return die("--mtp-p-min: only with --mtp (run, chat, generate, serve)");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
         !(o->model = cli_default_model()))
         return die("no model given (-m DIR) and no bundled model found (models/%s beside the build, or $DSC_MODEL)",
@@ -450,6 +455,7 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     cp.kv_type = (dsc_kv_type)o->kv_type;
     if (!strcmp(o->cmd, "bench")) cp.n_seq = o->parallel; /* batched decode test */
     cp.mtp = o->mtp;
+    cp.mtp_p_min = o->mtp_p_min;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     return 0;
 }

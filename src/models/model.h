@@ -184,7 +184,8 @@ struct dsc_ctx {
     int32_t *mtp_pos;           /* (n_seq)                                  */
     float *mtp_logits;          /* (n_seq, V) the module's last drafts      */
     float *spec_logits;         /* (2, V) a verifying pass's rows           */
-    int64_t n_drafted, n_accepted;
+    int64_t n_drafted, n_accepted, n_withheld;
+    float mtp_p_min;            /* params.mtp_p_min                         */
     void *mem;                  /* the one allocation behind everything     */
     size_t mem_len;             /* its mapped length (0: from the heap)     */
 };

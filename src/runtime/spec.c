@@ -18,6 +18,7 @@
  * positions < mtp_pos are current, and dsc_mtp_draft brings it up to the
  * last position from the outputs the main model left in ctx->hid.
  */
+#include <math.h>
 #include <string.h>
 
 #include "core/status.h"
@@ -42,6 +43,18 @@ static void catch_up(dsc_ctx *ctx, int32_t seq, int32_t p, int32_t end) {
         deepseek_mtp_forward(ctx, ctx->s.mnext, m, m <= ctx->n_dec, NULL, NULL);
         p += m;
     }
+}
+
+/* The module's argmax, or -1 where its softmax gives it less than
+ * mtp_p_min: 1 / sum_v exp(l_v - l_max) < p_min. */
+static int32_t guess(dsc_ctx *ctx, const float *l, int32_t V) {
+    const int32_t a = dsc_argmax(l, V);
+    if (ctx->mtp_p_min <= 0 || a < 0) return a;
+    double z = 0;
+    for (int32_t v = 0; v < V; v++) z += expf(l[v] - l[a]);
+    if (1 / z >= ctx->mtp_p_min) return a;
+    ctx->n_withheld++;
+    return -1;
 }
 
 static dsc_status draft_batch(dsc_ctx *ctx, int32_t n, const int32_t *seqs, const int32_t *next, int32_t *draft,
@@ -86,7 +99,7 @@ static dsc_status draft_batch(dsc_ctx *ctx, int32_t n, const int32_t *seqs, cons
     deepseek_mtp_forward(ctx, ctx->s.mnext, t, 1, ctx->s.mwant, ctx->mtp_logits);
     for (int32_t i = 0; i < n; i++) {
         ctx->mtp_pos[seqs[i]] = ctx->seq_pos[seqs[i]];
-        draft[i] = dsc_argmax(ctx->mtp_logits + (int64_t)i * V, V);
+        draft[i] = guess(ctx, ctx->mtp_logits + (int64_t)i * V, V);
     }
     return DSC_OK;
 }
@@ -152,3 +165,5 @@ void dsc_spec_stats(const dsc_ctx *ctx, int64_t *drafted, int64_t *accepted) {
     if (drafted) *drafted = ctx ? ctx->n_drafted : 0;
     if (accepted) *accepted = ctx ? ctx->n_accepted : 0;
 }
+
+int64_t dsc_spec_withheld(const dsc_ctx *ctx) { return ctx ? ctx->n_withheld : 0; }

@@ -432,6 +432,8 @@ static void engine_step(srv_engine *e) {
         srv_log("draft failed: %s", dsc_last_error());
         n_d = 0;
     }
+    for (int k = 0; k < n_d; k++) /* --mtp-p-min: a guess too doubtful to verify */
+        if (e->dtok[k] < 0) atomic_fetch_add(&e->p.m->mtp_withheld, 1);
     for (int s = 0, k = 0; s < e->n_slot; s++) {
         eslot *sl = &e->slot[s];
         if (sl->st != SLOT_GEN) continue;

@@ -322,6 +322,9 @@ static enum MHD_Result get_metrics(conn *c, struct MHD_Connection *mc) {
            atomic_load(&m->mtp_drafted));
     metric(&b, "mtp_accepted_tokens_total", "counter", "Drafted tokens that were the sampled ones (a token gained each).",
            atomic_load(&m->mtp_accepted));
+    metric(&b, "mtp_withheld_tokens_total", "counter",
+           "Guesses of the MTP layer below --mtp-p-min, not verified (no row in the step).",
+           atomic_load(&m->mtp_withheld));
     metric(&b, "decode_batch_size", "gauge", "Sequences in the last decode step.", atomic_load(&m->last_batch));
     metric(&b, "queue_depth", "gauge", "Requests waiting for a slot.", atomic_load(&m->queue_depth));
     metric(&b, "slots_busy", "gauge", "Slots prefilling or generating.", atomic_load(&m->slots_busy));

@@ -106,6 +106,7 @@ static int load(srv_server *S) {
     cp.kv_type = p->kv_type;
     cp.n_seq = p->n_parallel;
     cp.mtp = p->mtp;
+    cp.mtp_p_min = p->mtp_p_min;
     cp.n_mixed = p->n_parallel * (p->mtp ? 2 : 1) + (p->n_chunk < SRV_MIX_PROMPT ? p->n_chunk : SRV_MIX_PROMPT);
     if (dsc_ctx_new(S->model, &cp, &S->ctx)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     S->n_ctx = dsc_ctx_n_ctx(S->ctx);
@@ -162,10 +163,11 @@ int srv_run(const srv_params *params) {
     S->t_start = srv_now();
     int rc = load(S) || http_start(S);
     if (!rc) {
-        char mtp[96] = "", upto[48] = "";
+        char mtp[160] = "", upto[48] = "", pmin[48] = "";
         if (p->mtp_max_batch > 0) snprintf(upto, sizeof upto, " while at most %d slots generate", p->mtp_max_batch);
+        if (p->mtp_p_min > 0) snprintf(pmin, sizeof pmin, " where at least %g likely", (double)p->mtp_p_min);
         if (p->mtp)
-            snprintf(mtp, sizeof mtp, ", MTP drafts%s (%.1f MiB of inputs)", upto,
+            snprintf(mtp, sizeof mtp, ", MTP drafts%s%s (%.1f MiB of inputs)", upto, pmin,
                      dsc_ctx_mtp_bytes(S->ctx) / 1048576.0);
         srv_log("listening on http://%s%s%s:%d (model %s, %d slots x %d tokens, %s latent cache %.1f MiB, %d threads, "
                 "%s kernels%s%s%s%s)",

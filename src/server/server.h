@@ -37,6 +37,7 @@ typedef struct {
     int mlock;              /* lock the weights in memory (dsc_model_params.mlock)       */
     int mtp;                /* speculative decoding: the checkpoint's MTP layer drafts    */
     int mtp_max_batch;      /* draft only while at most this many slots generate (0: any) */
+    float mtp_p_min;        /* draft only where the module's guess is this likely (0: any) */
 } srv_params;
 
 srv_params srv_default_params(void);

@@ -184,6 +184,7 @@ typedef struct {
     atomic_llong prompt_tokens, hit_tokens, block_hit_tokens, completion_tokens, reasoning_tokens;
     atomic_llong prefill_tokens, joined_tokens, decode_steps, decode_tokens;
     atomic_llong mtp_drafted, mtp_accepted; /* --mtp: drafts verified, drafts taken */
+    atomic_llong mtp_withheld;              /* --mtp-p-min: guesses below it, not verified */
     atomic_int queue_depth, slots_busy, last_batch;
 } srv_metrics;
 

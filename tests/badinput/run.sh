@@ -637,6 +637,10 @@ expect "run --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" 
 expect "bench --mtp on a model without an MTP layer" "num_nextn_predict_layers 0" "$DSC" bench -m "$R1" -p 4 -n 2 -r 1 --mtp
 expect "--mtp-max-batch without --mtp" "--mtp-max-batch: only with serve --mtp" "$DSC" serve -m "$R1" --port 0 --mtp-max-batch 2
 expect "--mtp-max-batch 0" "--mtp-max-batch" "$DSC" serve -m "$R1" --port 0 --mtp --mtp-max-batch 0
+expect "--mtp-p-min without --mtp" "--mtp-p-min: only with --mtp" "$DSC" generate -m "$R1" --tokens "1 2" --mtp-p-min 0.5
+expect "bench --mtp --mtp-p-min" "--mtp-p-min: only with --mtp (run, chat, generate, serve)" "$DSC" bench -m "$R1" --mtp --mtp-p-min 0.5
+expect "--mtp-p-min 1.5" "--mtp-p-min" "$DSC" generate -m "$R1" --tokens "1 2" --mtp --mtp-p-min 1.5
+expect "--mtp-p-min nan" "--mtp-p-min" "$DSC" generate -m "$R1" --tokens "1 2" --mtp --mtp-p-min nan
 # a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
 expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \
     "$DSC" run -m "$R1" -p "hi" -n 4 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"

@@ -37,6 +37,16 @@ for m in v3-tiny v2lite-tiny v2-grouped-tiny v3-fp8-tiny; do
         b=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 40 --temp 0.9 --seed 5 --ids --mtp 2>/dev/null)
         if [ -n "$a" ] && [ "$a" = "$b" ]; then ok "$m generate --mtp sampled = plain sampled"
         else bad "$m generate --mtp sampled: '$b' want '$a'"; fi
+        # --mtp-p-min: the random module's guesses fall on both sides of 0.02 and
+        # all below 1; the ids do not change, only how many guesses are verified.
+        a=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 40 --temp 0 --ids 2>/dev/null)
+        for p in 0.02 1; do
+            b=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 40 --temp 0 --ids --mtp --mtp-p-min $p 2>"$tmp/err")
+            if [ "$p" = 1 ]; then drafted="0 of 0 taken"; else drafted="[0-9]* of [1-9][0-9]* taken"; fi
+            if [ -n "$a" ] && [ "$a" = "$b" ] && grep -q "MTP drafts: $drafted (.*); [1-9][0-9]* withheld (below --mtp-p-min)" "$tmp/err"
+            then ok "$m generate --mtp --mtp-p-min $p: the plain ids ($(tail -1 "$tmp/err"))"
+            else bad "$m generate --mtp --mtp-p-min $p: '$b' want '$a' $(cat "$tmp/err")"; fi
+        done
     else
         if "$DSC" generate -m "$root/model" --tokens "$toks" -n 4 --mtp >"$tmp/out" 2>"$tmp/err"; then
             bad "$m generate --mtp without an MTP layer succeeded"

@@ -3,7 +3,8 @@
 // exactly what the server without drafts answers: the same text, tokens,
 // logprobs, finish reasons and usage, alone and with slots busy together,
 // after a prompt restored from the block store, with penalties, stop
-// strings and several choices; /metrics counts the drafts.
+// strings and several choices; /metrics counts the drafts. --mtp-p-min
+// withholds the doubtful guesses and changes nothing else.
 //
 // usage: node mtp.mjs DSC_BINARY GOLDEN_DIR TMP_DIR   (one PASS/FAIL line per check)
 import assert from 'node:assert/strict';
@@ -105,8 +106,24 @@ async function main() {
     assert.equal(p.dsc_mtp_drafted_tokens_total, 0, 'no drafts without --mtp');
     return `${a} of ${d} random drafts taken`;
   });
-  await stopServer(plain);
   await stopServer(spec);
+
+  // --mtp-p-min 0.05: the random module's guesses fall on both sides of it.
+  const pmin = await startServer(env, ['--parallel', '4', '-c', '512', '--mtp', '--mtp-p-min', '0.05']);
+  await check('serve --mtp --mtp-p-min: the start line names the bound', async () => {
+    assert.match(pmin.log, /MTP drafts where at least 0\.05 likely/);
+  });
+  await check('serve --mtp --mtp-p-min 0.05: the answers without drafts; guesses verified and withheld', async () => {
+    for (const [name, q] of ASKS.slice(0, 2))
+      assert.equal(answer(await post(pmin, '/v1/completions', q)), want[name], name);
+    const m = await metrics(pmin), p = await metrics(plain);
+    const d = m.dsc_mtp_drafted_tokens_total, w = m.dsc_mtp_withheld_tokens_total;
+    assert.ok(d > 0 && w > 0, `${d} verified, ${w} withheld`);
+    assert.equal(p.dsc_mtp_withheld_tokens_total, 0, 'none withheld without --mtp');
+    return `${d} guesses verified, ${w} withheld`;
+  });
+  await stopServer(pmin);
+  await stopServer(plain);
 
   // Drafts that are taken: the bookkeeping of two tokens from one pass.
   const zenv = { ...env, model: zeroHeadsModel(env.model, path.join(env.tmp, 'zero-heads')) };
@@ -186,6 +203,20 @@ async function main() {
       return `${d} drafts`;
     });
   await stopServer(zone);
+  // The zero-heads module gives every token 1/V, below any bound: no guess is verified.
+  const zmin = await startServer(zenv, ['--parallel', '2', '-c', '64', '--mtp', '--mtp-p-min', '0.5']);
+  await check('serve --mtp --mtp-p-min 0.5, guesses of 1/V: the answer without drafts, every guess withheld', async () => {
+    const q = { prompt: 'Once', max_tokens: 8, temperature: 0, ignore_eos: true };
+    const w = await post(zplain, '/v1/completions', q), g = await post(zmin, '/v1/completions', q);
+    const m = await metrics(zmin);
+    assert.equal(answer(g), answer(w));
+    assert.equal(m.dsc_mtp_drafted_tokens_total, 0, 'guesses verified');
+    // 8 tokens: the first from the prompt's pass, then 7 steps, the last of
+    // which may yield only one (max_tokens), so no guess there: 6 guesses.
+    assert.equal(m.dsc_mtp_withheld_tokens_total, 6, 'a guess withheld at every step that may yield two');
+    return `${m.dsc_mtp_withheld_tokens_total} withheld`;
+  });
+  await stopServer(zmin);
   await checkServerLogs();
 }
 

@@ -1210,6 +1210,17 @@ static void test_spec(const char *golden, const char *model_name) {
         CHECK(dsc_seq_copy(sx, 0, 0, 2) == DSC_OK, "seq_copy onto itself");
         dsc_ctx_truncate(sx, 0);
         dsc_sampler_reset(smp);
+        dsc_ctx_params bad = cp;
+        dsc_ctx *nx = NULL;
+        const float pmins[] = {-0.1f, 1.5f, NAN, INFINITY};
+        for (int j = 0; j < 4; j++) {
+            bad.mtp_p_min = pmins[j];
+            CHECK(dsc_ctx_new(m, &bad, &nx) == DSC_ERR_ARG && !nx && strstr(dsc_last_error(), "mtp_p_min"),
+                  "mtp_p_min %g refused: %s", (double)pmins[j], dsc_last_error());
+        }
+        bad.mtp = 0, bad.mtp_p_min = 0.5f;
+        CHECK(dsc_ctx_new(m, &bad, &nx) == DSC_ERR_ARG && !nx, "mtp_p_min without mtp refused: %s", dsc_last_error());
+        CHECK(dsc_spec_withheld(ctx) == 0 && dsc_spec_withheld(NULL) == 0, "no guess withheld without MTP");
     }
     dsc_sampler_reset(smp);
     dsc_eval(sx, prompt, NP, NULL);
@@ -1290,6 +1301,31 @@ static void test_spec(const char *golden, const char *model_name) {
     CHECK(dsc_mtp_draft(sx, 0, toks[T - 1], &draft) == DSC_OK && max_rel(sx->mtp_logits, probe, V) < 1e-4,
           "%s: the module's cache made in one prefill-form pass = step by step (%g)", model_name,
           max_rel(sx->mtp_logits, probe, V));
+    { /* mtp_p_min: the guess is withheld (-1) exactly where the module's
+       * softmax gives its argmax less; a guess's row is made again each call. */
+        const int32_t a = dsc_argmax(sx->mtp_logits, V);
+        double z = 0;
+        for (int32_t v = 0; v < V; v++) z += exp((double)sx->mtp_logits[v] - sx->mtp_logits[a]);
+        const double p = 1 / z;
+        const int64_t w0 = dsc_spec_withheld(sx);
+        int32_t below = -2, above = -2, o[2], no = 0;
+        sx->mtp_p_min = (float)(p * (1 - 1e-4));
+        dsc_mtp_draft(sx, 0, toks[T - 1], &below);
+        const int64_t w1 = dsc_spec_withheld(sx);
+        sx->mtp_p_min = (float)(p * (1 + 1e-4));
+        dsc_mtp_draft(sx, 0, toks[T - 1], &above);
+        CHECK(p < 1 && below == a && w1 == w0 && above == -1 && dsc_spec_withheld(sx) == w0 + 1,
+              "%s: a guess of p %.4f made at mtp_p_min just below (%d, argmax %d), withheld just above (%d; %lld, %lld, "
+              "%lld withheld)", model_name, p, below, a, above, (long long)w0, (long long)w1,
+              (long long)dsc_spec_withheld(sx));
+        /* A step with its guess withheld verifies one row: one token, the cache one longer. */
+        const int32_t pos = dsc_seq_pos(sx, 0);
+        dsc_sampler_reset(smp);
+        CHECK(dsc_spec_step(sx, 0, smp, toks[T - 1], 2, o, &no) == DSC_OK && no == 1 && dsc_seq_pos(sx, 0) == pos + 1,
+              "%s: a step without a guess yields one token (%d, position %d of %d)", model_name, no,
+              dsc_seq_pos(sx, 0), pos + 1);
+        sx->mtp_p_min = 0;
+    }
     /* Truncating back re-makes the module's row at the cut. */
     dsc_ctx_truncate(sx, 4);
     dsc_eval(sx, toks + 4, T - 5, NULL);
