@@ -80,6 +80,9 @@ int cli_parse_double(const char *s, const char *flag, double lo, double hi, doub
  * a context of at least need_ctx tokens. On failure returns 1 with the message printed; the
  * session is safe to close either way. */
 int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_ids, cli_session *s);
+/* A context's parameters from the options (-b, -t, --isa, --kv-type, --mtp,
+ * --mtp-p-min) for n_ctx tokens. */
+dsc_ctx_params cli_ctx_params(const cli_opts *o, int n_ctx);
 void cli_session_close(cli_session *s);
 
 /* Prints the latent cache size, threads and kernels (stderr), once the
@@ -115,6 +118,7 @@ int cmd_init(const cli_opts *o);
 int cmd_bench(const cli_opts *o);
 int cmd_quantize(const cli_opts *o);
 int cmd_kld(const cli_opts *o);
+int cmd_perplexity(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
 int cmd_detokenize(const cli_opts *o);
 int cmd_run(const cli_opts *o);

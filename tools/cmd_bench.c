@@ -421,14 +421,9 @@ int cmd_bench(const cli_opts *o) {
     dsc_ctx *ctx[CLI_MAX_THREAD_LIST] = {s.ctx}; /* one per thread count, on the same weights */
     int rc = 0, dirty[CLI_MAX_THREAD_LIST] = {0};
     for (int k = 1; k < K && !rc; k++) {
-        dsc_ctx_params cp = dsc_ctx_default_params();
-        cp.n_ctx = dsc_ctx_n_ctx(s.ctx);
-        cp.n_batch = oo.n_batch;
+        dsc_ctx_params cp = cli_ctx_params(&oo, dsc_ctx_n_ctx(s.ctx));
         cp.n_threads = o->threads_list[k];
-        cp.isa = o->isa;
-        cp.kv_type = (dsc_kv_type)o->kv_type;
         cp.n_seq = o->parallel;
-        cp.mtp = o->mtp;
         if (dsc_ctx_new(s.model, &cp, &ctx[k])) rc = cli_die_status();
     }
     bench_env e = {.o = o, .i = &s.info, .R = R, .B = B, .K = K, .V = s.info.vocab_size, .n_cfg = K * per_t,

@@ -1,10 +1,11 @@
 /*
- * cmd_quantize.c — `dsc quantize` (a checkpoint to Q8 / Q4 blocks) and
- * `dsc kld` (how far a quantised model's next-token distributions are from
- * the original's).
+ * cmd_quantize.c — `dsc quantize` (a checkpoint to Q8 / Q4 blocks), `dsc
+ * kld` (how far a quantised model's next-token distributions are from the
+ * original's) and `dsc perplexity` (a model's perplexity on a text).
  *
  *   dsc quantize -m IN_DIR -o OUT_DIR --type q8|q4|copy
  *   dsc kld -m A -m B [-n N] [-c CTX] [-t T] [-f FILE] [--seed S] [--json]
+ *   dsc perplexity -m DIR -f FILE [-c CTX] [-n N] [-t T] [--kv-type T] [--json]
  *
  * kld evaluates one token sequence through both models, in windows of CTX
  * tokens (default 512, or max_position_embeddings if fewer) that each start from an empty cache, and compares the
@@ -13,7 +14,17 @@
  * two argmaxes agree. The tokens are FILE's text through A's tokenizer.json
  * (or --tokenizer), else N pseudo-random ids (splitmix64 of the seed) below
  * the vocabulary. Both latent caches are F32 (the library default, exact),
- * so the figures measure the weights alone.
+ * so the figures measure the weights alone. It also gives each model's
+ * perplexity on the positions whose next token is in the sequence.
+ *
+ * perplexity scores a text as llama.cpp's llama-perplexity does, so that
+ * the figures compare: the text's ids (no BOS added) in whole chunks of CTX
+ * (default 512), each from an empty cache with its first id replaced by
+ * BOS where the model has one, and only the second half of each chunk
+ * scored (positions CTX/2 .. CTX-2 predicting the next id), each token
+ * seen with at least CTX/2 of context. PPL = exp(mean NLL), +/- its
+ * standard error from the NLLs' variance. The cache is F32 unless
+ * --kv-type says otherwise (so the cost of a BF16 or Q8 cache shows).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -178,13 +189,13 @@ static int file_tokens(const cli_opts *o, int n, int32_t **ids, int *n_ids) {
     size_t need = 0;
     int rc = cli_tokenizer_open(o, &tok, path, sizeof path);
     if (!rc && dsc_tokenize(tok, text, len, 0, NULL, 0, &need) && need == 0)
-        rc = cli_die("kld: %s: %s", o->file, dsc_last_error()); /* the message names "text" */
+        rc = cli_die("%s: %s: %s", o->cmd, o->file, dsc_last_error()); /* the message names "text" */
     int32_t *all = rc ? NULL : malloc(sizeof *all * (need ? need : 1));
     if (!rc && !all) rc = cli_die("out of memory for %zu ids", need);
     if (!rc && dsc_tokenize(tok, text, len, 0, all, need, &need)) rc = cli_die_status();
     free(text);
     dsc_tokenizer_free(tok);
-    if (!rc && need < 2) rc = cli_die("kld: %s gives %zu tokens, at least 2 are needed", o->file, need);
+    if (!rc && need < 2) rc = cli_die("%s: %s gives %zu tokens, at least 2 are needed", o->cmd, o->file, need);
     if (rc) {
         free(all);
         return rc;
@@ -199,7 +210,8 @@ static int make_tokens(const cli_opts *o, int n, int32_t vocab, int32_t **ids, i
         int rc = file_tokens(o, n, ids, n_ids);
         for (int i = 0; i < *n_ids && !rc; i++)
             if ((*ids)[i] >= vocab)
-                rc = cli_die("kld: token %d of %s is id %d, beyond the vocabulary (%d)", i, o->file, (*ids)[i], vocab);
+                rc = cli_die("%s: token %d of %s is id %d, beyond the vocabulary (%d)", o->cmd, i, o->file, (*ids)[i],
+                             vocab);
         return rc;
     }
     if (!(*ids = malloc(sizeof **ids * (size_t)n))) return cli_die("out of memory for %d ids", n);
@@ -209,14 +221,21 @@ static int make_tokens(const cli_opts *o, int n, int32_t vocab, int32_t **ids, i
     return 0;
 }
 
-/* KL(softmax(a) || softmax(b)) in double; NAN if a logit is not finite. */
-static double kl_row(const float *a, const float *b, int v) {
-    double ma = a[0], mb = b[0];
-    for (int i = 1; i < v; i++) ma = a[i] > ma ? a[i] : ma, mb = b[i] > mb ? b[i] : mb;
-    if (!isfinite(ma) || !isfinite(mb)) return NAN;
-    double sa = 0, sb = 0;
-    for (int i = 0; i < v; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
-    const double la = ma + log(sa), lb = mb + log(sb);
+/* log(sum_i exp(x_i)) in double; NAN if a logit is not finite. */
+static double log_sum_exp(const float *x, int v) {
+    double mx = x[0], s = 0;
+    for (int i = 1; i < v; i++) mx = x[i] > mx ? x[i] : mx;
+    if (!isfinite(mx)) return NAN;
+    for (int i = 0; i < v; i++) s += exp(x[i] - mx);
+    return mx + log(s);
+}
+
+/* KL(softmax(a) || softmax(b)) in double; NAN if a logit is not finite.
+ * With next >= 0, nll gets -log softmax(a)[next] and -log softmax(b)[next]. */
+static double kl_row(const float *a, const float *b, int v, int32_t next, double nll[2]) {
+    const double la = log_sum_exp(a, v), lb = log_sum_exp(b, v);
+    if (isnan(la) || isnan(lb)) return NAN;
+    if (next >= 0) nll[0] = la - a[next], nll[1] = lb - b[next];
     double kl = 0;
     for (int i = 0; i < v; i++) {
         double pa = a[i] - la;
@@ -235,7 +254,9 @@ typedef struct {
     dsc_ctx *c[2];
     float *logits[2];  /* [KLD_STEP, vocab] */
     int32_t *ids;
+    int n;             /* ids */
     double *kl;        /* per position */
+    double nll[2];     /* each model's summed -log p(next id), positions with a next id */
 } kld_state;
 
 static void kld_free(kld_state *s) {
@@ -260,11 +281,8 @@ static int kld_open(const cli_opts *o, int *n_ctx, kld_state *s, dsc_model_info 
         *n_ctx = 512 < mp0 ? 512 : mp0;
         if (mp1 < *n_ctx) *n_ctx = mp1;
     }
-    dsc_ctx_params cp = dsc_ctx_default_params();
-    cp.n_ctx = *n_ctx;
-    cp.n_batch = o->n_batch;
-    cp.n_threads = o->n_threads;
-    cp.isa = o->isa;
+    dsc_ctx_params cp = cli_ctx_params(o, *n_ctx);
+    cp.kv_type = DSC_KV_F32; /* exact: the weights alone make the difference */
     for (int i = 0; i < 2; i++) {
         if (dsc_ctx_new(s->m[i], &cp, &s->c[i])) return cli_die_status();
         s->logits[i] = malloc(sizeof(float) * KLD_STEP * (size_t)info[0].vocab_size);
@@ -279,14 +297,18 @@ static int kld_step(kld_state *s, int pos, int m, int v, int *agree) {
         if (dsc_eval(s->c[i], s->ids + pos, m, s->logits[i])) return cli_die_status();
     for (int k = 0; k < m; k++) {
         const float *a = s->logits[0] + (size_t)k * v, *b = s->logits[1] + (size_t)k * v;
-        s->kl[pos + k] = kl_row(a, b, v);
+        double nll[2] = {0, 0};
+        s->kl[pos + k] = kl_row(a, b, v, pos + k + 1 < s->n ? s->ids[pos + k + 1] : -1, nll);
         if (isnan(s->kl[pos + k])) return cli_die("kld: non-finite logits at position %d", pos + k);
+        s->nll[0] += nll[0], s->nll[1] += nll[1];
         *agree += dsc_argmax(a, v) == dsc_argmax(b, v);
     }
     return 0;
 }
 
-static void kld_report(const cli_opts *o, const double *kl, int n, int agree, int n_ctx) {
+static void kld_report(const cli_opts *o, const kld_state *s, int agree, int n_ctx) {
+    const double *kl = s->kl;
+    const int n = s->n;
     double sum = 0, mx = 0;
     for (int i = 0; i < n; i++) sum += kl[i], mx = kl[i] > mx ? kl[i] : mx;
     double *sorted = malloc(sizeof *sorted * (size_t)n);
@@ -299,13 +321,21 @@ static void kld_report(const cli_opts *o, const double *kl, int n, int agree, in
         free(sorted);
     }
     const double mean = sum / n, top1 = 100.0 * agree / n;
+    /* Perplexities over the n - 1 positions whose next id is in the sequence. */
+    const double ppl_a = n > 1 ? exp(s->nll[0] / (n - 1)) : NAN, ppl_b = n > 1 ? exp(s->nll[1] / (n - 1)) : NAN;
     if (o->json)
         printf("{\"mean_kld\": %.6g, \"max_kld\": %.6g, \"p99_kld\": %.6g, \"top1_agreement\": %.4f, "
-               "\"positions\": %d, \"ctx\": %d, \"tokens\": \"%s\"}\n",
-               mean, mx, p99, top1 / 100, n, n_ctx, o->file ? "file" : "random");
-    else
+               "\"positions\": %d, \"ctx\": %d, \"tokens\": \"%s\", \"ppl_a\": %.9g, \"ppl_b\": %.9g, "
+               "\"ppl_positions\": %d}\n",
+               mean, mx, p99, top1 / 100, n, n_ctx, o->file ? "file" : "random", n > 1 ? ppl_a : 0,
+               n > 1 ? ppl_b : 0, n - 1);
+    else {
         printf("mean KLD %.3g (max %.3g, p99 %.3g), top-1 agreement %.1f%% over %d positions\n", mean, mx, p99, top1,
                n);
+        if (n > 1)
+            printf("perplexity over the %d positions with a next token: A %.4f, B %.4f (B/A %.5f)\n", n - 1, ppl_a,
+                   ppl_b, ppl_b / ppl_a);
+    }
 }
 
 int cmd_kld(const cli_opts *o) {
@@ -318,6 +348,7 @@ int cmd_kld(const cli_opts *o) {
     int rc = kld_open(o, &n_ctx, &s, info);
     const int v = rc ? 0 : info[0].vocab_size;
     if (!rc) rc = make_tokens(o, o->n_gen, v, &s.ids, &n);
+    s.n = n;
     if (!rc && !(s.kl = malloc(sizeof *s.kl * (size_t)n))) rc = cli_die("out of memory");
     const double t0 = now_s();
     for (int pos = 0; pos < n && !rc;) { /* each window from an empty cache */
@@ -329,12 +360,99 @@ int cmd_kld(const cli_opts *o) {
         pos += w;
     }
     if (!rc) {
-        kld_report(o, s.kl, n, agree, n_ctx);
+        kld_report(o, &s, agree, n_ctx);
         double secs = now_s() - t0;
         fprintf(stderr,
                 "dsc: kld: %s vs %s: %d positions (%s tokens) in windows of %d, %.1f s (%.1f tokens/s per model)\n",
                 o->model, o->model2, n, o->file ? "file" : "random", n_ctx, secs, secs > 0 ? 2 * n / secs : 0.0);
     }
     kld_free(&s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* perplexity                                                                */
+
+int cmd_perplexity(const cli_opts *o) {
+    if (!o->file) return cli_die("perplexity: give the text to score (-f FILE)");
+    if (o->n_gen < 1) return cli_die("perplexity: -n must be at least 1");
+    dsc_model *m = NULL;
+    dsc_ctx *ctx = NULL;
+    dsc_model_info info;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    int n = 0, rc = 0;
+    dsc_model_params mp = dsc_model_default_params();
+    mp.verbose = o->verbose;
+    mp.mlock = o->mlock;
+    if (dsc_model_load(o->model, &mp, &m)) return cli_die_status();
+    dsc_model_get_info(m, &info);
+    const int max_pos = info.max_position_embeddings;
+    const int chunk = o->n_ctx ? o->n_ctx : (512 < max_pos ? 512 : max_pos);
+    const int first = chunk / 2, v = info.vocab_size;
+    if (chunk < 4) rc = cli_die("perplexity: a chunk of %d tokens is too short to score (-c 4 or more)", chunk);
+    else if (chunk > max_pos)
+        rc = cli_die("perplexity: a chunk of %d tokens is more than the model's max_position_embeddings (%d)", chunk,
+                     max_pos);
+    if (!rc) rc = make_tokens(o, o->n_gen, v, &ids, &n);
+    const int n_chunks = n / (chunk > 0 ? chunk : 1);
+    if (!rc && n_chunks < 1)
+        rc = cli_die("perplexity: %s gives %d tokens, fewer than one chunk of %d (use a smaller -c or a longer text)",
+                     o->file, n, chunk);
+    const dsc_ctx_params cp = cli_ctx_params(o, chunk);
+    if (!rc && dsc_ctx_new(m, &cp, &ctx)) rc = cli_die_status();
+    if (!rc && !(logits = malloc(sizeof(float) * KLD_STEP * (size_t)v)))
+        rc = cli_die("out of memory for %d x %d logits", KLD_STEP, v);
+    double sum = 0, sum2 = 0; /* the NLLs and their squares */
+    long long count = 0;
+    const double t0 = now_s();
+    for (int c = 0; c < n_chunks && !rc; c++) {
+        int32_t *t = ids + (size_t)c * chunk;
+        const int32_t keep = t[0];
+        if (info.bos_token_id >= 0) t[0] = info.bos_token_id; /* as llama-perplexity: each chunk starts a text */
+        if (dsc_ctx_truncate(ctx, 0)) rc = cli_die_status();
+        for (int p = 0; p < chunk && !rc; p += KLD_STEP) {
+            const int mm = chunk - p < KLD_STEP ? chunk - p : KLD_STEP;
+            if (dsc_eval(ctx, t + p, mm, logits)) {
+                rc = cli_die_status();
+                break;
+            }
+            for (int k = 0; k < mm; k++) { /* position p + k predicts id p + k + 1 */
+                const int j = p + k;
+                if (j < first || j + 1 >= chunk) continue;
+                const float *row = logits + (size_t)k * v;
+                const double lse = log_sum_exp(row, v);
+                if (isnan(lse)) {
+                    rc = cli_die("perplexity: non-finite logits in chunk %d at position %d", c + 1, j);
+                    break;
+                }
+                const double nll = lse - row[t[j + 1]];
+                sum += nll, sum2 += nll * nll, count++;
+            }
+        }
+        t[0] = keep;
+        if (!rc && !o->json)
+            fprintf(stderr, "[%d]%.4f%s", c + 1, exp(sum / (double)count), c + 1 < n_chunks ? "," : "\n");
+    }
+    if (!rc) {
+        const double mean = sum / (double)count, ppl = exp(mean);
+        double var = sum2 / (double)count - mean * mean, err = 0;
+        if (var > 0 && count > 1) err = ppl * sqrt(var / (double)(count - 1));
+        const double secs = now_s() - t0;
+        if (o->json)
+            printf("{\"perplexity\": %.6f, \"perplexity_err\": %.6f, \"mean_nll\": %.8f, \"tokens_scored\": %lld, "
+                   "\"chunks\": %d, \"ctx\": %d, \"file_tokens\": %d, \"kv_type\": \"%s\"}\n",
+                   ppl, err, mean, count, n_chunks, chunk, n, dsc_kv_type_name((dsc_kv_type)o->kv_type));
+        else
+            printf("perplexity %.4f +/- %.4f over %lld tokens (%d chunks of %d, the second half of each scored)\n", ppl,
+                   err, count, n_chunks, chunk);
+        fprintf(stderr, "dsc: perplexity: %s on %s: %d of its %d tokens evaluated, %s cache, %.1f s (%.1f tokens/s)\n",
+                o->model, o->file, n_chunks * chunk, n, dsc_kv_type_name((dsc_kv_type)o->kv_type), secs,
+                secs > 0 ? n_chunks * chunk / secs : 0.0);
+    }
+    free(logits);
+    free(ids);
+    dsc_ctx_free(ctx);
+    dsc_model_free(m);
     return rc;
 }

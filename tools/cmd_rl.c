@@ -282,11 +282,8 @@ int cmd_run_vote(const cli_opts *o) {
         if (!rc && (int32_t)n_ids >= cp.n_ctx)
             rc = cli_die("the conversation (%zu tokens) does not fit the context of %d%s", n_ids, cp.n_ctx,
                          o->n_ctx ? " (-c)" : ", the model's max_position_embeddings");
+        cp = cli_ctx_params(o, cp.n_ctx);
         cp.n_seq = K;
-        cp.n_batch = o->n_batch;
-        cp.n_threads = o->n_threads;
-        cp.isa = o->isa;
-        cp.kv_type = o->kv_type;
         if (!rc && dsc_ctx_new(m, &cp, &ctx)) rc = cli_die_status();
     }
     rl_completion *c = calloc((size_t)K, sizeof *c);

@@ -41,6 +41,7 @@ static const char *usage_text =
     "  train-tokenizer  learn a byte-level BPE tokenizer.json from text files (--help)\n"
     "  quantize    write a Q8 or Q4 copy of a checkpoint (-m DIR -o DIR --type q8|q4|copy)\n"
     "  kld         mean KL divergence of next-token distributions of two models (-m A -m B)\n"
+    "  perplexity  a model's perplexity on a text, scored as llama-perplexity does (-f FILE)\n"
     "  tasks       generate verifiable problems or worked solutions (dsc tasks --help)\n"
     "  sft         supervised fine-tuning on chat examples, loss on the answers (--help)\n"
     "  grpo        reinforcement learning with verifiable rewards (GRPO; --help)\n"
@@ -110,10 +111,14 @@ static const char *usage_text =
     "quantize / kld:\n"
     "  --type q8|q4|copy      q8: every projection and the output head Q8; q4: routed experts Q4, the rest Q8;\n"
     "                         copy: every tensor as it is, the data 64-byte aligned\n"
-    "  -n N                   (kld) positions compared (default 2048)\n"
-    "  -c N                   (kld) window of positions per evaluation (default 512, at most max_position_embeddings)\n"
-    "  -f FILE                (kld) text to evaluate instead of pseudo-random ids (needs a tokenizer)\n"
-    "  --json                 (kld) one JSON object\n"
+    "  -n N                   (kld) positions compared (default 2048); (perplexity) at most N tokens of\n"
+    "                         the text (default: all of it)\n"
+    "  -c N                   (kld) window of positions per evaluation; (perplexity) chunk length, the\n"
+    "                         second half of each scored (default 512, at most max_position_embeddings)\n"
+    "  -f FILE                (kld) text to evaluate instead of pseudo-random ids; (perplexity) the\n"
+    "                         text to score (needs a tokenizer)\n"
+    "  --kv-type T            (perplexity) latent cache type (default f32, exact)\n"
+    "  --json                 (kld, perplexity) one JSON object\n"
     "\n"
     "init:\n"
     "  -c, --config FILE      config.json to instantiate\n"
@@ -281,9 +286,11 @@ static int free_text(const char *opt) { return !strcmp(opt, "-p") || !strcmp(opt
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     int run_like = !strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat");
     o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : !strcmp(o->cmd, "kld") ? 2048 : 16;
+    if (!strcmp(o->cmd, "perplexity")) o->n_gen = 1 << 30; /* the whole text */
     o->n_prompt = 512;
     /* The reference tools keep the cache exact; the others halve it. */
-    o->kv_type = !strcmp(o->cmd, "logits") || !strcmp(o->cmd, "generate") ? DSC_KV_F32 : DSC_KV_BF16;
+    o->kv_type = !strcmp(o->cmd, "logits") || !strcmp(o->cmd, "generate") || !strcmp(o->cmd, "perplexity") ? DSC_KV_F32
+                                                                                                         : DSC_KV_BF16;
     o->n_reps = 5;
     o->n_batch = 512;
     o->think = -1;
@@ -435,6 +442,18 @@ static int check_ids(const int32_t *ids, int n, const dsc_model_info *info) {
     return 0;
 }
 
+dsc_ctx_params cli_ctx_params(const cli_opts *o, int n_ctx) {
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = o->n_batch;
+    cp.n_threads = o->n_threads;
+    cp.isa = o->isa;
+    cp.kv_type = (dsc_kv_type)o->kv_type;
+    cp.mtp = o->mtp;
+    cp.mtp_p_min = o->mtp_p_min;
+    return cp;
+}
+
 int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_ids, cli_session *s) {
     *s = (cli_session){0};
     dsc_model_params mp = dsc_model_default_params();
@@ -447,15 +466,8 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
     if (n_ctx == 0) n_ctx = s->info.max_position_embeddings < 4096 ? s->info.max_position_embeddings : 4096;
     if (need_ctx > n_ctx)
         return die("prompt and generation need %d tokens, more than the context of %d (use -c)", need_ctx, n_ctx);
-    dsc_ctx_params cp = dsc_ctx_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = o->n_batch;
-    cp.n_threads = o->n_threads;
-    cp.isa = o->isa;
-    cp.kv_type = (dsc_kv_type)o->kv_type;
+    dsc_ctx_params cp = cli_ctx_params(o, n_ctx);
     if (!strcmp(o->cmd, "bench")) cp.n_seq = o->parallel; /* batched decode test */
-    cp.mtp = o->mtp;
-    cp.mtp_p_min = o->mtp_p_min;
     if (dsc_ctx_new(s->model, &cp, &s->ctx)) return die_status();
     return 0;
 }
@@ -605,7 +617,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(const cli_opts *);
     } cmds[] = {{"logits", cmd_logits}, {"generate", cmd_generate}, {"info", cmd_info},
-                {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}, {"serve", cmd_serve},
+                {"init", cmd_init}, {"bench", cmd_bench}, {"quantize", cmd_quantize}, {"kld", cmd_kld}, {"perplexity", cmd_perplexity}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize}, {"run", cmd_run}, {"chat", cmd_chat}, {"serve", cmd_serve},
                 {"grad", cmd_grad}, {"train", cmd_train}, {"train-tokenizer", cmd_train_tokenizer},
                 {"tasks", cmd_tasks}, {"plot", cmd_plot}, {"sft", cmd_sft}, {"grpo", cmd_grpo}, {"eval", cmd_eval}};
     static const char *const own_options[] = {"train", "train-tokenizer", "tasks", "plot", "sft", "grpo", "eval"};

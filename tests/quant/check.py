@@ -19,7 +19,18 @@ exit 1 and the reason otherwise)
   kld MODEL Q8 Q4       `dsc kld --json` outputs of MODEL against its q8 and q4
                         copies: mean KLD of q8 < 1e-2 (v3-tiny) or 2e-2 (others),
                         2 x q8 < q4 < 0.5
+  ppl JSON IDS CTX LOGITS...
+                        `dsc perplexity --json` output against the NLLs computed
+                        here from `dsc logits` of each chunk (IDS: the text's ids,
+                        one line; chunk c's first id replaced by BOS): the second
+                        half of each chunk (positions CTX/2 .. CTX-2 predicting the
+                        next id) scored; perplexity to 1e-5, its error to 1e-3
+  kldppl JSON KEY IDS LOGITS...
+                        `dsc kld --json`'s perplexity KEY (ppl_a / ppl_b) against
+                        the NLLs of every position with a next id, from the
+                        logits of each window (windows in order over IDS)
 """
+import math
 import json
 import os
 import struct
@@ -154,11 +165,71 @@ def cmd_kld(model, q8_json, q4_json):
     print(fig)
 
 
+def read_logits(path):
+    """The F32 tensor 'logits' [T, V] of `dsc logits -o` as T rows."""
+    n, hdr = read_header(path)
+    t = hdr["logits"]
+    if t["dtype"] != "F32" or len(t["shape"]) != 2:
+        fail("%s: logits %s %s, want F32 [T, V]" % (path, t["dtype"], t["shape"]))
+    rows, v = t["shape"]
+    a, _ = t["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(8 + n + a)
+        flat = struct.unpack("<%df" % (rows * v), f.read(4 * rows * v))
+    return [flat[r * v:(r + 1) * v] for r in range(rows)]
+
+
+def nll(row, target):
+    m = max(row)
+    return m + math.log(sum(math.exp(x - m) for x in row)) - row[target]
+
+
+def close(got, want, rel, what):
+    if not abs(got - want) <= rel * abs(want):
+        fail("%s %.9g, computed here %.9g (relative difference %.3g > %g)" % (what, got, want,
+                                                                            abs(got - want) / abs(want), rel))
+
+
+def cmd_ppl(out_json, ids_file, ctx, *logits):
+    j, ids, ctx = json.load(open(out_json)), [int(x) for x in open(ids_file).read().split()], int(ctx)
+    nlls = []
+    for c, path in enumerate(logits):
+        rows, chunk = read_logits(path), ids[c * ctx:(c + 1) * ctx]
+        if len(rows) != ctx:
+            fail("%s: %d rows, want %d" % (path, len(rows), ctx))
+        nlls += [nll(rows[p], chunk[p + 1]) for p in range(ctx // 2, ctx - 1)]
+    n = len(nlls)
+    mean = sum(nlls) / n
+    var = sum(x * x for x in nlls) / n - mean * mean
+    ppl = math.exp(mean)
+    err = ppl * math.sqrt(var / (n - 1))
+    if j["tokens_scored"] != n or j["chunks"] != len(logits) or j["ctx"] != ctx:
+        fail("scored %d tokens in %d chunks of %d, want %d in %d of %d" % (j["tokens_scored"], j["chunks"], j["ctx"],
+                                                                         n, len(logits), ctx))
+    close(j["perplexity"], ppl, 1e-5, "perplexity")
+    close(j["perplexity_err"], err, 1e-3, "its error")
+    print("perplexity %.6f +/- %.6f over %d tokens in %d chunks = computed here %.6f +/- %.6f" % (
+        j["perplexity"], j["perplexity_err"], n, len(logits), ppl, err))
+
+
+def cmd_kldppl(out_json, key, ids_file, *logits):
+    j, ids = json.load(open(out_json)), [int(x) for x in open(ids_file).read().split()]
+    rows = [r for path in logits for r in read_logits(path)]
+    if len(rows) != len(ids):
+        fail("%d rows of logits for %d ids" % (len(rows), len(ids)))
+    nlls = [nll(rows[p], ids[p + 1]) for p in range(len(ids) - 1)]
+    ppl = math.exp(sum(nlls) / len(nlls))
+    if j["ppl_positions"] != len(nlls):
+        fail("ppl_positions %d, want %d" % (j["ppl_positions"], len(nlls)))
+    close(j[key], ppl, 1e-5, key)
+    print("%s %.6f over %d positions = computed here %.6f" % (key, j[key], len(nlls), ppl))
+
+
 if __name__ == "__main__":
-    cmds = {"header": cmd_header, "copy": cmd_copy, "kld": cmd_kld}
+    cmds = {"header": cmd_header, "copy": cmd_copy, "kld": cmd_kld, "ppl": cmd_ppl, "kldppl": cmd_kldppl}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         fail(__doc__)
     try:
         cmds[sys.argv[1]](*sys.argv[2:])
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as ex:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, ZeroDivisionError) as ex:
         fail("%s: %s" % (type(ex).__name__, ex))

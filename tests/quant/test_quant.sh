@@ -1,5 +1,5 @@
 #!/bin/sh
-# `dsc quantize` and `dsc kld` on the golden models.
+# `dsc quantize`, `dsc kld` and `dsc perplexity` on the golden models.
 #
 # usage: test_quant.sh DSC GOLDEN_DIR
 #
@@ -24,7 +24,9 @@
 # routed_scaling 16), v3-tiny 2.7e-3 .. 4.4e-3 over seeds 0-4; q4 is 17-140x
 # q8, at most 0.15. Asserted: q8 < 1e-2 on v3-tiny and < 2e-2 elsewhere,
 # 2 x q8 < q4 < 0.5.
-# Also: self-KLD is 0; kld over a text file (the tiny test tokenizer); a
+# Also: self-KLD is 0; kld over a text file (the tiny test tokenizer) and its
+# perplexities against the logits of each window; dsc perplexity against
+# the NLLs computed from `dsc logits` of each chunk (check.py ppl); a
 # sharded input gives the same shards and index, and the same logits as the
 # single file; bad input exits 1 with one line and leaves no output behind.
 set -u
@@ -112,7 +114,8 @@ done
 V3=$GOLDEN/models/v3-tiny/model
 out=$("$DSC" kld -m "$V3" -m "$V3" -n 200 -c 64 2>/dev/null)
 case $out in
-"mean KLD 0 (max 0, p99 0), top-1 agreement 100.0% over 200 positions") ok "self-KLD is 0 ($out)" ;;
+"mean KLD 0 (max 0, p99 0), top-1 agreement 100.0% over 200 positions
+perplexity over the 199 positions with a next token: A "*", B "*" (B/A 1.00000)") ok "self-KLD is 0 ($(echo $out))" ;;
 *) bad "self-KLD: '$out'" ;;
 esac
 
@@ -120,10 +123,70 @@ TOK=$HERE/../data/tiny-tokenizer/tokenizer.json
 if [ -d "$tmp/v3-tiny-q8" ] && [ -f "$TOK" ]; then
     out=$("$DSC" kld -m "$V3" -m "$tmp/v3-tiny-q8" -f "$0" --tokenizer "$TOK" -n 200 -c 64 2>"$tmp/err")
     case $out in
-    "mean KLD "*" over 200 positions") ok "kld over a text file ($out)" ;;
+    "mean KLD "*" over 200 positions
+perplexity over the 199 positions with a next token: A "*", B "*" (B/A "*")") ok "kld over a text file ($(echo $out))" ;;
     *) bad "kld over a text file: '$out' $(tr '\n' ' ' <"$tmp/err")" ;;
     esac
 fi
+
+# ------------------------------------------- perplexities against dsc logits
+# ids WORDS FROM COUNT: COUNT ids of the text from id FROM (1-based), one line.
+ids() { tr -s ' \n' '\n\n' <"$tmp/ids.all" | sed -n "$1,$(($1 + $2 - 1))p" | tr '\n' ' '; }
+if [ -d "$tmp/v3-tiny-q8" ] && [ -f "$TOK" ] && "$DSC" tokenize -f "$0" --tokenizer "$TOK" >"$tmp/ids.all" 2>"$tmp/err"; then
+    # kld: windows of 64 from an empty cache over 200 ids, every position with a next id
+    ids 1 200 >"$tmp/ids200"
+    okk=1
+    for m in a b; do
+        dir=$V3
+        [ $m = b ] && dir=$tmp/v3-tiny-q8
+        files=""
+        for w in 0 1 2 3; do
+            n=64
+            [ $w = 3 ] && n=8
+            "$DSC" logits -m "$dir" --tokens "$(ids $((w * 64 + 1)) $n)" -o "$tmp/kw$m$w.st" 2>>"$tmp/err" || okk=0
+            files="$files $tmp/kw$m$w.st"
+        done
+        eval "files_$m=\$files"
+    done
+    if [ $okk = 1 ] && "$DSC" kld -m "$V3" -m "$tmp/v3-tiny-q8" -f "$0" --tokenizer "$TOK" -n 200 -c 64 --json \
+        >"$tmp/kld.json" 2>>"$tmp/err"; then
+        check "kld --json: ppl_a = the NLLs of A's logits, window by window" $CHECK kldppl "$tmp/kld.json" ppl_a \
+            "$tmp/ids200" $files_a
+        check "kld --json: ppl_b = the NLLs of B's logits" $CHECK kldppl "$tmp/kld.json" ppl_b "$tmp/ids200" $files_b
+    else bad "kld perplexities: $(tr '\n' ' ' <"$tmp/err")"; fi
+    # perplexity: 4 chunks of 64, each with BOS first, the second halves scored
+    bos=$(sed -n 's/.*"bos_token_id": *\([0-9]*\).*/\1/p' "$V3/config.json")
+    ids 1 256 >"$tmp/ids256"
+    files=""
+    for c in 0 1 2 3; do
+        "$DSC" logits -m "$V3" --tokens "$bos $(ids $((c * 64 + 2)) 63)" -o "$tmp/pc$c.st" 2>>"$tmp/err"
+        files="$files $tmp/pc$c.st"
+    done
+    if "$DSC" perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 64 -n 256 --json >"$tmp/ppl.json" 2>>"$tmp/err"; then
+        check "perplexity = the NLLs of dsc logits of each chunk" $CHECK ppl "$tmp/ppl.json" "$tmp/ids256" 64 $files
+    else bad "perplexity: $(tr '\n' ' ' <"$tmp/err")"; fi
+    # the text form; --kv-type is used (a BF16 cache moves the figure, a little)
+    out=$("$DSC" perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 64 -n 300 2>"$tmp/err")
+    pf=$(sed -n 's/.*"perplexity": \([0-9.]*\),.*/\1/p' "$tmp/ppl.json")
+    pt=$(echo "$out" | sed -n 's/^perplexity \([0-9.]*\) +\/- .*/\1/p')
+    case $out in
+    "perplexity "*" +/- "*" over 124 tokens (4 chunks of 64, the second half of each scored)")
+        if awk -v a="$pt" -v b="$pf" 'BEGIN { d = a - b; exit !(a != "" && d < 6e-5 && d > -6e-5) }'; then
+            ok "perplexity, text: the JSON's figure, whole chunks only ($out)"
+        else bad "perplexity, text: $pt, JSON $pf"; fi ;;
+    *) bad "perplexity, text: '$out' (JSON $pf) $(tr '\n' ' ' <"$tmp/err")" ;;
+    esac
+    if "$DSC" perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 64 -n 256 --kv-type bf16 --json >"$tmp/pbf.json" 2>"$tmp/err" &&
+        python3 -c "
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert b['kv_type'] == 'bf16' and a['kv_type'] == 'f32', (a['kv_type'], b['kv_type'])
+r = b['perplexity'] / a['perplexity']
+assert r != 1 and abs(r - 1) < 0.05, r
+print('bf16 cache: %.6f against %.6f with f32' % (b['perplexity'], a['perplexity']))" "$tmp/ppl.json" "$tmp/pbf.json" >"$tmp/cmp" 2>&1
+    then ok "perplexity --kv-type bf16 ($(cat "$tmp/cmp"))"
+    else bad "perplexity --kv-type bf16: $(cat "$tmp/cmp" "$tmp/err" | tr '\n' ' ')"; fi
+else bad "perplexity tests: no q8 copy or tokenizer, or tokenize failed: $(tr '\n' ' ' <"$tmp/err" 2>/dev/null)"; fi
 
 # ------------------------------------------- sharded input: same shards, same logits
 if "$DSC" init -c "$V3/config.json" -o "$tmp/one" --seed 3 2>/dev/null &&
@@ -203,6 +266,13 @@ bad_input "input whose config disagrees with its weights, before writing" "confi
     quantize -m "$tmp/wrong" -o "$tmp/x" --type q8
 bad_input "kld with one model" "two models" kld -m "$V3"
 bad_input "kld of different architectures" "v2lite-tiny" kld -m "$V3" -m "$GOLDEN/models/v2lite-tiny/model" -n 8
+bad_input "perplexity without a text" "perplexity: give the text to score (-f FILE)" perplexity -m "$V3"
+bad_input "perplexity: a text shorter than a chunk" "fewer than one chunk of 64" \
+    perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 64 -n 63
+bad_input "perplexity: -c 3" "too short to score" perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 3
+bad_input "perplexity: a chunk beyond max_position_embeddings" "max_position_embeddings (163840)" \
+    perplexity -m "$V3" -f "$0" --tokenizer "$TOK" -c 200000
+bad_input "perplexity: a missing text" "$tmp/no-such.txt" perplexity -m "$V3" -f "$tmp/no-such.txt" --tokenizer "$TOK"
 [ -e "$tmp/x" ] && bad "a failed quantize left $tmp/x behind" || ok "failed runs create no output directory"
 
 # The summary counts the checkpoint's weights, not a training run's files beside them.
