@@ -95,6 +95,8 @@ typedef struct {
     int64_t active_params;    /* parameters those bytes hold                */
     int64_t head_params;      /* lm_head's (vocab x hidden): a prompt computes */
                               /* it for its last token only                    */
+    int32_t qk_nope_head_dim; /* a head's query/key dims without RoPE        */
+    int32_t v_head_dim;       /* a head's value dims                          */
 } dsc_model_info;
 
 /* Fills *info; the strings are borrowed from the model. */

@@ -79,7 +79,8 @@ enum {
 typedef struct {
     int k, P, N, D;
     double bytes;      /* read per decode step: the active weights + the latent cache at the mean position */
-    double flops;      /* per prompt token: the matmuls (lm_head for the last token only) */
+    double flops;      /* per prompt token: the matmuls (lm_head for the last token only) and attention */
+    double pp_attn_flops; /* per prompt token: the attention's part (causal, the decompressed heads) */
     double attn_flops; /* per decode step at the mean position */
     double pos;        /* the mean position of the decode steps, + 1 */
 } bench_cfg;
@@ -255,7 +256,8 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
                "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
                "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
-               "\"flops_per_prompt_token\": %.0f, \"fma_peak_gflop_s\": %.3f, \"pp_gflop_s\": %.3f, "
+               "\"flops_per_prompt_token\": %.0f, \"pp_attn_flops_per_token\": %.0f, \"fma_peak_gflop_s\": %.3f, "
+               "\"pp_gflop_s\": %.3f, "
                "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
                "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
                "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
@@ -266,7 +268,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f%s}\n",
                model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                T, dsc_ctx_isa(ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo, st.hi, bytes, read_gb_s,
-               tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops, fma_gflop_s, pp_gflops,
+               tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops, g->pp_attn_flops, fma_gflop_s, pp_gflops,
                spp.median, rss, dsc_ctx_kv_bytes(ctx), huge_pct, sit.median, sib.median, sip.median, sip.lo, sip.hi,
                attn_flops, scp.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
                srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median, vs);
@@ -303,9 +305,10 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                srp.median, srg.median, 100 * srg.median / read_gb_s, sap.median, sag.median,
                100 * sag.median / fma_gflop_s, 100 - srp.median - sap.median);
     if (P > 0)
-        printf("prefill: %.2f GFLOP per prompt token (matmuls); %.1f GFLOP/s achieved, %s FMA peak %.1f "
-               "GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
-               flops / 1e9, pp_gflops, dsc_ctx_isa(ctx), spk.median, spp.median, spp.lo, spp.hi);
+        printf("prefill: %.3f GFLOP per prompt token (matmuls, and %.3f of attention at a mean %.1f positions); "
+               "%.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
+               flops / 1e9, g->pp_attn_flops / 1e9, (P + 1) / 2.0, pp_gflops, dsc_ctx_isa(ctx), spk.median,
+               spp.median, spp.lo, spp.hi);
     if (N > 0 && o->mtp) {
         char gain[96];
         if (smx.median < 2)
@@ -451,15 +454,21 @@ int cmd_bench(const cli_opts *o) {
     for (int c = 0; c < e.n_cfg; c++) {
         bench_cfg *g = &cfg[c];
         /* Bytes per decode step: active weights + the latent cache read at the
-         * mean position of the run. FLOPs per prompt token: the matmuls. */
+         * mean position of the run. FLOPs per prompt token: the matmuls and the attention. */
         g->bytes = (double)i->active_bytes + kv_tok * (g->D + g->N / 2.0);
         /* Attention FLOPs per decode step at the run's mean position: per layer
          * and head, a score over R + Dr values and a weighted sum over R for
          * every cached position. */
         g->pos = g->D + g->N / 2.0 + 1;
         g->attn_flops = 2.0 * i->n_layers * i->n_heads * g->pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
+        /* Prefill attention runs on decompressed heads: per layer and head, a
+         * score over the query/key dims and a weighted sum over the value
+         * dims for each earlier position and itself, (P + 1) / 2 a token. */
+        g->pp_attn_flops = 2.0 * i->n_layers * i->n_heads *
+                           ((double)i->qk_nope_head_dim + i->qk_rope_head_dim + i->v_head_dim) * (g->P + 1) / 2.0;
         g->flops = 2.0 * ((double)i->active_params - (double)i->head_params +
-                          (double)i->head_params / (g->P > 0 ? g->P : 1)); /* lm_head for the last token only */
+                          (double)i->head_params / (g->P > 0 ? g->P : 1)) /* lm_head for the last token only */
+                   + g->pp_attn_flops;
     }
 
     /* A warm-up as llama-bench's (--no-warmup skips it): a prefill of the

@@ -609,5 +609,7 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .active_bytes = m->active_bytes,
         .active_params = m->active_params,
         .head_params = (int64_t)m->lm_head.rows * m->lm_head.cols,
+        .qk_nope_head_dim = c->qk_nope_head_dim,
+        .v_head_dim = c->v_head_dim,
     };
 }

@@ -100,7 +100,7 @@ typedef struct {
     float *attn;    /* (B, H * Dv)     attention output before o_proj           */
     float *clat;    /* (T, R)          cached latents as F32, contiguous (prefill) */
     float *ckpe;    /* (T, Dr)         cached rope keys as F32 (prefill)        */
-    float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_dec)      */
+    float *qext;    /* (S, H, R + Dr)  absorbed queries (decode, S = n_abs)      */
     float *dpart;   /* (S, MLA_DEC_CHUNKS, H, R + 2) per chunk of positions and head:
                      * the attention-weighted latents, then the max score and
                      * the sum of exp(score - max) (decode)                      */
@@ -141,6 +141,10 @@ typedef struct {
  * all the heads, where splitting the heads had every thread read it all. */
 #define MLA_DEC_CHUNKS 8
 #define MLA_DEC_CHUNK_MIN 256
+/* A prefill chunk that attends in the absorbed form (mla_forward: fewer
+ * FLOPs than decompressing the keys and values of every cached position)
+ * goes through it this many tokens at a time. */
+#define MLA_ABS_TOKENS 8
 
 /* Per-thread attention scratch (heads are split between threads). */
 typedef struct {
@@ -156,6 +160,10 @@ struct dsc_ctx {
     dsc_model *model;
     int32_t n_ctx, n_batch, n_seq;
     int32_t n_dec;              /* tokens of a decode-form pass (>= n_seq)  */
+    int32_t n_abs;              /* tokens the absorbed attention's scratch holds: */
+                                /* max(n_dec, MLA_ABS_TOKENS) where n_batch allows */
+    int mla_prefill;            /* prefill attention: 0 the cheaper form, 1 always */
+                                /* decompressed, 2 always absorbed (tests)      */
     int32_t n_cl;               /* cache layers a sequence has: n_layers, + 1 for the MTP module */
     int32_t *seq_pos;           /* (n_seq) tokens in each sequence's cache  */
     /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row

@@ -65,6 +65,7 @@ typedef struct {
     const dsc_layer *l;
     int layer;
     int32_t n;
+    int32_t t0; /* the absorbed form: the batch's tokens [t0, t0 + n) */
 } attn_job;
 
 /* Rows of queries per block of the tiled prefill attention. */
@@ -167,14 +168,15 @@ static void mla_absorb_q(void *arg, int ith, int nth) {
     const float scale = ctx->model->softmax_scale;
     int64_t lo, hi;
     pool_split(H, ith, nth, 1, &lo, &hi);
+    const float *q = s->q + (int64_t)j->t0 * H * dq;
     for (int64_t h = lo; h < hi; h++) {
         for (int32_t t = 0; t < j->n; t++) {
             float *qe = s->qext + ((int64_t)t * H + h) * w;
             memset(qe, 0, sizeof(float) * (size_t)R);
-            memcpy(qe + R, s->q + ((int64_t)t * H + h) * dq + dn, sizeof(float) * (size_t)dr);
+            memcpy(qe + R, q + ((int64_t)t * H + h) * dq + dn, sizeof(float) * (size_t)dr);
         }
         const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
-        ctx->k->matvec_tm(s->qext + h * w, (int64_t)H * w, s->q + h * dq, (int64_t)H * dq, j->n, &j->l->kv_b,
+        ctx->k->matvec_tm(s->qext + h * w, (int64_t)H * w, q + h * dq, (int64_t)H * dq, j->n, &j->l->kv_b,
                           (int32_t)h * dkv, (int32_t)h * dkv + dn);
         if (ctx->timer) timer_rows(ctx->timer, t0, &j->l->kv_b, dn);
         for (int32_t t = 0; t < j->n; t++) { /* the softmax scale, once here rather than on every score */
@@ -261,14 +263,15 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t R = c->kv_lora_rank, H = c->n_heads, w = R + c->qk_rope_head_dim;
+    const int32_t *tpos = s->tpos + j->t0, *tseq = s->tseq + j->t0;
     int64_t total = 0, done = 0;
-    for (int32_t t = 0; t < j->n; t++) total += (int64_t)H * (s->tpos[t] + 1);
+    for (int32_t t = 0; t < j->n; t++) total += (int64_t)H * (tpos[t] + 1);
     const int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
     for (int32_t t = 0; t < j->n && done < w1; t++) {
-        const int32_t len = s->tpos[t] + 1;
+        const int32_t len = tpos[t] + 1;
         int32_t nch;
         const int32_t ch = dec_chunks(len, &nch);
-        const dsc_mat *cache = ctx_cache(ctx, s->tseq[t], j->layer);
+        const dsc_mat *cache = ctx_cache(ctx, tseq[t], j->layer);
         for (int32_t q = 0; q < nch && done < w1; q++) {
             const int32_t p0 = q * ch, p1 = len - p0 < ch ? len : p0 + ch, pl = p1 - p0;
             /* the heads h whose work starts at done + h pl within [w0, w1) */
@@ -296,7 +299,7 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
     for (int64_t h = lo; h < hi; h++) {
         for (int32_t t = 0; t < j->n; t++) { /* the head's chunks merged in order: softmax(scores) . c */
             int32_t nch;
-            dec_chunks(s->tpos[t] + 1, &nch);
+            dec_chunks(s->tpos[j->t0 + t] + 1, &nch);
             const float *rec = s->dpart + ((int64_t)t * MLA_DEC_CHUNKS * H + h) * (R + 2);
             const int64_t lc = (int64_t)H * (R + 2); /* from one chunk's record to the next */
             float m = -INFINITY, l = 0, *o = xg + (int64_t)t * R;
@@ -311,16 +314,37 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
             for (int32_t i = 0; i < R; i++) o[i] *= inv;
         }
         const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
-        ctx->k->matmul_rows(s->attn + h * dv, (int64_t)H * dv, xg, &j->l->kv_b, j->n, (int32_t)(h * dkv + dn),
+        ctx->k->matmul_rows(s->attn + ((int64_t)j->t0 * H + h) * dv, (int64_t)H * dv, xg, &j->l->kv_b, j->n,
+                            (int32_t)(h * dkv + dn),
                             (int32_t)((h + 1) * dkv));
         if (ctx->timer) timer_rows(ctx->timer, t0, &j->l->kv_b, dv);
     }
 }
 
+/* Whether a prefill chunk of n tokens after pos0 cached ones attends in the
+ * absorbed form: by multiply-adds, decompressing the keys and values of all
+ * pos0 + n positions for every head, then plain attention over dn + dr and
+ * dv dims, against each token's absorbed query and output (dn x R and
+ * R x dv a head) and its scores and weighted sums over R + dr and R dims.
+ * From an empty cache the decompressed form is always the cheaper; a short
+ * chunk after a long context (a chat turn, a prompt after a cache hit) is
+ * not: 64 tokens after 4096 take 2.1x fewer in the absorbed form at
+ * DeepSeek's dims, 16 tokens 7.3x. */
+static int prefill_absorbed(const dsc_ctx *ctx, int32_t n) {
+    if (ctx->mla_prefill) return ctx->mla_prefill == 2;
+    const dsc_config *c = &ctx->model->cfg;
+    const double R = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const double pos0 = ctx->s.tpos[0], seen = pos0 + (n + 1) / 2.0; /* positions a token sees, on average */
+    const double dec = (pos0 + n) * R * (dn + dv) + n * seen * (dn + dr + dv);
+    const double abs = n * (dn * R + seen * (2 * R + dr) + R * dv);
+    return abs < dec;
+}
+
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {
     mla_query(ctx, l, n);
     mla_cache_append(ctx, l, layer, n);
-    if (!decode) { /* the cache as contiguous F32 latents (n_pos, R) and keys (n_pos, Dr) */
+    const int absorbed = decode || prefill_absorbed(ctx, n);
+    if (!absorbed) { /* the cache as contiguous F32 latents (n_pos, R) and keys (n_pos, Dr) */
         const dsc_config *c = &ctx->model->cfg;
         const int32_t R = c->kv_lora_rank, dr = c->qk_rope_head_dim;
         const dsc_mat *cache = ctx_cache(ctx, ctx->s.tseq[0], layer);
@@ -331,15 +355,17 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
             memcpy(ctx->s.ckpe + (int64_t)p * dr, row + R, sizeof(float) * (size_t)dr);
         }
     }
-    attn_job j = {ctx, l, layer, n};
-    if (decode) {
-        pool_run(ctx->pool, mla_absorb_q, &j);
-        const int64_t t0 = ctx->timer ? dsc_now_ns() : 0;
-        pool_run(ctx->pool, mla_attend_decode, &j);
-        if (ctx->timer) atomic_fetch_add(&ctx->timer->attn_ns, dsc_now_ns() - t0);
-        pool_run(ctx->pool, mla_absorb_out, &j);
-    } else {
+    attn_job j = {ctx, l, layer, n, 0};
+    if (absorbed) /* a decode step at once (n <= n_dec <= n_abs); a prefill chunk n_abs tokens at a time */
+        for (int32_t t0 = 0; t0 < n; t0 += ctx->n_abs) {
+            j.t0 = t0, j.n = n - t0 < ctx->n_abs ? n - t0 : ctx->n_abs;
+            pool_run(ctx->pool, mla_absorb_q, &j);
+            const int64_t ts = ctx->timer ? dsc_now_ns() : 0;
+            pool_run(ctx->pool, mla_attend_decode, &j);
+            if (ctx->timer) atomic_fetch_add(&ctx->timer->attn_ns, dsc_now_ns() - ts);
+            pool_run(ctx->pool, mla_absorb_out, &j);
+        }
+    else
         pool_run(ctx->pool, mla_attend_prefill, &j);
-    }
     op_matmul(ctx, ctx->s.y, ctx->s.attn, &l->o, n);
 }

@@ -48,7 +48,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     if ((int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1) > F)
         F = (int64_t)c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     dsc_scratch *s = &ctx->s;
-    const int64_t S = ctx->n_dec, cache_elems = (int64_t)ctx->n_seq * ctx->n_cl * T * (R + dr);
+    const int64_t S = ctx->n_abs, cache_elems = (int64_t)ctx->n_seq * ctx->n_cl * T * (R + dr);
     static const size_t esize[] = {[DSC_KV_F32] = 4, [DSC_KV_BF16] = 2, [DSC_KV_Q8] = 1};
     ctx->kv = plan(p, (int64_t)ctx->n_seq * ctx->n_cl, sizeof(dsc_mat));
     ctx->seq_pos = plan(p, ctx->n_seq, sizeof(int32_t));
@@ -204,6 +204,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     ctx->n_cl = c->n_layers + (pr.mtp ? 1 : 0);
     ctx->n_batch = pr.n_batch < n_ctx ? pr.n_batch : n_ctx;
     if (ctx->n_batch < ctx->n_dec) ctx->n_batch = ctx->n_dec;
+    ctx->n_abs = ctx->n_dec > MLA_ABS_TOKENS ? ctx->n_dec : MLA_ABS_TOKENS;
+    if (ctx->n_abs > ctx->n_batch) ctx->n_abs = ctx->n_batch;
     planner p = {0};
     ctx_layout(ctx, &p);
     if (p.overflow || !(ctx->mem = ctx_alloc(p.off, &ctx->mem_len))) {

@@ -72,6 +72,12 @@ c = json.load(open(sys.argv[2]))
 # the attention's FLOPs per step at the mean position (depth 0 + 8 / 2, then the new token)
 want = 2 * c["num_hidden_layers"] * c["num_attention_heads"] * (0 + 8 / 2 + 1) * (2 * c["kv_lora_rank"] + c["qk_rope_head_dim"])
 assert abs(j["attn_flops_per_token"] - want) < 1, f"attn_flops_per_token = {j['attn_flops_per_token']}, want {want}"
+# prefill: per prompt token the causal attention over the decompressed heads, (16 + 1) / 2 positions on average,
+# inside the FLOPs that the prefill's share of the FMA peak counts
+want = 2 * c["num_hidden_layers"] * c["num_attention_heads"] * (16 + 1) / 2 * \
+    (c["qk_nope_head_dim"] + c["qk_rope_head_dim"] + c["v_head_dim"])
+assert abs(j["pp_attn_flops_per_token"] - want) < 1, f"pp_attn_flops_per_token = {j['pp_attn_flops_per_token']}, want {want}"
+assert j["flops_per_prompt_token"] > want, f"flops_per_prompt_token {j['flops_per_prompt_token']} <= {want}"
 # adding the attention's time at the FMA peak can only lower the bound, so raise the ratio
 assert j["tg_attn_roofline_pct"] >= j["tg_roofline_pct"] * 0.999, f"{j['tg_attn_roofline_pct']} < {j['tg_roofline_pct']}"
 for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "threads", "tgb_tokens_per_s",

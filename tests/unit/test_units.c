@@ -983,6 +983,58 @@ static void test_long_decode(const char *golden) {
     dsc_model_free(m);
 }
 
+/* A prefill chunk after a long context attends in the absorbed form where
+ * that takes fewer multiply-adds (mla_forward): both forms give the same
+ * logits to 1e-4 (the prompt too, each form throughout), the chunk goes
+ * MLA_ABS_TOKENS tokens at a time, and the automatic choice is the forced
+ * absorbed form's, bit for bit, for 20 tokens after 300, and the
+ * decompressed form's for 300 tokens from an empty cache. */
+static void test_prefill_forms(const char *golden, const char *model_name) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/%s/model", golden, model_name);
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) return;
+    enum { V = 512, P = 300, C = 20 };
+    static int32_t toks[P + C];
+    static float dp[P * V], ap[P * V], dc[C * V], ac[C * V], mix[C * V], aut[C * V], autp[P * V];
+    for (int i = 0; i < P + C; i++) toks[i] = (i * 197 + 11) % V;
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 512;
+    dsc_ctx *x = NULL;
+    CHECK(dsc_ctx_new(m, &cp, &x) == DSC_OK && x->n_abs == MLA_ABS_TOKENS, "%s: a context (n_abs %d)", model_name,
+          x ? x->n_abs : -1);
+    if (!x) return;
+    /* each form throughout */
+    x->mla_prefill = 1;
+    dsc_eval(x, toks, P, dp);
+    dsc_eval(x, toks + P, C, dc);
+    dsc_ctx_truncate(x, 0);
+    x->mla_prefill = 2;
+    dsc_eval(x, toks, P, ap);
+    dsc_eval(x, toks + P, C, ac);
+    CHECK(max_rel(ap, dp, P * V) < 1e-4 && max_rel(ac, dc, C * V) < 1e-4,
+          "%s: the absorbed form = the decompressed one, a %d-token prompt (%g) and %d more (%g)", model_name, P,
+          max_rel(ap, dp, P * V), C, max_rel(ac, dc, C * V));
+    /* the same prompt, decompressed, then the chunk absorbed or by the choice */
+    dsc_ctx_truncate(x, 0);
+    x->mla_prefill = 1;
+    dsc_eval(x, toks, P, NULL);
+    x->mla_prefill = 2;
+    dsc_eval(x, toks + P, C, mix);
+    dsc_ctx_truncate(x, 0);
+    x->mla_prefill = 0;
+    dsc_eval(x, toks, P, autp);
+    dsc_eval(x, toks + P, C, aut);
+    CHECK(!memcmp(autp, dp, sizeof autp), "%s: %d tokens from an empty cache: decompressed", model_name, P);
+    CHECK(!memcmp(aut, mix, sizeof aut) && memcmp(aut, dc, sizeof aut),
+          "%s: %d tokens after %d: absorbed (%g from the decompressed form's)", model_name, C, P,
+          max_rel(aut, dc, C * V));
+    printf("prefill forms %s: absorbed vs decompressed %.2g (prompt), %.2g (%d after %d, chosen absorbed)\n", model_name,
+           max_rel(ap, dp, P * V), max_rel(aut, dc, C * V), C, P);
+    dsc_ctx_free(x);
+    dsc_model_free(m);
+}
+
 /* dsc init --dtype f32 with a tensor larger than its write buffer (a
  * regression: F32 chunks once overflowed a buffer sized for 2-byte types). */
 static void test_init_f32_large(void) {
@@ -1526,6 +1578,8 @@ int main(int argc, char **argv) {
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
+    if (argc > 1) test_prefill_forms(argv[1], "v3-tiny");
+    if (argc > 1) test_prefill_forms(argv[1], "v2lite-tiny");
     if (argc > 1) test_api_edges(argv[1]);
     if (argc > 1) test_spec(argv[1], "v3-tiny");
     if (argc > 1) test_spec(argv[1], "v3-fp8-tiny");
