@@ -309,6 +309,16 @@ double dsc_ctx_read_pass(dsc_ctx *ctx, const float *buf, int64_t n);
 /* Resident set size of this process in bytes (0 if unknown). */
 size_t dsc_rss_bytes(void);
 
+/* FLOPs of the attention of a prefill of n tokens after pos0 cached ones,
+ * all layers, beyond each token's products with the weights (kv_b's
+ * included once a token): in the form the prefill takes, the decompressed
+ * (the keys and values of the pos0 earlier positions decompressed again, a
+ * score over qk_nope + qk_rope dims and a weighted sum over v_head_dim for
+ * each position a token sees) or, where that takes fewer, the absorbed
+ * (over kv_lora_rank + qk_rope and kv_lora_rank dims); *absorbed (if not
+ * NULL) says which. */
+double dsc_prefill_attn_flops(const dsc_model *model, int32_t pos0, int32_t n, int *absorbed);
+
 /* Where decode time goes, counted while timing is on (off by default; a
  * clock read around each chunk of rows, which steps do not feel: on against
  * off, 0.99 and 1.01 of a V2-Lite-4L Q8 step, medians of 60 pairs). */

@@ -78,9 +78,11 @@ enum {
  * decode steps and the depth, and what follows from them. */
 typedef struct {
     int k, P, N, D;
+    int pd;            /* the prefill's depth: 0 where one run holds ppP and tgN @ dD, else D */
+    int pp_absorbed;   /* the prefill attends in the absorbed form (a short one after a long context) */
     double bytes;      /* read per decode step: the active weights + the latent cache at the mean position */
     double flops;      /* per prompt token: the matmuls (lm_head for the last token only) and attention */
-    double pp_attn_flops; /* per prompt token: the attention's part (causal, the decompressed heads) */
+    double pp_attn_flops; /* per prompt token: the attention's part (dsc_prefill_attn_flops) */
     double attn_flops; /* per decode step at the mean position */
     double pos;        /* the mean position of the decode steps, + 1 */
 } bench_cfg;
@@ -91,7 +93,8 @@ typedef struct {
     int R, B, K, V, n_cfg, per_t; /* per_t: configurations per thread count (in the same order for each) */
     int Dmax;                     /* the context every decode test truncates to its depth */
     bench_cfg *cfg;
-    int *dirty; /* per context: a prefill test has replaced the Dmax tokens */
+    int *held;    /* per context: its first positions still as bench_depth left them */
+    void **state; /* per context: those Dmax positions saved (dsc_seq_save) */
     int32_t *toks, *bseq, *btok;
     float *blog, *mlog, *probe;
     int64_t probe_n;
@@ -100,12 +103,33 @@ typedef struct {
 
 static double *series(const bench_env *e, int q, int c) { return e->m + ((int64_t)q * e->n_cfg + c) * e->R; }
 
-/* The context the decode tests truncate to their depths: Dmax random tokens. */
+/* The context the decode tests truncate to their depths: Dmax random tokens,
+ * saved, so that a test after one that wrote over them (a prefill, or a
+ * shallower decode test) loads them back rather than evaluating them again. */
 static int bench_depth(bench_env *e, dsc_ctx *ctx, int k) {
     for (int j = 0; j < e->Dmax; j++) e->toks[j] = random_token(e->V);
     dsc_ctx_truncate(ctx, 0);
-    e->dirty[k] = 0;
-    return e->Dmax > 0 && dsc_eval(ctx, e->toks, e->Dmax, NULL) ? cli_die_status() : 0;
+    e->held[k] = e->Dmax;
+    if (e->Dmax == 0) return 0;
+    if (dsc_eval(ctx, e->toks, e->Dmax, NULL)) return cli_die_status();
+    e->state[k] = malloc(dsc_seq_state_size(ctx, e->Dmax));
+    if (!e->state[k]) return cli_die("out of memory for the saved context of %d tokens", e->Dmax);
+    return dsc_seq_save(ctx, 0, e->Dmax, e->state[k]) ? cli_die_status() : 0;
+}
+
+/* Context k truncated to D of the Dmax tokens, loaded back first where a
+ * test wrote over some of them; the test then writes from D on. */
+static int bench_at_depth(bench_env *e, dsc_ctx *ctx, int k, int D) {
+    if (e->held[k] < D) {
+        if (dsc_seq_load(ctx, 0, e->Dmax, e->state[k])) return cli_die_status();
+        e->held[k] = e->Dmax;
+        int32_t d;
+        /* the MTP module remakes its cache from the loaded inputs: not in a timed step */
+        if (e->o->mtp && dsc_mtp_draft(ctx, 0, random_token(e->V), &d)) return cli_die_status();
+    }
+    if (dsc_ctx_truncate(ctx, D)) return cli_die_status();
+    if (e->held[k] > D) e->held[k] = D;
+    return 0;
 }
 
 /* Repetition r of configuration c (its context ctx): the machine, then each test. */
@@ -119,18 +143,16 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
     if (dsc_measure_machine(dsc_ctx_n_threads(ctx), o->isa, &mach)) return cli_die_status();
     AT(M_BW) = mach.read_gb_s;
     AT(M_PEAK) = mach.fma_gflop_s;
-    if (P > 0) { /* prefill: P random tokens into an empty context */
+    if (P > 0) { /* prefill: P random tokens after pd of context */
         for (int j = 0; j < P; j++) toks[j] = random_token(V);
-        dsc_ctx_truncate(ctx, 0);
-        e->dirty[g->k] = 1;
+        if (bench_at_depth(e, ctx, g->k, g->pd)) return 1;
         double t0 = now_s();
         if (dsc_eval(ctx, toks, P, NULL)) return cli_die_status();
         AT(M_PP) = P / (now_s() - t0);
         AT(M_PP_PCT) = 100 * AT(M_PP) * g->flops / 1e9 / AT(M_PEAK);
     }
-    if (N > 0 && e->dirty[g->k] && e->Dmax > 0 && bench_depth(e, ctx, g->k)) return 1; /* restore the context */
     if (N > 0) { /* decode: N steps after D tokens of context */
-        dsc_ctx_truncate(ctx, D);
+        if (bench_at_depth(e, ctx, g->k, D)) return 1;
         int32_t t = random_token(V);
         dsc_ctx_set_timing(ctx, 1);
         double t0 = now_s();
@@ -151,7 +173,7 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
         AT(M_C_PCT) = 100 * AT(M_TG) * (g->bytes / 1e9 / AT(M_BW) + g->attn_flops / 1e9 / AT(M_PEAK));
     }
     if (N > 0) { /* the same N steps, each after a read of the probe buffer */
-        dsc_ctx_truncate(ctx, D);
+        if (bench_at_depth(e, ctx, g->k, D)) return 1;
         int32_t t = random_token(V);
         double t_read = 0, t_dec = 0;
         for (int j = 0; j < N; j++) {
@@ -166,7 +188,7 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
         AT(M_I_PCT) = 100 * AT(M_ITG) * g->bytes / 1e9 / AT(M_IBW);
     }
     if (N > 0 && o->mtp) { /* N speculative steps, each guess refused */
-        dsc_ctx_truncate(ctx, D);
+        if (bench_at_depth(e, ctx, g->k, D)) return 1;
         if (D == 0) { /* a guess follows a token */
             toks[0] = random_token(V);
             if (dsc_eval(ctx, toks, 1, NULL)) return cli_die_status();
@@ -186,7 +208,7 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
         AT(M_MTP_DRAFT) = 1e3 * t_draft / N;
     }
     if (N > 0 && B) { /* batched decode: B sequences from the same D tokens, N steps */
-        dsc_ctx_truncate(ctx, D);
+        if (bench_at_depth(e, ctx, g->k, D)) return 1;
         for (int b = 0; b < B; b++) {
             if (b && dsc_seq_copy(ctx, 0, b, D)) return cli_die_status();
             e->bseq[b] = b, e->btok[b] = random_token(V);
@@ -208,12 +230,13 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
     return 0;
 }
 
-/* The test names of configuration g: "pp512", "tg128 @ d4096", both. */
+/* The test names of configuration g: "pp512", "pp64 @ d4096", "tg128 @ d4096", both. */
 static void cfg_name(char *buf, size_t cap, const bench_cfg *g) {
     char tg[48] = "";
     if (g->N > 0) snprintf(tg, sizeof tg, g->D ? "tg%d @ d%d" : "tg%d", g->N, g->D);
-    if (g->P > 0) snprintf(buf, cap, "pp%d%s%s", g->P, g->N > 0 ? " + " : "", tg);
-    else snprintf(buf, cap, "%s", tg);
+    char pp[48] = "";
+    if (g->P > 0) snprintf(pp, sizeof pp, g->pd ? "pp%d @ d%d" : "pp%d", g->P, g->pd);
+    snprintf(buf, cap, "%s%s%s", pp, g->P > 0 && g->N > 0 ? " + " : "", tg);
 }
 
 /* Configuration c's results: one JSON object (a line), or its lines of text. */
@@ -256,6 +279,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"bytes_per_token\": %.0f, \"bandwidth_gb_s\": %.3f, \"tg_gb_s\": %.3f, "
                "\"tg_roofline_tokens_per_s\": %.3f, \"tg_roofline_pct\": %.2f, \"tg_roofline_pct_min\": %.2f, "
                "\"tg_roofline_pct_max\": %.2f, \"bandwidth_min\": %.3f, \"bandwidth_max\": %.3f, "
+               "\"pp_depth\": %d, \"pp_attn_form\": \"%s\", "
                "\"flops_per_prompt_token\": %.0f, \"pp_attn_flops_per_token\": %.0f, \"fma_peak_gflop_s\": %.3f, "
                "\"pp_gflop_s\": %.3f, "
                "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
@@ -268,7 +292,8 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f%s}\n",
                model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                T, dsc_ctx_isa(ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo, st.hi, bytes, read_gb_s,
-               tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, flops, g->pp_attn_flops, fma_gflop_s, pp_gflops,
+               tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, g->pd,
+               P > 0 ? (g->pp_absorbed ? "absorbed" : "decompressed") : "", flops, g->pp_attn_flops, fma_gflop_s, pp_gflops,
                spp.median, rss, dsc_ctx_kv_bytes(ctx), huge_pct, sit.median, sib.median, sip.median, sip.lo, sip.hi,
                attn_flops, scp.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
                srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median, vs);
@@ -305,10 +330,11 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                srp.median, srg.median, 100 * srg.median / read_gb_s, sap.median, sag.median,
                100 * sag.median / fma_gflop_s, 100 - srp.median - sap.median);
     if (P > 0)
-        printf("prefill: %.3f GFLOP per prompt token (matmuls, and %.3f of attention at a mean %.1f positions); "
-               "%.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: %.1f%% (median of the per-run ratios, %.1f-%.1f)\n",
-               flops / 1e9, g->pp_attn_flops / 1e9, (P + 1) / 2.0, pp_gflops, dsc_ctx_isa(ctx), spk.median,
-               spp.median, spp.lo, spp.hi);
+        printf("prefill: %.3f GFLOP per prompt token (matmuls, and %.3f of attention, %s, at a mean %.1f "
+               "positions); %.1f GFLOP/s achieved, %s FMA peak %.1f GFLOP/s: %.1f%% (median of the per-run ratios, "
+               "%.1f-%.1f)\n",
+               flops / 1e9, g->pp_attn_flops / 1e9, g->pp_absorbed ? "absorbed" : "decompressed",
+               g->pd + (P + 1) / 2.0, pp_gflops, dsc_ctx_isa(ctx), spk.median, spp.median, spp.lo, spp.hi);
     if (N > 0 && o->mtp) {
         char gain[96];
         if (smx.median < 2)
@@ -350,7 +376,7 @@ static void bench_table(const bench_env *e, dsc_ctx *const *ctx) {
         const int q[3] = {M_PP, M_TG, M_TGB}, on[3] = {g->P > 0, g->N > 0, g->N > 0 && e->B};
         for (int j = 0; j < 3; j++) {
             if (!on[j]) continue;
-            if (j == 0) snprintf(test, sizeof test, "pp%d", g->P);
+            if (j == 0) snprintf(test, sizeof test, g->pd ? "pp%d @ d%d" : "pp%d", g->P, g->pd);
             if (j == 1) snprintf(test, sizeof test, g->D ? "tg%d @ d%d" : "tg%d", g->N, g->D);
             if (j == 2) snprintf(test, sizeof test, g->D ? "tg%d x%d @ d%d" : "tg%d x%d", g->N, e->B, g->D);
             double v[e->R];
@@ -368,7 +394,8 @@ static void bench_table(const bench_env *e, dsc_ctx *const *ctx) {
  * depth and the steps (and with --mtp, a token before a guess and the last
  * guess). */
 static int cfg_need(const bench_cfg *g, int mtp) {
-    int need = g->P + (g->N > 0) > g->D + g->N ? g->P + (g->N > 0) : g->D + g->N;
+    const int pp = g->pd + g->P + (g->N > 0);
+    int need = pp > g->D + g->N ? pp : g->D + g->N;
     if (mtp && g->N > 0 && need < (g->D > 0 ? g->D : 1) + g->N + 1) need = (g->D > 0 ? g->D : 1) + g->N + 1;
     return need;
 }
@@ -381,15 +408,16 @@ int cmd_bench(const cli_opts *o) {
     const int *nl = o->n_gen_list ? o->gen_list : &o->n_gen, nn = o->n_gen_list ? o->n_gen_list : 1;
     const int *dl = o->n_depth_list ? o->depth_list : &o->depth, nd = o->n_depth_list ? o->n_depth_list : 1;
     const int split = np > 1 || nn > 1 || nd > 1; /* llama-bench's tests, one by one */
-    bench_cfg cfg[CLI_MAX_THREAD_LIST * (CLI_MAX_LIST + CLI_MAX_LIST * CLI_MAX_LIST)];
+    bench_cfg cfg[CLI_MAX_THREAD_LIST * 2 * CLI_MAX_LIST * CLI_MAX_LIST]; /* a test per -p and -n value at each -d */
     int per_t = 0, need = 0, Dmax = 0, Pmax = 0;
     if (!split) cfg[per_t++] = (bench_cfg){.P = pl[0], .N = nl[0], .D = dl[0]};
     else {
-        for (int a = 0; a < np; a++)
-            if (pl[a] > 0) cfg[per_t++] = (bench_cfg){.P = pl[a]};
-        for (int b = 0; b < nd; b++)
+        for (int b = 0; b < nd; b++) { /* at each depth, as llama-bench: the prefills, then the decodes */
+            for (int a = 0; a < np; a++)
+                if (pl[a] > 0) cfg[per_t++] = (bench_cfg){.P = pl[a], .D = dl[b], .pd = dl[b]};
             for (int a = 0; a < nn; a++)
                 if (nl[a] > 0) cfg[per_t++] = (bench_cfg){.N = nl[a], .D = dl[b]};
+        }
     }
     if (per_t == 0 || (per_t == 1 && cfg[0].P == 0 && cfg[0].N == 0))
         return cli_die("bench: -p 0 and -n 0 leave nothing to measure");
@@ -397,6 +425,7 @@ int cmd_bench(const cli_opts *o) {
         const int n = cfg_need(&cfg[c], o->mtp);
         need = n > need ? n : need;
         if (cfg[c].N > 0 && cfg[c].D > Dmax) Dmax = cfg[c].D;
+        if (cfg[c].pd > Dmax) Dmax = cfg[c].pd;
         if (cfg[c].P > Pmax) Pmax = cfg[c].P;
     }
     cli_opts oo = *o;
@@ -422,7 +451,8 @@ int cmd_bench(const cli_opts *o) {
     }
     cli_session_announce(&oo, &s);
     dsc_ctx *ctx[CLI_MAX_THREAD_LIST] = {s.ctx}; /* one per thread count, on the same weights */
-    int rc = 0, dirty[CLI_MAX_THREAD_LIST] = {0};
+    int rc = 0, held[CLI_MAX_THREAD_LIST] = {0};
+    void *state[CLI_MAX_THREAD_LIST] = {NULL};
     for (int k = 1; k < K && !rc; k++) {
         dsc_ctx_params cp = cli_ctx_params(&oo, dsc_ctx_n_ctx(s.ctx));
         cp.n_threads = o->threads_list[k];
@@ -430,7 +460,7 @@ int cmd_bench(const cli_opts *o) {
         if (dsc_ctx_new(s.model, &cp, &ctx[k])) rc = cli_die_status();
     }
     bench_env e = {.o = o, .i = &s.info, .R = R, .B = B, .K = K, .V = s.info.vocab_size, .n_cfg = K * per_t,
-                   .per_t = per_t, .Dmax = Dmax, .cfg = cfg, .dirty = dirty};
+                   .per_t = per_t, .Dmax = Dmax, .cfg = cfg, .held = held, .state = state};
     e.toks = malloc(sizeof(int32_t) * (size_t)(Pmax > Dmax ? Pmax : Dmax) + 4);
     e.m = calloc((size_t)M_N * e.n_cfg * R, sizeof(double));
     /* The interleaved probe's buffer, on 2 MiB pages as the weights are. */
@@ -461,11 +491,8 @@ int cmd_bench(const cli_opts *o) {
          * every cached position. */
         g->pos = g->D + g->N / 2.0 + 1;
         g->attn_flops = 2.0 * i->n_layers * i->n_heads * g->pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
-        /* Prefill attention runs on decompressed heads: per layer and head, a
-         * score over the query/key dims and a weighted sum over the value
-         * dims for each earlier position and itself, (P + 1) / 2 a token. */
-        g->pp_attn_flops = 2.0 * i->n_layers * i->n_heads *
-                           ((double)i->qk_nope_head_dim + i->qk_rope_head_dim + i->v_head_dim) * (g->P + 1) / 2.0;
+        /* The prefill's attention in the form it takes (one chunk: n_batch >= P). */
+        g->pp_attn_flops = g->P > 0 ? dsc_prefill_attn_flops(s.model, g->pd, g->P, &g->pp_absorbed) / g->P : 0;
         g->flops = 2.0 * ((double)i->active_params - (double)i->head_params +
                           (double)i->head_params / (g->P > 0 ? g->P : 1)) /* lm_head for the last token only */
                    + g->pp_attn_flops;
@@ -491,6 +518,7 @@ int cmd_bench(const cli_opts *o) {
     for (int r = 0; r < R && !rc; r++)
         for (int c = 0; c < e.n_cfg && !rc; c++) rc = bench_rep(&e, ctx[cfg[c].k], c, r);
     free(e.probe); /* before the resident set is read */
+    for (int k = 0; k < K; k++) free(state[k]), state[k] = NULL;
     e.probe = NULL;
     if (!rc) {
         size_t rss = dsc_rss_bytes();

@@ -613,3 +613,10 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .v_head_dim = c->v_head_dim,
     };
 }
+
+double dsc_prefill_attn_flops(const dsc_model *model, int32_t pos0, int32_t n, int *absorbed) {
+    if (absorbed) *absorbed = 0;
+    if (!model || pos0 < 0 || n < 1) return 0;
+    const dsc_config *c = &model->cfg;
+    return 2.0 * c->n_layers * c->n_heads * mla_prefill_macs(c, pos0, n, absorbed);
+}

@@ -256,6 +256,10 @@ void rope_tables(const dsc_model *m, float *cos_t, float *sin_t, int32_t n_pos);
 void rope_apply(float *x, const float *cos_p, const float *sin_p, int32_t dr);
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode);
+/* A layer's and head's multiply-adds in a prefill of n tokens after pos0
+ * beyond the weight products (dsc_prefill_attn_flops), in the cheaper form;
+ * *absorbed says which. */
+double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int *absorbed);
 
 /* The cache of sequence seq, layer i. */
 static inline dsc_mat *ctx_cache(dsc_ctx *ctx, int32_t seq, int layer) {

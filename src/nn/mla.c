@@ -330,14 +330,22 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
  * chunk after a long context (a chat turn, a prompt after a cache hit) is
  * not: 64 tokens after 4096 take 2.1x fewer in the absorbed form at
  * DeepSeek's dims, 16 tokens 7.3x. */
+double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int *absorbed) {
+    const double R = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const double seen = pos0 + (n + 1) / 2.0; /* positions a token sees, on average */
+    /* both forms also multiply by kv_b's rows of the head once a token (the
+     * decompression of the n new positions; the absorption of query and output) */
+    const double dec = (double)pos0 * R * (dn + dv) + n * seen * (dn + dr + dv);
+    const double abs = n * seen * (2 * R + dr);
+    if (absorbed) *absorbed = abs < dec;
+    return abs < dec ? abs : dec;
+}
+
 static int prefill_absorbed(const dsc_ctx *ctx, int32_t n) {
     if (ctx->mla_prefill) return ctx->mla_prefill == 2;
-    const dsc_config *c = &ctx->model->cfg;
-    const double R = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    const double pos0 = ctx->s.tpos[0], seen = pos0 + (n + 1) / 2.0; /* positions a token sees, on average */
-    const double dec = (pos0 + n) * R * (dn + dv) + n * seen * (dn + dr + dv);
-    const double abs = n * (dn * R + seen * (2 * R + dr) + R * dv);
-    return abs < dec;
+    int absorbed;
+    mla_prefill_macs(&ctx->model->cfg, ctx->s.tpos[0], n, &absorbed);
+    return absorbed;
 }
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {

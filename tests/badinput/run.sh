@@ -597,7 +597,7 @@ expect "logits -o an empty path" "empty" "$DSC" logits -m "$V3" --tokens "$T3" -
 expect "an empty option value" "--isa|empty value" "$DSC" generate -m "$V3" --tokens "$T3" -n 2 --isa ""
 expect "bench -p beyond -c, before loading" "-c 50|fewer positions|-p 100" "$DSC" bench -m "$V3" -p 100 -n 4 -r 1 -c 50
 expect "bench -d + -n beyond -c, before loading" "-c 50|-d 100 + -n 4" "$DSC" bench -m "$V3" -p 8 -n 4 -r 1 -d 100 -c 50
-expect "bench lists: a test beyond -c, before loading" "-c 50|tg4 @ d100 needs, 104" "$DSC" bench -m "$V3" -p 8,16 -n 4 -r 1 -d 0,100 -c 50
+expect "bench lists: a test beyond -c, before loading" "-c 50|pp16 @ d100 needs, 116" "$DSC" bench -m "$V3" -p 8,16 -n 4 -r 1 -d 0,100 -c 50
 expect "bench lists: nothing to measure" "-p 0 and -n 0" "$DSC" bench -m "$V3" -p 0 -n 0 -d 0,8 -r 1
 if [ -w /dev/full ]; then
     "$DSC" tokenize --tokenizer "$TOK" -p "hello" >/dev/full 2>"$tmp/err"; rc=$?

@@ -134,28 +134,40 @@ assert "| 2 | " in txt and "| 1 | " in txt and "threads: 1 against 2, the same r
 print(f"2 threads against 1: prefill {b['pp_speedup_vs']:.2f}x, decode {b['tg_speedup_vs']:.2f}x")
 PY
 then ok "bench -t 1,2 ($(cat "$tmp/cmp"))"; else bad "bench -t 1,2 ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
-# -p, -n, -d lists: llama-bench's tests one by one, a JSON line each; a decode
-# test at depth 8 reads 8 positions of latent cache more than at depth 0
-if "$DSC" bench -m "$root" -p 8,16 -n 4 -d 0,8 -r 1 --json >"$tmp/lists.json" 2>"$tmp/err" &&
-    "$DSC" bench -m "$root" -p 8,16 -n 4 -d 0,8 -r 1 >"$tmp/lists.txt" 2>>"$tmp/err" &&
+# -p, -n, -d lists: llama-bench's tests one by one, a JSON line each, the
+# prefills and the decodes at each depth; a decode test at depth 64 reads 64
+# positions of latent cache more than at depth 0; a prefill at depth counts
+# the attention of the form it takes (absorbed for 8 or 16 after 64 here,
+# decompressed from an empty cache)
+if "$DSC" bench -m "$root" -p 8,16 -n 4 -d 0,64 -r 1 --json >"$tmp/lists.json" 2>"$tmp/err" &&
+    "$DSC" bench -m "$root" -p 8,16 -n 4 -d 0,64 -r 1 >"$tmp/lists.txt" 2>>"$tmp/err" &&
     python3 - "$tmp/lists.json" "$tmp/lists.txt" "$root/config.json" >"$tmp/cmp" 2>&1 <<'PY'
 import json, sys
 js = [json.loads(l) for l in open(sys.argv[1])]
 got = [(j["n_prompt"], j["n_gen"], j["depth"]) for j in js]
-assert got == [(8, 0, 0), (16, 0, 0), (0, 4, 0), (0, 4, 8)], f"tests {got}"
+assert got == [(8, 0, 0), (16, 0, 0), (0, 4, 0), (8, 0, 64), (16, 0, 64), (0, 4, 64)], f"tests {got}"
 for j in js:
     assert (j["pp_tokens_per_s"] > 0) == (j["n_prompt"] > 0) and (j["tg_tokens_per_s"] > 0) == (j["n_gen"] > 0), j
 c = json.load(open(sys.argv[3]))
 # bf16 latent rows of kv_lora_rank + rope dim per layer
 row = 2 * c["num_hidden_layers"] * (c["kv_lora_rank"] + c["qk_rope_head_dim"])
-assert js[3]["bytes_per_token"] - js[2]["bytes_per_token"] == 8 * row, \
-    f"{js[3]['bytes_per_token']} - {js[2]['bytes_per_token']} != 8 x {row}"
+assert js[5]["bytes_per_token"] - js[2]["bytes_per_token"] == 64 * row, \
+    f"{js[5]['bytes_per_token']} - {js[2]['bytes_per_token']} != 64 x {row}"
+R, dn, dr, dv = c["kv_lora_rank"], c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"]
+for j, form in zip(js[:2] + js[3:5], ("decompressed", "decompressed", "absorbed", "absorbed")):
+    n, pos0 = j["n_prompt"], j["depth"]
+    seen = pos0 + (n + 1) / 2
+    dec, ab = pos0 * R * (dn + dv) + n * seen * (dn + dr + dv), n * seen * (2 * R + dr)
+    want = 2 * c["num_hidden_layers"] * c["num_attention_heads"] * min(dec, ab) / n
+    assert j["pp_depth"] == pos0 and j["pp_attn_form"] == form, (j["pp_depth"], j["pp_attn_form"], pos0, form)
+    assert abs(j["pp_attn_flops_per_token"] - want) < 1, f"pp{n} @ d{pos0}: {j['pp_attn_flops_per_token']}, want {want}"
 txt = open(sys.argv[2]).read()
-for t in ("| pp8 |", "| pp16 |", "| tg4 |", "| tg4 @ d8 |"):
+for t in ("| pp8 |", "| pp16 |", "| tg4 |", "| pp8 @ d64 |", "| pp16 @ d64 |", "| tg4 @ d64 |"):
     assert t in txt, f"no row {t}"
-print(f"pp8 {js[0]['pp_tokens_per_s']:.0f}, tg4 @ d8 {js[3]['tg_tokens_per_s']:.0f} t/s")
+print(f"pp8 {js[0]['pp_tokens_per_s']:.0f}, pp8 @ d64 {js[3]['pp_tokens_per_s']:.0f}, "
+      f"tg4 @ d64 {js[5]['tg_tokens_per_s']:.0f} t/s")
 PY
-then ok "bench -p 8,16 -n 4 -d 0,8 ($(cat "$tmp/cmp"))"; else bad "bench lists ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+then ok "bench -p 8,16 -n 4 -d 0,64 ($(cat "$tmp/cmp"))"; else bad "bench lists ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 if "$DSC" bench -m "$root" -p 4 -n 2 -r 1 --no-warmup --json >"$tmp/out" 2>"$tmp/err" &&
     python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["tg_tokens_per_s"] > 0' "$tmp/out"; then
     ok "bench --no-warmup"
