@@ -989,7 +989,7 @@ static void test_long_decode(const char *golden) {
  * MLA_ABS_TOKENS tokens at a time, and the automatic choice is the forced
  * absorbed form's, bit for bit, for 20 tokens after 300, and the
  * decompressed form's for 300 tokens from an empty cache. */
-static void test_prefill_forms(const char *golden, const char *model_name) {
+static void test_prefill_forms(const char *golden, const char *model_name, dsc_kv_type kv) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/%s/model", golden, model_name);
     dsc_model *m;
@@ -1000,6 +1000,7 @@ static void test_prefill_forms(const char *golden, const char *model_name) {
     for (int i = 0; i < P + C; i++) toks[i] = (i * 197 + 11) % V;
     dsc_ctx_params cp = dsc_ctx_default_params();
     cp.n_ctx = 512;
+    cp.kv_type = kv;
     dsc_ctx *x = NULL;
     CHECK(dsc_ctx_new(m, &cp, &x) == DSC_OK && x->n_abs == MLA_ABS_TOKENS, "%s: a context (n_abs %d)", model_name,
           x ? x->n_abs : -1);
@@ -1029,8 +1030,8 @@ static void test_prefill_forms(const char *golden, const char *model_name) {
     CHECK(!memcmp(aut, mix, sizeof aut) && memcmp(aut, dc, sizeof aut),
           "%s: %d tokens after %d: absorbed (%g from the decompressed form's)", model_name, C, P,
           max_rel(aut, dc, C * V));
-    printf("prefill forms %s: absorbed vs decompressed %.2g (prompt), %.2g (%d after %d, chosen absorbed)\n", model_name,
-           max_rel(ap, dp, P * V), max_rel(aut, dc, C * V), C, P);
+    printf("prefill forms %s, %s cache: absorbed vs decompressed %.2g (prompt), %.2g (%d after %d, chosen absorbed)\n",
+           model_name, dsc_kv_type_name(kv), max_rel(ap, dp, P * V), max_rel(aut, dc, C * V), C, P);
     dsc_ctx_free(x);
     dsc_model_free(m);
 }
@@ -1578,8 +1579,9 @@ int main(int argc, char **argv) {
     if (argc > 1) test_context(argv[1]);
     if (argc > 1) test_sequences(argv[1]);
     if (argc > 1) test_long_decode(argv[1]);
-    if (argc > 1) test_prefill_forms(argv[1], "v3-tiny");
-    if (argc > 1) test_prefill_forms(argv[1], "v2lite-tiny");
+    if (argc > 1) test_prefill_forms(argv[1], "v3-tiny", DSC_KV_F32);
+    if (argc > 1) test_prefill_forms(argv[1], "v3-tiny", DSC_KV_BF16);
+    if (argc > 1) test_prefill_forms(argv[1], "v2lite-tiny", DSC_KV_F32);
     if (argc > 1) test_api_edges(argv[1]);
     if (argc > 1) test_spec(argv[1], "v3-tiny");
     if (argc > 1) test_spec(argv[1], "v3-fp8-tiny");
