@@ -321,11 +321,12 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
     }
 }
 
-/* Whether a prefill chunk of n tokens after pos0 cached ones attends in the
- * absorbed form: by multiply-adds, decompressing the keys and values of all
- * pos0 + n positions for every head, then plain attention over dn + dr and
- * dv dims, against each token's absorbed query and output (dn x R and
- * R x dv a head) and its scores and weighted sums over R + dr and R dims.
+/* The multiply-adds of a head's attention in a prefill chunk of n tokens
+ * after pos0 cached ones, in the cheaper of the two forms, and whether that
+ * is the absorbed one: decompressing the keys and values of all pos0 + n
+ * positions, then plain attention over dn + dr and dv dims, against each
+ * token's absorbed query and output (dn x R and R x dv) and its scores and
+ * weighted sums over R + dr and R dims.
  * From an empty cache the decompressed form is always the cheaper; a short
  * chunk after a long context (a chat turn, a prompt after a cache hit) is
  * not: 64 tokens after 4096 take 2.1x fewer in the absorbed form at
