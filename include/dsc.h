@@ -130,6 +130,12 @@ typedef struct {
                        /* argmax at least this probability, else no guess (-1), so a      */
                        /* doubtful guess costs no row in the main model's pass (llama.cpp's */
                        /* --draft-p-min); 0 = always guess, at most 1                       */
+    int32_t batch_invariant; /* 1: every token computed as a decode step computes it (MLA in   */
+                       /* the absorbed form, products on the row kernels at most 31 tokens */
+                       /* a call), so its logits are the same bits however its prompt is  */
+                       /* cut into chunks, batched with other sequences' tokens or taken   */
+                       /* in part from a copied or loaded cache (vLLM's batch-invariant    */
+                       /* mode); prompts prefill slower. 0: prefill in its fastest forms   */
 } dsc_ctx_params;
 
 dsc_ctx_params dsc_ctx_default_params(void);
@@ -315,9 +321,9 @@ size_t dsc_rss_bytes(void);
  * (the keys and values of the pos0 earlier positions decompressed again, a
  * score over qk_nope + qk_rope dims and a weighted sum over v_head_dim for
  * each position a token sees) or, where that takes fewer, the absorbed
- * (over kv_lora_rank + qk_rope and kv_lora_rank dims); *absorbed (if not
- * NULL) says which. */
-double dsc_prefill_attn_flops(const dsc_model *model, int32_t pos0, int32_t n, int *absorbed);
+ * (over kv_lora_rank + qk_rope and kv_lora_rank dims), always the absorbed
+ * with params.batch_invariant; *absorbed (if not NULL) says which. */
+double dsc_prefill_attn_flops(const dsc_ctx *ctx, int32_t pos0, int32_t n, int *absorbed);
 
 /* Where decode time goes, counted while timing is on (off by default; a
  * clock read around each chunk of rows, which steps do not feel: on against

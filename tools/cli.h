@@ -31,6 +31,7 @@ typedef struct {
     char **argv;
     int n_ctx, n_batch, n_gen, decode_only, print_ids, verbose, mlock, verbose_prompt, hide_think, think, special, raw;
     int mtp;                            /* run, chat, generate: --mtp, speculative decoding */
+    int batch_invariant;                /* --batch-invariant (dsc_ctx_params)              */
     float mtp_p_min;                    /* --mtp-p-min: the least probability of a guess    */
     dsc_sampler_params sp;
     int temp_set;

@@ -289,14 +289,15 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
                "\"tg_attn_gflop_s\": %.3f, \"mtp\": %d, \"mtp_step_tokens\": %.3f, \"mtp_step_tokens_min\": %.3f, "
-               "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f%s}\n",
+               "\"mtp_step_tokens_max\": %.3f, \"mtp_draft_ms\": %.3f, \"batch_invariant\": %d%s}\n",
                model_json ? model_json : "null", i->model_type, (long long)i->weight_bytes, (long long)i->active_bytes,
                T, dsc_ctx_isa(ctx), P, N, D, R, sp.median, sp.lo, sp.hi, st.median, st.lo, st.hi, bytes, read_gb_s,
                tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, g->pd,
                P > 0 ? (g->pp_absorbed ? "absorbed" : "decompressed") : "", flops, g->pp_attn_flops, fma_gflop_s, pp_gflops,
                spp.median, rss, dsc_ctx_kv_bytes(ctx), huge_pct, sit.median, sib.median, sip.median, sip.lo, sip.hi,
                attn_flops, scp.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
-               srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median, vs);
+               srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median,
+               o->batch_invariant, vs);
         cJSON_free(model_json);
         cJSON_Delete(path);
         return;
@@ -492,7 +493,7 @@ int cmd_bench(const cli_opts *o) {
         g->pos = g->D + g->N / 2.0 + 1;
         g->attn_flops = 2.0 * i->n_layers * i->n_heads * g->pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
         /* The prefill's attention in the form it takes (one chunk: n_batch >= P). */
-        g->pp_attn_flops = g->P > 0 ? dsc_prefill_attn_flops(s.model, g->pd, g->P, &g->pp_absorbed) / g->P : 0;
+        g->pp_attn_flops = g->P > 0 ? dsc_prefill_attn_flops(s.ctx, g->pd, g->P, &g->pp_absorbed) / g->P : 0;
         g->flops = 2.0 * ((double)i->active_params - (double)i->head_params +
                           (double)i->head_params / (g->P > 0 ? g->P : 1)) /* lm_head for the last token only */
                    + g->pp_attn_flops;

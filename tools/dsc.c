@@ -64,6 +64,10 @@ static const char *usage_text =
     "                         the same pass; the same output, fewer passes when drafts are taken\n"
     "  --mtp-p-min P          (with --mtp) guess only where the MTP layer gives its guess a\n"
     "                         probability of at least P, else decode one token (default 0: always)\n"
+    "  --batch-invariant      every prompt token computed as a decode step computes it (absorbed\n"
+    "                         attention, no gemm): its logits the same bits in any chunking or\n"
+    "                         batch, with a cached prefix or not (serve: the answer does not depend\n"
+    "                         on the load); prefill slower\n"
     "  -v, --verbose          print what was loaded\n"
     "\n"
     "generate / logits:\n"
@@ -307,6 +311,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = 1, takes = 0;
         else if (!strcmp(a, "--mlock")) o->mlock = 1, takes = 0;
         else if (!strcmp(a, "--mtp")) o->mtp = 1, takes = 0;
+        else if (!strcmp(a, "--batch-invariant")) o->batch_invariant = 1, takes = 0;
         else if (!strcmp(a, "--verbose-prompt")) o->verbose_prompt = 1, takes = 0;
         else if (!strcmp(a, "--hide-think")) o->hide_think = 1, takes = 0;
         else if (!strcmp(a, "--think")) o->think = 1, takes = 0;
@@ -392,6 +397,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     if (o->mtp && (o->samples > 1 || o->vote)) return die("--mtp: not with --samples or --vote");
     if (o->mtp_max_batch && (!o->mtp || strcmp(o->cmd, "serve")))
         return die("--mtp-max-batch: only with serve --mtp");
+    static const char *const invariant_cmds[] = {"run", "chat", "generate", "logits", "serve", "bench", "kld", "perplexity"};
+    int invariant_ok = 0;
+    for (size_t k = 0; k < sizeof invariant_cmds / sizeof *invariant_cmds; k++)
+        invariant_ok |= !strcmp(o->cmd, invariant_cmds[k]);
+    if (o->batch_invariant && !invariant_ok)
+        return die("--batch-invariant: only run, chat, generate, logits, serve, bench, kld and perplexity evaluate a model");
     if (o->mtp_p_min > 0 && (!o->mtp || !strcmp(o->cmd, "bench")))
         return die("--mtp-p-min: only with --mtp (run, chat, generate, serve)");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&
@@ -451,6 +462,7 @@ dsc_ctx_params cli_ctx_params(const cli_opts *o, int n_ctx) {
     cp.kv_type = (dsc_kv_type)o->kv_type;
     cp.mtp = o->mtp;
     cp.mtp_p_min = o->mtp_p_min;
+    cp.batch_invariant = o->batch_invariant;
     return cp;
 }
 

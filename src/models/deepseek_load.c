@@ -614,9 +614,9 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
     };
 }
 
-double dsc_prefill_attn_flops(const dsc_model *model, int32_t pos0, int32_t n, int *absorbed) {
+double dsc_prefill_attn_flops(const dsc_ctx *ctx, int32_t pos0, int32_t n, int *absorbed) {
     if (absorbed) *absorbed = 0;
-    if (!model || pos0 < 0 || n < 1) return 0;
-    const dsc_config *c = &model->cfg;
-    return 2.0 * c->n_layers * c->n_heads * mla_prefill_macs(c, pos0, n, absorbed);
+    if (!ctx || pos0 < 0 || n < 1) return 0;
+    const dsc_config *c = &ctx->model->cfg;
+    return 2.0 * c->n_layers * c->n_heads * mla_prefill_macs(c, pos0, n, ctx->mla_prefill, absorbed);
 }

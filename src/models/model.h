@@ -162,8 +162,11 @@ struct dsc_ctx {
     int32_t n_dec;              /* tokens of a decode-form pass (>= n_seq)  */
     int32_t n_abs;              /* tokens the absorbed attention's scratch holds: */
                                 /* max(n_dec, MLA_ABS_TOKENS) where n_batch allows */
+    int invariant;              /* params.batch_invariant: the row kernels for  */
+                                /* every product (no gemm), absorbed attention  */
     int mla_prefill;            /* prefill attention: 0 the cheaper form, 1 always */
-                                /* decompressed, 2 always absorbed (tests)      */
+                                /* decompressed (tests), 2 always absorbed       */
+                                /* (params.batch_invariant)                     */
     int32_t n_cl;               /* cache layers a sequence has: n_layers, + 1 for the MTP module */
     int32_t *seq_pos;           /* (n_seq) tokens in each sequence's cache  */
     /* Latent KV cache: per layer a (T, R + Dr) matrix in the cache type; row
@@ -257,9 +260,10 @@ void rope_apply(float *x, const float *cos_p, const float *sin_p, int32_t dr);
 
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode);
 /* A layer's and head's multiply-adds in a prefill of n tokens after pos0
- * beyond the weight products (dsc_prefill_attn_flops), in the cheaper form;
- * *absorbed says which. */
-double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int *absorbed);
+ * beyond the weight products (dsc_prefill_attn_flops), in the form given
+ * (ctx->mla_prefill: 0 the cheaper, 1 decompressed, 2 absorbed); *absorbed
+ * says which. */
+double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int form, int *absorbed);
 
 /* The cache of sequence seq, layer i. */
 static inline dsc_mat *ctx_cache(dsc_ctx *ctx, int32_t seq, int layer) {

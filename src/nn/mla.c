@@ -322,8 +322,9 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
 }
 
 /* The multiply-adds of a head's attention in a prefill chunk of n tokens
- * after pos0 cached ones, in the cheaper of the two forms, and whether that
- * is the absorbed one: decompressing the keys and values of all pos0 + n
+ * after pos0 cached ones, in the cheaper of the two forms (form 0; 1 the
+ * decompressed, 2 the absorbed), and whether that is the absorbed one:
+ * decompressing the keys and values of all pos0 + n
  * positions, then plain attention over dn + dr and dv dims, against each
  * token's absorbed query and output (dn x R and R x dv) and its scores and
  * weighted sums over R + dr and R dims.
@@ -331,21 +332,21 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
  * chunk after a long context (a chat turn, a prompt after a cache hit) is
  * not: 64 tokens after 4096 take 2.1x fewer in the absorbed form at
  * DeepSeek's dims, 16 tokens 7.3x. */
-double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int *absorbed) {
+double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int form, int *absorbed) {
     const double R = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const double seen = pos0 + (n + 1) / 2.0; /* positions a token sees, on average */
     /* both forms also multiply by kv_b's rows of the head once a token (the
      * decompression of the n new positions; the absorption of query and output) */
     const double dec = (double)pos0 * R * (dn + dv) + n * seen * (dn + dr + dv);
     const double abs = n * seen * (2 * R + dr);
-    if (absorbed) *absorbed = abs < dec;
-    return abs < dec ? abs : dec;
+    const int a = form ? form == 2 : abs < dec;
+    if (absorbed) *absorbed = a;
+    return a ? abs : dec;
 }
 
 static int prefill_absorbed(const dsc_ctx *ctx, int32_t n) {
-    if (ctx->mla_prefill) return ctx->mla_prefill == 2;
     int absorbed;
-    mla_prefill_macs(&ctx->model->cfg, ctx->s.tpos[0], n, &absorbed);
+    mla_prefill_macs(&ctx->model->cfg, ctx->s.tpos[0], n, ctx->mla_prefill, &absorbed);
     return absorbed;
 }
 

@@ -188,8 +188,37 @@ static void rows_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     else pool_run(ctx->pool, batch_task, &j);
 }
 
+/* params.batch_invariant: every product on the row kernels at most
+ * INV_TOKENS tokens at a time, as a decode step takes them; a row's value
+ * there does not depend on how many tokens share the call, so a token's
+ * results do not depend on what else the pass carries. A pass of more
+ * tokens reads the weights once per INV_TOKENS of them (the products of a
+ * batch all under one barrier each time). */
+#define INV_TOKENS (DSC_FEW_TOKENS - 1)
+
+static void invariant_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
+    int32_t most = 0;
+    for (int i = 0; i < count; i++) most = mm[i].n > most ? mm[i].n : most;
+    dsc_mm part[count];
+    for (int32_t t0 = 0; t0 < most; t0 += INV_TOKENS) {
+        int np = 0;
+        for (int i = 0; i < count; i++) {
+            if (mm[i].n <= t0) continue;
+            part[np] = mm[i];
+            part[np].y += (int64_t)t0 * mm[i].w->rows;
+            part[np].x += (int64_t)t0 * mm[i].w->cols;
+            part[np++].n = mm[i].n - t0 < INV_TOKENS ? mm[i].n - t0 : INV_TOKENS;
+        }
+        rows_batch(ctx, part, np);
+    }
+}
+
 void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
     if (count == 0) return;
+    if (ctx->invariant) {
+        invariant_batch(ctx, mm, count);
+        return;
+    }
     int ng = 0, nr = 0;
     for (int i = 0; i < count; i++) ng += on_gemm(ctx, &mm[i]), nr += mm[i].n < gemm_from(&mm[i]);
     if (ng == count) gemm_batch(ctx, mm, count);
@@ -209,7 +238,7 @@ void op_matmul_batch(dsc_ctx *ctx, const dsc_mm *mm, int count) {
 }
 
 static void matmul_one(dsc_ctx *ctx, const dsc_mm *m) {
-    if (m->n < gemm_from(m)) {
+    if (m->n < gemm_from(m) || ctx->invariant) {
         op_matmul_batch(ctx, m, 1);
         return;
     }

@@ -175,6 +175,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     if (pr.mtp != 0 && pr.mtp != 1) return dsc_fail(DSC_ERR_ARG, "mtp %d must be 0 or 1", pr.mtp);
     if (!(pr.mtp_p_min >= 0 && pr.mtp_p_min <= 1))
         return dsc_fail(DSC_ERR_ARG, "mtp_p_min %g is not a probability (0 to 1)", (double)pr.mtp_p_min);
+    if (pr.batch_invariant != 0 && pr.batch_invariant != 1)
+        return dsc_fail(DSC_ERR_ARG, "batch_invariant %d must be 0 or 1", pr.batch_invariant);
     if (pr.mtp_p_min > 0 && !pr.mtp) return dsc_fail(DSC_ERR_ARG, "mtp_p_min %g needs mtp = 1", (double)pr.mtp_p_min);
     const dsc_kernels *k = kern_select(pr.isa);
     if (!k) return dsc_fail(DSC_ERR_ARG, "kernel set '%s' is unknown or not supported by this CPU", pr.isa);
@@ -188,6 +190,8 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
     ctx->k = k;
     ctx->kv_type = pr.kv_type;
     ctx->mtp_p_min = pr.mtp_p_min;
+    ctx->invariant = pr.batch_invariant;
+    ctx->mla_prefill = pr.batch_invariant ? 2 : 0;
     ctx->n_threads = pr.n_threads ? pr.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (ctx->n_threads < 1) ctx->n_threads = 1;
     ctx->ts = calloc((size_t)ctx->n_threads, sizeof *ctx->ts);

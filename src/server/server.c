@@ -107,6 +107,7 @@ static int load(srv_server *S) {
     cp.n_seq = p->n_parallel;
     cp.mtp = p->mtp;
     cp.mtp_p_min = p->mtp_p_min;
+    cp.batch_invariant = p->batch_invariant;
     cp.n_mixed = p->n_parallel * (p->mtp ? 2 : 1) + (p->n_chunk < SRV_MIX_PROMPT ? p->n_chunk : SRV_MIX_PROMPT);
     if (dsc_ctx_new(S->model, &cp, &S->ctx)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     S->n_ctx = dsc_ctx_n_ctx(S->ctx);
@@ -170,12 +171,12 @@ int srv_run(const srv_params *params) {
             snprintf(mtp, sizeof mtp, ", MTP drafts%s%s (%.1f MiB of inputs)", upto, pmin,
                      dsc_ctx_mtp_bytes(S->ctx) / 1048576.0);
         srv_log("listening on http://%s%s%s:%d (model %s, %d slots x %d tokens, %s latent cache %.1f MiB, %d threads, "
-                "%s kernels%s%s%s%s)",
+                "%s kernels%s%s%s%s%s)",
                 strchr(p->host, ':') ? "[" : "", p->host, strchr(p->host, ':') ? "]" : "", http_port(S), S->model_name,
                 p->n_parallel, S->n_ctx, dsc_kv_type_name(p->kv_type), dsc_ctx_kv_bytes(S->ctx) / 1048576.0,
                 dsc_ctx_n_threads(S->ctx), dsc_ctx_isa(S->ctx),
                 S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "", p->api_key ? ", API key required" : "",
-                p->cache_dir ? ", persistent prompt cache" : "", mtp);
+                p->cache_dir ? ", persistent prompt cache" : "", p->batch_invariant ? ", batch-invariant" : "", mtp);
         int sig = 0;
         while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) continue;
         srv_log("shutting down (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -38,6 +38,7 @@ typedef struct {
     int mtp;                /* speculative decoding: the checkpoint's MTP layer drafts    */
     int mtp_max_batch;      /* draft only while at most this many slots generate (0: any) */
     float mtp_p_min;        /* draft only where the module's guess is this likely (0: any) */
+    int batch_invariant;    /* answers that do not depend on the load (dsc_ctx_params)   */
 } srv_params;
 
 srv_params srv_default_params(void);

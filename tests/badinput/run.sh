@@ -641,6 +641,7 @@ expect "--mtp-p-min without --mtp" "--mtp-p-min: only with --mtp" "$DSC" generat
 expect "bench --mtp --mtp-p-min" "--mtp-p-min: only with --mtp (run, chat, generate, serve)" "$DSC" bench -m "$R1" --mtp --mtp-p-min 0.5
 expect "--mtp-p-min 1.5" "--mtp-p-min" "$DSC" generate -m "$R1" --tokens "1 2" --mtp --mtp-p-min 1.5
 expect "--mtp-p-min nan" "--mtp-p-min" "$DSC" generate -m "$R1" --tokens "1 2" --mtp --mtp-p-min nan
+expect "quantize --batch-invariant" "--batch-invariant: only run, chat, generate, logits, serve, bench, kld and perplexity" "$DSC" quantize -m "$R1" -o "$tmp/never" --type q8 --batch-invariant
 # a tokenizer with ids beyond the model's vocabulary: one line naming both, before any output
 expect "run with a tokenizer larger than the model" "tokenizer.json|128815 token ids|vocab_size 384|dsc-r1-tiny" \
     "$DSC" run -m "$R1" -p "hi" -n 4 --tokenizer "$GOLDEN/tokenizer/deepseek-v3/tokenizer.json"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The CLI contract on every golden checkpoint:
 #   dsc logits -m DIR --tokens IDS -o OUT [--decode-only]   matches expected logits
+#   dsc logits ... --batch-invariant [-b 5]   the same bytes as --decode-only
 #   dsc generate -m DIR --tokens IDS -n 8 --temp 0 --ids [--decode-only]   prints the greedy ids
 #   dsc bench -m DIR --json [--parallel N]   one JSON object with the figures named below
 #   dsc generate ... --mlock   the same ids, the weights locked or a warning
@@ -27,6 +28,17 @@ for m in v3-tiny v2lite-tiny v2-grouped-tiny v3-fp8-tiny; do
         got=$("$DSC" generate -m "$root/model" --tokens "$toks" -n 8 --temp 0 --ids $mode 2>"$tmp/err")
         if [ "$got" = "$want" ]; then ok "$name generate: $got"; else bad "$name generate: got '$got' want '$want' $(cat "$tmp/err")"; fi
     done
+    # --batch-invariant: the prompt's logits (in one call, in chunks of 5) the
+    # bits of one token a call, and the reference's within its tolerance
+    if "$DSC" logits -m "$root/model" --tokens "$toks" -o "$tmp/d.safetensors" --decode-only 2>"$tmp/err" &&
+        "$DSC" logits -m "$root/model" --tokens "$toks" -o "$tmp/i.safetensors" --batch-invariant 2>>"$tmp/err" &&
+        "$DSC" logits -m "$root/model" --tokens "$toks" -o "$tmp/i5.safetensors" --batch-invariant -b 5 2>>"$tmp/err" &&
+        cmp -s "$tmp/d.safetensors" "$tmp/i.safetensors" && cmp -s "$tmp/d.safetensors" "$tmp/i5.safetensors" &&
+        "$TG" --compare "$tmp/i.safetensors" "$root/expected.safetensors" >"$tmp/cmp"; then
+        ok "$m logits --batch-invariant [-b 5]: the bytes of --decode-only ($(cat "$tmp/cmp"))"
+    else
+        bad "$m logits --batch-invariant ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"
+    fi
     # --mtp (speculative decoding, the MTP layer drafting): the same ids, greedy
     # (the golden ones) and sampled; a checkpoint without an MTP layer is one line.
     if grep -q '"num_nextn_predict_layers": *[1-9]' "$root/model/config.json"; then
@@ -86,6 +98,7 @@ for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb
     assert isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j.get(k)}"
 assert j["parallel"] == 3, f"parallel = {j['parallel']}"
 assert j["mtp"] == 0 and j["mtp_step_tokens"] == 0, "no speculative steps without --mtp"
+assert j["batch_invariant"] == 0 and j["pp_attn_form"] == "decompressed", "from an empty cache: decompressed"
 # where decode time went: the weight products and the attention, separate phases of a step
 assert 0 < j["tg_rows_pct"] <= 100 and 0 < j["tg_attn_pct"] < 100 and j["tg_rows_gb_s"] > 0, \
     f"tg_rows_pct = {j['tg_rows_pct']}, tg_attn_pct = {j['tg_attn_pct']}, tg_rows_gb_s = {j['tg_rows_gb_s']}"
@@ -97,6 +110,16 @@ assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weigh
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
 PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+# --batch-invariant: the prefill in the absorbed form, its attention's FLOPs counted so
+if "$DSC" bench -m "$root" -p 16 -n 0 -r 1 --batch-invariant --json >"$tmp/bi.json" 2>"$tmp/err" &&
+    python3 - "$tmp/bi.json" >"$tmp/cmp" 2>&1 <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["batch_invariant"] == 1 and j["pp_attn_form"] == "absorbed", f"{j['batch_invariant']} {j['pp_attn_form']}"
+assert j["pp_attn_flops_per_token"] > 0 and j["pp_tokens_per_s"] > 0
+print(f"pp16 {j['pp_tokens_per_s']:.0f} t/s, absorbed")
+PY
+then ok "bench --batch-invariant --json ($(cat "$tmp/cmp"))"; else bad "bench --batch-invariant --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 # --mtp: a speculative step's cost in plain tokens; the bytes a plain token reads are the same
 if "$DSC" bench -m "$root" -p 16 -n 8 -r 2 --mtp --json >"$tmp/mtp.json" 2>"$tmp/err" &&
     python3 - "$tmp/mtp.json" "$tmp/bench.json" >"$tmp/cmp" 2>&1 <<'PY'

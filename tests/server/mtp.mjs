@@ -3,7 +3,8 @@
 // exactly what the server without drafts answers: the same text, tokens,
 // logprobs, finish reasons and usage, alone and with slots busy together,
 // after a prompt restored from the block store, with penalties, stop
-// strings and several choices; /metrics counts the drafts. --mtp-p-min
+// strings and several choices (with --batch-invariant, also four requests
+// at once against each alone); /metrics counts the drafts. --mtp-p-min
 // withholds the doubtful guesses and changes nothing else.
 //
 // usage: node mtp.mjs DSC_BINARY GOLDEN_DIR TMP_DIR   (one PASS/FAIL line per check)
@@ -80,11 +81,20 @@ async function main() {
     assert.equal(answer(await post(spec, '/v1/chat/completions', q)), answer(await post(plain, '/v1/chat/completions', q)));
   });
 
-  await check('serve --mtp, four requests at once: each the answer without drafts', async () => {
-    const names = ASKS.slice(0, 4).map((a) => a[0]);
-    const got = await Promise.all(ASKS.slice(0, 4).map(([, q]) => post(spec, '/v1/completions', q)));
-    got.forEach((j, i) => assert.equal(answer(j), want[names[i]], names[i]));
+  // Requests that arrive together share steps (a short prompt joins the pass
+  // of the others' decode tokens), which can change the last bits of their
+  // logits against a request alone; --batch-invariant makes every row the
+  // same bits in any step, so drafts are checked apart from that.
+  const plainBI = await startServer(env, ['--parallel', '4', '-c', '512', '--batch-invariant']);
+  const specBI = await startServer(env, ['--parallel', '4', '-c', '512', '--batch-invariant', '--mtp']);
+  await check('serve --mtp --batch-invariant, four requests at once: each the answer without drafts, one at a time', async () => {
+    const four = ASKS.slice(0, 4), alone = [];
+    for (const [, q] of four) alone.push(answer(await post(plainBI, '/v1/completions', q)));
+    const got = await Promise.all(four.map(([, q]) => post(specBI, '/v1/completions', q)));
+    got.forEach((j, i) => assert.equal(answer(j), alone[i], four[i][0]));
   });
+  await stopServer(plainBI);
+  await stopServer(specBI);
 
   await check('serve --mtp: a prompt restored from the block store drafts as before', async () => {
     const q = { prompt: LONG + 'And then', max_tokens: 24, temperature: 0, ignore_eos: true };

@@ -1036,6 +1036,80 @@ static void test_prefill_forms(const char *golden, const char *model_name, dsc_k
     dsc_model_free(m);
 }
 
+/* params.batch_invariant: a token's logits are the same bits however its
+ * prompt goes in: one token a call, the whole prompt in one call (more than
+ * DSC_FEW_TOKENS tokens, where products would take the gemm), in chunks of
+ * n_batch 7, in calls of 13, in a mixed step beside another sequence's
+ * tokens, after a prefix copied from another sequence; at every kernel set
+ * this CPU runs, on one and two threads. */
+static void test_batch_invariant(const char *dir, const char *name, dsc_kv_type kv) {
+    dsc_model *m;
+    if (dsc_model_load(dir, NULL, &m)) {
+        CHECK(0, "batch-invariant %s: %s", name, dsc_last_error());
+        return;
+    }
+    dsc_model_info info;
+    dsc_model_get_info(m, &info);
+    enum { N = 45, CUT = 17, MIX = 20 };
+    const int V = info.vocab_size;
+    int32_t toks[N], other[4] = {1, 2, 3, 4};
+    for (int i = 0; i < N; i++) toks[i] = (i * 131 + 7) % V;
+    float *one = malloc(sizeof(float) * N * V), *got = malloc(sizeof(float) * N * V),
+          *rows = malloc(sizeof(float) * (MIX + 4) * V);
+    int n_ok = 0, n_all = 0;
+    for (const char *const *isa = dsc_isa_list(); *isa; isa++)
+        for (int nt = 1; nt <= 2; nt++)
+            for (int nb = 512; nb >= 7; nb = nb == 512 ? 7 : 0) {
+                dsc_ctx_params cp = dsc_ctx_default_params();
+                cp.n_ctx = 64, cp.n_seq = 2, cp.n_mixed = MIX + 4, cp.kv_type = kv, cp.isa = *isa, cp.n_threads = nt;
+                cp.n_batch = nb, cp.batch_invariant = 1;
+                dsc_ctx *x;
+                if (dsc_ctx_new(m, &cp, &x)) {
+                    CHECK(0, "batch-invariant %s: %s", name, dsc_last_error());
+                    continue;
+                }
+                for (int i = 0; i < N; i++) dsc_eval_seq(x, 0, toks + i, 1, one + (size_t)i * V);
+                const char *way[5] = {"whole", "calls of 13", "mixed step", "copied prefix", NULL};
+                int same[4];
+                dsc_seq_truncate(x, 0, 0);
+                dsc_eval_seq(x, 0, toks, N, got);
+                same[0] = !memcmp(got, one, sizeof(float) * N * V);
+                dsc_seq_truncate(x, 0, 0);
+                for (int i = 0; i < N; i += 13) dsc_eval_seq(x, 0, toks + i, N - i < 13 ? N - i : 13, got + (size_t)i * V);
+                same[1] = !memcmp(got, one, sizeof(float) * N * V);
+                /* sequence 1 decodes 4 tokens among the first MIX of sequence 0's prompt */
+                dsc_seq_truncate(x, 0, 0);
+                dsc_eval_seq(x, 1, other, 3, NULL);
+                int32_t ms[MIX + 4], mt[MIX + 4];
+                for (int i = 0, k = 0, o = 0; i < MIX + 4; i++) {
+                    const int theirs = i % 6 == 2;
+                    ms[i] = theirs ? 1 : 0, mt[i] = theirs ? other[3] + o++ : toks[k++];
+                }
+                dsc_eval_mixed(x, ms, mt, MIX + 4, NULL, rows);
+                dsc_eval_seq(x, 0, toks + MIX, N - MIX, got + (size_t)MIX * V);
+                for (int i = 0, k = 0; i < MIX + 4; i++)
+                    if (ms[i] == 0) memcpy(got + (size_t)k++ * V, rows + (size_t)i * V, sizeof(float) * V);
+                same[2] = !memcmp(got, one, sizeof(float) * N * V);
+                /* sequence 1 evaluates the first CUT tokens in one call; sequence 0 goes on from a copy */
+                dsc_seq_truncate(x, 1, 0);
+                dsc_eval_seq(x, 1, toks, CUT, NULL);
+                dsc_seq_copy(x, 1, 0, CUT);
+                dsc_eval_seq(x, 0, toks + CUT, N - CUT, got);
+                same[3] = !memcmp(got, one + (size_t)CUT * V, sizeof(float) * (N - CUT) * V);
+                for (int w = 0; way[w]; w++) {
+                    n_all++, n_ok += same[w];
+                    CHECK(same[w], "batch-invariant %s, %s cache, %s, %d threads, n_batch %d: %s = one token a call (%g)",
+                          name, dsc_kv_type_name(kv), *isa, nt, nb, way[w],
+                          w == 3 ? max_rel(got, one + (size_t)CUT * V, (N - CUT) * V) : max_rel(got, one, N * V));
+                }
+                dsc_ctx_free(x);
+            }
+    printf("batch-invariant %s, %s cache: %d of %d ways the bits of one token a call\n", name, dsc_kv_type_name(kv),
+           n_ok, n_all);
+    free(one), free(got), free(rows);
+    dsc_model_free(m);
+}
+
 /* dsc init --dtype f32 with a tensor larger than its write buffer (a
  * regression: F32 chunks once overflowed a buffer sized for 2-byte types). */
 static void test_init_f32_large(void) {
@@ -1582,6 +1656,27 @@ int main(int argc, char **argv) {
     if (argc > 1) test_prefill_forms(argv[1], "v3-tiny", DSC_KV_F32);
     if (argc > 1) test_prefill_forms(argv[1], "v3-tiny", DSC_KV_BF16);
     if (argc > 1) test_prefill_forms(argv[1], "v2lite-tiny", DSC_KV_F32);
+    if (argc > 1) {
+        static const char *const inv[] = {"v3-tiny", "v3-fp8-tiny", "v2lite-tiny", "v2-grouped-tiny"};
+        char dir[4096];
+        for (int i = 0; i < 4; i++) {
+            snprintf(dir, sizeof dir, "%s/models/%s/model", argv[1], inv[i]);
+            test_batch_invariant(dir, inv[i], i == 0 ? DSC_KV_BF16 : DSC_KV_F32);
+        }
+        char tmp[] = "/tmp/dsc_inv_XXXXXX";
+        if (mkdtemp(tmp)) {
+            snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", argv[1]);
+            for (int q = 0; q < 2; q++) {
+                char out[600];
+                snprintf(out, sizeof out, "%s/%s", tmp, q ? "q4" : "q8");
+                CHECK(dsc_quantize(dir, out, q ? "q4" : "q8") == DSC_OK, "quantize for batch-invariant: %s", dsc_last_error());
+                test_batch_invariant(out, q ? "v3-tiny q4" : "v3-tiny q8", DSC_KV_F32);
+            }
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+            if (system(cmd) != 0) printf("note: could not remove %s\n", tmp);
+        }
+    }
     if (argc > 1) test_api_edges(argv[1]);
     if (argc > 1) test_spec(argv[1], "v3-tiny");
     if (argc > 1) test_spec(argv[1], "v3-fp8-tiny");
