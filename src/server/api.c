@@ -4,8 +4,8 @@
  * the wording of the OpenAI API where it has one. Fields this server does
  * not know are ignored (as vLLM's and llama.cpp's servers do); known ones
  * that would change the answer and that it does not implement (tools, a
- * response format other than text, logit bias, best_of above n) are a 400
- * rather than silently dropped.
+ * response format other than text, best_of above n) are a 400 rather than
+ * silently dropped.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -227,6 +227,35 @@ static int parse_sampling(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
+/* OpenAI's logit_bias: {"token id": bias in [-100, 100], ...}, added to the
+ * logits before sampling (before the penalties, as vLLM does; logprobs stay
+ * those of the raw logits). A key twice is already refused by parse_body;
+ * ids are checked against the vocabulary at submission. */
+static int parse_logit_bias(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *j = field(root, "logit_bias"), *x;
+    if (!j) return 0;
+    if (!cJSON_IsObject(j)) return bad_type(e, "logit_bias", "an object", j);
+    const int n = cJSON_GetArraySize(j);
+    if (n == 0) return 0;
+    a->bias_tok = malloc(sizeof *a->bias_tok * (size_t)n);
+    a->bias = malloc(sizeof *a->bias * (size_t)n);
+    if (!a->bias_tok || !a->bias) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    cJSON_ArrayForEach(x, j) {
+        const char *s = x->string;
+        char *end = NULL;
+        const long id = s && *s >= '0' && *s <= '9' && strlen(s) <= 10 ? strtol(s, &end, 10) : -1;
+        if (id < 0 || id > INT32_MAX || !end || *end)
+            return srv_fail(e, 400, INVALID, "logit_bias", "invalid_value",
+                            "Invalid key in 'logit_bias': '%.32s' is not a token id (a decimal integer >= 0).", s ? s : "");
+        if (!cJSON_IsNumber(x) || !(x->valuedouble >= -100 && x->valuedouble <= 100))
+            return srv_fail(e, 400, INVALID, "logit_bias", "invalid_value",
+                            "Invalid value in 'logit_bias' for token %ld: expected a number from -100 to 100.", id);
+        a->bias_tok[a->n_bias] = (int32_t)id;
+        a->bias[a->n_bias++] = (float)x->valuedouble;
+    }
+    return 0;
+}
+
 /* The parameters that ask for what this server does not do. */
 static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *j;
@@ -245,10 +274,6 @@ static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
         if (strcmp(t->valuestring, "text"))
             return srv_fail(e, 400, INVALID, "response_format", "unsupported_value",
                             "'response_format' of type '%.40s' is not supported: only 'text' is.", t->valuestring);
-    }
-    if ((j = field(root, "logit_bias"))) {
-        if (!cJSON_IsObject(j)) return bad_type(e, "logit_bias", "an object", j);
-        if (j->child) return unsupported(e, "logit_bias", "send it empty or leave it out.");
     }
     double v = 0;
     if (get_num(root, "frequency_penalty", -2, 2, &v, e)) return -1;
@@ -293,7 +318,7 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
         a->has_seed = 1;
         a->seed = (uint64_t)(int64_t)v;
     }
-    if (parse_sampling(root, a, e)) return -1;
+    if (parse_sampling(root, a, e) || parse_logit_bias(root, a, e)) return -1;
     v = 1;
     if (get_int(root, "n", 1, SRV_MAX_N, &v, e)) return -1;
     a->n = (int)v;
@@ -359,6 +384,8 @@ void srv_ask_free(srv_ask *a) {
     free(a->msgs);
     free(a->prompt);
     free(a->prompt_ids);
+    free(a->bias_tok);
+    free(a->bias);
     for (int i = 0; i < a->n_stop; i++) free(a->stop[i]);
     memset(a, 0, sizeof *a);
 }

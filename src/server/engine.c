@@ -184,8 +184,8 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
     if (last) engine_release(e, r);
 }
 
-/* The row with the request's penalties, as vLLM applies them: first the
- * repetition penalty over the tokens of the prompt and of the choice's
+/* The row with the request's logit_bias and penalties, as vLLM applies
+ * them: the bias added first, then the repetition penalty over the tokens of the prompt and of the choice's
  * output, held[0..n_held) (a positive logit divided by it, a negative one
  * multiplied, once per token), then OpenAI's frequency and presence
  * penalties over the output alone, held[n_prompt..n_held) (a logit minus
@@ -195,8 +195,9 @@ static const float *penalized(srv_engine *e, const float *row, const srv_ask *a,
     const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
     const int freq = (a->frequency_penalty != 0 || a->presence_penalty != 0) && n > 0;
     const int rep = a->repetition_penalty != 1 && n_held > 0;
-    if (!freq && !rep) return row;
+    if (!freq && !rep && !a->n_bias) return row;
     memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
+    for (int i = 0; i < a->n_bias; i++) e->prow[a->bias_tok[i]] += a->bias[i]; /* ids checked at submission */
     if (rep) {
         const float p = a->repetition_penalty;
         for (int32_t i = 0; i < n_held; i++) {

@@ -424,6 +424,11 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     if (a->n > S->p.n_parallel)
         return srv_fail(e, 400, "invalid_request_error", "n", "invalid_value",
                         "Invalid 'n': at most %d choices per request (the server's --parallel).", S->p.n_parallel);
+    for (int i = 0; i < a->n_bias; i++)
+        if (a->bias_tok[i] >= S->info.vocab_size)
+            return srv_fail(e, 400, "invalid_request_error", "logit_bias", "invalid_value",
+                            "Invalid 'logit_bias': token id %d is out of range (vocab_size = %d).", a->bias_tok[i],
+                            S->info.vocab_size);
     size_t cap = (size_t)S->n_ctx + 1, n = 0;
     if (a->prompt_ids) cap = a->n_prompt_ids + 1;
     if (!(r->prompt = malloc(sizeof(int32_t) * cap))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");

@@ -101,6 +101,9 @@ typedef struct {
     float repetition_penalty; /* (0, 10]: a logit of a token of the prompt or of the
                                 choice's output divided by it when positive,
                                 multiplied when negative (1: off)                     */
+    int32_t *bias_tok;       /* logit_bias: token ids, each once (owned)                    */
+    float *bias;             /* ... and what is added to their logits, [-100, 100] (owned)  */
+    int n_bias;
 } srv_ask;
 
 /* Parses a request body; on failure returns -1 with e filled (400) and

@@ -301,11 +301,11 @@ async function main() {
       assert.equal(typeof err.error.message, 'string');
     }
   });
-  await check('400 for what the server does not implement (tools, JSON mode, logit bias, best_of), not ignored', async () => {
+  await check('400 for what the server does not implement (tools, JSON mode, best_of), not ignored', async () => {
     for (const [body, param] of [[{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
                                  [{ tool_choice: 'required' }, 'tool_choice'],
                                  [{ response_format: { type: 'json_object' } }, 'response_format'],
-                                 [{ logit_bias: { 5: 10 } }, 'logit_bias'], [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
+                                 [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
                                  [{ presence_penalty: -3 }, 'presence_penalty'],
                                  [{ stream_options: { include_usage: true } }, 'stream_options']]) {
       const err = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 2, ...body }).then(() => null, (e) => e);
@@ -328,6 +328,35 @@ async function main() {
     assert.notEqual(pres, plain, 'presence_penalty changed nothing');
     const distinct = (t) => new Set(t).size;
     assert.ok(distinct(pres) >= distinct(plain), `presence_penalty: ${distinct(pres)} distinct characters against ${distinct(plain)}`);
+  });
+  await check('logit_bias: +100 forces a token, -100 on all others leaves one; logprobs stay raw; bad maps are a 400', async () => {
+    const A = 'A'.charCodeAt(0) + 2, Z = 'Z'.charCodeAt(0) + 2, V = 512; // the tiny tokenizer: byte b is id b + 2
+    const ask = async (extra) => {
+      const r = await post(s, '/v1/completions', { prompt: 'The', max_tokens: 12, ignore_eos: true, ...extra });
+      assert.equal(r.status, 200, await r.clone().text());
+      return (await r.json()).choices[0];
+    };
+    const greedy = await ask({ temperature: 0, logprobs: 1 });
+    const forced = await ask({ temperature: 0, logprobs: 1, logit_bias: { [A]: 100 } });
+    assert.equal(forced.text, 'A'.repeat(12));
+    const raw = forced.logprobs.token_logprobs, top = forced.logprobs.top_logprobs;
+    assert.ok(raw.some((lp, i) => lp < Math.max(...Object.values(top[i]))), 'logprobs are the raw logits\' (A is not the likeliest there)');
+    assert.ok(!greedy.text.startsWith('AAAA'), 'the model alone writes A anyway');
+    const others = Object.fromEntries(Array.from({ length: V }, (_, i) => [i, i === Z ? 0 : -100]));
+    assert.equal((await ask({ temperature: 1.5, seed: 4, logit_bias: others })).text, 'Z'.repeat(12));
+    assert.equal((await ask({ temperature: 0, logit_bias: {} })).text, greedy.text, 'an empty map');
+    assert.equal((await ask({ temperature: 0, logit_bias: { [A]: 0 } })).text, greedy.text, 'a bias of 0');
+    const chat = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 5, temperature: 0,
+                                                    logit_bias: { [Z]: 100 } });
+    assert.equal(chat.choices[0].message.content + (chat.choices[0].message.reasoning_content ?? ''), 'ZZZZZ');
+    for (const bad of [{ x: 1 }, { '-1': 1 }, { '1.5': 1 }, { ' 7': 1 }, { 7: 101 }, { 7: -100.5 }, { 7: '3' }, { 7: null },
+                       { [V]: 1 }, { 99999999999: 1 }]) {
+      const e = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'The', max_tokens: 2, logit_bias: bad }),
+                                       400, 'logit_bias');
+      assert.match(e.message, /logit_bias/);
+    }
+    await assertErrorShape(await post(s, '/v1/completions', { prompt: 'The', max_tokens: 2, logit_bias: [1] }), 400,
+                           'logit_bias');
   });
   await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
     const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })
