@@ -434,6 +434,41 @@ typedef struct {
 dsc_status dsc_utf8_stream_push(dsc_utf8_stream *st, const dsc_tokenizer *tok, int32_t id, char *out, size_t cap,
                                 size_t *n_out);
 
+/* Whether id is one of tokenizer.json's added_tokens (chat markers, <think>
+ * and the like), not a piece of text of the base vocabulary. */
+int dsc_token_is_added(const dsc_tokenizer *tok, int32_t id);
+
+/* ------------------------------------------------------------------------ */
+/* JSON mode: output held to one JSON object (response_format json_object)   */
+
+#define DSC_JSON_DEPTH 64  /* containers open at once, at most            */
+#define DSC_JSON_MAX_WS 32 /* whitespace bytes in a run, at most          */
+
+/* Where a byte stream stands in one JSON object (RFC 8259): zeroed by
+ * dsc_json_start, advanced by dsc_json_feed, a plain value to copy. */
+typedef struct {
+    uint64_t kinds; /* bit d: the container at depth d is an object */
+    uint8_t mode, depth, in_key, lit, n, lo, hi, ws;
+} dsc_json_state;
+
+void dsc_json_start(dsc_json_state *st);
+/* 0 and st advanced when bytes keep the stream a prefix of one JSON object
+ * (whitespace runs bounded), -1 and st unchanged otherwise. */
+int dsc_json_feed(dsc_json_state *st, const char *bytes, size_t n);
+/* Whether the object is complete (then nothing more may follow). */
+int dsc_json_complete(const dsc_json_state *st);
+
+/* The bytes of every token of a vocabulary of n_logits ids (added tokens
+ * and ids the tokenizer lacks never take part; eos ends a complete object). */
+typedef struct dsc_json_mask dsc_json_mask;
+dsc_status dsc_json_mask_new(const dsc_tokenizer *tok, int32_t n_logits, int32_t eos, dsc_json_mask **out);
+void dsc_json_mask_free(dsc_json_mask *m);
+/* Sets to -INFINITY the logits of the tokens that cannot come next: all but
+ * eos once the object is complete, eos before. */
+void dsc_json_mask_apply(const dsc_json_mask *m, const dsc_json_state *st, float *logits);
+/* Advances st by the token sampled; -1 (st unchanged) if it could not come next. */
+int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id);
+
 /* ------------------------------------------------------------------------ */
 /* Chat: the DeepSeek-V3 / R1 template and the reasoning split               */
 

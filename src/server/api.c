@@ -4,8 +4,8 @@
  * the wording of the OpenAI API where it has one. Fields this server does
  * not know are ignored (as vLLM's and llama.cpp's servers do); known ones
  * that would change the answer and that it does not implement (tools, a
- * response format other than text, best_of above n) are a 400 rather than
- * silently dropped.
+ * response format other than text or json_object, best_of above n) are a
+ * 400 rather than silently dropped.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -271,9 +271,11 @@ static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     if ((j = field(root, "response_format"))) {
         const cJSON *t = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
         if (!cJSON_IsString(t)) return bad_type(e, "response_format", "an object with a string 'type'", j);
-        if (strcmp(t->valuestring, "text"))
+        a->json = !strcmp(t->valuestring, "json_object");
+        if (strcmp(t->valuestring, "text") && !a->json)
             return srv_fail(e, 400, INVALID, "response_format", "unsupported_value",
-                            "'response_format' of type '%.40s' is not supported: only 'text' is.", t->valuestring);
+                            "'response_format' of type '%.40s' is not supported: only 'text' and 'json_object' are.",
+                            t->valuestring);
     }
     double v = 0;
     if (get_num(root, "frequency_penalty", -2, 2, &v, e)) return -1;

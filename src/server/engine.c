@@ -185,17 +185,18 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
 }
 
 /* The row with the request's logit_bias and penalties, as vLLM applies
- * them: the bias added first, then the repetition penalty over the tokens of the prompt and of the choice's
+ * them, and in JSON mode (js not NULL) the tokens that cannot continue the
+ * object masked: the bias added first, then the repetition penalty over the tokens of the prompt and of the choice's
  * output, held[0..n_held) (a positive logit divided by it, a negative one
  * multiplied, once per token), then OpenAI's frequency and presence
  * penalties over the output alone, held[n_prompt..n_held) (a logit minus
  * frequency x the token's count, minus presence once if it occurs). */
 static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *held, int32_t n_prompt,
-                              int32_t n_held) {
+                              int32_t n_held, const dsc_json_state *js) {
     const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
     const int freq = (a->frequency_penalty != 0 || a->presence_penalty != 0) && n > 0;
     const int rep = a->repetition_penalty != 1 && n_held > 0;
-    if (!freq && !rep && !a->n_bias) return row;
+    if (!freq && !rep && !a->n_bias && !js) return row;
     memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
     for (int i = 0; i < a->n_bias; i++) e->prow[a->bias_tok[i]] += a->bias[i]; /* ids checked at submission */
     if (rep) {
@@ -209,15 +210,17 @@ static const float *penalized(srv_engine *e, const float *row, const srv_ask *a,
         for (int32_t i = 0; i < n_held; i++)
             if (held[i] >= 0 && held[i] < e->n_vocab) e->pcnt[held[i]] = 0;
     }
-    if (!freq) return e->prow;
-    for (int32_t i = 0; i < n; i++)
-        if (gen[i] >= 0 && gen[i] < e->n_vocab) e->pcnt[gen[i]]++;
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t t = gen[i];
-        if (t < 0 || t >= e->n_vocab || !e->pcnt[t]) continue;
-        e->prow[t] -= a->frequency_penalty * (float)e->pcnt[t] + a->presence_penalty;
-        e->pcnt[t] = 0;
+    if (freq) {
+        for (int32_t i = 0; i < n; i++)
+            if (gen[i] >= 0 && gen[i] < e->n_vocab) e->pcnt[gen[i]]++;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t t = gen[i];
+            if (t < 0 || t >= e->n_vocab || !e->pcnt[t]) continue;
+            e->prow[t] -= a->frequency_penalty * (float)e->pcnt[t] + a->presence_penalty;
+            e->pcnt[t] = 0;
+        }
     }
+    if (js) dsc_json_mask_apply(e->p.jmask, js, e->prow);
     return e->prow;
 }
 
@@ -228,10 +231,12 @@ static void deliver(srv_engine *e, int s, const float *row) {
     if (!r) return; /* dropped by an earlier choice's delivery */
     srv_choice *c = &r->ch[sl->choice];
     srv_lp lp;
-    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held, r->n_prompt, sl->n_held));
-    if (t < 0) {
-        srv_log("sampling failed: %s", dsc_last_error());
-        engine_drop(e, r, dsc_last_error());
+    /* JSON mode holds the answer, not the reasoning before it */
+    const dsc_json_state *js = r->a.json && !(r->reasoning && c->split.in_think) ? &c->json : NULL;
+    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held, r->n_prompt, sl->n_held, js));
+    if (t < 0 || (js && dsc_json_mask_accept(e->p.jmask, &c->json, t))) {
+        srv_log("sampling failed: %s", t < 0 ? dsc_last_error() : "a token outside the JSON mask");
+        engine_drop(e, r, t < 0 ? dsc_last_error() : "sampling failed");
         return;
     }
     if (r->a.logprobs) logprobs(row, e->n_vocab, t, r->a.top_logprobs, &lp);
@@ -260,6 +265,7 @@ static void deliver(srv_engine *e, int s, const float *row) {
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (stopped) choice_finish(e, s, "stop", 0);
+    else if (js && dsc_json_complete(&c->json)) choice_finish(e, s, "stop", 1); /* the object is closed */
     else if (t == e->p.eos && !r->a.ignore_eos) choice_finish(e, s, "stop", 1);
     else if (c->n_gen >= r->max_tokens || sl->n_held >= e->n_ctx) choice_finish(e, s, "length", 1);
     else sl->pending = t, sl->st = SLOT_GEN;

@@ -470,6 +470,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
         if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
             return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
         r->ch[i].split.in_think = r->reasoning; /* the prompt ends with "<think>\n" */
+        dsc_json_start(&r->ch[i].json);
     }
     snprintf(r->id, sizeof r->id, "%s%016llx", a->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-",
              (unsigned long long)mix(atomic_fetch_add(&S->next_id, 1) ^ (uint64_t)time(NULL) << 32));

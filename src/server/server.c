@@ -123,10 +123,12 @@ static int load(srv_server *S) {
                        S->info.vocab_size);
     if (!S->pc) return fprintf(stderr, "dsc: cannot open the prompt cache%s%s\n", p->cache_dir ? " in " : "",
                                p->cache_dir ? p->cache_dir : ""), -1;
+    if (dsc_json_mask_new(S->tok, S->info.vocab_size, S->eos, &S->jmask))
+        return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     srv_engine_params ep = {.ctx = S->ctx, .tok = S->tok, .pc = S->pc, .m = &S->m, .eos = S->eos,
                             .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_mix = cp.n_mixed,
                             .max_queue = p->max_queue, .mtp = p->mtp,
-                            .mtp_max_batch = p->mtp_max_batch};
+                            .mtp_max_batch = p->mtp_max_batch, .jmask = S->jmask};
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;
     return 0;
 }
@@ -138,6 +140,7 @@ static void teardown(srv_server *S) {
     pcache_free(S->pc);     /* waits for pending writes */
     dsc_ctx_free(S->ctx);
     dsc_model_free(S->model);
+    dsc_json_mask_free(S->jmask);
     dsc_tokenizer_free(S->tok);
 }
 

@@ -101,6 +101,7 @@ typedef struct {
     float repetition_penalty; /* (0, 10]: a logit of a token of the prompt or of the
                                 choice's output divided by it when positive,
                                 multiplied when negative (1: off)                     */
+    int json;                /* response_format json_object: the answer is one JSON object */
     int32_t *bias_tok;       /* logit_bias: token ids, each once (owned)                    */
     float *bias;             /* ... and what is added to their logits, [-100, 100] (owned)  */
     int n_bias;
@@ -140,6 +141,7 @@ typedef struct {
     int32_t n_gen, n_reason;
     /* Engine only. */
     dsc_sampler *smp;
+    dsc_json_state json;   /* json_object: where the answer stands            */
     dsc_utf8_stream utf8;
     dsc_think_split split;
     sbuf hold;             /* answer text that may begin a stop string       */
@@ -245,6 +247,7 @@ typedef struct {
     int max_queue;
     int mtp;          /* draft a token per generating slot with the MTP module */
     int mtp_max_batch; /* ... while at most this many slots generate (0: any number) */
+    const dsc_json_mask *jmask; /* response_format json_object's tables */
 } srv_engine_params;
 
 /* Starts the engine thread. On failure returns -1; *out is then to be
@@ -271,6 +274,7 @@ typedef struct srv_server {
     dsc_model_info info;
     srv_engine *eng;
     srv_pcache *pc;
+    dsc_json_mask *jmask;    /* the vocabulary's bytes for JSON mode */
     srv_metrics m;
     unsigned chat_flags;     /* DSC_CHAT_REASONING for R1-style models */
     int32_t eos, bos;

@@ -698,6 +698,14 @@ void dsc_tokenizer_free(dsc_tokenizer *t) {
 
 int32_t dsc_tokenizer_n_vocab(const dsc_tokenizer *t) { return t ? t->n_vocab : 0; }
 
+/* An added token's bytes are its content, which its trie maps to it. */
+int dsc_token_is_added(const dsc_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_vocab || t->byte_len[id] == TOK_NO_TOKEN || t->byte_len[id] == 0) return 0;
+    const char *s = t->bytes + t->byte_off[id];
+    const size_t n = t->byte_len[id];
+    return trie_exact(&t->added[0], s, n) == id || trie_exact(&t->added[1], s, n) == id;
+}
+
 /* The text as written in tokenizer.json: an added token's content or a
  * vocab entry ("Ġthe"); failing that, the raw text in the ByteLevel
  * alphabet, so that " the" finds "Ġthe" too. */

@@ -301,10 +301,11 @@ async function main() {
       assert.equal(typeof err.error.message, 'string');
     }
   });
-  await check('400 for what the server does not implement (tools, JSON mode, best_of), not ignored', async () => {
+  await check('400 for what the server does not implement (tools, JSON schemas, best_of), not ignored', async () => {
     for (const [body, param] of [[{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
                                  [{ tool_choice: 'required' }, 'tool_choice'],
-                                 [{ response_format: { type: 'json_object' } }, 'response_format'],
+                                 [{ response_format: { type: 'json_schema', json_schema: { name: 'n', schema: {} } } },
+                                  'response_format'],
                                  [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
                                  [{ presence_penalty: -3 }, 'presence_penalty'],
                                  [{ stream_options: { include_usage: true } }, 'stream_options']]) {
@@ -357,6 +358,39 @@ async function main() {
     }
     await assertErrorShape(await post(s, '/v1/completions', { prompt: 'The', max_tokens: 2, logit_bias: [1] }), 400,
                            'logit_bias');
+  });
+  await check('response_format json_object: one JSON object, then stop; chat: after the reasoning', async () => {
+    const Q = '"'.charCodeAt(0) + 2, C = '}'.charCodeAt(0) + 2;
+    const closers = { [Q]: 4, [C]: 2 }; // the random model's strings and objects end within the limit
+    let fields = 0;
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await post(s, '/v1/completions', { prompt: 'Data:', max_tokens: 400, temperature: 1, seed,
+                                                   response_format: { type: 'json_object' }, logit_bias: closers });
+      const j = await r.json();
+      assert.equal(r.status, 200, JSON.stringify(j));
+      const text = j.choices[0].text, o = JSON.parse(text);
+      assert.ok(o && typeof o === 'object' && !Array.isArray(o), `not an object: ${text}`);
+      assert.equal(j.choices[0].finish_reason, 'stop', text);
+      fields += Object.keys(o).length;
+    }
+    assert.ok(fields > 0, 'every object empty');
+    // the same seed without JSON mode writes no JSON
+    const free = await post(s, '/v1/completions', { prompt: 'Data:', max_tokens: 40, temperature: 1, seed: 1, logit_bias: closers });
+    const freeText = (await free.json()).choices[0].text;
+    assert.throws(() => JSON.parse(freeText), undefined, freeText);
+    const think = (await (await post(s, '/tokenize', { content: '</think>' })).json()).tokens;
+    assert.equal(think.length, 1, '</think> is one token');
+    const chat = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 400, temperature: 1, seed: 2,
+                                                    response_format: { type: 'json_object' },
+                                                    logit_bias: { ...closers, [think[0]]: 100 } });
+    const m = chat.choices[0].message;
+    assert.equal(m.reasoning_content, '', 'the reasoning ends at once');
+    assert.equal(typeof JSON.parse(m.content), 'object', m.content);
+    assert.equal(chat.choices[0].finish_reason, 'stop');
+    for (const rf of [{ type: 'json_schema', json_schema: { name: 'x', schema: {} } }, { type: 'yaml' }])
+      await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x', max_tokens: 2, response_format: rf }), 400,
+                             'response_format');
+    return `6 objects, ${fields} fields`;
   });
   await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
     const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })

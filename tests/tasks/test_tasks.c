@@ -14,18 +14,7 @@
 #include "dsc.h"
 #include "tasks/tasks.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) n_pass++;                                                                                        \
-        else {                                                                                                     \
-            n_fail++;                                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-            printf(__VA_ARGS__);                                                                                   \
-            printf("\n");                                                                                          \
-        }                                                                                                          \
-    } while (0)
+#include "../check.h"
 
 static int n_digits(int64_t x) {
     int d = 1;

@@ -25,18 +25,7 @@
 #include "runtime/machine.h"
 #include "train/train.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) n_pass++;                                                                                        \
-        else {                                                                                                     \
-            n_fail++;                                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-            printf(__VA_ARGS__);                                                                                   \
-            printf("\n");                                                                                          \
-        }                                                                                                          \
-    } while (0)
+#include "../check.h"
 
 static uint32_t rng_state = 12345;
 static float frand(void) { /* uniform in [-1, 1) */

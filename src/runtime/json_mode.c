@@ -1,0 +1,291 @@
+/*
+ * json_mode.c — JSON mode (OpenAI's response_format {"type": "json_object"},
+ * the DeepSeek API's "JSON Output"): the output is held to one JSON object
+ * (RFC 8259) by masking, before each sample, the tokens whose bytes cannot
+ * continue one.
+ *
+ * The recognizer is a pushdown automaton over bytes: a mode, the kinds of
+ * the open containers (a bit each, DSC_JSON_DEPTH at most), and small
+ * counters (the hex digits of a \u escape, the continuation bytes of a UTF-8
+ * character, the letters of a literal, the whitespace in a run). A number
+ * ends at the first byte that cannot continue it, which is then taken in
+ * the mode after the value. Strings take any UTF-8 but control characters,
+ * as the RFC says; whitespace between tokens is at most DSC_JSON_MAX_WS
+ * bytes in a run (as llama.cpp's JSON grammar bounds it), so a model cannot
+ * fill its answer with it. Once the object is closed, only the end of
+ * sequence is allowed.
+ *
+ * The mask tries each token's bytes on a copy of the state; tokens whose
+ * first byte the state refuses (found once per call by trying the 256
+ * bytes) are refused without that, and in a string the tokens of whole
+ * UTF-8 characters without a quote, a backslash or a control character
+ * (most of a vocabulary) are allowed without it. Added tokens (chat markers and the like)
+ * are never part of the JSON.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "dsc.h"
+
+enum {
+    M_START,     /* before the object: whitespace or '{'               */
+    M_KEY_OR_END, /* after '{': a key or '}'                             */
+    M_KEY,       /* after ',' in an object: a key                       */
+    M_COLON,     /* after a key                                          */
+    M_VALUE,     /* after ':' or ',' in an array                         */
+    M_VAL_OR_END, /* after '[': a value or ']'                           */
+    M_AFTER,     /* after a value: ',' or the container's closer         */
+    M_STR,       /* in a string                                          */
+    M_ESC,       /* after a backslash in a string                        */
+    M_HEX,       /* in \uXXXX: n more hex digits                         */
+    M_UTF8,      /* in a string: n more continuation bytes               */
+    M_LIT,       /* in true / false / null                               */
+    M_NEG,       /* after '-': a digit                                    */
+    M_ZERO,      /* a number's integer part "0"                          */
+    M_INT,       /* in a number's integer part (1-9 first)               */
+    M_DOT,       /* after '.': a digit                                    */
+    M_FRAC,      /* in the fraction                                      */
+    M_EXP,       /* after 'e' / 'E': a sign or a digit                   */
+    M_EXP_SIGN,  /* after the exponent's sign: a digit                   */
+    M_EXP_DIG,   /* in the exponent                                      */
+    M_DONE,      /* the object is closed                                 */
+};
+
+static const char *const literals[3] = {"true", "false", "null"};
+
+static int is_ws(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_digit(unsigned c) { return c >= '0' && c <= '9'; }
+static int is_hex(unsigned c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+void dsc_json_start(dsc_json_state *st) { memset(st, 0, sizeof *st); }
+
+int dsc_json_complete(const dsc_json_state *st) { return st->mode == M_DONE; }
+
+/* A value ends: the mode after it, in the container now on top. */
+static void value_done(dsc_json_state *st) { st->mode = st->depth ? M_AFTER : M_DONE; }
+
+static int push(dsc_json_state *st, int object) {
+    if (st->depth >= DSC_JSON_DEPTH) return -1;
+    const uint64_t bit = (uint64_t)1 << st->depth;
+    st->kinds = object ? st->kinds | bit : st->kinds & ~bit;
+    st->depth++;
+    st->mode = object ? M_KEY_OR_END : M_VAL_OR_END;
+    return 0;
+}
+
+static int top_is_object(const dsc_json_state *st) { return (int)(st->kinds >> (st->depth - 1) & 1); }
+
+/* A value begins with c (c not whitespace). */
+static int value_start(dsc_json_state *st, unsigned c) {
+    switch (c) {
+    case '{': return push(st, 1);
+    case '[': return push(st, 0);
+    case '"': st->mode = M_STR, st->in_key = 0; return 0;
+    case '-': st->mode = M_NEG; return 0;
+    case '0': st->mode = M_ZERO; return 0;
+    case 't': case 'f': case 'n':
+        st->mode = M_LIT, st->lit = c == 't' ? 0 : c == 'f' ? 1 : 2, st->n = 1;
+        return 0;
+    default:
+        if (c >= '1' && c <= '9') {
+            st->mode = M_INT;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* Whitespace where the grammar allows it, at most DSC_JSON_MAX_WS in a run. */
+static int whitespace(dsc_json_state *st) { return ++st->ws <= DSC_JSON_MAX_WS ? 0 : -1; }
+
+static int step(dsc_json_state *st, unsigned c) {
+    switch (st->mode) {
+    case M_START:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        return c == '{' ? push(st, 1) : -1;
+    case M_KEY_OR_END:
+    case M_KEY:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        if (c == '"') return st->mode = M_STR, st->in_key = 1, 0;
+        if (c == '}' && st->mode == M_KEY_OR_END) return st->depth--, value_done(st), 0;
+        return -1;
+    case M_COLON:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        return c == ':' ? (st->mode = M_VALUE, 0) : -1;
+    case M_VAL_OR_END:
+        if (c == ']') return st->ws = 0, st->depth--, value_done(st), 0;
+        /* fall through */
+    case M_VALUE:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        return value_start(st, c);
+    case M_AFTER:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        if (c == ',') return st->mode = top_is_object(st) ? M_KEY : M_VALUE, 0;
+        if (c == (top_is_object(st) ? '}' : ']')) return st->depth--, value_done(st), 0;
+        return -1;
+    case M_STR:
+        if (c == '"') {
+            if (st->in_key) st->mode = M_COLON;
+            else value_done(st);
+            return 0;
+        }
+        if (c == '\\') return st->mode = M_ESC, 0;
+        if (c < 0x20) return -1;
+        if (c < 0x80) return 0;
+        /* UTF-8 lead bytes (RFC 3629): C2-DF, E0-EF, F0-F4; the second
+         * byte's range narrowed for E0, ED, F0 and F4 (no overlongs, no
+         * surrogates, nothing past U+10FFFF) */
+        if (c >= 0xc2 && c <= 0xdf) return st->mode = M_UTF8, st->n = 1, st->lo = 0x80, st->hi = 0xbf, 0;
+        if (c >= 0xe0 && c <= 0xef)
+            return st->mode = M_UTF8, st->n = 2, st->lo = c == 0xe0 ? 0xa0 : 0x80, st->hi = c == 0xed ? 0x9f : 0xbf, 0;
+        if (c >= 0xf0 && c <= 0xf4)
+            return st->mode = M_UTF8, st->n = 3, st->lo = c == 0xf0 ? 0x90 : 0x80, st->hi = c == 0xf4 ? 0x8f : 0xbf, 0;
+        return -1;
+    case M_UTF8:
+        if (c < st->lo || c > st->hi) return -1;
+        st->lo = 0x80, st->hi = 0xbf;
+        if (--st->n == 0) st->mode = M_STR;
+        return 0;
+    case M_ESC:
+        if (c == 'u') return st->mode = M_HEX, st->n = 4, 0;
+        if (strchr("\"\\/bfnrt", (int)c) && c) return st->mode = M_STR, 0;
+        return -1;
+    case M_HEX:
+        if (!is_hex(c)) return -1;
+        if (--st->n == 0) st->mode = M_STR;
+        return 0;
+    case M_LIT: {
+        const char *w = literals[st->lit];
+        if (c != (unsigned char)w[st->n]) return -1;
+        if (w[++st->n] == 0) value_done(st);
+        return 0;
+    }
+    case M_NEG:
+        if (c == '0') return st->mode = M_ZERO, 0;
+        if (c >= '1' && c <= '9') return st->mode = M_INT, 0;
+        return -1;
+    case M_DOT:
+        return is_digit(c) ? (st->mode = M_FRAC, 0) : -1;
+    case M_EXP:
+        if (c == '+' || c == '-') return st->mode = M_EXP_SIGN, 0;
+        /* fall through */
+    case M_EXP_SIGN:
+        return is_digit(c) ? (st->mode = M_EXP_DIG, 0) : -1;
+    case M_ZERO:
+    case M_INT:
+    case M_FRAC:
+    case M_EXP_DIG:
+        if (is_digit(c) && st->mode != M_ZERO) return 0;
+        if (c == '.' && (st->mode == M_ZERO || st->mode == M_INT)) return st->mode = M_DOT, 0;
+        if ((c == 'e' || c == 'E') && st->mode != M_EXP_DIG) return st->mode = M_EXP, 0;
+        value_done(st); /* the number ends; c belongs to what follows (a number is never the top level) */
+        return step(st, c);
+    default: /* M_DONE: nothing more */
+        return -1;
+    }
+}
+
+int dsc_json_feed(dsc_json_state *st, const char *bytes, size_t n) {
+    dsc_json_state s = *st;
+    for (size_t i = 0; i < n; i++)
+        if (step(&s, (unsigned char)bytes[i])) return -1;
+    *st = s;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The mask over a vocabulary                                                */
+
+struct dsc_json_mask {
+    int32_t n_logits, eos;
+    int32_t *off, *len; /* [n_logits] each token's bytes in `bytes`; len -1: never in JSON */
+    uint8_t *in_str;    /* [n_logits] 1: whole characters of a string, no '"' or '\\' (go on any string) */
+    char *bytes;
+};
+
+dsc_status dsc_json_mask_new(const dsc_tokenizer *tok, int32_t n_logits, int32_t eos, dsc_json_mask **out) {
+    *out = NULL;
+    if (!tok || n_logits < 1) return dsc_fail(DSC_ERR_ARG, "json mask: no tokenizer or no logits");
+    dsc_json_mask *m = calloc(1, sizeof *m);
+    if (!m) return dsc_fail(DSC_ERR_NOMEM, "json mask: out of memory");
+    m->n_logits = n_logits, m->eos = eos;
+    m->off = malloc(sizeof *m->off * (size_t)n_logits);
+    m->len = malloc(sizeof *m->len * (size_t)n_logits);
+    m->in_str = calloc((size_t)n_logits, 1);
+    size_t cap = 1 << 16, used = 0;
+    m->bytes = malloc(cap);
+    if (!m->off || !m->len || !m->in_str || !m->bytes) {
+        dsc_json_mask_free(m);
+        return dsc_fail(DSC_ERR_NOMEM, "json mask: out of memory");
+    }
+    const int32_t nv = dsc_tokenizer_n_vocab(tok);
+    char buf[1024];
+    for (int32_t id = 0; id < n_logits; id++) {
+        size_t n = 0;
+        m->len[id] = -1;
+        if (id >= nv || dsc_token_is_added(tok, id) || dsc_token_bytes(tok, id, buf, sizeof buf, &n) || n == 0) continue;
+        if (used + n > cap) {
+            char *g = realloc(m->bytes, cap * 2 + n);
+            if (!g) {
+                dsc_json_mask_free(m);
+                return dsc_fail(DSC_ERR_NOMEM, "json mask: out of memory");
+            }
+            m->bytes = g, cap = cap * 2 + n;
+        }
+        memcpy(m->bytes + used, buf, n);
+        m->off[id] = (int32_t)used, m->len[id] = (int32_t)n;
+        used += n;
+        dsc_json_state in = {.mode = M_STR};
+        m->in_str[id] = dsc_json_feed(&in, buf, n) == 0 && in.mode == M_STR;
+    }
+    *out = m;
+    return DSC_OK;
+}
+
+void dsc_json_mask_free(dsc_json_mask *m) {
+    if (!m) return;
+    free(m->off);
+    free(m->len);
+    free(m->in_str);
+    free(m->bytes);
+    free(m);
+}
+
+void dsc_json_mask_apply(const dsc_json_mask *m, const dsc_json_state *st, float *logits) {
+    if (dsc_json_complete(st)) { /* only the end */
+        for (int32_t id = 0; id < m->n_logits; id++)
+            if (id != m->eos) logits[id] = -INFINITY;
+        return;
+    }
+    uint8_t first[256];
+    for (unsigned c = 0; c < 256; c++) {
+        dsc_json_state s = *st;
+        first[c] = step(&s, c) == 0;
+    }
+    const int in_string = st->mode == M_STR;
+    for (int32_t id = 0; id < m->n_logits; id++) {
+        if (logits[id] == -INFINITY || (in_string && m->in_str[id])) continue;
+        const int32_t n = m->len[id];
+        const unsigned char *b = (const unsigned char *)m->bytes + (n > 0 ? m->off[id] : 0);
+        if (n < 0 || !first[b[0]]) {
+            logits[id] = -INFINITY;
+            continue;
+        }
+        dsc_json_state s = *st;
+        if (dsc_json_feed(&s, m->bytes + m->off[id], (size_t)n)) logits[id] = -INFINITY;
+    }
+}
+
+int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id) {
+    if (id < 0 || id >= m->n_logits) return -1;
+    if (id == m->eos) return dsc_json_complete(st) ? 0 : -1;
+    if (m->len[id] < 0) return -1;
+    return dsc_json_feed(st, m->bytes + m->off[id], (size_t)m->len[id]);
+}
