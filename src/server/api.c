@@ -297,7 +297,6 @@ static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
 static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     const char *model = NULL, *user = NULL;
     double v;
-    int b = 0;
     if (get_string(root, "model", &model, e) || get_string(root, "user", &user, e)) return -1;
     if (a->kind == SRV_CHAT ? parse_messages(root, a, e) : parse_prompt(root, a, e)) return -1;
     if (get_bool(root, "stream", &a->stream, e) || get_bool(root, "ignore_eos", &a->ignore_eos, e)) return -1;
@@ -305,7 +304,7 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     if (so && !cJSON_IsObject(so)) return bad_type(e, "stream_options", "an object", so);
     if (so && get_bool(so, "include_usage", &a->include_usage, e)) return -1;
     v = -1;
-    if (get_int(root, "max_tokens", 1, 1 << 30, &v, e) || get_int(root, "max_completion_tokens", 1, 1 << 30, &v, e))
+    if (get_int(root, "max_tokens", 0, 1 << 30, &v, e) || get_int(root, "max_completion_tokens", 0, 1 << 30, &v, e))
         return -1;
     a->max_tokens = (int)v;
     v = 1;
@@ -339,12 +338,15 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
         if (get_int(root, "logprobs", 0, 5, &v, e)) return -1;
         a->logprobs = v >= 0;
         a->top_logprobs = v > 0 ? (int)v : 0;
-        if (get_bool(root, "echo", &b, e)) return -1;
-        if (b) return srv_fail(e, 400, INVALID, "echo", "unsupported_value", "'echo' is not supported.");
+        if (get_bool(root, "echo", &a->echo, e)) return -1;
         const char *suffix = NULL;
         if (get_string(root, "suffix", &suffix, e)) return -1;
         if (suffix && *suffix) return srv_fail(e, 400, INVALID, "suffix", "unsupported_value", "'suffix' is not supported.");
     }
+    if (a->max_tokens == 0 && !a->echo)
+        return srv_fail(e, 400, INVALID, field(root, "max_tokens") ? "max_tokens" : "max_completion_tokens", "invalid_value",
+                        "Invalid value: 0 tokens to generate is only for a completion with 'echo' (the prompt's "
+                        "logprobs alone); give 1 or more.");
     return 0;
 }
 

@@ -58,6 +58,7 @@ struct srv_engine {
     float *logits;        /* [n_slot, vocab] the wanted rows of a step    */
     float *plogits;       /* [vocab] after the last token of a prompt     */
     float *prow;          /* [vocab] a row with a request's penalties     */
+    float *elog;          /* [ECHO_CHUNK x vocab] echo: a prompt chunk's rows (made when first needed) */
     int32_t *pcnt;        /* [vocab] zero between uses                    */
     int32_t *bseq, *btok; /* (n_mix) a step's tokens and their slots      */
     uint8_t *bwant;       /* (n_mix) which of them need logits            */
@@ -310,7 +311,9 @@ static int lru_free(const srv_engine *e) {
  * is already cached (a free slot's contents or the block store), the other
  * choices in the least recently used ones. */
 static void engine_admit(srv_engine *e, srv_req *r) {
-    const int32_t cap = r->n_prompt - 1; /* the last prompt token is always evaluated, for its logits */
+    /* the last prompt token is always evaluated, for its logits; with echo and
+     * logprobs every one is, for the logprobs of the next */
+    const int32_t cap = r->plp ? 0 : r->n_prompt - 1;
     int p = -1;
     int32_t keep = -1;
     for (int s = 0; s < e->n_slot; s++) {
@@ -352,10 +355,39 @@ static void engine_admit(srv_engine *e, srv_req *r) {
 
 /* Choice 0's prompt is in: store its blocks, copy it to the other choices'
  * slots and sample every choice's first token. */
+/* echo: each choice's text and logprobs begin with the prompt's (the first
+ * token's logprob null, NAN here, as nothing comes before it). */
+static int echo_prompt(srv_req *r) {
+    const int32_t n = r->n_prompt - r->echo_from;
+    int ok = 1;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->a.n; i++) {
+        srv_choice *c = &r->ch[i];
+        sbuf_put(&c->content, r->echo_text, r->n_echo_text);
+        ok &= !c->content.oom;
+        if (!r->plp || n <= 0) continue;
+        if (!(c->lp = malloc(sizeof *c->lp * (size_t)(n + 16)))) {
+            ok = 0;
+            continue;
+        }
+        c->cap_lp = (size_t)n + 16;
+        memcpy(c->lp, r->plp + r->echo_from, sizeof *c->lp * (size_t)n);
+        c->lp[0] = (srv_lp){.token = r->prompt[r->echo_from], .logprob = NAN};
+        c->n_lp = (size_t)n;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return ok ? 0 : -1;
+}
+
 static void prompt_done(srv_engine *e, int s, const float *lg) {
     srv_req *r = e->slot[s].req;
     if (!lg) {
         engine_drop(e, r, "no logits after the prompt");
+        return;
+    }
+    if (r->a.echo && echo_prompt(r)) {
+        engine_drop(e, r, "out of memory for the echo");
         return;
     }
     memcpy(e->plogits, lg, sizeof(float) * (size_t)e->n_vocab);
@@ -373,7 +405,10 @@ static void prompt_done(srv_engine *e, int s, const float *lg) {
     /* The last delivery may complete and free r: take the slots first. */
     const int n = r->a.n;
     for (int i = 0; i < n; i++) e->tmp[i] = r->ch[i].slot;
-    for (int i = 0; i < n; i++) deliver(e, e->tmp[i], e->plogits);
+    for (int i = 0; i < n; i++) {
+        if (r->max_tokens == 0) choice_finish(e, e->tmp[i], "length", 1); /* echo alone */
+        else deliver(e, e->tmp[i], e->plogits);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -389,6 +424,16 @@ static void engine_reap(srv_engine *e) {
     }
 }
 
+/* echo with logprobs: a prompt's rows ECHO_CHUNK at a time, each row's
+ * logprobs of the next prompt token kept (r->plp). */
+#define ECHO_CHUNK 64
+
+static void echo_logprobs(srv_engine *e, srv_req *r, int32_t p0, int32_t m) {
+    for (int32_t i = 0; i < m && p0 + i + 1 < r->n_prompt; i++)
+        logprobs(e->elog + (size_t)i * e->n_vocab, e->n_vocab, r->prompt[p0 + i + 1], r->a.top_logprobs,
+                 &r->plp[p0 + i + 1]);
+}
+
 /* Prefills, each in its own passes, the prompts that did not join the step. */
 static void engine_prefill(srv_engine *e, int budget) {
     for (int k = 0; k < e->n_slot && budget > 0; k++) {
@@ -399,12 +444,18 @@ static void engine_prefill(srv_engine *e, int budget) {
         int32_t m = r->n_prompt - sl->n_held;
         if (m > e->p.n_chunk) m = e->p.n_chunk;
         if (m > budget) m = budget;
-        if (dsc_eval_seq(e->p.ctx, s, r->prompt + sl->n_held, m, NULL)) {
+        if (r->plp && m > ECHO_CHUNK) m = ECHO_CHUNK;
+        if (r->plp && !e->elog && !(e->elog = malloc(sizeof(float) * ECHO_CHUNK * (size_t)e->n_vocab))) {
+            engine_drop(e, r, "out of memory for the prompt's logprobs");
+            continue;
+        }
+        if (dsc_eval_seq(e->p.ctx, s, r->prompt + sl->n_held, m, r->plp ? e->elog : NULL)) {
             srv_log("prefill failed: %s", dsc_last_error());
             sl->n_held = dsc_seq_pos(e->p.ctx, s);
             engine_drop(e, r, dsc_last_error());
             continue;
         }
+        if (r->plp) echo_logprobs(e, r, sl->n_held, m);
         memcpy(sl->held + sl->n_held, r->prompt + sl->n_held, sizeof(int32_t) * (size_t)m);
         sl->n_held += m;
         budget -= m;
@@ -454,7 +505,7 @@ static void engine_step(srv_engine *e) {
         for (int k = 0; k < e->n_slot; k++) {
             const int s = (e->rr + k) % e->n_slot;
             eslot *sl = &e->slot[s];
-            if (sl->st != SLOT_PREFILL) continue;
+            if (sl->st != SLOT_PREFILL || sl->req->plp) continue; /* echo's logprobs need every row */
             const int32_t m = sl->req->n_prompt - sl->n_held;
             if (m > SRV_MIX_PROMPT || m > e->n_mix - n || m > budget) continue;
             for (int32_t i = 0; i < m; i++)
@@ -680,6 +731,7 @@ void srv_engine_stop(srv_engine *e) {
     free(e->dtok);
     free(e->plogits);
     free(e->prow);
+    free(e->elog);
     free(e->pcnt);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);

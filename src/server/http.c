@@ -459,6 +459,21 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
                             S->info.vocab_size);
     if (a->max_tokens >= 0 && (long long)r->n_prompt + a->max_tokens > S->n_ctx)
         return context_error(S, a->kind == SRV_CHAT ? "messages" : "prompt", r->n_prompt, a->max_tokens, e);
+    if (a->echo) { /* the prompt as the client sent it: its text, its tokens but a BOS added here */
+        r->echo_from = a->prompt_ids ? 0 : S->bos >= 0;
+        size_t need = 0;
+        if (a->prompt) {
+            r->echo_text = strdup(a->prompt), r->n_echo_text = strlen(a->prompt);
+        } else {
+            (void)dsc_detokenize(S->tok, r->prompt, (size_t)r->n_prompt, NULL, 0, &need); /* the length */
+            if ((r->echo_text = malloc(need + 1)) &&
+                dsc_detokenize(S->tok, r->prompt, (size_t)r->n_prompt, r->echo_text, need + 1, &need))
+                return srv_fail(e, 400, "invalid_request_error", "prompt", "invalid_value", "echo: %s", dsc_last_error());
+            r->n_echo_text = need;
+        }
+        if (!r->echo_text || (a->logprobs && !(r->plp = calloc((size_t)r->n_prompt, sizeof *r->plp))))
+            return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
     r->max_tokens = a->max_tokens >= 0 ? a->max_tokens : S->n_ctx - r->n_prompt;
     if (a->kind == SRV_COMPLETION && a->max_tokens < 0 && r->max_tokens > 16) r->max_tokens = 16;
     r->reasoning = a->kind == SRV_CHAT && (S->chat_flags & DSC_CHAT_REASONING);

@@ -7,6 +7,7 @@
  * Strings go through sbuf_json_str, so the output is valid JSON even when
  * a token ends inside a UTF-8 character.
  */
+#include <math.h>
 #include <string.h>
 
 #include "srv.h"
@@ -61,9 +62,16 @@ static size_t lp_completion(const srv_server *S, const srv_lp *lp, size_t n, siz
         sbuf_json_str(o, buf, k);
     }
     sbuf_puts(o, "],\"token_logprobs\":[");
-    for (size_t i = 0; i < n; i++) sbuf_printf(o, "%s%.6g", i ? "," : "", lp[i].logprob);
+    for (size_t i = 0; i < n; i++) { /* NAN: an echoed prompt's first token, after nothing */
+        if (isnan(lp[i].logprob)) sbuf_puts(o, i ? ",null" : "null");
+        else sbuf_printf(o, "%s%.6g", i ? "," : "", lp[i].logprob);
+    }
     sbuf_puts(o, "],\"top_logprobs\":[");
     for (size_t i = 0; i < n; i++) {
+        if (isnan(lp[i].logprob)) {
+            sbuf_puts(o, i ? ",null" : "null");
+            continue;
+        }
         /* An object, so one key per text: tokens whose text is the same (two
          * pieces of one UTF-8 character both come out as U+FFFD) keep the
          * first, the likeliest. */

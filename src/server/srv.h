@@ -93,6 +93,7 @@ typedef struct {
     int logprobs;            /* chat: 0/1; completion: 0 or 1 + top count */
     int top_logprobs;        /* alternatives per token, <= SRV_MAX_TOP */
     int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
+    int echo;                /* completion: the prompt before the answer (and its logprobs) */
     float frequency_penalty; /* [-2, 2]: minus this x a token's count among the choice's generated ones */
     float presence_penalty;  /* [-2, 2]: minus this once for a token among them */
     /* Extensions, as vLLM (and llama.cpp's server) take them: */
@@ -155,8 +156,12 @@ typedef struct srv_req {
     long long created;     /* unix time */
     int32_t *prompt;       /* (n_prompt) token ids */
     int32_t n_prompt;
-    int32_t max_tokens;    /* resolved: >= 1 and prompt + max_tokens <= n_ctx */
+    int32_t max_tokens;    /* resolved: >= 1 (0 with echo) and prompt + max_tokens <= n_ctx */
     int reasoning;         /* split <think>...</think> into reasoning_content */
+    int32_t echo_from;     /* echo: the first prompt token the client sent (1 after a BOS added) */
+    char *echo_text;       /* echo: the prompt's text (owned)                */
+    size_t n_echo_text;
+    srv_lp *plp;           /* echo with logprobs: prompt token i's, from echo_from + 1 (engine) */
     srv_choice *ch;        /* (a.n) */
 
     pthread_mutex_t mu;    /* guards the choices' shared fields and below */

@@ -223,6 +223,8 @@ void srv_req_unref(srv_req *r) {
     }
     free(r->ch);
     free(r->prompt);
+    free(r->echo_text);
+    free(r->plp);
     free(r->error);
     srv_ask_free(&r->a);
     pthread_mutex_destroy(&r->mu);

@@ -392,6 +392,64 @@ async function main() {
                              'response_format');
     return `6 objects, ${fields} fields`;
   });
+  await check('echo: the prompt before the answer, its tokens\' logprobs (the first null) as the answer\'s would be', async () => {
+    const comp = async (body) => {
+      const r = await post(s, '/v1/completions', { temperature: 0, ignore_eos: true, ...body });
+      const j = await r.json();
+      assert.equal(r.status, 200, JSON.stringify(j));
+      return j;
+    };
+    const P = 'The cat sat on';
+    const a = await comp({ prompt: P, max_tokens: 6, logprobs: 2, echo: true });
+    const c = a.choices[0], lp = c.logprobs, np = a.usage.prompt_tokens - 1; // the BOS the server added is not echoed
+    assert.ok(c.text.startsWith(P), c.text);
+    assert.equal(lp.tokens.length, np + 6);
+    assert.equal(lp.tokens.slice(0, np).join(''), P);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    assert.ok(lp.token_logprobs.slice(1).every((x) => typeof x === 'number' && x <= 0));
+    assert.deepEqual(lp.text_offset.slice(0, 3), [0, lp.tokens[0].length, lp.tokens[0].length + lp.tokens[1].length]);
+    assert.equal(a.usage.completion_tokens, 6);
+    const plain = await comp({ prompt: P, max_tokens: 6, logprobs: 2 });
+    assert.equal(c.text, P + plain.choices[0].text, 'echo + the answer without echo');
+    assert.deepEqual(lp.token_logprobs.slice(np), plain.choices[0].logprobs.token_logprobs);
+    // each prompt token's logprob: as the same token's when it is generated after the tokens before it
+    // (forced by logit_bias, which leaves logprobs raw): the prompt's rows against decode steps
+    const ids = [0, ...(await (await post(s, '/tokenize', { content: P })).json()).tokens];
+    const b = await comp({ prompt: ids, max_tokens: 0, logprobs: 1, echo: true });
+    const blp = b.choices[0].logprobs;
+    assert.equal(blp.tokens.length, ids.length, 'token ids: no BOS added, every id echoed');
+    assert.equal(blp.token_logprobs[0], null);
+    assert.equal(b.choices[0].text, '<｜begin▁of▁sentence｜>' + P);
+    assert.equal(b.choices[0].finish_reason, 'length');
+    assert.equal(b.usage.completion_tokens, 0);
+    let worst = 0;
+    for (let k = 1; k < ids.length; k++) {
+      const g = await comp({ prompt: ids.slice(0, k), max_tokens: 1, logprobs: 1, logit_bias: { [ids[k]]: 100 } });
+      assert.equal(g.choices[0].logprobs.tokens[0], blp.tokens[k]);
+      const d = Math.abs(g.choices[0].logprobs.token_logprobs[0] - blp.token_logprobs[k]);
+      assert.ok(d < 1e-4, `token ${k}: ${blp.token_logprobs[k]} echoed, ${g.choices[0].logprobs.token_logprobs[0]} generated`);
+      worst = Math.max(worst, d);
+    }
+    assert.ok(blp.top_logprobs.slice(1).every((t) => Object.keys(t).length === 1));
+    // n = 2 and streaming echo the prompt too
+    const two = await comp({ prompt: P, max_tokens: 3, n: 2, temperature: 1, seed: 5, echo: true });
+    assert.ok(two.choices.every((x) => x.text.startsWith(P) && x.logprobs === null));
+    const r = await post(s, '/v1/completions', { prompt: P, max_tokens: 6, temperature: 0, ignore_eos: true, echo: true,
+                                                 logprobs: 2, stream: true });
+    let text = '', toks = [];
+    for (const line of (await r.text()).split('\n'))
+      if (line.startsWith('data: {')) {
+        const ch = JSON.parse(line.slice(6)).choices[0];
+        text += ch.text;
+        if (ch.logprobs) toks.push(...ch.logprobs.tokens);
+      }
+    assert.equal(text, c.text);
+    assert.deepEqual(toks, lp.tokens);
+    const zero = await post(s, '/v1/completions', { prompt: P, max_tokens: 0 });
+    await assertErrorShape(zero, 400, 'max_tokens');
+    return `${ids.length} prompt tokens, echoed and generated logprobs within ${worst.toExponential(1)}`;
+  });
   await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
     const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })
       .then(async (r) => { assert.equal(r.status, 200, await r.clone().text()); return (await r.json()).choices[0].text; });

@@ -26,7 +26,10 @@ static void check_ask(const srv_ask *a) {
     CHECK(a->temperature >= 0 && a->temperature <= 2);
     CHECK(a->top_p > 0 && a->top_p <= 1);
     CHECK(a->frequency_penalty >= -2 && a->frequency_penalty <= 2 && a->presence_penalty >= -2 && a->presence_penalty <= 2);
-    CHECK(a->max_tokens == -1 || a->max_tokens >= 1);
+    CHECK(a->max_tokens == -1 || a->max_tokens >= 1 || (a->max_tokens == 0 && a->echo && a->kind == SRV_COMPLETION));
+    CHECK(a->n_bias >= 0 && (a->n_bias == 0 || (a->bias_tok && a->bias)));
+    for (int i = 0; i < a->n_bias; i++) CHECK(a->bias_tok[i] >= 0 && a->bias[i] >= -100 && a->bias[i] <= 100);
+    CHECK(a->json == 0 || a->json == 1);
     CHECK(a->top_logprobs >= 0 && a->top_logprobs <= SRV_MAX_TOP);
     if (a->kind == SRV_CHAT) {
         CHECK(a->n_msgs >= 1);
