@@ -341,7 +341,13 @@ static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
         if (get_bool(root, "echo", &a->echo, e)) return -1;
         const char *suffix = NULL;
         if (get_string(root, "suffix", &suffix, e)) return -1;
-        if (suffix && *suffix) return srv_fail(e, 400, INVALID, "suffix", "unsupported_value", "'suffix' is not supported.");
+        if (suffix && *suffix) {
+            if (!a->prompt)
+                return srv_fail(e, 400, INVALID, "suffix", "invalid_value",
+                                "'suffix' goes with a text prompt, not token ids: the gap is filled between the two texts.");
+            if (a->echo) return srv_fail(e, 400, INVALID, "suffix", "invalid_value", "'suffix' cannot be used with 'echo'.");
+            if (!(a->suffix = dup_or_fail(suffix, e))) return -1;
+        }
     }
     if (a->max_tokens == 0 && !a->echo)
         return srv_fail(e, 400, INVALID, field(root, "max_tokens") ? "max_tokens" : "max_completion_tokens", "invalid_value",
@@ -388,6 +394,7 @@ void srv_ask_free(srv_ask *a) {
     free(a->msgs);
     free(a->prompt);
     free(a->prompt_ids);
+    free(a->suffix);
     free(a->bias_tok);
     free(a->bias);
     for (int i = 0; i < a->n_stop; i++) free(a->stop[i]);

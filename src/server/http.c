@@ -418,6 +418,32 @@ static int context_error(const srv_server *S, const char *prompt_param, int32_t 
                     S->n_ctx, (long long)n_prompt + max_tokens, n_prompt, max_tokens);
 }
 
+/* Appends text's tokens to out[*k..cap); past cap only counts them (*k > cap then). */
+static dsc_status tokens_append(const srv_server *S, const char *text, int32_t *out, size_t cap, size_t *k) {
+    const size_t at = *k < cap ? *k : cap;
+    size_t m = 0;
+    const dsc_status st = dsc_tokenize(S->tok, text, strlen(text), 1, out + at, cap - at, &m);
+    *k = at + m;
+    return st && *k <= cap ? st : DSC_OK;
+}
+
+/* A fill-in-the-middle prompt (suffix), as DeepSeek's models were trained
+ * on it: BOS, <｜fim▁begin｜>, the prompt, <｜fim▁hole｜>, the suffix,
+ * <｜fim▁end｜>; the answer is the middle. */
+static dsc_status fim_tokens(const srv_server *S, const srv_ask *a, int32_t *out, size_t cap, size_t *n) {
+    size_t k = 0;
+    dsc_status st;
+    if (S->bos >= 0) out[k++] = S->bos;
+    out[k++] = S->fim[0];
+    if ((st = tokens_append(S, a->prompt, out, cap, &k))) return st;
+    if (k < cap) out[k] = S->fim[1];
+    k++;
+    if ((st = tokens_append(S, a->suffix, out, cap, &k))) return st;
+    if (k < cap) out[k] = S->fim[2];
+    *n = k + 1;
+    return DSC_OK;
+}
+
 /* Tokenizes the prompt, checks it against the context, makes the samplers. */
 static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     srv_ask *a = &r->a;
@@ -435,6 +461,12 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     dsc_status st = DSC_OK;
     if (a->kind == SRV_CHAT) {
         st = dsc_chat_tokenize(S->tok, a->msgs, a->n_msgs, S->chat_flags | DSC_CHAT_GENERATION_PROMPT, r->prompt, cap, &n);
+    } else if (a->suffix) {
+        if (S->fim[0] < 0 || S->fim[1] < 0 || S->fim[2] < 0)
+            return srv_fail(e, 400, "invalid_request_error", "suffix", "invalid_value",
+                            "'suffix' needs a model whose tokenizer has the fill-in-the-middle tokens "
+                            "<｜fim▁begin｜>, <｜fim▁hole｜> and <｜fim▁end｜>; this one lacks them.");
+        st = fim_tokens(S, a, r->prompt, cap, &n);
     } else if (a->prompt_ids) {
         for (size_t i = 0; i < a->n_prompt_ids; i++)
             if ((r->prompt[n++] = a->prompt_ids[i]) >= S->info.vocab_size)

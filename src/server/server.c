@@ -98,6 +98,8 @@ static int load(srv_server *S) {
     if (S->eos < 0) S->eos = S->info.eos_token_id;
     S->bos = dsc_tokenizer_find(S->tok, "<｜begin▁of▁sentence｜>");
     if (S->bos < 0) S->bos = S->info.bos_token_id;
+    static const char *const fim[3] = {"<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"};
+    for (int i = 0; i < 3; i++) S->fim[i] = dsc_tokenizer_find(S->tok, fim[i]);
     dsc_ctx_params cp = dsc_ctx_default_params();
     cp.n_ctx = p->n_ctx;
     cp.n_batch = p->n_chunk;

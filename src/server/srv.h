@@ -94,6 +94,7 @@ typedef struct {
     int top_logprobs;        /* alternatives per token, <= SRV_MAX_TOP */
     int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
     int echo;                /* completion: the prompt before the answer (and its logprobs) */
+    char *suffix;            /* completion: text after the gap the answer fills (FIM; owned, non-empty) */
     float frequency_penalty; /* [-2, 2]: minus this x a token's count among the choice's generated ones */
     float presence_penalty;  /* [-2, 2]: minus this once for a token among them */
     /* Extensions, as vLLM (and llama.cpp's server) take them: */
@@ -283,6 +284,7 @@ typedef struct srv_server {
     srv_metrics m;
     unsigned chat_flags;     /* DSC_CHAT_REASONING for R1-style models */
     int32_t eos, bos;
+    int32_t fim[3];          /* <｜fim▁begin｜>, <｜fim▁hole｜>, <｜fim▁end｜> (-1: none) */
     int n_ctx;
     char model_name[128];    /* "id" in /v1/models and responses */
     char fingerprint[32];    /* system_fingerprint: the model identity */

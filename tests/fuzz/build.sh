@@ -23,12 +23,12 @@ $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
     -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
     -o "$out/fuzz_tasks" "$root/tests/fuzz/fuzz_tasks.c" "$root/src/core/status.c" "$root/src/core/fileio.c" "$root"/src/tasks/*.c $cjson -lm
 echo "built $out/fuzz_tasks"
-for t in tokenizer tokenizer_json; do
+for t in tokenizer tokenizer_json json_mode; do
     # shellcheck disable=SC2086
     $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
         -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
-        "$root"/src/tokenizer/*.c \
+        "$root"/src/tokenizer/*.c "$root/src/runtime/json_mode.c" \
         $cjson -lpcre2-8 -lm
     echo "built $out/fuzz_$t"
 done

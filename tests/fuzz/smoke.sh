@@ -38,5 +38,6 @@ config tests/fuzz/corpus/config tests/fuzz/config.dict 8192
 tasks tests/fuzz/corpus/tasks - 4096
 tokenizer - - 4096
 tokenizer_json - - 65536
+json_mode tests/fuzz/corpus/json_mode - 4096
 request tests/server/corpus - 4096
 EOF

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { check, checkServerLogs, metrics, setup, sleep, startServer, stopServer } from './lib.mjs';
+import { check, checkServerLogs, metrics, setup, sleep, startServer, stopServer, TOKENIZER } from './lib.mjs';
 
 const env = setup(process.argv);
 const KEY = 'sk-dsc-test';
@@ -449,6 +449,47 @@ async function main() {
     const zero = await post(s, '/v1/completions', { prompt: P, max_tokens: 0 });
     await assertErrorShape(zero, 400, 'max_tokens');
     return `${ids.length} prompt tokens, echoed and generated logprobs within ${worst.toExponential(1)}`;
+  });
+  await check('suffix (fill in the middle): BOS, fim begin, prompt, fim hole, suffix, fim end; 400 without FIM tokens', async () => {
+    // the tiny tokenizer with its last three merges made the FIM tokens
+    const t = JSON.parse(fs.readFileSync(TOKENIZER, 'utf8'));
+    const FIM = ['<｜fim▁begin｜>', '<｜fim▁hole｜>', '<｜fim▁end｜>'], ids = [509, 510, 511];
+    const gone = new Set(Object.entries(t.model.vocab).filter(([, v]) => ids.includes(v)).map(([k]) => k));
+    for (const k of gone) delete t.model.vocab[k];
+    t.model.merges = t.model.merges.filter((m) => !gone.has((Array.isArray(m) ? m : m.split(' ')).join('')));
+    ids.forEach((id, i) => t.added_tokens.push({ id, content: FIM[i], single_word: false, lstrip: false, rstrip: false,
+                                                 normalized: false, special: true }));
+    const tokPath = path.join(env.tmp, 'fim-tokenizer.json');
+    fs.writeFileSync(tokPath, JSON.stringify(t));
+    // --batch-invariant: the second request of the same tokens reuses the first's cache, to the bit
+    const f = await startServer(env, ['--parallel', '2', '-c', '256', '--batch-invariant', '--tokenizer', tokPath]);
+    try {
+      const ask = async (body) => {
+        const r = await post(f, '/v1/completions', { max_tokens: 8, temperature: 0, ignore_eos: true, logprobs: 1, ...body });
+        const j = await r.json();
+        assert.equal(r.status, 200, JSON.stringify(j));
+        return j;
+      };
+      const tok = async (text) => (await (await post(f, '/tokenize', { content: text })).json()).tokens;
+      const pre = 'def add(a, b):\n    ', suf = '\n    return c\n';
+      const fim = await ask({ prompt: pre, suffix: suf });
+      const want = [0, ids[0], ...(await tok(pre)), ids[1], ...(await tok(suf)), ids[2]];
+      const same = await ask({ prompt: want });
+      assert.equal(fim.usage.prompt_tokens, want.length);
+      assert.deepEqual(fim.choices, same.choices, 'the answer to the FIM token ids given as the prompt');
+      const plain = await ask({ prompt: pre });
+      assert.notDeepEqual(fim.choices[0].logprobs.token_logprobs, plain.choices[0].logprobs.token_logprobs,
+                          'the suffix changed nothing');
+      assert.deepEqual((await ask({ prompt: pre, suffix: '' })).choices, plain.choices, 'an empty suffix is none');
+      for (const [body, why] of [[{ prompt: [5, 6], suffix: 'x' }, /text prompt/], [{ prompt: 'a', suffix: 'x', echo: true }, /echo/]]) {
+        const e = await assertErrorShape(await post(f, '/v1/completions', { max_tokens: 2, ...body }), 400, 'suffix');
+        assert.match(e.message, why);
+      }
+    } finally {
+      await stopServer(f);
+    }
+    const e = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'a', suffix: 'b', max_tokens: 2 }), 400, 'suffix');
+    assert.match(e.message, /fim/);
   });
   await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
     const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })
