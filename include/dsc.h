@@ -481,6 +481,9 @@ enum {
     DSC_CHAT_GENERATION_PROMPT = 1, /* end with "<｜Assistant｜>" to be continued  */
     DSC_CHAT_REASONING = 2,         /* R1: the answer opens with "<think>\n";     */
                                     /* assistant history keeps only the text after "</think>" */
+    DSC_CHAT_PREFIX = 4,            /* the last message, the assistant's, is the start */
+                                    /* of the answer: left open to be continued (no */
+                                    /* end of sentence, no generation prompt after it) */
 };
 
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:

@@ -71,14 +71,17 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
         if (!strcmp(role, "user")) {
             if (!(s = put_special(&o, CHAT_USER))) s = put_text(&o, c, strlen(c), 0);
         } else if (!strcmp(role, "assistant")) {
+            const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n;
             if (flags & DSC_CHAT_REASONING) c = after_think(c);
-            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)))
+            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)) && !open)
                 s = put_special(&o, CHAT_EOS);
         } else {
             s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user or assistant", i, role);
         }
     }
-    if (!s && (flags & DSC_CHAT_GENERATION_PROMPT)) {
+    if (!s && (flags & DSC_CHAT_PREFIX) && (n == 0 || strcmp(msgs[n - 1].role, "assistant")))
+        return dsc_fail(DSC_ERR_ARG, "chat: a prefix to continue must be the last message, the assistant's");
+    if (!s && (flags & DSC_CHAT_GENERATION_PROMPT) && !(flags & DSC_CHAT_PREFIX)) {
         s = put_special(&o, CHAT_ASSISTANT);
         if (!s && (flags & DSC_CHAT_REASONING)) s = put_text(&o, "<think>\n", 8, 1);
     }

@@ -154,6 +154,14 @@ static int parse_messages(const cJSON *root, srv_ask *a, srv_err *e) {
         if (message_content(m, i, a->msgs[i].role[0] == 'a', &content, e)) return -1;
         a->msgs[i].content = content;
         a->n_msgs++;
+        snprintf(param, sizeof param, "messages[%zu].prefix", i);
+        const cJSON *pj = field(m, "prefix");
+        if (pj && !cJSON_IsBool(pj)) return bad_type(e, param, "a boolean", pj);
+        const int prefix = cJSON_IsTrue(pj);
+        if (prefix && (i + 1 != n || a->msgs[i].role[0] != 'a'))
+            return srv_fail(e, 400, INVALID, param, "invalid_value",
+                            "Invalid '%s': only the last message, an assistant's, can be a prefix to continue.", param);
+        a->prefix = prefix;
     }
     return 0;
 }

@@ -460,7 +460,9 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     if (!(r->prompt = malloc(sizeof(int32_t) * cap))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     dsc_status st = DSC_OK;
     if (a->kind == SRV_CHAT) {
-        st = dsc_chat_tokenize(S->tok, a->msgs, a->n_msgs, S->chat_flags | DSC_CHAT_GENERATION_PROMPT, r->prompt, cap, &n);
+        st = dsc_chat_tokenize(S->tok, a->msgs, a->n_msgs,
+                               S->chat_flags | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT), r->prompt, cap,
+                               &n);
     } else if (a->suffix) {
         if (S->fim[0] < 0 || S->fim[1] < 0 || S->fim[2] < 0)
             return srv_fail(e, 400, "invalid_request_error", "suffix", "invalid_value",
@@ -516,7 +518,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
                                  .repeat_penalty = 1, .seed = seed + (uint64_t)i};
         if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
             return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
-        r->ch[i].split.in_think = r->reasoning; /* the prompt ends with "<think>\n" */
+        r->ch[i].split.in_think = r->reasoning && !a->prefix; /* the prompt ends with "<think>\n" (a prefix: the answer) */
         dsc_json_start(&r->ch[i].json);
     }
     snprintf(r->id, sizeof r->id, "%s%016llx", a->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-",

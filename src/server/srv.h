@@ -94,6 +94,7 @@ typedef struct {
     int top_logprobs;        /* alternatives per token, <= SRV_MAX_TOP */
     int ignore_eos;          /* extension (as vLLM, llama.cpp): generate max_tokens */
     int echo;                /* completion: the prompt before the answer (and its logprobs) */
+    int prefix;              /* chat: the last message, the assistant's, begins the answer (DeepSeek's prefix completion) */
     char *suffix;            /* completion: text after the gap the answer fills (FIM; owned, non-empty) */
     float frequency_penalty; /* [-2, 2]: minus this x a token's count among the choice's generated ones */
     float presence_penalty;  /* [-2, 2]: minus this once for a token among them */

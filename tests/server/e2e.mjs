@@ -491,6 +491,32 @@ async function main() {
     const e = await assertErrorShape(await post(s, '/v1/completions', { prompt: 'a', suffix: 'b', max_tokens: 2 }), 400, 'suffix');
     assert.match(e.message, /fim/);
   });
+  await check('chat prefix completion (DeepSeek\'s): the last message, the assistant\'s with prefix: true, is continued', async () => {
+    const f = await startServer(env, ['--parallel', '2', '-c', '256', '--batch-invariant']); // answers to the bit
+    try {
+      const U = 'Write quick sort.', P = '```python\n';
+      const r = await post(f, '/v1/chat/completions', { messages: [{ role: 'user', content: U },
+                                                                    { role: 'assistant', content: P, prefix: true }],
+                                                        max_tokens: 8, temperature: 0, ignore_eos: true });
+      const j = await r.json();
+      assert.equal(r.status, 200, JSON.stringify(j));
+      // the same tokens as a completion: the template's markers, the prefix, no <think> (the answer goes on)
+      const c = await (await post(f, '/v1/completions', { prompt: `<｜User｜>${U}<｜Assistant｜>${P}`, max_tokens: 8,
+                                                          temperature: 0, ignore_eos: true })).json();
+      assert.equal(j.usage.prompt_tokens, c.usage.prompt_tokens);
+      assert.equal(j.choices[0].message.content, c.choices[0].text);
+      assert.equal(j.choices[0].message.reasoning_content, '', 'the answer, not reasoning');
+      for (const [msgs, at] of [[[{ role: 'assistant', content: 'a', prefix: true }, { role: 'user', content: 'b' }], 0],
+                                [[{ role: 'user', content: 'a', prefix: true }], 0], [[{ role: 'user', content: 'a' },
+                                  { role: 'assistant', content: 'b', prefix: 'yes' }], 1]]) {
+        const e = await assertErrorShape(await post(f, '/v1/chat/completions', { messages: msgs, max_tokens: 2 }), 400,
+                                         `messages[${at}].prefix`);
+        assert.match(e.message, /prefix|boolean/);
+      }
+    } finally {
+      await stopServer(f);
+    }
+  });
   await check('top_k, min_p and repetition_penalty (vLLM\'s extensions; repeat_penalty as llama.cpp names it)', async () => {
     const ask = (extra) => post(s, '/v1/completions', { prompt: 'The', max_tokens: 40, ignore_eos: true, ...extra })
       .then(async (r) => { assert.equal(r.status, 200, await r.clone().text()); return (await r.json()).choices[0].text; });

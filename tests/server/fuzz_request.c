@@ -31,6 +31,7 @@ static void check_ask(const srv_ask *a) {
     for (int i = 0; i < a->n_bias; i++) CHECK(a->bias_tok[i] >= 0 && a->bias[i] >= -100 && a->bias[i] <= 100);
     CHECK(a->json == 0 || a->json == 1);
     CHECK(!a->suffix || (a->suffix[0] && a->prompt && !a->echo));
+    CHECK(!a->prefix || (a->kind == SRV_CHAT && a->n_msgs >= 1 && !strcmp(a->msgs[a->n_msgs - 1].role, "assistant")));
     CHECK(a->top_logprobs >= 0 && a->top_logprobs <= SRV_MAX_TOP);
     if (a->kind == SRV_CHAT) {
         CHECK(a->n_msgs >= 1);

@@ -1568,6 +1568,23 @@ static void test_api_edges(const char *golden) {
               "chat tokenize: the count with no buffer, as dsc_tokenize (got %zu)", n);
         CHECK(dsc_chat_tokenize(tok, &msg, 1, 0, NULL, 0, NULL) == DSC_ERR_ARG, "chat tokenize: NULL n_ids");
         CHECK(dsc_chat_tokenize(tok, NULL, 1, 0, NULL, 0, &n) == DSC_ERR_ARG, "chat tokenize: NULL messages");
+        /* prefix completion: the conversation's generation prompt, then the
+         * prefix's tokens, and nothing after them */
+        const dsc_chat_message conv[2] = {{"user", "Write quick sort."}, {"assistant", "```python\n"}};
+        int32_t ids[64], gen[64], pre[16];
+        size_t n_ids = 0, n_gen = 0, n_pre = 0;
+        for (unsigned fl = 0; fl <= DSC_CHAT_REASONING; fl += DSC_CHAT_REASONING) {
+            const int ok = dsc_chat_tokenize(tok, conv, 2, fl | DSC_CHAT_PREFIX | DSC_CHAT_GENERATION_PROMPT, ids, 64,
+                                             &n_ids) == DSC_OK &&
+                           dsc_chat_tokenize(tok, conv, 1, DSC_CHAT_GENERATION_PROMPT, gen, 64, &n_gen) == DSC_OK &&
+                           dsc_tokenize(tok, conv[1].content, strlen(conv[1].content), 0, pre, 16, &n_pre) == DSC_OK;
+            CHECK(ok && n_ids == n_gen + n_pre && !memcmp(ids, gen, sizeof *ids * n_gen) &&
+                      !memcmp(ids + n_gen, pre, sizeof *ids * n_pre),
+                  "chat prefix%s: the generation prompt (without <think>), then the prefix, open (%zu = %zu + %zu)",
+                  fl ? " (R1 template)" : "", n_ids, n_gen, n_pre);
+        }
+        CHECK(dsc_chat_tokenize(tok, conv, 1, DSC_CHAT_PREFIX, ids, 64, &n_ids) == DSC_ERR_ARG,
+              "chat prefix: refused when the last message is not the assistant's");
         dsc_utf8_stream st = {{'a', 'b', 'c'}, 3};
         char out[64];
         CHECK(dsc_utf8_stream_push(&st, tok, 1, out, sizeof out, &n) == DSC_ERR_ARG, "utf8 stream: bad pending bytes");
