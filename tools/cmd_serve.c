@@ -19,7 +19,8 @@ int cmd_serve(const cli_opts *o) {
     if (o->parallel) p.n_parallel = o->parallel;
     p.n_ctx = o->n_ctx;
     p.n_threads = o->n_threads;
-    if (o->n_batch > 0 && o->n_batch < p.n_chunk) p.n_chunk = o->n_batch;
+    if (o->n_batch > 0) p.n_batch = o->n_batch;
+    if (p.n_batch < p.n_chunk) p.n_chunk = p.n_batch;
     p.isa = o->isa;
     p.kv_type = (dsc_kv_type)o->kv_type;
     p.think = o->think;

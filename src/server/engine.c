@@ -15,8 +15,11 @@
  *      without drafts, in fewer passes);
  *   4. longer prompts are prefilled on their own in chunks of at most n_chunk
  *      tokens, at most n_chunk in all while other slots are generating, so
- *      running streams are not stalled by a long prompt; a lone prompt on an
- *      idle engine takes the prefill form too (MLA decompressed, faster).
+ *      running streams are not stalled by a long prompt; on an idle engine
+ *      in chunks of n_prefill (each chunk decompresses the latents of every
+ *      position before it again: fewer, longer chunks, less of that); a
+ *      lone prompt on an idle engine takes the prefill form too (MLA
+ *      decompressed, faster).
  *
  * A prompt is prefilled once in the slot of choice 0; its cache is then
  * copied (dsc_seq_copy) to the slots of the other choices. Requests see the
@@ -435,14 +438,15 @@ static void echo_logprobs(srv_engine *e, srv_req *r, int32_t p0, int32_t m) {
 }
 
 /* Prefills, each in its own passes, the prompts that did not join the step. */
-static void engine_prefill(srv_engine *e, int budget) {
+static void engine_prefill(srv_engine *e, int budget, int idle) {
     for (int k = 0; k < e->n_slot && budget > 0; k++) {
         int s = (e->rr + k) % e->n_slot;
         eslot *sl = &e->slot[s];
         if (sl->st != SLOT_PREFILL) continue;
         srv_req *r = sl->req;
         int32_t m = r->n_prompt - sl->n_held;
-        if (m > e->p.n_chunk) m = e->p.n_chunk;
+        const int32_t most = idle ? e->p.n_prefill : e->p.n_chunk;
+        if (m > most) m = most;
         if (m > budget) m = budget;
         if (r->plp && m > ECHO_CHUNK) m = ECHO_CHUNK;
         if (r->plp && !e->elog && !(e->elog = malloc(sizeof(float) * ECHO_CHUNK * (size_t)e->n_vocab))) {
@@ -555,7 +559,7 @@ static void engine_step(srv_engine *e) {
             prompt_done(e, s, e->logits + (size_t)(n_gen + j) * e->n_vocab);
         }
     }
-    engine_prefill(e, budget);
+    engine_prefill(e, budget, n_gen == 0);
     e->rr = (e->rr + 1) % e->n_slot;
 }
 

@@ -18,7 +18,7 @@
 #include "srv.h"
 
 srv_params srv_default_params(void) {
-    return (srv_params){.host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_chunk = 256, .kv_type = DSC_KV_BF16,
+    return (srv_params){.host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_chunk = 256, .n_batch = 512, .kv_type = DSC_KV_BF16,
                         .think = -1, .cache_mb = 1024, .cache_disk_mb = 8192, .max_queue = 256,
                         .max_body = 8u << 20, .req_timeout = 60};
 }
@@ -102,7 +102,7 @@ static int load(srv_server *S) {
     for (int i = 0; i < 3; i++) S->fim[i] = dsc_tokenizer_find(S->tok, fim[i]);
     dsc_ctx_params cp = dsc_ctx_default_params();
     cp.n_ctx = p->n_ctx;
-    cp.n_batch = p->n_chunk;
+    cp.n_batch = p->n_batch > p->n_chunk ? p->n_batch : p->n_chunk;
     cp.n_threads = p->n_threads;
     cp.isa = p->isa;
     cp.kv_type = p->kv_type;
@@ -128,7 +128,7 @@ static int load(srv_server *S) {
     if (dsc_json_mask_new(S->tok, S->info.vocab_size, S->eos, &S->jmask))
         return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     srv_engine_params ep = {.ctx = S->ctx, .tok = S->tok, .pc = S->pc, .m = &S->m, .eos = S->eos,
-                            .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_mix = cp.n_mixed,
+                            .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_prefill = cp.n_batch, .n_mix = cp.n_mixed,
                             .max_queue = p->max_queue, .mtp = p->mtp,
                             .mtp_max_batch = p->mtp_max_batch, .jmask = S->jmask};
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;

@@ -22,6 +22,7 @@ typedef struct {
     int n_ctx;              /* tokens per slot (0: min(4096, max_position_embeddings)) */
     int n_threads;          /* 0: all CPUs                                              */
     int n_chunk;            /* prompt tokens a slot prefills per engine step            */
+    int n_batch;            /* ... on an idle engine (>= n_chunk; the context's n_batch) */
     const char *isa;        /* kernel set (NULL: best)                                  */
     dsc_kv_type kv_type;
     int think;              /* -1: from tokenizer_config.json; 0 off; 1 R1 reasoning     */

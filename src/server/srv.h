@@ -250,6 +250,7 @@ typedef struct {
     int32_t eos;      /* end of sequence id */
     int32_t n_vocab;  /* the model's */
     int n_chunk;      /* prompt tokens per slot per step */
+    int n_prefill;    /* ... on an idle engine (the context's n_batch, >= n_chunk) */
     int n_mix;        /* tokens a step may carry: the context's n_mixed */
     int max_queue;
     int mtp;          /* draft a token per generating slot with the MTP module */
