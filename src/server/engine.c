@@ -190,11 +190,12 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
 
 /* The row with the request's logit_bias and penalties, as vLLM applies
  * them, and in JSON mode (js not NULL) the tokens that cannot continue the
- * object masked: the bias added first, then the repetition penalty over the tokens of the prompt and of the choice's
- * output, held[0..n_held) (a positive logit divided by it, a negative one
- * multiplied, once per token), then OpenAI's frequency and presence
- * penalties over the output alone, held[n_prompt..n_held) (a logit minus
- * frequency x the token's count, minus presence once if it occurs). */
+ * object masked: the bias added first, then the repetition penalty over the
+ * tokens of the prompt and of the choice's output, held[0..n_held) (a
+ * positive logit divided by it, a negative one multiplied, once per token),
+ * then OpenAI's frequency and presence penalties over the output alone,
+ * held[n_prompt..n_held) (a logit minus frequency x the token's count,
+ * minus presence once if it occurs). */
 static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *held, int32_t n_prompt,
                               int32_t n_held, const dsc_json_state *js) {
     const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
@@ -356,8 +357,6 @@ static void engine_admit(srv_engine *e, srv_req *r) {
     atomic_fetch_add(&e->p.m->hit_tokens, keep);
 }
 
-/* Choice 0's prompt is in: store its blocks, copy it to the other choices'
- * slots and sample every choice's first token. */
 /* echo: each choice's text and logprobs begin with the prompt's (the first
  * token's logprob null, NAN here, as nothing comes before it). */
 static int echo_prompt(srv_req *r) {
@@ -383,6 +382,8 @@ static int echo_prompt(srv_req *r) {
     return ok ? 0 : -1;
 }
 
+/* Choice 0's prompt is in: store its blocks, copy it to the other choices'
+ * slots and sample every choice's first token. */
 static void prompt_done(srv_engine *e, int s, const float *lg) {
     srv_req *r = e->slot[s].req;
     if (!lg) {
