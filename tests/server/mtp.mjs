@@ -93,6 +93,18 @@ async function main() {
     const got = await Promise.all(four.map(([, q]) => post(specBI, '/v1/completions', q)));
     got.forEach((j, i) => assert.equal(answer(j), alone[i], four[i][0]));
   });
+  await check('serve --mtp --batch-invariant, JSON mode, two at once: the answers without drafts', async () => {
+    const Q = '"'.charCodeAt(0) + 2, C = '}'.charCodeAt(0) + 2;
+    const asks = [1, 2].map((seed) => ({ prompt: 'Data:', max_tokens: 300, temperature: 1, seed, logprobs: 1,
+                                         response_format: { type: 'json_object' }, logit_bias: { [Q]: 4, [C]: 2 } }));
+    const alone = [];
+    for (const q of asks) alone.push(answer(await post(plainBI, '/v1/completions', q)));
+    const got = await Promise.all(asks.map((q) => post(specBI, '/v1/completions', q)));
+    got.forEach((j, i) => {
+      assert.equal(answer(j), alone[i]);
+      assert.equal(typeof JSON.parse(j.choices[0].text), 'object');
+    });
+  });
   await stopServer(plainBI);
   await stopServer(specBI);
 
