@@ -470,11 +470,60 @@ void dsc_json_mask_apply(const dsc_json_mask *m, const dsc_json_state *st, float
 int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id);
 
 /* ------------------------------------------------------------------------ */
+/* Tool calls: output held to DeepSeek's tool-call format                    */
+
+/* The format (DeepSeek-V3's template), after any text:
+ *   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
+ *   ["\n"]<｜tool▁call▁begin｜>... (more calls)  <｜tool▁calls▁end｜>
+ * with NAME one of the functions offered and ARGS one JSON object (as in
+ * JSON mode). A grammar holds the names and the markers' ids. */
+typedef struct dsc_tool_grammar dsc_tool_grammar;
+
+#define DSC_TOOL_MAX 128      /* functions offered at most                  */
+#define DSC_TOOL_NAME_MAX 64  /* bytes of a name: [A-Za-z0-9_.-], at least 1 */
+
+/* n_names 0: text only, the calls' markers never come; required: the output
+ * opens with the calls (text none); parallel: more than one call. Fails
+ * (DSC_ERR_ARG) when the tokenizer lacks a marker or a name is not one. */
+dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
+                                int parallel, dsc_tool_grammar **out);
+void dsc_tool_grammar_free(dsc_tool_grammar *g);
+
+/* Where an output stands: set by dsc_tool_start, a plain value to copy. */
+typedef struct {
+    uint8_t phase;
+    uint16_t pos, lo, hi;  /* a literal's or the names' bytes matched; the names still possible */
+    dsc_json_state args;
+} dsc_tool_state;
+
+enum { DSC_TOOL_TEXT, DSC_TOOL_CALLING, DSC_TOOL_DONE };
+
+void dsc_tool_start(const dsc_tool_grammar *g, dsc_tool_state *st);
+/* DSC_TOOL_TEXT before the calls, DSC_TOOL_CALLING in them, DSC_TOOL_DONE
+ * after <｜tool▁calls▁end｜> (then only m's eos may come). */
+int dsc_tool_where(const dsc_tool_state *st);
+/* As dsc_json_mask_apply / dsc_json_mask_accept, with m the vocabulary's
+ * bytes: the tokens that cannot come next set to -INFINITY; st advanced by
+ * the token sampled, -1 (st unchanged) if it could not come. */
+void dsc_tool_mask_apply(const dsc_tool_grammar *g, const dsc_json_mask *m, const dsc_tool_state *st, float *logits);
+int dsc_tool_mask_accept(const dsc_tool_grammar *g, const dsc_json_mask *m, dsc_tool_state *st, int32_t id);
+/* The marker ids: [0] <｜tool▁calls▁begin｜> [1] <｜tool▁calls▁end｜>
+ * [2] <｜tool▁call▁begin｜> [3] <｜tool▁call▁end｜> [4] <｜tool▁sep｜>. */
+const int32_t *dsc_tool_markers(const dsc_tool_grammar *g);
+
+/* ------------------------------------------------------------------------ */
 /* Chat: the DeepSeek-V3 / R1 template and the reasoning split               */
 
 typedef struct {
-    const char *role;    /* "system", "user" or "assistant" */
-    const char *content;
+    const char *name;      /* the function called */
+    const char *arguments; /* its arguments: a JSON object, as text */
+} dsc_tool_call;
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant" or "tool" (a call's result) */
+    const char *content; /* an assistant's with tool calls may be "" */
+    const dsc_tool_call *tool_calls; /* assistant: the calls it made (n_tool_calls) */
+    size_t n_tool_calls;
 } dsc_chat_message;
 
 enum {
@@ -489,9 +538,20 @@ enum {
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:
  *   BOS system... <｜User｜>u1 <｜Assistant｜>a1<｜end▁of▁sentence｜> <｜User｜>u2 <｜Assistant｜>
  * Template markers are special tokens; message text is encoded as plain text
- * (a user cannot inject markers). Output and errors as for dsc_tokenize. */
+ * (a user cannot inject markers). Output and errors as for dsc_tokenize.
+ * Tool calls and their results as DeepSeek-V3's template writes them (its
+ * 0324 revision: every call list closed, every run of results opened):
+ *   <｜Assistant｜>text<｜tool▁calls▁begin｜>CALL["\n"CALL...]<｜tool▁calls▁end｜><｜end▁of▁sentence｜>
+ *   <｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>r1<｜tool▁output▁end｜>["\n"<｜tool▁output▁begin｜>r2...]<｜tool▁outputs▁end｜>
+ * CALL as in the tool-call format above; the results are closed before the
+ * next user turn, or open the next answer (no <｜Assistant｜>, no <think>). */
 dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
                              int32_t *ids, size_t cap, size_t *n_ids);
+/* The same with tool definitions: `tools` (NULL: none) joins the system
+ * prompt after a blank line (or is it), its chat markers taken as special
+ * tokens, as a template renders them. */
+dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, const char *tools,
+                                   unsigned flags, int32_t *ids, size_t cap, size_t *n_ids);
 
 /* Reads tokenizer_config.json's chat_template and sets DSC_CHAT_REASONING in
  * *flags when the template opens answers with "<think>" (R1 and its distills).

@@ -259,8 +259,8 @@ int cmd_run_vote(const cli_opts *o) {
     }
     dsc_chat_message msgs[2];
     size_t nm = 0, n_ids = 0;
-    if (o->system) msgs[nm++] = (dsc_chat_message){"system", o->system};
-    msgs[nm++] = (dsc_chat_message){"user", o->prompt};
+    if (o->system) msgs[nm++] = (dsc_chat_message){.role = "system", .content = o->system};
+    msgs[nm++] = (dsc_chat_message){.role = "user", .content = o->prompt};
     int32_t *ids = malloc(sizeof(int32_t) * 65536);
     if (!rc && !ids) rc = cli_die("run: out of memory");
     if (!rc && dsc_chat_tokenize(tok, msgs, nm, flags, ids, 65536, &n_ids)) rc = cli_die_status();

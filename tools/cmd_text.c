@@ -411,8 +411,8 @@ int cmd_run(const cli_opts *o) {
     if (!rc) {
         dsc_chat_message msgs[2];
         size_t n = 0;
-        if (o->system) msgs[n++] = (dsc_chat_message){"system", o->system};
-        msgs[n++] = (dsc_chat_message){"user", o->prompt};
+        if (o->system) msgs[n++] = (dsc_chat_message){.role = "system", .content = o->system};
+        msgs[n++] = (dsc_chat_message){.role = "user", .content = o->prompt};
         if (o->raw) fputs(o->prompt, stdout); /* the continuation follows the prompt */
         char *answer = convo_turn(&c, msgs, n);
         rc = answer == NULL;
@@ -485,7 +485,7 @@ int cmd_chat(const cli_opts *o) {
     size_t n = 0, cap = 16;
     dsc_chat_message *msgs = rc ? NULL : malloc(sizeof *msgs * cap);
     if (!rc && !msgs) rc = die("out of memory");
-    if (!rc && o->system) msgs[n++] = (dsc_chat_message){"system", strdup(o->system)};
+    if (!rc && o->system) msgs[n++] = (dsc_chat_message){.role = "system", .content = strdup(o->system)};
     size_t n_sys = n;
     if (!rc && isatty(STDIN_FILENO))
         fprintf(stderr, "dsc chat: type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n");
@@ -534,14 +534,14 @@ int cmd_chat(const cli_opts *o) {
             if (!nm) { free(line); rc = die("out of memory"); break; }
             msgs = nm;
         }
-        msgs[n++] = (dsc_chat_message){"user", line};
+        msgs[n++] = (dsc_chat_message){.role = "user", .content = line};
         char *answer = convo_turn(&c, msgs, n);
         if (!answer) { /* the turn failed (e.g. too long): drop it, keep chatting */
             free((char *)msgs[--n].content);
             failed++;
             continue;
         }
-        msgs[n++] = (dsc_chat_message){"assistant", answer};
+        msgs[n++] = (dsc_chat_message){.role = "assistant", .content = answer};
     }
     for (size_t i = 0; i < n; i++) free((char *)msgs[i].content);
     free(msgs);

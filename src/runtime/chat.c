@@ -1,7 +1,8 @@
 /*
  * chat.c — the DeepSeek-V3 / R1 chat template (as in their
- * tokenizer_config.json) rendered straight to token ids, and the split of a
- * reasoning model's output into <think> reasoning and answer.
+ * tokenizer_config.json, tool calls and results as its 0324 revision writes
+ * them) rendered straight to token ids, and the split of a reasoning
+ * model's output into <think> reasoning and answer.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -49,13 +50,32 @@ static const char *after_think(const char *s) {
     return p;
 }
 
-dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
-                             int32_t *ids, size_t cap, size_t *n_ids) {
+/* An assistant turn that called functions: its text, then the calls. */
+static dsc_status put_calls(chat_out *o, const dsc_chat_message *m) {
+    dsc_status s = put_special(o, "<｜tool▁calls▁begin｜>");
+    for (size_t k = 0; k < m->n_tool_calls && !s; k++) {
+        const dsc_tool_call *t = &m->tool_calls[k];
+        if (!t->name || !t->arguments) return dsc_fail(DSC_ERR_ARG, "chat: tool call %zu has no name or arguments", k);
+        if (k) s = put_text(o, "\n", 1, 0);
+        if (!s) s = put_special(o, "<｜tool▁call▁begin｜>");
+        if (!s) s = put_text(o, "function", 8, 0);
+        if (!s) s = put_special(o, "<｜tool▁sep｜>");
+        if (!s) s = put_text(o, t->name, strlen(t->name), 0);
+        if (!s) s = put_text(o, "\n```json\n", 9, 0);
+        if (!s) s = put_text(o, t->arguments, strlen(t->arguments), 0);
+        if (!s) s = put_text(o, "\n```", 4, 0);
+        if (!s) s = put_special(o, "<｜tool▁call▁end｜>");
+    }
+    return s ? s : put_special(o, "<｜tool▁calls▁end｜>");
+}
+
+dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, const char *tools,
+                                   unsigned flags, int32_t *ids, size_t cap, size_t *n_ids) {
     if (!tok || !n_ids || (!msgs && n > 0) || (!ids && cap > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_chat_tokenize: NULL argument");
     *n_ids = 0;
     chat_out o = {tok, ids, ids ? cap : 0, 0};
     dsc_status s = put_special(&o, CHAT_BOS);
-    /* All system messages first, joined by a blank line. */
+    /* All system messages first, joined by a blank line; the tools after them. */
     int first_sys = 1;
     for (size_t i = 0; i < n && !s; i++) {
         if (!msgs[i].role || !msgs[i].content)
@@ -65,23 +85,52 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
         if (!s) s = put_text(&o, msgs[i].content, strlen(msgs[i].content), 0);
         first_sys = 0;
     }
+    if (!s && tools && *tools) {
+        if (!first_sys) s = put_text(&o, "\n\n", 2, 0);
+        if (!s) s = put_text(&o, tools, strlen(tools), 1);
+    }
+    int in_outputs = 0; /* a run of tool results is open */
     for (size_t i = 0; i < n && !s; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
         if (!strcmp(role, "system")) continue;
+        const int tool = !strcmp(role, "tool"), calls = msgs[i].n_tool_calls > 0;
+        if (calls && (strcmp(role, "assistant") || !msgs[i].tool_calls))
+            return dsc_fail(DSC_ERR_ARG, "chat message %zu: only an assistant's message holds tool calls", i);
+        if (in_outputs && !tool) { /* the results end; an answer follows them without <｜Assistant｜> */
+            s = put_special(&o, "<｜tool▁outputs▁end｜>");
+            in_outputs = 0;
+            if (!s && !strcmp(role, "assistant") && !calls) {
+                const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n;
+                if (flags & DSC_CHAT_REASONING) c = after_think(c);
+                if (!(s = put_text(&o, c, strlen(c), 0)) && !open) s = put_special(&o, CHAT_EOS);
+                continue;
+            }
+        }
+        if (s) break;
         if (!strcmp(role, "user")) {
             if (!(s = put_special(&o, CHAT_USER))) s = put_text(&o, c, strlen(c), 0);
         } else if (!strcmp(role, "assistant")) {
-            const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n;
+            const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n && !calls;
             if (flags & DSC_CHAT_REASONING) c = after_think(c);
-            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)) && !open)
-                s = put_special(&o, CHAT_EOS);
+            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)) && calls)
+                s = put_calls(&o, &msgs[i]);
+            if (!s && !open) s = put_special(&o, CHAT_EOS);
+        } else if (tool) {
+            s = in_outputs ? put_text(&o, "\n", 1, 0) : put_special(&o, "<｜tool▁outputs▁begin｜>");
+            if (!s) s = put_special(&o, "<｜tool▁output▁begin｜>");
+            if (!s) s = put_text(&o, c, strlen(c), 0);
+            if (!s) s = put_special(&o, "<｜tool▁output▁end｜>");
+            in_outputs = 1;
         } else {
-            s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user or assistant", i, role);
+            s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user, assistant or tool", i, role);
         }
     }
-    if (!s && (flags & DSC_CHAT_PREFIX) && (n == 0 || strcmp(msgs[n - 1].role, "assistant")))
+    if (!s && (flags & DSC_CHAT_PREFIX) &&
+        (n == 0 || strcmp(msgs[n - 1].role, "assistant") || msgs[n - 1].n_tool_calls))
         return dsc_fail(DSC_ERR_ARG, "chat: a prefix to continue must be the last message, the assistant's");
-    if (!s && (flags & DSC_CHAT_GENERATION_PROMPT) && !(flags & DSC_CHAT_PREFIX)) {
+    if (!s && in_outputs) { /* the answer goes on after the results */
+        s = put_special(&o, "<｜tool▁outputs▁end｜>");
+    } else if (!s && (flags & DSC_CHAT_GENERATION_PROMPT) && !(flags & DSC_CHAT_PREFIX)) {
         s = put_special(&o, CHAT_ASSISTANT);
         if (!s && (flags & DSC_CHAT_REASONING)) s = put_text(&o, "<think>\n", 8, 1);
     }
@@ -89,6 +138,11 @@ dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *m
     *n_ids = o.n;
     if (o.n > cap) return dsc_fail(DSC_ERR_ARG, "chat: %zu tokens do not fit in %zu", o.n, cap);
     return DSC_OK;
+}
+
+dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
+                             int32_t *ids, size_t cap, size_t *n_ids) {
+    return dsc_chat_tokenize_tools(tok, msgs, n, NULL, flags, ids, cap, n_ids);
 }
 
 dsc_status dsc_chat_detect(const char *path, unsigned *flags) {

@@ -289,3 +289,233 @@ int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id)
     if (m->len[id] < 0) return -1;
     return dsc_json_feed(st, m->bytes + m->off[id], (size_t)m->len[id]);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Tool calls                                                                */
+
+/* The phases of an output that may call functions (dsc_tool_state.phase). */
+enum {
+    T_TEXT,  /* text; <｜tool▁calls▁begin｜> opens the calls (when names were given) */
+    T_OPEN,  /* required: <｜tool▁calls▁begin｜> first                      */
+    T_CALL,  /* <｜tool▁call▁begin｜>                                         */
+    T_TYPE,  /* the bytes of "function" (pos of them matched)               */
+    T_SEP,   /* <｜tool▁sep｜>                                                */
+    T_NAME,  /* the bytes of a name and "\n```json\n" (candidates lo..hi)   */
+    T_ARGS,  /* the arguments: one JSON object                              */
+    T_CLOSE, /* the bytes of "\n```"                                        */
+    T_END,   /* <｜tool▁call▁end｜>                                           */
+    T_NEXT,  /* "\n" or <｜tool▁call▁begin｜> (parallel), <｜tool▁calls▁end｜> */
+    T_DONE,  /* only the end of sequence                                    */
+};
+
+enum { MK_CALLS_BEGIN, MK_CALLS_END, MK_CALL_BEGIN, MK_CALL_END, MK_SEP, MK_OUTPUTS_BEGIN, MK_OUTPUTS_END,
+       MK_OUTPUT_BEGIN, MK_OUTPUT_END, N_MARKERS };
+
+static const char *const marker_text[N_MARKERS] = {
+    "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",     "<｜tool▁call▁begin｜>",
+    "<｜tool▁call▁end｜>",    "<｜tool▁sep｜>",           "<｜tool▁outputs▁begin｜>",
+    "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
+};
+
+static const char type_lit[] = "function", name_end[] = "\n```json\n", close_lit[] = "\n```";
+
+struct dsc_tool_grammar {
+    int32_t marker[N_MARKERS];
+    int required, parallel, n;
+    char **cand; /* [n] name + name_end, sorted by bytes */
+    uint16_t *len;
+};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > DSC_TOOL_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || is_digit((unsigned char)s[i]) ||
+              s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
+                                int parallel, dsc_tool_grammar **out) {
+    *out = NULL;
+    if (!tok || n_names < 0 || n_names > DSC_TOOL_MAX || (n_names && !names) || (required && !n_names))
+        return dsc_fail(DSC_ERR_ARG, "tool grammar: bad arguments");
+    dsc_tool_grammar *g = calloc(1, sizeof *g);
+    if (!g) return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
+    g->required = required, g->parallel = parallel, g->n = n_names;
+    for (int k = 0; k < N_MARKERS; k++)
+        if ((g->marker[k] = dsc_tokenizer_find(tok, marker_text[k])) < 0) {
+            dsc_tool_grammar_free(g);
+            return dsc_fail(DSC_ERR_ARG, "tool calls: the tokenizer has no token '%s'", marker_text[k]);
+        }
+    g->cand = calloc((size_t)n_names + 1, sizeof *g->cand);
+    g->len = calloc((size_t)n_names + 1, sizeof *g->len);
+    if (!g->cand || !g->len) {
+        dsc_tool_grammar_free(g);
+        return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
+    }
+    for (int i = 0; i < n_names; i++) {
+        if (!names[i] || !name_ok(names[i])) {
+            dsc_tool_grammar_free(g);
+            return dsc_fail(DSC_ERR_ARG, "tool calls: '%.80s' is not a function name (1 to %d of A-Z a-z 0-9 _ . -)",
+                            names[i] ? names[i] : "(null)", DSC_TOOL_NAME_MAX);
+        }
+        const size_t n = strlen(names[i]);
+        if (!(g->cand[i] = malloc(n + sizeof name_end))) {
+            dsc_tool_grammar_free(g);
+            return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
+        }
+        memcpy(g->cand[i], names[i], n);
+        memcpy(g->cand[i] + n, name_end, sizeof name_end);
+    }
+    qsort(g->cand, (size_t)n_names, sizeof *g->cand, cmp_str);
+    for (int i = 0; i < n_names; i++) {
+        if (i && !strcmp(g->cand[i], g->cand[i - 1])) {
+            dsc_fail(DSC_ERR_ARG, "tool calls: the function name '%.*s' is given twice", (int)strcspn(g->cand[i], "\n"),
+                     g->cand[i]);
+            dsc_tool_grammar_free(g);
+            return DSC_ERR_ARG;
+        }
+        g->len[i] = (uint16_t)strlen(g->cand[i]);
+    }
+    *out = g;
+    return DSC_OK;
+}
+
+void dsc_tool_grammar_free(dsc_tool_grammar *g) {
+    if (!g) return;
+    for (int i = 0; g->cand && i < g->n; i++) free(g->cand[i]);
+    free(g->cand);
+    free(g->len);
+    free(g);
+}
+
+const int32_t *dsc_tool_markers(const dsc_tool_grammar *g) { return g->marker; }
+
+void dsc_tool_start(const dsc_tool_grammar *g, dsc_tool_state *st) {
+    memset(st, 0, sizeof *st);
+    st->phase = g->required ? T_OPEN : T_TEXT;
+}
+
+int dsc_tool_where(const dsc_tool_state *st) {
+    return st->phase == T_TEXT ? DSC_TOOL_TEXT : st->phase == T_DONE ? DSC_TOOL_DONE : DSC_TOOL_CALLING;
+}
+
+/* One byte of text; -1 where the phase takes none or not this one. */
+static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) {
+    switch (st->phase) {
+    case T_TEXT:
+        return 0;
+    case T_TYPE:
+        if (c != (unsigned char)type_lit[st->pos]) return -1;
+        if (++st->pos == sizeof type_lit - 1) st->phase = T_SEP;
+        return 0;
+    case T_NAME: { /* the candidates lo..hi share pos bytes; keep those whose next is c */
+        uint16_t lo = st->lo, hi = st->hi;
+        while (lo < hi && (unsigned char)g->cand[lo][st->pos] != c) lo++;
+        hi = lo;
+        while (hi < st->hi && (unsigned char)g->cand[hi][st->pos] == c) hi++;
+        if (lo == hi) return -1;
+        st->lo = lo, st->hi = hi;
+        if (++st->pos == g->len[lo]) { /* a whole candidate: no other is its prefix (names hold no '\n') */
+            st->phase = T_ARGS;
+            dsc_json_start(&st->args);
+        }
+        return 0;
+    }
+    case T_ARGS:
+        if (step(&st->args, c)) return -1;
+        if (dsc_json_complete(&st->args)) st->phase = T_CLOSE, st->pos = 0;
+        return 0;
+    case T_CLOSE:
+        if (c != (unsigned char)close_lit[st->pos]) return -1;
+        if (++st->pos == sizeof close_lit - 1) st->phase = T_END;
+        return 0;
+    case T_NEXT:
+        if (c != '\n' || !g->parallel) return -1;
+        st->phase = T_CALL;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static int tool_feed(const dsc_tool_grammar *g, dsc_tool_state *st, const char *bytes, size_t n) {
+    dsc_tool_state s = *st;
+    for (size_t i = 0; i < n; i++)
+        if (tool_step(g, &s, (unsigned char)bytes[i])) return -1;
+    *st = s;
+    return 0;
+}
+
+static int marker_index(const dsc_tool_grammar *g, int32_t id) {
+    for (int k = 0; k < N_MARKERS; k++)
+        if (g->marker[k] == id) return k;
+    return -1;
+}
+
+/* A marker, or a token that is not text (added tokens, eos): the phase
+ * after it, or -1 where it cannot come. */
+static int tool_symbol(const dsc_tool_grammar *g, const dsc_tool_state *st, int32_t id, int32_t eos) {
+    const int k = marker_index(g, id);
+    switch (st->phase) {
+    case T_TEXT:
+        if (k == MK_CALLS_BEGIN) return g->n ? T_CALL : -1;
+        return k < 0 ? T_TEXT : -1; /* eos, chat markers: as without tools */
+    case T_OPEN:
+        return k == MK_CALLS_BEGIN ? T_CALL : -1;
+    case T_CALL:
+        return k == MK_CALL_BEGIN ? T_TYPE : -1;
+    case T_SEP:
+        return k == MK_SEP ? T_NAME : -1;
+    case T_END:
+        return k == MK_CALL_END ? T_NEXT : -1;
+    case T_NEXT:
+        if (k == MK_CALL_BEGIN && g->parallel) return T_TYPE;
+        return k == MK_CALLS_END ? T_DONE : -1;
+    case T_DONE:
+        return id == eos ? T_DONE : -1;
+    default:
+        return -1;
+    }
+}
+
+void dsc_tool_mask_apply(const dsc_tool_grammar *g, const dsc_json_mask *m, const dsc_tool_state *st, float *logits) {
+    if (st->phase == T_TEXT) { /* only the markers that cannot open the calls */
+        for (int k = 0; k < N_MARKERS; k++)
+            if (g->marker[k] < m->n_logits && tool_symbol(g, st, g->marker[k], m->eos) < 0)
+                logits[g->marker[k]] = -INFINITY;
+        return;
+    }
+    uint8_t first[256];
+    for (unsigned c = 0; c < 256; c++) {
+        dsc_tool_state s = *st;
+        first[c] = tool_step(g, &s, c) == 0;
+    }
+    const int in_string = st->phase == T_ARGS && st->args.mode == M_STR;
+    for (int32_t id = 0; id < m->n_logits; id++) {
+        if (logits[id] == -INFINITY || (in_string && m->in_str[id])) continue;
+        const int32_t n = m->len[id];
+        if (n < 0) { /* not text: a marker, eos, another added token */
+            if (tool_symbol(g, st, id, m->eos) < 0) logits[id] = -INFINITY;
+            continue;
+        }
+        dsc_tool_state s = *st;
+        if (!first[(unsigned char)m->bytes[m->off[id]]] || tool_feed(g, &s, m->bytes + m->off[id], (size_t)n))
+            logits[id] = -INFINITY;
+    }
+}
+
+int dsc_tool_mask_accept(const dsc_tool_grammar *g, const dsc_json_mask *m, dsc_tool_state *st, int32_t id) {
+    if (id < 0 || id >= m->n_logits) return -1;
+    if (m->len[id] >= 0) return tool_feed(g, st, m->bytes + m->off[id], (size_t)m->len[id]);
+    const int ph = tool_symbol(g, st, id, m->eos);
+    if (ph < 0) return -1;
+    if (ph == T_NAME) st->pos = 0, st->lo = 0, st->hi = (uint16_t)g->n;
+    if (ph == T_TYPE) st->pos = 0;
+    st->phase = (uint8_t)ph;
+    return 0;
+}

@@ -124,6 +124,62 @@ static int message_content(const cJSON *m, size_t i, int null_ok, char **out, sr
     return 0;
 }
 
+/* A function name as OpenAI's API takes it: 1 to 64 of A-Z a-z 0-9 _ . - */
+static int fn_name(const cJSON *j, const char *param, const char **out, srv_err *e) {
+    if (!cJSON_IsString(j)) return bad_type(e, param, "a string", j);
+    const char *s = j->valuestring;
+    size_t n = strlen(s), ok = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
+    if (n == 0 || n > DSC_TOOL_NAME_MAX || ok != n)
+        return srv_fail(e, 400, INVALID, param, "invalid_value",
+                        "Invalid '%s': '%.80s' is not a function name (1 to %d of a-z, A-Z, 0-9, '_', '.', '-').", param, s,
+                        DSC_TOOL_NAME_MAX);
+    *out = s;
+    return 0;
+}
+
+/* An assistant message's tool_calls: [{"id", "type": "function",
+ * "function": {"name", "arguments": text of a JSON object}}] (arguments
+ * given as an object are taken as its text). */
+static int message_calls(const cJSON *m, size_t i, dsc_chat_message *msg, srv_err *e) {
+    char param[96];
+    snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+    const cJSON *tc = field(m, "tool_calls"), *x;
+    if (!tc || (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) == 0)) return 0;
+    if (strcmp(msg->role, "assistant"))
+        return srv_fail(e, 400, INVALID, param, "invalid_value", "Invalid '%s': only an assistant's message has tool calls.",
+                        param);
+    if (!cJSON_IsArray(tc)) return bad_type(e, param, "an array", tc);
+    dsc_tool_call *calls = calloc((size_t)cJSON_GetArraySize(tc), sizeof *calls);
+    if (!calls) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    msg->tool_calls = calls;
+    size_t k = 0;
+    cJSON_ArrayForEach(x, tc) {
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu]", i, k);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(x, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(x, "function");
+        if (!cJSON_IsObject(x) || !cJSON_IsObject(fn))
+            return bad_type(e, param, "an object with a 'function' object", cJSON_IsObject(x) ? fn : x);
+        if (type && !(cJSON_IsString(type) && !strcmp(type->valuestring, "function")))
+            return srv_fail(e, 400, INVALID, param, "invalid_value", "Invalid '%s': its 'type' must be 'function'.", param);
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].function.name", i, k);
+        const char *name;
+        if (fn_name(cJSON_GetObjectItemCaseSensitive(fn, "name"), param, &name, e)) return -1;
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].function.arguments", i, k);
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        char *text = NULL;
+        if (cJSON_IsString(args)) text = strdup(args->valuestring);
+        else if (cJSON_IsObject(args)) text = cJSON_PrintUnformatted(args);
+        else return bad_type(e, param, "a string (a JSON object's text)", args);
+        if (!text || !(calls[k].name = strdup(name))) {
+            free(text);
+            return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        }
+        calls[k].arguments = text;
+        msg->n_tool_calls = ++k;
+    }
+    return 0;
+}
+
 static int parse_messages(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!ms) return srv_fail(e, 400, INVALID, "messages", "missing_required_parameter",
@@ -146,14 +202,16 @@ static int parse_messages(const cJSON *root, srv_ask *a, srv_err *e) {
         if (!strcmp(r, "system") || !strcmp(r, "developer")) a->msgs[i].role = "system";
         else if (!strcmp(r, "user")) a->msgs[i].role = "user";
         else if (!strcmp(r, "assistant")) a->msgs[i].role = "assistant";
+        else if (!strcmp(r, "tool")) a->msgs[i].role = "tool";
         else
             return srv_fail(e, 400, INVALID, param, "invalid_value",
-                            "Invalid value for '%s': '%.32s' is not one of 'system', 'developer', 'user', 'assistant'.",
-                            param, r);
+                            "Invalid value for '%s': '%.32s' is not one of 'system', 'developer', 'user', 'assistant', "
+                            "'tool'.", param, r);
         char *content = NULL;
         if (message_content(m, i, a->msgs[i].role[0] == 'a', &content, e)) return -1;
         a->msgs[i].content = content;
         a->n_msgs++;
+        if (message_calls(m, i, &a->msgs[i], e)) return -1;
         snprintf(param, sizeof param, "messages[%zu].prefix", i);
         const cJSON *pj = field(m, "prefix");
         if (pj && !cJSON_IsBool(pj)) return bad_type(e, param, "a boolean", pj);
@@ -264,22 +322,131 @@ static int parse_logit_bias(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
+/* What the prompt says of the functions offered, after the system
+ * messages: each one's name, description and parameters (a JSON Schema),
+ * and the format of a call (the markers are special tokens there). */
+static void tools_text(const cJSON *tools, sbuf *b) {
+    const cJSON *t;
+    sbuf_puts(b, "## Tools\n\nYou can call these functions:\n");
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        sbuf_printf(b, "\n### %s\n", name->valuestring);
+        if (cJSON_IsString(desc) && desc->valuestring[0]) sbuf_printf(b, "Description: %s\n", desc->valuestring);
+        char *p = cJSON_IsObject(params) ? cJSON_PrintUnformatted(params) : NULL;
+        sbuf_printf(b, "Parameters: %s\n", p ? p : "{\"type\":\"object\",\"properties\":{}}");
+        if (!p && cJSON_IsObject(params)) b->oom = 1;
+        free(p);
+    }
+    sbuf_puts(b, "\nTo call functions, answer with <｜tool▁calls▁begin｜>, then each call as "
+                 "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜>, "
+                 "one call a line, and <｜tool▁calls▁end｜> after the last. NAME is one of the functions above; "
+                 "ARGUMENTS is a JSON object that follows its parameters.");
+}
+
+/* tools: [{"type": "function", "function": {"name", "description",
+ * "parameters"}}], tool_choice ("none", "auto", "required" or {"type":
+ * "function", "function": {"name"}}) and parallel_tool_calls. */
+static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *tools = field(root, "tools"), *t, *tc = field(root, "tool_choice");
+    char param[64];
+    a->parallel_tool_calls = 1;
+    if (get_bool(root, "parallel_tool_calls", &a->parallel_tool_calls, e)) return -1;
+    if (tools && !cJSON_IsArray(tools)) return bad_type(e, "tools", "an array", tools);
+    const int n = tools ? cJSON_GetArraySize(tools) : 0;
+    if (n > DSC_TOOL_MAX)
+        return srv_fail(e, 400, INVALID, "tools", "invalid_value", "Invalid 'tools': at most %d functions are allowed.",
+                        DSC_TOOL_MAX);
+    if (n && !(a->tool_names = calloc((size_t)n, sizeof *a->tool_names)))
+        return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    int k = 0;
+    cJSON_ArrayForEach(t, tools) {
+        snprintf(param, sizeof param, "tools[%d]", k);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        if (!cJSON_IsObject(t)) return bad_type(e, param, "an object", t);
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function"))
+            return srv_fail(e, 400, INVALID, param, "invalid_value",
+                            "Invalid '%s': its 'type' must be 'function' (the only kind of tool).", param);
+        snprintf(param, sizeof param, "tools[%d].function", k);
+        if (!cJSON_IsObject(fn)) return bad_type(e, param, "an object", fn);
+        const cJSON *desc = field(fn, "description"), *params = field(fn, "parameters");
+        snprintf(param, sizeof param, "tools[%d].function.description", k);
+        if (desc && !cJSON_IsString(desc)) return bad_type(e, param, "a string", desc);
+        snprintf(param, sizeof param, "tools[%d].function.parameters", k);
+        if (params && !cJSON_IsObject(params)) return bad_type(e, param, "an object (a JSON Schema)", params);
+        snprintf(param, sizeof param, "tools[%d].function.name", k);
+        const char *name;
+        if (fn_name(cJSON_GetObjectItemCaseSensitive(fn, "name"), param, &name, e)) return -1;
+        for (int i = 0; i < k; i++)
+            if (!strcmp(a->tool_names[i], name))
+                return srv_fail(e, 400, INVALID, param, "invalid_value",
+                                "Invalid '%s': the function '%s' is given twice.", param, name);
+        if (!(a->tool_names[k] = dup_or_fail(name, e))) return -1;
+        a->n_tools = ++k;
+    }
+    a->tool_choice = n ? SRV_TOOLS_AUTO : SRV_TOOLS_NONE;
+    if (tc && cJSON_IsString(tc)) {
+        const char *c = tc->valuestring;
+        if (!strcmp(c, "none")) a->tool_choice = SRV_TOOLS_NONE;
+        else if (!strcmp(c, "auto")) a->tool_choice = n ? SRV_TOOLS_AUTO : SRV_TOOLS_NONE;
+        else if (!strcmp(c, "required")) a->tool_choice = SRV_TOOLS_REQUIRED;
+        else
+            return srv_fail(e, 400, INVALID, "tool_choice", "invalid_value",
+                            "Invalid 'tool_choice': '%.32s' is not one of 'none', 'auto', 'required' or a function.", c);
+    } else if (tc) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(tc, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+        if (!cJSON_IsObject(tc) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") || !cJSON_IsObject(fn))
+            return bad_type(e, "tool_choice", "'none', 'auto', 'required' or {\"type\": \"function\", \"function\": "
+                            "{\"name\": ...}}", tc);
+        const char *name;
+        if (fn_name(cJSON_GetObjectItemCaseSensitive(fn, "name"), "tool_choice.function.name", &name, e)) return -1;
+        int found = 0;
+        for (int i = 0; i < n; i++) found |= !strcmp(a->tool_names[i], name);
+        if (!found)
+            return srv_fail(e, 400, INVALID, "tool_choice", "invalid_value",
+                            "Invalid 'tool_choice': the function '%s' is not among 'tools'.", name);
+        if (!(a->tool_forced = dup_or_fail(name, e))) return -1;
+        a->tool_choice = SRV_TOOLS_REQUIRED;
+    }
+    if (a->tool_choice == SRV_TOOLS_REQUIRED && !n)
+        return srv_fail(e, 400, INVALID, "tool_choice", "invalid_value",
+                        "Invalid 'tool_choice': a call is required, but no 'tools' are given.");
+    if (a->tool_choice != SRV_TOOLS_NONE) {
+        sbuf b = {0};
+        tools_text(tools, &b);
+        if (b.oom) {
+            sbuf_free(&b);
+            return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        }
+        size_t len;
+        a->tools_text = sbuf_take(&b, &len);
+    }
+    return 0;
+}
+
 /* The parameters that ask for what this server does not do. */
 static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *j;
-    static const char *const lists[] = {"tools", "functions"};
-    for (int i = 0; i < 2; i++)
-        if ((j = field(root, lists[i])) && (!cJSON_IsArray(j) || cJSON_GetArraySize(j) > 0))
-            return unsupported(e, lists[i], "this server does not call functions.");
-    static const char *const choices[] = {"tool_choice", "function_call"};
-    for (int i = 0; i < 2; i++)
-        if ((j = field(root, choices[i])) &&
-            !(cJSON_IsString(j) && (!strcmp(j->valuestring, "none") || !strcmp(j->valuestring, "auto"))))
-            return unsupported(e, choices[i], "this server does not call functions ('none' and 'auto' are accepted).");
+    if ((j = field(root, "functions")) && (!cJSON_IsArray(j) || cJSON_GetArraySize(j) > 0))
+        return unsupported(e, "functions", "give the functions as 'tools' (the deprecated 'functions' is not taken).");
+    if ((j = field(root, "function_call")) &&
+        !(cJSON_IsString(j) && (!strcmp(j->valuestring, "none") || !strcmp(j->valuestring, "auto"))))
+        return unsupported(e, "function_call", "use 'tool_choice' ('function_call' is deprecated).");
+    if (a->kind == SRV_CHAT ? parse_tools(root, a, e) : 0) return -1;
+    if (a->kind == SRV_COMPLETION && (j = field(root, "tools")) && (!cJSON_IsArray(j) || cJSON_GetArraySize(j) > 0))
+        return unsupported(e, "tools", "functions are called in chat completions (/v1/chat/completions).");
     if ((j = field(root, "response_format"))) {
         const cJSON *t = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
         if (!cJSON_IsString(t)) return bad_type(e, "response_format", "an object with a string 'type'", j);
         a->json = !strcmp(t->valuestring, "json_object");
+        if (a->json && a->tool_choice != SRV_TOOLS_NONE)
+            return srv_fail(e, 400, INVALID, "response_format", "invalid_value",
+                            "'response_format' json_object cannot go with 'tools' (a call's arguments are JSON already); "
+                            "give one of them, or 'tool_choice': 'none'.");
         if (strcmp(t->valuestring, "text") && !a->json)
             return srv_fail(e, 400, INVALID, "response_format", "unsupported_value",
                             "'response_format' of type '%.40s' is not supported: only 'text' and 'json_object' are.",
@@ -398,8 +565,17 @@ int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *
 }
 
 void srv_ask_free(srv_ask *a) {
-    for (size_t i = 0; i < a->n_msgs; i++) free((char *)a->msgs[i].content);
+    for (size_t i = 0; i < a->n_msgs; i++) {
+        free((char *)a->msgs[i].content);
+        for (size_t k = 0; k < a->msgs[i].n_tool_calls; k++)
+            free((char *)a->msgs[i].tool_calls[k].name), free((char *)a->msgs[i].tool_calls[k].arguments);
+        free((dsc_tool_call *)a->msgs[i].tool_calls);
+    }
     free(a->msgs);
+    for (int i = 0; i < a->n_tools; i++) free(a->tool_names[i]);
+    free(a->tool_names);
+    free(a->tools_text);
+    free(a->tool_forced);
     free(a->prompt);
     free(a->prompt_ids);
     free(a->suffix);

@@ -150,6 +150,19 @@ static int route_text(const srv_req *r, srv_choice *c, const char *s, size_t n, 
     return hit;
 }
 
+/* Releases the text held back (a partial UTF-8 character, a possible tag or
+ * stop string) into reason / ans; 1 when a stop string matched in it (the
+ * rest is then dropped). */
+static int flush_text(const srv_req *r, srv_choice *c, sbuf *reason, sbuf *ans) {
+    int stopped = 0;
+    if (c->utf8.n_pending) stopped = route_text(r, c, "\xEF\xBF\xBD", 3, 0, reason, ans); /* a cut-off character */
+    c->utf8.n_pending = 0;
+    if (!stopped) stopped = route_text(r, c, "", 0, 1, reason, ans);
+    if (!stopped) sbuf_put(ans, c->hold.p, c->hold.n);
+    c->hold.n = 0;
+    return stopped;
+}
+
 static void engine_release(srv_engine *e, srv_req *r);
 static void engine_drop(srv_engine *e, srv_req *r, const char *error);
 
@@ -164,13 +177,7 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
     srv_choice *c = &r->ch[sl->choice];
     sbuf *reason = &c->new_reason, *ans = &c->new_answer;
     reason->n = ans->n = 0;
-    if (flush) {
-        int stopped = 0;
-        if (c->utf8.n_pending) stopped = route_text(r, c, "\xEF\xBF\xBD", 3, 0, reason, ans); /* a cut-off character */
-        if (!stopped) stopped = route_text(r, c, "", 0, 1, reason, ans);
-        if (stopped) why = "stop";
-        else sbuf_put(ans, c->hold.p, c->hold.n);
-    }
+    if (flush && flush_text(r, c, reason, ans)) why = "stop";
     c->hold.n = 0;
     pthread_mutex_lock(&r->mu);
     sbuf_put(&c->reason, reason->p, reason->n);
@@ -196,12 +203,13 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
  * then OpenAI's frequency and presence penalties over the output alone,
  * held[n_prompt..n_held) (a logit minus frequency x the token's count,
  * minus presence once if it occurs). */
-static const float *penalized(srv_engine *e, const float *row, const srv_ask *a, const int32_t *held, int32_t n_prompt,
-                              int32_t n_held, const dsc_json_state *js) {
+static const float *penalized(srv_engine *e, const float *row, const srv_req *r, const int32_t *held, int32_t n_prompt,
+                              int32_t n_held, const dsc_json_state *js, const dsc_tool_state *ts) {
+    const srv_ask *a = &r->a;
     const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
     const int freq = (a->frequency_penalty != 0 || a->presence_penalty != 0) && n > 0;
     const int rep = a->repetition_penalty != 1 && n_held > 0;
-    if (!freq && !rep && !a->n_bias && !js) return row;
+    if (!freq && !rep && !a->n_bias && !js && !ts) return row;
     memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
     for (int i = 0; i < a->n_bias; i++) e->prow[a->bias_tok[i]] += a->bias[i]; /* ids checked at submission */
     if (rep) {
@@ -226,7 +234,50 @@ static const float *penalized(srv_engine *e, const float *row, const srv_ask *a,
         }
     }
     if (js) dsc_json_mask_apply(e->p.jmask, js, e->prow);
+    if (ts) dsc_tool_mask_apply(r->tools, e->p.jmask, ts, e->prow);
     return e->prow;
+}
+
+/* A token of the function calls: a call's text gathered from
+ * <｜tool▁call▁begin｜> on ("function", the name, "\n```json\n", the
+ * arguments, "\n```"; the grammar held it to that), and at
+ * <｜tool▁call▁end｜> the call published. */
+static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
+    const int32_t *mk = dsc_tool_markers(r->tools);
+    if (t == mk[2]) { /* <｜tool▁call▁begin｜> */
+        c->call.n = 0;
+        return;
+    }
+    if (t != mk[3]) {
+        char buf[512];
+        size_t n = 0;
+        if (!dsc_token_is_added(e->p.tok, t) && !dsc_token_bytes(e->p.tok, t, buf, sizeof buf, &n)) sbuf_put(&c->call, buf, n);
+        return;
+    }
+    sbuf_puts(&c->call, ""); /* NUL-terminated */
+    const char *p = c->call.p, *end = p ? strstr(p, "\n```json\n") : NULL;
+    if (!end || c->call.oom || strncmp(p, "function", 8) || c->call.n < (size_t)(end - p) + 9 + 4) {
+        srv_log("a tool call out of its format: dropped");
+        return;
+    }
+    srv_call call;
+    memset(&call, 0, sizeof call);
+    const char *args = end + 9;
+    snprintf(call.id, sizeof call.id, "call_%s_%d", r->id + strcspn(r->id, "-") + 1, c->n_calls);
+    call.name = strndup(p + 8, (size_t)(end - p - 8));
+    call.arguments = strndup(args, c->call.n - (size_t)(args - p) - 4);
+    pthread_mutex_lock(&r->mu);
+    if (c->n_calls == c->cap_calls) {
+        srv_call *g = realloc(c->calls, sizeof *g * (size_t)(c->cap_calls * 2 + 4));
+        if (g) c->calls = g, c->cap_calls = c->cap_calls * 2 + 4;
+    }
+    if (call.name && call.arguments && c->n_calls < c->cap_calls) {
+        c->calls[c->n_calls++] = call;
+        call.name = call.arguments = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    free(call.name);
+    free(call.arguments);
 }
 
 /* Samples slot s from its logits row and delivers the token. */
@@ -236,21 +287,29 @@ static void deliver(srv_engine *e, int s, const float *row) {
     if (!r) return; /* dropped by an earlier choice's delivery */
     srv_choice *c = &r->ch[sl->choice];
     srv_lp lp;
-    /* JSON mode holds the answer, not the reasoning before it */
-    const dsc_json_state *js = r->a.json && !(r->reasoning && c->split.in_think) ? &c->json : NULL;
-    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, &r->a, sl->held, r->n_prompt, sl->n_held, js));
-    if (t < 0 || (js && dsc_json_mask_accept(e->p.jmask, &c->json, t))) {
-        srv_log("sampling failed: %s", t < 0 ? dsc_last_error() : "a token outside the JSON mask");
+    /* JSON mode and the tools' grammar hold the answer, not the reasoning before it */
+    const int thinking = r->reasoning && c->split.in_think;
+    const dsc_json_state *js = r->a.json && !thinking ? &c->json : NULL;
+    const dsc_tool_state *ts = r->tools && !thinking ? &c->tool : NULL;
+    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, r, sl->held, r->n_prompt, sl->n_held, js, ts));
+    const int was = ts ? dsc_tool_where(ts) : DSC_TOOL_TEXT;
+    if (t < 0 || (js && dsc_json_mask_accept(e->p.jmask, &c->json, t)) ||
+        (ts && dsc_tool_mask_accept(r->tools, e->p.jmask, &c->tool, t))) {
+        srv_log("sampling failed: %s", t < 0 ? dsc_last_error() : "a token outside the grammar's mask");
         engine_drop(e, r, t < 0 ? dsc_last_error() : "sampling failed");
         return;
     }
+    const int now = ts ? dsc_tool_where(ts) : DSC_TOOL_TEXT;
     if (r->a.logprobs) logprobs(row, e->n_vocab, t, r->a.top_logprobs, &lp);
     dsc_sampler_accept(c->smp, t);
     const int reasoning = r->reasoning && c->split.in_think;
     sbuf *reason = &c->new_reason, *ans = &c->new_answer;
     reason->n = ans->n = 0;
     int stopped = 0;
-    if (t != e->p.eos && t < e->n_tok_vocab) {
+    if (now != DSC_TOOL_TEXT) { /* the calls: the text before them whole, then no more text */
+        if (was == DSC_TOOL_TEXT) stopped = flush_text(r, c, reason, ans);
+        if (!stopped) call_token(e, r, c, t);
+    } else if (t != e->p.eos && t < e->n_tok_vocab) {
         char piece[512];
         size_t pn = 0;
         if (!dsc_utf8_stream_push(&c->utf8, e->p.tok, t, piece, sizeof piece, &pn))
@@ -271,9 +330,54 @@ static void deliver(srv_engine *e, int s, const float *row) {
     pthread_mutex_unlock(&r->mu);
     if (stopped) choice_finish(e, s, "stop", 0);
     else if (js && dsc_json_complete(&c->json)) choice_finish(e, s, "stop", 1); /* the object is closed */
+    else if (now == DSC_TOOL_DONE) choice_finish(e, s, "tool_calls", 0);         /* <｜tool▁calls▁end｜> */
     else if (t == e->p.eos && !r->a.ignore_eos) choice_finish(e, s, "stop", 1);
     else if (c->n_gen >= r->max_tokens || sl->n_held >= e->n_ctx) choice_finish(e, s, "length", 1);
     else sl->pending = t, sl->st = SLOT_GEN;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+srv_req *srv_req_new(void) {
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, 0);
+    return r;
+}
+
+void srv_req_unref(srv_req *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    for (int i = 0; r->ch && i < r->a.n; i++) {
+        srv_choice *c = &r->ch[i];
+        sbuf_free(&c->reason);
+        sbuf_free(&c->content);
+        sbuf_free(&c->hold);
+        sbuf_free(&c->new_reason);
+        sbuf_free(&c->new_answer);
+        free(c->lp);
+        sbuf_free(&c->call);
+        for (int k = 0; k < c->n_calls; k++) free(c->calls[k].name), free(c->calls[k].arguments);
+        free(c->calls);
+        dsc_sampler_free(c->smp);
+    }
+    dsc_tool_grammar_free(r->tools);
+    free(r->ch);
+    free(r->prompt);
+    free(r->echo_text);
+    free(r->plp);
+    free(r->error);
+    srv_ask_free(&r->a);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
 }
 
 /* ------------------------------------------------------------------------ */

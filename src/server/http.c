@@ -29,7 +29,7 @@
 #include "srv.h"
 
 /* Entries of conn.sent per choice. */
-#define SENT_N 5
+#define SENT_N 6
 
 typedef struct {
     srv_server *S;
@@ -41,7 +41,8 @@ typedef struct {
     /* streaming */
     sbuf out;
     size_t out_off;
-    size_t *sent;      /* per choice (SENT_N): reasoning bytes, content bytes, logprobs, finish sent, text offset */
+    size_t *sent;      /* per choice (SENT_N): reasoning bytes, content bytes, logprobs, finish sent, text offset,
+                          function calls */
     int started, sse_done;
 } conn;
 
@@ -367,6 +368,63 @@ static enum MHD_Result post_tokenize(conn *c, struct MHD_Connection *mc) {
     return e.status == 200 ? respond_json(c, mc, &b) : respond_err(c, mc, &e, NULL);
 }
 
+/* The text of n ids (malloc'd, need bytes), or NULL with e filled. */
+static char *ids_text(const srv_server *S, const int32_t *ids, size_t n, const char *param, size_t *need, srv_err *e) {
+    char *text;
+    *need = 0;
+    dsc_detokenize(S->tok, ids, n, NULL, 0, need);
+    if (!(text = malloc(*need + 1))) srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    else if (dsc_detokenize(S->tok, ids, n, text, *need + 1, need)) {
+        srv_fail(e, 400, "invalid_request_error", param, "invalid_value", "%s", dsc_last_error());
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
+/* {"key": text} when e->status is 200, else the error; frees text. */
+static enum MHD_Result text_reply(conn *c, struct MHD_Connection *mc, const char *key, char *text, size_t n,
+                                  srv_err *e) {
+    sbuf b = {0};
+    if (e->status == 200) {
+        sbuf_printf(&b, "{\"%s\":", key);
+        sbuf_json_str(&b, text, n);
+        sbuf_puts(&b, "}");
+    }
+    free(text);
+    return e->status == 200 ? respond_json(c, mc, &b) : respond_err(c, mc, e, NULL);
+}
+
+/* A chat request's prompt: the conversation with the tools offered (the
+ * count in *n even when it does not fit in cap). */
+static dsc_status chat_prompt(const srv_server *S, const srv_ask *a, int32_t *ids, size_t cap, size_t *n) {
+    const unsigned flags = S->chat_flags | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT);
+    return dsc_chat_tokenize_tools(S->tok, a->msgs, a->n_msgs, a->tools_text, flags, ids, cap, n);
+}
+
+/* POST /apply-template (as llama.cpp's server has it): a chat request's
+ * prompt as text, {"prompt": "..."}, the markers written out. */
+static enum MHD_Result post_apply_template(conn *c, struct MHD_Connection *mc) {
+    srv_err e = {.status = 200};
+    srv_ask a;
+    size_t n = 0, need = 0;
+    int32_t *ids = NULL;
+    char *text = NULL;
+    if (srv_parse(SRV_CHAT, c->body.p, c->body.n, &a, &e)) {
+        srv_ask_free(&a);
+        return respond_err(c, mc, &e, NULL);
+    }
+    (void)chat_prompt(c->S, &a, NULL, 0, &n); /* the count */
+    if (!(ids = malloc(sizeof *ids * (n + 1)))) srv_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+    else if (chat_prompt(c->S, &a, ids, n + 1, &n))
+        srv_fail(&e, 400, "invalid_request_error", "messages", "invalid_value", "%s", dsc_last_error());
+    else
+        text = ids_text(c->S, ids, n, "messages", &need, &e);
+    free(ids);
+    srv_ask_free(&a);
+    return text_reply(c, mc, "prompt", text, need, &e);
+}
+
 static enum MHD_Result post_detokenize(conn *c, struct MHD_Connection *mc) {
     srv_err e = {.status = 200};
     int32_t *ids;
@@ -377,22 +435,9 @@ static enum MHD_Result post_detokenize(conn *c, struct MHD_Connection *mc) {
         if (ids[i] >= V)
             srv_fail(&e, 400, "invalid_request_error", "tokens", "invalid_value",
                      "Invalid 'tokens': id %d at position %zu is out of range (the tokenizer has %d)", ids[i], i, V);
-    char *text = NULL;
-    if (e.status == 200) {
-        dsc_detokenize(c->S->tok, ids, n, NULL, 0, &need);
-        if (!(text = malloc(need + 1))) srv_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
-        else if (dsc_detokenize(c->S->tok, ids, n, text, need + 1, &need))
-            srv_fail(&e, 400, "invalid_request_error", "tokens", "invalid_value", "%s", dsc_last_error());
-    }
-    sbuf b = {0};
-    if (e.status == 200) {
-        sbuf_puts(&b, "{\"content\":");
-        sbuf_json_str(&b, text, need);
-        sbuf_puts(&b, "}");
-    }
-    free(text);
+    char *text = e.status == 200 ? ids_text(c->S, ids, n, "tokens", &need, &e) : NULL;
     free(ids);
-    return e.status == 200 ? respond_json(c, mc, &b) : respond_err(c, mc, &e, NULL);
+    return text_reply(c, mc, "content", text, need, &e);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -444,6 +489,22 @@ static dsc_status fim_tokens(const srv_server *S, const srv_ask *a, int32_t *out
     return DSC_OK;
 }
 
+/* The grammar of an answer that may call functions: the names offered (or
+ * the one tool_choice names), or with tool_choice "none" none at all, so
+ * that the calls' markers never come. */
+static int tool_grammar(const srv_server *S, srv_req *r, srv_err *e) {
+    const srv_ask *a = &r->a;
+    if (!a->n_tools) return 0;
+    const char *const *names = (const char *const *)a->tool_names;
+    int n = a->tool_choice == SRV_TOOLS_NONE ? 0 : a->n_tools;
+    if (a->tool_forced) names = (const char *const *)&a->tool_forced, n = 1;
+    if (!dsc_tool_grammar_new(S->tok, names, n, a->tool_choice == SRV_TOOLS_REQUIRED, a->parallel_tool_calls, &r->tools))
+        return 0;
+    if (!n) return 0; /* no markers in this tokenizer: none can come */
+    return srv_fail(e, 400, "invalid_request_error", "tools", "invalid_value",
+                    "'tools' needs a model whose tokenizer has DeepSeek's tool-call tokens: %s", dsc_last_error());
+}
+
 /* Tokenizes the prompt, checks it against the context, makes the samplers. */
 static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     srv_ask *a = &r->a;
@@ -460,9 +521,8 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     if (!(r->prompt = malloc(sizeof(int32_t) * cap))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     dsc_status st = DSC_OK;
     if (a->kind == SRV_CHAT) {
-        st = dsc_chat_tokenize(S->tok, a->msgs, a->n_msgs,
-                               S->chat_flags | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT), r->prompt, cap,
-                               &n);
+        if (tool_grammar(S, r, e)) return -1;
+        st = chat_prompt(S, a, r->prompt, cap, &n);
     } else if (a->suffix) {
         if (S->fim[0] < 0 || S->fim[1] < 0 || S->fim[2] < 0)
             return srv_fail(e, 400, "invalid_request_error", "suffix", "invalid_value",
@@ -518,8 +578,10 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
                                  .repeat_penalty = 1, .seed = seed + (uint64_t)i};
         if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
             return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
-        r->ch[i].split.in_think = r->reasoning && !a->prefix; /* the prompt ends with "<think>\n" (a prefix: the answer) */
+        /* the prompt ends with "<think>\n" (not after a prefix of the answer, nor after tool results) */
+        r->ch[i].split.in_think = r->reasoning && !a->prefix && strcmp(a->msgs[a->n_msgs - 1].role, "tool");
         dsc_json_start(&r->ch[i].json);
+        if (r->tools) dsc_tool_start(r->tools, &r->ch[i].tool);
     }
     snprintf(r->id, sizeof r->id, "%s%016llx", a->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-",
              (unsigned long long)mix(atomic_fetch_add(&S->next_id, 1) ^ (uint64_t)time(NULL) << 32));
@@ -541,6 +603,7 @@ static void sse_collect(conn *c) {
         } else {
             if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
             if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
+            for (; sent[5] < (size_t)ch->n_calls; sent[5]++) out_call_chunk(c->S, r, i, (int)sent[5], &c->out);
         }
         sent[0] += nr, sent[1] += nc, sent[2] += nl;
         if (ch->finish && !sent[3]) {
@@ -569,7 +632,9 @@ static int sse_progress(const conn *c) {
     for (int i = 0; i < r->a.n; i++) {
         const size_t *sent = c->sent + SENT_N * i;
         const srv_choice *ch = &r->ch[i];
-        if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3])) return 1;
+        if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3]) ||
+            (size_t)ch->n_calls > sent[5])
+            return 1;
     }
     return 0;
 }
@@ -700,7 +765,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     } const routes[] = {
         {"/health", 0, get_health, 1}, {"/metrics", 0, get_metrics, 1}, {"/models", 0, get_models, 0},
         {"/chat/completions", 1, NULL, 0}, {"/completions", 1, NULL, 0}, {"/tokenize", 1, post_tokenize, 0},
-        {"/detokenize", 1, post_detokenize, 0},
+        {"/detokenize", 1, post_detokenize, 0}, {"/apply-template", 1, post_apply_template, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(u, routes[i].path)) continue;

@@ -1,7 +1,7 @@
 /*
  * output.c — response bodies in the shapes of the OpenAI and DeepSeek APIs:
  * chat.completion and its chunks (reasoning in reasoning_content, as
- * DeepSeek's API does), text_completion and its chunks, usage with
+ * DeepSeek's API does; function calls in tool_calls, a chunk each), text_completion and its chunks, usage with
  * DeepSeek's prompt_cache_hit_tokens / prompt_cache_miss_tokens, and
  * logprobs in both the chat and the legacy completions layout.
  * Strings go through sbuf_json_str, so the output is valid JSON even when
@@ -147,6 +147,29 @@ void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *ro
     sbuf_puts(o, "}\n\n");
 }
 
+/* {"index": k (streamed), "id", "type": "function", "function": {"name", "arguments"}} */
+static void call_item(const srv_call *call, int k, sbuf *o) {
+    sbuf_puts(o, "{");
+    if (k >= 0) sbuf_printf(o, "\"index\":%d,", k);
+    sbuf_puts(o, "\"id\":");
+    sbuf_json_str(o, call->id, strlen(call->id));
+    sbuf_puts(o, ",\"type\":\"function\",\"function\":{\"name\":");
+    sbuf_json_str(o, call->name, strlen(call->name));
+    sbuf_puts(o, ",\"arguments\":");
+    sbuf_json_str(o, call->arguments, strlen(call->arguments));
+    sbuf_puts(o, "}}");
+}
+
+void out_call_chunk(const srv_server *S, const srv_req *r, int i, int k, sbuf *o) {
+    sbuf_puts(o, "data: ");
+    head(S, r, "chat.completion.chunk", o);
+    sbuf_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"tool_calls\":[", i);
+    call_item(&r->ch[i].calls[k], k, o);
+    sbuf_puts(o, "]},\"logprobs\":null,\"finish_reason\":null}]");
+    if (r->a.include_usage) sbuf_puts(o, ",\"usage\":null");
+    sbuf_puts(o, "}\n\n");
+}
+
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
                           size_t n_lp, size_t *offset, const char *finish, sbuf *o) {
     sbuf_puts(o, "data: ");
@@ -180,7 +203,16 @@ void out_final(const srv_server *S, const srv_req *r, sbuf *o) {
         sbuf_printf(o, "%s{\"index\":%d,", i ? "," : "", i);
         if (chat) {
             sbuf_puts(o, "\"message\":{\"role\":\"assistant\",\"content\":");
-            sbuf_json_str(o, c->content.p, c->content.n);
+            if (c->n_calls && !c->content.n) sbuf_puts(o, "null"); /* as OpenAI answers calls alone */
+            else sbuf_json_str(o, c->content.p, c->content.n);
+            if (c->n_calls) {
+                sbuf_puts(o, ",\"tool_calls\":[");
+                for (int k = 0; k < c->n_calls; k++) {
+                    if (k) sbuf_puts(o, ",");
+                    call_item(&c->calls[k], -1, o);
+                }
+                sbuf_puts(o, "]");
+            }
             if (r->reasoning) sbuf_puts(o, ",\"reasoning_content\":"), sbuf_json_str(o, c->reason.p, c->reason.n);
             sbuf_puts(o, ",\"refusal\":null},\"logprobs\":");
             if (r->a.logprobs) lp_chat(S, c->lp, c->n_lp, o);

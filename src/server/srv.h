@@ -108,7 +108,16 @@ typedef struct {
     int32_t *bias_tok;       /* logit_bias: token ids, each once (owned)                    */
     float *bias;             /* ... and what is added to their logits, [-100, 100] (owned)  */
     int n_bias;
+    /* Function calling (chat): */
+    char *tools_text;        /* the functions offered, as the prompt describes them (owned); NULL: none */
+    char **tool_names;       /* (n_tools, owned) */
+    int n_tools;
+    int tool_choice;         /* SRV_TOOLS_NONE / _AUTO / _REQUIRED */
+    char *tool_forced;       /* tool_choice naming a function: that one (owned), else NULL */
+    int parallel_tool_calls; /* more than one call in an answer (default 1) */
 } srv_ask;
+
+enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
 
 /* Parses a request body; on failure returns -1 with e filled (400) and
  * *a left safe to free. Needs no model: fuzzed on its own. */
@@ -135,16 +144,25 @@ typedef struct {           /* one generated token, when logprobs are asked for *
     srv_top top[SRV_MAX_TOP];
 } srv_lp;
 
+typedef struct {           /* a function call in an answer */
+    char id[40];           /* "call_..." */
+    char *name, *arguments; /* owned; the arguments one JSON object */
+} srv_call;
+
 typedef struct {
     /* Written by the engine, read by the connection, under req->mu. */
     sbuf reason, content;  /* text so far (stop strings already cut)        */
     srv_lp *lp;
     size_t n_lp, cap_lp;
-    const char *finish;    /* NULL while generating, then "stop" / "length"  */
+    srv_call *calls;       /* the function calls made, each whole          */
+    int n_calls, cap_calls;
+    const char *finish;    /* NULL while generating, then "stop" / "length" / "tool_calls" */
     int32_t n_gen, n_reason;
     /* Engine only. */
     dsc_sampler *smp;
     dsc_json_state json;   /* json_object: where the answer stands            */
+    dsc_tool_state tool;   /* tools: where the answer stands                  */
+    sbuf call;             /* the text of the call being written              */
     dsc_utf8_stream utf8;
     dsc_think_split split;
     sbuf hold;             /* answer text that may begin a stop string       */
@@ -164,6 +182,7 @@ typedef struct srv_req {
     char *echo_text;       /* echo: the prompt's text (owned)                */
     size_t n_echo_text;
     srv_lp *plp;           /* echo with logprobs: prompt token i's, from echo_from + 1 (engine) */
+    dsc_tool_grammar *tools; /* tools offered: the answer's grammar (owned), else NULL */
     srv_choice *ch;        /* (a.n) */
 
     pthread_mutex_t mu;    /* guards the choices' shared fields and below */
@@ -301,6 +320,8 @@ typedef struct srv_server {
  * shared fields must be stable (req->mu held, or the request done). */
 void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *role, const char *reason, size_t nr,
                     const char *content, size_t nc, const srv_lp *lp, size_t n_lp, const char *finish, sbuf *o);
+/* Choice i's function call k, whole, as a chunk's delta.tool_calls[0]. */
+void out_call_chunk(const srv_server *S, const srv_req *r, int i, int k, sbuf *o);
 /* offset: the text offset of the chunk's first logprob token, advanced past its last. */
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
                           size_t n_lp, size_t *offset, const char *finish, sbuf *o);

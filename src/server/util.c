@@ -1,6 +1,6 @@
 /*
- * util.c — byte buffers, JSON string output, errors in the OpenAI shape,
- * request reference counting, and the log line.
+ * util.c — byte buffers, JSON string output, errors in the OpenAI shape
+ * and the log line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,44 +190,4 @@ int srv_code_index(int status) {
     case 503: return SRV_CODE_503;
     default: return SRV_CODE_OTHER;
     }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Requests                                                                  */
-
-srv_req *srv_req_new(void) {
-    srv_req *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    atomic_init(&r->refs, 1);
-    atomic_init(&r->cancelled, 0);
-    return r;
-}
-
-void srv_req_unref(srv_req *r) {
-    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
-    for (int i = 0; r->ch && i < r->a.n; i++) {
-        srv_choice *c = &r->ch[i];
-        sbuf_free(&c->reason);
-        sbuf_free(&c->content);
-        sbuf_free(&c->hold);
-        sbuf_free(&c->new_reason);
-        sbuf_free(&c->new_answer);
-        free(c->lp);
-        dsc_sampler_free(c->smp);
-    }
-    free(r->ch);
-    free(r->prompt);
-    free(r->echo_text);
-    free(r->plp);
-    free(r->error);
-    srv_ask_free(&r->a);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
-    free(r);
 }

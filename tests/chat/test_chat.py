@@ -9,19 +9,11 @@ import os
 import subprocess
 import sys
 
+from checks import check, finish
+
 DSC, MODEL, TOKDIR = sys.argv[1:4]
 TOK = TOKDIR + "/tokenizer.json"
 BOS, EOS, USER, ASSISTANT, THINK = 0, 1, 258, 259, 260
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    print(("PASS " if ok else "FAIL ") + what + (": " + detail if detail and not ok else ""))
-    if ok:
-        passed += 1
-    else:
-        failed += 1
 
 
 def text_ids(s):  # printable text: one id per byte, id = 2 + byte (see make_tiny_tokenizer.py)
@@ -125,5 +117,4 @@ os.close(d)
 err = p.stderr.decode("utf-8", "replace")
 check(p.returncode == 1 and "stdin: Is a directory" in err, "chat: a read error on stdin is exit 1", err)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { check, checkServerLogs, metrics, setup, sleep, startServer, stopServer, TOKENIZER } from './lib.mjs';
+import { check, checkServerLogs, metrics, setup, sleep, startServer, stopServer, tinyTokenizerWith } from './lib.mjs';
 
 const env = setup(process.argv);
 const KEY = 'sk-dsc-test';
@@ -452,15 +452,7 @@ async function main() {
   });
   await check('suffix (fill in the middle): BOS, fim begin, prompt, fim hole, suffix, fim end; 400 without FIM tokens', async () => {
     // the tiny tokenizer with its last three merges made the FIM tokens
-    const t = JSON.parse(fs.readFileSync(TOKENIZER, 'utf8'));
-    const FIM = ['<｜fim▁begin｜>', '<｜fim▁hole｜>', '<｜fim▁end｜>'], ids = [509, 510, 511];
-    const gone = new Set(Object.entries(t.model.vocab).filter(([, v]) => ids.includes(v)).map(([k]) => k));
-    for (const k of gone) delete t.model.vocab[k];
-    t.model.merges = t.model.merges.filter((m) => !gone.has((Array.isArray(m) ? m : m.split(' ')).join('')));
-    ids.forEach((id, i) => t.added_tokens.push({ id, content: FIM[i], single_word: false, lstrip: false, rstrip: false,
-                                                 normalized: false, special: true }));
-    const tokPath = path.join(env.tmp, 'fim-tokenizer.json');
-    fs.writeFileSync(tokPath, JSON.stringify(t));
+    const { path: tokPath, ids } = tinyTokenizerWith(env, 'fim', ['<｜fim▁begin｜>', '<｜fim▁hole｜>', '<｜fim▁end｜>']);
     // --batch-invariant: the second request of the same tokens reuses the first's cache, to the bit
     const f = await startServer(env, ['--parallel', '2', '-c', '256', '--batch-invariant', '--tokenizer', tokPath]);
     try {

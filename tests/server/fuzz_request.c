@@ -37,9 +37,26 @@ static void check_ask(const srv_ask *a) {
         CHECK(a->n_msgs >= 1);
         for (size_t i = 0; i < a->n_msgs; i++) {
             const char *r = a->msgs[i].role;
-            CHECK(a->msgs[i].content && (!strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant")));
+            CHECK(a->msgs[i].content && (!strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant") ||
+                                         !strcmp(r, "tool")));
+            CHECK(!a->msgs[i].n_tool_calls || (!strcmp(r, "assistant") && a->msgs[i].tool_calls));
+            for (size_t k = 0; k < a->msgs[i].n_tool_calls; k++)
+                CHECK(a->msgs[i].tool_calls[k].name && a->msgs[i].tool_calls[k].name[0] &&
+                      strlen(a->msgs[i].tool_calls[k].name) <= DSC_TOOL_NAME_MAX && a->msgs[i].tool_calls[k].arguments);
         }
+        CHECK(a->n_tools >= 0 && a->n_tools <= DSC_TOOL_MAX && (a->n_tools == 0 || a->tool_names));
+        CHECK((a->tools_text != NULL) == (a->tool_choice != SRV_TOOLS_NONE));
+        CHECK(a->tool_choice == SRV_TOOLS_NONE || a->n_tools >= 1);
+        CHECK(!a->json || a->tool_choice == SRV_TOOLS_NONE);
+        CHECK(a->parallel_tool_calls == 0 || a->parallel_tool_calls == 1);
+        int forced_found = 0;
+        for (int i = 0; i < a->n_tools; i++) {
+            CHECK(a->tool_names[i] && a->tool_names[i][0] && strlen(a->tool_names[i]) <= DSC_TOOL_NAME_MAX);
+            forced_found |= a->tool_forced && !strcmp(a->tool_forced, a->tool_names[i]);
+        }
+        CHECK(!a->tool_forced || (forced_found && a->tool_choice == SRV_TOOLS_REQUIRED));
     } else {
+        CHECK(!a->n_tools && !a->tools_text && a->tool_choice == SRV_TOOLS_NONE);
         CHECK((a->prompt != NULL) != (a->prompt_ids != NULL));
         for (size_t i = 0; i < a->n_prompt_ids; i++) CHECK(a->prompt_ids[i] >= 0);
     }

@@ -18,6 +18,24 @@ export function setup(argv) {
   return { dsc, model: path.join(golden, 'models/v3-tiny/model'), tmp };
 }
 
+// The tiny tokenizer with its last merges made the given added tokens (ids
+// 512 - tokens.length .. 511, in order), written as DIR/tokenizer.json in
+// the test's tmp directory (no tokenizer_config.json: the plain V3 template).
+// Returns the file's path and the ids.
+export function tinyTokenizerWith(env, dir, tokens) {
+  const t = JSON.parse(fs.readFileSync(TOKENIZER, 'utf8'));
+  const ids = tokens.map((_, i) => 512 - tokens.length + i);
+  const gone = new Set(Object.entries(t.model.vocab).filter(([, v]) => ids.includes(v)).map(([k]) => k));
+  for (const k of gone) delete t.model.vocab[k];
+  t.model.merges = t.model.merges.filter((m) => !gone.has((Array.isArray(m) ? m : m.split(' ')).join('')));
+  ids.forEach((id, i) => t.added_tokens.push({ id, content: tokens[i], single_word: false, lstrip: false, rstrip: false,
+                                               normalized: false, special: true }));
+  fs.mkdirSync(path.join(env.tmp, dir), { recursive: true });
+  const file = path.join(env.tmp, dir, 'tokenizer.json');
+  fs.writeFileSync(file, JSON.stringify(t));
+  return { path: file, ids };
+}
+
 let passed = 0, failed = 0;
 export const counts = () => ({ passed, failed });
 

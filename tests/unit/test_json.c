@@ -15,7 +15,13 @@
  *     over DeepSeek-V3's (129280 ids): the allowed tokens after a given
  *     text, added tokens never, the end only after a complete object, and
  *     generation from random logits through the mask never reaches a state
- *     where nothing is allowed and ends in a document the validator accepts.
+ *     where nothing is allowed and ends in a document the validator accepts;
+ *   - tool calls (dsc_tool_*): bad names and a tokenizer without the
+ *     markers refused; with no names the markers never come; generation
+ *     from random logits in each mode (auto, required, one name forced, one
+ *     call or several) never dead-ends, the mask equals each token tried
+ *     alone, and the calls written parse, by a parser of this file, into
+ *     names offered and arguments the validator accepts.
  *
  * usage: test_json DEEPSEEK_TOKENIZER_JSON TINY_TOKENIZER_JSON
  */
@@ -297,6 +303,161 @@ static void test_mask_v3(const char *path) {
     dsc_tokenizer_free(tok);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Tool calls                                                                */
+
+static const char *const tool_marker[5] = {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>",
+                                           "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"};
+
+/* The calls' part of an output, its markers written as bytes 1 to 5 (in
+ * tool_marker's order; bytes a call's text never holds), checked on its
+ * own: 1, then calls 3 "function" 5 NAME "\n```json\n" ARGS "\n```" 4 each
+ * ("\n" between two allowed), then 2; NAME one of names, ARGS a document
+ * validate() accepts. Returns the calls, -1 if the part is not so. */
+static int parse_calls(const char *s, size_t n, const char *const *names, int n_names) {
+    size_t i = 0;
+    int calls = 0;
+    if (n < 1 || s[i++] != 1) return -1;
+    for (;;) {
+        if (calls && i < n && s[i] == '\n') i++;
+        if (i >= n || s[i] != 3) return -1;
+        i++;
+        if (n - i < 9 || memcmp(s + i, "function\5", 9)) return -1;
+        i += 9;
+        const char *nl = memchr(s + i, '\n', n - i);
+        if (!nl) return -1;
+        int known = 0;
+        for (int k = 0; k < n_names; k++)
+            known |= strlen(names[k]) == (size_t)(nl - (s + i)) && !memcmp(names[k], s + i, (size_t)(nl - (s + i)));
+        i = (size_t)(nl - s);
+        if (!known || n - i < 9 || memcmp(s + i, "\n```json\n", 9)) return -1;
+        i += 9;
+        size_t j = i;
+        while (j + 5 <= n && memcmp(s + j, "\n```\4", 5)) j++;
+        if (j + 5 > n || !validate(s + i, j - i)) return -1;
+        i = j + 5, calls++;
+        if (i < n && s[i] == 2) return i + 1 == n ? calls : -1;
+    }
+}
+
+static void test_tools(const char *v3, const char *tiny) {
+    dsc_tokenizer *tok, *small;
+    if (dsc_tokenizer_load(v3, &tok) || dsc_tokenizer_load(tiny, &small)) {
+        CHECK(0, "tokenizers: %s", dsc_last_error());
+        return;
+    }
+    const char *names[] = {"get", "get_time", "get_weather", "search.web", "a-b"};
+    const int n_names = 5;
+    dsc_tool_grammar *g = NULL;
+    const char *bad[] = {"get", "has space"}, *twice[] = {"f", "g", "f"};
+    CHECK(dsc_tool_grammar_new(small, names, n_names, 0, 1, &g) == DSC_ERR_ARG && !g &&
+          strstr(dsc_last_error(), "tool▁calls▁begin"), "a tokenizer without the markers: an error naming one");
+    CHECK(dsc_tool_grammar_new(tok, bad, 2, 0, 1, &g) == DSC_ERR_ARG && strstr(dsc_last_error(), "has space"),
+          "a name with a space refused");
+    CHECK(dsc_tool_grammar_new(tok, twice, 3, 0, 1, &g) == DSC_ERR_ARG && strstr(dsc_last_error(), "'f'"),
+          "a name twice refused");
+    CHECK(dsc_tool_grammar_new(tok, NULL, 0, 1, 1, &g) == DSC_ERR_ARG, "required without names refused");
+    const int32_t V = 129280, eos = dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>");
+    int32_t mk[5];
+    for (int k = 0; k < 5; k++) mk[k] = dsc_tokenizer_find(tok, tool_marker[k]);
+    dsc_json_mask *m;
+    CHECK(dsc_json_mask_new(tok, V, eos, &m) == DSC_OK, "mask: %s", dsc_last_error());
+    float *l = malloc(sizeof(float) * V), *z = malloc(sizeof(float) * V);
+    buf calls_part = {0};
+    /* text only (tool_choice none): the markers never, the rest as without tools */
+    CHECK(dsc_tool_grammar_new(tok, NULL, 0, 0, 1, &g) == DSC_OK, "a grammar of no names: %s", dsc_last_error());
+    dsc_tool_state st;
+    dsc_tool_start(g, &st);
+    for (int32_t i = 0; i < V; i++) l[i] = 0;
+    dsc_tool_mask_apply(g, m, &st, l);
+    int n_ok = 0, markers_ok = 1;
+    for (int32_t i = 0; i < V; i++) n_ok += allowed(l, i);
+    for (int k = 0; k < 5; k++) markers_ok &= !allowed(l, mk[k]);
+    CHECK(markers_ok && n_ok == V - 9 && allowed(l, eos), "no names: all but the 9 tool markers (%d of %d)", n_ok, V);
+    dsc_tool_grammar_free(g);
+    /* generation from random logits through the mask, in each mode: auto
+     * (the calls begun by a boosted marker in some runs), required, one name
+     * forced, calls in parallel or not; every 20th step the mask against
+     * each token tried on its own */
+    int dead = 0, brute = 0, brute_same = 1, runs = 0, with_calls = 0, valid = 0, text_markers = 0, shape = 0;
+    double ms = 0;
+    long applies = 0;
+    for (int mode = 0; mode < 4; mode++)
+        for (int r = 0; r < 5; r++, runs++) {
+            const int required = mode >= 1, parallel = mode != 2, forced = mode == 3;
+            const char *const *nm = forced ? names + 2 : names;
+            const int nn = forced ? 1 : n_names;
+            CHECK(dsc_tool_grammar_new(tok, nm, nn, required, parallel, &g) == DSC_OK, "grammar: %s", dsc_last_error());
+            dsc_tool_start(g, &st);
+            calls_part.n = 0;
+            int in_calls = 0, done = 0;
+            for (int step = 0; step < 400 && !done; step++) {
+                if (step % 20 == 0) {
+                    for (int32_t i = 0; i < V; i++) z[i] = 0;
+                    dsc_tool_mask_apply(g, m, &st, z);
+                    for (int32_t i = 0; i < V; i++) {
+                        dsc_tool_state t = st;
+                        brute_same &= allowed(z, i) == (dsc_tool_mask_accept(g, m, &t, i) == 0);
+                    }
+                    brute++;
+                }
+                for (int32_t i = 0; i < V; i++) l[i] = (float)(rnd() % 1000) / 100.0f;
+                if (step > 3 + r) l[mk[0]] += r % 2 ? 50 : 0;      /* begin the calls (auto, some runs) */
+                if (r < 3) l[dsc_tokenizer_find(tok, "}")] += 9, l[dsc_tokenizer_find(tok, "\"")] += 9;
+                l[mk[1]] += 9 + r, l[mk[2]] += 3;                   /* end them, now and then another */
+                l[eos] += step > 30 && !in_calls ? 12 : 0;
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                dsc_tool_mask_apply(g, m, &st, l);
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                ms += (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, applies++;
+                int32_t best = -1;
+                for (int32_t i = 0; i < V; i++)
+                    if (allowed(l, i) && (best < 0 || l[i] > l[best])) best = i;
+                if (best < 0 || dsc_tool_mask_accept(g, m, &st, best)) {
+                    dead++;
+                    break;
+                }
+                int k = 0;
+                while (k < 5 && mk[k] != best) k++;
+                if (!in_calls && k < 5 && k != 0) text_markers++;
+                if (k == 0) in_calls = 1;
+                if (in_calls && k < 5) {
+                    const char b = (char)(k + 1);
+                    put(&calls_part, &b, 1);
+                } else if (in_calls) {
+                    char piece[256];
+                    size_t pn = 0;
+                    dsc_token_bytes(tok, best, piece, sizeof piece, &pn);
+                    put(&calls_part, piece, pn);
+                }
+                shape += dsc_tool_where(&st) != (k == 1 ? DSC_TOOL_DONE : in_calls ? DSC_TOOL_CALLING : DSC_TOOL_TEXT);
+                if (best == eos || dsc_tool_where(&st) == DSC_TOOL_DONE) done = 1;
+            }
+            if (in_calls && dsc_tool_where(&st) == DSC_TOOL_DONE) {
+                with_calls++;
+                const int c = parse_calls(calls_part.b, calls_part.n, nm, nn);
+                valid += c >= 1 && (parallel || c == 1);
+            }
+            if (required) shape += !in_calls && done; /* ended without calls */
+            dsc_tool_grammar_free(g);
+        }
+    CHECK(dead == 0, "never a state where no token is allowed (%d)", dead);
+    CHECK(brute_same && brute > 50, "the mask = each token tried on its own, in %d states", brute);
+    CHECK(text_markers == 0 && shape == 0, "no call marker in text; where() follows the markers (%d, %d)", text_markers,
+          shape);
+    CHECK(with_calls >= runs / 2 && valid == with_calls, "%d of %d generations made calls, %d of them in the format",
+          with_calls, runs, valid);
+    printf("tool mask, DeepSeek-V3 vocabulary: %.2f ms an application (mean of %ld); %d of %d random generations "
+           "closed their calls within 400 tokens, all parsed\n", ms / (double)applies, applies, with_calls, runs);
+    free(calls_part.b);
+    free(l);
+    free(z);
+    dsc_json_mask_free(m);
+    dsc_tokenizer_free(tok);
+    dsc_tokenizer_free(small);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_json DEEPSEEK_TOKENIZER_JSON TINY_TOKENIZER_JSON\n");
@@ -305,6 +466,7 @@ int main(int argc, char **argv) {
     test_recognizer();
     test_mask_tiny(argv[2]);
     test_mask_v3(argv[1]);
+    test_tools(argv[1], argv[2]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

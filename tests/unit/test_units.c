@@ -1561,7 +1561,7 @@ static void test_api_edges(const char *golden) {
     snprintf(buf, sizeof buf, "%s/tokenizer/deepseek-v3/tokenizer.json", golden);
     dsc_tokenizer *tok = NULL;
     if (dsc_tokenizer_load(buf, &tok) == DSC_OK) {
-        const dsc_chat_message msg = {"user", "hi"};
+        const dsc_chat_message msg = {.role = "user", .content = "hi"};
         size_t n = 99, need = 0;
         dsc_tokenize(tok, "hello there", 11, 0, NULL, 0, &need);
         CHECK(dsc_chat_tokenize(tok, &msg, 1, 0, NULL, 0, &n) == DSC_ERR_ARG && n == 3 && need > 0,
@@ -1570,7 +1570,8 @@ static void test_api_edges(const char *golden) {
         CHECK(dsc_chat_tokenize(tok, NULL, 1, 0, NULL, 0, &n) == DSC_ERR_ARG, "chat tokenize: NULL messages");
         /* prefix completion: the conversation's generation prompt, then the
          * prefix's tokens, and nothing after them */
-        const dsc_chat_message conv[2] = {{"user", "Write quick sort."}, {"assistant", "```python\n"}};
+        const dsc_chat_message conv[2] = {{.role = "user", .content = "Write quick sort."},
+                                           {.role = "assistant", .content = "```python\n"}};
         int32_t ids[64], gen[64], pre[16];
         size_t n_ids = 0, n_gen = 0, n_pre = 0;
         for (unsigned fl = 0; fl <= DSC_CHAT_REASONING; fl += DSC_CHAT_REASONING) {
