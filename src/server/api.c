@@ -224,25 +224,57 @@ static int parse_messages(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
-static int parse_prompt(const cJSON *root, srv_ask *a, srv_err *e) {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    if (!p) return srv_fail(e, 400, INVALID, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && !cJSON_IsNumber(p->child)) p = p->child; /* ["text"] or [[ids]] */
-    if (cJSON_IsString(p)) return (a->prompt = dup_or_fail(p->valuestring, e)) ? 0 : -1;
-    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
-        return srv_fail(e, 400, INVALID, "prompt", "invalid_type",
-                        "Invalid type for 'prompt': expected a string, an array of one string or an array of token ids.");
+/* One prompt's token ids (an array of integers >= 0). */
+static int prompt_ids(const cJSON *p, const char *param, srv_ask *a, srv_err *e) {
     size_t n = (size_t)cJSON_GetArraySize(p);
+    if (n == 0) return srv_fail(e, 400, INVALID, param, "invalid_value", "Invalid '%s': an empty list of token ids.", param);
     if (!(a->prompt_ids = malloc(n * sizeof *a->prompt_ids)))
         return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     const cJSON *t;
     cJSON_ArrayForEach(t, p) {
         if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
             t->valuedouble > INT32_MAX)
-            return srv_fail(e, 400, INVALID, "prompt", "invalid_type",
-                            "Invalid 'prompt': only one prompt per request; token ids must be integers >= 0.");
+            return srv_fail(e, 400, INVALID, param, "invalid_type",
+                            "Invalid '%s': token ids must be integers >= 0 (a list of prompts holds strings or lists "
+                            "of ids).", param);
         a->prompt_ids[a->n_prompt_ids++] = (int32_t)t->valuedouble;
     }
+    return 0;
+}
+
+/* prompt: a string, token ids, or a list of up to SRV_MAX_PROMPTS of
+ * either; a->n_prompts says how many, and prompt a->prompt_k is taken. */
+static int parse_prompt(const cJSON *root, srv_ask *a, srv_err *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p) return srv_fail(e, 400, INVALID, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'.");
+    a->n_prompts = 1;
+    if (cJSON_IsString(p)) return (a->prompt = dup_or_fail(p->valuestring, e)) ? 0 : -1;
+    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
+        return srv_fail(e, 400, INVALID, "prompt", "invalid_type",
+                        "Invalid type for 'prompt': expected a string, an array of token ids, or an array of those.");
+    if (cJSON_IsNumber(p->child)) return prompt_ids(p, "prompt", a, e);
+    const int n = cJSON_GetArraySize(p);
+    if (n > SRV_MAX_PROMPTS)
+        return srv_fail(e, 400, INVALID, "prompt", "invalid_value", "Invalid 'prompt': at most %d prompts a request.",
+                        SRV_MAX_PROMPTS);
+    const cJSON *x;
+    int k = 0;
+    cJSON_ArrayForEach(x, p) { /* every one checked, prompt_k kept */
+        char param[32];
+        snprintf(param, sizeof param, "prompt[%d]", k);
+        if (!cJSON_IsString(x) && !cJSON_IsArray(x)) return bad_type(e, param, "a string or an array of token ids", x);
+        if (k == a->prompt_k) {
+            if (cJSON_IsString(x) && !(a->prompt = dup_or_fail(x->valuestring, e))) return -1;
+            if (cJSON_IsArray(x) && prompt_ids(x, param, a, e)) return -1;
+        } else if (cJSON_IsArray(x)) {
+            srv_ask t = {0};
+            const int rc = prompt_ids(x, param, &t, e);
+            free(t.prompt_ids);
+            if (rc) return -1;
+        }
+        k++;
+    }
+    a->n_prompts = n;
     return 0;
 }
 
@@ -552,8 +584,13 @@ static cJSON *parse_body(const char *body, size_t len, srv_err *e) {
 }
 
 int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *e) {
+    return srv_parse_prompt(kind, body, len, 0, a, e);
+}
+
+int srv_parse_prompt(srv_kind kind, const char *body, size_t len, int k, srv_ask *a, srv_err *e) {
     memset(a, 0, sizeof *a);
     a->kind = kind;
+    a->prompt_k = k;
     a->n = 1;
     a->max_tokens = -1;
     a->temperature = a->top_p = a->repetition_penalty = 1;

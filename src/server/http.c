@@ -37,12 +37,13 @@ typedef struct {
     double t0;
     sbuf body;
     int too_large, status, fd, gone;
-    srv_req *req;      /* generation requests */
+    srv_req **reqs;    /* generation: a request per prompt (completions may send several) */
+    int n_reqs;
     /* streaming */
     sbuf out;
     size_t out_off;
-    size_t *sent;      /* per choice (SENT_N): reasoning bytes, content bytes, logprobs, finish sent, text offset,
-                          function calls */
+    size_t *sent;      /* per choice of every request (SENT_N): reasoning bytes, content bytes, logprobs,
+                          finish sent, text offset, function calls */
     int started, sse_done;
 } conn;
 
@@ -589,17 +590,19 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     return 0;
 }
 
-/* Appends what the engine delivered since the last call (r->mu held). */
-static void sse_collect(conn *c) {
-    srv_req *r = c->req;
+/* Appends what the engine delivered to request k since the last call
+ * (its mu held); its choices are numbered after the earlier requests'. */
+static void sse_collect(conn *c, int k) {
+    srv_req *r = c->reqs[k], *h = c->reqs[0];
+    const int base = k * h->a.n;
     for (int i = 0; i < r->a.n; i++) {
         const srv_choice *ch = &r->ch[i];
-        size_t *sent = c->sent + SENT_N * i;
+        size_t *sent = c->sent + SENT_N * (size_t)(base + i);
         size_t nr = ch->reason.n - sent[0], nc = ch->content.n - sent[1], nl = ch->n_lp - sent[2];
         const srv_lp *lp = ch->lp ? ch->lp + sent[2] : NULL;
         const char *rp = ch->reason.p ? ch->reason.p + sent[0] : "", *cp = ch->content.p ? ch->content.p + sent[1] : "";
         if (r->a.kind == SRV_COMPLETION) {
-            if (nc || nl) out_completion_chunk(c->S, r, i, cp, nc, lp, nl, &sent[4], NULL, &c->out);
+            if (nc || nl) out_completion_chunk(c->S, h, base + i, cp, nc, lp, nl, &sent[4], NULL, &c->out);
         } else {
             if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
             if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
@@ -608,29 +611,35 @@ static void sse_collect(conn *c) {
         sent[0] += nr, sent[1] += nc, sent[2] += nl;
         if (ch->finish && !sent[3]) {
             sent[3] = 1;
-            if (r->a.kind == SRV_COMPLETION) out_completion_chunk(c->S, r, i, "", 0, NULL, 0, &sent[4], ch->finish, &c->out);
+            if (r->a.kind == SRV_COMPLETION)
+                out_completion_chunk(c->S, h, base + i, "", 0, NULL, 0, &sent[4], ch->finish, &c->out);
             else out_chat_chunk(c->S, r, i, NULL, NULL, 0, NULL, 0, NULL, 0, ch->finish, &c->out);
         }
     }
-    if (!r->done) return;
-    if (r->error) {
+}
+
+/* After every request is done: an error, or the usage, then [DONE]. */
+static void sse_end(conn *c) {
+    const char *error = NULL;
+    for (int k = 0; k < c->n_reqs && !error; k++) error = c->reqs[k]->error;
+    if (error) {
         srv_err e;
-        srv_fail(&e, 500, "server_error", NULL, NULL, "%s", r->error);
+        srv_fail(&e, 500, "server_error", NULL, NULL, "%s", error);
         sbuf_puts(&c->out, "data: ");
         srv_err_json(&e, &c->out);
         sbuf_puts(&c->out, "\n\n");
-    } else if (r->a.include_usage) {
-        out_usage_chunk(c->S, r, &c->out);
+    } else if (c->reqs[0]->a.include_usage) {
+        out_usage_chunk(c->S, c->reqs, c->n_reqs, &c->out);
     }
     sbuf_puts(&c->out, "data: [DONE]\n\n");
     c->sse_done = 1;
 }
 
-static int sse_progress(const conn *c) {
-    const srv_req *r = c->req;
-    if (r->done) return 1;
+/* Whether request k has something not yet sent (its mu held). */
+static int sse_progress(const conn *c, int k) {
+    const srv_req *r = c->reqs[k];
     for (int i = 0; i < r->a.n; i++) {
-        const size_t *sent = c->sent + SENT_N * i;
+        const size_t *sent = c->sent + SENT_N * (size_t)(k * c->reqs[0]->a.n + i);
         const srv_choice *ch = &r->ch[i];
         if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3]) ||
             (size_t)ch->n_calls > sent[5])
@@ -639,29 +648,55 @@ static int sse_progress(const conn *c) {
     return 0;
 }
 
+/* One pass over the requests: what each delivered appended; 1 when every
+ * one is done (and all of it sent). */
+static int sse_poll(conn *c, int *any) {
+    int done = 1;
+    *any = 0;
+    for (int k = 0; k < c->n_reqs; k++) {
+        srv_req *r = c->reqs[k];
+        pthread_mutex_lock(&r->mu);
+        if (sse_progress(c, k)) sse_collect(c, k), *any = 1;
+        done &= r->done;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return done;
+}
+
 /* Fills c->out with the next events; returns -1 when the client is gone. */
 static int sse_fill(conn *c) {
-    srv_req *r = c->req;
+    srv_req *h = c->reqs[0];
     if (!c->started) { /* the role first, before any token, as OpenAI does */
         c->started = 1;
-        if (r->a.kind == SRV_CHAT)
-            for (int i = 0; i < r->a.n; i++)
-                out_chat_chunk(c->S, r, i, "assistant", NULL, 0, "", 0, NULL, 0, NULL, &c->out);
+        if (h->a.kind == SRV_CHAT)
+            for (int i = 0; i < h->a.n; i++)
+                out_chat_chunk(c->S, h, i, "assistant", NULL, 0, "", 0, NULL, 0, NULL, &c->out);
         if (c->out.n) return 0;
     }
     if (peer_gone(c->fd)) return -1;
-    pthread_mutex_lock(&r->mu);
-    while (!sse_progress(c)) {
-        if (atomic_load(&c->S->stopping)) break;
-        wait_a_little(r);
-        if (!sse_progress(c) && peer_gone(c->fd)) {
-            pthread_mutex_unlock(&r->mu);
-            return -1;
+    for (;;) {
+        int any;
+        if (sse_poll(c, &any)) {
+            sse_end(c);
+            return 0;
         }
+        if (any) return 0;
+        if (atomic_load(&c->S->stopping)) return -1;
+        srv_req *w = h; /* wait on a request still going (the others are looked at again after POLL_MS) */
+        for (int k = 0; k < c->n_reqs; k++)
+            if (!c->reqs[k]->done) {
+                w = c->reqs[k];
+                break;
+            }
+        pthread_mutex_lock(&w->mu);
+        if (!w->done) wait_a_little(w);
+        pthread_mutex_unlock(&w->mu);
+        if (peer_gone(c->fd)) return -1;
     }
-    if (sse_progress(c)) sse_collect(c);
-    pthread_mutex_unlock(&r->mu);
-    return c->out.n || c->sse_done || !atomic_load(&c->S->stopping) ? 0 : -1;
+}
+
+static void cancel_all(conn *c) {
+    for (int k = 0; k < c->n_reqs; k++) srv_engine_cancel(c->S->eng, c->reqs[k]);
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -672,7 +707,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         c->out.n = c->out_off = 0;
         if (sse_fill(c) || c->out.oom) {
             c->gone = 1;
-            srv_engine_cancel(c->S->eng, c->req);
+            cancel_all(c);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
     }
@@ -683,7 +718,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static enum MHD_Result start_stream(conn *c, struct MHD_Connection *mc) {
-    if (!(c->sent = calloc(SENT_N * (size_t)c->req->a.n, sizeof *c->sent))) return MHD_NO;
+    if (!(c->sent = calloc(SENT_N * (size_t)c->n_reqs * (size_t)c->reqs[0]->a.n, sizeof *c->sent))) return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, NULL);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -696,38 +731,62 @@ static enum MHD_Result start_stream(conn *c, struct MHD_Connection *mc) {
 }
 
 static enum MHD_Result wait_and_respond(conn *c, struct MHD_Connection *mc) {
-    srv_req *r = c->req;
-    pthread_mutex_lock(&r->mu);
-    while (!r->done) {
-        wait_a_little(r);
-        if (!r->done && (peer_gone(c->fd) || atomic_load(&c->S->stopping))) {
-            pthread_mutex_unlock(&r->mu);
-            c->gone = 1;
-            srv_engine_cancel(c->S->eng, r);
-            return MHD_NO;
+    for (int k = 0; k < c->n_reqs; k++) {
+        srv_req *r = c->reqs[k];
+        pthread_mutex_lock(&r->mu);
+        while (!r->done) {
+            wait_a_little(r);
+            if (!r->done && (peer_gone(c->fd) || atomic_load(&c->S->stopping))) {
+                pthread_mutex_unlock(&r->mu);
+                c->gone = 1;
+                cancel_all(c);
+                return MHD_NO;
+            }
         }
+        pthread_mutex_unlock(&r->mu); /* done: the engine no longer writes */
+        if (r->error) return fail(c, mc, 500, "server_error", NULL, r->error);
     }
-    pthread_mutex_unlock(&r->mu); /* done: the engine no longer writes */
-    if (r->error) return fail(c, mc, 500, "server_error", NULL, r->error);
     sbuf b = {0};
-    out_final(c->S, r, &b);
+    out_final(c->S, c->reqs, c->n_reqs, &b);
     return respond_json(c, mc, &b);
 }
 
+/* A request per prompt of the body (a completion's may hold several), each
+ * parsed and checked before any is submitted; they are then generated as
+ * any requests are, together where the slots allow, and answered as one. */
 static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kind kind) {
     srv_server *S = c->S;
     srv_err e;
-    if (!(c->req = srv_req_new())) return fail(c, mc, 500, "server_error", NULL, "out of memory");
-    if (srv_parse(kind, c->body.p, c->body.n, &c->req->a, &e) || prepare(S, c->req, &e)) return respond_err(c, mc, &e, NULL);
-    int rc = srv_engine_submit(S->eng, c->req);
-    if (rc) {
+    srv_req *r0 = srv_req_new();
+    if (!r0 || !(c->reqs = calloc(1, sizeof *c->reqs))) {
+        srv_req_unref(r0);
+        return fail(c, mc, 500, "server_error", NULL, "out of memory");
+    }
+    c->reqs[0] = r0, c->n_reqs = 1;
+    if (srv_parse(kind, c->body.p, c->body.n, &r0->a, &e) || prepare(S, r0, &e)) return respond_err(c, mc, &e, NULL);
+    const int n = kind == SRV_COMPLETION ? r0->a.n_prompts : 1;
+    if (n > 1) {
+        srv_req **g = realloc(c->reqs, sizeof *g * (size_t)n);
+        if (!g) return fail(c, mc, 500, "server_error", NULL, "out of memory");
+        c->reqs = g;
+        for (int k = 1; k < n; k++) {
+            if (!(c->reqs[k] = srv_req_new())) return fail(c, mc, 500, "server_error", NULL, "out of memory");
+            c->n_reqs++;
+            if (srv_parse_prompt(kind, c->body.p, c->body.n, k, &c->reqs[k]->a, &e) || prepare(S, c->reqs[k], &e))
+                return respond_err(c, mc, &e, NULL);
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        const int rc = srv_engine_submit(S->eng, c->reqs[k]);
+        if (!rc) continue;
+        for (int j = 0; j < k; j++) srv_engine_cancel(S->eng, c->reqs[j]);
         if (rc == -1)
             srv_fail(&e, 503, "server_error", NULL, "server_overloaded",
                      "The server is overloaded: %d requests are waiting for a slot. Please retry later.", S->p.max_queue);
         else srv_fail(&e, 503, "server_error", NULL, "shutting_down", "The server is shutting down.");
         return respond_err(c, mc, &e, "1");
     }
-    return c->req->a.stream ? start_stream(c, mc) : wait_and_respond(c, mc);
+    return r0->a.stream ? start_stream(c, mc) : wait_and_respond(c, mc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -864,21 +923,31 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     if (!c) return;
     *con_cls = NULL;
     const int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !c->gone;
-    srv_req *r = c->req;
     char extra[160] = "";
-    if (r && r->ch) {
+    long long prompt = 0, hit = 0, gen = 0;
+    double first = 0;
+    for (int k = 0; k < c->n_reqs; k++) {
+        srv_req *r = c->reqs[k];
+        if (!r->ch) continue; /* not prepared */
         if (!ok) srv_engine_cancel(S->eng, r);
         pthread_mutex_lock(&r->mu);
-        long long gen = 0;
         for (int i = 0; i < r->a.n; i++) gen += r->ch[i].n_gen;
-        snprintf(extra, sizeof extra, " prompt=%d hit=%d gen=%lld n=%d%s ttft=%.3fs", r->n_prompt, r->n_hit, gen,
-                 r->a.n, r->a.stream ? " stream" : "", r->t_first > 0 ? r->t_first - c->t0 : 0.0);
+        prompt += r->n_prompt, hit += r->n_hit;
+        if (r->t_first > 0 && (first == 0 || r->t_first < first)) first = r->t_first;
         pthread_mutex_unlock(&r->mu);
+    }
+    if (c->n_reqs && c->reqs[0]->ch) {
+        const srv_req *r = c->reqs[0];
+        char prompts[24] = "";
+        if (c->n_reqs > 1) snprintf(prompts, sizeof prompts, " prompts=%d", c->n_reqs);
+        snprintf(extra, sizeof extra, " prompt=%lld hit=%lld gen=%lld n=%d%s%s ttft=%.3fs", prompt, hit, gen, r->a.n,
+                 prompts, r->a.stream ? " stream" : "", first > 0 ? first - c->t0 : 0.0);
     }
     atomic_fetch_add(&S->m.http[srv_code_index(c->status)], 1);
     srv_log("%s \"%s %s\" %d %.3fs%s%s", c->peer[0] ? c->peer : "-", c->method, c->url, c->status, srv_now() - c->t0,
             extra, ok ? "" : " (client gone)");
-    srv_req_unref(r);
+    for (int k = 0; k < c->n_reqs; k++) srv_req_unref(c->reqs[k]);
+    free(c->reqs);
     sbuf_free(&c->body);
     sbuf_free(&c->out);
     free(c->sent);

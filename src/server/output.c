@@ -112,15 +112,20 @@ static void head(const srv_server *S, const srv_req *r, const char *object, sbuf
     sbuf_printf(o, ",\"system_fingerprint\":\"%s\"", S->fingerprint);
 }
 
-static void usage(const srv_req *r, sbuf *o) {
-    long long gen = 0, reason = 0;
-    for (int i = 0; i < r->a.n; i++) gen += r->ch[i].n_gen, reason += r->ch[i].n_reason;
+/* The counts of a request's prompts together. */
+static void usage(srv_req *const *rs, int n_req, sbuf *o) {
+    long long gen = 0, reason = 0, prompt = 0, hit = 0;
+    for (int k = 0; k < n_req; k++) {
+        const srv_req *r = rs[k];
+        for (int i = 0; i < r->a.n; i++) gen += r->ch[i].n_gen, reason += r->ch[i].n_reason;
+        prompt += r->n_prompt, hit += r->n_hit;
+    }
     sbuf_printf(o,
-                "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
-                "\"prompt_cache_hit_tokens\":%d,\"prompt_cache_miss_tokens\":%d,"
-                "\"prompt_tokens_details\":{\"cached_tokens\":%d},"
+                "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld,"
+                "\"prompt_cache_hit_tokens\":%lld,\"prompt_cache_miss_tokens\":%lld,"
+                "\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
                 "\"completion_tokens_details\":{\"reasoning_tokens\":%lld}}",
-                r->n_prompt, gen, r->n_prompt + gen, r->n_hit, r->n_prompt - r->n_hit, r->n_hit, reason);
+                prompt, gen, prompt + gen, hit, prompt - hit, hit, reason);
 }
 
 static void finish_reason(const char *finish, sbuf *o) {
@@ -186,21 +191,23 @@ void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const ch
     sbuf_puts(o, "}\n\n");
 }
 
-void out_usage_chunk(const srv_server *S, const srv_req *r, sbuf *o) {
+void out_usage_chunk(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o) {
     sbuf_puts(o, "data: ");
-    head(S, r, r->a.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion", o);
+    head(S, rs[0], rs[0]->a.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion", o);
     sbuf_puts(o, ",\"choices\":[],");
-    usage(r, o);
+    usage(rs, n_req, o);
     sbuf_puts(o, "}\n\n");
 }
 
-void out_final(const srv_server *S, const srv_req *r, sbuf *o) {
-    const int chat = r->a.kind == SRV_CHAT;
-    head(S, r, chat ? "chat.completion" : "text_completion", o);
+void out_final(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o) {
+    const int chat = rs[0]->a.kind == SRV_CHAT;
+    head(S, rs[0], chat ? "chat.completion" : "text_completion", o);
     sbuf_puts(o, ",\"choices\":[");
-    for (int i = 0; i < r->a.n; i++) {
+    for (int k = 0, at = 0; k < n_req; k++)
+    for (int i = 0; i < rs[k]->a.n; i++, at++) {
+        const srv_req *r = rs[k];
         const srv_choice *c = &r->ch[i];
-        sbuf_printf(o, "%s{\"index\":%d,", i ? "," : "", i);
+        sbuf_printf(o, "%s{\"index\":%d,", at ? "," : "", at);
         if (chat) {
             sbuf_puts(o, "\"message\":{\"role\":\"assistant\",\"content\":");
             if (c->n_calls && !c->content.n) sbuf_puts(o, "null"); /* as OpenAI answers calls alone */
@@ -229,6 +236,6 @@ void out_final(const srv_server *S, const srv_req *r, sbuf *o) {
         sbuf_puts(o, "}");
     }
     sbuf_puts(o, "],");
-    usage(r, o);
+    usage(rs, n_req, o);
     sbuf_puts(o, "}");
 }

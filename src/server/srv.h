@@ -71,7 +71,7 @@ void srv_err_json(const srv_err *e, sbuf *out);
 /* ------------------------------------------------------------------------ */
 /* A parsed request body                                                     */
 
-enum { SRV_MAX_STOP = 16, SRV_MAX_TOP = 20, SRV_MAX_N = 128 };
+enum { SRV_MAX_STOP = 16, SRV_MAX_TOP = 20, SRV_MAX_N = 128, SRV_MAX_PROMPTS = 128 };
 
 typedef enum { SRV_CHAT, SRV_COMPLETION } srv_kind;
 
@@ -82,6 +82,7 @@ typedef struct {
     char *prompt;            /* completion: text (owned), or NULL when ...     */
     int32_t *prompt_ids;     /* ... the prompt is given as token ids (owned)   */
     size_t n_prompt_ids;
+    int n_prompts, prompt_k; /* completion: prompts in the body; the one taken */
     int stream, include_usage;
     int n;                   /* choices, >= 1 */
     int max_tokens;          /* -1: not given */
@@ -120,8 +121,11 @@ typedef struct {
 enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
 
 /* Parses a request body; on failure returns -1 with e filled (400) and
- * *a left safe to free. Needs no model: fuzzed on its own. */
+ * *a left safe to free. Needs no model: fuzzed on its own. A completion's
+ * body may hold several prompts (a->n_prompts): srv_parse takes the first,
+ * srv_parse_prompt the k-th (every one is checked either way). */
 int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *e);
+int srv_parse_prompt(srv_kind kind, const char *body, size_t len, int k, srv_ask *a, srv_err *e);
 void srv_ask_free(srv_ask *a);
 
 /* Body of POST /tokenize ({"content": str, "add_special": bool}) and POST
@@ -317,7 +321,8 @@ typedef struct srv_server {
 } srv_server;
 
 /* Response bodies (output.c). Every function appends to o; the request's
- * shared fields must be stable (req->mu held, or the request done). */
+ * shared fields must be stable (req->mu held, or the request done). A
+ * chunk's head (id, created) is r's; i is the index printed. */
 void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *role, const char *reason, size_t nr,
                     const char *content, size_t nc, const srv_lp *lp, size_t n_lp, const char *finish, sbuf *o);
 /* Choice i's function call k, whole, as a chunk's delta.tool_calls[0]. */
@@ -325,8 +330,10 @@ void out_call_chunk(const srv_server *S, const srv_req *r, int i, int k, sbuf *o
 /* offset: the text offset of the chunk's first logprob token, advanced past its last. */
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
                           size_t n_lp, size_t *offset, const char *finish, sbuf *o);
-void out_usage_chunk(const srv_server *S, const srv_req *r, sbuf *o);
-void out_final(const srv_server *S, const srv_req *r, sbuf *o);
+/* rs[0..n_req): the requests of one body's prompts (completions: one
+ * each), their choices numbered in that order; the head is rs[0]'s. */
+void out_usage_chunk(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o);
+void out_final(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o);
 
 /* The HTTP side (http.c). */
 int http_start(srv_server *S);

@@ -301,9 +301,10 @@ async function main() {
       assert.equal(typeof err.error.message, 'string');
     }
   });
-  await check('400 for what the server does not implement (tools, JSON schemas, best_of), not ignored', async () => {
+  await check('400 for what the server does not do (tools with a tokenizer without their tokens, JSON schemas, best_of), not ignored', async () => {
     for (const [body, param] of [[{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
                                  [{ tool_choice: 'required' }, 'tool_choice'],
+                                 [{ functions: [{ name: 'f' }] }, 'functions'],
                                  [{ response_format: { type: 'json_schema', json_schema: { name: 'n', schema: {} } } },
                                   'response_format'],
                                  [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
@@ -505,6 +506,63 @@ async function main() {
                                          `messages[${at}].prefix`);
         assert.match(e.message, /prefix|boolean/);
       }
+    } finally {
+      await stopServer(f);
+    }
+  });
+  await check('several prompts in one completion (lm-eval\'s batches): choices prompt by prompt, each as alone', async () => {
+    const f = await startServer(env, ['--parallel', '3', '-c', '256', '--batch-invariant']); // answers to the bit
+    try {
+      const ask = async (body) => {
+        const r = await post(f, '/v1/completions', { max_tokens: 5, temperature: 0, ignore_eos: true, logprobs: 2, ...body });
+        const j = await r.json();
+        assert.equal(r.status, 200, JSON.stringify(j));
+        return j;
+      };
+      const prompts = ['The quick brown fox', [65, 66, 67, 68], 'jumps over', 'the lazy dog.'];
+      const all = await ask({ prompt: prompts, n: 2 });
+      assert.equal(all.choices.length, 8);
+      assert.deepEqual(all.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5, 6, 7]);
+      let prompt = 0, completion = 0;
+      for (let k = 0; k < prompts.length; k++) {
+        const one = await ask({ prompt: prompts[k], n: 2 });
+        prompt += one.usage.prompt_tokens, completion += one.usage.completion_tokens;
+        for (let j = 0; j < 2; j++) {
+          const a = all.choices[2 * k + j], b = one.choices[j];
+          assert.equal(a.text, b.text, `prompt ${k} choice ${j}`);
+          assert.deepEqual(a.logprobs, b.logprobs, `prompt ${k} choice ${j}: logprobs`);
+        }
+      }
+      assert.equal(all.usage.prompt_tokens, prompt, 'prompt tokens summed');
+      assert.equal(all.usage.completion_tokens, completion, 'completion tokens summed');
+      // scoring as lm-eval's local-completions does: echo, logprobs, nothing generated
+      const scored = await ask({ prompt: prompts, echo: true, max_tokens: 0, logprobs: 1 });
+      for (let k = 0; k < prompts.length; k++) {
+        const one = await ask({ prompt: prompts[k], echo: true, max_tokens: 0, logprobs: 1 });
+        assert.deepEqual(scored.choices[k].logprobs, one.choices[0].logprobs, `prompt ${k}: echoed logprobs`);
+      }
+      // streamed: every chunk one id, each index's text the unstreamed one's
+      const res = await post(f, '/v1/completions', { prompt: prompts, n: 2, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                                     stream: true, stream_options: { include_usage: true } });
+      const text = await res.text(), ids = new Set(), got = Array(8).fill(''), fin = Array(8).fill(null);
+      let usage = null;
+      for (const line of text.split('\n').filter((l) => l.startsWith('data: ') && l !== 'data: [DONE]')) {
+        const ch = JSON.parse(line.slice(6));
+        ids.add(ch.id);
+        if (ch.usage) usage = ch.usage;
+        for (const c of ch.choices) got[c.index] += c.text, fin[c.index] ??= c.finish_reason;
+      }
+      assert.ok(text.trimEnd().endsWith('data: [DONE]'), 'ends with [DONE]');
+      assert.equal(ids.size, 1, 'one id');
+      assert.deepEqual(got, all.choices.map((c) => c.text));
+      assert.deepEqual(fin, Array(8).fill('length'));
+      assert.equal(usage.prompt_tokens, prompt);
+      // refused: a bad element names itself; too many prompts; an empty list of ids
+      for (const [prompt, param] of [[['a', 3], 'prompt[1]'], [['a', []], 'prompt[1]'], [['a', [1, -1]], 'prompt[1]'],
+                                     [Array(129).fill('a'), 'prompt']]) {
+        await assertErrorShape(await post(f, '/v1/completions', { prompt, max_tokens: 1 }), 400, param);
+      }
+      return `${prompts.length} prompts x n = 2`;
     } finally {
       await stopServer(f);
     }

@@ -71,8 +71,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 0:
     case 1: {
         srv_ask a;
-        if (srv_parse(data[0] % 4 ? SRV_COMPLETION : SRV_CHAT, body, len, &a, &e) == 0) check_ask(&a);
-        else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
+        const srv_kind kind = data[0] % 4 ? SRV_COMPLETION : SRV_CHAT;
+        if (srv_parse(kind, body, len, &a, &e) == 0) {
+            check_ask(&a);
+            const int n = a.n_prompts;
+            CHECK(kind == SRV_CHAT ? n == 0 : n >= 1 && n <= SRV_MAX_PROMPTS);
+            if (n > 1) { /* every prompt was checked: the last one parses too */
+                srv_ask b;
+                CHECK(srv_parse_prompt(kind, body, len, n - 1, &b, &e) == 0 && b.prompt_k == n - 1 && b.n_prompts == n);
+                check_ask(&b);
+                srv_ask_free(&b);
+            }
+        } else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
         srv_ask_free(&a);
         break;
     }
