@@ -470,6 +470,39 @@ void dsc_json_mask_apply(const dsc_json_mask *m, const dsc_json_state *st, float
 int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id);
 
 /* ------------------------------------------------------------------------ */
+/* Structured output: one JSON object a JSON Schema accepts                  */
+
+/* A schema compiled (src/runtime/json_schema.c lists what it takes; other
+ * keywords, and alternatives that begin alike, are refused with an error
+ * naming the place, DSC_ERR_ARG). The root must be an object. */
+typedef struct dsc_json_schema dsc_json_schema;
+dsc_status dsc_json_schema_new(const char *json, size_t len, dsc_json_schema **out);
+void dsc_json_schema_free(dsc_json_schema *s);
+
+#define DSC_SCHEMA_DEPTH 16 /* containers open at once, at most */
+
+/* Where a byte stream stands in a document of a schema: set by
+ * dsc_schema_start, a plain value to copy. */
+typedef struct {
+    uint16_t node[DSC_SCHEMA_DEPTH];  /* each open container's schema        */
+    uint64_t seen[DSC_SCHEMA_DEPTH];  /* an object's properties given        */
+    uint16_t count[DSC_SCHEMA_DEPTH]; /* an array's items                    */
+    uint32_t kinds;                   /* bit d: the container at depth d is an object */
+    uint32_t pos, chars;              /* key / enum bytes matched; a string's characters */
+    uint16_t val, lo, hi;             /* the value's schema; key / enum candidates */
+    uint8_t mode, depth, in_key, lit, n, ulo, uhi, ws;
+} dsc_schema_state;
+
+void dsc_schema_start(const dsc_json_schema *s, dsc_schema_state *st);
+/* 0 and st advanced when the bytes keep the stream a prefix of a document
+ * the schema accepts, -1 and st unchanged otherwise. */
+int dsc_schema_feed(const dsc_json_schema *s, dsc_schema_state *st, const char *bytes, size_t n);
+int dsc_schema_complete(const dsc_schema_state *st);
+/* As dsc_json_mask_apply / _accept, held to the schema (m: the vocabulary's bytes). */
+void dsc_schema_mask_apply(const dsc_json_schema *s, const dsc_json_mask *m, const dsc_schema_state *st, float *logits);
+int dsc_schema_mask_accept(const dsc_json_schema *s, const dsc_json_mask *m, dsc_schema_state *st, int32_t id);
+
+/* ------------------------------------------------------------------------ */
 /* Tool calls: output held to DeepSeek's tool-call format                    */
 
 /* The format (DeepSeek-V3's template), after any text:
@@ -489,11 +522,16 @@ dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *nam
                                 int parallel, dsc_tool_grammar **out);
 void dsc_tool_grammar_free(dsc_tool_grammar *g);
 
+/* The arguments of function `name` held to a schema (borrowed: it must
+ * outlive g) instead of to any JSON object. */
+dsc_status dsc_tool_grammar_set_schema(dsc_tool_grammar *g, const char *name, const dsc_json_schema *schema);
+
 /* Where an output stands: set by dsc_tool_start, a plain value to copy. */
 typedef struct {
     uint8_t phase;
     uint16_t pos, lo, hi;  /* a literal's or the names' bytes matched; the names still possible */
-    dsc_json_state args;
+    dsc_json_state args;   /* the arguments, of a function without a schema */
+    dsc_schema_state sargs; /* ... of one with */
 } dsc_tool_state;
 
 enum { DSC_TOOL_TEXT, DSC_TOOL_CALLING, DSC_TOOL_DONE };

@@ -28,38 +28,27 @@
 
 #include "core/status.h"
 #include "dsc.h"
+#include "json_mask.h"
 
 enum {
-    M_START,     /* before the object: whitespace or '{'               */
+    M_STR = J_STR, /* in a string (the scalar modes J_* of json_mask.h) */
+    M_START = J_N, /* before the object: whitespace or '{'               */
     M_KEY_OR_END, /* after '{': a key or '}'                             */
     M_KEY,       /* after ',' in an object: a key                       */
     M_COLON,     /* after a key                                          */
     M_VALUE,     /* after ':' or ',' in an array                         */
     M_VAL_OR_END, /* after '[': a value or ']'                           */
     M_AFTER,     /* after a value: ',' or the container's closer         */
-    M_STR,       /* in a string                                          */
-    M_ESC,       /* after a backslash in a string                        */
-    M_HEX,       /* in \uXXXX: n more hex digits                         */
-    M_UTF8,      /* in a string: n more continuation bytes               */
-    M_LIT,       /* in true / false / null                               */
-    M_NEG,       /* after '-': a digit                                    */
-    M_ZERO,      /* a number's integer part "0"                          */
-    M_INT,       /* in a number's integer part (1-9 first)               */
-    M_DOT,       /* after '.': a digit                                    */
-    M_FRAC,      /* in the fraction                                      */
-    M_EXP,       /* after 'e' / 'E': a sign or a digit                   */
-    M_EXP_SIGN,  /* after the exponent's sign: a digit                   */
-    M_EXP_DIG,   /* in the exponent                                      */
     M_DONE,      /* the object is closed                                 */
 };
 
-static const char *const literals[3] = {"true", "false", "null"};
-
 static int is_ws(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-static int is_digit(unsigned c) { return c >= '0' && c <= '9'; }
-static int is_hex(unsigned c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+static int is_digit(unsigned c) { return j_digit(c); }
 
-void dsc_json_start(dsc_json_state *st) { memset(st, 0, sizeof *st); }
+void dsc_json_start(dsc_json_state *st) {
+    memset(st, 0, sizeof *st);
+    st->mode = M_START;
+}
 
 int dsc_json_complete(const dsc_json_state *st) { return st->mode == M_DONE; }
 
@@ -79,22 +68,12 @@ static int top_is_object(const dsc_json_state *st) { return (int)(st->kinds >> (
 
 /* A value begins with c (c not whitespace). */
 static int value_start(dsc_json_state *st, unsigned c) {
-    switch (c) {
-    case '{': return push(st, 1);
-    case '[': return push(st, 0);
-    case '"': st->mode = M_STR, st->in_key = 0; return 0;
-    case '-': st->mode = M_NEG; return 0;
-    case '0': st->mode = M_ZERO; return 0;
-    case 't': case 'f': case 'n':
-        st->mode = M_LIT, st->lit = c == 't' ? 0 : c == 'f' ? 1 : 2, st->n = 1;
-        return 0;
-    default:
-        if (c >= '1' && c <= '9') {
-            st->mode = M_INT;
-            return 0;
-        }
-        return -1;
-    }
+    if (c == '{') return push(st, 1);
+    if (c == '[') return push(st, 0);
+    const int m = j_scalar_start(c, &st->lit, &st->n);
+    if (m < 0) return -1;
+    st->mode = (uint8_t)m, st->in_key = 0;
+    return 0;
 }
 
 /* Whitespace where the grammar allows it, at most DSC_JSON_MAX_WS in a run. */
@@ -136,57 +115,22 @@ static int step(dsc_json_state *st, unsigned c) {
             else value_done(st);
             return 0;
         }
-        if (c == '\\') return st->mode = M_ESC, 0;
-        if (c < 0x20) return -1;
-        if (c < 0x80) return 0;
-        /* UTF-8 lead bytes (RFC 3629): C2-DF, E0-EF, F0-F4; the second
-         * byte's range narrowed for E0, ED, F0 and F4 (no overlongs, no
-         * surrogates, nothing past U+10FFFF) */
-        if (c >= 0xc2 && c <= 0xdf) return st->mode = M_UTF8, st->n = 1, st->lo = 0x80, st->hi = 0xbf, 0;
-        if (c >= 0xe0 && c <= 0xef)
-            return st->mode = M_UTF8, st->n = 2, st->lo = c == 0xe0 ? 0xa0 : 0x80, st->hi = c == 0xed ? 0x9f : 0xbf, 0;
-        if (c >= 0xf0 && c <= 0xf4)
-            return st->mode = M_UTF8, st->n = 3, st->lo = c == 0xf0 ? 0x90 : 0x80, st->hi = c == 0xf4 ? 0x8f : 0xbf, 0;
-        return -1;
-    case M_UTF8:
-        if (c < st->lo || c > st->hi) return -1;
-        st->lo = 0x80, st->hi = 0xbf;
-        if (--st->n == 0) st->mode = M_STR;
-        return 0;
-    case M_ESC:
-        if (c == 'u') return st->mode = M_HEX, st->n = 4, 0;
-        if (strchr("\"\\/bfnrt", (int)c) && c) return st->mode = M_STR, 0;
-        return -1;
-    case M_HEX:
-        if (!is_hex(c)) return -1;
-        if (--st->n == 0) st->mode = M_STR;
-        return 0;
-    case M_LIT: {
-        const char *w = literals[st->lit];
-        if (c != (unsigned char)w[st->n]) return -1;
-        if (w[++st->n] == 0) value_done(st);
-        return 0;
-    }
-    case M_NEG:
-        if (c == '0') return st->mode = M_ZERO, 0;
-        if (c >= '1' && c <= '9') return st->mode = M_INT, 0;
-        return -1;
-    case M_DOT:
-        return is_digit(c) ? (st->mode = M_FRAC, 0) : -1;
-    case M_EXP:
-        if (c == '+' || c == '-') return st->mode = M_EXP_SIGN, 0;
         /* fall through */
-    case M_EXP_SIGN:
-        return is_digit(c) ? (st->mode = M_EXP_DIG, 0) : -1;
-    case M_ZERO:
-    case M_INT:
-    case M_FRAC:
-    case M_EXP_DIG:
-        if (is_digit(c) && st->mode != M_ZERO) return 0;
-        if (c == '.' && (st->mode == M_ZERO || st->mode == M_INT)) return st->mode = M_DOT, 0;
-        if ((c == 'e' || c == 'E') && st->mode != M_EXP_DIG) return st->mode = M_EXP, 0;
+    case J_ESC:
+    case J_HEX:
+    case J_UTF8:
+        return j_string(&st->mode, &st->n, &st->lo, &st->hi, c);
+    case J_LIT: {
+        const int r = j_literal(st->lit, &st->n, c);
+        if (r == 1) value_done(st);
+        return r < 0 ? -1 : 0;
+    }
+    case J_NEG: case J_ZERO: case J_INT: case J_DOT: case J_FRAC: case J_EXP: case J_EXP_SIGN: case J_EXP_DIG: {
+        const int r = j_number(&st->mode, 0, c);
+        if (r != 1) return r;
         value_done(st); /* the number ends; c belongs to what follows (a number is never the top level) */
         return step(st, c);
+    }
     default: /* M_DONE: nothing more */
         return -1;
     }
@@ -203,12 +147,6 @@ int dsc_json_feed(dsc_json_state *st, const char *bytes, size_t n) {
 /* ------------------------------------------------------------------------ */
 /* The mask over a vocabulary                                                */
 
-struct dsc_json_mask {
-    int32_t n_logits, eos;
-    int32_t *off, *len; /* [n_logits] each token's bytes in `bytes`; len -1: never in JSON */
-    uint8_t *in_str;    /* [n_logits] 1: whole characters of a string, no '"' or '\\' (go on any string) */
-    char *bytes;
-};
 
 dsc_status dsc_json_mask_new(const dsc_tokenizer *tok, int32_t n_logits, int32_t eos, dsc_json_mask **out) {
     *out = NULL;
@@ -324,6 +262,7 @@ struct dsc_tool_grammar {
     int required, parallel, n;
     char **cand; /* [n] name + name_end, sorted by bytes */
     uint16_t *len;
+    const dsc_json_schema **schema; /* [n] the arguments' schema, or NULL: any object */
 };
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -353,7 +292,8 @@ dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *nam
         }
     g->cand = calloc((size_t)n_names + 1, sizeof *g->cand);
     g->len = calloc((size_t)n_names + 1, sizeof *g->len);
-    if (!g->cand || !g->len) {
+    g->schema = calloc((size_t)n_names + 1, sizeof *g->schema);
+    if (!g->cand || !g->len || !g->schema) {
         dsc_tool_grammar_free(g);
         return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
     }
@@ -390,7 +330,18 @@ void dsc_tool_grammar_free(dsc_tool_grammar *g) {
     for (int i = 0; g->cand && i < g->n; i++) free(g->cand[i]);
     free(g->cand);
     free(g->len);
+    free(g->schema);
     free(g);
+}
+
+dsc_status dsc_tool_grammar_set_schema(dsc_tool_grammar *g, const char *name, const dsc_json_schema *schema) {
+    const size_t n = name ? strlen(name) : 0;
+    for (int i = 0; i < g->n; i++)
+        if (n && g->len[i] == n + sizeof name_end - 1 && !memcmp(g->cand[i], name, n)) {
+            g->schema[i] = schema;
+            return DSC_OK;
+        }
+    return dsc_fail(DSC_ERR_ARG, "tool grammar: no function '%.80s'", name ? name : "(null)");
 }
 
 const int32_t *dsc_tool_markers(const dsc_tool_grammar *g) { return g->marker; }
@@ -422,14 +373,18 @@ static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) 
         st->lo = lo, st->hi = hi;
         if (++st->pos == g->len[lo]) { /* a whole candidate: no other is its prefix (names hold no '\n') */
             st->phase = T_ARGS;
-            dsc_json_start(&st->args);
+            if (g->schema[lo]) dsc_schema_start(g->schema[lo], &st->sargs);
+            else dsc_json_start(&st->args);
         }
         return 0;
     }
-    case T_ARGS:
-        if (step(&st->args, c)) return -1;
-        if (dsc_json_complete(&st->args)) st->phase = T_CLOSE, st->pos = 0;
+    case T_ARGS: { /* lo: the function called */
+        const dsc_json_schema *sc = g->schema[st->lo];
+        const char b = (char)c;
+        if (sc ? dsc_schema_feed(sc, &st->sargs, &b, 1) : step(&st->args, c)) return -1;
+        if (sc ? dsc_schema_complete(&st->sargs) : dsc_json_complete(&st->args)) st->phase = T_CLOSE, st->pos = 0;
         return 0;
+    }
     case T_CLOSE:
         if (c != (unsigned char)close_lit[st->pos]) return -1;
         if (++st->pos == sizeof close_lit - 1) st->phase = T_END;
@@ -495,7 +450,8 @@ void dsc_tool_mask_apply(const dsc_tool_grammar *g, const dsc_json_mask *m, cons
         dsc_tool_state s = *st;
         first[c] = tool_step(g, &s, c) == 0;
     }
-    const int in_string = st->phase == T_ARGS && st->args.mode == M_STR;
+    const dsc_json_schema *sc = st->phase == T_ARGS ? g->schema[st->lo] : NULL;
+    const int in_string = st->phase == T_ARGS && (sc ? dsc_schema_free_string(sc, &st->sargs) : st->args.mode == M_STR);
     for (int32_t id = 0; id < m->n_logits; id++) {
         if (logits[id] == -INFINITY || (in_string && m->in_str[id])) continue;
         const int32_t n = m->len[id];

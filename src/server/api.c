@@ -3,8 +3,9 @@
  * work starts: wrong JSON or wrong types give a 400 naming the field, in
  * the wording of the OpenAI API where it has one. Fields this server does
  * not know are ignored (as vLLM's and llama.cpp's servers do); known ones
- * that would change the answer and that it does not implement (tools, a
- * response format other than text or json_object, best_of above n) are a
+ * that would change the answer and that it does not implement (the
+ * deprecated functions, a response format other than text, json_object or
+ * json_schema, a schema it cannot hold an answer to, best_of above n) are a
  * 400 rather than silently dropped.
  */
 #include <cjson/cJSON.h>
@@ -391,7 +392,8 @@ static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
     if (n > DSC_TOOL_MAX)
         return srv_fail(e, 400, INVALID, "tools", "invalid_value", "Invalid 'tools': at most %d functions are allowed.",
                         DSC_TOOL_MAX);
-    if (n && !(a->tool_names = calloc((size_t)n, sizeof *a->tool_names)))
+    if (n && (!(a->tool_names = calloc((size_t)n, sizeof *a->tool_names)) ||
+              !(a->tool_schema = calloc((size_t)n, sizeof *a->tool_schema))))
         return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     int k = 0;
     cJSON_ArrayForEach(t, tools) {
@@ -418,6 +420,21 @@ static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
                                 "Invalid '%s': the function '%s' is given twice.", param, name);
         if (!(a->tool_names[k] = dup_or_fail(name, e))) return -1;
         a->n_tools = ++k;
+        /* the arguments held to the parameters where the grammar can hold them; a
+         * strict function's must be (OpenAI's strict mode), another's fall back to
+         * any object */
+        const cJSON *strict = field(fn, "strict");
+        snprintf(param, sizeof param, "tools[%d].function.strict", k - 1);
+        if (strict && !cJSON_IsBool(strict)) return bad_type(e, param, "a boolean", strict);
+        char *text = params ? cJSON_PrintUnformatted(params) : NULL;
+        if (params && !text) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        const dsc_status st = text ? dsc_json_schema_new(text, strlen(text), &a->tool_schema[k - 1]) : DSC_OK;
+        free(text);
+        if (st == DSC_ERR_NOMEM) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        snprintf(param, sizeof param, "tools[%d].function.parameters", k - 1);
+        if (st && cJSON_IsTrue(strict))
+            return srv_fail(e, 400, INVALID, param, "unsupported_value",
+                            "Invalid '%s': a strict function's arguments must follow it, and %s.", param, dsc_last_error());
     }
     a->tool_choice = n ? SRV_TOOLS_AUTO : SRV_TOOLS_NONE;
     if (tc && cJSON_IsString(tc)) {
@@ -460,6 +477,29 @@ static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
+/* response_format {"type": "json_schema", "json_schema": {"name",
+ * "schema", "strict", "description"}}: the schema compiled, or a 400
+ * naming what it cannot hold the answer to. */
+static int parse_schema(const cJSON *rf, srv_ask *a, srv_err *e) {
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    if (!cJSON_IsObject(js)) return bad_type(e, "response_format.json_schema", "an object", js);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name"), *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    const char *n;
+    if (fn_name(name, "response_format.json_schema.name", &n, e)) return -1;
+    const cJSON *strict = field(js, "strict");
+    if (strict && !cJSON_IsBool(strict)) return bad_type(e, "response_format.json_schema.strict", "a boolean", strict);
+    if (!cJSON_IsObject(schema)) return bad_type(e, "response_format.json_schema.schema", "an object (a JSON Schema)", schema);
+    char *text = cJSON_PrintUnformatted(schema);
+    if (!text) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const dsc_status st = dsc_json_schema_new(text, strlen(text), &a->schema);
+    free(text);
+    if (st == DSC_ERR_NOMEM) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (st)
+        return srv_fail(e, 400, INVALID, "response_format.json_schema.schema", "unsupported_value",
+                        "Invalid 'response_format.json_schema.schema': %s.", dsc_last_error());
+    return 0;
+}
+
 /* The parameters that ask for what this server does not do. */
 static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     const cJSON *j;
@@ -475,14 +515,15 @@ static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
         const cJSON *t = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
         if (!cJSON_IsString(t)) return bad_type(e, "response_format", "an object with a string 'type'", j);
         a->json = !strcmp(t->valuestring, "json_object");
-        if (a->json && a->tool_choice != SRV_TOOLS_NONE)
+        if (!strcmp(t->valuestring, "json_schema") && parse_schema(j, a, e)) return -1;
+        if ((a->json || a->schema) && a->tool_choice != SRV_TOOLS_NONE)
             return srv_fail(e, 400, INVALID, "response_format", "invalid_value",
-                            "'response_format' json_object cannot go with 'tools' (a call's arguments are JSON already); "
-                            "give one of them, or 'tool_choice': 'none'.");
-        if (strcmp(t->valuestring, "text") && !a->json)
+                            "'response_format' %s cannot go with 'tools' (a call's arguments are JSON already); "
+                            "give one of them, or 'tool_choice': 'none'.", t->valuestring);
+        if (strcmp(t->valuestring, "text") && !a->json && !a->schema)
             return srv_fail(e, 400, INVALID, "response_format", "unsupported_value",
-                            "'response_format' of type '%.40s' is not supported: only 'text' and 'json_object' are.",
-                            t->valuestring);
+                            "'response_format' of type '%.40s' is not supported: only 'text', 'json_object' and "
+                            "'json_schema' are.", t->valuestring);
     }
     double v = 0;
     if (get_num(root, "frequency_penalty", -2, 2, &v, e)) return -1;
@@ -609,10 +650,12 @@ void srv_ask_free(srv_ask *a) {
         free((dsc_tool_call *)a->msgs[i].tool_calls);
     }
     free(a->msgs);
-    for (int i = 0; i < a->n_tools; i++) free(a->tool_names[i]);
+    for (int i = 0; i < a->n_tools; i++) free(a->tool_names[i]), dsc_json_schema_free(a->tool_schema[i]);
     free(a->tool_names);
+    free(a->tool_schema);
     free(a->tools_text);
     free(a->tool_forced);
+    dsc_json_schema_free(a->schema);
     free(a->prompt);
     free(a->prompt_ids);
     free(a->suffix);

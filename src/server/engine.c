@@ -204,12 +204,13 @@ static void choice_finish(srv_engine *e, int s, const char *why, int flush) {
  * held[n_prompt..n_held) (a logit minus frequency x the token's count,
  * minus presence once if it occurs). */
 static const float *penalized(srv_engine *e, const float *row, const srv_req *r, const int32_t *held, int32_t n_prompt,
-                              int32_t n_held, const dsc_json_state *js, const dsc_tool_state *ts) {
+                              int32_t n_held, const dsc_json_state *js, const dsc_tool_state *ts,
+                              const dsc_schema_state *ss) {
     const srv_ask *a = &r->a;
     const int32_t *gen = held + n_prompt, n = n_held - n_prompt;
     const int freq = (a->frequency_penalty != 0 || a->presence_penalty != 0) && n > 0;
     const int rep = a->repetition_penalty != 1 && n_held > 0;
-    if (!freq && !rep && !a->n_bias && !js && !ts) return row;
+    if (!freq && !rep && !a->n_bias && !js && !ts && !ss) return row;
     memcpy(e->prow, row, sizeof(float) * (size_t)e->n_vocab);
     for (int i = 0; i < a->n_bias; i++) e->prow[a->bias_tok[i]] += a->bias[i]; /* ids checked at submission */
     if (rep) {
@@ -235,6 +236,7 @@ static const float *penalized(srv_engine *e, const float *row, const srv_req *r,
     }
     if (js) dsc_json_mask_apply(e->p.jmask, js, e->prow);
     if (ts) dsc_tool_mask_apply(r->tools, e->p.jmask, ts, e->prow);
+    if (ss) dsc_schema_mask_apply(a->schema, e->p.jmask, ss, e->prow);
     return e->prow;
 }
 
@@ -291,10 +293,12 @@ static void deliver(srv_engine *e, int s, const float *row) {
     const int thinking = r->reasoning && c->split.in_think;
     const dsc_json_state *js = r->a.json && !thinking ? &c->json : NULL;
     const dsc_tool_state *ts = r->tools && !thinking ? &c->tool : NULL;
-    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, r, sl->held, r->n_prompt, sl->n_held, js, ts));
+    const dsc_schema_state *ss = r->a.schema && !thinking ? &c->schema : NULL;
+    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, r, sl->held, r->n_prompt, sl->n_held, js, ts, ss));
     const int was = ts ? dsc_tool_where(ts) : DSC_TOOL_TEXT;
     if (t < 0 || (js && dsc_json_mask_accept(e->p.jmask, &c->json, t)) ||
-        (ts && dsc_tool_mask_accept(r->tools, e->p.jmask, &c->tool, t))) {
+        (ts && dsc_tool_mask_accept(r->tools, e->p.jmask, &c->tool, t)) ||
+        (ss && dsc_schema_mask_accept(r->a.schema, e->p.jmask, &c->schema, t))) {
         srv_log("sampling failed: %s", t < 0 ? dsc_last_error() : "a token outside the grammar's mask");
         engine_drop(e, r, t < 0 ? dsc_last_error() : "sampling failed");
         return;
@@ -329,7 +333,8 @@ static void deliver(srv_engine *e, int s, const float *row) {
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (stopped) choice_finish(e, s, "stop", 0);
-    else if (js && dsc_json_complete(&c->json)) choice_finish(e, s, "stop", 1); /* the object is closed */
+    else if ((js && dsc_json_complete(&c->json)) || (ss && dsc_schema_complete(&c->schema)))
+        choice_finish(e, s, "stop", 1); /* the object is closed */
     else if (now == DSC_TOOL_DONE) choice_finish(e, s, "tool_calls", 0);         /* <｜tool▁calls▁end｜> */
     else if (t == e->p.eos && !r->a.ignore_eos) choice_finish(e, s, "stop", 1);
     else if (c->n_gen >= r->max_tokens || sl->n_held >= e->n_ctx) choice_finish(e, s, "length", 1);

@@ -499,8 +499,12 @@ static int tool_grammar(const srv_server *S, srv_req *r, srv_err *e) {
     const char *const *names = (const char *const *)a->tool_names;
     int n = a->tool_choice == SRV_TOOLS_NONE ? 0 : a->n_tools;
     if (a->tool_forced) names = (const char *const *)&a->tool_forced, n = 1;
-    if (!dsc_tool_grammar_new(S->tok, names, n, a->tool_choice == SRV_TOOLS_REQUIRED, a->parallel_tool_calls, &r->tools))
+    if (!dsc_tool_grammar_new(S->tok, names, n, a->tool_choice == SRV_TOOLS_REQUIRED, a->parallel_tool_calls, &r->tools)) {
+        for (int i = 0; i < a->n_tools && n; i++) /* the arguments of those with parameters it compiled */
+            if (a->tool_schema[i] && (!a->tool_forced || !strcmp(a->tool_forced, a->tool_names[i])))
+                (void)dsc_tool_grammar_set_schema(r->tools, a->tool_names[i], a->tool_schema[i]);
         return 0;
+    }
     if (!n) return 0; /* no markers in this tokenizer: none can come */
     return srv_fail(e, 400, "invalid_request_error", "tools", "invalid_value",
                     "'tools' needs a model whose tokenizer has DeepSeek's tool-call tokens: %s", dsc_last_error());
@@ -582,6 +586,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
         /* the prompt ends with "<think>\n" (not after a prefix of the answer, nor after tool results) */
         r->ch[i].split.in_think = r->reasoning && !a->prefix && strcmp(a->msgs[a->n_msgs - 1].role, "tool");
         dsc_json_start(&r->ch[i].json);
+        if (a->schema) dsc_schema_start(a->schema, &r->ch[i].schema);
         if (r->tools) dsc_tool_start(r->tools, &r->ch[i].tool);
     }
     snprintf(r->id, sizeof r->id, "%s%016llx", a->kind == SRV_CHAT ? "chatcmpl-" : "cmpl-",

@@ -106,12 +106,14 @@ typedef struct {
                                 choice's output divided by it when positive,
                                 multiplied when negative (1: off)                     */
     int json;                /* response_format json_object: the answer is one JSON object */
+    dsc_json_schema *schema; /* response_format json_schema: ... one its schema accepts (owned) */
     int32_t *bias_tok;       /* logit_bias: token ids, each once (owned)                    */
     float *bias;             /* ... and what is added to their logits, [-100, 100] (owned)  */
     int n_bias;
     /* Function calling (chat): */
     char *tools_text;        /* the functions offered, as the prompt describes them (owned); NULL: none */
     char **tool_names;       /* (n_tools, owned) */
+    dsc_json_schema **tool_schema; /* (n_tools, owned) each one's parameters compiled, or NULL: any object */
     int n_tools;
     int tool_choice;         /* SRV_TOOLS_NONE / _AUTO / _REQUIRED */
     char *tool_forced;       /* tool_choice naming a function: that one (owned), else NULL */
@@ -166,6 +168,7 @@ typedef struct {
     dsc_sampler *smp;
     dsc_json_state json;   /* json_object: where the answer stands            */
     dsc_tool_state tool;   /* tools: where the answer stands                  */
+    dsc_schema_state schema; /* json_schema: where the answer stands          */
     sbuf call;             /* the text of the call being written              */
     dsc_utf8_stream utf8;
     dsc_think_split split;

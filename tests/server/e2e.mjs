@@ -306,7 +306,7 @@ async function main() {
                                  [{ tool_choice: 'required' }, 'tool_choice'],
                                  [{ functions: [{ name: 'f' }] }, 'functions'],
                                  [{ response_format: { type: 'json_schema', json_schema: { name: 'n', schema: {} } } },
-                                  'response_format'],
+                                  'response_format.json_schema.schema'],
                                  [{ frequency_penalty: 2.5 }, 'frequency_penalty'],
                                  [{ presence_penalty: -3 }, 'presence_penalty'],
                                  [{ stream_options: { include_usage: true } }, 'stream_options']]) {
@@ -388,10 +388,62 @@ async function main() {
     assert.equal(m.reasoning_content, '', 'the reasoning ends at once');
     assert.equal(typeof JSON.parse(m.content), 'object', m.content);
     assert.equal(chat.choices[0].finish_reason, 'stop');
-    for (const rf of [{ type: 'json_schema', json_schema: { name: 'x', schema: {} } }, { type: 'yaml' }])
-      await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x', max_tokens: 2, response_format: rf }), 400,
-                             'response_format');
+    await assertErrorShape(await post(s, '/v1/completions', { prompt: 'x', max_tokens: 2, response_format: { type: 'yaml' } }),
+                           400, 'response_format');
     return `6 objects, ${fields} fields`;
+  });
+  await check('response_format json_schema: every answer a document of the schema (pydantic\'s shape: $defs, anyOf, enum)', async () => {
+    const schema = {
+      $defs: { Addr: { type: 'object', title: 'Addr', properties: { city: { type: 'string', minLength: 2, maxLength: 12 },
+                                                                  zip: { anyOf: [{ type: 'string' }, { type: 'null' }] } },
+                       required: ['city', 'zip'], additionalProperties: false },
+               Kind: { enum: ['home', 'work', 7] } },
+      type: 'object', title: 'Person',
+      properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer' }, kind: { $ref: '#/$defs/Kind' },
+                    addr: { $ref: '#/$defs/Addr' }, tags: { type: 'array', items: { type: 'boolean' }, minItems: 1, maxItems: 3 } },
+      required: ['name', 'age', 'kind', 'addr', 'tags'], additionalProperties: false,
+    };
+    const chars = (x) => [...x].length;
+    const isPerson = (o) => {
+      const keys = Object.keys(o).sort().join();
+      assert.equal(keys, 'addr,age,kind,name,tags', `keys ${keys}`);
+      assert.ok(typeof o.name === 'string' && chars(o.name) <= 10, 'name');
+      assert.ok(Number.isInteger(o.age), 'age');
+      assert.ok(['home', 'work', 7].includes(o.kind), 'kind');
+      assert.equal(Object.keys(o.addr).sort().join(), 'city,zip');
+      assert.ok(typeof o.addr.city === 'string' && chars(o.addr.city) >= 2 && chars(o.addr.city) <= 12, 'city');
+      assert.ok(o.addr.zip === null || typeof o.addr.zip === 'string', 'zip');
+      assert.ok(Array.isArray(o.tags) && o.tags.length >= 1 && o.tags.length <= 3 && o.tags.every((t) => typeof t === 'boolean'));
+    };
+    const Q = '"'.charCodeAt(0) + 2, C = '}'.charCodeAt(0) + 2;
+    const THINK_END = (await (await post(s, '/tokenize', { content: '</think>' })).json()).tokens[0];
+    const bias = { [Q]: 3, [C]: 2, [THINK_END]: 100 }; // the reasoning ends at once; strings and objects close soon
+    const rf = { type: 'json_schema', json_schema: { name: 'Person', strict: true, schema } };
+    let first;
+    for (let seed = 1; seed <= 5; seed++) {
+      const r = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 400, temperature: 1, seed,
+                                                   response_format: rf, logit_bias: bias });
+      assert.equal(r.choices[0].finish_reason, 'stop', r.choices[0].message.content);
+      isPerson(JSON.parse(r.choices[0].message.content));
+      first ??= r.choices[0].message.content;
+    }
+    // streamed: the same document
+    const st = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 400, temperature: 1, seed: 1,
+                                                  response_format: rf, logit_bias: bias, stream: true });
+    let text = '';
+    for await (const ch of st) text += ch.choices[0]?.delta?.content ?? '';
+    assert.equal(text, first);
+    // refused: what the grammar cannot hold to, named
+    for (const [sch, what] of [[{ type: 'object', properties: { d: { type: 'string', format: 'date-time' } } }, /'format'/],
+                               [{ type: 'object', properties: { n: { type: ['integer', 'number'] } } }, /alike/],
+                               [{}, /root/]]) {
+      const e = await assertErrorShape(await post(s, '/v1/chat/completions', { messages: msgs, max_tokens: 2,
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: sch } } }), 400, 'response_format.json_schema.schema');
+      assert.match(e.message, what);
+    }
+    await assertErrorShape(await post(s, '/v1/chat/completions', { messages: msgs, max_tokens: 2,
+      response_format: { type: 'json_schema', json_schema: { schema } } }), 400, 'response_format.json_schema.name');
+    return `5 documents, e.g. ${first.length} bytes`;
   });
   await check('echo: the prompt before the answer, its tokens\' logprobs (the first null) as the answer\'s would be', async () => {
     const comp = async (body) => {

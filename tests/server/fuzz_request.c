@@ -30,6 +30,13 @@ static void check_ask(const srv_ask *a) {
     CHECK(a->n_bias >= 0 && (a->n_bias == 0 || (a->bias_tok && a->bias)));
     for (int i = 0; i < a->n_bias; i++) CHECK(a->bias_tok[i] >= 0 && a->bias[i] >= -100 && a->bias[i] <= 100);
     CHECK(a->json == 0 || a->json == 1);
+    CHECK(!(a->json && a->schema));
+    if (a->schema) { /* a compiled schema: its documents open with '{' (the root is an object) */
+        dsc_schema_state st;
+        dsc_schema_start(a->schema, &st);
+        CHECK(!dsc_schema_complete(&st) && dsc_schema_feed(a->schema, &st, "[", 1) == -1 &&
+              dsc_schema_feed(a->schema, &st, " {", 2) == 0);
+    }
     CHECK(!a->suffix || (a->suffix[0] && a->prompt && !a->echo));
     CHECK(!a->prefix || (a->kind == SRV_CHAT && a->n_msgs >= 1 && !strcmp(a->msgs[a->n_msgs - 1].role, "assistant")));
     CHECK(a->top_logprobs >= 0 && a->top_logprobs <= SRV_MAX_TOP);
@@ -47,7 +54,7 @@ static void check_ask(const srv_ask *a) {
         CHECK(a->n_tools >= 0 && a->n_tools <= DSC_TOOL_MAX && (a->n_tools == 0 || a->tool_names));
         CHECK((a->tools_text != NULL) == (a->tool_choice != SRV_TOOLS_NONE));
         CHECK(a->tool_choice == SRV_TOOLS_NONE || a->n_tools >= 1);
-        CHECK(!a->json || a->tool_choice == SRV_TOOLS_NONE);
+        CHECK((!a->json && !a->schema) || a->tool_choice == SRV_TOOLS_NONE);
         CHECK(a->parallel_tool_calls == 0 || a->parallel_tool_calls == 1);
         int forced_found = 0;
         for (int i = 0; i < a->n_tools; i++) {

@@ -123,6 +123,46 @@ try {
     for (const id of IDS.slice(0, 5)) assert.ok(ids.includes(id), `marker ${id} a token of its own`);
   });
 
+  await check('a function\'s parameters (strict or not) hold its arguments: required keys, types, enum, no other keys', async () => {
+    const tools = [{ type: 'function', function: { name: 'set_alarm', strict: true, parameters: {
+      type: 'object', properties: { hour: { type: 'integer' }, label: { type: 'string', maxLength: 6 },
+                                    days: { type: 'array', items: { enum: ['mon', 'tue'] }, maxItems: 2 } },
+      required: ['hour', 'label', 'days'], additionalProperties: false } } },
+                   { type: 'function', function: { name: 'note', parameters: { type: 'object', properties: { text: { type: 'string' } },
+                                                                                 required: ['text'] } } }];
+    let n = 0;
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await oa.chat.completions.create({ model: 'dsc', messages: MESSAGES, tools, tool_choice: 'required',
+                                                  max_tokens: 370, seed,
+                                                  logit_bias: { ...CLOSE, [2 + '"'.charCodeAt(0)]: 7, [2 + ']'.charCodeAt(0)]: 4 } });
+      for (const c of r.choices[0].message.tool_calls ?? []) {
+        const a = JSON.parse(c.function.arguments);
+        if (c.function.name === 'set_alarm') {
+          assert.deepEqual(Object.keys(a).sort(), ['days', 'hour', 'label'], c.function.arguments);
+          assert.ok(Number.isInteger(a.hour) && typeof a.label === 'string' && [...a.label].length <= 6, c.function.arguments);
+          assert.ok(a.days.length <= 2 && a.days.every((d) => d === 'mon' || d === 'tue'), c.function.arguments);
+        } else {
+          assert.deepEqual(Object.keys(a), ['text'], c.function.arguments);
+          assert.equal(typeof a.text, 'string');
+        }
+        n++;
+      }
+      assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    }
+    // parameters the grammar cannot hold to: a 400 for a strict function, any object for another
+    const odd = { type: 'object', properties: { when: { type: 'string', format: 'date-time' } } };
+    const res = await post(s, '/v1/chat/completions', { messages: MESSAGES, max_tokens: 2,
+      tools: [{ type: 'function', function: { name: 'f', strict: true, parameters: odd } }] });
+    assert.equal(res.status, 400);
+    const e = (await res.json()).error;
+    assert.equal(e.param, 'tools[0].function.parameters');
+    assert.match(e.message, /format/);
+    const ok = await post(s, '/v1/chat/completions', { messages: MESSAGES, max_tokens: 2,
+      tools: [{ type: 'function', function: { name: 'f', parameters: odd } }] });
+    assert.equal(ok.status, 200);
+    return `${n} calls`;
+  });
+
   await check('refused with a 400 naming the field', async () => {
     const bad = [
       [{ tools: TOOLS, tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],

@@ -21,10 +21,12 @@
  *     from random logits in each mode (auto, required, one name forced, one
  *     call or several) never dead-ends, the mask equals each token tried
  *     alone, and the calls written parse, by a parser of this file, into
- *     names offered and arguments the validator accepts.
+ *     names offered and arguments the validator accepts (and, for a
+ *     function given a JSON Schema, arguments that follow it).
  *
  * usage: test_json DEEPSEEK_TOKENIZER_JSON TINY_TOKENIZER_JSON
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,30 +36,12 @@
 
 #include "dsc.h"
 #include "json_validate.h"
+#include "text_buf.h"
 
 #include "../check.h"
 
-static uint64_t rng = 88172645463325252ull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Documents                                                                 */
-
-typedef struct {
-    char *b;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) b->cap = (b->n + n + 1) * 2, b->b = realloc(b->b, b->cap);
-    memcpy(b->b + b->n, s, n);
-    b->n += n;
-    b->b[b->n] = 0;
-}
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
 static void gen_ws(buf *b) {
     static const char *const w[] = {"", "", "", " ", "\n", "\n  ", "\t", "\r\n    "};
@@ -314,6 +298,23 @@ static const char *const tool_marker[5] = {"<｜tool▁calls▁begin｜>", "<｜
  * own: 1, then calls 3 "function" 5 NAME "\n```json\n" ARGS "\n```" 4 each
  * ("\n" between two allowed), then 2; NAME one of names, ARGS a document
  * validate() accepts. Returns the calls, -1 if the part is not so. */
+/* With a schema on get_weather's arguments: {"city": a string of at most 5
+ * characters, "unit": "c" or "f"}, city required, no other key; counts the
+ * arguments that break it. */
+static int weather_schema, weather_bad, weather_seen;
+
+static void check_weather(const char *args, size_t n) {
+    cJSON *o = cJSON_ParseWithLength(args, n);
+    const cJSON *city = cJSON_GetObjectItemCaseSensitive(o, "city"), *unit = cJSON_GetObjectItemCaseSensitive(o, "unit");
+    int keys = 0, chars = 0;
+    for (const cJSON *k = o ? o->child : NULL; k; k = k->next) keys++;
+    for (const char *p = cJSON_IsString(city) ? city->valuestring : ""; *p; p++) chars += ((unsigned char)*p & 0xc0) != 0x80;
+    weather_seen++;
+    weather_bad += !cJSON_IsObject(o) || !cJSON_IsString(city) || chars > 5 || keys != 1 + (unit != NULL) ||
+                   (unit && !(cJSON_IsString(unit) && (!strcmp(unit->valuestring, "c") || !strcmp(unit->valuestring, "f"))));
+    cJSON_Delete(o);
+}
+
 static int parse_calls(const char *s, size_t n, const char *const *names, int n_names) {
     size_t i = 0;
     int calls = 0;
@@ -335,6 +336,7 @@ static int parse_calls(const char *s, size_t n, const char *const *names, int n_
         size_t j = i;
         while (j + 5 <= n && memcmp(s + j, "\n```\4", 5)) j++;
         if (j + 5 > n || !validate(s + i, j - i)) return -1;
+        if (weather_schema && !memcmp(nl - 11, "get_weather", 11)) check_weather(s + i, j - i);
         i = j + 5, calls++;
         if (i < n && s[i] == 2) return i + 1 == n ? calls : -1;
     }
@@ -382,12 +384,20 @@ static void test_tools(const char *v3, const char *tiny) {
     int dead = 0, brute = 0, brute_same = 1, runs = 0, with_calls = 0, valid = 0, text_markers = 0, shape = 0;
     double ms = 0;
     long applies = 0;
-    for (int mode = 0; mode < 4; mode++)
+    static const char weather[] = "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":5},"
+                                  "\"unit\":{\"enum\":[\"c\",\"f\"]}},\"required\":[\"city\"],\"additionalProperties\":false}";
+    dsc_json_schema *ws;
+    CHECK(dsc_json_schema_new(weather, strlen(weather), &ws) == DSC_OK, "weather schema: %s", dsc_last_error());
+    for (int mode = 0; mode < 5; mode++)
         for (int r = 0; r < 5; r++, runs++) {
-            const int required = mode >= 1, parallel = mode != 2, forced = mode == 3;
+            const int required = mode >= 1, parallel = mode != 2, forced = mode >= 3;
             const char *const *nm = forced ? names + 2 : names;
             const int nn = forced ? 1 : n_names;
             CHECK(dsc_tool_grammar_new(tok, nm, nn, required, parallel, &g) == DSC_OK, "grammar: %s", dsc_last_error());
+            weather_schema = mode == 4;
+            if (weather_schema)
+                CHECK(dsc_tool_grammar_set_schema(g, "get_weather", ws) == DSC_OK &&
+                      dsc_tool_grammar_set_schema(g, "get_time", ws) == DSC_ERR_ARG, "set_schema: get_weather only");
             dsc_tool_start(g, &st);
             calls_part.n = 0;
             int in_calls = 0, done = 0;
@@ -448,6 +458,9 @@ static void test_tools(const char *v3, const char *tiny) {
           shape);
     CHECK(with_calls >= runs / 2 && valid == with_calls, "%d of %d generations made calls, %d of them in the format",
           with_calls, runs, valid);
+    CHECK(weather_seen >= 3 && weather_bad == 0, "arguments held to get_weather's schema: %d calls, %d not", weather_seen,
+          weather_bad);
+    dsc_json_schema_free(ws);
     printf("tool mask, DeepSeek-V3 vocabulary: %.2f ms an application (mean of %ld); %d of %d random generations "
            "closed their calls within 400 tokens, all parsed\n", ms / (double)applies, applies, with_calls, runs);
     free(calls_part.b);

@@ -1,0 +1,786 @@
+/*
+ * json_schema.c — structured output: the answer held to one JSON object
+ * that a JSON Schema accepts (OpenAI's response_format json_schema).
+ *
+ * The schema is compiled into a table of nodes (object, array, string,
+ * number, integer, boolean, null, any value, a set of values, alternatives)
+ * and a byte-level recognizer walks it: a stack of the open containers,
+ * each with its node and what it holds so far (an object's properties seen,
+ * an array's items), and the lexing of the scalar at hand as JSON mode does
+ * it (json_mode.c; the same whitespace bound and UTF-8 rules). An object's
+ * keys are matched against its properties as they are written: without
+ * additionalProperties only a property not yet given can be begun, '}'
+ * only once the required ones are in, ',' only while one is left.
+ * Alternatives (anyOf, oneOf, a list of types) are told apart by their
+ * first byte; a schema whose alternatives begin alike is refused, as are
+ * keywords that would need more than this (pattern, format, minimum, ...),
+ * so an answer never breaks a rule the schema states.
+ *
+ * Supported: type (one or a list), properties, required,
+ * additionalProperties (false, true or a schema), items, minItems,
+ * maxItems, minLength, maxLength, enum, const, anyOf, oneOf, allOf of one
+ * schema, $ref to #/$defs/... or #/definitions/... (recursion allowed),
+ * and the annotations (title, description, default, examples, ...). The
+ * root is an object, as OpenAI requires.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "dsc.h"
+#include "json_mask.h"
+
+enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, K_ENUM, K_ANYOF };
+
+#define NONE 0xffffffffu
+#define MAX_NODES 4096
+
+typedef struct {
+    uint8_t kind;
+    uint8_t extra;     /* object: keys besides its properties allowed (their values: node `items`) */
+    uint16_t first, n; /* object: its properties; enum: its texts; anyof: its alternatives */
+    uint16_t items;    /* array: the items' node; object: other keys' values' node */
+    uint32_t min, max; /* array: items; string: characters (max NONE: no bound) */
+    uint64_t required; /* object: bit i: property first + i is required */
+    uint8_t *pick;     /* anyof: [256] the alternative (1 + index) a value's first byte selects, 0 none */
+} snode;
+
+typedef struct {
+    char *text;        /* a property's name, or an enum value's JSON text */
+    uint16_t len, node;
+} sitem;
+
+struct dsc_json_schema {
+    snode *node;
+    int n_node;
+    sitem *item;       /* properties and enum texts, each object's or enum's sorted */
+    int n_item, cap_item;
+    uint16_t *alt;
+    int n_alt, cap_alt;
+    int root;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Compiling                                                                 */
+
+typedef struct {
+    dsc_json_schema *s;
+    const cJSON *doc;
+    const cJSON **memo_key; /* schemas compiled (by their JSON object), for $ref and recursion */
+    uint16_t *memo_node;
+    int n_memo;
+    char path[256];
+} comp;
+
+static dsc_status cfail(comp *c, const char *what) {
+    return dsc_fail(DSC_ERR_ARG, "json_schema at %s: %s", c->path, what);
+}
+
+static int new_node(comp *c, uint8_t kind) {
+    if (c->s->n_node >= MAX_NODES) return -1;
+    snode *n = &c->s->node[c->s->n_node];
+    memset(n, 0, sizeof *n);
+    n->kind = kind, n->max = NONE;
+    return c->s->n_node++;
+}
+
+static int push_item(dsc_json_schema *s, char *text, uint16_t node) {
+    if (s->n_item >= UINT16_MAX - 1) return -1;
+    if (s->n_item == s->cap_item) {
+        sitem *g = realloc(s->item, sizeof *g * (size_t)(s->cap_item * 2 + 16));
+        if (!g) return -1;
+        s->item = g, s->cap_item = s->cap_item * 2 + 16;
+    }
+    s->item[s->n_item++] = (sitem){text, (uint16_t)strlen(text), node};
+    return 0;
+}
+
+static int cmp_item(const void *a, const void *b) {
+    const sitem *x = a, *y = b;
+    return strcmp(x->text, y->text);
+}
+
+static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id",
+                                          "$comment", "readOnly", "writeOnly", "deprecated", "$defs", "definitions",
+                                          "strict", NULL};
+static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
+                                      "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
+                                      "allOf", "$ref", NULL};
+
+static int in_list(const char *k, const char *const *list) {
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(k, list[i])) return 1;
+    return 0;
+}
+
+static dsc_status compile(comp *c, const cJSON *j, int *out);
+
+/* Appends "/key" to the path for the children's messages; returns the old length. */
+static size_t path_push(comp *c, const char *a, const char *b) {
+    size_t at = strlen(c->path);
+    snprintf(c->path + at, sizeof c->path - at, "/%s%s%s", a, b ? "/" : "", b ? b : "");
+    return at;
+}
+
+static dsc_status get_count(comp *c, const cJSON *j, const char *key, uint32_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v) return DSC_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 || v->valuedouble != floor(v->valuedouble)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "'%s' must be an integer from 0 to 65535", key);
+        return cfail(c, msg);
+    }
+    *out = (uint32_t)v->valuedouble;
+    return DSC_OK;
+}
+
+/* An object's properties, required ones and other keys. */
+static dsc_status compile_object(comp *c, const cJSON *j, int id) {
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(j, "properties"), *p;
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(j, "required");
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(j, "additionalProperties");
+    if (props && !cJSON_IsObject(props)) return cfail(c, "'properties' must be an object");
+    if (req && !cJSON_IsArray(req)) return cfail(c, "'required' must be an array of names");
+    const int n = props ? cJSON_GetArraySize(props) : 0;
+    if (n > 64) return cfail(c, "more than 64 properties in one object");
+    const int first = c->s->n_item;
+    cJSON_ArrayForEach(p, props) {
+        for (const char *k = p->string; *k; k++)
+            if (*k == '"' || *k == '\\' || (unsigned char)*k < 0x20)
+                return cfail(c, "a property name holds a quote, a backslash or a control character");
+        char *name = strdup(p->string);
+        if (!name || push_item(c->s, name, 0)) {
+            free(name);
+            return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+        }
+    }
+    if (n > 1) qsort(c->s->item + first, (size_t)n, sizeof *c->s->item, cmp_item);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(c->s->item[first + i].text, c->s->item[first + i - 1].text)) return cfail(c, "a property twice");
+    /* the values' schemas, by name (the items may move as the table grows) */
+    for (int i = 0; i < n; i++) {
+        const char *name = c->s->item[first + i].text;
+        const size_t at = path_push(c, "properties", name);
+        int child;
+        dsc_status st = compile(c, cJSON_GetObjectItemCaseSensitive(props, name), &child);
+        c->path[at] = 0;
+        if (st) return st;
+        c->s->item[first + i].node = (uint16_t)child;
+    }
+    snode *o = &c->s->node[id];
+    o->first = (uint16_t)first, o->n = (uint16_t)n;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, req) {
+        int k = -1;
+        for (int i = 0; i < n && cJSON_IsString(r); i++)
+            if (!strcmp(c->s->item[first + i].text, r->valuestring)) k = i;
+        if (k < 0) return cfail(c, "'required' names a property that 'properties' lacks");
+        c->s->node[id].required |= (uint64_t)1 << k;
+    }
+    /* other keys: without properties any (unless false); with them only if asked for */
+    int extra = props ? 0 : 1, extra_node = 0;
+    if (cJSON_IsBool(add)) extra = cJSON_IsTrue(add);
+    else if (cJSON_IsObject(add)) {
+        const size_t at = path_push(c, "additionalProperties", NULL);
+        dsc_status st = compile(c, add, &extra_node);
+        c->path[at] = 0;
+        if (st) return st;
+        extra = 1;
+    } else if (add) return cfail(c, "'additionalProperties' must be a boolean or a schema");
+    c->s->node[id].extra = (uint8_t)extra, c->s->node[id].items = (uint16_t)extra_node;
+    return DSC_OK;
+}
+
+/* The node of one type of schema j (its other keywords applying to it). */
+static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id) {
+    snode *n = &c->s->node[id];
+    if (!strcmp(type, "object")) {
+        n->kind = K_OBJECT;
+        return compile_object(c, j, id);
+    }
+    if (!strcmp(type, "array")) {
+        n->kind = K_ARRAY;
+        dsc_status st = get_count(c, j, "minItems", &n->min);
+        if (!st) st = get_count(c, j, "maxItems", &c->s->node[id].max);
+        if (st) return st;
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "items");
+        int child = 0;
+        if (items) {
+            const size_t at = path_push(c, "items", NULL);
+            st = compile(c, items, &child);
+            c->path[at] = 0;
+            if (st) return st;
+        }
+        n = &c->s->node[id];
+        n->items = (uint16_t)child;
+        if (n->min > n->max) return cfail(c, "minItems above maxItems");
+        return DSC_OK;
+    }
+    if (!strcmp(type, "string")) {
+        n->kind = K_STRING;
+        dsc_status st = get_count(c, j, "minLength", &n->min);
+        if (!st) st = get_count(c, j, "maxLength", &n->max);
+        if (!st && n->min > n->max) return cfail(c, "minLength above maxLength");
+        return st;
+    }
+    if (!strcmp(type, "number")) return n->kind = K_NUMBER, DSC_OK;
+    if (!strcmp(type, "integer")) return n->kind = K_INTEGER, DSC_OK;
+    if (!strcmp(type, "boolean")) return n->kind = K_BOOL, DSC_OK;
+    if (!strcmp(type, "null")) return n->kind = K_NULL, DSC_OK;
+    char msg[160];
+    snprintf(msg, sizeof msg, "type '%.32s' is not one of object, array, string, number, integer, boolean, null", type);
+    return cfail(c, msg);
+}
+
+/* Alternatives: the nodes of a list of schemas (or of types of one). */
+static dsc_status compile_alts(comp *c, const cJSON *list, const cJSON *j, int id) {
+    const cJSON *x;
+    int k = 0;
+    uint16_t tmp[64];
+    cJSON_ArrayForEach(x, list) {
+        if (k == 64) return cfail(c, "more than 64 alternatives");
+        int child;
+        dsc_status st;
+        if (j) { /* a list of types */
+            if (!cJSON_IsString(x)) return cfail(c, "'type' must be a string or a list of strings");
+            if ((child = new_node(c, K_ANY)) < 0) return cfail(c, "more than 4096 schemas");
+            st = compile_type(c, j, x->valuestring, child);
+        } else {
+            char idx[16];
+            snprintf(idx, sizeof idx, "%d", k);
+            const size_t at = path_push(c, list->string, idx);
+            st = compile(c, x, &child);
+            c->path[at] = 0;
+        }
+        if (st) return st;
+        tmp[k++] = (uint16_t)child;
+    }
+    if (k == 0) return cfail(c, "an empty list of alternatives");
+    dsc_json_schema *s = c->s;
+    if (s->n_alt + k > s->cap_alt) {
+        uint16_t *g = realloc(s->alt, sizeof *g * (size_t)(s->cap_alt * 2 + k + 16));
+        if (!g) return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+        s->alt = g, s->cap_alt = s->cap_alt * 2 + k + 16;
+    }
+    memcpy(s->alt + s->n_alt, tmp, sizeof *tmp * (size_t)k);
+    s->node[id].kind = K_ANYOF, s->node[id].first = (uint16_t)s->n_alt, s->node[id].n = (uint16_t)k;
+    s->n_alt += k;
+    return DSC_OK;
+}
+
+/* "#/$defs/NAME" or "#/definitions/NAME" */
+static dsc_status resolve(comp *c, const char *ref, const cJSON **out) {
+    const cJSON *defs = NULL;
+    const char *name = NULL;
+    if (!strncmp(ref, "#/$defs/", 8)) defs = cJSON_GetObjectItemCaseSensitive(c->doc, "$defs"), name = ref + 8;
+    else if (!strncmp(ref, "#/definitions/", 14)) defs = cJSON_GetObjectItemCaseSensitive(c->doc, "definitions"), name = ref + 14;
+    else if (!strcmp(ref, "#")) return *out = c->doc, DSC_OK;
+    *out = name && !strchr(name, '/') && !strchr(name, '~') ? cJSON_GetObjectItemCaseSensitive(defs, name) : NULL;
+    if (*out) return DSC_OK;
+    char msg[160];
+    snprintf(msg, sizeof msg, "'$ref' '%.80s' is not #/$defs/NAME or #/definitions/NAME of this schema", ref);
+    return cfail(c, msg);
+}
+
+static dsc_status compile(comp *c, const cJSON *j, int *out) {
+    if (cJSON_IsTrue(j) || (cJSON_IsObject(j) && !j->child)) return *out = 0, DSC_OK; /* any value */
+    if (!cJSON_IsObject(j)) return cfail(c, "a schema must be an object (or true)");
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "$ref");
+    if (ref) {
+        if (!cJSON_IsString(ref)) return cfail(c, "'$ref' must be a string");
+        const cJSON *target;
+        dsc_status st = resolve(c, ref->valuestring, &target);
+        if (st) return st;
+        for (const cJSON *k = j->child; k; k = k->next)
+            if (strcmp(k->string, "$ref") && !in_list(k->string, annotations))
+                return cfail(c, "keywords beside '$ref' (only annotations may go with it)");
+        j = target;
+        if (cJSON_IsTrue(j) || (cJSON_IsObject(j) && !j->child)) return *out = 0, DSC_OK;
+        if (!cJSON_IsObject(j)) return cfail(c, "'$ref' leads to something that is not a schema");
+    }
+    for (int i = 0; i < c->n_memo; i++)
+        if (c->memo_key[i] == j) return *out = c->memo_node[i], DSC_OK;
+    for (const cJSON *k = j->child; k; k = k->next)
+        if (!in_list(k->string, annotations) && !in_list(k->string, applied)) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "the keyword '%.40s' is not supported", k->string);
+            return cfail(c, msg);
+        }
+    const int id = new_node(c, K_ANY);
+    if (id < 0) return cfail(c, "more than 4096 schemas");
+    c->memo_key[c->n_memo] = j, c->memo_node[c->n_memo++] = (uint16_t)id;
+    *out = id;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(j, "enum"), *cst = cJSON_GetObjectItemCaseSensitive(j, "const");
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(j, "anyOf");
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(j, "oneOf"), *all = cJSON_GetObjectItemCaseSensitive(j, "allOf");
+    if (!!en + !!cst + !!any + !!one + !!all > 1) return cfail(c, "more than one of enum, const, anyOf, oneOf, allOf");
+    if (en || cst) { /* the values' texts, as cJSON writes them (compact) */
+        if (en && (!cJSON_IsArray(en) || !en->child)) return cfail(c, "'enum' must be a non-empty array");
+        const int first = c->s->n_item;
+        const cJSON *v = en ? en->child : cst;
+        for (; v; v = en ? v->next : NULL) {
+            char *text = cJSON_PrintUnformatted(v);
+            if (!text || push_item(c->s, text, 0)) {
+                free(text);
+                return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+            }
+        }
+        int n = c->s->n_item - first;
+        if (n > 1) qsort(c->s->item + first, (size_t)n, sizeof *c->s->item, cmp_item);
+        for (int i = first + 1; i < first + n; i++) /* the same value twice: once */
+            if (!strcmp(c->s->item[i].text, c->s->item[i - 1].text)) {
+                free(c->s->item[i].text);
+                memmove(c->s->item + i, c->s->item + i + 1, sizeof *c->s->item * (size_t)(first + n - i - 1));
+                n--, c->s->n_item--, i--;
+            }
+        c->s->node[id].kind = K_ENUM, c->s->node[id].first = (uint16_t)first, c->s->node[id].n = (uint16_t)n;
+        return DSC_OK;
+    }
+    if (all) {
+        if (!cJSON_IsArray(all) || cJSON_GetArraySize(all) != 1) return cfail(c, "'allOf' of other than one schema");
+        if (type) return cfail(c, "'type' beside 'allOf'");
+        /* the node stands for its one schema: compiled, then copied over */
+        int child;
+        const size_t at = path_push(c, "allOf", "0");
+        dsc_status st = compile(c, all->child, &child);
+        c->path[at] = 0;
+        if (st) return st;
+        c->s->node[id] = c->s->node[child];
+        if (c->s->node[id].pick) c->s->node[id].pick = NULL, c->s->node[id].kind = K_ANYOF; /* pick built later */
+        return DSC_OK;
+    }
+    if (any || one) {
+        if (type) return cfail(c, "'type' beside 'anyOf' / 'oneOf'");
+        const cJSON *list = any ? any : one;
+        if (!cJSON_IsArray(list)) return cfail(c, "'anyOf' / 'oneOf' must be an array of schemas");
+        return compile_alts(c, list, NULL, id);
+    }
+    if (cJSON_IsArray(type)) return compile_alts(c, type, j, id);
+    if (cJSON_IsString(type)) return compile_type(c, j, type->valuestring, id);
+    if (type) return cfail(c, "'type' must be a string or a list of strings");
+    /* no type: the keywords say what it is, or any value */
+    if (cJSON_GetObjectItemCaseSensitive(j, "properties") || cJSON_GetObjectItemCaseSensitive(j, "required") ||
+        cJSON_GetObjectItemCaseSensitive(j, "additionalProperties"))
+        return compile_type(c, j, "object", id);
+    if (cJSON_GetObjectItemCaseSensitive(j, "items") || cJSON_GetObjectItemCaseSensitive(j, "minItems") ||
+        cJSON_GetObjectItemCaseSensitive(j, "maxItems"))
+        return compile_type(c, j, "array", id);
+    if (cJSON_GetObjectItemCaseSensitive(j, "minLength") || cJSON_GetObjectItemCaseSensitive(j, "maxLength"))
+        return compile_type(c, j, "string", id);
+    return DSC_OK; /* K_ANY */
+}
+
+/* The bytes a value of node id can begin with (whitespace aside). */
+static void first_bytes(const dsc_json_schema *s, int id, uint8_t set[256], int depth) {
+    const snode *n = &s->node[id];
+    switch (n->kind) {
+    case K_OBJECT: set['{'] = 1; break;
+    case K_ARRAY: set['['] = 1; break;
+    case K_STRING: set['"'] = 1; break;
+    case K_NUMBER:
+    case K_INTEGER:
+        set['-'] = 1;
+        for (int d = '0'; d <= '9'; d++) set[d] = 1;
+        break;
+    case K_BOOL: set['t'] = set['f'] = 1; break;
+    case K_NULL: set['n'] = 1; break;
+    case K_ENUM:
+        for (int i = 0; i < n->n; i++) set[(unsigned char)s->item[n->first + i].text[0]] = 1;
+        break;
+    case K_ANYOF:
+        if (depth < 64)
+            for (int i = 0; i < n->n; i++) first_bytes(s, s->alt[n->first + i], set, depth + 1);
+        break;
+    default: /* any value */
+        for (const char *p = "{[\"-0123456789tfn"; *p; p++) set[(unsigned char)*p] = 1;
+    }
+}
+
+/* Each alternative's first bytes: none shared (else the schema is refused). */
+static dsc_status build_picks(dsc_json_schema *s) {
+    for (int id = 0; id < s->n_node; id++) {
+        snode *n = &s->node[id];
+        if (n->kind != K_ANYOF) continue;
+        if (!(n->pick = calloc(256, 1))) return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+        for (int i = 0; i < n->n; i++) {
+            uint8_t set[256] = {0};
+            first_bytes(s, s->alt[n->first + i], set, 0);
+            for (int b = 0; b < 256; b++) {
+                if (!set[b]) continue;
+                if (n->pick[b])
+                    return dsc_fail(DSC_ERR_ARG, "json_schema: alternatives (anyOf, oneOf or a list of types) that "
+                                                 "begin alike ('%c') are not supported: they must differ in type", b);
+                n->pick[b] = (uint8_t)(i + 1);
+            }
+        }
+    }
+    for (int id = 0; id < s->n_node; id++) /* an alternative that is the list itself, by way of others */
+        for (int b = 0; b < 256 && s->node[id].kind == K_ANYOF; b++) {
+            int at = id, hops = 0;
+            while (s->node[at].kind == K_ANYOF && s->node[at].pick && s->node[at].pick[b] && hops++ <= 64)
+                at = s->alt[s->node[at].first + s->node[at].pick[b] - 1];
+            if (hops > 64) return dsc_fail(DSC_ERR_ARG, "json_schema: alternatives that lead back to themselves");
+        }
+    return DSC_OK;
+}
+
+dsc_status dsc_json_schema_new(const char *text, size_t len, dsc_json_schema **out) {
+    *out = NULL;
+    cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
+    if (!doc) return dsc_fail(DSC_ERR_ARG, "json_schema: not JSON");
+    dsc_json_schema *s = calloc(1, sizeof *s);
+    comp c = {.s = s, .doc = doc, .path = "#"};
+    dsc_status st = DSC_OK;
+    if (!s || !(s->node = calloc(MAX_NODES, sizeof *s->node)) || !(c.memo_key = calloc(MAX_NODES, sizeof *c.memo_key)) ||
+        !(c.memo_node = calloc(MAX_NODES, sizeof *c.memo_node)))
+        st = dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+    if (!st && new_node(&c, K_ANY) != 0) st = dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory"); /* node 0: any value */
+    if (!st) st = compile(&c, doc, &s->root);
+    if (!st && s->node[s->root].kind != K_OBJECT)
+        st = dsc_fail(DSC_ERR_ARG, "json_schema: the root must be an object schema (\"type\": \"object\")");
+    if (!st) st = build_picks(s);
+    free(c.memo_key);
+    free(c.memo_node);
+    cJSON_Delete(doc);
+    if (st) {
+        dsc_json_schema_free(s);
+        return st;
+    }
+    *out = s;
+    return DSC_OK;
+}
+
+void dsc_json_schema_free(dsc_json_schema *s) {
+    if (!s) return;
+    for (int i = 0; s->node && i < s->n_node; i++) free(s->node[i].pick);
+    for (int i = 0; i < s->n_item; i++) free(s->item[i].text);
+    free(s->node);
+    free(s->item);
+    free(s->alt);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The recognizer                                                            */
+
+enum {
+    M_STR = J_STR, /* in a string (a key when in_key; the scalar modes J_* of json_mask.h) */
+    M_VALUE = J_N, /* a value of node val (whitespace first)                     */
+    M_OBJ_FIRST, /* after '{': a key or '}'                                    */
+    M_OBJ_KEY,   /* after ',' in an object: a key                              */
+    M_COLON,     /* after a key: ':' (val is the value's node)                 */
+    M_ARR_FIRST, /* after '[': a value or ']'                                  */
+    M_AFTER,     /* after a value in a container: ',' or its closer            */
+    M_ENUM,      /* one of node val's texts (items lo..hi matched for pos bytes) */
+    M_DONE,      /* the object is closed                                       */
+};
+
+static int is_ws(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void dsc_schema_start(const dsc_json_schema *s, dsc_schema_state *st) {
+    memset(st, 0, sizeof *st);
+    st->mode = M_VALUE;
+    st->val = (uint16_t)s->root;
+}
+
+int dsc_schema_complete(const dsc_schema_state *st) { return st->mode == M_DONE; }
+
+static int top_is_object(const dsc_schema_state *st) { return (int)(st->kinds >> (st->depth - 1) & 1); }
+
+/* The node of the open container's values: an array's items, an object's
+ * other keys' (a property's is set as its key closes). */
+static void value_done(const dsc_json_schema *s, dsc_schema_state *st) {
+    (void)s;
+    st->mode = st->depth ? M_AFTER : M_DONE;
+}
+
+static int push(dsc_schema_state *st, uint16_t node, int object) {
+    if (st->depth >= DSC_SCHEMA_DEPTH) return -1;
+    const uint32_t bit = (uint32_t)1 << st->depth;
+    st->kinds = object ? st->kinds | bit : st->kinds & ~bit;
+    st->node[st->depth] = node, st->seen[st->depth] = 0, st->count[st->depth] = 0;
+    st->depth++;
+    st->mode = object ? M_OBJ_FIRST : M_ARR_FIRST;
+    return 0;
+}
+
+/* The frame's object node, or NULL for an object of any keys (node 0). */
+static const snode *frame_object(const dsc_json_schema *s, const dsc_schema_state *st) {
+    const snode *n = &s->node[st->node[st->depth - 1]];
+    return n->kind == K_OBJECT ? n : NULL;
+}
+
+/* Whether a property not yet given can still be begun, or another key. */
+static int key_possible(const dsc_json_schema *s, const dsc_schema_state *st) {
+    const snode *o = frame_object(s, st);
+    if (!o || o->extra) return 1;
+    const uint64_t all = o->n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << o->n) - 1;
+    return (st->seen[st->depth - 1] & all) != all;
+}
+
+static int may_close_object(const dsc_json_schema *s, const dsc_schema_state *st) {
+    const snode *o = frame_object(s, st);
+    return !o || (st->seen[st->depth - 1] & o->required) == o->required;
+}
+
+/* A key begins (after its quote): its candidates, the object's properties. */
+static void key_start(const dsc_json_schema *s, dsc_schema_state *st) {
+    const snode *o = frame_object(s, st);
+    st->mode = M_STR, st->in_key = 1, st->pos = 0, st->chars = 0;
+    st->lo = o ? o->first : 0, st->hi = o ? (uint16_t)(o->first + o->n) : 0;
+}
+
+/* One raw byte of a key: the properties not yet given that it continues;
+ * without other keys allowed, one must be left. */
+static int key_byte(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
+    const snode *o = frame_object(s, st);
+    if (!o) return st->pos++, 0; /* an object of any keys */
+    uint16_t lo = st->lo, hi;
+    while (lo < st->hi && (st->pos >= s->item[lo].len || (unsigned char)s->item[lo].text[st->pos] != c)) lo++;
+    hi = lo;
+    while (hi < st->hi && st->pos < s->item[hi].len && (unsigned char)s->item[hi].text[st->pos] == c) hi++;
+    int open = 0; /* a property not yet given among them */
+    for (uint16_t i = lo; i < hi && !open; i++) open = !(st->seen[st->depth - 1] >> (i - o->first) & 1);
+    if (!o->extra && !open) return -1;
+    st->lo = lo, st->hi = hi, st->pos++;
+    return 0;
+}
+
+/* A key's closing quote: the value's node (a property's, or other keys'). */
+static int key_end(const dsc_json_schema *s, dsc_schema_state *st) {
+    const snode *o = frame_object(s, st);
+    st->in_key = 0;
+    st->mode = M_COLON;
+    if (!o) return st->val = 0, 0;
+    if (st->lo < st->hi && s->item[st->lo].len == st->pos) { /* the shortest candidate, whole */
+        const int k = st->lo - o->first;
+        if (st->seen[st->depth - 1] >> k & 1) return -1; /* given already */
+        st->seen[st->depth - 1] |= (uint64_t)1 << k;
+        st->val = s->item[st->lo].node;
+        return 0;
+    }
+    if (!o->extra) return -1;
+    st->val = o->items;
+    return 0;
+}
+
+/* A value of node id begins with c (not whitespace). */
+static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t id, unsigned c) {
+    const snode *n = &s->node[id];
+    for (int hops = 0; n->kind == K_ANYOF; hops++) { /* the alternative c begins (chains bounded at compile time) */
+        if (!n->pick[c] || hops > 64) return -1;
+        id = s->alt[n->first + n->pick[c] - 1], n = &s->node[id];
+    }
+    st->val = id;
+    switch (n->kind) {
+    case K_OBJECT: return c == '{' ? push(st, id, 1) : -1;
+    case K_ARRAY: return c == '[' ? push(st, id, 0) : -1;
+    case K_STRING:
+        if (c != '"') return -1;
+        break;
+    case K_BOOL:
+        if (c != 't' && c != 'f') return -1;
+        break;
+    case K_NULL:
+        if (c != 'n') return -1;
+        break;
+    case K_INTEGER:
+    case K_NUMBER:
+        if (c != '-' && !j_digit(c)) return -1;
+        break;
+    case K_ENUM:
+        st->mode = M_ENUM, st->lo = n->first, st->hi = (uint16_t)(n->first + n->n), st->pos = 0;
+        return -2; /* the byte is matched in M_ENUM */
+    default: /* any value: containers of any keys / items (node 0) */
+        if (c == '{') return push(st, 0, 1);
+        if (c == '[') return push(st, 0, 0);
+    }
+    const int m = j_scalar_start(c, &st->lit, &st->n);
+    if (m < 0) return -1;
+    st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0;
+    return 0;
+}
+
+static int whitespace(dsc_schema_state *st) { return ++st->ws <= DSC_JSON_MAX_WS ? 0 : -1; }
+
+/* A string's character: one more, within maxLength (keys unbounded). */
+static int one_char(const dsc_json_schema *s, dsc_schema_state *st) {
+    if (st->in_key) return 0;
+    const snode *n = &s->node[st->val];
+    if (n->kind == K_STRING && st->chars >= n->max) return -1;
+    st->chars++;
+    return 0;
+}
+
+static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c);
+
+static int begin_value(const dsc_json_schema *s, dsc_schema_state *st, uint16_t id, unsigned c) {
+    const int r = value_start(s, st, id, c);
+    return r == -2 ? step(s, st, c) : r;
+}
+
+static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
+    if (st->in_key && st->mode <= J_UTF8 && !(st->mode == M_STR && c == '"') && key_byte(s, st, c)) /* a key's bytes */
+        return -1;
+    switch (st->mode) {
+    case M_VALUE:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        return begin_value(s, st, st->val, c);
+    case M_OBJ_FIRST:
+    case M_OBJ_KEY:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        if (c == '"' && key_possible(s, st)) return key_start(s, st), 0;
+        if (c == '}' && st->mode == M_OBJ_FIRST && may_close_object(s, st)) return st->depth--, value_done(s, st), 0;
+        return -1;
+    case M_COLON:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        return c == ':' ? (st->mode = M_VALUE, 0) : -1;
+    case M_ARR_FIRST: {
+        const snode *a = &s->node[st->node[st->depth - 1]];
+        const uint32_t min = a->kind == K_ARRAY ? a->min : 0, max = a->kind == K_ARRAY ? a->max : NONE;
+        if (c == ']') return min == 0 ? (st->ws = 0, st->depth--, value_done(s, st), 0) : -1;
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        if (max == 0) return -1;
+        st->count[st->depth - 1] = 1;
+        return begin_value(s, st, a->kind == K_ARRAY ? a->items : 0, c);
+    }
+    case M_AFTER:
+        if (is_ws(c)) return whitespace(st);
+        st->ws = 0;
+        if (top_is_object(st)) {
+            if (c == ',' && key_possible(s, st)) return st->mode = M_OBJ_KEY, 0;
+            if (c == '}' && may_close_object(s, st)) return st->depth--, value_done(s, st), 0;
+            return -1;
+        } else {
+            const snode *a = &s->node[st->node[st->depth - 1]];
+            const uint32_t min = a->kind == K_ARRAY ? a->min : 0, max = a->kind == K_ARRAY ? a->max : NONE;
+            uint16_t *count = &st->count[st->depth - 1];
+            if (c == ',' && *count < max) {
+                if (*count < UINT16_MAX) (*count)++; /* past that, only a maximum of none is left to compare */
+                return st->mode = M_VALUE, st->val = a->kind == K_ARRAY ? a->items : 0, 0;
+            }
+            if (c == ']' && *count >= min) return st->depth--, value_done(s, st), 0;
+            return -1;
+        }
+    case M_STR:
+        if (c == '"') {
+            if (st->in_key) return key_end(s, st);
+            const snode *n = &s->node[st->val];
+            if (n->kind == K_STRING && st->chars < n->min) return -1;
+            return value_done(s, st), 0;
+        }
+        if (one_char(s, st)) return -1; /* c begins a character (else it is refused, and the count with it) */
+        /* fall through */
+    case J_ESC:
+    case J_HEX:
+    case J_UTF8:
+        return j_string(&st->mode, &st->n, &st->ulo, &st->uhi, c);
+    case J_LIT: {
+        const int r = j_literal(st->lit, &st->n, c);
+        if (r == 1) value_done(s, st);
+        return r < 0 ? -1 : 0;
+    }
+    case J_NEG: case J_ZERO: case J_INT: case J_DOT: case J_FRAC: case J_EXP: case J_EXP_SIGN: case J_EXP_DIG: {
+        const int r = j_number(&st->mode, s->node[st->val].kind == K_INTEGER, c);
+        if (r != 1) return r;
+        value_done(s, st); /* the number ends; c belongs to what follows (never the top level) */
+        return step(s, st, c);
+    }
+    case M_ENUM: {
+        uint16_t lo = st->lo, hi;
+        while (lo < st->hi && (st->pos >= s->item[lo].len || (unsigned char)s->item[lo].text[st->pos] != c)) lo++;
+        hi = lo;
+        while (hi < st->hi && st->pos < s->item[hi].len && (unsigned char)s->item[hi].text[st->pos] == c) hi++;
+        if (lo < hi) {
+            st->lo = lo, st->hi = hi, st->pos++;
+            if (hi - lo == 1 && s->item[lo].len == st->pos) value_done(s, st); /* whole, and no longer one goes on */
+            return 0;
+        }
+        /* a value whole (a number that another extends, as 1 and 12) ends here; c follows it */
+        int whole = 0;
+        for (uint16_t i = st->lo; i < st->hi && !whole; i++) whole = s->item[i].len == st->pos;
+        if (!whole) return -1;
+        value_done(s, st);
+        return step(s, st, c);
+    }
+    default: /* M_DONE */
+        return -1;
+    }
+}
+
+int dsc_schema_feed(const dsc_json_schema *s, dsc_schema_state *st, const char *bytes, size_t n) {
+    dsc_schema_state t = *st;
+    for (size_t i = 0; i < n; i++)
+        if (step(s, &t, (unsigned char)bytes[i])) return -1;
+    *st = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The mask                                                                  */
+
+int dsc_schema_free_string(const dsc_json_schema *s, const dsc_schema_state *st) {
+    if (st->mode != M_STR) return 0;
+    if (!st->in_key) return s->node[st->val].max == NONE;
+    const snode *o = frame_object(s, st);
+    return !o || o->extra;
+}
+
+void dsc_schema_mask_apply(const dsc_json_schema *s, const dsc_json_mask *m, const dsc_schema_state *st, float *logits) {
+    if (dsc_schema_complete(st)) {
+        for (int32_t id = 0; id < m->n_logits; id++)
+            if (id != m->eos) logits[id] = -INFINITY;
+        return;
+    }
+    uint8_t first[256];
+    for (unsigned c = 0; c < 256; c++) {
+        dsc_schema_state t = *st;
+        first[c] = step(s, &t, c) == 0;
+    }
+    /* in a string, whole characters without a quote or backslash go on
+     * it untried: always in a key of an object that takes other keys or a
+     * value string of no maximum length, within the maximum else */
+    const snode *o = st->depth ? frame_object(s, st) : NULL;
+    const int in_str = st->mode == M_STR, other_key = in_str && st->in_key && (!o || o->extra);
+    const uint32_t room = !in_str || st->in_key ? NONE : s->node[st->val].max == NONE ? NONE : s->node[st->val].max - st->chars;
+    for (int32_t id = 0; id < m->n_logits; id++) {
+        if (logits[id] == -INFINITY) continue;
+        if (in_str && m->in_str[id] && (other_key || (!st->in_key && room == NONE))) continue;
+        if (in_str && m->in_str[id] && !st->in_key) { /* its characters against the room left */
+            uint32_t chars = 0; /* as one_char counts them: an escape (whole in such a token) is one */
+            const unsigned char *b = (const unsigned char *)m->bytes + m->off[id];
+            for (int32_t k = 0; k < m->len[id]; k++) {
+                chars += (b[k] & 0xc0) != 0x80;
+                if (b[k] == '\\') k += b[k + 1] == 'u' ? 5 : 1;
+            }
+            if (chars > room) logits[id] = -INFINITY;
+            continue;
+        }
+        const int32_t n = m->len[id];
+        if (n < 0 || !first[(unsigned char)m->bytes[m->off[id]]]) {
+            logits[id] = -INFINITY;
+            continue;
+        }
+        dsc_schema_state t = *st; /* tried on this copy, byte by byte */
+        for (int32_t k = 0; k < n; k++)
+            if (step(s, &t, (unsigned char)m->bytes[m->off[id] + k])) {
+                logits[id] = -INFINITY;
+                break;
+            }
+    }
+}
+
+int dsc_schema_mask_accept(const dsc_json_schema *s, const dsc_json_mask *m, dsc_schema_state *st, int32_t id) {
+    if (id < 0 || id >= m->n_logits) return -1;
+    if (id == m->eos) return dsc_schema_complete(st) ? 0 : -1;
+    if (m->len[id] < 0) return -1;
+    return dsc_schema_feed(s, st, m->bytes + m->off[id], (size_t)m->len[id]);
+}

@@ -1,0 +1,488 @@
+/*
+ * test_schema.c — structured output (src/runtime/json_schema.c) against a
+ * generator and a validator of its own, written from JSON Schema's rules
+ * over cJSON trees:
+ *
+ *   - schemas the grammar cannot hold to (keywords it lacks, alternatives
+ *     that begin alike, a root that is not an object, bad $ref) are refused
+ *     with a message naming the place;
+ *   - documents generated from each test schema are accepted whole and
+ *     complete, and every proper prefix is accepted and incomplete;
+ *   - one-byte mutations and truncations of them: whatever the recognizer
+ *     calls complete is one JSON object (json_validate.h) that the
+ *     validator accepts (the grammar may be stricter than the schema: it
+ *     writes integers without a fraction, keys only where allowed);
+ *   - hand-written cases on each side of each rule;
+ *   - the mask over DeepSeek-V3's vocabulary: generation from random
+ *     logits never dead-ends, the mask equals each token tried alone, and
+ *     what it writes the validator accepts.
+ *
+ * usage: test_schema DEEPSEEK_TOKENIZER_JSON
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dsc.h"
+#include "json_validate.h"
+#include "text_buf.h"
+
+#include "../check.h"
+
+/* ------------------------------------------------------------------------ */
+/* Schemas                                                                   */
+
+static const char *const schemas[] = {
+    /* flat, typed, bounded */
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8,\"minLength\":1},"
+    "\"age\":{\"type\":\"integer\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"enum\":[\"a\",\"b\",\"c\"]},"
+    "\"minItems\":1,\"maxItems\":3},\"ok\":{\"type\":\"boolean\"},\"score\":{\"type\":[\"number\",\"null\"]}},"
+    "\"required\":[\"name\",\"age\",\"tags\"],\"additionalProperties\":false}",
+    /* as pydantic writes a model: $defs, $ref, anyOf with null, titles, an enum of mixed values */
+    "{\"$defs\":{\"Addr\":{\"type\":\"object\",\"title\":\"Addr\",\"properties\":{\"city\":{\"type\":\"string\","
+    "\"minLength\":2,\"title\":\"City\"},\"zip\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}],\"default\":null}},"
+    "\"required\":[\"city\",\"zip\"],\"additionalProperties\":false},\"Kind\":{\"enum\":[\"home\",\"work\",1,12,true,null]}},"
+    "\"type\":\"object\",\"title\":\"Person\",\"properties\":{\"addr\":{\"$ref\":\"#/$defs/Addr\"},\"kind\":{\"$ref\":"
+    "\"#/$defs/Kind\"},\"alt\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Addr\"}}},\"required\":[\"addr\",\"kind\"],"
+    "\"additionalProperties\":false}",
+    /* names that are prefixes of others, other keys with a schema, const, any value */
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"ab\":{\"type\":\"string\"},\"abc\":{\"const\":\"x-1\"},"
+    "\"meta\":{}},\"required\":[\"abc\"],\"additionalProperties\":{\"type\":\"number\"}}",
+    /* recursion */
+    "{\"$defs\":{\"Node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\","
+    "\"items\":{\"$ref\":\"#/$defs/Node\"},\"maxItems\":2}},\"required\":[\"v\"],\"additionalProperties\":false}},"
+    "\"$ref\":\"#/$defs/Node\"}",
+    /* an object of any keys and values */
+    "{\"type\":\"object\"}",
+};
+enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
+
+static const cJSON *resolve(const cJSON *doc, const cJSON *s) {
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (!cJSON_IsString(ref)) return s;
+    if (!strncmp(ref->valuestring, "#/$defs/", 8))
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "$defs"), ref->valuestring + 8);
+    return doc;
+}
+
+static const char *type_of(const cJSON *s) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (cJSON_IsString(t)) return t->valuestring;
+    if (cJSON_IsArray(t)) return cJSON_GetArrayItem(t, (int)(rnd() % (unsigned)cJSON_GetArraySize(t)))->valuestring;
+    if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return "object";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generator                                                                 */
+
+static void ws(buf *b) {
+    if (rnd() % 4 == 0) puts_(b, rnd() % 2 ? " " : "\n  ");
+}
+
+static void gen(const cJSON *doc, const cJSON *s, int depth, buf *b);
+
+static void gen_any(int depth, buf *b) {
+    switch (rnd() % (depth > 2 ? 4 : 6)) {
+    case 0: puts_(b, "null"); break;
+    case 1: puts_(b, "-12.5e-1"); break;
+    case 2: puts_(b, "\"any\""); break;
+    case 3: puts_(b, rnd() % 2 ? "true" : "false"); break;
+    case 4: puts_(b, "[1,{\"k\":[]},\"s\"]"); break;
+    default: puts_(b, "{\"x\":{\"y\":null},\"z\":[true]}");
+    }
+}
+
+static void gen_string(int min, int max, buf *b) {
+    static const char *const pieces[] = {"a", "Z", "9", " ", "\xc3\xa9", "\xe6\x97\xa5", "\\n", "\\\"", "\\u00e9", "-"};
+    int n = min + (int)(rnd() % 6);
+    if (max >= 0 && n > max) n = max;
+    puts_(b, "\"");
+    for (int i = 0; i < n; i++) puts_(b, pieces[rnd() % 10]);
+    puts_(b, "\"");
+}
+
+static void gen_object(const cJSON *doc, const cJSON *s, int depth, buf *b) {
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties"), *p;
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+    const cJSON *keys[80];
+    int n = 0;
+    cJSON_ArrayForEach(p, props) {
+        int required = 0;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, req) required |= !strcmp(r->valuestring, p->string);
+        if (required || (depth < 3 && rnd() % 2)) keys[n++] = p;
+    }
+    for (int i = n - 1; i > 0; i--) { /* any order */
+        int j = (int)(rnd() % (unsigned)(i + 1));
+        const cJSON *t = keys[i];
+        keys[i] = keys[j], keys[j] = t;
+    }
+    puts_(b, "{");
+    ws(b);
+    for (int i = 0; i < n; i++) {
+        if (i) puts_(b, ","), ws(b);
+        puts_(b, "\""), puts_(b, keys[i]->string), puts_(b, "\":");
+        ws(b);
+        gen(doc, keys[i], depth + 1, b);
+    }
+    if ((cJSON_IsObject(add) || !props) && rnd() % 2) { /* another key */
+        if (n) puts_(b, ",");
+        puts_(b, "\"other\":");
+        if (cJSON_IsObject(add)) gen(doc, add, depth + 1, b);
+        else gen_any(depth, b);
+    }
+    ws(b);
+    puts_(b, "}");
+}
+
+static void gen(const cJSON *doc, const cJSON *s, int depth, buf *b) {
+    s = resolve(doc, s);
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum"), *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf");
+    if (en || cst) {
+        char *t = cJSON_PrintUnformatted(cst ? cst : cJSON_GetArrayItem(en, (int)(rnd() % (unsigned)cJSON_GetArraySize(en))));
+        puts_(b, t);
+        free(t);
+        return;
+    }
+    if (any) return gen(doc, cJSON_GetArrayItem(any, (int)(rnd() % (unsigned)cJSON_GetArraySize(any))), depth, b);
+    const char *t = type_of(s);
+    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
+    const cJSON *mi = cJSON_GetObjectItemCaseSensitive(s, "minItems"), *ma = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
+    if (!t) gen_any(depth, b);
+    else if (!strcmp(t, "object")) gen_object(doc, s, depth, b);
+    else if (!strcmp(t, "string")) gen_string(mn ? mn->valueint : 0, mx ? mx->valueint : -1, b);
+    else if (!strcmp(t, "integer")) puts_(b, rnd() % 2 ? "-407" : "0");
+    else if (!strcmp(t, "number")) puts_(b, rnd() % 3 == 0 ? "3" : rnd() % 2 ? "-0.25" : "6.02E+23");
+    else if (!strcmp(t, "boolean")) puts_(b, rnd() % 2 ? "true" : "false");
+    else if (!strcmp(t, "null")) puts_(b, "null");
+    else { /* array */
+        int lo = mi ? mi->valueint : 0, hi = ma ? ma->valueint : lo + 3;
+        if (depth >= 3) hi = lo;
+        const int n = lo + (int)(rnd() % (unsigned)(hi - lo + 1));
+        puts_(b, "[");
+        for (int i = 0; i < n; i++) {
+            if (i) puts_(b, ","), ws(b);
+            gen(doc, cJSON_GetObjectItemCaseSensitive(s, "items"), depth + 1, b);
+        }
+        puts_(b, "]");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validator                                                                 */
+
+static int utf8_chars(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+static int valid(const cJSON *doc, const cJSON *s, const cJSON *v);
+
+static int valid_type(const cJSON *doc, const cJSON *s, const char *t, const cJSON *v) {
+    if (!strcmp(t, "null")) return cJSON_IsNull(v);
+    if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
+    if (!strcmp(t, "number")) return cJSON_IsNumber(v);
+    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble);
+    if (!strcmp(t, "string")) {
+        const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
+        return cJSON_IsString(v) && (!mn || utf8_chars(v->valuestring) >= mn->valueint) &&
+               (!mx || utf8_chars(v->valuestring) <= mx->valueint);
+    }
+    if (!strcmp(t, "array")) {
+        const cJSON *mi = cJSON_GetObjectItemCaseSensitive(s, "minItems"), *ma = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items"), *x;
+        if (!cJSON_IsArray(v)) return 0;
+        const int n = cJSON_GetArraySize(v);
+        if ((mi && n < mi->valueint) || (ma && n > ma->valueint)) return 0;
+        cJSON_ArrayForEach(x, v) if (items && !valid(doc, items, x)) return 0;
+        return 1;
+    }
+    /* object */
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties"), *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"), *x, *r;
+    if (!cJSON_IsObject(v)) return 0;
+    cJSON_ArrayForEach(r, req) if (!cJSON_GetObjectItemCaseSensitive(v, r->valuestring)) return 0;
+    cJSON_ArrayForEach(x, v) {
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, x->string);
+        int times = 0;
+        for (const cJSON *y = v->child; y; y = y->next) times += !strcmp(y->string, x->string);
+        if (ps && times > 1) return 0; /* a property twice */
+        if (ps ? !valid(doc, ps, x) : cJSON_IsFalse(add) ? 0 : cJSON_IsObject(add) ? !valid(doc, add, x) : 0) return 0;
+    }
+    return 1;
+}
+
+static int valid(const cJSON *doc, const cJSON *s, const cJSON *v) {
+    s = resolve(doc, s);
+    if (cJSON_IsTrue(s) || !s->child) return 1;
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum"), *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(s, "anyOf"), *x;
+    if (en || cst) {
+        char *t = cJSON_PrintUnformatted(v);
+        int ok = 0;
+        for (x = cst ? cst : en->child; x && !ok; x = cst ? NULL : x->next) {
+            char *u = cJSON_PrintUnformatted(x);
+            ok = !strcmp(t, u);
+            free(u);
+        }
+        free(t);
+        return ok;
+    }
+    if (any) {
+        cJSON_ArrayForEach(x, any) if (valid(doc, x, v)) return 1;
+        return 0;
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (cJSON_IsArray(t)) {
+        cJSON_ArrayForEach(x, t) if (valid_type(doc, s, x->valuestring, v)) return 1;
+        return 0;
+    }
+    if (cJSON_IsString(t)) return valid_type(doc, s, t->valuestring, v);
+    if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return valid_type(doc, s, "object", v);
+    return 1;
+}
+
+/* A document: one JSON object (the strict grammar) that the schema accepts. */
+static int valid_doc(const cJSON *doc, const char *text, size_t n) {
+    if (!validate(text, n)) return 0;
+    cJSON *v = cJSON_ParseWithLength(text, n);
+    const int ok = v && valid(doc, doc, v);
+    cJSON_Delete(v);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                     */
+
+static void test_refused(void) {
+    static const char *const bad[][2] = {
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^a\"}}}", "'pattern'"},
+        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date-time\"}}}", "#/properties/d"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0}}}", "'minimum'"},
+        {"{\"type\":\"array\"}", "root"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "alike"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"enum\":[\"a\"]},{\"type\":\"string\"}]}}}", "alike"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#/$defs/None\"}}}", "'$ref'"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}}}", "minItems"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"enum\":[]}}}", "'enum'"},
+        {"{\"type\":\"object\",\"required\":[\"nope\"],\"properties\":{}}", "'required'"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"date\"}}}", "type 'date'"},
+        {"{\"type\":\"object\",\"properties\":{\"q\\\"\":{}}}", "quote"},
+        {"[1,2", "not JSON"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dsc_json_schema *s = NULL;
+        const dsc_status st = dsc_json_schema_new(bad[i][0], strlen(bad[i][0]), &s);
+        CHECK(st == DSC_ERR_ARG && !s && strstr(dsc_last_error(), bad[i][1]), "refused %s: %s", bad[i][0], dsc_last_error());
+    }
+}
+
+static int feed_all(const dsc_json_schema *s, const char *text, int *complete) {
+    dsc_schema_state st;
+    dsc_schema_start(s, &st);
+    const int ok = dsc_schema_feed(s, &st, text, strlen(text)) == 0;
+    *complete = ok && dsc_schema_complete(&st);
+    return ok;
+}
+
+static void test_cases(void) {
+    static const struct {
+        int schema;
+        const char *text;
+        int complete; /* -1: refused on the way */
+    } cases[] = {
+        {0, "{\"name\":\"bo\",\"age\":3,\"tags\":[\"a\"]}", 1},
+        {0, "{\"tags\":[\"c\",\"a\"],\"age\":-0,\"name\":\"x\",\"ok\":false,\"score\":null}", 1},
+        {0, "{\"name\":\"bo\",\"age\":3}", -1},                          /* '}' before tags */
+        {0, "{\"name\":\"bo\",\"age\":3.5", -1},                          /* an integer */
+        {0, "{\"name\":\"123456789\"", -1},                               /* maxLength 8 */
+        {0, "{\"name\":\"\"", -1},                                        /* minLength 1 */
+        {0, "{\"name\":\"x\",\"name\"", -1},                              /* given twice */
+        {0, "{\"nom\"", -1},                                              /* not a property */
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[]", -1},                 /* minItems 1 */
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"a\",\"b\",\"c\",", -1}, /* maxItems 3 */
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"d\"", -1},             /* enum */
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"a\"],\"score\":1e3}", 1},
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"a\"],\"ok\":null", -1},
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"a\"],\"ok\":true,\"score\":1,\"name\"", -1},
+        {0, "{\"age\":1,\"name\":\"x\",\"tags\":[\"a\"],\"ok\":true,\"score\":1,", -1}, /* no property left */
+        {1, "{\"kind\":12,\"addr\":{\"zip\":null,\"city\":\"Oslo\"}}", 1},
+        {1, "{\"kind\":1 ,\"addr\":{\"zip\":\"0150\",\"city\":\"Os\"}}", 1},
+        {1, "{\"kind\":13", -1},
+        {1, "{\"kind\":\"hom\"", -1},
+        {1, "{\"kind\":true,\"addr\":{\"city\":\"O\"", -1},
+        {1, "{\"addr\":{\"city\":\"Oslo\",\"zip\":0", -1},
+        {1, "{\"kind\":null,\"alt\":[],\"addr\":{\"city\":\"ab\",\"zip\":\"\"}}", 1},
+        {2, "{\"abc\":\"x-1\",\"a\":1,\"ab\":\"s\",\"zz\":2.5,\"meta\":[{}]}", 1},
+        {2, "{\"abc\":\"x-2\"", -1},
+        {2, "{\"a\":1,\"zz\":\"s\"", -1}, /* other keys: numbers */
+        {2, "{\"ab\":\"s\"}", -1},        /* abc required */
+        {3, "{\"v\":1,\"kids\":[{\"v\":2,\"kids\":[]},{\"v\":3,\"kids\":[{\"v\":4}]}]}", 1},
+        {3, "{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3},", -1},
+        {4, "{\"a\":[1,{\"b\":null}],\"a\":\"twice is JSON\"}", 1},
+        {4, "  {}", 1},
+        {4, "{} x", -1},
+    };
+    dsc_json_schema *s[N_SCHEMAS];
+    for (int i = 0; i < N_SCHEMAS; i++)
+        CHECK(dsc_json_schema_new(schemas[i], strlen(schemas[i]), &s[i]) == DSC_OK, "schema %d: %s", i, dsc_last_error());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int complete;
+        const int ok = feed_all(s[cases[i].schema], cases[i].text, &complete);
+        CHECK(cases[i].complete < 0 ? !ok : ok && complete == cases[i].complete, "schema %d: %s", cases[i].schema,
+              cases[i].text);
+    }
+    for (int i = 0; i < N_SCHEMAS; i++) dsc_json_schema_free(s[i]);
+}
+
+static void test_generated(void) {
+    long docs = 0, prefixes_ok = 1, mutants = 0, accepted = 0, unsound = 0;
+    for (int i = 0; i < N_SCHEMAS; i++) {
+        cJSON *doc = cJSON_Parse(schemas[i]);
+        dsc_json_schema *s;
+        if (dsc_json_schema_new(schemas[i], strlen(schemas[i]), &s)) continue;
+        buf b = {0};
+        int all_ok = 1, all_valid = 1;
+        for (int k = 0; k < 400; k++, docs++) {
+            b.n = 0;
+            gen(doc, doc, 0, &b);
+            all_valid &= valid_doc(doc, b.b, b.n);
+            dsc_schema_state st;
+            dsc_schema_start(s, &st);
+            for (size_t j = 0; j < b.n; j++) { /* byte by byte: every proper prefix incomplete */
+                if (dsc_schema_feed(s, &st, b.b + j, 1)) {
+                    all_ok = 0;
+                    break;
+                }
+                if (j + 1 < b.n && dsc_schema_complete(&st)) prefixes_ok = 0;
+            }
+            all_ok &= dsc_schema_complete(&st);
+            /* mutants: a byte changed, or the text cut */
+            for (int m = 0; m < 20; m++, mutants++) {
+                char *t = malloc(b.n + 1);
+                memcpy(t, b.b, b.n + 1);
+                size_t n = b.n;
+                if (m % 5 == 4) n = rnd() % b.n;
+                else t[rnd() % n] = "{}[]\":,0-9.eaxn \\tu\xc3"[rnd() % 22];
+                dsc_schema_start(s, &st);
+                if (dsc_schema_feed(s, &st, t, n) == 0 && dsc_schema_complete(&st)) {
+                    accepted++;
+                    if (!valid_doc(doc, t, n)) {
+                        if (unsound++ < 3) fprintf(stderr, "schema %d accepted an invalid document: %.*s\n", i, (int)n, t);
+                    }
+                }
+                free(t);
+            }
+        }
+        CHECK(all_valid, "schema %d: the generated documents are valid (the generator and validator agree)", i);
+        CHECK(all_ok, "schema %d: 400 generated documents accepted whole, complete", i);
+        free(b.b);
+        dsc_json_schema_free(s);
+        cJSON_Delete(doc);
+    }
+    CHECK(prefixes_ok, "no proper prefix complete");
+    CHECK(unsound == 0 && accepted > 100, "of %ld mutants, %ld complete, all valid (%ld not)", mutants, accepted, unsound);
+    printf("schema recognizer: %ld generated documents, %ld mutants (%ld still complete and valid)\n", docs, mutants,
+           accepted);
+}
+
+static int allowed(const float *l, int32_t id) { return l[id] != -INFINITY; }
+
+static void test_mask(const char *path) {
+    dsc_tokenizer *tok;
+    if (dsc_tokenizer_load(path, &tok)) {
+        CHECK(0, "deepseek-v3 tokenizer: %s", dsc_last_error());
+        return;
+    }
+    const int32_t V = 129280, eos = dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>");
+    dsc_json_mask *m;
+    CHECK(dsc_json_mask_new(tok, V, eos, &m) == DSC_OK, "mask: %s", dsc_last_error());
+    float *l = malloc(sizeof(float) * V), *z = malloc(sizeof(float) * V);
+    const int32_t closers[] = {dsc_tokenizer_find(tok, "}"), dsc_tokenizer_find(tok, "\""), dsc_tokenizer_find(tok, "]"),
+                               dsc_tokenizer_find(tok, ",")};
+    int dead = 0, brute = 0, brute_same = 1, runs = 0, complete = 0, good = 0;
+    double ms = 0;
+    long applies = 0;
+    buf out = {0};
+    for (int i = 0; i < N_SCHEMAS; i++) {
+        cJSON *doc = cJSON_Parse(schemas[i]);
+        dsc_json_schema *s;
+        CHECK(dsc_json_schema_new(schemas[i], strlen(schemas[i]), &s) == DSC_OK, "schema %d", i);
+        for (int r = 0; r < 4; r++, runs++) {
+            dsc_schema_state st;
+            dsc_schema_start(s, &st);
+            out.n = 0;
+            for (int step = 0; step < 400 && !dsc_schema_complete(&st); step++) {
+                if (step % 20 == 0) {
+                    for (int32_t k = 0; k < V; k++) z[k] = 0;
+                    dsc_schema_mask_apply(s, m, &st, z);
+                    for (int32_t k = 0; k < V; k++) {
+                        dsc_schema_state t = st;
+                        const int same = allowed(z, k) == (dsc_schema_mask_accept(s, m, &t, k) == 0);
+                        if (!same && getenv("DSC_DEBUG"))
+                            fprintf(stderr, "schema %d token %d (%.*s) mask %d mode %d in_key %d val %d chars %u after: %.*s\n", i, k,
+                                    m ? 8 : 0, "", allowed(z, k), st.mode, st.in_key, st.val, st.chars, (int)out.n, out.b);
+                        brute_same &= same;
+                    }
+                    brute++;
+                }
+                for (int32_t k = 0; k < V; k++) l[k] = (float)(rnd() % 1000) / 100.0f;
+                for (int k = 0; k < 4; k++) l[closers[k]] += (float)(r * 3);
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                dsc_schema_mask_apply(s, m, &st, l);
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                ms += (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, applies++;
+                int32_t best = -1;
+                for (int32_t k = 0; k < V; k++)
+                    if (allowed(l, k) && (best < 0 || l[k] > l[best])) best = k;
+                char piece[256];
+                size_t pn = 0;
+                if (best >= 0) dsc_token_bytes(tok, best, piece, sizeof piece, &pn), put(&out, piece, pn);
+                if (best < 0 || dsc_schema_mask_accept(s, m, &st, best)) {
+                    dead++;
+                    break;
+                }
+            }
+            if (dsc_schema_complete(&st)) {
+                complete++;
+                dsc_schema_state t = st;
+                good += valid_doc(doc, out.b, out.n) && dsc_schema_mask_accept(s, m, &t, eos) == 0;
+            }
+        }
+        dsc_json_schema_free(s);
+        cJSON_Delete(doc);
+    }
+    CHECK(dead == 0, "never a state where no token is allowed (%d)", dead);
+    CHECK(brute_same && brute > 50, "the mask = each token tried on its own, in %d states", brute);
+    CHECK(complete >= runs / 2 && good == complete, "%d of %d generations complete, %d of them valid", complete, runs, good);
+    printf("schema mask, DeepSeek-V3 vocabulary: %.2f ms an application (mean of %ld); %d of %d random generations "
+           "complete within 400 tokens, all valid\n", ms / (double)applies, applies, complete, runs);
+    free(out.b);
+    free(l);
+    free(z);
+    dsc_json_mask_free(m);
+    dsc_tokenizer_free(tok);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_schema DEEPSEEK_TOKENIZER_JSON\n");
+        return 2;
+    }
+    rng = 0x9e3779b97f4a7c15ull;
+    test_refused();
+    test_cases();
+    test_generated();
+    test_mask(argv[1]);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
