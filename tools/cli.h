@@ -36,6 +36,8 @@ typedef struct {
     dsc_sampler_params sp;
     int temp_set;
     int samples, vote;                                          /* run: --samples K --vote */
+    int json_object;                    /* run, chat: --json-object, the answer one JSON object   */
+    const char *json_schema;            /* run, chat: --json-schema FILE, ... one it accepts     */
     const char *host, *api_key, *cache_dir;                    /* serve */
     int port, parallel, cache_mb, cache_disk_mb, queue, timeout; /* serve (timeout -1: default) */
     int mtp_max_batch;                                          /* serve: --mtp-max-batch (0: no limit) */
@@ -95,12 +97,26 @@ void cli_session_announce(const cli_opts *o, const cli_session *s);
  * before sampling the next (plain decoding), or with --mtp by speculative
  * steps (dsc_spec_step) that may yield two tokens a pass; the same tokens
  * either way. Sequence 0 of ctx, whose logits are those after the prompt. */
+/* An answer held to one JSON object (--json-object), or to a schema
+ * (--json-schema): the mask's tables and where the answer stands; while
+ * the model reasons (split->in_think) it goes free. */
+typedef struct {
+    const dsc_json_mask *mask;     /* NULL: no constraint */
+    const dsc_json_schema *schema; /* NULL: any object */
+    dsc_json_state json;
+    dsc_schema_state st;
+    const dsc_think_split *split;
+    float *row;                    /* (vocab_size) the logits masked */
+    int32_t n_vocab;
+} cli_json;
+
 typedef struct {
     dsc_ctx *ctx;
     dsc_sampler *smp;
     int mtp, started;
     int32_t last; /* the token last returned, not yet evaluated */
     int32_t held; /* the second token of a speculative step, or -1 */
+    cli_json *json; /* NULL, or the constraint (plain decoding only) */
 } cli_gen;
 enum { CLI_GEN_OK = 0, CLI_GEN_FULL, CLI_GEN_ERROR };
 void cli_gen_start(cli_gen *g, dsc_ctx *ctx, dsc_sampler *smp, int mtp);

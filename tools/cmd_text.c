@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../src/core/fileio.h"
+#include "../src/core/status.h"
 #include "cli.h"
 
 #define die cli_die
@@ -184,6 +185,9 @@ typedef struct {
     cli_session s;
     dsc_tokenizer *tok;
     dsc_sampler *smp;
+    dsc_json_mask *mask;      /* --json-object / --json-schema */
+    dsc_json_schema *schema;
+    float *row;
     unsigned flags;
     int32_t eos;
     int32_t *cached;          /* the ids now in the context, in order */
@@ -216,6 +220,20 @@ static int convo_open(const cli_opts *o, convo *c) {
     c->prompt = malloc(sizeof(int32_t) * (size_t)n_ctx);
     if (!c->cached || !c->prompt) return die("out of memory");
     if (dsc_sampler_new(&o->sp, c->s.info.vocab_size, &c->smp)) return cli_die_status();
+    if (o->json_object || o->json_schema) {
+        if (o->mtp) return die("--json-object / --json-schema go with plain decoding, not --mtp");
+        if (o->raw) return die("--json-object / --json-schema hold a chat answer, not --raw text");
+        if (o->json_schema) {
+            char *text;
+            size_t len;
+            if (fio_read_file(o->json_schema, (size_t)16 << 20, &text, &len)) return cli_die_status();
+            const dsc_status st = dsc_json_schema_new(text, len, &c->schema);
+            free(text);
+            if (st) return die("--json-schema %s: %s", o->json_schema, dsc_last_error());
+        }
+        if (dsc_json_mask_new(c->tok, c->s.info.vocab_size, c->eos, &c->mask)) return cli_die_status();
+        if (!(c->row = malloc(sizeof(float) * (size_t)c->s.info.vocab_size))) return die("out of memory");
+    }
     c->tty = isatty(STDOUT_FILENO);
     struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: Ctrl-C interrupts reads */
     sigemptyset(&sa.sa_mask);
@@ -225,6 +243,9 @@ static int convo_open(const cli_opts *o, convo *c) {
 
 static void convo_close(convo *c) {
     dsc_sampler_free(c->smp);
+    dsc_json_mask_free(c->mask);
+    dsc_json_schema_free(c->schema);
+    free(c->row);
     free(c->cached);
     free(c->prompt);
     cli_session_close(&c->s);
@@ -294,7 +315,20 @@ int cli_gen_next(cli_gen *g, int remaining, int32_t *tok) {
         if (n_out == 2) g->held = out[1];
     } else {
         if (g->started && dsc_eval(g->ctx, &g->last, 1, NULL)) return CLI_GEN_ERROR;
-        if ((t = dsc_sampler_sample(g->smp, dsc_ctx_logits(g->ctx))) < 0) return CLI_GEN_ERROR;
+        const float *row = dsc_ctx_logits(g->ctx);
+        cli_json *j = g->json && g->json->mask && !(g->json->split && g->json->split->in_think) ? g->json : NULL;
+        if (j) { /* the tokens that cannot continue the object (or the schema's document) masked */
+            memcpy(j->row, row, sizeof(float) * (size_t)j->n_vocab);
+            if (j->schema) dsc_schema_mask_apply(j->schema, j->mask, &j->st, j->row);
+            else dsc_json_mask_apply(j->mask, &j->json, j->row);
+            row = j->row;
+        }
+        if ((t = dsc_sampler_sample(g->smp, row)) < 0) return CLI_GEN_ERROR;
+        if (j && (j->schema ? dsc_schema_mask_accept(j->schema, j->mask, &j->st, t)
+                            : dsc_json_mask_accept(j->mask, &j->json, t))) {
+            dsc_fail(DSC_ERR_ARG, "a token outside the JSON mask was sampled");
+            return CLI_GEN_ERROR;
+        }
         dsc_sampler_accept(g->smp, t);
     }
     g->started = 1;
@@ -365,6 +399,11 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     interrupted = 0;
     cli_gen g;
     cli_gen_start(&g, c->s.ctx, c->smp, c->o->mtp);
+    cli_json json = {.mask = c->mask, .schema = c->schema, .split = &sm.split, .row = c->row,
+                     .n_vocab = c->s.info.vocab_size};
+    dsc_json_start(&json.json);
+    if (c->schema) dsc_schema_start(c->schema, &json.st);
+    g.json = &json;
     for (;;) {
         int32_t next;
         const int r = cli_gen_next(&g, c->o->n_gen - n_gen, &next);
@@ -405,6 +444,8 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
 
 int cmd_run(const cli_opts *o) {
     if (!o->prompt) return die("run: give the question with -p TEXT");
+    if ((o->samples > 1 || o->vote) && (o->json_object || o->json_schema))
+        return die("run: --samples / --vote and --json-object / --json-schema do not go together");
     if (o->samples > 1 || o->vote) return cmd_run_vote(o);
     convo c;
     int rc = convo_open(o, &c);

@@ -86,6 +86,9 @@ static const char *usage_text =
     "  --raw                  (run) no chat template: BOS + the text, continued (base models)\n"
     "  --samples K --vote     (run) sample K answers together and take the majority of their\n"
     "                         \\boxed{} answers (ties: larger summed log-probability)\n"
+    "  --json-object          the answer is one JSON object (after any reasoning; ends as it closes)\n"
+    "  --json-schema FILE     the answer is one JSON object that the JSON Schema in FILE accepts\n"
+    "                         (the keywords taken: see the README's Serving section)\n"
     "\n"
     "sampling (run, chat, generate):\n"
     "  -n N                   tokens to generate (default 16 for generate, 2048 for run/chat)\n"
@@ -320,6 +323,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--no-think")) o->think = 0, takes = 0;
         else if (!strcmp(a, "--special")) o->special = 1, takes = 0;
         else if (!strcmp(a, "--json")) o->json = 1, takes = 0;
+        else if (!strcmp(a, "--json-object")) o->json_object = 1, takes = 0;
         else if (!strcmp(a, "--no-warmup")) o->no_warmup = 1, takes = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
@@ -359,6 +363,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = v;
         else if (!strcmp(a, "--jsonl")) o->jsonl = v;
+        else if (!strcmp(a, "--json-schema")) o->json_schema = v;
         else if (!strcmp(a, "--ids")) o->ids = v;
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(v, a, 1, 1 << 30, &o->n_ctx);

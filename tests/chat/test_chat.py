@@ -5,9 +5,11 @@ model token by token (--verbose-prompt), multi-turn history, /reset, /exit,
 the reasoning split, and that the same seed gives the same output.
 
 usage: test_chat.py DSC MODEL_DIR TOKENIZER_DIR"""
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from checks import check, finish
 
@@ -88,6 +90,34 @@ check(g[0] == 0 and prompts(g[2]) == [[BOS, USER] + text_ids("What is 2+2?") + [
 r = run(["run"] + common + ["-p", "Once upon", "--raw", "--temp", "0"])
 check(r[0] == 0 and prompts(r[2]) == [[BOS] + text_ids("Once upon")] and r[1].startswith("Once upon"),
       "run --raw: BOS + text, no template", r[2])
+
+# --json-schema: the answer one JSON object the schema accepts (the random
+# model's freedom is bounded: whitespace runs, the order of the keys, three
+# characters), and it ends as the object closes; --json-object after the
+# reasoning; refused combinations and bad schemas are one-line errors.
+with tempfile.TemporaryDirectory() as tmp:
+    schema = {"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"enum": ["x", "y", 7]},
+                                               "c": {"type": "string", "maxLength": 3}},
+              "required": ["a", "b", "c"], "additionalProperties": False}
+    with open(tmp + "/s.json", "w") as f:
+        json.dump(schema, f)
+    docs = 0
+    for seed in range(1, 5):
+        rc, out, err = run(["run"] + common[:-4] + ["-n", "600", "--seed", str(seed), "--no-think", "-p", "JSON:",
+                                                    "--json-schema", tmp + "/s.json"])
+        try:
+            o = json.loads(out.strip())
+            docs += rc == 0 and sorted(o) == ["a", "b", "c"] and isinstance(o["a"], bool) and o["b"] in ("x", "y", 7) \
+                and isinstance(o["c"], str) and len(o["c"]) <= 3 and "[length limit]" not in out
+        except ValueError:
+            print("# not JSON: %r" % out)
+    check(docs == 4, "run --json-schema: four answers, each a document of the schema, ended as it closed", "%d" % docs)
+    with open(tmp + "/bad.json", "w") as f:
+        f.write('{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}')
+    for args, what in [(["--json-schema", tmp + "/bad.json"], "'format'"), (["--json-schema", tmp + "/none.json"], "none.json"),
+                       (["--json-object", "--raw"], "--raw"), (["--json-object", "--samples", "2"], "--samples")]:
+        rc, out, err = run(["run"] + common + ["-p", "x"] + args)
+        check(rc == 1 and what in err and err.count("\n") == 1, "run %s: a one-line error" % " ".join(args[:2]), err)
 
 # A conversation longer than the context is an error, not a crash.
 rc, out, err = run(["run", "-m", MODEL, "--tokenizer", TOK, "-c", "8", "-p", "this prompt is too long"])
