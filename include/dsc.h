@@ -442,7 +442,7 @@ int dsc_token_is_added(const dsc_tokenizer *tok, int32_t id);
 /* JSON mode: output held to one JSON object (response_format json_object)   */
 
 #define DSC_JSON_DEPTH 64  /* containers open at once, at most            */
-#define DSC_JSON_MAX_WS 32 /* whitespace bytes in a run, at most          */
+#define DSC_JSON_MAX_INDENT 20 /* a whitespace run: none, one space, or a newline and at most this many spaces or tabs */
 
 /* Where a byte stream stands in one JSON object (RFC 8259): zeroed by
  * dsc_json_start, advanced by dsc_json_feed, a plain value to copy. */
@@ -576,7 +576,9 @@ enum {
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:
  *   BOS system... <｜User｜>u1 <｜Assistant｜>a1<｜end▁of▁sentence｜> <｜User｜>u2 <｜Assistant｜>
  * Template markers are special tokens; message text is encoded as plain text
- * (a user cannot inject markers). Output and errors as for dsc_tokenize.
+ * (a user cannot inject markers), the text between two markers as one
+ * string, as a template's output is tokenized. Output and errors as for
+ * dsc_tokenize.
  * Tool calls and their results as DeepSeek-V3's template writes them (its
  * 0324 revision: every call list closed, every run of results opened):
  *   <｜Assistant｜>text<｜tool▁calls▁begin｜>CALL["\n"CALL...]<｜tool▁calls▁end｜><｜end▁of▁sentence｜>

@@ -19,13 +19,33 @@
 #define CHAT_USER "<｜User｜>"
 #define CHAT_ASSISTANT "<｜Assistant｜>"
 
+/* The ids being written. Text between two markers is gathered and
+ * tokenized as one piece, as a template's output string is tokenized whole
+ * (pieces written one after another, "a.\n\n" then the next system message,
+ * a call's name, fence and arguments, can merge across their seams). */
 typedef struct {
     const dsc_tokenizer *tok;
     int32_t *ids;
     size_t cap, n;
+    char *text;          /* the text since the last marker */
+    size_t n_text, cap_text;
+    int special;         /* its chat markers taken as such (one kind of text a piece) */
 } chat_out;
 
+static dsc_status flush_text(chat_out *o) {
+    if (o->n_text == 0) return DSC_OK;
+    size_t got = 0, room = o->n < o->cap ? o->cap - o->n : 0;
+    dsc_status s = dsc_tokenize(o->tok, o->text, o->n_text, o->special, o->ids ? o->ids + (o->n < o->cap ? o->n : 0) : NULL,
+                                room, &got);
+    o->n_text = 0;
+    if (s != DSC_OK && !(s == DSC_ERR_ARG && got > room)) return s;
+    o->n += got;
+    return DSC_OK;
+}
+
 static dsc_status put_special(chat_out *o, const char *text) {
+    dsc_status s = flush_text(o);
+    if (s) return s;
     int32_t id = dsc_tokenizer_find(o->tok, text);
     if (id < 0) return dsc_fail(DSC_ERR_ARG, "chat template: the tokenizer has no token '%s'", text);
     if (o->n < o->cap) o->ids[o->n] = id;
@@ -35,11 +55,17 @@ static dsc_status put_special(chat_out *o, const char *text) {
 
 static dsc_status put_text(chat_out *o, const char *text, size_t len, int parse_special) {
     if (len == 0) return DSC_OK;
-    size_t got = 0, room = o->n < o->cap ? o->cap - o->n : 0;
-    dsc_status s = dsc_tokenize(o->tok, text, len, parse_special, o->ids ? o->ids + (o->n < o->cap ? o->n : 0) : NULL,
-                                room, &got);
-    if (s != DSC_OK && !(s == DSC_ERR_ARG && got > room)) return s;
-    o->n += got;
+    dsc_status s = o->special != parse_special ? flush_text(o) : DSC_OK;
+    if (s) return s;
+    o->special = parse_special;
+    if (o->n_text + len > o->cap_text) {
+        size_t cap = (o->n_text + len) * 2 + 256;
+        char *g = realloc(o->text, cap);
+        if (!g) return dsc_fail(DSC_ERR_NOMEM, "chat template: out of memory");
+        o->text = g, o->cap_text = cap;
+    }
+    memcpy(o->text + o->n_text, text, len);
+    o->n_text += len;
     return DSC_OK;
 }
 
@@ -69,25 +95,22 @@ static dsc_status put_calls(chat_out *o, const dsc_chat_message *m) {
     return s ? s : put_special(o, "<｜tool▁calls▁end｜>");
 }
 
-dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, const char *tools,
-                                   unsigned flags, int32_t *ids, size_t cap, size_t *n_ids) {
-    if (!tok || !n_ids || (!msgs && n > 0) || (!ids && cap > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_chat_tokenize: NULL argument");
-    *n_ids = 0;
-    chat_out o = {tok, ids, ids ? cap : 0, 0};
-    dsc_status s = put_special(&o, CHAT_BOS);
+/* The conversation into o (its text pieces not yet all tokenized). */
+static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+    dsc_status s = put_special(o, CHAT_BOS);
     /* All system messages first, joined by a blank line; the tools after them. */
     int first_sys = 1;
     for (size_t i = 0; i < n && !s; i++) {
         if (!msgs[i].role || !msgs[i].content)
             return dsc_fail(DSC_ERR_ARG, "chat message %zu has no role or content", i);
         if (strcmp(msgs[i].role, "system")) continue;
-        if (!first_sys) s = put_text(&o, "\n\n", 2, 0);
-        if (!s) s = put_text(&o, msgs[i].content, strlen(msgs[i].content), 0);
+        if (!first_sys) s = put_text(o, "\n\n", 2, 0);
+        if (!s) s = put_text(o, msgs[i].content, strlen(msgs[i].content), 0);
         first_sys = 0;
     }
     if (!s && tools && *tools) {
-        if (!first_sys) s = put_text(&o, "\n\n", 2, 0);
-        if (!s) s = put_text(&o, tools, strlen(tools), 1);
+        if (!first_sys) s = put_text(o, "\n\n", 2, 0);
+        if (!s) s = put_text(o, tools, strlen(tools), 1);
     }
     int in_outputs = 0; /* a run of tool results is open */
     for (size_t i = 0; i < n && !s; i++) {
@@ -97,29 +120,29 @@ dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_mess
         if (calls && (strcmp(role, "assistant") || !msgs[i].tool_calls))
             return dsc_fail(DSC_ERR_ARG, "chat message %zu: only an assistant's message holds tool calls", i);
         if (in_outputs && !tool) { /* the results end; an answer follows them without <｜Assistant｜> */
-            s = put_special(&o, "<｜tool▁outputs▁end｜>");
+            s = put_special(o, "<｜tool▁outputs▁end｜>");
             in_outputs = 0;
             if (!s && !strcmp(role, "assistant") && !calls) {
                 const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n;
                 if (flags & DSC_CHAT_REASONING) c = after_think(c);
-                if (!(s = put_text(&o, c, strlen(c), 0)) && !open) s = put_special(&o, CHAT_EOS);
+                if (!(s = put_text(o, c, strlen(c), 0)) && !open) s = put_special(o, CHAT_EOS);
                 continue;
             }
         }
         if (s) break;
         if (!strcmp(role, "user")) {
-            if (!(s = put_special(&o, CHAT_USER))) s = put_text(&o, c, strlen(c), 0);
+            if (!(s = put_special(o, CHAT_USER))) s = put_text(o, c, strlen(c), 0);
         } else if (!strcmp(role, "assistant")) {
             const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n && !calls;
             if (flags & DSC_CHAT_REASONING) c = after_think(c);
-            if (!(s = put_special(&o, CHAT_ASSISTANT)) && !(s = put_text(&o, c, strlen(c), 0)) && calls)
-                s = put_calls(&o, &msgs[i]);
-            if (!s && !open) s = put_special(&o, CHAT_EOS);
+            if (!(s = put_special(o, CHAT_ASSISTANT)) && !(s = put_text(o, c, strlen(c), 0)) && calls)
+                s = put_calls(o, &msgs[i]);
+            if (!s && !open) s = put_special(o, CHAT_EOS);
         } else if (tool) {
-            s = in_outputs ? put_text(&o, "\n", 1, 0) : put_special(&o, "<｜tool▁outputs▁begin｜>");
-            if (!s) s = put_special(&o, "<｜tool▁output▁begin｜>");
-            if (!s) s = put_text(&o, c, strlen(c), 0);
-            if (!s) s = put_special(&o, "<｜tool▁output▁end｜>");
+            s = in_outputs ? put_text(o, "\n", 1, 0) : put_special(o, "<｜tool▁outputs▁begin｜>");
+            if (!s) s = put_special(o, "<｜tool▁output▁begin｜>");
+            if (!s) s = put_text(o, c, strlen(c), 0);
+            if (!s) s = put_special(o, "<｜tool▁output▁end｜>");
             in_outputs = 1;
         } else {
             s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user, assistant or tool", i, role);
@@ -129,16 +152,28 @@ dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_mess
         (n == 0 || strcmp(msgs[n - 1].role, "assistant") || msgs[n - 1].n_tool_calls))
         return dsc_fail(DSC_ERR_ARG, "chat: a prefix to continue must be the last message, the assistant's");
     if (!s && in_outputs) { /* the answer goes on after the results */
-        s = put_special(&o, "<｜tool▁outputs▁end｜>");
+        s = put_special(o, "<｜tool▁outputs▁end｜>");
     } else if (!s && (flags & DSC_CHAT_GENERATION_PROMPT) && !(flags & DSC_CHAT_PREFIX)) {
-        s = put_special(&o, CHAT_ASSISTANT);
-        if (!s && (flags & DSC_CHAT_REASONING)) s = put_text(&o, "<think>\n", 8, 1);
+        s = put_special(o, CHAT_ASSISTANT);
+        if (!s && (flags & DSC_CHAT_REASONING)) s = put_text(o, "<think>\n", 8, 1);
     }
+    return s;
+}
+
+dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, const char *tools,
+                                   unsigned flags, int32_t *ids, size_t cap, size_t *n_ids) {
+    if (!tok || !n_ids || (!msgs && n > 0) || (!ids && cap > 0)) return dsc_fail(DSC_ERR_ARG, "dsc_chat_tokenize: NULL argument");
+    *n_ids = 0;
+    chat_out o = {.tok = tok, .ids = ids, .cap = ids ? cap : 0};
+    dsc_status s = render(&o, msgs, n, tools, flags);
+    if (!s) s = flush_text(&o);
+    free(o.text);
     if (s) return s;
     *n_ids = o.n;
     if (o.n > cap) return dsc_fail(DSC_ERR_ARG, "chat: %zu tokens do not fit in %zu", o.n, cap);
     return DSC_OK;
 }
+
 
 dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
                              int32_t *ids, size_t cap, size_t *n_ids) {

@@ -25,6 +25,16 @@ enum { J_STR, J_ESC, J_HEX, J_UTF8, J_LIT, J_NEG, J_ZERO, J_INT, J_DOT, J_FRAC, 
 
 static inline int j_digit(unsigned c) { return c >= '0' && c <= '9'; }
 
+/* Whitespace between a document's tokens as llama.cpp's JSON grammar has
+ * it: none, one space, or a newline and at most DSC_JSON_MAX_INDENT spaces
+ * or tabs (so a model cannot fill its answer with blank lines). *ws counts
+ * the run: 0 none yet, 1 a space, 2 + k a newline and k indents. */
+static inline int j_ws(uint8_t *ws, unsigned c) {
+    if (*ws == 0) return c == ' ' ? (*ws = 1, 0) : c == '\n' ? (*ws = 2, 0) : -1;
+    if (*ws >= 2 && *ws < 2 + DSC_JSON_MAX_INDENT && (c == ' ' || c == '\t')) return (*ws)++, 0;
+    return -1;
+}
+
 /* Byte c of a string, but for its closing quote (the caller's): 0 with the
  * mode advanced (n, lo, hi: a \u escape's digits or a character's
  * continuation bytes to come, the next one's range), -1 if refused. */

@@ -10,10 +10,10 @@
  * character, the letters of a literal, the whitespace in a run). A number
  * ends at the first byte that cannot continue it, which is then taken in
  * the mode after the value. Strings take any UTF-8 but control characters,
- * as the RFC says; whitespace between tokens is at most DSC_JSON_MAX_WS
- * bytes in a run (as llama.cpp's JSON grammar bounds it), so a model cannot
- * fill its answer with it. Once the object is closed, only the end of
- * sequence is allowed.
+ * as the RFC says; whitespace between tokens is none, one space, or a
+ * newline and at most DSC_JSON_MAX_INDENT spaces or tabs (as llama.cpp's
+ * JSON grammar has it), so a model cannot fill its answer with it. Once
+ * the object is closed, only the end of sequence is allowed.
  *
  * The mask tries each token's bytes on a copy of the state; tokens whose
  * first byte the state refuses (found once per call by trying the 256
@@ -76,35 +76,35 @@ static int value_start(dsc_json_state *st, unsigned c) {
     return 0;
 }
 
-/* Whitespace where the grammar allows it, at most DSC_JSON_MAX_WS in a run. */
-static int whitespace(dsc_json_state *st) { return ++st->ws <= DSC_JSON_MAX_WS ? 0 : -1; }
+/* Whitespace where the grammar allows it, in a run j_ws takes. */
+static int whitespace(dsc_json_state *st, unsigned c) { return j_ws(&st->ws, c); }
 
 static int step(dsc_json_state *st, unsigned c) {
     switch (st->mode) {
     case M_START:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         return c == '{' ? push(st, 1) : -1;
     case M_KEY_OR_END:
     case M_KEY:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         if (c == '"') return st->mode = M_STR, st->in_key = 1, 0;
         if (c == '}' && st->mode == M_KEY_OR_END) return st->depth--, value_done(st), 0;
         return -1;
     case M_COLON:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         return c == ':' ? (st->mode = M_VALUE, 0) : -1;
     case M_VAL_OR_END:
         if (c == ']') return st->ws = 0, st->depth--, value_done(st), 0;
         /* fall through */
     case M_VALUE:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         return value_start(st, c);
     case M_AFTER:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         if (c == ',') return st->mode = top_is_object(st) ? M_KEY : M_VALUE, 0;
         if (c == (top_is_object(st) ? '}' : ']')) return st->depth--, value_done(st), 0;

@@ -605,7 +605,7 @@ static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t 
     return 0;
 }
 
-static int whitespace(dsc_schema_state *st) { return ++st->ws <= DSC_JSON_MAX_WS ? 0 : -1; }
+static int whitespace(dsc_schema_state *st, unsigned c) { return j_ws(&st->ws, c); }
 
 /* A string's character: one more, within maxLength (keys unbounded). */
 static int one_char(const dsc_json_schema *s, dsc_schema_state *st) {
@@ -628,32 +628,32 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
         return -1;
     switch (st->mode) {
     case M_VALUE:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         return begin_value(s, st, st->val, c);
     case M_OBJ_FIRST:
     case M_OBJ_KEY:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         if (c == '"' && key_possible(s, st)) return key_start(s, st), 0;
         if (c == '}' && st->mode == M_OBJ_FIRST && may_close_object(s, st)) return st->depth--, value_done(s, st), 0;
         return -1;
     case M_COLON:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         return c == ':' ? (st->mode = M_VALUE, 0) : -1;
     case M_ARR_FIRST: {
         const snode *a = &s->node[st->node[st->depth - 1]];
         const uint32_t min = a->kind == K_ARRAY ? a->min : 0, max = a->kind == K_ARRAY ? a->max : NONE;
         if (c == ']') return min == 0 ? (st->ws = 0, st->depth--, value_done(s, st), 0) : -1;
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         if (max == 0) return -1;
         st->count[st->depth - 1] = 1;
         return begin_value(s, st, a->kind == K_ARRAY ? a->items : 0, c);
     }
     case M_AFTER:
-        if (is_ws(c)) return whitespace(st);
+        if (is_ws(c)) return whitespace(st, c);
         st->ws = 0;
         if (top_is_object(st)) {
             if (c == ',' && key_possible(s, st)) return st->mode = M_OBJ_KEY, 0;

@@ -2,8 +2,8 @@
  * json_validate.h — an independent recursive-descent validator of the
  * language JSON mode (src/runtime/json_mode.c) holds output to: one JSON
  * object (RFC 8259), whitespace before it allowed, nothing after it, at most
- * DSC_JSON_DEPTH containers open, at most DSC_JSON_MAX_WS whitespace bytes
- * in a run, strings in valid UTF-8 (RFC 3629: no overlong forms, no
+ * DSC_JSON_DEPTH containers open, whitespace runs of none, one space, or a
+ * newline and at most DSC_JSON_MAX_INDENT spaces or tabs, strings in valid UTF-8 (RFC 3629: no overlong forms, no
  * surrogates) without control characters. validate(s, n) says whether s is
  * such a document. Used by test_json and fuzz_json_mode.
  */
@@ -22,10 +22,16 @@ typedef struct {
     int depth;
 } vp;
 
+/* A whitespace run: none, one space, or a newline and at most
+ * DSC_JSON_MAX_INDENT spaces or tabs; any more whitespace after it is out. */
 static int v_ws(vp *p) {
-    int run = 0;
-    while (p->i < p->n && strchr(" \t\n\r", p->s[p->i]) && p->s[p->i]) p->i++, run++;
-    return run <= DSC_JSON_MAX_WS;
+    if (p->i < p->n && p->s[p->i] == ' ') {
+        p->i++;
+    } else if (p->i < p->n && p->s[p->i] == '\n') {
+        p->i++;
+        for (int k = 0; k < DSC_JSON_MAX_INDENT && p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t'); k++) p->i++;
+    }
+    return !(p->i < p->n && p->s[p->i] && strchr(" \t\n\r", p->s[p->i]));
 }
 
 /* One UTF-8 character from s[i]: decoded, then checked by its value. */

@@ -2,8 +2,8 @@
  * test_json.c — JSON mode (src/runtime/json_mode.c) against an independent
  * recursive-descent validator of the same language: one JSON object
  * (RFC 8259), whitespace before it allowed, nothing after it, at most
- * DSC_JSON_DEPTH containers open, at most DSC_JSON_MAX_WS whitespace bytes
- * in a run, strings in valid UTF-8 (RFC 3629: no overlong forms, no
+ * DSC_JSON_DEPTH containers open, whitespace runs of none, one space, or a
+ * newline and at most DSC_JSON_MAX_INDENT spaces or tabs, strings in valid UTF-8 (RFC 3629: no overlong forms, no
  * surrogates) without control characters.
  *
  *   - documents written by a random generator are complete, and every
@@ -44,8 +44,8 @@
 /* Documents                                                                 */
 
 static void gen_ws(buf *b) {
-    static const char *const w[] = {"", "", "", " ", "\n", "\n  ", "\t", "\r\n    "};
-    puts_(b, w[rnd() % 8]);
+    static const char *const w[] = {"", "", "", " ", "\n", "\n  ", "\n\t\t", "\n                    "};
+    puts_(b, w[rnd() % 8]); /* the last: DSC_JSON_MAX_INDENT spaces */
 }
 
 static void gen_string(buf *b) {
@@ -149,12 +149,20 @@ static void test_recognizer(void) {
     dsc_json_start(&st);
     CHECK(dsc_json_feed(&st, b.b, (size_t)DSC_JSON_DEPTH + 4) == 0 && dsc_json_feed(&st, "[", 1) == -1,
           "one container more refused");
-    char ws[DSC_JSON_MAX_WS + 2];
-    memset(ws, ' ', sizeof ws);
+    char ws[DSC_JSON_MAX_INDENT + 2];
+    ws[0] = '\n';
+    memset(ws + 1, ' ', sizeof ws - 1);
     dsc_json_start(&st);
-    CHECK(dsc_json_feed(&st, "{", 1) == 0 && dsc_json_feed(&st, ws, DSC_JSON_MAX_WS) == 0 && dsc_json_feed(&st, " ", 1) == -1 &&
-          dsc_json_feed(&st, "}", 1) == 0 && dsc_json_complete(&st),
-          "%d whitespace bytes in a run, not one more", DSC_JSON_MAX_WS);
+    CHECK(dsc_json_feed(&st, "{", 1) == 0 && dsc_json_feed(&st, ws, DSC_JSON_MAX_INDENT + 1) == 0 &&
+          dsc_json_feed(&st, " ", 1) == -1 && dsc_json_feed(&st, "\t", 1) == -1 && dsc_json_feed(&st, "}", 1) == 0 &&
+          dsc_json_complete(&st), "a newline and %d spaces in a run, not one more", DSC_JSON_MAX_INDENT);
+    static const char *const bad_ws[] = {"{  }", "{\n\n}", "{\t}", "{\r\n}", "{ \n}", "{\"a\":1 \n}", "{\"a\" :\n\n1}"};
+    int refused = 1;
+    for (size_t i = 0; i < sizeof bad_ws / sizeof bad_ws[0]; i++) {
+        int kept_ws = 1;
+        refused &= run(bad_ws[i], strlen(bad_ws[i]), &kept_ws) == -1 && !validate(bad_ws[i], strlen(bad_ws[i])) && kept_ws;
+    }
+    CHECK(refused, "two spaces, two newlines, a tab or a CR first, a space then a newline: refused");
     dsc_json_start(&st);
     CHECK(dsc_json_feed(&st, "{\"a\": 12", 8) == 0 && !dsc_json_complete(&st) && dsc_json_feed(&st, "}", 1) == 0 &&
           dsc_json_complete(&st) && dsc_json_feed(&st, " ", 1) == -1,
@@ -185,14 +193,14 @@ static void test_mask_tiny(const char *path) {
     for (int32_t i = 0; i < V; i++) l[i] = 0;
     dsc_json_mask_apply(m, &st, l);
     int ok = 1;
-    for (int c = 0; c < 256; c++) ok &= allowed(l, c + 2) == (c == '"' || c == '}' || c == ' ' || c == '\t' || c == '\n' || c == '\r');
-    CHECK(ok && !allowed(l, eos) && !allowed(l, 0), "after '{': a key's quote, '}' or whitespace; not the end, not BOS");
+    for (int c = 0; c < 256; c++) ok &= allowed(l, c + 2) == (c == '"' || c == '}' || c == ' ' || c == '\n');
+    CHECK(ok && !allowed(l, eos) && !allowed(l, 0), "after '{': a key's quote, '}', a space or a newline; not the end, not BOS");
     dsc_json_feed(&st, "\"k\":[1", 6);
     for (int32_t i = 0; i < V; i++) l[i] = 0;
     dsc_json_mask_apply(m, &st, l);
     ok = 1;
-    for (int c = 0; c < 256; c++) ok &= allowed(l, c + 2) == (strchr("0123456789.eE,] \t\n\r", c) && c);
-    CHECK(ok, "in a number in an array: digits, '.', 'e', ',', ']', whitespace");
+    for (int c = 0; c < 256; c++) ok &= allowed(l, c + 2) == (strchr("0123456789.eE,] \n", c) && c);
+    CHECK(ok, "in a number in an array: digits, '.', 'e', ',', ']', a space or a newline");
     l[']' + 2] = -INFINITY;
     dsc_json_mask_apply(m, &st, l);
     CHECK(!allowed(l, ']' + 2), "a logit already -inf stays so");

@@ -131,13 +131,14 @@ static void gen_object(const cJSON *doc, const cJSON *s, int depth, buf *b) {
         ws(b);
         gen(doc, keys[i], depth + 1, b);
     }
-    if ((cJSON_IsObject(add) || !props) && rnd() % 2) { /* another key */
+    const int other = (cJSON_IsObject(add) || !props) && rnd() % 2;
+    if (other) { /* another key */
         if (n) puts_(b, ",");
         puts_(b, "\"other\":");
         if (cJSON_IsObject(add)) gen(doc, add, depth + 1, b);
         else gen_any(depth, b);
     }
-    ws(b);
+    if (n || other) ws(b); /* (one run of whitespace between two tokens) */
     puts_(b, "}");
 }
 
@@ -328,7 +329,8 @@ static void test_cases(void) {
         {3, "{\"v\":1,\"kids\":[{\"v\":2,\"kids\":[]},{\"v\":3,\"kids\":[{\"v\":4}]}]}", 1},
         {3, "{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3},", -1},
         {4, "{\"a\":[1,{\"b\":null}],\"a\":\"twice is JSON\"}", 1},
-        {4, "  {}", 1},
+        {4, " {}", 1},
+        {4, "  {}", -1},
         {4, "{} x", -1},
     };
     dsc_json_schema *s[N_SCHEMAS];
@@ -371,7 +373,10 @@ static void test_generated(void) {
                 memcpy(t, b.b, b.n + 1);
                 size_t n = b.n;
                 if (m % 5 == 4) n = rnd() % b.n;
-                else t[rnd() % n] = "{}[]\":,0-9.eaxn \\tu\xc3"[rnd() % 22];
+                else {
+                    static const char alphabet[] = "{}[]\":,0-9.eaxn \\tu\xc3";
+                    t[rnd() % n] = alphabet[rnd() % (sizeof alphabet - 1)];
+                }
                 dsc_schema_start(s, &st);
                 if (dsc_schema_feed(s, &st, t, n) == 0 && dsc_schema_complete(&st)) {
                     accepted++;

@@ -1586,6 +1586,33 @@ static void test_api_edges(const char *golden) {
         }
         CHECK(dsc_chat_tokenize(tok, conv, 1, DSC_CHAT_PREFIX, ids, 64, &n_ids) == DSC_ERR_ARG,
               "chat prefix: refused when the last message is not the assistant's");
+        /* A template's output is tokenized as one string: the ids of a
+         * conversation are those of its own text tokenized whole (the text
+         * between markers merges across the seams of its pieces: two system
+         * messages, a call's name, fence and arguments, results in a row). */
+        const dsc_tool_call calls[2] = {{"get_weather", "{\"city\": \"Paris\"}\n"}, {"get_time", "{}"}};
+        const dsc_chat_message talk[] = {
+            {.role = "system", .content = "You are terse."}, {.role = "system", .content = "\n\nAnswer in French."},
+            {.role = "user", .content = "Weather and time in Paris?"},
+            {.role = "assistant", .content = "Let me look.\n", .tool_calls = calls, .n_tool_calls = 2},
+            {.role = "tool", .content = "{\"temp\": 21}\n"}, {.role = "tool", .content = "\n12:00"},
+            {.role = "assistant", .content = "21 degrees at noon.\n\n"}, {.role = "user", .content = "Thanks."}};
+        const char *tools_text = "## Tools\n\nYou can call get_weather and get_time, as <｜tool▁calls▁begin｜>...";
+        int32_t whole[512], again[512];
+        size_t n_whole = 0, n_again = 0, need_text = 0;
+        int same = 1;
+        for (unsigned fl = 0; fl <= DSC_CHAT_REASONING; fl += DSC_CHAT_REASONING) {
+            const dsc_status s1 = dsc_chat_tokenize_tools(tok, talk, 8, tools_text, fl | DSC_CHAT_GENERATION_PROMPT, whole,
+                                                          512, &n_whole);
+            dsc_detokenize(tok, whole, n_whole, NULL, 0, &need_text);
+            char *text = malloc(need_text + 1);
+            same &= s1 == DSC_OK && text && dsc_detokenize(tok, whole, n_whole, text, need_text + 1, &need_text) == DSC_OK &&
+                    dsc_tokenize(tok, text, need_text, 1, again, 512, &n_again) == DSC_OK && n_again == n_whole &&
+                    !memcmp(again, whole, sizeof *whole * n_whole);
+            free(text);
+        }
+        CHECK(same && n_whole > 60, "chat: a conversation's ids = its text tokenized whole (%zu ids, both templates)",
+              n_whole);
         dsc_utf8_stream st = {{'a', 'b', 'c'}, 3};
         char out[64];
         CHECK(dsc_utf8_stream_push(&st, tok, 1, out, sizeof out, &n) == DSC_ERR_ARG, "utf8 stream: bad pending bytes");
