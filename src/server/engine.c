@@ -111,7 +111,7 @@ static int stop_filter(const srv_req *r, srv_choice *c, const char *s, size_t n,
         const char *st = r->a.stop[i];
         size_t len = strlen(st);
         const char *m = memmem(c->hold.p, c->hold.n, st, len);
-        if (m && (size_t)(m - c->hold.p) < cut) cut = (size_t)(m - c->hold.p);
+        if (m && (size_t)(m - c->hold.p) < cut) cut = (size_t)(m - c->hold.p), c->stop_hit = st;
         for (size_t k = len - 1 < c->hold.n ? len - 1 : c->hold.n; k > keep; k--)
             if (!memcmp(c->hold.p + c->hold.n - k, st, k)) {
                 keep = k;

@@ -39,6 +39,8 @@ typedef struct {
     int too_large, status, fd, gone;
     srv_req **reqs;    /* generation: a request per prompt (completions may send several) */
     int n_reqs;
+    int anthropic;     /* an Anthropic Messages request: answered, and refused, in its shapes */
+    srv_anth_stream anth;
     /* streaming */
     sbuf out;
     size_t out_off;
@@ -239,7 +241,8 @@ static enum MHD_Result respond_json(conn *c, struct MHD_Connection *mc, sbuf *bo
 
 static enum MHD_Result respond_err(conn *c, struct MHD_Connection *mc, const srv_err *e, const char *retry_after) {
     sbuf b = {0};
-    srv_err_json(e, &b);
+    if (c->anthropic) srv_err_json_anthropic(e, &b);
+    else srv_err_json(e, &b);
     return respond(c, mc, e->status, "application/json", &b, retry_after);
 }
 
@@ -625,6 +628,11 @@ static void sse_collect(conn *c, int k) {
 
 /* After every request is done: an error, or the usage, then [DONE]. */
 static void sse_end(conn *c) {
+    if (c->anthropic) {
+        anth_stream_end(c->reqs[0], &c->anth, &c->out);
+        c->sse_done = 1;
+        return;
+    }
     const char *error = NULL;
     for (int k = 0; k < c->n_reqs && !error; k++) error = c->reqs[k]->error;
     if (error) {
@@ -661,7 +669,10 @@ static int sse_poll(conn *c, int *any) {
     for (int k = 0; k < c->n_reqs; k++) {
         srv_req *r = c->reqs[k];
         pthread_mutex_lock(&r->mu);
-        if (sse_progress(c, k)) sse_collect(c, k), *any = 1;
+        const size_t before = c->out.n;
+        if (c->anthropic) anth_stream_collect(r, &c->anth, &c->out);
+        else if (sse_progress(c, k)) sse_collect(c, k);
+        *any |= c->out.n > before;
         done &= r->done;
         pthread_mutex_unlock(&r->mu);
     }
@@ -673,7 +684,8 @@ static int sse_fill(conn *c) {
     srv_req *h = c->reqs[0];
     if (!c->started) { /* the role first, before any token, as OpenAI does */
         c->started = 1;
-        if (h->a.kind == SRV_CHAT)
+        if (c->anthropic) anth_stream_start(c->S, h, &c->anth, &c->out);
+        else if (h->a.kind == SRV_CHAT)
             for (int i = 0; i < h->a.n; i++)
                 out_chat_chunk(c->S, h, i, "assistant", NULL, 0, "", 0, NULL, 0, NULL, &c->out);
         if (c->out.n) return 0;
@@ -752,7 +764,8 @@ static enum MHD_Result wait_and_respond(conn *c, struct MHD_Connection *mc) {
         if (r->error) return fail(c, mc, 500, "server_error", NULL, r->error);
     }
     sbuf b = {0};
-    out_final(c->S, c->reqs, c->n_reqs, &b);
+    if (c->anthropic) out_anthropic_final(c->S, c->reqs[0], &b);
+    else out_final(c->S, c->reqs, c->n_reqs, &b);
     return respond_json(c, mc, &b);
 }
 
@@ -768,7 +781,9 @@ static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kin
         return fail(c, mc, 500, "server_error", NULL, "out of memory");
     }
     c->reqs[0] = r0, c->n_reqs = 1;
-    if (srv_parse(kind, c->body.p, c->body.n, &r0->a, &e) || prepare(S, r0, &e)) return respond_err(c, mc, &e, NULL);
+    if ((c->anthropic ? srv_parse_anthropic(c->body.p, c->body.n, 0, &r0->a, &e) : srv_parse(kind, c->body.p, c->body.n, &r0->a, &e)) ||
+        prepare(S, r0, &e))
+        return respond_err(c, mc, &e, NULL);
     const int n = kind == SRV_COMPLETION ? r0->a.n_prompts : 1;
     if (n > 1) {
         srv_req **g = realloc(c->reqs, sizeof *g * (size_t)n);
@@ -794,6 +809,27 @@ static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kin
     return r0->a.stream ? start_stream(c, mc) : wait_and_respond(c, mc);
 }
 
+/* POST /v1/messages: an Anthropic Messages request (c->anthropic). */
+static enum MHD_Result post_messages(conn *c, struct MHD_Connection *mc) { return post_generate(c, mc, SRV_CHAT); }
+
+/* POST /v1/messages/count_tokens: {"input_tokens": the prompt's tokens}. */
+static enum MHD_Result post_count_tokens(conn *c, struct MHD_Connection *mc) {
+    srv_err e = {.status = 200};
+    srv_ask a;
+    size_t n = 0;
+    if (srv_parse_anthropic(c->body.p, c->body.n, 1, &a, &e)) {
+        srv_ask_free(&a);
+        return respond_err(c, mc, &e, NULL);
+    }
+    if (chat_prompt(c->S, &a, NULL, 0, &n) && n == 0)
+        srv_fail(&e, 400, "invalid_request_error", "messages", "invalid_value", "%s", dsc_last_error());
+    srv_ask_free(&a);
+    if (e.status != 200) return respond_err(c, mc, &e, NULL);
+    sbuf b = {0};
+    sbuf_printf(&b, "{\"input_tokens\":%zu}", n);
+    return respond_json(c, mc, &b);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Routing                                                                   */
 
@@ -801,9 +837,12 @@ static int authorized(const srv_server *S, struct MHD_Connection *mc) {
     const char *key = S->p.api_key;
     if (!key) return 1;
     const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
-    h += 7;
-    while (*h == ' ') h++;
+    if (h && !strncasecmp(h, "Bearer ", 7)) {
+        h += 7;
+        while (*h == ' ') h++;
+    } else if (!(h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "x-api-key"))) { /* Anthropic's clients */
+        return 0;
+    }
     size_t a = strlen(h), b = strlen(key);
     unsigned diff = a != b;
     for (size_t i = 0; i < b; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < a ? h[i] : 0);
@@ -820,7 +859,9 @@ static enum MHD_Result unauthorized(conn *c, struct MHD_Connection *mc) {
 static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     const char *u = c->url;
     const int get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"), post = !strcmp(c->method, "POST");
+    if (!strncmp(u, "/anthropic/", 11)) u += 10; /* as the DeepSeek API serves the Messages API */
     if (!strncmp(u, "/v1/", 4)) u += 3; /* /v1/models == /models */
+    c->anthropic = !strcmp(u, "/messages") || !strcmp(u, "/messages/count_tokens");
     struct {
         const char *path;
         int post;
@@ -830,6 +871,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
         {"/health", 0, get_health, 1}, {"/metrics", 0, get_metrics, 1}, {"/models", 0, get_models, 0},
         {"/chat/completions", 1, NULL, 0}, {"/completions", 1, NULL, 0}, {"/tokenize", 1, post_tokenize, 0},
         {"/detokenize", 1, post_detokenize, 0}, {"/apply-template", 1, post_apply_template, 0},
+        {"/messages", 1, post_messages, 0}, {"/messages/count_tokens", 1, post_count_tokens, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(u, routes[i].path)) continue;

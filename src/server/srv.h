@@ -118,6 +118,7 @@ typedef struct {
     int tool_choice;         /* SRV_TOOLS_NONE / _AUTO / _REQUIRED */
     char *tool_forced;       /* tool_choice naming a function: that one (owned), else NULL */
     int parallel_tool_calls; /* more than one call in an answer (default 1) */
+    int anthropic;           /* came as an Anthropic Messages request (answered as one) */
 } srv_ask;
 
 enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
@@ -129,6 +130,11 @@ enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
 int srv_parse(srv_kind kind, const char *body, size_t len, srv_ask *a, srv_err *e);
 int srv_parse_prompt(srv_kind kind, const char *body, size_t len, int k, srv_ask *a, srv_err *e);
 void srv_ask_free(srv_ask *a);
+
+/* An Anthropic Messages request (POST /v1/messages), translated into the
+ * chat request it means and parsed as that (anthropic.c); errors as
+ * srv_parse. counting: for count_tokens (no max_tokens needed). */
+int srv_parse_anthropic(const char *body, size_t len, int counting, srv_ask *a, srv_err *e);
 
 /* Body of POST /tokenize ({"content": str, "add_special": bool}) and POST
  * /detokenize ({"tokens": [int]}). */
@@ -163,6 +169,7 @@ typedef struct {
     srv_call *calls;       /* the function calls made, each whole          */
     int n_calls, cap_calls;
     const char *finish;    /* NULL while generating, then "stop" / "length" / "tool_calls" */
+    const char *stop_hit;  /* the stop string that ended it (one of a.stop), else NULL */
     int32_t n_gen, n_reason;
     /* Engine only. */
     dsc_sampler *smp;
@@ -337,6 +344,19 @@ void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const ch
  * each), their choices numbered in that order; the head is rs[0]'s. */
 void out_usage_chunk(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o);
 void out_final(const srv_server *S, srv_req *const *rs, int n_req, sbuf *o);
+
+/* The Anthropic Messages shapes (anthropic.c): the answer, an error, and a
+ * stream's events (one choice). */
+typedef struct {
+    int block, kind;       /* the content block open (its index) and kind: 0 none, 1 thinking, 2 text, 3 tool_use */
+    size_t sent_reason, sent_content;
+    int sent_calls, finished;
+} srv_anth_stream;
+void out_anthropic_final(const srv_server *S, const srv_req *r, sbuf *o);
+void srv_err_json_anthropic(const srv_err *e, sbuf *out);
+void anth_stream_start(const srv_server *S, const srv_req *r, srv_anth_stream *st, sbuf *o);
+void anth_stream_collect(const srv_req *r, srv_anth_stream *st, sbuf *o);
+void anth_stream_end(const srv_req *r, srv_anth_stream *st, sbuf *o);
 
 /* The HTTP side (http.c). */
 int http_start(srv_server *S);

@@ -1,7 +1,8 @@
 /*
  * fuzz_request.c — libFuzzer target for the server's request parsers
- * (src/server/api.c): the first byte picks chat, completions, /tokenize or
- * /detokenize, the rest is the body. Beyond "no crash, no sanitizer
+ * (src/server/api.c, anthropic.c): the first byte picks chat (also parsed
+ * as an Anthropic Messages request), completions, /tokenize or /detokenize,
+ * the rest is the body. Beyond "no crash, no sanitizer
  * report": a rejected body gives status 400 (or 500 for memory) and a
  * message; an accepted one satisfies the limits the engine relies on. Every
  * input also goes through the JSON string writer, whose output must parse
@@ -91,6 +92,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         } else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
         srv_ask_free(&a);
+        if (kind == SRV_CHAT) { /* the same body as an Anthropic Messages request */
+            if (srv_parse_anthropic(body, len, data[0] & 4, &a, &e) == 0) {
+                check_ask(&a);
+                CHECK(a.anthropic && a.kind == SRV_CHAT && a.n == 1);
+            } else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
+            srv_ask_free(&a);
+        }
         break;
     }
     case 2: {

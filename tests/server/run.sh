@@ -1,6 +1,7 @@
 #!/bin/sh
-# End-to-end and load tests of `dsc serve` with the official `openai` npm
-# client, installed here from the committed package-lock.json (npm ci).
+# End-to-end and load tests of `dsc serve` with the official `openai` and
+# `@anthropic-ai/sdk` npm clients, installed here from the committed
+# package-lock.json (npm ci).
 #
 # usage: run.sh DSC_BINARY GOLDEN_DIR
 #
@@ -38,7 +39,7 @@ if [ "$(cat "$HERE/node_modules/.dsc-stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 status=0
-for t in e2e load mtp busy tools; do
+for t in e2e load mtp busy tools anthropic; do
     { timeout 90 node "$HERE/$t.mjs" "$DSC" "$GOLDEN" "$tmp" 2>&1; echo $? >"$tmp/rc"; } | tee -a "$tmp/out"
     rc=$(cat "$tmp/rc")
     if [ "$rc" -ne 0 ]; then
