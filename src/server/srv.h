@@ -1,8 +1,8 @@
 /*
  * srv.h — the server's internal pieces, shared by its files:
  *   sbuf      growable byte buffer and JSON output (util.c)
- *   srv_ask   a parsed OpenAI request body (api.c)
- *   srv_req   a request in flight, shared by its connection and the engine
+ *   srv_ask   a parsed OpenAI request body (api.c; an Anthropic one, anthropic.c)
+ *   srv_req   a request in flight, shared by its connection and the engine (engine.c)
  *   srv_engine  the scheduler thread (engine.c)
  *   srv_pcache  the prompt cache block store (pcache.c)
  *   srv_metrics counters for /metrics
