@@ -113,6 +113,10 @@ static inline int j_number(uint8_t *mode, int integer, unsigned c) {
     }
 }
 
+/* One byte of a schema's document, in place (json_schema.c): 0 with st
+ * advanced, -1 if refused, st then left as it may be (callers step a copy). */
+int dsc_schema_step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c);
+
 /* Whether st is in a string that any token of whole characters without a
  * quote or backslash goes on (json_schema.c). */
 int dsc_schema_free_string(const dsc_json_schema *s, const dsc_schema_state *st);

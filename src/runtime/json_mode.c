@@ -378,10 +378,9 @@ static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) 
         }
         return 0;
     }
-    case T_ARGS: { /* lo: the function called */
+    case T_ARGS: { /* lo: the function called; st is the caller's copy (tool_feed), stepped in place */
         const dsc_json_schema *sc = g->schema[st->lo];
-        const char b = (char)c;
-        if (sc ? dsc_schema_feed(sc, &st->sargs, &b, 1) : step(&st->args, c)) return -1;
+        if (sc ? dsc_schema_step(sc, &st->sargs, c) : step(&st->args, c)) return -1;
         if (sc ? dsc_schema_complete(&st->sargs) : dsc_json_complete(&st->args)) st->phase = T_CLOSE, st->pos = 0;
         return 0;
     }

@@ -716,6 +716,8 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
     }
 }
 
+int dsc_schema_step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) { return step(s, st, c); }
+
 int dsc_schema_feed(const dsc_json_schema *s, dsc_schema_state *st, const char *bytes, size_t n) {
     dsc_schema_state t = *st;
     for (size_t i = 0; i < n; i++)

@@ -14,16 +14,7 @@
 #include <string.h>
 
 #include "io/config.h"
-
-#define FUZZ_CHECK(cond)                                                                                          \
-    do {                                                                                                          \
-        if (!(cond)) {                                                                                            \
-            fprintf(stderr, "fuzz_config: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);             \
-            abort();                                                                                              \
-        }                                                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_check.h"
 
 static void check_config(const dsc_config *c) {
     FUZZ_CHECK(c->vocab_size >= 1 && c->hidden_size >= 1 && c->n_layers >= 1 && c->n_heads >= 1);

@@ -14,16 +14,7 @@
 #include <string.h>
 
 #include "../unit/json_validate.h"
-
-#define FUZZ_CHECK(cond)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "fuzz_json_schema: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);              \
-            abort();                                                                                                   \
-        }                                                                                                              \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_check.h"
 
 /* Feeds s in pieces of at most `piece` bytes; returns the bytes taken. */
 static size_t feed(const dsc_json_schema *sc, const char *s, size_t n, size_t piece, dsc_schema_state *st) {

@@ -13,16 +13,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
-
-#define FUZZ_CHECK(cond)                                                                                          \
-    do {                                                                                                          \
-        if (!(cond)) {                                                                                            \
-            fprintf(stderr, "fuzz_safetensors: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);        \
-            abort();                                                                                              \
-        }                                                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_check.h"
 
 /* dsc.h promises a one-line message naming the fault. */
 static void check_message(void) {

@@ -13,16 +13,7 @@
 #include <string.h>
 
 #include "tasks/tasks.h"
-
-#define FUZZ_CHECK(cond)                                                                                          \
-    do {                                                                                                          \
-        if (!(cond)) {                                                                                            \
-            fprintf(stderr, "fuzz_tasks: check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);              \
-            abort();                                                                                              \
-        }                                                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_check.h"
 
 static int64_t gcd(int64_t a, int64_t b) {
     if (a < 0) a = -a;
