@@ -62,6 +62,8 @@ int cli_die(const char *fmt, ...)
 #endif
     ;
 int cli_die_status(void);
+/* cli_die_status naming the rank, and the end of every rank of an MPI job (core/dist.h). */
+int cli_die_ranks(void);
 /* 0 when v is a value for option opt; else 1 after "dsc: [CMD: ]option OPT
  * needs a value": v is NULL (the command line ended), empty, or looks like
  * the next option (-o, --data; not "-" or a negative number). */

@@ -15,6 +15,7 @@
 #include "../src/rl/rl.h"
 #include "../src/rl/rollout.h"
 #include "cli.h"
+#include "core/dist.h"
 
 static const char usage_grpo[] =
     "usage: dsc grpo DIR -o OUT [options]\n"
@@ -33,6 +34,8 @@ static const char usage_grpo[] =
     "  --no-dynamic      keep groups whose rewards are all equal (default: drop and refill,\n"
     "                    --rounds R (4) sampling rounds per step at most)\n"
     "  --save-every S (50) --seed S (0) --threads N\n"
+    "data parallel: mpirun -np R dsc grpo ... runs R ranks that share each step's prompts, each\n"
+    "  sampling and learning from its own groups, the gradients summed (MPI); rank 0 writes OUT.\n"
     "output in OUT: the checkpoint (config.json, model.safetensors, tokenizer), log.jsonl\n"
     "  (reward, accuracy, format, response_length, kl, entropy, clip_frac, ... per step), policy/\n";
 
@@ -143,9 +146,15 @@ int cmd_grpo(const cli_opts *o) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (dist_init(NULL, NULL)) return cli_die_status();
+    if (!p.threads && dist_size() > 1) p.threads = dist_default_threads();
+    if (dist_rank() == 0 && dist_size() > 1)
+        fprintf(stderr, "dsc: grpo: %d MPI ranks of %d threads share each step's %d prompts\n", dist_size(), p.threads,
+                p.prompts);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (rl_grpo_run(&p)) return cli_die_status();
+    if (rl_grpo_run(&p)) return cli_die_ranks();
+    if (dist_rank() != 0) return 0;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "dsc: grpo: done in %.1f s%s -> %s\n",
             (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), g_stop ? " (interrupted)" : "",

@@ -20,6 +20,7 @@
 
 #include "../src/train/train.h"
 #include "cli.h"
+#include "core/dist.h"
 
 static const char usage_tokenizer[] =
     "usage: dsc train-tokenizer --data FILES... --vocab N -o tokenizer.json [--min-frequency F] [--split-digits]\n"
@@ -51,6 +52,9 @@ static const char usage_train[] =
     "                   (CONFIG_OR_DIR may be left out; the same --data, --seq and --seed are needed)\n"
     "  --stop-at STEP   end this invocation after STEP (a checkpoint; --resume continues)\n"
     "  --isa ref|avx2|avx512\n"
+    "data parallel: mpirun -np R dsc train ... runs R ranks (processes, here or on other hosts) that\n"
+    "  share each step's accum x R micro-batches and sum their gradients (MPI); rank 0 writes DIR.\n"
+    "  --threads then defaults to the CPUs of each rank.\n"
     "stability (loss spikes):\n"
     "  --spike-window W values remembered (32)                 --spike-k K   outlier: > mean + K std (6)\n"
     "  --rollback-after N  bad steps in a row before a rollback (3)\n"
@@ -277,7 +281,10 @@ static int train_main(const cli_opts *o, int chat) {
     p.data = files;
     p.n_data = n_files;
     p.seed = (uint64_t)seed;
-    progress pr = {.name = name, .steps = p.steps, .t0 = mono(), .tokens_per_step = (int64_t)p.batch * p.seq * p.accum};
+    if (dist_init(NULL, NULL)) return cli_die_status();
+    if (!p.threads && dist_size() > 1) p.threads = dist_default_threads();
+    progress pr = {.name = name, .steps = p.steps, .t0 = mono(),
+                   .tokens_per_step = (int64_t)p.batch * p.seq * p.accum * dist_size()};
     p.on_report = on_report;
     p.user = &pr;
     p.interrupt = &g_interrupt;
@@ -285,7 +292,11 @@ static int train_main(const cli_opts *o, int chat) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (dsc_train_run(&p)) return cli_die_status();
+    if (dist_rank() == 0 && dist_size() > 1)
+        fprintf(stderr, "dsc: %s: %d MPI ranks of %d threads; a step is %d micro-batches of %d sequences\n", name,
+                dist_size(), p.threads, p.accum * dist_size(), p.batch);
+    if (dsc_train_run(&p)) return cli_die_ranks();
+    if (dist_rank() != 0) return 0;
     const double secs = mono() - pr.t0;
     fprintf(stderr, "dsc: %s: %d steps of %lld tokens in %.1f s (%.0f tokens/s overall, evaluation and checkpoints included)%s -> %s\n",
             name, pr.applied, (long long)pr.tokens_per_step, secs, secs > 0 ? (double)pr.applied * pr.tokens_per_step / secs : 0.0,

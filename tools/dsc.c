@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/dist.h"
 
 static const char *usage_text =
     "usage: dsc COMMAND [options]\n"
@@ -173,6 +174,13 @@ int cli_die(const char *fmt, ...) {
 }
 
 int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
+
+int cli_die_ranks(void) {
+    if (dist_size() <= 1) return cli_die_status();
+    const int rc = cli_die("rank %d of %d: %s", dist_rank(), dist_size(), dsc_last_error());
+    dist_abort(rc); /* the other ranks would wait for this one in the next sum */
+    return rc;
+}
 
 int cli_no_value(const char *cmd, const char *opt, const char *v) {
     const char *pre = cmd ? cmd : "", *sep = cmd ? ": " : "";
@@ -644,7 +652,9 @@ int main(int argc, char **argv) {
         int own = 0;
         for (size_t j = 0; j < sizeof own_options / sizeof own_options[0]; j++) own |= !strcmp(cmd, own_options[j]);
         int rc = own ? 0 : parse_opts(argc, argv, &o);
-        return stdout_status(rc ? rc : cmds[i].fn(&o));
+        rc = stdout_status(rc ? rc : cmds[i].fn(&o));
+        dist_finalize(); /* train, sft and grpo started as MPI ranks */
+        return rc;
     }
     return die("unknown command '%s' (see dsc --help)", cmd);
 }

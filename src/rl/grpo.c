@@ -16,12 +16,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/dist.h"
 #include "core/fileio.h"
 #include "core/status.h"
 #include "io/config.h"
 #include "rl/rl.h"
 #include "rl/rollout.h"
 #include "train/train.h"
+#include "train/trainer.h"
 
 #define RL_MAX_PROMPT 160 /* prompt tokens at most (the questions are short) */
 
@@ -189,8 +191,9 @@ static dsc_status setup(grpo *g) {
         return dsc_fail(DSC_ERR_IO, "%s: cannot create: %s", g->policy, strerror(errno));
     char path[FIO_PATH_MAX];
     if ((s = fio_join(path, p->out_dir, "log.jsonl"))) return s;
-    if ((s = fio_create(path, 0, &g->log))) return s;
-    g->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    if (dist_rank() == 0 && (s = fio_create(path, 0, &g->log))) return s;
+    /* each rank its own stream of problems */
+    g->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull + (uint64_t)dist_rank() * 0xD1B54A32D192ED03ull;
     return DSC_OK;
 }
 
@@ -200,13 +203,17 @@ typedef struct {
 } step_stats;
 
 /* Samples rounds of P prompts x G until P groups with a signal are kept
- * (or max_rounds); the kept ones end in g->items / g->comp / g->reward. */
+ * (or max_rounds); the kept ones end in g->items / g->comp / g->reward. With
+ * several MPI ranks, P is this rank's share of the step's prompts. */
 static dsc_status collect(grpo *g, int32_t step, int *n_kept, step_stats *st) {
     const rl_grpo_params *p = g->p;
-    const int P = p->prompts, G = p->group, S = P * G;
+    const int R = dist_size(), me = dist_rank();
+    const int P = p->prompts / R + (me < p->prompts % R), G = p->group, S = p->prompts * G;
     dsc_model *m = NULL;
     dsc_ctx *ctx = NULL;
-    dsc_status s = dsc_train_save(g->t, g->cfg, NULL, g->policy);
+    /* the policy as it is now, written by rank 0 for every rank to sample from */
+    dsc_status s = me == 0 ? dsc_train_save(g->t, g->cfg, NULL, g->policy) : DSC_OK;
+    if (dist_any(s != DSC_OK) && !s) s = dsc_fail(DSC_ERR_IO, "grpo: rank 0 could not write the policy");
     if (!s) s = dsc_model_load(g->policy, NULL, &m);
     dsc_model_info info;
     if (!s) {
@@ -225,7 +232,7 @@ static dsc_status collect(grpo *g, int32_t step, int *n_kept, step_stats *st) {
     float *rw = malloc(sizeof(float) * (size_t)S);
     if (!s && (!round || !pr || !rc || !rw)) s = dsc_fail(DSC_ERR_NOMEM, "grpo: out of memory");
     int kept = 0;
-    for (int r = 0; !s && r < p->max_rounds && kept < P; r++) {
+    for (int r = 0; !s && P > 0 && r < p->max_rounds && kept < P; r++) {
         for (int i = 0; !s && i < P; i++) {
             const task_family f = p->families[g->fam_next++ % p->n_families];
             task_problem prob;
@@ -237,7 +244,7 @@ static dsc_status collect(grpo *g, int32_t step, int *n_kept, step_stats *st) {
         rl_sample_params sp = {.max_new = p->max_new, .eos = g->eos, .n_vocab = g->vocab, .sp = dsc_sampler_default_params()};
         sp.sp.temp = p->temp;
         sp.sp.top_p = 1.0f;
-        sp.sp.seed = p->seed * 1000003ull + (uint64_t)step * 131ull + (uint64_t)r;
+        sp.sp.seed = p->seed * 1000003ull + (uint64_t)step * 131ull + (uint64_t)r + (uint64_t)me * 0x9E3779B97F4A7C15ull;
         if ((s = rl_sample(ctx, g->tok, pr, P, G, &sp, rc))) break;
         for (int i = 0; i < P; i++) {
             int same = 1;
@@ -279,7 +286,9 @@ static dsc_status collect(grpo *g, int32_t step, int *n_kept, step_stats *st) {
     return s;
 }
 
-/* Policy update(s) on the kept groups; fills the step's token statistics. */
+/* Policy update(s) on the kept groups; fills the step's token statistics.
+ * With several MPI ranks, each holds its own kept groups (maybe none) and the
+ * loss is normalised by the completion tokens of all of them. */
 static dsc_status update(grpo *g, int n_kept, float lr, double *loss, double *kl, double *ent, double *clipf, double *gn) {
     const rl_grpo_params *p = g->p;
     const int G = p->group, B = n_kept * G;
@@ -300,14 +309,20 @@ static dsc_status update(grpo *g, int n_kept, float lr, double *loss, double *kl
         n_tok += g->comp[b].n;
     }
     for (int i = 0; i < n_kept; i++) rl_group_advantages(g->reward + i * G, G, p->dr_grpo, g->adv + i * G);
-    dsc_status s = dsc_train_forward(g->t, g->tokens, B, T, g->old, g->ent, NULL);
-    if (!s && g->ref) s = dsc_train_forward(g->ref, g->tokens, B, T, g->reflp, NULL, NULL);
-    double sum_ent = 0, sum_kl = 0, sum_obj = 0;
-    int64_t n_clip = 0;
+    double tok = (double)n_tok;
+    dsc_status s = dist_sum_f64(&tok, 1);
+    n_tok = (int64_t)tok; /* of every rank */
+    if (!s && B > 0) s = dsc_train_forward(g->t, g->tokens, B, T, g->old, g->ent, NULL);
+    if (!s && B > 0 && g->ref) s = dsc_train_forward(g->ref, g->tokens, B, T, g->reflp, NULL, NULL);
+    double sums[4] = {0}; /* objective, k3, entropy, clipped tokens */
     *gn = 0;
     for (int it = 0; !s && it < p->inner; it++) {
         /* the first update uses the activations of the pass that gave logp_old */
-        if (it == 0) memcpy(g->logp, g->old, sizeof(float) * (size_t)B * T);
+        if (B == 0) { /* no group of this rank's: it adds nothing to the sum */
+            memset(g->t->grads, 0, sizeof(float) * g->t->n_floats);
+            g->t->have_grad = 1;
+        }
+        else if (it == 0) memcpy(g->logp, g->old, sizeof(float) * (size_t)B * T);
         else s = dsc_train_forward(g->t, g->tokens, B, T, g->logp, NULL, NULL);
         if (s) break;
         memset(g->wt, 0, sizeof(float) * (size_t)B * T);
@@ -321,14 +336,15 @@ static dsc_status update(grpo *g, int n_kept, float lr, double *loss, double *kl
                                                 p->beta, &clipped, &k3, &obj);
                 g->wt[k] = w / (float)n_tok;
                 if (it == p->inner - 1) {
-                    n_clip += clipped;
-                    sum_kl += k3;
-                    sum_obj += obj;
-                    sum_ent += g->ent[k];
+                    sums[0] += obj;
+                    sums[1] += k3;
+                    sums[2] += g->ent[k];
+                    sums[3] += clipped;
                 }
             }
         }
-        if ((s = dsc_train_backward(g->t, g->wt))) break;
+        if (B > 0 && (s = dsc_train_backward(g->t, g->wt))) break;
+        if ((s = dist_sum_f32(g->t->grads, g->t->n_floats))) break;
         const double norm = dsc_train_grad_norm(g->t);
         if (it == 0) *gn = norm;
         if (!isfinite(norm)) {
@@ -338,10 +354,11 @@ static dsc_status update(grpo *g, int n_kept, float lr, double *loss, double *kl
         if (p->clip > 0 && norm > p->clip) dsc_train_scale_grads(g->t, (float)(p->clip / norm));
         s = dsc_train_step(g->t, lr);
     }
-    *loss = n_tok ? -sum_obj / (double)n_tok : 0;
-    *kl = n_tok ? sum_kl / (double)n_tok : 0;
-    *ent = n_tok ? sum_ent / (double)n_tok : 0;
-    *clipf = n_tok ? (double)n_clip / (double)n_tok : 0;
+    if (!s) s = dist_sum_f64(sums, 4);
+    *loss = n_tok ? -sums[0] / (double)n_tok : 0;
+    *kl = n_tok ? sums[1] / (double)n_tok : 0;
+    *ent = n_tok ? sums[2] / (double)n_tok : 0;
+    *clipf = n_tok ? sums[3] / (double)n_tok : 0;
     return s;
 }
 
@@ -355,10 +372,17 @@ dsc_status rl_grpo_run(const rl_grpo_params *p) {
         step_stats st = {0};
         int kept = 0;
         if ((s = collect(&g, step, &kept, &st))) break;
+        /* the step's figures over every rank's share */
+        double n[7] = {(double)st.sampled, (double)st.correct, (double)st.formatted, (double)st.tokens,
+                       (double)st.groups_sampled, (double)st.groups_kept, st.reward};
+        if ((s = dist_sum_f64(n, 7))) break;
+        st = (step_stats){.sampled = (int64_t)n[0], .correct = (int64_t)n[1], .formatted = (int64_t)n[2],
+                          .tokens = (int64_t)n[3], .groups_sampled = (int64_t)n[4], .groups_kept = (int64_t)n[5],
+                          .reward = n[6]};
         const double t1 = now_s();
         const float lr = p->warmup > 0 && step <= p->warmup ? p->lr * (float)step / (float)p->warmup : p->lr;
         double loss = 0, kl = 0, ent = 0, clipf = 0, gn = 0;
-        if (kept > 0 && (s = update(&g, kept, lr, &loss, &kl, &ent, &clipf, &gn))) break;
+        if (st.groups_kept > 0 && (s = update(&g, kept, lr, &loss, &kl, &ent, &clipf, &gn))) break;
         const double t2 = now_s();
         char line[1024];
         const double ns = st.sampled ? (double)st.sampled : 1;
@@ -368,10 +392,18 @@ dsc_status rl_grpo_run(const rl_grpo_params *p) {
                  "\"groups_kept\": %lld, \"groups_sampled\": %lld, \"sample_s\": %.2f, \"update_s\": %.2f}",
                  step, st.reward / ns, (double)st.correct / ns, (double)st.formatted / ns, (double)st.tokens / ns, kl, ent,
                  clipf, loss, gn, (double)lr, (long long)st.groups_kept, (long long)st.groups_sampled, t1 - t0, t2 - t1);
+        const int last = step == p->steps || dist_any(p->interrupt && *p->interrupt);
+        if (last && !dist_same(g.t->params, sizeof(float) * g.t->n_floats)) {
+            s = dsc_fail(DSC_ERR_IO, "grpo: the %d MPI ranks' weights differ after step %d", dist_size(), step);
+            break;
+        }
+        if (dist_rank() != 0) { /* rank 0 logs and writes for all */
+            if (last) break;
+            continue;
+        }
         fprintf(g.log, "%s\n", line);
         fflush(g.log);
         if (p->on_step) p->on_step(p->user, line);
-        const int last = step == p->steps || (p->interrupt && *p->interrupt);
         if (last || (p->save_every > 0 && step % p->save_every == 0))
             s = dsc_train_save(g.t, g.cfg, g.tok_path, p->out_dir);
         if (last) break;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dist.h"
 #include "core/fileio.h"
 #include "core/status.h"
 #include "io/config.h"
@@ -548,8 +549,8 @@ static void sb_num(strbuf *b, const char *key, double x) {
 }
 
 static void emit(loop *L, strbuf *b, int32_t step, float loss, float val, float lr, float gn, const char *event) {
-    fprintf(L->log, "%s\n", b->s ? b->s : "{}");
-    if (L->p.on_report) {
+    if (L->log) fprintf(L->log, "%s\n", b->s ? b->s : "{}"); /* rank 0 only */
+    if (L->p.on_report && dist_rank() == 0) {
         dsc_train_report r = {.step = step, .loss = loss, .val_loss = val, .lr = lr, .grad_norm = gn,
                               .tokens_per_s = (float)L->tokens_per_s, .event = event, .json = b->s ? b->s : "{}"};
         L->p.on_report(L->p.user, &r);
@@ -695,7 +696,10 @@ static dsc_status setup_model(loop *L) {
         dsc_init_params ip = dsc_init_default_params();
         ip.seed = p->seed;
         ip.dtype = "f32";
-        if ((s = fio_join(L->init_dir, p->out_dir, "initial-weights.tmp"))) return s;
+        char name[64];
+        if (dist_size() > 1) snprintf(name, sizeof name, "initial-weights.rank%d.tmp", dist_rank());
+        else snprintf(name, sizeof name, "initial-weights.tmp");
+        if ((s = fio_join(L->init_dir, p->out_dir, name))) return s;
         dir = L->init_dir;
         s = dsc_init_checkpoint(p->init, dir, &ip);
         if (!s) s = dsc_trainer_new(dir, &tp, &L->t);
@@ -718,12 +722,13 @@ static dsc_status setup_model(loop *L) {
         L->logp = malloc(sizeof(float) * n);
         if (!L->mask || !L->wt || !L->logp) return dsc_fail(DSC_ERR_NOMEM, "train: out of memory for a batch");
     }
-    L->acc = p->accum > 1 ? malloc(sizeof(float) * nf) : NULL;
+    const int acc = p->accum > 1 || dist_size() > 1;
+    L->acc = acc ? malloc(sizeof(float) * nf) : NULL;
     L->snap.params = malloc(sizeof(float) * nf);
     L->snap.m = malloc(sizeof(float) * nf);
     L->snap.v = malloc(sizeof(float) * nf);
     L->snap.bias = calloc(nb, sizeof(float));
-    if (!L->loads || !L->batch || (p->accum > 1 && !L->acc) || !L->snap.params || !L->snap.m || !L->snap.v ||
+    if (!L->loads || !L->batch || (acc && !L->acc) || !L->snap.params || !L->snap.m || !L->snap.v ||
         !L->snap.bias || !window_alloc(&L->w, p->spike_window) || !window_alloc(&L->snap.w, p->spike_window))
         return dsc_fail(DSC_ERR_NOMEM, "train: out of memory for %zu parameters' optimizer state", nf);
     return DSC_OK;
@@ -788,14 +793,16 @@ static float val_loss(loop *L) {
     int64_t n = L->data.n_val;
     if (L->p.val_batches > 0 && n > (int64_t)L->p.val_batches * B) n = (int64_t)L->p.val_batches * B;
     if (n == 0) return NAN;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i += B) {
+    double sum = 0; /* NaN on a rank where a pass failed, and so the sum */
+    for (int64_t i = 0, j = 0; i < n; i += B, j++) {
+        if (j % dist_size() != dist_rank()) continue; /* the batches dealt out to the ranks */
         const int32_t nb = (int32_t)(n - i < B ? n - i : B);
         float ce = NAN;
         trn_data_val(&L->data, i, nb, L->batch, L->mask);
-        if (L->p.chat ? masked_pass(L, nb, 0, &ce, NULL) : dsc_train_eval(L->t, L->batch, nb, T, &ce, NULL)) return NAN;
+        if (L->p.chat ? masked_pass(L, nb, 0, &ce, NULL) : dsc_train_eval(L->t, L->batch, nb, T, &ce, NULL)) sum = NAN;
         sum += (double)ce * nb;
     }
+    if (dist_sum_f64(&sum, 1)) return NAN;
     return (float)(sum / (double)n);
 }
 
@@ -805,39 +812,47 @@ static double grad_norm(const dsc_trainer *t) {
     return sqrt(s);
 }
 
-/* Gradient of one step: the mean over accum micro-batches, the loads summed. */
+/* Gradient of one step: the mean over accum micro-batches of every rank, the
+ * loads summed. The ranks read the same stream of micro-batches, accum x ranks
+ * a step, and each computes every ranks-th one: the step of `mpirun -np R` is
+ * that of one process with accum x R, up to the order of the sums. */
 static dsc_status step_grad(loop *L, int32_t s, float *loss, float *aux) {
     dsc_trainer *t = L->t;
-    const int32_t B = L->p.batch, T = L->p.seq, K = L->p.accum;
+    const int32_t B = L->p.batch, T = L->p.seq, R = dist_size(), me = dist_rank(), K = L->p.accum * R;
     const int inject = L->p.inject_step > 0 && s == L->p.inject_step && !L->inject_done;
-    double ce_sum = 0, aux_sum = 0, mtp_sum = 0;
+    double sums[3] = {0}; /* cross-entropy, balance loss, MTP loss */
     memset(L->loads, 0, sizeof(int32_t) * L->n_loads);
     for (int32_t k = 0; k < K; k++) {
         float ce = 0, ax = 0;
         dsc_status st = trn_data_next(&L->data, &L->epoch, &L->cursor, B, L->batch, L->mask);
         if (st) return st;
+        if (k % R != me) continue;
         if (inject)
             for (size_t i = 0; i < (size_t)B * (T + 1); i++) L->batch[i] = L->p.inject_token;
         if ((st = L->p.chat ? masked_pass(L, B, 1, &ce, &ax) : dsc_train_grad(t, L->batch, B, T, &ce, &ax))) return st;
-        ce_sum += ce;
-        aux_sum += ax;
-        if (L->p.mtp_lambda > 0) mtp_sum += dsc_train_loss_mtp(t);
+        sums[0] += ce;
+        sums[1] += ax;
+        if (L->p.mtp_lambda > 0) sums[2] += dsc_train_loss_mtp(t);
         for (size_t i = 0; i < L->n_loads; i++) L->loads[i] += t->grad_load[i];
         if (K == 1) break;
         const float f = 1.0f / (float)K;
-        if (k == 0)
+        if (k == me)
             for (size_t i = 0; i < t->n_floats; i++) L->acc[i] = f * t->grads[i];
         else
             for (size_t i = 0; i < t->n_floats; i++) L->acc[i] += f * t->grads[i];
     }
     if (inject) L->inject_done = 1;
     if (K > 1) {
+        dsc_status st;
+        if ((st = dist_sum_f32(L->acc, t->n_floats)) || (st = dist_sum_i32(L->loads, L->n_loads)) ||
+            (st = dist_sum_f64(sums, 3)))
+            return st;
         memcpy(t->grads, L->acc, sizeof(float) * t->n_floats);
         memcpy(t->grad_load, L->loads, sizeof(int32_t) * L->n_loads);
     }
-    *loss = (float)(ce_sum / K);
-    *aux = (float)(aux_sum / K);
-    L->mtp_loss = (float)(mtp_sum / K);
+    *loss = (float)(sums[0] / K);
+    *aux = (float)(sums[1] / K);
+    L->mtp_loss = (float)(sums[2] / K);
     return DSC_OK;
 }
 
@@ -938,7 +953,7 @@ static dsc_status iterate(loop *L, int *applied) {
         L->step = s;
         window_push(&L->w, loss, gn);
         const double dt = now_s() - t0;
-        L->tokens_per_s = dt > 0 ? (double)L->p.batch * L->p.seq * L->p.accum / dt : 0;
+        L->tokens_per_s = dt > 0 ? (double)L->p.batch * L->p.seq * L->p.accum * dist_size() / dt : 0;
         float vl = NAN;
         const int last = s == L->p.steps || (L->p.stop_at > 0 && s == L->p.stop_at);
         if ((L->p.eval_every > 0 && s % L->p.eval_every == 0) || last) vl = val_loss(L);
@@ -964,6 +979,7 @@ static dsc_status iterate(loop *L, int *applied) {
 }
 
 static dsc_status checkpoint(loop *L) {
+    if (dist_rank() != 0) return DSC_OK; /* rank 0 writes for all: they hold the same weights */
     dsc_status s = save_checkpoint(L);
     if (s) return s;
     strbuf b = {0};
@@ -987,13 +1003,14 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     if (!s) s = setup_data(&L);
     if (!s && L.p.resume) s = load_state(&L, &log_bytes);
     if (!s && L.p.resume) s = load_arenas(&L);
-    if (!s && !L.p.resume) { /* a fresh run leaves nothing of an older one */
+    if (!s) s = dist_bcast_f32(L.t->params, L.t->n_floats); /* the same start on every rank */
+    if (!s && !L.p.resume && dist_rank() == 0) { /* a fresh run leaves nothing of an older one */
         char path[FIO_PATH_MAX];
         const char *stale[3] = {"trainer_state.json", "optimizer.safetensors", "rollback.safetensors"};
         for (int i = 0; i < 3 && !s; i++)
             if (!(s = fio_join(path, L.p.out_dir, stale[i]))) remove(path);
     }
-    if (!s) s = open_log(&L, log_bytes);
+    if (!s && dist_rank() == 0) s = open_log(&L, log_bytes);
     const int32_t end = L.p.stop_at > 0 && L.p.stop_at < L.p.steps ? L.p.stop_at : L.p.steps;
     if (!s && L.p.resume && L.step >= end && L.p.on_report) { /* said, so that "0 steps" is not a riddle */
         strbuf b = {0};
@@ -1004,7 +1021,7 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     }
     int dirty = 0;
     while (!s && L.step < end) {
-        if (L.p.interrupt && *L.p.interrupt) break;
+        if (dist_any(L.p.interrupt && *L.p.interrupt)) break; /* every rank stops after the same step */
         int applied = 0;
         s = iterate(&L, &applied);
         if (!s && applied) dirty = 1;
@@ -1013,8 +1030,11 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
             dirty = 0;
         }
     }
+    /* the ranks took the same steps: a difference is a fault of the sums, not a result to save */
+    if (!s && !dist_same(L.t->params, sizeof(float) * L.t->n_floats))
+        s = dsc_fail(DSC_ERR_IO, "train: the %d MPI ranks' weights differ after step %d", dist_size(), L.step);
     if (!s && (dirty || !L.p.resume)) s = checkpoint(&L);
     loop_free(&L);
-    if (s && created) rmdir(L.p.out_dir); /* only when empty: a run that wrote nothing leaves nothing */
+    if (s && created && dist_rank() == 0) rmdir(L.p.out_dir); /* only when empty: a run that wrote nothing leaves nothing */
     return s;
 }

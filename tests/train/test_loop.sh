@@ -11,18 +11,7 @@ set -u
 DSC=$1
 GOLDEN=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { # check NAME COMMAND...: passes when the command succeeds
-    name=$1
-    shift
-    if "$@" >"$W/out" 2>&1; then ok "$name"; else ko "$name"; sed 's/^/     /' "$W/out" | tail -15; fi
-}
+. "$HERE/harness.sh"
 # fails NAME PATTERN COMMAND...: the command must exit 1 with one line matching PATTERN
 fails() {
     name=$1 pat=$2
@@ -106,20 +95,8 @@ fails "train-tokenizer: -o in a missing directory, before training" "nodir is no
     "$DSC" train-tokenizer --data "$TEXT" --vocab 300 -o "$W/nodir/x.json"
 
 # ---------------------------------------------------------------- training
-cat >"$W/config.json" <<'EOF'
-{
-  "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
-  "vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
-  "num_hidden_layers": 2, "num_nextn_predict_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
-  "n_shared_experts": 1, "n_routed_experts": 4, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
-  "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1, "norm_topk_prob": true, "scoring_func": "sigmoid",
-  "first_k_dense_replace": 0, "moe_layer_freq": 1,
-  "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
-  "hidden_act": "silu", "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "rope_scaling": null,
-  "max_position_embeddings": 2048, "tie_word_embeddings": false, "bos_token_id": 0, "eos_token_id": 1,
-  "attention_bias": false, "torch_dtype": "bfloat16"
-}
-EOF
+# a tiny DeepSeek-V3 (MTP layer included, 2 layers of 4 routed experts)
+cp "$HERE/tiny-v3.json" "$W/config.json"
 TRAIN="$DSC train $W/config.json --data $ROOT/tests/data/train_text.txt $TEXT --tokenizer $TOK/tokenizer.json --batch 4 --seq 32"
 TRAIN="$TRAIN --lr 1e-2 --warmup 5 --gamma 0.01 --eval-every 10 --threads 1"
 
