@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "../src/rl/rl.h"
 #include "../src/rl/rollout.h"
 #include "cli.h"
@@ -46,7 +48,11 @@ static const char usage_eval[] =
     "  cons_at_K (majority vote over the extracted answers; ties broken by summed log-probability)\n"
     "  --samples K (1)   --vote   --temp T (0.6)   --top-p P (0.95)   --max-new N (256)\n"
     "  --batch P (8) problems sampled together   --limit N   --seed S (0)   --threads N\n"
-    "  --details FILE    one JSON line per sample (completion, answer, correct, logp)\n"
+    "  --details FILE    one JSON line per sample (completion, answer, correct, finished, logp)\n"
+    "  --keep FILE       rejection sampling: the correct, well-formatted, ended samples (each text once\n"
+    "                    per problem) as chat examples for dsc sft; R1's SFT data from its RL model, or a\n"
+    "                    teacher's answers to distill into a smaller model\n"
+    "  --keep-max N      kept samples per problem at most (0 = all, the default)\n"
     "  -m defaults to the bundled model\n";
 
 
@@ -162,6 +168,14 @@ int cmd_grpo(const cli_opts *o) {
     return 0;
 }
 
+/* s as a JSON string, quotes included (malloc'd), or NULL when out of memory. */
+static char *json_quote(const char *s) {
+    cJSON *j = cJSON_CreateString(s);
+    char *out = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    return out;
+}
+
 int cmd_eval(const cli_opts *o) {
     rl_eval_params p = rl_eval_default_params();
     int rc = 0;
@@ -178,6 +192,8 @@ int cmd_eval(const cli_opts *o) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;
         else if (!strcmp(a, "--tasks")) p.tasks = v;
         else if (!strcmp(a, "--details")) p.details = v;
+        else if (!strcmp(a, "--keep")) p.keep = v;
+        else if (!strcmp(a, "--keep-max")) INT(p.keep_max, 0, 256, int32_t);
         else if (!strcmp(a, "--samples")) INT(p.samples, 1, 256, int32_t);
         else if (!strcmp(a, "--temp")) NUM(p.temp, 0, 10, float);
         else if (!strcmp(a, "--top-p")) NUM(p.top_p, 0, 1, float);
@@ -194,8 +210,14 @@ int cmd_eval(const cli_opts *o) {
     if (!p.tasks) return cli_die("eval: --tasks FILE.jsonl is needed (see dsc eval --help)");
     rl_eval_result r;
     if (rl_eval_run(&p, &r)) return cli_die_status();
-    printf("{\"model\": \"%s\", \"tasks\": \"%s\", \"n\": %lld, \"samples\": %d, \"temp\": %g, \"pass_at_1\": %.4f",
-           p.model, p.tasks, (long long)r.n, p.samples, (double)p.temp, r.pass_at_1);
+    char *model = json_quote(p.model), *tasks = json_quote(p.tasks);
+    if (!model || !tasks) {
+        free(model), free(tasks);
+        return cli_die("eval: out of memory");
+    }
+    printf("{\"model\": %s, \"tasks\": %s, \"n\": %lld, \"samples\": %d, \"temp\": %g, \"pass_at_1\": %.4f", model,
+           tasks, (long long)r.n, p.samples, (double)p.temp, r.pass_at_1);
+    free(model), free(tasks);
     if (p.vote) printf(", \"cons_at_%d\": %.4f", p.samples, r.cons_at_k);
     printf(", \"format_rate\": %.4f, \"mean_length\": %.1f, \"families\": {", r.format_rate, r.mean_length);
     int first = 1;
@@ -207,7 +229,12 @@ int cmd_eval(const cli_opts *o) {
         printf("}");
         first = 0;
     }
-    printf("}}\n");
+    printf("}");
+    if (p.keep) printf(", \"kept\": %lld, \"kept_problems\": %lld", (long long)r.n_kept, (long long)r.n_kept_problems);
+    printf("}\n");
+    if (p.keep)
+        fprintf(stderr, "dsc: eval: kept %lld samples of %lld problems -> %s\n", (long long)r.n_kept,
+                (long long)r.n_kept_problems, p.keep);
     return 0;
 }
 

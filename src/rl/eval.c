@@ -25,6 +25,52 @@ rl_eval_params rl_eval_default_params(void) {
     return (rl_eval_params){.samples = 1, .temp = 0.6f, .top_p = 0.95f, .max_new = 256, .batch = 8};
 }
 
+/* One chat example of dsc sft's format: the question, then the sample as the
+ * answer after the template's "<think>\n". */
+static dsc_status write_example(FILE *f, const char *path, const char *question, const char *completion) {
+    cJSON *o = cJSON_CreateObject(), *msgs = o ? cJSON_AddArrayToObject(o, "messages") : NULL;
+    cJSON *u = cJSON_CreateObject(), *a = cJSON_CreateObject();
+    const size_t n = strlen(completion) + sizeof "<think>\n";
+    char *answer = malloc(n), *line = NULL;
+    if (msgs && u && a && answer) {
+        snprintf(answer, n, "<think>\n%s", completion);
+        cJSON_AddStringToObject(u, "role", "user");
+        cJSON_AddStringToObject(u, "content", question);
+        cJSON_AddStringToObject(a, "role", "assistant");
+        cJSON_AddStringToObject(a, "content", answer);
+        cJSON_AddItemToArray(msgs, u), u = NULL;
+        cJSON_AddItemToArray(msgs, a), a = NULL;
+        line = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    cJSON_Delete(a);
+    free(answer);
+    if (!line) return dsc_fail(DSC_ERR_NOMEM, "eval: out of memory");
+    const int bad = fprintf(f, "%s\n", line) < 0;
+    cJSON_free(line);
+    return bad ? dsc_fail(DSC_ERR_IO, "%s: write failed", path) : DSC_OK;
+}
+
+/* The samples of one problem that rejection sampling keeps (rl.h). */
+static dsc_status keep_samples(const rl_eval_params *p, FILE *f, const task_problem *pb, const rl_completion *comp,
+                               const task_verdict *ver, int K, rl_eval_result *r) {
+    int kept = 0;
+    for (int k = 0; k < K && (p->keep_max <= 0 || kept < p->keep_max); k++) {
+        if (!ver[k].correct || !ver[k].format_ok || !comp[k].finished) continue;
+        int seen = 0;
+        for (int j = 0; j < k && !seen; j++)
+            seen = ver[j].correct && ver[j].format_ok && comp[j].finished && !strcmp(comp[j].text, comp[k].text);
+        if (seen) continue;
+        dsc_status s = write_example(f, p->keep, pb->question, comp[k].text);
+        if (s) return s;
+        kept++;
+    }
+    r->n_kept += kept;
+    r->n_kept_problems += kept > 0;
+    return DSC_OK;
+}
+
 static dsc_status read_tasks(const char *path, task_problem **out, int64_t *n_out) {
     char *text;
     size_t len;
@@ -85,7 +131,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
     dsc_tokenizer *tok = NULL;
     dsc_model *m = NULL;
     dsc_ctx *ctx = NULL;
-    FILE *det = NULL;
+    FILE *det = NULL, *keep = NULL;
     const int K = p->samples, P = p->batch;
     rl_completion *comp = calloc((size_t)P * K, sizeof *comp);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)P * EVAL_MAX_PROMPT);
@@ -105,6 +151,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
         s = dsc_ctx_new(m, &cp, &ctx);
     }
     if (!s && p->details) s = fio_create(p->details, 0, &det);
+    if (!s && p->keep) s = fio_create(p->keep, 0, &keep);
     const int32_t eos = tok ? dsc_tokenizer_find(tok, "<｜end▁of▁sentence｜>") : -1;
     if (!s && eos < 0) s = dsc_fail(DSC_ERR_ARG, "%s: no <｜end▁of▁sentence｜> token", tok_path);
     int64_t n_samples = 0, n_format = 0, n_tokens = 0;
@@ -142,6 +189,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
                     cJSON_AddStringToObject(o, "answer", ver[k].answer);
                     cJSON_AddBoolToObject(o, "correct", ver[k].correct);
                     cJSON_AddBoolToObject(o, "format_ok", ver[k].format_ok);
+                    cJSON_AddBoolToObject(o, "finished", c->finished);
                     cJSON_AddNumberToObject(o, "logp", c->logp);
                     char *line = cJSON_PrintUnformatted(o);
                     if (line) fprintf(det, "%s\n", line);
@@ -149,6 +197,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
                     cJSON_Delete(o);
                 }
             }
+            if (keep && (s = keep_samples(p, keep, pb, &comp[q * K], ver, K, r))) break;
             const double pass = (double)correct / K;
             int cons = 0;
             if (p->vote) {
@@ -176,6 +225,7 @@ dsc_status rl_eval_run(const rl_eval_params *p, rl_eval_result *r) {
             }
     }
     if (det && fclose(det) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed", p->details);
+    if (keep && fclose(keep) != 0 && !s) s = dsc_fail(DSC_ERR_IO, "%s: write failed", p->keep);
     for (int i = 0; comp && i < P * K; i++) rl_completion_free(&comp[i]);
     free(comp);
     free(prompt);

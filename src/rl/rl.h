@@ -88,13 +88,23 @@ typedef struct {
     uint64_t seed;
     int32_t threads;
     const char *details;       /* NULL or a JSONL file: one line per sample          */
+    const char *keep;          /* NULL or a JSONL file: rejection sampling, below    */
+    int32_t keep_max;          /* kept samples per problem at most (0: all)          */
 } rl_eval_params;
+
+/* Rejection sampling (R1's SFT data from its RL model; distillation when the
+ * model is a teacher for a smaller one): with keep, the samples that are
+ * correct, well formatted and ended (EOS), each text once per problem, up to
+ * keep_max of them, are written as chat examples for dsc sft:
+ *   {"messages": [{"role": "user", "content": QUESTION},
+ *                 {"role": "assistant", "content": "<think>\n" + COMPLETION}]} */
 
 typedef struct {
     int64_t n;                 /* problems                                          */
     double pass_at_1;          /* mean over problems of the share of correct samples */
     double cons_at_k;          /* share of problems whose vote winner is correct     */
     double format_rate, mean_length;
+    int64_t n_kept, n_kept_problems; /* with keep: examples written, problems with one */
     int64_t n_family[TASK_N_FAMILIES];
     double pass_family[TASK_N_FAMILIES], cons_family[TASK_N_FAMILIES];
 } rl_eval_result;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_cli.sh — the R1 pipeline's commands end to end on a tiny model, in
-# seconds: pretrain -> sft -> grpo -> eval and run --samples --vote; their
-# outputs, determinism for a seed, and bad input.
+# seconds: pretrain -> sft -> grpo -> eval and run --samples --vote, and
+# rejection sampling (eval --keep) into sft; their outputs, determinism for a
+# seed, and bad input.
 #
 #   tests/rl/test_cli.sh DSC
 set -u
@@ -89,6 +90,48 @@ expect_fail "eval: malformed line" "bad.jsonl:2:" "$DSC" eval -m "$T/g1" --tasks
 expect_fail "eval: no task file" "--tasks" "$DSC" eval -m "$T/g1"
 expect_fail "eval: no model" "nope" "$DSC" eval -m "$T/nope" --tasks "$T/held.jsonl"
 expect_fail "eval: samples 0" "samples" "$DSC" eval -m "$T/g1" --tasks "$T/held.jsonl" --samples 0
+
+# rejection sampling: the bundled reasoner's correct samples as SFT examples, then a
+# student of another tokenizer fine-tuned on them (distillation)
+R1="$(dirname "$0")/../../models/dsc-r1-tiny"
+{ "$DSC" tasks --family add --n 10 --seed 778 && "$DSC" tasks --family countdown --n 10 --seed 778; } > "$T/addq.jsonl" 2>/dev/null
+"$DSC" eval -m "$R1" --tasks "$T/addq.jsonl" --samples 6 --temp 1 --max-new 200 --threads 1 --seed 4 \
+  --keep "$T/kept.jsonl" --keep-max 1 --details "$T/kdet.jsonl" > "$T/ke" 2>/dev/null && ok || bad "eval --keep runs"
+python3 - "$T/addq.jsonl" "$T/kdet.jsonl" "$T/kept.jsonl" "$T/ke" <<'PY' && ok || bad "eval --keep: the kept examples"
+import json, re, sys
+probs = [json.loads(l) for l in open(sys.argv[1])]
+det = [json.loads(l) for l in open(sys.argv[2])]
+kept = [json.loads(l) for l in open(sys.argv[3])]
+summary = json.loads(open(sys.argv[4]).read())
+# what should be kept, from the details: per question the first two distinct texts of the
+# samples that are correct, well formatted and ended (the sums checked by the test itself)
+want, capped = [], 0
+for q in probs:
+    add = re.fullmatch(r"What is (\d+) \+ (\d+)\?", q["question"])
+    texts = []
+    for d in det:
+        if d["question"] != q["question"] or not (d["correct"] and d["format_ok"] and d["finished"]): continue
+        box = re.findall(r"\\boxed\{(-?\d+)\}", d["completion"])
+        assert not add or (box and int(box[-1]) == int(add[1]) + int(add[2])), ("marked correct, but wrong", d)
+        if d["completion"] not in texts: texts.append(d["completion"])
+    want += [(q["question"], "<think>\n" + t) for t in texts[:1]]
+    capped += len(texts) > 1
+got = []
+for k in kept:
+    m = k["messages"]
+    assert [x["role"] for x in m] == ["user", "assistant"], k
+    got.append((m[0]["content"], m[1]["content"]))
+assert got == want, (got, want)
+assert len(got) > 3 and capped > 0, (len(got), capped)  # some kept, and --keep-max 1 left some out
+assert summary["kept"] == len(got) and summary["kept_problems"] == len({q for q, _ in got}), summary
+print(f"kept {len(got)} of {len(det)} samples, {capped} problems capped")
+PY
+"$DSC" sft "$T/pre" --data "$T/kept.jsonl" -o "$T/distilled" --batch 2 --seq 320 --steps 2 --eval-every 0 --val-frac 0 \
+  -t 1 2>/dev/null && [ "$(grep -c '"step"' "$T/distilled/log.jsonl")" = 2 ] && ok || bad "sft on the kept examples"
+expect_fail "eval --keep: an unwritable file" "nodir/k.jsonl" "$DSC" eval -m "$R1" --tasks "$T/addq.jsonl" \
+  --keep "$T/nodir/k.jsonl" --threads 1
+expect_fail "eval --keep-max: a negative count" "--keep-max" "$DSC" eval -m "$R1" --tasks "$T/addq.jsonl" \
+  --keep "$T/k.jsonl" --keep-max -1
 
 # run --samples --vote: one line per sample and the vote
 "$DSC" run -m "$T/g1" -p "What is 12 + 34?" --samples 3 --vote -n 24 -t 1 > "$T/v" 2>/dev/null &&
