@@ -491,6 +491,9 @@ typedef struct {
     uint32_t pos, chars;              /* key / enum bytes matched; a string's characters */
     uint16_t val, lo, hi;             /* the value's schema; key / enum candidates */
     uint8_t mode, depth, in_key, lit, n, ulo, uhi, ws;
+    int64_t num_int;                  /* a bounded number so far: its integer part, */
+    int32_t num_frac;                 /* its fraction's digits as an integer,      */
+    uint8_t num_ni, num_nf, num_neg;  /* the digits of each, its sign              */
 } dsc_schema_state;
 
 void dsc_schema_start(const dsc_json_schema *s, dsc_schema_state *st);

@@ -13,15 +13,24 @@
  * only once the required ones are in, ',' only while one is left.
  * Alternatives (anyOf, oneOf, a list of types) are told apart by their
  * first byte; a schema whose alternatives begin alike is refused, as are
- * keywords that would need more than this (pattern, format, minimum, ...),
- * so an answer never breaks a rule the schema states.
+ * keywords that would need more than this (pattern, format, multipleOf,
+ * ...), so an answer never breaks a rule the schema states.
+ *
+ * A number with bounds (minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum) is written without an exponent, in at most 15
+ * significant digits, 6 of them after the point; each digit is taken only
+ * if some number it begins lies within the bounds, so the answer cannot
+ * run into a dead end. The bounds are compared in exact decimal with the
+ * shortest text of their double (cJSON's), which for numbers of 15 digits
+ * or fewer orders them as a validator comparing doubles does.
  *
  * Supported: type (one or a list), properties, required,
  * additionalProperties (false, true or a schema), items, minItems,
- * maxItems, minLength, maxLength, enum, const, anyOf, oneOf, allOf of one
- * schema, $ref to #/$defs/... or #/definitions/... (recursion allowed),
- * and the annotations (title, description, default, examples, ...). The
- * root is an object, as OpenAI requires.
+ * maxItems, minLength, maxLength, minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum, enum, const, anyOf, oneOf, allOf of one schema, $ref
+ * to #/$defs/... or #/definitions/... (recursion allowed), and the
+ * annotations (title, description, default, examples, ...). The root is
+ * an object, as OpenAI requires.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -38,6 +47,13 @@ enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, 
 #define NONE 0xffffffffu
 #define MAX_NODES 4096
 
+/* Bounded numbers: values scaled by 10^NUM_FRAC (integers by 1), at most
+ * NUM_DIGITS significant digits. */
+typedef __int128 i128;
+#define NUM_FRAC 6
+#define NUM_DIGITS 15
+#define NUM_FAR ((i128)1000000000000000000 * 10000) /* 10^22: beyond every value written */
+
 typedef struct {
     uint8_t kind;
     uint8_t extra;     /* object: keys besides its properties allowed (their values: node `items`) */
@@ -46,6 +62,8 @@ typedef struct {
     uint32_t min, max; /* array: items; string: characters (max NONE: no bound) */
     uint64_t required; /* object: bit i: property first + i is required */
     uint8_t *pick;     /* anyof: [256] the alternative (1 + index) a value's first byte selects, 0 none */
+    uint8_t bounded;   /* number, integer: held to [blo, bhi] (scaled, see NUM_FRAC) */
+    i128 blo, bhi;
 } snode;
 
 typedef struct {
@@ -108,7 +126,9 @@ static const char *const annotations[] = {"title", "description", "default", "ex
                                           "strict", NULL};
 static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                       "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
-                                      "allOf", "$ref", NULL};
+                                      "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                                      NULL};
+static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static int in_list(const char *k, const char *const *list) {
     for (int i = 0; list[i]; i++)
@@ -195,6 +215,132 @@ static dsc_status compile_object(comp *c, const cJSON *j, int id) {
 }
 
 /* The node of one type of schema j (its other keywords applying to it). */
+/* ------------------------------------------------------------------------ */
+/* Bounded numbers                                                           */
+
+static i128 pow10_128(int k) {
+    i128 p = 1;
+    while (k-- > 0) p *= 10;
+    return p;
+}
+
+/* A bound x 10^f rounded down (up = 0) or up, from the shortest text of its
+ * double (cJSON's), exactly; clamped to +-NUM_FAR. */
+static i128 scaled_bound(const cJSON *v, int f, int up) {
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) return 0;
+    const char *p = text;
+    const int neg = *p == '-';
+    p += neg;
+    uint64_t d = 0; /* |x| = d x 10^e */
+    int e = 0, nd = 0, frac = 0;
+    for (; j_digit((unsigned char)*p) || *p == '.'; p++) {
+        if (*p == '.') {
+            frac = 1;
+            continue;
+        }
+        if (nd < 19) {
+            d = d * 10 + (uint64_t)(*p - '0');
+            nd += d != 0; /* significant digits, from the first that is not 0 */
+            e -= frac;
+        } else e += !frac; /* past what d holds (cJSON writes 17 digits at most) */
+    }
+    if (*p == 'e' || *p == 'E') e += atoi(p + 1);
+    free(text);
+    int k = e + f;
+    i128 q, r = 0;
+    if (k >= 0)
+        for (q = d; k-- > 0 && q < NUM_FAR;) q *= 10;
+    else if (-k > 19) q = 0, r = d != 0;
+    else {
+        const i128 div = pow10_128(-k);
+        q = (i128)d / div, r = (i128)d % div != 0;
+    }
+    if (q > NUM_FAR) q = NUM_FAR;
+    /* |x| = q + (0 or a part r); rounded toward the side asked */
+    if (!neg) return up ? q + r : q;
+    return up ? -q : -(q + r);
+}
+
+/* Whether some number that the digits so far begin (st: after '-' or a
+ * digit or '.', in the grammar's form: at most NUM_DIGITS significant
+ * digits, NUM_FRAC after the point, no exponent) lies within n's bounds. */
+static int reach(const snode *n, const dsc_schema_state *st, int integer) {
+    const int f = integer ? 0 : NUM_FRAC, dot = st->mode == J_DOT || st->mode == J_FRAC;
+    /* the magnitudes wanted */
+    const i128 A = st->num_neg ? (n->bhi < 0 ? -n->bhi : 0) : (n->blo > 0 ? n->blo : 0);
+    const i128 B = st->num_neg ? -n->blo : n->bhi;
+    if (A > B) return 0;
+    const int ni = st->num_ni, nf = st->num_nf, lead0 = ni == 1 && st->num_int == 0;
+    const i128 I = st->num_int;
+    /* the integer parts reachable: k more digits (or, after '-' alone, k
+     * digits); each with up to fm digits after the point */
+    for (int k = dot ? 0 : ni == 0 ? 1 : 0; k <= (dot || lead0 ? 0 : NUM_DIGITS - ni); k++) {
+        const int digits = ni + k, zero = ni == 0 ? k == 1 : lead0; /* an integer part "0" counts no digit */
+        const int fm = f < NUM_DIGITS - (zero ? 0 : digits) ? f : NUM_DIGITS - (zero ? 0 : digits);
+        i128 r0, r1, g;
+        if (dot) { /* the fraction so far, fm - nf more digits */
+            if (fm <= nf && (fm < nf || st->mode == J_DOT)) return 0;
+            r0 = (I * pow10_128(nf) + st->num_frac) * pow10_128(f - nf);
+            g = pow10_128(f - fm);
+            r1 = r0 + pow10_128(f - nf) - g;
+        } else {
+            const i128 lo = ni == 0 ? (k == 1 ? 0 : pow10_128(k - 1)) : I * pow10_128(k);
+            const i128 hi = ni == 0 ? pow10_128(k) - 1 : lo + pow10_128(k) - 1;
+            r0 = lo * pow10_128(f);
+            g = pow10_128(f - fm);
+            r1 = hi * pow10_128(f) + pow10_128(f) - g;
+        }
+        const i128 a = A > r0 ? A : r0, b = B < r1 ? B : r1;
+        if (a > b) continue;
+        const i128 first = r0 + (a - r0 + g - 1) / g * g; /* the first value on the grid from a */
+        if (first <= b) return 1;
+    }
+    return 0;
+}
+
+/* Whether the number written (whole) lies within n's bounds. */
+static int inside(const snode *n, const dsc_schema_state *st, int integer) {
+    const int f = integer ? 0 : NUM_FRAC;
+    i128 v = (i128)st->num_int * pow10_128(f) + (i128)st->num_frac * pow10_128(f - st->num_nf);
+    if (st->num_neg) v = -v;
+    return v >= n->blo && v <= n->bhi;
+}
+
+/* number / integer: the bounds, if any, as [blo, bhi]; refused when no
+ * number the grammar writes lies between them. */
+static dsc_status compile_bounds(comp *c, const cJSON *j, int id, int integer) {
+    snode *n = &c->s->node[id];
+    const int f = integer ? 0 : NUM_FRAC;
+    i128 lo = -NUM_FAR, hi = NUM_FAR;
+    for (int i = 0; bounds[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, bounds[i]);
+        if (!v) continue;
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "'%s' must be a number%s", bounds[i],
+                     cJSON_IsBool(v) ? " (draft 4's true / false form is not supported)" : "");
+            return cfail(c, msg);
+        }
+        i128 x;
+        if (i == 0) x = scaled_bound(v, f, 1), lo = x > lo ? x : lo;          /* minimum: up */
+        else if (i == 1) x = scaled_bound(v, f, 0), hi = x < hi ? x : hi;     /* maximum: down */
+        else if (i == 2) x = scaled_bound(v, f, 0) + 1, lo = x > lo ? x : lo; /* exclusiveMinimum */
+        else x = scaled_bound(v, f, 1) - 1, hi = x < hi ? x : hi;             /* exclusiveMaximum */
+        n->bounded = 1;
+    }
+    n->blo = lo, n->bhi = hi;
+    if (!n->bounded) return DSC_OK;
+    dsc_schema_state st = {.mode = J_NEG, .num_neg = 1};
+    int any = reach(n, &st, integer);
+    st = (dsc_schema_state){.mode = J_INT};
+    for (int d = 0; d <= 9 && !any; d++) st.num_int = d, st.num_ni = 1, any = reach(n, &st, integer);
+    if (!any)
+        return cfail(c, integer ? "no integer of at most 15 digits lies within its bounds"
+                                : "no number of at most 15 digits, 6 after the point, lies within its bounds");
+    return DSC_OK;
+}
+
 static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id) {
     snode *n = &c->s->node[id];
     if (!strcmp(type, "object")) {
@@ -226,8 +372,8 @@ static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id
         if (!st && n->min > n->max) return cfail(c, "minLength above maxLength");
         return st;
     }
-    if (!strcmp(type, "number")) return n->kind = K_NUMBER, DSC_OK;
-    if (!strcmp(type, "integer")) return n->kind = K_INTEGER, DSC_OK;
+    if (!strcmp(type, "number")) return n->kind = K_NUMBER, compile_bounds(c, j, id, 0);
+    if (!strcmp(type, "integer")) return n->kind = K_INTEGER, compile_bounds(c, j, id, 1);
     if (!strcmp(type, "boolean")) return n->kind = K_BOOL, DSC_OK;
     if (!strcmp(type, "null")) return n->kind = K_NULL, DSC_OK;
     char msg[160];
@@ -318,6 +464,12 @@ static dsc_status compile(comp *c, const cJSON *j, int *out) {
     const cJSON *any = cJSON_GetObjectItemCaseSensitive(j, "anyOf");
     const cJSON *one = cJSON_GetObjectItemCaseSensitive(j, "oneOf"), *all = cJSON_GetObjectItemCaseSensitive(j, "allOf");
     if (!!en + !!cst + !!any + !!one + !!all > 1) return cfail(c, "more than one of enum, const, anyOf, oneOf, allOf");
+    for (int i = 0; bounds[i]; i++)
+        if ((en || cst || any || one || all) && cJSON_GetObjectItemCaseSensitive(j, bounds[i])) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "'%s' beside enum, const, anyOf, oneOf or allOf", bounds[i]);
+            return cfail(c, msg);
+        }
     if (en || cst) { /* the values' texts, as cJSON writes them (compact) */
         if (en && (!cJSON_IsArray(en) || !en->child)) return cfail(c, "'enum' must be a non-empty array");
         const int first = c->s->n_item;
@@ -371,6 +523,8 @@ static dsc_status compile(comp *c, const cJSON *j, int *out) {
         return compile_type(c, j, "array", id);
     if (cJSON_GetObjectItemCaseSensitive(j, "minLength") || cJSON_GetObjectItemCaseSensitive(j, "maxLength"))
         return compile_type(c, j, "string", id);
+    for (int i = 0; bounds[i]; i++) /* bounds: a number (any value may be one; this grammar writes a number) */
+        if (cJSON_GetObjectItemCaseSensitive(j, bounds[i])) return compile_type(c, j, "number", id);
     return DSC_OK; /* K_ANY */
 }
 
@@ -602,6 +756,11 @@ static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t 
     const int m = j_scalar_start(c, &st->lit, &st->n);
     if (m < 0) return -1;
     st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0;
+    if ((n->kind == K_INTEGER || n->kind == K_NUMBER) && n->bounded) { /* c: '-' or a digit */
+        st->num_neg = c == '-', st->num_ni = c != '-', st->num_int = c == '-' ? 0 : (int64_t)(c - '0');
+        st->num_nf = 0, st->num_frac = 0;
+        if (!reach(n, st, n->kind == K_INTEGER)) return -1;
+    }
     return 0;
 }
 
@@ -689,10 +848,25 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
         return r < 0 ? -1 : 0;
     }
     case J_NEG: case J_ZERO: case J_INT: case J_DOT: case J_FRAC: case J_EXP: case J_EXP_SIGN: case J_EXP_DIG: {
-        const int r = j_number(&st->mode, s->node[st->val].kind == K_INTEGER, c);
-        if (r != 1) return r;
-        value_done(s, st); /* the number ends; c belongs to what follows (never the top level) */
-        return step(s, st, c);
+        const snode *n = &s->node[st->val];
+        const int integer = n->kind == K_INTEGER, bounded = (integer || n->kind == K_NUMBER) && n->bounded;
+        if (bounded && (c == 'e' || c == 'E')) return -1; /* bounded: no exponent */
+        const int r = j_number(&st->mode, integer, c);
+        if (r < 0) return -1;
+        if (r == 1) {
+            if (bounded && !inside(n, st, integer)) return -1;
+            value_done(s, st); /* the number ends; c belongs to what follows (never the top level) */
+            return step(s, st, c);
+        }
+        if (!bounded || c == '.') return bounded && !reach(n, st, integer) ? -1 : 0;
+        if (st->mode == J_FRAC) { /* a digit after the point */
+            if (st->num_nf > NUM_FRAC) return -1;
+            st->num_frac = st->num_frac * 10 + (int32_t)(c - '0'), st->num_nf++;
+        } else {
+            if (st->num_ni > NUM_DIGITS) return -1;
+            st->num_int = st->num_int * 10 + (int64_t)(c - '0'), st->num_ni++;
+        }
+        return reach(n, st, integer) ? 0 : -1;
     }
     case M_ENUM: {
         uint16_t lo = st->lo, hi;

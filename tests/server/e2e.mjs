@@ -392,23 +392,25 @@ async function main() {
                            400, 'response_format');
     return `6 objects, ${fields} fields`;
   });
-  await check('response_format json_schema: every answer a document of the schema (pydantic\'s shape: $defs, anyOf, enum)', async () => {
+  await check('response_format json_schema: every answer a document of the schema (pydantic\'s shape: $defs, anyOf, enum, bounds)', async () => {
     const schema = {
       $defs: { Addr: { type: 'object', title: 'Addr', properties: { city: { type: 'string', minLength: 2, maxLength: 12 },
                                                                   zip: { anyOf: [{ type: 'string' }, { type: 'null' }] } },
                        required: ['city', 'zip'], additionalProperties: false },
                Kind: { enum: ['home', 'work', 7] } },
       type: 'object', title: 'Person',
-      properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer' }, kind: { $ref: '#/$defs/Kind' },
+      properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+                    score: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, kind: { $ref: '#/$defs/Kind' },
                     addr: { $ref: '#/$defs/Addr' }, tags: { type: 'array', items: { type: 'boolean' }, minItems: 1, maxItems: 3 } },
-      required: ['name', 'age', 'kind', 'addr', 'tags'], additionalProperties: false,
+      required: ['name', 'age', 'score', 'kind', 'addr', 'tags'], additionalProperties: false,
     };
     const chars = (x) => [...x].length;
     const isPerson = (o) => {
       const keys = Object.keys(o).sort().join();
-      assert.equal(keys, 'addr,age,kind,name,tags', `keys ${keys}`);
+      assert.equal(keys, 'addr,age,kind,name,score,tags', `keys ${keys}`);
       assert.ok(typeof o.name === 'string' && chars(o.name) <= 10, 'name');
-      assert.ok(Number.isInteger(o.age), 'age');
+      assert.ok(Number.isInteger(o.age) && o.age >= 0 && o.age <= 120, `age ${o.age}`);
+      assert.ok(typeof o.score === 'number' && o.score > 0 && o.score <= 1, `score ${o.score}`);
       assert.ok(['home', 'work', 7].includes(o.kind), 'kind');
       assert.equal(Object.keys(o.addr).sort().join(), 'city,zip');
       assert.ok(typeof o.addr.city === 'string' && chars(o.addr.city) >= 2 && chars(o.addr.city) <= 12, 'city');
@@ -436,6 +438,7 @@ async function main() {
     // refused: what the grammar cannot hold to, named
     for (const [sch, what] of [[{ type: 'object', properties: { d: { type: 'string', format: 'date-time' } } }, /'format'/],
                                [{ type: 'object', properties: { n: { type: ['integer', 'number'] } } }, /alike/],
+                               [{ type: 'object', properties: { n: { type: 'integer', minimum: 3, maximum: 2 } } }, /no integer/],
                                [{}, /root/]]) {
       const e = await assertErrorShape(await post(s, '/v1/chat/completions', { messages: msgs, max_tokens: 2,
         response_format: { type: 'json_schema', json_schema: { name: 'x', schema: sch } } }), 400, 'response_format.json_schema.schema');

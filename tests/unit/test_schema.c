@@ -58,6 +58,12 @@ static const char *const schemas[] = {
     "\"$ref\":\"#/$defs/Node\"}",
     /* an object of any keys and values */
     "{\"type\":\"object\"}",
+    /* bounded numbers, as pydantic writes Field(ge=..., le=..., gt=..., lt=...) */
+    "{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":120},"
+    "\"p\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"t\":{\"type\":\"number\",\"exclusiveMinimum\":-40.5,"
+    "\"exclusiveMaximum\":60},\"n\":{\"type\":[\"integer\",\"null\"],\"exclusiveMinimum\":-3,\"maximum\":-1},"
+    "\"big\":{\"minimum\":1000.25},\"tiny\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.100002}},"
+    "\"required\":[\"age\",\"p\",\"t\",\"n\",\"big\"],\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -74,7 +80,30 @@ static const char *type_of(const cJSON *s) {
     if (cJSON_IsString(t)) return t->valuestring;
     if (cJSON_IsArray(t)) return cJSON_GetArrayItem(t, (int)(rnd() % (unsigned)cJSON_GetArraySize(t)))->valuestring;
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return "object";
+    if (cJSON_GetObjectItemCaseSensitive(s, "minimum")) return "number";
     return NULL;
+}
+
+/* A number's bounds as [lo, hi] (doubles; exclusive ones flagged). */
+typedef struct {
+    double lo, hi;
+    int lo_ex, hi_ex;
+} bounds;
+
+static bounds bounds_of(const cJSON *s) {
+    bounds r = {-INFINITY, INFINITY, 0, 0};
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "minimum"))) r.lo = x->valuedouble;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMinimum"))) r.lo = x->valuedouble, r.lo_ex = 1;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "maximum"))) r.hi = x->valuedouble;
+    if ((x = cJSON_GetObjectItemCaseSensitive(s, "exclusiveMaximum"))) r.hi = x->valuedouble, r.hi_ex = 1;
+    return r;
+}
+
+static int in_bounds(const cJSON *s, double v) {
+    const bounds b = bounds_of(s);
+    if (isinf(b.lo) && isinf(b.hi)) return 1; /* none: any number (an overflow to inf included) */
+    return (b.lo_ex ? v > b.lo : v >= b.lo) && (b.hi_ex ? v < b.hi : v <= b.hi);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -104,6 +133,36 @@ static void gen_string(int min, int max, buf *b) {
     puts_(b, "\"");
     for (int i = 0; i < n; i++) puts_(b, pieces[rnd() % 10]);
     puts_(b, "\"");
+}
+
+/* A number of the schema: unbounded, a few forms; bounded, one within the
+ * bounds as the grammar writes it (no exponent, 6 digits after the point at
+ * most), often at an edge. */
+static void gen_number(const cJSON *s, int integer, buf *b) {
+    const bounds bd = bounds_of(s);
+    if (isinf(bd.lo) && isinf(bd.hi)) {
+        if (integer) puts_(b, rnd() % 2 ? "-407" : "0");
+        else puts_(b, rnd() % 3 == 0 ? "3" : rnd() % 2 ? "-0.25" : "6.02E+23");
+        return;
+    }
+    const double unit = integer ? 1 : 1e-6;
+    const double lo = isinf(bd.lo) ? bd.hi - 5000 : bd.lo, hi = isinf(bd.hi) ? bd.lo + 5000 : bd.hi;
+    for (;;) {
+        const long long n0 = (long long)ceil(lo / unit), n1 = (long long)floor(hi / unit);
+        long long k = rnd() % 4 == 0 ? n0 : rnd() % 3 == 0 ? n1 : n0 + (long long)(rnd() % (unsigned long long)(n1 - n0 + 1));
+        char t[64];
+        if (integer) snprintf(t, sizeof t, "%lld", k);
+        else { /* k millionths, trailing zeros dropped */
+            snprintf(t, sizeof t, "%s%lld.%06lld", k < 0 ? "-" : "", llabs(k) / 1000000, llabs(k) % 1000000);
+            size_t n = strlen(t);
+            while (t[n - 1] == '0') t[--n] = 0;
+            if (t[n - 1] == '.') t[--n] = 0;
+        }
+        if (in_bounds(s, strtod(t, NULL))) {
+            puts_(b, t);
+            return;
+        }
+    }
 }
 
 static void gen_object(const cJSON *doc, const cJSON *s, int depth, buf *b) {
@@ -159,8 +218,7 @@ static void gen(const cJSON *doc, const cJSON *s, int depth, buf *b) {
     if (!t) gen_any(depth, b);
     else if (!strcmp(t, "object")) gen_object(doc, s, depth, b);
     else if (!strcmp(t, "string")) gen_string(mn ? mn->valueint : 0, mx ? mx->valueint : -1, b);
-    else if (!strcmp(t, "integer")) puts_(b, rnd() % 2 ? "-407" : "0");
-    else if (!strcmp(t, "number")) puts_(b, rnd() % 3 == 0 ? "3" : rnd() % 2 ? "-0.25" : "6.02E+23");
+    else if (!strcmp(t, "integer") || !strcmp(t, "number")) gen_number(s, !strcmp(t, "integer"), b);
     else if (!strcmp(t, "boolean")) puts_(b, rnd() % 2 ? "true" : "false");
     else if (!strcmp(t, "null")) puts_(b, "null");
     else { /* array */
@@ -190,8 +248,9 @@ static int valid(const cJSON *doc, const cJSON *s, const cJSON *v);
 static int valid_type(const cJSON *doc, const cJSON *s, const char *t, const cJSON *v) {
     if (!strcmp(t, "null")) return cJSON_IsNull(v);
     if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
-    if (!strcmp(t, "number")) return cJSON_IsNumber(v);
-    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble);
+    if (!strcmp(t, "number")) return cJSON_IsNumber(v) && in_bounds(s, v->valuedouble);
+    if (!strcmp(t, "integer"))
+        return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && in_bounds(s, v->valuedouble);
     if (!strcmp(t, "string")) {
         const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
         return cJSON_IsString(v) && (!mn || utf8_chars(v->valuestring) >= mn->valueint) &&
@@ -248,7 +307,7 @@ static int valid(const cJSON *doc, const cJSON *s, const cJSON *v) {
     }
     if (cJSON_IsString(t)) return valid_type(doc, s, t->valuestring, v);
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return valid_type(doc, s, "object", v);
-    return 1;
+    return !cJSON_IsNumber(v) || in_bounds(s, v->valuedouble); /* bounds hold numbers only */
 }
 
 /* A document: one JSON object (the strict grammar) that the schema accepts. */
@@ -267,7 +326,13 @@ static void test_refused(void) {
     static const char *const bad[][2] = {
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^a\"}}}", "'pattern'"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date-time\"}}}", "#/properties/d"},
-        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0}}}", "'minimum'"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}", "'multipleOf'"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":true}}}", "draft 4"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"minimum\":2,\"maximum\":1.5}}}", "#/properties/n: no number"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":2.5,\"maximum\":2.9}}}", "no integer"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"minimum\":1e-7,\"maximum\":9e-7}}}", "6 after"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":1e15}}}", "15 digits"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"enum\":[1,2],\"maximum\":1}}}", "beside"},
         {"{\"type\":\"array\"}", "root"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "alike"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"enum\":[\"a\"]},{\"type\":\"string\"}]}}}", "alike"},
@@ -332,6 +397,33 @@ static void test_cases(void) {
         {4, " {}", 1},
         {4, "  {}", -1},
         {4, "{} x", -1},
+        {5, "{\"age\":0,\"p\":1.0,\"t\":-40.499999,\"n\":-1,\"big\":1000.25}", 1},
+        {5, "{\"age\":120,\"p\":0,\"t\":59.999999,\"n\":null,\"big\":2e3}", -1},  /* big: no exponent */
+        {5, "{\"age\":120,\"p\":0.000001,\"t\":0,\"n\":-2,\"big\":99999,\"tiny\":0.100002}", 1},
+        {5, "{\"age\":-0,\"p\":-0,\"t\":-0,\"n\":-2,\"big\":1000.3}", 1},
+        {5, "{\"age\":121", -1},           /* maximum 120 */
+        {5, "{\"age\":-1", -1},            /* minimum 0 */
+        {5, "{\"age\":1.0", -1},           /* an integer */
+        {5, "{\"age\":12", 0},             /* 12, or 120 */
+        {5, "{\"age\":1200", -1},
+        {5, "{\"p\":1.000001", -1},        /* maximum 1 */
+        {5, "{\"p\":0.9999999", -1},       /* 6 digits after the point */
+        {5, "{\"p\":1e0", -1},             /* no exponent */
+        {5, "{\"t\":-40.5", -1},           /* exclusiveMinimum: -40.5 and below */
+        {5, "{\"t\":-40.50", -1},
+        {5, "{\"t\":60", -1},              /* exclusiveMaximum */
+        {5, "{\"t\":6", 0},                /* 6 or 6.x or 59.x: goes on */
+        {5, "{\"n\":-3", -1},              /* exclusiveMinimum -3 */
+        {5, "{\"n\":0", -1},               /* maximum -1 */
+        {5, "{\"n\":-1,", 0},
+        {5, "{\"big\":1000.24", -1},       /* 1000.24x < 1000.25 */
+        {5, "{\"big\":1000.2", 0},         /* 1000.25 to 1000.29 */
+        {5, "{\"big\":1000.25,", 0},
+        {5, "{\"big\":999", 0},            /* 9990 and up */
+        {5, "{\"big\":123456789012345.1", -1}, /* 16 significant digits */
+        {5, "{\"tiny\":0.1,", -1},         /* exclusiveMinimum 0.1 */
+        {5, "{\"tiny\":0.100001,", 0},
+        {5, "{\"tiny\":0.100003", -1},     /* maximum 0.100002 */
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
