@@ -13,8 +13,16 @@
  * only once the required ones are in, ',' only while one is left.
  * Alternatives (anyOf, oneOf, a list of types) are told apart by their
  * first byte; a schema whose alternatives begin alike is refused, as are
- * keywords that would need more than this (pattern, format, multipleOf,
- * ...), so an answer never breaks a rule the schema states.
+ * keywords that would need more than this (pattern, multipleOf, formats
+ * other than those below, ...), so an answer never breaks a rule the
+ * schema states.
+ *
+ * A string of format date (2024-02-29), time (RFC 3339's full-time:
+ * 23:59:59, an optional fraction of up to 9 digits, then Z or an offset
+ * +05:30), date-time (date T time), uuid (8-4-4-4-12 hex digits) or ipv4
+ * (four numbers 0-255 without leading zeros) is held to it character by
+ * character: months 01-12, a day that the month has (29 February only in a
+ * leap year), hours 00-23, minutes and seconds 00-59.
  *
  * A number with bounds (minimum, maximum, exclusiveMinimum,
  * exclusiveMaximum) is written without an exponent, in at most 15
@@ -43,6 +51,8 @@
 #include "json_mask.h"
 
 enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, K_ENUM, K_ANYOF };
+enum { FMT_NONE, FMT_DATE, FMT_TIME, FMT_DATETIME, FMT_UUID, FMT_IPV4, FMT_N };
+static const char *const fmt_names[FMT_N] = {"", "date", "time", "date-time", "uuid", "ipv4"};
 
 #define NONE 0xffffffffu
 #define MAX_NODES 4096
@@ -63,6 +73,7 @@ typedef struct {
     uint64_t required; /* object: bit i: property first + i is required */
     uint8_t *pick;     /* anyof: [256] the alternative (1 + index) a value's first byte selects, 0 none */
     uint8_t bounded;   /* number, integer: held to [blo, bhi] (scaled, see NUM_FRAC) */
+    uint8_t fmt;       /* string: FMT_* */
     i128 blo, bhi;
 } snode;
 
@@ -127,7 +138,7 @@ static const char *const annotations[] = {"title", "description", "default", "ex
 static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                       "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
                                       "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                      NULL};
+                                      "format", NULL};
 static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static int in_list(const char *k, const char *const *list) {
@@ -370,7 +381,19 @@ static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id
         dsc_status st = get_count(c, j, "minLength", &n->min);
         if (!st) st = get_count(c, j, "maxLength", &n->max);
         if (!st && n->min > n->max) return cfail(c, "minLength above maxLength");
-        return st;
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "format");
+        if (st || !f) return st;
+        if (!cJSON_IsString(f)) return cfail(c, "'format' must be a string");
+        for (int k = 1; k < FMT_N; k++)
+            if (!strcmp(f->valuestring, fmt_names[k])) n->fmt = (uint8_t)k;
+        char msg[160];
+        if (!n->fmt) {
+            snprintf(msg, sizeof msg, "format '%.40s' is not supported (date, time, date-time, uuid and ipv4 are)",
+                     f->valuestring);
+            return cfail(c, msg);
+        }
+        if (n->min || n->max != NONE) return cfail(c, "'minLength' / 'maxLength' beside 'format'");
+        return DSC_OK;
     }
     if (!strcmp(type, "number")) return n->kind = K_NUMBER, compile_bounds(c, j, id, 0);
     if (!strcmp(type, "integer")) return n->kind = K_INTEGER, compile_bounds(c, j, id, 1);
@@ -521,7 +544,8 @@ static dsc_status compile(comp *c, const cJSON *j, int *out) {
     if (cJSON_GetObjectItemCaseSensitive(j, "items") || cJSON_GetObjectItemCaseSensitive(j, "minItems") ||
         cJSON_GetObjectItemCaseSensitive(j, "maxItems"))
         return compile_type(c, j, "array", id);
-    if (cJSON_GetObjectItemCaseSensitive(j, "minLength") || cJSON_GetObjectItemCaseSensitive(j, "maxLength"))
+    if (cJSON_GetObjectItemCaseSensitive(j, "minLength") || cJSON_GetObjectItemCaseSensitive(j, "maxLength") ||
+        cJSON_GetObjectItemCaseSensitive(j, "format")) /* a format: a string (any value may be one; this grammar writes one) */
         return compile_type(c, j, "string", id);
     for (int i = 0; bounds[i]; i++) /* bounds: a number (any value may be one; this grammar writes a number) */
         if (cJSON_GetObjectItemCaseSensitive(j, bounds[i])) return compile_type(c, j, "number", id);
@@ -722,6 +746,96 @@ static int key_end(const dsc_json_schema *s, dsc_schema_state *st) {
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Formatted strings: st->pos the state, st->num_int what it remembers      */
+
+static int days_in(int64_t year, int64_t month) {
+    static const int d[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : d[month - 1];
+}
+
+/* date, positions 0-9 of YYYY-MM-DD (years 1000-9999); acc: the digits so far */
+static int date_char(uint32_t p, int64_t *acc, unsigned c) {
+    if (p == 4 || p == 7) return c == '-' ? 0 : -1;
+    if (!j_digit(c)) return -1;
+    const int d = (int)(c - '0');
+    if (p == 0 && d == 0) return -1;
+    if (p == 5 && d > 1) return -1;
+    if (p == 6 && (*acc % 10 == 0 ? d == 0 : d > 2)) return -1; /* month 01-12 */
+    if (p == 8 || p == 9) {
+        const int64_t ym = p == 8 ? *acc : *acc / 10, dim = days_in(ym / 100, ym % 100);
+        if (p == 8 && d > dim / 10) return -1;
+        if (p == 9 && (*acc % 10 == 0 ? d == 0 : *acc % 10 == dim / 10 && d > dim % 10)) return -1;
+    }
+    *acc = *acc * 10 + d;
+    return 0;
+}
+
+/* time (RFC 3339 full-time): 0-7 HH:MM:SS, 8 after the seconds, 9 the
+ * first digit of a fraction, 10 more of them (acc: how many), 11-15 an
+ * offset's HH:MM, 16 whole */
+static int time_char(uint32_t *p, int64_t *acc, unsigned c) {
+    const uint32_t q = *p;
+    if (q == 2 || q == 5 || q == 13) return c == ':' ? (++*p, 0) : -1;
+    if (q == 8 || q == 10) {
+        if (q == 8 && c == '.') return *p = 9, 0;
+        if (q == 10 && j_digit(c) && *acc < 9) return ++*acc, 0;
+        if (c == 'Z') return *p = 16, 0;
+        return c == '+' || c == '-' ? (*p = 11, 0) : -1;
+    }
+    if (q == 16 || !j_digit(c)) return -1;
+    const int d = (int)(c - '0');
+    if (q == 9) return *p = 10, *acc = 1, 0;
+    if ((q == 0 || q == 11) && d > 2) return -1;                 /* hours 00-23 */
+    if ((q == 1 || q == 12) && *acc == 2 && d > 3) return -1;
+    if ((q == 3 || q == 6 || q == 14) && d > 5) return -1;       /* minutes, seconds 00-59 */
+    *acc = d, ++*p;
+    return 0;
+}
+
+/* Character c of a string of format f: 0 with the state advanced, -1 refused. */
+static int fmt_char(uint8_t f, dsc_schema_state *st, unsigned c) {
+    uint32_t *p = &st->pos;
+    int64_t *acc = &st->num_int;
+    switch (f) {
+    case FMT_DATE: return *p < 10 && !date_char(*p, acc, c) ? (++*p, 0) : -1;
+    case FMT_DATETIME:
+        if (*p < 10) return !date_char(*p, acc, c) ? (++*p, 0) : -1;
+        if (*p == 10) return c == 'T' ? (++*p, *acc = 0, 0) : -1;
+        {
+            uint32_t q = *p - 11;
+            if (time_char(&q, acc, c)) return -1;
+            *p = q + 11;
+            return 0;
+        }
+    case FMT_TIME: return time_char(p, acc, c);
+    case FMT_UUID:
+        if (*p >= 36) return -1;
+        if (*p == 8 || *p == 13 || *p == 18 || *p == 23) return c == '-' ? (++*p, 0) : -1;
+        return j_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ? (++*p, 0) : -1;
+    default: { /* FMT_IPV4: pos = dots x 4 + the octet's digits; acc its value */
+        const uint32_t dots = *p / 4, nd = *p % 4;
+        if (c == '.') return nd > 0 && dots < 3 ? (*p = (dots + 1) * 4, 0) : -1;
+        if (!j_digit(c) || nd == 3 || (nd > 0 && *acc == 0)) return -1; /* no leading zero */
+        const int64_t v = (nd ? *acc * 10 : 0) + (int64_t)(c - '0');
+        if (v > 255) return -1;
+        return *acc = v, ++*p, 0;
+    }
+    }
+}
+
+/* Whether a string of format f may end in state st. */
+static int fmt_whole(uint8_t f, const dsc_schema_state *st) {
+    switch (f) {
+    case FMT_DATE: return st->pos == 10;
+    case FMT_DATETIME: return st->pos == 11 + 16;
+    case FMT_TIME: return st->pos == 16;
+    case FMT_UUID: return st->pos == 36;
+    default: return st->pos / 4 == 3 && st->pos % 4 > 0;
+    }
+}
+
 /* A value of node id begins with c (not whitespace). */
 static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t id, unsigned c) {
     const snode *n = &s->node[id];
@@ -755,7 +869,7 @@ static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t 
     }
     const int m = j_scalar_start(c, &st->lit, &st->n);
     if (m < 0) return -1;
-    st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0;
+    st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0, st->pos = 0, st->num_int = 0;
     if ((n->kind == K_INTEGER || n->kind == K_NUMBER) && n->bounded) { /* c: '-' or a digit */
         st->num_neg = c == '-', st->num_ni = c != '-', st->num_int = c == '-' ? 0 : (int64_t)(c - '0');
         st->num_nf = 0, st->num_frac = 0;
@@ -834,8 +948,11 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
             if (st->in_key) return key_end(s, st);
             const snode *n = &s->node[st->val];
             if (n->kind == K_STRING && st->chars < n->min) return -1;
+            if (n->kind == K_STRING && n->fmt && !fmt_whole(n->fmt, st)) return -1;
             return value_done(s, st), 0;
         }
+        if (!st->in_key && s->node[st->val].kind == K_STRING && s->node[st->val].fmt)
+            return fmt_char(s->node[st->val].fmt, st, c); /* ASCII only: no escape, no UTF-8 */
         if (one_char(s, st)) return -1; /* c begins a character (else it is refused, and the count with it) */
         /* fall through */
     case J_ESC:
@@ -905,7 +1022,7 @@ int dsc_schema_feed(const dsc_json_schema *s, dsc_schema_state *st, const char *
 
 int dsc_schema_free_string(const dsc_json_schema *s, const dsc_schema_state *st) {
     if (st->mode != M_STR) return 0;
-    if (!st->in_key) return s->node[st->val].max == NONE;
+    if (!st->in_key) return s->node[st->val].max == NONE && !s->node[st->val].fmt;
     const snode *o = frame_object(s, st);
     return !o || o->extra;
 }
@@ -925,7 +1042,9 @@ void dsc_schema_mask_apply(const dsc_json_schema *s, const dsc_json_mask *m, con
      * it untried: always in a key of an object that takes other keys or a
      * value string of no maximum length, within the maximum else */
     const snode *o = st->depth ? frame_object(s, st) : NULL;
-    const int in_str = st->mode == M_STR, other_key = in_str && st->in_key && (!o || o->extra);
+    /* (a formatted string's characters are each tried) */
+    const int in_str = st->mode == M_STR && (st->in_key || !s->node[st->val].fmt);
+    const int other_key = in_str && st->in_key && (!o || o->extra);
     const uint32_t room = !in_str || st->in_key ? NONE : s->node[st->val].max == NONE ? NONE : s->node[st->val].max - st->chars;
     for (int32_t id = 0; id < m->n_logits; id++) {
         if (logits[id] == -INFINITY) continue;

@@ -392,7 +392,7 @@ async function main() {
                            400, 'response_format');
     return `6 objects, ${fields} fields`;
   });
-  await check('response_format json_schema: every answer a document of the schema (pydantic\'s shape: $defs, anyOf, enum, bounds)', async () => {
+  await check('response_format json_schema: every answer a document of the schema (pydantic\'s shape: $defs, anyOf, enum, bounds, format)', async () => {
     const schema = {
       $defs: { Addr: { type: 'object', title: 'Addr', properties: { city: { type: 'string', minLength: 2, maxLength: 12 },
                                                                   zip: { anyOf: [{ type: 'string' }, { type: 'null' }] } },
@@ -400,14 +400,17 @@ async function main() {
                Kind: { enum: ['home', 'work', 7] } },
       type: 'object', title: 'Person',
       properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 120 },
-                    score: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, kind: { $ref: '#/$defs/Kind' },
+                    score: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, born: { type: 'string', format: 'date' },
+                    kind: { $ref: '#/$defs/Kind' },
                     addr: { $ref: '#/$defs/Addr' }, tags: { type: 'array', items: { type: 'boolean' }, minItems: 1, maxItems: 3 } },
-      required: ['name', 'age', 'score', 'kind', 'addr', 'tags'], additionalProperties: false,
+      required: ['name', 'age', 'score', 'born', 'kind', 'addr', 'tags'], additionalProperties: false,
     };
     const chars = (x) => [...x].length;
     const isPerson = (o) => {
       const keys = Object.keys(o).sort().join();
-      assert.equal(keys, 'addr,age,kind,name,score,tags', `keys ${keys}`);
+      assert.equal(keys, 'addr,age,born,kind,name,score,tags', `keys ${keys}`);
+      const day = new Date(`${o.born}T00:00:00Z`); // a real day: the same date back
+      assert.ok(/^\d{4}-\d{2}-\d{2}$/.test(o.born) && day.toISOString().slice(0, 10) === o.born, `born ${o.born}`);
       assert.ok(typeof o.name === 'string' && chars(o.name) <= 10, 'name');
       assert.ok(Number.isInteger(o.age) && o.age >= 0 && o.age <= 120, `age ${o.age}`);
       assert.ok(typeof o.score === 'number' && o.score > 0 && o.score <= 1, `score ${o.score}`);
@@ -436,7 +439,7 @@ async function main() {
     for await (const ch of st) text += ch.choices[0]?.delta?.content ?? '';
     assert.equal(text, first);
     // refused: what the grammar cannot hold to, named
-    for (const [sch, what] of [[{ type: 'object', properties: { d: { type: 'string', format: 'date-time' } } }, /'format'/],
+    for (const [sch, what] of [[{ type: 'object', properties: { d: { type: 'string', format: 'email' } } }, /format 'email'/],
                                [{ type: 'object', properties: { n: { type: ['integer', 'number'] } } }, /alike/],
                                [{ type: 'object', properties: { n: { type: 'integer', minimum: 3, maximum: 2 } } }, /no integer/],
                                [{}, /root/]]) {

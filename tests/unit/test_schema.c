@@ -64,6 +64,11 @@ static const char *const schemas[] = {
     "\"exclusiveMaximum\":60},\"n\":{\"type\":[\"integer\",\"null\"],\"exclusiveMinimum\":-3,\"maximum\":-1},"
     "\"big\":{\"minimum\":1000.25},\"tiny\":{\"type\":\"number\",\"exclusiveMinimum\":0.1,\"maximum\":0.100002}},"
     "\"required\":[\"age\",\"p\",\"t\",\"n\",\"big\"],\"additionalProperties\":false}",
+    /* formats, as pydantic writes date, time, datetime, UUID, IPv4Address */
+    "{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\"},\"t\":{\"format\":\"time\"},"
+    "\"dt\":{\"type\":\"string\",\"format\":\"date-time\"},\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+    "\"ip\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"ipv4\"},{\"type\":\"null\"}]}},"
+    "\"required\":[\"d\",\"dt\",\"id\",\"ip\"],\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -81,7 +86,20 @@ static const char *type_of(const cJSON *s) {
     if (cJSON_IsArray(t)) return cJSON_GetArrayItem(t, (int)(rnd() % (unsigned)cJSON_GetArraySize(t)))->valuestring;
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return "object";
     if (cJSON_GetObjectItemCaseSensitive(s, "minimum")) return "number";
+    if (cJSON_GetObjectItemCaseSensitive(s, "format")) return "string";
     return NULL;
+}
+
+static const char *format_of(const cJSON *s) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "format");
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+static int leap(int y) { return y % 400 == 0 || (y % 4 == 0 && y % 100 != 0); }
+
+static int month_days(int y, int m) {
+    if (m == 2) return 28 + leap(y);
+    return m == 4 || m == 6 || m == 9 || m == 11 ? 30 : 31;
 }
 
 /* A number's bounds as [lo, hi] (doubles; exclusive ones flagged). */
@@ -165,6 +183,29 @@ static void gen_number(const cJSON *s, int integer, buf *b) {
     }
 }
 
+/* A string of a format, often at an edge (29 February, 23:59:59, 255). */
+static void gen_formatted(const char *f, buf *b) {
+    char t[96];
+    const int y = rnd() % 3 == 0 ? 2000 + 4 * (int)(rnd() % 20) : 1000 + (int)(rnd() % 9000), m = 1 + (int)(rnd() % 12);
+    const int d = rnd() % 3 == 0 ? month_days(y, m) : 1 + (int)(rnd() % (unsigned)month_days(y, m));
+    char date[16], time[48], off[8] = "Z";
+    snprintf(date, sizeof date, "%04d-%02d-%02d", y, m, d);
+    if (rnd() % 2) snprintf(off, sizeof off, "%c%02d:%02d", rnd() % 2 ? '+' : '-', (int)(rnd() % 24), (int)(rnd() % 60));
+    snprintf(time, sizeof time, "%02d:%02d:%02d%s%s", rnd() % 4 ? (int)(rnd() % 24) : 23, (int)(rnd() % 60),
+             rnd() % 4 ? (int)(rnd() % 60) : 59, rnd() % 2 ? "" : rnd() % 2 ? ".5" : ".123456789", off);
+    if (!strcmp(f, "date")) snprintf(t, sizeof t, "\"%s\"", date);
+    else if (!strcmp(f, "time")) snprintf(t, sizeof t, "\"%s\"", time);
+    else if (!strcmp(f, "date-time")) snprintf(t, sizeof t, "\"%sT%s\"", date, time);
+    else if (!strcmp(f, "uuid")) {
+        static const char hex[] = "0123456789abcdefABCDEF";
+        int k = 0;
+        t[k++] = '"';
+        for (int i = 0; i < 36; i++) t[k++] = i == 8 || i == 13 || i == 18 || i == 23 ? '-' : hex[rnd() % 22];
+        t[k++] = '"', t[k] = 0;
+    } else snprintf(t, sizeof t, "\"%d.%d.%d.%d\"", (int)(rnd() % 256), rnd() % 2 ? 255 : 0, (int)(rnd() % 10), (int)(rnd() % 256));
+    puts_(b, t);
+}
+
 static void gen_object(const cJSON *doc, const cJSON *s, int depth, buf *b) {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties"), *p;
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
@@ -217,6 +258,7 @@ static void gen(const cJSON *doc, const cJSON *s, int depth, buf *b) {
     const cJSON *mi = cJSON_GetObjectItemCaseSensitive(s, "minItems"), *ma = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
     if (!t) gen_any(depth, b);
     else if (!strcmp(t, "object")) gen_object(doc, s, depth, b);
+    else if (!strcmp(t, "string") && format_of(s)) gen_formatted(format_of(s), b);
     else if (!strcmp(t, "string")) gen_string(mn ? mn->valueint : 0, mx ? mx->valueint : -1, b);
     else if (!strcmp(t, "integer") || !strcmp(t, "number")) gen_number(s, !strcmp(t, "integer"), b);
     else if (!strcmp(t, "boolean")) puts_(b, rnd() % 2 ? "true" : "false");
@@ -245,6 +287,57 @@ static int utf8_chars(const char *s) {
 
 static int valid(const cJSON *doc, const cJSON *s, const cJSON *v);
 
+/* RFC 3339 full-date, full-time (an offset required), date-time; RFC 4122's
+ * text form; dotted-quad IPv4 without leading zeros. */
+static int valid_date(const char *x) {
+    int y, m, d, n = -1;
+    return strlen(x) == 10 && sscanf(x, "%4d-%2d-%2d%n", &y, &m, &d, &n) == 3 && n == 10 && x[4] == '-' &&
+           x[7] == '-' && y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= month_days(y, m);
+}
+
+static int valid_time(const char *x) {
+    int h, mi, se, n = -1;
+    if (sscanf(x, "%2d:%2d:%2d%n", &h, &mi, &se, &n) != 3 || n != 8 || h > 23 || mi > 59 || se > 59) return 0;
+    for (int i = 0; i < 8; i++)
+        if (i % 3 == 2 ? x[i] != ':' : x[i] < '0' || x[i] > '9') return 0;
+    x += 8;
+    if (*x == '.') {
+        int k = 0;
+        while (x[1 + k] >= '0' && x[1 + k] <= '9') k++;
+        if (k == 0) return 0;
+        x += 1 + k;
+    }
+    if (!strcmp(x, "Z")) return 1;
+    int oh, om;
+    n = -1;
+    return (*x == '+' || *x == '-') && sscanf(x + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5 && x[1] >= '0' &&
+           x[1] <= '9' && x[4] >= '0' && x[4] <= '9' && oh <= 23 && om <= 59;
+}
+
+static int valid_format(const char *f, const char *x) {
+    if (!strcmp(f, "date")) return valid_date(x);
+    if (!strcmp(f, "time")) return valid_time(x);
+    if (!strcmp(f, "date-time")) {
+        char d[11];
+        if (strlen(x) < 11 || x[10] != 'T') return 0;
+        memcpy(d, x, 10), d[10] = 0;
+        return valid_date(d) && valid_time(x + 11);
+    }
+    if (!strcmp(f, "uuid")) {
+        if (strlen(x) != 36) return 0;
+        for (int i = 0; i < 36; i++)
+            if (i == 8 || i == 13 || i == 18 || i == 23 ? x[i] != '-' : !strchr("0123456789abcdefABCDEF", x[i]) || !x[i])
+                return 0;
+        return 1;
+    }
+    /* ipv4: read back as it would be written */
+    unsigned a, b2, c, d;
+    char again[32];
+    if (sscanf(x, "%3u.%3u.%3u.%3u", &a, &b2, &c, &d) != 4 || a > 255 || b2 > 255 || c > 255 || d > 255) return 0;
+    snprintf(again, sizeof again, "%u.%u.%u.%u", a, b2, c, d);
+    return !strcmp(again, x);
+}
+
 static int valid_type(const cJSON *doc, const cJSON *s, const char *t, const cJSON *v) {
     if (!strcmp(t, "null")) return cJSON_IsNull(v);
     if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
@@ -254,7 +347,8 @@ static int valid_type(const cJSON *doc, const cJSON *s, const char *t, const cJS
     if (!strcmp(t, "string")) {
         const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
         return cJSON_IsString(v) && (!mn || utf8_chars(v->valuestring) >= mn->valueint) &&
-               (!mx || utf8_chars(v->valuestring) <= mx->valueint);
+               (!mx || utf8_chars(v->valuestring) <= mx->valueint) &&
+               (!format_of(s) || valid_format(format_of(s), v->valuestring));
     }
     if (!strcmp(t, "array")) {
         const cJSON *mi = cJSON_GetObjectItemCaseSensitive(s, "minItems"), *ma = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
@@ -307,6 +401,7 @@ static int valid(const cJSON *doc, const cJSON *s, const cJSON *v) {
     }
     if (cJSON_IsString(t)) return valid_type(doc, s, t->valuestring, v);
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return valid_type(doc, s, "object", v);
+    if (cJSON_IsString(v) && format_of(s)) return valid_format(format_of(s), v->valuestring); /* formats: strings only */
     return !cJSON_IsNumber(v) || in_bounds(s, v->valuedouble); /* bounds hold numbers only */
 }
 
@@ -325,7 +420,8 @@ static int valid_doc(const cJSON *doc, const char *text, size_t n) {
 static void test_refused(void) {
     static const char *const bad[][2] = {
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^a\"}}}", "'pattern'"},
-        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date-time\"}}}", "#/properties/d"},
+        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"email\"}}}", "#/properties/d: format 'email'"},
+        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}}}", "beside 'format'"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}", "'multipleOf'"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":true}}}", "draft 4"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"minimum\":2,\"maximum\":1.5}}}", "#/properties/n: no number"},
@@ -424,6 +520,37 @@ static void test_cases(void) {
         {5, "{\"tiny\":0.1,", -1},         /* exclusiveMinimum 0.1 */
         {5, "{\"tiny\":0.100001,", 0},
         {5, "{\"tiny\":0.100003", -1},     /* maximum 0.100002 */
+        {6, "{\"d\":\"2024-02-29\",\"dt\":\"1999-12-31T23:59:59.5+05:30\",\"id\":\"123e4567-E89B-12d3-a456-426614174000\","
+            "\"ip\":\"255.0.10.1\",\"t\":\"00:00:00Z\"}", 1},
+        {6, "{\"d\":\"2023-02-29", -1},         /* not a leap year */
+        {6, "{\"d\":\"2100-02-29", -1},         /* nor 2100 */
+        {6, "{\"d\":\"2000-02-29\"", 0},       /* but 2000 */
+        {6, "{\"d\":\"2023-04-31", -1},         /* April: 30 days */
+        {6, "{\"d\":\"2023-13", -1},
+        {6, "{\"d\":\"2023-00", -1},
+        {6, "{\"d\":\"2023-1-", -1},
+        {6, "{\"d\":\"0999", -1},               /* years from 1000 */
+        {6, "{\"d\":\"2023-01-01T", -1},        /* a date alone */
+        {6, "{\"d\":\"2023-01-0\"", -1},
+        {6, "{\"t\":\"24", -1},
+        {6, "{\"t\":\"12:60", -1},
+        {6, "{\"t\":\"12:00:00\"", -1},        /* an offset or Z needed */
+        {6, "{\"t\":\"12:00:00.\"", -1},
+        {6, "{\"t\":\"12:00:00.Z", -1},         /* a digit after the point */
+        {6, "{\"t\":\"12:00:00.1234567890", -1}, /* 9 at most */
+        {6, "{\"t\":\"12:00:00+24", -1},
+        {6, "{\"t\":\"12:00:00z", -1},
+        {6, "{\"dt\":\"2024-01-01 00", -1},     /* T */
+        {6, "{\"dt\":\"2024-01-01T00:00:00-00:00\"", 0},
+        {6, "{\"id\":\"123e4567e", -1},         /* a dash at 8 */
+        {6, "{\"id\":\"123e4567-e89g", -1},
+        {6, "{\"id\":\"123e4567-e89b-12d3-a456-4266141740001", -1},
+        {6, "{\"ip\":\"192.168.00", -1},         /* no leading zero */
+        {6, "{\"ip\":\"256", -1},
+        {6, "{\"ip\":\"1.2.3\"", -1},
+        {6, "{\"ip\":\"1.2.3.4.", -1},
+        {6, "{\"ip\":null,", 0},
+        {6, "{\"ip\":\"\\u0031", -1},         /* no escapes in a format */
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
