@@ -351,17 +351,26 @@ void anth_stream_collect(const srv_req *r, srv_anth_stream *st, sbuf *o) {
         delta(st, "text_delta", "text", c->content.p + st->sent_content, c->content.n - st->sent_content, o);
         st->sent_content = c->content.n;
     }
-    for (; st->sent_calls < c->n_calls; st->sent_calls++) { /* each call a block: its input whole, in one delta */
-        const srv_call *call = &c->calls[st->sent_calls];
+    for (;;) { /* each call a tool_use block: begun with its id and name, then its input in pieces as it comes */
+        const int k = st->sent_calls, whole = k < c->n_calls;
+        const srv_call *call = whole ? &c->calls[k] : c->live_open ? &c->live : NULL;
+        if (!call) break;
+        const char *args = whole ? call->arguments : c->live_args.p ? c->live_args.p : "";
+        const size_t na = whole ? strlen(args) : c->live_args.n;
+        if (!st->call_open) {
+            block_stop(st, o);
+            st->block++;
+            event(o, "content_block_start");
+            sbuf_printf(o, "{\"type\":\"content_block_start\",\"index\":%d,\"content_block\":", st->block);
+            tool_use(call, o, 1);
+            sbuf_puts(o, "}\n\n");
+            st->kind = 3, st->call_open = 1, st->sent_args = 0;
+        }
+        if (na > st->sent_args) delta(st, "input_json_delta", "partial_json", args + st->sent_args, na - st->sent_args, o);
+        st->sent_args = na;
+        if (!whole) break;
         block_stop(st, o);
-        st->block++;
-        event(o, "content_block_start");
-        sbuf_printf(o, "{\"type\":\"content_block_start\",\"index\":%d,\"content_block\":", st->block);
-        tool_use(call, o, 1);
-        sbuf_puts(o, "}\n\n");
-        st->kind = 3;
-        delta(st, "input_json_delta", "partial_json", call->arguments, strlen(call->arguments), o);
-        block_stop(st, o);
+        st->sent_calls++, st->call_open = 0;
     }
     if (c->finish && !st->finished) {
         st->finished = 1;

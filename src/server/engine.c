@@ -240,6 +240,30 @@ static const float *penalized(srv_engine *e, const float *row, const srv_req *r,
     return e->prow;
 }
 
+static void call_id(const srv_req *r, int k, char *id, size_t cap) {
+    snprintf(id, cap, "call_%s_%d", r->id + strcspn(r->id, "-") + 1, k);
+}
+
+/* The call being written, as far as it is known: once "function", the name
+ * and "\n```json\n" are in, its name, then its arguments but for the last 4
+ * bytes (the closing "\n```" may be beginning) and whole UTF-8 characters,
+ * for the stream to send. */
+static void call_progress(srv_req *r, srv_choice *c) {
+    const char *p = c->call.p, *fence = p ? memmem(p, c->call.n, "\n```json\n", 9) : NULL;
+    if (!fence || c->call.oom || c->call.n < 8 || strncmp(p, "function", 8)) return;
+    const size_t at = (size_t)(fence - p) + 9;
+    size_t n = c->call.n - at > 4 ? c->call.n - at - 4 : 0;
+    while (n > 0 && ((unsigned char)p[at + n] & 0xc0) == 0x80) n--; /* whole characters only */
+    if (c->live_open && n <= c->live_args.n) return;
+    pthread_mutex_lock(&r->mu);
+    if (!c->live_open && (c->live.name = strndup(p + 8, (size_t)(fence - p - 8)))) {
+        call_id(r, c->n_calls, c->live.id, sizeof c->live.id);
+        c->live_open = 1;
+    }
+    if (c->live_open) sbuf_put(&c->live_args, p + at + c->live_args.n, n - c->live_args.n);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* A token of the function calls: a call's text gathered from
  * <｜tool▁call▁begin｜> on ("function", the name, "\n```json\n", the
  * arguments, "\n```"; the grammar held it to that), and at
@@ -254,18 +278,23 @@ static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
         char buf[512];
         size_t n = 0;
         if (!dsc_token_is_added(e->p.tok, t) && !dsc_token_bytes(e->p.tok, t, buf, sizeof buf, &n)) sbuf_put(&c->call, buf, n);
+        call_progress(r, c);
         return;
     }
     sbuf_puts(&c->call, ""); /* NUL-terminated */
     const char *p = c->call.p, *end = p ? strstr(p, "\n```json\n") : NULL;
     if (!end || c->call.oom || strncmp(p, "function", 8) || c->call.n < (size_t)(end - p) + 9 + 4) {
         srv_log("a tool call out of its format: dropped");
+        pthread_mutex_lock(&r->mu);
+        free(c->live.name);
+        c->live.name = NULL, c->live_open = 0, c->live_args.n = 0;
+        pthread_mutex_unlock(&r->mu);
         return;
     }
     srv_call call;
     memset(&call, 0, sizeof call);
     const char *args = end + 9;
-    snprintf(call.id, sizeof call.id, "call_%s_%d", r->id + strcspn(r->id, "-") + 1, c->n_calls);
+    call_id(r, c->n_calls, call.id, sizeof call.id);
     call.name = strndup(p + 8, (size_t)(end - p - 8));
     call.arguments = strndup(args, c->call.n - (size_t)(args - p) - 4);
     pthread_mutex_lock(&r->mu);
@@ -277,7 +306,10 @@ static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
         c->calls[c->n_calls++] = call;
         call.name = call.arguments = NULL;
     }
+    free(c->live.name); /* the live call is now calls[n_calls - 1] */
+    c->live.name = NULL, c->live_open = 0, c->live_args.n = 0;
     pthread_mutex_unlock(&r->mu);
+    c->call.n = 0; /* what comes before the next <｜tool▁call▁begin｜> ("\n") is no call's */
     free(call.name);
     free(call.arguments);
 }
@@ -369,6 +401,8 @@ void srv_req_unref(srv_req *r) {
         sbuf_free(&c->new_answer);
         free(c->lp);
         sbuf_free(&c->call);
+        sbuf_free(&c->live_args);
+        free(c->live.name);
         for (int k = 0; k < c->n_calls; k++) free(c->calls[k].name), free(c->calls[k].arguments);
         free(c->calls);
         dsc_sampler_free(c->smp);

@@ -29,7 +29,7 @@
 #include "srv.h"
 
 /* Entries of conn.sent per choice. */
-#define SENT_N 6
+#define SENT_N 8
 
 typedef struct {
     srv_server *S;
@@ -45,7 +45,8 @@ typedef struct {
     sbuf out;
     size_t out_off;
     size_t *sent;      /* per choice of every request (SENT_N): reasoning bytes, content bytes, logprobs,
-                          finish sent, text offset, function calls */
+                          finish sent, text offset, function calls sent whole, the next one's
+                          begin sent, its arguments' bytes sent */
     int started, sse_done;
 } conn;
 
@@ -614,7 +615,18 @@ static void sse_collect(conn *c, int k) {
         } else {
             if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
             if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
-            for (; sent[5] < (size_t)ch->n_calls; sent[5]++) out_call_chunk(c->S, r, i, (int)sent[5], &c->out);
+            for (;;) { /* the calls: each begun (id, name), then its arguments as they come */
+                const int k = (int)sent[5], whole = k < ch->n_calls;
+                const srv_call *call = whole ? &ch->calls[k] : ch->live_open ? &ch->live : NULL;
+                if (!call) break;
+                const char *args = whole ? call->arguments : ch->live_args.p ? ch->live_args.p : "";
+                const size_t na = whole ? strlen(args) : ch->live_args.n;
+                if (!sent[6] || na > sent[7])
+                    out_call_delta(c->S, r, i, k, sent[6] ? NULL : call, args + sent[7], na - sent[7], &c->out);
+                sent[6] = 1, sent[7] = na;
+                if (!whole) break;
+                sent[5]++, sent[6] = sent[7] = 0;
+            }
         }
         sent[0] += nr, sent[1] += nc, sent[2] += nl;
         if (ch->finish && !sent[3]) {
@@ -655,7 +667,8 @@ static int sse_progress(const conn *c, int k) {
         const size_t *sent = c->sent + SENT_N * (size_t)(k * c->reqs[0]->a.n + i);
         const srv_choice *ch = &r->ch[i];
         if (ch->reason.n > sent[0] || ch->content.n > sent[1] || ch->n_lp > sent[2] || (ch->finish && !sent[3]) ||
-            (size_t)ch->n_calls > sent[5])
+            (size_t)ch->n_calls > sent[5] ||
+            (ch->live_open && (size_t)ch->n_calls == sent[5] && (!sent[6] || ch->live_args.n > sent[7])))
             return 1;
     }
     return 0;

@@ -1,7 +1,8 @@
 /*
  * output.c — response bodies in the shapes of the OpenAI and DeepSeek APIs:
  * chat.completion and its chunks (reasoning in reasoning_content, as
- * DeepSeek's API does; function calls in tool_calls, a chunk each), text_completion and its chunks, usage with
+ * DeepSeek's API does; function calls in tool_calls, streamed begun, then
+ * their arguments in pieces), text_completion and its chunks, usage with
  * DeepSeek's prompt_cache_hit_tokens / prompt_cache_miss_tokens, and
  * logprobs in both the chat and the legacy completions layout.
  * Strings go through sbuf_json_str, so the output is valid JSON even when
@@ -165,12 +166,21 @@ static void call_item(const srv_call *call, int k, sbuf *o) {
     sbuf_puts(o, "}}");
 }
 
-void out_call_chunk(const srv_server *S, const srv_req *r, int i, int k, sbuf *o) {
+void out_call_delta(const srv_server *S, const srv_req *r, int i, int k, const srv_call *begin, const char *args,
+                    size_t n, sbuf *o) {
     sbuf_puts(o, "data: ");
     head(S, r, "chat.completion.chunk", o);
-    sbuf_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"tool_calls\":[", i);
-    call_item(&r->ch[i].calls[k], k, o);
-    sbuf_puts(o, "]},\"logprobs\":null,\"finish_reason\":null}]");
+    sbuf_printf(o, ",\"choices\":[{\"index\":%d,\"delta\":{\"tool_calls\":[{\"index\":%d,", i, k);
+    if (begin) {
+        sbuf_puts(o, "\"id\":");
+        sbuf_json_str(o, begin->id, strlen(begin->id));
+        sbuf_puts(o, ",\"type\":\"function\",");
+    }
+    sbuf_puts(o, "\"function\":{");
+    if (begin) sbuf_puts(o, "\"name\":"), sbuf_json_str(o, begin->name, strlen(begin->name)), sbuf_puts(o, ",");
+    sbuf_puts(o, "\"arguments\":");
+    sbuf_json_str(o, args, n);
+    sbuf_puts(o, "}}]},\"logprobs\":null,\"finish_reason\":null}]");
     if (r->a.include_usage) sbuf_puts(o, ",\"usage\":null");
     sbuf_puts(o, "}\n\n");
 }

@@ -168,6 +168,9 @@ typedef struct {
     size_t n_lp, cap_lp;
     srv_call *calls;       /* the function calls made, each whole          */
     int n_calls, cap_calls;
+    srv_call live;         /* the call being written (number n_calls) once its name is known: id, name */
+    sbuf live_args;        /* its arguments so far (its last 4 bytes held back: they may begin the fence) */
+    int live_open;         /* live is set */
     const char *finish;    /* NULL while generating, then "stop" / "length" / "tool_calls" */
     const char *stop_hit;  /* the stop string that ended it (one of a.stop), else NULL */
     int32_t n_gen, n_reason;
@@ -335,8 +338,11 @@ typedef struct srv_server {
  * chunk's head (id, created) is r's; i is the index printed. */
 void out_chat_chunk(const srv_server *S, const srv_req *r, int i, const char *role, const char *reason, size_t nr,
                     const char *content, size_t nc, const srv_lp *lp, size_t n_lp, const char *finish, sbuf *o);
-/* Choice i's function call k, whole, as a chunk's delta.tool_calls[0]. */
-void out_call_chunk(const srv_server *S, const srv_req *r, int i, int k, sbuf *o);
+/* A piece of choice i's function call k as a chunk's delta.tool_calls[0]:
+ * with begin (the call), its id, type and name first; then n more bytes of
+ * its arguments (OpenAI's stream: arguments in pieces, concatenated). */
+void out_call_delta(const srv_server *S, const srv_req *r, int i, int k, const srv_call *begin, const char *args,
+                    size_t n, sbuf *o);
 /* offset: the text offset of the chunk's first logprob token, advanced past its last. */
 void out_completion_chunk(const srv_server *S, const srv_req *r, int i, const char *text, size_t n, const srv_lp *lp,
                           size_t n_lp, size_t *offset, const char *finish, sbuf *o);
@@ -351,6 +357,8 @@ typedef struct {
     int block, kind;       /* the content block open (its index) and kind: 0 none, 1 thinking, 2 text, 3 tool_use */
     size_t sent_reason, sent_content;
     int sent_calls, finished;
+    int call_open;         /* call sent_calls's block begun */
+    size_t sent_args;      /* its input's bytes sent */
 } srv_anth_stream;
 void out_anthropic_final(const srv_server *S, const srv_req *r, sbuf *o);
 void srv_err_json_anthropic(const srv_err *e, sbuf *out);

@@ -69,11 +69,20 @@ try {
   await check('streamed (messages.stream, finalMessage): the same blocks and stop_reason', async () => {
     const st = an.messages.stream({ model: 'dsc', max_tokens: 300, temperature: 0, messages: USER, tools: TOOLS,
                                     tool_choice: { type: 'any', disable_parallel_tool_use: true } });
-    const events = [];
-    st.on('streamEvent', (ev) => events.push(ev.type));
+    const events = [], partial = {}; // the input_json_delta pieces of each block
+    st.on('streamEvent', (ev) => {
+      events.push(ev.type);
+      if (ev.type === 'content_block_delta' && ev.delta.type === 'input_json_delta') (partial[ev.index] ??= []).push(ev.delta.partial_json);
+    });
     const m = await st.finalMessage();
     assert.equal(m.stop_reason, used.stop_reason);
     assert.deepEqual(m.content.map((b) => [b.type, b.name, b.input]), used.content.map((b) => [b.type, b.name, b.input]));
+    // the input in pieces as it was written, together one JSON object: the block's input
+    m.content.forEach((b, i) => {
+      if (b.type !== 'tool_use') return;
+      assert.ok(partial[i]?.length > 1, `block ${i}: ${JSON.stringify(partial[i])}`);
+      assert.deepEqual(JSON.parse(partial[i].join('')), b.input);
+    });
     assert.equal(events[0], 'message_start');
     assert.equal(events.at(-1), 'message_stop');
     assert.ok(events.includes('content_block_start') && events.includes('content_block_delta') && events.includes('message_delta'));

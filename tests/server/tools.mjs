@@ -69,14 +69,26 @@ try {
   await check('streamed: the client helper reassembles the same calls', async () => {
     const st = oa.chat.completions.stream({ model: 'dsc', messages: MESSAGES, tools: TOOLS, max_tokens: 300, seed: 11,
                                             logit_bias: CLOSE, tool_choice: 'required' });
-    let deltas = 0;
-    st.on('chunk', (ch) => { deltas += ch.choices.filter((c) => c.delta.tool_calls).length; });
+    const pieces = []; // [index, has id and name, arguments piece]
+    st.on('chunk', (ch) => {
+      for (const c of ch.choices) for (const t of c.delta.tool_calls ?? [])
+        pieces.push([t.index, t.id !== undefined && t.function?.name !== undefined, t.function?.arguments ?? '']);
+    });
     const r = await st.finalChatCompletion();
     const c = r.choices[0];
     assert.equal(c.finish_reason, 'tool_calls');
     assert.deepEqual(c.message.tool_calls.map((x) => [x.id.length > 5, x.function.name, x.function.arguments]),
                      first.choices[0].message.tool_calls.map((x) => [true, x.function.name, x.function.arguments]));
-    assert.equal(deltas, c.message.tool_calls.length, 'a delta a call');
+    // each call begun once with its id and name, then its arguments in pieces, in order
+    c.message.tool_calls.forEach((call, k) => {
+      const mine = pieces.filter((p) => p[0] === k);
+      assert.ok(mine.length >= 1 && mine[0][1] && mine.slice(1).every((p) => !p[1]), `call ${k}: ${JSON.stringify(mine)}`);
+      assert.equal(mine.map((p) => p[2]).join(''), call.function.arguments, `call ${k}: the pieces`);
+    });
+    const indices = pieces.map((p) => p[0]);
+    assert.deepEqual(indices, [...indices].sort((a, b) => a - b), 'calls one after another');
+    assert.ok(pieces.length > c.message.tool_calls.length, `the arguments in pieces: ${pieces.length} deltas`);
+    return `${c.message.tool_calls.length} calls in ${pieces.length} deltas`;
   });
 
   await check('tool_choice naming a function: only it is called', async () => {
@@ -150,7 +162,7 @@ try {
       assert.equal(r.choices[0].finish_reason, 'tool_calls');
     }
     // parameters the grammar cannot hold to: a 400 for a strict function, any object for another
-    const odd = { type: 'object', properties: { when: { type: 'string', format: 'date-time' } } };
+    const odd = { type: 'object', properties: { when: { type: 'string', format: 'email' } } };
     const res = await post(s, '/v1/chat/completions', { messages: MESSAGES, max_tokens: 2,
       tools: [{ type: 'function', function: { name: 'f', strict: true, parameters: odd } }] });
     assert.equal(res.status, 400);
