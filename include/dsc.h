@@ -494,6 +494,7 @@ typedef struct {
     int64_t num_int;                  /* a bounded number so far: its integer part, */
     int32_t num_frac;                 /* its fraction's digits as an integer,      */
     uint8_t num_ni, num_nf, num_neg;  /* the digits of each, its sign              */
+    uint64_t re_set;                  /* a string of a pattern: its automaton's state */
 } dsc_schema_state;
 
 void dsc_schema_start(const dsc_json_schema *s, dsc_schema_state *st);

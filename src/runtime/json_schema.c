@@ -13,9 +13,12 @@
  * only once the required ones are in, ',' only while one is left.
  * Alternatives (anyOf, oneOf, a list of types) are told apart by their
  * first byte; a schema whose alternatives begin alike is refused, as are
- * keywords that would need more than this (pattern, multipleOf, formats
- * other than those below, ...), so an answer never breaks a rule the
- * schema states.
+ * keywords that would need more than this (multipleOf, formats other
+ * than those below, patterns beyond json_regex.h's, ...), so an answer
+ * never breaks a rule the schema states.
+ *
+ * A string of a pattern is written in printable ASCII without escapes,
+ * each character only if the pattern can still match (json_regex.c).
  *
  * A string of format date (2024-02-29), time (RFC 3339's full-time:
  * 23:59:59, an optional fraction of up to 9 digits, then Z or an offset
@@ -49,6 +52,7 @@
 #include "core/status.h"
 #include "dsc.h"
 #include "json_mask.h"
+#include "json_regex.h"
 
 enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, K_ENUM, K_ANYOF };
 enum { FMT_NONE, FMT_DATE, FMT_TIME, FMT_DATETIME, FMT_UUID, FMT_IPV4, FMT_N };
@@ -74,6 +78,7 @@ typedef struct {
     uint8_t *pick;     /* anyof: [256] the alternative (1 + index) a value's first byte selects, 0 none */
     uint8_t bounded;   /* number, integer: held to [blo, bhi] (scaled, see NUM_FRAC) */
     uint8_t fmt;       /* string: FMT_* */
+    uint16_t re;       /* string: 1 + its pattern's index in re, 0 none */
     i128 blo, bhi;
 } snode;
 
@@ -89,6 +94,8 @@ struct dsc_json_schema {
     int n_item, cap_item;
     uint16_t *alt;
     int n_alt, cap_alt;
+    dsc_regex **re;    /* the patterns (owned) */
+    int n_re;
     int root;
 };
 
@@ -138,7 +145,7 @@ static const char *const annotations[] = {"title", "description", "default", "ex
 static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                       "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
                                       "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                      "format", NULL};
+                                      "format", "pattern", NULL};
 static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static int in_list(const char *k, const char *const *list) {
@@ -352,6 +359,25 @@ static dsc_status compile_bounds(comp *c, const cJSON *j, int id, int integer) {
     return DSC_OK;
 }
 
+/* A string's pattern, compiled (json_regex.h); not with minLength / maxLength. */
+static dsc_status compile_pattern(comp *c, const cJSON *pat, int id) {
+    snode *n = &c->s->node[id];
+    if (!cJSON_IsString(pat)) return cfail(c, "'pattern' must be a string");
+    if (n->min || n->max != NONE) return cfail(c, "'minLength' / 'maxLength' beside 'pattern'");
+    dsc_json_schema *s = c->s;
+    if (s->n_re >= 1024) return cfail(c, "more than 1024 patterns");
+    dsc_regex **g = realloc(s->re, sizeof *g * (size_t)(s->n_re + 1));
+    if (!g) return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+    s->re = g;
+    char why[160], msg[256];
+    if (!(s->re[s->n_re] = re_compile(pat->valuestring, why, sizeof why))) {
+        snprintf(msg, sizeof msg, "'pattern' %.60s: %s", pat->valuestring, why);
+        return cfail(c, msg);
+    }
+    n->re = (uint16_t)(++s->n_re);
+    return DSC_OK;
+}
+
 static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id) {
     snode *n = &c->s->node[id];
     if (!strcmp(type, "object")) {
@@ -381,8 +407,11 @@ static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id
         dsc_status st = get_count(c, j, "minLength", &n->min);
         if (!st) st = get_count(c, j, "maxLength", &n->max);
         if (!st && n->min > n->max) return cfail(c, "minLength above maxLength");
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
+        if (!st && pat) st = compile_pattern(c, pat, id);
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "format");
         if (st || !f) return st;
+        if (pat) return cfail(c, "'pattern' beside 'format'");
         if (!cJSON_IsString(f)) return cfail(c, "'format' must be a string");
         for (int k = 1; k < FMT_N; k++)
             if (!strcmp(f->valuestring, fmt_names[k])) n->fmt = (uint8_t)k;
@@ -545,7 +574,8 @@ static dsc_status compile(comp *c, const cJSON *j, int *out) {
         cJSON_GetObjectItemCaseSensitive(j, "maxItems"))
         return compile_type(c, j, "array", id);
     if (cJSON_GetObjectItemCaseSensitive(j, "minLength") || cJSON_GetObjectItemCaseSensitive(j, "maxLength") ||
-        cJSON_GetObjectItemCaseSensitive(j, "format")) /* a format: a string (any value may be one; this grammar writes one) */
+        cJSON_GetObjectItemCaseSensitive(j, "format") || /* a format, a pattern: a string (any value may be one; */
+        cJSON_GetObjectItemCaseSensitive(j, "pattern"))  /* this grammar writes one) */
         return compile_type(c, j, "string", id);
     for (int i = 0; bounds[i]; i++) /* bounds: a number (any value may be one; this grammar writes a number) */
         if (cJSON_GetObjectItemCaseSensitive(j, bounds[i])) return compile_type(c, j, "number", id);
@@ -635,6 +665,8 @@ dsc_status dsc_json_schema_new(const char *text, size_t len, dsc_json_schema **o
 void dsc_json_schema_free(dsc_json_schema *s) {
     if (!s) return;
     for (int i = 0; s->node && i < s->n_node; i++) free(s->node[i].pick);
+    for (int i = 0; i < s->n_re; i++) re_free(s->re[i]);
+    free(s->re);
     for (int i = 0; i < s->n_item; i++) free(s->item[i].text);
     free(s->node);
     free(s->item);
@@ -870,6 +902,7 @@ static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t 
     const int m = j_scalar_start(c, &st->lit, &st->n);
     if (m < 0) return -1;
     st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0, st->pos = 0, st->num_int = 0;
+    if (n->kind == K_STRING && n->re) st->re_set = re_start(s->re[n->re - 1]);
     if ((n->kind == K_INTEGER || n->kind == K_NUMBER) && n->bounded) { /* c: '-' or a digit */
         st->num_neg = c == '-', st->num_ni = c != '-', st->num_int = c == '-' ? 0 : (int64_t)(c - '0');
         st->num_nf = 0, st->num_frac = 0;
@@ -949,10 +982,15 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
             const snode *n = &s->node[st->val];
             if (n->kind == K_STRING && st->chars < n->min) return -1;
             if (n->kind == K_STRING && n->fmt && !fmt_whole(n->fmt, st)) return -1;
+            if (n->kind == K_STRING && n->re && !re_accepts(s->re[n->re - 1], st->re_set)) return -1;
             return value_done(s, st), 0;
         }
         if (!st->in_key && s->node[st->val].kind == K_STRING && s->node[st->val].fmt)
             return fmt_char(s->node[st->val].fmt, st, c); /* ASCII only: no escape, no UTF-8 */
+        if (!st->in_key && s->node[st->val].kind == K_STRING && s->node[st->val].re) { /* the same */
+            st->re_set = re_step(s->re[s->node[st->val].re - 1], st->re_set, c);
+            return st->re_set ? 0 : -1;
+        }
         if (one_char(s, st)) return -1; /* c begins a character (else it is refused, and the count with it) */
         /* fall through */
     case J_ESC:
@@ -1022,7 +1060,7 @@ int dsc_schema_feed(const dsc_json_schema *s, dsc_schema_state *st, const char *
 
 int dsc_schema_free_string(const dsc_json_schema *s, const dsc_schema_state *st) {
     if (st->mode != M_STR) return 0;
-    if (!st->in_key) return s->node[st->val].max == NONE && !s->node[st->val].fmt;
+    if (!st->in_key) return s->node[st->val].max == NONE && !s->node[st->val].fmt && !s->node[st->val].re;
     const snode *o = frame_object(s, st);
     return !o || o->extra;
 }
@@ -1043,7 +1081,7 @@ void dsc_schema_mask_apply(const dsc_json_schema *s, const dsc_json_mask *m, con
      * value string of no maximum length, within the maximum else */
     const snode *o = st->depth ? frame_object(s, st) : NULL;
     /* (a formatted string's characters are each tried) */
-    const int in_str = st->mode == M_STR && (st->in_key || !s->node[st->val].fmt);
+    const int in_str = st->mode == M_STR && (st->in_key || (!s->node[st->val].fmt && !s->node[st->val].re));
     const int other_key = in_str && st->in_key && (!o || o->extra);
     const uint32_t room = !in_str || st->in_key ? NONE : s->node[st->val].max == NONE ? NONE : s->node[st->val].max - st->chars;
     for (int32_t id = 0; id < m->n_logits; id++) {

@@ -15,12 +15,16 @@
  *   - hand-written cases on each side of each rule;
  *   - the mask over DeepSeek-V3's vocabulary: generation from random
  *     logits never dead-ends, the mask equals each token tried alone, and
- *     what it writes the validator accepts.
+ *     what it writes the validator accepts;
+ *   - patterns against PCRE2: random strings the recognizer takes whole
+ *     PCRE2 matches, and those PCRE2 matches it takes.
  *
  * usage: test_schema DEEPSEEK_TOKENIZER_JSON
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +73,11 @@ static const char *const schemas[] = {
     "\"dt\":{\"type\":\"string\",\"format\":\"date-time\"},\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
     "\"ip\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"ipv4\"},{\"type\":\"null\"}]}},"
     "\"required\":[\"d\",\"dt\",\"id\",\"ip\"],\"additionalProperties\":false}",
+    /* patterns (the generator writes one of each one's examples) */
+    "{\"type\":\"object\",\"properties\":{\"sku\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}-\\\\d{2,4}$\","
+    "\"examples\":[\"ABC-12\",\"XYZ-9876\"]},\"tag\":{\"pattern\":\"b+c\",\"examples\":[\"bc\",\"abbbc!\",\"x bc y\"]},"
+    "\"ver\":{\"type\":[\"string\",\"null\"],\"pattern\":\"^v?(0|[1-9]\\\\d*)(\\\\.(0|[1-9]\\\\d*)){2}(-[a-z]+)?$\","
+    "\"examples\":[\"1.2.3\",\"v10.0.1-rc\"]}},\"required\":[\"sku\",\"ver\"],\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -86,8 +95,26 @@ static const char *type_of(const cJSON *s) {
     if (cJSON_IsArray(t)) return cJSON_GetArrayItem(t, (int)(rnd() % (unsigned)cJSON_GetArraySize(t)))->valuestring;
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return "object";
     if (cJSON_GetObjectItemCaseSensitive(s, "minimum")) return "number";
-    if (cJSON_GetObjectItemCaseSensitive(s, "format")) return "string";
+    if (cJSON_GetObjectItemCaseSensitive(s, "format") || cJSON_GetObjectItemCaseSensitive(s, "pattern")) return "string";
     return NULL;
+}
+
+/* JSON Schema's "pattern": a match anywhere in the string (PCRE2 for ECMA-262). */
+static int pattern_matches(const char *pattern, const char *text) {
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+    if (!re) return 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    const int rc = pcre2_match(re, (PCRE2_SPTR)text, strlen(text), 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return rc >= 0;
+}
+
+static const char *pattern_of(const cJSON *s) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+    return cJSON_IsString(f) ? f->valuestring : NULL;
 }
 
 static const char *format_of(const cJSON *s) {
@@ -259,6 +286,12 @@ static void gen(const cJSON *doc, const cJSON *s, int depth, buf *b) {
     if (!t) gen_any(depth, b);
     else if (!strcmp(t, "object")) gen_object(doc, s, depth, b);
     else if (!strcmp(t, "string") && format_of(s)) gen_formatted(format_of(s), b);
+    else if (!strcmp(t, "string") && pattern_of(s)) { /* one of its examples */
+        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(s, "examples");
+        char *x = cJSON_PrintUnformatted(cJSON_GetArrayItem(ex, (int)(rnd() % (unsigned)cJSON_GetArraySize(ex))));
+        puts_(b, x);
+        free(x);
+    }
     else if (!strcmp(t, "string")) gen_string(mn ? mn->valueint : 0, mx ? mx->valueint : -1, b);
     else if (!strcmp(t, "integer") || !strcmp(t, "number")) gen_number(s, !strcmp(t, "integer"), b);
     else if (!strcmp(t, "boolean")) puts_(b, rnd() % 2 ? "true" : "false");
@@ -348,7 +381,8 @@ static int valid_type(const cJSON *doc, const cJSON *s, const char *t, const cJS
         const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
         return cJSON_IsString(v) && (!mn || utf8_chars(v->valuestring) >= mn->valueint) &&
                (!mx || utf8_chars(v->valuestring) <= mx->valueint) &&
-               (!format_of(s) || valid_format(format_of(s), v->valuestring));
+               (!format_of(s) || valid_format(format_of(s), v->valuestring)) &&
+               (!pattern_of(s) || pattern_matches(pattern_of(s), v->valuestring));
     }
     if (!strcmp(t, "array")) {
         const cJSON *mi = cJSON_GetObjectItemCaseSensitive(s, "minItems"), *ma = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
@@ -402,6 +436,7 @@ static int valid(const cJSON *doc, const cJSON *s, const cJSON *v) {
     if (cJSON_IsString(t)) return valid_type(doc, s, t->valuestring, v);
     if (cJSON_GetObjectItemCaseSensitive(s, "properties")) return valid_type(doc, s, "object", v);
     if (cJSON_IsString(v) && format_of(s)) return valid_format(format_of(s), v->valuestring); /* formats: strings only */
+    if (cJSON_IsString(v) && pattern_of(s)) return pattern_matches(pattern_of(s), v->valuestring);
     return !cJSON_IsNumber(v) || in_bounds(s, v->valuedouble); /* bounds hold numbers only */
 }
 
@@ -419,7 +454,13 @@ static int valid_doc(const cJSON *doc, const char *text, size_t n) {
 
 static void test_refused(void) {
     static const char *const bad[][2] = {
-        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^a\"}}}", "'pattern'"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^(?!a)\"}}}", "lookaround"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}}}", "backreferences"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"a^b\"}}}", "anchors"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"[a-z]{50}x{20}\"}}}", "positions"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^\\\\t$\"}}}", "no string"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}}}", "beside 'pattern'"},
+        {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":7}}}", "must be a string"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"email\"}}}", "#/properties/d: format 'email'"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}}}", "beside 'format'"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}", "'multipleOf'"},
@@ -551,6 +592,19 @@ static void test_cases(void) {
         {6, "{\"ip\":\"1.2.3.4.", -1},
         {6, "{\"ip\":null,", 0},
         {6, "{\"ip\":\"\\u0031", -1},         /* no escapes in a format */
+        {7, "{\"sku\":\"ABC-12\",\"ver\":\"v0.10.2-beta\",\"tag\":\"zbbc\"}", 1},
+        {7, "{\"ver\":null,\"sku\":\"XYZ-9999\"}", 1},
+        {7, "{\"sku\":\"ABC-1\"", -1},            /* 2 to 4 digits */
+        {7, "{\"sku\":\"ABC-12345", -1},
+        {7, "{\"sku\":\"AbC", -1},
+        {7, "{\"sku\":\"ABC-123\\", -1},          /* no escapes */
+        {7, "{\"ver\":\"01", -1},                   /* no leading zero */
+        {7, "{\"ver\":\"1.2\"", -1},
+        {7, "{\"ver\":\"1.2.3-\"", -1},
+        {7, "{\"ver\":\"1.2.3-rc\"", 0},
+        {7, "{\"tag\":\"abc\"", 0},               /* b+c anywhere */
+        {7, "{\"tag\":\"ac\"", -1},
+        {7, "{\"tag\":\"\xc3\xa9" "bc", -1},      /* ASCII only */
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
@@ -616,6 +670,74 @@ static void test_generated(void) {
     CHECK(unsound == 0 && accepted > 100, "of %ld mutants, %ld complete, all valid (%ld not)", mutants, accepted, unsound);
     printf("schema recognizer: %ld generated documents, %ld mutants (%ld still complete and valid)\n", docs, mutants,
            accepted);
+}
+
+/* Patterns against PCRE2 on random strings over their alphabets: what the
+ * recognizer takes whole PCRE2 matches (sound), and what PCRE2 matches the
+ * recognizer takes (complete; these patterns are not made stricter). The
+ * patterns as JSON string contents. */
+static void test_patterns(void) {
+    static const char *const pats[][2] = {
+        {"^[A-Z]{3}-\\\\d{2,4}$", "ABZ-019x"},
+        {"b+c", "abc "},
+        {"^(ab|a)*c?$", "abc"},
+        {"^v?(0|[1-9]\\\\d*)(\\\\.(0|[1-9]\\\\d*)){2}$", "v0129."},
+        {"^[^a-c]x*$", "abcx-"},
+        {"^\\\\w+@\\\\w+\\\\.(com|org)$", "a@.comrgx"},
+        {"^.{2,3}$", "ab"},
+        {"(x|yz)+w?", "xyzw"},
+        {"^(?:\\\\s|-)?\\\\d+(?:\\\\.\\\\d{1,2})?$", " -1.5"},
+        {"^[\\\\-+]?x{1,3}?$", "-+x"},
+        {"^(a\\\\t|b)x?$", "abx"}, /* "a" leads nowhere the grammar writes */
+    };
+    long strings = 0, taken = 0, matched = 0, unsound = 0, incomplete = 0, dead = 0;
+    for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
+        char schema[512];
+        snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"%s\"}}}",
+                 pats[i][0]);
+        dsc_json_schema *s;
+        if (dsc_json_schema_new(schema, strlen(schema), &s)) {
+            CHECK(0, "pattern %s: %s", pats[i][0], dsc_last_error());
+            continue;
+        }
+        char pattern[128]; /* the pattern itself: the JSON string's escapes undone */
+        cJSON *doc = cJSON_Parse(schema);
+        snprintf(pattern, sizeof pattern, "%s",
+                 pattern_of(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "properties"), "s")));
+        cJSON_Delete(doc);
+        const char *alpha = pats[i][1];
+        for (int k = 0; k < 4000; k++, strings++) {
+            char str[16], text[64];
+            const int n = (int)(rnd() % 9);
+            for (int j = 0; j < n; j++) str[j] = alpha[rnd() % strlen(alpha)];
+            str[n] = 0;
+            snprintf(text, sizeof text, "{\"s\":\"%s\"}", str);
+            int complete;
+            const int ok = feed_all(s, text, &complete) && complete;
+            const int m = pattern_matches(pattern, str);
+            /* a string taken so far (its quote not yet closed) can go on */
+            dsc_schema_state st;
+            dsc_schema_start(s, &st);
+            if (dsc_schema_feed(s, &st, text, strlen(text) - 2) == 0) {
+                int next = 0;
+                for (unsigned c = 0x20; c < 0x7f && !next; c++) {
+                    dsc_schema_state t = st;
+                    const char ch = (char)c;
+                    next = dsc_schema_feed(s, &t, &ch, 1) == 0;
+                }
+                if (!next && dead++ < 3) fprintf(stderr, "pattern %s: \"%s\" taken, then nothing\n", pattern, str);
+            }
+            taken += ok, matched += m;
+            if (ok && !m && unsound++ < 3) fprintf(stderr, "pattern %s: took \"%s\", PCRE2 does not match it\n", pattern, str);
+            if (m && !ok && incomplete++ < 3) fprintf(stderr, "pattern %s: refused \"%s\", PCRE2 matches it\n", pattern, str);
+        }
+        dsc_json_schema_free(s);
+    }
+    CHECK(dead == 0, "patterns: every string taken so far goes on (%ld dead ends)", dead);
+    CHECK(unsound == 0 && incomplete == 0 && matched > 1000,
+          "patterns: of %ld random strings, %ld taken, %ld matched by PCRE2 (%ld taken but not matched, %ld matched but refused)",
+          strings, taken, matched, unsound, incomplete);
+    printf("patterns: %ld random strings, %ld matched by PCRE2, the same taken whole by the recognizer\n", strings, matched);
 }
 
 static int allowed(const float *l, int32_t id) { return l[id] != -INFINITY; }
@@ -706,6 +828,7 @@ int main(int argc, char **argv) {
     test_refused();
     test_cases();
     test_generated();
+    test_patterns();
     test_mask(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
