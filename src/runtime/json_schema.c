@@ -1084,8 +1084,17 @@ void dsc_schema_mask_apply(const dsc_json_schema *s, const dsc_json_mask *m, con
     const int in_str = st->mode == M_STR && (st->in_key || (!s->node[st->val].fmt && !s->node[st->val].re));
     const int other_key = in_str && st->in_key && (!o || o->extra);
     const uint32_t room = !in_str || st->in_key ? NONE : s->node[st->val].max == NONE ? NONE : s->node[st->val].max - st->chars;
+    const snode *vn = st->mode == M_STR && !st->in_key ? &s->node[st->val] : NULL;
+    const dsc_regex *re = vn && vn->kind == K_STRING && vn->re ? s->re[vn->re - 1] : NULL;
     for (int32_t id = 0; id < m->n_logits; id++) {
         if (logits[id] == -INFINITY) continue;
+        if (re && m->in_str[id]) { /* a string of a pattern, the token inside it: the automaton alone decides */
+            uint64_t set = st->re_set;
+            const unsigned char *b = (const unsigned char *)m->bytes + m->off[id];
+            for (int32_t k = 0; k < m->len[id] && set; k++) set = re_step(re, set, b[k]);
+            if (!set) logits[id] = -INFINITY;
+            continue;
+        }
         if (in_str && m->in_str[id] && (other_key || (!st->in_key && room == NONE))) continue;
         if (in_str && m->in_str[id] && !st->in_key) { /* its characters against the room left */
             uint32_t chars = 0; /* as one_char counts them: an escape (whole in such a token) is one */
