@@ -27,14 +27,14 @@ echo "built $out/fuzz_tasks"
 $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
     -o "$out/fuzz_json_schema" "$root/tests/fuzz/fuzz_json_schema.c" "$root/src/core/status.c" \
-    "$root/src/runtime/json_schema.c" $cjson -lm
+    "$root/src/runtime/json_schema.c" "$root/src/runtime/json_regex.c" $cjson -lm
 echo "built $out/fuzz_json_schema"
 for t in tokenizer tokenizer_json json_mode; do
     # shellcheck disable=SC2086
     $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
         -o "$out/fuzz_$t" "$root/tests/fuzz/fuzz_$t.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
-        "$root"/src/tokenizer/*.c "$root/src/runtime/json_mode.c" "$root/src/runtime/json_schema.c" \
+        "$root"/src/tokenizer/*.c "$root/src/runtime/json_mode.c" "$root/src/runtime/json_schema.c" "$root/src/runtime/json_regex.c" \
         $cjson -lpcre2-8 -lm
     echo "built $out/fuzz_$t"
 done
@@ -42,5 +42,5 @@ done
 $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/include" -I"$root/src" -I"$root/src/server" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
     -o "$out/fuzz_request" "$root/tests/server/fuzz_request.c" "$root/src/server/api.c" "$root/src/server/anthropic.c" "$root/src/server/util.c" \
-    "$root/src/runtime/sampler.c" "$root/src/runtime/json_schema.c" "$root/src/core/status.c" "$root/src/core/fileio.c" $cjson -lm
+    "$root/src/runtime/sampler.c" "$root/src/runtime/json_schema.c" "$root/src/runtime/json_regex.c" "$root/src/core/status.c" "$root/src/core/fileio.c" $cjson -lm
 echo "built $out/fuzz_request"
