@@ -297,7 +297,11 @@ static gl glu(builder *b, int i) {
         return (gl){x.nullable || y.nullable, x.first | y.first, x.last | y.last};
     }
     case A_REP:
-        for (int k = 0; k < a->min && !b->over; k++) r = cat(b, r, glu(b, a->a));
+        for (int k = 0; k < a->min && !b->over; k++) {
+            const gl x = glu(b, a->a);
+            r = cat(b, r, x);
+            if (!x.first && !x.last) return r; /* no character in it: more of it adds nothing (and costs 64^depth) */
+        }
         if (a->max < 0 && !b->over) { /* then any number more */
             gl x = glu(b, a->a);
             for (int p = 0; p <= RE_MAX_POS; p++)
@@ -309,6 +313,7 @@ static gl glu(builder *b, int i) {
             gl x = glu(b, a->a);
             x.nullable = 1;
             r = cat(b, r, x);
+            if (!x.first && !x.last) break;
         }
         return r;
     default: /* A_EMPTY */

@@ -452,6 +452,14 @@ static int valid_doc(const cJSON *doc, const char *text, size_t n) {
 /* ------------------------------------------------------------------------ */
 /* Tests                                                                     */
 
+static int feed_all(const dsc_json_schema *s, const char *text, int *complete) {
+    dsc_schema_state st;
+    dsc_schema_start(s, &st);
+    const int ok = dsc_schema_feed(s, &st, text, strlen(text)) == 0;
+    *complete = ok && dsc_schema_complete(&st);
+    return ok;
+}
+
 static void test_refused(void) {
     static const char *const bad[][2] = {
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^(?!a)\"}}}", "lookaround"},
@@ -486,15 +494,17 @@ static void test_refused(void) {
         const dsc_status st = dsc_json_schema_new(bad[i][0], strlen(bad[i][0]), &s);
         CHECK(st == DSC_ERR_ARG && !s && strstr(dsc_last_error(), bad[i][1]), "refused %s: %s", bad[i][0], dsc_last_error());
     }
+    /* a pattern repeating nothing in depth: compiled at once (each repetition of no character spelled out
+     * once; 64^4 times took minutes), and it means a+ */
+    const char *deep = "{\"type\":\"object\",\"properties\":{\"x\":{\"pattern\":\"^((((){64}){64}){64}){64}a+$\"}}}";
+    dsc_json_schema *s = NULL;
+    int complete = 0;
+    CHECK(dsc_json_schema_new(deep, strlen(deep), &s) == DSC_OK && feed_all(s, "{\"x\":\"aa\"}", &complete) && complete &&
+              !feed_all(s, "{\"x\":\"\"}", &complete),
+          "a pattern of nested repetitions of nothing");
+    dsc_json_schema_free(s);
 }
 
-static int feed_all(const dsc_json_schema *s, const char *text, int *complete) {
-    dsc_schema_state st;
-    dsc_schema_start(s, &st);
-    const int ok = dsc_schema_feed(s, &st, text, strlen(text)) == 0;
-    *complete = ok && dsc_schema_complete(&st);
-    return ok;
-}
 
 static void test_cases(void) {
     static const struct {
@@ -689,6 +699,7 @@ static void test_patterns(void) {
         {"^(?:\\\\s|-)?\\\\d+(?:\\\\.\\\\d{1,2})?$", " -1.5"},
         {"^[\\\\-+]?x{1,3}?$", "-+x"},
         {"^(a\\\\t|b)x?$", "abx"}, /* "a" leads nowhere the grammar writes */
+        {"^((){64}){64}a+$", "ab"}, /* repeated nothing: spelled out once */
     };
     long strings = 0, taken = 0, matched = 0, unsound = 0, incomplete = 0, dead = 0;
     for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
