@@ -33,6 +33,7 @@ typedef struct {
     int mtp;                            /* run, chat, generate: --mtp, speculative decoding */
     int batch_invariant;                /* --batch-invariant (dsc_ctx_params)              */
     float mtp_p_min;                    /* --mtp-p-min: the least probability of a guess    */
+    int reasoning_budget;               /* --reasoning-budget: reasoning tokens at most (-1: none) */
     dsc_sampler_params sp;
     int temp_set;
     int samples, vote;                                          /* run: --samples K --vote */
@@ -119,6 +120,11 @@ typedef struct {
     int32_t last; /* the token last returned, not yet evaluated */
     int32_t held; /* the second token of a speculative step, or -1 */
     cli_json *json; /* NULL, or the constraint (plain decoding only) */
+    /* --reasoning-budget (plain decoding only): once budget tokens of
+     * reasoning are written (split says where the output is), think_end */
+    const dsc_think_split *split;
+    int budget, n_think, force_at, n_think_end;
+    int32_t think_end[8];
 } cli_gen;
 enum { CLI_GEN_OK = 0, CLI_GEN_FULL, CLI_GEN_ERROR };
 void cli_gen_start(cli_gen *g, dsc_ctx *ctx, dsc_sampler *smp, int mtp);

@@ -36,6 +36,7 @@ int cmd_serve(const cli_opts *o) {
     p.mtp = o->mtp;
     p.mtp_max_batch = o->mtp_max_batch;
     p.mtp_p_min = o->mtp_p_min;
+    p.reasoning_budget = o->reasoning_budget;
     p.batch_invariant = o->batch_invariant;
     return srv_run(&p);
 }

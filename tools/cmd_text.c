@@ -298,7 +298,7 @@ static void stream_text(convo *c, streamer *st, const char *text, size_t n, int 
 }
 
 void cli_gen_start(cli_gen *g, dsc_ctx *ctx, dsc_sampler *smp, int mtp) {
-    *g = (cli_gen){.ctx = ctx, .smp = smp, .mtp = mtp, .held = -1};
+    *g = (cli_gen){.ctx = ctx, .smp = smp, .mtp = mtp, .held = -1, .budget = -1};
 }
 
 int cli_gen_next(cli_gen *g, int remaining, int32_t *tok) {
@@ -315,6 +315,15 @@ int cli_gen_next(cli_gen *g, int remaining, int32_t *tok) {
         if (n_out == 2) g->held = out[1];
     } else {
         if (g->started && dsc_eval(g->ctx, &g->last, 1, NULL)) return CLI_GEN_ERROR;
+        const int thinking = g->split && g->split->in_think;
+        if (thinking && g->budget >= 0 && g->force_at < g->n_think_end && (g->force_at > 0 || g->n_think >= g->budget)) {
+            t = g->think_end[g->force_at++]; /* the reasoning's budget spent: "</think>", then the answer */
+            dsc_sampler_accept(g->smp, t);
+            g->started = 1, g->n_think++;
+            g->last = *tok = t;
+            return CLI_GEN_OK;
+        }
+        g->n_think += thinking;
         const float *row = dsc_ctx_logits(g->ctx);
         cli_json *j = g->json && g->json->mask && !(g->json->split && g->json->split->in_think) ? g->json : NULL;
         if (j) { /* the tokens that cannot continue the object (or the schema's document) masked */
@@ -399,6 +408,10 @@ static char *convo_turn(convo *c, const dsc_chat_message *msgs, size_t n) {
     interrupted = 0;
     cli_gen g;
     cli_gen_start(&g, c->s.ctx, c->smp, c->o->mtp);
+    g.split = &sm.split;
+    g.budget = c->o->reasoning_budget;
+    size_t n_end = 0;
+    if (g.budget >= 0 && !dsc_tokenize(c->tok, "</think>", 8, 1, g.think_end, 8, &n_end)) g.n_think_end = (int)n_end;
     cli_json json = {.mask = c->mask, .schema = c->schema, .split = &sm.split, .row = c->row,
                      .n_vocab = c->s.info.vocab_size};
     dsc_json_start(&json.json);

@@ -81,6 +81,8 @@ static const char *usage_text =
     "  -p, --prompt TEXT      the question (run)\n"
     "  --system TEXT          system prompt\n"
     "  --hide-think           do not show the reasoning\n"
+    "  --reasoning-budget N   (run, chat, serve) at most N tokens of reasoning: then </think> is\n"
+    "                         written and the answer follows (0: none; serve: a request's default)\n"
     "  --think / --no-think   force the R1 reasoning template on or off (default: from\n"
     "                         tokenizer_config.json's chat_template)\n"
     "  --verbose-prompt       print the prompt token ids sent to the model (stderr)\n"
@@ -303,6 +305,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     o->n_gen = run_like ? 2048 : !strcmp(o->cmd, "bench") ? 128 : !strcmp(o->cmd, "kld") ? 2048 : 16;
     if (!strcmp(o->cmd, "perplexity")) o->n_gen = 1 << 30; /* the whole text */
     o->n_prompt = 512;
+    o->reasoning_budget = -1;
     /* The reference tools keep the cache exact; the others halve it. */
     o->kv_type = !strcmp(o->cmd, "logits") || !strcmp(o->cmd, "generate") || !strcmp(o->cmd, "perplexity") ? DSC_KV_F32
                                                                                                          : DSC_KV_BF16;
@@ -394,6 +397,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--queue")) rc = parse_int(v, a, 1, 1 << 20, &o->queue);
         else if (!strcmp(a, "--mtp-max-batch")) rc = parse_int(v, a, 1, 4096, &o->mtp_max_batch);
         else if (!strcmp(a, "--mtp-p-min")) rc = parse_float(v, a, 0, 1, &o->mtp_p_min);
+        else if (!strcmp(a, "--reasoning-budget")) rc = parse_int(v, a, 0, 1 << 30, &o->reasoning_budget);
         else if (!strcmp(a, "--timeout")) rc = parse_int(v, a, 0, 86400, &o->timeout);
         else if (!strcmp(a, "--api-key")) o->api_key = v;
         else if (!strcmp(a, "--cache-dir")) o->cache_dir = v;
@@ -416,6 +420,11 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         invariant_ok |= !strcmp(o->cmd, invariant_cmds[k]);
     if (o->batch_invariant && !invariant_ok)
         return die("--batch-invariant: only run, chat, generate, logits, serve, bench, kld and perplexity evaluate a model");
+    if (o->reasoning_budget >= 0 && !run_like && strcmp(o->cmd, "serve"))
+        return die("--reasoning-budget: only run, chat and serve write reasoning");
+    if (o->reasoning_budget >= 0 && run_like && (o->mtp || o->raw || o->samples > 1))
+        return die("--reasoning-budget: not with %s",
+                   o->mtp ? "--mtp (run, chat)" : o->raw ? "--raw (no reasoning)" : "--samples");
     if (o->mtp_p_min > 0 && (!o->mtp || !strcmp(o->cmd, "bench")))
         return die("--mtp-p-min: only with --mtp (run, chat, generate, serve)");
     if (!o->model && (!strcmp(o->cmd, "run") || !strcmp(o->cmd, "chat") || !strcmp(o->cmd, "serve")) &&

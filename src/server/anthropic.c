@@ -12,6 +12,7 @@
  *   tools {name, description, input_schema}, tool_choice auto / any / tool /
  *   none, disable_parallel_tool_use     -> tools, tool_choice, parallel_tool_calls
  *   max_tokens, stop_sequences, temperature, top_p, top_k, stream
+ *   thinking {enabled, budget_tokens} / {disabled} -> reasoning_budget N / 0
  *
  * The answer's content blocks: thinking (a reasoning model's), text,
  * tool_use (input: the call's arguments); stop_reason end_turn, max_tokens,
@@ -159,6 +160,20 @@ static cJSON *translate(const cJSON *in, int counting, srv_err *e) {
     copy(in, "top_p", out, "top_p");
     copy(in, "top_k", out, "top_k");
     copy(in, "stream", out, "stream");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(in, "thinking");
+    if (!rc && th && !cJSON_IsNull(th)) { /* a reasoning model's budget: enabled with budget_tokens, or disabled (0) */
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(th, "type"), *bt = cJSON_GetObjectItemCaseSensitive(th, "budget_tokens");
+        const char *ty = cJSON_IsString(type) ? type->valuestring : "";
+        if (!strcmp(ty, "disabled")) cJSON_AddNumberToObject(out, "reasoning_budget", 0);
+        else if (!strcmp(ty, "enabled") && cJSON_IsNumber(bt) && bt->valuedouble >= 0 && bt->valuedouble <= (1 << 30) &&
+                 bt->valuedouble == (double)(int)bt->valuedouble)
+            cJSON_AddNumberToObject(out, "reasoning_budget", bt->valuedouble);
+        else {
+            rc = srv_fail(e, 400, INVALID, "thinking", "invalid_value",
+                          "thinking: expected {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}");
+            goto done;
+        }
+    }
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(in, "tools"), *t;
     if (!rc && tools && !cJSON_IsNull(tools)) {
         if ((rc = need(tools, cJSON_IsArray(tools), "tools", "an array", e))) goto done;

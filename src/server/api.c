@@ -311,6 +311,9 @@ static int parse_sampling(const cJSON *root, srv_ask *a, srv_err *e) {
     double v = 0;
     if (get_int(root, "top_k", -1, 1 << 30, &v, e)) return -1;
     a->top_k = v > 0 ? (int)v : 0;
+    v = -1;
+    if (get_int(root, "reasoning_budget", -1, 1 << 30, &v, e)) return -1;
+    a->reasoning_budget = (int)v;
     v = 0;
     if (get_num(root, "min_p", 0, 1, &v, e)) return -1;
     a->min_p = (float)v;

@@ -326,7 +326,10 @@ static void deliver(srv_engine *e, int s, const float *row) {
     const dsc_json_state *js = r->a.json && !thinking ? &c->json : NULL;
     const dsc_tool_state *ts = r->tools && !thinking ? &c->tool : NULL;
     const dsc_schema_state *ss = r->a.schema && !thinking ? &c->schema : NULL;
-    int32_t t = dsc_sampler_sample(c->smp, penalized(e, row, r, sl->held, r->n_prompt, sl->n_held, js, ts, ss));
+    int32_t t;
+    if (thinking && r->budget >= 0 && c->force_at < e->p.n_think_end && (c->force_at > 0 || c->n_reason >= r->budget))
+        t = e->p.think_end[c->force_at++]; /* the reasoning's budget spent: "</think>", then the answer */
+    else t = dsc_sampler_sample(c->smp, penalized(e, row, r, sl->held, r->n_prompt, sl->n_held, js, ts, ss));
     const int was = ts ? dsc_tool_where(ts) : DSC_TOOL_TEXT;
     if (t < 0 || (js && dsc_json_mask_accept(e->p.jmask, &c->json, t)) ||
         (ts && dsc_tool_mask_accept(r->tools, e->p.jmask, &c->tool, t)) ||

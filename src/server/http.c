@@ -580,6 +580,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     r->max_tokens = a->max_tokens >= 0 ? a->max_tokens : S->n_ctx - r->n_prompt;
     if (a->kind == SRV_COMPLETION && a->max_tokens < 0 && r->max_tokens > 16) r->max_tokens = 16;
     r->reasoning = a->kind == SRV_CHAT && (S->chat_flags & DSC_CHAT_REASONING);
+    r->budget = a->reasoning_budget >= 0 ? a->reasoning_budget : S->p.reasoning_budget;
     uint64_t seed = a->has_seed ? a->seed : mix((uint64_t)time(NULL) ^ atomic_fetch_add(&S->next_id, 1) << 20);
     if (!(r->ch = calloc((size_t)a->n, sizeof *r->ch))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     for (int i = 0; i < a->n; i++) {

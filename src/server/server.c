@@ -20,7 +20,7 @@
 srv_params srv_default_params(void) {
     return (srv_params){.host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_chunk = 256, .n_batch = 512, .kv_type = DSC_KV_BF16,
                         .think = -1, .cache_mb = 1024, .cache_disk_mb = 8192, .max_queue = 256,
-                        .max_body = 8u << 20, .req_timeout = 60};
+                        .max_body = 8u << 20, .req_timeout = 60, .reasoning_budget = -1};
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
@@ -131,6 +131,8 @@ static int load(srv_server *S) {
                             .n_vocab = S->info.vocab_size, .n_chunk = p->n_chunk, .n_prefill = cp.n_batch, .n_mix = cp.n_mixed,
                             .max_queue = p->max_queue, .mtp = p->mtp,
                             .mtp_max_batch = p->mtp_max_batch, .jmask = S->jmask};
+    size_t n_end = 0; /* what a reasoning budget writes when spent */
+    if (!dsc_tokenize(S->tok, "</think>", 8, 1, ep.think_end, 8, &n_end)) ep.n_think_end = (int)n_end;
     if (srv_engine_start(&ep, &S->eng)) return fprintf(stderr, "dsc: cannot start the engine (out of memory)\n"), -1;
     return 0;
 }

@@ -26,6 +26,7 @@ typedef struct {
     const char *isa;        /* kernel set (NULL: best)                                  */
     dsc_kv_type kv_type;
     int think;              /* -1: from tokenizer_config.json; 0 off; 1 R1 reasoning     */
+    int reasoning_budget;   /* a request's reasoning tokens at most, unless it says (-1: no bound) */
     const char *api_key;    /* NULL: no authentication                                  */
     const char *cache_dir;  /* NULL: the prompt cache lives in RAM only                  */
     int cache_mb;           /* RAM bound of the prompt cache block store (MiB)           */

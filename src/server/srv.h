@@ -101,6 +101,7 @@ typedef struct {
     float presence_penalty;  /* [-2, 2]: minus this once for a token among them */
     /* Extensions, as vLLM (and llama.cpp's server) take them: */
     int top_k;               /* the k likeliest tokens only (0: off; -1 is taken as 0) */
+    int reasoning_budget;    /* extension: the reasoning's tokens at most, then </think> (-1: the server's) */
     float min_p;             /* drop tokens below min_p x p(likeliest) (0: off)        */
     float repetition_penalty; /* (0, 10]: a logit of a token of the prompt or of the
                                 choice's output divided by it when positive,
@@ -185,6 +186,7 @@ typedef struct {
     sbuf hold;             /* answer text that may begin a stop string       */
     sbuf new_reason, new_answer; /* one token's text, reused (no allocation per token) */
     int slot;
+    int force_at;          /* the reasoning budget spent: "</think>"'s tokens written so far */
 } srv_choice;
 
 typedef struct srv_req {
@@ -194,6 +196,7 @@ typedef struct srv_req {
     int32_t *prompt;       /* (n_prompt) token ids */
     int32_t n_prompt;
     int32_t max_tokens;    /* resolved: >= 1 (0 with echo) and prompt + max_tokens <= n_ctx */
+    int32_t budget;        /* resolved: a reasoning model's reasoning tokens at most (-1: no bound) */
     int reasoning;         /* split <think>...</think> into reasoning_content */
     int32_t echo_from;     /* echo: the first prompt token the client sent (1 after a BOS added) */
     char *echo_text;       /* echo: the prompt's text (owned)                */
@@ -292,6 +295,8 @@ typedef struct {
     int mtp;          /* draft a token per generating slot with the MTP module */
     int mtp_max_batch; /* ... while at most this many slots generate (0: any number) */
     const dsc_json_mask *jmask; /* response_format json_object's tables */
+    int32_t think_end[8]; /* "</think>" in tokens (one where the tokenizer has it whole) */
+    int n_think_end;      /* 0: none (a reasoning budget is then not held) */
 } srv_engine_params;
 
 /* Starts the engine thread. On failure returns -1; *out is then to be

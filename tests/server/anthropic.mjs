@@ -135,6 +135,36 @@ try {
     assert.equal(f.content[0].type, 'thinking');
     assert.equal(f.content[0].thinking, m.content[0].thinking);
   });
+  await check('a reasoning budget: thinking budget_tokens, disabled, and the OpenAI side\'s reasoning_budget', async () => {
+    const tokens = async (text) => (await (await fetch(`${r1.base}/tokenize`, { method: 'POST',
+      body: JSON.stringify({ content: text }) })).json()).tokens.length;
+    // unbounded, this model never closes its reasoning within 16 tokens: all of them are thinking
+    const free = await client(r1).messages.create({ model: 'dsc', max_tokens: 16, temperature: 0, messages: USER });
+    assert.deepEqual(free.content.map((b) => b.type), ['thinking']);
+    const m = await client(r1).messages.create({ model: 'dsc', max_tokens: 16, temperature: 0, messages: USER,
+                                                thinking: { type: 'enabled', budget_tokens: 3 } });
+    assert.deepEqual(m.content.map((b) => b.type), ['thinking', 'text'], JSON.stringify(m.content));
+    const [cut, all] = [m.content[0].thinking, free.content[0].thinking]; // (the count: reasoning_tokens below)
+    assert.ok(cut.length > 0 && cut.length < all.length && all.startsWith(cut), 'the same start, then cut');
+    const off = await client(r1).messages.create({ model: 'dsc', max_tokens: 16, temperature: 0, messages: USER,
+                                                  thinking: { type: 'disabled' } });
+    assert.deepEqual(off.content.map((b) => b.type), ['text'], JSON.stringify(off.content));
+    const bad = await fetch(`${r1.base}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'dsc', max_tokens: 4, messages: USER, thinking: { type: 'enabled' } }) });
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).error.message, /thinking/);
+    // the chat completions side: reasoning_tokens = the budget + "</think>"'s tokens
+    const chat = async (extra) => (await (await fetch(`${r1.base}/v1/chat/completions`, { method: 'POST',
+      body: JSON.stringify({ messages: USER, max_tokens: 16, temperature: 0, ...extra }) })).json());
+    const c = await chat({ reasoning_budget: 5 });
+    const end = await tokens('</think>');
+    assert.equal(c.usage.completion_tokens_details.reasoning_tokens, 5 + end, JSON.stringify(c.usage));
+    assert.ok(c.choices[0].message.content.length > 0, 'an answer after the reasoning');
+    assert.equal((await chat({})).usage.completion_tokens_details.reasoning_tokens, 16);
+    const e = await chat({ reasoning_budget: -2 });
+    assert.equal(e.error?.param, 'reasoning_budget');
+    return `thinking cut at 3 tokens; reasoning_tokens ${5 + end} with a budget of 5`;
+  });
 } finally {
   await stopServer(r1);
 }
