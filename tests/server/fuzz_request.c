@@ -28,6 +28,7 @@ static void check_ask(const srv_ask *a) {
     CHECK(a->top_p > 0 && a->top_p <= 1);
     CHECK(a->frequency_penalty >= -2 && a->frequency_penalty <= 2 && a->presence_penalty >= -2 && a->presence_penalty <= 2);
     CHECK(a->max_tokens == -1 || a->max_tokens >= 1 || (a->max_tokens == 0 && a->echo && a->kind == SRV_COMPLETION));
+    CHECK(a->reasoning_budget >= -1);
     CHECK(a->n_bias >= 0 && (a->n_bias == 0 || (a->bias_tok && a->bias)));
     for (int i = 0; i < a->n_bias; i++) CHECK(a->bias_tok[i] >= 0 && a->bias[i] >= -100 && a->bias[i] <= 100);
     CHECK(a->json == 0 || a->json == 1);
