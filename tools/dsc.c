@@ -179,8 +179,9 @@ int cli_die_status(void) { return cli_die("%s", dsc_last_error()); }
 
 int cli_die_ranks(void) {
     if (dist_size() <= 1) return cli_die_status();
+    if (dist_hearsay()) return 1; /* the failing rank says why */
     const int rc = cli_die("rank %d of %d: %s", dist_rank(), dist_size(), dsc_last_error());
-    dist_abort(rc); /* the other ranks would wait for this one in the next sum */
+    if (!dist_agreed()) dist_abort(rc); /* the other ranks would wait for this one in the next sum */
     return rc;
 }
 

@@ -13,7 +13,7 @@
 #include <mpi.h>
 #endif
 
-static int g_rank = 0, g_size = 1, g_local = 1, g_mpi = 0;
+static int g_rank = 0, g_size = 1, g_local = 1, g_mpi = 0, g_agreed = 0, g_hearsay = 0;
 
 /* The size of the job this process belongs to, as its launcher's environment
  * tells (Open MPI, PMIx, MPICH's Hydra and PMI, Slurm), or 0 when none. */
@@ -68,6 +68,17 @@ void dist_abort(int code) {
 #endif
     (void)code;
 }
+
+dsc_status dist_agree(dsc_status s) {
+    if (!dist_any(s != DSC_OK)) return s;
+    g_agreed = 1;
+    if (s) return s;
+    g_hearsay = 1;
+    return dsc_fail(DSC_ERR_ARG, "another MPI rank failed (its message says why)");
+}
+
+int dist_agreed(void) { return g_agreed; }
+int dist_hearsay(void) { return g_hearsay; }
 
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }

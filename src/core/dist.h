@@ -40,6 +40,14 @@ dsc_status dist_sum_i32(int32_t *x, size_t n);
 dsc_status dist_bcast_f32(float *x, size_t n);
 /* Non-zero on every rank when flag is non-zero on any. */
 int dist_any(int flag);
+/* s on a rank that failed; on the others a failure saying another rank
+ * failed, when one did (a point every rank reaches: no rank then waits for
+ * one that has given up). */
+dsc_status dist_agree(dsc_status s);
+/* Whether a failure was agreed by dist_agree (every rank knows: none need be
+ * aborted), and whether s is the message of a rank that only heard of it. */
+int dist_agreed(void);
+int dist_hearsay(void);
 /* Non-zero when every rank holds the same n bytes at x (a hash compared). */
 int dist_same(const void *x, size_t n);
 

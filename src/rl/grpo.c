@@ -212,8 +212,7 @@ static dsc_status collect(grpo *g, int32_t step, int *n_kept, step_stats *st) {
     dsc_model *m = NULL;
     dsc_ctx *ctx = NULL;
     /* the policy as it is now, written by rank 0 for every rank to sample from */
-    dsc_status s = me == 0 ? dsc_train_save(g->t, g->cfg, NULL, g->policy) : DSC_OK;
-    if (dist_any(s != DSC_OK) && !s) s = dsc_fail(DSC_ERR_IO, "grpo: rank 0 could not write the policy");
+    dsc_status s = dist_agree(me == 0 ? dsc_train_save(g->t, g->cfg, NULL, g->policy) : DSC_OK);
     if (!s) s = dsc_model_load(g->policy, NULL, &m);
     dsc_model_info info;
     if (!s) {
@@ -366,7 +365,7 @@ dsc_status rl_grpo_run(const rl_grpo_params *p) {
     dsc_status s = check_params(p);
     if (s) return s;
     grpo g = {.p = p};
-    s = setup(&g);
+    s = dist_agree(setup(&g)); /* every rank set up, or every rank stops here */
     for (int32_t step = 1; !s && step <= p->steps; step++) {
         const double t0 = now_s();
         step_stats st = {0};

@@ -997,12 +997,16 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     loop L = {.p = *params};
     int64_t log_bytes = -1;
     dsc_status s = check_params(&L.p);
-    const int created = !s && !L.p.resume && !is_dir(L.p.out_dir); /* removed again if the run fails before writing */
-    if (!s && !L.p.resume) s = fio_mkdirs(L.p.out_dir);
+    /* rank 0 makes the directory (the others write their random start's
+     * files in it); it is removed again if the run fails before writing */
+    const int created = !s && !L.p.resume && dist_rank() == 0 && !is_dir(L.p.out_dir);
+    if (!s && !L.p.resume && dist_rank() == 0) s = fio_mkdirs(L.p.out_dir);
+    s = dist_agree(s);
     if (!s) s = setup_model(&L);
     if (!s) s = setup_data(&L);
     if (!s && L.p.resume) s = load_state(&L, &log_bytes);
     if (!s && L.p.resume) s = load_arenas(&L);
+    s = dist_agree(s); /* every rank set up, or every rank stops here */
     if (!s) s = dist_bcast_f32(L.t->params, L.t->n_floats); /* the same start on every rank */
     if (!s && !L.p.resume && dist_rank() == 0) { /* a fresh run leaves nothing of an older one */
         char path[FIO_PATH_MAX];
@@ -1012,7 +1016,7 @@ dsc_status dsc_train_run(const dsc_train_run_params *params) {
     }
     if (!s && dist_rank() == 0) s = open_log(&L, log_bytes);
     const int32_t end = L.p.stop_at > 0 && L.p.stop_at < L.p.steps ? L.p.stop_at : L.p.steps;
-    if (!s && L.p.resume && L.step >= end && L.p.on_report) { /* said, so that "0 steps" is not a riddle */
+    if (!s && L.p.resume && L.step >= end && L.p.on_report && dist_rank() == 0) { /* said, so that "0 steps" is not a riddle */
         strbuf b = {0};
         sb_printf(&b, "{\"step\":%d,\"event\":\"nothing_to_do\",\"end\":%d}", L.step, end);
         dsc_train_report r = {.step = L.step, .loss = NAN, .val_loss = NAN, .event = "nothing_to_do", .json = b.s ? b.s : ""};
