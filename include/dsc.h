@@ -524,6 +524,14 @@ typedef struct dsc_tool_grammar dsc_tool_grammar;
  * (DSC_ERR_ARG) when the tokenizer lacks a marker or a name is not one. */
 dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
                                 int parallel, dsc_tool_grammar **out);
+/* The same in a given format: DSC_TOOL_FORMAT_V3 (above) or
+ * DSC_TOOL_FORMAT_V31, DeepSeek-V3.1's: each call
+ *   <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>
+ * and the calls chained with nothing between them. */
+enum { DSC_TOOL_FORMAT_V3, DSC_TOOL_FORMAT_V31 };
+dsc_status dsc_tool_grammar_new_format(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
+                                       int parallel, int format, dsc_tool_grammar **out);
+int dsc_tool_grammar_format(const dsc_tool_grammar *g);
 void dsc_tool_grammar_free(dsc_tool_grammar *g);
 
 /* The arguments of function `name` held to a schema (borrowed: it must
@@ -575,6 +583,8 @@ enum {
     DSC_CHAT_PREFIX = 4,            /* the last message, the assistant's, is the start */
                                     /* of the answer: left open to be continued (no */
                                     /* end of sentence, no generation prompt after it) */
+    DSC_CHAT_HYBRID = 8,            /* DeepSeek-V3.1's template: thinking switched per */
+                                    /* conversation, on with DSC_CHAT_REASONING (below) */
 };
 
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:
@@ -588,7 +598,14 @@ enum {
  *   <｜Assistant｜>text<｜tool▁calls▁begin｜>CALL["\n"CALL...]<｜tool▁calls▁end｜><｜end▁of▁sentence｜>
  *   <｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>r1<｜tool▁output▁end｜>["\n"<｜tool▁output▁begin｜>r2...]<｜tool▁outputs▁end｜>
  * CALL as in the tool-call format above; the results are closed before the
- * next user turn, or open the next answer (no <｜Assistant｜>, no <think>). */
+ * next user turn, or open the next answer (no <｜Assistant｜>, no <think>).
+ * With DSC_CHAT_HYBRID, DeepSeek-V3.1's template instead: an answer to a
+ * user turn opens <｜Assistant｜> then "<think>" (DSC_CHAT_REASONING) or
+ * "</think>" (so does a prefix to continue), earlier answers keep the text
+ * after their first "</think>" and open with "</think>", calls are
+ * <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜> chained, each
+ * result <｜tool▁output▁begin｜>r<｜tool▁output▁end｜>, and after results
+ * the answer goes on with no marker (none is asked for). */
 dsc_status dsc_chat_tokenize(const dsc_tokenizer *tok, const dsc_chat_message *msgs, size_t n, unsigned flags,
                              int32_t *ids, size_t cap, size_t *n_ids);
 /* The same with tool definitions: `tools` (NULL: none) joins the system
@@ -598,7 +615,9 @@ dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_mess
                                    unsigned flags, int32_t *ids, size_t cap, size_t *n_ids);
 
 /* Reads tokenizer_config.json's chat_template and sets DSC_CHAT_REASONING in
- * *flags when the template opens answers with "<think>" (R1 and its distills).
+ * *flags when the template opens answers with "<think>" (R1 and its distills),
+ * DSC_CHAT_HYBRID when it is DeepSeek-V3.1's (answers opened "</think>"
+ * unless thinking; thinking is then off until the caller sets it).
  * No file is DSC_OK (the plain V3 template); one that is not a JSON object,
  * or whose chat_template is of the wrong type, is an error. */
 dsc_status dsc_chat_detect(const char *tokenizer_config_path, unsigned *flags);

@@ -207,12 +207,11 @@ static int convo_open(const cli_opts *o, convo *c) {
         return die("%s: %d token ids do not fit the vocab_size %d of the model %s", path, dsc_tokenizer_n_vocab(c->tok),
                    c->s.info.vocab_size, o->model);
     c->flags = DSC_CHAT_GENERATION_PROMPT;
-    if (o->think >= 0) c->flags |= o->think ? DSC_CHAT_REASONING : 0;
-    else {
-        char *slash = strrchr(path, '/');
-        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "tokenizer_config.json");
-        if (dsc_chat_detect(path, &c->flags)) return cli_die_status(); /* absent: the plain V3 template */
-    }
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "tokenizer_config.json");
+    if (dsc_chat_detect(path, &c->flags)) return cli_die_status(); /* absent: the plain V3 template */
+    if (o->think >= 0) /* R1's template or V3's; V3.1's (DSC_CHAT_HYBRID) thinking on or off */
+        c->flags = (c->flags & ~(unsigned)DSC_CHAT_REASONING) | (o->think ? DSC_CHAT_REASONING : 0);
     c->eos = dsc_tokenizer_find(c->tok, "<｜end▁of▁sentence｜>");
     if (c->eos < 0) c->eos = c->s.info.eos_token_id;
     int32_t n_ctx = dsc_ctx_n_ctx(c->s.ctx);

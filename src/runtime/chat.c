@@ -1,7 +1,8 @@
 /*
  * chat.c — the DeepSeek-V3 / R1 chat template (as in their
  * tokenizer_config.json, tool calls and results as its 0324 revision writes
- * them) rendered straight to token ids, and the split of a reasoning
+ * them) and DeepSeek-V3.1's (thinking switched on and off) rendered straight
+ * to token ids, and the split of a reasoning
  * model's output into <think> reasoning and answer.
  */
 #include <cjson/cJSON.h>
@@ -76,29 +77,31 @@ static const char *after_think(const char *s) {
     return p;
 }
 
-/* An assistant turn that called functions: its text, then the calls. */
-static dsc_status put_calls(chat_out *o, const dsc_chat_message *m) {
+/* An assistant turn that called functions: its text, then the calls, as
+ * DeepSeek-V3 writes them ("function", the name, the arguments in a json
+ * fence; one call a line) or V3.1 (the name, the arguments; chained). */
+static dsc_status put_calls(chat_out *o, const dsc_chat_message *m, int v31) {
     dsc_status s = put_special(o, "<｜tool▁calls▁begin｜>");
     for (size_t k = 0; k < m->n_tool_calls && !s; k++) {
         const dsc_tool_call *t = &m->tool_calls[k];
         if (!t->name || !t->arguments) return dsc_fail(DSC_ERR_ARG, "chat: tool call %zu has no name or arguments", k);
-        if (k) s = put_text(o, "\n", 1, 0);
+        if (k && !v31) s = put_text(o, "\n", 1, 0);
         if (!s) s = put_special(o, "<｜tool▁call▁begin｜>");
-        if (!s) s = put_text(o, "function", 8, 0);
-        if (!s) s = put_special(o, "<｜tool▁sep｜>");
+        if (!s && !v31) s = put_text(o, "function", 8, 0);
+        if (!s && !v31) s = put_special(o, "<｜tool▁sep｜>");
         if (!s) s = put_text(o, t->name, strlen(t->name), 0);
-        if (!s) s = put_text(o, "\n```json\n", 9, 0);
+        if (!s && v31) s = put_special(o, "<｜tool▁sep｜>");
+        if (!s && !v31) s = put_text(o, "\n```json\n", 9, 0);
         if (!s) s = put_text(o, t->arguments, strlen(t->arguments), 0);
-        if (!s) s = put_text(o, "\n```", 4, 0);
+        if (!s && !v31) s = put_text(o, "\n```", 4, 0);
         if (!s) s = put_special(o, "<｜tool▁call▁end｜>");
     }
     return s ? s : put_special(o, "<｜tool▁calls▁end｜>");
 }
 
-/* The conversation into o (its text pieces not yet all tokenized). */
-static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+/* The system messages joined by a blank line, the tools after them. */
+static dsc_status put_system(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools) {
     dsc_status s = put_special(o, CHAT_BOS);
-    /* All system messages first, joined by a blank line; the tools after them. */
     int first_sys = 1;
     for (size_t i = 0; i < n && !s; i++) {
         if (!msgs[i].role || !msgs[i].content)
@@ -112,13 +115,78 @@ static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, co
         if (!first_sys) s = put_text(o, "\n\n", 2, 0);
         if (!s) s = put_text(o, tools, strlen(tools), 1);
     }
+    return s;
+}
+
+static dsc_status check_calls(const dsc_chat_message *m, size_t i) {
+    if (m->n_tool_calls > 0 && (strcmp(m->role, "assistant") || !m->tool_calls))
+        return dsc_fail(DSC_ERR_ARG, "chat message %zu: only an assistant's message holds tool calls", i);
+    return DSC_OK;
+}
+
+/* DeepSeek-V3.1's template (thinking switched per conversation): an
+ * answer to a user turn opens "<｜Assistant｜>" then "<think>" (thinking)
+ * or "</think>"; earlier answers keep the text after their first
+ * "</think>"; calls chained as V3.1 writes them; each result
+ * "<｜tool▁output▁begin｜>r<｜tool▁output▁end｜>", and the answer after
+ * results goes on from there with no marker (nor one asked for). */
+static dsc_status render_v31(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+    const int thinking = (flags & DSC_CHAT_REASONING) != 0;
+    int last_user = 0, after_tool = 0;
+    dsc_status s = put_system(o, msgs, n, tools);
+    for (size_t i = 0; i < n && !s; i++) {
+        const char *role = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(role, "system")) continue;
+        if ((s = check_calls(&msgs[i], i))) break;
+        if (!strcmp(role, "user")) {
+            after_tool = 0, last_user = 1;
+            if (!(s = put_special(o, CHAT_USER))) s = put_text(o, c, strlen(c), 0);
+        } else if (!strcmp(role, "assistant") && msgs[i].n_tool_calls) {
+            if (last_user && !(s = put_special(o, CHAT_ASSISTANT))) s = put_text(o, "</think>", 8, 1);
+            last_user = after_tool = 0;
+            if (!s) s = put_text(o, c, strlen(c), 0);
+            if (!s) s = put_calls(o, &msgs[i], 1);
+            if (!s) s = put_special(o, CHAT_EOS);
+        } else if (!strcmp(role, "assistant")) {
+            const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n;
+            if (last_user && !(s = put_special(o, CHAT_ASSISTANT)))
+                s = open && thinking ? put_text(o, "<think>", 7, 1) : put_text(o, "</think>", 8, 1);
+            last_user = 0;
+            if (!after_tool) {
+                const char *q = strstr(c, "</think>");
+                if (q) c = q + 8;
+            }
+            after_tool = 0;
+            if (!s) s = put_text(o, c, strlen(c), 0);
+            if (!s && !open) s = put_special(o, CHAT_EOS);
+        } else if (!strcmp(role, "tool")) {
+            last_user = 0, after_tool = 1;
+            if (!(s = put_special(o, "<｜tool▁output▁begin｜>")) && !(s = put_text(o, c, strlen(c), 0)))
+                s = put_special(o, "<｜tool▁output▁end｜>");
+        } else {
+            s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user, assistant or tool", i, role);
+        }
+    }
+    if (!s && (flags & DSC_CHAT_PREFIX) &&
+        (n == 0 || strcmp(msgs[n - 1].role, "assistant") || msgs[n - 1].n_tool_calls))
+        return dsc_fail(DSC_ERR_ARG, "chat: a prefix to continue must be the last message, the assistant's");
+    if (!s && (flags & DSC_CHAT_GENERATION_PROMPT) && !(flags & DSC_CHAT_PREFIX) && last_user) {
+        s = put_special(o, CHAT_ASSISTANT);
+        if (!s) s = thinking ? put_text(o, "<think>", 7, 1) : put_text(o, "</think>", 8, 1);
+    }
+    return s;
+}
+
+/* The conversation into o (its text pieces not yet all tokenized). */
+static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+    if (flags & DSC_CHAT_HYBRID) return render_v31(o, msgs, n, tools, flags);
+    dsc_status s = put_system(o, msgs, n, tools);
     int in_outputs = 0; /* a run of tool results is open */
     for (size_t i = 0; i < n && !s; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
         if (!strcmp(role, "system")) continue;
         const int tool = !strcmp(role, "tool"), calls = msgs[i].n_tool_calls > 0;
-        if (calls && (strcmp(role, "assistant") || !msgs[i].tool_calls))
-            return dsc_fail(DSC_ERR_ARG, "chat message %zu: only an assistant's message holds tool calls", i);
+        if ((s = check_calls(&msgs[i], i))) break;
         if (in_outputs && !tool) { /* the results end; an answer follows them without <｜Assistant｜> */
             s = put_special(o, "<｜tool▁outputs▁end｜>");
             in_outputs = 0;
@@ -136,7 +204,7 @@ static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, co
             const int open = (flags & DSC_CHAT_PREFIX) && i + 1 == n && !calls;
             if (flags & DSC_CHAT_REASONING) c = after_think(c);
             if (!(s = put_special(o, CHAT_ASSISTANT)) && !(s = put_text(o, c, strlen(c), 0)) && calls)
-                s = put_calls(o, &msgs[i]);
+                s = put_calls(o, &msgs[i], 0);
             if (!s && !open) s = put_special(o, CHAT_EOS);
         } else if (tool) {
             s = in_outputs ? put_text(o, "\n", 1, 0) : put_special(o, "<｜tool▁outputs▁begin｜>");
@@ -208,7 +276,8 @@ dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
         }
         t = cJSON_GetObjectItemCaseSensitive(pick, "template");
     }
-    if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
+    if (cJSON_IsString(t) && strstr(t->valuestring, CHAT_ASSISTANT "</think>")) *flags |= DSC_CHAT_HYBRID;
+    else if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
     cJSON_Delete(root);
     return DSC_OK;
 }

@@ -238,11 +238,13 @@ enum {
     T_CALL,  /* <｜tool▁call▁begin｜>                                         */
     T_TYPE,  /* the bytes of "function" (pos of them matched)               */
     T_SEP,   /* <｜tool▁sep｜>                                                */
-    T_NAME,  /* the bytes of a name and "\n```json\n" (candidates lo..hi)   */
+    T_NAME,  /* the bytes of a name and "\n```json\n" (candidates lo..hi);  */
+             /* V3.1: of a name, then <｜tool▁sep｜>                           */
     T_ARGS,  /* the arguments: one JSON object                              */
     T_CLOSE, /* the bytes of "\n```"                                        */
     T_END,   /* <｜tool▁call▁end｜>                                           */
     T_NEXT,  /* "\n" or <｜tool▁call▁begin｜> (parallel), <｜tool▁calls▁end｜> */
+             /* (V3.1: no "\n")                                                */
     T_DONE,  /* only the end of sequence                                    */
 };
 
@@ -259,8 +261,9 @@ static const char type_lit[] = "function", name_end[] = "\n```json\n", close_lit
 
 struct dsc_tool_grammar {
     int32_t marker[N_MARKERS];
-    int required, parallel, n;
-    char **cand; /* [n] name + name_end, sorted by bytes */
+    int required, parallel, n, v31;
+    size_t n_end; /* bytes after each name in cand: name_end's, or none (V3.1) */
+    char **cand;  /* [n] name + name_end, sorted by bytes */
     uint16_t *len;
     const dsc_json_schema **schema; /* [n] the arguments' schema, or NULL: any object */
 };
@@ -277,14 +280,17 @@ static int name_ok(const char *s) {
     return 1;
 }
 
-dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
-                                int parallel, dsc_tool_grammar **out) {
+dsc_status dsc_tool_grammar_new_format(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
+                                       int parallel, int format, dsc_tool_grammar **out) {
     *out = NULL;
-    if (!tok || n_names < 0 || n_names > DSC_TOOL_MAX || (n_names && !names) || (required && !n_names))
+    if (!tok || n_names < 0 || n_names > DSC_TOOL_MAX || (n_names && !names) || (required && !n_names) ||
+        (format != DSC_TOOL_FORMAT_V3 && format != DSC_TOOL_FORMAT_V31))
         return dsc_fail(DSC_ERR_ARG, "tool grammar: bad arguments");
     dsc_tool_grammar *g = calloc(1, sizeof *g);
     if (!g) return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
     g->required = required, g->parallel = parallel, g->n = n_names;
+    g->v31 = format == DSC_TOOL_FORMAT_V31;
+    g->n_end = g->v31 ? 0 : sizeof name_end - 1;
     for (int k = 0; k < N_MARKERS; k++)
         if ((g->marker[k] = dsc_tokenizer_find(tok, marker_text[k])) < 0) {
             dsc_tool_grammar_free(g);
@@ -309,7 +315,7 @@ dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *nam
             return dsc_fail(DSC_ERR_NOMEM, "tool grammar: out of memory");
         }
         memcpy(g->cand[i], names[i], n);
-        memcpy(g->cand[i] + n, name_end, sizeof name_end);
+        memcpy(g->cand[i] + n, name_end + sizeof name_end - 1 - g->n_end, g->n_end + 1);
     }
     qsort(g->cand, (size_t)n_names, sizeof *g->cand, cmp_str);
     for (int i = 0; i < n_names; i++) {
@@ -325,6 +331,13 @@ dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *nam
     return DSC_OK;
 }
 
+dsc_status dsc_tool_grammar_new(const dsc_tokenizer *tok, const char *const *names, int n_names, int required,
+                                int parallel, dsc_tool_grammar **out) {
+    return dsc_tool_grammar_new_format(tok, names, n_names, required, parallel, DSC_TOOL_FORMAT_V3, out);
+}
+
+int dsc_tool_grammar_format(const dsc_tool_grammar *g) { return g->v31 ? DSC_TOOL_FORMAT_V31 : DSC_TOOL_FORMAT_V3; }
+
 void dsc_tool_grammar_free(dsc_tool_grammar *g) {
     if (!g) return;
     for (int i = 0; g->cand && i < g->n; i++) free(g->cand[i]);
@@ -337,7 +350,7 @@ void dsc_tool_grammar_free(dsc_tool_grammar *g) {
 dsc_status dsc_tool_grammar_set_schema(dsc_tool_grammar *g, const char *name, const dsc_json_schema *schema) {
     const size_t n = name ? strlen(name) : 0;
     for (int i = 0; i < g->n; i++)
-        if (n && g->len[i] == n + sizeof name_end - 1 && !memcmp(g->cand[i], name, n)) {
+        if (n && g->len[i] == n + g->n_end && !memcmp(g->cand[i], name, n)) {
             g->schema[i] = schema;
             return DSC_OK;
         }
@@ -366,12 +379,13 @@ static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) 
         return 0;
     case T_NAME: { /* the candidates lo..hi share pos bytes; keep those whose next is c */
         uint16_t lo = st->lo, hi = st->hi;
+        if (c == 0) return -1; /* a name's end (V3.1's names end in none of their bytes) */
         while (lo < hi && (unsigned char)g->cand[lo][st->pos] != c) lo++;
         hi = lo;
         while (hi < st->hi && (unsigned char)g->cand[hi][st->pos] == c) hi++;
         if (lo == hi) return -1;
         st->lo = lo, st->hi = hi;
-        if (++st->pos == g->len[lo]) { /* a whole candidate: no other is its prefix (names hold no '\n') */
+        if (++st->pos == g->len[lo] && !g->v31) { /* a whole candidate: no other is its prefix (names hold no '\n') */
             st->phase = T_ARGS;
             if (g->schema[lo]) dsc_schema_start(g->schema[lo], &st->sargs);
             else dsc_json_start(&st->args);
@@ -381,7 +395,8 @@ static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) 
     case T_ARGS: { /* lo: the function called; st is the caller's copy (tool_feed), stepped in place */
         const dsc_json_schema *sc = g->schema[st->lo];
         if (sc ? dsc_schema_step(sc, &st->sargs, c) : step(&st->args, c)) return -1;
-        if (sc ? dsc_schema_complete(&st->sargs) : dsc_json_complete(&st->args)) st->phase = T_CLOSE, st->pos = 0;
+        if (sc ? dsc_schema_complete(&st->sargs) : dsc_json_complete(&st->args))
+            st->phase = g->v31 ? T_END : T_CLOSE, st->pos = 0;
         return 0;
     }
     case T_CLOSE:
@@ -389,7 +404,7 @@ static int tool_step(const dsc_tool_grammar *g, dsc_tool_state *st, unsigned c) 
         if (++st->pos == sizeof close_lit - 1) st->phase = T_END;
         return 0;
     case T_NEXT:
-        if (c != '\n' || !g->parallel) return -1;
+        if (c != '\n' || !g->parallel || g->v31) return -1;
         st->phase = T_CALL;
         return 0;
     default:
@@ -422,13 +437,15 @@ static int tool_symbol(const dsc_tool_grammar *g, const dsc_tool_state *st, int3
     case T_OPEN:
         return k == MK_CALLS_BEGIN ? T_CALL : -1;
     case T_CALL:
-        return k == MK_CALL_BEGIN ? T_TYPE : -1;
+        return k == MK_CALL_BEGIN ? (g->v31 ? T_NAME : T_TYPE) : -1;
     case T_SEP:
         return k == MK_SEP ? T_NAME : -1;
+    case T_NAME: /* V3.1: <｜tool▁sep｜> after a whole name (the shortest of lo..hi, sorted first) */
+        return g->v31 && k == MK_SEP && st->lo < st->hi && st->pos == g->len[st->lo] ? T_ARGS : -1;
     case T_END:
         return k == MK_CALL_END ? T_NEXT : -1;
     case T_NEXT:
-        if (k == MK_CALL_BEGIN && g->parallel) return T_TYPE;
+        if (k == MK_CALL_BEGIN && g->parallel) return g->v31 ? T_NAME : T_TYPE;
         return k == MK_CALLS_END ? T_DONE : -1;
     case T_DONE:
         return id == eos ? T_DONE : -1;
@@ -471,6 +488,11 @@ int dsc_tool_mask_accept(const dsc_tool_grammar *g, const dsc_json_mask *m, dsc_
     if (ph < 0) return -1;
     if (ph == T_NAME) st->pos = 0, st->lo = 0, st->hi = (uint16_t)g->n;
     if (ph == T_TYPE) st->pos = 0;
+    if (ph == T_ARGS) { /* V3.1: the name was whole; its arguments begin */
+        st->hi = (uint16_t)(st->lo + 1);
+        if (g->schema[st->lo]) dsc_schema_start(g->schema[st->lo], &st->sargs);
+        else dsc_json_start(&st->args);
+    }
     st->phase = (uint8_t)ph;
     return 0;
 }

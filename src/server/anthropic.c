@@ -12,7 +12,8 @@
  *   tools {name, description, input_schema}, tool_choice auto / any / tool /
  *   none, disable_parallel_tool_use     -> tools, tool_choice, parallel_tool_calls
  *   max_tokens, stop_sequences, temperature, top_p, top_k, stream
- *   thinking {enabled, budget_tokens} / {disabled} -> reasoning_budget N / 0
+ *   thinking {enabled, budget_tokens} / {disabled} -> reasoning_budget N / 0,
+ *                                          thinking {type} (a model that switches it)
  *
  * The answer's content blocks: thinking (a reasoning model's), text,
  * tool_use (input: the call's arguments); stop_reason end_turn, max_tokens,
@@ -164,6 +165,8 @@ static cJSON *translate(const cJSON *in, int counting, srv_err *e) {
     if (!rc && th && !cJSON_IsNull(th)) { /* a reasoning model's budget: enabled with budget_tokens, or disabled (0) */
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(th, "type"), *bt = cJSON_GetObjectItemCaseSensitive(th, "budget_tokens");
         const char *ty = cJSON_IsString(type) ? type->valuestring : "";
+        cJSON *ot = cJSON_AddObjectToObject(out, "thinking"); /* on or off, where the model switches it */
+        if (ot) cJSON_AddStringToObject(ot, "type", ty);
         if (!strcmp(ty, "disabled")) cJSON_AddNumberToObject(out, "reasoning_budget", 0);
         else if (!strcmp(ty, "enabled") && cJSON_IsNumber(bt) && bt->valuedouble >= 0 && bt->valuedouble <= (1 << 30) &&
                  bt->valuedouble == (double)(int)bt->valuedouble)

@@ -360,26 +360,37 @@ static int parse_logit_bias(const cJSON *root, srv_ask *a, srv_err *e) {
 
 /* What the prompt says of the functions offered, after the system
  * messages: each one's name, description and parameters (a JSON Schema),
- * and the format of a call (the markers are special tokens there). */
-static void tools_text(const cJSON *tools, sbuf *b) {
+ * and the format of a call (the markers are special tokens there): dsc's
+ * words for DeepSeek-V3's format, or (v31) DeepSeek-V3.1's model card's for
+ * its own (the calls chained, each NAME<｜tool▁sep｜>ARGUMENTS). */
+static void tools_text(const cJSON *tools, sbuf *b, int v31) {
     const cJSON *t;
-    sbuf_puts(b, "## Tools\n\nYou can call these functions:\n");
+    sbuf_puts(b, v31 ? "## Tools\nYou have access to the following tools:\n" : "## Tools\n\nYou can call these functions:\n");
     cJSON_ArrayForEach(t, tools) {
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
         const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
         sbuf_printf(b, "\n### %s\n", name->valuestring);
-        if (cJSON_IsString(desc) && desc->valuestring[0]) sbuf_printf(b, "Description: %s\n", desc->valuestring);
+        if (v31) sbuf_printf(b, "Description: %s\n\n", cJSON_IsString(desc) ? desc->valuestring : "");
+        else if (cJSON_IsString(desc) && desc->valuestring[0]) sbuf_printf(b, "Description: %s\n", desc->valuestring);
         char *p = cJSON_IsObject(params) ? cJSON_PrintUnformatted(params) : NULL;
         sbuf_printf(b, "Parameters: %s\n", p ? p : "{\"type\":\"object\",\"properties\":{}}");
         if (!p && cJSON_IsObject(params)) b->oom = 1;
         free(p);
     }
-    sbuf_puts(b, "\nTo call functions, answer with <｜tool▁calls▁begin｜>, then each call as "
-                 "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜>, "
-                 "one call a line, and <｜tool▁calls▁end｜> after the last. NAME is one of the functions above; "
-                 "ARGUMENTS is a JSON object that follows its parameters.");
+    if (v31)
+        sbuf_puts(b, "\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n"
+                     "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_call_name<｜tool▁sep｜>tool_call_arguments"
+                     "<｜tool▁call▁end｜>{{additional_tool_calls}}<｜tool▁calls▁end｜>\n\nWhere:\n\n"
+                     "- `tool_call_name` must be an exact match to one of the available tools\n"
+                     "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters Schema\n"
+                     "- For multiple tool calls, chain them directly without separators or spaces");
+    else
+        sbuf_puts(b, "\nTo call functions, answer with <｜tool▁calls▁begin｜>, then each call as "
+                     "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜>, "
+                     "one call a line, and <｜tool▁calls▁end｜> after the last. NAME is one of the functions above; "
+                     "ARGUMENTS is a JSON object that follows its parameters.");
 }
 
 /* tools: [{"type": "function", "function": {"name", "description",
@@ -468,14 +479,17 @@ static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
         return srv_fail(e, 400, INVALID, "tool_choice", "invalid_value",
                         "Invalid 'tool_choice': a call is required, but no 'tools' are given.");
     if (a->tool_choice != SRV_TOOLS_NONE) {
-        sbuf b = {0};
-        tools_text(tools, &b);
-        if (b.oom) {
+        sbuf b = {0}, b31 = {0};
+        tools_text(tools, &b, 0);
+        tools_text(tools, &b31, 1);
+        if (b.oom || b31.oom) {
             sbuf_free(&b);
+            sbuf_free(&b31);
             return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         }
         size_t len;
         a->tools_text = sbuf_take(&b, &len);
+        a->tools_text_v31 = sbuf_take(&b31, &len);
     }
     return 0;
 }
@@ -545,10 +559,33 @@ static int parse_unsupported(const cJSON *root, srv_ask *a, srv_err *e) {
     return 0;
 }
 
+/* Whether the request asks for thinking (a model that switches it, as
+ * DeepSeek-V3.1 does): vLLM's and SGLang's chat_template_kwargs {"thinking"
+ * or "enable_thinking": bool}, the DeepSeek API's "thinking": {"type":
+ * "enabled" or "disabled"} and its model names deepseek-reasoner /
+ * deepseek-chat, in that order of precedence; a->think -1 when unsaid. */
+static int parse_think(const cJSON *root, const char *model, srv_ask *a, srv_err *e) {
+    const cJSON *kw = field(root, "chat_template_kwargs"), *th = field(root, "thinking");
+    a->think = model && !strcmp(model, "deepseek-reasoner") ? 1 : model && !strcmp(model, "deepseek-chat") ? 0 : -1;
+    if (th) {
+        const cJSON *type = cJSON_IsObject(th) ? cJSON_GetObjectItemCaseSensitive(th, "type") : NULL;
+        const char *ty = cJSON_IsString(type) ? type->valuestring : "";
+        if (strcmp(ty, "enabled") && strcmp(ty, "disabled"))
+            return bad_type(e, "thinking", "{\"type\": \"enabled\"} or {\"type\": \"disabled\"}", th);
+        a->think = !strcmp(ty, "enabled");
+    }
+    if (kw && !cJSON_IsObject(kw)) return bad_type(e, "chat_template_kwargs", "an object", kw);
+    int on = -1;
+    if (kw && (get_bool(kw, "enable_thinking", &on, e) || get_bool(kw, "thinking", &on, e))) return -1;
+    if (on >= 0) a->think = on;
+    return 0;
+}
+
 static int parse_fields(const cJSON *root, srv_ask *a, srv_err *e) {
     const char *model = NULL, *user = NULL;
     double v;
     if (get_string(root, "model", &model, e) || get_string(root, "user", &user, e)) return -1;
+    if (parse_think(root, model, a, e)) return -1;
     if (a->kind == SRV_CHAT ? parse_messages(root, a, e) : parse_prompt(root, a, e)) return -1;
     if (get_bool(root, "stream", &a->stream, e) || get_bool(root, "ignore_eos", &a->ignore_eos, e)) return -1;
     const cJSON *so = field(root, "stream_options");
@@ -657,6 +694,7 @@ void srv_ask_free(srv_ask *a) {
     free(a->tool_names);
     free(a->tool_schema);
     free(a->tools_text);
+    free(a->tools_text_v31);
     free(a->tool_forced);
     dsc_json_schema_free(a->schema);
     free(a->prompt);

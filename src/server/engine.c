@@ -244,19 +244,48 @@ static void call_id(const srv_req *r, int k, char *id, size_t cap) {
     snprintf(id, cap, "call_%s_%d", r->id + strcspn(r->id, "-") + 1, k);
 }
 
-/* The call being written, as far as it is known: once "function", the name
- * and "\n```json\n" are in, its name, then its arguments but for the last 4
- * bytes (the closing "\n```" may be beginning) and whole UTF-8 characters,
- * for the stream to send. */
+/* Where a call's gathered text holds its name and arguments: DeepSeek-V3's
+ * "function" NAME "\n```json\n" ARGS "\n```", V3.1's NAME "\n" ARGS (the
+ * "\n" put for <｜tool▁sep｜>; a name holds none). 0 when the name is not
+ * all in yet; *tail: the bytes that may still close the arguments. */
+static int call_parts(const srv_req *r, const srv_choice *c, size_t *name_at, size_t *name_n, size_t *args_at,
+                      size_t *tail) {
+    const char *p = c->call.p;
+    if (!p || c->call.oom) return 0;
+    if (dsc_tool_grammar_format(r->tools) == DSC_TOOL_FORMAT_V31) {
+        const char *sep = memchr(p, '\n', c->call.n);
+        if (!sep) return 0;
+        *name_at = 0, *name_n = (size_t)(sep - p), *args_at = *name_n + 1, *tail = 0;
+        return 1;
+    }
+    const char *fence = memmem(p, c->call.n, "\n```json\n", 9);
+    if (!fence || c->call.n < 8 || strncmp(p, "function", 8)) return 0;
+    *name_at = 8, *name_n = (size_t)(fence - p) - 8, *args_at = (size_t)(fence - p) + 9, *tail = 4;
+    return 1;
+}
+
+/* n cut back to the whole UTF-8 characters of s. */
+static size_t whole_chars(const char *s, size_t n) {
+    size_t i = n, k = 0;
+    while (i > 0 && k < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) i--, k++;
+    if (i == 0) return 0;
+    const unsigned char lead = (unsigned char)s[i - 1];
+    const size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    return k + 1 >= len ? n : i - 1;
+}
+
+/* The call being written, as far as it is known: once its name is in, the
+ * name, then its arguments but for the bytes that may be closing them and
+ * whole UTF-8 characters, for the stream to send. */
 static void call_progress(srv_req *r, srv_choice *c) {
-    const char *p = c->call.p, *fence = p ? memmem(p, c->call.n, "\n```json\n", 9) : NULL;
-    if (!fence || c->call.oom || c->call.n < 8 || strncmp(p, "function", 8)) return;
-    const size_t at = (size_t)(fence - p) + 9;
-    size_t n = c->call.n - at > 4 ? c->call.n - at - 4 : 0;
-    while (n > 0 && ((unsigned char)p[at + n] & 0xc0) == 0x80) n--; /* whole characters only */
+    size_t name_at, name_n, at, tail;
+    if (!call_parts(r, c, &name_at, &name_n, &at, &tail)) return;
+    const char *p = c->call.p;
+    size_t n = c->call.n - at > tail ? c->call.n - at - tail : 0;
+    n = whole_chars(p + at, n);
     if (c->live_open && n <= c->live_args.n) return;
     pthread_mutex_lock(&r->mu);
-    if (!c->live_open && (c->live.name = strndup(p + 8, (size_t)(fence - p - 8)))) {
+    if (!c->live_open && (c->live.name = strndup(p + name_at, name_n))) {
         call_id(r, c->n_calls, c->live.id, sizeof c->live.id);
         c->live_open = 1;
     }
@@ -265,9 +294,8 @@ static void call_progress(srv_req *r, srv_choice *c) {
 }
 
 /* A token of the function calls: a call's text gathered from
- * <｜tool▁call▁begin｜> on ("function", the name, "\n```json\n", the
- * arguments, "\n```"; the grammar held it to that), and at
- * <｜tool▁call▁end｜> the call published. */
+ * <｜tool▁call▁begin｜> on (see call_parts; the grammar held it to that),
+ * and at <｜tool▁call▁end｜> the call published. */
 static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
     const int32_t *mk = dsc_tool_markers(r->tools);
     if (t == mk[2]) { /* <｜tool▁call▁begin｜> */
@@ -277,13 +305,15 @@ static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
     if (t != mk[3]) {
         char buf[512];
         size_t n = 0;
-        if (!dsc_token_is_added(e->p.tok, t) && !dsc_token_bytes(e->p.tok, t, buf, sizeof buf, &n)) sbuf_put(&c->call, buf, n);
+        if (t == mk[4] && dsc_tool_grammar_format(r->tools) == DSC_TOOL_FORMAT_V31) sbuf_put(&c->call, "\n", 1);
+        else if (!dsc_token_is_added(e->p.tok, t) && !dsc_token_bytes(e->p.tok, t, buf, sizeof buf, &n))
+            sbuf_put(&c->call, buf, n);
         call_progress(r, c);
         return;
     }
     sbuf_puts(&c->call, ""); /* NUL-terminated */
-    const char *p = c->call.p, *end = p ? strstr(p, "\n```json\n") : NULL;
-    if (!end || c->call.oom || strncmp(p, "function", 8) || c->call.n < (size_t)(end - p) + 9 + 4) {
+    size_t name_at, name_n, at, tail;
+    if (!call_parts(r, c, &name_at, &name_n, &at, &tail) || c->call.n < at + tail) {
         srv_log("a tool call out of its format: dropped");
         pthread_mutex_lock(&r->mu);
         free(c->live.name);
@@ -291,12 +321,12 @@ static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
         pthread_mutex_unlock(&r->mu);
         return;
     }
+    const char *p = c->call.p;
     srv_call call;
     memset(&call, 0, sizeof call);
-    const char *args = end + 9;
     call_id(r, c->n_calls, call.id, sizeof call.id);
-    call.name = strndup(p + 8, (size_t)(end - p - 8));
-    call.arguments = strndup(args, c->call.n - (size_t)(args - p) - 4);
+    call.name = strndup(p + name_at, name_n);
+    call.arguments = strndup(p + at, c->call.n - at - tail);
     pthread_mutex_lock(&r->mu);
     if (c->n_calls == c->cap_calls) {
         srv_call *g = realloc(c->calls, sizeof *g * (size_t)(c->cap_calls * 2 + 4));

@@ -403,8 +403,10 @@ static enum MHD_Result text_reply(conn *c, struct MHD_Connection *mc, const char
 /* A chat request's prompt: the conversation with the tools offered (the
  * count in *n even when it does not fit in cap). */
 static dsc_status chat_prompt(const srv_server *S, const srv_ask *a, int32_t *ids, size_t cap, size_t *n) {
-    const unsigned flags = S->chat_flags | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT);
-    return dsc_chat_tokenize_tools(S->tok, a->msgs, a->n_msgs, a->tools_text, flags, ids, cap, n);
+    const int hybrid = (S->chat_flags & DSC_CHAT_HYBRID) != 0;
+    const unsigned flags = srv_chat_flags(S, a) | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT);
+    return dsc_chat_tokenize_tools(S->tok, a->msgs, a->n_msgs, hybrid ? a->tools_text_v31 : a->tools_text, flags, ids,
+                                   cap, n);
 }
 
 /* POST /apply-template (as llama.cpp's server has it): a chat request's
@@ -503,7 +505,9 @@ static int tool_grammar(const srv_server *S, srv_req *r, srv_err *e) {
     const char *const *names = (const char *const *)a->tool_names;
     int n = a->tool_choice == SRV_TOOLS_NONE ? 0 : a->n_tools;
     if (a->tool_forced) names = (const char *const *)&a->tool_forced, n = 1;
-    if (!dsc_tool_grammar_new(S->tok, names, n, a->tool_choice == SRV_TOOLS_REQUIRED, a->parallel_tool_calls, &r->tools)) {
+    const int format = S->chat_flags & DSC_CHAT_HYBRID ? DSC_TOOL_FORMAT_V31 : DSC_TOOL_FORMAT_V3;
+    if (!dsc_tool_grammar_new_format(S->tok, names, n, a->tool_choice == SRV_TOOLS_REQUIRED, a->parallel_tool_calls,
+                                     format, &r->tools)) {
         for (int i = 0; i < a->n_tools && n; i++) /* the arguments of those with parameters it compiled */
             if (a->tool_schema[i] && (!a->tool_forced || !strcmp(a->tool_forced, a->tool_names[i])))
                 (void)dsc_tool_grammar_set_schema(r->tools, a->tool_names[i], a->tool_schema[i]);
@@ -579,7 +583,7 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
     }
     r->max_tokens = a->max_tokens >= 0 ? a->max_tokens : S->n_ctx - r->n_prompt;
     if (a->kind == SRV_COMPLETION && a->max_tokens < 0 && r->max_tokens > 16) r->max_tokens = 16;
-    r->reasoning = a->kind == SRV_CHAT && (S->chat_flags & DSC_CHAT_REASONING);
+    r->reasoning = a->kind == SRV_CHAT && (srv_chat_flags(S, a) & DSC_CHAT_REASONING);
     r->budget = a->reasoning_budget >= 0 ? a->reasoning_budget : S->p.reasoning_budget;
     uint64_t seed = a->has_seed ? a->seed : mix((uint64_t)time(NULL) ^ atomic_fetch_add(&S->next_id, 1) << 20);
     if (!(r->ch = calloc((size_t)a->n, sizeof *r->ch))) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -588,8 +592,10 @@ static int prepare(srv_server *S, srv_req *r, srv_err *e) {
                                  .repeat_penalty = 1, .seed = seed + (uint64_t)i};
         if (dsc_sampler_new(&sp, S->info.vocab_size, &r->ch[i].smp))
             return srv_fail(e, 500, "server_error", NULL, NULL, "%s", dsc_last_error());
-        /* the prompt ends with "<think>\n" (not after a prefix of the answer, nor after tool results) */
-        r->ch[i].split.in_think = r->reasoning && !a->prefix && strcmp(a->msgs[a->n_msgs - 1].role, "tool");
+        /* the prompt ends with "<think>\n" (not after a prefix of the answer, nor after tool results;
+         * V3.1's thinking prefix follows "<think>" too) */
+        r->ch[i].split.in_think = r->reasoning && strcmp(a->msgs[a->n_msgs - 1].role, "tool") &&
+                                  (!a->prefix || (S->chat_flags & DSC_CHAT_HYBRID));
         dsc_json_start(&r->ch[i].json);
         if (a->schema) dsc_schema_start(a->schema, &r->ch[i].schema);
         if (r->tools) dsc_tool_start(r->tools, &r->ch[i].tool);

@@ -81,14 +81,13 @@ static int load(srv_server *S) {
     else snprintf(path, sizeof path, "%s/tokenizer.json", p->model_dir);
     if (dsc_tokenizer_load(path, &S->tok)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     S->chat_flags = 0;
-    if (p->think >= 0) S->chat_flags = p->think ? DSC_CHAT_REASONING : 0;
-    else {
-        char *slash = strrchr(path, '/');
-        size_t at = slash ? (size_t)(slash + 1 - path) : 0;
-        snprintf(path + at, sizeof path - at, "tokenizer_config.json");
-        if (dsc_chat_detect(path, &S->chat_flags)) /* absent: the plain V3 template */
-            return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
-    }
+    char *slash = strrchr(path, '/');
+    size_t at = slash ? (size_t)(slash + 1 - path) : 0;
+    snprintf(path + at, sizeof path - at, "tokenizer_config.json");
+    if (dsc_chat_detect(path, &S->chat_flags)) /* absent: the plain V3 template */
+        return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
+    if (p->think >= 0) /* --think / --no-think: R1's template or V3's; V3.1's thinking on or off by default */
+        S->chat_flags = (S->chat_flags & DSC_CHAT_HYBRID) | (p->think ? DSC_CHAT_REASONING : 0);
     dsc_model_params mp = dsc_model_default_params();
     mp.verbose = p->verbose;
     mp.mlock = p->mlock;
@@ -182,7 +181,11 @@ int srv_run(const srv_params *params) {
                 strchr(p->host, ':') ? "[" : "", p->host, strchr(p->host, ':') ? "]" : "", http_port(S), S->model_name,
                 p->n_parallel, S->n_ctx, dsc_kv_type_name(p->kv_type), dsc_ctx_kv_bytes(S->ctx) / 1048576.0,
                 dsc_ctx_n_threads(S->ctx), dsc_ctx_isa(S->ctx),
-                S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "", p->api_key ? ", API key required" : "",
+                S->chat_flags & DSC_CHAT_HYBRID
+                    ? (S->chat_flags & DSC_CHAT_REASONING ? ", V3.1 template (thinking unless asked not to)"
+                                                          : ", V3.1 template (thinking when asked)")
+                    : S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "",
+                p->api_key ? ", API key required" : "",
                 p->cache_dir ? ", persistent prompt cache" : "", p->batch_invariant ? ", batch-invariant" : "", mtp);
         int sig = 0;
         while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) continue;

@@ -113,6 +113,7 @@ typedef struct {
     int n_bias;
     /* Function calling (chat): */
     char *tools_text;        /* the functions offered, as the prompt describes them (owned); NULL: none */
+    char *tools_text_v31;    /* ... as DeepSeek-V3.1's model card describes them (owned) */
     char **tool_names;       /* (n_tools, owned) */
     dsc_json_schema **tool_schema; /* (n_tools, owned) each one's parameters compiled, or NULL: any object */
     int n_tools;
@@ -120,6 +121,9 @@ typedef struct {
     char *tool_forced;       /* tool_choice naming a function: that one (owned), else NULL */
     int parallel_tool_calls; /* more than one call in an answer (default 1) */
     int anthropic;           /* came as an Anthropic Messages request (answered as one) */
+    int think;               /* thinking asked for (1) or not (0), -1 unsaid: chat_template_kwargs
+                                {"thinking" | "enable_thinking": bool}, "thinking": {"type": "enabled"
+                                | "disabled"}, or the model "deepseek-reasoner" / "deepseek-chat" */
 } srv_ask;
 
 enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
@@ -325,7 +329,8 @@ typedef struct srv_server {
     srv_pcache *pc;
     dsc_json_mask *jmask;    /* the vocabulary's bytes for JSON mode */
     srv_metrics m;
-    unsigned chat_flags;     /* DSC_CHAT_REASONING for R1-style models */
+    unsigned chat_flags;     /* DSC_CHAT_REASONING for R1-style models; DSC_CHAT_HYBRID for V3.1's
+                                template (DSC_CHAT_REASONING then: thinking unless a request says) */
     int32_t eos, bos;
     int32_t fim[3];          /* <｜fim▁begin｜>, <｜fim▁hole｜>, <｜fim▁end｜> (-1: none) */
     int n_ctx;
@@ -337,6 +342,13 @@ typedef struct srv_server {
     void *daemon;            /* struct MHD_Daemon */
     void *watch;             /* http.c's request deadlines */
 } srv_server;
+
+/* The template's flags for a request: a model that switches thinking
+ * (V3.1) thinks as the request says, else as the server's default. */
+static inline unsigned srv_chat_flags(const srv_server *S, const srv_ask *a) {
+    if (!(S->chat_flags & DSC_CHAT_HYBRID) || a->think < 0) return S->chat_flags;
+    return (S->chat_flags & ~(unsigned)DSC_CHAT_REASONING) | (a->think ? DSC_CHAT_REASONING : 0);
+}
 
 /* Response bodies (output.c). Every function appends to o; the request's
  * shared fields must be stable (req->mu held, or the request done). A

@@ -147,4 +147,29 @@ os.close(d)
 err = p.stderr.decode("utf-8", "replace")
 check(p.returncode == 1 and "stdin: Is a directory" in err, "chat: a read error on stdin is exit 1", err)
 
+# DeepSeek-V3.1's template (its tokenizer_config.json beside the tokenizer):
+# the answer opens with </think> (no thinking) or <think> (--think), earlier
+# answers with </think>, and only --think shows reasoning.
+v31 = tempfile.mkdtemp()
+os.symlink(os.path.abspath(TOK), os.path.join(v31, "tokenizer.json"))
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "deepseek-v3.1", "tokenizer_config.json")) as f, \
+        open(os.path.join(v31, "tokenizer_config.json"), "w") as g:
+    g.write(f.read())
+THINK_END = 261
+c31 = ["-m", MODEL, "--tokenizer", v31 + "/tokenizer.json", "--verbose-prompt", "-n", "6", "--seed", "7"]
+rc, out, err = run(["chat"] + c31, "hi\nyo\n/exit\n")
+got = prompts(err)
+t1 = [BOS, USER] + text_ids("hi") + [ASSISTANT, THINK_END]
+check(rc == 0 and len(got) == 2 and got[0] == t1, "V3.1 template: no thinking by default", str(got[:1]) + err)
+if len(got) == 2:
+    ans = got[1][len(t1):got[1].index(EOS)] if EOS in got[1] else None
+    check(ans is not None and got[1] == t1 + ans + [EOS, USER] + text_ids("yo") + [ASSISTANT, THINK_END],
+          "V3.1 template: turn 2 carries the history after </think>", str(got[1]))
+rc, out, err = run(["run"] + c31 + ["--think", "-p", "hi"])
+check(rc == 0 and prompts(err) == [[BOS, USER] + text_ids("hi") + [ASSISTANT, THINK]], "V3.1 template, --think: <think>",
+      str(prompts(err)) + err)
+for f in os.listdir(v31):
+    os.unlink(os.path.join(v31, f))
+os.rmdir(v31)
+
 finish()

@@ -11,11 +11,7 @@ strings written here from that rule.
 
 usage: test_template.py DSC MODEL_DIR GOLDEN_TOKENIZER_DIR"""
 import json
-import re
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 try:
     import jinja2
@@ -23,31 +19,15 @@ try:
 except ImportError:
     sys.exit("test_template.py: Jinja2 is needed (apt-get install python3-jinja2)")
 
-from checks import check, finish
+import checks
+from checks import check, finish, post
 
 DSC, MODEL, TOKDIR = sys.argv[1:4]
 
 
 def serve(extra):
-    p = subprocess.Popen([DSC, "serve", "-m", MODEL, "--tokenizer", TOKDIR + "/tokenizer.json", "--port", "0",
-                          "-t", "1", "-c", "256"] + extra, stderr=subprocess.PIPE, text=True)
-    log = ""
-    for line in p.stderr:
-        log += line
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return p, "http://127.0.0.1:%s" % m.group(1)
-    p.wait()
-    sys.exit("server did not start: " + log)
-
-
-def post(base, path, body):
-    req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    p, base, _ = checks.serve(DSC, MODEL, TOKDIR + "/tokenizer.json", extra)
+    return p, base
 
 
 cfg = json.load(open(TOKDIR + "/tokenizer_config.json"))

@@ -22,6 +22,8 @@
 
 static void check_ask(const srv_ask *a) {
     CHECK(a->n >= 1 && a->n <= SRV_MAX_N);
+    CHECK(a->think >= -1 && a->think <= 1);
+    CHECK(!a->tools_text == !a->tools_text_v31);
     CHECK(a->n_stop >= 0 && a->n_stop <= SRV_MAX_STOP);
     for (int i = 0; i < a->n_stop; i++) CHECK(a->stop[i] && a->stop[i][0]);
     CHECK(a->temperature >= 0 && a->temperature <= 2);

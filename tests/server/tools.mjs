@@ -9,7 +9,12 @@
 // usage: node tools.mjs DSC_BINARY GOLDEN_DIR TMP_DIR   (one PASS/FAIL line per check)
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { check, checkServerLogs, setup, startServer, stopServer, tinyTokenizerWith } from './lib.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const env = setup(process.argv);
 const client = (s) => new OpenAI({ apiKey: 'none', baseURL: `${s.base}/v1`, maxRetries: 0, timeout: 30000 });
@@ -232,6 +237,84 @@ try {
   });
 } finally {
   await stopServer(r1);
+}
+
+// DeepSeek-V3.1's template (tokenizer_config.json beside the tokenizer): its
+// call format (NAME<｜tool▁sep｜>ARGS, calls chained), thinking as asked.
+const v31 = tinyTokenizerWith(env, 'tools31', MARKERS);
+fs.copyFileSync(path.resolve(HERE, '../chat/deepseek-v3.1/tokenizer_config.json'),
+                path.join(path.dirname(v31.path), 'tokenizer_config.json'));
+const s31 = await startServer(env, ['-c', '2048', '--tokenizer', v31.path]);
+try {
+  const oa31 = client(s31);
+  const ask31 = (body) => oa31.chat.completions.create({ model: 'dsc', messages: MESSAGES, tools: TOOLS, max_tokens: 300,
+                                                         seed: 11, logit_bias: CLOSE, tool_choice: 'required', ...body });
+  let calls31;
+  await check('V3.1: calls in its format, parsed; no reasoning unless asked', async () => {
+    const r = await ask31({});
+    const c = r.choices[0];
+    assert.equal(c.finish_reason, 'tool_calls');
+    assertCalls(c.message);
+    assert.equal(c.message.reasoning_content, undefined, 'no reasoning_content');
+    calls31 = c.message.tool_calls;
+    // the answer's tokens: the markers of V3.1's format, no "function" nor fence
+    const lp = await ask31({ logprobs: true });
+    const text = lp.choices[0].logprobs.content.map((t) => t.token).join('');
+    assert.ok(text.startsWith(`${MARKERS[0]}${MARKERS[2]}${calls31[0].function.name}${MARKERS[4]}`), text);
+    assert.ok(!/function|```/.test(text) && text.endsWith(`${MARKERS[3]}${MARKERS[1]}`), text);
+    assert.equal(text.split(MARKERS[2]).length - 1, calls31.length, `one begin marker a call: ${text}`);
+    return `${calls31.length} calls: ${text.slice(0, 80)}...`;
+  });
+  await check('V3.1: streamed, the pieces of each call make its arguments', async () => {
+    const body = { model: 'dsc', messages: MESSAGES, tools: TOOLS, max_tokens: 300, seed: 3, logit_bias: CLOSE,
+                   tool_choice: { type: 'function', function: { name: 'get_weather' } } };
+    const want = (await oa31.chat.completions.create(body)).choices[0].message.tool_calls;
+    const st = oa31.chat.completions.stream(body);
+    const pieces = [];
+    st.on('chunk', (ch) => {
+      for (const c of ch.choices) for (const t of c.delta.tool_calls ?? []) pieces.push([t.index, t.function?.arguments ?? '']);
+    });
+    const r = await st.finalChatCompletion();
+    assert.deepEqual(r.choices[0].message.tool_calls.map((x) => [x.function.name, x.function.arguments]),
+                     want.map((x) => [x.function.name, x.function.arguments]));
+    want.forEach((call, k) => assert.equal(pieces.filter((p) => p[0] === k).map((p) => p[1]).join(''),
+                                           call.function.arguments, `call ${k}`));
+    assert.ok(pieces.length > want.length + 2, `${pieces.length} deltas`);
+    return `${want.length} calls in ${pieces.length} deltas: ${want[0].function.arguments}`;
+  });
+  await check('V3.1: thinking asked (chat_template_kwargs): reasoning_content, then the calls', async () => {
+    const r = await ask31({ chat_template_kwargs: { thinking: true }, seed: 7,
+                            logit_bias: { ...CLOSE, [THINK_END]: 6 } });
+    const c = r.choices[0];
+    assert.equal(c.finish_reason, 'tool_calls');
+    assertCalls(c.message);
+    assert.equal(typeof c.message.reasoning_content, 'string', 'reasoning_content');
+    const off = await ask31({ thinking: { type: 'disabled' }, seed: 7, logit_bias: { ...CLOSE, [THINK_END]: 6 } });
+    assert.equal(off.choices[0].message.reasoning_content, undefined);
+    assert.ok(r.usage.prompt_tokens === off.usage.prompt_tokens, 'the same prompt length (<think> against </think>)');
+    return `${c.message.reasoning_content.length} bytes of reasoning`;
+  });
+  await check('V3.1, Anthropic API: thinking enabled gives a thinking block, disabled none', async () => {
+    const msg = async (thinking) => (await post(s31, '/v1/messages', { model: 'dsc', max_tokens: 40, thinking,
+      messages: [{ role: 'user', content: 'hi' }], metadata: {} })).json();
+    const on = await msg({ type: 'enabled', budget_tokens: 8 }), off = await msg({ type: 'disabled' });
+    assert.equal(on.content[0]?.type, 'thinking', JSON.stringify(on));
+    assert.ok(off.content.every((b) => b.type !== 'thinking'), JSON.stringify(off));
+    return `${on.content[0].thinking.length} bytes of thinking`;
+  });
+  await check('V3.1: the calls sent back are written in its format', async () => {
+    const messages = [...MESSAGES, { role: 'assistant', content: null, tool_calls: calls31 },
+                      ...calls31.map((c, i) => ({ role: 'tool', tool_call_id: c.id, content: `result ${i}` }))];
+    const text = (await (await post(s31, '/apply-template', { messages, tools: TOOLS })).json()).prompt;
+    const want = calls31.map((c) => `${MARKERS[2]}${c.function.name}${MARKERS[4]}${c.function.arguments}${MARKERS[3]}`).join('');
+    assert.ok(text.includes(`<｜Assistant｜></think>${MARKERS[0]}${want}${MARKERS[1]}<｜end▁of▁sentence｜>`), text);
+    assert.ok(text.endsWith(`${MARKERS[7]}result ${calls31.length - 1}${MARKERS[8]}`), text);
+    const r = await oa31.chat.completions.create({ model: 'dsc', messages, tools: TOOLS, max_tokens: 4 });
+    const ids = (await (await post(s31, '/tokenize', { content: text })).json()).tokens;
+    assert.equal(r.usage.prompt_tokens, ids.length);
+  });
+} finally {
+  await stopServer(s31);
 }
 
 await checkServerLogs();

@@ -305,7 +305,8 @@ static const char *const tool_marker[5] = {"<｜tool▁calls▁begin｜>", "<｜
  * tool_marker's order; bytes a call's text never holds), checked on its
  * own: 1, then calls 3 "function" 5 NAME "\n```json\n" ARGS "\n```" 4 each
  * ("\n" between two allowed), then 2; NAME one of names, ARGS a document
- * validate() accepts. Returns the calls, -1 if the part is not so. */
+ * validate() accepts. V3.1 (v31): calls 3 NAME 5 ARGS 4, nothing between.
+ * Returns the calls, -1 if the part is not so. */
 /* With a schema on get_weather's arguments: {"city": a string of at most 5
  * characters, "unit": "c" or "f"}, city required, no other key; counts the
  * arguments that break it. */
@@ -323,29 +324,31 @@ static void check_weather(const char *args, size_t n) {
     cJSON_Delete(o);
 }
 
-static int parse_calls(const char *s, size_t n, const char *const *names, int n_names) {
+static int parse_calls(const char *s, size_t n, const char *const *names, int n_names, int v31) {
     size_t i = 0;
     int calls = 0;
+    const char *name_end = v31 ? "\5" : "\n```json\n", *args_end = v31 ? "\4" : "\n```\4";
+    const size_t ne = strlen(name_end), ae = strlen(args_end);
     if (n < 1 || s[i++] != 1) return -1;
     for (;;) {
-        if (calls && i < n && s[i] == '\n') i++;
+        if (calls && i < n && s[i] == '\n' && !v31) i++;
         if (i >= n || s[i] != 3) return -1;
         i++;
-        if (n - i < 9 || memcmp(s + i, "function\5", 9)) return -1;
-        i += 9;
-        const char *nl = memchr(s + i, '\n', n - i);
+        if (!v31 && (n - i < 9 || memcmp(s + i, "function\5", 9))) return -1;
+        i += v31 ? 0 : 9;
+        const char *nl = memchr(s + i, name_end[0], n - i);
         if (!nl) return -1;
         int known = 0;
         for (int k = 0; k < n_names; k++)
             known |= strlen(names[k]) == (size_t)(nl - (s + i)) && !memcmp(names[k], s + i, (size_t)(nl - (s + i)));
         i = (size_t)(nl - s);
-        if (!known || n - i < 9 || memcmp(s + i, "\n```json\n", 9)) return -1;
-        i += 9;
+        if (!known || n - i < ne || memcmp(s + i, name_end, ne)) return -1;
+        i += ne;
         size_t j = i;
-        while (j + 5 <= n && memcmp(s + j, "\n```\4", 5)) j++;
-        if (j + 5 > n || !validate(s + i, j - i)) return -1;
+        while (j + ae <= n && memcmp(s + j, args_end, ae)) j++;
+        if (j + ae > n || !validate(s + i, j - i)) return -1;
         if (weather_schema && !memcmp(nl - 11, "get_weather", 11)) check_weather(s + i, j - i);
-        i = j + 5, calls++;
+        i = j + ae, calls++;
         if (i < n && s[i] == 2) return i + 1 == n ? calls : -1;
     }
 }
@@ -396,12 +399,16 @@ static void test_tools(const char *v3, const char *tiny) {
                                   "\"unit\":{\"enum\":[\"c\",\"f\"]}},\"required\":[\"city\"],\"additionalProperties\":false}";
     dsc_json_schema *ws;
     CHECK(dsc_json_schema_new(weather, strlen(weather), &ws) == DSC_OK, "weather schema: %s", dsc_last_error());
+    int runs_v31 = 0, calls_v31 = 0;
+    for (int fmt = 0; fmt < 2; fmt++) /* DeepSeek-V3's call format, then V3.1's */
     for (int mode = 0; mode < 5; mode++)
         for (int r = 0; r < 5; r++, runs++) {
             const int required = mode >= 1, parallel = mode != 2, forced = mode >= 3;
             const char *const *nm = forced ? names + 2 : names;
             const int nn = forced ? 1 : n_names;
-            CHECK(dsc_tool_grammar_new(tok, nm, nn, required, parallel, &g) == DSC_OK, "grammar: %s", dsc_last_error());
+            CHECK(dsc_tool_grammar_new_format(tok, nm, nn, required, parallel, fmt, &g) == DSC_OK &&
+                  dsc_tool_grammar_format(g) == fmt, "grammar: %s", dsc_last_error());
+            runs_v31 += fmt;
             weather_schema = mode == 4;
             if (weather_schema)
                 CHECK(dsc_tool_grammar_set_schema(g, "get_weather", ws) == DSC_OK &&
@@ -454,8 +461,9 @@ static void test_tools(const char *v3, const char *tiny) {
             }
             if (in_calls && dsc_tool_where(&st) == DSC_TOOL_DONE) {
                 with_calls++;
-                const int c = parse_calls(calls_part.b, calls_part.n, nm, nn);
+                const int c = parse_calls(calls_part.b, calls_part.n, nm, nn, fmt);
                 valid += c >= 1 && (parallel || c == 1);
+                calls_v31 += fmt && c >= 1;
             }
             if (required) shape += !in_calls && done; /* ended without calls */
             dsc_tool_grammar_free(g);
@@ -466,6 +474,7 @@ static void test_tools(const char *v3, const char *tiny) {
           shape);
     CHECK(with_calls >= runs / 2 && valid == with_calls, "%d of %d generations made calls, %d of them in the format",
           with_calls, runs, valid);
+    CHECK(calls_v31 >= runs_v31 / 2, "V3.1's format: %d of %d generations made calls", calls_v31, runs_v31);
     CHECK(weather_seen >= 3 && weather_bad == 0, "arguments held to get_weather's schema: %d calls, %d not", weather_seen,
           weather_bad);
     dsc_json_schema_free(ws);
