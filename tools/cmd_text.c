@@ -541,7 +541,8 @@ int cmd_chat(const cli_opts *o) {
     if (!rc && o->system) msgs[n++] = (dsc_chat_message){.role = "system", .content = strdup(o->system)};
     size_t n_sys = n;
     if (!rc && isatty(STDIN_FILENO))
-        fprintf(stderr, "dsc chat: type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n");
+        fprintf(stderr, "dsc chat: type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an "
+                        "answer%s\n", c.flags & DSC_CHAT_HYBRID ? "; /think and /nothink switch thinking" : "");
     /* A message is tokens of at least a byte each: one of more bytes than
      * 64 per position of the context could never fit. */
     const size_t max_line = rc ? 0 : (size_t)64 * (size_t)dsc_ctx_n_ctx(c.s.ctx) + 4096;
@@ -575,6 +576,18 @@ int cmd_chat(const cli_opts *o) {
         while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
         if (len == 0) { free(line); continue; }
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
+        if (!strcmp(line, "/think") || !strcmp(line, "/nothink")) { /* V3.1's template: thinking on or off */
+            const int on = !strcmp(line, "/think");
+            free(line);
+            if (!(c.flags & DSC_CHAT_HYBRID)) {
+                fprintf(stdout, "(thinking is switched only with DeepSeek-V3.1's template; this model's is %s)\n",
+                        c.flags & DSC_CHAT_REASONING ? "R1's: it always thinks" : "V3's: it never thinks");
+                continue;
+            }
+            c.flags = (c.flags & ~(unsigned)DSC_CHAT_REASONING) | (on ? DSC_CHAT_REASONING : 0);
+            fprintf(stdout, "(thinking %s)\n", on ? "on" : "off");
+            continue;
+        }
         if (!strcmp(line, "/reset")) {
             free(line);
             for (size_t i = n_sys; i < n; i++) free((char *)msgs[i].content);

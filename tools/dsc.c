@@ -28,7 +28,7 @@ static const char *usage_text =
     "\n"
     "commands:\n"
     "  run         answer one prompt, streamed (-p TEXT)\n"
-    "  chat        interactive multi-turn chat (/reset, /exit; Ctrl-C stops an answer)\n"
+    "  chat        interactive multi-turn chat (/reset, /exit, /think, /nothink; Ctrl-C stops an answer)\n"
     "  generate    continue a prompt of token ids (--tokens \"IDS\")\n"
     "  logits      write the logits after every prompt position to a safetensors file\n"
     "  tokenize    print the ids of a text (-p TEXT | -f FILE | --jsonl FILE)\n"

@@ -165,6 +165,14 @@ if len(got) == 2:
     ans = got[1][len(t1):got[1].index(EOS)] if EOS in got[1] else None
     check(ans is not None and got[1] == t1 + ans + [EOS, USER] + text_ids("yo") + [ASSISTANT, THINK_END],
           "V3.1 template: turn 2 carries the history after </think>", str(got[1]))
+rc, out, err = run(["chat"] + c31, "hi\n/think\nyo\n/nothink\nok\n/exit\n")
+got = prompts(err)
+check(rc == 0 and len(got) == 3 and got[1][-2:] == [ASSISTANT, THINK] and got[2][-2:] == [ASSISTANT, THINK_END]
+      and "(thinking on)" in out and "(thinking off)" in out, "V3.1 template: /think and /nothink switch the next turns",
+      str(got) + out)
+rc, out, err = run(["chat"] + common + ["--no-think"], "/think\nhi\n/exit\n")
+check(rc == 0 and "only with DeepSeek-V3.1's template" in out and prompts(err)[0][-1] == ASSISTANT,
+      "/think with V3's template: said, nothing switched", out)
 rc, out, err = run(["run"] + c31 + ["--think", "-p", "hi"])
 check(rc == 0 and prompts(err) == [[BOS, USER] + text_ids("hi") + [ASSISTANT, THINK]], "V3.1 template, --think: <think>",
       str(prompts(err)) + err)
