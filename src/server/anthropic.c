@@ -53,15 +53,6 @@ static int text_of(const cJSON *c, const char *param, sbuf *out, srv_err *e) {
     return 0;
 }
 
-static cJSON *add_message(cJSON *msgs, const char *role, const char *content) {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", role);
-    if (content) cJSON_AddStringToObject(m, "content", content);
-    else cJSON_AddNullToObject(m, "content");
-    cJSON_AddItemToArray(msgs, m);
-    return m;
-}
-
 /* One message of the conversation, as chat messages. */
 static int message(const cJSON *m, int i, cJSON *msgs, srv_err *e) {
     char param[64];
@@ -72,7 +63,7 @@ static int message(const cJSON *m, int i, cJSON *msgs, srv_err *e) {
     if (!user && strcmp(role->valuestring, "assistant"))
         return srv_fail(e, 400, INVALID, param, "invalid_value", "%s: expected 'user' or 'assistant'", param);
     snprintf(param, sizeof param, "messages.%d.content", i);
-    if (cJSON_IsString(content)) return add_message(msgs, role->valuestring, content->valuestring), 0;
+    if (cJSON_IsString(content)) return srv_add_message(msgs, role->valuestring, content->valuestring), 0;
     if (need(content, cJSON_IsArray(content), param, "a string or an array of content blocks", e)) return -1;
     sbuf text = {0};
     sbuf_puts(&text, "");
@@ -113,7 +104,7 @@ static int message(const cJSON *m, int i, cJSON *msgs, srv_err *e) {
                 sbuf_free(&r);
                 break;
             }
-            add_message(msgs, "tool", r.p);
+            srv_add_message(msgs, "tool", r.p);
             sbuf_free(&r);
             results++;
         } else {
@@ -123,9 +114,9 @@ static int message(const cJSON *m, int i, cJSON *msgs, srv_err *e) {
         }
     }
     const int n_calls = cJSON_GetArraySize(calls);
-    if (!rc && user && (text.n || !results)) add_message(msgs, "user", text.p);
+    if (!rc && user && (text.n || !results)) srv_add_message(msgs, "user", text.p);
     if (!rc && !user) { /* its text (null beside calls, when there is none), then its calls */
-        cJSON *am = add_message(msgs, "assistant", text.n || !n_calls ? text.p : NULL);
+        cJSON *am = srv_add_message(msgs, "assistant", text.n || !n_calls ? text.p : NULL);
         if (n_calls) cJSON_AddItemToObject(am, "tool_calls", calls), calls = NULL;
     }
     cJSON_Delete(calls);
@@ -149,7 +140,7 @@ static cJSON *translate(const cJSON *in, int counting, srv_err *e) {
     if (!rc && sys && !cJSON_IsNull(sys)) {
         sbuf t = {0};
         sbuf_puts(&t, "");
-        if (!(rc = text_of(sys, "system", &t, e))) add_message(msgs, "system", t.p);
+        if (!(rc = text_of(sys, "system", &t, e))) srv_add_message(msgs, "system", t.p);
         sbuf_free(&t);
     }
     int i = 0;
@@ -370,11 +361,11 @@ void anth_stream_collect(const srv_req *r, srv_anth_stream *st, sbuf *o) {
         st->sent_content = c->content.n;
     }
     for (;;) { /* each call a tool_use block: begun with its id and name, then its input in pieces as it comes */
-        const int k = st->sent_calls, whole = k < c->n_calls;
-        const srv_call *call = whole ? &c->calls[k] : c->live_open ? &c->live : NULL;
+        const char *args;
+        size_t na;
+        int whole;
+        const srv_call *call = srv_choice_call(c, st->sent_calls, &args, &na, &whole);
         if (!call) break;
-        const char *args = whole ? call->arguments : c->live_args.p ? c->live_args.p : "";
-        const size_t na = whole ? strlen(args) : c->live_args.n;
         if (!st->call_open) {
             block_stop(st, o);
             st->block++;

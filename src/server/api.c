@@ -695,6 +695,7 @@ void srv_ask_free(srv_ask *a) {
     free(a->tool_schema);
     free(a->tools_text);
     free(a->tools_text_v31);
+    free(a->resp_settings);
     free(a->tool_forced);
     dsc_json_schema_free(a->schema);
     free(a->prompt);

@@ -41,6 +41,8 @@ typedef struct {
     int n_reqs;
     int anthropic;     /* an Anthropic Messages request: answered, and refused, in its shapes */
     srv_anth_stream anth;
+    int responses;     /* an OpenAI Responses request: answered in its shapes */
+    srv_resp_stream resp;
     /* streaming */
     sbuf out;
     size_t out_off;
@@ -623,11 +625,12 @@ static void sse_collect(conn *c, int k) {
             if (nr) out_chat_chunk(c->S, r, i, NULL, rp, nr, NULL, 0, nc ? NULL : lp, nc ? 0 : nl, NULL, &c->out);
             if (nc || (nl && !nr)) out_chat_chunk(c->S, r, i, NULL, NULL, 0, cp, nc, lp, nl, NULL, &c->out);
             for (;;) { /* the calls: each begun (id, name), then its arguments as they come */
-                const int k = (int)sent[5], whole = k < ch->n_calls;
-                const srv_call *call = whole ? &ch->calls[k] : ch->live_open ? &ch->live : NULL;
+                const int k = (int)sent[5];
+                const char *args;
+                size_t na;
+                int whole;
+                const srv_call *call = srv_choice_call(ch, k, &args, &na, &whole);
                 if (!call) break;
-                const char *args = whole ? call->arguments : ch->live_args.p ? ch->live_args.p : "";
-                const size_t na = whole ? strlen(args) : ch->live_args.n;
                 if (!sent[6] || na > sent[7])
                     out_call_delta(c->S, r, i, k, sent[6] ? NULL : call, args + sent[7], na - sent[7], &c->out);
                 sent[6] = 1, sent[7] = na;
@@ -647,8 +650,9 @@ static void sse_collect(conn *c, int k) {
 
 /* After every request is done: an error, or the usage, then [DONE]. */
 static void sse_end(conn *c) {
-    if (c->anthropic) {
-        anth_stream_end(c->reqs[0], &c->anth, &c->out);
+    if (c->anthropic || c->responses) {
+        if (c->anthropic) anth_stream_end(c->reqs[0], &c->anth, &c->out);
+        else resp_stream_end(c->reqs[0], &c->resp, &c->out);
         c->sse_done = 1;
         return;
     }
@@ -691,6 +695,7 @@ static int sse_poll(conn *c, int *any) {
         pthread_mutex_lock(&r->mu);
         const size_t before = c->out.n;
         if (c->anthropic) anth_stream_collect(r, &c->anth, &c->out);
+        else if (c->responses) resp_stream_collect(c->S, r, &c->resp, &c->out);
         else if (sse_progress(c, k)) sse_collect(c, k);
         *any |= c->out.n > before;
         done &= r->done;
@@ -705,6 +710,7 @@ static int sse_fill(conn *c) {
     if (!c->started) { /* the role first, before any token, as OpenAI does */
         c->started = 1;
         if (c->anthropic) anth_stream_start(c->S, h, &c->anth, &c->out);
+        else if (c->responses) resp_stream_start(c->S, h, &c->resp, &c->out);
         else if (h->a.kind == SRV_CHAT)
             for (int i = 0; i < h->a.n; i++)
                 out_chat_chunk(c->S, h, i, "assistant", NULL, 0, "", 0, NULL, 0, NULL, &c->out);
@@ -785,6 +791,7 @@ static enum MHD_Result wait_and_respond(conn *c, struct MHD_Connection *mc) {
     }
     sbuf b = {0};
     if (c->anthropic) out_anthropic_final(c->S, c->reqs[0], &b);
+    else if (c->responses) out_responses_final(c->S, c->reqs[0], &b);
     else out_final(c->S, c->reqs, c->n_reqs, &b);
     return respond_json(c, mc, &b);
 }
@@ -801,7 +808,9 @@ static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kin
         return fail(c, mc, 500, "server_error", NULL, "out of memory");
     }
     c->reqs[0] = r0, c->n_reqs = 1;
-    if ((c->anthropic ? srv_parse_anthropic(c->body.p, c->body.n, 0, &r0->a, &e) : srv_parse(kind, c->body.p, c->body.n, &r0->a, &e)) ||
+    if ((c->anthropic   ? srv_parse_anthropic(c->body.p, c->body.n, 0, &r0->a, &e)
+         : c->responses ? srv_parse_responses(c->body.p, c->body.n, &r0->a, &e)
+                        : srv_parse(kind, c->body.p, c->body.n, &r0->a, &e)) ||
         prepare(S, r0, &e))
         return respond_err(c, mc, &e, NULL);
     const int n = kind == SRV_COMPLETION ? r0->a.n_prompts : 1;
@@ -828,6 +837,9 @@ static enum MHD_Result post_generate(conn *c, struct MHD_Connection *mc, srv_kin
     }
     return r0->a.stream ? start_stream(c, mc) : wait_and_respond(c, mc);
 }
+
+/* POST /v1/responses: an OpenAI Responses request (c->responses). */
+static enum MHD_Result post_responses(conn *c, struct MHD_Connection *mc) { return post_generate(c, mc, SRV_CHAT); }
 
 /* POST /v1/messages: an Anthropic Messages request (c->anthropic). */
 static enum MHD_Result post_messages(conn *c, struct MHD_Connection *mc) { return post_generate(c, mc, SRV_CHAT); }
@@ -882,6 +894,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
     if (!strncmp(u, "/anthropic/", 11)) u += 10; /* as the DeepSeek API serves the Messages API */
     if (!strncmp(u, "/v1/", 4)) u += 3; /* /v1/models == /models */
     c->anthropic = !strcmp(u, "/messages") || !strcmp(u, "/messages/count_tokens");
+    c->responses = !strcmp(u, "/responses");
     struct {
         const char *path;
         int post;
@@ -892,6 +905,7 @@ static enum MHD_Result route(conn *c, struct MHD_Connection *mc) {
         {"/chat/completions", 1, NULL, 0}, {"/completions", 1, NULL, 0}, {"/tokenize", 1, post_tokenize, 0},
         {"/detokenize", 1, post_detokenize, 0}, {"/apply-template", 1, post_apply_template, 0},
         {"/messages", 1, post_messages, 0}, {"/messages/count_tokens", 1, post_count_tokens, 0},
+        {"/responses", 1, post_responses, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(u, routes[i].path)) continue;

@@ -121,6 +121,8 @@ typedef struct {
     char *tool_forced;       /* tool_choice naming a function: that one (owned), else NULL */
     int parallel_tool_calls; /* more than one call in an answer (default 1) */
     int anthropic;           /* came as an Anthropic Messages request (answered as one) */
+    int responses;           /* came as an OpenAI Responses request (answered as one) */
+    char *resp_settings;     /* ... the request's settings its answer repeats: JSON members (owned) */
     int think;               /* thinking asked for (1) or not (0), -1 unsaid: chat_template_kwargs
                                 {"thinking" | "enable_thinking": bool}, "thinking": {"type": "enabled"
                                 | "disabled"}, or the model "deepseek-reasoner" / "deepseek-chat" */
@@ -140,6 +142,12 @@ void srv_ask_free(srv_ask *a);
  * chat request it means and parsed as that (anthropic.c); errors as
  * srv_parse. counting: for count_tokens (no max_tokens needed). */
 int srv_parse_anthropic(const char *body, size_t len, int counting, srv_ask *a, srv_err *e);
+/* An OpenAI Responses request (POST /v1/responses), translated into the
+ * chat request it means (responses.c); errors as srv_parse. */
+int srv_parse_responses(const char *body, size_t len, srv_ask *a, srv_err *e);
+/* Appends {"role", "content"} (content NULL: null) to the array msgs: a
+ * message of the chat request an Anthropic or Responses one is turned into. */
+struct cJSON *srv_add_message(struct cJSON *msgs, const char *role, const char *content);
 
 /* Body of POST /tokenize ({"content": str, "add_special": bool}) and POST
  * /detokenize ({"tokens": [int]}). */
@@ -224,6 +232,9 @@ typedef struct srv_req {
 } srv_req;
 
 srv_req *srv_req_new(void);
+/* Call k of a choice as far as it is known (under the request's mu): whole
+ * once made, else the one being written (its arguments so far), else NULL. */
+const srv_call *srv_choice_call(const srv_choice *c, int k, const char **args, size_t *n, int *whole);
 void srv_req_unref(srv_req *r);
 
 /* ------------------------------------------------------------------------ */
@@ -382,6 +393,22 @@ void srv_err_json_anthropic(const srv_err *e, sbuf *out);
 void anth_stream_start(const srv_server *S, const srv_req *r, srv_anth_stream *st, sbuf *o);
 void anth_stream_collect(const srv_req *r, srv_anth_stream *st, sbuf *o);
 void anth_stream_end(const srv_req *r, srv_anth_stream *st, sbuf *o);
+
+/* The OpenAI Responses shapes (responses.c): the answer and a stream's
+ * events (one choice). */
+typedef struct {
+    int seq;               /* the next event's sequence_number */
+    int item, kind;        /* the output item open (its index) and kind: 0 none, 1 reasoning, 2 message, 3 a call */
+    int had_message;       /* a message item was opened */
+    size_t sent_reason, sent_content;
+    int sent_calls, finished;
+    int call_open;         /* call sent_calls's item added */
+    size_t sent_args;      /* its arguments' bytes sent */
+} srv_resp_stream;
+void out_responses_final(const srv_server *S, const srv_req *r, sbuf *o);
+void resp_stream_start(const srv_server *S, const srv_req *r, srv_resp_stream *st, sbuf *o);
+void resp_stream_collect(const srv_server *S, const srv_req *r, srv_resp_stream *st, sbuf *o);
+void resp_stream_end(const srv_req *r, srv_resp_stream *st, sbuf *o);
 
 /* The HTTP side (http.c). */
 int http_start(srv_server *S);

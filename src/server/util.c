@@ -1,7 +1,8 @@
 /*
- * util.c — byte buffers, JSON string output, errors in the OpenAI shape
- * and the log line.
+ * util.c — byte buffers, JSON string output, errors in the OpenAI shape,
+ * the log line, and a chat message built for the translated APIs.
  */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,4 +191,26 @@ int srv_code_index(int status) {
     case 503: return SRV_CODE_503;
     default: return SRV_CODE_OTHER;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chat requests built by the translated APIs (anthropic.c, responses.c)     */
+
+struct cJSON *srv_add_message(struct cJSON *msgs, const char *role, const char *content) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", role);
+    if (content) cJSON_AddStringToObject(m, "content", content);
+    else cJSON_AddNullToObject(m, "content");
+    cJSON_AddItemToArray(msgs, m);
+    return m;
+}
+
+/* Call k of a choice as far as it is known: whole once made, else the one
+ * being written (its arguments so far), else NULL. */
+const srv_call *srv_choice_call(const srv_choice *c, int k, const char **args, size_t *n, int *whole) {
+    *whole = k < c->n_calls;
+    const srv_call *call = *whole ? &c->calls[k] : c->live_open && k == c->n_calls ? &c->live : NULL;
+    *args = !call ? "" : *whole ? call->arguments : c->live_args.p ? c->live_args.p : "";
+    *n = !call ? 0 : *whole ? strlen(*args) : c->live_args.n;
+    return call;
 }

@@ -1,8 +1,8 @@
 /*
  * fuzz_request.c — libFuzzer target for the server's request parsers
- * (src/server/api.c, anthropic.c): the first byte picks chat (also parsed
- * as an Anthropic Messages request), completions, /tokenize or /detokenize,
- * the rest is the body. Beyond "no crash, no sanitizer
+ * (src/server/api.c, anthropic.c, responses.c): the first byte picks chat
+ * (also parsed as an Anthropic Messages and an OpenAI Responses request),
+ * completions, /tokenize or /detokenize, the rest is the body. Beyond "no crash, no sanitizer
  * report": a rejected body gives status 400 (or 500 for memory) and a
  * message; an accepted one satisfies the limits the engine relies on. Every
  * input also goes through the JSON string writer, whose output must parse
@@ -99,6 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (srv_parse_anthropic(body, len, data[0] & 4, &a, &e) == 0) {
                 check_ask(&a);
                 CHECK(a.anthropic && a.kind == SRV_CHAT && a.n == 1);
+            } else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
+            srv_ask_free(&a);
+            /* ... and as an OpenAI Responses request */
+            if (srv_parse_responses(body, len, &a, &e) == 0) {
+                check_ask(&a);
+                CHECK(a.responses && a.kind == SRV_CHAT && a.n == 1 && a.resp_settings);
             } else CHECK((e.status == 400 || e.status == 500) && e.message[0]);
             srv_ask_free(&a);
         }

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const TOKENIZER = path.resolve(HERE, '../data/tiny-tokenizer/tokenizer.json');
+export const R1_CONFIG = path.resolve(HERE, '../data/tiny-tokenizer/tokenizer_config.json');
+export const V31_CONFIG = path.resolve(HERE, '../chat/deepseek-v3.1/tokenizer_config.json');
 
 export function setup(argv) {
   const [dsc, golden, tmp] = argv.slice(2);
@@ -20,9 +22,10 @@ export function setup(argv) {
 
 // The tiny tokenizer with its last merges made the given added tokens (ids
 // 512 - tokens.length .. 511, in order), written as DIR/tokenizer.json in
-// the test's tmp directory (no tokenizer_config.json: the plain V3 template).
+// the test's tmp directory, beside a copy of the file config names as its
+// tokenizer_config.json (none: the plain V3 template).
 // Returns the file's path and the ids.
-export function tinyTokenizerWith(env, dir, tokens) {
+export function tinyTokenizerWith(env, dir, tokens, config) {
   const t = JSON.parse(fs.readFileSync(TOKENIZER, 'utf8'));
   const ids = tokens.map((_, i) => 512 - tokens.length + i);
   const gone = new Set(Object.entries(t.model.vocab).filter(([, v]) => ids.includes(v)).map(([k]) => k));
@@ -33,6 +36,7 @@ export function tinyTokenizerWith(env, dir, tokens) {
   fs.mkdirSync(path.join(env.tmp, dir), { recursive: true });
   const file = path.join(env.tmp, dir, 'tokenizer.json');
   fs.writeFileSync(file, JSON.stringify(t));
+  if (config) fs.copyFileSync(config, path.join(env.tmp, dir, 'tokenizer_config.json'));
   return { path: file, ids };
 }
 

@@ -9,12 +9,7 @@
 // usage: node tools.mjs DSC_BINARY GOLDEN_DIR TMP_DIR   (one PASS/FAIL line per check)
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { check, checkServerLogs, setup, startServer, stopServer, tinyTokenizerWith } from './lib.mjs';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+import { V31_CONFIG, check, checkServerLogs, setup, startServer, stopServer, tinyTokenizerWith } from './lib.mjs';
 
 const env = setup(process.argv);
 const client = (s) => new OpenAI({ apiKey: 'none', baseURL: `${s.base}/v1`, maxRetries: 0, timeout: 30000 });
@@ -241,9 +236,7 @@ try {
 
 // DeepSeek-V3.1's template (tokenizer_config.json beside the tokenizer): its
 // call format (NAME<｜tool▁sep｜>ARGS, calls chained), thinking as asked.
-const v31 = tinyTokenizerWith(env, 'tools31', MARKERS);
-fs.copyFileSync(path.resolve(HERE, '../chat/deepseek-v3.1/tokenizer_config.json'),
-                path.join(path.dirname(v31.path), 'tokenizer_config.json'));
+const v31 = tinyTokenizerWith(env, 'tools31', MARKERS, V31_CONFIG);
 const s31 = await startServer(env, ['-c', '2048', '--tokenizer', v31.path]);
 try {
   const oa31 = client(s31);
