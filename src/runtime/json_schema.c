@@ -22,10 +22,14 @@
  *
  * A string of format date (2024-02-29), time (RFC 3339's full-time:
  * 23:59:59, an optional fraction of up to 9 digits, then Z or an offset
- * +05:30), date-time (date T time), uuid (8-4-4-4-12 hex digits) or ipv4
- * (four numbers 0-255 without leading zeros) is held to it character by
- * character: months 01-12, a day that the month has (29 February only in a
- * leap year), hours 00-23, minutes and seconds 00-59.
+ * +05:30), date-time (date T time), duration (P1Y2M3DT4H5M6S, each part
+ * optional but in that order without a gap, or P2W), uuid (8-4-4-4-12 hex
+ * digits), ipv4 (four numbers 0-255 without leading zeros), ipv6 (RFC
+ * 4291's text forms), hostname (RFC 1123) or email (dot-atom@host, two
+ * labels or more) is held to it character by character: months 01-12, a
+ * day that the month has (29 February only in a leap year), hours 00-23,
+ * minutes and seconds 00-59, a hyphen or a dot only where the name can
+ * still end within its lengths, "::" once.
  *
  * A number with bounds (minimum, maximum, exclusiveMinimum,
  * exclusiveMaximum) is written without an exponent, in at most 15
@@ -55,8 +59,10 @@
 #include "json_regex.h"
 
 enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, K_ENUM, K_ANYOF };
-enum { FMT_NONE, FMT_DATE, FMT_TIME, FMT_DATETIME, FMT_UUID, FMT_IPV4, FMT_N };
-static const char *const fmt_names[FMT_N] = {"", "date", "time", "date-time", "uuid", "ipv4"};
+enum { FMT_NONE, FMT_DATE, FMT_TIME, FMT_DATETIME, FMT_UUID, FMT_IPV4, FMT_IPV6, FMT_HOSTNAME, FMT_EMAIL, FMT_DURATION,
+       FMT_N };
+static const char *const fmt_names[FMT_N] = {"",     "date",     "time",  "date-time", "uuid",
+                                             "ipv4", "ipv6", "hostname", "email", "duration"};
 
 #define NONE 0xffffffffu
 #define MAX_NODES 4096
@@ -417,8 +423,9 @@ static dsc_status compile_type(comp *c, const cJSON *j, const char *type, int id
             if (!strcmp(f->valuestring, fmt_names[k])) n->fmt = (uint8_t)k;
         char msg[160];
         if (!n->fmt) {
-            snprintf(msg, sizeof msg, "format '%.40s' is not supported (date, time, date-time, uuid and ipv4 are)",
-                     f->valuestring);
+            snprintf(msg, sizeof msg,
+                     "format '%.40s' is not supported (date, time, date-time, duration, uuid, ipv4, ipv6, hostname "
+                     "and email are)", f->valuestring);
             return cfail(c, msg);
         }
         if (n->min || n->max != NONE) return cfail(c, "'minLength' / 'maxLength' beside 'format'");
@@ -826,6 +833,137 @@ static int time_char(uint32_t *p, int64_t *acc, unsigned c) {
     return 0;
 }
 
+static int is_alnum(unsigned c) { return j_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+static int is_hex(unsigned c) { return j_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* A label of a host name (RFC 1123: letters, digits, inner hyphens, 1-63
+ * characters). *len: its characters so far, *hyphen: whether the last was
+ * '-'; room: characters the whole name may still take (a label must end
+ * within it). 1: c continues the label, 0: c is not a label's, -1 refused. */
+static int label_char(uint32_t *len, uint32_t *hyphen, uint32_t room, unsigned c) {
+    if (is_alnum(c)) return *len < 63 && room >= 1 ? (++*len, *hyphen = 0, 1) : -1;
+    if (c == '-') return *len >= 1 && *len < 62 && room >= 2 ? (++*len, *hyphen = 1, 1) : -1;
+    return 0;
+}
+
+/* host name: pos its characters (at most 253), acc the label's, chars 1
+ * after a '-'. No trailing dot. */
+static int hostname_char(dsc_schema_state *st, unsigned c) {
+    uint32_t len = (uint32_t)st->num_int;
+    const int k = label_char(&len, &st->chars, 253 - st->pos, c);
+    if (k == 0 && c == '.' && len >= 1 && !st->chars && st->pos + 2 <= 253) len = 0, st->chars = 0;
+    else if (k <= 0) return -1;
+    st->num_int = len, st->pos++;
+    return 0;
+}
+
+/* email (the addr-spec's common form: a dot-atom, '@', a host name of two
+ * labels or more): pos 0 the local part, 1 the domain; acc the atom's or
+ * label's characters; chars 1 after a '-'; num_frac the domain's dots. */
+static int email_char(dsc_schema_state *st, unsigned c) {
+    uint32_t len = (uint32_t)st->num_int;
+    if (st->pos == 0) {
+        if (is_alnum(c) || (c < 128 && strchr("!#$%&'*+/=?^_`{|}~-", (int)c) && c)) return st->num_int = len + 1, 0;
+        if ((c == '.' || c == '@') && len >= 1) return st->num_int = 0, st->pos = c == '@', 0;
+        return -1;
+    }
+    const int k = label_char(&len, &st->chars, UINT32_MAX, c);
+    if (k == 0 && c == '.' && len >= 1 && !st->chars) len = 0, st->num_frac++;
+    else if (k <= 0) return -1;
+    st->num_int = len;
+    return 0;
+}
+
+/* ipv6 (RFC 4291 2.2: eight groups of 1-4 hex digits, "::" once for one or
+ * more of them, the last two possibly a dotted quad). pos: bits 0-3 the
+ * groups done, 4-6 the digits of the group begun, 7 "::" seen, 8 the last
+ * character a ':', 9 a ':' begins the address, 10 in the dotted quad, 11-12
+ * its dots, 13 the last two characters the "::"; acc: the group's (or
+ * octet's) value read as decimal, -1 when it cannot be an octet. */
+enum { V6_DIGITS = 4, V6_DOUBLE = 1 << 7, V6_COLON = 1 << 8, V6_LEAD = 1 << 9, V6_QUAD = 1 << 10, V6_DOTS = 11,
+       V6_TAIL = 1 << 13 };
+
+static int ipv6_char(dsc_schema_state *st, unsigned c) {
+    uint32_t p = st->pos;
+    const uint32_t groups = p & 15, digits = p >> V6_DIGITS & 7, dbl = !!(p & V6_DOUBLE), max = dbl ? 7 : 8;
+    int64_t *acc = &st->num_int;
+    if (p & V6_QUAD) { /* a dotted quad: dots, then an octet's digits (no leading zero) */
+        const uint32_t dots = p >> V6_DOTS & 3;
+        if (c == '.') return digits && dots < 3 ? (st->pos = (p & ~(7u << V6_DIGITS | 3u << V6_DOTS)) | (dots + 1) << V6_DOTS, *acc = 0, 0) : -1;
+        if (!j_digit(c) || digits == 3 || (digits && *acc == 0) || *acc * 10 + (c - '0') > 255) return -1;
+        *acc = *acc * 10 + (c - '0');
+        st->pos = (p & ~(7u << V6_DIGITS)) | (digits + 1) << V6_DIGITS;
+        return 0;
+    }
+    if (p & V6_LEAD) return c == ':' ? (st->pos = V6_DOUBLE | V6_COLON | V6_TAIL, 0) : -1;
+    p &= ~(uint32_t)V6_TAIL;
+    if (is_hex(c)) {
+        if (digits == 4 || (!digits && groups + 1 > max)) return -1;
+        *acc = !j_digit(c) || *acc < 0 || (digits && *acc == 0) ? -1 : *acc * 10 + (c - '0');
+        if (*acc > 255) *acc = -1;
+        st->pos = (p & ~(7u << V6_DIGITS) & ~V6_COLON) | (digits + 1) << V6_DIGITS;
+        return 0;
+    }
+    if (c == ':') {
+        if (p == 0) return st->pos = V6_LEAD, 0;
+        if (digits) { /* a group ends: another must follow, or "::" */
+            if (groups + 1 > (dbl ? 6u : 7u)) return -1;
+            st->pos = (p & ~(7u << V6_DIGITS) & ~15u) | (groups + 1) | V6_COLON, *acc = 0;
+            return 0;
+        }
+        if ((p & V6_COLON) && !dbl) return st->pos = p | V6_DOUBLE | V6_TAIL, 0; /* "::" after groups <= 7 */
+        return -1;
+    }
+    if (c == '.') { /* the group was the quad's first octet: two groups' room left */
+        if (!digits || *acc < 0 || (dbl ? groups + 2 > 7 : groups != 6)) return -1;
+        st->pos = (p & 15u) | (p & V6_DOUBLE) | V6_QUAD | 1u << V6_DOTS, *acc = 0;
+        return 0;
+    }
+    return -1;
+}
+
+static int ipv6_whole(uint32_t p) {
+    const uint32_t groups = p & 15, digits = p >> V6_DIGITS & 7;
+    if (p & V6_QUAD) return (p >> V6_DOTS & 3) == 3 && digits;
+    if (p & V6_LEAD) return 0;
+    if (!digits) return (p & V6_TAIL) != 0; /* ends with "::" */
+    return p & V6_DOUBLE ? groups + 1 <= 7 : groups + 1 == 8;
+}
+
+/* duration (RFC 3339 appendix A): P, then Y[M[D]] or M[D] or D with an
+ * optional T part, or the T part, or W; T: H[M[S]] or M[S] or S. pos: the
+ * last designator (below), chars 1 while its number is being written. */
+enum { DU_START, DU_P, DU_Y, DU_MO, DU_D, DU_T, DU_H, DU_MI, DU_S, DU_W };
+
+/* The designator that can follow `last` and is c, or -1. */
+static int du_next(uint32_t last, unsigned c) {
+    switch (last) {
+    case DU_P: return c == 'Y' ? DU_Y : c == 'M' ? DU_MO : c == 'D' ? DU_D : c == 'W' ? DU_W : -1;
+    case DU_Y: return c == 'M' ? DU_MO : -1;
+    case DU_MO: return c == 'D' ? DU_D : -1;
+    case DU_T: return c == 'H' ? DU_H : c == 'M' ? DU_MI : c == 'S' ? DU_S : -1;
+    case DU_H: return c == 'M' ? DU_MI : -1;
+    case DU_MI: return c == 'S' ? DU_S : -1;
+    default: return -1;
+    }
+}
+
+static int duration_char(dsc_schema_state *st, unsigned c) {
+    const uint32_t last = st->pos;
+    if (last == DU_START) return c == 'P' ? (st->pos = DU_P, 0) : -1;
+    if (j_digit(c)) { /* a number, only where a designator can follow it */
+        if (!st->chars && last != DU_P && last != DU_Y && last != DU_MO && last != DU_T && last != DU_H && last != DU_MI)
+            return -1;
+        return st->chars = 1, 0;
+    }
+    if (st->chars) {
+        const int d = du_next(last, c);
+        return d < 0 ? -1 : (st->pos = (uint32_t)d, st->chars = 0, 0);
+    }
+    if (c == 'T' && (last == DU_P || last == DU_Y || last == DU_MO || last == DU_D)) return st->pos = DU_T, 0;
+    return -1;
+}
+
 /* Character c of a string of format f: 0 with the state advanced, -1 refused. */
 static int fmt_char(uint8_t f, dsc_schema_state *st, unsigned c) {
     uint32_t *p = &st->pos;
@@ -842,6 +980,10 @@ static int fmt_char(uint8_t f, dsc_schema_state *st, unsigned c) {
             return 0;
         }
     case FMT_TIME: return time_char(p, acc, c);
+    case FMT_IPV6: return ipv6_char(st, c);
+    case FMT_HOSTNAME: return hostname_char(st, c);
+    case FMT_EMAIL: return email_char(st, c);
+    case FMT_DURATION: return duration_char(st, c);
     case FMT_UUID:
         if (*p >= 36) return -1;
         if (*p == 8 || *p == 13 || *p == 18 || *p == 23) return c == '-' ? (++*p, 0) : -1;
@@ -864,6 +1006,10 @@ static int fmt_whole(uint8_t f, const dsc_schema_state *st) {
     case FMT_DATETIME: return st->pos == 11 + 16;
     case FMT_TIME: return st->pos == 16;
     case FMT_UUID: return st->pos == 36;
+    case FMT_IPV6: return ipv6_whole(st->pos);
+    case FMT_HOSTNAME: return st->num_int >= 1 && !st->chars;
+    case FMT_EMAIL: return st->pos == 1 && st->num_frac >= 1 && st->num_int >= 1 && !st->chars;
+    case FMT_DURATION: return st->pos >= DU_Y && st->pos != DU_T && !st->chars;
     default: return st->pos / 4 == 3 && st->pos % 4 > 0;
     }
 }
@@ -901,7 +1047,7 @@ static int value_start(const dsc_json_schema *s, dsc_schema_state *st, uint16_t 
     }
     const int m = j_scalar_start(c, &st->lit, &st->n);
     if (m < 0) return -1;
-    st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0, st->pos = 0, st->num_int = 0;
+    st->mode = (uint8_t)m, st->in_key = 0, st->chars = 0, st->pos = 0, st->num_int = 0, st->num_frac = 0;
     if (n->kind == K_STRING && n->re) st->re_set = re_start(s->re[n->re - 1]);
     if ((n->kind == K_INTEGER || n->kind == K_NUMBER) && n->bounded) { /* c: '-' or a digit */
         st->num_neg = c == '-', st->num_ni = c != '-', st->num_int = c == '-' ? 0 : (int64_t)(c - '0');

@@ -162,7 +162,7 @@ try {
       assert.equal(r.choices[0].finish_reason, 'tool_calls');
     }
     // parameters the grammar cannot hold to: a 400 for a strict function, any object for another
-    const odd = { type: 'object', properties: { when: { type: 'string', format: 'email' } } };
+    const odd = { type: 'object', properties: { when: { type: 'string', format: 'uri' } } };
     const res = await post(s, '/v1/chat/completions', { messages: MESSAGES, max_tokens: 2,
       tools: [{ type: 'function', function: { name: 'f', strict: true, parameters: odd } }] });
     assert.equal(res.status, 400);

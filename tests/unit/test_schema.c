@@ -78,6 +78,10 @@ static const char *const schemas[] = {
     "\"examples\":[\"ABC-12\",\"XYZ-9876\"]},\"tag\":{\"pattern\":\"b+c\",\"examples\":[\"bc\",\"abbbc!\",\"x bc y\"]},"
     "\"ver\":{\"type\":[\"string\",\"null\"],\"pattern\":\"^v?(0|[1-9]\\\\d*)(\\\\.(0|[1-9]\\\\d*)){2}(-[a-z]+)?$\","
     "\"examples\":[\"1.2.3\",\"v10.0.1-rc\"]}},\"required\":[\"sku\",\"ver\"],\"additionalProperties\":false}",
+    /* more formats, as pydantic writes a hostname, EmailStr, IPv6Address, timedelta */
+    "{\"type\":\"object\",\"properties\":{\"h\":{\"type\":\"string\",\"format\":\"hostname\"},\"e\":{\"format\":\"email\"},"
+    "\"v6\":{\"type\":\"string\",\"format\":\"ipv6\"},\"du\":{\"type\":[\"string\",\"null\"],\"format\":\"duration\"}},"
+    "\"required\":[\"h\",\"e\",\"v6\",\"du\"],\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -210,9 +214,71 @@ static void gen_number(const cJSON *s, int integer, buf *b) {
     }
 }
 
+/* A host name label of n characters (1-63): letters, digits, inner hyphens. */
+static void gen_label(int n, char *t, size_t *k) {
+    static const char an[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int i = 0; i < n; i++) t[(*k)++] = i > 0 && i < n - 1 && rnd() % 5 == 0 ? '-' : an[rnd() % (sizeof an - 1)];
+}
+
+/* The formats of schema 8, often at an edge (63-character labels, "::" at
+ * either end, a dotted quad at the end, every designator of a duration). */
+static void gen_formatted2(const char *f, char *t) {
+    size_t k = 0;
+    t[k++] = '"';
+    if (!strcmp(f, "hostname") || !strcmp(f, "email")) {
+        if (!strcmp(f, "email")) {
+            static const char at[] = "abcXYZ019!#$%&'*+/=?^_`{|}~-";
+            for (int a = 0, na = 1 + (int)(rnd() % 3); a < na; a++) {
+                if (a) t[k++] = '.';
+                for (int i = 0, n = 1 + (int)(rnd() % 5); i < n; i++) t[k++] = at[rnd() % (sizeof at - 1)];
+            }
+            t[k++] = '@';
+        }
+        const int labels = (!strcmp(f, "email") ? 2 : 1) + (int)(rnd() % 3);
+        for (int l = 0; l < labels; l++) {
+            if (l) t[k++] = '.';
+            gen_label(rnd() % 6 == 0 ? 63 : 1 + (int)(rnd() % 8), t, &k);
+        }
+    } else if (!strcmp(f, "ipv6")) { /* n groups (a quad for the last two), those from gap to gap + skip written "::" */
+        static const char hx[] = "0123456789abcdefABCDEF";
+        const int quad = rnd() % 4 == 0, n = quad ? 7 : 8; /* the quad: piece 6 */
+        const int gap = rnd() % 2 ? -1 : (int)(rnd() % (unsigned)n), skip = gap < 0 ? 0 : 1 + (int)(rnd() % (unsigned)(n - gap));
+        for (int g = 0; g < n; g++) {
+            if (g == gap) {
+                t[k++] = ':', t[k++] = ':';
+                g += skip - 1;
+                continue;
+            }
+            if (g > 0 && g != gap + skip) t[k++] = ':';
+            if (quad && g == n - 1) k += (size_t)sprintf(t + k, "%d.%d.%d.%d", (int)(rnd() % 256), rnd() % 2 ? 255 : 0,
+                                                         (int)(rnd() % 10), (int)(rnd() % 256));
+            else
+                for (int i = 0, nd = 1 + (int)(rnd() % 4); i < nd; i++) t[k++] = hx[rnd() % (sizeof hx - 1)];
+        }
+    } else { /* duration */
+        static const char *const dates[] = {"Y", "YM", "YMD", "M", "MD", "D", ""}, *const times[] = {"H", "HM", "HMS", "M", "MS", "S"};
+        t[k++] = 'P';
+        if (rnd() % 8 == 0) k += (size_t)sprintf(t + k, "%uW", (unsigned)(rnd() % 60));
+        else {
+            const char *d = dates[rnd() % 7];
+            for (; *d; d++) k += (size_t)sprintf(t + k, "%u%c", (unsigned)(rnd() % 1000), *d);
+            if (t[k - 1] == 'P' || rnd() % 2) {
+                t[k++] = 'T';
+                for (const char *h = times[rnd() % 6]; *h; h++) k += (size_t)sprintf(t + k, "%u%c", (unsigned)(rnd() % 100), *h);
+            }
+        }
+    }
+    t[k++] = '"', t[k] = 0;
+}
+
 /* A string of a format, often at an edge (29 February, 23:59:59, 255). */
 static void gen_formatted(const char *f, buf *b) {
-    char t[96];
+    char t[600];
+    if (!strcmp(f, "hostname") || !strcmp(f, "email") || !strcmp(f, "ipv6") || !strcmp(f, "duration")) {
+        gen_formatted2(f, t);
+        puts_(b, t);
+        return;
+    }
     const int y = rnd() % 3 == 0 ? 2000 + 4 * (int)(rnd() % 20) : 1000 + (int)(rnd() % 9000), m = 1 + (int)(rnd() % 12);
     const int d = rnd() % 3 == 0 ? month_days(y, m) : 1 + (int)(rnd() % (unsigned)month_days(y, m));
     char date[16], time[48], off[8] = "Z";
@@ -347,7 +413,60 @@ static int valid_time(const char *x) {
            x[1] <= '9' && x[4] >= '0' && x[4] <= '9' && oh <= 23 && om <= 59;
 }
 
+/* RFC 4291 2.2's text forms of an IPv6 address: eight groups of 1-4 hex
+ * digits, "::" once for one or more zero groups, a dotted quad for the last
+ * two. Read by splitting, apart from the automaton. */
+static int valid_ipv6(const char *x) {
+    const char *dbl = strstr(x, "::");
+    if (dbl && strstr(dbl + 1, "::")) return 0;
+    int groups = 0;
+    for (int side = 0; side < (dbl ? 2 : 1); side++) {
+        const char *p = side ? dbl + 2 : x, *end = dbl && !side ? dbl : x + strlen(x);
+        if (p == end) continue; /* "::" at an end */
+        for (;;) {
+            const char *q = p;
+            while (q < end && *q != ':') q++;
+            const size_t n = (size_t)(q - p);
+            if (q == end && memchr(p, '.', n)) { /* the last piece: a dotted quad */
+                char quad[20], again[20];
+                unsigned a, b, c, d;
+                if (n >= sizeof quad) return 0;
+                memcpy(quad, p, n), quad[n] = 0;
+                if (sscanf(quad, "%3u.%3u.%3u.%3u", &a, &b, &c, &d) != 4 || a > 255 || b > 255 || c > 255 || d > 255) return 0;
+                snprintf(again, sizeof again, "%u.%u.%u.%u", a, b, c, d);
+                if (strcmp(again, quad)) return 0;
+                groups += 2;
+                break;
+            }
+            if (n < 1 || n > 4) return 0;
+            for (const char *r = p; r < q; r++)
+                if (!strchr("0123456789abcdefABCDEF", *r)) return 0;
+            groups++;
+            if (q == end) break;
+            p = q + 1;
+            if (p == end) return 0; /* a single ':' at the end */
+        }
+    }
+    return dbl ? groups <= 7 : groups == 8;
+}
+
+/* hostname (RFC 1123 labels, 253 characters at most, no final dot), email
+ * (ajv's: a dot-atom, '@', two labels or more), duration (RFC 3339 appendix
+ * A's ABNF, designators upper case): regular expressions from those texts. */
+static const char *const re_hostname =
+    "^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+static const char *const re_email =
+    "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    "[A-Za-z0-9])?\\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
+static const char *const re_duration =
+    "^P(?:(?:\\d+Y(?:\\d+M(?:\\d+D)?)?|\\d+M(?:\\d+D)?|\\d+D)(?:T(?:\\d+H(?:\\d+M(?:\\d+S)?)?|\\d+M(?:\\d+S)?|\\d+S))?"
+    "|T(?:\\d+H(?:\\d+M(?:\\d+S)?)?|\\d+M(?:\\d+S)?|\\d+S)|\\d+W)$";
+
 static int valid_format(const char *f, const char *x) {
+    if (!strcmp(f, "hostname")) return pattern_matches(re_hostname, x);
+    if (!strcmp(f, "email")) return pattern_matches(re_email, x);
+    if (!strcmp(f, "duration")) return pattern_matches(re_duration, x);
+    if (!strcmp(f, "ipv6")) return valid_ipv6(x);
     if (!strcmp(f, "date")) return valid_date(x);
     if (!strcmp(f, "time")) return valid_time(x);
     if (!strcmp(f, "date-time")) {
@@ -469,7 +588,7 @@ static void test_refused(void) {
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"^\\\\t$\"}}}", "no string"},
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}}}", "beside 'pattern'"},
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":7}}}", "must be a string"},
-        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"email\"}}}", "#/properties/d: format 'email'"},
+        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"uri\"}}}", "#/properties/d: format 'uri'"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}}}", "beside 'format'"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}", "'multipleOf'"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":true}}}", "draft 4"},
@@ -615,6 +734,54 @@ static void test_cases(void) {
         {7, "{\"tag\":\"abc\"", 0},               /* b+c anywhere */
         {7, "{\"tag\":\"ac\"", -1},
         {7, "{\"tag\":\"\xc3\xa9" "bc", -1},      /* ASCII only */
+        {8, "{\"h\":\"a-1.Example.org\",\"e\":\"first.o'neil+x@mail-1.example.co\",\"v6\":\"2001:DB8::ff00:42:8329\","
+            "\"du\":\"P1Y2M10DT2H30M\"}", 1},
+        {8, "{\"h\":\"x\",\"e\":\"a@b.c\",\"v6\":\"::\",\"du\":null}", 1},
+        {8, "{\"v6\":\"::ffff:192.0.2.128\",", 0},
+        {8, "{\"v6\":\"1:2:3:4:5:6:7:8\",", 0},
+        {8, "{\"v6\":\"1:2:3:4:5:6:1.2.3.4\",", 0},
+        {8, "{\"v6\":\"1:2:3:4:5:6:7::\",", 0},
+        {8, "{\"v6\":\"::1:2:3:4:5:6:7\",", 0},
+        {8, "{\"v6\":\"::1:2:3:4:5:6:7:", -1},      /* an eighth beside "::" */
+        {8, "{\"v6\":\"1:2:3:4:5:6:7\"", -1},      /* seven groups, no "::" */
+        {8, "{\"v6\":\"1:2:3:4:5:6:7:8:", -1},      /* a ninth */
+        {8, "{\"v6\":\"1::2::", -1},                /* "::" twice */
+        {8, "{\"v6\":\"1:2:3:4:5:6:7::8", -1},      /* "::" for no group */
+        {8, "{\"v6\":\"12345", -1},
+        {8, "{\"v6\":\":1", -1},
+        {8, "{\"v6\":\"::1:\"", -1},
+        {8, "{\"v6\":\"1:2:3:4:5:1.2", -1},         /* a quad after five groups, without "::" */
+        {8, "{\"v6\":\"::01.", -1},                 /* a leading zero in an octet */
+        {8, "{\"v6\":\"::256.", -1},
+        {8, "{\"v6\":\"::a.", -1},
+        {8, "{\"h\":\"-a", -1},
+        {8, "{\"h\":\"a-\"", -1},
+        {8, "{\"h\":\"a-.", -1},
+        {8, "{\"h\":\"a..", -1},
+        {8, "{\"h\":\"a.\"", -1},                  /* no final dot */
+        {8, "{\"h\":\"a_b", -1},
+        {8, "{\"h\":\"0123456789012345678901234567890123456789012345678901234567890123", -1}, /* a 64th */
+        {8, "{\"h\":\"01234567890123456789012345678901234567890123456789012345678901-", -1}, /* '-' as the 63rd: no room to end */
+        {8, "{\"h\":\"0123456789012345678901234567890123456789012345678901234567890-", 0},  /* as the 62nd: one more fits */
+        {8, "{\"e\":\"a@b\"", -1},                 /* two labels at least */
+        {8, "{\"e\":\".a", -1},
+        {8, "{\"e\":\"a..", -1},
+        {8, "{\"e\":\"a@@", -1},
+        {8, "{\"e\":\"a b", -1},
+        {8, "{\"e\":\"a@-b", -1},
+        {8, "{\"e\":\"a@b.c-\"", -1},
+        {8, "{\"du\":\"P\"", -1},
+        {8, "{\"du\":\"PT\"", -1},
+        {8, "{\"du\":\"P1DT\"", -1},
+        {8, "{\"du\":\"P1Y1D", -1},                 /* months between */
+        {8, "{\"du\":\"PT1H1S", -1},                /* minutes between */
+        {8, "{\"du\":\"P1W1", -1},                  /* weeks alone */
+        {8, "{\"du\":\"P1D1", -1},                  /* nothing after days but T */
+        {8, "{\"du\":\"P1.5D", -1},
+        {8, "{\"du\":\"p1D", -1},
+        {8, "{\"du\":\"P4W\",", 0},
+        {8, "{\"du\":\"PT36H\",", 0},
+        {8, "{\"du\":\"P0D\",", 0},
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
@@ -751,6 +918,58 @@ static void test_patterns(void) {
     printf("patterns: %ld random strings, %ld matched by PCRE2, the same taken whole by the recognizer\n", strings, matched);
 }
 
+/* The formats of schema 8 against their definitions (valid_format) on
+ * random strings over alphabets of their characters: taken whole exactly
+ * when valid, and every string taken so far can go on. */
+static void test_formats(void) {
+    static const char *const fmts[][3] = {
+        {"hostname", "ab9-.", "14"},  {"email", "a1.-@", "14"},      {"ipv6", "0a1f:.:", "16"},
+        {"ipv6", "::255.1ab", "20"}, {"ipv6", "1:1::", "24"},  {"duration", "PT1YMDHSW", "10"}, {"duration", "PT12MS", "8"},
+    };
+    long strings = 0, valid_n = 0, unsound = 0, incomplete = 0, dead = 0;
+    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+        char schema[160];
+        snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"format\":\"%s\"}}}",
+                 fmts[i][0]);
+        dsc_json_schema *s;
+        if (dsc_json_schema_new(schema, strlen(schema), &s)) {
+            CHECK(0, "format %s: %s", fmts[i][0], dsc_last_error());
+            continue;
+        }
+        const char *alpha = fmts[i][1];
+        const int max = atoi(fmts[i][2]);
+        for (int k = 0; k < 8000; k++, strings++) {
+            char str[32], text[64];
+            const int n = (int)(rnd() % (unsigned)(max + 1));
+            for (int j = 0; j < n; j++) str[j] = alpha[rnd() % strlen(alpha)];
+            str[n] = 0;
+            snprintf(text, sizeof text, "{\"s\":\"%s\"}", str);
+            int complete;
+            const int ok = feed_all(s, text, &complete) && complete, v = valid_format(fmts[i][0], str);
+            dsc_schema_state st;
+            dsc_schema_start(s, &st);
+            if (dsc_schema_feed(s, &st, text, strlen(text) - 2) == 0) { /* taken so far: some character goes on */
+                int next = 0;
+                for (unsigned c = 0x20; c < 0x7f && !next; c++) {
+                    dsc_schema_state t = st;
+                    const char ch = (char)c;
+                    next = dsc_schema_feed(s, &t, &ch, 1) == 0;
+                }
+                if (!next && dead++ < 3) fprintf(stderr, "format %s: \"%s\" taken, then nothing\n", fmts[i][0], str);
+            }
+            valid_n += v;
+            if (ok && !v && unsound++ < 3) fprintf(stderr, "format %s: took \"%s\", not valid\n", fmts[i][0], str);
+            if (v && !ok && incomplete++ < 3) fprintf(stderr, "format %s: refused \"%s\", valid\n", fmts[i][0], str);
+        }
+        dsc_json_schema_free(s);
+    }
+    CHECK(dead == 0, "formats: every string taken so far goes on (%ld dead ends)", dead);
+    CHECK(unsound == 0 && incomplete == 0 && valid_n > 2000,
+          "formats: of %ld random strings, %ld valid, all taken whole, no other (%ld taken but not valid, %ld valid but "
+          "refused)", strings, valid_n, unsound, incomplete);
+    printf("formats: %ld random strings, %ld valid, the same taken whole by the recognizer\n", strings, valid_n);
+}
+
 static int allowed(const float *l, int32_t id) { return l[id] != -INFINITY; }
 
 static void test_mask(const char *path) {
@@ -840,6 +1059,7 @@ int main(int argc, char **argv) {
     test_cases();
     test_generated();
     test_patterns();
+    test_formats();
     test_mask(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
