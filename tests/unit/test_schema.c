@@ -849,6 +849,42 @@ static void test_generated(void) {
            accepted);
 }
 
+/* Strings of property "s" of schema sc against a definition: `count`
+ * random strings over alpha (0 to max characters), each to be taken whole
+ * exactly when valid(def, it) says so (c->unsound and c->incomplete count
+ * the exceptions) and, taken so far, to have some character that goes on
+ * (c->dead counts those that have none). */
+typedef struct {
+    long strings, valid, unsound, incomplete, dead;
+} str_counts;
+
+static void random_strings(const dsc_json_schema *sc, const char *what, const char *alpha, int max, int count,
+                           int (*valid)(const char *def, const char *x), const char *def, str_counts *c) {
+    for (int k = 0; k < count; k++, c->strings++) {
+        char str[32], text[64];
+        const int n = (int)(rnd() % (unsigned)(max + 1));
+        for (int j = 0; j < n; j++) str[j] = alpha[rnd() % strlen(alpha)];
+        str[n] = 0;
+        snprintf(text, sizeof text, "{\"s\":\"%s\"}", str);
+        int complete;
+        const int ok = feed_all(sc, text, &complete) && complete, v = valid(def, str);
+        dsc_schema_state st;
+        dsc_schema_start(sc, &st);
+        if (dsc_schema_feed(sc, &st, text, strlen(text) - 2) == 0) { /* taken so far (the quote open): it goes on */
+            int next = 0;
+            for (unsigned ch = 0x20; ch < 0x7f && !next; ch++) {
+                dsc_schema_state t = st;
+                const char b = (char)ch;
+                next = dsc_schema_feed(sc, &t, &b, 1) == 0;
+            }
+            if (!next && c->dead++ < 3) fprintf(stderr, "%s: \"%s\" taken, then nothing\n", what, str);
+        }
+        c->valid += v;
+        if (ok && !v && c->unsound++ < 3) fprintf(stderr, "%s: took \"%s\", not valid\n", what, str);
+        if (v && !ok && c->incomplete++ < 3) fprintf(stderr, "%s: refused \"%s\", valid\n", what, str);
+    }
+}
+
 /* Patterns against PCRE2 on random strings over their alphabets: what the
  * recognizer takes whole PCRE2 matches (sound), and what PCRE2 matches the
  * recognizer takes (complete; these patterns are not made stricter). The
@@ -868,7 +904,7 @@ static void test_patterns(void) {
         {"^(a\\\\t|b)x?$", "abx"}, /* "a" leads nowhere the grammar writes */
         {"^((){64}){64}a+$", "ab"}, /* repeated nothing: spelled out once */
     };
-    long strings = 0, taken = 0, matched = 0, unsound = 0, incomplete = 0, dead = 0;
+    str_counts c = {0};
     for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
         char schema[512];
         snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"%s\"}}}",
@@ -883,39 +919,15 @@ static void test_patterns(void) {
         snprintf(pattern, sizeof pattern, "%s",
                  pattern_of(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "properties"), "s")));
         cJSON_Delete(doc);
-        const char *alpha = pats[i][1];
-        for (int k = 0; k < 4000; k++, strings++) {
-            char str[16], text[64];
-            const int n = (int)(rnd() % 9);
-            for (int j = 0; j < n; j++) str[j] = alpha[rnd() % strlen(alpha)];
-            str[n] = 0;
-            snprintf(text, sizeof text, "{\"s\":\"%s\"}", str);
-            int complete;
-            const int ok = feed_all(s, text, &complete) && complete;
-            const int m = pattern_matches(pattern, str);
-            /* a string taken so far (its quote not yet closed) can go on */
-            dsc_schema_state st;
-            dsc_schema_start(s, &st);
-            if (dsc_schema_feed(s, &st, text, strlen(text) - 2) == 0) {
-                int next = 0;
-                for (unsigned c = 0x20; c < 0x7f && !next; c++) {
-                    dsc_schema_state t = st;
-                    const char ch = (char)c;
-                    next = dsc_schema_feed(s, &t, &ch, 1) == 0;
-                }
-                if (!next && dead++ < 3) fprintf(stderr, "pattern %s: \"%s\" taken, then nothing\n", pattern, str);
-            }
-            taken += ok, matched += m;
-            if (ok && !m && unsound++ < 3) fprintf(stderr, "pattern %s: took \"%s\", PCRE2 does not match it\n", pattern, str);
-            if (m && !ok && incomplete++ < 3) fprintf(stderr, "pattern %s: refused \"%s\", PCRE2 matches it\n", pattern, str);
-        }
+        random_strings(s, pattern, pats[i][1], 8, 4000, pattern_matches, pattern, &c);
         dsc_json_schema_free(s);
     }
-    CHECK(dead == 0, "patterns: every string taken so far goes on (%ld dead ends)", dead);
-    CHECK(unsound == 0 && incomplete == 0 && matched > 1000,
-          "patterns: of %ld random strings, %ld taken, %ld matched by PCRE2 (%ld taken but not matched, %ld matched but refused)",
-          strings, taken, matched, unsound, incomplete);
-    printf("patterns: %ld random strings, %ld matched by PCRE2, the same taken whole by the recognizer\n", strings, matched);
+    CHECK(c.dead == 0, "patterns: every string taken so far goes on (%ld dead ends)", c.dead);
+    CHECK(c.unsound == 0 && c.incomplete == 0 && c.valid > 1000,
+          "patterns: of %ld random strings, %ld matched by PCRE2, all taken whole, no other (%ld taken but not matched, "
+          "%ld matched but refused)", c.strings, c.valid, c.unsound, c.incomplete);
+    printf("patterns: %ld random strings, %ld matched by PCRE2, the same taken whole by the recognizer\n", c.strings,
+           c.valid);
 }
 
 /* The formats of schema 8 against their definitions (valid_format) on
@@ -926,7 +938,7 @@ static void test_formats(void) {
         {"hostname", "ab9-.", "14"},  {"email", "a1.-@", "14"},      {"ipv6", "0a1f:.:", "16"},
         {"ipv6", "::255.1ab", "20"}, {"ipv6", "1:1::", "24"},  {"duration", "PT1YMDHSW", "10"}, {"duration", "PT12MS", "8"},
     };
-    long strings = 0, valid_n = 0, unsound = 0, incomplete = 0, dead = 0;
+    str_counts c = {0};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
         char schema[160];
         snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"format\":\"%s\"}}}",
@@ -936,38 +948,14 @@ static void test_formats(void) {
             CHECK(0, "format %s: %s", fmts[i][0], dsc_last_error());
             continue;
         }
-        const char *alpha = fmts[i][1];
-        const int max = atoi(fmts[i][2]);
-        for (int k = 0; k < 8000; k++, strings++) {
-            char str[32], text[64];
-            const int n = (int)(rnd() % (unsigned)(max + 1));
-            for (int j = 0; j < n; j++) str[j] = alpha[rnd() % strlen(alpha)];
-            str[n] = 0;
-            snprintf(text, sizeof text, "{\"s\":\"%s\"}", str);
-            int complete;
-            const int ok = feed_all(s, text, &complete) && complete, v = valid_format(fmts[i][0], str);
-            dsc_schema_state st;
-            dsc_schema_start(s, &st);
-            if (dsc_schema_feed(s, &st, text, strlen(text) - 2) == 0) { /* taken so far: some character goes on */
-                int next = 0;
-                for (unsigned c = 0x20; c < 0x7f && !next; c++) {
-                    dsc_schema_state t = st;
-                    const char ch = (char)c;
-                    next = dsc_schema_feed(s, &t, &ch, 1) == 0;
-                }
-                if (!next && dead++ < 3) fprintf(stderr, "format %s: \"%s\" taken, then nothing\n", fmts[i][0], str);
-            }
-            valid_n += v;
-            if (ok && !v && unsound++ < 3) fprintf(stderr, "format %s: took \"%s\", not valid\n", fmts[i][0], str);
-            if (v && !ok && incomplete++ < 3) fprintf(stderr, "format %s: refused \"%s\", valid\n", fmts[i][0], str);
-        }
+        random_strings(s, fmts[i][0], fmts[i][1], atoi(fmts[i][2]), 8000, valid_format, fmts[i][0], &c);
         dsc_json_schema_free(s);
     }
-    CHECK(dead == 0, "formats: every string taken so far goes on (%ld dead ends)", dead);
-    CHECK(unsound == 0 && incomplete == 0 && valid_n > 2000,
+    CHECK(c.dead == 0, "formats: every string taken so far goes on (%ld dead ends)", c.dead);
+    CHECK(c.unsound == 0 && c.incomplete == 0 && c.valid > 2000,
           "formats: of %ld random strings, %ld valid, all taken whole, no other (%ld taken but not valid, %ld valid but "
-          "refused)", strings, valid_n, unsound, incomplete);
-    printf("formats: %ld random strings, %ld valid, the same taken whole by the recognizer\n", strings, valid_n);
+          "refused)", c.strings, c.valid, c.unsound, c.incomplete);
+    printf("formats: %ld random strings, %ld valid, the same taken whole by the recognizer\n", c.strings, c.valid);
 }
 
 static int allowed(const float *l, int32_t id) { return l[id] != -INFINITY; }
