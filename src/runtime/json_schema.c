@@ -13,8 +13,8 @@
  * only once the required ones are in, ',' only while one is left.
  * Alternatives (anyOf, oneOf, a list of types) are told apart by their
  * first byte; a schema whose alternatives begin alike is refused, as are
- * keywords that would need more than this (multipleOf, formats other
- * than those below, patterns beyond json_regex.h's, ...), so an answer
+ * keywords that would need more than this (formats other than those
+ * below, patterns beyond json_regex.h's, ...), so an answer
  * never breaks a rule the schema states.
  *
  * A string of a pattern is written in printable ASCII without escapes,
@@ -32,17 +32,18 @@
  * still end within its lengths, "::" once.
  *
  * A number with bounds (minimum, maximum, exclusiveMinimum,
- * exclusiveMaximum) is written without an exponent, in at most 15
- * significant digits, 6 of them after the point; each digit is taken only
- * if some number it begins lies within the bounds, so the answer cannot
- * run into a dead end. The bounds are compared in exact decimal with the
- * shortest text of their double (cJSON's), which for numbers of 15 digits
- * or fewer orders them as a validator comparing doubles does.
+ * exclusiveMaximum) or a multipleOf is written without an exponent, in at
+ * most 15 significant digits, 6 of them after the point; each digit is
+ * taken only if some number it begins lies within the bounds (and is a
+ * multiple, exactly in decimal), so the answer cannot run into a dead end.
+ * The bounds are compared in exact decimal with the shortest text of their
+ * double (cJSON's), which for numbers of 15 digits or fewer orders them as
+ * a validator comparing doubles does.
  *
  * Supported: type (one or a list), properties, required,
  * additionalProperties (false, true or a schema), items, minItems,
  * maxItems, minLength, maxLength, minimum, maximum, exclusiveMinimum,
- * exclusiveMaximum, enum, const, anyOf, oneOf, allOf of one schema, $ref
+ * exclusiveMaximum, multipleOf, enum, const, anyOf, oneOf, allOf of one schema, $ref
  * to #/$defs/... or #/definitions/... (recursion allowed), and the
  * annotations (title, description, default, examples, ...). The root is
  * an object, as OpenAI requires.
@@ -82,10 +83,11 @@ typedef struct {
     uint32_t min, max; /* array: items; string: characters (max NONE: no bound) */
     uint64_t required; /* object: bit i: property first + i is required */
     uint8_t *pick;     /* anyof: [256] the alternative (1 + index) a value's first byte selects, 0 none */
-    uint8_t bounded;   /* number, integer: held to [blo, bhi] (scaled, see NUM_FRAC) */
+    uint8_t bounded;   /* number, integer: held to [blo, bhi] and to multiples of bmul (scaled, see NUM_FRAC) */
     uint8_t fmt;       /* string: FMT_* */
     uint16_t re;       /* string: 1 + its pattern's index in re, 0 none */
     i128 blo, bhi;
+    i128 bmul;         /* multipleOf, scaled (> 0), or 0: none */
 } snode;
 
 typedef struct {
@@ -151,7 +153,7 @@ static const char *const annotations[] = {"title", "description", "default", "ex
 static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                       "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
                                       "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                      "format", "pattern", NULL};
+                                      "format", "pattern", "multipleOf", NULL};
 static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static int in_list(const char *k, const char *const *list) {
@@ -286,9 +288,18 @@ static i128 scaled_bound(const cJSON *v, int f, int up) {
     return up ? -q : -(q + r);
 }
 
+static i128 gcd128(i128 a, i128 b) {
+    while (b) {
+        const i128 t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
 /* Whether some number that the digits so far begin (st: after '-' or a
  * digit or '.', in the grammar's form: at most NUM_DIGITS significant
- * digits, NUM_FRAC after the point, no exponent) lies within n's bounds. */
+ * digits, NUM_FRAC after the point, no exponent) lies within n's bounds
+ * (and is a multiple of its multipleOf). */
 static int reach(const snode *n, const dsc_schema_state *st, int integer) {
     const int f = integer ? 0 : NUM_FRAC, dot = st->mode == J_DOT || st->mode == J_FRAC;
     /* the magnitudes wanted */
@@ -317,7 +328,9 @@ static int reach(const snode *n, const dsc_schema_state *st, int integer) {
         }
         const i128 a = A > r0 ? A : r0, b = B < r1 ? B : r1;
         if (a > b) continue;
-        const i128 first = r0 + (a - r0 + g - 1) / g * g; /* the first value on the grid from a */
+        /* the first value on the grid from a (r0 is on it); with multipleOf, on both grids */
+        const i128 step = n->bmul ? g / gcd128(g, n->bmul) * n->bmul : g;
+        const i128 first = n->bmul ? (a + step - 1) / step * step : r0 + (a - r0 + g - 1) / g * g;
         if (first <= b) return 1;
     }
     return 0;
@@ -328,7 +341,7 @@ static int inside(const snode *n, const dsc_schema_state *st, int integer) {
     const int f = integer ? 0 : NUM_FRAC;
     i128 v = (i128)st->num_int * pow10_128(f) + (i128)st->num_frac * pow10_128(f - st->num_nf);
     if (st->num_neg) v = -v;
-    return v >= n->blo && v <= n->bhi;
+    return v >= n->blo && v <= n->bhi && (!n->bmul || v % n->bmul == 0);
 }
 
 /* number / integer: the bounds, if any, as [blo, bhi]; refused when no
@@ -354,14 +367,25 @@ static dsc_status compile_bounds(comp *c, const cJSON *j, int id, int integer) {
         n->bounded = 1;
     }
     n->blo = lo, n->bhi = hi;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "multipleOf");
+    if (m) { /* exactly m x 10^f, a whole number */
+        if (!cJSON_IsNumber(m) || !isfinite(m->valuedouble) || m->valuedouble <= 0)
+            return cfail(c, "'multipleOf' must be a number above 0");
+        n->bmul = scaled_bound(m, f, 0);
+        if (n->bmul != scaled_bound(m, f, 1) || n->bmul < 1)
+            return cfail(c, integer ? "'multipleOf' of an integer must be a whole number"
+                                    : "'multipleOf' of more than 6 digits after the point is not supported");
+        n->bounded = 1;
+    }
     if (!n->bounded) return DSC_OK;
     dsc_schema_state st = {.mode = J_NEG, .num_neg = 1};
     int any = reach(n, &st, integer);
     st = (dsc_schema_state){.mode = J_INT};
     for (int d = 0; d <= 9 && !any; d++) st.num_int = d, st.num_ni = 1, any = reach(n, &st, integer);
     if (!any)
-        return cfail(c, integer ? "no integer of at most 15 digits lies within its bounds"
-                                : "no number of at most 15 digits, 6 after the point, lies within its bounds");
+        return cfail(c, integer ? "no integer of at most 15 digits lies within its bounds (and is a multiple of its multipleOf)"
+                                : "no number of at most 15 digits, 6 after the point, lies within its bounds (and is a "
+                                  "multiple of its multipleOf)");
     return DSC_OK;
 }
 

@@ -401,14 +401,15 @@ async function main() {
       type: 'object', title: 'Person',
       properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 120 },
                     score: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, born: { type: 'string', format: 'date' },
-                    kind: { $ref: '#/$defs/Kind' },
+                    kind: { $ref: '#/$defs/Kind' }, step: { type: 'number', multipleOf: 0.25, minimum: -3, maximum: 3 },
                     addr: { $ref: '#/$defs/Addr' }, tags: { type: 'array', items: { type: 'boolean' }, minItems: 1, maxItems: 3 } },
-      required: ['name', 'age', 'score', 'born', 'kind', 'addr', 'tags'], additionalProperties: false,
+      required: ['name', 'age', 'score', 'born', 'kind', 'addr', 'tags', 'step'], additionalProperties: false,
     };
     const chars = (x) => [...x].length;
     const isPerson = (o) => {
       const keys = Object.keys(o).sort().join();
-      assert.equal(keys, 'addr,age,born,kind,name,score,tags', `keys ${keys}`);
+      assert.equal(keys, 'addr,age,born,kind,name,score,step,tags', `keys ${keys}`);
+      assert.ok(Number.isInteger(o.step * 4) && o.step >= -3 && o.step <= 3, `step ${o.step}`);
       const day = new Date(`${o.born}T00:00:00Z`); // a real day: the same date back
       assert.ok(/^\d{4}-\d{2}-\d{2}$/.test(o.born) && day.toISOString().slice(0, 10) === o.born, `born ${o.born}`);
       assert.ok(typeof o.name === 'string' && chars(o.name) <= 10, 'name');

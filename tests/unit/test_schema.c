@@ -82,6 +82,12 @@ static const char *const schemas[] = {
     "{\"type\":\"object\",\"properties\":{\"h\":{\"type\":\"string\",\"format\":\"hostname\"},\"e\":{\"format\":\"email\"},"
     "\"v6\":{\"type\":\"string\",\"format\":\"ipv6\"},\"du\":{\"type\":[\"string\",\"null\"],\"format\":\"duration\"}},"
     "\"required\":[\"h\",\"e\",\"v6\",\"du\"],\"additionalProperties\":false}",
+    /* multipleOf, as pydantic writes Field(multiple_of=...), with bounds and without */
+    "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"number\",\"multipleOf\":0.25,\"minimum\":-2,\"maximum\":3},"
+    "\"even\":{\"type\":\"integer\",\"multipleOf\":2},\"cents\":{\"type\":\"number\",\"multipleOf\":0.01,"
+    "\"exclusiveMinimum\":0},\"seven\":{\"type\":\"integer\",\"multipleOf\":7,\"minimum\":1000,\"maximum\":1010},"
+    "\"tenth\":{\"type\":[\"number\",\"null\"],\"multipleOf\":0.1}},\"required\":[\"q\",\"even\",\"cents\",\"seven\"],"
+    "\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -149,8 +155,40 @@ static bounds bounds_of(const cJSON *s) {
     return r;
 }
 
+/* A decimal text as d x 10^e, exactly (d: up to 30 digits). */
+static void decimal_of(const char *t, __int128 *d, int *e) {
+    *d = 0, *e = 0;
+    const int neg = *t == '-';
+    int frac = 0;
+    for (t += neg; (*t >= '0' && *t <= '9') || *t == '.'; t++) {
+        if (*t == '.') frac = 1;
+        else *d = *d * 10 + (*t - '0'), *e -= frac;
+    }
+    if (*t == 'e' || *t == 'E') *e += atoi(t + 1);
+    if (neg) *d = -*d;
+}
+
+/* Whether v (of at most 15 significant digits: %.15g writes it back
+ * exactly) is a whole multiple of the schema's multipleOf, in exact
+ * decimal, as a validator of the decimal texts reads them. */
+static int multiple_ok(const cJSON *s, double v) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(s, "multipleOf");
+    if (!m) return 1;
+    char tv[48], *tm = cJSON_PrintUnformatted(m);
+    snprintf(tv, sizeof tv, "%.15g", v);
+    __int128 dv, dm;
+    int ev, em;
+    decimal_of(tv, &dv, &ev), decimal_of(tm, &dm, &em);
+    free(tm);
+    const int e = ev < em ? ev : em;
+    for (; ev > e; ev--) dv *= 10;
+    for (; em > e; em--) dm *= 10;
+    return dm != 0 && dv % dm == 0;
+}
+
 static int in_bounds(const cJSON *s, double v) {
     const bounds b = bounds_of(s);
+    if (!multiple_ok(s, v)) return 0;
     if (isinf(b.lo) && isinf(b.hi)) return 1; /* none: any number (an overflow to inf included) */
     return (b.lo_ex ? v > b.lo : v >= b.lo) && (b.hi_ex ? v < b.hi : v <= b.hi);
 }
@@ -187,8 +225,51 @@ static void gen_string(int min, int max, buf *b) {
 /* A number of the schema: unbounded, a few forms; bounded, one within the
  * bounds as the grammar writes it (no exponent, 6 digits after the point at
  * most), often at an edge. */
+/* A multiple of multipleOf within the bounds (near 0 without them), often at an edge. */
+static void gen_multiple(const cJSON *s, buf *b) {
+    const bounds bd = bounds_of(s);
+    char *tm = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(s, "multipleOf"));
+    __int128 dm;
+    int em;
+    decimal_of(tm, &dm, &em);
+    free(tm);
+    const double m = (double)dm * pow(10, em);
+    const double lo = isinf(bd.lo) ? -2000 * m : bd.lo, hi = isinf(bd.hi) ? 2000 * m : bd.hi;
+    for (;;) {
+        const long long k0 = (long long)ceil(lo / m), k1 = (long long)floor(hi / m);
+        const long long k = rnd() % 4 == 0 ? k0 : rnd() % 3 == 0 ? k1 : k0 + (long long)(rnd() % (unsigned long long)(k1 - k0 + 1));
+        __int128 d = dm * k; /* the value: d x 10^em, written exactly */
+        char digits[48], t[64];
+        int n = 0;
+        const int neg = d < 0;
+        if (neg) d = -d;
+        do digits[n++] = (char)('0' + (int)(d % 10)), d /= 10; while (d);
+        while (n <= -em) digits[n++] = '0';
+        int at = 0;
+        if (neg) t[at++] = '-';
+        for (int i = n - 1; i >= 0; i--) {
+            t[at++] = digits[i];
+            if (i == -em && i > 0) t[at++] = '.';
+        }
+        for (int i = 0; i < em; i++) t[at++] = '0';
+        t[at] = 0;
+        if (strchr(t, '.')) { /* trailing zeros of the fraction dropped */
+            while (t[at - 1] == '0') t[--at] = 0;
+            if (t[at - 1] == '.') t[--at] = 0;
+        }
+        if (in_bounds(s, strtod(t, NULL))) {
+            puts_(b, t);
+            return;
+        }
+    }
+}
+
 static void gen_number(const cJSON *s, int integer, buf *b) {
     const bounds bd = bounds_of(s);
+    if (cJSON_GetObjectItemCaseSensitive(s, "multipleOf")) {
+        gen_multiple(s, b);
+        return;
+    }
     if (isinf(bd.lo) && isinf(bd.hi)) {
         if (integer) puts_(b, rnd() % 2 ? "-407" : "0");
         else puts_(b, rnd() % 3 == 0 ? "3" : rnd() % 2 ? "-0.25" : "6.02E+23");
@@ -590,7 +671,12 @@ static void test_refused(void) {
         {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"pattern\":7}}}", "must be a string"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"uri\"}}}", "#/properties/d: format 'uri'"},
         {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\",\"maxLength\":8}}}", "beside 'format'"},
-        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}}", "'multipleOf'"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":0.5}}}", "a whole number"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"multipleOf\":0.0000001}}}", "6 digits"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"multipleOf\":0}}}", "above 0"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"multipleOf\":\"2\"}}}", "above 0"},
+        {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"multipleOf\":7,\"minimum\":1,\"maximum\":6}}}",
+         "multiple of its multipleOf"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"exclusiveMinimum\":true}}}", "draft 4"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\",\"minimum\":2,\"maximum\":1.5}}}", "#/properties/n: no number"},
         {"{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":2.5,\"maximum\":2.9}}}", "no integer"},
@@ -782,6 +868,27 @@ static void test_cases(void) {
         {8, "{\"du\":\"P4W\",", 0},
         {8, "{\"du\":\"PT36H\",", 0},
         {8, "{\"du\":\"P0D\",", 0},
+        {9, "{\"q\":-1.75,\"even\":-4,\"cents\":19.99,\"seven\":1008,\"tenth\":-0.3}", 1},
+        {9, "{\"q\":3,\"even\":0,\"cents\":0.01,\"seven\":1001,\"tenth\":null}", 1},
+        {9, "{\"q\":0.3", -1},           /* 0.3x: no multiple of 0.25 */
+        {9, "{\"q\":0.2", 0},            /* 0.25 */
+        {9, "{\"q\":0.25,", 0},
+        {9, "{\"q\":0.5,", 0},
+        {9, "{\"q\":0.50,", 0},
+        {9, "{\"q\":3.25", -1},          /* maximum 3 */
+        {9, "{\"q\":-2.25", -1},
+        {9, "{\"even\":3,", -1},
+        {9, "{\"even\":3", 0},           /* 30, 32, ... */
+        {9, "{\"even\":1.", -1},         /* an integer */
+        {9, "{\"cents\":0.001", -1},
+        {9, "{\"cents\":0,", -1},        /* exclusiveMinimum 0 */
+        {9, "{\"cents\":0.10,", 0},
+        {9, "{\"seven\":1002", -1},      /* 1001 and 1008 only */
+        {9, "{\"seven\":100", 0},
+        {9, "{\"seven\":1008,", 0},
+        {9, "{\"tenth\":1.23", -1},
+        {9, "{\"tenth\":1e1", -1},       /* no exponent */
+        {9, "{\"tenth\":-0.7,", 0},
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
