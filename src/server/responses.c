@@ -282,6 +282,34 @@ static char *echo(const cJSON *in) {
     return s;
 }
 
+/* An error of the chat request, said of the Responses request's fields:
+ * the param renamed (max_tokens -> max_output_tokens, messages -> input,
+ * response_format.json_schema -> text.format, tools[i].function.x ->
+ * tools[i].x, tool_choice.function.name -> tool_choice.name), and so in
+ * the message. */
+static void rename_param(srv_err *e) {
+    static const char *const from[][2] = {{"max_tokens", "max_output_tokens"}, {"response_format.json_schema", "text.format"},
+                                          {"response_format", "text.format"}, {"tool_choice.function", "tool_choice"}};
+    char old[sizeof e->param], now[sizeof e->param];
+    snprintf(old, sizeof old, "%s", e->param);
+    now[0] = 0;
+    for (size_t k = 0; k < sizeof from / sizeof *from && !now[0]; k++) {
+        const size_t n = strlen(from[k][0]);
+        if (!strncmp(old, from[k][0], n) && (old[n] == 0 || old[n] == '.'))
+            snprintf(now, sizeof now, "%s%s", from[k][1], old + n);
+    }
+    const char *f = strstr(old, "].function.");
+    if (!now[0] && !strncmp(old, "tools[", 6) && f)
+        snprintf(now, sizeof now, "%.*s].%s", (int)(f - old), old, f + strlen("].function."));
+    if (!now[0] && !strncmp(old, "messages", 8)) snprintf(now, sizeof now, "input");
+    if (!now[0]) return;
+    snprintf(e->param, sizeof e->param, "%s", now);
+    char *at = strstr(e->message, old), msg[sizeof e->message];
+    if (!at) return;
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - e->message), e->message, now, at + strlen(old));
+    memcpy(e->message, msg, sizeof msg);
+}
+
 int srv_parse_responses(const char *body, size_t len, srv_ask *a, srv_err *e) {
     memset(a, 0, sizeof *a);
     cJSON *in = body ? cJSON_ParseWithLength(body, len) : NULL;
@@ -302,6 +330,7 @@ int srv_parse_responses(const char *body, size_t len, srv_ask *a, srv_err *e) {
     }
     const int rc = srv_parse(SRV_CHAT, text, strlen(text), a, e);
     free(text);
+    if (rc) rename_param(e);
     a->responses = 1;
     a->resp_settings = settings;
     return rc;

@@ -179,14 +179,18 @@ try {
       [{ input: 'x', tools: TOOLS, tool_choice: { type: 'mcp' } }, 'tool_choice'],
       [{ input: 'x', text: { format: { type: 'xml' } } }, 'text.format.type'],
       [{ input: 'x', max_tool_calls: 2 }, 'max_tool_calls'],
-      [{ input: 'x', max_output_tokens: -1 }, 'max_tokens'],
+      [{ input: 'x', max_output_tokens: -1 }, 'max_output_tokens'], // the chat request's errors named as sent
+      [{ input: [] }, 'input'],
+      [{ input: 'x', tools: [{ type: 'function', name: 'a b' }] }, 'tools[0].name'],
+      [{ input: 'x', text: { format: { type: 'json_schema', name: 'x', schema: { type: 'object', properties: {
+        u: { type: 'string', format: 'uri' } } } } } }, 'text.format.schema'],
     ];
     for (const [body, param] of bad) {
       const res = await post(s, '/v1/responses', { model: 'dsc', ...body });
       assert.equal(res.status, 400, JSON.stringify(body));
       const e = (await res.json()).error;
       assert.equal(e.param, param, JSON.stringify(body));
-      assert.ok(e.message.length > 0);
+      assert.ok(e.message.length > 0 && !/'(max_tokens|messages|response_format)|\.function\./.test(e.message), e.message);
     }
     const res = await post(s, '/v1/responses', '{"input": ');
     assert.equal(res.status, 400);
