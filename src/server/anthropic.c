@@ -218,6 +218,22 @@ done:
     return out;
 }
 
+/* An error of the chat request, said of the Messages request's fields
+ * (stop -> stop_sequences, tools[i].function.parameters ->
+ * tools.i.input_schema, tools[i].function.x -> tools.i.x,
+ * tool_choice.function.name -> tool_choice.name). */
+static void rename_param(srv_err *e) {
+    char now[sizeof e->param];
+    const char *p = e->param, *f = strstr(p, "].function.");
+    int i;
+    if (!strcmp(p, "stop") || !strncmp(p, "stop[", 5)) snprintf(now, sizeof now, "stop_sequences%s", p + 4);
+    else if (!strncmp(p, "tool_choice.function.", 21)) snprintf(now, sizeof now, "tool_choice.%s", p + 21);
+    else if (f && sscanf(p, "tools[%d]", &i) == 1)
+        snprintf(now, sizeof now, "tools.%d.%s", i, strcmp(f + 11, "parameters") ? f + 11 : "input_schema");
+    else return;
+    srv_err_rename(e, now);
+}
+
 int srv_parse_anthropic(const char *body, size_t len, int counting, srv_ask *a, srv_err *e) {
     memset(a, 0, sizeof *a);
     cJSON *in = body ? cJSON_ParseWithLength(body, len) : NULL;
@@ -233,6 +249,7 @@ int srv_parse_anthropic(const char *body, size_t len, int counting, srv_ask *a, 
     if (!text) return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     const int rc = srv_parse(SRV_CHAT, text, strlen(text), a, e);
     free(text);
+    if (rc) rename_param(e);
     a->anthropic = 1;
     return rc;
 }

@@ -302,12 +302,7 @@ static void rename_param(srv_err *e) {
     if (!now[0] && !strncmp(old, "tools[", 6) && f)
         snprintf(now, sizeof now, "%.*s].%s", (int)(f - old), old, f + strlen("].function."));
     if (!now[0] && !strncmp(old, "messages", 8)) snprintf(now, sizeof now, "input");
-    if (!now[0]) return;
-    snprintf(e->param, sizeof e->param, "%s", now);
-    char *at = strstr(e->message, old), msg[sizeof e->message];
-    if (!at) return;
-    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - e->message), e->message, now, at + strlen(old));
-    memcpy(e->message, msg, sizeof msg);
+    if (now[0]) srv_err_rename(e, now);
 }
 
 int srv_parse_responses(const char *body, size_t len, srv_ask *a, srv_err *e) {

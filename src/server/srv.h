@@ -60,6 +60,8 @@ typedef struct {
     char message[512];
 } srv_err;
 
+/* The error said of another field: param now, and so in its message. */
+void srv_err_rename(srv_err *e, const char *now);
 /* Fills e and returns -1. */
 int srv_fail(srv_err *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
 #if defined(__GNUC__)

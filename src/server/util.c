@@ -214,3 +214,15 @@ const srv_call *srv_choice_call(const srv_choice *c, int k, const char **args, s
     *n = !call ? 0 : *whole ? strlen(*args) : c->live_args.n;
     return call;
 }
+
+/* The error said of another field: param now, and in the message the old
+ * param's name replaced by it (once). */
+void srv_err_rename(srv_err *e, const char *now) {
+    char old[sizeof e->param], msg[sizeof e->message];
+    snprintf(old, sizeof old, "%s", e->param);
+    snprintf(e->param, sizeof e->param, "%s", now);
+    const char *at = old[0] ? strstr(e->message, old) : NULL;
+    if (!at) return;
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - e->message), e->message, now, at + strlen(old));
+    memcpy(e->message, msg, sizeof msg);
+}

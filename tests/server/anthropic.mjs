@@ -102,10 +102,14 @@ try {
     assert.ok(n.input_tokens > 300, 'the tools and the calls are in the prompt');
   });
 
-  await check('errors in Anthropic\'s shape: a missing max_tokens, an image, a bad role, a wrong key', async () => {
+  await check('errors in Anthropic\'s shape: a missing max_tokens, an image, a bad role, bad tools, a wrong key', async () => {
     for (const [body, what] of [[{ messages: USER }, /max_tokens/],
                                 [{ max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'image', source: {} }] }] }, /image/],
-                                [{ max_tokens: 4, messages: [{ role: 'robot', content: 'x' }] }, /role/]]) {
+                                [{ max_tokens: 4, messages: [{ role: 'robot', content: 'x' }] }, /role/],
+                                // the chat request's errors named by the fields sent
+                                [{ max_tokens: 4, messages: USER, tools: [TOOLS[0], { name: 'a b', input_schema: {} }] },
+                                 /'tools\.1\.name'/],
+                                [{ max_tokens: 4, messages: USER, tools: [{ name: 'f', input_schema: 'x' }] }, /'tools\.0\.input_schema'/]]) {
       const r = await fetch(`${s.base}/v1/messages`, { method: 'POST', body: JSON.stringify({ model: 'dsc', ...body }),
                                                        headers: { 'content-type': 'application/json', 'x-api-key': KEY } });
       assert.equal(r.status, 400);
