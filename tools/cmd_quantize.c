@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/dist.h"
 
 #define KLD_STEP 128 /* positions evaluated per dsc_eval: bounds the logits buffers */
 
@@ -338,9 +339,17 @@ static void kld_report(const cli_opts *o, const kld_state *s, int agree, int n_c
     }
 }
 
+/* After an MPI job's share of the work: rc, or 1 with one line when another
+ * rank failed (that rank said why); every rank calls it. */
+static int ranks_join(int rc, const char *cmd) {
+    if (dist_size() <= 1 || !dist_any(rc != 0) || rc) return rc;
+    return cli_die("%s: rank %d of %d: another rank failed (its message says why)", cmd, dist_rank(), dist_size());
+}
+
 int cmd_kld(const cli_opts *o) {
     if (!o->model2) return cli_die("kld: give two models (-m A -m B)");
     if (o->n_gen < 1) return cli_die("kld: -n must be at least 1");
+    if (dist_init(NULL, NULL)) return cli_die_status();
     int n_ctx = o->n_ctx;
     kld_state s = {0};
     dsc_model_info info[2];
@@ -349,17 +358,21 @@ int cmd_kld(const cli_opts *o) {
     const int v = rc ? 0 : info[0].vocab_size;
     if (!rc) rc = make_tokens(o, o->n_gen, v, &s.ids, &n);
     s.n = n;
-    if (!rc && !(s.kl = malloc(sizeof *s.kl * (size_t)n))) rc = cli_die("out of memory");
+    if (!rc && !(s.kl = calloc((size_t)n, sizeof *s.kl))) rc = cli_die("out of memory");
     const double t0 = now_s();
-    for (int pos = 0; pos < n && !rc;) { /* each window from an empty cache */
+    for (int pos = 0, wi = 0; pos < n && !rc; wi++) { /* each window from an empty cache; MPI rank r: every R-th */
         const int w = n - pos < n_ctx ? n - pos : n_ctx;
-        for (int i = 0; i < 2 && !rc; i++)
+        for (int i = 0; i < 2 && !rc && wi % dist_size() == dist_rank(); i++)
             if (dsc_ctx_truncate(s.c[i], 0)) rc = cli_die_status();
-        for (int k = 0; k < w && !rc; k += KLD_STEP)
+        for (int k = 0; k < w && !rc && wi % dist_size() == dist_rank(); k += KLD_STEP)
             rc = kld_step(&s, pos + k, w - k < KLD_STEP ? w - k : KLD_STEP, v, &agree);
         pos += w;
     }
-    if (!rc) {
+    rc = ranks_join(rc, "kld");
+    double tot[3] = {s.nll[0], s.nll[1], agree};
+    if (!rc && dist_size() > 1 && (dist_sum_f64(s.kl, (size_t)n) || dist_sum_f64(tot, 3))) rc = cli_die_status();
+    s.nll[0] = tot[0], s.nll[1] = tot[1], agree = (int)tot[2];
+    if (!rc && dist_rank() == 0) {
         kld_report(o, &s, agree, n_ctx);
         double secs = now_s() - t0;
         fprintf(stderr,
@@ -376,6 +389,7 @@ int cmd_kld(const cli_opts *o) {
 int cmd_perplexity(const cli_opts *o) {
     if (!o->file) return cli_die("perplexity: give the text to score (-f FILE)");
     if (o->n_gen < 1) return cli_die("perplexity: -n must be at least 1");
+    if (dist_init(NULL, NULL)) return cli_die_status();
     dsc_model *m = NULL;
     dsc_ctx *ctx = NULL;
     dsc_model_info info;
@@ -406,7 +420,7 @@ int cmd_perplexity(const cli_opts *o) {
     double sum = 0, sum2 = 0; /* the NLLs and their squares */
     long long count = 0;
     const double t0 = now_s();
-    for (int c = 0; c < n_chunks && !rc; c++) {
+    for (int c = dist_rank(); c < n_chunks && !rc; c += dist_size()) { /* MPI rank r: every R-th chunk */
         int32_t *t = ids + (size_t)c * chunk;
         const int32_t keep = t[0];
         if (info.bos_token_id >= 0) t[0] = info.bos_token_id; /* as llama-perplexity: each chunk starts a text */
@@ -431,10 +445,14 @@ int cmd_perplexity(const cli_opts *o) {
             }
         }
         t[0] = keep;
-        if (!rc && !o->json)
+        if (!rc && !o->json && dist_size() == 1)
             fprintf(stderr, "[%d]%.4f%s", c + 1, exp(sum / (double)count), c + 1 < n_chunks ? "," : "\n");
     }
-    if (!rc) {
+    rc = ranks_join(rc, "perplexity");
+    double tot[3] = {sum, sum2, (double)count};
+    if (!rc && dist_size() > 1 && dist_sum_f64(tot, 3)) rc = cli_die_status();
+    sum = tot[0], sum2 = tot[1], count = (long long)tot[2];
+    if (!rc && dist_rank() == 0) {
         const double mean = sum / (double)count, ppl = exp(mean);
         double var = sum2 / (double)count - mean * mean, err = 0;
         if (var > 0 && count > 1) err = ppl * sqrt(var / (double)(count - 1));

@@ -6,8 +6,8 @@
 # order: the same bits), and --accum 2 on 2 ranks those of --accum 4 up to the
 # order of the sums; sft alike; --resume on 2 ranks is exact; only rank 0
 # writes; grpo on 2 ranks (one with no prompt of its own) is deterministic;
-# eval on 2 ranks writes what one process writes; an error on the ranks is
-# one line each and a non-zero exit. Without MPI: a
+# eval on 2 ranks writes what one process writes, perplexity and kld give its
+# figures; an error on the ranks is one line each and a non-zero exit. Without MPI: a
 # job of 2 ranks is refused in one line.
 set -u
 DSC=$1
@@ -116,6 +116,20 @@ rc=$?
 if [ $rc -ne 0 ] && [ "$(grep -c 'none.jsonl' "$W/err")" -eq 2 ] && ! grep -q "MPI_ABORT" "$W/err"; then
     ok "eval of a missing task file on 2 ranks: one line each, no abort, exit $rc"
 else ko "eval of a missing task file on 2 ranks: exit $rc: $(head -5 "$W/err")"; fi
+
+# perplexity and kld: the ranks share the chunks / windows; the same figures as one process
+for cmd in "perplexity -m $W/one2 -f $ROOT/tests/data/train_text.txt -c 32" "kld -m $W/one2 -m $W/one4 -n 200 -c 48"; do
+    name=${cmd%% *}
+    "$DSC" $cmd --json -t 1 >"$W/$name.1" 2>/dev/null
+    $MPI "$DSC" $cmd --json -t 1 >"$W/$name.2" 2>/dev/null
+    check "$name on 2 ranks = one process" python3 - "$W/$name.1" "$W/$name.2" <<'PY'
+import json, math, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a.keys() == b.keys() and len(a) >= 5, (a, b)
+for k in a:  # the sums over the ranks added in another order: the last bits may differ
+    assert a[k] == b[k] or (isinstance(a[k], float) and math.isclose(a[k], b[k], rel_tol=1e-12)), (k, a[k], b[k])
+PY
+done
 
 # errors: one line from each rank, the job's exit non-zero, no output directory
 $MPI "$DSC" $TRAIN --accum 1 --seq 4096 -o "$W/bad" >"$W/out" 2>"$W/err"
