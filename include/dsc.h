@@ -473,8 +473,9 @@ int dsc_json_mask_accept(const dsc_json_mask *m, dsc_json_state *st, int32_t id)
 /* Structured output: one JSON object a JSON Schema accepts                  */
 
 /* A schema compiled (src/runtime/json_schema.c lists what it takes; other
- * keywords, and alternatives that begin alike, are refused with an error
- * naming the place, DSC_ERR_ARG). The root must be an object. */
+ * keywords, and alternatives that begin alike, but objects told apart by a
+ * tag, are refused with an error naming the place, DSC_ERR_ARG). The root
+ * must be an object. */
 typedef struct dsc_json_schema dsc_json_schema;
 dsc_status dsc_json_schema_new(const char *json, size_t len, dsc_json_schema **out);
 void dsc_json_schema_free(dsc_json_schema *s);

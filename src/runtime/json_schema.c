@@ -12,7 +12,9 @@
  * additionalProperties only a property not yet given can be begun, '}'
  * only once the required ones are in, ',' only while one is left.
  * Alternatives (anyOf, oneOf, a list of types) are told apart by their
- * first byte; a schema whose alternatives begin alike is refused, as are
+ * first byte, and objects by a tag (tagged_union: a property each fixes to
+ * its own value, written first); a schema whose alternatives begin alike
+ * otherwise is refused, as are
  * keywords that would need more than this (formats other than those
  * below, patterns beyond json_regex.h's, ...), so an answer
  * never breaks a rule the schema states.
@@ -78,6 +80,7 @@ typedef __int128 i128;
 typedef struct {
     uint8_t kind;
     uint8_t extra;     /* object: keys besides its properties allowed (their values: node `items`) */
+    uint8_t tagged;    /* object: the opening of a tagged union (below): its one key the tag */
     uint16_t first, n; /* object: its properties; enum: its texts; anyof: its alternatives */
     uint16_t items;    /* array: the items' node; object: other keys' values' node */
     uint32_t min, max; /* array: items; string: characters (max NONE: no bound) */
@@ -149,7 +152,7 @@ static int cmp_item(const void *a, const void *b) {
 
 static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id",
                                           "$comment", "readOnly", "writeOnly", "deprecated", "$defs", "definitions",
-                                          "strict", NULL};
+                                          "strict", "discriminator", NULL};
 static const char *const applied[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                       "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf",
                                       "allOf", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -639,14 +642,80 @@ static void first_bytes(const dsc_json_schema *s, int id, uint8_t set[256], int 
     }
 }
 
-/* Each alternative's first bytes: none shared (else the schema is refused). */
+/* The value of property `name` of object node o when the schema fixes it
+ * (a const, an enum of one): its item, or -1. */
+static int fixed_value(const dsc_json_schema *s, const snode *o, const char *name) {
+    for (int k = 0; k < o->n; k++) {
+        const sitem *p = &s->item[o->first + k];
+        if (strcmp(p->text, name)) continue;
+        const snode *v = &s->node[p->node];
+        return v->kind == K_ENUM && v->n == 1 ? v->first : -1;
+    }
+    return -1;
+}
+
+/* Alternatives that are objects told apart by a property each fixes to
+ * its own value (pydantic's discriminated unions: a Literal field, the
+ * OpenAPI discriminator): a tagged union. Its objects open with that
+ * property, the tag, and its value picks the alternative: node `tagged`
+ * (an object of the tag alone, its value an enum of theirs, each item
+ * naming its alternative) stands for them, in alt at slot; -1 when they
+ * are not such (no property that every one fixes to values all different). */
+static int tagged_union(dsc_json_schema *s, const snode *n, int *slot) {
+    int objs[64], k = 0;
+    for (int i = 0; i < n->n; i++)
+        if (s->node[s->alt[n->first + i]].kind == K_OBJECT) {
+            if (k == 64) return -1;
+            if (!k) *slot = i;
+            objs[k++] = s->alt[n->first + i];
+        }
+    if (k < 2 || s->n_node + 2 > MAX_NODES) return -1;
+    const snode *o0 = &s->node[objs[0]];
+    for (int t = 0; t < o0->n; t++) { /* a candidate tag: each of o0's properties */
+        const char *tag = s->item[o0->first + t].text;
+        int vals[64], ok = 1;
+        for (int j = 0; j < k && ok; j++) {
+            vals[j] = fixed_value(s, &s->node[objs[j]], tag);
+            ok = vals[j] >= 0;
+            for (int i = 0; i < j && ok; i++) ok = strcmp(s->item[vals[i]].text, s->item[vals[j]].text) != 0;
+        }
+        if (!ok) continue;
+        /* the enum of the tag's values, each item's node its object; then the object of the tag alone */
+        const int en = s->n_node++, first = s->n_item;
+        for (int j = 0; j < k; j++) {
+            char *text = strdup(s->item[vals[j]].text);
+            if (!text || push_item(s, text, (uint16_t)objs[j])) return free(text), -2;
+        }
+        qsort(s->item + first, (size_t)k, sizeof *s->item, cmp_item);
+        memset(&s->node[en], 0, sizeof s->node[en]);
+        s->node[en].kind = K_ENUM, s->node[en].first = (uint16_t)first, s->node[en].n = (uint16_t)k, s->node[en].max = NONE;
+        const int ob = s->n_node++;
+        char *name = strdup(tag);
+        if (!name || push_item(s, name, (uint16_t)en)) return free(name), -2;
+        memset(&s->node[ob], 0, sizeof s->node[ob]);
+        s->node[ob].kind = K_OBJECT, s->node[ob].first = (uint16_t)(s->n_item - 1), s->node[ob].n = 1;
+        s->node[ob].required = 1, s->node[ob].tagged = 1, s->node[ob].max = NONE;
+        return ob;
+    }
+    return -1;
+}
+
+/* Each alternative's first bytes: none shared (else the schema is refused),
+ * but for objects of a tagged union, which share '{'. */
 static dsc_status build_picks(dsc_json_schema *s) {
     for (int id = 0; id < s->n_node; id++) {
         snode *n = &s->node[id];
         if (n->kind != K_ANYOF) continue;
         if (!(n->pick = calloc(256, 1))) return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+        int slot = -1;
+        const int tu = tagged_union(s, n, &slot);
+        if (tu == -2) return dsc_fail(DSC_ERR_NOMEM, "json_schema: out of memory");
+        n = &s->node[id]; /* (nodes appended: the array itself does not move) */
+        if (tu >= 0) n->pick['{'] = (uint8_t)(slot + 1), s->alt[n->first + slot] = (uint16_t)tu;
         for (int i = 0; i < n->n; i++) {
             uint8_t set[256] = {0};
+            if (tu >= 0 && i != slot && s->node[s->alt[n->first + i]].kind == K_OBJECT) continue; /* the union's */
+            if (tu >= 0 && i == slot) continue;
             first_bytes(s, s->alt[n->first + i], set, 0);
             for (int b = 0; b < 256; b++) {
                 if (!set[b]) continue;
@@ -737,6 +806,18 @@ static int top_is_object(const dsc_schema_state *st) { return (int)(st->kinds >>
 static void value_done(const dsc_json_schema *s, dsc_schema_state *st) {
     (void)s;
     st->mode = st->depth ? M_AFTER : M_DONE;
+}
+
+/* An enum's value whole: item `item`. The tag of a tagged union's object
+ * picks the alternative: the object goes on as that one, the tag given. */
+static void enum_done(const dsc_json_schema *s, dsc_schema_state *st, uint16_t item) {
+    if (st->depth && top_is_object(st) && s->node[st->node[st->depth - 1]].tagged) {
+        const snode *u = &s->node[st->node[st->depth - 1]], *o = &s->node[s->item[item].node];
+        st->node[st->depth - 1] = s->item[item].node, st->seen[st->depth - 1] = 0;
+        for (int k = 0; k < o->n; k++)
+            if (!strcmp(s->item[o->first + k].text, s->item[u->first].text)) st->seen[st->depth - 1] = (uint64_t)1 << k;
+    }
+    value_done(s, st);
 }
 
 static int push(dsc_schema_state *st, uint16_t node, int object) {
@@ -1200,14 +1281,15 @@ static int step(const dsc_json_schema *s, dsc_schema_state *st, unsigned c) {
         while (hi < st->hi && st->pos < s->item[hi].len && (unsigned char)s->item[hi].text[st->pos] == c) hi++;
         if (lo < hi) {
             st->lo = lo, st->hi = hi, st->pos++;
-            if (hi - lo == 1 && s->item[lo].len == st->pos) value_done(s, st); /* whole, and no longer one goes on */
+            if (hi - lo == 1 && s->item[lo].len == st->pos) enum_done(s, st, lo); /* whole, and no longer one goes on */
             return 0;
         }
         /* a value whole (a number that another extends, as 1 and 12) ends here; c follows it */
-        int whole = 0;
-        for (uint16_t i = st->lo; i < st->hi && !whole; i++) whole = s->item[i].len == st->pos;
-        if (!whole) return -1;
-        value_done(s, st);
+        int whole = -1;
+        for (uint16_t i = st->lo; i < st->hi && whole < 0; i++)
+            if (s->item[i].len == st->pos) whole = i;
+        if (whole < 0) return -1;
+        enum_done(s, st, (uint16_t)whole);
         return step(s, st, c);
     }
     default: /* M_DONE */

@@ -439,6 +439,23 @@ async function main() {
     let text = '';
     for await (const ch of st) text += ch.choices[0]?.delta?.content ?? '';
     assert.equal(text, first);
+    // a tagged union (pydantic's discriminated Union[Cat, Dog]): the tag first, then the alternative it names
+    const pets = { $defs: { Cat: { type: 'object', properties: { kind: { const: 'cat' }, lives: { type: 'integer', minimum: 1, maximum: 9 } },
+                                   required: ['kind', 'lives'], additionalProperties: false },
+                            Dog: { type: 'object', properties: { kind: { const: 'dog' }, good: { type: 'boolean' } },
+                                   required: ['kind', 'good'], additionalProperties: false } },
+                   type: 'object', properties: { pet: { oneOf: [{ $ref: '#/$defs/Cat' }, { $ref: '#/$defs/Dog' }],
+                                                        discriminator: { propertyName: 'kind' } } },
+                   required: ['pet'], additionalProperties: false };
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await ai.chat.completions.create({ model: 'dsc', messages: msgs, max_tokens: 200, temperature: 1, seed, logit_bias: bias,
+        response_format: { type: 'json_schema', json_schema: { name: 'Pets', strict: true, schema: pets } } });
+      const { pet } = JSON.parse(r.choices[0].message.content);
+      assert.ok(pet.kind === 'cat' ? Number.isInteger(pet.lives) && pet.lives >= 1 && pet.lives <= 9 && Object.keys(pet).length === 2
+                                   : pet.kind === 'dog' && typeof pet.good === 'boolean' && Object.keys(pet).length === 2,
+                r.choices[0].message.content);
+      assert.ok(/^\s*\{\s*"pet"\s*:\s*\{\s*"kind"/.test(r.choices[0].message.content), `the tag first: ${JSON.stringify(r.choices[0].message.content)}`);
+    }
     // refused: what the grammar cannot hold to, named
     for (const [sch, what] of [[{ type: 'object', properties: { d: { type: 'string', format: 'uri' } } }, /format 'uri'/],
                                [{ type: 'object', properties: { n: { type: ['integer', 'number'] } } }, /alike/],

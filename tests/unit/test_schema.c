@@ -88,6 +88,18 @@ static const char *const schemas[] = {
     "\"exclusiveMinimum\":0},\"seven\":{\"type\":\"integer\",\"multipleOf\":7,\"minimum\":1000,\"maximum\":1010},"
     "\"tenth\":{\"type\":[\"number\",\"null\"],\"multipleOf\":0.1}},\"required\":[\"q\",\"even\",\"cents\",\"seven\"],"
     "\"additionalProperties\":false}",
+    /* a tagged union, as pydantic writes Union[Cat, Dog, Lizard] with Field(discriminator="pet_type"); the generator
+     * writes the tag first */
+    "{\"$defs\":{\"Cat\":{\"type\":\"object\",\"properties\":{\"pet_type\":{\"const\":\"cat\",\"type\":\"string\"},"
+    "\"meows\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9}},\"required\":[\"pet_type\",\"meows\"],"
+    "\"additionalProperties\":false},\"Dog\":{\"type\":\"object\",\"properties\":{\"pet_type\":{\"const\":\"dog\","
+    "\"type\":\"string\"},\"barks\":{\"type\":\"boolean\"},\"name\":{\"type\":\"string\",\"maxLength\":4}},"
+    "\"required\":[\"pet_type\",\"barks\"],\"additionalProperties\":false},\"Lizard\":{\"type\":\"object\","
+    "\"properties\":{\"pet_type\":{\"enum\":[\"lizard\"]},\"scales\":{\"type\":\"integer\"}},\"required\":[\"pet_type\"]}},"
+    "\"type\":\"object\",\"properties\":{\"pet\":{\"anyOf\":[{\"$ref\":\"#/$defs/Cat\"},{\"$ref\":\"#/$defs/Dog\"},"
+    "{\"$ref\":\"#/$defs/Lizard\"}],\"discriminator\":{\"propertyName\":\"pet_type\"}},\"pets\":{\"type\":\"array\","
+    "\"items\":{\"anyOf\":[{\"$ref\":\"#/$defs/Cat\"},{\"$ref\":\"#/$defs/Dog\"},{\"type\":\"null\"}]},\"maxItems\":3}},"
+    "\"required\":[\"pet\"],\"additionalProperties\":false}",
 };
 enum { N_SCHEMAS = sizeof schemas / sizeof schemas[0] };
 
@@ -397,6 +409,11 @@ static void gen_object(const cJSON *doc, const cJSON *s, int depth, buf *b) {
         const cJSON *t = keys[i];
         keys[i] = keys[j], keys[j] = t;
     }
+    for (int i = 1; i < n; i++) /* but a tagged union's tag (schema 10's) first, as the grammar writes it */
+        if (!strcmp(keys[i]->string, "pet_type")) {
+            const cJSON *t = keys[0];
+            keys[0] = keys[i], keys[i] = t;
+        }
     puts_(b, "{");
     ws(b);
     for (int i = 0; i < n; i++) {
@@ -686,6 +703,11 @@ static void test_refused(void) {
         {"{\"type\":\"array\"}", "root"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}", "alike"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"enum\":[\"a\"]},{\"type\":\"string\"}]}}}", "alike"},
+        /* objects without a property each fixes to its own value: no tag */
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}},"
+         "{\"type\":\"object\",\"properties\":{\"b\":{\"type\":\"string\"}}}]}}}", "alike"},
+        {"{\"type\":\"object\",\"properties\":{\"x\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"t\":{\"const\":1}}},"
+         "{\"type\":\"object\",\"properties\":{\"t\":{\"const\":1}}}]}}}", "alike"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#/$defs/None\"}}}", "'$ref'"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}}}", "minItems"},
         {"{\"type\":\"object\",\"properties\":{\"x\":{\"enum\":[]}}}", "'enum'"},
@@ -889,6 +911,20 @@ static void test_cases(void) {
         {9, "{\"tenth\":1.23", -1},
         {9, "{\"tenth\":1e1", -1},       /* no exponent */
         {9, "{\"tenth\":-0.7,", 0},
+        {10, "{\"pet\":{\"pet_type\":\"dog\",\"barks\":true,\"name\":\"Rex\"},\"pets\":[{\"pet_type\":\"cat\",\"meows\":3},null]}", 1},
+        {10, "{\"pet\":{\"pet_type\":\"lizard\",\"other\"", -1}, /* properties given: no other keys written */
+        {10, "{\"pet\":{\"pet_type\":\"lizard\",\"scales\":-2}}", 1},
+        {10, "{\"pet\":{\"pet_type\":\"lizard\"}}", 1},
+        {10, "{\"pet\":{\"barks\"", -1},                 /* the tag first */
+        {10, "{\"pet\":{}", -1},
+        {10, "{\"pet\":{\"pet_type\":\"cow\"", -1},
+        {10, "{\"pet\":{\"pet_type\":\"cat\",\"barks\"", -1}, /* a Cat does not bark */
+        {10, "{\"pet\":{\"pet_type\":\"cat\",\"pet_type\"", -1}, /* the tag once */
+        {10, "{\"pet\":{\"pet_type\":\"cat\"}", -1},    /* meows required */
+        {10, "{\"pet\":{\"pet_type\":\"cat\",\"meows\":10", -1},
+        {10, "{\"pet\":{\"pet_type\":\"dog\",\"name\":\"Rexie\"", -1},
+        {10, "{\"pets\":[{\"pet_type\":\"lizard\"", -1}, /* not among the items' alternatives */
+        {10, "{\"pets\":[null,{\"pet_type\":\"dog\",\"barks\":false}],\"pet\":{\"pet_type\":\"cat\",\"meows\":0}}", 1},
     };
     dsc_json_schema *s[N_SCHEMAS];
     for (int i = 0; i < N_SCHEMAS; i++)
