@@ -75,7 +75,7 @@ void dsc_model_free(dsc_model *model);
 dsc_status dsc_model_resident(const dsc_model *model, int64_t *resident, int64_t *huge);
 
 typedef struct {
-    const char *model_type;   /* "deepseek_v2" / "deepseek_v3"            */
+    const char *model_type;   /* "deepseek_v2" / "deepseek_v3" / "deepseek_v32" */
     int32_t vocab_size;
     int32_t hidden_size;
     int32_t n_layers;         /* num_hidden_layers (MTP layers not counted) */
@@ -97,6 +97,10 @@ typedef struct {
                               /* it for its last token only                    */
     int32_t qk_nope_head_dim; /* a head's query/key dims without RoPE        */
     int32_t v_head_dim;       /* a head's value dims                          */
+    int32_t index_topk;       /* DeepSeek-V3.2: positions a query keeps; 0 for */
+                              /* every other model (dense attention)          */
+    int32_t index_n_heads;    /* its indexer's heads                           */
+    int32_t index_head_dim;   /* and their dims                                */
 } dsc_model_info;
 
 /* Fills *info; the strings are borrowed from the model. */

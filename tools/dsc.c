@@ -631,6 +631,9 @@ static int cmd_info(const cli_opts *o) {
            i.model_type, i.vocab_size, i.hidden_size, i.n_layers, i.n_heads, i.kv_lora_rank, i.qk_rope_head_dim,
            i.n_routed_experts, i.n_experts_per_tok, (long long)i.n_params, i.weight_bytes / 1048576.0,
            i.n_layers * (i.kv_lora_rank + i.qk_rope_head_dim) * 4);
+    if (i.index_topk > 0) /* V3.2: and each position's index key, FP8 + F32 scales per 128 */
+        printf("sparse attention  indexer %d heads x %d, top %d positions; index keys / token %d B\n", i.index_n_heads,
+               i.index_head_dim, i.index_topk, i.n_layers * (i.index_head_dim + i.index_head_dim / 128 * 4));
     dsc_model_free(s.model);
     return 0;
 }

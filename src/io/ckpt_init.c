@@ -38,6 +38,7 @@
 #include "core/status.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 
 #define CI_MAX_TENSORS (1 << 23)   /* DeepSeek-V3 671B has ~92k                 */
 #define CI_CHUNK ((size_t)1 << 20) /* elements generated per write (4 MB of F32) */
@@ -123,24 +124,6 @@ static inline uint16_t ci_bf16(float x) { /* round to nearest even; x is finite 
     return (uint16_t)(u >> 16);
 }
 
-/* OCP e4m3fn: bias 7, max 448, no infinities; round to nearest even and
- * saturate at +-448 (code 0x7E). */
-static inline uint8_t ci_e4m3(float x) {
-    float a = fabsf(x);
-    uint8_t sign = x < 0 ? 0x80 : 0;
-    uint32_t code;
-    if (a < 0.015625f) { /* below 2^-6: subnormal steps of 2^-9 */
-        float q = (a * 512.0f + 8388608.0f) - 8388608.0f; /* rint by the float adder */
-        code = (uint32_t)q;                               /* 0..8; 8 is 2^-6 */
-    } else {
-        uint32_t u;
-        memcpy(&u, &a, 4);
-        u += 0x7FFFF + ((u >> 20) & 1); /* keep 3 mantissa bits */
-        code = (u >> 20) - (120u << 3); /* rebias the exponent 127 -> 7 */
-        if (code > 0x7E) code = 0x7E;
-    }
-    return (uint8_t)(sign | code);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Plan                                                                      */
@@ -231,6 +214,15 @@ static void ci_layer(ci_plan *p, int i, int fp8_ok) {
     ci_norm(p, c->kv_lora_rank, NAME("self_attn.kv_a_layernorm.weight"));
     ci_mat(p, fp8_ok, h * (c->qk_nope_head_dim + c->v_head_dim), c->kv_lora_rank, NAME("self_attn.kv_b_proj.weight"));
     ci_mat(p, fp8_ok, d, h * c->v_head_dim, NAME("self_attn.o_proj.weight"));
+    if (c->index_topk > 0) { /* DeepSeek-V3.2's indexer: weights_proj stays BF16, as released */
+        const int64_t hi = c->index_n_heads, di = c->index_head_dim;
+        ci_mat(p, fp8_ok, hi * di, c->q_lora_rank, NAME("self_attn.indexer.wq_b.weight"));
+        ci_mat(p, fp8_ok, di, d, NAME("self_attn.indexer.wk.weight"));
+        ci_norm(p, di, NAME("self_attn.indexer.k_norm.weight"));
+        ci_add(p, CI_BIAS, p->wtype == CI_W_F32 ? ST_F32 : ST_BF16, 1, 1, di, "model.layers.%d.self_attn.indexer.k_norm.bias",
+               i);
+        ci_mat(p, 0, hi, d, NAME("self_attn.indexer.weights_proj.weight"));
+    }
     ci_norm(p, d, NAME("post_attention_layernorm.weight"));
     if (!config_layer_is_moe(c, i)) {
         ci_mlp(p, fp8_ok, NAME("mlp"), c->intermediate_size);
@@ -426,7 +418,7 @@ static dsc_status ci_chunk_fp8(const ci_job *j, const ci_tensor *t, int64_t r0, 
         }
     for (size_t bc = 0; bc < nbc; bc++) b->scale[bc] = b->scale[bc] > 0 ? b->scale[bc] / 448.0f : 1.0f;
     for (size_t r = 0; r < nr; r++)
-        for (size_t c = 0; c < cols; c++) b->o[r * cols + c] = ci_e4m3(b->f[r * cols + c] / b->scale[c / CI_BLOCK]);
+        for (size_t c = 0; c < cols; c++) b->o[r * cols + c] = kern_f32_to_e4m3(b->f[r * cols + c] / b->scale[c / CI_BLOCK]);
     dsc_status s = fio_pwrite_all(j->fd, b->o, nr * cols, j->base + t->offset + (uint64_t)r0 * cols, j->path);
     if (s) return s;
     return fio_pwrite_all(j->fd, b->scale, nbc * 4, j->base + st->offset + (uint64_t)(r0 / CI_BLOCK) * nbc * 4, j->path);

@@ -174,6 +174,16 @@ static dsc_status cfg_validate(const char *name, dsc_config *c) {
     if (c->n_heads * hd > CFG_MAX_DIM)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'num_attention_heads' = %d times the head dims exceeds %d", name,
                         c->n_heads, CFG_MAX_DIM);
+    if (c->index_topk > 0) {
+        if (c->q_lora_rank < 1)
+            return dsc_fail(DSC_ERR_CONFIG, "%s: deepseek_v32 needs 'q_lora_rank' (its indexer reads the query latent)", name);
+        if (c->kv_lora_rank % 128)
+            return dsc_fail(DSC_ERR_CONFIG, "%s: field 'kv_lora_rank' = %d must be a multiple of 128 in deepseek_v32 "
+                            "(the latent cache is rounded to FP8 by blocks of 128)", name, c->kv_lora_rank);
+        if (c->qk_rope_head_dim > c->index_head_dim)
+            return dsc_fail(DSC_ERR_CONFIG, "%s: field 'qk_rope_head_dim' = %d exceeds 'index_head_dim' = %d", name,
+                            c->qk_rope_head_dim, c->index_head_dim);
+    }
     if (c->n_routed_experts == 0) return DSC_OK;
     if (c->n_experts_per_tok < 1 || c->n_experts_per_tok > c->n_routed_experts)
         return dsc_fail(DSC_ERR_CONFIG, "%s: field 'num_experts_per_tok' = %d must be in [1, n_routed_experts = %d]", name,
@@ -192,17 +202,33 @@ static dsc_status cfg_validate(const char *name, dsc_config *c) {
     return DSC_OK;
 }
 
+/* DeepSeek-V3.2's indexer: its heads, head dim and positions kept. The
+ * head dim is a power of two (a Hadamard transform) of whole FP8 blocks of
+ * 128, and takes the rope dims first. */
+static dsc_status cfg_index(const cfg_reader *r, dsc_config *c) {
+    dsc_status s;
+    if ((s = cfg_int(r, "index_n_heads", 0, 0, 1, 1024, &c->index_n_heads)) ||
+        (s = cfg_int(r, "index_head_dim", 0, 0, 128, 65536, &c->index_head_dim)) ||
+        (s = cfg_int(r, "index_topk", 0, 0, 1, INT32_MAX, &c->index_topk)))
+        return s;
+    if (c->index_head_dim & (c->index_head_dim - 1))
+        return dsc_fail(DSC_ERR_CONFIG, "%s: field 'index_head_dim' = %d must be a power of two", r->name,
+                        c->index_head_dim);
+    return DSC_OK;
+}
+
 static dsc_status cfg_read(const cfg_reader *r, dsc_config *c) {
-    static const char *const types[] = {"deepseek_v2", "deepseek_v3"};
+    static const char *const types[] = {"deepseek_v2", "deepseek_v3", "deepseek_v32"};
     static const char *const topk[] = {"greedy", "group_limited_greedy", "noaux_tc"};
     static const char *const score[] = {"softmax", "sigmoid"};
     static const char *const act[] = {"silu"};
     int arch = 0, tm = 0, sf = 0, hact = 0, bias = 0;
     dsc_status s;
     double f;
-    if ((s = cfg_enum(r, "model_type", NULL, types, 2, &arch))) return s;
-    c->arch = (dsc_arch)arch;
+    if ((s = cfg_enum(r, "model_type", NULL, types, 3, &arch))) return s;
     snprintf(c->model_type, sizeof c->model_type, "%s", types[arch]);
+    if (arch == 2 && (s = cfg_index(r, c))) return s;
+    c->arch = arch == 2 ? DSC_ARCH_V3 : (dsc_arch)arch; /* V3.2 is V3 with the indexer */
     if ((s = cfg_int(r, "vocab_size", 0, 0, 1, CFG_MAX_VOCAB, &c->vocab_size)) ||
         (s = cfg_int(r, "hidden_size", 0, 0, 1, CFG_MAX_DIM, &c->hidden_size)) ||
         (s = cfg_int(r, "intermediate_size", 0, 0, 1, CFG_MAX_DIM, &c->intermediate_size)) ||
@@ -290,7 +316,8 @@ static const struct {
     CFG_I("bos_token_id", bos_token_id), CFG_I("eos_token_id", eos_token_id), CFG_I("rope_scaling", yarn_factor),
     CFG_I("rope_scaling", yarn_mscale), CFG_I("rope_scaling", yarn_mscale_all_dim),
     CFG_I("rope_scaling", yarn_beta_fast), CFG_I("rope_scaling", yarn_beta_slow),
-    CFG_I("rope_scaling", yarn_original_max_pos),
+    CFG_I("rope_scaling", yarn_original_max_pos), CFG_I("index_n_heads", index_n_heads),
+    CFG_I("index_head_dim", index_head_dim), CFG_I("index_topk", index_topk),
 };
 #undef CFG_I
 

@@ -38,6 +38,10 @@ typedef struct {
     /* rope_scaling: YaRN, or none (yarn_factor = 0). */
     double yarn_factor, yarn_mscale, yarn_mscale_all_dim, yarn_beta_fast, yarn_beta_slow;
     int32_t yarn_original_max_pos;
+    /* DeepSeek-V3.2 (model_type deepseek_v32, arch V3): sparse attention. A
+     * lightning indexer of index_n_heads heads of index_head_dim picks each
+     * query's index_topk positions; index_topk 0 for every other model. */
+    int32_t index_n_heads, index_head_dim, index_topk;
     /* quantization_config.weight_block_size for FP8 weights. */
     int32_t fp8_block_rows, fp8_block_cols;
 } dsc_config;

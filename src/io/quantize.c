@@ -266,10 +266,11 @@ static int is_head(const char *n) {
            (starts_with(n, "model.layers.") && ends_with(n, ".shared_head.head.weight"));
 }
 
-/* A projection inside a decoder (or MTP) layer: not the router, eh_proj or an embedding. */
+/* A projection inside a decoder (or MTP) layer: not the router, eh_proj, an embedding or V3.2's
+ * indexer head weights (64 x D, a part of a layer's bytes that sets which positions are kept). */
 static int is_projection(const char *n) {
     return starts_with(n, "model.layers.") && !ends_with(n, ".mlp.gate.weight") && !ends_with(n, ".eh_proj.weight") &&
-           !ends_with(n, ".embed_tokens.weight");
+           !ends_with(n, ".embed_tokens.weight") && !ends_with(n, ".indexer.weights_proj.weight");
 }
 
 static qz_op qz_classify(const qz_plan *p, const st_tensor *t) {

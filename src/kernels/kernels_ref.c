@@ -28,6 +28,25 @@ float kern_f16_to_f32(uint16_t h) {
 }
 
 /* OCP FP8 E4M3 ("e4m3fn"): bias 7, no infinities, S.1111.111 is NaN, max 448. */
+/* OCP e4m3fn: bias 7, max 448, no infinities; round to nearest even and
+ * saturate at +-448 (code 0x7E). */
+uint8_t kern_f32_to_e4m3(float x) {
+    float a = fabsf(x);
+    uint8_t sign = x < 0 ? 0x80 : 0;
+    uint32_t code;
+    if (a < 0.015625f) { /* below 2^-6: subnormal steps of 2^-9 */
+        float q = (a * 512.0f + 8388608.0f) - 8388608.0f; /* rint by the float adder */
+        code = (uint32_t)q;                               /* 0..8; 8 is 2^-6 */
+    } else {
+        uint32_t u;
+        memcpy(&u, &a, 4);
+        u += 0x7FFFF + ((u >> 20) & 1); /* keep 3 mantissa bits */
+        code = (u >> 20) - (120u << 3); /* rebias the exponent 127 -> 7 */
+        if (code > 0x7E) code = 0x7E;
+    }
+    return (uint8_t)(sign | code);
+}
+
 float kern_e4m3_to_f32(uint8_t b) {
     int e = (b >> 3) & 0xf, m = b & 7;
     float v;

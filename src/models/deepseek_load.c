@@ -332,6 +332,14 @@ static dsc_status load_attention(dsc_model *m, int i, dsc_layer *l) {
         (s = get_mat(m, NAME("self_attn.o_proj.weight"), d, h * c->v_head_dim, &l->o)) ||
         (s = get_vec(m, NAME("post_attention_layernorm.weight"), d, &l->ffn_norm)))
         return s;
+    const int64_t hi = c->index_n_heads, di = c->index_head_dim;
+    if (c->index_topk > 0 && /* DeepSeek-V3.2's lightning indexer */
+        ((s = get_mat(m, NAME("self_attn.indexer.wq_b.weight"), hi * di, c->q_lora_rank, &l->iq)) ||
+         (s = get_mat(m, NAME("self_attn.indexer.wk.weight"), di, d, &l->ik)) ||
+         (s = get_vec(m, NAME("self_attn.indexer.k_norm.weight"), di, &l->ik_norm_w)) ||
+         (s = get_vec(m, NAME("self_attn.indexer.k_norm.bias"), di, &l->ik_norm_b)) ||
+         (s = get_mat(m, NAME("self_attn.indexer.weights_proj.weight"), hi, d, &l->iw))))
+        return s;
 #undef NAME
     return DSC_OK;
 }
@@ -424,6 +432,7 @@ static void count_active(dsc_model *m) {
         if (m->cfg.q_lora_rank > 0) ADD(l->q_a), ADD(l->q_b);
         else ADD(l->q);
         ADD(l->kv_a), ADD(l->kv_b), ADD(l->o);
+        if (m->cfg.index_topk > 0) ADD(l->iq), ADD(l->ik), ADD(l->iw);
         if (!l->is_moe) {
             ADD(l->mlp.gate), ADD(l->mlp.up), ADD(l->mlp.down);
             continue;
@@ -609,6 +618,9 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .active_bytes = m->active_bytes,
         .active_params = m->active_params,
         .head_params = (int64_t)m->lm_head.rows * m->lm_head.cols,
+        .index_topk = c->index_topk,
+        .index_n_heads = c->index_n_heads,
+        .index_head_dim = c->index_head_dim,
         .qk_nope_head_dim = c->qk_nope_head_dim,
         .v_head_dim = c->v_head_dim,
     };

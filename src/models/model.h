@@ -33,6 +33,13 @@ typedef struct {
     const float *kv_a_norm;   /* (R)                                               */
     dsc_mat kv_b;             /* (H * (Dn + Dv), R)      per head: Dn rows of W_UK, then Dv rows of W_UV */
     dsc_mat o;                /* (D, H * Dv)             o_proj                    */
+    /* DeepSeek-V3.2's lightning indexer (cfg.index_topk > 0), Hi heads of Di:
+     * self_attn.indexer.* */
+    dsc_mat iq;               /* (Hi * Di, Rq)           wq_b                      */
+    dsc_mat ik;               /* (Di, D)                 wk                        */
+    const float *ik_norm_w;   /* (Di)                    k_norm (LayerNorm) weight */
+    const float *ik_norm_b;   /* (Di)                    and bias                  */
+    dsc_mat iw;               /* (Hi, D)                 weights_proj              */
     const float *ffn_norm;    /* (D)                     post_attention_layernorm  */
     int is_moe;
     dsc_mlp mlp;              /* dense layer: Fx = F                               */
@@ -128,6 +135,13 @@ typedef struct {
     float *mcat;    /* (B, 2D)         the MTP module's [enorm(embed); hnorm(h)] (params.mtp) */
     int32_t *mnext; /* (B)             and the tokens it embeds                 */
     uint8_t *mwant; /* (B)             the rows whose draft is wanted           */
+    /* DeepSeek-V3.2's indexer (cfg.index_topk > 0; NULL otherwise). */
+    float *iq;      /* (B, Hi * Di)    index queries, FP8 values               */
+    float *iw;      /* (B, Hi)         head weights, with the query's FP8 scale */
+    float *ik;      /* (B, Di)         index keys before they are cached        */
+    float *iscore;  /* (S, T)          index scores of a group of tokens        */
+    uint64_t *keep; /* (B, ceil(T / 64)) positions each token attends to        */
+    uint8_t *sparse;/* (B)             1 when the token keeps fewer than it sees */
 } dsc_scratch;
 
 /* Positions per block of the decode attention: the block's cache rows,
@@ -154,6 +168,7 @@ typedef struct {
     float *xg;      /* (S, R)          one head's latents of every token (decode) */
     float *dscores; /* (H, MLA_DEC_PB) one token's scores over a block of positions (decode) */
     float *drows;   /* (MLA_DEC_PB, R + Dr) a block of cache rows as F32 (decode) */
+    float *isel;    /* (T)             index scores being selected (V3.2)       */
 } dsc_tscratch;
 
 struct dsc_ctx {
@@ -175,6 +190,10 @@ struct dsc_ctx {
     void *kv_mem;
     uint16_t *kv_qscale;        /* Q8 cache: F16 scales                     */
     int kv_type;                /* dsc_kv_type                              */
+    /* DeepSeek-V3.2's index keys: per (sequence, cache layer) T rows of
+     * istride bytes, Di FP8 codes then Di / 128 F32 scales; NULL otherwise. */
+    uint8_t *ikv_mem;
+    int64_t istride;
     float *rope_cos, *rope_sin; /* (T, Dr / 2) */
     float *logits;              /* (V) after the last token                 */
     int has_logits;
@@ -269,6 +288,22 @@ double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int form, 
 static inline dsc_mat *ctx_cache(dsc_ctx *ctx, int32_t seq, int layer) {
     return &ctx->kv[(int64_t)seq * ctx->n_cl + layer];
 }
+/* Sequence seq's index keys of cache layer i (DeepSeek-V3.2). */
+static inline uint8_t *ctx_icache(const dsc_ctx *ctx, int32_t seq, int layer) {
+    return ctx->ikv_mem + ((int64_t)seq * ctx->n_cl + layer) * ctx->n_ctx * ctx->istride;
+}
+/* Rows of the keep mask (s.keep). */
+static inline int64_t ctx_keep_words(const dsc_ctx *ctx) { return (ctx->n_ctx + 63) / 64; }
+/* DeepSeek-V3.2's indexer over the n tokens of the batch (src/nn/indexer.c):
+ * caches their index keys and, for each token that sees more than
+ * index_topk positions, sets s.sparse and the positions it keeps in s.keep. */
+void mla_index(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n);
+/* x (n values, n a multiple of 128) rounded as DeepSeek's act_quant rounds
+ * it: by blocks of 128, a power-of-two scale (UE8M0) over amax / 448, the
+ * values to e4m3fn; codes and scales written when not NULL, x replaced by
+ * the values rounded (code x scale). */
+void fp8_act_round(float *x, int32_t n, uint8_t *codes, float *scales);
+
 /* Floats of scratch moe_route needs. */
 #define MOE_ROUTE_SCRATCH(E, G) (2 * (int64_t)(E) + (G) + ((int64_t)(E) + 2 * (G)) / 4 + 1)
 void moe_route(const dsc_config *c, const float *logits, const float *bias, float *scores, int32_t *idx, float *w);

@@ -54,10 +54,19 @@ static void mla_cache_append(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_
         const int64_t p = s->tpos[t];
         float *row = s->kva + (int64_t)t * w;
         kern_rmsnorm(row, row, l->kv_a_norm, c->kv_lora_rank, c->rms_norm_eps);
+        if (c->index_topk > 0) /* V3.2's reference caches the latent rounded to FP8 */
+            fp8_act_round(row, c->kv_lora_rank, NULL, NULL);
         rope_apply(row + c->kv_lora_rank, ctx->rope_cos + p * half, ctx->rope_sin + p * half, c->qk_rope_head_dim);
         kern_store_row(ctx_cache(ctx, s->tseq[t], layer), (int32_t)p, row);
     }
 }
+
+/* The positions batch token t keeps (DeepSeek-V3.2), or NULL: all it sees. */
+static const uint64_t *token_keep(const dsc_ctx *ctx, int32_t t) {
+    return ctx->s.sparse && ctx->s.sparse[t] ? ctx->s.keep + (int64_t)t * ctx_keep_words(ctx) : NULL;
+}
+
+static int kept(const uint64_t *keep, int32_t p) { return (int)(keep[p >> 6] >> (p & 63) & 1); }
 
 /* Work shared by the attention tasks: heads are split between threads. */
 typedef struct {
@@ -105,7 +114,8 @@ static int mla_attend_prefill_gemm(const attn_job *j, int ith, int nth) {
             for (int32_t i = 0; i < mb; i++) {
                 float *row = sc + (int64_t)i * np;
                 const int32_t len = pos0 + t0 + i + 1; /* causal */
-                for (int32_t p = 0; p < len; p++) row[p] *= scale;
+                const uint64_t *keep = token_keep(ctx, t0 + i);
+                for (int32_t p = 0; p < len; p++) row[p] = keep && !kept(keep, p) ? -INFINITY : row[p] * scale;
                 kern_softmax_k(k, row, len);
                 for (int32_t p = len; p < np; p++) row[p] = 0;
             }
@@ -134,9 +144,12 @@ static void mla_attend_prefill(void *arg, int ith, int nth) {
         for (int32_t t = 0; t < j->n; t++) {
             const float *q = s->q + ((int64_t)t * c->n_heads + h) * dq;
             const int32_t len = pos0 + t + 1; /* causal */
+            const uint64_t *keep = token_keep(ctx, t);
             for (int32_t p = 0; p < len; p++)
-                ts->scores[p] = (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) + k->dot(q + dn, s->ckpe + (int64_t)p * dr, dr)) *
-                                ctx->model->softmax_scale;
+                ts->scores[p] = keep && !kept(keep, p)
+                                    ? -INFINITY
+                                    : (k->dot(q, ts->kvh + (int64_t)p * dkv, dn) + k->dot(q + dn, s->ckpe + (int64_t)p * dr, dr)) *
+                                          ctx->model->softmax_scale;
             kern_softmax_k(k, ts->scores, len);
             float *out = s->attn + ((int64_t)t * c->n_heads + h) * dv;
             memset(out, 0, sizeof(float) * (size_t)dv);
@@ -219,8 +232,8 @@ static float max_of(const float *x, int32_t n) {
  * online softmax (m grows: l and o rescaled), into records [o (R), m, l].
  * Each block's rows are decoded to F32 once (into rows) for the scores and
  * the weighted sums of all these heads. */
-static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32_t nh, int32_t p0, int32_t p1,
-                      float *rec, float *sc, float *rows) {
+static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const uint64_t *keep, const float *qe, int32_t nh, int32_t p0,
+                      int32_t p1, float *rec, float *sc, float *rows) {
     const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim, lr = R + 2;
@@ -233,9 +246,17 @@ static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32
         const int32_t pn = p1 - b0 < MLA_DEC_PB ? p1 - b0 : MLA_DEC_PB;
         /* These heads against the block's cache rows in one product. */
         k->attn_scores(sc, MLA_DEC_PB, qe, nh, cache, b0, b0 + pn, rows, ld);
+        if (keep) /* DeepSeek-V3.2: the positions its indexer dropped */
+            for (int32_t i = 0; i < pn; i++)
+                if (!kept(keep, b0 + i))
+                    for (int32_t h = 0; h < nh; h++) sc[(int64_t)h * MLA_DEC_PB + i] = -INFINITY;
         for (int32_t h = 0; h < nh; h++) {
             float *row = sc + (int64_t)h * MLA_DEC_PB, *o = rec + (int64_t)h * lr;
             const float mx = max_of(row, pn);
+            if (mx == -INFINITY && o[R] == -INFINITY) { /* nothing kept yet */
+                memset(row, 0, sizeof(float) * (size_t)pn);
+                continue;
+            }
             if (mx > o[R]) {
                 if (o[R + 1] > 0) {
                     const float r = expf(o[R] - mx);
@@ -278,7 +299,7 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
             const int64_t ha = w0 <= done ? 0 : (w0 - done + pl - 1) / pl, hb = (w1 - done + pl - 1) / pl;
             const int32_t h0 = (int32_t)(ha < H ? ha : H), h1 = (int32_t)(hb < H ? hb : H);
             if (h1 > h0)
-                dec_chunk(ctx, cache, s->qext + ((int64_t)t * H + h0) * w, h1 - h0, p0, p1,
+                dec_chunk(ctx, cache, token_keep(ctx, j->t0 + t), s->qext + ((int64_t)t * H + h0) * w, h1 - h0, p0, p1,
                           s->dpart + (((int64_t)t * MLA_DEC_CHUNKS + q) * H + h0) * (R + 2), ctx->ts[ith].dscores,
                           ctx->ts[ith].drows);
             done += (int64_t)H * pl;
@@ -353,6 +374,7 @@ static int prefill_absorbed(const dsc_ctx *ctx, int32_t n) {
 void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int decode) {
     mla_query(ctx, l, n);
     mla_cache_append(ctx, l, layer, n);
+    if (ctx->model->cfg.index_topk > 0) mla_index(ctx, l, layer, n);
     const int absorbed = decode || prefill_absorbed(ctx, n);
     if (!absorbed) { /* the cache as contiguous F32 latents (n_pos, R) and keys (n_pos, Dr) */
         const dsc_config *c = &ctx->model->cfg;

@@ -54,6 +54,17 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
     ctx->seq_pos = plan(p, ctx->n_seq, sizeof(int32_t));
     ctx->kv_mem = plan(p, cache_elems, esize[ctx->kv_type]);
     ctx->kv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, cache_elems / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
+    const int64_t Hi = c->index_n_heads, Di = c->index_head_dim;
+    if (c->index_topk > 0) { /* DeepSeek-V3.2's index keys and indexer scratch */
+        ctx->istride = Di + 4 * (Di / 128);
+        ctx->ikv_mem = plan(p, (int64_t)ctx->n_seq * ctx->n_cl * T * ctx->istride, 1);
+        s->iq = plan(p, B * Hi * Di, sizeof(float));
+        s->iw = plan(p, B * Hi, sizeof(float));
+        s->ik = plan(p, B * Di, sizeof(float));
+        s->iscore = plan(p, S * T, sizeof(float));
+        s->keep = plan(p, B * ctx_keep_words(ctx), sizeof(uint64_t));
+        s->sparse = plan(p, B, 1);
+    }
     ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
     ctx->rope_sin = plan(p, T * (dr / 2 + 1), sizeof(float));
     ctx->logits = plan(p, c->vocab_size, sizeof(float));
@@ -78,6 +89,7 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         ts->xg = plan(p, S * R, sizeof(float));
         ts->dscores = plan(p, H * MLA_DEC_PB, sizeof(float));
         ts->drows = plan(p, MLA_DEC_PB * kern_attn_ld(R + dr), sizeof(float));
+        if (c->index_topk > 0) ts->isel = plan(p, T > Di ? T : Di, sizeof(float));
     }
     s->hg = plan(p, B * F, sizeof(float));
     s->hu = plan(p, B * F, sizeof(float));
@@ -273,10 +285,11 @@ size_t dsc_ctx_kv_bytes(const dsc_ctx *ctx) {
     if (!ctx) return 0;
     const dsc_config *c = &ctx->model->cfg;
     size_t elems = (size_t)ctx->n_seq * ctx->n_cl * (size_t)ctx->n_ctx * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim);
+    const size_t idx = (size_t)ctx->n_seq * ctx->n_cl * (size_t)ctx->n_ctx * (size_t)ctx->istride; /* V3.2's index keys */
     switch (ctx->kv_type) {
-    case DSC_KV_BF16: return elems * 2;
-    case DSC_KV_Q8: return elems + elems / DSC_QBLOCK * 2;
-    default: return elems * 4;
+    case DSC_KV_BF16: return elems * 2 + idx;
+    case DSC_KV_Q8: return elems + elems / DSC_QBLOCK * 2 + idx;
+    default: return elems * 4 + idx;
     }
 }
 
@@ -382,11 +395,14 @@ dsc_status dsc_decode_batch(dsc_ctx *ctx, const int32_t *seqs, const int32_t *to
 }
 
 /* Bytes of n rows of a cache matrix (with Q8 scales). */
-static size_t cache_rows_bytes(const dsc_ctx *ctx, int32_t n, size_t *data, size_t *scales) {
+/* Bytes of n positions of one cache layer: the latent rows, their Q8
+ * scales, DeepSeek-V3.2's index keys. */
+static size_t cache_rows_bytes(const dsc_ctx *ctx, int32_t n, size_t *data, size_t *scales, size_t *idx) {
     const int32_t w = ctx->model->cfg.kv_lora_rank + ctx->model->cfg.qk_rope_head_dim;
     *data = (size_t)n * w * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
     *scales = ctx->kv_type == DSC_KV_Q8 ? (size_t)n * w / DSC_QBLOCK * 2 : 0;
-    return *data + *scales;
+    *idx = ctx->ikv_mem ? (size_t)n * (size_t)ctx->istride : 0;
+    return *data + *scales + *idx;
 }
 
 dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens) {
@@ -395,12 +411,13 @@ dsc_status dsc_seq_copy(dsc_ctx *ctx, int32_t src, int32_t dst, int32_t n_tokens
     if (n_tokens < 0 || n_tokens > ctx->seq_pos[src])
         return dsc_fail(DSC_ERR_ARG, "cannot copy %d tokens of sequence %d (it holds %d)", n_tokens, src,
                         ctx->seq_pos[src]);
-    size_t data, scales;
-    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    size_t data, scales, idx;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales, &idx);
     for (int l = 0; l < ctx->n_cl && src != dst; l++) {
         const dsc_mat *a = ctx_cache(ctx, src, l), *b = ctx_cache(ctx, dst, l);
         memcpy((void *)b->data, a->data, data);
         if (scales) memcpy((void *)b->qscale, a->qscale, scales);
+        if (idx) memcpy(ctx_icache(ctx, dst, l), ctx_icache(ctx, src, l), idx);
     }
     if (ctx->hid && src != dst) {
         const int64_t D = ctx->model->cfg.hidden_size, T = ctx->n_ctx;
@@ -422,9 +439,10 @@ static size_t hid_bytes(const dsc_ctx *ctx, int32_t n) {
 
 size_t dsc_seq_state_size(const dsc_ctx *ctx, int32_t n_tokens) {
     if (!ctx) return 0;
-    size_t data, scales;
+    size_t data, scales, idx;
     n_tokens = n_tokens < 0 ? 0 : n_tokens;
-    return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens, &data, &scales) + hid_bytes(ctx, n_tokens);
+    return (size_t)ctx->model->cfg.n_layers * cache_rows_bytes(ctx, n_tokens, &data, &scales, &idx) +
+           hid_bytes(ctx, n_tokens);
 }
 
 dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void *buf) {
@@ -434,13 +452,14 @@ dsc_status dsc_seq_save(const dsc_ctx *ctx, int32_t seq, int32_t n_tokens, void 
         return dsc_fail(DSC_ERR_ARG, "cannot save %d tokens of sequence %d (it holds %d)", n_tokens, seq,
                         ctx->seq_pos[seq]);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_save: NULL buffer");
-    size_t data, scales;
-    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    size_t data, scales, idx;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales, &idx);
     char *p = buf;
     for (int l = 0; l < ctx->model->cfg.n_layers && n_tokens > 0; l++) {
         const dsc_mat *m = ctx_cache((dsc_ctx *)ctx, seq, l);
         memcpy(p, m->data, data), p += data;
         if (scales) memcpy(p, m->qscale, scales), p += scales;
+        if (idx) memcpy(p, ctx_icache(ctx, seq, l), idx), p += idx;
     }
     if (ctx->hid && n_tokens > 0) {
         const int64_t D = ctx->model->cfg.hidden_size, at = (int64_t)seq * ctx->n_ctx;
@@ -456,13 +475,14 @@ dsc_status dsc_seq_load(dsc_ctx *ctx, int32_t seq, int32_t n_tokens, const void 
     if (n_tokens < 0 || n_tokens > ctx->n_ctx)
         return dsc_fail(DSC_ERR_ARG, "cannot load %d tokens into a context of %d", n_tokens, ctx->n_ctx);
     if (n_tokens > 0 && !buf) return dsc_fail(DSC_ERR_ARG, "dsc_seq_load: NULL buffer");
-    size_t data, scales;
-    cache_rows_bytes(ctx, n_tokens, &data, &scales);
+    size_t data, scales, idx;
+    cache_rows_bytes(ctx, n_tokens, &data, &scales, &idx);
     const char *p = buf;
     for (int l = 0; l < ctx->model->cfg.n_layers && n_tokens > 0; l++) {
         dsc_mat *m = ctx_cache(ctx, seq, l);
         memcpy((void *)m->data, p, data), p += data;
         if (scales) memcpy((void *)m->qscale, p, scales), p += scales;
+        if (idx) memcpy(ctx_icache(ctx, seq, l), p, idx), p += idx;
     }
     if (ctx->hid && n_tokens > 0) { /* the module's cache is made again from its inputs */
         const int64_t D = ctx->model->cfg.hidden_size, at = (int64_t)seq * ctx->n_ctx;

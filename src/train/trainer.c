@@ -410,7 +410,10 @@ dsc_status dsc_trainer_new(const char *model_dir, const dsc_train_params *params
     t->softmax_scale = m->softmax_scale;
     /* Token and route counts are int32 (N K routes per layer). */
     const int64_t routes = (int64_t)t->Bmax * t->Tmax * (t->cfg.n_experts_per_tok > 1 ? t->cfg.n_experts_per_tok : 1);
-    if (t->Tmax > t->cfg.max_position_embeddings)
+    if (t->cfg.index_topk > 0)
+        s = dsc_fail(DSC_ERR_ARG, "%s: deepseek_v32 (sparse attention with its indexer) cannot be trained by dsc yet",
+                     model_dir);
+    else if (t->Tmax > t->cfg.max_position_embeddings)
         s = dsc_fail(DSC_ERR_ARG, "%s: sequence length %d exceeds max_position_embeddings %d", model_dir, t->Tmax,
                      t->cfg.max_position_embeddings);
     else if (routes > INT32_MAX / 2)

@@ -328,6 +328,12 @@ model "$V3"; mk cfg "$d" attention_bias true
 expect "attention_bias true" "attention_bias" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" rope_scaling '{"type": "linear", "factor": 2.0}'
 expect "rope_scaling of type linear" "rope_scaling|linear" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" model_type '"deepseek_v32"'
+expect "deepseek_v32 without its indexer's fields" "index_n_heads" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" model_type '"deepseek_v32"'; mk cfg "$d" index_n_heads 4; mk cfg "$d" index_head_dim 192; mk cfg "$d" index_topk 8
+expect "deepseek_v32 with index_head_dim 192" "index_head_dim|power of two" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
+model "$V3"; mk cfg "$d" model_type '"deepseek_v32"'; mk cfg "$d" index_n_heads 4; mk cfg "$d" index_head_dim 128; mk cfg "$d" index_topk 8
+expect "deepseek_v32 with kv_lora_rank 32" "kv_lora_rank|128" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" rope_scaling '"yarn"'
 expect "rope_scaling not an object" "rope_scaling" "$DSC" logits -m "$d" --tokens "$T3" -o "$tmp/o.st"
 model "$V3"; mk cfg "$d" rope_scaling.factor @del

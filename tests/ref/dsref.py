@@ -18,6 +18,7 @@ Everything is computed in float64 from the stored (dequantized) weights.
 """
 import argparse
 import array
+import bisect
 import json
 import math
 import operator
@@ -258,6 +259,43 @@ def softmax(v):
     return [a / s for a in e]
 
 
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+# the non-negative finite e4m3 values, increasing with their codes 0x00..0x7e
+_E4M3_POS = [E4M3[b] for b in range(0x7F)]
+
+
+def e4m3_round(y):
+    """-> (y rounded to e4m3, nearest even code on a tie; |y| <= 448), and the
+    distance of |y| from the nearest rounding midpoint in steps of the grid there."""
+    a = abs(y)
+    j = bisect.bisect_left(_E4M3_POS, a)
+    if j >= len(_E4M3_POS):
+        return math.copysign(448.0, y), math.inf
+    if _E4M3_POS[j] == a:
+        return y, 0.5
+    lo, hi = _E4M3_POS[j - 1], _E4M3_POS[j]
+    mid = (lo + hi) / 2
+    r = lo if a < mid or (a == mid and (j - 1) % 2 == 0) else hi
+    return math.copysign(r, y), abs(a - mid) / (hi - lo)
+
+
+def hadamard(x):
+    """Walsh-Hadamard transform of 2^k values, scaled by (2^k)^-0.5."""
+    x = list(x)
+    n, h = len(x), 1
+    while h < n:
+        for i in range(0, n, 2 * h):
+            for j in range(i, i + h):
+                a, b = x[j], x[j + h]
+                x[j], x[j + h] = a + b, a - b
+        h *= 2
+    s = n ** -0.5
+    return [a * s for a in x]
+
+
 def get_mscale(factor, m):
     return 0.1 * m * math.log(factor) + 1.0 if factor > 1 else 1.0
 
@@ -312,6 +350,12 @@ class Result:
         self.greedy = []
         self.margins = {"route": math.inf, "group": math.inf, "argmax": math.inf}
         self.warnings = []
+        # deepseek_v32: the smallest gap between the last kept and first dropped
+        # index score (relative to the largest |score| of that query), and the
+        # smallest distance of a latent rounded to FP8 from a rounding midpoint,
+        # in FP8 steps (kept apart from the margins above: other units)
+        self.index_margin = math.inf
+        self.fp8_margin = math.inf
 
 
 class Model:
@@ -324,9 +368,14 @@ class Model:
         with open(os.path.join(model_dir, "config.json")) as f:
             self.cfg = cfg = json.load(f)
         self.st = Store(model_dir)
-        self.v3 = cfg.get("model_type") == "deepseek_v3"
-        if cfg.get("model_type") not in ("deepseek_v2", "deepseek_v3"):
+        self.v3 = cfg.get("model_type") in ("deepseek_v3", "deepseek_v32")
+        if cfg.get("model_type") not in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
             raise ValueError("model_type %r" % cfg.get("model_type"))
+        # DeepSeek-V3.2: the lightning indexer picks index_topk positions per query
+        self.topk = cfg.get("index_topk", 0) if cfg.get("model_type") == "deepseek_v32" else 0
+        self.Hi = cfg.get("index_n_heads", 0)
+        self.Di = cfg.get("index_head_dim", 0)
+        self._res = None
         qc = cfg.get("quantization_config") or {}
         self.block = qc.get("weight_block_size") or [128, 128]
         self.H = cfg["num_attention_heads"]
@@ -413,6 +462,13 @@ class Model:
         L["kv_a_norm"] = self.vec(a + "kv_a_layernorm.weight")
         L["kv_b"] = self.mat(a + "kv_b_proj.weight", [H * (dn + dv), kvr])
         L["o"] = self.mat(a + "o_proj.weight", [hid, H * dv])
+        if self.topk:
+            ix = a + "indexer."
+            L["iq"] = self.mat(ix + "wq_b.weight", [self.Hi * self.Di, qr])
+            L["ik"] = self.mat(ix + "wk.weight", [self.Di, hid])
+            L["ik_w"] = self.vec(ix + "k_norm.weight")
+            L["ik_b"] = self.vec(ix + "k_norm.bias")
+            L["iw"] = self.mat(ix + "weights_proj.weight", [self.Hi, hid])
         m = p + "mlp."
         if self.is_moe(i):
             E = c["n_routed_experts"]
@@ -441,14 +497,79 @@ class Model:
             out[2 * i + 1] = b * co + a * si
         return out
 
+    def rope_halves(self, x, pos):
+        """RoPE of the indexer: value i turns with value i + dr/2 (not interleaved)."""
+        out = list(x)
+        k, half = self.cs_mul, self.dr // 2
+        for i, f in enumerate(self.inv_freq):
+            co, si = math.cos(pos * f) * k, math.sin(pos * f) * k
+            a, b = x[i], x[i + half]
+            out[i] = a * co - b * si
+            out[i + half] = a * si + b * co
+        return out
+
+    def fp8_round(self, v, track=False):
+        """DeepSeek's act_quant with UE8M0 scales, dequantized: per 128 values
+        s = 2^ceil(log2(f32(amax * f32(1/448)))), v -> e4m3(clamp(v / s)) * s.
+        track: count the distance to a rounding midpoint in fp8_margin (the
+        latents, whose roundings reach the logits directly; those of the
+        indexer's queries and keys move index scores, which index_margin covers)."""
+        out = []
+        for b in range(0, len(v), 128):
+            blk = v[b:b + 128]
+            amax = max(max(abs(a) for a in blk), f32(1e-4))
+            q = f32(amax * f32(1.0 / 448.0))
+            mant, ex = math.frexp(q)
+            s = 2.0 ** (ex - 1 if mant == 0.5 else ex)
+            for a in blk:
+                y = min(max(a / s, -448.0), 448.0)
+                r, margin = e4m3_round(y)
+                if track and self._res is not None:
+                    self._res.fp8_margin = min(self._res.fp8_margin, margin)
+                out.append(r * s)
+        return out
+
+    def index_keep(self, L, x, qa, pos, cache):
+        """The positions this query keeps (a set), or None when it keeps all."""
+        Hi, Di, dr = self.Hi, self.Di, self.dr
+        k = matvec(L["ik"], x)
+        mu = sum(k) / Di
+        var = sum((a - mu) ** 2 for a in k) / Di
+        k = [(a - mu) / math.sqrt(var + 1e-6) * w + b for a, w, b in zip(k, L["ik_w"], L["ik_b"])]
+        k = self.rope_halves(k[:dr], pos) + k[dr:]
+        cache["ik"].append(self.fp8_round(hadamard(k)))
+        if pos + 1 <= self.topk:
+            return None
+        q = matvec(L["iq"], qa)
+        w = [a * Hi ** -0.5 * Di ** -0.5 for a in matvec(L["iw"], x)]
+        qs = []
+        for h in range(Hi):
+            qh = q[h * Di:(h + 1) * Di]
+            qs.append(self.fp8_round(hadamard(self.rope_halves(qh[:dr], pos) + qh[dr:])))
+        sc = []
+        for kp in cache["ik"]:
+            sc.append(sum(wh * max(0.0, sum(map(_mul, qh, kp))) for wh, qh in zip(w, qs)))
+        order = sorted(range(len(sc)), key=lambda p: (-sc[p], p))   # ties: the earlier position
+        K = self.topk
+        big = max(abs(a) for a in sc) or 1.0
+        if self._res is not None:
+            self._res.index_margin = min(self._res.index_margin, (sc[order[K - 1]] - sc[order[K]]) / big)
+        return set(order[:K])
+
     def attention(self, L, x, pos, cache):
         H, dn, dr, dv, kvr = self.H, self.dn, self.dr, self.dv, self.kvr
+        qa = None
         if self.qr:
-            q = matvec(L["q_b"], rmsnorm(matvec(L["q_a"], x), L["q_a_norm"], self.eps))
+            qa = rmsnorm(matvec(L["q_a"], x), L["q_a_norm"], self.eps)
+            q = matvec(L["q_b"], qa)
         else:
             q = matvec(L["q"], x)
         ckv = matvec(L["kv_a"], x)
         c = rmsnorm(ckv[:kvr], L["kv_a_norm"], self.eps)
+        keep = None
+        if self.topk:   # V3.2's reference caches the latent rounded to FP8
+            c = self.fp8_round(c, track=True)
+            keep = self.index_keep(L, x, qa, pos, cache)
         k_pe = self.rope(ckv[kvr:], pos)
         kv = matvec(L["kv_b"], c)
         cache["k_pe"].append(k_pe)
@@ -461,6 +582,8 @@ class Model:
             cache["v"][h].append(kvh[dn:])
             sc = [(sum(map(_mul, q_nope, kn)) + sum(map(_mul, q_pe, kp))) * self.scale
                   for kn, kp in zip(cache["k_nope"][h], cache["k_pe"])]
+            if keep is not None:
+                sc = [a if i in keep else -math.inf for i, a in enumerate(sc)]
             p = softmax(sc)
             o = [0.0] * dv
             for pi, vv in zip(p, cache["v"][h]):
@@ -548,11 +671,12 @@ class Model:
         return y
 
     def new_cache(self):
-        return [{"k_pe": [], "k_nope": [[] for _ in range(self.H)], "v": [[] for _ in range(self.H)]}
+        return [{"k_pe": [], "k_nope": [[] for _ in range(self.H)], "v": [[] for _ in range(self.H)], "ik": []}
                 for _ in range(self.L)]
 
     def step(self, tok, pos, cache, res):
         """One token through the model with a KV cache -> logits (list of V floats)."""
+        self._res = res
         x = list(self.embed[tok])
         for i, L in enumerate(self.layers):
             a = self.attention(L, rmsnorm(x, L["in_norm"], self.eps), pos, cache[i])

@@ -36,7 +36,8 @@ YARN_V2 = {"type": "yarn", "factor": 40, "original_max_position_embeddings": 409
 
 def base_config(model_type):
     c = {
-        "architectures": ["DeepseekV3ForCausalLM" if model_type == "deepseek_v3" else "DeepseekV2ForCausalLM"],
+        "architectures": [{"deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v32": "DeepseekV32ForCausalLM"}.get(
+            model_type, "DeepseekV2ForCausalLM")],
         "model_type": model_type,
         "hidden_act": "silu",
         "rms_norm_eps": 1e-06,
@@ -56,7 +57,7 @@ def base_config(model_type):
         "aux_loss_alpha": 0.001,
         "seq_aux": True,
     }
-    if model_type == "deepseek_v3":
+    if model_type in ("deepseek_v3", "deepseek_v32"):
         c.update({"topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": True,
                   "num_nextn_predict_layers": 1})
     return c
@@ -174,6 +175,21 @@ def _v3_dense_heads():
 # tensors
 # --------------------------------------------------------------------------
 
+@variant("v32-sparse", "deepseek_v32 (V3.2 sparse attention): indexer of 8 heads x 128 keeping index_topk 4 "
+         "positions (the 12-token prompt's last 8 and every greedy step sparse), latent rounded to FP8, "
+         "kv_lora 128, MTP layer with its own indexer")
+def _v32_sparse():
+    c = base_config("deepseek_v32")
+    c.update({"vocab_size": 500, "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+              "n_shared_experts": 1, "n_routed_experts": 8, "routed_scaling_factor": 2.5,
+              "kv_lora_rank": 128, "q_lora_rank": 48, "qk_rope_head_dim": 16, "v_head_dim": 16,
+              "qk_nope_head_dim": 16, "n_group": 2, "topk_group": 1, "num_experts_per_tok": 2,
+              "first_k_dense_replace": 1, "rope_scaling": dict(YARN_V3),
+              "index_n_heads": 8, "index_head_dim": 128, "index_topk": 4})
+    return c, {"dtype": lambda n, k: "F32" if k == "bias" and "indexer" not in n else "BF16"}
+
+
 def tensor_specs(c):
     """-> list of (name, shape, kind); kind in embed/head/norm/mat/gate/bias."""
     hid = c["hidden_size"]
@@ -185,7 +201,7 @@ def tensor_specs(c):
     mi = c.get("moe_intermediate_size")
     ns = c.get("n_shared_experts") or 0
     L = c["num_hidden_layers"]
-    nmtp = c.get("num_nextn_predict_layers", 0) if c["model_type"] == "deepseek_v3" else 0
+    nmtp = c.get("num_nextn_predict_layers", 0) if c["model_type"] in ("deepseek_v3", "deepseek_v32") else 0
     out = [("model.embed_tokens.weight", [V, hid], "embed")]
 
     def mlp(p, inter):
@@ -208,8 +224,13 @@ def tensor_specs(c):
         out += [(a + "kv_a_proj_with_mqa.weight", [kvr + dr, hid], "mat"),
                 (a + "kv_a_layernorm.weight", [kvr], "norm"),
                 (a + "kv_b_proj.weight", [H * (dn + dv), kvr], "mat"),
-                (a + "o_proj.weight", [hid, H * dv], "mat"),
-                (p + "post_attention_layernorm.weight", [hid], "norm")]
+                (a + "o_proj.weight", [hid, H * dv], "mat")]
+        if c["model_type"] == "deepseek_v32":
+            Hi, Di, ix = c["index_n_heads"], c["index_head_dim"], a + "indexer."
+            out += [(ix + "wq_b.weight", [Hi * Di, qr], "mat"), (ix + "wk.weight", [Di, hid], "mat"),
+                    (ix + "k_norm.weight", [Di], "norm"), (ix + "k_norm.bias", [Di], "bias"),
+                    (ix + "weights_proj.weight", [Hi, hid], "mat")]
+        out.append((p + "post_attention_layernorm.weight", [hid], "norm"))
         moe = E and i >= c.get("first_k_dense_replace", 0) and i % c.get("moe_layer_freq", 1) == 0
         if moe:
             out.append((p + "mlp.gate.weight", [E, hid], "gate"))
@@ -351,11 +372,19 @@ def write_expected(model_dir, path, seed, tries, greedy=8, log=print):
     for i, p in enumerate(candidate_prompts(m.cfg, seed, tries)):
         r = m.run(p, greedy)
         mm = min(r.margins.values())
-        log("  prompt %d: min margin %.3g (route %.3g group %.3g argmax %.3g)%s"
+        log("  prompt %d: min margin %.3g (route %.3g group %.3g argmax %.3g)%s%s"
             % (i, mm, r.margins["route"], r.margins["group"], r.margins["argmax"],
+               " index %.3g fp8 %.3g" % (r.index_margin, r.fp8_margin) if m.topk else "",
                " warnings: %s" % sorted(set(r.warnings)) if r.warnings else ""))
         if r.warnings:
             continue
+        if m.topk:   # V3.2: the index scores' gap and the FP8 roundings' distance count too,
+            # in this run and in test_golden's long prompt (the prompt 4 times, then the greedy tokens)
+            rl = m.run(p * 4 + r.greedy, 0)
+            r.index_margin = min(r.index_margin, rl.index_margin)
+            r.fp8_margin = min(r.fp8_margin, rl.fp8_margin)
+            log("    with the long prompt: index %.3g fp8 %.3g" % (r.index_margin, r.fp8_margin))
+            mm = min(mm, r.index_margin, 100 * r.fp8_margin)
         if best is None or mm > best[0]:
             best = (mm, p, r)
     if best is None:
@@ -366,6 +395,9 @@ def write_expected(model_dir, path, seed, tries, greedy=8, log=print):
     for k, v in r.margins.items():
         if v != math.inf:
             meta[k + "_margin"] = "%.3g" % v
+    if m.topk:
+        meta["index_margin"] = "%.3g" % r.index_margin
+        meta["fp8_margin"] = "%.3g" % r.fp8_margin
     dsref.write_safetensors(path, {
         "tokens": ("I32", [len(p)], p),
         "logits": ("F32", [len(p), V], [v for row in r.logits for v in row]),
