@@ -142,6 +142,9 @@ typedef struct {
     float *iscore;  /* (S, T)          index scores of a group of tokens        */
     uint64_t *keep; /* (B, ceil(T / 64)) positions each token attends to        */
     uint8_t *sparse;/* (B)             1 when the token keeps fewer than it sees */
+    dsc_mat *gkv;   /* (S)             the cache rows a sparse token keeps, gathered */
+    void *gkv_mem;  /* (S, Kg, R + Dr) their data, Kg = min(index_topk, T), in the cache type */
+    uint16_t *gkv_qscale; /* and their Q8 scales                            */
 } dsc_scratch;
 
 /* Positions per block of the decode attention: the block's cache rows,

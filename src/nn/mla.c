@@ -77,6 +77,40 @@ typedef struct {
     int32_t t0; /* the absorbed form: the batch's tokens [t0, t0 + n) */
 } attn_job;
 
+/* The rows the absorbed attention of batch token t reads: all its
+ * sequence's positions, or (V3.2, a sparse token) the index_topk its
+ * indexer kept, gathered in order into s.gkv. */
+static int32_t abs_len(const dsc_ctx *ctx, int32_t t) {
+    return ctx->s.sparse && ctx->s.sparse[t] ? ctx->model->cfg.index_topk : ctx->s.tpos[t] + 1;
+}
+
+static const dsc_mat *abs_cache(dsc_ctx *ctx, int32_t t0, int32_t t, int layer) {
+    const int32_t bt = t0 + t;
+    return ctx->s.sparse && ctx->s.sparse[bt] ? &ctx->s.gkv[t] : ctx_cache(ctx, ctx->s.tseq[bt], layer);
+}
+
+/* Copies the kept rows of the group's sparse tokens into s.gkv. */
+static void mla_gather(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    dsc_ctx *ctx = j->ctx;
+    dsc_scratch *s = &ctx->s;
+    const int32_t w = ctx->model->cfg.kv_lora_rank + ctx->model->cfg.qk_rope_head_dim;
+    const size_t rb = (size_t)w * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
+    const size_t sb = ctx->kv_type == DSC_KV_Q8 ? (size_t)w / DSC_QBLOCK * sizeof(uint16_t) : 0;
+    for (int32_t t = ith; t < j->n; t += nth) {
+        const uint64_t *keep = token_keep(ctx, j->t0 + t);
+        if (!keep) continue;
+        const dsc_mat *src = ctx_cache(ctx, s->tseq[j->t0 + t], j->layer), *dst = &s->gkv[t];
+        int32_t r = 0;
+        for (int32_t p = 0; p <= s->tpos[j->t0 + t]; p++) {
+            if (!kept(keep, p)) continue;
+            memcpy((char *)dst->data + r * rb, (const char *)src->data + p * rb, rb);
+            if (sb) memcpy((char *)dst->qscale + r * sb, (const char *)src->qscale + p * sb, sb);
+            r++;
+        }
+    }
+}
+
 /* Rows of queries per block of the tiled prefill attention. */
 #define MLA_RB 48
 
@@ -232,8 +266,8 @@ static float max_of(const float *x, int32_t n) {
  * online softmax (m grows: l and o rescaled), into records [o (R), m, l].
  * Each block's rows are decoded to F32 once (into rows) for the scores and
  * the weighted sums of all these heads. */
-static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const uint64_t *keep, const float *qe, int32_t nh, int32_t p0,
-                      int32_t p1, float *rec, float *sc, float *rows) {
+static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const float *qe, int32_t nh, int32_t p0, int32_t p1,
+                      float *rec, float *sc, float *rows) {
     const dsc_kernels *k = ctx->k;
     const dsc_config *c = &ctx->model->cfg;
     const int32_t R = c->kv_lora_rank, w = R + c->qk_rope_head_dim, lr = R + 2;
@@ -246,17 +280,9 @@ static void dec_chunk(dsc_ctx *ctx, const dsc_mat *cache, const uint64_t *keep, 
         const int32_t pn = p1 - b0 < MLA_DEC_PB ? p1 - b0 : MLA_DEC_PB;
         /* These heads against the block's cache rows in one product. */
         k->attn_scores(sc, MLA_DEC_PB, qe, nh, cache, b0, b0 + pn, rows, ld);
-        if (keep) /* DeepSeek-V3.2: the positions its indexer dropped */
-            for (int32_t i = 0; i < pn; i++)
-                if (!kept(keep, b0 + i))
-                    for (int32_t h = 0; h < nh; h++) sc[(int64_t)h * MLA_DEC_PB + i] = -INFINITY;
         for (int32_t h = 0; h < nh; h++) {
             float *row = sc + (int64_t)h * MLA_DEC_PB, *o = rec + (int64_t)h * lr;
             const float mx = max_of(row, pn);
-            if (mx == -INFINITY && o[R] == -INFINITY) { /* nothing kept yet */
-                memset(row, 0, sizeof(float) * (size_t)pn);
-                continue;
-            }
             if (mx > o[R]) {
                 if (o[R + 1] > 0) {
                     const float r = expf(o[R] - mx);
@@ -284,22 +310,21 @@ static void mla_attend_decode(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t R = c->kv_lora_rank, H = c->n_heads, w = R + c->qk_rope_head_dim;
-    const int32_t *tpos = s->tpos + j->t0, *tseq = s->tseq + j->t0;
     int64_t total = 0, done = 0;
-    for (int32_t t = 0; t < j->n; t++) total += (int64_t)H * (tpos[t] + 1);
+    for (int32_t t = 0; t < j->n; t++) total += (int64_t)H * abs_len(ctx, j->t0 + t);
     const int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
     for (int32_t t = 0; t < j->n && done < w1; t++) {
-        const int32_t len = tpos[t] + 1;
+        const int32_t len = abs_len(ctx, j->t0 + t);
         int32_t nch;
         const int32_t ch = dec_chunks(len, &nch);
-        const dsc_mat *cache = ctx_cache(ctx, tseq[t], j->layer);
+        const dsc_mat *cache = abs_cache(ctx, j->t0, t, j->layer);
         for (int32_t q = 0; q < nch && done < w1; q++) {
             const int32_t p0 = q * ch, p1 = len - p0 < ch ? len : p0 + ch, pl = p1 - p0;
             /* the heads h whose work starts at done + h pl within [w0, w1) */
             const int64_t ha = w0 <= done ? 0 : (w0 - done + pl - 1) / pl, hb = (w1 - done + pl - 1) / pl;
             const int32_t h0 = (int32_t)(ha < H ? ha : H), h1 = (int32_t)(hb < H ? hb : H);
             if (h1 > h0)
-                dec_chunk(ctx, cache, token_keep(ctx, j->t0 + t), s->qext + ((int64_t)t * H + h0) * w, h1 - h0, p0, p1,
+                dec_chunk(ctx, cache, s->qext + ((int64_t)t * H + h0) * w, h1 - h0, p0, p1,
                           s->dpart + (((int64_t)t * MLA_DEC_CHUNKS + q) * H + h0) * (R + 2), ctx->ts[ith].dscores,
                           ctx->ts[ith].drows);
             done += (int64_t)H * pl;
@@ -320,7 +345,7 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
     for (int64_t h = lo; h < hi; h++) {
         for (int32_t t = 0; t < j->n; t++) { /* the head's chunks merged in order: softmax(scores) . c */
             int32_t nch;
-            dec_chunks(s->tpos[j->t0 + t] + 1, &nch);
+            dec_chunks(abs_len(ctx, j->t0 + t), &nch);
             const float *rec = s->dpart + ((int64_t)t * MLA_DEC_CHUNKS * H + h) * (R + 2);
             const int64_t lc = (int64_t)H * (R + 2); /* from one chunk's record to the next */
             float m = -INFINITY, l = 0, *o = xg + (int64_t)t * R;
@@ -392,6 +417,7 @@ void mla_forward(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n, int dec
         for (int32_t t0 = 0; t0 < n; t0 += ctx->n_abs) {
             j.t0 = t0, j.n = n - t0 < ctx->n_abs ? n - t0 : ctx->n_abs;
             pool_run(ctx->pool, mla_absorb_q, &j);
+            if (ctx->s.sparse) pool_run(ctx->pool, mla_gather, &j);
             const int64_t ts = ctx->timer ? dsc_now_ns() : 0;
             pool_run(ctx->pool, mla_attend_decode, &j);
             if (ctx->timer) atomic_fetch_add(&ctx->timer->attn_ns, dsc_now_ns() - ts);

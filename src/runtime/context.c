@@ -64,6 +64,10 @@ static void ctx_layout(dsc_ctx *ctx, planner *p) {
         s->iscore = plan(p, S * T, sizeof(float));
         s->keep = plan(p, B * ctx_keep_words(ctx), sizeof(uint64_t));
         s->sparse = plan(p, B, 1);
+        const int64_t Kg = c->index_topk < T ? c->index_topk : T;
+        s->gkv = plan(p, S, sizeof(dsc_mat));
+        s->gkv_mem = plan(p, S * Kg * (R + dr), esize[ctx->kv_type]);
+        s->gkv_qscale = ctx->kv_type == DSC_KV_Q8 ? plan(p, S * Kg * (R + dr) / DSC_QBLOCK, sizeof(uint16_t)) : NULL;
     }
     ctx->rope_cos = plan(p, T * (dr / 2 + 1), sizeof(float));
     ctx->rope_sin = plan(p, T * (dr / 2 + 1), sizeof(float));
@@ -240,6 +244,15 @@ dsc_status dsc_ctx_new(dsc_model *model, const dsc_ctx_params *params, dsc_ctx *
         ctx->kv[i] = (dsc_mat){.type = wt[ctx->kv_type], .rows = n_ctx, .cols = w};
         ctx->kv[i].data = (char *)ctx->kv_mem + first * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
         if (ctx->kv_qscale) ctx->kv[i].qscale = ctx->kv_qscale + first / DSC_QBLOCK;
+    }
+    if (c->index_topk > 0) { /* V3.2: each absorbed token's gathered rows */
+        const int64_t Kg = c->index_topk < n_ctx ? c->index_topk : n_ctx;
+        for (int64_t t = 0; t < ctx->n_abs; t++) {
+            const int64_t first = t * Kg * w;
+            ctx->s.gkv[t] = (dsc_mat){.type = wt[ctx->kv_type], .rows = (int32_t)Kg, .cols = w};
+            ctx->s.gkv[t].data = (char *)ctx->s.gkv_mem + first * (ctx->kv_type == DSC_KV_F32 ? 4 : ctx->kv_type == DSC_KV_BF16 ? 2 : 1);
+            if (ctx->s.gkv_qscale) ctx->s.gkv[t].qscale = ctx->s.gkv_qscale + first / DSC_QBLOCK;
+        }
     }
     *out = ctx;
     return DSC_OK;

@@ -857,6 +857,83 @@ static double max_rel(const float *a, const float *b, int n) {
 
 /* Several sequences in one context: a decode batch gives each sequence what
  * it would get alone; copies and saved states continue identically. */
+/* DeepSeek-V3.2 (index_topk 4 of a 12-token context, so most positions are
+ * sparse): the gathered rows of decode against the masked prefill, in every
+ * cache type; sequences copied, saved and loaded (their index keys with
+ * them) and decoded in a batch with a dense one continue as alone. */
+static void test_v32_sequences(void) {
+    char dir[] = "/tmp/dsc_v32test_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char cfg[512], out[512];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(out, sizeof out, "%s/model", dir);
+    FILE *fp = fopen(cfg, "w");
+    fputs("{\"model_type\": \"deepseek_v32\", \"vocab_size\": 300, \"hidden_size\": 64, \"intermediate_size\": 96,"
+          " \"moe_intermediate_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"
+          " \"q_lora_rank\": 32, \"kv_lora_rank\": 128, \"qk_nope_head_dim\": 16, \"qk_rope_head_dim\": 32,"
+          " \"v_head_dim\": 16, \"n_routed_experts\": 4, \"n_shared_experts\": 1, \"num_experts_per_tok\": 2,"
+          " \"first_k_dense_replace\": 1, \"norm_topk_prob\": true, \"routed_scaling_factor\": 2.5,"
+          " \"max_position_embeddings\": 4096, \"rope_scaling\": null, \"index_n_heads\": 4,"
+          " \"index_head_dim\": 128, \"index_topk\": 4}", fp);
+    fclose(fp);
+    dsc_init_params ip = dsc_init_default_params();
+    ip.seed = 9;
+    dsc_model *m = NULL;
+    if (dsc_init_checkpoint(cfg, out, &ip) || dsc_model_load(out, NULL, &m)) {
+        CHECK(0, "V3.2 test model: %s", dsc_last_error());
+        return;
+    }
+    enum { T = 12, V = 300 };
+    int32_t toks[T];
+    for (int i = 0; i < T; i++) toks[i] = (i * 53 + 7) % V;
+    static float pre[T * V], dec[T * V], la[V], lb[V], batch[3 * V], solo[V];
+    const dsc_kv_type types[] = {DSC_KV_F32, DSC_KV_BF16, DSC_KV_Q8};
+    for (int k = 0; k < 3; k++) {
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = 32;
+        cp.kv_type = types[k];
+        dsc_ctx *a;
+        CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK, "V3.2 ctx %s", dsc_kv_type_name(types[k]));
+        dsc_eval(a, toks, T, pre);
+        dsc_ctx_truncate(a, 0);
+        for (int i = 0; i < T; i++) dsc_eval(a, toks + i, 1, dec + (int64_t)i * V);
+        CHECK(max_rel(dec, pre, T * V) < 1e-5, "V3.2 %s cache: decode (gathered rows) = prefill (masked) (%g)",
+              dsc_kv_type_name(types[k]), max_rel(dec, pre, T * V));
+        dsc_ctx_free(a);
+    }
+    /* la: the 12-token prompt's next token after 11; lb: a 3-token prompt's (dense). */
+    dsc_ctx_params cp = dsc_ctx_default_params();
+    cp.n_ctx = 32;
+    dsc_ctx *one, *ctx;
+    dsc_ctx_new(m, &cp, &one);
+    dsc_eval(one, toks, T - 1, NULL);
+    dsc_eval(one, toks + T - 1, 1, la);
+    dsc_ctx_truncate(one, 0);
+    dsc_eval(one, toks, 2, NULL);
+    dsc_eval(one, toks + 2, 1, lb);
+    cp.n_seq = 3;
+    CHECK(dsc_ctx_new(m, &cp, &ctx) == DSC_OK, "V3.2 3-sequence context");
+    CHECK(dsc_eval_seq(ctx, 0, toks, T - 1, NULL) == DSC_OK && dsc_eval_seq(ctx, 1, toks, 2, NULL) == DSC_OK &&
+              dsc_seq_copy(ctx, 0, 2, T - 1) == DSC_OK, "V3.2 prefill two, copy one");
+    int32_t seqs[3] = {1, 0, 2}, nt[3] = {toks[2], toks[T - 1], toks[T - 1]};
+    CHECK(dsc_decode_batch(ctx, seqs, nt, 3, batch) == DSC_OK, "V3.2 decode batch: %s", dsc_last_error());
+    CHECK(max_rel(batch, lb, V) < 1e-5 && max_rel(batch + V, la, V) < 1e-5 && max_rel(batch + 2 * V, la, V) < 1e-5,
+          "V3.2 batch of a dense and two sparse tokens = alone (%g %g %g)", max_rel(batch, lb, V), max_rel(batch + V, la, V),
+          max_rel(batch + 2 * V, la, V));
+    size_t sz = dsc_seq_state_size(ctx, T - 1);
+    void *buf = malloc(sz);
+    CHECK(dsc_seq_save(ctx, 0, T - 1, buf) == DSC_OK && dsc_seq_load(ctx, 1, T - 1, buf) == DSC_OK, "V3.2 save / load");
+    CHECK(dsc_eval_seq(ctx, 1, toks + T - 1, 1, solo) == DSC_OK && max_rel(solo, la, V) < 1e-5,
+          "V3.2 loaded state (index keys too) continues (%g)", max_rel(solo, la, V));
+    free(buf);
+    dsc_ctx_free(ctx);
+    dsc_ctx_free(one);
+    dsc_model_free(m);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
+}
+
 static void test_sequences(const char *golden) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/v3-tiny/model", golden);
@@ -1680,6 +1757,7 @@ int main(int argc, char **argv) {
     test_think_split();
     test_sampler();
     test_kv_types();
+    test_v32_sequences();
     test_init_f32_large();
     test_hugemap();
     test_read_probe();
