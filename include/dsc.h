@@ -590,6 +590,12 @@ enum {
                                     /* end of sentence, no generation prompt after it) */
     DSC_CHAT_HYBRID = 8,            /* DeepSeek-V3.1's template: thinking switched per */
                                     /* conversation, on with DSC_CHAT_REASONING (below) */
+    DSC_CHAT_DSML = 16,             /* with DSC_CHAT_HYBRID: DeepSeek-V3.2's own encoding */
+                                    /* (it ships no chat_template), the same as V3.1's  */
+                                    /* for turns without tools, the system messages     */
+                                    /* joined with nothing between them; its tool calls */
+                                    /* (DSML) are not supported: tools, calls and       */
+                                    /* results are an error                             */
 };
 
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:
@@ -626,6 +632,10 @@ dsc_status dsc_chat_tokenize_tools(const dsc_tokenizer *tok, const dsc_chat_mess
  * No file is DSC_OK (the plain V3 template); one that is not a JSON object,
  * or whose chat_template is of the wrong type, is an error. */
 dsc_status dsc_chat_detect(const char *tokenizer_config_path, unsigned *flags);
+/* flags (from dsc_chat_detect) for the model described by info: a
+ * DeepSeek-V3.2 checkpoint (index_topk > 0) whose tokenizer_config.json has
+ * no V3.1 template takes DSC_CHAT_HYBRID | DSC_CHAT_DSML (thinking as set). */
+unsigned dsc_chat_model_flags(unsigned flags, const dsc_model_info *info);
 
 /* Splits generated text into reasoning (between <think> and </think>) and
  * answer, across token boundaries. The tags themselves are dropped. */

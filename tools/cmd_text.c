@@ -210,6 +210,7 @@ static int convo_open(const cli_opts *o, convo *c) {
     char *slash = strrchr(path, '/');
     snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "tokenizer_config.json");
     if (dsc_chat_detect(path, &c->flags)) return cli_die_status(); /* absent: the plain V3 template */
+    c->flags = dsc_chat_model_flags(c->flags, &c->s.info);        /* V3.2: its encoding */
     if (o->think >= 0) /* R1's template or V3's; V3.1's (DSC_CHAT_HYBRID) thinking on or off */
         c->flags = (c->flags & ~(unsigned)DSC_CHAT_REASONING) | (o->think ? DSC_CHAT_REASONING : 0);
     c->eos = dsc_tokenizer_find(c->tok, "<｜end▁of▁sentence｜>");

@@ -99,15 +99,15 @@ static dsc_status put_calls(chat_out *o, const dsc_chat_message *m, int v31) {
     return s ? s : put_special(o, "<｜tool▁calls▁end｜>");
 }
 
-/* The system messages joined by a blank line, the tools after them. */
-static dsc_status put_system(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools) {
+/* The system messages joined by a blank line (V3.2: by nothing), the tools after them. */
+static dsc_status put_system(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, int v32) {
     dsc_status s = put_special(o, CHAT_BOS);
     int first_sys = 1;
     for (size_t i = 0; i < n && !s; i++) {
         if (!msgs[i].role || !msgs[i].content)
             return dsc_fail(DSC_ERR_ARG, "chat message %zu has no role or content", i);
         if (strcmp(msgs[i].role, "system")) continue;
-        if (!first_sys) s = put_text(o, "\n\n", 2, 0);
+        if (!first_sys && !v32) s = put_text(o, "\n\n", 2, 0);
         if (!s) s = put_text(o, msgs[i].content, strlen(msgs[i].content), 0);
         first_sys = 0;
     }
@@ -133,7 +133,14 @@ static dsc_status check_calls(const dsc_chat_message *m, size_t i) {
 static dsc_status render_v31(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
     const int thinking = (flags & DSC_CHAT_REASONING) != 0;
     int last_user = 0, after_tool = 0;
-    dsc_status s = put_system(o, msgs, n, tools);
+    if (flags & DSC_CHAT_DSML) { /* V3.2: its DSML tool calls are not supported */
+        if (tools && *tools) return dsc_fail(DSC_ERR_ARG, "chat: tools are not supported with DeepSeek-V3.2's encoding (DSML tool calls)");
+        for (size_t i = 0; i < n; i++)
+            if (msgs[i].n_tool_calls || (msgs[i].role && !strcmp(msgs[i].role, "tool")))
+                return dsc_fail(DSC_ERR_ARG, "chat message %zu: tool calls and results are not supported with DeepSeek-V3.2's "
+                                "encoding (DSML tool calls)", i);
+    }
+    dsc_status s = put_system(o, msgs, n, tools, (flags & DSC_CHAT_DSML) != 0);
     for (size_t i = 0; i < n && !s; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
         if (!strcmp(role, "system")) continue;
@@ -180,7 +187,7 @@ static dsc_status render_v31(chat_out *o, const dsc_chat_message *msgs, size_t n
 /* The conversation into o (its text pieces not yet all tokenized). */
 static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
     if (flags & DSC_CHAT_HYBRID) return render_v31(o, msgs, n, tools, flags);
-    dsc_status s = put_system(o, msgs, n, tools);
+    dsc_status s = put_system(o, msgs, n, tools, 0);
     int in_outputs = 0; /* a run of tool results is open */
     for (size_t i = 0; i < n && !s; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
@@ -280,6 +287,12 @@ dsc_status dsc_chat_detect(const char *path, unsigned *flags) {
     else if (cJSON_IsString(t) && strstr(t->valuestring, "<think>")) *flags |= DSC_CHAT_REASONING;
     cJSON_Delete(root);
     return DSC_OK;
+}
+
+unsigned dsc_chat_model_flags(unsigned flags, const dsc_model_info *info) {
+    if (info && info->index_topk > 0 && !(flags & DSC_CHAT_HYBRID))
+        flags |= DSC_CHAT_HYBRID | DSC_CHAT_DSML;
+    return flags;
 }
 
 /* ------------------------------------------------------------------------ */

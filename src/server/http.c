@@ -504,6 +504,9 @@ static dsc_status fim_tokens(const srv_server *S, const srv_ask *a, int32_t *out
 static int tool_grammar(const srv_server *S, srv_req *r, srv_err *e) {
     const srv_ask *a = &r->a;
     if (!a->n_tools) return 0;
+    if (S->chat_flags & DSC_CHAT_DSML)
+        return srv_fail(e, 400, "invalid_request_error", "tools", "invalid_value",
+                        "'tools' are not supported with DeepSeek-V3.2's encoding (its DSML tool calls) yet");
     const char *const *names = (const char *const *)a->tool_names;
     int n = a->tool_choice == SRV_TOOLS_NONE ? 0 : a->n_tools;
     if (a->tool_forced) names = (const char *const *)&a->tool_forced, n = 1;

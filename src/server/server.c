@@ -93,6 +93,7 @@ static int load(srv_server *S) {
     mp.mlock = p->mlock;
     if (dsc_model_load(p->model_dir, &mp, &S->model)) return fprintf(stderr, "dsc: %s\n", dsc_last_error()), -1;
     dsc_model_get_info(S->model, &S->info);
+    S->chat_flags = dsc_chat_model_flags(S->chat_flags, &S->info); /* V3.2: its encoding */
     S->eos = dsc_tokenizer_find(S->tok, "<｜end▁of▁sentence｜>");
     if (S->eos < 0) S->eos = S->info.eos_token_id;
     S->bos = dsc_tokenizer_find(S->tok, "<｜begin▁of▁sentence｜>");
@@ -182,8 +183,11 @@ int srv_run(const srv_params *params) {
                 p->n_parallel, S->n_ctx, dsc_kv_type_name(p->kv_type), dsc_ctx_kv_bytes(S->ctx) / 1048576.0,
                 dsc_ctx_n_threads(S->ctx), dsc_ctx_isa(S->ctx),
                 S->chat_flags & DSC_CHAT_HYBRID
-                    ? (S->chat_flags & DSC_CHAT_REASONING ? ", V3.1 template (thinking unless asked not to)"
-                                                          : ", V3.1 template (thinking when asked)")
+                    ? (S->chat_flags & DSC_CHAT_DSML
+                           ? (S->chat_flags & DSC_CHAT_REASONING ? ", V3.2 encoding (thinking unless asked not to)"
+                                                                 : ", V3.2 encoding (thinking when asked)")
+                       : S->chat_flags & DSC_CHAT_REASONING ? ", V3.1 template (thinking unless asked not to)"
+                                                            : ", V3.1 template (thinking when asked)")
                     : S->chat_flags & DSC_CHAT_REASONING ? ", reasoning template" : "",
                 p->api_key ? ", API key required" : "",
                 p->cache_dir ? ", persistent prompt cache" : "", p->batch_invariant ? ", batch-invariant" : "", mtp);
