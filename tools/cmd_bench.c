@@ -491,7 +491,12 @@ int cmd_bench(const cli_opts *o) {
          * and head, a score over R + Dr values and a weighted sum over R for
          * every cached position. */
         g->pos = g->D + g->N / 2.0 + 1;
-        g->attn_flops = 2.0 * i->n_layers * i->n_heads * g->pos * (2.0 * i->kv_lora_rank + i->qk_rope_head_dim);
+        /* V3.2: the positions the indexer keeps, and its own scores over all
+         * of them (a product of index_n_heads x index_head_dim a position) */
+        const int sparse = i->index_topk > 0 && g->pos > i->index_topk;
+        g->attn_flops = 2.0 * i->n_layers * i->n_heads * (sparse ? i->index_topk : g->pos) *
+                            (2.0 * i->kv_lora_rank + i->qk_rope_head_dim) +
+                        (sparse ? 2.0 * i->n_layers * g->pos * i->index_n_heads * i->index_head_dim : 0);
         /* The prefill's attention in the form it takes (one chunk: n_batch >= P). */
         g->pp_attn_flops = g->P > 0 ? dsc_prefill_attn_flops(s.ctx, g->pd, g->P, &g->pp_absorbed) / g->P : 0;
         g->flops = 2.0 * ((double)i->active_params - (double)i->head_params +

@@ -39,6 +39,8 @@ int64_t kern_mat_bytes(const dsc_mat *w);
 float kern_bf16_to_f32(uint16_t h);
 float kern_f16_to_f32(uint16_t h);
 float kern_e4m3_to_f32(uint8_t b);
+/* The 256 values of the e4m3fn codes. */
+const float *kern_e4m3_table(void);
 /* OCP e4m3fn of x: round to nearest even, saturating at +-448. */
 uint8_t kern_f32_to_e4m3(float x);
 

@@ -59,7 +59,7 @@ float kern_e4m3_to_f32(uint8_t b) {
 static float e4m3_table[256];
 static int e4m3_ready;
 
-static const float *e4m3_lut(void) {
+const float *kern_e4m3_table(void) {
     if (!e4m3_ready) { /* idempotent: racing threads write the same values */
         for (int i = 0; i < 256; i++) e4m3_table[i] = kern_e4m3_to_f32((uint8_t)i);
         e4m3_ready = 1;
@@ -118,7 +118,7 @@ void kern_mat_row(float *out, const dsc_mat *w, int32_t r) {
     }
     case DSC_W_F8_E4M3: {
         const uint8_t *p = (const uint8_t *)w->data + off;
-        const float *lut = e4m3_lut();
+        const float *lut = kern_e4m3_table();
         for (int32_t c = 0; c < w->cols; c++) out[c] = lut[p[c]] * fp8_scale(w, r, c);
         break;
     }
@@ -221,7 +221,7 @@ float kern_mat_row_dot(const dsc_mat *w, int32_t r, const float *x) {
     }
     case DSC_W_F8_E4M3: { /* sum each block, then apply its scale */
         const uint8_t *p = (const uint8_t *)w->data + off;
-        const float *lut = e4m3_lut();
+        const float *lut = kern_e4m3_table();
         for (int32_t c0 = 0; c0 < w->cols; c0 += w->block_cols) {
             int32_t c1 = c0 + w->block_cols < w->cols ? c0 + w->block_cols : w->cols;
             float b = 0;
@@ -270,7 +270,7 @@ void kern_mat_row_axpy(float *y, const dsc_mat *w, int32_t r, float a) {
     }
     case DSC_W_F8_E4M3: {
         const uint8_t *p = (const uint8_t *)w->data + off;
-        const float *lut = e4m3_lut();
+        const float *lut = kern_e4m3_table();
         for (int32_t c = 0; c < w->cols; c++) y[c] += a * lut[p[c]] * fp8_scale(w, r, c);
         break;
     }

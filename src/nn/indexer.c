@@ -18,6 +18,7 @@
  * Each position's k is cached as FP8 codes and scales, beside its latent.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "models/model.h"
@@ -115,17 +116,36 @@ static void index_prepare(void *arg, int ith, int nth) {
     }
 }
 
-/* score of the token's query (Hi heads, weights w) against the cached key row. */
-static float index_score(const dsc_kernels *k, const float *q, const float *w, const uint8_t *row, int32_t Hi,
-                         int32_t Di, float *kf) {
-    const float *sc = (const float *)(row + Di);
-    for (int32_t i = 0; i < Di; i++) kf[i] = kern_e4m3_to_f32(row[i]) * sc[i / FP8_BLOCK];
-    float sum = 0;
-    for (int32_t h = 0; h < Hi; h++) {
-        const float d = k->dot(q + (int64_t)h * Di, kf, Di);
-        sum += d > 0 ? w[h] * d : 0;
+/* Positions per block of the index scores: their keys decoded once, then
+ * one product with all the heads' queries. */
+#define IDX_PB 64
+
+/* A block's keys (pn cached rows) decoded to F32: kf (pn, Di). */
+static void index_keys(const uint8_t *rows, int64_t stride, int32_t pn, int32_t Di, float *kf) {
+    const float *lut = kern_e4m3_table();
+    for (int32_t p = 0; p < pn; p++) {
+        const uint8_t *row = rows + p * stride;
+        const float *sc = (const float *)(row + Di);
+        float *k = kf + (int64_t)p * Di;
+        for (int32_t b = 0; b < Di; b += FP8_BLOCK)
+            for (int32_t i = b; i < b + FP8_BLOCK; i++) k[i] = lut[row[i]] * sc[b / FP8_BLOCK];
     }
-    return sum;
+}
+
+/* out[p] = sum_h w[h] relu(q[h] . k_p) over a block of pn positions: the
+ * heads' dot products as one gemm (Hi x pn) where the kernel set has one.
+ * The sum over heads goes in head order, as the row form's. */
+static void index_block(const dsc_kernels *k, const float *q, const float *w, const float *kf, int32_t pn, int32_t Hi,
+                        int32_t Di, float *hp, float *pack, float *out) {
+    if (k->gemm) k->gemm(hp, IDX_PB, q, Di, kf, Di, Hi, pn, Di, 0, pack);
+    else
+        for (int32_t h = 0; h < Hi; h++)
+            for (int32_t p = 0; p < pn; p++) hp[(int64_t)h * IDX_PB + p] = k->dot(q + (int64_t)h * Di, kf + (int64_t)p * Di, Di);
+    for (int32_t p = 0; p < pn; p++) out[p] = 0;
+    for (int32_t h = 0; h < Hi; h++) {
+        const float *d = hp + (int64_t)h * IDX_PB;
+        for (int32_t p = 0; p < pn; p++) out[p] += d[p] > 0 ? w[h] * d[p] : 0;
+    }
 }
 
 /* The group's scores: every (token, position), the threads taking equal
@@ -136,7 +156,10 @@ static void index_scores(void *arg, int ith, int nth) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t Hi = c->index_n_heads, Di = c->index_head_dim;
-    float *kf = ctx->ts[ith].isel; /* Di floats of it, free until the selection */
+    const size_t npk = kern_gemm_scratch(Hi, IDX_PB, Di, 0);
+    float *kf = pool_scratch((size_t)IDX_PB * Di + (size_t)Hi * IDX_PB + npk), *hp = NULL, *pack = NULL;
+    if (kf) hp = kf + (size_t)IDX_PB * Di, pack = hp + (size_t)Hi * IDX_PB;
+    else kf = ctx->ts[ith].isel; /* no scratch: a position at a time, its key in isel */
     int64_t total = 0, done = 0;
     for (int32_t g = 0; g < j->ng; g++) total += s->tpos[j->list[j->t0 + g]] + 1;
     const int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
@@ -145,9 +168,21 @@ static void index_scores(void *arg, int ith, int nth) {
         const int64_t a = w0 > done ? w0 - done : 0, b = w1 - done < len ? w1 - done : len;
         const uint8_t *keys = ctx_icache(ctx, s->tseq[t], j->layer);
         float *out = s->iscore + (int64_t)g * ctx->n_ctx;
-        for (int64_t p = a; p < b; p++)
-            out[p] = index_score(ctx->k, s->iq + (int64_t)t * Hi * Di, s->iw + (int64_t)t * Hi, keys + p * ctx->istride,
-                                 Hi, Di, kf);
+        const float *q = s->iq + (int64_t)t * Hi * Di, *w = s->iw + (int64_t)t * Hi;
+        for (int64_t p0 = a; p0 < b && hp; p0 += IDX_PB) {
+            const int32_t pn = (int32_t)(b - p0 < IDX_PB ? b - p0 : IDX_PB);
+            index_keys(keys + p0 * ctx->istride, ctx->istride, pn, Di, kf);
+            index_block(ctx->k, q, w, kf, pn, Hi, Di, hp, pack, out + p0);
+        }
+        for (int64_t p = a; p < b && !hp; p++) {
+            index_keys(keys + p * ctx->istride, ctx->istride, 1, Di, kf);
+            float sum = 0;
+            for (int32_t h = 0; h < Hi; h++) {
+                const float d = ctx->k->dot(q + (int64_t)h * Di, kf, Di);
+                sum += d > 0 ? w[h] * d : 0;
+            }
+            out[p] = sum;
+        }
         done += len;
     }
 }
@@ -213,9 +248,11 @@ void mla_index(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n) {
         if (s->sparse[t]) list[ns++] = t;
     }
     j.list = list;
+    const int64_t t0 = ctx->timer && ns ? dsc_now_ns() : 0; /* counted as attention (dsc_ctx_set_timing) */
     for (j.t0 = 0; j.t0 < ns; j.t0 += ctx->n_abs) {
         j.ng = ns - j.t0 < ctx->n_abs ? ns - j.t0 : ctx->n_abs;
         pool_run(ctx->pool, index_scores, &j);
         pool_run(ctx->pool, index_select, &j);
     }
+    if (t0) atomic_fetch_add(&ctx->timer->attn_ns, dsc_now_ns() - t0);
 }
