@@ -637,6 +637,42 @@ dsc_status dsc_chat_detect(const char *tokenizer_config_path, unsigned *flags);
  * no V3.1 template takes DSC_CHAT_HYBRID | DSC_CHAT_DSML (thinking as set). */
 unsigned dsc_chat_model_flags(unsigned flags, const dsc_model_info *info);
 
+/* DeepSeek-V3.2's function calls in generated text: a block
+ *   <｜DSML｜function_calls>
+ *   <｜DSML｜invoke name="NAME">
+ *   <｜DSML｜parameter name="KEY" string="true|false">VALUE</｜DSML｜parameter>
+ *   ...
+ *   </｜DSML｜invoke>
+ *   ...
+ *   </｜DSML｜function_calls>
+ * after the answer's text (a string VALUE as it is, any other as JSON).
+ * dsc_dsml_feed passes the answer's text through to out (at most n +
+ * DSC_DSML_HOLD bytes) but for what may open the block (whitespace, then a
+ * beginning of its tag), held back until the next bytes tell; from the
+ * block's tag on the bytes gather in st->block, and the call returns 1 once
+ * its closing tag is in (more bytes are then dropped). dsc_dsml_pending:
+ * the bytes held back or the block still open, for the end of the text
+ * (then the splitter passes everything through). Zero-initialise; free with
+ * dsc_dsml_free. */
+#define DSC_DSML_HOLD 64
+typedef struct {
+    int state;          /* 0 text, 1 in the block, 2 the block closed, 3 text only */
+    char hold[DSC_DSML_HOLD];
+    size_t n_hold;
+    char *block;        /* the block's bytes from its opening tag (owned) */
+    size_t n_block, cap_block;
+    int oom;
+} dsc_dsml_split;
+int dsc_dsml_feed(dsc_dsml_split *st, const char *in, size_t n, char *out, size_t *n_out);
+const char *dsc_dsml_pending(dsc_dsml_split *st, size_t *n);
+void dsc_dsml_free(dsc_dsml_split *st);
+/* The calls of a block (its text, n bytes): *calls (n_calls) with their
+ * names and arguments (a JSON object each) owned, freed by
+ * dsc_tool_calls_free. A block out of the format is DSC_ERR_FORMAT naming
+ * what is wrong. */
+dsc_status dsc_dsml_parse(const char *text, size_t n, dsc_tool_call **calls, size_t *n_calls);
+void dsc_tool_calls_free(dsc_tool_call *calls, size_t n_calls);
+
 /* Splits generated text into reasoning (between <think> and </think>) and
  * answer, across token boundaries. The tags themselves are dropped. */
 typedef struct {

@@ -14,6 +14,7 @@
 
 #include "core/fileio.h"
 #include "core/status.h"
+#include "runtime/pyjson.h"
 
 #define CHAT_BOS "<｜begin▁of▁sentence｜>"
 #define CHAT_EOS "<｜end▁of▁sentence｜>"
@@ -133,14 +134,7 @@ static dsc_status check_calls(const dsc_chat_message *m, size_t i) {
 static dsc_status render_v31(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
     const int thinking = (flags & DSC_CHAT_REASONING) != 0;
     int last_user = 0, after_tool = 0;
-    if (flags & DSC_CHAT_DSML) { /* V3.2: its DSML tool calls are not supported */
-        if (tools && *tools) return dsc_fail(DSC_ERR_ARG, "chat: tools are not supported with DeepSeek-V3.2's encoding (DSML tool calls)");
-        for (size_t i = 0; i < n; i++)
-            if (msgs[i].n_tool_calls || (msgs[i].role && !strcmp(msgs[i].role, "tool")))
-                return dsc_fail(DSC_ERR_ARG, "chat message %zu: tool calls and results are not supported with DeepSeek-V3.2's "
-                                "encoding (DSML tool calls)", i);
-    }
-    dsc_status s = put_system(o, msgs, n, tools, (flags & DSC_CHAT_DSML) != 0);
+    dsc_status s = put_system(o, msgs, n, tools, 0);
     for (size_t i = 0; i < n && !s; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
         if (!strcmp(role, "system")) continue;
@@ -184,8 +178,128 @@ static dsc_status render_v31(chat_out *o, const dsc_chat_message *msgs, size_t n
     return s;
 }
 
+#define DSML "｜DSML｜"
+
+/* One call in DSML: <｜DSML｜invoke name="NAME">, a line per argument,
+ * <｜DSML｜parameter name="KEY" string="true">VALUE</｜DSML｜parameter> (a
+ * string as it is; any other value as JSON, string="false"). */
+static dsc_status put_invoke(chat_out *o, const dsc_tool_call *t, size_t k) {
+    if (!t->name || !t->arguments) return dsc_fail(DSC_ERR_ARG, "chat: tool call %zu has no name or arguments", k);
+    cJSON *args = fio_parse_json(t->arguments, strlen(t->arguments)), *a;
+    if (!cJSON_IsObject(args)) {
+        cJSON_Delete(args);
+        return dsc_fail(DSC_ERR_ARG, "chat: tool call %zu ('%.64s'): its arguments are not a JSON object", k, t->name);
+    }
+    dsc_status s = put_text(o, "<" DSML "invoke name=\"", strlen("<" DSML "invoke name=\""), 1);
+    if (!s) s = put_text(o, t->name, strlen(t->name), 0);
+    if (!s) s = put_text(o, "\">\n", 3, 1);
+    int first = 1;
+    cJSON_ArrayForEach(a, args) {
+        if (s) break;
+        const int str = cJSON_IsString(a);
+        char *v = str ? NULL : pyjson_print(a);
+        if (!str && !v) {
+            s = dsc_fail(DSC_ERR_NOMEM, "chat: out of memory");
+            break;
+        }
+        if (!first) s = put_text(o, "\n", 1, 1);
+        first = 0;
+        if (!s) s = put_text(o, "<" DSML "parameter name=\"", strlen("<" DSML "parameter name=\""), 1);
+        if (!s) s = put_text(o, a->string, strlen(a->string), 0);
+        if (!s) s = put_text(o, str ? "\" string=\"true\">" : "\" string=\"false\">", str ? 16 : 17, 1);
+        if (!s) s = put_text(o, str ? a->valuestring : v, strlen(str ? a->valuestring : v), 0);
+        if (!s) s = put_text(o, "</" DSML "parameter>", strlen("</" DSML "parameter>"), 1);
+        free(v);
+    }
+    cJSON_Delete(args);
+    if (!s) s = put_text(o, "\n</" DSML "invoke>", strlen("\n</" DSML "invoke>"), 1);
+    return s;
+}
+
+/* An assistant's content "R</think>A" (R may open with "<think>") as its
+ * reasoning R (NULL without "</think>") and answer A. */
+static const char *split_reasoning(const char *c, const char **r, size_t *nr) {
+    const char *q = strstr(c, "</think>");
+    if (!q) {
+        *r = NULL, *nr = 0;
+        return c;
+    }
+    *r = strncmp(c, "<think>", 7) ? c : c + 7;
+    *nr = (size_t)(q - *r);
+    return q + 8;
+}
+
+/* DeepSeek-V3.2's encoding (encoding_dsv32.py in its release; no Jinja
+ * template): the system messages joined by nothing, then (a blank line)
+ * the tools; a user turn <｜User｜>TEXT<｜Assistant｜> then "<think>" for
+ * the last one in thinking mode, else "</think>"; an answer after the last
+ * user turn keeps its reasoning ("R</think>") in thinking mode, and is its
+ * text, then its calls ("\n\n<｜DSML｜function_calls>\n" the invokes a line
+ * each "\n</｜DSML｜function_calls>"), then <｜end▁of▁sentence｜>; the
+ * results of a turn's calls "\n\n<function_results>", "\n<result>R</result>"
+ * each, "\n</function_results>\n\n" then "<think>" or "</think>" as after a
+ * user turn; a prefix to continue is its text alone. */
+static dsc_status render_v32(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+    const int thinking = (flags & DSC_CHAT_REASONING) != 0;
+    size_t last_user = SIZE_MAX, asst = SIZE_MAX; /* the last user turn; the answer whose results come */
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].role && !strcmp(msgs[i].role, "user")) last_user = i;
+    dsc_status s = put_system(o, msgs, n, NULL, 1);
+    if (!s && tools && *tools && !(s = put_text(o, "\n\n", 2, 0))) s = put_text(o, tools, strlen(tools), 1);
+    const char *open_think = thinking ? "<think>" : "</think>";
+    for (size_t i = 0; i < n && !s; i++) {
+        const char *role = msgs[i].role, *c = msgs[i].content;
+        const int after = last_user == SIZE_MAX || i > last_user;
+        if (!strcmp(role, "system")) continue;
+        if ((s = check_calls(&msgs[i], i))) break;
+        if (!strcmp(role, "user")) {
+            if (!(s = put_special(o, CHAT_USER)) && !(s = put_text(o, c, strlen(c), 0)) && !(s = put_special(o, CHAT_ASSISTANT)))
+                s = put_text(o, i == last_user ? open_think : "</think>", i == last_user && thinking ? 7 : 8, 1);
+        } else if (!strcmp(role, "assistant")) {
+            const char *r;
+            size_t nr;
+            const char *a = split_reasoning(c, &r, &nr);
+            if ((flags & DSC_CHAT_PREFIX) && i + 1 == n && !msgs[i].n_tool_calls) {
+                s = put_text(o, a, strlen(a), 0);
+                break;
+            }
+            if (thinking && after && !(s = put_text(o, r ? r : "", r ? nr : 0, 0))) s = put_text(o, "</think>", 8, 1);
+            if (!s) s = put_text(o, a, strlen(a), 0);
+            if (!s && msgs[i].n_tool_calls) {
+                s = put_text(o, "\n\n<" DSML "function_calls>\n", strlen("\n\n<" DSML "function_calls>\n"), 1);
+                for (size_t k = 0; k < msgs[i].n_tool_calls && !s; k++) {
+                    if (k) s = put_text(o, "\n", 1, 1);
+                    if (!s) s = put_invoke(o, &msgs[i].tool_calls[k], k);
+                }
+                if (!s) s = put_text(o, "\n</" DSML "function_calls>", strlen("\n</" DSML "function_calls>"), 1);
+            }
+            if (!s) s = put_special(o, CHAT_EOS);
+            asst = msgs[i].n_tool_calls ? i : SIZE_MAX;
+        } else if (!strcmp(role, "tool")) {
+            if (asst == SIZE_MAX)
+                return dsc_fail(DSC_ERR_ARG, "chat message %zu: a tool result with no call before it to answer", i);
+            const size_t order = i - asst, calls = msgs[asst].n_tool_calls;
+            if (order > calls)
+                return dsc_fail(DSC_ERR_ARG, "chat message %zu: more tool results than the %zu calls before them", i, calls);
+            if (order == 1) s = put_text(o, "\n\n<function_results>", 20, 1);
+            if (!s) s = put_text(o, "\n<result>", 9, 1);
+            if (!s) s = put_text(o, c, strlen(c), 0);
+            if (!s) s = put_text(o, "</result>", 9, 1);
+            if (!s && order == calls && !(s = put_text(o, "\n</function_results>\n\n", 22, 1)))
+                s = put_text(o, after && thinking ? "<think>" : "</think>", after && thinking ? 7 : 8, 1);
+        } else {
+            s = dsc_fail(DSC_ERR_ARG, "chat message %zu: role '%.32s' is not system, user, assistant or tool", i, role);
+        }
+    }
+    if (!s && (flags & DSC_CHAT_PREFIX) &&
+        (n == 0 || strcmp(msgs[n - 1].role, "assistant") || msgs[n - 1].n_tool_calls))
+        return dsc_fail(DSC_ERR_ARG, "chat: a prefix to continue must be the last message, the assistant's");
+    return s;
+}
+
 /* The conversation into o (its text pieces not yet all tokenized). */
 static dsc_status render(chat_out *o, const dsc_chat_message *msgs, size_t n, const char *tools, unsigned flags) {
+    if (flags & DSC_CHAT_DSML) return render_v32(o, msgs, n, tools, flags);
     if (flags & DSC_CHAT_HYBRID) return render_v31(o, msgs, n, tools, flags);
     dsc_status s = put_system(o, msgs, n, tools, 0);
     int in_outputs = 0; /* a run of tool results is open */
@@ -337,4 +451,178 @@ void dsc_think_flush(dsc_think_split *st, char *reason, size_t *nr, char *answer
     *nr = *na = 0;
     for (int i = 0; i < st->n_hold; i++) emit(st, st->hold[i], reason, nr, answer, na);
     st->n_hold = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* DeepSeek-V3.2's calls (DSML)                                              */
+
+static const char dsml_open[] = "<" DSML "function_calls>", dsml_close[] = "</" DSML "function_calls>";
+
+static int is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+/* hold = whitespace, then a beginning of the opening tag (maybe all of it): 2
+ * when the tag is whole, 1 when it may still come, 0 when it cannot. */
+static int hold_state(const char *h, size_t n) {
+    size_t w = 0;
+    while (w < n && is_ws(h[w])) w++;
+    const size_t m = n - w, lt = sizeof dsml_open - 1;
+    if (m > lt || memcmp(h + w, dsml_open, m)) return 0;
+    return m == lt ? 2 : 1;
+}
+
+static void block_put(dsc_dsml_split *st, const char *p, size_t n) {
+    if (st->oom) return;
+    if (st->n_block + n + 1 > st->cap_block) {
+        size_t cap = (st->n_block + n + 1) * 2 + 256;
+        char *g = realloc(st->block, cap);
+        if (!g) {
+            st->oom = 1;
+            return;
+        }
+        st->block = g, st->cap_block = cap;
+    }
+    memcpy(st->block + st->n_block, p, n);
+    st->n_block += n;
+    st->block[st->n_block] = 0;
+}
+
+int dsc_dsml_feed(dsc_dsml_split *st, const char *in, size_t n, char *out, size_t *n_out) {
+    size_t no = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char c = in[i];
+        if (st->state == 3) {
+            out[no++] = c;
+            continue;
+        }
+        if (st->state == 2) break;
+        if (st->state == 1) {
+            block_put(st, &c, 1);
+            const size_t lc = sizeof dsml_close - 1;
+            if (st->n_block >= lc && !memcmp(st->block + st->n_block - lc, dsml_close, lc)) st->state = 2;
+            continue;
+        }
+        st->hold[st->n_hold++] = c;
+        while (st->n_hold) {
+            const int h = hold_state(st->hold, st->n_hold);
+            if (h == 2) { /* the block opens: the whitespace before it dropped */
+                st->state = 1, st->n_hold = 0;
+                block_put(st, dsml_open, sizeof dsml_open - 1);
+                break;
+            }
+            if (h == 1 && st->n_hold < DSC_DSML_HOLD) break; /* it may still come */
+            out[no++] = st->hold[0];                          /* the first byte cannot begin it */
+            memmove(st->hold, st->hold + 1, --st->n_hold);
+        }
+    }
+    *n_out = no;
+    return st->state == 2;
+}
+
+const char *dsc_dsml_pending(dsc_dsml_split *st, size_t *n) {
+    const int s = st->state;
+    st->state = 3;
+    if (s == 1) return *n = st->n_block, st->block ? st->block : "";
+    if (s == 0) return *n = st->n_hold, st->n_hold = 0, st->hold;
+    return *n = 0, "";
+}
+
+void dsc_dsml_free(dsc_dsml_split *st) {
+    free(st->block);
+    memset(st, 0, sizeof *st);
+}
+
+void dsc_tool_calls_free(dsc_tool_call *calls, size_t n_calls) {
+    for (size_t i = 0; calls && i < n_calls; i++) free((char *)calls[i].name), free((char *)calls[i].arguments);
+    free(calls);
+}
+
+/* p at s (end e): skips whitespace, then tag; NULL when tag is not next. */
+static const char *dsml_expect(const char *p, const char *e, const char *tag) {
+    while (p < e && is_ws(*p)) p++;
+    const size_t n = strlen(tag);
+    return (size_t)(e - p) >= n && !memcmp(p, tag, n) ? p + n : NULL;
+}
+
+static const char *dsml_find(const char *p, const char *e, const char *tag) {
+    return memmem(p, (size_t)(e - p), tag, strlen(tag));
+}
+
+dsc_status dsc_dsml_parse(const char *text, size_t n, dsc_tool_call **calls, size_t *n_calls) {
+    *calls = NULL, *n_calls = 0;
+    const char *p = text, *e = text + n, *q;
+    dsc_tool_call *out = NULL;
+    size_t k = 0;
+    dsc_status s = DSC_OK;
+    cJSON *args = NULL;
+    if (!(p = dsml_expect(p, e, dsml_open))) return dsc_fail(DSC_ERR_FORMAT, "DSML calls: no <" DSML "function_calls>");
+    for (;;) {
+        const char *nx = dsml_expect(p, e, "<" DSML "invoke name=\"");
+        if (!nx) break;
+        if (!(q = memchr(nx, '"', (size_t)(e - nx))) || !(p = dsml_expect(q + 1, e, ">"))) {
+            s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu: its invoke tag is not closed", k);
+            break;
+        }
+        if (q == nx) {
+            s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu has no name", k);
+            break;
+        }
+        dsc_tool_call *g = realloc(out, sizeof *g * (k + 1));
+        args = cJSON_CreateObject();
+        if (!g || !args) {
+            if (g) out = g;
+            s = dsc_fail(DSC_ERR_NOMEM, "DSML calls: out of memory");
+            break;
+        }
+        out = g;
+        out[k] = (dsc_tool_call){strndup(nx, (size_t)(q - nx)), NULL};
+        k++;
+        for (;;) { /* the arguments */
+            const char *pn = dsml_expect(p, e, "<" DSML "parameter name=\"");
+            if (!pn) break;
+            const char *qe = memchr(pn, '"', (size_t)(e - pn)), *v, *ve;
+            int str = -1;
+            if (qe && (v = dsml_expect(qe + 1, e, "string=\"true\">"))) str = 1;
+            else if (qe && (v = dsml_expect(qe + 1, e, "string=\"false\">"))) str = 0;
+            if (str < 0 || !(ve = dsml_find(v, e, "</" DSML "parameter>"))) {
+                s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu ('%s'): a parameter out of the format", k - 1, out[k - 1].name);
+                break;
+            }
+            char *key = strndup(pn, (size_t)(qe - pn)), *val = strndup(v, (size_t)(ve - v));
+            cJSON *x = !key || !val ? NULL : str ? cJSON_CreateString(val) : fio_parse_json(val, strlen(val));
+            if (x && !cJSON_GetObjectItemCaseSensitive(args, key)) cJSON_AddItemToObject(args, key, x);
+            else if (x) {
+                cJSON_Delete(x);
+                s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu ('%s'): parameter '%.64s' given twice", k - 1,
+                             out[k - 1].name, key);
+            } else if (key && val) {
+                s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu ('%s'): parameter '%.64s' (string=\"false\") is not JSON",
+                             k - 1, out[k - 1].name, key);
+            } else {
+                s = dsc_fail(DSC_ERR_NOMEM, "DSML calls: out of memory");
+            }
+            free(key), free(val);
+            if (s) break;
+            p = ve + strlen("</" DSML "parameter>");
+        }
+        if (s) break;
+        if (!(p = dsml_expect(p, e, "</" DSML "invoke>"))) {
+            s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: call %zu ('%s') is not closed by </" DSML "invoke>", k - 1, out[k - 1].name);
+            break;
+        }
+        out[k - 1].arguments = cJSON_PrintUnformatted(args);
+        cJSON_Delete(args), args = NULL;
+        if (!out[k - 1].name || !out[k - 1].arguments) {
+            s = dsc_fail(DSC_ERR_NOMEM, "DSML calls: out of memory");
+            break;
+        }
+    }
+    cJSON_Delete(args);
+    if (!s && k == 0) s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: the block holds no <" DSML "invoke>");
+    if (!s && !dsml_expect(p, e, dsml_close)) s = dsc_fail(DSC_ERR_FORMAT, "DSML calls: no </" DSML "function_calls> after the calls");
+    if (s) {
+        dsc_tool_calls_free(out, k);
+        return s;
+    }
+    *calls = out, *n_calls = k;
+    return DSC_OK;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../core/fileio.h"
+#include "../runtime/pyjson.h"
 #include "srv.h"
 
 #define INVALID "invalid_request_error"
@@ -393,6 +394,34 @@ static void tools_text(const cJSON *tools, sbuf *b, int v31) {
                      "ARGUMENTS is a JSON object that follows its parameters.");
 }
 
+/* The functions offered as DeepSeek-V3.2's encoding describes them (after
+ * the system prompt): how to write a DSML block, then each function's
+ * object as Python's json.dumps writes it, a line each. */
+static void tools_text_v32(const cJSON *tools, sbuf *b) {
+    const cJSON *t;
+    sbuf_puts(b, "## Tools\nYou have access to a set of tools you can use to answer the user's question.\n"
+                 "You can invoke functions by writing a \"<｜DSML｜function_calls>\" block like the following as part of "
+                 "your reply to the user:\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"$FUNCTION_NAME\">\n"
+                 "<｜DSML｜parameter name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE</｜DSML｜parameter>\n"
+                 "...\n</｜DSML｜invoke>\n<｜DSML｜invoke name=\"$FUNCTION_NAME2\">\n...\n</｜DSML｜invoke>\n"
+                 "</｜DSML｜function_calls>\nString and scalar parameters should be specified as is without any escaping or "
+                 "quotes, while lists and objects should use JSON format. The \"string\" attribute should be set to "
+                 "\"true\" for string type parameters and \"false\" for other types (numbers, booleans, arrays, objects).\n"
+                 "If the thinking_mode is enabled, then after function results you should strongly consider outputting a "
+                 "thinking block. Here is an example:\n<｜DSML｜function_calls>\n...\n</｜DSML｜function_calls>\n"
+                 "<function_results>\n...\n</function_results>\n<think>...thinking about results</think>\n"
+                 "Here are the functions available in JSONSchema format:\n<functions>\n");
+    int first = 1;
+    cJSON_ArrayForEach(t, tools) {
+        char *p = pyjson_print(cJSON_GetObjectItemCaseSensitive(t, "function"));
+        if (!p) b->oom = 1;
+        else sbuf_printf(b, "%s%s", first ? "" : "\n", p);
+        first = 0;
+        free(p);
+    }
+    sbuf_puts(b, "\n</functions>\n");
+}
+
 /* tools: [{"type": "function", "function": {"name", "description",
  * "parameters"}}], tool_choice ("none", "auto", "required" or {"type":
  * "function", "function": {"name"}}) and parallel_tool_calls. */
@@ -479,17 +508,20 @@ static int parse_tools(const cJSON *root, srv_ask *a, srv_err *e) {
         return srv_fail(e, 400, INVALID, "tool_choice", "invalid_value",
                         "Invalid 'tool_choice': a call is required, but no 'tools' are given.");
     if (a->tool_choice != SRV_TOOLS_NONE) {
-        sbuf b = {0}, b31 = {0};
+        sbuf b = {0}, b31 = {0}, b32 = {0};
         tools_text(tools, &b, 0);
         tools_text(tools, &b31, 1);
-        if (b.oom || b31.oom) {
+        tools_text_v32(tools, &b32);
+        if (b.oom || b31.oom || b32.oom) {
             sbuf_free(&b);
             sbuf_free(&b31);
+            sbuf_free(&b32);
             return srv_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         }
         size_t len;
         a->tools_text = sbuf_take(&b, &len);
         a->tools_text_v31 = sbuf_take(&b31, &len);
+        a->tools_text_v32 = sbuf_take(&b32, &len);
     }
     return 0;
 }
@@ -695,6 +727,7 @@ void srv_ask_free(srv_ask *a) {
     free(a->tool_schema);
     free(a->tools_text);
     free(a->tools_text_v31);
+    free(a->tools_text_v32);
     free(a->resp_settings);
     free(a->tool_forced);
     dsc_json_schema_free(a->schema);

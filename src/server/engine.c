@@ -129,23 +129,37 @@ static int stop_filter(const srv_req *r, srv_choice *c, const char *s, size_t n,
     return 0;
 }
 
+/* Answer text through DeepSeek-V3.2's call splitter (r->dsml: a DSML block
+ * of calls gathers apart), then the stop filter. */
+static int answer_text(const srv_req *r, srv_choice *c, const char *s, size_t n, sbuf *ans) {
+    if (!r->dsml) return stop_filter(r, c, s, n, ans);
+    char buf[512 + DSC_DSML_HOLD];
+    int hit = 0;
+    for (size_t off = 0; off < n && !hit; off += 512) {
+        size_t k = n - off < 512 ? n - off : 512, no = 0;
+        dsc_dsml_feed(&c->dsml, s + off, k, buf, &no);
+        hit = stop_filter(r, c, buf, no, ans);
+    }
+    return hit;
+}
+
 /* Splits decoded text into reasoning and answer (reasoning requests) and
  * runs the answer through the stop filter. Returns 1 on a stop match. */
 static int route_text(const srv_req *r, srv_choice *c, const char *s, size_t n, int flush, sbuf *reason, sbuf *ans) {
     char rb[600], ab[600];
     size_t nr = 0, na = 0;
-    if (!r->reasoning) return stop_filter(r, c, s, n, ans);
+    if (!r->reasoning) return answer_text(r, c, s, n, ans);
     int hit = 0;
     for (size_t off = 0; off < n && !hit; off += 512) {
         size_t k = n - off < 512 ? n - off : 512;
         dsc_think_feed(&c->split, s + off, k, rb, &nr, ab, &na);
         sbuf_put(reason, rb, nr);
-        hit = stop_filter(r, c, ab, na, ans);
+        hit = answer_text(r, c, ab, na, ans);
     }
     if (flush && !hit) {
         dsc_think_flush(&c->split, rb, &nr, ab, &na);
         sbuf_put(reason, rb, nr);
-        hit = stop_filter(r, c, ab, na, ans);
+        hit = answer_text(r, c, ab, na, ans);
     }
     return hit;
 }
@@ -158,6 +172,11 @@ static int flush_text(const srv_req *r, srv_choice *c, sbuf *reason, sbuf *ans) 
     if (c->utf8.n_pending) stopped = route_text(r, c, "\xEF\xBF\xBD", 3, 0, reason, ans); /* a cut-off character */
     c->utf8.n_pending = 0;
     if (!stopped) stopped = route_text(r, c, "", 0, 1, reason, ans);
+    if (!stopped && r->dsml) { /* what may have opened calls, or a block never closed: text after all */
+        size_t pn;
+        const char *pend = dsc_dsml_pending(&c->dsml, &pn);
+        stopped = stop_filter(r, c, pend, pn, ans);
+    }
     if (!stopped) sbuf_put(ans, c->hold.p, c->hold.n);
     c->hold.n = 0;
     return stopped;
@@ -344,6 +363,35 @@ static void call_token(srv_engine *e, srv_req *r, srv_choice *c, int32_t t) {
     free(call.arguments);
 }
 
+/* DeepSeek-V3.2's block of calls, closed: its calls published, each whole;
+ * one out of the format is logged and goes to the answer as text. */
+static void dsml_calls(srv_req *r, srv_choice *c) {
+    dsc_tool_call *tc = NULL;
+    size_t nt = 0;
+    if (dsc_dsml_parse(c->dsml.block, c->dsml.n_block, &tc, &nt)) {
+        srv_log("a DeepSeek-V3.2 call out of its format (%s): kept as text", dsc_last_error());
+        pthread_mutex_lock(&r->mu);
+        sbuf_put(&c->content, c->dsml.block, c->dsml.n_block);
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    for (size_t k = 0; k < nt; k++) {
+        if (c->n_calls == c->cap_calls) {
+            srv_call *g = realloc(c->calls, sizeof *g * (size_t)(c->cap_calls * 2 + 4));
+            if (!g) break;
+            c->calls = g, c->cap_calls = c->cap_calls * 2 + 4;
+        }
+        srv_call *call = &c->calls[c->n_calls++];
+        memset(call, 0, sizeof *call);
+        call_id(r, c->n_calls - 1, call->id, sizeof call->id);
+        call->name = (char *)tc[k].name, call->arguments = (char *)tc[k].arguments; /* taken over */
+        tc[k].name = tc[k].arguments = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    dsc_tool_calls_free(tc, nt);
+}
+
 /* Samples slot s from its logits row and delivers the token. */
 static void deliver(srv_engine *e, int s, const float *row) {
     eslot *sl = &e->slot[s];
@@ -398,7 +446,10 @@ static void deliver(srv_engine *e, int s, const float *row) {
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (stopped) choice_finish(e, s, "stop", 0);
-    else if ((js && dsc_json_complete(&c->json)) || (ss && dsc_schema_complete(&c->schema)))
+    else if (r->dsml && c->dsml.state == 2) { /* V3.2's calls are in */
+        dsml_calls(r, c);
+        choice_finish(e, s, c->n_calls ? "tool_calls" : "stop", 1);
+    } else if ((js && dsc_json_complete(&c->json)) || (ss && dsc_schema_complete(&c->schema)))
         choice_finish(e, s, "stop", 1); /* the object is closed */
     else if (now == DSC_TOOL_DONE) choice_finish(e, s, "tool_calls", 0);         /* <｜tool▁calls▁end｜> */
     else if (t == e->p.eos && !r->a.ignore_eos) choice_finish(e, s, "stop", 1);
@@ -434,6 +485,7 @@ void srv_req_unref(srv_req *r) {
         sbuf_free(&c->new_answer);
         free(c->lp);
         sbuf_free(&c->call);
+        dsc_dsml_free(&c->dsml);
         sbuf_free(&c->live_args);
         free(c->live.name);
         for (int k = 0; k < c->n_calls; k++) free(c->calls[k].name), free(c->calls[k].arguments);

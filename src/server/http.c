@@ -407,7 +407,11 @@ static enum MHD_Result text_reply(conn *c, struct MHD_Connection *mc, const char
 static dsc_status chat_prompt(const srv_server *S, const srv_ask *a, int32_t *ids, size_t cap, size_t *n) {
     const int hybrid = (S->chat_flags & DSC_CHAT_HYBRID) != 0;
     const unsigned flags = srv_chat_flags(S, a) | (a->prefix ? DSC_CHAT_PREFIX : DSC_CHAT_GENERATION_PROMPT);
-    return dsc_chat_tokenize_tools(S->tok, a->msgs, a->n_msgs, hybrid ? a->tools_text_v31 : a->tools_text, flags, ids,
+    return dsc_chat_tokenize_tools(S->tok, a->msgs, a->n_msgs,
+                                   S->chat_flags & DSC_CHAT_DSML ? a->tools_text_v32
+                                   : hybrid                      ? a->tools_text_v31
+                                                                 : a->tools_text,
+                                   flags, ids,
                                    cap, n);
 }
 
@@ -504,9 +508,14 @@ static dsc_status fim_tokens(const srv_server *S, const srv_ask *a, int32_t *out
 static int tool_grammar(const srv_server *S, srv_req *r, srv_err *e) {
     const srv_ask *a = &r->a;
     if (!a->n_tools) return 0;
-    if (S->chat_flags & DSC_CHAT_DSML)
-        return srv_fail(e, 400, "invalid_request_error", "tools", "invalid_value",
-                        "'tools' are not supported with DeepSeek-V3.2's encoding (its DSML tool calls) yet");
+    if (S->chat_flags & DSC_CHAT_DSML) { /* V3.2: its calls read from the answer's text, no grammar */
+        if (a->tool_choice == SRV_TOOLS_REQUIRED)
+            return srv_fail(e, 400, "invalid_request_error", "tool_choice", "unsupported_value",
+                            "'tool_choice' 'required' or a named function cannot be held with DeepSeek-V3.2's calls "
+                            "(DSML text, not held by a grammar); use 'auto' or 'none'.");
+        r->dsml = a->tool_choice == SRV_TOOLS_AUTO;
+        return 0;
+    }
     const char *const *names = (const char *const *)a->tool_names;
     int n = a->tool_choice == SRV_TOOLS_NONE ? 0 : a->n_tools;
     if (a->tool_forced) names = (const char *const *)&a->tool_forced, n = 1;

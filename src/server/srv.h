@@ -116,6 +116,7 @@ typedef struct {
     /* Function calling (chat): */
     char *tools_text;        /* the functions offered, as the prompt describes them (owned); NULL: none */
     char *tools_text_v31;    /* ... as DeepSeek-V3.1's model card describes them (owned) */
+    char *tools_text_v32;    /* ... as DeepSeek-V3.2's encoding describes them (owned) */
     char **tool_names;       /* (n_tools, owned) */
     dsc_json_schema **tool_schema; /* (n_tools, owned) each one's parameters compiled, or NULL: any object */
     int n_tools;
@@ -197,6 +198,7 @@ typedef struct {
     sbuf call;             /* the text of the call being written              */
     dsc_utf8_stream utf8;
     dsc_think_split split;
+    dsc_dsml_split dsml;   /* DeepSeek-V3.2: the answer's text and its calls  */
     sbuf hold;             /* answer text that may begin a stop string       */
     sbuf new_reason, new_answer; /* one token's text, reused (no allocation per token) */
     int slot;
@@ -217,6 +219,7 @@ typedef struct srv_req {
     size_t n_echo_text;
     srv_lp *plp;           /* echo with logprobs: prompt token i's, from echo_from + 1 (engine) */
     dsc_tool_grammar *tools; /* tools offered: the answer's grammar (owned), else NULL */
+    int dsml;              /* tools offered to DeepSeek-V3.2: its DSML calls taken from the answer's text */
     srv_choice *ch;        /* (a.n) */
 
     pthread_mutex_t mu;    /* guards the choices' shared fields and below */

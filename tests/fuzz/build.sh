@@ -40,7 +40,13 @@ for t in tokenizer tokenizer_json json_mode; do
 done
 # shellcheck disable=SC2086
 $cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$root/include" -I"$root/src" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
+    -o "$out/fuzz_dsml" "$root/tests/fuzz/fuzz_dsml.c" "$root/src/core/status.c" "$root/src/core/fileio.c" \
+    "$root/src/runtime/chat.c" "$root/src/runtime/pyjson.c" "$root"/src/tokenizer/*.c $cjson -lpcre2-8 -lm
+echo "built $out/fuzz_dsml"
+# shellcheck disable=SC2086
+$cc -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/include" -I"$root/src" -I"$root/src/server" -D_GNU_SOURCE ${FUZZ_CFLAGS:-} \
     -o "$out/fuzz_request" "$root/tests/server/fuzz_request.c" "$root/src/server/api.c" "$root/src/server/anthropic.c" "$root/src/server/responses.c" "$root/src/server/util.c" \
-    "$root/src/runtime/sampler.c" "$root/src/runtime/json_schema.c" "$root/src/runtime/json_regex.c" "$root/src/core/status.c" "$root/src/core/fileio.c" $cjson -lm
+    "$root/src/runtime/sampler.c" "$root/src/runtime/json_schema.c" "$root/src/runtime/json_regex.c" "$root/src/runtime/pyjson.c" "$root/src/core/status.c" "$root/src/core/fileio.c" $cjson -lm
 echo "built $out/fuzz_request"

@@ -40,5 +40,6 @@ tokenizer - - 4096
 tokenizer_json - - 65536
 json_mode tests/fuzz/corpus/json_mode - 4096
 json_schema tests/fuzz/corpus/json_schema - 8192
+dsml tests/fuzz/corpus/dsml - 8192
 request tests/server/corpus - 4096
 EOF

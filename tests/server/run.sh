@@ -39,7 +39,7 @@ if [ "$(cat "$HERE/node_modules/.dsc-stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 status=0
-for t in e2e load mtp busy tools anthropic responses; do
+for t in e2e load mtp busy tools anthropic responses dsml; do
     { timeout 90 node "$HERE/$t.mjs" "$DSC" "$GOLDEN" "$tmp" 2>&1; echo $? >"$tmp/rc"; } | tee -a "$tmp/out"
     rc=$(cat "$tmp/rc")
     if [ "$rc" -ne 0 ]; then

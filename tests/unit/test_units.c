@@ -664,6 +664,75 @@ static void test_think_split(void) {
     CHECK(nr == 2 && !memcmp(r, "x<", 2) && na == 1 && a[0] == 'y', "R1 split, '<' before the tag kept");
 }
 
+/* DeepSeek-V3.2's DSML calls: the splitter fed a byte at a time and in one
+ * piece (text before the block passed on, the whitespace before it dropped,
+ * the block gathered), the parser (strings as they are, other values as
+ * JSON, several calls, bad blocks refused by name), and text that only
+ * looks like the tag's beginning passed on whole. */
+static void test_dsml(void) {
+    const char *text = "Let me look.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+                       "<｜DSML｜parameter name=\"city\" string=\"true\">Tōkyō \"west\"</｜DSML｜parameter>\n"
+                       "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n"
+                       "<｜DSML｜parameter name=\"opts\" string=\"false\">{\"units\": [\"C\", 1.5], \"x\": null}</｜DSML｜parameter>\n"
+                       "</｜DSML｜invoke>\n<｜DSML｜invoke name=\"now\">\n\n</｜DSML｜invoke>\n</｜DSML｜function_calls>tail";
+    const size_t n = strlen(text);
+    for (int by = 0; by < 2; by++) {
+        dsc_dsml_split st = {0};
+        char out[2048], got[2048] = "";
+        size_t no, ng = 0;
+        int closed = 0;
+        for (size_t i = 0; i < n && !closed; i += by ? n : 1) {
+            closed = dsc_dsml_feed(&st, text + i, by ? n : 1, out, &no);
+            memcpy(got + ng, out, no), ng += no;
+        }
+        got[ng] = 0;
+        CHECK(closed && !strcmp(got, "Let me look."), "DSML split %s: text '%s', closed %d", by ? "whole" : "by bytes", got, closed);
+        dsc_tool_call *tc = NULL;
+        size_t nt = 0;
+        CHECK(dsc_dsml_parse(st.block, st.n_block, &tc, &nt) == DSC_OK && nt == 2, "DSML parse: %s", dsc_last_error());
+        if (nt == 2) {
+            CHECK(!strcmp(tc[0].name, "get_weather") &&
+                      !strcmp(tc[0].arguments, "{\"city\":\"Tōkyō \\\"west\\\"\",\"days\":3,\"opts\":{\"units\":[\"C\",1.5],\"x\":null}}"),
+                  "DSML call 0: %s %s", tc[0].name, tc[0].arguments);
+            CHECK(!strcmp(tc[1].name, "now") && !strcmp(tc[1].arguments, "{}"), "DSML call 1: %s %s", tc[1].name, tc[1].arguments);
+        }
+        dsc_tool_calls_free(tc, nt);
+        dsc_dsml_free(&st);
+    }
+    /* Not a block: "<｜DSML｜x" and a '<' at the end, held then let go at the end. */
+    dsc_dsml_split st = {0};
+    char out[256], got[256] = "";
+    size_t no, ng = 0, pn;
+    const char *t2 = "a <｜DSML｜x b\n\n<｜DS";
+    for (size_t i = 0; i < strlen(t2); i++) {
+        dsc_dsml_feed(&st, t2 + i, 1, out, &no);
+        memcpy(got + ng, out, no), ng += no;
+    }
+    const char *pend = dsc_dsml_pending(&st, &pn);
+    memcpy(got + ng, pend, pn), ng += pn;
+    got[ng] = 0;
+    CHECK(!strcmp(got, t2), "DSML split: text that is not a block passes whole ('%s')", got);
+    dsc_dsml_free(&st);
+    static const struct {
+        const char *block, *why;
+    } bad[] = {
+        {"<｜DSML｜function_calls>\n</｜DSML｜function_calls>", "no <｜DSML｜invoke>"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"n\" string=\"false\">{1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>", "is not JSON"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"n\" string=\"maybe\">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>", "out of the format"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜function_calls>", "not closed"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"\">\n</｜DSML｜invoke>\n</｜DSML｜function_calls>", "no name"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"true\">1</｜DSML｜parameter>\n<｜DSML｜parameter name=\"a\" string=\"true\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>", "twice"},
+        {"<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n", "no </｜DSML｜function_calls>"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dsc_tool_call *tc = NULL;
+        size_t nt = 0;
+        const dsc_status st2 = dsc_dsml_parse(bad[i].block, strlen(bad[i].block), &tc, &nt);
+        CHECK(st2 == DSC_ERR_FORMAT && strstr(dsc_last_error(), bad[i].why) && !tc && !nt, "DSML bad block %zu: %s", i,
+              dsc_last_error());
+    }
+}
+
 static void test_sampler(void) {
     float logits[5] = {1.0f, 3.0f, 2.9f, -1.0f, 0.0f};
     dsc_sampler_params p = dsc_sampler_default_params();
@@ -1755,6 +1824,7 @@ int main(int argc, char **argv) {
     test_routing();
     test_rope();
     test_think_split();
+    test_dsml();
     test_sampler();
     test_kv_types();
     test_v32_sequences();
