@@ -1,5 +1,5 @@
 /*
- * config.h — the Hugging Face config.json of DeepSeek-V2 / V2-Lite / V3 / R1.
+ * config.h — the Hugging Face config.json of DeepSeek-V2 / V2-Lite / V3 / R1 / V3.2.
  */
 #ifndef DSC_IO_CONFIG_H
 #define DSC_IO_CONFIG_H

@@ -1,5 +1,5 @@
 /*
- * model.h — the in-memory DeepSeek-V2/V3 model and inference context.
+ * model.h — the in-memory DeepSeek-V2/V3/V3.2 model and inference context.
  *
  * Shapes follow the Hugging Face checkpoints: matrices are [out, in] and
  * y = W x. Notation used in the comments below:

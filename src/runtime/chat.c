@@ -1,9 +1,10 @@
 /*
  * chat.c — the DeepSeek-V3 / R1 chat template (as in their
  * tokenizer_config.json, tool calls and results as its 0324 revision writes
- * them) and DeepSeek-V3.1's (thinking switched on and off) rendered straight
- * to token ids, and the split of a reasoning
- * model's output into <think> reasoning and answer.
+ * them), DeepSeek-V3.1's (thinking switched on and off) and DeepSeek-V3.2's
+ * encoding (its calls in DSML) rendered straight to token ids; the split of
+ * a reasoning model's output into <think> reasoning and answer, and of a
+ * V3.2 answer into text and a DSML block of calls, and that block parsed.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
