@@ -482,11 +482,17 @@ int cmd_bench(const cli_opts *o) {
     /* one sequence's latent cache per position, the main model's layers */
     const double kv_tok = (double)dsc_ctx_kv_bytes(s.ctx) / dsc_ctx_n_ctx(s.ctx) / dsc_ctx_n_seq(s.ctx) *
                           i->n_layers / (i->n_layers + (o->mtp ? 1 : 0));
+    /* V3.2: of those, each position's index key (read by the indexer at every
+     * position); the latent rows are read only at the positions kept */
+    const double idx_tok = i->index_topk > 0 ? (double)i->n_layers * (i->index_head_dim + i->index_head_dim / 128 * 4) : 0;
     for (int c = 0; c < e.n_cfg; c++) {
         bench_cfg *g = &cfg[c];
         /* Bytes per decode step: active weights + the latent cache read at the
          * mean position of the run. FLOPs per prompt token: the matmuls and the attention. */
-        g->bytes = (double)i->active_bytes + kv_tok * (g->D + g->N / 2.0);
+        const double pos = g->D + g->N / 2.0;
+        g->bytes = (double)i->active_bytes + kv_tok * pos;
+        if (i->index_topk > 0 && pos + 1 > i->index_topk) /* V3.2, sparse: index_topk latent rows */
+            g->bytes = (double)i->active_bytes + idx_tok * pos + (kv_tok - idx_tok) * i->index_topk;
         /* Attention FLOPs per decode step at the run's mean position: per layer
          * and head, a score over R + Dr values and a weighted sum over R for
          * every cached position. */
