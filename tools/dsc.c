@@ -511,10 +511,13 @@ int cli_session_open(const cli_opts *o, int need_ctx, const int32_t *ids, int n_
 void cli_session_announce(const cli_opts *o, const cli_session *s) {
     const dsc_model_info *i = &s->info;
     char mtp[64] = "";
+    char idx[64] = "";
     if (o->mtp) snprintf(mtp, sizeof mtp, " (+ %.2f MiB of MTP inputs)", dsc_ctx_mtp_bytes(s->ctx) / 1048576.0);
-    fprintf(stderr, "dsc: latent kv cache: %d layers%s x %d tokens x (%d + %d) x %s = %.2f MiB%s; %d threads, %s kernels\n",
+    if (i->index_topk > 0) /* V3.2: each position's index key, FP8 codes and F32 scales */
+        snprintf(idx, sizeof idx, ", and %d B of index key a token a layer", i->index_head_dim + i->index_head_dim / 128 * 4);
+    fprintf(stderr, "dsc: latent kv cache: %d layers%s x %d tokens x (%d + %d) x %s%s = %.2f MiB%s; %d threads, %s kernels\n",
             i->n_layers, o->mtp ? " + 1 MTP" : "", dsc_ctx_n_ctx(s->ctx), i->kv_lora_rank, i->qk_rope_head_dim,
-            dsc_kv_type_name((dsc_kv_type)o->kv_type), dsc_ctx_kv_bytes(s->ctx) / 1048576.0, mtp,
+            dsc_kv_type_name((dsc_kv_type)o->kv_type), idx, dsc_ctx_kv_bytes(s->ctx) / 1048576.0, mtp,
             dsc_ctx_n_threads(s->ctx), dsc_ctx_isa(s->ctx));
 }
 
