@@ -101,6 +101,9 @@ typedef struct {
                               /* every other model (dense attention)          */
     int32_t index_n_heads;    /* its indexer's heads                           */
     int32_t index_head_dim;   /* and their dims                                */
+    int64_t index_q_bytes;    /* of active_bytes, the indexer's query weights  */
+                              /* (wq_b, weights_proj): read only by a step with */
+                              /* a token that sees more than index_topk         */
 } dsc_model_info;
 
 /* Fills *info; the strings are borrowed from the model. */

@@ -493,6 +493,8 @@ int cmd_bench(const cli_opts *o) {
         g->bytes = (double)i->active_bytes + kv_tok * pos;
         if (i->index_topk > 0 && pos + 1 > i->index_topk) /* V3.2, sparse: index_topk latent rows */
             g->bytes = (double)i->active_bytes + idx_tok * pos + (kv_tok - idx_tok) * i->index_topk;
+        else if (i->index_topk > 0) /* V3.2, every position kept: the indexer's queries not computed */
+            g->bytes -= (double)i->index_q_bytes;
         /* Attention FLOPs per decode step at the run's mean position: per layer
          * and head, a score over R + Dr values and a weighted sum over R for
          * every cached position. */

@@ -432,7 +432,10 @@ static void count_active(dsc_model *m) {
         if (m->cfg.q_lora_rank > 0) ADD(l->q_a), ADD(l->q_b);
         else ADD(l->q);
         ADD(l->kv_a), ADD(l->kv_b), ADD(l->o);
-        if (m->cfg.index_topk > 0) ADD(l->iq), ADD(l->ik), ADD(l->iw);
+        if (m->cfg.index_topk > 0) {
+            ADD(l->iq), ADD(l->ik), ADD(l->iw);
+            m->index_q_bytes += kern_mat_bytes(&l->iq) + kern_mat_bytes(&l->iw);
+        }
         if (!l->is_moe) {
             ADD(l->mlp.gate), ADD(l->mlp.up), ADD(l->mlp.down);
             continue;
@@ -621,6 +624,7 @@ void dsc_model_get_info(const dsc_model *m, dsc_model_info *info) {
         .index_topk = c->index_topk,
         .index_n_heads = c->index_n_heads,
         .index_head_dim = c->index_head_dim,
+        .index_q_bytes = m->index_q_bytes,
         .qk_nope_head_dim = c->qk_nope_head_dim,
         .v_head_dim = c->v_head_dim,
     };

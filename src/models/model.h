@@ -92,6 +92,7 @@ struct dsc_model {
     float softmax_scale;      /* Dq^-0.5 x mscale^2                               */
     int64_t n_params, weight_bytes;
     int64_t active_bytes, active_params; /* read per decoded token, see dsc_model_info */
+    int64_t index_q_bytes;    /* V3.2: the indexer's query weights, see dsc_model_info */
     dsc_mtp *mtp;             /* the first MTP module once model_load_mtp ran, else NULL */
 };
 

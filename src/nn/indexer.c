@@ -83,7 +83,7 @@ typedef struct {
     int layer;
     int32_t n;  /* tokens of the batch */
     int32_t t0; /* scores and selection: the group [t0, t0 + ng) of the sparse tokens' list */
-    int32_t ng;
+    int32_t ng; /* (index_prepare: the number of sparse tokens; its queries only when there are some) */
     const int32_t *list; /* the tokens that see more than index_topk positions */
 } index_job;
 
@@ -100,7 +100,7 @@ static void index_prepare(void *arg, int ith, int nth) {
     for (int64_t t = lo; t < hi; t++) {
         const int64_t p = s->tpos[t];
         const float *cp = ctx->rope_cos + p * half, *sp = ctx->rope_sin + p * half;
-        for (int32_t h = 0; h < Hi; h++) {
+        for (int32_t h = 0; h < Hi && j->ng; h++) { /* queries only when some token is sparse (ng: their count) */
             float *q = s->iq + (t * Hi + h) * Di;
             rope_halves(q, cp, sp, dr);
             hadamard(q, Di);
@@ -236,18 +236,18 @@ static void index_select(void *arg, int ith, int nth) {
 void mla_index(dsc_ctx *ctx, const dsc_layer *l, int layer, int32_t n) {
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
-    op_matmul(ctx, s->iq, s->qa, &l->iq, n);
-    op_matmul(ctx, s->ik, s->xn, &l->ik, n);
-    op_matmul(ctx, s->iw, s->xn, &l->iw, n);
-    index_job j = {ctx, l, layer, n, 0, 0, NULL};
-    pool_run(ctx->pool, index_prepare, &j);
-    /* the tokens that keep fewer positions than they see, listed in s.etok */
+    /* the tokens that keep fewer positions than they see, listed in s.etok;
+     * the queries (wq_b, weights_proj) are needed only when there are some */
     int32_t *list = s->etok, ns = 0;
     for (int32_t t = 0; t < n; t++) {
         s->sparse[t] = s->tpos[t] + 1 > c->index_topk;
         if (s->sparse[t]) list[ns++] = t;
     }
-    j.list = list;
+    if (ns) op_matmul(ctx, s->iq, s->qa, &l->iq, n);
+    op_matmul(ctx, s->ik, s->xn, &l->ik, n);
+    if (ns) op_matmul(ctx, s->iw, s->xn, &l->iw, n);
+    index_job j = {ctx, l, layer, n, 0, ns, list};
+    pool_run(ctx->pool, index_prepare, &j);
     const int64_t t0 = ctx->timer && ns ? dsc_now_ns() : 0; /* counted as attention (dsc_ctx_set_timing) */
     for (j.t0 = 0; j.t0 < ns; j.t0 += ctx->n_abs) {
         j.ng = ns - j.t0 < ctx->n_abs ? ns - j.t0 : ctx->n_abs;
