@@ -594,11 +594,11 @@ enum {
     DSC_CHAT_HYBRID = 8,            /* DeepSeek-V3.1's template: thinking switched per */
                                     /* conversation, on with DSC_CHAT_REASONING (below) */
     DSC_CHAT_DSML = 16,             /* with DSC_CHAT_HYBRID: DeepSeek-V3.2's own encoding */
-                                    /* (it ships no chat_template), the same as V3.1's  */
-                                    /* for turns without tools, the system messages     */
-                                    /* joined with nothing between them; its tool calls */
-                                    /* (DSML) are not supported: tools, calls and       */
-                                    /* results are an error                             */
+                                    /* (it ships no chat_template): the system messages */
+                                    /* joined with nothing between them, the tools'     */
+                                    /* description after them, calls as DSML blocks,    */
+                                    /* results as <function_results> (dsc_dsml_parse    */
+                                    /* reads the calls back)                            */
 };
 
 /* Token ids of the conversation in the DeepSeek-V3/R1 template:
