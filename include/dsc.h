@@ -329,7 +329,10 @@ size_t dsc_rss_bytes(void);
  * score over qk_nope + qk_rope dims and a weighted sum over v_head_dim for
  * each position a token sees) or, where that takes fewer, the absorbed
  * (over kv_lora_rank + qk_rope and kv_lora_rank dims), always the absorbed
- * with params.batch_invariant; *absorbed (if not NULL) says which. */
+ * with params.batch_invariant; *absorbed (if not NULL) says which.
+ * DeepSeek-V3.2: a token that sees more than index_topk positions attends
+ * to index_topk of them in the absorbed form, and its indexer scores every
+ * position it sees (index_n_heads x index_head_dim each), counted too. */
 double dsc_prefill_attn_flops(const dsc_ctx *ctx, int32_t pos0, int32_t n, int *absorbed);
 
 /* Where decode time goes, counted while timing is on (off by default; a

@@ -634,5 +634,8 @@ double dsc_prefill_attn_flops(const dsc_ctx *ctx, int32_t pos0, int32_t n, int *
     if (absorbed) *absorbed = 0;
     if (!ctx || pos0 < 0 || n < 1) return 0;
     const dsc_config *c = &ctx->model->cfg;
-    return 2.0 * c->n_layers * c->n_heads * mla_prefill_macs(c, pos0, n, ctx->mla_prefill, absorbed);
+    /* V3.2's indexer: tokens at positions p with p + 1 > index_topk score p + 1 positions */
+    const double lo = pos0 + 1.0 > c->index_topk + 1.0 ? pos0 + 1.0 : c->index_topk + 1.0, hi = (double)pos0 + n;
+    const double idx = c->index_topk > 0 && lo <= hi ? (hi - lo + 1) * (lo + hi) / 2 * c->index_n_heads * c->index_head_dim : 0;
+    return 2.0 * c->n_layers * (c->n_heads * mla_prefill_macs(c, pos0, n, ctx->mla_prefill, absorbed) + idx);
 }

@@ -377,14 +377,22 @@ static void mla_absorb_out(void *arg, int ith, int nth) {
  * From an empty cache the decompressed form is always the cheaper; a short
  * chunk after a long context (a chat turn, a prompt after a cache hit) is
  * not: 64 tokens after 4096 take 2.1x fewer in the absorbed form at
- * DeepSeek's dims, 16 tokens 7.3x. */
+ * DeepSeek's dims, 16 tokens 7.3x. V3.2's sparse tokens make the absorbed
+ * form the cheaper for a chunk after about twice index_topk positions (a
+ * prompt from an empty cache from about 7 x index_topk tokens): 512
+ * tokens after 8192 with index_topk 2048 take 2.1x fewer. */
 double mla_prefill_macs(const dsc_config *c, int32_t pos0, int32_t n, int form, int *absorbed) {
     const double R = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const double seen = pos0 + (n + 1) / 2.0; /* positions a token sees, on average */
+    /* V3.2: the absorbed form reads a sparse token's index_topk kept rows
+     * only (the decompressed one masks the others out); tokens at positions
+     * p = pos0 .. pos0 + n - 1 see min(p + 1, K) rows */
+    const double K = c->index_topk, a1 = pos0 + 1.0, b1 = (double)pos0 + n;
+    const double kept = K <= 0 || b1 <= K ? n * seen : a1 > K ? n * K : (K - a1 + 1) * (a1 + K) / 2 + (b1 - K) * K;
     /* both forms also multiply by kv_b's rows of the head once a token (the
      * decompression of the n new positions; the absorption of query and output) */
     const double dec = (double)pos0 * R * (dn + dv) + n * seen * (dn + dr + dv);
-    const double abs = n * seen * (2 * R + dr);
+    const double abs = kept * (2 * R + dr);
     const int a = form ? form == 2 : abs < dec;
     if (absorbed) *absorbed = a;
     return a ? abs : dec;

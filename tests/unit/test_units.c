@@ -970,6 +970,34 @@ static void test_v32_sequences(void) {
               dsc_kv_type_name(types[k]), max_rel(dec, pre, T * V));
         dsc_ctx_free(a);
     }
+    /* a prompt of many times index_topk: the absorbed form (gathered rows)
+     * is the cheaper and chosen, and gives the masked decompressed logits */
+    {
+        enum { L = 40 };
+        int32_t lt[L];
+        static float dl[L * V], al[L * V];
+        for (int i = 0; i < L; i++) lt[i] = (i * 31 + 5) % V;
+        dsc_ctx_params cp = dsc_ctx_default_params();
+        cp.n_ctx = 64;
+        dsc_ctx *a;
+        CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK, "V3.2 ctx for a long prompt");
+        int absorbed = -1;
+        const double fl = dsc_prefill_attn_flops(a, 0, L, &absorbed);
+        CHECK(absorbed == 1, "V3.2: a %d-token prompt with index_topk 4 attends in the absorbed form", L);
+        /* 2 layers: 2 heads x min(p + 1, 4) rows x (2 x 128 + 32), and the
+         * indexer's 4 heads x 128 dims over the p + 1 positions of a sparse token */
+        double want = 0;
+        for (int p = 0; p < L; p++) want += 2.0 * 2 * (2.0 * (p + 1 < 4 ? p + 1 : 4) * 288 + (p + 1 > 4 ? (p + 1) * 512.0 : 0));
+        CHECK(fl == want, "V3.2: the prompt's attention FLOPs %.0f (sparse rows and indexer counted: %.0f)", fl, want);
+        a->mla_prefill = 1;
+        dsc_eval(a, lt, L, dl);
+        dsc_ctx_truncate(a, 0);
+        a->mla_prefill = 0;
+        dsc_eval(a, lt, L, al);
+        CHECK(max_rel(al, dl, L * V) < 1e-5, "V3.2 %d-token prompt: absorbed (gathered rows) = decompressed (masked) (%g)",
+              L, max_rel(al, dl, L * V));
+        dsc_ctx_free(a);
+    }
     /* la: the 12-token prompt's next token after 11; lb: a 3-token prompt's (dense). */
     dsc_ctx_params cp = dsc_ctx_default_params();
     cp.n_ctx = 32;
