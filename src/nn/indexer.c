@@ -117,73 +117,124 @@ static void index_prepare(void *arg, int ith, int nth) {
 }
 
 /* Positions per block of the index scores: their keys decoded once, then
- * one product with all the heads' queries. */
+ * one product with the heads' queries of up to IDX_MG tokens. */
 #define IDX_PB 64
+#define IDX_MG 8
 
-/* A block's keys (pn cached rows) decoded to F32: kf (pn, Di). */
-static void index_keys(const uint8_t *rows, int64_t stride, int32_t pn, int32_t Di, float *kf) {
-    const float *lut = kern_e4m3_table();
+/* A block's keys (pn cached rows) decoded to F32: kf (pn, Di), each row by
+ * the kernel set's mat_row as an FP8 row with a scale per 128 values (the
+ * reference's e4m3 value times the scale, to the bit). */
+static void index_keys(const dsc_kernels *k, const uint8_t *rows, int64_t stride, int32_t pn, int32_t Di, float *kf) {
     for (int32_t p = 0; p < pn; p++) {
         const uint8_t *row = rows + p * stride;
-        const float *sc = (const float *)(row + Di);
-        float *k = kf + (int64_t)p * Di;
-        for (int32_t b = 0; b < Di; b += FP8_BLOCK)
-            for (int32_t i = b; i < b + FP8_BLOCK; i++) k[i] = lut[row[i]] * sc[b / FP8_BLOCK];
+        const dsc_mat m = {DSC_W_F8_E4M3, 1, Di, row, (const float *)(row + Di), 1, FP8_BLOCK, NULL};
+        k->mat_row(kf + (int64_t)p * Di, &m, 0);
     }
 }
 
-/* out[p] = sum_h w[h] relu(q[h] . k_p) over a block of pn positions: the
- * heads' dot products as one gemm (Hi x pn) where the kernel set has one.
- * The sum over heads goes in head order, as the row form's. */
-static void index_block(const dsc_kernels *k, const float *q, const float *w, const float *kf, int32_t pn, int32_t Hi,
-                        int32_t Di, float *hp, float *pack, float *out) {
-    if (k->gemm) k->gemm(hp, IDX_PB, q, Di, kf, Di, Hi, pn, Di, 0, pack);
+/* out_i[p] = sum_h w_i[h] relu(q_i[h] . k_p) over a block of pn positions
+ * for m tokens whose queries (Hi x Di each) and weights (Hi each) follow
+ * one another: the dot products as one gemm (m Hi x pn; each value does not
+ * depend on m) where the kernel set has one. The sum over heads goes in
+ * head order, as the row form's. */
+static void index_block(const dsc_kernels *k, const float *q, const float *w, int32_t m, const float *kf, int32_t pn,
+                        int32_t Hi, int32_t Di, float *hp, float *pack, float *const *out) {
+    if (k->gemm) k->gemm(hp, IDX_PB, q, Di, kf, Di, m * Hi, pn, Di, 0, pack);
     else
-        for (int32_t h = 0; h < Hi; h++)
+        for (int32_t h = 0; h < m * Hi; h++)
             for (int32_t p = 0; p < pn; p++) hp[(int64_t)h * IDX_PB + p] = k->dot(q + (int64_t)h * Di, kf + (int64_t)p * Di, Di);
-    for (int32_t p = 0; p < pn; p++) out[p] = 0;
-    for (int32_t h = 0; h < Hi; h++) {
-        const float *d = hp + (int64_t)h * IDX_PB;
-        for (int32_t p = 0; p < pn; p++) out[p] += d[p] > 0 ? w[h] * d[p] : 0;
+    for (int32_t i = 0; i < m; i++) {
+        float *o = out[i];
+        for (int32_t p = 0; p < pn; p++) o[p] = 0;
+        for (int32_t h = 0; h < Hi; h++) {
+            const float *d = hp + ((int64_t)i * Hi + h) * IDX_PB, wh = w[(int64_t)i * Hi + h];
+            for (int32_t p = 0; p < pn; p++) o[p] += d[p] > 0 ? wh * d[p] : 0;
+        }
     }
 }
 
-/* The group's scores: every (token, position), the threads taking equal
- * shares of the whole. */
+/* The end of the run of group tokens from g: consecutive batch tokens of
+ * one sequence at consecutive positions (a prefill chunk's), which see the
+ * same keys up to their own. */
+static int32_t index_run(const index_job *j, int32_t g) {
+    const dsc_scratch *s = &j->ctx->s;
+    int32_t e = g + 1;
+    while (e < j->ng) {
+        const int32_t a = j->list[j->t0 + e - 1], b = j->list[j->t0 + e];
+        if (b != a + 1 || s->tseq[b] != s->tseq[a] || s->tpos[b] != s->tpos[a] + 1) break;
+        e++;
+    }
+    return e;
+}
+
+/* The first token of the run [g, e) that sees position p0 (its positions
+ * increase along the run). */
+static int32_t index_run_from(const index_job *j, int32_t g, int32_t e, int64_t p0) {
+    const dsc_scratch *s = &j->ctx->s;
+    while (g < e && s->tpos[j->list[j->t0 + g]] < p0) g++;
+    return g;
+}
+
+/* The group's scores: every (token, position). The work goes by units of a
+ * run and a block of positions, each decoding the block's keys once for
+ * all the run's tokens that see it; the threads take consecutive units of
+ * equal shares of the (position, token) pairs. */
 static void index_scores(void *arg, int ith, int nth) {
     const index_job *j = arg;
     dsc_ctx *ctx = j->ctx;
     const dsc_config *c = &ctx->model->cfg;
     dsc_scratch *s = &ctx->s;
     const int32_t Hi = c->index_n_heads, Di = c->index_head_dim;
-    const size_t npk = kern_gemm_scratch(Hi, IDX_PB, Di, 0);
-    float *kf = pool_scratch((size_t)IDX_PB * Di + (size_t)Hi * IDX_PB + npk), *hp = NULL, *pack = NULL;
-    if (kf) hp = kf + (size_t)IDX_PB * Di, pack = hp + (size_t)Hi * IDX_PB;
-    else kf = ctx->ts[ith].isel; /* no scratch: a position at a time, its key in isel */
-    int64_t total = 0, done = 0;
-    for (int32_t g = 0; g < j->ng; g++) total += s->tpos[j->list[j->t0 + g]] + 1;
+    const size_t npk = kern_gemm_scratch(IDX_MG * Hi, IDX_PB, Di, 0);
+    float *kf = pool_scratch((size_t)IDX_PB * Di + (size_t)IDX_MG * Hi * IDX_PB + npk), *hp = NULL, *pack = NULL;
+    if (kf) hp = kf + (size_t)IDX_PB * Di, pack = hp + (size_t)IDX_MG * Hi * IDX_PB;
+    int64_t total = 0;
+    for (int32_t g = 0, e; g < j->ng; g = e) {
+        e = index_run(j, g);
+        const int64_t len = s->tpos[j->list[j->t0 + e - 1]] + 1;
+        for (int64_t p0 = 0; p0 < len; p0 += IDX_PB) {
+            const int64_t pn = len - p0 < IDX_PB ? len - p0 : IDX_PB;
+            total += pn * (e - index_run_from(j, g, e, p0));
+        }
+    }
     const int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
-    for (int32_t g = 0; g < j->ng && done < w1; g++) {
-        const int32_t t = j->list[j->t0 + g], len = s->tpos[t] + 1;
-        const int64_t a = w0 > done ? w0 - done : 0, b = w1 - done < len ? w1 - done : len;
-        const uint8_t *keys = ctx_icache(ctx, s->tseq[t], j->layer);
-        float *out = s->iscore + (int64_t)g * ctx->n_ctx;
-        const float *q = s->iq + (int64_t)t * Hi * Di, *w = s->iw + (int64_t)t * Hi;
-        for (int64_t p0 = a; p0 < b && hp; p0 += IDX_PB) {
-            const int32_t pn = (int32_t)(b - p0 < IDX_PB ? b - p0 : IDX_PB);
-            index_keys(keys + p0 * ctx->istride, ctx->istride, pn, Di, kf);
-            index_block(ctx->k, q, w, kf, pn, Hi, Di, hp, pack, out + p0);
-        }
-        for (int64_t p = a; p < b && !hp; p++) {
-            index_keys(keys + p * ctx->istride, ctx->istride, 1, Di, kf);
-            float sum = 0;
-            for (int32_t h = 0; h < Hi; h++) {
-                const float d = ctx->k->dot(q + (int64_t)h * Di, kf, Di);
-                sum += d > 0 ? w[h] * d : 0;
+    int64_t done = 0;
+    for (int32_t g = 0, e; g < j->ng && done < w1; g = e) {
+        e = index_run(j, g);
+        const int32_t t0 = j->list[j->t0 + g];
+        const int64_t len = s->tpos[j->list[j->t0 + e - 1]] + 1;
+        const uint8_t *keys = ctx_icache(ctx, s->tseq[t0], j->layer);
+        for (int64_t p0 = 0; p0 < len && done < w1; p0 += IDX_PB) {
+            const int32_t pn = (int32_t)(len - p0 < IDX_PB ? len - p0 : IDX_PB), f = index_run_from(j, g, e, p0);
+            const int64_t here = done;
+            done += (int64_t)pn * (e - f);
+            if (here < w0) continue;
+            if (!hp) { /* no scratch: a position at a time, its key in isel */
+                kf = ctx->ts[ith].isel;
+                for (int32_t p = 0; p < pn; p++) {
+                    index_keys(ctx->k, keys + (p0 + p) * ctx->istride, ctx->istride, 1, Di, kf);
+                    for (int32_t g2 = f; g2 < e; g2++) {
+                        const int32_t t = j->list[j->t0 + g2];
+                        const float *q = s->iq + (int64_t)t * Hi * Di, *w = s->iw + (int64_t)t * Hi;
+                        float sum = 0;
+                        for (int32_t h = 0; h < Hi; h++) {
+                            const float d = ctx->k->dot(q + (int64_t)h * Di, kf, Di);
+                            sum += d > 0 ? w[h] * d : 0;
+                        }
+                        s->iscore[(int64_t)g2 * ctx->n_ctx + p0 + p] = sum;
+                    }
+                }
+                continue;
             }
-            out[p] = sum;
+            index_keys(ctx->k, keys + p0 * ctx->istride, ctx->istride, pn, Di, kf);
+            for (int32_t g2 = f; g2 < e; g2 += IDX_MG) {
+                const int32_t m = e - g2 < IDX_MG ? e - g2 : IDX_MG, t = j->list[j->t0 + g2];
+                float *out[IDX_MG];
+                for (int32_t i = 0; i < m; i++) out[i] = s->iscore + (int64_t)(g2 + i) * ctx->n_ctx + p0;
+                index_block(ctx->k, s->iq + (int64_t)t * Hi * Di, s->iw + (int64_t)t * Hi, m, kf, pn, Hi, Di, hp, pack,
+                            out);
+            }
         }
-        done += len;
     }
 }
 

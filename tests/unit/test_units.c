@@ -997,6 +997,20 @@ static void test_v32_sequences(void) {
         CHECK(max_rel(al, dl, L * V) < 1e-5, "V3.2 %d-token prompt: absorbed (gathered rows) = decompressed (masked) (%g)",
               L, max_rel(al, dl, L * V));
         dsc_ctx_free(a);
+        /* batch-invariant: the prompt at once (the indexer's keys decoded once
+         * for a run of tokens, their queries in one product) = token by token,
+         * to the bit, on one and two threads */
+        static float bi[L * V];
+        for (int nt = 1; nt <= 2; nt++) {
+            cp.batch_invariant = 1, cp.n_threads = nt;
+            CHECK(dsc_ctx_new(m, &cp, &a) == DSC_OK, "V3.2 batch-invariant ctx");
+            dsc_eval(a, lt, L, al);
+            dsc_ctx_truncate(a, 0);
+            for (int i = 0; i < L; i++) dsc_eval(a, lt + i, 1, bi + (int64_t)i * V);
+            CHECK(!memcmp(al, bi, sizeof(float) * L * V), "V3.2 batch-invariant, %d threads: a %d-token prompt at once = "
+                  "token by token, to the bit (%g)", nt, L, max_rel(al, bi, L * V));
+            dsc_ctx_free(a);
+        }
     }
     /* la: the 12-token prompt's next token after 11; lb: a 3-token prompt's (dense). */
     dsc_ctx_params cp = dsc_ctx_default_params();
