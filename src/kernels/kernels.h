@@ -160,6 +160,10 @@ typedef struct {
                       int32_t np, int32_t cols);
     /* kern_q8_round: the same values, to the bit. */
     void (*q8_round)(float *out, const float *x, int64_t n);
+    /* DeepSeek-V3.2's index scores of a block of positions: out[p] = the
+     * sum over h < n, in h order from 0, of (d[h ldd + p] > 0 ? w[h] x
+     * d[h ldd + p] : 0) for p < np; every set gives the reference's bits. */
+    void (*relu_wsum)(float *out, const float *d, int64_t ldd, const float *w, int32_t n, int32_t np);
 } dsc_kernels;
 
 /* fma_burn's multiplier and addend (0.999999, 1e-6), read once per call

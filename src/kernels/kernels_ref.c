@@ -408,6 +408,17 @@ static void ref_attn_wsum(float *y, int64_t ldy, const float *a, int64_t lda, in
         }
 }
 
+static void ref_relu_wsum(float *out, const float *d, int64_t ldd, const float *w, int32_t n, int32_t np) {
+    for (int32_t p = 0; p < np; p++) {
+        float s = 0;
+        for (int32_t h = 0; h < n; h++) {
+            const float v = d[h * ldd + p];
+            s += v > 0 ? w[h] * v : 0;
+        }
+        out[p] = s;
+    }
+}
+
 const dsc_kernels kern_ref = {"ref", ref_matmul_rows, ref_matvec_t, ref_matvec_tm, kern_dot, kern_axpy, ref_fma_burn, 1,
                               ref_gemm, kern_mat_row, ref_exp_sum, ref_sigmoid, ref_adamw, NULL, ref_attn_scores,
-                              ref_attn_wsum, kern_q8_round};
+                              ref_attn_wsum, kern_q8_round, ref_relu_wsum};

@@ -120,6 +120,7 @@ static void index_prepare(void *arg, int ith, int nth) {
  * one product with the heads' queries of up to IDX_MG tokens. */
 #define IDX_PB 64
 #define IDX_MG 8
+#define IDX_MAXH 1024 /* index_n_heads at most (src/io/config.c) */
 
 /* A block's keys (pn cached rows) decoded to F32: kf (pn, Di), each row by
  * the kernel set's mat_row as an FP8 row with a scale per 128 values (the
@@ -143,14 +144,7 @@ static void index_block(const dsc_kernels *k, const float *q, const float *w, in
     else
         for (int32_t h = 0; h < m * Hi; h++)
             for (int32_t p = 0; p < pn; p++) hp[(int64_t)h * IDX_PB + p] = k->dot(q + (int64_t)h * Di, kf + (int64_t)p * Di, Di);
-    for (int32_t i = 0; i < m; i++) {
-        float *o = out[i];
-        for (int32_t p = 0; p < pn; p++) o[p] = 0;
-        for (int32_t h = 0; h < Hi; h++) {
-            const float *d = hp + ((int64_t)i * Hi + h) * IDX_PB, wh = w[(int64_t)i * Hi + h];
-            for (int32_t p = 0; p < pn; p++) o[p] += d[p] > 0 ? wh * d[p] : 0;
-        }
-    }
+    for (int32_t i = 0; i < m; i++) k->relu_wsum(out[i], hp + (int64_t)i * Hi * IDX_PB, IDX_PB, w + (int64_t)i * Hi, Hi, pn);
 }
 
 /* The end of the run of group tokens from g: consecutive batch tokens of
@@ -216,12 +210,9 @@ static void index_scores(void *arg, int ith, int nth) {
                     for (int32_t g2 = f; g2 < e; g2++) {
                         const int32_t t = j->list[j->t0 + g2];
                         const float *q = s->iq + (int64_t)t * Hi * Di, *w = s->iw + (int64_t)t * Hi;
-                        float sum = 0;
-                        for (int32_t h = 0; h < Hi; h++) {
-                            const float d = ctx->k->dot(q + (int64_t)h * Di, kf, Di);
-                            sum += d > 0 ? w[h] * d : 0;
-                        }
-                        s->iscore[(int64_t)g2 * ctx->n_ctx + p0 + p] = sum;
+                        float d[IDX_MAXH];
+                        for (int32_t h = 0; h < Hi; h++) d[h] = ctx->k->dot(q + (int64_t)h * Di, kf, Di);
+                        ctx->k->relu_wsum(s->iscore + (int64_t)g2 * ctx->n_ctx + p0 + p, d, 1, w, Hi, 1);
                     }
                 }
                 continue;

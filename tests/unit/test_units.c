@@ -304,6 +304,36 @@ static void test_q4_rounds_x(void) {
     }
 }
 
+/* relu_wsum (V3.2's index scores): every set = the reference to the bit,
+ * for block widths with and without a SIMD tail, with negative, zero,
+ * minus-zero and NaN products and negative weights; and the reference =
+ * the definition summed in head order. */
+static void test_relu_wsum(void) {
+    enum { H = 13, LD = 72 };
+    static float d[H * LD], w[H], want[LD], got[LD];
+    for (int i = 0; i < H * LD; i++) d[i] = frand() * 4.0f - 2.0f;
+    for (int h = 0; h < H; h++) w[h] = frand() * 2.0f - 0.5f;
+    d[3] = 0.0f, d[LD + 3] = -0.0f, d[2 * LD + 5] = NAN, d[4 * LD + 9] = -INFINITY;
+    const int widths[] = {1, 5, 8, 13, 64, 71};
+    for (int k = 0; k < 6; k++) {
+        const int np = widths[k];
+        kern_ref.relu_wsum(want, d, LD, w, H, np);
+        int def = 1;
+        for (int p = 0; p < np; p++) {
+            float s = 0;
+            for (int h = 0; h < H; h++) s += d[h * LD + p] > 0 ? w[h] * d[h * LD + p] : 0;
+            def &= !memcmp(&s, &want[p], sizeof s);
+        }
+        CHECK(def, "ref relu_wsum = its definition, %d positions", np);
+        for (const char *const *isa = kern_available(); *isa; isa++) {
+            memset(got, 0xff, sizeof got);
+            kern_select(*isa)->relu_wsum(got, d, LD, w, H, np);
+            CHECK(!memcmp(got, want, sizeof(float) * (size_t)np) && got[np] != got[np],
+                  "%s relu_wsum = the reference to the bit, %d positions (and no more written)", *isa, np);
+        }
+    }
+}
+
 /* Every kernel set against the reference, for every weight type, with
  * column counts that leave SIMD tails and row ranges with partial tiles. */
 static void test_isa_kernels(void) {
@@ -1869,6 +1899,7 @@ int main(int argc, char **argv) {
     test_dsml();
     test_sampler();
     test_kv_types();
+    test_relu_wsum();
     test_v32_sequences();
     test_init_f32_large();
     test_hugemap();

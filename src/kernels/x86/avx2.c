@@ -467,6 +467,25 @@ void avx2_q8_round(float *out, const float *x, int64_t n) {
     }
 }
 
+/* relu_wsum: 8 positions at a time, the heads' terms masked to +0 where
+ * d is not above 0 (the reference adds 0 there: the same sum). */
+void avx2_relu_wsum(float *out, const float *d, int64_t ldd, const float *w, int32_t n, int32_t np) {
+    for (int32_t p = 0; p < np; p += 8) {
+        const int32_t k = np - p < 8 ? np - p : 8; /* the last positions through a buffer, zeros after them */
+        float tail[8] = {0};
+        __m256 s = _mm256_setzero_ps();
+        for (int32_t h = 0; h < n; h++) {
+            const float *dh = d + h * ldd + p;
+            if (k < 8) memcpy(tail, dh, sizeof(float) * (size_t)k);
+            const __m256 v = _mm256_loadu_ps(k < 8 ? tail : dh);
+            const __m256 t = _mm256_mul_ps(_mm256_set1_ps(w[h]), v);
+            s = _mm256_add_ps(s, _mm256_and_ps(t, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)));
+        }
+        _mm256_storeu_ps(tail, s);
+        memcpy(out + p, tail, sizeof(float) * (size_t)k);
+    }
+}
+
 /* q4_xpair's of one token (C / 64 of them, then the odd last block's bytes
  * and step in the next one's xl and d[0]); and, where db is not NULL, each
  * block's step in db[b]. */
@@ -1778,4 +1797,4 @@ void avx2_attn_wsum(float *y, int64_t ldy, const float *a, int64_t lda, int32_t 
 
 const dsc_kernels kern_avx2 = {"avx2", avx2_matmul_rows, avx2_matvec_t, avx2_matvec_tm, avx2_dot, avx2_axpy, avx2_fma_burn, 8,
                                avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, avx2_gemm_w,
-                               avx2_attn_scores, avx2_attn_wsum, avx2_q8_round};
+                               avx2_attn_scores, avx2_attn_wsum, avx2_q8_round, avx2_relu_wsum};

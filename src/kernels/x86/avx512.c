@@ -414,6 +414,7 @@ void avx2_mat_row(float *out, const dsc_mat *w, int32_t r);
 void avx2_sigmoid(float *y, const float *x, int32_t n);
 void avx2_adamw(float *p, const float *g, float *m, float *v, int64_t n, const dsc_adamw_hp *hp);
 void avx2_q8_round(float *out, const float *x, int64_t n);
+void avx2_relu_wsum(float *out, const float *d, int64_t ldd, const float *w, int32_t n, int32_t np);
 void avx2_attn_scores(float *y, int64_t ldy, const float *x, int32_t n, const dsc_mat *w, int32_t r0, int32_t r1,
                       float *buf, int64_t ldb);
 void avx2_attn_wsum(float *y, int64_t ldy, const float *a, int64_t lda, int32_t m, const float *buf, int64_t ldb,
@@ -421,4 +422,4 @@ void avx2_attn_wsum(float *y, int64_t ldy, const float *a, int64_t lda, int32_t 
 
 const dsc_kernels kern_avx512 = {"avx512", avx512_matmul_rows, avx512_matvec_t, avx512_matvec_tm, avx512_dot, avx512_axpy,
                                  avx512_fma_burn, 16, avx2_gemm, avx2_mat_row, avx2_exp_sum, avx2_sigmoid, avx2_adamw, NULL,
-                                 avx2_attn_scores, avx2_attn_wsum, avx2_q8_round};
+                                 avx2_attn_scores, avx2_attn_wsum, avx2_q8_round, avx2_relu_wsum};
