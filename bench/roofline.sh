@@ -101,8 +101,8 @@ r0 = rows[0]["run"]
 print(f"{r0['model_type']}, {r0['threads']} threads, {r0['isa']}; decode against the read bandwidth measured "
       "before each run (roofline) and against single reads between its steps (interleaved); medians of the runs")
 print("| weights | cache | test | t/s | GB/s read | decode / roofline (range) | interleaved | attention share "
-      "| products / bandwidth | prefill t/s | prefill / FMA peak |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "| products / bandwidth | ceiling | prefill t/s | prefill / FMA peak |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for row in (r for r in rows if not r.get("scaling")):
     j = row["run"]
     test = f"tg{j['n_gen']}" + (f" @ d{j['depth']}" if j["depth"] else "")
@@ -112,7 +112,7 @@ for row in (r for r in rows if not r.get("scaling")):
     print(f"| {row['weights'].upper()} | {row['cache'].upper()} | {test} | {j['tg_tokens_per_s']:.2f} | "
           f"{j['bandwidth_gb_s']:.1f} | {j['tg_roofline_pct']:.1f}% ({j['tg_roofline_pct_min']:.1f}-"
           f"{j['tg_roofline_pct_max']:.1f}) | {j['tgi_roofline_pct']:.1f}% | {j['tg_attn_pct']:.1f}% | "
-          f"{rows_bw:.0f}% | {pp} | {ppp} |")
+          f"{rows_bw:.0f}% | {j.get('tg_attn_ceiling_pct', 100):.1f}% | {pp} | {ppp} |")
 sc = [r for r in rows if r.get("scaling")]
 if sc:
     print("\nthreads, each count's runs in turn within a repetition (dsc bench -t); speedup: the median of the "

@@ -69,6 +69,7 @@ static int32_t random_token(int32_t vocab) {
 enum {
     M_PP, M_TG, M_BW, M_PEAK, M_TG_PCT, M_PP_PCT, M_TGB, M_TGB_X, M_IBW, M_ITG, M_I_PCT, M_C_PCT, M_ROWS_PCT,
     M_ROWS_GBS, M_ATTN_PCT, M_ATTN_GFS, /* the attention's GFLOP/s while it ran */
+    M_CEIL,                             /* the bytes roofline's share of the one with attention at the FMA peak */
     M_MTP_X, M_MTP_DRAFT,               /* --mtp: a speculative step in plain tokens, the module's pass in ms */
     M_PP_X, M_TG_X,                     /* -t lists: prefill and decode against the first count's, same repetition */
     M_N
@@ -171,6 +172,7 @@ static int bench_rep(bench_env *e, dsc_ctx *ctx, int c, int r) {
         AT(M_TG) = N / dt;
         AT(M_TG_PCT) = 100 * AT(M_TG) * g->bytes / 1e9 / AT(M_BW);
         AT(M_C_PCT) = 100 * AT(M_TG) * (g->bytes / 1e9 / AT(M_BW) + g->attn_flops / 1e9 / AT(M_PEAK));
+        AT(M_CEIL) = 100 * (g->bytes / AT(M_BW)) / (g->bytes / AT(M_BW) + g->attn_flops / AT(M_PEAK));
     }
     if (N > 0) { /* the same N steps, each after a read of the probe buffer */
         if (bench_at_depth(e, ctx, g->k, D)) return 1;
@@ -255,7 +257,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
     const stat3 spp = st3[M_PP_PCT], sb = st3[M_TGB], sbx = st3[M_TGB_X], sib = st3[M_IBW], sit = st3[M_ITG];
     const stat3 sip = st3[M_I_PCT], scp = st3[M_C_PCT], srp = st3[M_ROWS_PCT], srg = st3[M_ROWS_GBS];
     const stat3 sap = st3[M_ATTN_PCT], sag = st3[M_ATTN_GFS], smx = st3[M_MTP_X], smd = st3[M_MTP_DRAFT];
-    const stat3 spx = st3[M_PP_X], stx = st3[M_TG_X];
+    const stat3 spx = st3[M_PP_X], stx = st3[M_TG_X], sce = st3[M_CEIL];
     const double read_gb_s = sbw.median, fma_gflop_s = spk.median, bytes = g->bytes, flops = g->flops;
     const double attn_flops = g->attn_flops;
     const double tg_gbs = st.median * bytes / 1e9, roof_tps = read_gb_s * 1e9 / bytes;
@@ -285,7 +287,8 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                "\"pp_peak_pct\": %.2f, \"rss_bytes\": %zu, \"kv_cache_bytes\": %zu, \"weights_huge_pct\": %.1f, "
                "\"tgi_tokens_per_s\": %.3f, \"bandwidth_interleaved_gb_s\": %.3f, \"tgi_roofline_pct\": %.2f, "
                "\"tgi_roofline_pct_min\": %.2f, \"tgi_roofline_pct_max\": %.2f, "
-               "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"parallel\": %d, "
+               "\"attn_flops_per_token\": %.0f, \"tg_attn_roofline_pct\": %.2f, \"tg_attn_ceiling_pct\": %.2f, "
+               "\"parallel\": %d, "
                "\"tgb_tokens_per_s\": %.3f, \"tgb_speedup\": %.3f, \"tgb_speedup_min\": %.3f, "
                "\"tgb_speedup_max\": %.3f, \"tg_rows_pct\": %.2f, \"tg_rows_gb_s\": %.3f, \"tg_attn_pct\": %.2f, "
                "\"tg_attn_gflop_s\": %.3f, \"mtp\": %d, \"mtp_step_tokens\": %.3f, \"mtp_step_tokens_min\": %.3f, "
@@ -295,7 +298,7 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
                tg_gbs, roof_tps, stp.median, stp.lo, stp.hi, sbw.lo, sbw.hi, g->pd,
                P > 0 ? (g->pp_absorbed ? "absorbed" : "decompressed") : "", flops, g->pp_attn_flops, fma_gflop_s, pp_gflops,
                spp.median, rss, dsc_ctx_kv_bytes(ctx), huge_pct, sit.median, sib.median, sip.median, sip.lo, sip.hi,
-               attn_flops, scp.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
+               attn_flops, scp.median, sce.median, B, B ? sb.median : 0, B ? sbx.median : 0, B ? sbx.lo : 0, B ? sbx.hi : 0,
                srp.median, srg.median, sap.median, sag.median, o->mtp, smx.median, smx.lo, smx.hi, smd.median,
                o->batch_invariant, vs);
         cJSON_free(model_json);
@@ -321,9 +324,10 @@ static void bench_print(const bench_env *e, const cli_session *s, dsc_ctx *ctx, 
     if (N > 0)
         printf("         attention: %.3f GFLOP per token at the mean position %.0f; with it at the FMA peak "
                "after the bytes at the bandwidth: roofline %.2f t/s, %.1f%% (median of the per-run ratios, "
-               "%.1f-%.1f)\n",
+               "%.1f-%.1f); a step that reads its bytes and then attends reaches at most %.1f%% of the "
+               "bytes' roofline (%.1f-%.1f)\n",
                attn_flops / 1e9, g->pos - 1, 1 / (bytes / 1e9 / read_gb_s + attn_flops / 1e9 / fma_gflop_s),
-               scp.median, scp.lo, scp.hi);
+               scp.median, scp.lo, scp.hi, sce.median, sce.lo, sce.hi);
     if (N > 0)
         printf("         time: the weight products %.1f%% of decode (the threads' mean; %.2f GB/s while they "
                "ran, %.0f%% of the bandwidth), attention %.1f%% (%.1f GFLOP/s while it ran, %.0f%% of the FMA "

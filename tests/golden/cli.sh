@@ -92,6 +92,8 @@ assert abs(j["pp_attn_flops_per_token"] - want) < 1, f"pp_attn_flops_per_token =
 assert j["flops_per_prompt_token"] > want, f"flops_per_prompt_token {j['flops_per_prompt_token']} <= {want}"
 # adding the attention's time at the FMA peak can only lower the bound, so raise the ratio
 assert j["tg_attn_roofline_pct"] >= j["tg_roofline_pct"] * 0.999, f"{j['tg_attn_roofline_pct']} < {j['tg_roofline_pct']}"
+# the most of the bytes' roofline a step that reads, then attends, can reach: below 100% once it attends
+assert 0 < j["tg_attn_ceiling_pct"] < 100, f"tg_attn_ceiling_pct = {j['tg_attn_ceiling_pct']}"
 for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "threads", "tgb_tokens_per_s",
           "tgb_speedup", "tg_roofline_pct", "pp_peak_pct", "tgi_tokens_per_s", "bandwidth_interleaved_gb_s",
           "tgi_roofline_pct"):
