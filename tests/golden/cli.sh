@@ -112,6 +112,19 @@ assert j["weights_huge_pct"] == -1 or 0 <= j["weights_huge_pct"] <= 100, f"weigh
 print(f"tg {j['tg_tokens_per_s']:.0f} t/s, x3 {j['tgb_speedup']:.2f}x")
 PY
 then ok "bench --json ($(cat "$tmp/cmp"))"; else bad "bench --json ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
+# one run: its ceiling is bytes / bandwidth over that + attention FLOPs / FMA peak, with that run's own figures
+if "$DSC" bench -m "$root" -p 0 -n 4 -d 96 -r 1 --json >"$tmp/bench1.json" 2>"$tmp/err" &&
+    python3 - "$tmp/bench1.json" >"$tmp/cmp" 2>&1 <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+t_bytes, t_attn = j["bytes_per_token"] / j["bandwidth_gb_s"], j["attn_flops_per_token"] / j["fma_peak_gflop_s"]
+want = 100 * t_bytes / (t_bytes + t_attn)
+assert j["depth"] == 96 and j["reps"] == 1 and t_attn > 0, f"depth {j['depth']}, reps {j['reps']}"
+assert abs(j["tg_attn_ceiling_pct"] - want) < 0.01 + 1e-3 * (100 - want), \
+    f"tg_attn_ceiling_pct = {j['tg_attn_ceiling_pct']}, want {want:.3f}"
+print(f"{j['tg_attn_ceiling_pct']:.2f}% at 96 positions")
+PY
+then ok "bench --json: ceiling of one run ($(cat "$tmp/cmp"))"; else bad "bench --json: ceiling ($(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | tr '\n' ' '))"; fi
 # --batch-invariant: the prefill in the absorbed form, its attention's FLOPs counted so
 if "$DSC" bench -m "$root" -p 16 -n 0 -r 1 --batch-invariant --json >"$tmp/bi.json" 2>"$tmp/err" &&
     python3 - "$tmp/bi.json" >"$tmp/cmp" 2>&1 <<'PY'
